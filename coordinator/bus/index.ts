@@ -1,0 +1,104 @@
+/**
+ * The NATS side of the system: streams, the durable task records, job events and submission.
+ * Storage and transport sit behind interfaces named by what they do, so the leader's logic
+ * reads as intent ("record the task", "publish its event").
+ */
+import { AckPolicy, DeliverPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
+import {
+  ALL_JOB_EVENTS, EVENTS_STREAM, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES,
+  jobEventsSubject, type EncodingTask, type SubmitEnvelope, type TaskEvent,
+} from '../../shared/index.js';
+
+const json = JSONCodec();
+
+export async function connectBus(url: string, name: string): Promise<NatsConnection> {
+  return connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+}
+
+/**
+ * Creates the streams if missing. Submissions use work-queue retention: a message stays until
+ * the leader acknowledges it, which it does only after the task is durably recorded.
+ */
+export async function ensureStreams(nc: NatsConnection): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  const want = [
+    { name: JOBS_STREAM, subjects: [SUBMIT_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
+    { name: EVENTS_STREAM, subjects: [ALL_JOB_EVENTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * 24 * 3600_000) },
+  ];
+  for (const cfg of want) {
+    try {
+      await jsm.streams.info(cfg.name);
+    } catch {
+      await jsm.streams.add(cfg).catch(async (e) => {
+        // Another process created it between our check and our add.
+        if (!(await jsm.streams.info(cfg.name).then(() => true, () => false))) throw e;
+      });
+    }
+  }
+  await jsm.consumers.add(JOBS_STREAM, {
+    durable_name: JOBS_CONSUMER, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000,
+  }).catch(() => undefined); // exists already
+}
+
+/** Publishes a submission; JetStream deduplicates a re-sent job id within ten minutes. */
+export async function publishSubmission(js: JetStreamClient, env: SubmitEnvelope): Promise<void> {
+  await js.publish(SUBMIT_SUBJECT, json.encode(env), { msgID: env.job_id });
+}
+
+/** Durable record of every task; the state a new leader resumes from. */
+export interface TaskStore {
+  put(task: EncodingTask): Promise<void>;
+  get(id: string): Promise<EncodingTask | undefined>;
+  /** Tasks not yet in a terminal state. */
+  listActive(): Promise<EncodingTask[]>;
+}
+
+export class JetStreamTaskStore implements TaskStore {
+  private constructor(private readonly kv: KV) {}
+  static async open(js: JetStreamClient): Promise<JetStreamTaskStore> {
+    return new JetStreamTaskStore(await js.views.kv(TASKS_BUCKET, { history: 1, storage: StorageType.File }));
+  }
+  async put(task: EncodingTask): Promise<void> {
+    await this.kv.put(task.id, json.encode(task));
+  }
+  async get(id: string): Promise<EncodingTask | undefined> {
+    const e = await this.kv.get(id);
+    return e && e.operation === 'PUT' && e.value.length ? (json.decode(e.value) as EncodingTask) : undefined;
+  }
+  async listActive(): Promise<EncodingTask[]> {
+    const out: EncodingTask[] = [];
+    for await (const key of await this.kv.keys()) {
+      const t = await this.get(key);
+      if (t && !TERMINAL_STATES.has(t.state)) out.push(t);
+    }
+    return out;
+  }
+}
+
+export async function publishEvent(js: JetStreamClient, ev: TaskEvent): Promise<void> {
+  await js.publish(jobEventsSubject(ev.job_id), json.encode(ev));
+}
+
+/**
+ * Follows one job's events from the first, calling `onEvent` for each, until a terminal state
+ * arrives or `timeoutMs` passes. Resolves with the last event seen.
+ */
+export async function followJob(js: JetStreamClient, jobId: string, onEvent: (e: TaskEvent) => void, timeoutMs: number): Promise<TaskEvent | undefined> {
+  const consumer = await js.consumers.get(EVENTS_STREAM, { filterSubjects: [jobEventsSubject(jobId)], deliver_policy: DeliverPolicy.All });
+  const messages = await consumer.consume();
+  let last: TaskEvent | undefined;
+  const timer = setTimeout(() => void messages.close(), timeoutMs);
+  try {
+    for await (const m of messages) {
+      last = json.decode(m.data) as TaskEvent;
+      onEvent(last);
+      if (TERMINAL_STATES.has(last.state)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    await messages.close().catch(() => undefined);
+  }
+  return last;
+}
+
+export { json as jsonCodec };

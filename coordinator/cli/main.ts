@@ -1,0 +1,208 @@
+#!/usr/bin/env node
+/**
+ * The `prescient` command line. Every command has --help; those a script would read take --json.
+ */
+import { Command, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import {
+  ConfigError, SchemaValidationError, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
+  type EncodingSchema, type TaskEvent, type ValidationContext,
+} from '../../shared/index.js';
+import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
+import { connectBus, ensureStreams, followJob, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
+import { startCoordinator } from '../coordinator.js';
+import { startAgent } from '../../node-agent/index.js';
+import { runDemo } from './demo.js';
+import { formatEvent } from './format.js';
+
+const program = new Command();
+program
+  .name('prescient')
+  .description('Predictive resource reservation for distributed video encoding')
+  .option('--state-dir <dir>', 'where the local stack keeps its data and endpoints (default: $PRESCIENT_STATE_DIR or ~/.prescient)')
+  .showHelpAfterError();
+
+const dir = () => stateDir(program.opts().stateDir);
+const validation = (): ValidationContext => ({ allowedInputRoots: allowedInputRoots(dir()) });
+const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value, null, 2) : text());
+
+// ── stack ──────────────────────────────────────────────────────────────────────────────
+const stack = program.command('stack').description('start, stop or inspect the local NATS + Consul + QuestDB stack');
+stack.command('up').description('start the local stack on loopback and wait until every service is healthy')
+  .option('--json', 'print the status as JSON')
+  .action(async (o) => {
+    const s = await stackUp({ stateDir: dir(), log: (l) => { if (!o.json) console.error(l); } });
+    print(o.json, s, () => formatStack(s));
+  });
+stack.command('down').description('stop every service of the local stack')
+  .option('--json', 'print the status as JSON')
+  .action(async (o) => { const s = await stackDown({ stateDir: dir() }); print(o.json, s, () => formatStack(s)); });
+stack.command('status').description('show each service, its health and endpoints')
+  .option('--json', 'print the status as JSON')
+  .action(async (o) => {
+    const s = await stackStatus({ stateDir: dir() });
+    print(o.json, s, () => formatStack(s));
+    if (!s.up) process.exitCode = 3;
+  });
+
+function formatStack(s: Awaited<ReturnType<typeof stackStatus>>): string {
+  const lines = [`stack at ${s.state_dir}: ${s.up ? 'up' : 'down'}`];
+  for (const svc of s.services) lines.push(`  ${svc.name.padEnd(8)} ${svc.healthy ? 'healthy' : svc.running ? 'unhealthy' : 'stopped'}  ${svc.endpoint}${svc.pid ? `  pid ${svc.pid}` : ''}`);
+  return lines.join('\n');
+}
+
+// ── jobs ───────────────────────────────────────────────────────────────────────────────
+/** Reads one or more job documents (YAML, multi-document allowed, or JSON). */
+function readJobs(file: string): unknown[] {
+  const text = readFileSync(file, 'utf8');
+  return YAML.parseAllDocuments(text).map((d) => {
+    if (d.errors.length) throw new ConfigError(file, `is not valid YAML/JSON: ${d.errors[0].message}`);
+    return d.toJS();
+  });
+}
+
+/** Validates locally so a bad job never reaches the cluster; checks input files exist. */
+function checkJob(raw: unknown, ctx: ValidationContext): EncodingSchema {
+  const schema = validateEncodingSchema(raw, ctx);
+  if (schema.input.kind === 'file' && !existsSync(schema.input.path)) {
+    throw new SchemaValidationError([{ field: 'input.path', reason: `file ${schema.input.path} does not exist` }]);
+  }
+  return schema;
+}
+
+program.command('validate').description('check job files without submitting them')
+  .argument('<files...>', 'YAML or JSON job files')
+  .option('--json', 'print results as JSON')
+  .action((files: string[], o) => {
+    const results = files.flatMap((f) => readJobs(f).map((raw, i) => {
+      try { checkJob(raw, validation()); return { file: f, index: i, valid: true, issues: [] }; }
+      catch (e) { if (!(e instanceof SchemaValidationError)) throw e; return { file: f, index: i, valid: false, issues: e.issues }; }
+    }));
+    print(o.json, results, () => results.map((r) => `${r.file}#${r.index}: ${r.valid ? 'valid' : 'INVALID\n' + r.issues.map((i) => `  ${i.field}: ${i.reason}`).join('\n')}`).join('\n'));
+    if (results.some((r) => !r.valid)) process.exitCode = 2;
+  });
+
+program.command('submit').description('submit encoding jobs through NATS JetStream (kept until a leader takes them)')
+  .argument('<file>', 'YAML or JSON job file (several YAML documents submit several jobs)')
+  .option('--wait', 'follow each job until it finishes and show the result')
+  .option('--timeout <seconds>', 'give up waiting after this long', '600')
+  .option('--json', 'print job ids and results as JSON')
+  .action(async (file: string, o) => {
+    const ctx = validation();
+    let schemas: EncodingSchema[];
+    try {
+      schemas = readJobs(file).map((raw) => checkJob(raw, ctx));
+    } catch (e) {
+      if (e instanceof SchemaValidationError) {
+        print(o.json, { error: 'invalid encoding schema', issues: e.issues }, () => e.message);
+        process.exitCode = 2;
+        return;
+      }
+      throw e;
+    }
+    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    try {
+      await ensureStreams(nc);
+      const js = nc.jetstream();
+      const ids: string[] = [];
+      for (const schema of schemas) {
+        const id = newJobId();
+        await publishSubmission(js, { job_id: id, submitted_at: Date.now(), schema });
+        ids.push(id);
+        if (!o.json) console.log(`submitted ${id}`);
+      }
+      if (!o.wait) { if (o.json) console.log(JSON.stringify({ jobs: ids })); return; }
+      const finals = await Promise.all(ids.map((id) => followJob(js, id, (e) => { if (!o.json) console.log(formatEvent(e)); }, Number(o.timeout) * 1000)));
+      if (o.json) console.log(JSON.stringify({ jobs: finals.map((f, i) => f ?? { job_id: ids[i], state: 'unknown', reason: 'timed out waiting' }) }, null, 2));
+      if (finals.some((f) => f?.state !== 'succeeded')) process.exitCode = 1;
+    } finally {
+      await nc.drain();
+    }
+  });
+
+program.command('status').description('show the recorded state of one job')
+  .argument('<job-id>')
+  .option('--json', 'print the task record as JSON')
+  .action(async (id: string, o) => {
+    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    try {
+      const t = await (await JetStreamTaskStore.open(nc.jetstream())).get(id);
+      if (!t) { console.error(`no job ${id}`); process.exitCode = 4; return; }
+      print(o.json, t, () => formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent));
+    } finally {
+      await nc.drain();
+    }
+  });
+
+// ── processes ──────────────────────────────────────────────────────────────────────────
+const untilSignal = (stop: () => Promise<void>) => {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+};
+
+program.command('coordinator').description('run a coordinator: campaigns for leadership in Consul; the leader places jobs')
+  .option('--id <id>', 'candidate id (default: host-pid)')
+  .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
+  .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
+  .action(async (o) => {
+    const c = await startCoordinator({ id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort) });
+    untilSignal(() => c.stop());
+  });
+
+const agentOptions = (cmd: Command) => cmd
+  .option('--node-id <id>', 'name of this node (default: hostname)')
+  .option('--cores <list>', 'CPU cores granted to this agent, e.g. 0-3,6 (default: all it may use)')
+  .option('--memory-gb <gb>', 'memory granted to this agent (default: all)', parseFloat)
+  .option('--bandwidth-mbps <mbps>', 'I/O bandwidth this node offers', parseFloat)
+  .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)');
+
+agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
+  .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
+  .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
+  .action(async (o) => {
+    const a = await startAgent(agentConfig(o));
+    untilSignal(() => a.stop());
+  });
+
+function agentConfig(o: Record<string, string | number | undefined>) {
+  const node = (o.nodeId as string | undefined) ?? undefined;
+  const base = path.join(dir(), 'output', node ?? 'local');
+  return {
+    nodeId: node, endpoints: loadEndpoints(dir()), validation: validation(),
+    grant: { cores: o.cores as string | undefined, memoryGb: o.memoryGb as number | undefined, bandwidthMbps: o.bandwidthMbps as number | undefined },
+    outputDir: (o.outputDir as string | undefined) ?? base,
+    spoolDir: path.join(dir(), 'spool', node ?? 'local'),
+    grpcHost: o.grpcHost as string | undefined, grpcPort: o.grpcPort === undefined ? undefined : Number(o.grpcPort),
+  };
+}
+
+agentOptions(program.command('dev').description('one coordinator and one agent in one process against the local stack (starts it if needed)'))
+  .action(async (o) => {
+    await stackUp({ stateDir: dir(), log: (l) => console.error(l) });
+    const c = await startCoordinator({ id: 'dev', endpoints: loadEndpoints(dir()), validation: validation() });
+    const a = await startAgent({ ...agentConfig({ nodeId: 'dev-node', ...o }), nodeId: o.nodeId ?? 'dev-node' });
+    console.log(`dev cluster running: coordinator ${c.address}, agent ${a.address}. Submit with \`prescient submit job.yaml --wait\`; Ctrl-C stops.`);
+    untilSignal(async () => { await a.stop(); await c.stop(); });
+  });
+
+program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
+  .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))
+  .option('--jobs <file>', 'job file to run instead of the built-in batch')
+  .option('--keep', 'leave the stack running afterwards')
+  .option('--json', 'print results as JSON')
+  .action(async (o) => {
+    process.exitCode = await runDemo({ stateDir: dir(), agents: Number(o.agents), jobsFile: o.jobs, keep: !!o.keep, json: !!o.json });
+  });
+
+program.parseAsync().catch((e: Error) => {
+  console.error(e instanceof ConfigError || e instanceof SchemaValidationError ? e.message : `error: ${e.message}`);
+  process.exit(e instanceof SchemaValidationError ? 2 : 1);
+});

@@ -1,0 +1,102 @@
+/**
+ * A coordinator process: serves the Coordinator gRPC API, campaigns for leadership through
+ * Consul, and while it leads runs a Leader for its term. Standbys answer agents with
+ * "not the leader", naming the one that is.
+ */
+import os from 'node:os';
+import type { NatsConnection } from 'nats';
+import {
+  coordinatorService, notLeaderError, serve, grpc,
+  type CoordinatorHandlers, type StackEndpoints, type ValidationContext,
+} from '../shared/index.js';
+import { loadModel, type ResourcePredictor } from '../models/index.js';
+import { ConsulLeaderElection, type LeaderElection } from './election/index.js';
+import { JetStreamTaskStore, connectBus, ensureStreams } from './bus/index.js';
+import { Leader } from './leader/index.js';
+
+export interface CoordinatorOptions {
+  id?: string;
+  endpoints: StackEndpoints;
+  validation: ValidationContext;
+  grpcHost?: string;
+  grpcPort?: number;
+  predictor?: ResourcePredictor;
+  leaseMs?: number;
+  heartbeatMs?: number;
+  sessionTtlSeconds?: number;
+  log?: (msg: string) => void;
+}
+
+export interface CoordinatorHandle {
+  id: string;
+  address: string;
+  isLeader(): boolean;
+  leader(): Leader | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startCoordinator(o: CoordinatorOptions): Promise<CoordinatorHandle> {
+  const id = o.id ?? `${os.hostname()}-${process.pid}`;
+  const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${m}`));
+  const predictor = o.predictor ?? loadModel();
+  const nc: NatsConnection = await (async () => {
+    const c = await connectBus(o.endpoints.nats_url, `coordinator-${id}`);
+    await ensureStreams(c);
+    return c;
+  })();
+  const js = nc.jetstream();
+  const store = await JetStreamTaskStore.open(js);
+  let leader: Leader | undefined;
+  let leaderAddress: string | undefined;
+
+  const guard = <Req, Res>(fn: (l: Leader, req: Req) => Promise<Res>) =>
+    (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+      if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
+      fn(leader, call.request).then((r) => cb(null, r), (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message } as grpc.ServiceError));
+    };
+  const handlers: CoordinatorHandlers = {
+    Register: guard((l, r) => l.register(r)),
+    Heartbeat: guard((l, r) => l.heartbeat(r)),
+    ReportStatus: guard((l, r) => l.reportStatus(r)),
+  };
+  const host = o.grpcHost ?? '127.0.0.1';
+  const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0);
+  const address = `${host}:${port}`;
+
+  const election: LeaderElection = new ConsulLeaderElection({
+    consulHttp: o.endpoints.consul_http, candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
+  });
+  let transition = Promise.resolve();
+  await election.start({
+    elected: (term) => {
+      transition = transition.then(async () => {
+        const l = new Leader({
+          id, term, js, store, predictor, validation: o.validation, log,
+          leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
+        });
+        await l.start();
+        leader = l;
+        leaderAddress = address;
+      }).catch((e) => log(`could not start leading: ${e}`));
+    },
+    demoted: () => {
+      const l = leader;
+      leader = undefined;
+      leaderAddress = undefined;
+      transition = transition.then(() => l?.stop()).catch((e) => log(`error while stepping down: ${e}`));
+    },
+  });
+  log(`coordinator ${id} serving gRPC on ${address}, campaigning through Consul at ${o.endpoints.consul_http}`);
+
+  return {
+    id, address,
+    isLeader: () => !!leader,
+    leader: () => leader,
+    async stop() {
+      await election.stop();
+      await transition;
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      await nc.drain().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,155 @@
+/**
+ * Leader election through a Consul session and KV lock (Consul's documented leader-election
+ * recipe). The session's TTL bounds how long a dead leader blocks a takeover: Consul may reap
+ * an expired session up to 2×TTL late, and then applies the session's lock-delay, which we set
+ * short on purpose (Consul's default is 15 s).
+ */
+import Consul from 'consul';
+import { LEADER_KEY, TERM_KEY, parseHostPort } from '../../shared/index.js';
+import type { ElectionEvents, LeaderElection, LeaderInfo, LeaderLookup } from './index.js';
+
+export interface ConsulElectionOptions {
+  /** host:port of Consul's HTTP API. */
+  consulHttp: string;
+  candidateId: string;
+  /** host:port this candidate serves gRPC on, published when it leads. */
+  advertise: string;
+  ttlSeconds?: number;
+  lockDelaySeconds?: number;
+  /** How often a standby tries to take the lock and a leader checks it still holds it. */
+  pollMs?: number;
+  log?: (msg: string) => void;
+}
+
+function client(consulHttp: string): Consul {
+  const { host, port } = parseHostPort(consulHttp, 'consul_http');
+  return new Consul({ host, port });
+}
+
+interface KvItem { Value: string | null; ModifyIndex: number; Session?: string }
+
+export class ConsulLeaderLookup implements LeaderLookup {
+  private readonly consul: Consul;
+  constructor(consulHttp: string) { this.consul = client(consulHttp); }
+  async currentLeader(): Promise<LeaderInfo | null> {
+    const item = (await this.consul.kv.get(LEADER_KEY)) as KvItem | null;
+    if (!item?.Session || !item.Value) return null;
+    const info = JSON.parse(item.Value) as LeaderInfo;
+    return info.term > 0 ? info : null;
+  }
+}
+
+export class ConsulLeaderElection implements LeaderElection {
+  private readonly consul: Consul;
+  private readonly ttl: number;
+  private readonly lockDelay: number;
+  private readonly pollMs: number;
+  private session?: string;
+  private leading = false;
+  private term = 0;
+  private timer?: NodeJS.Timeout;
+  private renewTimer?: NodeJS.Timeout;
+  private stopped = false;
+  private events?: ElectionEvents;
+  private busy = false;
+
+  constructor(private readonly opts: ConsulElectionOptions) {
+    this.consul = client(opts.consulHttp);
+    this.ttl = opts.ttlSeconds ?? 10;
+    this.lockDelay = opts.lockDelaySeconds ?? 1;
+    this.pollMs = opts.pollMs ?? 1000;
+  }
+
+  isLeader(): boolean { return this.leading; }
+
+  async start(events: ElectionEvents): Promise<void> {
+    this.events = events;
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.pollMs);
+    this.renewTimer = setInterval(() => void this.renew(), (this.ttl * 1000) / 3);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearInterval(this.renewTimer);
+    while (this.busy) await new Promise((r) => setTimeout(r, 20));
+    const session = this.session;
+    this.session = undefined;
+    if (this.leading) this.demote('stopped');
+    if (session) {
+      // Releasing before destroying lets a standby acquire at once, without the lock-delay.
+      await this.consul.kv.set({ key: LEADER_KEY, value: '', release: session }).catch(() => undefined);
+      await this.consul.session.destroy(session).catch(() => undefined);
+    }
+  }
+
+  private log(msg: string) { this.opts.log?.(`[election ${this.opts.candidateId}] ${msg}`); }
+
+  private demote(reason: string) {
+    if (!this.leading) return;
+    this.leading = false;
+    this.log(`lost leadership of term ${this.term}: ${reason}`);
+    this.events?.demoted(reason);
+  }
+
+  private async renew(): Promise<void> {
+    if (!this.session || this.stopped) return;
+    try {
+      const res = await this.consul.session.renew(this.session);
+      if (!res || (Array.isArray(res) && res.length === 0)) throw new Error('session not found');
+    } catch (e) {
+      this.log(`session renew failed: ${(e as Error).message}`);
+      this.session = undefined;
+      this.demote('session lost');
+    }
+  }
+
+  /** One step of the campaign: make sure we have a session, then take or check the lock. */
+  private async tick(): Promise<void> {
+    if (this.busy || this.stopped) return;
+    this.busy = true;
+    try {
+      if (!this.session) {
+        const s = await this.consul.session.create({
+          name: `prescient-coordinator-${this.opts.candidateId}`,
+          ttl: `${this.ttl}s`, lockdelay: `${this.lockDelay}s`, behavior: 'release',
+        });
+        this.session = s.ID;
+      }
+      const item = (await this.consul.kv.get(LEADER_KEY)) as KvItem | null;
+      if (this.leading) {
+        if (item?.Session !== this.session) this.demote('lock is no longer held by this session');
+        return;
+      }
+      if (item?.Session) return; // someone else leads
+      const acquired = await this.consul.kv.set({ key: LEADER_KEY, value: this.describe(0), acquire: this.session });
+      if (!acquired || this.stopped) return;
+      this.term = await this.nextTerm();
+      // Re-acquiring a lock this session holds just updates its value.
+      await this.consul.kv.set({ key: LEADER_KEY, value: this.describe(this.term), acquire: this.session });
+      this.leading = true;
+      this.log(`elected, term ${this.term}`);
+      this.events?.elected(this.term);
+    } catch (e) {
+      this.log(`campaign step failed: ${(e as Error).message}`);
+      if (this.leading) this.demote(`consul unreachable: ${(e as Error).message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private describe(term: number): string {
+    const info: LeaderInfo = { id: this.opts.candidateId, address: this.opts.advertise, term };
+    return JSON.stringify(info);
+  }
+
+  /** Increments the term counter with check-and-set, so two leaders can never share a term. */
+  private async nextTerm(): Promise<number> {
+    for (;;) {
+      const item = (await this.consul.kv.get(TERM_KEY)) as KvItem | null;
+      const next = (item?.Value ? Number(item.Value) : 0) + 1;
+      if (await this.consul.kv.set({ key: TERM_KEY, value: String(next), cas: item?.ModifyIndex ?? 0 })) return next;
+    }
+  }
+}

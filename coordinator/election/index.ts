@@ -1,0 +1,32 @@
+/**
+ * Leader election. Exactly one coordinator leads at a time; each leadership carries a term
+ * number that only grows, which agents use to refuse orders from a deposed leader.
+ */
+export interface LeaderInfo {
+  id: string;
+  /** host:port of the leader's Coordinator gRPC service. */
+  address: string;
+  term: number;
+}
+
+export interface ElectionEvents {
+  /** This candidate now leads under `term`. */
+  elected(term: number): void;
+  /** This candidate lost leadership (session lost, lock taken, or stopped). */
+  demoted(reason: string): void;
+}
+
+export interface LeaderElection {
+  /** Starts campaigning; resolves once the first attempt has been made. */
+  start(events: ElectionEvents): Promise<void>;
+  /** Stops campaigning and gives the lock up at once if held, so a standby takes over without waiting for a TTL. */
+  stop(): Promise<void>;
+  isLeader(): boolean;
+}
+
+/** Reads who leads now, for agents and the CLI. */
+export interface LeaderLookup {
+  currentLeader(): Promise<LeaderInfo | null>;
+}
+
+export { ConsulLeaderElection, ConsulLeaderLookup } from './consul.js';

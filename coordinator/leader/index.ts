@@ -1,0 +1,319 @@
+/**
+ * What a coordinator does while it leads one term: admit submissions, predict, place, commit
+ * reservations, hand work to agents, and settle results. One Leader object lives exactly as
+ * long as the leadership; a new term builds a fresh one from the durable task records and
+ * from what the agents report.
+ *
+ *   JetStream submit ──► admit (validate, predict, record) ──► queue ──► place (pure) ──► commit (ledger)
+ *                                                                            │
+ *   agent ReportStatus ◄── encode ◄── Assign (gRPC, term-fenced) ◄──────────┘
+ *        └──► release reservation, record result, publish event
+ */
+import type { ConsumerMessages, JetStreamClient } from 'nats';
+import {
+  AgentClient, SchemaValidationError, TERMINAL_STATES, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
+  JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, GPU_ENCODERS, SLA_CLASSES,
+  type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
+  type SubmitEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
+} from '../../shared/index.js';
+import type { ResourcePredictor } from '../../models/index.js';
+import { Ledger } from '../ledger/index.js';
+import { place, type PlacementRequest } from '../placement/index.js';
+import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
+
+export interface LeaderOptions {
+  id: string;
+  term: number;
+  js: JetStreamClient;
+  store: TaskStore;
+  predictor: ResourcePredictor;
+  validation: ValidationContext;
+  /** An agent silent for this long is declared lost and its tasks re-queued. */
+  leaseMs: number;
+  heartbeatMs: number;
+  /** Attempts before a task that keeps losing its node is failed. */
+  maxAttempts?: number;
+  log: (msg: string) => void;
+  now?: () => number;
+}
+
+/** Serialises state changes: each runs after the previous one has finished, I/O included. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+const SLA_RANK = Object.fromEntries(SLA_CLASSES.map((c, i) => [c, i])) as Record<string, number>;
+
+export class Leader {
+  readonly ledger: Ledger;
+  /** Tasks this leader is responsible for that are not yet terminal. */
+  private readonly active = new Map<string, EncodingTask>();
+  /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
+  private readonly unclaimed = new Map<string, number>();
+  private readonly agents = new Map<string, AgentClient>();
+  private readonly serial = new Serial();
+  private messages?: ConsumerMessages;
+  private ticker?: NodeJS.Timeout;
+  private stopped = false;
+  private readonly now: () => number;
+
+  constructor(private readonly o: LeaderOptions) {
+    this.now = o.now ?? Date.now;
+    this.ledger = new Ledger(o.term, o.leaseMs);
+  }
+
+  get term(): number { return this.o.term; }
+
+  async start(): Promise<void> {
+    for (const t of await this.o.store.listActive()) {
+      this.active.set(t.id, t);
+      if (t.state === 'placed' || t.state === 'running') this.unclaimed.set(t.id, this.now() + this.o.leaseMs);
+    }
+    this.log(`term ${this.o.term}: resumed ${this.active.size} active task(s), ${this.unclaimed.size} awaiting their agents`);
+    this.ticker = setInterval(() => void this.serial.run(() => this.tick()).catch((e) => this.log(`tick failed: ${e}`)), 1000);
+    void this.consume();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.ticker);
+    await this.messages?.close().catch(() => undefined);
+    await this.serial.run(async () => undefined);
+    for (const c of this.agents.values()) c.close();
+    this.agents.clear();
+  }
+
+  /** Active tasks in queue order, for status views. */
+  queue(): EncodingTask[] {
+    return [...this.active.values()].filter((t) => t.state === 'queued').sort(queueOrder);
+  }
+
+  // ── submissions ──────────────────────────────────────────────────────────────────────
+
+  private async consume(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const consumer = await this.o.js.consumers.get(JOBS_STREAM, JOBS_CONSUMER);
+        this.messages = await consumer.consume({ max_messages: 64, expires: 5000 });
+        if (this.stopped) break;
+        for await (const m of this.messages) {
+          await this.serial.run(() => this.admit(m.data)).then(
+            () => m.ack(),
+            (e) => { this.log(`could not admit a submission, it will be redelivered: ${e}`); m.nak(2000); },
+          );
+        }
+      } catch (e) {
+        if (!this.stopped) this.log(`submission consumer failed, retrying: ${(e as Error).message}`);
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  /** Validates, predicts and records one submission. Throws only if it could not be recorded. */
+  private async admit(data: Uint8Array): Promise<void> {
+    let env: SubmitEnvelope;
+    try {
+      env = jsonCodec.decode(data) as SubmitEnvelope;
+    } catch {
+      this.log('dropped a submission that is not JSON');
+      return;
+    }
+    if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
+      this.log(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
+      return;
+    }
+    if (await this.o.store.get(env.job_id)) return; // redelivery of a job already recorded
+    const now = this.now();
+    const base = { id: env.job_id, submitted_at: Number(env.submitted_at) || now, updated_at: now, term: this.o.term, attempts: 0 };
+    let task: EncodingTask;
+    try {
+      const schema = validateEncodingSchema(env.schema, this.o.validation);
+      task = { ...base, schema, state: 'queued', predicted: this.o.predictor.predict(schema), reason: 'waiting for placement' };
+    } catch (e) {
+      const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
+      task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
+    }
+    await this.record(task);
+    if (task.state === 'queued') {
+      this.active.set(task.id, task);
+      await this.schedule();
+    }
+  }
+
+  // ── placement ────────────────────────────────────────────────────────────────────────
+
+  private request(t: EncodingTask): PlacementRequest {
+    const up = t.predicted!.upper;
+    const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
+    // CPU is elastic (fewer cores make an encode slower, not fail), so a request never asks
+    // for more cores than the biggest live node has; memory is not, so it is never trimmed.
+    const biggest = Math.max(1, ...this.ledger.snapshot().nodes.map((n) => n.capacity.core_ids.length));
+    return {
+      task_id: t.id,
+      cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),
+      gpus: gpu ? 1 : 0,
+      memory_gb: Math.ceil(up.memory_gb * 100) / 100,
+      bandwidth_mbps: Math.ceil(up.bandwidth_mbps * 10) / 10,
+    };
+  }
+
+  /** Tries to place every queued task, most urgent first. */
+  private async schedule(): Promise<void> {
+    for (const t of this.queue()) {
+      if (this.stopped) return;
+      const req = this.request(t);
+      const result = place(req, this.ledger.snapshot());
+      if (result.kind !== 'placed') {
+        const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;
+        if (t.reason !== reason) {
+          t.reason = reason;
+          await this.record(t);
+        }
+        continue;
+      }
+      const commit = this.ledger.commit(result.plan, this.now());
+      if (!commit.ok) { this.log(`plan for ${t.id} refused: ${commit.reason}`); continue; }
+      t.allocation = commit.allocation;
+      t.predicted = this.o.predictor.predict(t.schema, req.cores);
+      t.attempts += 1;
+      t.reason = undefined;
+      t.state = 'placed';
+      await this.record(t);
+      const node = this.ledger.snapshot().nodes.find((n) => n.capacity.node_id === commit.allocation.node_id)!;
+      const refused = await this.agent(node.capacity.address)
+        .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(commit.allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
+        .then((r) => (r.accepted ? undefined : r.reason), (e: Error) => e.message);
+      if (refused) {
+        this.log(`agent ${commit.allocation.node_id} refused ${t.id}: ${refused}`);
+        this.ledger.release(t.id);
+        await this.requeue(t, `node ${commit.allocation.node_id} refused the assignment: ${refused}`);
+      }
+    }
+  }
+
+  private async requeue(t: EncodingTask, reason: string): Promise<void> {
+    this.ledger.release(t.id);
+    this.unclaimed.delete(t.id);
+    t.allocation = undefined;
+    if (t.attempts >= (this.o.maxAttempts ?? 5)) {
+      this.active.delete(t.id);
+      await this.record(Object.assign(t, { state: 'failed' as TaskState, reason: `gave up after ${t.attempts} attempts; last: ${reason}` }));
+      return;
+    }
+    await this.record(Object.assign(t, { state: 'queued' as TaskState, reason }));
+  }
+
+  // ── agents ───────────────────────────────────────────────────────────────────────────
+
+  register(req: RegisterRequest): Promise<RegisterReply> {
+    return this.serial.run(async () => {
+      const cap = req.capacity;
+      this.ledger.upsertNode(cap, this.now());
+      this.log(`node ${cap.node_id} registered at ${cap.address}: cores [${cap.core_ids.join(',')}], ${cap.memory_gb.toFixed(1)} GB, ${cap.gpus.length} GPU(s)`);
+      await this.claim(cap.node_id, req.running);
+      await this.schedule();
+      return { term: this.o.term, leader_id: this.o.id, heartbeat_interval_ms: this.o.heartbeatMs };
+    });
+  }
+
+  heartbeat(req: HeartbeatRequest): Promise<HeartbeatReply> {
+    return this.serial.run(async () => {
+      if (!this.ledger.touch(req.node_id, this.now())) return { term: this.o.term, reregister: true };
+      await this.claim(req.node_id, req.running);
+      return { term: this.o.term, reregister: false };
+    });
+  }
+
+  /** Adopts reservations of tasks a node says it is running (after a failover, or a missed report). */
+  private async claim(nodeId: string, running: RegisterRequest['running']): Promise<void> {
+    for (const r of running) {
+      const t = this.active.get(r.task_id);
+      if (!t || !r.allocation || this.ledger.reservation(t.id)) { this.unclaimed.delete(r.task_id); continue; }
+      const adopted = this.ledger.adopt(t.id, { ...fromAllocationMsg(r.allocation), node_id: nodeId }, this.now());
+      if (!adopted.ok) { this.log(`cannot adopt ${t.id} on ${nodeId}: ${adopted.reason}`); continue; }
+      this.unclaimed.delete(t.id);
+      t.allocation = adopted.allocation;
+      if (t.state === 'queued') t.state = 'running';
+      await this.record(t);
+    }
+  }
+
+  reportStatus(rep: TaskStatusReport): Promise<Ack> {
+    return this.serial.run(async () => {
+      const t = this.active.get(rep.task_id) ?? (await this.o.store.get(rep.task_id));
+      if (!t) return { ok: false, reason: `unknown task ${rep.task_id}` };
+      if (TERMINAL_STATES.has(t.state)) return { ok: true, reason: `already ${t.state}` };
+      if (t.allocation && t.allocation.node_id !== rep.node_id) return { ok: false, reason: `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}` };
+      this.unclaimed.delete(t.id);
+      if (rep.state === 'running') {
+        t.state = 'running';
+        await this.record(t);
+        return { ok: true, reason: '' };
+      }
+      this.ledger.release(t.id);
+      this.active.delete(t.id);
+      t.state = rep.state === 'succeeded' ? 'succeeded' : 'failed';
+      t.reason = rep.reason || undefined;
+      if (rep.state === 'succeeded' && rep.actual) {
+        t.result = {
+          actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,
+          psnr_db: Number.isFinite(rep.psnr_db) ? rep.psnr_db : undefined, ssim: Number.isFinite(rep.ssim) ? rep.ssim : undefined,
+          pinned: rep.pinned, frames: rep.frames,
+        };
+      }
+      await this.record(t);
+      await this.schedule();
+      return { ok: true, reason: '' };
+    });
+  }
+
+  private agent(address: string): AgentClient {
+    let c = this.agents.get(address);
+    if (!c) this.agents.set(address, (c = new AgentClient(address)));
+    return c;
+  }
+
+  // ── housekeeping ─────────────────────────────────────────────────────────────────────
+
+  /** Once a second: declare silent nodes lost, re-queue unclaimed tasks, and retry the queue. */
+  private async tick(): Promise<void> {
+    const now = this.now();
+    for (const n of this.ledger.snapshot().nodes) {
+      if (now - n.last_seen <= this.o.leaseMs) continue;
+      this.log(`node ${n.capacity.node_id} lost: no heartbeat for ${((now - n.last_seen) / 1000).toFixed(1)} s`);
+      for (const { task_id } of this.ledger.removeNode(n.capacity.node_id)) {
+        const t = this.active.get(task_id);
+        if (t) await this.requeue(t, `node ${n.capacity.node_id} was lost`);
+      }
+    }
+    for (const [id, deadline] of this.unclaimed) {
+      if (now < deadline) continue;
+      const t = this.active.get(id);
+      if (t) await this.requeue(t, `no agent claimed it after leader failover`);
+      else this.unclaimed.delete(id);
+    }
+    await this.schedule();
+  }
+
+  /** Persists a task and publishes its state on the job's subject. */
+  private async record(t: EncodingTask): Promise<void> {
+    t.updated_at = this.now();
+    t.term = this.o.term;
+    await this.o.store.put(t);
+    await publishEvent(this.o.js, {
+      job_id: t.id, state: t.state, at: t.updated_at, term: this.o.term, node_id: t.allocation?.node_id,
+      reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
+    });
+  }
+
+  private log(msg: string) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`); }
+}
+
+function queueOrder(a: EncodingTask, b: EncodingTask): number {
+  return (SLA_RANK[a.schema.priority] ?? 9) - (SLA_RANK[b.schema.priority] ?? 9) || a.submitted_at - b.submitted_at || (a.id < b.id ? -1 : 1);
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Installs everything Prescient runs on a Debian 12 machine: nats-server, ffmpeg, consul (from the
+# bullseye suite, pinned low), a Java runtime + maven for the QuestDB jar, the node dependencies and
+# the build. Idempotent: each step checks first, so a second run only prints versions.
+#
+#   PRESCIENT_QUESTDB_JAR      where the QuestDB jar goes   (default /opt/prescient/questdb/questdb.jar)
+#   PRESCIENT_QUESTDB_VERSION  QuestDB release to fetch     (default 9.3.4)
+#   PRESCIENT_DEBIAN_MIRROR    mirror for the bullseye suite (default: the one this machine uses for bookworm)
+#   PRESCIENT_SKIP_NPM=1       stop after the system components
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QUESTDB_VERSION=${PRESCIENT_QUESTDB_VERSION:-9.3.4}
+QUESTDB_JAR=${PRESCIENT_QUESTDB_JAR:-/opt/prescient/questdb/questdb.jar}
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # nats-server installs to /usr/sbin
+FAILED=()
+
+say() { printf '%-12s %s\n' "$1" "$2"; }
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+APT_UPDATED=0
+apt_install() { # apt-get update at most once per run, and only when something is missing
+  if [ "$APT_UPDATED" = 0 ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Writes $2 to file $1 only when it differs; returns 0 when it changed.
+put_file() {
+  if [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; then return 1; fi
+  printf '%s\n' "$2" | $SUDO tee "$1" >/dev/null
+}
+
+# The mirror already configured for bookworm (deb822 or one-line format), so no host is hard-coded.
+debian_mirror() {
+  if [ -n "${PRESCIENT_DEBIAN_MIRROR:-}" ]; then echo "$PRESCIENT_DEBIAN_MIRROR"; return; fi
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN { RS = "" }
+      /(^|\n)Suites:[^\n]*[ \t]bookworm([ \t]|\n|$)/ {
+        if (match($0, /(^|\n)URIs:[ \t]*[^ \t\n]+/)) { u = substr($0, RSTART, RLENGTH); sub(/^\n?URIs:[ \t]*/, "", u); print u; exit }
+      }' "$f"
+  done | head -n1 | grep . && return
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '$1 == "deb" { for (i = 2; i < NF; i++) if ($i ~ /^[a-z+]+:\/\// && $(i + 1) == "bookworm") { print $i; exit } }' | head -n1
+}
+
+# --- bullseye suite, pinned at 100: only packages asked for with -t bullseye (consul) come from it
+PIN='Package: *
+Pin: release n=bullseye
+Pin-Priority: 100'
+if put_file /etc/apt/preferences.d/bullseye-low "$PIN"; then say apt "pinned bullseye at priority 100"; fi
+MIRROR=$(debian_mirror || true)
+if [ -n "$MIRROR" ]; then
+  SRC="Types: deb
+URIs: $MIRROR
+Suites: bullseye
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+  if put_file /etc/apt/sources.list.d/bullseye.sources "$SRC"; then say apt "added bullseye suite from $MIRROR"; APT_UPDATED=0; fi
+elif [ ! -f /etc/apt/sources.list.d/bullseye.sources ]; then
+  echo "cannot find this machine's bookworm mirror; set PRESCIENT_DEBIAN_MIRROR" >&2; exit 1
+fi
+
+# --- Debian packages: one install call for whatever is missing
+missing=()
+for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring; do pkg_installed "$p" || missing+=("$p"); done
+java_major() { command -v java >/dev/null || { echo 0; return; }; java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == "1") ? v[2] : v[1]; exit }'; }
+[ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jre-headless) # QuestDB 9 needs class version 61
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then say apt "installing ${missing[*]}"; apt_install "${missing[@]}"; fi
+pkg_installed consul || { say apt "installing consul from bullseye"; apt_install -t bullseye consul; }
+
+say nats-server "$(nats-server --version | sed 's/.*v//')"
+say ffmpeg "$(ffmpeg -hide_banner -version | awk 'NR == 1 { print $3 }')"
+say consul "$(consul version | awk 'NR == 1 { sub(/^v/, "", $2); print $2 }')"
+say java "$(java -version 2>&1 | head -n1)"
+say maven "$(mvn -B -v 2>/dev/null | awk 'NR == 1 { print $3 }')"
+say iproute2 "$(ip -V | sed 's/.*iproute2-\([^ ,]*\).*/\1/')"
+say util-linux "$(taskset --version | awk '{ print $NF }') (taskset, prlimit)"
+say curl "$(curl --version | awk 'NR == 1 { print $2 }')"
+
+# --- QuestDB jar: fetched into the maven repo, copied to a stable path with a version stamp
+if [ "$(cat "$QUESTDB_JAR.version" 2>/dev/null)" != "$QUESTDB_VERSION" ] || [ ! -f "$QUESTDB_JAR" ]; then
+  M2_JAR="$HOME/.m2/repository/org/questdb/questdb/$QUESTDB_VERSION/questdb-$QUESTDB_VERSION.jar"
+  [ -f "$M2_JAR" ] || mvn -q -B dependency:get -Dartifact="org.questdb:questdb:$QUESTDB_VERSION" -Dtransitive=false
+  [ -f "$M2_JAR" ] || { echo "mvn did not produce $M2_JAR" >&2; exit 1; }
+  $SUDO install -D -m 0644 "$M2_JAR" "$QUESTDB_JAR"
+  echo "$QUESTDB_VERSION" | $SUDO tee "$QUESTDB_JAR.version" >/dev/null
+fi
+say questdb "$QUESTDB_VERSION ($QUESTDB_JAR)"
+
+# --- Node dependencies and build
+NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$NODE_MAJOR" -lt 20 ]; then echo "Node >= 20 is required (found: $(node -v 2>/dev/null || echo none))" >&2; exit 1; fi
+say node "$(node -v), npm $(npm -v 2>/dev/null)"
+[ "${PRESCIENT_SKIP_NPM:-0}" = 1 ] && exit 0
+cd "$REPO_ROOT"
+# npm keeps node_modules/.package-lock.json in step with what it installed: newer than both manifests means current.
+HIDDEN=node_modules/.package-lock.json
+if [ -f "$HIDDEN" ] && [ ! package.json -nt "$HIDDEN" ] && { [ ! -f package-lock.json ] || [ ! package-lock.json -nt "$HIDDEN" ]; }; then
+  say npm-deps "up to date"
+elif { if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi; } >/tmp/prescient-npm.$$.log 2>&1; then
+  say npm-deps "installed"
+else
+  cat /tmp/prescient-npm.$$.log >&2; say npm-deps "FAILED (output above)"; FAILED+=(npm-deps)
+fi
+rm -f /tmp/prescient-npm.$$.log
+
+# Rebuild only when a file outside node_modules/dist/.git changed since the last good build.
+STAMP=dist/.install-build-stamp
+if [ -f "$STAMP" ] && [ -z "$(find . \( -path ./node_modules -o -path ./dist -o -path ./.git \) -prune -o -type f -newer "$STAMP" -print -quit)" ]; then
+  say build "up to date"
+elif npm run build --silent; then
+  touch "$STAMP"; say build "ok"
+else
+  say build "FAILED (tsc output above)"; FAILED+=(build)
+fi
+
+if [ ${#FAILED[@]} -gt 0 ]; then echo "install.sh: failed steps: ${FAILED[*]}" >&2; exit 1; fi

@@ -1,0 +1,175 @@
+/**
+ * How each service is launched and how its health is judged. One `ServiceSpec` per service;
+ * the orchestration in stack.ts knows nothing service-specific.
+ */
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { StackEndpoints } from '../../shared/config.js';
+import { MissingDependencyError } from './errors.js';
+import { httpGet, LOOPBACK, tcpGreeting } from './net.js';
+import { findExecutable } from './proc.js';
+import type { ConfigurablePort, ServiceName } from './types.js';
+
+/** What launching a service needs: the resolved command and its own data dir and ports. */
+export interface LaunchPlan {
+  cmd: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+export interface ServiceSpec {
+  name: ServiceName;
+  /** Named ports it listens on; each is either pinned through `pinnedBy` or picked free. */
+  ports: readonly string[];
+  /** Which StackOptions.ports key pins which of its ports. */
+  pinnedBy: Partial<Record<string, ConfigurablePort>>;
+  /** Fixed values for ports that are switched off (-1) rather than allocated. */
+  disabled?: Record<string, number>;
+  /** Generous: a cold JVM on a busy 2-core machine takes a while. */
+  startTimeoutMs: number;
+  /** Grace between SIGTERM and SIGKILL. */
+  stopGraceMs: number;
+  /** Command-line substring that identifies this service's process (besides its data dir). */
+  marker: string;
+  /** Resolves binaries and writes config files; throws MissingDependencyError. */
+  plan(dataDir: string, ports: Record<string, number>): LaunchPlan;
+  /** Resolves when healthy, throws an Error whose message says what is wrong. */
+  probe(ports: Record<string, number>, timeoutMs: number): Promise<void>;
+  /** The address consumers use (ServiceStatus.endpoint). */
+  endpoint(ports: Record<string, number>): string;
+}
+
+function need(name: string, envVar: string): string {
+  const bin = findExecutable(name, process.env[envVar]);
+  if (!bin) throw new MissingDependencyError(name, process.env[envVar] ? `${envVar}=${process.env[envVar]} is not executable` : `not on PATH, nor in /usr/sbin; ${envVar} overrides`);
+  return bin;
+}
+
+async function expectOk(url: string, timeoutMs: number): Promise<string> {
+  const res = await httpGet(url, timeoutMs);
+  if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${res.body.slice(0, 200)}`);
+  return res.body;
+}
+
+const nats: ServiceSpec = {
+  name: 'nats',
+  ports: ['client', 'monitor'],
+  pinnedBy: { client: 'nats' },
+  startTimeoutMs: 20_000,
+  stopGraceMs: 10_000,
+  marker: 'nats-server',
+  plan: (dataDir, p) => ({
+    cmd: need('nats-server', 'PRESCIENT_NATS_SERVER'),
+    // -sd is the JetStream store; -n gives JetStream a stable server name across restarts.
+    args: ['-a', LOOPBACK, '-p', String(p.client), '-m', String(p.monitor), '-js', '-sd', dataDir, '-n', 'prescient'],
+    env: process.env,
+  }),
+  async probe(p, t) {
+    // The client port must greet with INFO (a real NATS speaks first) and /healthz covers JetStream.
+    const greeting = await tcpGreeting(p.client, t);
+    if (!greeting.startsWith('INFO ')) throw new Error(`unexpected greeting on client port: ${greeting.slice(0, 80)}`);
+    const body = await expectOk(`http://${LOOPBACK}:${p.monitor}/healthz`, t);
+    if ((JSON.parse(body) as { status?: string }).status !== 'ok') throw new Error(`/healthz: ${body}`);
+  },
+  endpoint: (p) => `nats://${LOOPBACK}:${p.client}`,
+};
+
+const consul: ServiceSpec = {
+  name: 'consul',
+  ports: ['http', 'serf_lan', 'server'],
+  pinnedBy: { http: 'consul_http' },
+  // DNS, WAN gossip, gRPC (Connect/xDS) and HTTPS are unused: switched off so they cannot collide.
+  disabled: { dns: -1, serf_wan: -1, grpc: -1, https: -1 },
+  startTimeoutMs: 30_000,
+  stopGraceMs: 10_000,
+  marker: 'consul',
+  plan(dataDir, p) {
+    const cmd = need('consul', 'PRESCIENT_CONSUL');
+    // Consul 1.8's JSON config; `-dev` keeps Raft in memory (a restart starts empty), data_dir only holds the node id.
+    const config = {
+      node_name: 'prescient',
+      bind_addr: LOOPBACK,
+      advertise_addr: LOOPBACK,
+      client_addr: LOOPBACK,
+      data_dir: path.join(dataDir, 'data'),
+      log_level: 'INFO', // -dev defaults to DEBUG, which logs every session renewal
+      disable_update_check: true, // never phone home
+      ports: { http: p.http, https: p.https, dns: p.dns, serf_lan: p.serf_lan, serf_wan: p.serf_wan, server: p.server, grpc: p.grpc },
+    };
+    const file = path.join(dataDir, 'consul.json');
+    writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
+    return { cmd, args: ['agent', '-dev', '-config-file', file], env: process.env };
+  },
+  async probe(p, t) {
+    const leader = JSON.parse(await expectOk(`http://${LOOPBACK}:${p.http}/v1/status/leader`, t)) as unknown;
+    if (typeof leader !== 'string' || leader === '') throw new Error('no Raft leader elected yet');
+  },
+  endpoint: (p) => `${LOOPBACK}:${p.http}`,
+};
+
+/** The QuestDB jar: PRESCIENT_QUESTDB_JAR, the install.sh location, else the newest in ~/.m2. */
+export function findQuestdbJar(): string {
+  const env = process.env.PRESCIENT_QUESTDB_JAR;
+  if (env) {
+    if (!existsSync(env)) throw new MissingDependencyError('questdb jar', `PRESCIENT_QUESTDB_JAR=${env} does not exist`);
+    return env;
+  }
+  const installed = '/opt/prescient/questdb/questdb.jar';
+  if (existsSync(installed)) return installed;
+  const m2 = path.join(os.homedir(), '.m2/repository/org/questdb/questdb');
+  const versions = existsSync(m2) ? readdirSync(m2).filter((v) => existsSync(path.join(m2, v, `questdb-${v}.jar`))) : [];
+  versions.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const newest = versions.at(-1);
+  if (!newest) throw new MissingDependencyError('questdb jar', `looked at PRESCIENT_QUESTDB_JAR, ${installed} and ${m2}`);
+  return path.join(m2, newest, `questdb-${newest}.jar`);
+}
+
+const questdb: ServiceSpec = {
+  name: 'questdb',
+  ports: ['http', 'pg', 'ilp'],
+  pinnedBy: { http: 'questdb_http', pg: 'questdb_pg', ilp: 'questdb_ilp' },
+  startTimeoutMs: 120_000,
+  stopGraceMs: 20_000, // it flushes tables on SIGTERM
+  marker: 'io.questdb.ServerMain',
+  plan(dataDir, p) {
+    const jar = findQuestdbJar();
+    const java = need('java', 'PRESCIENT_JAVA');
+    // Inherited QDB_* variables would silently move ports or data: start from a clean slate.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QDB_')));
+    Object.assign(env, {
+      QDB_HTTP_NET_BIND_TO: `${LOOPBACK}:${p.http}`,
+      QDB_PG_NET_BIND_TO: `${LOOPBACK}:${p.pg}`,
+      QDB_LINE_TCP_NET_BIND_TO: `${LOOPBACK}:${p.ilp}`,
+      QDB_LINE_UDP_ENABLED: 'false',
+      QDB_HTTP_MIN_ENABLED: 'false', // its health page (default :9003) is not used; /exec is the check
+      QDB_TELEMETRY_ENABLED: 'false',
+      // The whole cluster shares a small machine: one thread per shared pool, one PG worker.
+      QDB_SHARED_WORKER_COUNT: '1',
+      QDB_PG_WORKER_COUNT: '1',
+    });
+    mkdirSync(dataDir, { recursive: true }); // ServerMain refuses a missing -d dir
+    return {
+      cmd: java,
+      args: ['-Xms64m', '-Xmx1g', `-XX:ErrorFile=${dataDir}/hs_err_pid%p.log`, '-p', jar, '-m', 'io.questdb/io.questdb.ServerMain', '-d', dataDir],
+      env,
+    };
+  },
+  async probe(p, t) {
+    const body = await expectOk(`http://${LOOPBACK}:${p.http}/exec?query=select%201`, t);
+    if (!/"dataset":\[\[1\]\]/.test(body)) throw new Error(`select 1 returned ${body.slice(0, 200)}`);
+  },
+  endpoint: (p) => `http://${LOOPBACK}:${p.http}`,
+};
+
+export const SPECS: Record<ServiceName, ServiceSpec> = { nats, consul, questdb };
+
+/** StackEndpoints from the recorded ports of all three services. */
+export function endpointsFrom(ports: Record<ServiceName, Record<string, number>>): StackEndpoints {
+  return {
+    nats_url: nats.endpoint(ports.nats),
+    consul_http: consul.endpoint(ports.consul),
+    questdb_http: questdb.endpoint(ports.questdb),
+    questdb_pg: `${LOOPBACK}:${ports.questdb.pg}`,
+  };
+}

@@ -1,0 +1,237 @@
+/**
+ * The node agent: registers this node's real capacity with whichever coordinator leads,
+ * heartbeats, accepts term-fenced assignments, runs each encode in the worker pool on the
+ * cores it was granted, reports the outcome (retrying until a leader takes it) and records
+ * one telemetry row per run.
+ */
+import os from 'node:os';
+import { mkdirSync } from 'node:fs';
+import {
+  CoordinatorClient, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, SchemaValidationError,
+  type AgentHandlers, type Assignment, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
+  type StackEndpoints, type TaskStatusReport, type ValidationContext, type EncodeResult, toAllocationMsg,
+} from '../shared/index.js';
+import { ConsulLeaderLookup } from '../coordinator/election/consul.js';
+import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
+import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
+import { QuestDbTelemetrySink, type RunRow, type TelemetrySink } from './telemetry/index.js';
+
+export interface AgentOptions {
+  nodeId?: string;
+  endpoints: StackEndpoints;
+  grant?: GrantOptions;
+  validation: ValidationContext;
+  /** Where finished outputs are written. */
+  outputDir: string;
+  /** Where telemetry waits while QuestDB is unreachable. */
+  spoolDir: string;
+  grpcHost?: string;
+  grpcPort?: number;
+  log?: (msg: string) => void;
+}
+
+interface Running {
+  allocation: ResourceAllocation;
+  schema: EncodingSchema;
+  predicted: ResourceUsage;
+  modelVersion: string;
+  attempt: number;
+  startedAt: number;
+  abort: AbortController;
+}
+
+export interface AgentHandle {
+  nodeId: string;
+  address: string;
+  hardware: Hardware;
+  /** Task ids running now. */
+  running(): string[];
+  /** Leader term this agent has seen most recently (its fencing floor). */
+  term(): number;
+  /** Reports not yet accepted by a leader. */
+  undelivered(): number;
+  telemetry: TelemetrySink;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
+  const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${m}`));
+  const hardware = await detectHardware(o.grant);
+  const nodeId = o.nodeId ?? os.hostname();
+  const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
+  mkdirSync(o.outputDir, { recursive: true });
+  const runner: EncodeRunner = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length) });
+  const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spoolDir, say);
+  const lookup = new ConsulLeaderLookup(o.endpoints.consul_http);
+  const running = new Map<string, Running>();
+  const outbox: TaskStatusReport[] = [];
+  let highestTerm = 0;
+  let leader: CoordinatorClient | undefined;
+  let heartbeatMs = 2000;
+  let stopped = false;
+
+  const report = (r: Omit<TaskStatusReport, 'node_id'>) => {
+    outbox.push({ ...r, node_id: nodeId });
+    void deliver();
+  };
+
+  async function execute(taskId: string, job: Running): Promise<void> {
+    report(blankReport(taskId, 'running', job.allocation.term));
+    let result: EncodeResult | undefined;
+    let error: string | undefined;
+    try {
+      result = await runner.run({
+        task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
+        memory_gb: job.allocation.memory_gb, output_dir: o.outputDir,
+      }, { signal: job.abort.signal });
+    } catch (e) {
+      error = job.abort.signal.aborted ? 'cancelled' : (e as Error).message;
+    }
+    running.delete(taskId);
+    const base = blankReport(taskId, result ? 'succeeded' : 'failed', job.allocation.term);
+    report(result ? {
+      ...base, actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
+      psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames,
+    } : { ...base, reason: error ?? 'unknown error' });
+    say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`);
+    await telemetry.recordRun(runRow(nodeId, hardware, taskId, job, result, error)).catch((e) => say(`telemetry: ${e}`));
+  }
+
+  const handlers: AgentHandlers = {
+    Assign: (call, cb) => {
+      const a: Assignment = call.request;
+      const alloc = fromAllocationMsg(a.allocation);
+      const refuse = (reason: string) => { say(`refused ${a.task_id}: ${reason}`); cb(null, { accepted: false, reason }); };
+      if (alloc.term < highestTerm) return refuse(`stale leader term ${alloc.term}: this agent has seen term ${highestTerm}`);
+      highestTerm = alloc.term;
+      if (running.has(a.task_id)) return cb(null, { accepted: true, reason: 'already running' });
+      if (alloc.node_id !== nodeId) return refuse(`allocation is for node ${alloc.node_id}, this is ${nodeId}`);
+      const foreign = alloc.core_ids.filter((c) => !hardware.core_ids.includes(c));
+      if (foreign.length) return refuse(`cores ${foreign.join(',')} are not granted to this node`);
+      const busy = alloc.core_ids.filter((c) => [...running.values()].some((r) => r.allocation.core_ids.includes(c)));
+      if (busy.length) return refuse(`cores ${busy.join(',')} are already running another task here`);
+      let schema: EncodingSchema;
+      try {
+        schema = validateEncodingSchema(JSON.parse(a.schema_json), o.validation);
+      } catch (e) {
+        return refuse(e instanceof SchemaValidationError ? e.message : `schema is not JSON: ${(e as Error).message}`);
+      }
+      const job: Running = { allocation: alloc, schema, predicted: a.predicted, modelVersion: a.model_version || 'unknown', attempt: Number(a.attempt), startedAt: Date.now(), abort: new AbortController() };
+      running.set(a.task_id, job);
+      say(`accepted ${a.task_id} (term ${alloc.term}) on cores [${alloc.core_ids.join(',')}], ${alloc.memory_gb} GB`);
+      cb(null, { accepted: true, reason: '' });
+      void execute(a.task_id, job);
+    },
+    Cancel: (call, cb) => {
+      const r = running.get(call.request.task_id);
+      if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}` });
+      r?.abort.abort();
+      cb(null, { ok: !!r, reason: r ? '' : 'not running here' });
+    },
+  };
+  const host = o.grpcHost ?? '127.0.0.1';
+  const { server, port } = await serve(agentService(), handlers, host, o.grpcPort ?? 0);
+  const address = `${host}:${port}`;
+
+  const runningList = (): RunningTaskMsg[] => [...running.entries()].map(([task_id, r]) => ({ task_id, allocation: toAllocationMsg(r.allocation) }));
+
+  async function connect(): Promise<void> {
+    const info = await lookup.currentLeader();
+    if (!info) throw new Error('no leader elected yet');
+    leader?.close();
+    leader = new CoordinatorClient(info.address);
+    const reply = await leader.register({
+      capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus, cpu_model: hardware.cpu_model },
+      running: runningList(),
+    });
+    highestTerm = Math.max(highestTerm, Number(reply.term));
+    heartbeatMs = reply.heartbeat_interval_ms || heartbeatMs;
+    say(`registered with leader ${reply.leader_id} (term ${reply.term}) at ${info.address}`);
+  }
+
+  let delivering = false;
+  async function deliver(): Promise<void> {
+    if (delivering || !leader) return;
+    delivering = true;
+    try {
+      while (outbox.length && leader) {
+        const ack = await leader.reportStatus(outbox[0]);
+        if (!ack.ok) say(`leader did not take report for ${outbox[0].task_id}: ${ack.reason}`);
+        outbox.shift();
+      }
+    } catch {
+      // Leader unreachable or deposed: keep the reports for the next leader.
+    } finally {
+      delivering = false;
+    }
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopped) {
+      try {
+        if (!leader) await connect();
+        else {
+          const hb = await leader.heartbeat({ node_id: nodeId, running: runningList() });
+          highestTerm = Math.max(highestTerm, Number(hb.term));
+          if (hb.reregister) await connect();
+        }
+        await deliver();
+      } catch (e) {
+        if (leader) say(`lost contact with the leader: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+        leader?.close();
+        leader = undefined;
+      }
+      await new Promise((r) => setTimeout(r, leader ? heartbeatMs : 500));
+    }
+  }
+  void loop();
+  say(`serving gRPC on ${address}; cores [${hardware.core_ids.join(',')}], ${hardware.memory_gb.toFixed(1)} GB, ${hardware.gpus.length} GPU(s)`);
+
+  return {
+    nodeId, address, hardware, telemetry,
+    running: () => [...running.keys()],
+    term: () => highestTerm,
+    undelivered: () => outbox.length,
+    async stop() {
+      stopped = true;
+      for (const r of running.values()) r.abort.abort();
+      await deliver();
+      await runner.close();
+      await telemetry.close();
+      leader?.close();
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+    },
+  };
+}
+
+function blankReport(task_id: string, state: TaskStatusReport['state'], term: number): Omit<TaskStatusReport, 'node_id'> {
+  return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term };
+}
+
+function runRow(node: string, hw: Hardware, taskId: string, job: Running, result: EncodeResult | undefined, error: string | undefined): RunRow {
+  const s = job.schema, out = s.output, rc = out.rate_control;
+  const res = out.resolution ?? s.input.resolution;
+  return {
+    ts: job.startedAt,
+    symbols: {
+      node, job_id: taskId, codec: out.codec, encoder: out.encoder, preset: out.preset, status: result ? 'succeeded' : 'failed',
+      rc_mode: rc.mode, source: s.input.kind === 'synthetic' ? s.input.source : 'file', cpu_model: hw.cpu_model, model_version: job.modelVersion,
+    },
+    ints: {
+      width: res?.width ?? NaN, height: res?.height ?? NaN, passes: out.passes, cores_granted: job.allocation.core_ids.length,
+      attempt: job.attempt, output_bytes: result?.output_bytes ?? NaN, frames: result?.frames ?? NaN,
+    },
+    floats: {
+      fps: out.fps ?? s.input.fps ?? NaN, input_duration_s: s.input.duration_s ?? NaN,
+      crf: rc.mode === 'crf' ? rc.crf : NaN, bitrate_kbps: rc.mode === 'bitrate' ? rc.bitrate_kbps : NaN,
+      pred_cpu_cores: job.predicted.cpu_cores, pred_memory_gb: job.predicted.memory_gb,
+      pred_bandwidth_mbps: job.predicted.bandwidth_mbps, pred_duration_s: job.predicted.duration_s,
+      cpu_cores: result?.actual.cpu_cores ?? NaN, memory_gb: result?.actual.memory_gb ?? NaN,
+      bandwidth_mbps: result?.actual.bandwidth_mbps ?? NaN, duration_s: result?.actual.duration_s ?? NaN,
+      psnr_db: result?.psnr_db ?? NaN, ssim: result?.ssim ?? NaN,
+    },
+    booleans: { pinned: result?.pinned ?? false },
+    strings: error ? { error } : {},
+  };
+}
+

@@ -1,0 +1,268 @@
+/**
+ * Compiles a validated EncodingSchema plus the resources granted to it into ffmpeg argv arrays
+ * (never a shell string). Pure: no I/O, no clock.
+ *
+ * Every value that lands in an argument is checked again here — a finite number in range, a
+ * member of its closed set, an allow-listed option — so that a schema that somehow skipped
+ * validation still cannot smuggle option or filter-graph syntax into ffmpeg.
+ */
+import path from 'node:path';
+import {
+  EXTRA_OPTIONS, GPU_ENCODERS, PRESETS, SYNTHETIC_SOURCES,
+  type EncodingSchema, type Encoder, type InputSpec, type OutputCodec, type OutputSpec, type RateControl, type Resolution,
+} from '../../shared/index.js';
+import { UnsupportedEncodeError } from './errors.js';
+
+/** What the leader reserved for one encode. Threads are sized to `core_ids.length`. */
+export interface Grant {
+  core_ids: readonly number[];
+  gpu_ids: readonly number[];
+}
+
+/** Where one encode writes. */
+export interface EncodeTarget {
+  /** Becomes a file name, so only `[A-Za-z0-9._-]` is accepted. */
+  task_id: string;
+  output_dir: string;
+  /** Path prefix for two-pass statistics, in a per-task scratch directory. */
+  passlog_prefix: string;
+}
+
+/** mp4 for h264/hevc/av1, webm for vp9. */
+export type Container = 'mp4' | 'webm';
+
+export interface EncodePlan {
+  /** One argv (without the ffmpeg binary) per pass, to be run in order. */
+  passes: string[][];
+  /** What ffmpeg writes: `OUTDIR/<task_id>.part.<ext>`. */
+  part_path: string;
+  /** What `part_path` is renamed to once everything succeeded: `OUTDIR/<task_id>.<ext>`. */
+  final_path: string;
+  container: Container;
+}
+
+export const CONTAINERS: Record<OutputCodec, Container> = { h264: 'mp4', hevc: 'mp4', av1: 'mp4', vp9: 'webm' };
+
+/** Interval of `-progress` reports; also paces the agent's heartbeats. */
+export const PROGRESS_PERIOD_S = 0.5;
+/** Bitrate mode is constrained VBR: peaks up to 1.5× the target, a VBV buffer of two seconds' worth. */
+const MAXRATE_FACTOR = 1.5;
+const BUFSIZE_FACTOR = 2;
+/** ffmpeg reports `average:inf` for identical streams; JSON and QuestDB want a finite number. */
+export const LOSSLESS_PSNR_DB = 100;
+
+const OPTION_FLAGS: Record<string, string> = { tune: '-tune', profile: '-profile:v', level: '-level', bf: '-bf', refs: '-refs' };
+
+/** Argv for all passes of one encode. Throws UnsupportedEncodeError for combinations ffmpeg 5.1 cannot run. */
+export function compileEncode(schema: EncodingSchema, grant: Grant, target: EncodeTarget): EncodePlan {
+  const { output } = schema;
+  const encoder = member(output.encoder, Object.keys(PRESETS) as Encoder[], 'output.encoder');
+  const container = CONTAINERS[output.codec];
+  if (!container) throw new UnsupportedEncodeError('output.codec', `unknown codec ${JSON.stringify(output.codec)}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
+  const threads = threadCount(grant.core_ids);
+  const outDir = path.resolve(target.output_dir);
+  const part_path = path.join(outDir, `${target.task_id}.part.${container}`);
+  const final_path = path.join(outDir, `${target.task_id}.${container}`);
+
+  const x265Params: string[] = [];
+  const svtParams: string[] = [];
+  const common = [
+    ...globalArgs(threads),
+    ...inputArgs(schema.input, threads),
+    '-an', '-sn', '-dn',
+    '-c:v', encoder,
+    ...presetArgs(encoder, member(output.preset, PRESETS[encoder], 'output.preset')),
+    ...rateControlArgs(encoder, output.rate_control),
+    ...geometryArgs(output),
+    '-pix_fmt', output.options.pix_fmt ?? 'yuv420p',
+    ...optionArgs(encoder, output.options, x265Params),
+    '-threads', String(threads),
+  ];
+  // ffmpeg 5.1's libx265 and libsvtav1 ignore -threads and size their pools by the online cores.
+  if (encoder === 'libx265') x265Params.push(`pools=${threads}`);
+  if (encoder === 'libsvtav1') svtParams.push(`lp=${threads}`);
+  if (svtParams.length) common.push('-svtav1-params', svtParams.join(':'));
+  if (GPU_ENCODERS.has(encoder)) {
+    if (grant.gpu_ids.length === 0) throw new UnsupportedEncodeError('gpu_ids', `${encoder} needs a granted GPU`);
+    common.push('-gpu', String(num(grant.gpu_ids[0], 'gpu_ids[0]', 0, 64, true)));
+  }
+
+  const finalOut = ['-f', container, `file:${part_path}`];
+  const withX265 = (extra: string[]) => (x265Params.length || extra.length ? ['-x265-params', [...x265Params, ...extra].join(':')] : []);
+  if (output.passes !== 2) return { passes: [[...common, ...withX265([]), ...finalOut]], part_path, final_path, container };
+
+  const nullOut = ['-f', 'null', '/dev/null'];
+  if (encoder === 'libsvtav1') throw new UnsupportedEncodeError('output.passes', 'ffmpeg 5.1 cannot run libsvtav1 in two passes');
+  if (encoder === 'libx265') {
+    // libx265 in ffmpeg 5.1 ignores -pass; x265 takes its own pass/stats settings.
+    const stats = `${target.passlog_prefix}.x265`;
+    if (stats.includes(':')) throw new UnsupportedEncodeError('passlog_prefix', 'must not contain ":" (the x265-params separator)');
+    return {
+      passes: [[...common, ...withX265(['pass=1', `stats=${stats}`]), ...nullOut], [...common, ...withX265(['pass=2', `stats=${stats}`]), ...finalOut]],
+      part_path, final_path, container,
+    };
+  }
+  const pass = (n: 1 | 2) => ['-pass', String(n), '-passlogfile', target.passlog_prefix];
+  return { passes: [[...common, ...pass(1), ...nullOut], [...common, ...pass(2), ...finalOut]], part_path, final_path, container };
+}
+
+/**
+ * Argv comparing an encoded file with its reference: the regenerated lavfi source for synthetic
+ * input, the input file otherwise. The distorted stream is brought to the reference's geometry
+ * (scale2ref, so an input file of unknown size works too) and frame rate; when the input's rate is
+ * unknown the reference is converted to the output's rate instead. Read the result with parseQuality.
+ */
+export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant): string[] {
+  const { input, output } = schema;
+  const threads = threadCount(grant.core_ids);
+  const dist: string[] = [];
+  const ref: string[] = [];
+  if (output.fps !== undefined && output.fps !== input.fps) {
+    if (input.fps !== undefined) dist.push(`fps=${fmt(num(input.fps, 'input.fps', 0, 240))}`);
+    else ref.push(`fps=${fmt(num(output.fps, 'output.fps', 0, 240))}`);
+  }
+  dist.push('setpts=PTS-STARTPTS');
+  ref.push('setpts=PTS-STARTPTS');
+  const rescale = output.resolution !== undefined && !sameSize(output.resolution, input.resolution);
+  const graph = [
+    `[0:v]${dist.join(',')}[d]`,
+    `[1:v]${ref.join(',')}[r]`,
+    ...(rescale ? ['[d][r]scale2ref=flags=bicubic[ds][rs]', '[rs]split[r1][r2]', '[ds][r1]psnr[dp]'] : ['[r]split[r1][r2]', '[d][r1]psnr[dp]']),
+    '[dp][r2]ssim',
+  ].join(';');
+  return [
+    ...globalArgs(threads),
+    '-threads', String(threads), '-i', `file:${path.resolve(distorted_path)}`,
+    ...inputArgs(input, threads),
+    '-filter_complex', graph,
+    '-f', 'null', '-',
+  ];
+}
+
+/**
+ * Reads the final PSNR and SSIM summary lines from ffmpeg's stderr. An infinite PSNR (identical
+ * streams) is reported as LOSSLESS_PSNR_DB; a metric whose line is missing is left out.
+ */
+export function parseQuality(stderr: string): { psnr_db?: number; ssim?: number } {
+  const psnr = [...stderr.matchAll(/\bPSNR\b.*?\baverage:(inf|\d+(?:\.\d+)?)/g)].at(-1)?.[1];
+  const ssim = [...stderr.matchAll(/\bSSIM\b.*?\bAll:(\d+(?:\.\d+)?)/g)].at(-1)?.[1];
+  return {
+    ...(psnr !== undefined && { psnr_db: psnr === 'inf' ? LOSSLESS_PSNR_DB : Number(psnr) }),
+    ...(ssim !== undefined && { ssim: Number(ssim) }),
+  };
+}
+
+/**
+ * Flags every run gets: no prompts, machine-readable progress on stdout, and `-benchmark`, whose
+ * closing `bench:` lines give the process's exact CPU time and peak RSS.
+ */
+function globalArgs(threads: number): string[] {
+  const t = String(threads);
+  return [
+    '-hide_banner', '-nostdin', '-nostats', '-y', '-benchmark',
+    '-progress', 'pipe:1', '-stats_period', String(PROGRESS_PERIOD_S),
+    '-filter_threads', t, '-filter_complex_threads', t,
+  ];
+}
+
+/**
+ * Synthetic input is a lavfi source limited with `-t` (mandelbrot and life have no `duration`
+ * option). Both the source and the noise filter must be reproducible, since the quality pass
+ * regenerates them as its reference: noise's default seed is fixed, life's is random unless set.
+ */
+function inputArgs(input: InputSpec, threads: number): string[] {
+  if (input.kind === 'file') {
+    if (typeof input.path !== 'string' || !path.isAbsolute(input.path) || /[\0\r\n]/.test(input.path)) {
+      throw new UnsupportedEncodeError('input.path', 'must be an absolute path without control characters');
+    }
+    // `file:` stops ffmpeg from reading a protocol (concat:, http:, ...) into the path.
+    return ['-threads', String(threads), '-i', `file:${input.path}`];
+  }
+  const source = member(input.source, SYNTHETIC_SOURCES, 'input.source');
+  const { width, height } = size(input.resolution, 'input.resolution');
+  const opts = [`size=${width}x${height}`, `rate=${fmt(num(input.fps, 'input.fps', 0, 240))}`];
+  if (source === 'life') opts.push('seed=1');
+  const noise = Math.round(num(input.noise, 'input.noise', 0, 100));
+  const graph = `${source}=${opts.join(':')}${noise > 0 ? `,noise=alls=${noise}:allf=t` : ''}`;
+  return ['-f', 'lavfi', '-t', fmt(num(input.duration_s, 'input.duration_s', 0, 24 * 3600)), '-i', graph];
+}
+
+function presetArgs(encoder: Encoder, preset: string): string[] {
+  switch (encoder) {
+    case 'libvpx-vp9': return ['-deadline', 'good', '-cpu-used', preset, '-row-mt', '1'];
+    case 'libaom-av1': return ['-cpu-used', preset, '-row-mt', '1'];
+    default: return ['-preset', preset]; // x264/x265 names, SVT-AV1 numbers, nvenc p1–p7
+  }
+}
+
+function rateControlArgs(encoder: Encoder, rc: RateControl): string[] {
+  if (rc.mode === 'crf') {
+    const crf = String(num(rc.crf, 'output.rate_control.crf', 0, 255, true));
+    if (GPU_ENCODERS.has(encoder)) return ['-rc', 'vbr', '-cq', crf, '-b:v', '0'];
+    // libvpx and libaom treat -crf as a cap unless the target bitrate is zero.
+    if (encoder === 'libvpx-vp9' || encoder === 'libaom-av1') return ['-crf', crf, '-b:v', '0'];
+    return ['-crf', crf];
+  }
+  if (rc.mode !== 'bitrate') throw new UnsupportedEncodeError('output.rate_control.mode', `unknown mode ${JSON.stringify((rc as { mode: unknown }).mode)}`);
+  const kbps = Math.max(1, Math.round(num(rc.bitrate_kbps, 'output.rate_control.bitrate_kbps', 0, 1_000_000)));
+  return ['-b:v', `${kbps}k`, '-maxrate', `${Math.round(kbps * MAXRATE_FACTOR)}k`, '-bufsize', `${kbps * BUFSIZE_FACTOR}k`];
+}
+
+function geometryArgs(output: OutputSpec): string[] {
+  const args: string[] = [];
+  if (output.resolution !== undefined) {
+    const { width, height } = size(output.resolution, 'output.resolution');
+    args.push('-vf', `scale=${width}:${height}`);
+  }
+  if (output.fps !== undefined) args.push('-r', fmt(num(output.fps, 'output.fps', 0, 240)));
+  if (output.gop !== undefined) args.push('-g', String(num(output.gop, 'output.gop', 1, 10_000, true)));
+  return args;
+}
+
+/** Allow-listed extra options; `pix_fmt` is placed by the caller, x265's level goes into x265-params. */
+function optionArgs(encoder: Encoder, options: Record<string, string>, x265Params: string[]): string[] {
+  const args: string[] = [];
+  for (const [name, value] of Object.entries(options)) {
+    const rule = Object.hasOwn(EXTRA_OPTIONS, name) ? EXTRA_OPTIONS[name] : undefined;
+    const allowed = rule && rule.encoders.includes(encoder) && typeof value === 'string' && (rule.values ? rule.values.includes(value) : rule.pattern!.test(value));
+    if (!allowed) throw new UnsupportedEncodeError(`output.options.${name}`, `${JSON.stringify(value)} is not allowed with ${encoder}`);
+    if (name === 'pix_fmt') continue;
+    // ffmpeg 5.1's libx265 silently ignores -level.
+    if (name === 'level' && encoder === 'libx265') x265Params.push(`level-idc=${value}`);
+    else args.push(OPTION_FLAGS[name], value);
+  }
+  return args;
+}
+
+function threadCount(core_ids: readonly number[]): number {
+  if (!Array.isArray(core_ids) || core_ids.length === 0) throw new UnsupportedEncodeError('core_ids', 'at least one core must be granted');
+  core_ids.forEach((c, i) => num(c, `core_ids[${i}]`, 0, 4095, true));
+  if (new Set(core_ids).size !== core_ids.length) throw new UnsupportedEncodeError('core_ids', 'lists a core twice');
+  return core_ids.length;
+}
+
+function num(v: unknown, field: string, lo: number, hi: number, integer = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (integer && !Number.isInteger(v))) {
+    throw new UnsupportedEncodeError(field, `must be a${integer ? ' whole' : ''} number in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function member<T extends string>(v: unknown, allowed: readonly T[], field: string): T {
+  if (!allowed.includes(v as T)) throw new UnsupportedEncodeError(field, `${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+function size(r: Resolution, field: string): Resolution {
+  return { width: num(r?.width, `${field}.width`, 2, 8192, true), height: num(r?.height, `${field}.height`, 2, 8192, true) };
+}
+
+function sameSize(a: Resolution, b: Resolution | undefined): boolean {
+  return b !== undefined && a.width === b.width && a.height === b.height;
+}
+
+/** Decimal without exponent notation, which ffmpeg's time and rate parsers reject. */
+function fmt(n: number): string {
+  return String(Number(n.toFixed(6)));
+}

@@ -1,0 +1,7 @@
+/** Public API of `node-agent/ffmpeg/`: schema → argv compilation, running ffmpeg, its errors. */
+export {
+  compileEncode, compileQuality, parseQuality, CONTAINERS, LOSSLESS_PSNR_DB, PROGRESS_PERIOD_S,
+  type Container, type EncodePlan, type EncodeTarget, type Grant,
+} from './args.js';
+export { runFfmpeg, ffmpegPath, parseCpuList, type FfmpegProgress, type FfmpegRun, type RunFfmpegOptions } from './run.js';
+export { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError } from './errors.js';

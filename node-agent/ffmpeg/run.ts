@@ -1,0 +1,198 @@
+/**
+ * Runs one ffmpeg argv pinned to its granted cores and reports what it used:
+ *
+ *   setpriv --pdeathsig KILL -- taskset -c CORES $PRESCIENT_FFMPEG ARGS...      (no shell)
+ *
+ * setpriv and taskset exec in place, so the child's pid ends up being ffmpeg's. The parent-death
+ * signal makes the kernel SIGKILL ffmpeg when the thread that spawned it exits, so a terminated
+ * Piscina worker or a crashed agent never leaves an orphan encode running.
+ */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EncodeAbortedError, FfmpegExitError } from './errors.js';
+
+/** One `-progress` report. */
+export interface FfmpegProgress {
+  frame: number;
+  fps: number;
+  /** Encode speed as a multiple of real time. */
+  speed: number;
+  /** Bytes muxed so far. */
+  total_size: number;
+  out_time_s: number;
+  /** ffmpeg's last report (`progress=end`). */
+  done: boolean;
+}
+
+/** What one finished ffmpeg process used. */
+export interface FfmpegRun {
+  /** From spawn to exit, ffmpeg's start-up included. */
+  wall_s: number;
+  /** utime + stime of the whole process, from `-benchmark`; absent if ffmpeg did not print it. */
+  cpu_s?: number;
+  /** Peak RSS in kB: `-benchmark`'s maxrss, else the highest VmHWM sampled. */
+  max_rss_kb: number;
+  /** Bytes passed through read()/write() (rchar/wchar of /proc/<pid>/io), as last sampled. */
+  read_bytes: number;
+  written_bytes: number;
+  /** Whether ffmpeg's affinity was exactly the requested cores, read from /proc once it had started. */
+  pinned: boolean;
+  last_progress?: FfmpegProgress;
+  /** The last stderr lines. */
+  stderr: string;
+}
+
+export interface RunFfmpegOptions {
+  core_ids: readonly number[];
+  /** Aborting sends SIGTERM, then SIGKILL after KILL_GRACE_MS; the promise settles only once ffmpeg has exited. */
+  signal?: AbortSignal;
+  onProgress?: (p: FfmpegProgress) => void;
+}
+
+/** Interval of the /proc fallback samples. */
+const SAMPLE_MS = 500;
+/** How long ffmpeg may flush after SIGTERM before it is killed; a cancelled output is discarded anyway. */
+const KILL_GRACE_MS = 1000;
+const STDERR_LINES_KEPT = 200;
+const STDERR_LINES_IN_ERROR = 15;
+
+/** The ffmpeg binary: PRESCIENT_FFMPEG, else Debian's. */
+export function ffmpegPath(): string {
+  return process.env.PRESCIENT_FFMPEG || '/usr/bin/ffmpeg';
+}
+
+export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Promise<FfmpegRun> {
+  if (opts.signal?.aborted) return Promise.reject(new EncodeAbortedError());
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'taskset', '-c', opts.core_ids.join(','), ffmpegPath(), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let exited = false;
+    let aborted = false;
+    let spawnError: Error | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    const stderr: string[] = [];
+    const bench: { cpu_s?: number; maxrss_kb?: number } = {};
+    const sampled = { hwm_kb: 0, rchar: 0, wchar: 0 };
+    let last: FfmpegProgress | undefined;
+
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      const t = /^bench: utime=([\d.]+)s stime=([\d.]+)s/.exec(line);
+      if (t) bench.cpu_s = Number(t[1]) + Number(t[2]);
+      const m = /^bench: maxrss=(\d+)kB/.exec(line);
+      if (m) bench.maxrss_kb = Number(m[1]);
+      stderr.push(line);
+      if (stderr.length > STDERR_LINES_KEPT) stderr.shift();
+    });
+
+    const block = new Map<string, string>();
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const eq = line.indexOf('=');
+      if (eq < 0) return;
+      const key = line.slice(0, eq).trim();
+      const value = line.slice(eq + 1).trim();
+      if (key !== 'progress') return void block.set(key, value);
+      last = {
+        frame: num(block.get('frame')),
+        fps: num(block.get('fps')),
+        speed: num(block.get('speed')?.replace(/x$/, '')),
+        total_size: num(block.get('total_size')),
+        out_time_s: num(block.get('out_time_us')) / 1e6,
+        done: value === 'end',
+      };
+      block.clear();
+      opts.onProgress?.(last);
+    });
+
+    const pid = child.pid;
+    const pinned = pid === undefined ? Promise.resolve(false) : checkPinned(pid, opts.core_ids, () => !exited);
+    const sampler = pid === undefined ? undefined : setInterval(() => void sample(pid, sampled), SAMPLE_MS);
+
+    const onAbort = () => {
+      aborted = true;
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    child.on('error', (e) => { spawnError = e; });
+    child.on('close', async (code, signal) => {
+      exited = true;
+      clearInterval(sampler);
+      clearTimeout(killTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      const wall_s = (performance.now() - started) / 1000;
+      if (aborted) return reject(new EncodeAbortedError());
+      if (spawnError) return reject(spawnError);
+      if (code !== 0) {
+        const tail = stderr.filter((l) => !l.startsWith('bench:')).slice(-STDERR_LINES_IN_ERROR).join('\n');
+        return reject(new FfmpegExitError(code, signal, tail));
+      }
+      resolve({
+        wall_s,
+        ...(bench.cpu_s !== undefined && { cpu_s: bench.cpu_s }),
+        max_rss_kb: bench.maxrss_kb ?? sampled.hwm_kb,
+        read_bytes: sampled.rchar,
+        written_bytes: sampled.wchar,
+        pinned: await pinned,
+        ...(last && { last_progress: last }),
+        stderr: stderr.join('\n'),
+      });
+    });
+  });
+}
+
+/**
+ * Waits until setpriv and taskset have exec'd into ffmpeg (taskset sets the affinity just before
+ * its exec), then compares the affinity the kernel reports with the requested cores.
+ */
+async function checkPinned(pid: number, cores: readonly number[], alive: () => boolean): Promise<boolean> {
+  while (alive()) {
+    try {
+      const comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+      if (comm !== 'setpriv' && comm !== 'taskset') {
+        const allowed = parseCpuList(statusField(await readFile(`/proc/${pid}/status`, 'utf8'), 'Cpus_allowed_list') ?? '');
+        return allowed.size === new Set(cores).size && cores.every((c) => allowed.has(c));
+      }
+    } catch {
+      return false; // exited before it could be checked
+    }
+    await sleep(5);
+  }
+  return false;
+}
+
+/** Fallback peak memory (VmHWM) and I/O counters; a process that is gone is simply not sampled. */
+async function sample(pid: number, into: { hwm_kb: number; rchar: number; wchar: number }): Promise<void> {
+  try {
+    const [status, io] = await Promise.all([readFile(`/proc/${pid}/status`, 'utf8'), readFile(`/proc/${pid}/io`, 'utf8')]);
+    into.hwm_kb = Math.max(into.hwm_kb, num(statusField(status, 'VmHWM')?.replace(/\s*kB$/, '')));
+    into.rchar = Math.max(into.rchar, num(statusField(io, 'rchar')));
+    into.wchar = Math.max(into.wchar, num(statusField(io, 'wchar')));
+  } catch {
+    // exited between samples
+  }
+}
+
+function statusField(text: string, name: string): string | undefined {
+  return new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+}
+
+/** "0-2,5" → {0, 1, 2, 5} */
+export function parseCpuList(list: string): Set<number> {
+  const out = new Set<number>();
+  for (const part of list.split(',').filter(Boolean)) {
+    const [lo, hi = lo] = part.split('-').map(Number);
+    for (let c = lo; c <= hi; c++) out.add(c);
+  }
+  return out;
+}
+
+/** ffmpeg writes N/A for values it does not know yet. */
+function num(v: string | undefined): number {
+  const n = Number(v);
+  return Number.isFinite(n) ? Math.max(0, n) : 0;
+}

@@ -1,0 +1,4 @@
+/** Public API of `node-agent/`. */
+export { startAgent, type AgentHandle, type AgentOptions } from './agent.js';
+export { detectHardware, parseCpuList, type Hardware, type GrantOptions } from './hardware.js';
+export { QuestDbTelemetrySink, questdbQuery, questdbExec, RUNS_TABLE, type TelemetrySink, type RunRow } from './telemetry/index.js';

@@ -1,0 +1,60 @@
+/** The runner's public types and the message protocol between it and its Piscina workers. */
+import type { MessagePort } from 'node:worker_threads';
+import type { EncodeResult, EncodingSchema } from '../../shared/index.js';
+
+/** One encode as the agent hands it over: the validated schema plus what the leader reserved. */
+export interface EncodeJob {
+  task_id: string;
+  schema: EncodingSchema;
+  /** ffmpeg is pinned to exactly these cores and runs this many threads. */
+  core_ids: number[];
+  gpu_ids: number[];
+  /** Reserved memory; not enforced yet (see node-agent/README.md). */
+  memory_gb: number;
+  /** The output lands at `<output_dir>/<task_id>.<mp4|webm>`. */
+  output_dir: string;
+}
+
+/** One `-progress` report of a running encode, every PROGRESS_PERIOD_S. */
+export interface EncodeProgress {
+  task_id: string;
+  /** Two-pass encodes report pass 1 (no output bytes) and then pass 2, each from frame 0. */
+  pass: 1 | 2;
+  frame: number;
+  fps: number;
+  speed: number;
+  out_bytes: number;
+  out_time_s: number;
+}
+
+export interface EncodeRunner {
+  /**
+   * Encodes, measures quality, then renames the output into place. Rejects with
+   * EncodeAbortedError when `signal` aborts (ffmpeg has exited by then and no `.part` file is
+   * left), FfmpegExitError when ffmpeg fails, UnsupportedEncodeError for what ffmpeg 5.1 cannot run.
+   */
+  run(job: EncodeJob, opts?: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void }): Promise<EncodeResult>;
+  /** Cancels running encodes, waits for them to clean up, and stops the worker threads. */
+  close(): Promise<void>;
+}
+
+/** What the main thread hands a worker; `port` is transferred. */
+export interface WorkerTask {
+  job: EncodeJob;
+  port: MessagePort;
+}
+export type ToWorker = { type: 'abort' };
+export type FromWorker = { type: 'progress'; progress: EncodeProgress };
+
+/**
+ * Errors lose their class crossing threads, so the worker returns them as data and the main
+ * thread rebuilds the typed error.
+ */
+export type WorkerOutcome =
+  | { ok: true; result: EncodeResult }
+  | { ok: false; error: SerializedError };
+export type SerializedError =
+  | { name: 'EncodeAbortedError' }
+  | { name: 'FfmpegExitError'; exit_code: number | null; exit_signal: string | null; stderr_tail: string }
+  | { name: 'UnsupportedEncodeError'; field: string; reason: string }
+  | { name: 'Error'; message: string; stack?: string };

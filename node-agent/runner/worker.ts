@@ -1,0 +1,108 @@
+/**
+ * Piscina worker entry: runs one EncodeJob — every pass, then the quality measurement on the
+ * same cores — and returns its EncodeResult. Cancellation arrives as a message on the task's
+ * port (Piscina's own `signal` would terminate this thread mid-encode).
+ */
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { EncodeResult } from '../../shared/index.js';
+import {
+  compileEncode, compileQuality, parseQuality, runFfmpeg,
+  EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError,
+  type EncodePlan, type FfmpegRun, type Grant,
+} from '../ffmpeg/index.js';
+import type { EncodeJob, EncodeProgress, FromWorker, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
+
+const BYTES_PER_GB = 1024 ** 3;
+
+export default async function encodeTask({ job, port }: WorkerTask): Promise<WorkerOutcome> {
+  const abort = new AbortController();
+  port.on('message', (m: ToWorker) => { if (m.type === 'abort') abort.abort(); });
+  try {
+    const result = await encode(job, abort.signal, (progress) => port.postMessage({ type: 'progress', progress } satisfies FromWorker));
+    return { ok: true, result };
+  } catch (e) {
+    return { ok: false, error: serializeError(e) };
+  } finally {
+    port.close();
+  }
+}
+
+/**
+ * ffmpeg writes `<task_id>.part.<ext>`, which becomes `<task_id>.<ext>` only once the encode and
+ * its quality measurement succeeded; on any failure it is deleted, so a retry never finds a half file.
+ */
+async function encode(job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void): Promise<EncodeResult> {
+  const grant: Grant = { core_ids: job.core_ids, gpu_ids: job.gpu_ids };
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'prescient-passlog-'));
+  let plan: EncodePlan | undefined;
+  let done = false;
+  try {
+    plan = compileEncode(job.schema, grant, { task_id: job.task_id, output_dir: job.output_dir, passlog_prefix: path.join(scratch, 'pass') });
+    await mkdir(job.output_dir, { recursive: true });
+    await rm(plan.part_path, { force: true });
+    const runs: FfmpegRun[] = [];
+    for (const [i, argv] of plan.passes.entries()) {
+      const pass = (i + 1) as 1 | 2;
+      runs.push(await runFfmpeg(argv, {
+        core_ids: job.core_ids,
+        signal,
+        onProgress: (p) => onProgress({
+          task_id: job.task_id, pass, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s,
+        }),
+      }));
+    }
+    const output_bytes = (await stat(plan.part_path)).size;
+    const quality = await measureQuality(job, plan.part_path, grant, signal);
+    await rename(plan.part_path, plan.final_path);
+    done = true;
+    return {
+      actual: usage(runs, output_bytes),
+      output_bytes,
+      output_path: plan.final_path,
+      ...quality,
+      pinned: runs.every((r) => r.pinned),
+      frames: runs.at(-1)?.last_progress?.frame ?? 0,
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+    if (!done && plan) await rm(plan.part_path, { force: true });
+  }
+}
+
+/** A failed measurement leaves psnr/ssim out rather than failing a good encode; cancellation still cancels. */
+async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, signal: AbortSignal): Promise<{ psnr_db?: number; ssim?: number }> {
+  try {
+    const run = await runFfmpeg(compileQuality(job.schema, distorted, grant), { core_ids: job.core_ids, signal });
+    return parseQuality(run.stderr);
+  } catch (e) {
+    if (e instanceof FfmpegExitError) return {};
+    throw e;
+  }
+}
+
+/**
+ * Passes are summed: CPU seconds over wall seconds gives the mean cores busy; bandwidth counts
+ * what ffmpeg read (input, pass logs) plus the output file. GPU use of nvenc is not measured yet.
+ */
+function usage(runs: FfmpegRun[], output_bytes: number): EncodeResult['actual'] {
+  const wall = runs.reduce((s, r) => s + r.wall_s, 0);
+  const cpu = runs.reduce((s, r) => s + (r.cpu_s ?? 0), 0);
+  const read = runs.reduce((s, r) => s + r.read_bytes, 0);
+  return {
+    cpu_cores: cpu / wall,
+    gpu_percent: 0,
+    memory_gb: (Math.max(...runs.map((r) => r.max_rss_kb)) * 1024) / BYTES_PER_GB,
+    bandwidth_mbps: ((read + output_bytes) * 8) / wall / 1e6,
+    duration_s: wall,
+  };
+}
+
+function serializeError(e: unknown): SerializedError {
+  if (e instanceof EncodeAbortedError) return { name: 'EncodeAbortedError' };
+  if (e instanceof FfmpegExitError) return { name: 'FfmpegExitError', exit_code: e.exit_code, exit_signal: e.exit_signal, stderr_tail: e.stderr_tail };
+  if (e instanceof UnsupportedEncodeError) return { name: 'UnsupportedEncodeError', field: e.field, reason: e.reason };
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { name: 'Error', message: err.message, ...(err.stack && { stack: err.stack }) };
+}

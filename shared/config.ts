@@ -1,0 +1,73 @@
+/**
+ * Where the services are and where data lives. Every value can come from an environment
+ * variable; otherwise endpoints are read from the stack file that `prescient stack up` writes.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from './errors.js';
+
+/** Loopback endpoints of one running stack. */
+export interface StackEndpoints {
+  /** nats://host:port */
+  nats_url: string;
+  /** host:port of Consul's HTTP API */
+  consul_http: string;
+  /** http://host:port of QuestDB's REST API (also ILP over HTTP) */
+  questdb_http: string;
+  /** host:port of QuestDB's PostgreSQL wire endpoint */
+  questdb_pg: string;
+}
+
+export const ENDPOINT_ENV: Record<keyof StackEndpoints, string> = {
+  nats_url: 'PRESCIENT_NATS_URL',
+  consul_http: 'PRESCIENT_CONSUL_HTTP',
+  questdb_http: 'PRESCIENT_QUESTDB_HTTP',
+  questdb_pg: 'PRESCIENT_QUESTDB_PG',
+};
+
+/** State directory: PRESCIENT_STATE_DIR, else ~/.prescient. */
+export function stateDir(explicit?: string): string {
+  return path.resolve(explicit ?? process.env.PRESCIENT_STATE_DIR ?? path.join(os.homedir(), '.prescient'));
+}
+
+export function stackFile(dir: string): string {
+  return path.join(dir, 'stack.json');
+}
+
+/**
+ * Endpoints from the environment, falling back field by field to the stack file in `dir`.
+ * Throws ConfigError naming the first endpoint that is nowhere to be found.
+ */
+export function loadEndpoints(dir: string): StackEndpoints {
+  let fromFile: Partial<StackEndpoints> = {};
+  const file = stackFile(dir);
+  if (existsSync(file)) {
+    try {
+      fromFile = (JSON.parse(readFileSync(file, 'utf8')) as { endpoints?: Partial<StackEndpoints> }).endpoints ?? {};
+    } catch (e) {
+      throw new ConfigError(file, `is not valid JSON (${(e as Error).message})`);
+    }
+  }
+  const out = {} as StackEndpoints;
+  for (const key of Object.keys(ENDPOINT_ENV) as (keyof StackEndpoints)[]) {
+    const v = process.env[ENDPOINT_ENV[key]] ?? fromFile[key];
+    if (!v) throw new ConfigError(ENDPOINT_ENV[key], `not set and no running stack found at ${file} (run \`prescient stack up\`)`);
+    out[key] = v;
+  }
+  return out;
+}
+
+/** Directories input files may be read from: PRESCIENT_INPUT_ROOTS (colon-separated), else STATE/media. */
+export function allowedInputRoots(dir: string): string[] {
+  const env = process.env.PRESCIENT_INPUT_ROOTS;
+  const roots = env ? env.split(':').filter(Boolean) : [path.join(dir, 'media')];
+  return roots.map((r) => path.resolve(r));
+}
+
+/** Splits host:port, refusing anything else. */
+export function parseHostPort(v: string, setting: string): { host: string; port: number } {
+  const m = /^\[?([A-Za-z0-9.:-]+?)\]?:(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(setting, `must be host:port, got ${JSON.stringify(v)}`);
+  return { host: m[1], port: Number(m[2]) };
+}

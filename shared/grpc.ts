@@ -1,0 +1,107 @@
+/**
+ * Typed access to the coordinator <-> agent gRPC API defined in `proto/prescient.proto`.
+ * The .proto is loaded at run time (no generated code); these interfaces mirror its messages
+ * with the loader options below (field names as written, 64-bit integers as numbers).
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import type { NodeCapacity, ResourceAllocation, ResourceUsage } from './task.js';
+
+export const PROTO_PATH = fileURLToPath(new URL('./proto/prescient.proto', import.meta.url));
+
+export interface AllocationMsg { node_id: string; core_ids: number[]; gpu_ids: number[]; memory_gb: number; bandwidth_mbps: number; lease_expires_at: number; term: number }
+export interface RunningTaskMsg { task_id: string; allocation: AllocationMsg | null }
+export interface RegisterRequest { capacity: NodeCapacity; running: RunningTaskMsg[] }
+export interface RegisterReply { term: number; leader_id: string; heartbeat_interval_ms: number }
+export interface HeartbeatRequest { node_id: string; running: RunningTaskMsg[] }
+export interface HeartbeatReply { term: number; reregister: boolean }
+export interface Assignment { task_id: string; schema_json: string; allocation: AllocationMsg; predicted: ResourceUsage; attempt: number; model_version: string }
+export interface AssignReply { accepted: boolean; reason: string }
+export interface CancelRequest { task_id: string; term: number }
+export interface TaskStatusReport {
+  task_id: string; node_id: string; state: 'running' | 'succeeded' | 'failed'; reason: string;
+  actual: ResourceUsage | null; output_bytes: number; output_path: string; psnr_db: number; ssim: number;
+  pinned: boolean; frames: number; term: number;
+}
+export interface Ack { ok: boolean; reason: string }
+
+type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void;
+export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
+  Register: Unary<RegisterRequest, RegisterReply>;
+  Heartbeat: Unary<HeartbeatRequest, HeartbeatReply>;
+  ReportStatus: Unary<TaskStatusReport, Ack>;
+}
+export interface AgentHandlers extends grpc.UntypedServiceImplementation {
+  Assign: Unary<Assignment, AssignReply>;
+  Cancel: Unary<CancelRequest, Ack>;
+}
+
+interface LoadedApi {
+  Coordinator: grpc.ServiceClientConstructor;
+  Agent: grpc.ServiceClientConstructor;
+}
+let api: LoadedApi | undefined;
+function load(): LoadedApi {
+  if (!api) {
+    const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { prescient: { v1: LoadedApi } };
+    api = pkg.prescient.v1;
+  }
+  return api;
+}
+
+export const coordinatorService = () => load().Coordinator.service;
+export const agentService = () => load().Agent.service;
+
+/** Calls one unary method and resolves with its reply; rejects with the gRPC error. */
+function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadlineMs: number): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, Function>)[method];
+    fn.call(client, req, { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** Client for the Coordinator service on one coordinator process. */
+export class CoordinatorClient {
+  private readonly client: grpc.Client;
+  constructor(readonly address: string) {
+    this.client = new (load().Coordinator)(address, grpc.credentials.createInsecure());
+  }
+  register(req: RegisterRequest) { return unary<RegisterRequest, RegisterReply>(this.client, 'Register', req, 5000); }
+  heartbeat(req: HeartbeatRequest) { return unary<HeartbeatRequest, HeartbeatReply>(this.client, 'Heartbeat', req, 5000); }
+  reportStatus(req: TaskStatusReport) { return unary<TaskStatusReport, Ack>(this.client, 'ReportStatus', req, 5000); }
+  close() { this.client.close(); }
+}
+
+/** Client for the Agent service on one node. */
+export class AgentClient {
+  private readonly client: grpc.Client;
+  constructor(readonly address: string) {
+    this.client = new (load().Agent)(address, grpc.credentials.createInsecure());
+  }
+  assign(req: Assignment) { return unary<Assignment, AssignReply>(this.client, 'Assign', req, 10_000); }
+  cancel(req: CancelRequest) { return unary<CancelRequest, Ack>(this.client, 'Cancel', req, 5000); }
+  close() { this.client.close(); }
+}
+
+/** Starts a gRPC server with one service on host:port (port 0 picks a free one); resolves with the bound port. */
+export async function serve(service: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, host: string, port: number): Promise<{ server: grpc.Server; port: number }> {
+  const server = new grpc.Server();
+  server.addService(service, handlers);
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { server, port: bound };
+}
+
+export function toAllocationMsg(a: ResourceAllocation): AllocationMsg { return { ...a }; }
+export function fromAllocationMsg(m: AllocationMsg): ResourceAllocation {
+  return { node_id: m.node_id, core_ids: [...m.core_ids], gpu_ids: [...m.gpu_ids], memory_gb: m.memory_gb, bandwidth_mbps: m.bandwidth_mbps, lease_expires_at: Number(m.lease_expires_at), term: Number(m.term) };
+}
+
+/** A gRPC error a handler returns to say "I am not the leader". */
+export function notLeaderError(leader: string | undefined): Partial<grpc.StatusObject> {
+  return { code: grpc.status.FAILED_PRECONDITION, details: `not the leader${leader ? `; leader is ${leader}` : ''}` };
+}
+export { grpc };

@@ -1,0 +1,7 @@
+/** Public API of `shared/`: types, validation, subjects, config and the gRPC API. */
+export * from './errors.js';
+export * from './schema/encoding-schema.js';
+export * from './task.js';
+export * from './subjects.js';
+export * from './config.js';
+export * from './grpc.js';

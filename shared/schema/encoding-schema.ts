@@ -1,0 +1,327 @@
+/**
+ * EncodingSchema: what a submitter asks for. Staged as types, as Temporal's worker options are:
+ * `unknown` user document → `validateEncodingSchema` → `EncodingSchema` (every field checked,
+ * defaults applied). Nothing downstream ever sees an unchecked string.
+ */
+import path from 'node:path';
+import { FieldIssue, SchemaValidationError } from '../errors.js';
+
+/** Output video codecs Prescient knows how to predict and run. */
+export const OUTPUT_CODECS = ['h264', 'hevc', 'vp9', 'av1'] as const;
+export type OutputCodec = (typeof OUTPUT_CODECS)[number];
+
+/** Input codecs a described input may declare (used as model features only). */
+export const INPUT_CODECS = ['h264', 'hevc', 'vp9', 'av1', 'mpeg2', 'prores', 'rawvideo', 'other'] as const;
+export type InputCodec = (typeof INPUT_CODECS)[number];
+
+/**
+ * ffmpeg encoder implementing each codec. The first one listed is the default; hardware
+ * encoders are only usable on nodes that report a GPU.
+ */
+export const ENCODERS: Record<OutputCodec, readonly string[]> = {
+  h264: ['libx264', 'h264_nvenc'],
+  hevc: ['libx265', 'hevc_nvenc'],
+  vp9: ['libvpx-vp9'],
+  av1: ['libsvtav1', 'libaom-av1', 'av1_nvenc'],
+};
+export type Encoder = 'libx264' | 'h264_nvenc' | 'libx265' | 'hevc_nvenc' | 'libvpx-vp9' | 'libsvtav1' | 'libaom-av1' | 'av1_nvenc';
+
+/** Encoders that run on a GPU rather than on CPU cores. */
+export const GPU_ENCODERS: ReadonlySet<string> = new Set(['h264_nvenc', 'hevc_nvenc', 'av1_nvenc']);
+
+const X26X_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'];
+const NVENC_PRESETS = ['p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7'];
+const range = (lo: number, hi: number) => Array.from({ length: hi - lo + 1 }, (_, i) => String(lo + i));
+
+/** Allowed presets per encoder, slowest last. For libvpx/libaom the preset is `-cpu-used`. */
+export const PRESETS: Record<Encoder, readonly string[]> = {
+  libx264: X26X_PRESETS,
+  libx265: X26X_PRESETS,
+  h264_nvenc: NVENC_PRESETS,
+  hevc_nvenc: NVENC_PRESETS,
+  av1_nvenc: NVENC_PRESETS,
+  'libvpx-vp9': range(0, 8).reverse(),
+  libsvtav1: range(0, 13).reverse(),
+  'libaom-av1': range(0, 8).reverse(),
+};
+const DEFAULT_PRESET: Record<Encoder, string> = {
+  libx264: 'medium', libx265: 'medium', h264_nvenc: 'p4', hevc_nvenc: 'p4', av1_nvenc: 'p4',
+  'libvpx-vp9': '4', libsvtav1: '8', 'libaom-av1': '6',
+};
+/** CRF range each encoder accepts. */
+const CRF_RANGE: Record<Encoder, [number, number]> = {
+  libx264: [0, 51], libx265: [0, 51], h264_nvenc: [0, 51], hevc_nvenc: [0, 51], av1_nvenc: [0, 255],
+  'libvpx-vp9': [0, 63], libsvtav1: [0, 63], 'libaom-av1': [0, 63],
+};
+
+/** ffmpeg lavfi test sources usable as synthetic input; they differ in content complexity. */
+export const SYNTHETIC_SOURCES = ['testsrc', 'testsrc2', 'smptebars', 'smptehdbars', 'mandelbrot', 'life', 'rgbtestsrc', 'yuvtestsrc'] as const;
+export type SyntheticSource = (typeof SYNTHETIC_SOURCES)[number];
+
+/**
+ * Extra encoder options a submitter may set. Names outside this list are refused, and each
+ * value must match its rule: these become ffmpeg arguments, so nothing free-form gets through.
+ */
+export const EXTRA_OPTIONS: Record<string, { values?: readonly string[]; pattern?: RegExp; encoders: readonly Encoder[] }> = {
+  tune: { values: ['film', 'animation', 'grain', 'stillimage', 'fastdecode', 'zerolatency', 'psnr', 'ssim'], encoders: ['libx264', 'libx265'] },
+  profile: { values: ['baseline', 'main', 'high', 'high10', 'main10', 'main444-8'], encoders: ['libx264', 'libx265', 'h264_nvenc', 'hevc_nvenc'] },
+  pix_fmt: { values: ['yuv420p', 'yuv420p10le', 'yuv422p', 'yuv444p'], encoders: ['libx264', 'libx265', 'libvpx-vp9', 'libsvtav1', 'libaom-av1', 'h264_nvenc', 'hevc_nvenc', 'av1_nvenc'] },
+  level: { pattern: /^[1-6](\.[0-3])?$/, encoders: ['libx264', 'libx265', 'h264_nvenc', 'hevc_nvenc'] },
+  bf: { pattern: /^(1[0-6]|[0-9])$/, encoders: ['libx264', 'libx265', 'h264_nvenc', 'hevc_nvenc'] },
+  refs: { pattern: /^(1[0-6]|[1-9])$/, encoders: ['libx264', 'libx265', 'h264_nvenc', 'hevc_nvenc'] },
+};
+
+/** Service classes, most urgent first. */
+export const SLA_CLASSES = ['premium', 'standard', 'batch'] as const;
+export type SlaClass = (typeof SLA_CLASSES)[number];
+
+export interface Resolution { width: number; height: number }
+
+export interface SyntheticInput {
+  kind: 'synthetic';
+  /** lavfi source filter name. */
+  source: SyntheticSource;
+  resolution: Resolution;
+  fps: number;
+  duration_s: number;
+  /** 0–100: strength of temporal noise added to raise content complexity. */
+  noise: number;
+}
+export interface FileInput {
+  kind: 'file';
+  /** Absolute, normalised path inside one of the allowed input roots. */
+  path: string;
+  codec?: InputCodec;
+  resolution?: Resolution;
+  fps?: number;
+  bitrate_kbps?: number;
+  duration_s?: number;
+}
+export type InputSpec = SyntheticInput | FileInput;
+
+export type RateControl = { mode: 'crf'; crf: number } | { mode: 'bitrate'; bitrate_kbps: number };
+
+export interface OutputSpec {
+  codec: OutputCodec;
+  encoder: Encoder;
+  preset: string;
+  rate_control: RateControl;
+  /** Absent: keep the input's resolution. */
+  resolution?: Resolution;
+  /** Absent: keep the input's frame rate. */
+  fps?: number;
+  /** Keyframe interval in frames. */
+  gop?: number;
+  passes: 1 | 2;
+  options: Record<string, string>;
+}
+
+export interface EncodingSchema {
+  input: InputSpec;
+  output: OutputSpec;
+  priority: SlaClass;
+  submitter: string;
+  /** Optional completion deadline (ISO 8601). */
+  deadline?: string;
+}
+
+export interface ValidationContext {
+  /** Absolute directories an input file must live under. */
+  allowedInputRoots: readonly string[];
+}
+
+const MAX_DIMENSION = 8192;
+const MAX_FPS = 240;
+const MAX_DURATION_S = 24 * 3600;
+const MAX_BITRATE_KBPS = 1_000_000;
+
+/** Collects issues for one document so every wrong field is reported at once. */
+class Checker {
+  readonly issues: FieldIssue[] = [];
+  fail(field: string, reason: string): undefined {
+    this.issues.push({ field, reason });
+    return undefined;
+  }
+  object(v: unknown, field: string, required = true): Record<string, unknown> | undefined {
+    if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
+    if (typeof v !== 'object' || Array.isArray(v)) return this.fail(field, 'must be a mapping');
+    return v as Record<string, unknown>;
+  }
+  unknownKeys(obj: Record<string, unknown>, field: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(obj)) {
+      if (!allowed.includes(k)) this.fail(field ? `${field}.${k}` : k, `is not a known field (expected one of: ${allowed.join(', ')})`);
+    }
+  }
+  number(v: unknown, field: string, lo: number, hi: number, opts: { required?: boolean; integer?: boolean; exclusiveLo?: boolean } = {}): number | undefined {
+    if (v === undefined || v === null) return opts.required ? this.fail(field, 'is required') : undefined;
+    const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n)) return this.fail(field, `must be a number, got ${JSON.stringify(v)}`);
+    if (opts.integer && !Number.isInteger(n)) return this.fail(field, `must be a whole number, got ${n}`);
+    if (n < 0 && lo >= 0) return this.fail(field, `must not be negative, got ${n}`);
+    if (opts.exclusiveLo ? n <= lo : n < lo) return this.fail(field, `must be ${opts.exclusiveLo ? 'greater than' : 'at least'} ${lo}, got ${n}`);
+    if (n > hi) return this.fail(field, `must be at most ${hi}, got ${n}`);
+    return n;
+  }
+  oneOf<T extends string>(v: unknown, field: string, allowed: readonly T[], required = true): T | undefined {
+    if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
+    if (typeof v !== 'string' && typeof v !== 'number') return this.fail(field, `must be one of: ${allowed.join(', ')}`);
+    const s = String(v);
+    if (!allowed.includes(s as T)) return this.fail(field, `unknown value ${JSON.stringify(s)} (expected one of: ${allowed.join(', ')})`);
+    return s as T;
+  }
+  resolution(v: unknown, field: string, required: boolean): Resolution | undefined {
+    if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
+    let w: unknown, h: unknown;
+    if (typeof v === 'string') {
+      const m = /^(\d{1,5})x(\d{1,5})$/.exec(v.trim());
+      if (!m) return this.fail(field, `must look like 1920x1080, got ${JSON.stringify(v)}`);
+      [w, h] = [Number(m[1]), Number(m[2])];
+    } else if (typeof v === 'object' && !Array.isArray(v)) {
+      ({ width: w, height: h } = v as Record<string, unknown>);
+    } else return this.fail(field, 'must be WIDTHxHEIGHT or {width, height}');
+    const width = this.number(w, `${field}.width`, 0, MAX_DIMENSION, { required: true, integer: true, exclusiveLo: true });
+    const height = this.number(h, `${field}.height`, 0, MAX_DIMENSION, { required: true, integer: true, exclusiveLo: true });
+    if (width === undefined || height === undefined) return undefined;
+    if (width % 2 || height % 2) return this.fail(field, `width and height must be even for 4:2:0 video, got ${width}x${height}`);
+    return { width, height };
+  }
+}
+
+function checkInput(c: Checker, raw: unknown, ctx: ValidationContext): InputSpec | undefined {
+  const obj = c.object(raw, 'input');
+  if (!obj) return undefined;
+  const hasPath = obj.path !== undefined, hasSynth = obj.synthetic !== undefined;
+  if (hasPath === hasSynth) return c.fail('input', 'must have exactly one of `path` (a file) or `synthetic` (an ffmpeg test source)');
+  if (hasSynth) {
+    c.unknownKeys(obj, 'input', ['synthetic', 'resolution', 'fps', 'duration_s']);
+    const s = c.object(obj.synthetic, 'input.synthetic');
+    if (!s) return undefined;
+    c.unknownKeys(s, 'input.synthetic', ['source', 'noise']);
+    const source = c.oneOf(s.source, 'input.synthetic.source', SYNTHETIC_SOURCES);
+    const noise = c.number(s.noise, 'input.synthetic.noise', 0, 100) ?? 0;
+    const resolution = c.resolution(obj.resolution, 'input.resolution', true);
+    const fps = c.number(obj.fps, 'input.fps', 0, MAX_FPS, { required: true, exclusiveLo: true });
+    const duration_s = c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { required: true, exclusiveLo: true });
+    if (!source || !resolution || fps === undefined || duration_s === undefined) return undefined;
+    return { kind: 'synthetic', source, resolution, fps, duration_s, noise };
+  }
+  c.unknownKeys(obj, 'input', ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s']);
+  const p = checkInputPath(c, obj.path, ctx);
+  const codec = c.oneOf(obj.codec, 'input.codec', INPUT_CODECS, false);
+  const resolution = c.resolution(obj.resolution, 'input.resolution', false);
+  const fps = c.number(obj.fps, 'input.fps', 0, MAX_FPS, { exclusiveLo: true });
+  const bitrate_kbps = c.number(obj.bitrate_kbps, 'input.bitrate_kbps', 0, MAX_BITRATE_KBPS, { exclusiveLo: true });
+  const duration_s = c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { exclusiveLo: true });
+  if (!p) return undefined;
+  return dropUndefined({ kind: 'file' as const, path: p, codec, resolution, fps, bitrate_kbps, duration_s });
+}
+
+/** A path is accepted only when, once normalised, it lies under an allowed root. */
+function checkInputPath(c: Checker, v: unknown, ctx: ValidationContext): string | undefined {
+  if (typeof v !== 'string' || v.length === 0) return c.fail('input.path', 'must be a non-empty string');
+  if (v.includes('\0') || /[\r\n]/.test(v)) return c.fail('input.path', 'contains control characters');
+  if (!path.isAbsolute(v)) return c.fail('input.path', `must be an absolute path, got ${JSON.stringify(v)}`);
+  const normal = path.resolve(v);
+  const roots = ctx.allowedInputRoots.map((r) => path.resolve(r));
+  if (!roots.some((r) => normal === r || normal.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
+    return c.fail('input.path', `${JSON.stringify(normal)} is outside the allowed input roots (${roots.join(', ') || 'none configured'})`);
+  }
+  return normal;
+}
+
+function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
+  const obj = c.object(raw, 'output');
+  if (!obj) return undefined;
+  c.unknownKeys(obj, 'output', ['codec', 'encoder', 'preset', 'rate_control', 'resolution', 'fps', 'gop', 'passes', 'options']);
+  const codec = c.oneOf(obj.codec, 'output.codec', OUTPUT_CODECS);
+  let encoder: Encoder | undefined;
+  if (codec) encoder = obj.encoder === undefined ? (ENCODERS[codec][0] as Encoder) : (c.oneOf(obj.encoder, 'output.encoder', ENCODERS[codec] as readonly Encoder[]));
+  let preset: string | undefined;
+  if (encoder) preset = obj.preset === undefined ? DEFAULT_PRESET[encoder] : c.oneOf(obj.preset, 'output.preset', PRESETS[encoder]);
+  const rate_control = encoder ? checkRateControl(c, obj.rate_control, encoder) : undefined;
+  const resolution = c.resolution(obj.resolution, 'output.resolution', false);
+  const fps = c.number(obj.fps, 'output.fps', 0, MAX_FPS, { exclusiveLo: true });
+  const gop = c.number(obj.gop, 'output.gop', 1, 10_000, { integer: true });
+  const passes = (c.number(obj.passes, 'output.passes', 1, 2, { integer: true }) ?? 1) as 1 | 2;
+  if (passes === 2 && rate_control?.mode === 'crf') c.fail('output.passes', 'two-pass encoding needs rate_control.mode "bitrate"');
+  if (passes === 2 && encoder && GPU_ENCODERS.has(encoder)) c.fail('output.passes', `two-pass is not supported with ${encoder}`);
+  const options: Record<string, string> = {};
+  const rawOpts = c.object(obj.options, 'output.options', false);
+  if (rawOpts && encoder) {
+    for (const [name, value] of Object.entries(rawOpts)) {
+      const field = `output.options.${name}`;
+      const rule = EXTRA_OPTIONS[name];
+      if (!rule) { c.fail(field, `option is not in the allow-list (allowed: ${Object.keys(EXTRA_OPTIONS).join(', ')})`); continue; }
+      if (!rule.encoders.includes(encoder)) { c.fail(field, `is not supported with encoder ${encoder}`); continue; }
+      const s = typeof value === 'number' ? String(value) : value;
+      if (typeof s !== 'string') { c.fail(field, 'must be a string or number'); continue; }
+      if (rule.values ? !rule.values.includes(s) : !rule.pattern!.test(s)) {
+        c.fail(field, `value ${JSON.stringify(s)} is not allowed${rule.values ? ` (expected one of: ${rule.values.join(', ')})` : ''}`);
+        continue;
+      }
+      options[name] = s;
+    }
+  }
+  if (!codec || !encoder || !preset || !rate_control) return undefined;
+  return dropUndefined({ codec, encoder, preset, rate_control, resolution, fps, gop, passes, options });
+}
+
+function checkRateControl(c: Checker, raw: unknown, encoder: Encoder): RateControl | undefined {
+  const obj = c.object(raw, 'output.rate_control');
+  if (!obj) return undefined;
+  const mode = c.oneOf(obj.mode, 'output.rate_control.mode', ['crf', 'bitrate'] as const);
+  if (mode === 'crf') {
+    c.unknownKeys(obj, 'output.rate_control', ['mode', 'crf']);
+    const [lo, hi] = CRF_RANGE[encoder];
+    const crf = c.number(obj.crf, 'output.rate_control.crf', lo, hi, { required: true, integer: true });
+    return crf === undefined ? undefined : { mode, crf };
+  }
+  if (mode === 'bitrate') {
+    c.unknownKeys(obj, 'output.rate_control', ['mode', 'bitrate_kbps']);
+    const kbps = c.number(obj.bitrate_kbps, 'output.rate_control.bitrate_kbps', 0, MAX_BITRATE_KBPS, { required: true, exclusiveLo: true });
+    return kbps === undefined ? undefined : { mode, bitrate_kbps: kbps };
+  }
+  return undefined;
+}
+
+/**
+ * Checks every field of a submitted document and returns the typed schema with defaults
+ * applied. Throws SchemaValidationError naming each wrong field.
+ */
+export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): EncodingSchema {
+  const c = new Checker();
+  const doc = c.object(raw, '(document)');
+  if (!doc) throw new SchemaValidationError(c.issues);
+  c.unknownKeys(doc, '', ['input', 'output', 'priority', 'submitter', 'deadline']);
+  const input = checkInput(c, doc.input, ctx);
+  const output = checkOutput(c, doc.output);
+  const priority = doc.priority === undefined ? 'standard' : c.oneOf(doc.priority, 'priority', SLA_CLASSES);
+  let submitter: string | undefined = 'anonymous';
+  if (doc.submitter !== undefined) {
+    submitter = typeof doc.submitter === 'string' && /^[A-Za-z0-9._@-]{1,64}$/.test(doc.submitter)
+      ? doc.submitter
+      : c.fail('submitter', 'must be 1–64 characters of letters, digits, dot, underscore, @ or hyphen');
+  }
+  let deadline: string | undefined;
+  if (doc.deadline !== undefined) {
+    const t = typeof doc.deadline === 'string' || doc.deadline instanceof Date ? new Date(doc.deadline as string) : undefined;
+    if (!t || Number.isNaN(t.getTime())) c.fail('deadline', 'must be an ISO 8601 date-time');
+    else deadline = t.toISOString();
+  }
+  if (c.issues.length || !input || !output || !priority || !submitter) throw new SchemaValidationError(c.issues.length ? c.issues : [{ field: '(document)', reason: 'is incomplete' }]);
+  return dropUndefined({ input, output, priority, submitter, deadline });
+}
+
+/** Effective output geometry: the output's own settings, else the input's when known. */
+export function effectiveOutput(s: EncodingSchema): { resolution?: Resolution; fps?: number; duration_s?: number } {
+  return {
+    resolution: s.output.resolution ?? s.input.resolution,
+    fps: s.output.fps ?? s.input.fps,
+    duration_s: s.input.duration_s,
+  };
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}

@@ -1,0 +1,30 @@
+/**
+ * NATS subject and JetStream catalogue. Every subject the system uses is named here, so a
+ * reader can see the whole message surface in one file.
+ */
+
+/** Stream holding submitted jobs until the leader has recorded them (work-queue retention). */
+export const JOBS_STREAM = 'PRESCIENT_JOBS';
+/** Subject a submitter publishes an EncodingSchema envelope on. */
+export const SUBMIT_SUBJECT = 'prescient.jobs.submit';
+/** Durable consumer the leader (whoever it is) pulls submissions through. */
+export const JOBS_CONSUMER = 'prescient-leader';
+
+/** Stream keeping every job's status events, so `submit --wait` can replay them from the start. */
+export const EVENTS_STREAM = 'PRESCIENT_EVENTS';
+/** Per-job subject carrying that job's status changes and final result. */
+export function jobEventsSubject(jobId: string): string {
+  return `prescient.job.${jobId}.events`;
+}
+export const ALL_JOB_EVENTS = 'prescient.job.*.events';
+
+/** JetStream KV bucket with one entry per task: the durable record a new leader resumes from. */
+export const TASKS_BUCKET = 'prescient_tasks';
+
+/** Consul KV key of the leadership lock; its value names the leader and its term. */
+export const LEADER_KEY = 'prescient/leader';
+/** Consul KV key holding the last issued leader term (a fencing token, only ever increased). */
+export const TERM_KEY = 'prescient/term';
+
+/** Job ids are used inside subjects, so they are limited to a safe alphabet. */
+export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,0 +1,121 @@
+/**
+ * Tasks, allocations and usage: the records that travel between submitter, leader and agent.
+ */
+import type { EncodingSchema } from './schema/encoding-schema.js';
+
+/**
+ * Lifecycle of one encoding task. Terminal states are `succeeded`, `failed`, `cancelled`
+ * and `rejected`.
+ * - `queued`    recorded by the leader, waiting for a node with enough free resources
+ * - `placed`    resources reserved on a node and the assignment sent to its agent
+ * - `running`   the agent has started ffmpeg
+ * - `succeeded` the encode finished; `actual` holds what it used
+ * - `failed`    the encode or the node failed; `error` says why
+ * - `cancelled` stopped on request before finishing
+ * - `rejected`  never admitted: the schema was invalid (`error` names the fields)
+ */
+export type TaskState = 'queued' | 'placed' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'rejected';
+export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'cancelled', 'rejected']);
+
+/** Resource figures for one encode; used both for predictions and for measured actuals. */
+export interface ResourceUsage {
+  /** CPU cores in use on average over the encode. */
+  cpu_cores: number;
+  /** GPU utilisation in percent of one GPU (0 when the encode ran on CPU). */
+  gpu_percent: number;
+  /** Peak resident memory in GB. */
+  memory_gb: number;
+  /** Mean I/O bandwidth (input read plus output written) in Mbit/s. */
+  bandwidth_mbps: number;
+  /** Wall-clock encoding time in seconds. */
+  duration_s: number;
+}
+
+/** A prediction: point estimates plus the upper bound the reservation is made at. */
+export interface Prediction {
+  model_version: string;
+  expected: ResourceUsage;
+  upper: ResourceUsage;
+}
+
+/** What the leader reserved for a task on one node. */
+export interface ResourceAllocation {
+  node_id: string;
+  core_ids: number[];
+  gpu_ids: number[];
+  memory_gb: number;
+  bandwidth_mbps: number;
+  /** Epoch milliseconds after which the reservation lapses unless the agent heartbeats. */
+  lease_expires_at: number;
+  /** Leadership term of the leader that made the reservation (a fencing token). */
+  term: number;
+}
+
+/** Measured outcome of a successful encode. */
+export interface EncodeResult {
+  actual: ResourceUsage;
+  output_bytes: number;
+  output_path: string;
+  /** Mean PSNR (dB) of the output against its source; absent if it could not be measured. */
+  psnr_db?: number;
+  /** Mean SSIM (0–1) of the output against its source. */
+  ssim?: number;
+  /** Whether ffmpeg ran pinned to exactly the reserved cores. */
+  pinned: boolean;
+  frames: number;
+}
+
+export interface EncodingTask {
+  id: string;
+  schema: EncodingSchema;
+  state: TaskState;
+  submitted_at: number;
+  updated_at: number;
+  /** Leader term under which this record was last written. */
+  term: number;
+  allocation?: ResourceAllocation;
+  predicted?: Prediction;
+  result?: EncodeResult;
+  /** Why the task is queued, failed or rejected. */
+  reason?: string;
+  attempts: number;
+}
+
+/** The message a submitter publishes on the submit subject. */
+export interface SubmitEnvelope {
+  job_id: string;
+  submitted_at: number;
+  /** The schema as the submitter wrote it; the leader validates it again before admitting it. */
+  schema: unknown;
+}
+
+/** A status change published on a job's event subject. */
+export interface TaskEvent {
+  job_id: string;
+  state: TaskState;
+  at: number;
+  term: number;
+  node_id?: string;
+  reason?: string;
+  predicted?: Prediction;
+  allocation?: ResourceAllocation;
+  result?: EncodeResult;
+}
+
+/** Hardware a node agent reports when it registers. */
+export interface NodeCapacity {
+  node_id: string;
+  /** host:port of the agent's gRPC server. */
+  address: string;
+  core_ids: number[];
+  memory_gb: number;
+  bandwidth_mbps: number;
+  gpus: { id: number; name: string; memory_gb: number }[];
+  cpu_model: string;
+}
+
+/** Builds a job id that sorts by submission time and is safe inside NATS subjects. */
+export function newJobId(now = Date.now()): string {
+  const rand = Math.random().toString(36).slice(2, 10).padEnd(8, '0');
+  return `j${now.toString(36)}${rand}`;
+}

@@ -1,0 +1,117 @@
+/**
+ * The local stack against the real nats-server, consul and QuestDB (installed by deploy/install.sh).
+ * The steps run in order on one stack in a temp state dir; the after hook always takes it down.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadEndpoints, stackFile } from '../../shared/config.js';
+import { stackDown, stackStatus, stackUp, startService, stopService, type StackOptions, type StackStatus } from '../../deploy/stack/index.js';
+import { httpGet } from '../../deploy/stack/net.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-stack-'));
+const opts: StackOptions = { stateDir: dir, log: (l) => console.log(`    [stack] ${l}`) };
+let first: StackStatus;
+
+/** Runs SQL through QuestDB's REST API and returns the parsed answer. */
+async function sql(query: string): Promise<{ dataset?: unknown[][]; error?: string }> {
+  const res = await httpGet(`${first.endpoints!.questdb_http}/exec?query=${encodeURIComponent(query)}`, 5000);
+  return JSON.parse(res.body) as { dataset?: unknown[][]; error?: string };
+}
+const pidsOf = (s: StackStatus) => Object.fromEntries(s.services.map((x) => [x.name, x.pid]));
+const service = (s: StackStatus, name: string) => s.services.find((x) => x.name === name)!;
+/** kill(pid, 0) succeeds for zombies too, so also ask /proc whether it is one. */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+test.after(async () => {
+  await stackDown(opts).catch((e) => console.error('stack down failed:', e));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('stack up starts nats, consul and questdb healthy on loopback endpoints', async () => {
+  const t0 = Date.now();
+  first = await stackUp(opts);
+  console.log(`    stack up took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  assert.ok(first.up);
+  for (const s of first.services) {
+    assert.ok(s.running && s.healthy, `${s.name} should be running and healthy`);
+    assert.ok(s.pid && s.pid > 0);
+    assert.ok(s.log_file.startsWith(path.join(dir, 'logs')));
+  }
+  const e = first.endpoints!;
+  assert.match(e.nats_url, /^nats:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(e.consul_http, /^127\.0\.0\.1:\d+$/);
+  assert.match(e.questdb_http, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(e.questdb_pg, /^127\.0\.0\.1:\d+$/);
+  // Other components find the stack through the stack file.
+  assert.equal(loadEndpoints(dir), e);
+  for (const name of ['nats', 'consul', 'questdb']) assert.ok(existsSync(path.join(dir, name)), `${name} data dir`);
+});
+
+test('status reports all three services healthy with their endpoints', async () => {
+  const s = await stackStatus(opts);
+  assert.ok(s.up);
+  assert.equal(s.endpoints, first.endpoints);
+  assert.equal(service(s, 'nats').endpoint, first.endpoints!.nats_url);
+  assert.equal(service(s, 'consul').endpoint, first.endpoints!.consul_http);
+  assert.equal(service(s, 'questdb').endpoint, first.endpoints!.questdb_http);
+});
+
+test('stack up on a healthy stack returns it unchanged with the same pids', async () => {
+  const again = await stackUp(opts);
+  assert.ok(again.up);
+  assert.equal(pidsOf(again), pidsOf(first));
+  assert.equal(again.endpoints, first.endpoints);
+});
+
+test('a stopped questdb is reported as neither running nor healthy while the others stay up', async () => {
+  assert.not.ok((await sql('create table stack_probe (x int)')).error);
+  assert.not.ok((await sql('insert into stack_probe values (42)')).error);
+  const pid = service(first, 'questdb').pid!;
+  await stopService(opts, 'questdb');
+  assert.not.ok(pidExists(pid), 'questdb pid should be gone');
+  const s = await stackStatus(opts);
+  assert.not.ok(s.up);
+  assert.not.ok(service(s, 'questdb').healthy);
+  assert.not.ok(service(s, 'questdb').running);
+  assert.ok(service(s, 'nats').healthy && service(s, 'consul').healthy);
+});
+
+test('startService brings questdb back on the same port and data with a new pid', async () => {
+  await startService(opts, 'questdb');
+  const s = await stackStatus(opts);
+  assert.ok(s.up);
+  assert.equal(s.endpoints, first.endpoints);
+  assert.ok(service(s, 'questdb').healthy);
+  assert.is.not(service(s, 'questdb').pid, service(first, 'questdb').pid);
+  assert.equal(service(s, 'questdb').endpoint, first.endpoints!.questdb_http);
+  assert.equal((await sql('select x from stack_probe')).dataset, [[42]]);
+});
+
+test('stack down leaves no process behind and status says the stack is not up', async () => {
+  const before = pidsOf(await stackStatus(opts));
+  const s = await stackDown(opts);
+  for (const [name, pid] of Object.entries(before)) assert.not.ok(pid && pidExists(pid), `${name} pid ${pid} still exists`);
+  assert.not.ok(s.up);
+  assert.not.ok(s.endpoints);
+  for (const x of s.services) assert.not.ok(x.running || x.healthy || x.pid, `${x.name} still reported`);
+  const file = JSON.parse(readFileSync(stackFile(dir), 'utf8')) as { endpoints?: unknown; services: Record<string, { pid?: number }> };
+  assert.not.ok(file.endpoints);
+  assert.not.ok(Object.values(file.services).some((r) => r.pid));
+  assert.not.ok((await stackStatus(opts)).up);
+});
+
+test.run();
