@@ -159,8 +159,9 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         if (!ack.ok) say(`leader did not take report for ${outbox[0].task_id}: ${ack.reason}`);
         outbox.shift();
       }
-    } catch {
+    } catch (e) {
       // Leader unreachable or deposed: keep the reports for the next leader.
+      say(`report for ${outbox[0]?.task_id} not delivered yet: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
     } finally {
       delivering = false;
     }

@@ -84,20 +84,22 @@ export async function publishEvent(js: JetStreamClient, ev: TaskEvent): Promise<
  * arrives or `timeoutMs` passes. Resolves with the last event seen.
  */
 export async function followJob(js: JetStreamClient, jobId: string, onEvent: (e: TaskEvent) => void, timeoutMs: number): Promise<TaskEvent | undefined> {
-  const consumer = await js.consumers.get(EVENTS_STREAM, { filterSubjects: [jobEventsSubject(jobId)], deliver_policy: DeliverPolicy.All });
-  const messages = await consumer.consume();
+  // An explicit ephemeral consumer: the client's "ordered consumer" stalls against nats-server 2.9.
+  const jsm = await js.jetstreamManager();
+  const info = await jsm.consumers.add(EVENTS_STREAM, {
+    filter_subject: jobEventsSubject(jobId), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
+  });
+  const messages = await (await js.consumers.get(EVENTS_STREAM, info.name)).consume();
   let last: TaskEvent | undefined;
+  // Closing ends the iteration below; breaking out of it instead leaves close() pending forever.
   const timer = setTimeout(() => void messages.close(), timeoutMs);
-  try {
-    for await (const m of messages) {
-      last = json.decode(m.data) as TaskEvent;
-      onEvent(last);
-      if (TERMINAL_STATES.has(last.state)) break;
-    }
-  } finally {
-    clearTimeout(timer);
-    await messages.close().catch(() => undefined);
+  for await (const m of messages) {
+    last = json.decode(m.data) as TaskEvent;
+    onEvent(last);
+    if (TERMINAL_STATES.has(last.state)) void messages.close();
   }
+  clearTimeout(timer);
+  await jsm.consumers.delete(EVENTS_STREAM, info.name).catch(() => undefined);
   return last;
 }
 

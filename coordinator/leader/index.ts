@@ -305,6 +305,7 @@ export class Leader {
     t.updated_at = this.now();
     t.term = this.o.term;
     await this.o.store.put(t);
+    this.log(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`);
     await publishEvent(this.o.js, {
       job_id: t.id, state: t.state, at: t.updated_at, term: this.o.term, node_id: t.allocation?.node_id,
       reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,

@@ -14,6 +14,7 @@ import { SERVICE_NAMES, type ServiceName, type ServiceRecord, type ServiceStatus
 
 const PROBE_TIMEOUT_MS = 2000;
 const LOCK_WAIT_MS = 180_000;
+const REHEALTH_GRACE_MS = 10_000;
 
 interface Ctx {
   dir: string;
@@ -131,10 +132,15 @@ async function awaitHealthy(c: Ctx, rec: StackRecord, name: ServiceName, proc?: 
   const spec = SPECS[name];
   const r = rec.services[name]!;
   const t0 = Date.now();
+  // A process found running that was healthy before gets a short grace (it is hung, not booting);
+  // one still booting gets what is left of its start budget.
+  const startedAt = proc ? t0 : Date.parse(r.started_at ?? '') || t0;
+  const timeoutMs = !proc && r.healthy_at ? REHEALTH_GRACE_MS : Math.max(REHEALTH_GRACE_MS, spec.startTimeoutMs - (t0 - startedAt));
   let last = 'not probed yet';
   for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
     try {
       await spec.probe(r.ports, PROBE_TIMEOUT_MS);
+      r.healthy_at ??= new Date().toISOString();
       c.log(`${name}: healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       return;
     } catch (e) {
@@ -143,7 +149,7 @@ async function awaitHealthy(c: Ctx, rec: StackRecord, name: ServiceName, proc?: 
     if (cancelled()) throw new Error(`${name}: start abandoned because another service failed`);
     const tail = () => logTail(r.log_file, proc?.logOffset ?? 0);
     if (!alive(r, name)) throw new ServiceStartError(name, r.log_file, `process ${r.pid} ${proc?.exited() ?? 'is gone'}`, tail());
-    if (Date.now() - t0 > spec.startTimeoutMs) throw new ServiceStartError(name, r.log_file, `not healthy after ${spec.startTimeoutMs / 1000} s (last check: ${last})`, tail());
+    if (Date.now() - t0 > timeoutMs) throw new ServiceStartError(name, r.log_file, `not healthy after ${Math.round(timeoutMs / 1000)} s (last check: ${last})`, tail());
     await delay(wait);
   }
 }
@@ -155,6 +161,7 @@ async function stopOne(c: Ctx, rec: StackRecord, name: ServiceName): Promise<voi
   c.log(`${name}: pid ${r.pid} ${how === 'killed' ? 'did not stop in time, killed' : 'stopped'}`);
   delete r.pid;
   delete r.started_at;
+  delete r.healthy_at;
 }
 
 async function up(o: StackOptions): Promise<StackStatus> {
@@ -279,6 +286,7 @@ export async function startService(o: StackOptions, name: ServiceName): Promise<
     const proc = launch(c, rec, name, prepare(c, name, r.ports));
     try {
       await awaitHealthy(c, rec, name, proc);
+      writeRecord(c, rec); // with healthy_at
     } catch (e) {
       await stopOne(c, rec, name);
       writeRecord(c, rec);

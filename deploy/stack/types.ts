@@ -52,6 +52,8 @@ export interface ServiceRecord {
   data_dir: string;
   log_file: string;
   started_at?: string;
+  /** First time it passed its health check; tells a hung service from one still booting. */
+  healthy_at?: string;
 }
 
 /** Contents of `stackFile(stateDir)`; `endpoints` is what shared/config.ts `loadEndpoints` reads. */

@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import {
-  EXTRA_OPTIONS, GPU_ENCODERS, PRESETS, SYNTHETIC_SOURCES,
+  ENCODERS, EXTRA_OPTIONS, GPU_ENCODERS, OUTPUT_CODECS, PRESETS, SYNTHETIC_SOURCES,
   type EncodingSchema, type Encoder, type InputSpec, type OutputCodec, type OutputSpec, type RateControl, type Resolution,
 } from '../../shared/index.js';
 import { UnsupportedEncodeError } from './errors.js';
@@ -56,9 +56,9 @@ const OPTION_FLAGS: Record<string, string> = { tune: '-tune', profile: '-profile
 /** Argv for all passes of one encode. Throws UnsupportedEncodeError for combinations ffmpeg 5.1 cannot run. */
 export function compileEncode(schema: EncodingSchema, grant: Grant, target: EncodeTarget): EncodePlan {
   const { output } = schema;
-  const encoder = member(output.encoder, Object.keys(PRESETS) as Encoder[], 'output.encoder');
-  const container = CONTAINERS[output.codec];
-  if (!container) throw new UnsupportedEncodeError('output.codec', `unknown codec ${JSON.stringify(output.codec)}`);
+  const codec = member(output.codec, OUTPUT_CODECS, 'output.codec');
+  const encoder = member(output.encoder, ENCODERS[codec] as readonly Encoder[], 'output.encoder');
+  const container = CONTAINERS[codec];
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
   const threads = threadCount(grant.core_ids);
   const outDir = path.resolve(target.output_dir);
@@ -66,7 +66,6 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   const final_path = path.join(outDir, `${target.task_id}.${container}`);
 
   const x265Params: string[] = [];
-  const svtParams: string[] = [];
   const common = [
     ...globalArgs(threads),
     ...inputArgs(schema.input, threads),
@@ -81,15 +80,14 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   ];
   // ffmpeg 5.1's libx265 and libsvtav1 ignore -threads and size their pools by the online cores.
   if (encoder === 'libx265') x265Params.push(`pools=${threads}`);
-  if (encoder === 'libsvtav1') svtParams.push(`lp=${threads}`);
-  if (svtParams.length) common.push('-svtav1-params', svtParams.join(':'));
+  if (encoder === 'libsvtav1') common.push('-svtav1-params', `lp=${threads}`);
   if (GPU_ENCODERS.has(encoder)) {
     if (grant.gpu_ids.length === 0) throw new UnsupportedEncodeError('gpu_ids', `${encoder} needs a granted GPU`);
     common.push('-gpu', String(num(grant.gpu_ids[0], 'gpu_ids[0]', 0, 64, true)));
   }
 
   const finalOut = ['-f', container, `file:${part_path}`];
-  const withX265 = (extra: string[]) => (x265Params.length || extra.length ? ['-x265-params', [...x265Params, ...extra].join(':')] : []);
+  const withX265 = (extra: string[]) => (encoder === 'libx265' ? ['-x265-params', [...x265Params, ...extra].join(':')] : []);
   if (output.passes !== 2) return { passes: [[...common, ...withX265([]), ...finalOut]], part_path, final_path, container };
 
   const nullOut = ['-f', 'null', '/dev/null'];

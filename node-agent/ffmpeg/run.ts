@@ -9,6 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EncodeAbortedError, FfmpegExitError } from './errors.js';
@@ -30,13 +31,14 @@ export interface FfmpegProgress {
 export interface FfmpegRun {
   /** From spawn to exit, ffmpeg's start-up included. */
   wall_s: number;
-  /** utime + stime of the whole process, from `-benchmark`; absent if ffmpeg did not print it. */
+  /** utime + stime while transcoding, from `-benchmark`; absent if ffmpeg did not print it. */
   cpu_s?: number;
+  /** `-benchmark`'s rtime: wall time of the transcode itself, without start-up and option parsing. */
+  transcode_s?: number;
   /** Peak RSS in kB: `-benchmark`'s maxrss, else the highest VmHWM sampled. */
   max_rss_kb: number;
-  /** Bytes passed through read()/write() (rchar/wchar of /proc/<pid>/io), as last sampled. */
+  /** Bytes passed through read() (rchar of /proc/<pid>/io, so page-cache hits count too), as last sampled. */
   read_bytes: number;
-  written_bytes: number;
   /** Whether ffmpeg's affinity was exactly the requested cores, read from /proc once it had started. */
   pinned: boolean;
   last_progress?: FfmpegProgress;
@@ -57,6 +59,8 @@ const SAMPLE_MS = 500;
 const KILL_GRACE_MS = 1000;
 const STDERR_LINES_KEPT = 200;
 const STDERR_LINES_IN_ERROR = 15;
+/** Lines every run prints, which would only bury the reason in an error message. */
+const ROUTINE_STDERR = /^(bench:|ffmpeg stats and -progress period set to)/;
 
 /** The ffmpeg binary: PRESCIENT_FFMPEG, else Debian's. */
 export function ffmpegPath(): string {
@@ -75,13 +79,13 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
     let spawnError: Error | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const stderr: string[] = [];
-    const bench: { cpu_s?: number; maxrss_kb?: number } = {};
-    const sampled = { hwm_kb: 0, rchar: 0, wchar: 0 };
+    const bench: { cpu_s?: number; transcode_s?: number; maxrss_kb?: number } = {};
+    const sampled = { hwm_kb: 0, rchar: 0 };
     let last: FfmpegProgress | undefined;
 
     createInterface({ input: child.stderr }).on('line', (line) => {
-      const t = /^bench: utime=([\d.]+)s stime=([\d.]+)s/.exec(line);
-      if (t) bench.cpu_s = Number(t[1]) + Number(t[2]);
+      const t = /^bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s/.exec(line);
+      if (t) Object.assign(bench, { cpu_s: Number(t[1]) + Number(t[2]), transcode_s: Number(t[3]) });
       const m = /^bench: maxrss=(\d+)kB/.exec(line);
       if (m) bench.maxrss_kb = Number(m[1]);
       stderr.push(line);
@@ -128,15 +132,14 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       if (aborted) return reject(new EncodeAbortedError());
       if (spawnError) return reject(spawnError);
       if (code !== 0) {
-        const tail = stderr.filter((l) => !l.startsWith('bench:')).slice(-STDERR_LINES_IN_ERROR).join('\n');
+        const tail = stderr.filter((l) => !ROUTINE_STDERR.test(l)).slice(-STDERR_LINES_IN_ERROR).join('\n');
         return reject(new FfmpegExitError(code, signal, tail));
       }
       resolve({
         wall_s,
-        ...(bench.cpu_s !== undefined && { cpu_s: bench.cpu_s }),
+        ...(bench.cpu_s !== undefined && { cpu_s: bench.cpu_s, transcode_s: bench.transcode_s }),
         max_rss_kb: bench.maxrss_kb ?? sampled.hwm_kb,
         read_bytes: sampled.rchar,
-        written_bytes: sampled.wchar,
         pinned: await pinned,
         ...(last && { last_progress: last }),
         stderr: stderr.join('\n'),
@@ -150,10 +153,10 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
  * its exec), then compares the affinity the kernel reports with the requested cores.
  */
 async function checkPinned(pid: number, cores: readonly number[], alive: () => boolean): Promise<boolean> {
+  const ffmpegComm = path.basename(ffmpegPath()).slice(0, 15); // the kernel keeps 15 characters
   while (alive()) {
     try {
-      const comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
-      if (comm !== 'setpriv' && comm !== 'taskset') {
+      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === ffmpegComm) {
         const allowed = parseCpuList(statusField(await readFile(`/proc/${pid}/status`, 'utf8'), 'Cpus_allowed_list') ?? '');
         return allowed.size === new Set(cores).size && cores.every((c) => allowed.has(c));
       }
@@ -165,13 +168,12 @@ async function checkPinned(pid: number, cores: readonly number[], alive: () => b
   return false;
 }
 
-/** Fallback peak memory (VmHWM) and I/O counters; a process that is gone is simply not sampled. */
-async function sample(pid: number, into: { hwm_kb: number; rchar: number; wchar: number }): Promise<void> {
+/** Fallback peak memory (VmHWM) and bytes read; a process that is gone is simply not sampled. */
+async function sample(pid: number, into: { hwm_kb: number; rchar: number }): Promise<void> {
   try {
     const [status, io] = await Promise.all([readFile(`/proc/${pid}/status`, 'utf8'), readFile(`/proc/${pid}/io`, 'utf8')]);
     into.hwm_kb = Math.max(into.hwm_kb, num(statusField(status, 'VmHWM')?.replace(/\s*kB$/, '')));
     into.rchar = Math.max(into.rchar, num(statusField(io, 'rchar')));
-    into.wchar = Math.max(into.wchar, num(statusField(io, 'wchar')));
   } catch {
     // exited between samples
   }

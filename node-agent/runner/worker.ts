@@ -54,11 +54,12 @@ async function encode(job: EncodeJob, signal: AbortSignal, onProgress: (p: Encod
       }));
     }
     const output_bytes = (await stat(plan.part_path)).size;
+    const input_bytes = job.schema.input.kind === 'file' ? (await stat(job.schema.input.path)).size : 0;
     const quality = await measureQuality(job, plan.part_path, grant, signal);
     await rename(plan.part_path, plan.final_path);
     done = true;
     return {
-      actual: usage(runs, output_bytes),
+      actual: usage(runs, input_bytes, output_bytes),
       output_bytes,
       output_path: plan.final_path,
       ...quality,
@@ -83,15 +84,20 @@ async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, s
 }
 
 /**
- * Passes are summed: CPU seconds over wall seconds gives the mean cores busy; bandwidth counts
- * what ffmpeg read (input, pass logs) plus the output file. GPU use of nvenc is not measured yet.
+ * Passes are summed. duration_s is what the reservation was held for (ffmpeg start-up included);
+ * cpu_cores divides -benchmark's CPU time by its own transcode time, as both leave start-up out
+ * (~0.1 s that would otherwise drag short encodes' figure down). Bandwidth counts what ffmpeg
+ * read plus the output file. Each pass reads at least the whole input file: a floor for the /proc
+ * samples, which miss a pass's last half second (all of a shorter pass). GPU use of nvenc is not
+ * measured yet.
  */
-function usage(runs: FfmpegRun[], output_bytes: number): EncodeResult['actual'] {
+function usage(runs: FfmpegRun[], input_bytes: number, output_bytes: number): EncodeResult['actual'] {
   const wall = runs.reduce((s, r) => s + r.wall_s, 0);
   const cpu = runs.reduce((s, r) => s + (r.cpu_s ?? 0), 0);
-  const read = runs.reduce((s, r) => s + r.read_bytes, 0);
+  const transcode = runs.reduce((s, r) => s + (r.transcode_s ?? r.wall_s), 0);
+  const read = runs.reduce((s, r) => s + Math.max(r.read_bytes, input_bytes), 0);
   return {
-    cpu_cores: cpu / wall,
+    cpu_cores: cpu / transcode,
     gpu_percent: 0,
     memory_gb: (Math.max(...runs.map((r) => r.max_rss_kb)) * 1024) / BYTES_PER_GB,
     bandwidth_mbps: ((read + output_bytes) * 8) / wall / 1e6,

@@ -187,9 +187,24 @@ class Checker {
   }
 }
 
+/**
+ * Validated schemas travel between processes and are checked again on arrival, so the
+ * validated (`kind`-tagged) input form is accepted too and mapped back to the written form.
+ */
+function writtenInput(obj: Record<string, unknown>): Record<string, unknown> {
+  const { kind, source, noise, ...rest } = obj;
+  if (kind === 'synthetic') return { ...rest, synthetic: { source, noise } };
+  if (kind === 'file') return rest;
+  return obj;
+}
+
 function checkInput(c: Checker, raw: unknown, ctx: ValidationContext): InputSpec | undefined {
-  const obj = c.object(raw, 'input');
+  let obj = c.object(raw, 'input');
   if (!obj) return undefined;
+  if (obj.kind !== undefined) {
+    if (obj.kind !== 'synthetic' && obj.kind !== 'file') return c.fail('input.kind', 'must be "synthetic" or "file"');
+    obj = writtenInput(obj);
+  }
   const hasPath = obj.path !== undefined, hasSynth = obj.synthetic !== undefined;
   if (hasPath === hasSynth) return c.fail('input', 'must have exactly one of `path` (a file) or `synthetic` (an ffmpeg test source)');
   if (hasSynth) {

@@ -30,6 +30,13 @@ test('a complete synthetic job is accepted with defaults applied', () => {
   assert.equal(s.input, { kind: 'synthetic', source: 'testsrc2', resolution: { width: 1280, height: 720 }, fps: 30, duration_s: 4, noise: 0 });
 });
 
+test('a validated schema validates again to itself, so it can be re-checked after travelling', () => {
+  const once = validateEncodingSchema(good(), ctx);
+  assert.equal(validateEncodingSchema(JSON.parse(JSON.stringify(once)), ctx), once);
+  const file = validateEncodingSchema({ ...good(), input: { path: '/srv/media/x.mp4', fps: 25 } }, ctx);
+  assert.equal(validateEncodingSchema(JSON.parse(JSON.stringify(file)), ctx), file);
+});
+
 test('an unknown codec is rejected naming output.codec', () => {
   const d = good(); d.output.codec = 'divx';
   const i = issues(d);

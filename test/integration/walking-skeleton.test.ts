@@ -1,0 +1,121 @@
+/**
+ * The whole path on the real parts: a job submitted on NATS is placed by the elected leader,
+ * encoded by ffmpeg on an agent pinned to its reserved cores, its row lands in QuestDB, and
+ * its reservation is released.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
+import type { CoordinatorHandle } from '../../coordinator/index.js';
+import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+
+let s: TestStack;
+let c: CoordinatorHandle;
+let agents: AgentHandle[] = [];
+
+test.before(async () => {
+  s = await startStack('skeleton');
+  c = await coordinator(s, 'c1');
+  agents = [await agent(s, 'node-a', '0'), await agent(s, 'node-b', '1')];
+  await waitFor('the coordinator to lead and both agents to register', () => c.leader()?.ledger.nodeIds().length === 2);
+});
+
+test.after(async () => {
+  for (const a of agents) await a.stop();
+  await c?.stop();
+  await s?.down();
+});
+
+test('a job submitted on NATS goes queued → placed → running → succeeded under the leader\'s term', async () => {
+  const id = await submit(s, smallJob());
+  const evs = await events(s, id);
+  assert.equal(evs.map((e) => e.state), ['queued', 'placed', 'running', 'succeeded']);
+  const term = c.leader()!.term;
+  assert.ok(evs.every((e) => e.term === term), 'every event carries the leader term');
+  const placed = evs[1];
+  assert.equal(placed.allocation!.term, term);
+  assert.ok(['node-a', 'node-b'].includes(placed.node_id!));
+  assert.equal(placed.allocation!.core_ids, placed.node_id === 'node-a' ? [0] : [1]);
+  assert.ok(placed.predicted!.upper.memory_gb >= placed.predicted!.expected.memory_gb);
+});
+
+test('the encode ran pinned to its reserved core and its actual usage, size and quality were measured', async () => {
+  const id = await submit(s, smallJob({ output: { preset: 'medium', rate_control: { mode: 'crf', crf: 20 } } }));
+  const done = (await events(s, id)).at(-1)!;
+  assert.is(done.state, 'succeeded', done.reason);
+  const r = done.result!;
+  assert.ok(r.pinned, 'ffmpeg ran on exactly the reserved cores');
+  assert.ok(r.actual.cpu_cores > 0 && r.actual.cpu_cores <= 1.2, `one reserved core, used ${r.actual.cpu_cores}`);
+  assert.ok(r.actual.memory_gb > 0.005 && r.actual.memory_gb < 2, `peak memory ${r.actual.memory_gb} GB`);
+  assert.ok(r.actual.duration_s > 0);
+  assert.is(r.frames, 25);
+  assert.ok(r.psnr_db! > 30, `PSNR ${r.psnr_db}`);
+  assert.ok(r.ssim! > 0.9 && r.ssim! <= 1, `SSIM ${r.ssim}`);
+  assert.ok(existsSync(r.output_path) && statSync(r.output_path).size === r.output_bytes);
+  assert.not.ok(existsSync(r.output_path.replace(/\.mp4$/, '.part.mp4')));
+});
+
+test('each run is written to QuestDB and read back over HTTP with its prediction and actuals', async () => {
+  const id = await submit(s, smallJob({ output: { codec: 'vp9', preset: '8', rate_control: { mode: 'crf', crf: 40 } } }));
+  const done = (await events(s, id)).at(-1)!;
+  assert.is(done.state, 'succeeded', done.reason);
+  const rows = await waitFor('the run row in QuestDB', async () => {
+    const r = await questdbQuery(s.endpoints.questdb_http, `SELECT * FROM ${RUNS_TABLE} WHERE job_id = '${id}'`);
+    return r.length ? r : undefined;
+  }, 20_000);
+  assert.is(rows.length, 1);
+  const row = rows[0];
+  assert.is(row.node, done.node_id);
+  assert.is(row.codec, 'vp9');
+  assert.is(row.encoder, 'libvpx-vp9');
+  assert.is(row.status, 'succeeded');
+  assert.is(row.width, 320);
+  assert.is(row.output_bytes, done.result!.output_bytes);
+  assert.ok(Math.abs((row.cpu_cores as number) - done.result!.actual.cpu_cores) < 1e-9);
+  assert.ok(Math.abs((row.pred_memory_gb as number) - done.predicted!.expected.memory_gb) < 1e-9);
+  assert.ok((row.psnr_db as number) > 20);
+});
+
+test('reservations are released once jobs finish, leaving every core free', async () => {
+  const ids = await Promise.all([1, 2, 3].map(() => submit(s, smallJob())));
+  const finals = await Promise.all(ids.map(async (id) => (await events(s, id)).at(-1)!));
+  assert.equal(finals.map((f) => f.state), ['succeeded', 'succeeded', 'succeeded']);
+  const ledger = c.leader()!.ledger;
+  await waitFor('no reservation left', () => ledger.allReservations().length === 0);
+  for (const n of ledger.snapshot().nodes) {
+    assert.equal(n.free_core_ids, n.capacity.core_ids);
+    assert.ok(Math.abs(n.free_memory_gb - n.capacity.memory_gb) < 1e-9);
+  }
+});
+
+test('more jobs than cores wait in the queue and all complete, one per core at a time', async () => {
+  const ids = await Promise.all([1, 2, 3, 4].map(() => submit(s, smallJob({ input: { duration_s: 2 } }))));
+  const all = await Promise.all(ids.map((id) => events(s, id)));
+  assert.ok(all.every((evs) => evs.at(-1)!.state === 'succeeded'));
+  // Intervals each core was held: no two overlap on the same core.
+  const held = all.map((evs) => {
+    const placed = evs.find((e) => e.state === 'placed')!;
+    return { core: `${placed.node_id}:${placed.allocation!.core_ids}`, from: placed.at, to: evs.at(-1)!.at };
+  });
+  // With two single-core nodes and four jobs, at least two had to wait for a core, and said why.
+  const waited = all.filter((evs) => evs.some((e) => e.state === 'queued' && /no node has room now/.test(e.reason ?? '')));
+  assert.ok(waited.length >= 2, `${waited.length} jobs reported waiting for room`);
+  for (const a of held) for (const b of held) {
+    if (a !== b && a.core === b.core) assert.ok(a.to <= b.from || b.to <= a.from, `overlap on ${a.core}`);
+  }
+});
+
+test('prescient submit --wait --json runs a YAML job through the CLI and reports its result', async () => {
+  const file = path.join(s.dir, 'job.yaml');
+  writeFileSync(file, YAML.stringify(smallJob({ output: { codec: 'av1', encoder: 'libsvtav1', preset: '12', rate_control: { mode: 'crf', crf: 45 } } })));
+  const r = await cliRun(s, ['submit', file, '--wait', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { jobs: Array<{ state: string; result: { output_bytes: number } }> };
+  assert.is(out.jobs[0].state, 'succeeded');
+  assert.ok(out.jobs[0].result.output_bytes > 0);
+});
+
+test.run();
