@@ -119,4 +119,12 @@ else
   say build "FAILED (tsc output above)"; FAILED+=(build)
 fi
 
+# The `prescient` command on PATH, pointing at this checkout's build.
+CLI="$REPO_ROOT/dist/coordinator/cli/main.js"
+if [ -f "$CLI" ]; then
+  chmod +x "$CLI"
+  if [ "$(readlink /usr/local/bin/prescient 2>/dev/null)" != "$CLI" ]; then $SUDO ln -sf "$CLI" /usr/local/bin/prescient; fi
+  say prescient "/usr/local/bin/prescient -> $CLI"
+fi
+
 if [ ${#FAILED[@]} -gt 0 ]; then echo "install.sh: failed steps: ${FAILED[*]}" >&2; exit 1; fi

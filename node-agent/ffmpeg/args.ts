@@ -114,8 +114,11 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
 export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant): string[] {
   const { input, output } = schema;
   const threads = threadCount(grant.core_ids);
-  const dist: string[] = [];
-  const ref: string[] = [];
+  // Compare in the output's pixel format: otherwise the reference keeps the source's full
+  // chroma and even a lossless encode scores ~39 dB.
+  const pix = `format=${output.options.pix_fmt ?? 'yuv420p'}`;
+  const dist: string[] = [pix];
+  const ref: string[] = [pix];
   if (output.fps !== undefined && output.fps !== input.fps) {
     if (input.fps !== undefined) dist.push(`fps=${fmt(num(input.fps, 'input.fps', 0, 240))}`);
     else ref.push(`fps=${fmt(num(output.fps, 'output.fps', 0, 240))}`);

@@ -69,6 +69,15 @@ test('a one-second libx264 ultrafast encode pinned to one core yields an mp4 wit
   assert.is(progress.at(-1)!.frame, 25);
 });
 
+test('a lossless encode of a noisy synthetic source scores as identical to its regenerated reference', async () => {
+  const r = await runner.run(job('lossless', {
+    input: { synthetic: { source: 'testsrc2', noise: 30 }, resolution: '320x240', fps: 25, duration_s: 1 },
+    output: { codec: 'h264', preset: 'ultrafast', rate_control: { mode: 'crf', crf: 0 } },
+  }));
+  assert.ok(r.psnr_db! >= 60, `PSNR ${r.psnr_db}`);
+  assert.ok(r.ssim! > 0.999, `SSIM ${r.ssim}`);
+});
+
 test('a libvpx-vp9 encode at half size on two cores (where there are two) yields a webm measured at source geometry', async () => {
   const r = await runner.run(job('vp9', {
     input: testsrc(1, '640x360'),
