@@ -259,7 +259,8 @@ function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
   const gop = c.number(obj.gop, 'output.gop', 1, 10_000, { integer: true });
   const passes = (c.number(obj.passes, 'output.passes', 1, 2, { integer: true }) ?? 1) as 1 | 2;
   if (passes === 2 && rate_control?.mode === 'crf') c.fail('output.passes', 'two-pass encoding needs rate_control.mode "bitrate"');
-  if (passes === 2 && encoder && GPU_ENCODERS.has(encoder)) c.fail('output.passes', `two-pass is not supported with ${encoder}`);
+  // ffmpeg 5.1's libsvtav1 wrapper ignores -pass, so a "two-pass" encode would silently be one.
+  if (passes === 2 && encoder && (GPU_ENCODERS.has(encoder) || encoder === 'libsvtav1')) c.fail('output.passes', `two-pass is not supported with ${encoder}`);
   const options: Record<string, string> = {};
   const rawOpts = c.object(obj.options, 'output.options', false);
   if (rawOpts && encoder) {
