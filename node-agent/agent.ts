@@ -5,13 +5,13 @@
  * one telemetry row per run.
  */
 import os from 'node:os';
+import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, SchemaValidationError,
   type AgentHandlers, type Assignment, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
-  type StackEndpoints, type TaskStatusReport, type ValidationContext, type EncodeResult, toAllocationMsg,
+  type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, type EncodeResult, toAllocationMsg,
 } from '../shared/index.js';
-import { ConsulLeaderLookup } from '../coordinator/election/consul.js';
 import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
 import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
 import { QuestDbTelemetrySink, type RunRow, type TelemetrySink } from './telemetry/index.js';
@@ -63,6 +63,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const runner: EncodeRunner = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length) });
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spoolDir, say);
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http);
+  // Progress is a nicety: without NATS the agent still encodes and reports over gRPC.
+  const nc: NatsConnection | undefined = await connectNats({ servers: o.endpoints.nats_url, name: `agent-${nodeId}`, maxReconnectAttempts: -1 })
+    .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
+  const progressCodec = JSONCodec<TaskProgress>();
   const running = new Map<string, Running>();
   const outbox: TaskStatusReport[] = [];
   let highestTerm = 0;
@@ -83,7 +87,13 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       result = await runner.run({
         task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
         memory_gb: job.allocation.memory_gb, output_dir: o.outputDir,
-      }, { signal: job.abort.signal });
+      }, { signal: job.abort.signal, onProgress: throttle(1000, (p) => {
+        const eff = effectiveOutput(job.schema);
+        nc?.publish(jobProgressSubject(taskId), progressCodec.encode({
+          job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes,
+          total_frames: eff.fps && eff.duration_s ? Math.round(eff.fps * eff.duration_s) : undefined,
+        }));
+      }) });
     } catch (e) {
       error = job.abort.signal.aborted ? 'cancelled' : (e as Error).message;
     }
@@ -200,8 +210,18 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       await runner.close();
       await telemetry.close();
       leader?.close();
+      await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));
     },
+  };
+}
+
+/** Calls `fn` at most once per `ms`, always letting the first call through. */
+function throttle<T>(ms: number, fn: (v: T) => void): (v: T) => void {
+  let last = 0;
+  return (v) => {
+    const now = Date.now();
+    if (now - last >= ms) { last = now; fn(v); }
   };
 }
 

@@ -5,3 +5,4 @@ export * from './task.js';
 export * from './subjects.js';
 export * from './config.js';
 export * from './grpc.js';
+export * from './discovery.js';

@@ -18,6 +18,14 @@ export function jobEventsSubject(jobId: string): string {
 }
 export const ALL_JOB_EVENTS = 'prescient.job.*.events';
 
+/**
+ * Per-job encode progress, published by the agent about once a second on core NATS (not
+ * stored: progress is only worth seeing live).
+ */
+export function jobProgressSubject(jobId: string): string {
+  return `prescient.job.${jobId}.progress`;
+}
+
 /** JetStream KV bucket with one entry per task: the durable record a new leader resumes from. */
 export const TASKS_BUCKET = 'prescient_tasks';
 

@@ -102,6 +102,21 @@ export interface TaskEvent {
   result?: EncodeResult;
 }
 
+/** Live progress of a running encode. */
+export interface TaskProgress {
+  job_id: string;
+  node_id: string;
+  /** 1, or 2 for the second pass of a two-pass encode (each counts frames from 0). */
+  pass: number;
+  passes: number;
+  frame: number;
+  /** Frames the encode will produce, when the input duration is known. */
+  total_frames?: number;
+  fps: number;
+  speed: number;
+  out_bytes: number;
+}
+
 /** Hardware a node agent reports when it registers. */
 export interface NodeCapacity {
   node_id: string;

@@ -1,5 +1,5 @@
 /** Human-readable renderings shared by CLI commands. */
-import type { TaskEvent, ResourceUsage } from '../../shared/index.js';
+import type { TaskEvent, TaskProgress, ResourceUsage } from '../../shared/index.js';
 
 const n = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
 
@@ -24,4 +24,10 @@ export function table(header: string[], rows: string[][]): string {
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => (c ?? '').padEnd(w[i])).join('  ').trimEnd();
   return [line(header), line(w.map((x) => '-'.repeat(x))), ...rows.map(line)].join('\n');
+}
+
+export function formatProgress(p: TaskProgress): string {
+  const of = p.total_frames ? `/${p.total_frames} (${Math.min(100, (100 * p.frame) / p.total_frames).toFixed(0)}%)` : '';
+  const pass = p.passes > 1 ? ` pass ${p.pass}/${p.passes}` : '';
+  return `             ${p.job_id} encoding on ${p.node_id}${pass}: frame ${p.frame}${of}, ${n(p.fps, 1)} fps, ${n(p.speed, 2)}x, ${p.out_bytes} bytes`;
 }

@@ -8,14 +8,17 @@ import path from 'node:path';
 import YAML from 'yaml';
 import {
   ConfigError, SchemaValidationError, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
-  type EncodingSchema, type TaskEvent, type ValidationContext,
+  jobProgressSubject, type EncodingSchema, type TaskEvent, type TaskProgress, type ValidationContext,
 } from '../../shared/index.js';
+import { JSONCodec } from 'nats';
 import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
 import { connectBus, ensureStreams, followJob, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
 import { startCoordinator } from '../coordinator.js';
 import { startAgent } from '../../node-agent/index.js';
 import { runDemo } from './demo.js';
-import { formatEvent } from './format.js';
+import { formatEvent, formatProgress } from './format.js';
+
+const progressCodec = JSONCodec<TaskProgress>();
 
 const program = new Command();
 program
@@ -114,7 +117,9 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
         if (!o.json) console.log(`submitted ${id}`);
       }
       if (!o.wait) { if (o.json) console.log(JSON.stringify({ jobs: ids })); return; }
+      const progress = o.json ? [] : ids.map((id) => nc.subscribe(jobProgressSubject(id), { callback: (_e, m) => console.log(formatProgress(progressCodec.decode(m.data))) }));
       const finals = await Promise.all(ids.map((id) => followJob(js, id, (e) => { if (!o.json) console.log(formatEvent(e)); }, Number(o.timeout) * 1000)));
+      progress.forEach((p) => p.unsubscribe());
       if (o.json) console.log(JSON.stringify({ jobs: finals.map((f, i) => f ?? { job_id: ids[i], state: 'unknown', reason: 'timed out waiting' }) }, null, 2));
       if (finals.some((f) => f?.state !== 'succeeded')) process.exitCode = 1;
     } finally {

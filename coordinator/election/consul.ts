@@ -4,9 +4,9 @@
  * an expired session up to 2×TTL late, and then applies the session's lock-delay, which we set
  * short on purpose (Consul's default is 15 s).
  */
-import Consul from 'consul';
-import { LEADER_KEY, TERM_KEY, parseHostPort } from '../../shared/index.js';
-import type { ElectionEvents, LeaderElection, LeaderInfo, LeaderLookup } from './index.js';
+import type Consul from 'consul';
+import { LEADER_KEY, TERM_KEY, consulClient, type KvItem, type LeaderInfo } from '../../shared/index.js';
+import type { ElectionEvents, LeaderElection } from './index.js';
 
 export interface ConsulElectionOptions {
   /** host:port of Consul's HTTP API. */
@@ -19,24 +19,6 @@ export interface ConsulElectionOptions {
   /** How often a standby tries to take the lock and a leader checks it still holds it. */
   pollMs?: number;
   log?: (msg: string) => void;
-}
-
-function client(consulHttp: string): Consul {
-  const { host, port } = parseHostPort(consulHttp, 'consul_http');
-  return new Consul({ host, port });
-}
-
-interface KvItem { Value: string | null; ModifyIndex: number; Session?: string }
-
-export class ConsulLeaderLookup implements LeaderLookup {
-  private readonly consul: Consul;
-  constructor(consulHttp: string) { this.consul = client(consulHttp); }
-  async currentLeader(): Promise<LeaderInfo | null> {
-    const item = (await this.consul.kv.get(LEADER_KEY)) as KvItem | null;
-    if (!item?.Session || !item.Value) return null;
-    const info = JSON.parse(item.Value) as LeaderInfo;
-    return info.term > 0 ? info : null;
-  }
 }
 
 export class ConsulLeaderElection implements LeaderElection {
@@ -54,7 +36,7 @@ export class ConsulLeaderElection implements LeaderElection {
   private busy = false;
 
   constructor(private readonly opts: ConsulElectionOptions) {
-    this.consul = client(opts.consulHttp);
+    this.consul = consulClient(opts.consulHttp);
     this.ttl = opts.ttlSeconds ?? 10;
     this.lockDelay = opts.lockDelaySeconds ?? 1;
     this.pollMs = opts.pollMs ?? 1000;

@@ -2,12 +2,9 @@
  * Leader election. Exactly one coordinator leads at a time; each leadership carries a term
  * number that only grows, which agents use to refuse orders from a deposed leader.
  */
-export interface LeaderInfo {
-  id: string;
-  /** host:port of the leader's Coordinator gRPC service. */
-  address: string;
-  term: number;
-}
+import type { LeaderInfo, LeaderLookup } from '../../shared/index.js';
+export type { LeaderInfo, LeaderLookup };
+export { ConsulLeaderLookup } from '../../shared/index.js';
 
 export interface ElectionEvents {
   /** This candidate now leads under `term`. */
@@ -24,9 +21,4 @@ export interface LeaderElection {
   isLeader(): boolean;
 }
 
-/** Reads who leads now, for agents and the CLI. */
-export interface LeaderLookup {
-  currentLeader(): Promise<LeaderInfo | null>;
-}
-
-export { ConsulLeaderElection, ConsulLeaderLookup } from './consul.js';
+export { ConsulLeaderElection } from './consul.js';

@@ -118,4 +118,14 @@ test('prescient submit --wait --json runs a YAML job through the CLI and reports
   assert.ok(out.jobs[0].result.output_bytes > 0);
 });
 
+test('prescient submit --wait shows the encode\'s progress and ends with its result', async () => {
+  const file = path.join(s.dir, 'progress.yaml');
+  writeFileSync(file, YAML.stringify(smallJob({ input: { resolution: '640x360', duration_s: 4 }, output: { preset: 'medium' } })));
+  const r = await cliRun(s, ['submit', file, '--wait']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /encoding on node-[ab]: frame \d+\/100 \(\d+%\)/);
+  const lines = r.stdout.trim().split('\n');
+  assert.match(lines.at(-1)!, /succeeded on node-[ab]: actual [\d.]+ cores/);
+});
+
 test.run();

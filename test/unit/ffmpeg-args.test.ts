@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
+import { SchemaValidationError, validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
 import {
   compileEncode, compileQuality, parseQuality, LOSSLESS_PSNR_DB, UnsupportedEncodeError,
   type EncodeTarget, type Grant,
@@ -99,8 +99,11 @@ test('two-pass x265 carries pass and stats in x265-params, since its wrapper ign
   assert.not.ok(passes[1].includes('-pass'));
 });
 
-test('two-pass libsvtav1 is refused as unsupported by ffmpeg 5.1', () => {
-  assert.throws(() => encodeArgs({ codec: 'av1', rate_control: kbps(800), passes: 2 }), (e: unknown) => e instanceof UnsupportedEncodeError && e.field === 'output.passes');
+test('two-pass libsvtav1 is refused as unsupported by ffmpeg 5.1, by the schema and again by the compiler', () => {
+  assert.throws(() => encodeArgs({ codec: 'av1', rate_control: kbps(800), passes: 2 }), (e: unknown) => e instanceof SchemaValidationError && e.issues[0].field === 'output.passes');
+  const onePass = schema({ codec: 'av1', rate_control: kbps(800) });
+  const forged = { ...onePass, output: { ...onePass.output, passes: 2 as const } };
+  assert.throws(() => compileEncode(forged, oneCore, target), (e: unknown) => e instanceof UnsupportedEncodeError && e.field === 'output.passes');
 });
 
 test('a single pass writes straight to the .part file, webm for vp9 and mp4 otherwise', () => {

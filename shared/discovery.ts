@@ -1,0 +1,38 @@
+/**
+ * Finding the leader: the contract between coordinators (which publish themselves under the
+ * Consul lock) and agents and tools (which read it).
+ */
+import Consul from 'consul';
+import { LEADER_KEY } from './subjects.js';
+import { parseHostPort } from './config.js';
+
+export interface LeaderInfo {
+  id: string;
+  /** host:port of the leader's Coordinator gRPC service. */
+  address: string;
+  term: number;
+}
+
+/** Reads who leads now, for agents and the CLI. */
+export interface LeaderLookup {
+  currentLeader(): Promise<LeaderInfo | null>;
+}
+
+export function consulClient(consulHttp: string): Consul {
+  const { host, port } = parseHostPort(consulHttp, 'consul_http');
+  return new Consul({ host, port });
+}
+
+export interface KvItem { Value: string | null; ModifyIndex: number; Session?: string }
+
+export class ConsulLeaderLookup implements LeaderLookup {
+  private readonly consul: Consul;
+  constructor(consulHttp: string) { this.consul = consulClient(consulHttp); }
+  async currentLeader(): Promise<LeaderInfo | null> {
+    const item = (await this.consul.kv.get(LEADER_KEY)) as KvItem | null;
+    if (!item?.Session || !item.Value) return null;
+    const info = JSON.parse(item.Value) as LeaderInfo;
+    return info.term > 0 ? info : null;
+  }
+}
+
