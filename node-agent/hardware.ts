@@ -36,14 +36,19 @@ export function allowedCores(): number[] {
 
 export interface GpuInfo { id: number; name: string; memory_gb: number }
 
+/** Parses `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`. */
+export function parseNvidiaSmiGpus(stdout: string): GpuInfo[] {
+  return stdout.trim().split('\n').filter(Boolean).map((line) => {
+    const [index, name, mem] = line.split(',').map((s) => s.trim());
+    return { id: Number(index), name, memory_gb: Number(mem) / 1024 };
+  }).filter((g) => Number.isInteger(g.id) && g.id >= 0 && Number.isFinite(g.memory_gb));
+}
+
 /** GPUs from nvidia-smi; an empty list where it is missing or fails. */
 export async function detectGpus(): Promise<GpuInfo[]> {
   try {
     const { stdout } = await run('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { timeout: 10_000 });
-    return stdout.trim().split('\n').filter(Boolean).map((line) => {
-      const [index, name, mem] = line.split(',').map((s) => s.trim());
-      return { id: Number(index), name, memory_gb: Number(mem) / 1024 };
-    }).filter((g) => Number.isInteger(g.id));
+    return parseNvidiaSmiGpus(stdout);
   } catch {
     return [];
   }
