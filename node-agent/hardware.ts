@@ -7,23 +7,11 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { promisify } from 'node:util';
-import { ConfigError } from '../shared/index.js';
+import { ConfigError, parseCpuList } from '../shared/index.js';
+
+export { parseCpuList };
 
 const run = promisify(execFile);
-
-/** Parses a Linux CPU list such as "0-3,8,10-11". */
-export function parseCpuList(list: string, setting = 'cores'): number[] {
-  const out = new Set<number>();
-  for (const part of list.trim().split(',').filter(Boolean)) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new ConfigError(setting, `not a CPU list: ${JSON.stringify(list)} (expected e.g. 0-3,6)`);
-    const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
-    if (hi < lo) throw new ConfigError(setting, `range ${part} runs backwards`);
-    for (let c = lo; c <= hi; c++) out.add(c);
-  }
-  if (!out.size) throw new ConfigError(setting, 'is empty');
-  return [...out].sort((a, b) => a - b);
-}
 
 /** Cores the scheduler lets this process use. */
 export function allowedCores(): number[] {

@@ -71,3 +71,17 @@ export function parseHostPort(v: string, setting: string): { host: string; port:
   if (!m || Number(m[2]) > 65535) throw new ConfigError(setting, `must be host:port, got ${JSON.stringify(v)}`);
   return { host: m[1], port: Number(m[2]) };
 }
+
+/** Parses a Linux CPU list such as "0-3,8,10-11". */
+export function parseCpuList(list: string, setting = 'cores'): number[] {
+  const out = new Set<number>();
+  for (const part of list.trim().split(',').filter(Boolean)) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (!m) throw new ConfigError(setting, `not a CPU list: ${JSON.stringify(list)} (expected e.g. 0-3,6)`);
+    const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
+    if (hi < lo) throw new ConfigError(setting, `range ${part} runs backwards`);
+    for (let c = lo; c <= hi; c++) out.add(c);
+  }
+  if (!out.size) throw new ConfigError(setting, 'is empty');
+  return [...out].sort((a, b) => a - b);
+}

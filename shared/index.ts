@@ -6,3 +6,4 @@ export * from './subjects.js';
 export * from './config.js';
 export * from './grpc.js';
 export * from './discovery.js';
+export * from './telemetry.js';
