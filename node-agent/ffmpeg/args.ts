@@ -9,7 +9,7 @@
 import path from 'node:path';
 import {
   ENCODERS, EXTRA_OPTIONS, GPU_ENCODERS, OUTPUT_CODECS, PRESETS, SYNTHETIC_SOURCES,
-  type EncodingSchema, type Encoder, type InputSpec, type OutputCodec, type OutputSpec, type RateControl, type Resolution,
+  type ContentComplexity, type EncodingSchema, type Encoder, type InputSpec, type OutputCodec, type OutputSpec, type RateControl, type Resolution,
 } from '../../shared/index.js';
 import { UnsupportedEncodeError } from './errors.js';
 
@@ -111,7 +111,7 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
  * (scale2ref, so an input file of unknown size works too) and frame rate; when the input's rate is
  * unknown the reference is converted to the output's rate instead. Read the result with parseQuality.
  */
-export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant): string[] {
+export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant, opts: { vmaf?: boolean } = {}): string[] {
   const { input, output } = schema;
   const threads = threadCount(grant.core_ids);
   // Compare in the output's pixel format: otherwise the reference keeps the source's full
@@ -126,11 +126,14 @@ export function compileQuality(schema: EncodingSchema, distorted_path: string, g
   dist.push('setpts=PTS-STARTPTS');
   ref.push('setpts=PTS-STARTPTS');
   const rescale = output.resolution !== undefined && !sameSize(output.resolution, input.resolution);
+  // Each metric filter passes its first input through, so they chain: psnr → ssim (→ libvmaf).
+  const refs = opts.vmaf ? 3 : 2;
+  const refLabels = Array.from({ length: refs }, (_, i) => `[r${i + 1}]`).join('');
   const graph = [
     `[0:v]${dist.join(',')}[d]`,
     `[1:v]${ref.join(',')}[r]`,
-    ...(rescale ? ['[d][r]scale2ref=flags=bicubic[ds][rs]', '[rs]split[r1][r2]', '[ds][r1]psnr[dp]'] : ['[r]split[r1][r2]', '[d][r1]psnr[dp]']),
-    '[dp][r2]ssim',
+    ...(rescale ? ['[d][r]scale2ref=flags=bicubic[ds][rs]', `[rs]split=${refs}${refLabels}`, '[ds][r1]psnr[dp]'] : [`[r]split=${refs}${refLabels}`, '[d][r1]psnr[dp]']),
+    ...(opts.vmaf ? ['[dp][r2]ssim[dq]', `[dq][r3]libvmaf=n_threads=${threads}`] : ['[dp][r2]ssim']),
   ].join(';');
   return [
     ...globalArgs(threads),
@@ -145,13 +148,39 @@ export function compileQuality(schema: EncodingSchema, distorted_path: string, g
  * Reads the final PSNR and SSIM summary lines from ffmpeg's stderr. An infinite PSNR (identical
  * streams) is reported as LOSSLESS_PSNR_DB; a metric whose line is missing is left out.
  */
-export function parseQuality(stderr: string): { psnr_db?: number; ssim?: number } {
+export function parseQuality(stderr: string): { psnr_db?: number; ssim?: number; vmaf?: number } {
   const psnr = [...stderr.matchAll(/\bPSNR\b.*?\baverage:(inf|\d+(?:\.\d+)?)/g)].at(-1)?.[1];
   const ssim = [...stderr.matchAll(/\bSSIM\b.*?\bAll:(\d+(?:\.\d+)?)/g)].at(-1)?.[1];
+  const vmaf = [...stderr.matchAll(/\bVMAF score:\s*(\d+(?:\.\d+)?)/g)].at(-1)?.[1];
   return {
     ...(psnr !== undefined && { psnr_db: psnr === 'inf' ? LOSSLESS_PSNR_DB : Number(psnr) }),
     ...(ssim !== undefined && { ssim: Number(ssim) }),
+    ...(vmaf !== undefined && { vmaf: Number(vmaf) }),
   };
+}
+
+/** Seconds of input the content-complexity probe reads. */
+export const COMPLEXITY_PROBE_S = 2;
+
+/**
+ * Argv measuring the input's spatial and temporal information (ITU-T P.910, ffmpeg's `siti`
+ * filter) over its first seconds. Read the result with parseSiti.
+ */
+export function compileComplexityProbe(schema: EncodingSchema, grant: Grant, probe_s = COMPLEXITY_PROBE_S): string[] {
+  const threads = threadCount(grant.core_ids);
+  const seconds = Math.min(probe_s, schema.input.duration_s ?? probe_s);
+  return [
+    ...globalArgs(threads),
+    ...inputArgs(schema.input, threads),
+    '-t', fmt(num(seconds, 'probe_s', 0, 60)), '-vf', 'siti=print_summary=1', '-f', 'null', '-',
+  ];
+}
+
+/** Reads the SITI summary ffmpeg prints at the end of a probe; undefined when it is missing. */
+export function parseSiti(stderr: string, probe_s: number): ContentComplexity | undefined {
+  const m = /SITI Summary:[\s\S]*?Spatial Information:\s*Average:\s*([\d.]+)\s*Max:\s*([\d.]+)[\s\S]*?Temporal Information:\s*Average:\s*([\d.]+)\s*Max:\s*([\d.]+)/.exec(stderr);
+  if (!m) return undefined;
+  return { si_mean: Number(m[1]), si_max: Number(m[2]), ti_mean: Number(m[3]), ti_max: Number(m[4]), probe_s };
 }
 
 /**

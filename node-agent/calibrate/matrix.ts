@@ -1,0 +1,103 @@
+/**
+ * The calibration matrix: short real encodes spanning codecs × presets × resolutions × rate
+ * control × content complexity × core counts, so a new hardware class gets its first data.
+ * Pure and deterministic: the same options always give the same list in the same order.
+ */
+import {
+  ENCODERS, OUTPUT_CODECS, PRESETS, validateEncodingSchema,
+  type EncodingSchema, type Encoder, type OutputCodec, type ValidationContext,
+} from '../../shared/index.js';
+
+/** One content choice: a synthetic source with its noise level, or a user file. */
+export type CalibrationContent = { source: string; noise: number } | { path: string };
+
+export interface MatrixOptions {
+  codecs?: OutputCodec[];
+  /** Output sizes as WIDTHxHEIGHT. */
+  resolutions?: string[];
+  /** Presets per encoder; by default a fast, the default and a slow one. */
+  presets?: Partial<Record<Encoder, string[]>>;
+  contents?: CalibrationContent[];
+  /** Seconds of each synthetic clip. */
+  duration_s?: number;
+  fps?: number;
+  /** Core counts to grant (each ≤ the node's cores). */
+  core_counts?: number[];
+  /** At most this many runs, taken evenly across the whole matrix. */
+  limit?: number;
+}
+
+export interface CalibrationRun {
+  schema: EncodingSchema;
+  cores: number;
+  /** A short description for logs: "libx264 medium 640x360 crf23 testsrc2+40 2c". */
+  label: string;
+}
+
+/** Presets sampled per encoder: fast, default, slow — the slowest are left out as too slow to calibrate. */
+export const DEFAULT_PRESETS: Record<Encoder, string[]> = {
+  libx264: ['veryfast', 'medium', 'slow'],
+  libx265: ['veryfast', 'medium', 'slow'],
+  'libvpx-vp9': ['8', '5', '2'],
+  libsvtav1: ['12', '8', '5'],
+  'libaom-av1': ['8', '6', '4'],
+  h264_nvenc: ['p1', 'p4', 'p7'],
+  hevc_nvenc: ['p1', 'p4', 'p7'],
+  av1_nvenc: ['p1', 'p4', 'p7'],
+};
+
+/** From flat colour bars to heavy temporal noise. */
+export const DEFAULT_CONTENTS: CalibrationContent[] = [
+  { source: 'smptebars', noise: 0 },
+  { source: 'testsrc2', noise: 0 },
+  { source: 'mandelbrot', noise: 0 },
+  { source: 'testsrc2', noise: 40 },
+];
+
+const RATE_CONTROLS = [{ mode: 'crf' as const }, { mode: 'bitrate' as const }];
+/** A middle-of-the-range CRF per encoder family, and a bitrate scaled to the picture size. */
+const midCrf = (e: Encoder) => (e.startsWith('libx26') || e.endsWith('nvenc') ? 26 : 35);
+const bitrateFor = (w: number, h: number) => Math.max(200, Math.round((w * h * 30 * 0.07) / 1000 / 100) * 100);
+
+/**
+ * Every combination, validated like any submitted job. `gpu` says whether GPU encoders are
+ * included (only on nodes with a GPU); CPU encoders are the first listed for each codec.
+ */
+export function calibrationMatrix(o: MatrixOptions, ctx: ValidationContext, nodeCores: number, gpu = false): CalibrationRun[] {
+  const runs: CalibrationRun[] = [];
+  const codecs = o.codecs ?? [...OUTPUT_CODECS];
+  const resolutions = o.resolutions ?? ['320x240', '640x360', '1280x720'];
+  const contents = o.contents ?? DEFAULT_CONTENTS;
+  const coreCounts = [...new Set(o.core_counts ?? [nodeCores])].filter((c) => c >= 1 && c <= nodeCores);
+  if (!coreCounts.length) throw new Error(`core counts must be between 1 and ${nodeCores}`);
+  const duration_s = o.duration_s ?? 2, fps = o.fps ?? 25;
+  for (const codec of codecs) {
+    const encoders = (ENCODERS[codec] as readonly Encoder[]).filter((e) => gpu || !e.endsWith('nvenc'));
+    for (const encoder of encoders) {
+      for (const preset of o.presets?.[encoder] ?? DEFAULT_PRESETS[encoder].filter((p) => PRESETS[encoder].includes(p))) {
+        for (const res of resolutions) {
+          const [w, h] = res.split('x').map(Number);
+          for (const rc of RATE_CONTROLS) {
+            for (const content of contents) {
+              for (const cores of coreCounts) {
+                const input = 'path' in content
+                  ? { path: content.path }
+                  : { synthetic: { source: content.source, noise: content.noise }, resolution: res, fps, duration_s };
+                const rate_control = rc.mode === 'crf' ? { mode: 'crf', crf: midCrf(encoder) } : { mode: 'bitrate', bitrate_kbps: bitrateFor(w, h) };
+                const schema = validateEncodingSchema({
+                  input, output: { codec, encoder, preset, rate_control, resolution: res }, priority: 'batch', submitter: 'calibrate',
+                }, ctx);
+                const what = 'path' in content ? content.path.split('/').pop() : `${content.source}${content.noise ? `+${content.noise}` : ''}`;
+                const rcText = rc.mode === 'crf' ? `crf${midCrf(encoder)}` : `${bitrateFor(w, h)}k`;
+                runs.push({ schema, cores, label: `${encoder} ${preset} ${res} ${rcText} ${what} ${cores}c` });
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (o.limit === undefined || o.limit >= runs.length) return runs;
+  // Evenly spaced picks keep every dimension represented when the matrix is cut short.
+  return Array.from({ length: Math.max(0, o.limit) }, (_, i) => runs[Math.floor((i * runs.length) / o.limit!)]);
+}

@@ -1,0 +1,42 @@
+/**
+ * What the local ffmpeg build can do, asked once per process. VMAF in particular is only
+ * measured where this build has libvmaf (Debian's ffmpeg 5.1 does not): it is never faked.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ffmpegPath } from './run.js';
+
+const run = promisify(execFile);
+
+export interface FfmpegCapabilities {
+  version: string;
+  encoders: ReadonlySet<string>;
+  filters: ReadonlySet<string>;
+  vmaf: boolean;
+}
+
+/** Names in the listing `ffmpeg -encoders` / `-filters` prints: one per line after the flags column. */
+export function parseListing(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*[A-Z.|]{2,}\s+([A-Za-z0-9_-]+)\s/.exec(line);
+    if (m && m[1] !== '=') names.add(m[1]);
+  }
+  return names;
+}
+
+let cached: Promise<FfmpegCapabilities> | undefined;
+
+export function ffmpegCapabilities(): Promise<FfmpegCapabilities> {
+  cached ??= (async () => {
+    const bin = ffmpegPath();
+    const [v, enc, fil] = await Promise.all([
+      run(bin, ['-hide_banner', '-version'], { timeout: 10_000 }),
+      run(bin, ['-hide_banner', '-encoders'], { timeout: 10_000 }),
+      run(bin, ['-hide_banner', '-filters'], { timeout: 10_000 }),
+    ]);
+    const filters = parseListing(fil.stdout);
+    return { version: /ffmpeg version (\S+)/.exec(v.stdout)?.[1] ?? 'unknown', encoders: parseListing(enc.stdout), filters, vmaf: filters.has('libvmaf') };
+  })();
+  return cached;
+}
