@@ -10,11 +10,12 @@ import { mkdirSync } from 'node:fs';
 import {
   CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, SchemaValidationError,
   type AgentHandlers, type Assignment, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
-  type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, type EncodeResult, toAllocationMsg,
+  type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
 import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
 import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
-import { QuestDbTelemetrySink, type RunRow, type TelemetrySink } from './telemetry/index.js';
+import { QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
+import { RunRecorder } from './recorder.js';
 
 export interface AgentOptions {
   nodeId?: string;
@@ -27,6 +28,8 @@ export interface AgentOptions {
   spoolDir: string;
   grpcHost?: string;
   grpcPort?: number;
+  /** How often a running encode is sampled (default 1000 ms). */
+  sampleIntervalMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -62,6 +65,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   mkdirSync(o.outputDir, { recursive: true });
   const runner: EncodeRunner = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length) });
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spoolDir, say);
+  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, sample_interval_ms: o.sampleIntervalMs, log: say });
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http);
   // Progress is a nicety: without NATS the agent still encodes and reports over gRPC.
   const nc: NatsConnection | undefined = await connectNats({ servers: o.endpoints.nats_url, name: `agent-${nodeId}`, maxReconnectAttempts: -1 })
@@ -81,22 +85,17 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
 
   async function execute(taskId: string, job: Running): Promise<void> {
     report(blankReport(taskId, 'running', job.allocation.term));
-    let result: EncodeResult | undefined;
-    let error: string | undefined;
-    try {
-      result = await runner.run({
-        task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
-        memory_gb: job.allocation.memory_gb, output_dir: o.outputDir,
-      }, { signal: job.abort.signal, onProgress: throttle(1000, (p) => {
-        const eff = effectiveOutput(job.schema);
-        nc?.publish(jobProgressSubject(taskId), progressCodec.encode({
-          job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes,
-          total_frames: eff.fps && eff.duration_s ? Math.round(eff.fps * eff.duration_s) : undefined,
-        }));
-      }) });
-    } catch (e) {
-      error = job.abort.signal.aborted ? 'cancelled' : (e as Error).message;
-    }
+    const eff = effectiveOutput(job.schema);
+    const total_frames = eff.fps && eff.duration_s ? Math.round(eff.fps * eff.duration_s) : undefined;
+    const { result, error } = await recorder.record({
+      task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
+      memory_gb: job.allocation.memory_gb, attempt: job.attempt, predicted: job.predicted, model_version: job.modelVersion,
+    }, {
+      signal: job.abort.signal,
+      onProgress: throttle(1000, (p) => nc?.publish(jobProgressSubject(taskId), progressCodec.encode({
+        job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes, total_frames,
+      }))),
+    });
     running.delete(taskId);
     const base = blankReport(taskId, result ? 'succeeded' : 'failed', job.allocation.term);
     report(result ? {
@@ -104,7 +103,6 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames,
     } : { ...base, reason: error ?? 'unknown error' });
     say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`);
-    await telemetry.recordRun(runRow(nodeId, hardware, taskId, job, result, error)).catch((e) => say(`telemetry: ${e}`));
   }
 
   const handlers: AgentHandlers = {
@@ -228,31 +226,3 @@ function throttle<T>(ms: number, fn: (v: T) => void): (v: T) => void {
 function blankReport(task_id: string, state: TaskStatusReport['state'], term: number): Omit<TaskStatusReport, 'node_id'> {
   return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term };
 }
-
-function runRow(node: string, hw: Hardware, taskId: string, job: Running, result: EncodeResult | undefined, error: string | undefined): RunRow {
-  const s = job.schema, out = s.output, rc = out.rate_control;
-  const res = out.resolution ?? s.input.resolution;
-  return {
-    ts: job.startedAt,
-    symbols: {
-      node, job_id: taskId, codec: out.codec, encoder: out.encoder, preset: out.preset, status: result ? 'succeeded' : 'failed',
-      rc_mode: rc.mode, source: s.input.kind === 'synthetic' ? s.input.source : 'file', cpu_model: hw.cpu_model, model_version: job.modelVersion,
-    },
-    ints: {
-      width: res?.width ?? NaN, height: res?.height ?? NaN, passes: out.passes, cores_granted: job.allocation.core_ids.length,
-      attempt: job.attempt, output_bytes: result?.output_bytes ?? NaN, frames: result?.frames ?? NaN,
-    },
-    floats: {
-      fps: out.fps ?? s.input.fps ?? NaN, input_duration_s: s.input.duration_s ?? NaN,
-      crf: rc.mode === 'crf' ? rc.crf : NaN, bitrate_kbps: rc.mode === 'bitrate' ? rc.bitrate_kbps : NaN,
-      pred_cpu_cores: job.predicted.cpu_cores, pred_memory_gb: job.predicted.memory_gb,
-      pred_bandwidth_mbps: job.predicted.bandwidth_mbps, pred_duration_s: job.predicted.duration_s,
-      cpu_cores: result?.actual.cpu_cores ?? NaN, memory_gb: result?.actual.memory_gb ?? NaN,
-      bandwidth_mbps: result?.actual.bandwidth_mbps ?? NaN, duration_s: result?.actual.duration_s ?? NaN,
-      psnr_db: result?.psnr_db ?? NaN, ssim: result?.ssim ?? NaN,
-    },
-    booleans: { pinned: result?.pinned ?? false },
-    strings: error ? { error } : {},
-  };
-}
-

@@ -60,6 +60,8 @@ export interface EncodeResult {
   psnr_db?: number;
   /** Mean SSIM (0–1) of the output against its source. */
   ssim?: number;
+  /** VMAF (0–100), only where the node's ffmpeg has libvmaf. */
+  vmaf?: number;
   /** Whether ffmpeg ran pinned to exactly the reserved cores. */
   pinned: boolean;
   frames: number;

@@ -8,13 +8,15 @@ import path from 'node:path';
 import YAML from 'yaml';
 import {
   ConfigError, SchemaValidationError, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
-  jobProgressSubject, type EncodingSchema, type TaskEvent, type TaskProgress, type ValidationContext,
+  jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type ValidationContext,
 } from '../../shared/index.js';
 import { JSONCodec } from 'nats';
 import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
 import { connectBus, ensureStreams, followJob, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
 import { startCoordinator } from '../coordinator.js';
-import { startAgent } from '../../node-agent/index.js';
+import { startAgent, runCalibration } from '../../node-agent/index.js';
+import { DEFAULT_CONTENTS } from '../../node-agent/calibrate/index.js';
+import os from 'node:os';
 import { runDemo } from './demo.js';
 import { formatEvent, formatProgress } from './format.js';
 
@@ -173,7 +175,7 @@ agentOptions(program.command('agent').description('run a node agent: registers t
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .action(async (o) => {
-    const a = await startAgent(agentConfig(o));
+    const a = await startAgent({ ...agentConfig(o), endpoints: loadEndpoints(dir()) });
     untilSignal(() => a.stop());
   });
 
@@ -181,7 +183,7 @@ function agentConfig(o: Record<string, string | number | undefined>) {
   const node = (o.nodeId as string | undefined) ?? undefined;
   const base = path.join(dir(), 'output', node ?? 'local');
   return {
-    nodeId: node, endpoints: loadEndpoints(dir()), validation: validation(),
+    nodeId: node, validation: validation(),
     grant: { cores: o.cores as string | undefined, memoryGb: o.memoryGb as number | undefined, bandwidthMbps: o.bandwidthMbps as number | undefined },
     outputDir: (o.outputDir as string | undefined) ?? base,
     spoolDir: path.join(dir(), 'spool', node ?? 'local'),
@@ -193,9 +195,41 @@ agentOptions(program.command('dev').description('one coordinator and one agent i
   .action(async (o) => {
     await stackUp({ stateDir: dir(), log: (l) => console.error(l) });
     const c = await startCoordinator({ id: 'dev', endpoints: loadEndpoints(dir()), validation: validation() });
-    const a = await startAgent({ ...agentConfig({ nodeId: 'dev-node', ...o }), nodeId: o.nodeId ?? 'dev-node' });
+    const a = await startAgent({ ...agentConfig({ ...o, nodeId: o.nodeId ?? 'dev-node' }), endpoints: loadEndpoints(dir()) });
     console.log(`dev cluster running: coordinator ${c.address}, agent ${a.address}. Submit with \`prescient submit job.yaml --wait\`; Ctrl-C stops.`);
     untilSignal(async () => { await a.stop(); await c.stop(); });
+  });
+
+agentOptions(program.command('calibrate').description('run a matrix of short real encodes on this node and record them in QuestDB (first data for a new hardware class)'))
+  .option('--codecs <list>', 'codecs to include, comma-separated (default: h264,hevc,vp9,av1)')
+  .option('--resolutions <list>', 'output sizes, comma-separated (default: 320x240,640x360,1280x720)')
+  .option('--files <list>', 'input files to add as content, comma-separated (must be under the allowed input roots)')
+  .option('--no-synthetic', 'use only the given files, no synthetic sources')
+  .option('--duration <seconds>', 'length of each synthetic clip', '2')
+  .option('--core-counts <list>', 'core counts to grant, comma-separated (default: all granted cores)')
+  .option('--limit <n>', 'at most this many runs, spread evenly over the matrix')
+  .option('--sample-ms <ms>', 'sampling interval while encoding', '1000')
+  .option('--dry-run', 'only list the runs')
+  .option('--json', 'print the report as JSON')
+  .action(async (o) => {
+    const list = (v: string | undefined) => (v ? String(v).split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+    const base = agentConfig({ ...o, nodeId: o.nodeId ?? os.hostname() });
+    const files = list(o.files)?.map((f) => ({ path: path.resolve(f) }));
+    const report = await runCalibration({
+      node_id: base.nodeId!, endpoints: o.dryRun ? undefined : loadEndpoints(dir()), grant: base.grant, validation: base.validation,
+      output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: base.spoolDir,
+      sample_interval_ms: Number(o.sampleMs), dry_run: !!o.dryRun, log: (m) => console.error(m),
+      matrix: {
+        codecs: list(o.codecs) as OutputCodec[] | undefined, resolutions: list(o.resolutions), duration_s: Number(o.duration),
+        core_counts: list(o.coreCounts)?.map(Number), limit: o.limit === undefined ? undefined : Number(o.limit),
+        contents: files || o.synthetic === false ? [...(o.synthetic === false ? [] : DEFAULT_CONTENTS), ...(files ?? [])] : undefined,
+      },
+      onRun: o.json ? undefined : (r, i, n) => console.log(`[${i + 1}/${n}] ${r.label}: ${r.ok ? `${r.duration_s!.toFixed(2)} s, ${r.cpu_cores!.toFixed(2)} cores, ${(r.memory_gb! * 1024).toFixed(0)} MB` : `FAILED ${r.error}`}`),
+    });
+    if (o.json) console.log(JSON.stringify(report, null, 2));
+    else if (o.dryRun) console.log(report.outcomes.map((r) => r.label).join('\n') + `\n${report.planned} runs planned`);
+    else console.log(`calibration on ${report.node_id} (${report.hardware.cpu_model}, ${report.hardware.core_ids.length} cores): ${report.runs} runs made, ${report.succeeded} succeeded, ${report.failed} failed in ${report.wall_s.toFixed(1)} s; ${report.unsent_rows} telemetry rows still spooled`);
+    if (report.failed) process.exitCode = 1;
   });
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')

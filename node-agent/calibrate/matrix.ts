@@ -23,7 +23,7 @@ export interface MatrixOptions {
   fps?: number;
   /** Core counts to grant (each ≤ the node's cores). */
   core_counts?: number[];
-  /** At most this many runs, taken evenly across the whole matrix. */
+  /** At most this many runs, spread across every dimension of the matrix. */
   limit?: number;
 }
 
@@ -98,6 +98,20 @@ export function calibrationMatrix(o: MatrixOptions, ctx: ValidationContext, node
     }
   }
   if (o.limit === undefined || o.limit >= runs.length) return runs;
-  // Evenly spaced picks keep every dimension represented when the matrix is cut short.
-  return Array.from({ length: Math.max(0, o.limit) }, (_, i) => runs[Math.floor((i * runs.length) / o.limit!)]);
+  return spreadPick(runs, Math.max(0, o.limit));
+}
+
+/**
+ * Picks `k` of `xs` along the golden-ratio sequence, in matrix order. Evenly spaced picks would
+ * land on the same inner-loop values whenever the stride is a multiple of the inner dimensions;
+ * this low-discrepancy walk varies every dimension while staying deterministic.
+ */
+function spreadPick<T>(xs: T[], k: number): T[] {
+  const chosen = new Set<number>();
+  for (let i = 0; chosen.size < k; i++) {
+    let j = Math.floor(((i * 0.6180339887498949) % 1) * xs.length);
+    while (chosen.has(j)) j = (j + 1) % xs.length;
+    chosen.add(j);
+  }
+  return [...chosen].sort((a, b) => a - b).map((j) => xs[j]);
 }

@@ -3,5 +3,6 @@ export {
   compileEncode, compileQuality, parseQuality, CONTAINERS, LOSSLESS_PSNR_DB, PROGRESS_PERIOD_S,
   type Container, type EncodePlan, type EncodeTarget, type Grant,
 } from './args.js';
-export { runFfmpeg, ffmpegPath, parseCpuList, type FfmpegProgress, type FfmpegRun, type RunFfmpegOptions } from './run.js';
+export { runFfmpeg, ffmpegPath, type FfmpegProgress, type FfmpegRun, type RunFfmpegOptions } from './run.js';
 export { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError } from './errors.js';
+/** Moved to shared/config.ts; still re-exported for test/integration/encode-runner.test.ts. */

@@ -12,6 +12,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { UsageSummary } from '../../shared/index.js';
+import { Sampler, type SamplingOptions } from '../sampling/index.js';
 import { EncodeAbortedError, FfmpegExitError } from './errors.js';
 
 /** One `-progress` report. */
@@ -35,11 +37,14 @@ export interface FfmpegRun {
   cpu_s?: number;
   /** `-benchmark`'s rtime: wall time of the transcode itself, without start-up and option parsing. */
   transcode_s?: number;
-  /** Peak RSS in kB: `-benchmark`'s maxrss, else the highest VmHWM sampled. */
-  max_rss_kb: number;
+  /** The samples' summary; its memory_gb_peak also counts `-benchmark`'s maxrss. */
+  usage: UsageSummary;
   /** Bytes passed through read() (rchar of /proc/<pid>/io, so page-cache hits count too), as last sampled. */
   read_bytes: number;
-  /** Whether ffmpeg's affinity was exactly the requested cores, read from /proc once it had started. */
+  /**
+   * ffmpeg's affinity was exactly the requested cores, and every thread was on one of them,
+   * whenever it was looked at: once it had exec'd, then at every sample.
+   */
   pinned: boolean;
   last_progress?: FfmpegProgress;
   /** The last stderr lines. */
@@ -51,10 +56,12 @@ export interface RunFfmpegOptions {
   /** Aborting sends SIGTERM, then SIGKILL after KILL_GRACE_MS; the promise settles only once ffmpeg has exited. */
   signal?: AbortSignal;
   onProgress?: (p: FfmpegProgress) => void;
+  /** GPUs granted to the run, whose nvidia-smi readings go into the samples. */
+  gpu_ids?: readonly number[];
+  /** The run is always sampled (for `usage` and `pinned`); this says how often and where samples go. */
+  sampling?: SamplingOptions;
 }
 
-/** Interval of the /proc fallback samples. */
-const SAMPLE_MS = 500;
 /** How long ffmpeg may flush after SIGTERM before it is killed; a cancelled output is discarded anyway. */
 const KILL_GRACE_MS = 1000;
 const STDERR_LINES_KEPT = 200;
@@ -77,10 +84,11 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
     let exited = false;
     let aborted = false;
     let spawnError: Error | undefined;
+    let samplerError: Error | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const stderr: string[] = [];
     const bench: { cpu_s?: number; transcode_s?: number; maxrss_kb?: number } = {};
-    const sampled = { hwm_kb: 0, rchar: 0 };
+    const sampler = new Sampler();
     let last: FfmpegProgress | undefined;
 
     createInterface({ input: child.stderr }).on('line', (line) => {
@@ -111,9 +119,11 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       opts.onProgress?.(last);
     });
 
+    // Sampling starts once taskset has exec'd into ffmpeg: before that the affinity is not set yet.
     const pid = child.pid;
-    const pinned = pid === undefined ? Promise.resolve(false) : checkPinned(pid, opts.core_ids, () => !exited);
-    const sampler = pid === undefined ? undefined : setInterval(() => void sample(pid, sampled), SAMPLE_MS);
+    const sampling = pid === undefined ? Promise.resolve(false) : untilExec(pid, () => !exited)
+      .then((ok) => ok && !exited && sampler.start(pid, { ...opts.sampling, core_ids: opts.core_ids, gpu_ids: opts.gpu_ids ?? [] }))
+      .catch((e: Error) => { samplerError = e; child.kill('SIGKILL'); return false; }); // an unmeasured encode is of no use
 
     const onAbort = () => {
       aborted = true;
@@ -125,12 +135,13 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
     child.on('error', (e) => { spawnError = e; });
     child.on('close', async (code, signal) => {
       exited = true;
-      clearInterval(sampler);
+      const wall_s = (performance.now() - started) / 1000;
+      const sampled = await sampling;
+      const usage = sampler.stop(bench.maxrss_kb);
       clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
-      const wall_s = (performance.now() - started) / 1000;
       if (aborted) return reject(new EncodeAbortedError());
-      if (spawnError) return reject(spawnError);
+      if (spawnError ?? samplerError) return reject(spawnError ?? samplerError);
       if (code !== 0) {
         const tail = stderr.filter((l) => !ROUTINE_STDERR.test(l)).slice(-STDERR_LINES_IN_ERROR).join('\n');
         return reject(new FfmpegExitError(code, signal, tail));
@@ -138,9 +149,9 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       resolve({
         wall_s,
         ...(bench.cpu_s !== undefined && { cpu_s: bench.cpu_s, transcode_s: bench.transcode_s }),
-        max_rss_kb: bench.maxrss_kb ?? sampled.hwm_kb,
-        read_bytes: sampled.rchar,
-        pinned: await pinned,
+        usage,
+        read_bytes: sampler.last?.read_bytes ?? 0,
+        pinned: sampled && usage.stayed_on_cores,
         ...(last && { last_progress: last }),
         stderr: stderr.join('\n'),
       });
@@ -148,49 +159,18 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
   });
 }
 
-/**
- * Waits until setpriv and taskset have exec'd into ffmpeg (taskset sets the affinity just before
- * its exec), then compares the affinity the kernel reports with the requested cores.
- */
-async function checkPinned(pid: number, cores: readonly number[], alive: () => boolean): Promise<boolean> {
+/** Resolves true once setpriv and taskset have exec'd into ffmpeg (taskset sets the affinity just before its exec), false if it exited first. */
+async function untilExec(pid: number, alive: () => boolean): Promise<boolean> {
   const ffmpegComm = path.basename(ffmpegPath()).slice(0, 15); // the kernel keeps 15 characters
   while (alive()) {
     try {
-      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === ffmpegComm) {
-        const allowed = parseCpuList(statusField(await readFile(`/proc/${pid}/status`, 'utf8'), 'Cpus_allowed_list') ?? '');
-        return allowed.size === new Set(cores).size && cores.every((c) => allowed.has(c));
-      }
+      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === ffmpegComm) return true;
     } catch {
-      return false; // exited before it could be checked
+      return false;
     }
     await sleep(5);
   }
   return false;
-}
-
-/** Fallback peak memory (VmHWM) and bytes read; a process that is gone is simply not sampled. */
-async function sample(pid: number, into: { hwm_kb: number; rchar: number }): Promise<void> {
-  try {
-    const [status, io] = await Promise.all([readFile(`/proc/${pid}/status`, 'utf8'), readFile(`/proc/${pid}/io`, 'utf8')]);
-    into.hwm_kb = Math.max(into.hwm_kb, num(statusField(status, 'VmHWM')?.replace(/\s*kB$/, '')));
-    into.rchar = Math.max(into.rchar, num(statusField(io, 'rchar')));
-  } catch {
-    // exited between samples
-  }
-}
-
-function statusField(text: string, name: string): string | undefined {
-  return new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
-}
-
-/** "0-2,5" → {0, 1, 2, 5} */
-export function parseCpuList(list: string): Set<number> {
-  const out = new Set<number>();
-  for (const part of list.split(',').filter(Boolean)) {
-    const [lo, hi = lo] = part.split('-').map(Number);
-    for (let c = lo; c <= hi; c++) out.add(c);
-  }
-  return out;
 }
 
 /** ffmpeg writes N/A for values it does not know yet. */

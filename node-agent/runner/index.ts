@@ -6,11 +6,11 @@
 import os from 'node:os';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { EncodeResult } from '../../shared/index.js';
 import { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError } from '../ffmpeg/index.js';
-import type { EncodeRunner, FromWorker, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
+import { checkSampleInterval } from '../sampling/index.js';
+import type { EncodeRunner, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
 
-export type { EncodeJob, EncodeProgress, EncodeRunner } from './types.js';
+export type { EncodeJob, EncodeProgress, EncodeRunner, MeasuredEncode } from './types.js';
 export { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError } from '../ffmpeg/index.js';
 
 /** Idle worker threads are kept this long, so back-to-back encodes skip thread start-up. */
@@ -29,17 +29,26 @@ export function createEncodeRunner(opts: { maxThreads?: number } = {}): EncodeRu
   const running = new Map<Promise<unknown>, () => void>();
   let closed = false;
 
-  async function run(job: Parameters<EncodeRunner['run']>[0], { signal, onProgress }: Parameters<EncodeRunner['run']>[1] = {}): Promise<EncodeResult> {
+  async function run(job: Parameters<EncodeRunner['run']>[0], { signal, onProgress, onSample }: Parameters<EncodeRunner['run']>[1] = {}): Promise<MeasuredEncode> {
     if (closed) throw new Error('encode runner is closed');
     if (signal?.aborted) throw new EncodeAbortedError();
+    if (job.sample_interval_ms !== undefined) checkSampleInterval(job.sample_interval_ms);
     const { port1, port2 } = new MessageChannel();
-    port1.on('message', (m: FromWorker) => onProgress?.(m.progress));
+    // The result travels on Piscina's own port and may overtake the worker's last messages on
+    // this one, so the run settles only once the worker's `end` has arrived too.
+    let ended!: () => void;
+    const drained = new Promise<void>((resolve) => { ended = resolve; });
+    port1.on('message', (m: FromWorker) => {
+      if (m.type === 'progress') onProgress?.(m.progress);
+      else if (m.type === 'sample') onSample?.(m.sample);
+      else ended();
+    });
     const cancel = () => port1.postMessage({ type: 'abort' } satisfies ToWorker);
     signal?.addEventListener('abort', cancel, { once: true });
     const task = pool.run({ job, port: port2 }, { transferList: [port2] });
     running.set(task, cancel);
     try {
-      const outcome = await task;
+      const [outcome] = await Promise.all([task, drained]);
       if (!outcome.ok) throw reviveError(outcome.error);
       return outcome.result;
     } finally {

@@ -1,6 +1,6 @@
 /** The runner's public types and the message protocol between it and its Piscina workers. */
 import type { MessagePort } from 'node:worker_threads';
-import type { EncodeResult, EncodingSchema } from '../../shared/index.js';
+import type { EncodeResult, EncodeSample, EncodingSchema, UsageSummary } from '../../shared/index.js';
 
 /** One encode as the agent hands it over: the validated schema plus what the leader reserved. */
 export interface EncodeJob {
@@ -13,7 +13,12 @@ export interface EncodeJob {
   memory_gb: number;
   /** The output lands at `<output_dir>/<task_id>.<mp4|webm>`. */
   output_dir: string;
+  /** How often the encode is sampled; default 1000, at least MIN_SAMPLE_INTERVAL_MS (100). */
+  sample_interval_ms?: number;
 }
+
+/** What a finished encode yields: its EncodeResult plus the summary of its samples over all passes. */
+export type MeasuredEncode = EncodeResult & { usage: UsageSummary };
 
 /** One `-progress` report of a running encode, every PROGRESS_PERIOD_S. */
 export interface EncodeProgress {
@@ -32,8 +37,10 @@ export interface EncodeRunner {
    * Encodes, measures quality, then renames the output into place. Rejects with
    * EncodeAbortedError when `signal` aborts (ffmpeg has exited by then and no `.part` file is
    * left), FfmpegExitError when ffmpeg fails, UnsupportedEncodeError for what ffmpeg 5.1 cannot run.
+   * `onSample` gets every sample of every encode pass (not of the quality measurement), all of
+   * them before the promise settles.
    */
-  run(job: EncodeJob, opts?: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void }): Promise<EncodeResult>;
+  run(job: EncodeJob, opts?: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void; onSample?: (s: EncodeSample) => void }): Promise<MeasuredEncode>;
   /** Cancels running encodes, waits for them to clean up, and stops the worker threads. */
   close(): Promise<void>;
 }
@@ -44,14 +51,15 @@ export interface WorkerTask {
   port: MessagePort;
 }
 export type ToWorker = { type: 'abort' };
-export type FromWorker = { type: 'progress'; progress: EncodeProgress };
+/** `end` is the worker's last message on the port, sent before it returns its outcome. */
+export type FromWorker = { type: 'progress'; progress: EncodeProgress } | { type: 'sample'; sample: EncodeSample } | { type: 'end' };
 
 /**
  * Errors lose their class crossing threads, so the worker returns them as data and the main
  * thread rebuilds the typed error.
  */
 export type WorkerOutcome =
-  | { ok: true; result: EncodeResult }
+  | { ok: true; result: MeasuredEncode }
   | { ok: false; error: SerializedError };
 export type SerializedError =
   | { name: 'EncodeAbortedError' }

@@ -6,25 +6,27 @@
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { EncodeResult } from '../../shared/index.js';
+import type { EncodeResult, EncodeSample } from '../../shared/index.js';
 import {
   compileEncode, compileQuality, parseQuality, runFfmpeg,
   EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError,
-  type EncodePlan, type FfmpegRun, type Grant,
+  type EncodePlan, type FfmpegProgress, type FfmpegRun, type Grant,
 } from '../ffmpeg/index.js';
-import type { EncodeJob, EncodeProgress, FromWorker, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
-
-const BYTES_PER_GB = 1024 ** 3;
+import { mergeUsage, strictClock } from '../sampling/index.js';
+import { ffmpegCapabilities } from '../ffmpeg/capabilities.js';
+import type { EncodeJob, EncodeProgress, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
 
 export default async function encodeTask({ job, port }: WorkerTask): Promise<WorkerOutcome> {
   const abort = new AbortController();
   port.on('message', (m: ToWorker) => { if (m.type === 'abort') abort.abort(); });
+  const send = (m: FromWorker) => port.postMessage(m);
   try {
-    const result = await encode(job, abort.signal, (progress) => port.postMessage({ type: 'progress', progress } satisfies FromWorker));
+    const result = await encode(job, abort.signal, (progress) => send({ type: 'progress', progress }), (sample) => send({ type: 'sample', sample }));
     return { ok: true, result };
   } catch (e) {
     return { ok: false, error: serializeError(e) };
   } finally {
+    send({ type: 'end' });
     port.close();
   }
 }
@@ -33,7 +35,9 @@ export default async function encodeTask({ job, port }: WorkerTask): Promise<Wor
  * ffmpeg writes `<task_id>.part.<ext>`, which becomes `<task_id>.<ext>` only once the encode and
  * its quality measurement succeeded; on any failure it is deleted, so a retry never finds a half file.
  */
-async function encode(job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void): Promise<EncodeResult> {
+async function encode(
+  job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
+): Promise<MeasuredEncode> {
   const grant: Grant = { core_ids: job.core_ids, gpu_ids: job.gpu_ids };
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'prescient-passlog-'));
   let plan: EncodePlan | undefined;
@@ -43,14 +47,25 @@ async function encode(job: EncodeJob, signal: AbortSignal, onProgress: (p: Encod
     await mkdir(job.output_dir, { recursive: true });
     await rm(plan.part_path, { force: true });
     const runs: FfmpegRun[] = [];
+    const clock = strictClock(); // one for all passes: ts_ms identifies a sample within its job
     for (const [i, argv] of plan.passes.entries()) {
       const pass = (i + 1) as 1 | 2;
+      let progress: FfmpegProgress | undefined;
       runs.push(await runFfmpeg(argv, {
         core_ids: job.core_ids,
+        gpu_ids: job.gpu_ids,
         signal,
-        onProgress: (p) => onProgress({
-          task_id: job.task_id, pass, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s,
-        }),
+        onProgress: (p) => {
+          progress = p;
+          onProgress({ task_id: job.task_id, pass, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s });
+        },
+        sampling: {
+          interval_ms: job.sample_interval_ms,
+          clock,
+          onSample: (s) => onSample({
+            ...s, job_id: job.task_id, pass, frame: progress?.frame ?? 0, fps: progress?.fps ?? 0, speed: progress?.speed ?? 0, out_bytes: progress?.total_size ?? 0,
+          }),
+        },
       }));
     }
     const output_bytes = (await stat(plan.part_path)).size;
@@ -65,6 +80,7 @@ async function encode(job: EncodeJob, signal: AbortSignal, onProgress: (p: Encod
       ...quality,
       pinned: runs.every((r) => r.pinned),
       frames: runs.at(-1)?.last_progress?.frame ?? 0,
+      usage: mergeUsage(runs.map((r) => r.usage)),
     };
   } finally {
     await rm(scratch, { recursive: true, force: true });
@@ -73,9 +89,10 @@ async function encode(job: EncodeJob, signal: AbortSignal, onProgress: (p: Encod
 }
 
 /** A failed measurement leaves psnr/ssim out rather than failing a good encode; cancellation still cancels. */
-async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, signal: AbortSignal): Promise<{ psnr_db?: number; ssim?: number }> {
+async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, signal: AbortSignal): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number }> {
   try {
-    const run = await runFfmpeg(compileQuality(job.schema, distorted, grant), { core_ids: job.core_ids, signal });
+    const { vmaf } = await ffmpegCapabilities();
+    const run = await runFfmpeg(compileQuality(job.schema, distorted, grant, { vmaf }), { core_ids: job.core_ids, signal });
     return parseQuality(run.stderr);
   } catch (e) {
     if (e instanceof FfmpegExitError) return {};
@@ -86,10 +103,11 @@ async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, s
 /**
  * Passes are summed. duration_s is what the reservation was held for (ffmpeg start-up included);
  * cpu_cores divides -benchmark's CPU time by its own transcode time, as both leave start-up out
- * (~0.1 s that would otherwise drag short encodes' figure down). Bandwidth counts what ffmpeg
- * read plus the output file. Each pass reads at least the whole input file: a floor for the /proc
- * samples, which miss a pass's last half second (all of a shorter pass). GPU use of nvenc is not
- * measured yet.
+ * (~0.1 s that would otherwise drag short encodes' figure down). memory_gb is the highest of each
+ * pass's sampled peak and -benchmark's maxrss. Bandwidth counts what ffmpeg read plus the output
+ * file. Each pass reads at least the whole input file: a floor for the samples, which miss a
+ * pass's last interval (all of a shorter pass). GPU use of nvenc is not in `actual` yet (the
+ * samples and `usage` carry nvidia-smi's figures).
  */
 function usage(runs: FfmpegRun[], input_bytes: number, output_bytes: number): EncodeResult['actual'] {
   const wall = runs.reduce((s, r) => s + r.wall_s, 0);
@@ -99,7 +117,7 @@ function usage(runs: FfmpegRun[], input_bytes: number, output_bytes: number): En
   return {
     cpu_cores: cpu / transcode,
     gpu_percent: 0,
-    memory_gb: (Math.max(...runs.map((r) => r.max_rss_kb)) * 1024) / BYTES_PER_GB,
+    memory_gb: Math.max(...runs.map((r) => r.usage.memory_gb_peak)),
     bandwidth_mbps: ((read + output_bytes) * 8) / wall / 1e6,
     duration_s: wall,
   };

@@ -1,125 +1,174 @@
 /**
- * Per-run telemetry into QuestDB. Rows are appended to a local spool file first and only then
- * sent (ILP over HTTP), so a QuestDB outage or an agent crash never loses one; the table
- * deduplicates on (ts, job_id), so a row sent twice after a crash is stored once.
+ * Telemetry into QuestDB with nothing lost: every row is appended to a local spool (synced to
+ * disk) before `recordRun` / `recordSamples` resolve, and a background flusher posts the spool
+ * to QuestDB (ILP over HTTP) in order, deleting a segment only once QuestDB accepted all of it.
+ * While QuestDB is unreachable, recording still succeeds and the flusher retries with backoff.
+ * Rows sent twice (a segment replayed after a crash) are stored once: every table
+ * deduplicates on its timestamp and keys (tables.ts).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import path from 'node:path';
-import { Sender } from '@questdb/nodejs-client';
+import http from 'node:http';
+import type { EncodeSample } from '../../shared/index.js';
+import { encodeRow, encodeRows } from './ilp.js';
+import { RejectedLineError, Spool, type SpoolOptions } from './spool.js';
+import { ensureTables, RUNS, sampleRows, type RunRecord, type SampleContext, type TableRow } from './tables.js';
 
-export const RUNS_TABLE = 'encode_runs';
+export { questdbExec, questdbQuery, RUNS_TABLE } from '../../models/data/index.js';
+export { TABLES, RUNS, SAMPLES, CORE_SAMPLES, GPU_SAMPLES, sampleRows, ensureTables, createTableSql } from './tables.js';
+/** The run row's old name, still exported by node-agent/index.ts: now the RunRecord shape. */
+export type { RunRecord as RunRow } from './tables.js';
+export type { RunRecord, SampleRow, CoreSampleRow, GpuSampleRow, SampleContext, TableRow, TableSpec, ColumnType } from './tables.js';
+export { encodeRow, encodeRows, TelemetryRowError } from './ilp.js';
+export { Spool, RejectedLineError, segmentName, type SpoolOptions } from './spool.js';
 
-/** One finished (or failed) encode: its settings, prediction and what it actually used. */
-export interface RunRow {
-  /** Start of the run, epoch ms; with job_id, the row's identity. */
-  ts: number;
-  symbols: { node: string; job_id: string; codec: string; encoder: string; preset: string; status: string; rc_mode: string; source: string; cpu_model: string; model_version: string };
-  /** DOUBLE columns; non-finite values are left out (stored as NULL). */
-  floats: Record<string, number>;
-  /** LONG columns. */
-  ints: Record<string, number>;
-  booleans?: Record<string, boolean>;
-  strings?: Record<string, string>;
-}
-
-const DDL = `CREATE TABLE IF NOT EXISTS ${RUNS_TABLE} (
-  ts TIMESTAMP, node SYMBOL, job_id SYMBOL, codec SYMBOL, encoder SYMBOL, preset SYMBOL, status SYMBOL,
-  rc_mode SYMBOL, source SYMBOL, cpu_model SYMBOL, model_version SYMBOL,
-  width LONG, height LONG, fps DOUBLE, input_duration_s DOUBLE, crf DOUBLE, bitrate_kbps DOUBLE, passes LONG,
-  cores_granted LONG, attempt LONG,
-  pred_cpu_cores DOUBLE, pred_memory_gb DOUBLE, pred_bandwidth_mbps DOUBLE, pred_duration_s DOUBLE,
-  cpu_cores DOUBLE, memory_gb DOUBLE, bandwidth_mbps DOUBLE, duration_s DOUBLE,
-  output_bytes LONG, frames LONG, psnr_db DOUBLE, ssim DOUBLE, pinned BOOLEAN, error STRING
-) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, job_id)`;
-
-/** Runs one SQL statement on QuestDB's REST endpoint. */
-export async function questdbExec(httpBase: string, sql: string): Promise<{ columns: { name: string; type: string }[]; dataset: unknown[][]; count: number }> {
-  const res = await fetch(`${httpBase}/exec?query=${encodeURIComponent(sql)}`, { signal: AbortSignal.timeout(10_000) });
-  const body = (await res.json()) as { error?: string; columns?: { name: string; type: string }[]; dataset?: unknown[][]; count?: number };
-  if (!res.ok || body.error) throw new Error(`QuestDB: ${body.error ?? res.status}`);
-  return { columns: body.columns ?? [], dataset: body.dataset ?? [], count: body.count ?? 0 };
-}
-
-/** Rows as objects keyed by column name. */
-export async function questdbQuery(httpBase: string, sql: string): Promise<Record<string, unknown>[]> {
-  const r = await questdbExec(httpBase, sql);
-  return r.dataset.map((row) => Object.fromEntries(r.columns.map((c, i) => [c.name, row[i]])));
-}
-
-/** Where run telemetry goes. */
+/** Where telemetry goes. `record*` resolve once the rows are durable locally, not in the database. */
 export interface TelemetrySink {
-  recordRun(row: RunRow): Promise<void>;
-  /** Rows written locally but not yet confirmed by the database. */
+  /** One row per finished (or failed) run. */
+  recordRun(run: RunRecord): Promise<void>;
+  /** Samples of one running encode (see sampleRows for the rows each becomes). */
+  recordSamples(samples: readonly EncodeSample[], ctx: SampleContext): Promise<void>;
+  /** Rows recorded but not yet accepted by the database. */
   pending(): number;
+  /** Delivers every row recorded so far now; rejects (the rows stay spooled) if the database does not take them. */
+  flush(): Promise<void>;
+  /** Finishes recording, tries one last delivery and stops retrying; what is left stays spooled for the next start. */
   close(): Promise<void>;
 }
 
-export class QuestDbTelemetrySink implements TelemetrySink {
-  private readonly spoolFile: string;
-  private ready = false;
-  private flushing?: Promise<void>;
-  private timer: NodeJS.Timeout;
+export interface SinkOptions extends SpoolOptions {
+  /** Longest wait between delivery attempts while QuestDB is unreachable (default 5 s; the first wait is 250 ms). */
+  maxBackoffMs?: number;
+}
 
-  constructor(private readonly httpBase: string, spoolDir: string, private readonly log: (m: string) => void = () => undefined) {
-    mkdirSync(spoolDir, { recursive: true });
-    this.spoolFile = path.join(spoolDir, 'runs.jsonl');
-    // Replays whatever an earlier process or an outage left behind.
-    this.timer = setInterval(() => void this.flush(), 5000);
-    this.timer.unref();
+const FIRST_BACKOFF_MS = 250;
+
+export class QuestDbTelemetrySink implements TelemetrySink {
+  private readonly spool: Spool;
+  private readonly maxBackoffMs: number;
+  private backoffMs = FIRST_BACKOFF_MS;
+  private retryTimer?: NodeJS.Timeout;
+  private draining?: Promise<void>;
+  private tablesReady = false;
+  private closed = false;
+  /** When the current outage began; undefined while QuestDB takes rows. */
+  private failingSince?: number;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+  /** Opens the spool in `spoolDir` and starts delivering what an earlier process left there. */
+  constructor(private readonly httpBase: string, spoolDir: string, private readonly log: (m: string) => void = () => undefined, o: SinkOptions = {}) {
+    this.spool = new Spool(spoolDir, { ...o, log });
+    this.maxBackoffMs = o.maxBackoffMs ?? 5000;
+    this.schedule();
   }
 
-  async recordRun(row: RunRow): Promise<void> {
-    const fd = openSync(this.spoolFile, 'a');
-    try {
-      appendFileSync(fd, JSON.stringify(row) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    await this.flush();
+  async recordRun(run: RunRecord): Promise<void> {
+    await this.append(encodeRow({ table: RUNS, row: run }));
+  }
+
+  async recordSamples(samples: readonly EncodeSample[], ctx: SampleContext): Promise<void> {
+    const rows: TableRow[] = [];
+    for (const s of samples) sampleRows(s, ctx, rows);
+    await this.append(encodeRows(rows));
   }
 
   pending(): number {
-    return existsSync(this.spoolFile) ? readFileSync(this.spoolFile, 'utf8').split('\n').filter(Boolean).length : 0;
+    return this.spool.pending();
   }
 
-  /** Sends every spooled row; the spool is emptied only once QuestDB has accepted them all. */
-  flush(): Promise<void> {
-    this.flushing ??= this.sendSpool().finally(() => { this.flushing = undefined; });
-    return this.flushing;
-  }
-
-  private async sendSpool(): Promise<void> {
-    if (!existsSync(this.spoolFile)) return;
-    const text = readFileSync(this.spoolFile, 'utf8');
-    const rows = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as RunRow);
-    if (!rows.length) return;
-    let sender: Sender | undefined;
-    try {
-      if (!this.ready) { await questdbExec(this.httpBase, DDL); this.ready = true; }
-      sender = await Sender.fromConfig(`http::addr=${this.httpBase.replace(/^https?:\/\//, '')};auto_flush=off;retry_timeout=2000`);
-      for (const r of rows) {
-        sender.table(RUNS_TABLE);
-        for (const [k, v] of Object.entries(r.symbols)) sender.symbol(k, v || 'unknown');
-        for (const [k, v] of Object.entries(r.floats)) if (Number.isFinite(v)) sender.floatColumn(k, v);
-        for (const [k, v] of Object.entries(r.ints)) if (Number.isFinite(v)) sender.intColumn(k, Math.round(v));
-        for (const [k, v] of Object.entries(r.booleans ?? {})) sender.booleanColumn(k, v);
-        for (const [k, v] of Object.entries(r.strings ?? {})) sender.stringColumn(k, v);
-        await sender.at(BigInt(r.ts) * 1000n, 'us');
-      }
-      await sender.flush();
-      // Rows appended while we were sending stay in the spool for the next flush.
-      const now = readFileSync(this.spoolFile, 'utf8');
-      writeFileSync(this.spoolFile, now.slice(text.length));
-    } catch (e) {
-      this.log(`telemetry: QuestDB unavailable, ${rows.length} row(s) kept in ${this.spoolFile}: ${(e as Error).message}`);
-    } finally {
-      await sender?.close().catch(() => undefined);
-    }
+  async flush(): Promise<void> {
+    await this.draining?.catch(() => undefined);
+    // An explicit flush does not wait out the backoff.
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.drain();
   }
 
   async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.flush();
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    await this.spool.close();
+    await this.draining?.catch(() => undefined);
+    await this.drain().catch(() => undefined);
+    this.agent.destroy();
   }
+
+  private async append(lines: string): Promise<void> {
+    await this.spool.append(lines);
+    this.schedule();
+  }
+
+  /** Starts a drain unless one runs, a retry is already timed, or nothing is undelivered. */
+  private schedule(): void {
+    if (this.closed || this.draining || this.retryTimer || !this.spool.hasUndelivered()) return;
+    this.drain().catch(() => undefined);
+  }
+
+  /** One drain at a time; on success the next one starts if rows came in meanwhile, on failure one is timed with backoff. */
+  private drain(): Promise<void> {
+    this.draining ??= (async () => {
+      if (!this.tablesReady) {
+        await ensureTables(this.httpBase);
+        this.tablesReady = true;
+      }
+      await this.spool.drain(this.post);
+    })().then(
+      () => {
+        this.draining = undefined;
+        this.backoffMs = FIRST_BACKOFF_MS;
+        if (this.failingSince !== undefined) this.log(`telemetry: QuestDB takes rows again after ${((Date.now() - this.failingSince) / 1000).toFixed(1)} s`);
+        this.failingSince = undefined;
+        this.schedule();
+      },
+      (e: Error) => {
+        this.draining = undefined;
+        // One line per outage (and at close), not one per retry.
+        if (this.failingSince === undefined || this.closed) {
+          this.log(`telemetry: QuestDB does not take rows (${e.message}); ${this.spool.pending()} row(s) kept in ${this.spool.dir}${this.closed ? ' for the next start' : ', retrying with backoff'}`);
+        }
+        this.failingSince ??= Date.now();
+        // A QuestDB that comes back may have lost its tables; ILP would recreate them without dedup.
+        this.tablesReady = false;
+        if (!this.closed && !this.retryTimer) {
+          this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.schedule(); }, this.backoffMs).unref();
+          this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
+        }
+        throw e;
+      },
+    );
+    return this.draining;
+  }
+
+  /**
+   * Posts ILP lines to `/write`. A 400 naming a line means QuestDB will never take that row:
+   * it is set aside (RejectedLineError) so the rows behind it still arrive. Anything else
+   * (refused connection, timeout, 5xx) is an outage and is retried later.
+   */
+  private readonly post = async (lines: Buffer): Promise<void> => {
+    const { status, text } = await postIlp(this.agent, `${this.httpBase}/write?precision=n`, lines);
+    if (status === 204) return;
+    let err: { message?: string; line?: number } = {};
+    try { if (status === 400) err = JSON.parse(text); } catch { /* not QuestDB's JSON error: an outage like any other */ }
+    if (typeof err.line === 'number' && err.line > 0) throw new RejectedLineError(err.line - 1, err.message ?? text);
+    throw new Error(`QuestDB /write answered ${status}: ${text.slice(0, 500)}`);
+  };
+}
+
+/**
+ * One POST on a kept-alive connection. node:http rather than fetch: fetch copies every body
+ * once more, which at 60 MB/s is a tenth of the sink's CPU.
+ */
+function postIlp(agent: http.Agent, url: string, body: Buffer): Promise<{ status: number; text: string }> {
+  const timeoutMs = 10_000 + (body.length >> 10); // 10 s plus 1 s per MiB: a hung QuestDB must not hold close() long
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-length': body.length } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`QuestDB did not answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -51,7 +51,7 @@ export function coordinator(s: TestStack, id: string, extra: Partial<Parameters<
 
 export function agent(s: TestStack, nodeId: string, cores: string, memoryGb = 2): Promise<AgentHandle> {
   return startAgent({
-    nodeId, endpoints: s.endpoints, validation: s.validation, log: s.log, grant: { cores, memoryGb },
+    nodeId, endpoints: s.endpoints, validation: s.validation, log: s.log, grant: { cores, memoryGb }, sampleIntervalMs: 100,
     outputDir: path.join(s.dir, 'output', nodeId), spoolDir: path.join(s.dir, 'spool', nodeId),
   });
 }

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { validateEncodingSchema, type EncodeResult } from '../../shared/index.js';
-import { parseCpuList } from '../../node-agent/ffmpeg/index.js';
+import { parseCpuList } from '../../shared/index.js';
 import { createEncodeRunner, EncodeAbortedError, FfmpegExitError, type EncodeJob, type EncodeProgress } from '../../node-agent/runner/index.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-encode-test-'));

@@ -77,6 +77,13 @@ test('each run is written to QuestDB and read back over HTTP with its prediction
   assert.ok(Math.abs((row.cpu_cores as number) - done.result!.actual.cpu_cores) < 1e-9);
   assert.ok(Math.abs((row.pred_memory_gb as number) - done.predicted!.expected.memory_gb) < 1e-9);
   assert.ok((row.psnr_db as number) > 20);
+  assert.ok((row.si_mean as number) > 0, 'the input\'s complexity was probed');
+  assert.is(row.model_version, done.predicted!.model_version);
+  const samples = await waitFor('its samples in QuestDB', async () => {
+    const r = await questdbQuery(s.endpoints.questdb_http, `SELECT count() n FROM encode_samples WHERE job_id = '${id}'`);
+    return (r[0]?.n as number) > 0 ? r : undefined;
+  }, 20_000);
+  assert.is(samples[0].n, row.samples);
 });
 
 test('reservations are released once jobs finish, leaving every core free', async () => {

@@ -17,12 +17,15 @@ test('GPU encoders are calibrated only on a node with a GPU', () => {
   assert.ok(runs.some((r) => r.schema.output.encoder === 'h264_nvenc'));
 });
 
-test('a limit keeps runs spread over the whole matrix, first to last encoder', () => {
-  const all = calibrationMatrix({}, ctx, 2);
-  const cut = calibrationMatrix({ limit: 10 }, ctx, 2);
-  assert.is(cut.length, 10);
-  assert.is(cut[0].label, all[0].label);
+test('a limit keeps runs spread over every dimension of the matrix, without repeats', () => {
+  const cut = calibrationMatrix({ limit: 12 }, ctx, 2);
+  assert.is(cut.length, 12);
+  assert.is(new Set(cut.map((r) => r.label)).size, 12);
   assert.is(new Set(cut.map((r) => r.schema.output.encoder)).size, 5);
+  const content = (r: (typeof cut)[number]) => (r.schema.input.kind === 'synthetic' ? `${r.schema.input.source}+${r.schema.input.noise}` : 'file');
+  assert.ok(new Set(cut.map(content)).size >= 3, 'contents vary');
+  assert.ok(new Set(cut.map((r) => r.schema.output.resolution?.width)).size === 3, 'sizes vary');
+  assert.equal(calibrationMatrix({ limit: 12 }, ctx, 2).map((r) => r.label), cut.map((r) => r.label), 'deterministic');
 });
 
 test('user files join the matrix as file inputs and core counts multiply it', () => {

@@ -212,14 +212,14 @@ test('quality compares the output with its regenerated synthetic source', () => 
   const argv = compileQuality(s, '/out/j.part.mp4', { core_ids: [0, 1], gpu_ids: [] });
   assert.ok(containsRun(argv, ['-threads', '2', '-i', 'file:/out/j.part.mp4']));
   assert.ok(containsRun(argv, ['-f', 'lavfi', '-t', '1', '-i', 'testsrc2=size=320x240:rate=25,noise=alls=20:allf=t']));
-  assert.is(after(argv, '-filter_complex'), '[0:v]format=yuv420p,setpts=PTS-STARTPTS[d];[1:v]format=yuv420p,setpts=PTS-STARTPTS[r];[r]split[r1][r2];[d][r1]psnr[dp];[dp][r2]ssim');
+  assert.is(after(argv, '-filter_complex'), '[0:v]format=yuv420p,setpts=PTS-STARTPTS[d];[1:v]format=yuv420p,setpts=PTS-STARTPTS[r];[r]split=2[r1][r2];[d][r1]psnr[dp];[dp][r2]ssim');
   assert.equal(argv.slice(-3), ['-f', 'null', '-']);
 });
 
 test('quality brings a rescaled, resampled output back to the source geometry and rate', () => {
   const s = schema({ codec: 'h264', rate_control: crf(23), resolution: '160x120', fps: 10 });
   const graph = after(compileQuality(s, '/out/j.mp4', oneCore), '-filter_complex');
-  assert.is(graph, '[0:v]format=yuv420p,fps=25,setpts=PTS-STARTPTS[d];[1:v]format=yuv420p,setpts=PTS-STARTPTS[r];[d][r]scale2ref=flags=bicubic[ds][rs];[rs]split[r1][r2];[ds][r1]psnr[dp];[dp][r2]ssim');
+  assert.is(graph, '[0:v]format=yuv420p,fps=25,setpts=PTS-STARTPTS[d];[1:v]format=yuv420p,setpts=PTS-STARTPTS[r];[d][r]scale2ref=flags=bicubic[ds][rs];[rs]split=2[r1][r2];[ds][r1]psnr[dp];[dp][r2]ssim');
 });
 
 test('quality against a file of unknown frame rate converts the reference to the output rate', () => {

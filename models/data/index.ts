@@ -1,0 +1,124 @@
+/**
+ * Training data: finished runs read back from QuestDB with their settings, prediction and
+ * actuals (written by node-agent/telemetry). Filters become SQL only as validated literals.
+ */
+import { QueryParamError, questdbQuery, sqlSymbol, sqlTimestamp } from './questdb.js';
+
+export { questdbExec, questdbQuery, sqlSymbol, sqlTimestamp, QueryParamError, type QuestDbResult } from './questdb.js';
+
+/** Table of one row per run; the node agent writes it, training reads it. */
+export const RUNS_TABLE = 'encode_runs';
+
+/** How a run ended: `succeeded`, `failed` (ffmpeg or the quality pass failed) or `cancelled`. */
+export type RunStatus = 'succeeded' | 'failed' | 'cancelled';
+export const RUN_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+/** One run as training sees it. Numbers are null where the run did not record them. */
+export interface TrainingRun {
+  /** Start of the run, ISO-8601 UTC. */
+  ts: string;
+  node: string;
+  job_id: string;
+  codec: string;
+  encoder: string | null;
+  preset: string | null;
+  status: RunStatus;
+  rc_mode: string | null;
+  source: string | null;
+  cpu_model: string | null;
+  gpu_model: string | null;
+  model_version: string | null;
+  /** The validated EncodingSchema as JSON (models/features.ts encodes it). */
+  schema_json: string | null;
+  width: number | null;
+  height: number | null;
+  fps: number | null;
+  input_duration_s: number | null;
+  crf: number | null;
+  bitrate_kbps: number | null;
+  passes: number | null;
+  total_frames: number | null;
+  hw_cores: number | null;
+  cores_granted: number | null;
+  gpus_granted: number | null;
+  memory_gb_granted: number | null;
+  attempt: number | null;
+  si_mean: number | null;
+  si_max: number | null;
+  ti_mean: number | null;
+  ti_max: number | null;
+  pred_cpu_cores: number | null;
+  pred_memory_gb: number | null;
+  pred_bandwidth_mbps: number | null;
+  pred_duration_s: number | null;
+  pred_gpu_percent: number | null;
+  cpu_cores: number | null;
+  memory_gb: number | null;
+  bandwidth_mbps: number | null;
+  duration_s: number | null;
+  gpu_percent: number | null;
+  output_bytes: number | null;
+  frames: number | null;
+  psnr_db: number | null;
+  ssim: number | null;
+  vmaf: number | null;
+  pinned: boolean;
+  samples: number | null;
+  cpu_cores_mean: number | null;
+  cpu_cores_peak: number | null;
+  memory_gb_peak: number | null;
+  bandwidth_mbps_mean: number | null;
+  bandwidth_mbps_peak: number | null;
+  gpu_percent_mean: number | null;
+  stayed_on_cores: boolean;
+  error: string | null;
+}
+
+/** Column order of exports and of the CSV. */
+export const TRAINING_COLUMNS = [
+  'ts', 'node', 'job_id', 'codec', 'encoder', 'preset', 'status', 'rc_mode', 'source', 'cpu_model', 'gpu_model', 'model_version', 'schema_json',
+  'width', 'height', 'fps', 'input_duration_s', 'crf', 'bitrate_kbps', 'passes', 'total_frames',
+  'hw_cores', 'cores_granted', 'gpus_granted', 'memory_gb_granted', 'attempt', 'si_mean', 'si_max', 'ti_mean', 'ti_max',
+  'pred_cpu_cores', 'pred_memory_gb', 'pred_bandwidth_mbps', 'pred_duration_s', 'pred_gpu_percent',
+  'cpu_cores', 'memory_gb', 'bandwidth_mbps', 'duration_s', 'gpu_percent', 'output_bytes', 'frames', 'psnr_db', 'ssim', 'vmaf', 'pinned',
+  'samples', 'cpu_cores_mean', 'cpu_cores_peak', 'memory_gb_peak', 'bandwidth_mbps_mean', 'bandwidth_mbps_peak', 'gpu_percent_mean', 'stayed_on_cores', 'error',
+] as const satisfies readonly (keyof TrainingRun)[];
+
+export interface TrainingQuery {
+  /** QuestDB REST base, e.g. http://127.0.0.1:9000. */
+  httpBase: string;
+  /** Runs that started at or after `from` and before `to`. */
+  from?: Date | number | string;
+  to?: Date | number | string;
+  node?: string;
+  codec?: string;
+  status?: RunStatus;
+}
+
+/** The SELECT behind exportTrainingRuns; every filter value validated (QueryParamError otherwise). */
+export function trainingRunsSql(q: Omit<TrainingQuery, 'httpBase'>): string {
+  const where: string[] = [];
+  if (q.from !== undefined) where.push(`ts >= ${sqlTimestamp('from', q.from)}`);
+  if (q.to !== undefined) where.push(`ts < ${sqlTimestamp('to', q.to)}`);
+  if (q.node !== undefined) where.push(`node = ${sqlSymbol('node', q.node)}`);
+  if (q.codec !== undefined) where.push(`codec = ${sqlSymbol('codec', q.codec)}`);
+  if (q.status !== undefined) {
+    if (!RUN_STATUSES.includes(q.status)) throw new QueryParamError('status', `${JSON.stringify(q.status)} is not one of ${RUN_STATUSES.join(', ')}`);
+    where.push(`status = '${q.status}'`);
+  }
+  return `SELECT ${TRAINING_COLUMNS.join(', ')} FROM ${RUNS_TABLE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts, job_id`;
+}
+
+/** Runs matching the filters, oldest first. */
+export async function exportTrainingRuns(q: TrainingQuery): Promise<TrainingRun[]> {
+  return (await questdbQuery(q.httpBase, trainingRunsSql(q))) as unknown as TrainingRun[];
+}
+
+/** RFC 4180 CSV with a header row; null is an empty field. */
+export function trainingRunsCsv(rows: readonly TrainingRun[]): string {
+  const field = (v: unknown) => {
+    const s = v === null || v === undefined ? '' : String(v);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [TRAINING_COLUMNS.join(','), ...rows.map((r) => TRAINING_COLUMNS.map((c) => field(r[c])).join(','))].join('\r\n') + '\r\n';
+}

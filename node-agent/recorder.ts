@@ -1,0 +1,101 @@
+/**
+ * Runs one encode the way the model needs it recorded: probe the input's complexity, encode
+ * with sampling (every sample spooled to QuestDB as it arrives), then one run row joining the
+ * settings, the node's hardware class, the prediction, the measured usage and the quality.
+ * The agent and `prescient calibrate` both record through this, so their rows are alike.
+ */
+import {
+  effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type ResourceUsage,
+} from '../shared/index.js';
+import type { Hardware } from './hardware.js';
+import type { EncodeProgress, EncodeRunner, MeasuredEncode } from './runner/index.js';
+import type { RunRecord, TelemetrySink } from './telemetry/index.js';
+import { measureComplexity } from './ffmpeg/probe.js';
+
+export interface RecordRequest {
+  task_id: string;
+  schema: EncodingSchema;
+  core_ids: number[];
+  gpu_ids: number[];
+  memory_gb: number;
+  attempt: number;
+  /** Expected usage the reservation was made from, when there was a prediction. */
+  predicted?: ResourceUsage;
+  model_version?: string;
+}
+
+export interface RecordedRun {
+  result?: MeasuredEncode;
+  error?: string;
+  complexity?: ContentComplexity;
+  /** Epoch ms the run started: the run row's timestamp. */
+  started_at: number;
+}
+
+export interface RecorderOptions {
+  node_id: string;
+  hardware: Hardware;
+  runner: EncodeRunner;
+  telemetry: TelemetrySink;
+  output_dir: string;
+  sample_interval_ms?: number;
+  log?: (m: string) => void;
+}
+
+export class RunRecorder {
+  constructor(private readonly o: RecorderOptions) {}
+
+  async record(req: RecordRequest, opts: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void } = {}): Promise<RecordedRun> {
+    const started_at = Date.now();
+    const grant = { core_ids: req.core_ids, gpu_ids: req.gpu_ids };
+    const ctx = { node: this.o.node_id, codec: req.schema.output.codec };
+    // Samples are spooled as they come, so a crash mid-encode keeps what was measured so far.
+    let spooling = Promise.resolve();
+    const onSample = (s: EncodeSample) => {
+      spooling = spooling.then(() => this.o.telemetry.recordSamples([s], ctx)).catch((e) => this.o.log?.(`telemetry: ${e}`));
+    };
+    let complexity: ContentComplexity | undefined;
+    let result: MeasuredEncode | undefined;
+    let error: string | undefined;
+    try {
+      complexity = await measureComplexity(req.schema, grant, opts.signal);
+      result = await this.o.runner.run({
+        task_id: req.task_id, schema: req.schema, core_ids: req.core_ids, gpu_ids: req.gpu_ids,
+        memory_gb: req.memory_gb, output_dir: this.o.output_dir, sample_interval_ms: this.o.sample_interval_ms,
+      }, { signal: opts.signal, onProgress: opts.onProgress, onSample });
+    } catch (e) {
+      error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;
+    }
+    await spooling;
+    await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error))
+      .catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`));
+    return { result, error, complexity, started_at };
+  }
+
+  private runRecord(req: RecordRequest, ts: number, cx: ContentComplexity | undefined, r: MeasuredEncode | undefined, error: string | undefined): RunRecord {
+    const s = req.schema, out = s.output, rc = out.rate_control, eff = effectiveOutput(s), hw = this.o.hardware;
+    const gpu = hw.gpus.find((g) => g.id === req.gpu_ids[0]);
+    return {
+      ts, node: this.o.node_id, job_id: req.task_id, codec: out.codec, encoder: out.encoder, preset: out.preset,
+      status: r ? 'succeeded' : error === 'cancelled' ? 'cancelled' : 'failed',
+      rc_mode: rc.mode, source: s.input.kind === 'synthetic' ? s.input.source : 'file',
+      cpu_model: hw.cpu_model, gpu_model: gpu?.name, model_version: req.model_version ?? 'none',
+      width: eff.resolution?.width, height: eff.resolution?.height, fps: eff.fps, input_duration_s: s.input.duration_s,
+      crf: rc.mode === 'crf' ? rc.crf : undefined, bitrate_kbps: rc.mode === 'bitrate' ? rc.bitrate_kbps : undefined,
+      passes: out.passes, total_frames: eff.fps && eff.duration_s ? Math.round(eff.fps * eff.duration_s) : undefined,
+      schema_json: JSON.stringify(s),
+      hw_cores: hw.core_ids.length, cores_granted: req.core_ids.length, gpus_granted: req.gpu_ids.length,
+      memory_gb_granted: req.memory_gb, attempt: req.attempt,
+      si_mean: cx?.si_mean, si_max: cx?.si_max, ti_mean: cx?.ti_mean, ti_max: cx?.ti_max,
+      pred_cpu_cores: req.predicted?.cpu_cores, pred_memory_gb: req.predicted?.memory_gb,
+      pred_bandwidth_mbps: req.predicted?.bandwidth_mbps, pred_duration_s: req.predicted?.duration_s, pred_gpu_percent: req.predicted?.gpu_percent,
+      cpu_cores: r?.actual.cpu_cores, memory_gb: r?.actual.memory_gb, bandwidth_mbps: r?.actual.bandwidth_mbps,
+      duration_s: r?.actual.duration_s, gpu_percent: r?.actual.gpu_percent,
+      output_bytes: r?.output_bytes, frames: r?.frames, psnr_db: r?.psnr_db, ssim: r?.ssim, vmaf: r?.vmaf, pinned: r?.pinned,
+      samples: r?.usage.samples, cpu_cores_mean: r?.usage.cpu_cores_mean, cpu_cores_peak: r?.usage.cpu_cores_peak,
+      memory_gb_peak: r?.usage.memory_gb_peak, bandwidth_mbps_mean: r?.usage.bandwidth_mbps_mean,
+      bandwidth_mbps_peak: r?.usage.bandwidth_mbps_peak, gpu_percent_mean: r?.usage.gpu_percent_mean,
+      stayed_on_cores: r?.usage.stayed_on_cores, error,
+    };
+  }
+}

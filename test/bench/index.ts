@@ -1,0 +1,38 @@
+/**
+ * `npm run bench`: speed and overhead figures with the machine they were measured on. These
+ * machines are shared and noisy, so each benchmark compares within one run where it can.
+ */
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { benchSampling } from './sampling.js';
+import { benchIngest } from './ingest.js';
+
+function machine(): Record<string, string | number> {
+  const ffmpeg = (() => { try { return /ffmpeg version (\S+)/.exec(execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }))?.[1] ?? '?'; } catch { return 'absent'; } })();
+  return {
+    cpu: os.cpus()[0]?.model.trim() ?? 'unknown', cores: os.availableParallelism(), memory_gb: +(os.totalmem() / 1024 ** 3).toFixed(1),
+    kernel: os.release(), node: process.version, ffmpeg, load_avg_1m: +os.loadavg()[0].toFixed(2),
+  };
+}
+
+const only = process.argv.slice(2);
+const benches: Record<string, () => Promise<Record<string, number | string>>> = {
+  'sampling overhead (issue 3: < 1% of one core at 1 Hz, 8 concurrent encodes)': benchSampling,
+  'telemetry ingestion (issue 3: >= 200,000 rows/s into local QuestDB)': benchIngest,
+};
+
+console.log('machine:', JSON.stringify(machine()));
+let failed = false;
+for (const [name, run] of Object.entries(benches)) {
+  if (only.length && !only.some((o) => name.includes(o))) continue;
+  const started = Date.now();
+  try {
+    const figures = await run();
+    console.log(`\n${name}  [${((Date.now() - started) / 1000).toFixed(1)} s]`);
+    for (const [k, v] of Object.entries(figures)) console.log(`  ${k.padEnd(36)} ${typeof v === 'number' ? +v.toFixed(4) : v}`);
+  } catch (e) {
+    failed = true;
+    console.log(`\n${name}: FAILED ${(e as Error).stack ?? e}`);
+  }
+}
+process.exit(failed ? 1 : 0);

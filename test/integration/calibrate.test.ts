@@ -1,0 +1,60 @@
+/**
+ * `prescient calibrate` on the real parts: a matrix of short real encodes, each recorded like
+ * any job (samples and a run row in QuestDB), with a report of how many runs it made.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { questdbQuery } from '../../node-agent/index.js';
+import { cliRun, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
+
+let s: TestStack;
+test.before(async () => { s = await startStack('calibrate'); });
+test.after(async () => { await s?.down(); });
+
+interface Report { runs: number; succeeded: number; failed: number; unsent_rows: number; outcomes: { job_id: string; ok: boolean }[] }
+const rowsFor = (sql: string, want: number) => waitFor(`${want} rows for: ${sql}`, async () => {
+  const r = await questdbQuery(s.endpoints.questdb_http, sql);
+  return r.length >= want ? r : undefined;
+}, 20_000);
+
+test('calibrate runs the requested number of real encodes and records a run row and samples for each', async () => {
+  const r = await cliRun(s, ['calibrate', '--node-id', 'cal-node', '--limit', '3', '--resolutions', '320x240', '--duration', '1', '--sample-ms', '200', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  assert.equal([report.runs, report.succeeded, report.failed, report.unsent_rows], [3, 3, 0, 0]);
+  const runs = await rowsFor(`SELECT * FROM encode_runs WHERE node = 'cal-node'`, 3);
+  assert.equal(runs.map((x) => x.job_id).sort(), report.outcomes.map((o) => o.job_id).sort());
+  for (const row of runs) {
+    assert.is(row.status, 'succeeded');
+    assert.is(row.model_version, 'calibration');
+    assert.ok((row.si_mean as number) > 0 && (row.ti_mean as number) >= 0, 'content complexity was probed');
+    assert.ok((row.samples as number) >= 1);
+    assert.ok((row.cpu_cores_peak as number) >= (row.cpu_cores_mean as number));
+    assert.ok((row.psnr_db as number) > 20);
+    assert.is(row.hw_cores, row.cores_granted);
+    assert.is((JSON.parse(row.schema_json as string) as { output: { codec: string } }).output.codec, row.codec);
+  }
+  const ids = report.outcomes.map((o) => `'${o.job_id}'`).join(',');
+  const samples = await rowsFor(`SELECT job_id, count() n FROM encode_samples WHERE job_id IN (${ids}) GROUP BY job_id`, 3);
+  assert.ok(samples.every((x) => (x.n as number) >= 1));
+});
+
+test('calibrate takes user files as content and refuses one outside the allowed roots', async () => {
+  const media = path.join(s.dir, 'media');
+  mkdirSync(media, { recursive: true });
+  const clip = path.join(media, 'clip.mp4');
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', clip]);
+  const r = await cliRun(s, ['calibrate', '--node-id', 'file-node', '--files', clip, '--no-synthetic', '--codecs', 'h264', '--resolutions', '320x240', '--limit', '2', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is((JSON.parse(r.stdout) as Report).succeeded, 2);
+  const rows = await rowsFor(`SELECT source FROM encode_runs WHERE node = 'file-node'`, 2);
+  assert.ok(rows.every((x) => x.source === 'file'));
+  const bad = await cliRun(s, ['calibrate', '--files', '/etc/hostname', '--dry-run']);
+  assert.is.not(bad.code, 0);
+  assert.match(bad.stderr, /input\.path: .*outside the allowed input roots/);
+});
+
+test.run();
