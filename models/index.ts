@@ -3,3 +3,4 @@ export * from './features.js';
 export * from './predictor.js';
 export * from './registry.js';
 export { priorTargets, priorSamples } from './prior/index.js';
+export * from './data/index.js';

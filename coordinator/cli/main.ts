@@ -217,7 +217,8 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
     const files = list(o.files)?.map((f) => ({ path: path.resolve(f) }));
     const report = await runCalibration({
       node_id: base.nodeId!, endpoints: o.dryRun ? undefined : loadEndpoints(dir()), grant: base.grant, validation: base.validation,
-      output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: base.spoolDir,
+      // Its own spool: an agent on the same node owns (and locks) the agent spool.
+      output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: `${base.spoolDir}-calibrate`,
       sample_interval_ms: Number(o.sampleMs), dry_run: !!o.dryRun, log: (m) => console.error(m),
       matrix: {
         codecs: list(o.codecs) as OutputCodec[] | undefined, resolutions: list(o.resolutions), duration_s: Number(o.duration),

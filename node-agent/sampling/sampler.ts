@@ -56,6 +56,9 @@ interface Look {
   at_ms: number;
 }
 
+/** Delay of the first sample (at most one interval). */
+const FIRST_SAMPLE_MS = 100;
+
 export class Sampler {
   private timer?: NodeJS.Timeout;
   private readonly tally = new UsageTally();
@@ -101,7 +104,7 @@ export class Sampler {
     gpu?.poll();
     let peakKb = 0;
 
-    this.timer = setInterval(() => {
+    const tick = () => {
       const now = look();
       if (!now) return this.halt(); // exited; the caller's stop() is on its way
       const dt = (now.at_ms - prev.at_ms) / 1000;
@@ -129,7 +132,15 @@ export class Sampler {
       this.latest = s;
       this.tally.add(s);
       ctx.onSample?.(s);
-    }, interval);
+    };
+    // The first sample comes early, so an encode shorter than the interval still gets one.
+    this.timer = setTimeout(() => {
+      if (!this.files.length) return;
+      tick();
+      if (!this.files.length) return;
+      this.timer = setInterval(tick, interval);
+      this.timer.unref();
+    }, Math.min(interval, FIRST_SAMPLE_MS));
     this.timer.unref();
     return true;
   }
@@ -150,6 +161,7 @@ export class Sampler {
 
   /** Stops the timer and closes the /proc files; safe to call again. */
   private halt(): void {
+    clearTimeout(this.timer);
     clearInterval(this.timer);
     for (const f of this.files) f.close();
     this.files = [];

@@ -18,7 +18,7 @@ export class TelemetryRowError extends Error {
 }
 
 /** Longest VARCHAR value kept; keeps every line far below the spool's read chunk. */
-export const MAX_VARCHAR = 32_768;
+const MAX_VARCHAR = 32_768;
 
 const SYMBOL_SPECIAL = /[\x00-\x1f ,=\\]/;
 const LINE_BREAKS = /[\r\n\0]/g;

@@ -14,11 +14,9 @@ import { ensureTables, RUNS, sampleRows, type RunRecord, type SampleContext, typ
 
 export { questdbExec, questdbQuery, RUNS_TABLE } from '../../models/data/index.js';
 export { TABLES, RUNS, SAMPLES, CORE_SAMPLES, GPU_SAMPLES, sampleRows, ensureTables, createTableSql } from './tables.js';
-/** The run row's old name, still exported by node-agent/index.ts: now the RunRecord shape. */
-export type { RunRecord as RunRow } from './tables.js';
 export type { RunRecord, SampleRow, CoreSampleRow, GpuSampleRow, SampleContext, TableRow, TableSpec, ColumnType } from './tables.js';
 export { encodeRow, encodeRows, TelemetryRowError } from './ilp.js';
-export { Spool, RejectedLineError, segmentName, type SpoolOptions } from './spool.js';
+export { Spool, RejectedLineError, SpoolLockedError, segmentName, type SpoolOptions } from './spool.js';
 
 /** Where telemetry goes. `record*` resolve once the rows are durable locally, not in the database. */
 export interface TelemetrySink {
@@ -34,7 +32,7 @@ export interface TelemetrySink {
   close(): Promise<void>;
 }
 
-export interface SinkOptions extends SpoolOptions {
+export interface SinkOptions extends Omit<SpoolOptions, 'log'> {
   /** Longest wait between delivery attempts while QuestDB is unreachable (default 5 s; the first wait is 250 ms). */
   maxBackoffMs?: number;
 }
@@ -106,6 +104,7 @@ export class QuestDbTelemetrySink implements TelemetrySink {
   /** One drain at a time; on success the next one starts if rows came in meanwhile, on failure one is timed with backoff. */
   private drain(): Promise<void> {
     this.draining ??= (async () => {
+      if (!this.spool.hasUndelivered()) return;
       if (!this.tablesReady) {
         await ensureTables(this.httpBase);
         this.tablesReady = true;

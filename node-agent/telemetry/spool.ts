@@ -12,11 +12,13 @@
  * crash a segment is delivered again from its start: the receiver must be idempotent (the
  * QuestDB tables deduplicate on their keys).
  *
+ * One process at a time: `spool.lock` holds the owner's pid (a dead owner's lock is taken over).
+ *
  * What is skipped, never blocking the rows behind it: a torn tail (bytes after a segment's last
  * newline, from a crash mid-write) and lines holding NUL bytes (unwritten blocks after a power
  * loss). A line the receiver refuses as invalid is moved to `rejected.jsonl` with the reason.
  */
-import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, write, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, unlinkSync, write, writeFileSync, writeSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -34,6 +36,14 @@ export class RejectedLineError extends Error {
   constructor(readonly line: number, readonly reason: string) {
     super(`line ${line + 1} refused: ${reason}`);
     this.name = 'RejectedLineError';
+  }
+}
+
+/** Another live process holds the spool: two writers would deliver and delete each other's segments. */
+export class SpoolLockedError extends Error {
+  constructor(readonly dir: string, readonly pid: number) {
+    super(`spool ${dir} is in use by process ${pid}`);
+    this.name = 'SpoolLockedError';
   }
 }
 
@@ -115,6 +125,7 @@ export class Spool {
     this.chunkBytes = o.chunkBytes ?? 4 << 20;
     this.log = o.log ?? (() => undefined);
     mkdirSync(dir, { recursive: true });
+    this.lock();
     const found = readdirSync(dir).flatMap((f) => { const m = SEGMENT.exec(f); return m ? [{ seq: Number(m[1]), file: path.join(dir, f) }] : []; });
     for (const { seq, file } of found.sort((a, b) => a.seq - b.seq)) {
       const bytes = statSync(file).size;
@@ -122,6 +133,20 @@ export class Spool {
       this.segments.push({ seq, file, bytes, sealed: true });
       this.rows += countFileLines(file);
     }
+  }
+
+  /** `spool.lock` holds the owner's pid; a dead owner's lock (a crash) is taken over. */
+  private lock(): void {
+    const file = path.join(this.dir, 'spool.lock');
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const pid = Number(readFileSync(file, 'utf8'));
+    if (pid && isAlive(pid)) throw new SpoolLockedError(this.dir, pid);
+    writeFileSync(file, String(process.pid));
   }
 
   /** Rows spooled and not yet delivered (a torn tail is not a row). */
@@ -285,5 +310,15 @@ export class Spool {
     while (this.writer) await this.writer;
     const last = this.segments.at(-1);
     if (last && !last.sealed) this.seal(last);
+    rmSync(path.join(this.dir, 'spool.lock'), { force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -31,7 +31,7 @@ type Value<T extends ColumnType> = T extends 'symbol' | 'varchar' ? string : T e
  * One row: `ts` (epoch ms) and the key columns are required; any other column may be left out,
  * as may a non-finite number — both are stored as NULL (false for BOOLEAN).
  */
-export type Row<C extends Columns, K extends keyof C> = { ts: number } & { -readonly [P in keyof C]?: Value<C[P]> } & { -readonly [P in K]: Value<C[P]> };
+type Row<C extends Columns, K extends keyof C> = { ts: number } & { -readonly [P in keyof C]?: Value<C[P]> } & { -readonly [P in K]: Value<C[P]> };
 
 const RUN_COLUMNS = {
   /** Node id of the agent that ran the encode. */
@@ -175,8 +175,8 @@ export interface SampleContext {
 }
 
 /**
- * The rows one EncodeSample becomes: one in encode_samples, one per reserved core, one per GPU.
- * Rows are plain literals with every column present and no spreads or intermediate arrays:
+ * The rows one EncodeSample becomes (appended to `out`): one in encode_samples, one per reserved
+ * core, one per GPU. Rows are plain literals with every column present and no spreads or intermediate arrays:
  * V8 then keeps them as fast objects and the GC has less to do, which at 200k rows/s is a
  * good part of the sink's CPU.
  */

@@ -43,7 +43,7 @@ export async function keyCounts(http: string, t: TableSpec, where: string): Prom
 export const WRITER_SCRIPT = fileURLToPath(import.meta.url);
 export const WRITER_CTX = { node: 'crash-node', codec: 'h264' };
 export const WRITER_T0 = Date.UTC(2026, 0, 1);
-export const WRITER_BATCH = 50;
+const WRITER_BATCH = 50;
 
 if (process.argv[1] === WRITER_SCRIPT) {
   const [spoolDir, httpBase, jobId] = process.argv.slice(2);

@@ -42,11 +42,12 @@ function nonDecreasing(xs: number[]): boolean {
 function assertCoherent(samples: EncodeSample[], job_id: string): void {
   const ts = samples.map((s) => s.ts_ms);
   assert.ok(ts.every((t, i) => i === 0 || t > ts[i - 1]), `timestamps strictly increase: ${ts}`);
-  for (const s of samples) {
+  for (const [i, s] of samples.entries()) {
     assert.is(s.job_id, job_id);
     assert.ok(s.cpu_cores > 0 && s.cpu_cores <= cores.length * 1.2, `cpu_cores ${s.cpu_cores}`);
     assert.ok(s.on_reserved_cores, 'every thread on the reserved cores');
-    assert.ok(s.rss_gb > 10 * MB && s.peak_rss_gb >= s.rss_gb, `rss ${s.rss_gb} GB, peak ${s.peak_rss_gb} GB`);
+    // The first sample of a pass comes 100 ms in, while ffmpeg may still be starting up.
+    assert.ok(s.rss_gb > (i === 0 || s.pass !== samples[i - 1].pass ? 1 : 10) * MB && s.peak_rss_gb >= s.rss_gb, `rss ${s.rss_gb} GB, peak ${s.peak_rss_gb} GB`);
     assert.equal(Object.keys(s.core_busy_percent).map(Number), cores);
     assert.ok(Object.values(s.core_busy_percent).every((p) => p >= 0 && p <= 100), JSON.stringify(s.core_busy_percent));
     assert.ok(s.bandwidth_mbps >= 0 && s.net_rx_bytes >= 0 && s.net_tx_bytes >= 0);

@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RejectedLineError, Spool, segmentName } from '../../node-agent/telemetry/spool.js';
+import { spawnSync } from 'node:child_process';
+import { RejectedLineError, Spool, SpoolLockedError, segmentName } from '../../node-agent/telemetry/spool.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -176,6 +177,19 @@ test('empty segments are removed on open and a closed spool refuses appends', as
   assert.match((await rejection(s.append(lines(0, 1)))).message, /closed/);
   appendFileSync(path.join(dir, 'unrelated.txt'), 'x');
   assert.is(new Spool(dir).pending(), 0, 'other files are not segments');
+});
+
+test('a spool held by a live process is refused; the lock of one that died is taken over', async () => {
+  const dir = tmp();
+  const s = new Spool(dir);
+  assert.throws(() => new Spool(dir), (e: Error) => e instanceof SpoolLockedError && e.pid === process.pid);
+  await s.close();
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  writeFileSync(path.join(dir, 'spool.lock'), String(dead));
+  const t = new Spool(dir);
+  assert.is(readFileSync(path.join(dir, 'spool.lock'), 'utf8'), String(process.pid));
+  await t.close();
+  assert.not.ok(existsSync(path.join(dir, 'spool.lock')), 'close releases it');
 });
 
 test.run();
