@@ -169,7 +169,8 @@ const agentOptions = (cmd: Command) => cmd
   .option('--cores <list>', 'CPU cores granted to this agent, e.g. 0-3,6 (default: all it may use)')
   .option('--memory-gb <gb>', 'memory granted to this agent (default: all)', parseFloat)
   .option('--bandwidth-mbps <mbps>', 'I/O bandwidth this node offers', parseFloat)
-  .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)');
+  .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)')
+  .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)');
 
 agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
@@ -188,6 +189,7 @@ function agentConfig(o: Record<string, string | number | undefined>) {
     outputDir: (o.outputDir as string | undefined) ?? base,
     spoolDir: path.join(dir(), 'spool', node ?? 'local'),
     grpcHost: o.grpcHost as string | undefined, grpcPort: o.grpcPort === undefined ? undefined : Number(o.grpcPort),
+    sampleIntervalMs: o.sampleMs === undefined ? undefined : Number(o.sampleMs),
   };
 }
 
@@ -208,7 +210,6 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   .option('--duration <seconds>', 'length of each synthetic clip', '2')
   .option('--core-counts <list>', 'core counts to grant, comma-separated (default: all granted cores)')
   .option('--limit <n>', 'at most this many runs, spread evenly over the matrix')
-  .option('--sample-ms <ms>', 'sampling interval while encoding', '1000')
   .option('--dry-run', 'only list the runs')
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
@@ -219,7 +220,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
       node_id: base.nodeId!, endpoints: o.dryRun ? undefined : loadEndpoints(dir()), grant: base.grant, validation: base.validation,
       // Its own spool: an agent on the same node owns (and locks) the agent spool.
       output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: `${base.spoolDir}-calibrate`,
-      sample_interval_ms: Number(o.sampleMs), dry_run: !!o.dryRun, log: (m) => console.error(m),
+      sample_interval_ms: base.sampleIntervalMs, dry_run: !!o.dryRun, log: (m) => console.error(m),
       matrix: {
         codecs: list(o.codecs) as OutputCodec[] | undefined, resolutions: list(o.resolutions), duration_s: Number(o.duration),
         core_counts: list(o.coreCounts)?.map(Number), limit: o.limit === undefined ? undefined : Number(o.limit),
