@@ -11,7 +11,7 @@ import {
 } from '../shared/index.js';
 import { loadModel, type ResourcePredictor } from '../models/index.js';
 import { ConsulLeaderElection, type LeaderElection } from './election/index.js';
-import { JetStreamTaskStore, connectBus, ensureStreams } from './bus/index.js';
+import { JetStreamTaskStore, JetStreamTermRecord, connectBus, ensureStreams } from './bus/index.js';
 import { Leader } from './leader/index.js';
 
 export interface CoordinatorOptions {
@@ -65,6 +65,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
 
   const election: LeaderElection = new ConsulLeaderElection({
     consulHttp: o.endpoints.consul_http, candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
+    termRecord: await JetStreamTermRecord.open(js),
   });
   let transition = Promise.resolve();
   await election.start({

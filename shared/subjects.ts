@@ -29,6 +29,9 @@ export function jobProgressSubject(jobId: string): string {
 /** JetStream KV bucket with one entry per task: the durable record a new leader resumes from. */
 export const TASKS_BUCKET = 'prescient_tasks';
 
+/** JetStream KV bucket for cluster-wide facts that must survive a Consul restart (the highest term). */
+export const META_BUCKET = 'prescient_meta';
+
 /** Consul KV key of the leadership lock; its value names the leader and its term. */
 export const LEADER_KEY = 'prescient/leader';
 /** Consul KV key holding the last issued leader term (a fencing token, only ever increased). */

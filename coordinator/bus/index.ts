@@ -5,7 +5,7 @@
  */
 import { AckPolicy, DeliverPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
 import {
-  ALL_JOB_EVENTS, EVENTS_STREAM, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES,
+  ALL_JOB_EVENTS, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES,
   jobEventsSubject, type EncodingTask, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
@@ -72,6 +72,21 @@ export class JetStreamTaskStore implements TaskStore {
       if (t && !TERMINAL_STATES.has(t.state)) out.push(t);
     }
     return out;
+  }
+}
+
+/** The highest leader term issued, kept in a JetStream KV bucket so it outlives Consul's memory. */
+export class JetStreamTermRecord {
+  private constructor(private readonly kv: KV) {}
+  static async open(js: JetStreamClient): Promise<JetStreamTermRecord> {
+    return new JetStreamTermRecord(await js.views.kv(META_BUCKET, { history: 1, storage: StorageType.File }));
+  }
+  async highest(): Promise<number> {
+    const e = await this.kv.get('term');
+    return e && e.operation === 'PUT' ? Number(e.string()) || 0 : 0;
+  }
+  async advance(term: number): Promise<void> {
+    if (term > (await this.highest())) await this.kv.put('term', String(term));
   }
 }
 

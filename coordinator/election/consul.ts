@@ -18,7 +18,19 @@ export interface ConsulElectionOptions {
   lockDelaySeconds?: number;
   /** How often a standby tries to take the lock and a leader checks it still holds it. */
   pollMs?: number;
+  /**
+   * A second record of the highest term issued, outside Consul. A Consul dev agent keeps its KV
+   * in memory, so after a restart its counter starts again at 0; terms must never go back, or
+   * agents that saw a higher one would refuse every new leader.
+   */
+  termRecord?: TermRecord;
   log?: (msg: string) => void;
+}
+
+/** Durable highest-term record, consulted and advanced alongside Consul's counter. */
+export interface TermRecord {
+  highest(): Promise<number>;
+  advance(term: number): Promise<void>;
 }
 
 export class ConsulLeaderElection implements LeaderElection {
@@ -128,10 +140,14 @@ export class ConsulLeaderElection implements LeaderElection {
 
   /** Increments the term counter with check-and-set, so two leaders can never share a term. */
   private async nextTerm(): Promise<number> {
+    const floor = (await this.opts.termRecord?.highest()) ?? 0;
     for (;;) {
       const item = (await this.consul.kv.get(TERM_KEY)) as KvItem | null;
-      const next = (item?.Value ? Number(item.Value) : 0) + 1;
-      if (await this.consul.kv.set({ key: TERM_KEY, value: String(next), cas: item?.ModifyIndex ?? 0 })) return next;
+      const next = Math.max(item?.Value ? Number(item.Value) : 0, floor) + 1;
+      if (await this.consul.kv.set({ key: TERM_KEY, value: String(next), cas: item?.ModifyIndex ?? 0 })) {
+        await this.opts.termRecord?.advance(next);
+        return next;
+      }
     }
   }
 }

@@ -21,4 +21,4 @@ export interface LeaderElection {
   isLeader(): boolean;
 }
 
-export { ConsulLeaderElection } from './consul.js';
+export { ConsulLeaderElection, type TermRecord } from './consul.js';
