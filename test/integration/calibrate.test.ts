@@ -21,7 +21,7 @@ const rowsFor = (sql: string, want: number) => waitFor(`${want} rows for: ${sql}
 }, 20_000);
 
 test('calibrate runs the requested number of real encodes and records a run row and samples for each', async () => {
-  const r = await cliRun(s, ['calibrate', '--node-id', 'cal-node', '--limit', '3', '--resolutions', '320x240', '--duration', '1', '--sample-ms', '200', '--json']);
+  const r = await cliRun(s, ['calibrate', '--node-id', 'cal-node', '--limit', '3', '--resolutions', '640x360', '--duration', '3', '--sample-ms', '100', '--json']);
   assert.is(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout) as Report;
   assert.equal([report.runs, report.succeeded, report.failed, report.unsent_rows], [3, 3, 0, 0]);
@@ -31,15 +31,18 @@ test('calibrate runs the requested number of real encodes and records a run row 
     assert.is(row.status, 'succeeded');
     assert.is(row.model_version, 'calibration');
     assert.ok((row.si_mean as number) > 0 && (row.ti_mean as number) >= 0, 'content complexity was probed');
-    assert.ok((row.samples as number) >= 1);
-    assert.ok((row.cpu_cores_peak as number) >= (row.cpu_cores_mean as number));
+    // An encode can finish before its first sample (100 ms in); the longer ones must have some.
+    if ((row.duration_s as number) > 0.5) assert.ok((row.samples as number) >= 1, `${row.samples} samples in ${row.duration_s} s`);
+    if ((row.samples as number) > 0) assert.ok((row.cpu_cores_peak as number) >= (row.cpu_cores_mean as number));
     assert.ok((row.psnr_db as number) > 20);
     assert.is(row.hw_cores, row.cores_granted);
     assert.is((JSON.parse(row.schema_json as string) as { output: { codec: string } }).output.codec, row.codec);
   }
   const ids = report.outcomes.map((o) => `'${o.job_id}'`).join(',');
-  const samples = await rowsFor(`SELECT job_id, count() n FROM encode_samples WHERE job_id IN (${ids}) GROUP BY job_id`, 3);
-  assert.ok(samples.every((x) => (x.n as number) >= 1));
+  const sampled = runs.filter((x) => (x.samples as number) > 0);
+  assert.ok(sampled.length >= 1, 'at least one calibration encode was sampled');
+  const counts = await rowsFor(`SELECT job_id, count() n FROM encode_samples WHERE job_id IN (${ids}) GROUP BY job_id`, sampled.length);
+  for (const row of sampled) assert.is(counts.find((c) => c.job_id === row.job_id)?.n, row.samples, 'every sample counted in the run row is stored');
 });
 
 test('calibrate takes user files as content and refuses one outside the allowed roots', async () => {

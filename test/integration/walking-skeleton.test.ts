@@ -59,7 +59,7 @@ test('the encode ran pinned to its reserved core and its actual usage, size and 
 });
 
 test('each run is written to QuestDB and read back over HTTP with its prediction and actuals', async () => {
-  const id = await submit(s, smallJob({ output: { codec: 'vp9', preset: '8', rate_control: { mode: 'crf', crf: 40 } } }));
+  const id = await submit(s, smallJob({ input: { resolution: '640x360', duration_s: 2 }, output: { codec: 'vp9', preset: '8', rate_control: { mode: 'crf', crf: 40 } } }));
   const done = (await events(s, id)).at(-1)!;
   assert.is(done.state, 'succeeded', done.reason);
   const rows = await waitFor('the run row in QuestDB', async () => {
@@ -72,7 +72,7 @@ test('each run is written to QuestDB and read back over HTTP with its prediction
   assert.is(row.codec, 'vp9');
   assert.is(row.encoder, 'libvpx-vp9');
   assert.is(row.status, 'succeeded');
-  assert.is(row.width, 320);
+  assert.is(row.width, 640);
   assert.is(row.output_bytes, done.result!.output_bytes);
   assert.ok(Math.abs((row.cpu_cores as number) - done.result!.actual.cpu_cores) < 1e-9);
   assert.ok(Math.abs((row.pred_memory_gb as number) - done.predicted!.expected.memory_gb) < 1e-9);
