@@ -17,7 +17,7 @@ import {
   type SubmitEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
 import type { ResourcePredictor } from '../../models/index.js';
-import { Ledger } from '../ledger/index.js';
+import { Ledger, type LedgerSnapshot } from '../ledger/index.js';
 import { place, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 
@@ -147,12 +147,12 @@ export class Leader {
 
   // ── placement ────────────────────────────────────────────────────────────────────────
 
-  private request(t: EncodingTask): PlacementRequest {
+  private request(t: EncodingTask, snap: LedgerSnapshot): PlacementRequest {
     const up = t.predicted!.upper;
     const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
     // CPU is elastic (fewer cores make an encode slower, not fail), so a request never asks
     // for more cores than the biggest live node has; memory is not, so it is never trimmed.
-    const biggest = Math.max(1, ...this.ledger.snapshot().nodes.map((n) => n.capacity.core_ids.length));
+    const biggest = Math.max(1, ...snap.nodes.map((n) => n.capacity.core_ids.length));
     return {
       task_id: t.id,
       cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),
@@ -166,8 +166,10 @@ export class Leader {
   private async schedule(): Promise<void> {
     for (const t of this.queue()) {
       if (this.stopped) return;
-      const req = this.request(t);
-      const result = place(req, this.ledger.snapshot());
+      // One snapshot per decision: sizing the request and placing it see the same ledger.
+      const snap = this.ledger.snapshot();
+      const req = this.request(t, snap);
+      const result = place(req, snap);
       if (result.kind !== 'placed') {
         const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;
         if (t.reason !== reason) {
@@ -184,7 +186,7 @@ export class Leader {
       t.reason = undefined;
       t.state = 'placed';
       await this.record(t);
-      const node = this.ledger.snapshot().nodes.find((n) => n.capacity.node_id === commit.allocation.node_id)!;
+      const node = snap.nodes.find((n) => n.capacity.node_id === commit.allocation.node_id)!;
       const refused = await this.agent(node.capacity.address)
         .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(commit.allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
         .then((r) => (r.accepted ? undefined : r.reason), (e: Error) => e.message);
