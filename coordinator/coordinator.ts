@@ -4,15 +4,17 @@
  * "not the leader", naming the one that is.
  */
 import os from 'node:os';
+import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  coordinatorService, notLeaderError, serve, grpc,
+  coordinatorService, notLeaderError, serve, grpc, stateDir,
   type CoordinatorHandlers, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
-import { loadModel, type ResourcePredictor } from '../models/index.js';
+import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
 import { ConsulLeaderElection, type LeaderElection } from './election/index.js';
 import { JetStreamTaskStore, JetStreamTermRecord, connectBus, ensureStreams } from './bus/index.js';
 import { Leader } from './leader/index.js';
+import { RetrainScheduler } from './retrain/index.js';
 
 export interface CoordinatorOptions {
   id?: string;
@@ -20,6 +22,13 @@ export interface CoordinatorOptions {
   validation: ValidationContext;
   grpcHost?: string;
   grpcPort?: number;
+  /** Model registry directory: its current version predicts, and promotions swap in live. */
+  modelDir?: string;
+  /** Coverage of the upper bounds reservations are made at (default: the model's own, 0.95). */
+  coverage?: number;
+  /** Scheduled retraining from QuestDB by whichever coordinator leads (coordinator/retrain). */
+  retrain?: { schedule: string; windowMs: number; minRows?: number };
+  /** A fixed predictor instead of the registry's (tests). */
   predictor?: ResourcePredictor;
   leaseMs?: number;
   heartbeatMs?: number;
@@ -32,13 +41,17 @@ export interface CoordinatorHandle {
   address: string;
   isLeader(): boolean;
   leader(): Leader | undefined;
+  /** The retraining schedule, when one was configured. */
+  retrainer(): RetrainScheduler | undefined;
   stop(): Promise<void>;
 }
 
 export async function startCoordinator(o: CoordinatorOptions): Promise<CoordinatorHandle> {
   const id = o.id ?? `${os.hostname()}-${process.pid}`;
   const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${m}`));
-  const predictor = o.predictor ?? loadModel();
+  const registry = new ModelRegistry(o.modelDir ?? path.join(stateDir(), 'models'));
+  const live = o.predictor ? undefined : new LiveModel(registry, { coverage: o.coverage, log }).watch();
+  const predictor = o.predictor ?? live!;
   const nc: NatsConnection = await (async () => {
     const c = await connectBus(o.endpoints.nats_url, `coordinator-${id}`);
     await ensureStreams(c);
@@ -88,12 +101,19 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     },
   });
   log(`coordinator ${id} serving gRPC on ${address}, campaigning through Consul at ${o.endpoints.consul_http}`);
+  const scheduler = o.retrain && new RetrainScheduler({
+    ...o.retrain, questdbHttp: o.endpoints.questdb_http, registry, coverage: o.coverage, log,
+    isLeader: () => !!leader, onResult: () => live?.refresh(),
+  }).start();
 
   return {
     id, address,
     isLeader: () => !!leader,
     leader: () => leader,
+    retrainer: () => scheduler || undefined,
     async stop() {
+      scheduler?.stop();
+      live?.stop();
       await election.stop();
       await transition;
       await new Promise<void>((r) => server.tryShutdown(() => r()));

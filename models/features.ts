@@ -1,76 +1,229 @@
 /**
- * Feature spec v1: how an EncodingSchema becomes the numeric vector the networks read.
- * Every column is documented here; changing a column means a new FEATURE_SPEC_VERSION, so a
- * model trained on one spec is never fed vectors of another.
+ * Feature spec `features-v2`: how an EncodeRecord (record.ts) becomes the numeric vector the
+ * networks read. The spec fixes which columns exist and how each is computed; a model fits the
+ * data-dependent parts (category vocabularies, numeric means and spreads) on its training rows
+ * and stores them, so the same record always encodes to the same vector under that model.
+ *
+ * Layout, in order:
+ * 1. One-hot categories. Each of CATEGORIES gets one column per value seen at least
+ *    `MIN_CATEGORY_ROWS` times in training (most frequent first, at most `max` of them; a
+ *    missing value is the value "" and is a category like any other), then `<name>=other`.
+ *    A value the model never saw lands in `other`, and the prediction says so; training
+ *    routes a share of rows through `other` on purpose so that column learns the average case.
+ * 2. Numbers. Each of NUMERICS is computed from the record (log scales where the range spans
+ *    orders of magnitude), then standardised with the training mean and spread and clipped to
+ *    ±CLIP. A column missing from every training row is left out; one missing from some rows
+ *    gets a companion `<name>_known` column (1 when present) and reads 0 (the mean) when absent.
+ * 3. Extra numeric columns a mapping file passed (`extra.<name>`), treated like NUMERICS.
  */
-import { EncodingSchema, ENCODERS, GPU_ENCODERS, OUTPUT_CODECS, PRESETS, effectiveOutput } from '../shared/index.js';
+import { PRESETS } from '../shared/index.js';
+import type { EncodeRecord } from './record.js';
 
-export const FEATURE_SPEC_VERSION = 'features-v1';
+export const FEATURE_SPEC_VERSION = 'features-v2';
 
-/** Column names, in vector order. */
-export const FEATURE_NAMES = [
-  // output codec one-hot, with an explicit bucket for anything unknown
-  ...OUTPUT_CODECS.map((c) => `codec_${c}`),
-  'codec_other',
-  // 1 when the encoder runs on a GPU
-  'gpu_encoder',
-  // preset position from fastest (0) to slowest (1) within the encoder's own preset list
-  'preset_slowness',
-  // log2 of output pixels per frame, scaled so 320x240 ≈ 0.25 and 3840x2160 ≈ 0.75
-  'log_pixels',
-  // output frames per second / 120
-  'fps',
-  // log10 of frames to encode / 6 (1 = a million frames)
-  'log_frames',
-  // CRF as a share of the encoder's range (0.5 when rate control is by bitrate)
-  'crf',
-  // log10 of target bitrate in kbit/s / 5 (0 when rate control is by CRF)
-  'log_bitrate',
-  // 1 for two-pass
-  'two_pass',
-  // synthetic source noise 0..1 (content complexity proxy; 0.5 when unknown)
-  'complexity',
-] as const;
+/** Training rows a category value needs to get a column of its own. */
+const MIN_CATEGORY_ROWS = 3;
+/** Standardised values are clipped here: far outside the training range the networks extrapolate badly. */
+const CLIP = 5;
 
-export const FEATURE_COUNT = FEATURE_NAMES.length;
+interface CategorySpec { get: (r: EncodeRecord) => string | undefined; max: number }
 
-/** Preset rank 0 (fastest) .. 1 (slowest); lists in the schema run fastest → slowest. */
-export function presetSlowness(encoder: string, preset: string): number {
-  const list = (PRESETS as Record<string, readonly string[]>)[encoder];
-  if (!list) return 0.5;
-  const i = list.indexOf(preset);
-  return i < 0 ? 0.5 : list.length === 1 ? 0.5 : i / (list.length - 1);
+/** Categorical inputs and the most columns each may take. */
+export const CATEGORIES = {
+  codec: { get: (r) => r.output.codec, max: 12 },
+  encoder: { get: (r) => r.output.encoder, max: 16 },
+  preset: { get: (r) => r.output.preset, max: 24 },
+  rc_mode: { get: (r) => r.output.rc_mode, max: 4 },
+  input_codec: { get: (r) => r.input.codec, max: 12 },
+  hw_class: { get: (r) => r.node.hw_class, max: 12 },
+} satisfies Record<string, CategorySpec>;
+export type Category = keyof typeof CATEGORIES;
+const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
+
+const log2 = (x: number | undefined) => (x !== undefined && x > 0 ? Math.log2(x) : undefined);
+const log10 = (x: number | undefined) => (x !== undefined && x > 0 ? Math.log10(x) : undefined);
+const pixels = (w?: number, h?: number) => (w && h ? w * h : undefined);
+const share = (part: number | undefined, r: EncodeRecord) => {
+  const { i_frames: i, p_frames: p, b_frames: b } = r.input;
+  const all = (i ?? 0) + (p ?? 0) + (b ?? 0);
+  return part !== undefined && all > 0 ? part / all : undefined;
+};
+
+/** Output geometry, falling back to the input's where the output keeps it. */
+const outPixels = (r: EncodeRecord) => pixels(r.output.width, r.output.height) ?? pixels(r.input.width, r.input.height);
+const outFps = (r: EncodeRecord) => r.output.fps ?? r.input.fps;
+/** Frames the encode produces: input duration × output rate, else the input's frame count rescaled. */
+export function outputFrames(r: EncodeRecord): number | undefined {
+  const fps = outFps(r), dur = r.input.duration_s ?? (r.input.frames && r.input.fps ? r.input.frames / r.input.fps : undefined);
+  if (fps && dur) return Math.max(1, Math.round(fps * dur));
+  return r.input.frames;
+}
+/** CRF as a share of its encoder's scale (0–51 for x264/x265/NVENC, 0–255 for AV1 NVENC, else 0–63). */
+function crfShare(r: EncodeRecord): number | undefined {
+  const { crf, encoder = '' } = r.output;
+  if (crf === undefined) return undefined;
+  return crf / (encoder === 'av1_nvenc' ? 255 : /x26[45]|nvenc|264|265/.test(encoder) ? 51 : 63);
+}
+/** Preset rank 0 (fastest) .. 1 (slowest) within the encoder's own list; unknown pairs are missing. */
+export function presetSlowness(encoder: string | undefined, preset: string | undefined): number | undefined {
+  const list = encoder ? (PRESETS as Record<string, readonly string[]>)[encoder] : undefined;
+  const i = list && preset !== undefined ? list.indexOf(preset) : -1;
+  return list && i >= 0 ? (list.length === 1 ? 0.5 : i / (list.length - 1)) : undefined;
+}
+const bitsPerPixel = (kbps: number | undefined, px: number | undefined, fps: number | undefined) =>
+  kbps && px && fps ? log10((kbps * 1000) / (px * fps)) : undefined;
+
+/** Numeric inputs: name → how it is computed (undefined = not known for this record). */
+export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> = {
+  /** log2 of output pixels per frame. */
+  log_out_pixels: (r) => log2(outPixels(r)),
+  /** log2 of input pixels per frame (scaling changes the decode and filter cost). */
+  log_in_pixels: (r) => log2(pixels(r.input.width, r.input.height) ?? outPixels(r)),
+  out_fps: outFps,
+  in_fps: (r) => r.input.fps,
+  /** log10 of output frames. */
+  log_frames: (r) => log10(outputFrames(r)),
+  /** log10 of the input's duration in seconds. */
+  log_duration: (r) => log10(r.input.duration_s),
+  crf: crfShare,
+  /** log10 of the target bitrate (kbit/s), and the bits it gives each output pixel. */
+  log_bitrate: (r) => log10(r.output.bitrate_kbps),
+  log_bits_per_pixel: (r) => bitsPerPixel(r.output.bitrate_kbps, outPixels(r), outFps(r)),
+  log_in_bitrate: (r) => log10(r.input.bitrate_kbps),
+  log_in_bits_per_pixel: (r) => bitsPerPixel(r.input.bitrate_kbps, pixels(r.input.width, r.input.height) ?? outPixels(r), r.input.fps),
+  passes: (r) => r.output.passes,
+  log_gop: (r) => log2(r.output.gop),
+  preset_slowness: (r) => presetSlowness(r.output.encoder, r.output.preset),
+  /** Input frame-type shares (I, P, B) where a log has them. */
+  i_share: (r) => share(r.input.i_frames, r),
+  p_share: (r) => share(r.input.p_frames, r),
+  b_share: (r) => share(r.input.b_frames, r),
+  log_in_size: (r) => log10(r.input.size_bytes),
+  /** Content complexity: P.910 spatial / temporal information, synthetic noise 0–100. */
+  si: (r) => r.content.si_mean,
+  ti: (r) => r.content.ti_mean,
+  noise: (r) => r.content.noise,
+  /** log2 of the CPU cores granted, and GPUs granted. */
+  log_cores: (r) => log2(r.node.cores),
+  gpus: (r) => r.node.gpus,
+};
+
+/** How one numeric column is standardised; `flag` adds its `_known` column. */
+export interface NumericState { name: string; mean: number; std: number; min: number; max: number; flag: boolean }
+
+/** The fitted, data-dependent part of the spec: stored in every model file. */
+export interface FeatureState {
+  spec: typeof FEATURE_SPEC_VERSION;
+  /** Per category, the values that have a column of their own, in column order. */
+  vocab: Record<Category, string[]>;
+  numeric: NumericState[];
+  /** Names of extra columns, each also in `numeric` as `extra.<name>`. */
+  extras: string[];
+  /** Every column name, in vector order (checked against the above when a model loads). */
+  names: string[];
 }
 
-/** Frames the encode will produce, when the duration is known (else one minute's worth). */
-export function frameCount(s: EncodingSchema): number {
-  const eff = effectiveOutput(s);
-  return Math.max(1, Math.round((eff.fps ?? 30) * (eff.duration_s ?? 60)));
+const numericValue = (name: string, r: EncodeRecord): number | undefined => {
+  const v = name.startsWith('extra.') ? r.extra[name.slice(6)] : NUMERICS[name](r);
+  return v !== undefined && Number.isFinite(v) ? v : undefined;
+};
+
+/** Column names a fitted state implies. */
+export function featureNames(s: Pick<FeatureState, 'vocab' | 'numeric'>): string[] {
+  const names: string[] = [];
+  for (const c of CATEGORY_NAMES) names.push(...s.vocab[c].map((v) => `${c}=${v}`), `${c}=other`);
+  for (const n of s.numeric) names.push(n.name, ...(n.flag ? [`${n.name}_known`] : []));
+  return names;
 }
 
-export function outputPixels(s: EncodingSchema): number {
-  const r = effectiveOutput(s).resolution ?? { width: 1920, height: 1080 };
-  return r.width * r.height;
+/** Fits vocabularies and standardisation on training records. */
+export function fitFeatures(records: readonly EncodeRecord[]): FeatureState {
+  const vocab = {} as Record<Category, string[]>;
+  for (const c of CATEGORY_NAMES) {
+    const counts = new Map<string, number>();
+    for (const r of records) {
+      const v = CATEGORIES[c].get(r) ?? '';
+      counts.set(v, (counts.get(v) ?? 0) + 1);
+    }
+    vocab[c] = [...counts].filter(([, n]) => n >= MIN_CATEGORY_ROWS)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, CATEGORIES[c].max).map(([v]) => v);
+  }
+  const extras = [...new Set(records.flatMap((r) => Object.keys(r.extra)))].sort();
+  const numeric: NumericState[] = [];
+  for (const name of [...Object.keys(NUMERICS), ...extras.map((e) => `extra.${e}`)]) {
+    let n = 0, sum = 0, sq = 0, min = Infinity, max = -Infinity;
+    for (const r of records) {
+      const v = numericValue(name, r);
+      if (v === undefined) continue;
+      n++; sum += v; sq += v * v;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    if (n === 0) continue;
+    const mean = sum / n;
+    // A constant column still gets a unit spread: it reads 0 for the training value.
+    const std = Math.sqrt(Math.max(0, sq / n - mean * mean)) || 1;
+    numeric.push({ name, mean, std, min, max, flag: n < records.length });
+  }
+  const state = { spec: FEATURE_SPEC_VERSION, vocab, numeric, extras } as const;
+  return { ...state, names: featureNames(state) };
 }
 
-/** Encodes one schema as a feature vector in FEATURE_NAMES order. */
-export function encodeFeatures(s: EncodingSchema): number[] {
-  const codecKnown = (OUTPUT_CODECS as readonly string[]).includes(s.output.codec) && ENCODERS[s.output.codec].includes(s.output.encoder);
-  const onehot = OUTPUT_CODECS.map((c) => (codecKnown && c === s.output.codec ? 1 : 0));
-  const rc = s.output.rate_control;
-  const eff = effectiveOutput(s);
-  const v = [
-    ...onehot,
-    codecKnown ? 0 : 1,
-    GPU_ENCODERS.has(s.output.encoder) ? 1 : 0,
-    presetSlowness(s.output.encoder, s.output.preset),
-    Math.log2(outputPixels(s)) / 32,
-    (eff.fps ?? 30) / 120,
-    Math.log10(frameCount(s)) / 6,
-    rc.mode === 'crf' ? rc.crf / (s.output.encoder === 'av1_nvenc' ? 255 : s.output.encoder.startsWith('libx26') || s.output.encoder.endsWith('nvenc') ? 51 : 63) : 0.5,
-    rc.mode === 'bitrate' ? Math.log10(rc.bitrate_kbps) / 5 : 0,
-    s.output.passes === 2 ? 1 : 0,
-    s.input.kind === 'synthetic' ? s.input.noise / 100 : 0.5,
-  ];
-  return v.map((x) => (Number.isFinite(x) ? x : 0));
+/** How one record encoded: which categories fell into `other`, which numbers were missing or out of range. */
+export interface EncodeNotes {
+  /** Categories whose value has no column (never seen, or too rare, in training). */
+  unseen: Category[];
+  /** Numbers the model always had in training but this record lacks (the training mean was used). */
+  missing: string[];
+  /** Numbers beyond the training range by more than a tenth of it (the networks extrapolate). */
+  outside: string[];
+}
+
+export interface EncodeOptions {
+  /** Categories to encode as `other` whatever their value (training dropout, novelty calibration). */
+  asOther?: ReadonlySet<Category>;
+  /** Filled with notes about the record, when given. */
+  notes?: EncodeNotes;
+}
+
+/** Encodes one record into `out` (length = state.names.length). */
+export function encodeFeatures(s: FeatureState, r: EncodeRecord, out: Float64Array = new Float64Array(s.names.length), o: EncodeOptions = {}): Float64Array {
+  out.fill(0);
+  let i = 0;
+  for (const c of CATEGORY_NAMES) {
+    const vocab = s.vocab[c];
+    const j = o.asOther?.has(c) ? -1 : vocab.indexOf(CATEGORIES[c].get(r) ?? '');
+    if (j < 0 && o.notes && !o.asOther?.has(c)) o.notes.unseen.push(c);
+    out[i + (j < 0 ? vocab.length : j)] = 1;
+    i += vocab.length + 1;
+  }
+  for (const n of s.numeric) {
+    const v = numericValue(n.name, r);
+    if (v === undefined) {
+      if (!n.flag) o.notes?.missing.push(n.name);
+    } else {
+      out[i] = Math.max(-CLIP, Math.min(CLIP, (v - n.mean) / n.std));
+      if (n.flag) out[i + 1] = 1;
+      const slack = (n.max - n.min) / 10;
+      if (o.notes && (v < n.min - slack || v > n.max + slack)) o.notes.outside.push(n.name);
+    }
+    i += n.flag ? 2 : 1;
+  }
+  return out;
+}
+
+export const newNotes = (): EncodeNotes => ({ unseen: [], missing: [], outside: [] });
+
+/** Checks a stored state for internal consistency; returns what is wrong, or undefined. */
+export function checkFeatureState(s: FeatureState): string | undefined {
+  if (s?.spec !== FEATURE_SPEC_VERSION) return `was built for feature spec ${JSON.stringify(s?.spec)}, this build reads ${FEATURE_SPEC_VERSION}`;
+  for (const c of CATEGORY_NAMES) if (!Array.isArray(s.vocab?.[c])) return `features.vocab.${c} is missing`;
+  if (!Array.isArray(s.numeric) || !Array.isArray(s.names)) return 'features.numeric or features.names is missing';
+  for (const n of s.numeric) {
+    if (!(n.name in NUMERICS) && !n.name.startsWith('extra.')) return `features.numeric names an unknown column ${JSON.stringify(n.name)}`;
+    if (![n.mean, n.std, n.min, n.max].every(Number.isFinite) || n.std <= 0) return `features.numeric.${n.name} has a non-finite or zero spread`;
+  }
+  const names = featureNames(s);
+  if (names.length !== s.names.length || names.some((n, i) => n !== s.names[i])) return 'features.names does not match the vocabularies and numeric columns';
+  return undefined;
 }

@@ -1,6 +1,13 @@
-/** Public API of `models/`: feature encoding, the brain.js predictor and model loading. */
+/** Public API of `models/`: records, feature encoding, training, evaluation, the model registry. */
+export * from './record.js';
 export * from './features.js';
-export * from './predictor.js';
+export * from './model.js';
+export * from './conformal.js';
+export { CompiledNetwork, seededRandom, DEFAULT_NETWORK_OPTIONS, type NetworkJson, type NetworkTrainOptions } from './network.js';
+export * from './training/index.js';
+export * from './training/retrain.js';
+export * from './evaluation/metrics.js';
+export * from './evaluation/baselines.js';
 export * from './registry.js';
-export { priorTargets, priorSamples } from './prior/index.js';
+export { priorTargets, priorRows } from './prior/index.js';
 export * from './data/index.js';

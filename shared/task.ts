@@ -36,6 +36,10 @@ export interface Prediction {
   model_version: string;
   expected: ResourceUsage;
   upper: ResourceUsage;
+  /** Share of encodes like this one the upper bound is calibrated to cover (e.g. 0.95). */
+  coverage?: number;
+  /** What was unusual about this prediction: unseen categories, clamped figures, rules used. */
+  flags?: string[];
 }
 
 /** What the leader reserved for a task on one node. */

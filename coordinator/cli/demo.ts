@@ -31,7 +31,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const endpoints = loadEndpoints(o.stateDir);
   const validation = { allowedInputRoots: allowedInputRoots(o.stateDir) };
   const log = o.json ? quiet : (m: string) => console.error(`  · ${m}`);
-  const coordinator = await startCoordinator({ id: 'demo-coordinator', endpoints, validation, log });
+  const coordinator = await startCoordinator({ id: 'demo-coordinator', endpoints, validation, log, modelDir: path.join(o.stateDir, 'models') });
   const cores = allowedCores();
   const count = Math.max(1, Math.min(o.agents, cores.length));
   const agents: AgentHandle[] = [];

@@ -14,11 +14,13 @@ import { JSONCodec } from 'nats';
 import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
 import { connectBus, ensureStreams, followJob, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
 import { startCoordinator } from '../coordinator.js';
+import { parseSchedule, parseWindow } from '../retrain/index.js';
 import { startAgent, runCalibration } from '../../node-agent/index.js';
 import { DEFAULT_CONTENTS } from '../../node-agent/calibrate/index.js';
 import os from 'node:os';
 import { runDemo } from './demo.js';
 import { formatEvent, formatProgress } from './format.js';
+import { modelCommands } from './model.js';
 
 const progressCodec = JSONCodec<TaskProgress>();
 
@@ -30,6 +32,7 @@ program
   .showHelpAfterError();
 
 const dir = () => stateDir(program.opts().stateDir);
+const modelDir = () => path.join(dir(), 'models');
 const validation = (): ValidationContext => ({ allowedInputRoots: allowedInputRoots(dir()) });
 const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value, null, 2) : text());
 
@@ -157,10 +160,19 @@ const untilSignal = (stop: () => Promise<void>) => {
 
 program.command('coordinator').description('run a coordinator: campaigns for leadership in Consul; the leader places jobs')
   .option('--id <id>', 'candidate id (default: host-pid)')
+  .option('--coverage <share>', 'coverage of the upper bounds reservations are made at (default: the model\'s, 0.95)')
+  .option('--retrain <schedule>', 'retrain from QuestDB: weekly, monthly, daily or a cron expression (default: $PRESCIENT_RETRAIN, else never)')
+  .option('--retrain-window <span>', 'how far back retraining reads runs', '30d')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .action(async (o) => {
-    const c = await startCoordinator({ id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort) });
+    const retrain = o.retrain ?? process.env.PRESCIENT_RETRAIN;
+    const coverage = o.coverage === undefined ? undefined : Number(o.coverage);
+    if (coverage !== undefined && !(coverage >= 0.5 && coverage <= 0.999)) throw new ConfigError('--coverage', `must be between 0.5 and 0.999, got ${o.coverage}`);
+    const c = await startCoordinator({
+      id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage,
+      retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
+    });
     untilSignal(() => c.stop());
   });
 
@@ -196,7 +208,7 @@ function agentConfig(o: Record<string, string | number | undefined>) {
 agentOptions(program.command('dev').description('one coordinator and one agent in one process against the local stack (starts it if needed)'))
   .action(async (o) => {
     await stackUp({ stateDir: dir(), log: (l) => console.error(l) });
-    const c = await startCoordinator({ id: 'dev', endpoints: loadEndpoints(dir()), validation: validation() });
+    const c = await startCoordinator({ id: 'dev', endpoints: loadEndpoints(dir()), validation: validation(), modelDir: modelDir() });
     const a = await startAgent({ ...agentConfig({ ...o, nodeId: o.nodeId ?? 'dev-node' }), endpoints: loadEndpoints(dir()) });
     console.log(`dev cluster running: coordinator ${c.address}, agent ${a.address}. Submit with \`prescient submit job.yaml --wait\`; Ctrl-C stops.`);
     untilSignal(async () => { await a.stop(); await c.stop(); });
@@ -208,12 +220,21 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   .option('--files <list>', 'input files to add as content, comma-separated (must be under the allowed input roots)')
   .option('--no-synthetic', 'use only the given files, no synthetic sources')
   .option('--duration <seconds>', 'length of each synthetic clip', '2')
+  .option('--durations <list>', 'several clip lengths in seconds, comma-separated (overrides --duration)')
+  .option('--frame-rates <list>', 'synthetic frame rates, comma-separated (default: 25)')
+  .option('--crf-offsets <list>', 'CRFs as offsets from each encoder\'s mid CRF, comma-separated (default: 0)')
+  .option('--bitrate-scales <list>', 'bitrates as multiples of the size-scaled default, comma-separated (default: 1)')
   .option('--core-counts <list>', 'core counts to grant, comma-separated (default: all granted cores)')
   .option('--limit <n>', 'at most this many runs, spread evenly over the matrix')
   .option('--dry-run', 'only list the runs')
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
     const list = (v: string | undefined) => (v ? String(v).split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+    const nums = (v: string | undefined) => list(v)?.map((x) => {
+      const n = Number(x);
+      if (!Number.isFinite(n)) throw new ConfigError('calibrate', `${JSON.stringify(x)} is not a number`);
+      return n;
+    });
     const base = agentConfig({ ...o, nodeId: o.nodeId ?? os.hostname() });
     const files = list(o.files)?.map((f) => ({ path: path.resolve(f) }));
     const report = await runCalibration({
@@ -223,7 +244,8 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
       sample_interval_ms: base.sampleIntervalMs, dry_run: !!o.dryRun, log: (m) => console.error(m),
       matrix: {
         codecs: list(o.codecs) as OutputCodec[] | undefined, resolutions: list(o.resolutions), duration_s: Number(o.duration),
-        core_counts: list(o.coreCounts)?.map(Number), limit: o.limit === undefined ? undefined : Number(o.limit),
+        core_counts: list(o.coreCounts)?.map(Number), durations_s: nums(o.durations), frame_rates: nums(o.frameRates),
+        crf_offsets: nums(o.crfOffsets), bitrate_scales: nums(o.bitrateScales), limit: o.limit === undefined ? undefined : Number(o.limit),
         contents: files || o.synthetic === false ? [...(o.synthetic === false ? [] : DEFAULT_CONTENTS), ...(files ?? [])] : undefined,
       },
       onRun: o.json ? undefined : (r, i, n) => console.log(`[${i + 1}/${n}] ${r.label}: ${r.ok ? `${r.duration_s!.toFixed(2)} s, ${r.cpu_cores!.toFixed(2)} cores, ${(r.memory_gb! * 1024).toFixed(0)} MB` : `FAILED ${r.error}`}`),
@@ -233,6 +255,8 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
     else console.log(`calibration on ${report.node_id} (${report.hardware.cpu_model}, ${report.hardware.core_ids.length} cores): ${report.runs} runs made, ${report.succeeded} succeeded, ${report.failed} failed in ${report.wall_s.toFixed(1)} s; ${report.unsent_rows} telemetry rows still spooled`);
     if (report.failed) process.exitCode = 1;
   });
+
+modelCommands(program, dir);
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
   .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))

@@ -16,7 +16,7 @@ import {
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type SubmitEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
-import type { ResourcePredictor } from '../../models/index.js';
+import { hardwareClass, type ResourcePredictor } from '../../models/index.js';
 import { Ledger, type LedgerSnapshot } from '../ledger/index.js';
 import { place, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
@@ -180,13 +180,14 @@ export class Leader {
       }
       const commit = this.ledger.commit(result.plan, this.now());
       if (!commit.ok) { this.log(`plan for ${t.id} refused: ${commit.reason}`); continue; }
+      const node = snap.nodes.find((n) => n.capacity.node_id === commit.allocation.node_id)!;
       t.allocation = commit.allocation;
-      t.predicted = this.o.predictor.predict(t.schema, req.cores);
+      const gpu = node.capacity.gpus.find((g) => g.id === commit.allocation.gpu_ids[0]);
+      t.predicted = this.o.predictor.predict(t.schema, { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name) });
       t.attempts += 1;
       t.reason = undefined;
       t.state = 'placed';
       await this.record(t);
-      const node = snap.nodes.find((n) => n.capacity.node_id === commit.allocation.node_id)!;
       const refused = await this.agent(node.capacity.address)
         .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(commit.allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
         .then((r) => (r.accepted ? undefined : r.reason), (e: Error) => e.message);

@@ -1,8 +1,15 @@
 /**
  * Training data: finished runs read back from QuestDB with their settings, prediction and
- * actuals (written by node-agent/telemetry). Filters become SQL only as validated literals.
+ * actuals (written by node-agent/telemetry; `runsToRows` labels them), and users' own CSV/TSV
+ * logs read through a mapping file (`parseMapping`, `readMappedRows`). Filters become SQL only
+ * as validated literals.
  */
 import { QueryParamError, questdbQuery, sqlSymbol, sqlTimestamp } from './questdb.js';
+import { parseDelimited } from './delimited.js';
+
+export * from './delimited.js';
+export * from './mapping.js';
+export * from './rows.js';
 
 export { questdbExec, questdbQuery, sqlSymbol, sqlTimestamp, QueryParamError, type QuestDbResult } from './questdb.js';
 
@@ -121,4 +128,20 @@ export function trainingRunsCsv(rows: readonly TrainingRun[]): string {
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   return [TRAINING_COLUMNS.join(','), ...rows.map((r) => TRAINING_COLUMNS.map((c) => field(r[c])).join(','))].join('\r\n') + '\r\n';
+}
+
+/** Columns of the export that are text or true/false; all others are numbers. */
+const TEXT_COLUMNS = new Set(['ts', 'node', 'job_id', 'codec', 'encoder', 'preset', 'status', 'rc_mode', 'source', 'cpu_model', 'gpu_model', 'model_version', 'schema_json', 'error']);
+const BOOLEAN_COLUMNS = new Set(['pinned', 'stayed_on_cores']);
+
+/** Runs from a CSV `trainingRunsCsv` wrote, typed as read from QuestDB; undefined when the header is another. */
+export function trainingRunsFromCsv(text: string): TrainingRun[] | undefined {
+  const t = parseDelimited(text, { delimiter: ',' });
+  if (!TRAINING_COLUMNS.every((c) => t.header.includes(c))) return undefined;
+  return t.records.map(({ fields }) => Object.fromEntries(t.header.map((c, i) => {
+    const v = fields[i] ?? '';
+    if (TEXT_COLUMNS.has(c)) return [c, v === '' ? null : v];
+    if (BOOLEAN_COLUMNS.has(c)) return [c, v === 'true'];
+    return [c, v === '' ? null : Number(v)];
+  })) as unknown as TrainingRun);
 }

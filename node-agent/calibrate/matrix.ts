@@ -21,6 +21,13 @@ export interface MatrixOptions {
   /** Seconds of each synthetic clip. */
   duration_s?: number;
   fps?: number;
+  /** Several clip lengths / frame rates (each multiplies the matrix); override duration_s / fps. */
+  durations_s?: number[];
+  frame_rates?: number[];
+  /** CRFs as offsets from each encoder's mid-range CRF (default [0]). */
+  crf_offsets?: number[];
+  /** Target bitrates as multiples of the size-scaled default (default [1]). */
+  bitrate_scales?: number[];
   /** Core counts to grant (each ≤ the node's cores). */
   core_counts?: number[];
   /** At most this many runs, spread across every dimension of the matrix. */
@@ -54,9 +61,9 @@ export const DEFAULT_CONTENTS: CalibrationContent[] = [
   { source: 'testsrc2', noise: 40 },
 ];
 
-const RATE_CONTROLS = [{ mode: 'crf' as const }, { mode: 'bitrate' as const }];
 /** A middle-of-the-range CRF per encoder family, and a bitrate scaled to the picture size. */
 const midCrf = (e: Encoder) => (e.startsWith('libx26') || e.endsWith('nvenc') ? 26 : 35);
+const CRF_LIMITS = (e: Encoder): [number, number] => (e === 'av1_nvenc' ? [0, 255] : e.startsWith('libx26') || e.endsWith('nvenc') ? [0, 51] : [0, 63]);
 const bitrateFor = (w: number, h: number) => Math.max(200, Math.round((w * h * 30 * 0.07) / 1000 / 100) * 100);
 
 /**
@@ -70,26 +77,36 @@ export function calibrationMatrix(o: MatrixOptions, ctx: ValidationContext, node
   const contents = o.contents ?? DEFAULT_CONTENTS;
   const coreCounts = [...new Set(o.core_counts ?? [nodeCores])].filter((c) => c >= 1 && c <= nodeCores);
   if (!coreCounts.length) throw new Error(`core counts must be between 1 and ${nodeCores}`);
-  const duration_s = o.duration_s ?? 2, fps = o.fps ?? 25;
+  const durations = o.durations_s ?? [o.duration_s ?? 2], frameRates = o.frame_rates ?? [o.fps ?? 25];
+  const crfOffsets = o.crf_offsets ?? [0], bitrateScales = o.bitrate_scales ?? [1];
   for (const codec of codecs) {
     const encoders = (ENCODERS[codec] as readonly Encoder[]).filter((e) => gpu || !e.endsWith('nvenc'));
     for (const encoder of encoders) {
       for (const preset of o.presets?.[encoder] ?? DEFAULT_PRESETS[encoder].filter((p) => PRESETS[encoder].includes(p))) {
+        const [lo, hi] = CRF_LIMITS(encoder);
+        const rates: Array<{ rc: Record<string, unknown>; text: string }> = [
+          ...crfOffsets.map((d) => Math.min(hi, Math.max(lo, midCrf(encoder) + d))).map((crf) => ({ rc: { mode: 'crf', crf }, text: `crf${crf}` })),
+        ];
         for (const res of resolutions) {
           const [w, h] = res.split('x').map(Number);
-          for (const rc of RATE_CONTROLS) {
+          const withBitrates = [...rates, ...bitrateScales.map((k) => Math.max(100, Math.round(bitrateFor(w, h) * k)))
+            .map((kbps) => ({ rc: { mode: 'bitrate', bitrate_kbps: kbps }, text: `${kbps}k` }))];
+          for (const { rc: rate_control, text: rcText } of withBitrates) {
             for (const content of contents) {
-              for (const cores of coreCounts) {
-                const input = 'path' in content
-                  ? { path: content.path }
-                  : { synthetic: { source: content.source, noise: content.noise }, resolution: res, fps, duration_s };
-                const rate_control = rc.mode === 'crf' ? { mode: 'crf', crf: midCrf(encoder) } : { mode: 'bitrate', bitrate_kbps: bitrateFor(w, h) };
-                const schema = validateEncodingSchema({
-                  input, output: { codec, encoder, preset, rate_control, resolution: res }, priority: 'batch', submitter: 'calibrate',
-                }, ctx);
-                const what = 'path' in content ? content.path.split('/').pop() : `${content.source}${content.noise ? `+${content.noise}` : ''}`;
-                const rcText = rc.mode === 'crf' ? `crf${midCrf(encoder)}` : `${bitrateFor(w, h)}k`;
-                runs.push({ schema, cores, label: `${encoder} ${preset} ${res} ${rcText} ${what} ${cores}c` });
+              for (const duration_s of 'path' in content ? [undefined] : durations) {
+                for (const fps of 'path' in content ? [undefined] : frameRates) {
+                  for (const cores of coreCounts) {
+                    const input = 'path' in content
+                      ? { path: content.path }
+                      : { synthetic: { source: content.source, noise: content.noise }, resolution: res, fps, duration_s };
+                    const schema = validateEncodingSchema({
+                      input, output: { codec, encoder, preset, rate_control, resolution: res }, priority: 'batch', submitter: 'calibrate',
+                    }, ctx);
+                    const what = 'path' in content ? content.path.split('/').pop() : `${content.source}${content.noise ? `+${content.noise}` : ''}`;
+                    const clip = duration_s === undefined ? '' : `${durations.length > 1 ? ` ${duration_s}s` : ''}${frameRates.length > 1 ? ` ${fps}fps` : ''}`;
+                    runs.push({ schema, cores, label: `${encoder} ${preset} ${res} ${rcText} ${what}${clip} ${cores}c` });
+                  }
+                }
               }
             }
           }

@@ -46,7 +46,7 @@ export async function startStack(name: string): Promise<TestStack> {
 }
 
 export function coordinator(s: TestStack, id: string, extra: Partial<Parameters<typeof startCoordinator>[0]> = {}): Promise<CoordinatorHandle> {
-  return startCoordinator({ id, endpoints: s.endpoints, validation: s.validation, log: s.log, leaseMs: 6000, heartbeatMs: 500, ...extra });
+  return startCoordinator({ id, endpoints: s.endpoints, validation: s.validation, log: s.log, leaseMs: 6000, heartbeatMs: 500, modelDir: path.join(s.dir, 'models'), ...extra });
 }
 
 export function agent(s: TestStack, nodeId: string, cores: string, memoryGb = 2): Promise<AgentHandle> {

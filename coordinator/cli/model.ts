@@ -1,0 +1,181 @@
+/**
+ * `prescient model …`: train, evaluate, list, promote, roll back and export. Training data comes
+ * from the stack's QuestDB (`encode_runs`) or from a CSV/TSV log with a mapping file.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { ConfigError, loadEndpoints } from '../../shared/index.js';
+import {
+  BASELINES, ModelRegistry, TARGETS, TARGET_UNITS, evaluatePredictor, exportTrainingRuns, fitBaseline, loadModelFile, parseMapping,
+  readMappedRows, retrain, runsToRows, trainingRunsFromCsv, splitRows, trainingRunsCsv, type EvaluationReport, type LabelledRow, type Model, type RetrainResult,
+  type SplitMode, type TrainingQuery,
+} from '../../models/index.js';
+import { parseWindow } from '../retrain/index.js';
+import { table } from './format.js';
+
+interface SourceOptions { csv?: string; mapping?: string; from?: string; to?: string; window?: string; node?: string; codec?: string }
+
+const sourceOptions = (cmd: Command) => cmd
+  .option('--csv <file>', 'a CSV/TSV log of past encodes (with --mapping), or a file `prescient model export` wrote')
+  .option('--mapping <file>', 'YAML/JSON mapping of the log\'s columns to schema fields and targets (models/README.md)')
+  .option('--from <time>', 'QuestDB runs that started at or after this ISO-8601 time')
+  .option('--to <time>', 'QuestDB runs that started before this ISO-8601 time')
+  .option('--window <span>', 'QuestDB runs of the last 30d, 12h, 2w …')
+  .option('--node <id>', 'only runs of this node')
+  .option('--codec <codec>', 'only runs of this codec');
+
+const splitOption = (cmd: Command) => cmd.option('--split <mode>', 'held-out rows: hash (a fixed 20% by row key) or time (the latest 20%)', 'hash');
+
+function checkSplit(v: string): SplitMode {
+  if (v !== 'hash' && v !== 'time') throw new ConfigError('--split', `must be hash or time, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function checkCoverage(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const c = Number(v);
+  if (!(c >= 0.5 && c <= 0.999)) throw new ConfigError('--coverage', `must be between 0.5 and 0.999, got ${JSON.stringify(v)}`);
+  return c;
+}
+
+/** Rows from the CSV log or from QuestDB, and a description of where they came from. */
+async function loadRows(o: SourceOptions, stateDir: string, say: (m: string) => void): Promise<{ rows: LabelledRow[]; source: string }> {
+  if (o.csv && !existsSync(o.csv)) throw new ConfigError('--csv', `${o.csv} does not exist`);
+  if (o.csv && !o.mapping) {
+    // A file `prescient model export` wrote needs no mapping: its columns are the QuestDB runs'.
+    const runs = trainingRunsFromCsv(readFileSync(o.csv, 'utf8'));
+    if (!runs) throw new ConfigError('--mapping', `${o.csv} is not a Prescient export, so it needs a mapping file (models/README.md)`);
+    const rows = runsToRows(runs);
+    say(`read ${runs.length} runs from ${o.csv}: ${rows.length} succeeded`);
+    return { rows, source: path.basename(o.csv) };
+  }
+  if (o.mapping) {
+    if (!o.csv) throw new ConfigError('--csv', 'a mapping file needs the log it maps (--csv)');
+    if (!existsSync(o.mapping)) throw new ConfigError('--mapping', `${o.mapping} does not exist`);
+    const mapped = await readMappedRows(o.csv, parseMapping(readFileSync(o.mapping, 'utf8'), o.mapping));
+    say(`read ${mapped.read} rows from ${o.csv}: ${mapped.rows.length} usable, ${mapped.skipped} skipped`);
+    for (const p of mapped.problems.slice(0, 5)) say(`  line ${p.line}, column ${p.column}: ${p.reason}`);
+    return { rows: mapped.rows, source: `${path.basename(o.csv)} via ${path.basename(o.mapping)}` };
+  }
+  const q: TrainingQuery = { httpBase: loadEndpoints(stateDir).questdb_http, status: 'succeeded', node: o.node, codec: o.codec, to: o.to };
+  q.from = o.window ? Date.now() - parseWindow(o.window, '--window') : o.from;
+  const rows = runsToRows(await exportTrainingRuns(q));
+  say(`read ${rows.length} succeeded runs from QuestDB`);
+  return { rows, source: `QuestDB encode_runs${q.from !== undefined ? ` from ${new Date(q.from).toISOString()}` : ''}${o.to ? ` to ${o.to}` : ''}${o.node ? ` node ${o.node}` : ''}${o.codec ? ` codec ${o.codec}` : ''}` };
+}
+
+const f = (x: number | undefined, d = 3) => (x === undefined || !Number.isFinite(x) ? '-' : Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(d));
+
+/** One table row per target of a report. */
+export function formatReport(title: string, r: EvaluationReport): string {
+  const rows = TARGETS.filter((t) => r[t]).map((t) => {
+    const m = r[t]!;
+    return [t, TARGET_UNITS[t], String(m.n), f(m.mae), `${f(m.mape)}%`, f(m.r2), `${(100 * m.coverage).toFixed(1)}%`, `${(100 * m.slack).toFixed(1)}%`];
+  });
+  return `${title}\n${table(['target', 'unit', 'n', 'MAE', 'MAPE', 'R²', 'coverage', 'slack'], rows)}`;
+}
+
+function baselines(split: ReturnType<typeof splitRows>, coverage: number): Record<string, EvaluationReport> {
+  return Object.fromEntries(BASELINES.map((b) => [b, evaluatePredictor(fitBaseline(b, split, coverage), split.test)]));
+}
+
+export function modelCommands(program: Command, stateDir: () => string): void {
+  const registry = () => new ModelRegistry(path.join(stateDir(), 'models'));
+  const model = program.command('model').description('train, evaluate and manage the prediction models');
+
+  splitOption(sourceOptions(model.command('train')))
+    .description('train a model on recorded runs or a log, register it, and (with --promote) put it in service if it is no worse')
+    .option('--coverage <share>', 'coverage of the upper bounds (default 0.95)')
+    .option('--version <name>', 'version name (default m-<time>)')
+    .option('--promote', 'put it in service if it is no worse than the current model on the held-out rows')
+    .option('--force', 'with --promote: put it in service without comparing')
+    .option('--seed <n>', 'seed of the network initialisation and shuffling', '1')
+    .option('--baseline', 'also print the baselines on the same split')
+    .option('--json', 'print the result as JSON')
+    .action(async (o) => {
+      const say = (m: string) => { if (!o.json) console.error(m); };
+      const { rows, source } = await loadRows(o, stateDir(), say);
+      const result: RetrainResult = await retrain({
+        registry: registry(), rows, source, version: o.version, coverage: checkCoverage(o.coverage), split: checkSplit(o.split),
+        seed: Number(o.seed), promote: !o.promote ? 'never' : o.force ? 'always' : 'if-better', log: say,
+      });
+      const base = o.baseline ? baselines(result.train.split, result.train.model.coverage) : undefined;
+      if (o.json) {
+        console.log(JSON.stringify({
+          version: result.version, promoted: result.promoted, reason: result.reason, previous: result.previous, targets: result.train.targets,
+          split: { fit: result.train.split.fit.length, calibration: result.train.split.calibration.length, test: result.train.split.test.length },
+          metrics: result.candidate_metrics, previous_metrics: result.previous_metrics, baselines: base, train_ms: result.train.ms,
+        }, null, 2));
+        return;
+      }
+      console.log(`model ${result.version} trained in ${(result.train.ms / 1000).toFixed(1)} s; ${result.promoted ? 'now in service' : `not in service (${result.previous} stays)`}: ${result.reason}`);
+      console.log(formatReport(`\n${result.version} on ${result.train.split.test.length} held-out rows (bounds at ${(100 * result.train.model.coverage).toFixed(0)}% coverage):`, result.candidate_metrics));
+      if (result.previous_metrics) console.log(formatReport(`\n${result.previous} (in service before) on the same rows:`, result.previous_metrics));
+      for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} on the same rows:`, r));
+    });
+
+  splitOption(sourceOptions(model.command('evaluate')))
+    .description('held-out MAE, MAPE, R², bound coverage and slack per target (--baseline: simple baselines on the same split)')
+    .option('--model <version|file>', 'a registered version or a model file (default: the one in service)')
+    .option('--coverage <share>', 'evaluate the bounds at this coverage instead of the model\'s own')
+    .option('--baseline', 'also fit and evaluate the baselines (mean per codec, linear regression) on the same split')
+    .option('--json', 'print the figures as JSON')
+    .action(async (o) => {
+      const say = (m: string) => { if (!o.json) console.error(m); };
+      const coverage = checkCoverage(o.coverage);
+      const m: Model = o.model && (o.model.includes('/') || o.model.endsWith('.json')) ? loadModelFile(o.model, { coverage }) : registry().load(o.model, { coverage });
+      const { rows, source } = await loadRows(o, stateDir(), say);
+      const split = splitRows(rows, checkSplit(o.split));
+      if (!split.test.length) throw new ConfigError('data', `no held-out rows among the ${rows.length} read from ${source}`);
+      const report = evaluatePredictor((r) => m.predictRecord(r), split.test);
+      const base = o.baseline ? baselines(split, m.coverage) : undefined;
+      if (o.json) {
+        console.log(JSON.stringify({ model: m.version, coverage: m.coverage, source, split: o.split, held_out: split.test.length, metrics: report, baselines: base }, null, 2));
+        return;
+      }
+      console.log(formatReport(`${m.version} on ${split.test.length} held-out rows of ${source} (bounds at ${(100 * m.coverage).toFixed(0)}% coverage):`, report));
+      for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} (fitted on the other ${split.fit.length + split.calibration.length} rows):`, r));
+    });
+
+  model.command('list').description('registered model versions, the one in service marked *')
+    .option('--json', 'print as JSON')
+    .action((o) => {
+      const entries = registry().list();
+      if (o.json) { console.log(JSON.stringify(entries, null, 2)); return; }
+      console.log(table(['', 'version', 'created', 'rows', 'source', 'parent'], entries.map((e) => [
+        e.current ? '*' : '', e.version, e.created_at.slice(0, 19), String(e.trained_on?.rows ?? '-'),
+        e.error ? `unreadable: ${e.error}` : `${e.shipped ? '(shipped) ' : ''}${e.trained_on?.source ?? ''}`, e.parent ?? '',
+      ])));
+    });
+
+  model.command('promote').description('put a registered version in service (coordinators pick it up within seconds)')
+    .argument('<version>')
+    .option('--reason <text>', 'why, for the history', 'promoted by hand')
+    .action((version: string, o) => {
+      registry().promote(version, o.reason);
+      console.log(`${version} is in service`);
+    });
+
+  model.command('rollback').description('put the previously promoted version back in service')
+    .option('--reason <text>', 'why, for the history', 'rolled back by hand')
+    .action((o) => console.log(`${registry().rollback(o.reason)} is in service`));
+
+  model.command('history').description('promotions, rollbacks and registrations, oldest first')
+    .option('--json', 'print as JSON')
+    .action((o) => {
+      const h = registry().history();
+      if (o.json) { console.log(JSON.stringify(h, null, 2)); return; }
+      console.log(table(['at', 'action', 'version', 'reason'], h.map((e) => [e.at.slice(0, 19), e.action, e.version, e.reason])));
+    });
+
+  sourceOptions(model.command('export')).description('write recorded runs from QuestDB as CSV (the columns of models/data)')
+    .requiredOption('--out <file>', 'CSV file to write')
+    .action(async (o) => {
+      const q: TrainingQuery = { httpBase: loadEndpoints(stateDir()).questdb_http, node: o.node, codec: o.codec, to: o.to };
+      q.from = o.window ? Date.now() - parseWindow(o.window, '--window') : o.from;
+      const runs = await exportTrainingRuns(q);
+      writeFileSync(o.out, trainingRunsCsv(runs));
+      console.log(`wrote ${runs.length} runs to ${o.out}`);
+    });
+}

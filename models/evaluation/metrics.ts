@@ -1,0 +1,118 @@
+/**
+ * Held-out figures for any predictor: per target MAE, MAPE, R², the coverage its upper bound
+ * reached, and slack (what a reservation at the bound leaves unused, as a share of it).
+ */
+import { GPU_ENCODERS } from '../../shared/index.js';
+import { TARGETS, type EncodeRecord, type LabelledRow, type Target, type TargetValues } from '../record.js';
+import { TARGET_SCALES } from '../model.js';
+
+/** Anything that predicts expected values and upper bounds for a record. */
+export type RecordPredictor = (rec: EncodeRecord) => { expected: Partial<TargetValues>; upper: Partial<TargetValues> };
+
+export interface TargetMetrics {
+  /** Rows with this target measured. */
+  n: number;
+  mae: number;
+  /** Mean absolute percentage error over rows whose actual is above zero, in percent. */
+  mape: number;
+  r2: number;
+  /** Share of rows whose actual stayed at or under the upper bound. */
+  coverage: number;
+  /** Mean of (bound − actual) ÷ bound: the reserved share left unused (negative on overruns). */
+  slack: number;
+  /**
+   * Mean absolute error on the target's learning scale (log10 for all but GPU share): the figure
+   * models are compared by, since it weighs a 10 s and a 10 h encode alike.
+   */
+  scale_mae: number;
+}
+
+export type EvaluationReport = Partial<Record<Target, TargetMetrics>>;
+
+/** Whether a row's target takes part in evaluation: GPU share only for GPU encodes. */
+export function evaluable(t: Target, r: LabelledRow): boolean {
+  const v = r.targets[t];
+  if (v === undefined || !Number.isFinite(v) || v < 0) return false;
+  if (t !== 'gpu_percent') return true;
+  const rec = r.record;
+  return rec.node.gpus !== undefined ? rec.node.gpus > 0 : GPU_ENCODERS.has(rec.output.encoder ?? '');
+}
+
+const onScale = (t: Target, v: number) => (TARGET_SCALES[t].transform === 'linear' ? v : Math.log10(Math.max(v, TARGET_SCALES[t].range[0])));
+
+export function evaluatePredictor(predict: RecordPredictor, rows: readonly LabelledRow[], targets: readonly Target[] = TARGETS): EvaluationReport {
+  const acc = new Map<Target, { a: number[]; p: number[]; u: number[] }>();
+  for (const r of rows) {
+    const wanted = targets.filter((t) => evaluable(t, r));
+    if (!wanted.length) continue;
+    const p = predict(r.record);
+    for (const t of wanted) {
+      const e = p.expected[t], u = p.upper[t];
+      if (e === undefined || u === undefined) continue;
+      let m = acc.get(t);
+      if (!m) acc.set(t, (m = { a: [], p: [], u: [] }));
+      m.a.push(r.targets[t]!); m.p.push(e); m.u.push(u);
+    }
+  }
+  const report: EvaluationReport = {};
+  for (const [t, { a, p, u }] of acc) report[t] = metrics(t, a, p, u);
+  return report;
+}
+
+function metrics(t: Target, a: number[], p: number[], u: number[]): TargetMetrics {
+  const n = a.length;
+  let abs = 0, pct = 0, npct = 0, ssRes = 0, covered = 0, slack = 0, nslack = 0, scale = 0, mean = 0;
+  for (let i = 0; i < n; i++) mean += a[i] / n;
+  let ssTot = 0;
+  for (let i = 0; i < n; i++) {
+    const err = p[i] - a[i];
+    abs += Math.abs(err);
+    ssRes += err * err;
+    ssTot += (a[i] - mean) ** 2;
+    if (a[i] > 0) { pct += Math.abs(err) / a[i]; npct++; }
+    if (a[i] <= u[i] * (1 + 1e-9)) covered++;
+    if (u[i] > 0) { slack += (u[i] - a[i]) / u[i]; nslack++; }
+    scale += Math.abs(onScale(t, p[i]) - onScale(t, a[i]));
+  }
+  return {
+    n, mae: abs / n, mape: npct ? (100 * pct) / npct : NaN, r2: ssTot > 0 ? 1 - ssRes / ssTot : NaN,
+    coverage: covered / n, slack: nslack ? slack / nslack : NaN, scale_mae: scale / n,
+  };
+}
+
+/** Outcome of comparing a candidate with the model in service on the same held-out rows. */
+export interface Comparison {
+  accept: boolean;
+  reason: string;
+  /** Per target: the candidate's and the current model's error on the learning scale, and coverage. */
+  targets: Partial<Record<Target, { candidate: number; current: number; candidate_coverage: number; current_coverage: number }>>;
+}
+
+/**
+ * "No worse": on every target both were measured on, the candidate's scale error is at most 2 %
+ * above the current model's (noise on small windows), their mean ratio is at most 1, and its
+ * bound covers at least as well (within 2 points) or reaches the coverage it was built for.
+ */
+export function compareReports(candidate: EvaluationReport, current: EvaluationReport, nominalCoverage: number): Comparison {
+  const targets: Comparison['targets'] = {};
+  const worse: string[] = [];
+  const ratios: number[] = [];
+  for (const t of TARGETS) {
+    const c = candidate[t], k = current[t];
+    if (!c || !k) continue;
+    targets[t] = { candidate: c.scale_mae, current: k.scale_mae, candidate_coverage: c.coverage, current_coverage: k.coverage };
+    const ratio = c.scale_mae / Math.max(k.scale_mae, 1e-12);
+    ratios.push(ratio);
+    if (ratio > 1.02) worse.push(`${t} error ${fmt(c.scale_mae)} vs ${fmt(k.scale_mae)}`);
+    if (c.coverage < Math.min(k.coverage, nominalCoverage) - 0.02) worse.push(`${t} coverage ${pct(c.coverage)} vs ${pct(k.coverage)}`);
+  }
+  if (!ratios.length) return { accept: false, reason: 'no target could be compared on the held-out rows', targets };
+  const meanRatio = ratios.reduce((x, y) => x + y, 0) / ratios.length;
+  if (meanRatio > 1) worse.push(`mean error ratio ${meanRatio.toFixed(3)} > 1`);
+  return worse.length
+    ? { accept: false, reason: `worse than the current model: ${worse.join('; ')}`, targets }
+    : { accept: true, reason: `no worse than the current model (mean error ratio ${meanRatio.toFixed(3)})`, targets };
+}
+
+const fmt = (x: number) => x.toPrecision(3);
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -1,0 +1,202 @@
+/**
+ * Training: labelled rows → a checked Model with calibrated bounds and held-out figures.
+ *
+ *   rows ─► split (fit / calibration / test, by key hash or by time)
+ *        ─► fit the feature state on `fit`
+ *        ─► per target, in worker threads: one brain.js network on its transformed target
+ *        ─► conformal residuals on `calibration` (as is, and with each category forced to `other`)
+ *        ─► figures on `test` ─► model file (checksummed) ─► Model.fromFile
+ *
+ * A target no row measures is carried over from the parent model when there is one (with that
+ * model's own feature state), so a log that only records time and memory does not erase what
+ * the fleet learned about CPU and bandwidth.
+ */
+import os from 'node:os';
+import { Piscina } from 'piscina';
+import { CATEGORIES, encodeFeatures, fitFeatures, outputFrames, type Category, type FeatureState } from '../features.js';
+import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
+import { residualGrid } from '../conformal.js';
+import {
+  DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
+  type ModelFile, type TargetModel,
+} from '../model.js';
+import { TARGETS, type LabelledRow, type Target } from '../record.js';
+import { evaluable, evaluatePredictor, type EvaluationReport } from '../evaluation/metrics.js';
+import { splitRows, type Split, type SplitMode } from './split.js';
+import type { NetworkJob } from './worker.js';
+
+export { splitRows, keyBucket, TEST_SHARE, CALIBRATION_SHARE, type Split, type SplitMode } from './split.js';
+
+/** Fewer fit rows than this for a target and it is not learned. */
+export const MIN_TARGET_ROWS = 12;
+/** Chance that training encodes a row's category as `other`, so that column learns the average. */
+const CATEGORY_DROPOUT = 0.04;
+/** Duration is learned per output frame when at least this share of its rows know their frames. */
+const PER_FRAME_SHARE = 0.9;
+
+export interface TrainOptions {
+  version: string;
+  /** Where the rows came from, in words (kept in the model file). */
+  source: string;
+  coverage?: number;
+  split?: SplitMode;
+  seed?: number;
+  network?: Partial<NetworkTrainOptions>;
+  /** Worker threads (default: available cores, at most one per target). */
+  threads?: number;
+  /** Targets missing from the rows are inherited from this model. */
+  parent?: Model;
+  log?: (m: string) => void;
+}
+
+export interface TrainResult {
+  model: Model;
+  split: Split;
+  /** The model's figures on the test rows (also stored in the model file). */
+  metrics: EvaluationReport;
+  /** Per target: how it was trained, or why it was not. */
+  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; inherited_from?: string; skipped?: string }>>;
+  ms: number;
+}
+
+export class TrainingError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'TrainingError';
+  }
+}
+
+const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
+
+/** Rows whose target `t` can train: measured, finite, and with frames when learned per frame. */
+function targetRows(t: Target, rows: readonly LabelledRow[], perFrame: boolean): LabelledRow[] {
+  return rows.filter((r) => evaluable(t, r) && (!perFrame || outputFrames(r.record) !== undefined));
+}
+
+const yOf = (t: Target, r: LabelledRow, perFrame: boolean) => transformTarget(t, r.targets[t]!, perFrame ? outputFrames(r.record) : undefined);
+
+export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions): Promise<TrainResult> {
+  const started = Date.now();
+  const log = o.log ?? (() => undefined);
+  const seed = o.seed ?? 1;
+  const split = splitRows(rows, o.split ?? 'hash');
+  if (split.fit.length < MIN_TARGET_ROWS) throw new TrainingError(`only ${split.fit.length} of ${rows.length} rows are left to fit on; at least ${MIN_TARGET_ROWS} are needed`);
+  const features = fitFeatures(split.fit.map((r) => r.record));
+  const d = features.names.length;
+  log(`training ${o.version} on ${split.fit.length} rows (${split.calibration.length} calibrate the bounds, ${split.test.length} held out), ${d} features`);
+
+  // Per target: the rows and settings its network trains on.
+  const jobs: Array<{ t: Target; perFrame: boolean; fit: LabelledRow[]; lo: number; hi: number; job: NetworkJob }> = [];
+  const report: TrainResult['targets'] = {};
+  const rand = seededRandom(seed);
+  for (const t of TARGETS) {
+    const withFrames = targetRows(t, split.fit, false);
+    const perFrame = t === 'duration_s' && withFrames.filter((r) => outputFrames(r.record) !== undefined).length >= PER_FRAME_SHARE * withFrames.length;
+    const fit = targetRows(t, split.fit, perFrame);
+    if (fit.length < MIN_TARGET_ROWS) {
+      report[t] = { rows: fit.length, skipped: `${fit.length} rows measure it (at least ${MIN_TARGET_ROWS} needed)` };
+      continue;
+    }
+    const ys = fit.map((r) => yOf(t, r, perFrame));
+    const lo = ys.reduce((a, b) => Math.min(a, b)), hi = ys.reduce((a, b) => Math.max(a, b));
+    const x = new Float64Array(new SharedArrayBuffer(fit.length * d * 8));
+    const y = new Float64Array(new SharedArrayBuffer(fit.length * 8));
+    fit.forEach((r, i) => {
+      const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
+      encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther });
+      y[i] = toUnit(ys[i], lo, hi);
+    });
+    const maxEpochs = Math.max(12, Math.min(500, Math.round(1.5e6 / fit.length)));
+    const options = { ...DEFAULT_NETWORK_OPTIONS, maxEpochs, ...o.network, seed: seed * 31 + TARGETS.indexOf(t) };
+    jobs.push({ t, perFrame, fit, lo, hi, job: { x, y, d, options } });
+  }
+  if (!jobs.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);
+
+  const pool = new Piscina<NetworkJob, TrainedNetwork>({
+    filename: new URL('./worker.js', import.meta.url).href,
+    maxThreads: Math.max(1, Math.min(jobs.length, o.threads ?? os.availableParallelism())),
+    minThreads: 0,
+    idleTimeout: 100,
+  });
+  let trained: TrainedNetwork[];
+  try {
+    trained = await Promise.all(jobs.map((j) => pool.run(j.job)));
+  } finally {
+    await pool.destroy();
+  }
+
+  const targets: ModelFile['targets'] = {};
+  const states: FeatureState[] = [features];
+  jobs.forEach((j, i) => {
+    const net = trained[i];
+    const calibration = targetRows(j.t, split.calibration, j.perFrame);
+    targets[j.t] = {
+      features: 0, transform: TARGET_SCALES[j.t].transform, per_frame: j.perFrame, gpu_only: j.t === 'gpu_percent',
+      lo: j.lo, hi: j.hi, rows: j.fit.length, epochs: net.epochs, network: net.json,
+      residuals: calibrationResiduals(j.t, j.perFrame, calibration, features, new CompiledNetwork(net.json, d), j.lo, j.hi),
+    };
+    report[j.t] = { rows: j.fit.length, epochs: net.epochs, ms: net.ms };
+    log(`  ${j.t}: ${j.fit.length} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}, ${calibration.length} calibration rows`);
+  });
+  for (const t of TARGETS) {
+    const inherited = !targets[t] && o.parent?.file.targets[t];
+    if (!inherited) continue;
+    // The parent's target keeps the feature state it was trained with.
+    const parentState = o.parent!.file.features[inherited.features];
+    let idx = states.indexOf(parentState);
+    if (idx < 0) idx = states.push(parentState) - 1;
+    targets[t] = { ...inherited, features: idx, inherited_from: inherited.inherited_from ?? o.parent!.version };
+    report[t] = { ...report[t], rows: 0, inherited_from: targets[t]!.inherited_from };
+  }
+
+  const times = rows.map((r) => r.ts).filter((x): x is number => x !== undefined);
+  const file: Omit<ModelFile, 'checksum'> = {
+    format: MODEL_FORMAT, format_version: MODEL_FORMAT_VERSION, version: o.version, created_at: new Date().toISOString(),
+    coverage: o.coverage ?? DEFAULT_COVERAGE, features: states, targets,
+    defaults: defaultsOf(split.fit),
+    trained_on: {
+      source: o.source, rows: rows.length, fit_rows: split.fit.length, calibration_rows: split.calibration.length, test_rows: split.test.length,
+      split: o.split ?? 'hash',
+      ...(times.length ? { from: new Date(times.reduce((a, b) => Math.min(a, b))).toISOString(), to: new Date(times.reduce((a, b) => Math.max(a, b))).toISOString() } : {}),
+    },
+    ...(o.parent ? { parent: o.parent.version } : {}),
+  };
+  const draft = Model.fromFile({ ...file, checksum: modelChecksum(file) }, { source: o.version });
+  const metrics = evaluatePredictor((r) => draft.predictRecord(r), split.test);
+  const final = { ...file, metrics };
+  const model = Model.fromFile({ ...final, checksum: modelChecksum(final) }, { source: o.version });
+  return { model, split, metrics, targets: report, ms: Date.now() - started };
+}
+
+/**
+ * Residuals (actual − predicted, on the learning scale) of the calibration rows: as they are,
+ * and with each category in turn (then all of them) encoded as `other`, which is what the
+ * bound of a prediction for an unseen codec, preset or hardware class is drawn from.
+ */
+function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, lo: number, hi: number): TargetModel['residuals'] {
+  const x = new Float64Array(s.names.length);
+  const residuals = (asOther?: ReadonlySet<Category>) => residualGrid(rows.map((r) => {
+    encodeFeatures(s, r.record, x, { asOther });
+    return yOf(t, r, perFrame) - fromUnit(net.run(x), lo, hi);
+  }));
+  const novel: TargetModel['residuals']['novel'] = { all: residuals(new Set(CATEGORY_NAMES)) };
+  for (const c of CATEGORY_NAMES) novel[c] = residuals(new Set([c]));
+  return { known: residuals(), novel };
+}
+
+/** The most common cores and hardware class, and the median frame count, of the training rows. */
+function defaultsOf(rows: LabelledRow[]): ModelFile['defaults'] {
+  const mode = <T>(xs: T[]): T | undefined => {
+    const counts = new Map<T, number>();
+    for (const v of xs) counts.set(v, (counts.get(v) ?? 0) + 1);
+    return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
+  };
+  const frames = rows.map((r) => outputFrames(r.record)).filter((f): f is number => f !== undefined).sort((a, b) => a - b);
+  const out: ModelFile['defaults'] = {};
+  const cores = mode(rows.map((r) => r.record.node.cores).filter((c): c is number => c !== undefined));
+  const hw = mode(rows.map((r) => r.record.node.hw_class).filter((c): c is string => c !== undefined));
+  if (cores !== undefined) out.cores = cores;
+  if (hw !== undefined) out.hw_class = hw;
+  if (frames.length) out.frames = frames[Math.floor(frames.length / 2)];
+  return out;
+}

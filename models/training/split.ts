@@ -1,0 +1,44 @@
+/**
+ * Held-out splits. Each row's bucket comes from a hash of its key, so the same row always lands
+ * in the same part — `prescient model evaluate` later finds exactly the rows training held out —
+ * whatever order a source returns rows in. `time` holds out the most recent runs instead, which
+ * is how a retrained model is judged: on the window after the data it learned from.
+ */
+import type { LabelledRow } from '../record.js';
+
+export type SplitMode = 'hash' | 'time';
+
+/** `fit` trains the networks, `calibration` sets the bounds, `test` is only ever evaluated on. */
+export interface Split { fit: LabelledRow[]; calibration: LabelledRow[]; test: LabelledRow[] }
+
+export const TEST_SHARE = 0.2;
+export const CALIBRATION_SHARE = 0.15;
+
+/** FNV-1a of the key, as a number in [0, 1). */
+export function keyBucket(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) / 4294967296;
+}
+
+export function splitRows(rows: readonly LabelledRow[], mode: SplitMode = 'hash'): Split {
+  const out: Split = { fit: [], calibration: [], test: [] };
+  let rest: readonly LabelledRow[] = rows;
+  if (mode === 'time') {
+    // Rows without a time cannot be placed in the window: they train.
+    const timed = rows.filter((r) => r.ts !== undefined).sort((a, b) => a.ts! - b.ts! || (a.key < b.key ? -1 : 1));
+    const cut = timed.length - Math.round(timed.length * TEST_SHARE);
+    out.test = timed.slice(cut);
+    const held = new Set(out.test);
+    rest = rows.filter((r) => !held.has(r));
+  }
+  for (const r of rest) {
+    const b = keyBucket(r.key);
+    if (mode === 'hash') (b < TEST_SHARE ? out.test : b < TEST_SHARE + CALIBRATION_SHARE ? out.calibration : out.fit).push(r);
+    else (b < CALIBRATION_SHARE / (1 - TEST_SHARE) ? out.calibration : out.fit).push(r);
+  }
+  return out;
+}
