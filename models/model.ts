@@ -266,7 +266,7 @@ function describeNotes(n: EncodeNotes): string[] {
  * Keeps expected and upper finite, inside the target's range, and upper ≥ expected. A non-finite
  * figure becomes the largest value seen in training (or the range's top), so it over-reserves.
  */
-function clampTarget(t: Target, e: number, u: number, flags: string[], largestSeen?: number): [number, number] {
+export function clampTarget(t: Target, e: number, u: number, flags: string[], largestSeen?: number): [number, number] {
   const [lo, hi] = TARGET_SCALES[t].range;
   const fix = (v: number, what: string) => {
     if (!Number.isFinite(v)) {

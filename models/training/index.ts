@@ -68,6 +68,19 @@ export class TrainingError extends Error {
 
 const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
 
+/**
+ * Network size and training length for `n` rows: a smaller network and more patience where
+ * rows are few (a few hundred calibration encodes), about 1.5 million pattern passes at most,
+ * so 100,000 rows train in a couple of minutes.
+ */
+function sizedFor(n: number): Partial<NetworkTrainOptions> {
+  return {
+    hidden: n < 600 ? [12, 6] : [20, 10],
+    patience: Math.round(Math.max(12, Math.min(40, 20_000 / n))),
+    maxEpochs: Math.max(12, Math.min(500, Math.round(1.5e6 / n))),
+  };
+}
+
 /** Rows whose target `t` can train: measured, finite, and with frames when learned per frame. */
 function targetRows(t: Target, rows: readonly LabelledRow[], perFrame: boolean): LabelledRow[] {
   return rows.filter((r) => evaluable(t, r) && (!perFrame || outputFrames(r.record) !== undefined));
@@ -106,8 +119,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
       encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther });
       y[i] = toUnit(ys[i], lo, hi);
     });
-    const maxEpochs = Math.max(12, Math.min(500, Math.round(1.5e6 / fit.length)));
-    const options = { ...DEFAULT_NETWORK_OPTIONS, maxEpochs, ...o.network, seed: seed * 31 + TARGETS.indexOf(t) };
+    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length), ...o.network, seed: seed * 31 + TARGETS.indexOf(t) };
     jobs.push({ t, perFrame, fit, lo, hi, job: { x, y, d, options } });
   }
   if (!jobs.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);

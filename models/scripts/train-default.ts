@@ -1,0 +1,23 @@
+/**
+ * Trains the shipped model, models/default/model.json, from models/default/calibration-runs.csv
+ * (real encodes this project ran and recorded; calibration-data.sh regenerates the CSV), and
+ * prints its held-out figures beside the baselines'.
+ *
+ *   npm run build && node dist/models/scripts/train-default.js
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_MODEL_PATH, BASELINES, evaluatePredictor, fitBaseline, runsToRows, trainModel, trainingRunsFromCsv } from '../index.js';
+import { formatReport } from '../../coordinator/cli/model.js';
+
+const csv = fileURLToPath(new URL('../../../models/default/calibration-runs.csv', import.meta.url));
+const runs = trainingRunsFromCsv(readFileSync(csv, 'utf8'));
+if (!runs) throw new Error(`${csv} is not a training export`);
+const rows = runsToRows(runs);
+const last = runs.map((r) => r.ts).sort().pop()!;
+const version = `default-${last.slice(0, 10).replace(/-/g, '')}`;
+const result = await trainModel(rows, { version, source: `models/default/calibration-runs.csv (${runs.length} calibration encodes)`, seed: 1, log: console.log });
+writeFileSync(DEFAULT_MODEL_PATH, JSON.stringify(result.model.file));
+console.log(`wrote ${DEFAULT_MODEL_PATH} (${version}) in ${(result.ms / 1000).toFixed(1)} s`);
+console.log(formatReport(`\n${version} on ${result.split.test.length} held-out encodes:`, result.metrics));
+for (const b of BASELINES) console.log(formatReport(`\nbaseline ${b}:`, evaluatePredictor(fitBaseline(b, result.split, result.model.coverage), result.split.test)));
