@@ -186,28 +186,52 @@ export interface EncodeOptions {
   notes?: EncodeNotes;
 }
 
+/** A fitted state laid out for encoding: offsets, value → column maps and getters resolved once. */
+interface Compiled {
+  categories: Array<{ name: Category; get: (r: EncodeRecord) => string | undefined; columns: Map<string, number>; other: number }>;
+  numeric: Array<NumericState & { get: (r: EncodeRecord) => number | undefined; at: number; lo: number; hi: number }>;
+}
+const compiled = new WeakMap<FeatureState, Compiled>();
+
+function compile(s: FeatureState): Compiled {
+  let at = 0;
+  const categories = CATEGORY_NAMES.map((name) => {
+    const vocab = s.vocab[name];
+    const c = { name, get: CATEGORIES[name].get, columns: new Map(vocab.map((v, j) => [v, at + j])), other: at + vocab.length };
+    at += vocab.length + 1;
+    return c;
+  });
+  const numeric = s.numeric.map((n) => {
+    const extra = n.name.startsWith('extra.') ? n.name.slice(6) : undefined;
+    const raw = extra !== undefined ? (r: EncodeRecord) => r.extra[extra] : NUMERICS[n.name];
+    const slack = (n.max - n.min) / 10;
+    const c = { ...n, get: (r: EncodeRecord) => { const v = raw(r); return v !== undefined && Number.isFinite(v) ? v : undefined; }, at, lo: n.min - slack, hi: n.max + slack };
+    at += n.flag ? 2 : 1;
+    return c;
+  });
+  return { categories, numeric };
+}
+
 /** Encodes one record into `out` (length = state.names.length). */
 export function encodeFeatures(s: FeatureState, r: EncodeRecord, out: Float64Array = new Float64Array(s.names.length), o: EncodeOptions = {}): Float64Array {
+  let c = compiled.get(s);
+  if (!c) compiled.set(s, (c = compile(s)));
   out.fill(0);
-  let i = 0;
-  for (const c of CATEGORY_NAMES) {
-    const vocab = s.vocab[c];
-    const j = o.asOther?.has(c) ? -1 : vocab.indexOf(CATEGORIES[c].get(r) ?? '');
-    if (j < 0 && o.notes && !o.asOther?.has(c)) o.notes.unseen.push(c);
-    out[i + (j < 0 ? vocab.length : j)] = 1;
-    i += vocab.length + 1;
+  for (const cat of c.categories) {
+    const forced = o.asOther?.has(cat.name);
+    const j = forced ? undefined : cat.columns.get(cat.get(r) ?? '');
+    if (j === undefined && !forced) o.notes?.unseen.push(cat.name);
+    out[j ?? cat.other] = 1;
   }
-  for (const n of s.numeric) {
-    const v = numericValue(n.name, r);
+  for (const n of c.numeric) {
+    const v = n.get(r);
     if (v === undefined) {
       if (!n.flag) o.notes?.missing.push(n.name);
-    } else {
-      out[i] = Math.max(-CLIP, Math.min(CLIP, (v - n.mean) / n.std));
-      if (n.flag) out[i + 1] = 1;
-      const slack = (n.max - n.min) / 10;
-      if (o.notes && (v < n.min - slack || v > n.max + slack)) o.notes.outside.push(n.name);
+      continue;
     }
-    i += n.flag ? 2 : 1;
+    out[n.at] = Math.max(-CLIP, Math.min(CLIP, (v - n.mean) / n.std));
+    if (n.flag) out[n.at + 1] = 1;
+    if (o.notes && (v < n.lo || v > n.hi)) o.notes.outside.push(n.name);
   }
   return out;
 }

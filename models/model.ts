@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { GPU_ENCODERS, type EncodingSchema, type Prediction, type ResourceUsage } from '../shared/index.js';
 import { checkFeatureState, encodeFeatures, newNotes, outputFrames, type Category, type FeatureState, type EncodeNotes } from './features.js';
-import { CompiledNetwork, type NetworkJson } from './network.js';
+import { CompiledNetwork, SparseVector, type NetworkJson } from './network.js';
 import { checkGrid, conformalQuantile, type ResidualGrid } from './conformal.js';
 import { TARGETS, describeSchema, type EncodeRecord, type Target, type TargetValues } from './record.js';
 
@@ -138,12 +138,17 @@ interface RuntimeTarget {
 
 export class Model implements ResourcePredictor {
   private readonly runtime: Partial<Record<Target, RuntimeTarget>> = {};
+  /** Per feature state: the vector and the notes of the record being predicted (reused: predictions are synchronous). */
   private readonly buffers: Float64Array[];
+  private readonly notes: EncodeNotes[];
+  private readonly sparse: SparseVector[];
   readonly coverage: number;
 
   private constructor(readonly file: ModelFile, coverage: number) {
     this.coverage = coverage;
     this.buffers = file.features.map((f) => new Float64Array(f.names.length));
+    this.notes = file.features.map(() => newNotes());
+    this.sparse = file.features.map((f) => new SparseVector(f.names.length));
     for (const t of TARGETS) {
       const spec = file.targets[t];
       if (!spec) continue;
@@ -190,13 +195,18 @@ export class Model implements ResourcePredictor {
     }
   }
 
-  /** Predicts every target for one record. */
-  predictRecord(rec: EncodeRecord): RecordPrediction {
+  /**
+   * Predicts every target for one record. `cpu_cores` is capped at the record's cores, since an
+   * encode cannot use more than it was granted, unless `capCores` is false (the cores are only
+   * the model's default guess, as when a job is admitted before it is placed).
+   */
+  predictRecord(rec: EncodeRecord, o: { capCores?: boolean } = {}): RecordPrediction {
     const flags: string[] = [];
-    const notes = this.file.features.map((s, i) => {
-      const n = newNotes();
-      encodeFeatures(s, rec, this.buffers[i], { notes: n });
-      return n;
+    const notes = this.notes;
+    this.file.features.forEach((s, i) => {
+      const n = notes[i];
+      n.unseen.length = n.missing.length = n.outside.length = 0;
+      this.sparse[i].set(encodeFeatures(s, rec, this.buffers[i], { notes: n }));
     });
     const noted = new Set<number>();
     const expected = {} as TargetValues, upper = {} as TargetValues;
@@ -211,8 +221,8 @@ export class Model implements ResourcePredictor {
         flags.push(`${t}: no training data, estimated by rule (${e}, bound ${u})`);
       } else {
         const idx = rt.spec.features;
-        if (!noted.has(idx)) { noted.add(idx); flags.push(...describeNotes(notes[idx])); }
-        const mid = fromUnit(rt.net.run(this.buffers[idx]), rt.spec.lo, rt.spec.hi);
+        if (!noted.has(idx)) { noted.add(idx); describeNotes(notes[idx], flags); }
+        const mid = fromUnit(rt.net.runSparse(this.sparse[idx]), rt.spec.lo, rt.spec.hi);
         const q = noveltyQuantile(rt, notes[idx]);
         let scale = 1;
         if (rt.spec.per_frame) {
@@ -226,7 +236,7 @@ export class Model implements ResourcePredictor {
       }
       [expected[t], upper[t]] = clampTarget(t, e, u, flags, largest);
     }
-    if (rec.node.cores !== undefined) {
+    if (rec.node.cores !== undefined && o.capCores !== false) {
       expected.cpu_cores = Math.min(expected.cpu_cores, rec.node.cores);
       upper.cpu_cores = Math.min(upper.cpu_cores, rec.node.cores);
     }
@@ -236,7 +246,7 @@ export class Model implements ResourcePredictor {
   predict(schema: EncodingSchema, ctx: PredictContext = {}): Prediction {
     const d = this.file.defaults;
     const rec = describeSchema(schema, { cores: ctx.cores ?? d.cores, hw_class: ctx.hw_class ?? d.hw_class });
-    const p = this.predictRecord(rec);
+    const p = this.predictRecord(rec, { capCores: ctx.cores !== undefined });
     return { model_version: this.version, coverage: this.coverage, expected: usage(p.expected), upper: usage(p.upper), ...(p.flags.length ? { flags: p.flags } : {}) };
   }
 }
@@ -254,12 +264,10 @@ function noveltyQuantile(rt: RuntimeTarget, n: EncodeNotes): number {
   return q;
 }
 
-function describeNotes(n: EncodeNotes): string[] {
-  return [
-    ...n.unseen.map((c) => `${c}: value not seen in training, predicted as "other" with a wider bound`),
-    ...n.missing.map((c) => `${c}: not known, the training mean was used`),
-    ...n.outside.map((c) => `${c}: beyond the training range, extrapolated`),
-  ];
+function describeNotes(n: EncodeNotes, flags: string[]): void {
+  for (const c of n.unseen) flags.push(`${c}: value not seen in training, predicted as "other" with a wider bound`);
+  for (const c of n.missing) flags.push(`${c}: not known, the training mean was used`);
+  for (const c of n.outside) flags.push(`${c}: beyond the training range, extrapolated`);
 }
 
 /**

@@ -143,13 +143,22 @@ export class CompiledNetwork {
 
   /** The network's output (0..1) for one feature vector. */
   run(x: ArrayLike<number>): number {
+    const v = SparseVector.of(x);
+    return this.runSparse(v);
+  }
+
+  /**
+   * The output for a vector given by its non-zero entries. One-hot columns are mostly zero, so
+   * the first layer multiplies only those; several networks reading one record share the list.
+   */
+  runSparse(x: SparseVector): number {
     const { w, b, act } = this;
-    // First layer: one-hot columns are mostly zero, so only non-zero inputs are multiplied.
+    const { idx, val, n } = x;
     const first = w[1], out1 = act[1];
     for (let j = 0; j < first.length; j++) {
       const row = first[j];
       let s = b[1][j];
-      for (let k = 0; k < row.length; k++) { const v = x[k]; if (v !== 0) s += row[k] * v; }
+      for (let k = 0; k < n; k++) s += row[idx[k]] * val[k];
       out1[j] = 1 / (1 + Math.exp(-s));
     }
     for (let l = 2; l < w.length; l++) {
@@ -162,5 +171,31 @@ export class CompiledNetwork {
       }
     }
     return act[w.length - 1][0];
+  }
+}
+
+/** The non-zero entries of a feature vector, in column order (so sums add in brain.js's order). */
+export class SparseVector {
+  readonly idx: Int32Array;
+  readonly val: Float64Array;
+  n = 0;
+
+  constructor(size: number) {
+    this.idx = new Int32Array(size);
+    this.val = new Float64Array(size);
+  }
+
+  static of(x: ArrayLike<number>): SparseVector {
+    return new SparseVector(x.length).set(x);
+  }
+
+  set(x: ArrayLike<number>): this {
+    let n = 0;
+    for (let k = 0; k < x.length; k++) {
+      const v = x[k];
+      if (v !== 0) { this.idx[n] = k; this.val[n++] = v; }
+    }
+    this.n = n;
+    return this;
   }
 }

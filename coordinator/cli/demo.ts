@@ -65,6 +65,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     } else {
       console.log(`\npredicted (upper bound reserved) vs actual, ${ids.length} jobs in ${makespan.toFixed(1)} s:\n`);
       console.log(report(docs.map((d, i) => ({ schema: d, ev: finals[i] }))));
+      console.log(`\n${boundSummary(finals)}`);
       console.log(`\nQuestDB ${RUNS_TABLE}: ${rows.length} of ${ids.length} runs read back over HTTP`);
     }
     return finals.every((f) => f?.state === 'succeeded') ? 0 : 1;
@@ -103,4 +104,15 @@ function report(items: Array<{ schema: ReturnType<typeof validateEncodingSchema>
     ];
   });
   return table(['job', 'encoder preset', 'output', 'state', 'node', 'cores', 'cpu pred/act', 'mem GB resv/act', 'time s pred/act', 'Mbps pred/act', 'PSNR/SSIM'], rows);
+}
+
+/** How often the actual stayed within the upper bound the reservation was made at, per target. */
+function boundSummary(finals: Array<TaskEvent | undefined>): string {
+  const done = finals.filter((e): e is TaskEvent => !!e?.predicted && !!e.result);
+  if (!done.length) return 'no finished jobs to compare with their bounds';
+  const p = done[0].predicted!;
+  const within = (k: 'cpu_cores' | 'memory_gb' | 'duration_s' | 'bandwidth_mbps') =>
+    `${k} ${done.filter((e) => e.result!.actual[k] <= e.predicted!.upper[k]).length}/${done.length}`;
+  return `model ${p.model_version}, bounds at ${p.coverage !== undefined ? `${(100 * p.coverage).toFixed(0)}%` : '?'} coverage; actual within the bound: `
+    + ['cpu_cores', 'memory_gb', 'duration_s', 'bandwidth_mbps'].map((k) => within(k as never)).join(', ');
 }

@@ -7,7 +7,8 @@ import path from 'node:path';
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration'];
 const files = suites.flatMap((s) => {
   const dir = path.join('dist', 'test', s);
-  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(dir, f)) : [];
+  // Only files whose source still exists: a test deleted from test/ leaves its build behind in dist/.
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.js') && existsSync(path.join('test', s, f.replace(/\.js$/, '.ts')))).sort().map((f) => path.join(dir, f)) : [];
 });
 
 let passed = 0, failed = 0;

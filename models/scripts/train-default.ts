@@ -7,8 +7,13 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_MODEL_PATH, BASELINES, evaluatePredictor, fitBaseline, runsToRows, trainModel, trainingRunsFromCsv } from '../index.js';
-import { formatReport } from '../../coordinator/cli/model.js';
+import { DEFAULT_MODEL_PATH, BASELINES, TARGETS, evaluatePredictor, fitBaseline, runsToRows, trainModel, trainingRunsFromCsv, type EvaluationReport } from '../index.js';
+
+/** One line per target: MAE, MAPE, R², coverage and slack. */
+const show = (title: string, r: EvaluationReport) => console.log(`\n${title}\n${TARGETS.filter((t) => r[t]).map((t) => {
+  const m = r[t]!;
+  return `  ${t.padEnd(15)} n ${m.n}  MAE ${m.mae.toPrecision(3)}  MAPE ${m.mape.toFixed(1)}%  R² ${m.r2.toFixed(3)}  coverage ${(100 * m.coverage).toFixed(1)}%  slack ${(100 * m.slack).toFixed(1)}%`;
+}).join('\n')}`);
 
 const csv = fileURLToPath(new URL('../../../models/default/calibration-runs.csv', import.meta.url));
 const runs = trainingRunsFromCsv(readFileSync(csv, 'utf8'));
@@ -19,5 +24,5 @@ const version = `default-${last.slice(0, 10).replace(/-/g, '')}`;
 const result = await trainModel(rows, { version, source: `models/default/calibration-runs.csv (${runs.length} calibration encodes)`, seed: 1, log: console.log });
 writeFileSync(DEFAULT_MODEL_PATH, JSON.stringify(result.model.file));
 console.log(`wrote ${DEFAULT_MODEL_PATH} (${version}) in ${(result.ms / 1000).toFixed(1)} s`);
-console.log(formatReport(`\n${version} on ${result.split.test.length} held-out encodes:`, result.metrics));
-for (const b of BASELINES) console.log(formatReport(`\nbaseline ${b}:`, evaluatePredictor(fitBaseline(b, result.split, result.model.coverage), result.split.test)));
+show(`${version} on ${result.split.test.length} held-out encodes:`, result.metrics);
+for (const b of BASELINES) show(`baseline ${b}:`, evaluatePredictor(fitBaseline(b, result.split, result.model.coverage), result.split.test));

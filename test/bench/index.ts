@@ -6,6 +6,7 @@ import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { benchSampling } from './sampling.js';
 import { benchIngest } from './ingest.js';
+import { benchModel } from './model.js';
 
 function machine(): Record<string, string | number> {
   const ffmpeg = (() => { try { return /ffmpeg version (\S+)/.exec(execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }))?.[1] ?? '?'; } catch { return 'absent'; } })();
@@ -19,6 +20,7 @@ const only = process.argv.slice(2);
 const benches: Record<string, () => Promise<Record<string, number | string>>> = {
   'sampling overhead (issue 3: < 1% of one core at 1 Hz, 8 concurrent encodes)': benchSampling,
   'telemetry ingestion (issue 3: >= 200,000 rows/s into local QuestDB)': benchIngest,
+  'prediction model (issue 4: one < 20 µs, 10,000 < 50 ms, 100,000 rows trained < 2 min)': benchModel,
 };
 
 console.log('machine:', JSON.stringify(machine()));
