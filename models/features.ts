@@ -151,18 +151,19 @@ export function fitFeatures(records: readonly EncodeRecord[]): FeatureState {
   const extras = [...new Set(records.flatMap((r) => Object.keys(r.extra)))].sort();
   const numeric: NumericState[] = [];
   for (const name of [...Object.keys(NUMERICS), ...extras.map((e) => `extra.${e}`)]) {
-    let n = 0, sum = 0, sq = 0, min = Infinity, max = -Infinity;
+    const values: number[] = [];
     for (const r of records) {
       const v = numericValue(name, r);
-      if (v === undefined) continue;
-      n++; sum += v; sq += v * v;
-      if (v < min) min = v;
-      if (v > max) max = v;
+      if (v !== undefined) values.push(v);
     }
-    if (n === 0) continue;
-    const mean = sum / n;
-    // A constant column still gets a unit spread: it reads 0 for the training value.
-    const std = Math.sqrt(Math.max(0, sq / n - mean * mean)) || 1;
+    if (values.length === 0) continue;
+    const n = values.length;
+    let mean = 0, min = Infinity, max = -Infinity;
+    for (const v of values) { mean += v / n; if (v < min) min = v; if (v > max) max = v; }
+    let variance = 0;
+    for (const v of values) variance += (v - mean) ** 2 / n;
+    // A constant column (spread lost in rounding) gets a unit spread: it reads 0 for the training value.
+    const std = max - min <= 1e-9 * Math.max(1, Math.abs(mean)) ? 1 : Math.sqrt(variance);
     numeric.push({ name, mean, std, min, max, flag: n < records.length });
   }
   const state = { spec: FEATURE_SPEC_VERSION, vocab, numeric, extras } as const;

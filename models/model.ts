@@ -143,6 +143,8 @@ export class Model implements ResourcePredictor {
   private readonly notes: EncodeNotes[];
   private readonly sparse: SparseVector[];
   readonly coverage: number;
+  /** What is approximate about this model's bounds (too few calibration rows for the coverage). */
+  warnings: string[] = [];
 
   private constructor(readonly file: ModelFile, coverage: number) {
     this.coverage = coverage;
@@ -152,12 +154,27 @@ export class Model implements ResourcePredictor {
     for (const t of TARGETS) {
       const spec = file.targets[t];
       if (!spec) continue;
-      const q = (g: ResidualGrid | undefined) => (g && g.n ? Math.max(0, conformalQuantile(g, coverage).q) : undefined);
+      const q = (g: ResidualGrid | undefined, c = coverage) => {
+        if (!g?.n) return undefined;
+        const r = conformalQuantile(g, c);
+        if (!r.exact && c === coverage) this.warnings.push(`${t}: ${g.n} calibration rows are too few for an exact ${(100 * c).toFixed(2)}% bound; the largest residual was widened`);
+        return Math.max(0, r.q);
+      };
       const known = q(spec.residuals.known) ?? 0;
+      // An unseen category can matter more than training could show (one hardware class seen,
+      // a new one slower): its bound is never narrower than the known rows' at a quarter of the miss rate.
+      const floor = q(spec.residuals.known, 1 - (1 - coverage) / 4) ?? known;
       const novel: RuntimeTarget['novel'] = {};
-      for (const [c, g] of Object.entries(spec.residuals.novel)) novel[c as Category] = Math.max(known, q(g) ?? known);
-      this.runtime[t] = { spec, net: new CompiledNetwork(spec.network, file.features[spec.features].names.length), known, novel };
+      for (const [c, g] of Object.entries(spec.residuals.novel)) novel[c as Category] = Math.max(floor, q(g) ?? floor);
+      let net: CompiledNetwork;
+      try {
+        net = new CompiledNetwork(spec.network, file.features[spec.features].names.length);
+      } catch (e) {
+        throw new Error(`targets.${t}.network ${(e as Error).message}`);
+      }
+      this.runtime[t] = { spec, net, known, novel };
     }
+    this.warnings = [...new Set(this.warnings)];
   }
 
   get version(): string { return this.file.version; }
@@ -191,7 +208,7 @@ export class Model implements ResourcePredictor {
     try {
       return new Model(f, coverage);
     } catch (e) {
-      return fail(`a network ${(e as Error).message}`);
+      return fail((e as Error).message);
     }
   }
 

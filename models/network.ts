@@ -120,8 +120,11 @@ export class CompiledNetwork {
     }
     if (sizes[0] !== inputs) throw new Error(`takes ${sizes[0]} inputs, the feature spec gives ${inputs}`);
     if (sizes[sizes.length - 1] !== 1) throw new Error(`has ${sizes[sizes.length - 1]} outputs, expected 1`);
-    const activation = (json.options as { activation?: string } | undefined)?.activation ?? (json.trainOpts as { activation?: string } | undefined)?.activation;
-    if (activation !== undefined && activation !== 'sigmoid') throw new Error(`uses activation ${activation}, expected sigmoid`);
+    // brain.js runs trainOpts.activation; options.activation is only what the network was built with.
+    for (const where of ['trainOpts', 'options'] as const) {
+      const activation = (json[where] as { activation?: string } | undefined)?.activation;
+      if (activation !== undefined && activation !== 'sigmoid') throw new Error(`uses activation ${activation}, expected sigmoid (${where}.activation)`);
+    }
     if (!Array.isArray(json.layers) || json.layers.length !== sizes.length) throw new Error('has a layer count that does not match its sizes');
     this.w = [[]];
     this.b = [new Float32Array(0)];

@@ -155,7 +155,9 @@ export class ModelRegistry {
         else chain.pop();
         return chain;
       }, []);
-      if (!served.length || served[served.length - 1] !== current) throw new RegistryError(`nothing to roll back: ${current} is the shipped model and nothing was promoted`);
+      if (!served.length || served[served.length - 1] !== current) {
+        throw new RegistryError(`nothing to roll back: ${current === this.shippedVersion() ? `${current} is the shipped model` : `${current} was not put in service by a promotion`} and nothing promoted is before it`);
+      }
       const previous = served[served.length - 2] ?? this.shippedVersion();
       this.load(previous);
       s.current = previous === this.shippedVersion() ? null : previous;
@@ -234,7 +236,7 @@ export class LiveModel implements ResourcePredictor {
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly registry: ModelRegistry, private readonly o: { coverage?: number; log?: (m: string) => void } = {}) {
-    this.model = this.loadCurrent() ?? loadModelFile(DEFAULT_MODEL_PATH, o);
+    this.model = this.loadCurrent() ?? registry.load(registry.shippedVersion(), o);
   }
 
   get version(): string { return this.model.version; }

@@ -47,25 +47,27 @@ export interface RetrainScheduleOptions {
 }
 
 export class RetrainScheduler {
-  private readonly job: Cron;
+  private readonly pattern: string;
+  /** Created by start(): croner arms a timer even when paused, which would keep the process alive. */
+  private job?: Cron;
   private last?: { at: string; result?: RetrainResult; error?: string; skipped?: string };
 
   constructor(private readonly o: RetrainScheduleOptions) {
-    this.job = new Cron(parseSchedule(o.schedule), { protect: true, paused: true }, () => this.runOnce().then(() => undefined));
+    this.pattern = parseSchedule(o.schedule);
   }
 
   start(): this {
-    this.job.resume();
-    this.o.log(`retraining on schedule ${this.job.getPattern()}, next at ${this.nextRun()?.toISOString() ?? 'never'}`);
+    this.job ??= new Cron(this.pattern, { protect: true }, () => this.runOnce().then(() => undefined));
+    this.o.log(`retraining on schedule ${this.pattern}, next at ${this.nextRun()?.toISOString() ?? 'never'}`);
     return this;
   }
 
   stop(): void {
-    this.job.stop();
+    this.job?.stop();
   }
 
   nextRun(): Date | null {
-    return this.job.nextRun();
+    return this.job?.nextRun() ?? null;
   }
 
   /** What the last tick did. */

@@ -116,9 +116,14 @@ export function trainingRunsSql(q: Omit<TrainingQuery, 'httpBase'>): string {
   return `SELECT ${TRAINING_COLUMNS.join(', ')} FROM ${RUNS_TABLE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts, job_id`;
 }
 
-/** Runs matching the filters, oldest first. */
+/** Runs matching the filters, oldest first; none before the first run created the table. */
 export async function exportTrainingRuns(q: TrainingQuery): Promise<TrainingRun[]> {
-  return (await questdbQuery(q.httpBase, trainingRunsSql(q))) as unknown as TrainingRun[];
+  try {
+    return (await questdbQuery(q.httpBase, trainingRunsSql(q))) as unknown as TrainingRun[];
+  } catch (e) {
+    if (/table does not exist/.test((e as Error).message)) return [];
+    throw e;
+  }
 }
 
 /** RFC 4180 CSV with a header row; null is an empty field. */

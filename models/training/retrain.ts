@@ -1,13 +1,15 @@
 /**
- * Retraining: train a candidate on fresh rows, compare it with the model in service on the
- * same held-out rows, register it, and put it in service only if it is no worse
- * (evaluation/metrics.ts `compareReports`). Used by `prescient model train --promote` and by
+ * Retraining: train a candidate on fresh rows, check it is good on its own (better than the
+ * mean per codec, bounds that cover), compare it with the model in service on the same held-out
+ * rows, register it, and put it in service only if it is no worse (evaluation/metrics.ts
+ * `qualityProblems`, `compareReports`). Used by `prescient model train --promote` and by
  * the leader's schedule; the decision and its figures are returned and kept in the registry.
  */
 import type { LabelledRow } from '../record.js';
 import type { Model } from '../model.js';
 import type { ModelRegistry } from '../registry.js';
-import { compareReports, evaluatePredictor, type Comparison, type EvaluationReport } from '../evaluation/metrics.js';
+import { compareReports, evaluatePredictor, qualityProblems, type Comparison, type EvaluationReport } from '../evaluation/metrics.js';
+import { fitBaseline } from '../evaluation/baselines.js';
 import { trainModel, type TrainOptions, type TrainResult } from './index.js';
 
 export interface RetrainOptions extends Omit<TrainOptions, 'version' | 'parent'> {
@@ -51,13 +53,20 @@ export async function retrain(o: RetrainOptions): Promise<RetrainResult> {
     [promoted, reason] = [false, 'registered only (promotion not asked for)'];
   } else if (o.promote === 'always') {
     [promoted, reason] = [true, 'promoted on request, without comparison'];
-  } else if (!current || !previous_metrics) {
-    [promoted, reason] = [true, `the current model ${previous} does not load`];
   } else if (held.length === 0) {
-    [promoted, reason] = [false, 'no held-out rows to compare on'];
+    [promoted, reason] = [false, 'no held-out rows to judge it on'];
   } else {
-    comparison = compareReports(candidate_metrics, previous_metrics, train.model.coverage);
-    [promoted, reason] = [comparison.accept, comparison.reason];
+    const baseline = evaluatePredictor(fitBaseline('mean_per_codec', train.split, train.model.coverage), held);
+    const calibrated = Object.fromEntries(Object.entries(train.model.file.targets).map(([t, m]) => [t, m!.residuals.known.n]));
+    const problems = qualityProblems(candidate_metrics, baseline, train.model.coverage, calibrated);
+    if (problems.length) {
+      [promoted, reason] = [false, `not good enough on its own: ${problems.join('; ')}`];
+    } else if (!current || !previous_metrics) {
+      [promoted, reason] = [true, `the current model ${previous} does not load`];
+    } else {
+      comparison = compareReports(candidate_metrics, previous_metrics);
+      [promoted, reason] = [comparison.accept, comparison.reason];
+    }
   }
   o.registry.register(train.model, `trained on ${o.source}; ${held.length} held-out rows; ${promoted ? 'promoted' : 'not promoted'}: ${reason}`);
   if (promoted) o.registry.promote(version, reason);

@@ -14,13 +14,21 @@ export interface Split { fit: LabelledRow[]; calibration: LabelledRow[]; test: L
 export const TEST_SHARE = 0.2;
 export const CALIBRATION_SHARE = 0.15;
 
-/** FNV-1a of the key, as a number in [0, 1). */
+/**
+ * FNV-1a of the key, finished with murmur3's fmix32 so that keys differing only in their last
+ * characters (job-1, job-2, …) spread over the whole range; as a number in [0, 1).
+ */
 export function keyBucket(key: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) {
     h ^= key.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return (h >>> 0) / 4294967296;
 }
 
