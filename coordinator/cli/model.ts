@@ -95,10 +95,13 @@ export function modelCommands(program: Command, stateDir: () => string): void {
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
       const say = (m: string) => { if (!o.json) console.error(m); };
+      // Every option is checked before any data is read.
+      const [coverage, split, seed] = [checkCoverage(o.coverage), checkSplit(o.split), Number(o.seed)];
+      if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
       const { rows, source } = await loadRows(o, stateDir(), say);
       const result: RetrainResult = await retrain({
-        registry: registry(), rows, source, version: o.version, coverage: checkCoverage(o.coverage), split: checkSplit(o.split),
-        seed: Number(o.seed), promote: !o.promote ? 'never' : o.force ? 'always' : 'if-better', log: say,
+        registry: registry(), rows, source, version: o.version, coverage, split, seed,
+        promote: !o.promote ? 'never' : o.force ? 'always' : 'if-better', log: say,
       });
       const base = o.baseline ? baselines(result.train.split, result.train.model.coverage) : undefined;
       if (o.json) {
@@ -111,6 +114,7 @@ export function modelCommands(program: Command, stateDir: () => string): void {
       }
       console.log(`model ${result.version} trained in ${(result.train.ms / 1000).toFixed(1)} s; ${result.promoted ? 'now in service' : `not in service (${result.previous} stays)`}: ${result.reason}`);
       console.log(formatReport(`\n${result.version} on ${result.train.split.test.length} held-out rows (bounds at ${(100 * result.train.model.coverage).toFixed(0)}% coverage):`, result.candidate_metrics));
+      for (const w of result.train.model.warnings) console.log(`note: ${w}`);
       if (result.previous_metrics) console.log(formatReport(`\n${result.previous} (in service before) on the same rows:`, result.previous_metrics));
       for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} on the same rows:`, r));
     });
@@ -123,18 +127,19 @@ export function modelCommands(program: Command, stateDir: () => string): void {
     .option('--json', 'print the figures as JSON')
     .action(async (o) => {
       const say = (m: string) => { if (!o.json) console.error(m); };
-      const coverage = checkCoverage(o.coverage);
+      const [coverage, mode] = [checkCoverage(o.coverage), checkSplit(o.split)];
       const m: Model = o.model && (o.model.includes('/') || o.model.endsWith('.json')) ? loadModelFile(o.model, { coverage }) : registry().load(o.model, { coverage });
       const { rows, source } = await loadRows(o, stateDir(), say);
-      const split = splitRows(rows, checkSplit(o.split));
+      const split = splitRows(rows, mode);
       if (!split.test.length) throw new ConfigError('data', `no held-out rows among the ${rows.length} read from ${source}`);
       const report = evaluatePredictor((r) => m.predictRecord(r), split.test);
       const base = o.baseline ? baselines(split, m.coverage) : undefined;
       if (o.json) {
-        console.log(JSON.stringify({ model: m.version, coverage: m.coverage, source, split: o.split, held_out: split.test.length, metrics: report, baselines: base }, null, 2));
+        console.log(JSON.stringify({ model: m.version, coverage: m.coverage, warnings: m.warnings, source, split: o.split, held_out: split.test.length, metrics: report, baselines: base }, null, 2));
         return;
       }
       console.log(formatReport(`${m.version} on ${split.test.length} held-out rows of ${source} (bounds at ${(100 * m.coverage).toFixed(0)}% coverage):`, report));
+      for (const w of m.warnings) console.log(`note: ${w}`);
       for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} (fitted on the other ${split.fit.length + split.calibration.length} rows):`, r));
     });
 

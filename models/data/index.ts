@@ -119,7 +119,8 @@ export function trainingRunsSql(q: Omit<TrainingQuery, 'httpBase'>): string {
 /** Runs matching the filters, oldest first; none before the first run created the table. */
 export async function exportTrainingRuns(q: TrainingQuery): Promise<TrainingRun[]> {
   try {
-    return (await questdbQuery(q.httpBase, trainingRunsSql(q))) as unknown as TrainingRun[];
+    // A long window is many rows: allow it time a 10 s status query would not get.
+    return (await questdbQuery(q.httpBase, trainingRunsSql(q), 300_000)) as unknown as TrainingRun[];
   } catch (e) {
     if (/table does not exist/.test((e as Error).message)) return [];
     throw e;

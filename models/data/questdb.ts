@@ -26,8 +26,8 @@ export async function questdbExec(httpBase: string, sql: string, timeoutMs = 10_
 }
 
 /** Rows as objects keyed by column name. */
-export async function questdbQuery(httpBase: string, sql: string): Promise<Record<string, unknown>[]> {
-  const r = await questdbExec(httpBase, sql);
+export async function questdbQuery(httpBase: string, sql: string, timeoutMs?: number): Promise<Record<string, unknown>[]> {
+  const r = await questdbExec(httpBase, sql, timeoutMs);
   return r.dataset.map((row) => Object.fromEntries(r.columns.map((c, i) => [c.name, row[i]])));
 }
 
