@@ -1,5 +1,5 @@
 /**
- * A trained model: per target, a brain.js network (or a small bag of them) over a fitted feature state, and the
+ * A trained model: per target, a brain.js network over a fitted feature state, and the
  * conformal residuals its upper bound is drawn from. `Model.fromFile` checks a model file
  * through and through (format, feature spec, shapes, finite weights, checksum) and refuses it
  * with the reason; nothing half-loaded ever predicts.
@@ -63,8 +63,7 @@ export interface TargetModel {
   hi: number;
   rows: number;
   epochs: number;
-  /** One network, or a few trained from different seeds (small data) whose outputs are averaged. */
-  networks: NetworkJson[];
+  network: NetworkJson;
   /** Residuals on calibration rows, and the same rows with each category (or `all`) forced to `other`. */
   residuals: { known: ResidualGrid; novel: Partial<Record<Category | 'all', ResidualGrid>> };
   /** Set when the target had no data in this model's training and was carried over from its parent. */
@@ -132,7 +131,7 @@ export function modelChecksum(file: Omit<ModelFile, 'checksum'> & { checksum?: s
 
 interface RuntimeTarget {
   spec: TargetModel;
-  nets: CompiledNetwork[];
+  net: CompiledNetwork;
   known: number;
   novel: Partial<Record<Category | 'all', number>>;
 }
@@ -167,15 +166,13 @@ export class Model implements ResourcePredictor {
       const floor = q(spec.residuals.known, 1 - (1 - coverage) / 4) ?? known;
       const novel: RuntimeTarget['novel'] = {};
       for (const [c, g] of Object.entries(spec.residuals.novel)) novel[c as Category] = Math.max(floor, q(g) ?? floor);
-      if (!Array.isArray(spec.networks) || spec.networks.length === 0) throw new Error(`targets.${t} has no network`);
-      const nets = spec.networks.map((json, i, all) => {
-        try {
-          return new CompiledNetwork(json, file.features[spec.features].names.length);
-        } catch (e) {
-          throw new Error(`targets.${t} network${all.length > 1 ? ` ${i + 1} of ${all.length}` : ''} ${(e as Error).message}`);
-        }
-      });
-      this.runtime[t] = { spec, nets, known, novel };
+      let net: CompiledNetwork;
+      try {
+        net = new CompiledNetwork(spec.network, file.features[spec.features].names.length);
+      } catch (e) {
+        throw new Error(`targets.${t}.network ${(e as Error).message}`);
+      }
+      this.runtime[t] = { spec, net, known, novel };
     }
     this.warnings = [...new Set(this.warnings)];
   }
@@ -233,18 +230,16 @@ export class Model implements ResourcePredictor {
     const gpuEncode = rec.node.gpus !== undefined ? rec.node.gpus > 0 : GPU_ENCODERS.has(rec.output.encoder ?? '');
     for (const t of TARGETS) {
       const rt = this.runtime[t];
-      let e: number, up: number, largest: number | undefined;
+      let e: number, u: number, largest: number | undefined;
       if (t === 'gpu_percent' && !gpuEncode) {
-        e = up = 0;
+        e = u = 0;
       } else if (!rt) {
-        [e, up] = t === 'cpu_cores' ? [rec.node.cores ?? 1, rec.node.cores ?? 1] : FALLBACK[t];
-        flags.push(`${t}: no training data, estimated by rule (${e}, bound ${up})`);
+        [e, u] = t === 'cpu_cores' ? [rec.node.cores ?? 1, rec.node.cores ?? 1] : FALLBACK[t];
+        flags.push(`${t}: no training data, estimated by rule (${e}, bound ${u})`);
       } else {
         const idx = rt.spec.features;
         if (!noted.has(idx)) { noted.add(idx); describeNotes(notes[idx], flags); }
-        let u = 0;
-        for (const net of rt.nets) u += net.runSparse(this.sparse[idx]);
-        const mid = fromUnit(u / rt.nets.length, rt.spec.lo, rt.spec.hi);
+        const mid = fromUnit(rt.net.runSparse(this.sparse[idx]), rt.spec.lo, rt.spec.hi);
         const q = noveltyQuantile(rt, notes[idx]);
         let scale = 1;
         if (rt.spec.per_frame) {
@@ -253,10 +248,10 @@ export class Model implements ResourcePredictor {
           scale = frames ?? this.file.defaults.frames ?? 1;
         }
         const log = rt.spec.transform === 'log10';
-        [e, up] = log ? [10 ** mid * scale, 10 ** (mid + q) * scale] : [mid, mid + q];
+        [e, u] = log ? [10 ** mid * scale, 10 ** (mid + q) * scale] : [mid, mid + q];
         largest = log ? 10 ** rt.spec.hi * scale : rt.spec.hi;
       }
-      [expected[t], upper[t]] = clampTarget(t, e, up, flags, largest);
+      [expected[t], upper[t]] = clampTarget(t, e, u, flags, largest);
     }
     if (rec.node.cores !== undefined && o.capCores !== false) {
       expected.cpu_cores = Math.min(expected.cpu_cores, rec.node.cores);

@@ -3,8 +3,7 @@
  *
  *   rows ─► split (fit / calibration / test, by key hash or by time)
  *        ─► fit the feature state on `fit`
- *        ─► per target, in worker threads: brain.js networks on its transformed target (three
- *            seeds averaged under 2,000 rows, one above)
+ *        ─► per target, in worker threads: one brain.js network on its transformed target
  *        ─► conformal residuals on `calibration` (as is, and with each category forced to `other`)
  *        ─► figures on `test` ─► model file (checksummed) ─► Model.fromFile
  *
@@ -15,7 +14,7 @@
 import os from 'node:os';
 import { Piscina } from 'piscina';
 import { CATEGORIES, encodeFeatures, fitFeatures, outputFrames, type Category, type FeatureState } from '../features.js';
-import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
+import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
 import { residualGrid } from '../conformal.js';
 import {
   DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
@@ -43,8 +42,6 @@ export interface TrainOptions {
   split?: SplitMode;
   seed?: number;
   network?: Partial<NetworkTrainOptions>;
-  /** Networks averaged per target (default 3 under 2,000 rows, else 1). */
-  members?: number;
   /** Worker threads (default: available cores, at most one per target). */
   threads?: number;
   /** Targets missing from the rows are inherited from this model. */
@@ -84,12 +81,6 @@ function sizedFor(n: number): Partial<NetworkTrainOptions> {
   };
 }
 
-/**
- * Networks per target: with few rows one network's result depends on its seed, so a few are
- * trained from different seeds and averaged (bagging by initialisation); with many, one.
- */
-const membersFor = (n: number) => (n < 2000 ? 3 : 1);
-
 /** Rows whose target `t` can train: measured, finite, and with frames when learned per frame. */
 function targetRows(t: Target, rows: readonly LabelledRow[], perFrame: boolean): LabelledRow[] {
   return rows.filter((r) => evaluable(t, r) && (!perFrame || outputFrames(r.record) !== undefined));
@@ -108,7 +99,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   log(`training ${o.version} on ${split.fit.length} rows (${split.calibration.length} calibrate the bounds, ${split.test.length} held out), ${d} features`);
 
   // Per target: the rows and settings its network trains on.
-  const jobs: Array<{ t: Target; perFrame: boolean; fit: LabelledRow[]; lo: number; hi: number; jobs: NetworkJob[] }> = [];
+  const jobs: Array<{ t: Target; perFrame: boolean; fit: LabelledRow[]; lo: number; hi: number; job: NetworkJob }> = [];
   const report: TrainResult['targets'] = {};
   const rand = seededRandom(seed);
   for (const t of TARGETS) {
@@ -128,21 +119,20 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
       encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther });
       y[i] = toUnit(ys[i], lo, hi);
     });
-    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length), ...o.network };
-    const members = Array.from({ length: o.members ?? membersFor(fit.length) }, (_, m) => ({ x, y, d, options: { ...options, seed: seed * 31 + TARGETS.indexOf(t) + 1009 * m } }));
-    jobs.push({ t, perFrame, fit, lo, hi, jobs: members });
+    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length), ...o.network, seed: seed * 31 + TARGETS.indexOf(t) };
+    jobs.push({ t, perFrame, fit, lo, hi, job: { x, y, d, options } });
   }
   if (!jobs.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);
 
   const pool = new Piscina<NetworkJob, TrainedNetwork>({
     filename: new URL('./worker.js', import.meta.url).href,
-    maxThreads: Math.max(1, Math.min(jobs.reduce((n, j) => n + j.jobs.length, 0), o.threads ?? os.availableParallelism())),
+    maxThreads: Math.max(1, Math.min(jobs.length, o.threads ?? os.availableParallelism())),
     minThreads: 0,
     idleTimeout: 100,
   });
-  let trained: TrainedNetwork[][];
+  let trained: TrainedNetwork[];
   try {
-    trained = await Promise.all(jobs.map((j) => Promise.all(j.jobs.map((job) => pool.run(job)))));
+    trained = await Promise.all(jobs.map((j) => pool.run(j.job)));
   } finally {
     await pool.destroy();
   }
@@ -150,17 +140,15 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   const targets: ModelFile['targets'] = {};
   const states: FeatureState[] = [features];
   jobs.forEach((j, i) => {
-    const nets = trained[i];
+    const net = trained[i];
     const calibration = targetRows(j.t, split.calibration, j.perFrame);
-    const epochs = Math.max(...nets.map((n) => n.epochs)), ms = nets.reduce((a, n) => a + n.ms, 0);
     targets[j.t] = {
       features: 0, transform: TARGET_SCALES[j.t].transform, per_frame: j.perFrame, gpu_only: j.t === 'gpu_percent',
-      lo: j.lo, hi: j.hi, rows: j.fit.length, epochs, networks: nets.map((n) => n.json),
-      residuals: calibrationResiduals(j.t, j.perFrame, calibration, features, nets.map((n) => new CompiledNetwork(n.json, d)), j.lo, j.hi),
+      lo: j.lo, hi: j.hi, rows: j.fit.length, epochs: net.epochs, network: net.json,
+      residuals: calibrationResiduals(j.t, j.perFrame, calibration, features, new CompiledNetwork(net.json, d), j.lo, j.hi),
     };
-    report[j.t] = { rows: j.fit.length, epochs, ms };
-    const mse = nets.map((n) => n.validation_mse.toExponential(2)).join(', ');
-    log(`  ${j.t}: ${j.fit.length} rows, ${nets.length} network(s), ${epochs} epochs at most, ${(ms / 1000).toFixed(1)} s, validation mse ${mse}, ${calibration.length} calibration rows`);
+    report[j.t] = { rows: j.fit.length, epochs: net.epochs, ms: net.ms };
+    log(`  ${j.t}: ${j.fit.length} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}, ${calibration.length} calibration rows`);
   });
   for (const t of TARGETS) {
     const inherited = !targets[t] && o.parent?.file.targets[t];
@@ -197,11 +185,11 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
  * and with each category in turn (then all of them) encoded as `other`, which is what the
  * bound of a prediction for an unseen codec, preset or hardware class is drawn from.
  */
-function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, nets: CompiledNetwork[], lo: number, hi: number): TargetModel['residuals'] {
-  const x = new Float64Array(s.names.length), v = new SparseVector(s.names.length);
+function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, lo: number, hi: number): TargetModel['residuals'] {
+  const x = new Float64Array(s.names.length);
   const residuals = (asOther?: ReadonlySet<Category>) => residualGrid(rows.map((r) => {
-    v.set(encodeFeatures(s, r.record, x, { asOther }));
-    return yOf(t, r, perFrame) - fromUnit(nets.reduce((a, n) => a + n.runSparse(v), 0) / nets.length, lo, hi);
+    encodeFeatures(s, r.record, x, { asOther });
+    return yOf(t, r, perFrame) - fromUnit(net.run(x), lo, hi);
   }));
   const novel: TargetModel['residuals']['novel'] = { all: residuals(new Set(CATEGORY_NAMES)) };
   for (const c of CATEGORY_NAMES) novel[c] = residuals(new Set([c]));
