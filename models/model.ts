@@ -1,6 +1,6 @@
 /**
- * A trained model: per target, a brain.js network over a fitted feature state, and the
- * conformal residuals its upper bound is drawn from. `Model.fromFile` checks a model file
+ * A trained model: brain.js networks over fitted feature states (one output per target), and
+ * per target the conformal residuals its upper bound is drawn from. `Model.fromFile` checks a model file
  * through and through (format, feature spec, shapes, finite weights, checksum) and refuses it
  * with the reason; nothing half-loaded ever predicts.
  *
@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { GPU_ENCODERS, type EncodingSchema, type Prediction, type ResourceUsage } from '../shared/index.js';
 import { checkFeatureState, encodeFeatures, newNotes, outputFrames, type Category, type FeatureState, type EncodeNotes } from './features.js';
-import { CompiledNetwork, SparseVector, type NetworkJson } from './network.js';
+import { CompiledNetwork, NetworkBank, SparseVector, type NetworkJson } from './network.js';
 import { checkGrid, conformalQuantile, type ResidualGrid } from './conformal.js';
 import { TARGETS, describeSchema, type EncodeRecord, type Target, type TargetValues } from './record.js';
 
@@ -49,10 +49,27 @@ export function transformTarget(t: Target, v: number, perFrameOf?: number): numb
   return Math.log10(Math.max(v, s.range[0]) / (perFrameOf ?? 1));
 }
 
-/** One target's network, its training range and its conformal residuals. */
-export interface TargetModel {
-  /** Index into ModelFile.features. */
+/**
+ * One brain.js network and the targets its outputs predict. Targets measured on the same rows
+ * (CPU, memory, bandwidth and time of every recorded run) share one network with an output
+ * each: one pass predicts them all, and training is a quarter of the work. A target measured on
+ * other rows (GPU share, on GPU encodes only) has a network of its own.
+ */
+export interface NetworkModel {
+  /** Index into ModelFile.features: the vector it reads. */
   features: number;
+  /** The target of each output, in order. */
+  outputs: Target[];
+  rows: number;
+  epochs: number;
+  json: NetworkJson;
+}
+
+/** One target: where its network output is, its training range and its conformal residuals. */
+export interface TargetModel {
+  /** Index into ModelFile.networks, and the output of that network. */
+  network: number;
+  output: number;
   transform: 'log10' | 'linear';
   /** Duration learned per output frame (× frames at prediction). */
   per_frame: boolean;
@@ -62,8 +79,6 @@ export interface TargetModel {
   lo: number;
   hi: number;
   rows: number;
-  epochs: number;
-  network: NetworkJson;
   /** Residuals on calibration rows, and the same rows with each category (or `all`) forced to `other`. */
   residuals: { known: ResidualGrid; novel: Partial<Record<Category | 'all', ResidualGrid>> };
   /** Set when the target had no data in this model's training and was carried over from its parent. */
@@ -78,6 +93,7 @@ export interface ModelFile {
   /** Coverage the bounds are drawn at unless the loader asks for another. */
   coverage: number;
   features: FeatureState[];
+  networks: NetworkModel[];
   targets: Partial<Record<Target, TargetModel>>;
   /** Used where a prediction's context does not say: the most common training values. */
   defaults: { cores?: number; hw_class?: string; frames?: number };
@@ -131,17 +147,34 @@ export function modelChecksum(file: Omit<ModelFile, 'checksum'> & { checksum?: s
 
 interface RuntimeTarget {
   spec: TargetModel;
-  net: CompiledNetwork;
+  /** Its feature state, and where its output is in that state's bank's results. */
+  state: number;
+  slot: number;
+  /** From spec, kept here for the hot path. */
+  lo: number;
+  hi: number;
+  log: boolean;
+  perFrame: boolean;
+  /** The largest training target (per frame where learned so). */
+  largest: number;
   known: number;
   novel: Partial<Record<Category | 'all', number>>;
 }
 
 export class Model implements ResourcePredictor {
   private readonly runtime: Partial<Record<Target, RuntimeTarget>> = {};
+  /** The same in TARGETS order. */
+  private readonly ordered: Array<RuntimeTarget | undefined>;
   /** Per feature state: the vector and the notes of the record being predicted (reused: predictions are synchronous). */
   private readonly buffers: Float64Array[];
   private readonly notes: EncodeNotes[];
   private readonly sparse: SparseVector[];
+  /** Per feature state, the networks reading it, run together, and their latest outputs. */
+  private readonly banks: Array<NetworkBank | undefined>;
+  private readonly outputs: Float64Array[] = [];
+  /** Estimates and bounds in TARGETS order while a record is predicted. */
+  private readonly est = new Float64Array(TARGETS.length);
+  private readonly bound = new Float64Array(TARGETS.length);
   readonly coverage: number;
   /** What is approximate about this model's bounds (too few calibration rows for the coverage). */
   warnings: string[] = [];
@@ -166,14 +199,29 @@ export class Model implements ResourcePredictor {
       const floor = q(spec.residuals.known, 1 - (1 - coverage) / 4) ?? known;
       const novel: RuntimeTarget['novel'] = {};
       for (const [c, g] of Object.entries(spec.residuals.novel)) novel[c as Category] = Math.max(floor, q(g) ?? floor);
-      let net: CompiledNetwork;
-      try {
-        net = new CompiledNetwork(spec.network, file.features[spec.features].names.length);
-      } catch (e) {
-        throw new Error(`targets.${t}.network ${(e as Error).message}`);
-      }
-      this.runtime[t] = { spec, net, known, novel };
+      this.runtime[t] = {
+        spec, state: file.networks[spec.network].features, slot: 0, lo: spec.lo, hi: spec.hi, log: spec.transform === 'log10',
+        perFrame: spec.per_frame, largest: spec.transform === 'log10' ? 10 ** spec.hi : spec.hi, known, novel,
+      };
     }
+    const nets = file.networks.map((n, i) => {
+      try {
+        return new CompiledNetwork(n.json, file.features[n.features].names.length, n.outputs.length);
+      } catch (e) {
+        throw new Error(`networks[${i}] (${n.outputs.join(', ')}) ${(e as Error).message}`);
+      }
+    });
+    this.banks = file.features.map((_, state) => {
+      const mine = file.networks.map((n, i) => ({ n, i })).filter(({ n }) => n.features === state);
+      if (!mine.length) return undefined;
+      const bank = new NetworkBank(mine.map(({ i }) => nets[i]));
+      for (const rt of Object.values(this.runtime)) {
+        const at = mine.findIndex(({ i }) => i === rt!.spec.network);
+        if (at >= 0) rt!.slot = bank.offsets[at] + rt!.spec.output;
+      }
+      return bank;
+    });
+    this.ordered = TARGETS.map((t) => this.runtime[t]);
     this.warnings = [...new Set(this.warnings)];
   }
 
@@ -196,9 +244,15 @@ export class Model implements ResourcePredictor {
     if (!Array.isArray(f.features) || f.features.length === 0) fail('has no feature state');
     f.features.forEach((s, i) => { const bad = checkFeatureState(s); if (bad) fail(`features[${i}] ${bad}`); });
     if (!f.targets || typeof f.targets !== 'object') fail('has no targets');
+    if (!Array.isArray(f.networks)) fail('has no networks');
+    f.networks.forEach((n, i) => {
+      if (!n || !f.features[n.features]) fail(`networks[${i}] refers to a missing feature state`);
+      if (!Array.isArray(n.outputs) || !n.outputs.length || n.outputs.some((t) => !(TARGETS as readonly string[]).includes(t))) fail(`networks[${i}] has no list of output targets`);
+    });
     for (const [t, spec] of Object.entries(f.targets)) {
       if (!(TARGETS as readonly string[]).includes(t)) fail(`names an unknown target ${JSON.stringify(t)}`);
-      if (!spec || !f.features[spec.features]) fail(`targets.${t} refers to a missing feature state`);
+      const net = spec && f.networks[spec.network];
+      if (!net || net.outputs[spec.output] !== t) fail(`targets.${t} does not name a network output predicting it`);
       if (spec.transform !== TARGET_SCALES[t as Target].transform) fail(`targets.${t} uses transform ${spec.transform}, this build expects ${TARGET_SCALES[t as Target].transform}`);
       if (!Number.isFinite(spec.lo) || !Number.isFinite(spec.hi) || spec.hi < spec.lo) fail(`targets.${t} has an invalid range`);
       const bad = checkGrid(spec.residuals?.known, `targets.${t}.residuals.known`)
@@ -219,57 +273,68 @@ export class Model implements ResourcePredictor {
    */
   predictRecord(rec: EncodeRecord, o: { capCores?: boolean } = {}): RecordPrediction {
     const flags: string[] = [];
-    const notes = this.notes;
-    this.file.features.forEach((s, i) => {
+    const { notes, banks, est, bound } = this;
+    const outputs = this.outputs;
+    for (let i = 0; i < banks.length; i++) {
       const n = notes[i];
       n.unseen.length = n.missing.length = n.outside.length = 0;
-      this.sparse[i].set(encodeFeatures(s, rec, this.buffers[i], { notes: n }));
-    });
-    const noted = new Set<number>();
-    const expected = {} as TargetValues, upper = {} as TargetValues;
+      this.sparse[i].set(encodeFeatures(this.file.features[i], rec, this.buffers[i], { notes: n }));
+      outputs[i] = banks[i]?.run(this.sparse[i]) ?? EMPTY;
+      if (n.unseen.length || n.missing.length || n.outside.length) describeNotes(n, flags);
+    }
     const gpuEncode = rec.node.gpus !== undefined ? rec.node.gpus > 0 : GPU_ENCODERS.has(rec.output.encoder ?? '');
-    for (const t of TARGETS) {
-      const rt = this.runtime[t];
-      let e: number, u: number, largest: number | undefined;
+    for (let k = 0; k < TARGETS.length; k++) {
+      const t = TARGETS[k], rt = this.ordered[k];
+      let largest: number | undefined;
       if (t === 'gpu_percent' && !gpuEncode) {
-        e = u = 0;
+        est[k] = bound[k] = 0;
       } else if (!rt) {
-        [e, u] = t === 'cpu_cores' ? [rec.node.cores ?? 1, rec.node.cores ?? 1] : FALLBACK[t];
-        flags.push(`${t}: no training data, estimated by rule (${e}, bound ${u})`);
+        est[k] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][0];
+        bound[k] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][1];
+        flags.push(`${t}: no training data, estimated by rule (${est[k]}, bound ${bound[k]})`);
       } else {
-        const idx = rt.spec.features;
-        if (!noted.has(idx)) { noted.add(idx); describeNotes(notes[idx], flags); }
-        const mid = fromUnit(rt.net.runSparse(this.sparse[idx]), rt.spec.lo, rt.spec.hi);
-        const q = noveltyQuantile(rt, notes[idx]);
+        const mid = fromUnit(outputs[rt.state][rt.slot], rt.lo, rt.hi);
+        const q = noveltyQuantile(rt, notes[rt.state]);
         let scale = 1;
-        if (rt.spec.per_frame) {
+        if (rt.perFrame) {
           const frames = outputFrames(rec);
           if (frames === undefined) flags.push(`duration_s: frame count unknown, assumed ${this.file.defaults.frames ?? 1}`);
           scale = frames ?? this.file.defaults.frames ?? 1;
         }
-        const log = rt.spec.transform === 'log10';
-        [e, u] = log ? [10 ** mid * scale, 10 ** (mid + q) * scale] : [mid, mid + q];
-        largest = log ? 10 ** rt.spec.hi * scale : rt.spec.hi;
+        if (rt.log) {
+          est[k] = 10 ** mid * scale;
+          bound[k] = 10 ** (mid + q) * scale;
+          largest = rt.largest * scale;
+        } else {
+          est[k] = mid;
+          bound[k] = mid + q;
+          largest = rt.largest;
+        }
       }
-      [expected[t], upper[t]] = clampTarget(t, e, u, flags, largest);
+      [est[k], bound[k]] = clampTarget(t, est[k], bound[k], flags, largest);
     }
     if (rec.node.cores !== undefined && o.capCores !== false) {
-      expected.cpu_cores = Math.min(expected.cpu_cores, rec.node.cores);
-      upper.cpu_cores = Math.min(upper.cpu_cores, rec.node.cores);
+      est[0] = Math.min(est[0], rec.node.cores);
+      bound[0] = Math.min(bound[0], rec.node.cores);
     }
-    return { expected, upper, flags };
+    return { expected: values(est), upper: values(bound), flags };
   }
 
   predict(schema: EncodingSchema, ctx: PredictContext = {}): Prediction {
     const d = this.file.defaults;
     const rec = describeSchema(schema, { cores: ctx.cores ?? d.cores, hw_class: ctx.hw_class ?? d.hw_class });
     const p = this.predictRecord(rec, { capCores: ctx.cores !== undefined });
-    return { model_version: this.version, coverage: this.coverage, expected: usage(p.expected), upper: usage(p.upper), ...(p.flags.length ? { flags: p.flags } : {}) };
+    const out: Prediction = { model_version: this.version, coverage: this.coverage, expected: p.expected, upper: p.upper };
+    if (p.flags.length) out.flags = p.flags;
+    return out;
   }
 }
 
-const usage = (v: TargetValues): ResourceUsage => ({
-  cpu_cores: v.cpu_cores, gpu_percent: v.gpu_percent, memory_gb: v.memory_gb, bandwidth_mbps: v.bandwidth_mbps, duration_s: v.duration_s,
+const EMPTY = new Float64Array(0);
+
+/** Figures in TARGETS order as an object (one literal shape: fast, and a ResourceUsage as it is). */
+const values = (v: Float64Array): TargetValues & ResourceUsage => ({
+  cpu_cores: v[0], gpu_percent: v[1], memory_gb: v[2], bandwidth_mbps: v[3], duration_s: v[4],
 });
 
 /** The widest bound among the categories this record has no column for. */
@@ -289,7 +354,8 @@ function describeNotes(n: EncodeNotes, flags: string[]): void {
 
 /**
  * Keeps expected and upper finite, inside the target's range, and upper ≥ expected. A non-finite
- * figure becomes the largest value seen in training (or the range's top), so it over-reserves.
+ * figure becomes the largest value seen in training (or the range's top), so it over-reserves;
+ * each change is named in `flags`.
  */
 export function clampTarget(t: Target, e: number, u: number, flags: string[], largestSeen?: number): [number, number] {
   const [lo, hi] = TARGET_SCALES[t].range;
@@ -306,6 +372,6 @@ export function clampTarget(t: Target, e: number, u: number, flags: string[], la
     }
     return v;
   };
-  const ee = fix(e, 'estimate'), uu = fix(u, 'bound');
-  return [ee, Math.max(ee, uu)];
+  const ee = fix(e, 'estimate');
+  return [ee, Math.max(ee, fix(u, 'bound'))];
 }

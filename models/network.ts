@@ -66,14 +66,15 @@ export interface TrainedNetwork {
 }
 
 /**
- * Trains one sigmoid network on `n` rows of `d` features (row-major `x`) against `y` in (0, 1).
- * Keeps the weights of the epoch with the lowest validation error.
+ * Trains one sigmoid network on `n` rows of `d` features (row-major `x`) against `k` outputs per
+ * row (row-major `y`, each in (0, 1)). Keeps the weights of the epoch with the lowest
+ * validation error.
  */
-export function trainNetwork(x: Float64Array, y: Float64Array, d: number, o: NetworkTrainOptions): TrainedNetwork {
+export function trainNetwork(x: Float64Array, y: Float64Array, d: number, o: NetworkTrainOptions, k = 1): TrainedNetwork {
   const started = Date.now();
-  const n = y.length;
+  const n = y.length / k;
   const rand = seededRandom(o.seed);
-  const net = new brain.NeuralNetwork<number[], number[]>({ inputSize: d, hiddenLayers: o.hidden, outputSize: 1, activation: 'sigmoid' });
+  const net = new brain.NeuralNetwork<number[], number[]>({ inputSize: d, hiddenLayers: o.hidden, outputSize: k, activation: 'sigmoid' });
   net.initialize();
   // brain.js draws its initial weights from Math.random; redraw them (same ±0.2 range) from the seed.
   for (let l = 1; l < net.sizes.length; l++) {
@@ -83,18 +84,24 @@ export function trainNetwork(x: Float64Array, y: Float64Array, d: number, o: Net
   const order = permutation(n, rand);
   const nVal = n >= 20 ? Math.max(1, Math.round(n * o.validationShare)) : 0;
   const val = order.slice(0, nVal), fit = order.slice(nVal);
-  const patterns = Array.from({ length: n }, (_, i) => ({ input: x.subarray(i * d, (i + 1) * d) as unknown as Float32Array, output: Float32Array.of(y[i]) }));
+  const patterns = Array.from({ length: n }, (_, i) => ({
+    input: x.subarray(i * d, (i + 1) * d) as unknown as Float32Array,
+    output: Float32Array.from(y.subarray(i * k, (i + 1) * k)),
+  }));
   const mse = (idx: Uint32Array) => {
     let s = 0;
-    for (const i of idx) { const e = net.runInput(patterns[i].input)[0] - y[i]; s += e * e; }
-    return idx.length ? s / idx.length : 0;
+    for (const i of idx) {
+      const out = net.runInput(patterns[i].input);
+      for (let j = 0; j < k; j++) { const e = out[j] - y[i * k + j]; s += e * e; }
+    }
+    return idx.length ? s / (idx.length * k) : 0;
   };
   let best = { score: Infinity, json: net.toJSON() as unknown as NetworkJson, epoch: 0 };
   let lr = o.learningRate, epoch = 0;
   for (; epoch < o.maxEpochs; epoch++) {
     net.updateTrainingOptions({ learningRate: lr, momentum: o.momentum });
     permutation(fit.length, rand, order.subarray(0, fit.length));
-    for (let k = 0; k < fit.length; k++) net.trainPattern(patterns[fit[order[k]]]);
+    for (let j = 0; j < fit.length; j++) net.trainPattern(patterns[fit[order[j]]]);
     lr *= o.decay;
     // Without validation rows, the training error decides (small data: stop on the epoch budget).
     const score = nVal ? mse(val) : mse(fit);
@@ -106,20 +113,20 @@ export function trainNetwork(x: Float64Array, y: Float64Array, d: number, o: Net
   return { json: best.json, epochs: Math.min(epoch + 1, o.maxEpochs), validation_mse: nVal ? best.score : NaN, train_mse: mse(fit), ms: Date.now() - started };
 }
 
-/** A network checked and laid out for fast single-output inference. */
+/** A network checked and laid out for fast inference. */
 export class CompiledNetwork {
   private readonly w: Float32Array[][];
   private readonly b: Float32Array[];
   private readonly act: Float32Array[];
 
-  /** Throws with the reason when `json` is not a finite sigmoid network of `inputs` → … → 1. */
-  constructor(json: NetworkJson, readonly inputs: number) {
+  /** Throws with the reason when `json` is not a finite sigmoid network of `inputs` → … → `outputs`. */
+  constructor(json: NetworkJson, readonly inputs: number, readonly outputs = 1) {
     const sizes = json?.sizes;
     if (json?.type !== 'NeuralNetwork' || !Array.isArray(sizes) || sizes.length < 2 || !sizes.every((s) => Number.isInteger(s) && s > 0)) {
       throw new Error('is not a brain.js NeuralNetwork');
     }
     if (sizes[0] !== inputs) throw new Error(`takes ${sizes[0]} inputs, the feature spec gives ${inputs}`);
-    if (sizes[sizes.length - 1] !== 1) throw new Error(`has ${sizes[sizes.length - 1]} outputs, expected 1`);
+    if (sizes[sizes.length - 1] !== outputs) throw new Error(`has ${sizes[sizes.length - 1]} outputs, expected ${outputs}`);
     // brain.js runs trainOpts.activation; options.activation is only what the network was built with.
     for (const where of ['trainOpts', 'options'] as const) {
       const activation = (json[where] as { activation?: string } | undefined)?.activation;
@@ -144,36 +151,98 @@ export class CompiledNetwork {
     this.act = sizes.map((s) => new Float32Array(s));
   }
 
-  /** The network's output (0..1) for one feature vector. */
+  /** The network's first output (0..1) for one feature vector. */
   run(x: ArrayLike<number>): number {
-    const v = SparseVector.of(x);
-    return this.runSparse(v);
+    return this.runSparse(SparseVector.of(x))[0];
   }
 
-  /**
-   * The output for a vector given by its non-zero entries. One-hot columns are mostly zero, so
-   * the first layer multiplies only those; several networks reading one record share the list.
-   */
-  runSparse(x: SparseVector): number {
+  /** The outputs for a vector given by its non-zero entries (the array is reused by the next call). */
+  runSparse(x: SparseVector): Float64Array {
+    this.solo ??= new NetworkBank([this]);
+    return this.solo.run(x);
+  }
+
+  private solo?: NetworkBank;
+
+  /** Weights and biases of layer `l` (1 = the first after the inputs), for NetworkBank. */
+  layer(l: number): { w: Float32Array[]; b: Float32Array } {
+    return { w: this.w[l], b: this.b[l] };
+  }
+
+  /** The outputs from the first layer's activations (read at `h1[at ..]`), written at `out[to ..]`. */
+  runFrom(h1: Float32Array, at: number, out: Float64Array, to: number): void {
     const { w, b, act } = this;
-    const { idx, val, n } = x;
-    const first = w[1], out1 = act[1];
-    for (let j = 0; j < first.length; j++) {
-      const row = first[j];
-      let s = b[1][j];
-      for (let k = 0; k < n; k++) s += row[idx[k]] * val[k];
-      out1[j] = 1 / (1 + Math.exp(-s));
-    }
-    for (let l = 2; l < w.length; l++) {
-      const layer = w[l], prev = act[l - 1], cur = act[l];
-      for (let j = 0; j < layer.length; j++) {
-        const row = layer[j];
-        let s = b[l][j];
-        for (let k = 0; k < row.length; k++) s += row[k] * prev[k];
-        cur[j] = 1 / (1 + Math.exp(-s));
+    let prev = h1, from = at;
+    if (w.length > 2) {
+      for (let l = 2; l < w.length; l++) {
+        const layer = w[l], cur = act[l];
+        for (let j = 0; j < layer.length; j++) {
+          const row = layer[j];
+          let s = b[l][j];
+          for (let k = 0; k < row.length; k++) s += row[k] * prev[from + k];
+          cur[j] = 1 / (1 + Math.exp(-s));
+        }
+        prev = cur;
+        from = 0;
       }
     }
-    return act[w.length - 1][0];
+    for (let j = 0; j < this.outputs; j++) out[to + j] = prev[from + j];
+  }
+}
+
+/**
+ * Networks that read the same feature vector, run together. Their first layers form one
+ * input-major matrix, so each non-zero input (one-hot columns are mostly zero) adds its column
+ * to every first-layer node of every network in one contiguous pass. Each node still sums its
+ * bias and then its inputs in ascending order, as brain.js does, and activations are stored as
+ * Float32 as brain.js stores them: outputs are bit-identical to its `run`.
+ */
+export class NetworkBank {
+  private readonly cols: Float64Array;
+  private readonly bias: Float64Array;
+  private readonly sums: Float64Array;
+  private readonly h1: Float32Array;
+  private readonly at: number[] = [];
+  private readonly out: Float64Array;
+  private readonly width: number;
+  /** Where each network's outputs start in the result. */
+  readonly offsets: number[] = [];
+
+  constructor(readonly nets: CompiledNetwork[]) {
+    const inputs = nets[0]?.inputs ?? 0;
+    if (nets.some((n) => n.inputs !== inputs)) throw new Error('networks in a bank must read the same inputs');
+    this.width = nets.reduce((h, n) => h + n.layer(1).w.length, 0);
+    this.cols = new Float64Array(inputs * this.width);
+    this.bias = new Float64Array(this.width);
+    let at = 0;
+    for (const n of nets) {
+      const { w, b } = n.layer(1);
+      this.at.push(at);
+      w.forEach((row, j) => {
+        this.bias[at + j] = b[j];
+        for (let k = 0; k < inputs; k++) this.cols[k * this.width + at + j] = row[k];
+      });
+      at += w.length;
+    }
+    this.sums = new Float64Array(this.width);
+    this.h1 = new Float32Array(this.width);
+    let to = 0;
+    for (const n of nets) { this.offsets.push(to); to += n.outputs; }
+    this.out = new Float64Array(to);
+  }
+
+  /** Every network's outputs for one sparse vector, one after another (the array is reused by the next call). */
+  run(x: SparseVector): Float64Array {
+    const { cols, sums, h1, width } = this;
+    const { idx, val, n } = x;
+    sums.set(this.bias);
+    for (let k = 0; k < n; k++) {
+      const base = idx[k] * width, v = val[k];
+      for (let j = 0; j < width; j++) sums[j] += cols[base + j] * v;
+    }
+    for (let j = 0; j < width; j++) h1[j] = 1 / (1 + Math.exp(-sums[j]));
+    for (let i = 0; i < this.nets.length; i++) this.nets[i].runFrom(h1, this.at[i], this.out, this.offsets[i]);
+    return this.out;
   }
 }
 

@@ -3,7 +3,8 @@
  *
  *   rows ─► split (fit / calibration / test, by key hash or by time)
  *        ─► fit the feature state on `fit`
- *        ─► per target, in worker threads: one brain.js network on its transformed target
+ *        ─► in worker threads, brain.js networks: one shared by the targets every row measures
+ *            (CPU, memory, bandwidth, time), one each for the others (GPU share)
  *        ─► conformal residuals on `calibration` (as is, and with each category forced to `other`)
  *        ─► figures on `test` ─► model file (checksummed) ─► Model.fromFile
  *
@@ -14,11 +15,11 @@
 import os from 'node:os';
 import { Piscina } from 'piscina';
 import { CATEGORIES, encodeFeatures, fitFeatures, outputFrames, type Category, type FeatureState } from '../features.js';
-import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
+import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
 import { residualGrid } from '../conformal.js';
 import {
   DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
-  type ModelFile, type TargetModel,
+  type ModelFile, type NetworkModel, type TargetModel,
 } from '../model.js';
 import { TARGETS, type LabelledRow, type Target } from '../record.js';
 import { evaluable, evaluatePredictor, type EvaluationReport } from '../evaluation/metrics.js';
@@ -73,17 +74,41 @@ const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
  * rows are few (a few hundred calibration encodes), about 1.5 million pattern passes at most,
  * so 100,000 rows train in a couple of minutes.
  */
-function sizedFor(n: number): Partial<NetworkTrainOptions> {
+function sizedFor(n: number, outputs: number): Partial<NetworkTrainOptions> {
   return {
-    hidden: n < 600 ? [12, 6] : [20, 10],
+    // A shared network gets room for what its outputs have in common and what sets them apart.
+    hidden: outputs > 1 ? (n < 600 ? [20, 10] : [24, 12]) : n < 600 ? [12, 6] : [20, 10],
     patience: Math.round(Math.max(12, Math.min(40, 20_000 / n))),
     maxEpochs: Math.max(12, Math.min(500, Math.round(1.5e6 / n))),
   };
 }
 
-/** Rows whose target `t` can train: measured, finite, and with frames when learned per frame. */
+/**
+ * Which targets share a network. The targets measured on nearly the same rows (every recorded
+ * run measures CPU, memory, bandwidth and time) form one group, learned on the rows that
+ * measure them all; any other target with enough rows (GPU share, only on GPU encodes; a
+ * target a log has for some lines only) gets a network of its own.
+ */
+function groupTargets(fit: readonly LabelledRow[], perFrame: (t: Target) => boolean): Target[][] {
+  const counts = Object.fromEntries(TARGETS.map((t) => [t, targetRows(t, fit, perFrame(t)).length])) as Record<Target, number>;
+  const enough: Target[] = TARGETS.filter((t) => counts[t] >= MIN_TARGET_ROWS);
+  const shared: Target[] = enough.filter((t) => t !== 'gpu_percent');
+  const all = fit.filter((r) => shared.every((t) => usableRow(t, r, perFrame(t)))).length;
+  const group: Target[] = shared.length > 1 && all >= MIN_TARGET_ROWS && shared.every((t) => all >= 0.9 * counts[t]) ? shared : [];
+  return [...(group.length ? [group] : []), ...enough.filter((t) => !group.includes(t)).map((t) => [t])];
+}
+
+/** Duration is learned per output frame when nearly every row knows its frame count. */
+function perFrameWorks(fit: readonly LabelledRow[]): boolean {
+  const timed = targetRows('duration_s', fit, false);
+  return timed.filter((r) => outputFrames(r.record) !== undefined).length >= PER_FRAME_SHARE * timed.length;
+}
+
+/** Whether a row's target `t` can train: measured, finite, and with frames when learned per frame. */
+const usableRow = (t: Target, r: LabelledRow, perFrame: boolean) => evaluable(t, r) && (!perFrame || outputFrames(r.record) !== undefined);
+
 function targetRows(t: Target, rows: readonly LabelledRow[], perFrame: boolean): LabelledRow[] {
-  return rows.filter((r) => evaluable(t, r) && (!perFrame || outputFrames(r.record) !== undefined));
+  return rows.filter((r) => usableRow(t, r, perFrame));
 }
 
 const yOf = (t: Target, r: LabelledRow, perFrame: boolean) => transformTarget(t, r.targets[t]!, perFrame ? outputFrames(r.record) : undefined);
@@ -98,30 +123,33 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   const d = features.names.length;
   log(`training ${o.version} on ${split.fit.length} rows (${split.calibration.length} calibrate the bounds, ${split.test.length} held out), ${d} features`);
 
-  // Per target: the rows and settings its network trains on.
-  const jobs: Array<{ t: Target; perFrame: boolean; fit: LabelledRow[]; lo: number; hi: number; job: NetworkJob }> = [];
+  // Which targets each network learns, on which rows (see groupTargets).
   const report: TrainResult['targets'] = {};
-  const rand = seededRandom(seed);
+  const durationPerFrame = perFrameWorks(split.fit);
+  const perFrame = (t: Target) => t === 'duration_s' && durationPerFrame;
+  const usable = (t: Target, rs: readonly LabelledRow[]) => targetRows(t, rs, perFrame(t));
+  const groups = groupTargets(split.fit, perFrame);
   for (const t of TARGETS) {
-    const withFrames = targetRows(t, split.fit, false);
-    const perFrame = t === 'duration_s' && withFrames.filter((r) => outputFrames(r.record) !== undefined).length >= PER_FRAME_SHARE * withFrames.length;
-    const fit = targetRows(t, split.fit, perFrame);
-    if (fit.length < MIN_TARGET_ROWS) {
-      report[t] = { rows: fit.length, skipped: `${fit.length} rows measure it (at least ${MIN_TARGET_ROWS} needed)` };
-      continue;
-    }
-    const ys = fit.map((r) => yOf(t, r, perFrame));
-    const lo = ys.reduce((a, b) => Math.min(a, b)), hi = ys.reduce((a, b) => Math.max(a, b));
+    if (!groups.some((g) => g.includes(t))) report[t] = { rows: usable(t, split.fit).length, skipped: `${usable(t, split.fit).length} rows measure it (at least ${MIN_TARGET_ROWS} needed)` };
+  }
+  const rand = seededRandom(seed);
+  const jobs = groups.map((g, gi) => {
+    const fit = split.fit.filter((r) => g.every((t) => usableRow(t, r, perFrame(t))));
+    const k = g.length;
+    const ranges = g.map((t) => {
+      const ys = fit.map((r) => yOf(t, r, perFrame(t)));
+      return { lo: ys.reduce((a, b) => Math.min(a, b)), hi: ys.reduce((a, b) => Math.max(a, b)) };
+    });
     const x = new Float64Array(new SharedArrayBuffer(fit.length * d * 8));
-    const y = new Float64Array(new SharedArrayBuffer(fit.length * 8));
+    const y = new Float64Array(new SharedArrayBuffer(fit.length * k * 8));
     fit.forEach((r, i) => {
       const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
       encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther });
-      y[i] = toUnit(ys[i], lo, hi);
+      g.forEach((t, j) => { y[i * k + j] = toUnit(yOf(t, r, perFrame(t)), ranges[j].lo, ranges[j].hi); });
     });
-    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length), ...o.network, seed: seed * 31 + TARGETS.indexOf(t) };
-    jobs.push({ t, perFrame, fit, lo, hi, job: { x, y, d, options } });
-  }
+    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k), ...o.network, seed: seed * 31 + gi };
+    return { targets: g, fit, ranges, job: { x, y, d, k, options } satisfies NetworkJob };
+  });
   if (!jobs.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);
 
   const pool = new Piscina<NetworkJob, TrainedNetwork>({
@@ -137,34 +165,41 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
     await pool.destroy();
   }
 
-  const targets: ModelFile['targets'] = {};
   const states: FeatureState[] = [features];
+  const networks: NetworkModel[] = [];
+  const targets: ModelFile['targets'] = {};
   jobs.forEach((j, i) => {
     const net = trained[i];
-    const calibration = targetRows(j.t, split.calibration, j.perFrame);
-    targets[j.t] = {
-      features: 0, transform: TARGET_SCALES[j.t].transform, per_frame: j.perFrame, gpu_only: j.t === 'gpu_percent',
-      lo: j.lo, hi: j.hi, rows: j.fit.length, epochs: net.epochs, network: net.json,
-      residuals: calibrationResiduals(j.t, j.perFrame, calibration, features, new CompiledNetwork(net.json, d), j.lo, j.hi),
-    };
-    report[j.t] = { rows: j.fit.length, epochs: net.epochs, ms: net.ms };
-    log(`  ${j.t}: ${j.fit.length} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}, ${calibration.length} calibration rows`);
+    const network = networks.push({ features: 0, outputs: j.targets, rows: j.fit.length, epochs: net.epochs, json: net.json }) - 1;
+    const compiled = new CompiledNetwork(net.json, d, j.targets.length);
+    j.targets.forEach((t, output) => {
+      const calibration = usable(t, split.calibration);
+      const { lo, hi } = j.ranges[output];
+      targets[t] = {
+        network, output, transform: TARGET_SCALES[t].transform, per_frame: perFrame(t), gpu_only: t === 'gpu_percent', lo, hi, rows: j.fit.length,
+        residuals: calibrationResiduals(t, perFrame(t), calibration, features, compiled, output, lo, hi),
+      };
+      report[t] = { rows: j.fit.length, epochs: net.epochs, ms: net.ms };
+    });
+    log(`  ${j.targets.join(', ')}: ${j.fit.length} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`);
   });
   for (const t of TARGETS) {
     const inherited = !targets[t] && o.parent?.file.targets[t];
     if (!inherited) continue;
-    // The parent's target keeps the feature state it was trained with.
-    const parentState = o.parent!.file.features[inherited.features];
-    let idx = states.indexOf(parentState);
-    if (idx < 0) idx = states.push(parentState) - 1;
-    targets[t] = { ...inherited, features: idx, inherited_from: inherited.inherited_from ?? o.parent!.version };
+    // The parent's target keeps its network and the feature state that network reads.
+    const pf = o.parent!.file, pn = pf.networks[inherited.network];
+    let state = states.indexOf(pf.features[pn.features]);
+    if (state < 0) state = states.push(pf.features[pn.features]) - 1;
+    let network = networks.findIndex((n) => n.json === pn.json);
+    if (network < 0) network = networks.push({ ...pn, features: state }) - 1;
+    targets[t] = { ...inherited, network, inherited_from: inherited.inherited_from ?? o.parent!.version };
     report[t] = { ...report[t], rows: 0, inherited_from: targets[t]!.inherited_from };
   }
 
   const times = rows.map((r) => r.ts).filter((x): x is number => x !== undefined);
   const file: Omit<ModelFile, 'checksum'> = {
     format: MODEL_FORMAT, format_version: MODEL_FORMAT_VERSION, version: o.version, created_at: new Date().toISOString(),
-    coverage: o.coverage ?? DEFAULT_COVERAGE, features: states, targets,
+    coverage: o.coverage ?? DEFAULT_COVERAGE, features: states, networks, targets,
     defaults: defaultsOf(split.fit),
     trained_on: {
       source: o.source, rows: rows.length, fit_rows: split.fit.length, calibration_rows: split.calibration.length, test_rows: split.test.length,
@@ -185,11 +220,11 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
  * and with each category in turn (then all of them) encoded as `other`, which is what the
  * bound of a prediction for an unseen codec, preset or hardware class is drawn from.
  */
-function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, lo: number, hi: number): TargetModel['residuals'] {
-  const x = new Float64Array(s.names.length);
+function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, output: number, lo: number, hi: number): TargetModel['residuals'] {
+  const x = new Float64Array(s.names.length), v = new SparseVector(s.names.length);
   const residuals = (asOther?: ReadonlySet<Category>) => residualGrid(rows.map((r) => {
-    encodeFeatures(s, r.record, x, { asOther });
-    return yOf(t, r, perFrame) - fromUnit(net.run(x), lo, hi);
+    v.set(encodeFeatures(s, r.record, x, { asOther }));
+    return yOf(t, r, perFrame) - fromUnit(net.runSparse(v)[output], lo, hi);
   }));
   const novel: TargetModel['residuals']['novel'] = { all: residuals(new Set(CATEGORY_NAMES)) };
   for (const c of CATEGORY_NAMES) novel[c] = residuals(new Set([c]));

@@ -1,4 +1,4 @@
-/** Piscina worker: trains one target's network off the main thread (training.ts). */
+/** Piscina worker: trains one network off the main thread (training/index.ts). */
 import { trainNetwork, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
 
 export interface NetworkJob {
@@ -6,9 +6,11 @@ export interface NetworkJob {
   x: Float64Array;
   y: Float64Array;
   d: number;
+  /** Outputs per row (y is n × k). */
+  k: number;
   options: NetworkTrainOptions;
 }
 
 export default function train(job: NetworkJob): TrainedNetwork {
-  return trainNetwork(job.x, job.y, job.d, job.options);
+  return trainNetwork(job.x, job.y, job.d, job.options, job.k);
 }

@@ -66,7 +66,7 @@ export async function benchModel(): Promise<Record<string, number | string>> {
   out['predict 10,000 (ms, median of 7)'] = median(batches);
 
   // brain.js's own run() on the same networks and feature vectors, for the ratio.
-  const nets = Object.values(model.file.targets).map((t) => new brain.NeuralNetwork().fromJSON(t!.network as never));
+  const nets = model.file.networks.map((n) => new brain.NeuralNetwork().fromJSON(n.json as never));
   const state = model.file.features[0];
   const vectors = pool.slice(0, 2000).map((s) => encodeFeatures(state, describeSchema(s, { cores: 2 })));
   let t = ns();

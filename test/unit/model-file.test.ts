@@ -75,7 +75,7 @@ test('a file of another format, or another format version, is refused', () => {
 
 test('a file with one weight edited fails its checksum', () => {
   const f = shipped();
-  f.targets.cpu_cores!.network.layers[1].weights[0][0] += 1e-3;
+  f.networks[f.targets.cpu_cores!.network].json.layers[1].weights[0][0] += 1e-3;
   const file = write('edited.json', JSON.stringify(f));
   const e = refusal(() => loadModelFile(file));
   assert.match(e.reason, /checksum does not match its contents/);
@@ -91,10 +91,10 @@ test('a model built for another feature spec is refused even with a valid checks
 test('a network whose input size does not match the feature names is refused', () => {
   const f = shipped();
   const n = f.features[0].names.length;
-  const net = f.targets.memory_gb!.network;
+  const net = f.networks[f.targets.memory_gb!.network].json;
   net.sizes[0] = n - 1;
   for (const row of net.layers[1].weights) row.pop();
-  assert.match(refused(resealed(f)).reason, new RegExp(`network takes ${n - 1} inputs, the feature spec gives ${n}`));
+  assert.match(refused(resealed(f)).reason, new RegExp(`networks\\[\\d\\] \\([a-z_, ]+\\) takes ${n - 1} inputs, the feature spec gives ${n}`));
   // Names that no longer match the state are caught before the networks are.
   const g = shipped();
   g.features[0].names.push('noise');
@@ -103,15 +103,15 @@ test('a network whose input size does not match the feature names is refused', (
 
 test('a NaN or null weight is refused even with a valid checksum', () => {
   const f = shipped();
-  f.targets.duration_s!.network.layers[2].weights[1][3] = NaN;
-  assert.match(refused(resealed(f)).reason, /network layer 2 node 1 has a non-finite weight/);
+  f.networks[f.targets.duration_s!.network].json.layers[2].weights[1][3] = NaN;
+  assert.match(refused(resealed(f)).reason, /networks\[\d\] \([a-z_, ]+\) layer 2 node 1 has a non-finite weight/);
   // The same edit as it reaches the loader from a file: JSON writes NaN as null.
   const file = write('null-weight.json', JSON.stringify(resealed(f)));
   assert.match(readFileSync(file, 'utf8'), /null/);
   assert.match(refusal(() => loadModelFile(file)).reason, /non-finite weight/);
   const bias = shipped();
-  (bias.targets.cpu_cores!.network.layers[1].biases as unknown as (number | null)[])[0] = null;
-  assert.match(refused(resealed(bias)).reason, /network layer 1 has a non-finite bias/);
+  (bias.networks[bias.targets.cpu_cores!.network].json.layers[1].biases as unknown as (number | null)[])[0] = null;
+  assert.match(refused(resealed(bias)).reason, /networks\[\d\] \([a-z_, ]+\) layer 1 has a non-finite bias/);
 });
 
 test('a coverage outside 0.5–0.999, in the file or asked of the loader, is refused', () => {

@@ -102,7 +102,8 @@ test('training is deterministic for a fixed seed', async () => {
   assert.equal(a.model.file.targets, b.model.file.targets);
   for (const r of a.split.test) assert.equal(a.model.predictRecord(r.record), b.model.predictRecord(r.record));
   const c = await trainModel(rows, { ...o, seed: 10 });
-  assert.not.equal(c.model.file.targets.duration_s!.network.layers, a.model.file.targets.duration_s!.network.layers, 'another seed trains other weights');
+  assert.not.equal(c.model.file.networks, a.model.file.networks, 'another seed trains other weights');
+  assert.equal(a.model.file.networks, b.model.file.networks);
 });
 
 test('a target no row measures is inherited from the parent model, and predicts as the parent does', async () => {
@@ -114,7 +115,7 @@ test('a target no row measures is inherited from the parent model, and predicts 
   for (const t of ['cpu_cores', 'gpu_percent', 'bandwidth_mbps'] as const) {
     assert.is(f.targets[t]?.inherited_from, 'main-1', `${t} inherited`);
     assert.is(child.targets[t]?.inherited_from, 'main-1');
-    assert.equal(f.targets[t]!.network, parent.file.targets[t]!.network);
+    assert.equal(f.networks[f.targets[t]!.network].json, parent.file.networks[parent.file.targets[t]!.network].json);
   }
   for (const t of ['duration_s', 'memory_gb'] as const) assert.is(f.targets[t]?.inherited_from, undefined, `${t} is trained afresh`);
   for (const r of [BASE, NVENC(1920, 1080, 'p4'), ...rows.slice(0, 20).map((x) => x.record)]) {
