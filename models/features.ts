@@ -58,17 +58,22 @@ export function outputFrames(r: EncodeRecord): number | undefined {
   if (fps && dur) return Math.max(1, Math.round(fps * dur));
   return r.input.frames;
 }
+/** CRF scale per encoder name, worked out once per name (encoding runs per prediction). */
+const crfScales = new Map<string, number>();
 /** CRF as a share of its encoder's scale (0–51 for x264/x265/NVENC, 0–255 for AV1 NVENC, else 0–63). */
 function crfShare(r: EncodeRecord): number | undefined {
   const { crf, encoder = '' } = r.output;
   if (crf === undefined) return undefined;
-  return crf / (encoder === 'av1_nvenc' ? 255 : /x26[45]|nvenc|264|265/.test(encoder) ? 51 : 63);
+  let scale = crfScales.get(encoder);
+  if (scale === undefined) crfScales.set(encoder, (scale = encoder === 'av1_nvenc' ? 255 : /x26[45]|nvenc|264|265/.test(encoder) ? 51 : 63));
+  return crf / scale;
 }
-/** Preset rank 0 (fastest) .. 1 (slowest) within the encoder's own list; unknown pairs are missing. */
+/** Per encoder, each preset's rank 0 (fastest) .. 1 (slowest) in its list (slowest last in PRESETS). */
+const PRESET_RANKS = new Map(Object.entries(PRESETS as Record<string, readonly string[]>).map(([encoder, list]) =>
+  [encoder, new Map(list.map((p, i) => [p, list.length === 1 ? 0.5 : i / (list.length - 1)]))]));
+/** Preset rank within the encoder's own list; unknown pairs are missing. */
 export function presetSlowness(encoder: string | undefined, preset: string | undefined): number | undefined {
-  const list = encoder ? (PRESETS as Record<string, readonly string[]>)[encoder] : undefined;
-  const i = list && preset !== undefined ? list.indexOf(preset) : -1;
-  return list && i >= 0 ? (list.length === 1 ? 0.5 : i / (list.length - 1)) : undefined;
+  return encoder === undefined || preset === undefined ? undefined : PRESET_RANKS.get(encoder)?.get(preset);
 }
 const bitsPerPixel = (kbps: number | undefined, px: number | undefined, fps: number | undefined) =>
   kbps && px && fps ? log10((kbps * 1000) / (px * fps)) : undefined;

@@ -346,10 +346,23 @@ function noveltyQuantile(rt: RuntimeTarget, n: EncodeNotes): number {
   return q;
 }
 
+/** The words for each kind of note, made once per name: a prediction only looks them up. */
+const NOTE_WORDS = {
+  unseen: 'value not seen in training, predicted as "other" with a wider bound',
+  missing: 'not known, the training mean was used',
+  outside: 'beyond the training range, extrapolated',
+} as const;
+const madeWords = { unseen: new Map<string, string>(), missing: new Map<string, string>(), outside: new Map<string, string>() };
+const words = (kind: keyof typeof NOTE_WORDS, name: string) => {
+  let w = madeWords[kind].get(name);
+  if (w === undefined) madeWords[kind].set(name, (w = `${name}: ${NOTE_WORDS[kind]}`));
+  return w;
+};
+
 function describeNotes(n: EncodeNotes, flags: string[]): void {
-  for (const c of n.unseen) flags.push(`${c}: value not seen in training, predicted as "other" with a wider bound`);
-  for (const c of n.missing) flags.push(`${c}: not known, the training mean was used`);
-  for (const c of n.outside) flags.push(`${c}: beyond the training range, extrapolated`);
+  for (const c of n.unseen) flags.push(words('unseen', c));
+  for (const c of n.missing) flags.push(words('missing', c));
+  for (const c of n.outside) flags.push(words('outside', c));
 }
 
 /**
