@@ -15,9 +15,15 @@
  *    ±CLIP. A column missing from every training row is left out; one missing from some rows
  *    gets a companion `<name>_known` column (1 when present) and reads 0 (the mean) when absent.
  * 3. Extra numeric columns a mapping file passed (`extra.<name>`), treated like NUMERICS.
+ *
+ * Some numbers only a probe of the media or a log can give (PROBED: content complexity, frame
+ * types, file size, a log's extra columns); a submitted schema does not carry them. Those
+ * columns always get a `_known` companion, and training hides them on a share of rows, so a
+ * model fitted on logs that always have them still knows what to predict without them.
  */
 import { PRESETS } from '../shared/index.js';
 import type { EncodeRecord } from './record.js';
+import { SparseVector } from './sparse.js';
 
 export const FEATURE_SPEC_VERSION = 'features-v2';
 
@@ -77,6 +83,10 @@ export function presetSlowness(encoder: string | undefined, preset: string | und
 }
 const bitsPerPixel = (kbps: number | undefined, px: number | undefined, fps: number | undefined) =>
   kbps && px && fps ? log10((kbps * 1000) / (px * fps)) : undefined;
+
+/** Numeric columns a schema does not give (measured by a probe, or read from a log). */
+const PROBED = new Set(['i_share', 'p_share', 'b_share', 'log_in_size', 'si', 'ti']);
+export const isProbed = (name: string) => PROBED.has(name) || name.startsWith('extra.');
 
 /** Numeric inputs: name → how it is computed (undefined = not known for this record). */
 export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> = {
@@ -169,7 +179,7 @@ export function fitFeatures(records: readonly EncodeRecord[]): FeatureState {
     for (const v of values) variance += (v - mean) ** 2 / n;
     // A constant column (spread lost in rounding) gets a unit spread: it reads 0 for the training value.
     const std = max - min <= 1e-9 * Math.max(1, Math.abs(mean)) ? 1 : Math.sqrt(variance);
-    numeric.push({ name, mean, std, min, max, flag: n < records.length });
+    numeric.push({ name, mean, std, min, max, flag: n < records.length || isProbed(name) });
   }
   const state = { spec: FEATURE_SPEC_VERSION, vocab, numeric, extras } as const;
   return { ...state, names: featureNames(state) };
@@ -183,11 +193,15 @@ export interface EncodeNotes {
   missing: string[];
   /** Numbers beyond the training range by more than a tenth of it (the networks extrapolate). */
   outside: string[];
+  /** PROBED numbers the model reads that this record lacks (its bound is the unprobed one). */
+  unprobed: number;
 }
 
 export interface EncodeOptions {
   /** Categories to encode as `other` whatever their value (training dropout, novelty calibration). */
   asOther?: ReadonlySet<Category>;
+  /** Encode PROBED columns as unknown whatever the record says (training dropout, calibration). */
+  unprobed?: boolean;
   /** Filled with notes about the record, when given. */
   notes?: EncodeNotes;
 }
@@ -195,7 +209,9 @@ export interface EncodeOptions {
 /** A fitted state laid out for encoding: offsets, value → column maps and getters resolved once. */
 interface Compiled {
   categories: Array<{ name: Category; get: (r: EncodeRecord) => string | undefined; columns: Map<string, number>; other: number }>;
-  numeric: Array<NumericState & { get: (r: EncodeRecord) => number | undefined; at: number; lo: number; hi: number }>;
+  numeric: Array<NumericState & { get: (r: EncodeRecord) => number | undefined; at: number; lo: number; hi: number; probed: boolean }>;
+  /** Where encodeFeatures writes before spreading into a dense vector. */
+  scratch: SparseVector;
 }
 const compiled = new WeakMap<FeatureState, Compiled>();
 
@@ -211,38 +227,59 @@ function compile(s: FeatureState): Compiled {
     const extra = n.name.startsWith('extra.') ? n.name.slice(6) : undefined;
     const raw = extra !== undefined ? (r: EncodeRecord) => r.extra[extra] : NUMERICS[n.name];
     const slack = (n.max - n.min) / 10;
-    const c = { ...n, get: (r: EncodeRecord) => { const v = raw(r); return v !== undefined && Number.isFinite(v) ? v : undefined; }, at, lo: n.min - slack, hi: n.max + slack };
+    const c = { ...n, get: (r: EncodeRecord) => { const v = raw(r); return v !== undefined && Number.isFinite(v) ? v : undefined; }, at, lo: n.min - slack, hi: n.max + slack, probed: isProbed(n.name) };
     at += n.flag ? 2 : 1;
     return c;
   });
-  return { categories, numeric };
+  return { categories, numeric, scratch: new SparseVector(s.names.length) };
 }
 
 /** Encodes one record into `out` (length = state.names.length). */
 export function encodeFeatures(s: FeatureState, r: EncodeRecord, out: Float64Array = new Float64Array(s.names.length), o: EncodeOptions = {}): Float64Array {
-  let c = compiled.get(s);
-  if (!c) compiled.set(s, (c = compile(s)));
+  const v = encodeSparse(s, r, compiledState(s).scratch, o);
   out.fill(0);
+  for (let k = 0; k < v.n; k++) out[v.idx[k]] = v.val[k];
+  return out;
+}
+
+/**
+ * Encodes one record as its non-zero entries, in column order (what the networks read: the
+ * prediction path never builds the dense vector).
+ */
+export function encodeSparse(s: FeatureState, r: EncodeRecord, v: SparseVector, o: EncodeOptions = {}): SparseVector {
+  const c = compiledState(s);
+  const { idx, val } = v;
+  let n = 0;
   for (const cat of c.categories) {
     const forced = o.asOther?.has(cat.name);
     const j = forced ? undefined : cat.columns.get(cat.get(r) ?? '');
     if (j === undefined && !forced) o.notes?.unseen.push(cat.name);
-    out[j ?? cat.other] = 1;
+    idx[n] = j ?? cat.other;
+    val[n++] = 1;
   }
-  for (const n of c.numeric) {
-    const v = n.get(r);
-    if (v === undefined) {
-      if (!n.flag) o.notes?.missing.push(n.name);
+  for (const m of c.numeric) {
+    const x = o.unprobed && m.probed ? undefined : m.get(r);
+    if (x === undefined) {
+      if (!m.flag) o.notes?.missing.push(m.name);
+      else if (m.probed && o.notes) o.notes.unprobed++;
       continue;
     }
-    out[n.at] = Math.max(-CLIP, Math.min(CLIP, (v - n.mean) / n.std));
-    if (n.flag) out[n.at + 1] = 1;
-    if (o.notes && (v < n.lo || v > n.hi)) o.notes.outside.push(n.name);
+    const z = Math.max(-CLIP, Math.min(CLIP, (x - m.mean) / m.std));
+    if (z !== 0) { idx[n] = m.at; val[n++] = z; }
+    if (m.flag) { idx[n] = m.at + 1; val[n++] = 1; }
+    if (o.notes && (x < m.lo || x > m.hi)) o.notes.outside.push(m.name);
   }
-  return out;
+  v.n = n;
+  return v;
 }
 
-export const newNotes = (): EncodeNotes => ({ unseen: [], missing: [], outside: [] });
+function compiledState(s: FeatureState): Compiled {
+  let c = compiled.get(s);
+  if (!c) compiled.set(s, (c = compile(s)));
+  return c;
+}
+
+export const newNotes = (): EncodeNotes => ({ unseen: [], missing: [], outside: [], unprobed: 0 });
 
 /** Checks a stored state for internal consistency; returns what is wrong, or undefined. */
 export function checkFeatureState(s: FeatureState): string | undefined {

@@ -118,7 +118,9 @@ export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): Encode
       frames: fps !== undefined && duration !== undefined ? Math.max(1, Math.round(fps * duration)) : undefined,
     },
     content: { noise: inp.kind === 'synthetic' ? inp.noise : undefined },
-    node: { ...node, gpus: node.gpus ?? (GPU_ENCODERS.has(out.encoder) ? 1 : 0) },
+    // Written out rather than spread: every record's node has one shape, which keeps the
+    // feature getters that read it monomorphic (a spread's shape follows its input's).
+    node: { cores: node.cores, hw_class: node.hw_class, gpus: node.gpus ?? (GPU_ENCODERS.has(out.encoder) ? 1 : 0) },
     extra: {},
   };
 }

@@ -14,7 +14,7 @@
  */
 import os from 'node:os';
 import { Piscina } from 'piscina';
-import { CATEGORIES, encodeFeatures, fitFeatures, outputFrames, type Category, type FeatureState } from '../features.js';
+import { CATEGORIES, encodeFeatures, encodeSparse, fitFeatures, isProbed, outputFrames, type Category, type FeatureState } from '../features.js';
 import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
 import { residualGrid } from '../conformal.js';
 import {
@@ -32,6 +32,8 @@ export { splitRows, keyBucket, TEST_SHARE, CALIBRATION_SHARE, type Split, type S
 export const MIN_TARGET_ROWS = 12;
 /** Chance that training encodes a row's category as `other`, so that column learns the average. */
 const CATEGORY_DROPOUT = 0.04;
+/** Chance that training hides a row's PROBED numbers, so the networks learn the schema-only case. */
+const PROBE_DROPOUT = 0.3;
 /** Duration is learned per output frame when at least this share of its rows know their frames. */
 const PER_FRAME_SHARE = 0.9;
 
@@ -144,7 +146,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
     const y = new Float64Array(new SharedArrayBuffer(fit.length * k * 8));
     fit.forEach((r, i) => {
       const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
-      encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther });
+      encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther, unprobed: rand() < PROBE_DROPOUT });
       g.forEach((t, j) => { y[i * k + j] = toUnit(yOf(t, r, perFrame(t)), ranges[j].lo, ranges[j].hi); });
     });
     const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k), ...o.network, seed: seed * 31 + gi };
@@ -221,13 +223,14 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
  * bound of a prediction for an unseen codec, preset or hardware class is drawn from.
  */
 function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, output: number, lo: number, hi: number): TargetModel['residuals'] {
-  const x = new Float64Array(s.names.length), v = new SparseVector(s.names.length);
-  const residuals = (asOther?: ReadonlySet<Category>) => residualGrid(rows.map((r) => {
-    v.set(encodeFeatures(s, r.record, x, { asOther }));
+  const v = new SparseVector(s.names.length);
+  const residuals = (asOther?: ReadonlySet<Category>, unprobed = false) => residualGrid(rows.map((r) => {
+    encodeSparse(s, r.record, v, { asOther, unprobed });
     return yOf(t, r, perFrame) - fromUnit(net.runSparse(v)[output], lo, hi);
   }));
-  const novel: TargetModel['residuals']['novel'] = { all: residuals(new Set(CATEGORY_NAMES)) };
+  const novel: TargetModel['residuals']['novel'] = { all: residuals(new Set(CATEGORY_NAMES), s.numeric.some((n) => isProbed(n.name))) };
   for (const c of CATEGORY_NAMES) novel[c] = residuals(new Set([c]));
+  if (s.numeric.some((n) => isProbed(n.name))) novel.unprobed = residuals(undefined, true);
   return { known: residuals(), novel };
 }
 

@@ -67,7 +67,7 @@ export async function benchModel(): Promise<Record<string, number | string>> {
   out['predict 10,000 (ms, median of 7)'] = median(batches);
 
   // The network pass alone: brain.js's own run() on the same networks and vectors, against the
-  // compiled bank the model uses (same outputs, bit for bit; models/network.ts).
+  // compiled bank the model uses (same outputs to a Float32 rounding step; models/network.ts).
   const state = model.file.features[0];
   const vectors = pool.slice(0, 2000).map((s) => encodeFeatures(state, describeSchema(s, { cores: 2 })));
   const nets = model.file.networks.map((n) => new brain.NeuralNetwork().fromJSON(n.json as never));
@@ -94,6 +94,9 @@ export async function benchModel(): Promise<Record<string, number | string>> {
   const csv = fileURLToPath(new URL('../../../models/default/calibration-runs.csv', import.meta.url));
   const split = splitRows(runsToRows(trainingRunsFromCsv(readFileSync(csv, 'utf8'))!));
   out['shipped model on its held-out encodes'] = brief(evaluatePredictor((r) => model.predictRecord(r), split.test));
+  // The same encodes as a bare schema describes them (no SI/TI probe): what the leader predicts from.
+  const bare = split.test.map((r) => ({ ...r, record: { ...r.record, content: { noise: r.record.content.noise } } }));
+  out['shipped model, same encodes without SI/TI'] = brief(evaluatePredictor((r) => model.predictRecord(r), bare));
   for (const b of BASELINES) out[`shipped split: ${b}`] = brief(evaluatePredictor(fitBaseline(b, split, model.coverage), split.test));
 
   // Parsing a 100,000-line, 25-column log.

@@ -141,6 +141,23 @@ test('a number every training row had is reported missing when a record lacks it
   assert.equal(notes.missing, ['noise']);
 });
 
+test('a probed number every training row had still gets a _known column, is not reported missing, and unprobed hides it', () => {
+  // Logs measure content complexity on every row; a submitted schema never carries it.
+  const s = fitFeatures(TRAINING.map((r, i) => ({ ...r, content: { ...r.content, si_mean: 30 + i } })));
+  assert.ok(numeric('si', s).flag, 'si is flagged although every row had it');
+  const probed = encoded({ ...TRAINING[7], content: { ...TRAINING[7].content, si_mean: 37 } }, {}, s);
+  assert.is(probed.col('si_known'), 1);
+  assert.ok(probed.col('si') !== 0);
+  const schemaOnly = encoded(TRAINING[7], {}, s);
+  assert.is(schemaOnly.col('si_known'), 0);
+  assert.equal(schemaOnly.notes.missing, [], 'a probed number is not reported missing');
+  assert.is(schemaOnly.notes.unprobed, 2, 'the note counts the probed numbers absent (si and the extra column)');
+  const hidden = encoded({ ...TRAINING[7], content: { ...TRAINING[7].content, si_mean: 37 } }, { unprobed: true }, s);
+  assert.equal(hidden.x, schemaOnly.x, 'unprobed encodes a probed record as one without the probe');
+  assert.equal(encoded(TRAINING[4], { unprobed: true }).x, encoded(TRAINING[4]).x.map((v, i) => (STATE.names[i] === 'extra.size_ratio_known' || STATE.names[i] === 'extra.size_ratio' ? 0 : v)),
+    'extra columns from a log count as probed');
+});
+
 test('values beyond the training range are reported outside and clipped at ±5', () => {
   const far = encoded(variant(0, (r) => { r.content.noise = 10_000; r.input.duration_s = 1e-6; }));
   assert.is(far.col('noise'), 5);

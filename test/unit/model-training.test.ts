@@ -77,6 +77,25 @@ test('a record with a codec never seen in training gets a wider bound and a flag
 test('a record with an encoder never seen in training gets a wider bound and a flag naming the encoder', () => unseenWidens('encoder', (r) => { r.output.encoder = 'libopenh264'; }));
 test('a record on a hardware class never seen in training gets a wider bound and a flag naming it', () => unseenWidens('hw_class', (r) => { r.node.hw_class = 'power10'; }));
 
+test('a model trained on rows that always carry content complexity predicts schemas without it, with the bound drawn for that case', async () => {
+  // A log that probed every input: SI follows the noise the schema also gives, TI is jitter.
+  const rand = seededRandom(5);
+  const probed = priorRows(1200, { seed: 11, noise: 0.06 }).map((r) => ({
+    ...r, record: { ...r.record, content: { ...r.record.content, si_mean: 20 + 0.6 * (r.record.content.noise ?? 0) + 4 * rand(), ti_mean: 10 * rand() } },
+  }));
+  const { model, split } = await trainModel(probed, { version: 'probed-1', source: 'probed prior rows', seed: 2, network: { hidden: [12, 6], maxEpochs: 60 } });
+  assert.ok(model.file.features[0].names.includes('si_known'), 'si gets a _known column');
+  for (const t of LOG_TARGETS) assert.ok(model.file.targets[t]!.residuals.novel.unprobed?.n, `${t} has residuals without the probe`);
+  const unprobed = split.test.map((r) => ({ ...r, record: { ...r.record, content: { noise: r.record.content.noise } } }));
+  const asIs = evaluatePredictor((r) => model.predictRecord(r), split.test), without = evaluatePredictor((r) => model.predictRecord(r), unprobed);
+  for (const t of LOG_TARGETS) {
+    assert.ok(without[t]!.coverage >= 0.9, `${t}: coverage without the probe ${without[t]!.coverage.toFixed(3)}`);
+    assert.ok(without[t]!.scale_mae <= 1.5 * asIs[t]!.scale_mae + 0.01, `${t}: error without the probe ${without[t]!.scale_mae.toFixed(4)} vs ${asIs[t]!.scale_mae.toFixed(4)} with it`);
+  }
+  const p = model.predictRecord({ ...BASE, node: { ...BASE.node, hw_class: undefined } });
+  assert.not.ok(p.flags.some((f) => /^(si|ti):/.test(f)), `flags: ${p.flags.join('; ')}`);
+});
+
 test('gpu share is 0 for CPU encoders and learned for NVENC ones', async () => {
   const { model, metrics, split } = await main();
   assert.ok(model.file.targets.gpu_percent?.gpu_only);
