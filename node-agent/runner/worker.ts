@@ -74,7 +74,7 @@ async function encode(
     await rename(plan.part_path, plan.final_path);
     done = true;
     return {
-      actual: usage(runs, input_bytes, output_bytes),
+      actual: usage(runs, input_bytes, output_bytes, job.core_ids.length),
       output_bytes,
       output_path: plan.final_path,
       ...quality,
@@ -103,19 +103,20 @@ async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, s
 /**
  * Passes are summed. duration_s is what the reservation was held for (ffmpeg start-up included);
  * cpu_cores divides -benchmark's CPU time by its own transcode time, as both leave start-up out
- * (~0.1 s that would otherwise drag short encodes' figure down). memory_gb is the highest of each
+ * (~0.1 s that would otherwise drag short encodes' figure down), capped at the cores when pinned. memory_gb is the highest of each
  * pass's sampled peak and -benchmark's maxrss. Bandwidth counts what ffmpeg read plus the output
  * file. Each pass reads at least the whole input file: a floor for the samples, which miss a
  * pass's last interval (all of a shorter pass). GPU use of nvenc is not in `actual` yet (the
  * samples and `usage` carry nvidia-smi's figures).
  */
-function usage(runs: FfmpegRun[], input_bytes: number, output_bytes: number): EncodeResult['actual'] {
+function usage(runs: FfmpegRun[], input_bytes: number, output_bytes: number, cores: number): EncodeResult['actual'] {
   const wall = runs.reduce((s, r) => s + r.wall_s, 0);
   const cpu = runs.reduce((s, r) => s + (r.cpu_s ?? 0), 0);
   const transcode = runs.reduce((s, r) => s + (r.transcode_s ?? r.wall_s), 0);
   const read = runs.reduce((s, r) => s + Math.max(r.read_bytes, input_bytes), 0);
   return {
-    cpu_cores: cpu / transcode,
+    // Pinned, it cannot have used more than its cores: a few % above is -benchmark's two clocks disagreeing.
+    cpu_cores: runs.every((r) => r.pinned) ? Math.min(cores, cpu / transcode) : cpu / transcode,
     gpu_percent: 0,
     memory_gb: Math.max(...runs.map((r) => r.usage.memory_gb_peak)),
     bandwidth_mbps: ((read + output_bytes) * 8) / wall / 1e6,
