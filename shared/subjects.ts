@@ -7,7 +7,9 @@
 export const JOBS_STREAM = 'PRESCIENT_JOBS';
 /** Subject a submitter publishes an EncodingSchema envelope on. */
 export const SUBMIT_SUBJECT = 'prescient.jobs.submit';
-/** Durable consumer the leader (whoever it is) pulls submissions through. */
+/** Subject `prescient cancel` publishes on; in the jobs stream, so a cancel waits for a leader like a submission. */
+export const CANCEL_SUBJECT = 'prescient.jobs.cancel';
+/** Durable consumer the leader (whoever it is) pulls submissions and cancellations through. */
 export const JOBS_CONSUMER = 'prescient-leader';
 
 /** Stream keeping every job's status events, so `submit --wait` can replay them from the start. */

@@ -85,6 +85,16 @@ export interface EncodingTask {
   /** Why the task is queued, failed or rejected. */
   reason?: string;
   attempts: number;
+  /** When its current reservation was committed (epoch ms): where estimates of its end start. */
+  started_at?: number;
+  /** Set when cancellation was asked for while it held a reservation: it ends `cancelled`. */
+  cancel_requested_at?: number;
+}
+
+/** The message `prescient cancel` publishes on the cancel subject. */
+export interface CancelEnvelope {
+  job_id: string;
+  requested_at: number;
 }
 
 /** The message a submitter publishes on the submit subject. */

@@ -5,8 +5,8 @@
  */
 import { AckPolicy, DeliverPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
 import {
-  ALL_JOB_EVENTS, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES,
-  jobEventsSubject, type EncodingTask, type SubmitEnvelope, type TaskEvent,
+  ALL_JOB_EVENTS, CANCEL_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES,
+  jobEventsSubject, type CancelEnvelope, type EncodingTask, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
 const json = JSONCodec();
@@ -22,12 +22,14 @@ export async function connectBus(url: string, name: string): Promise<NatsConnect
 export async function ensureStreams(nc: NatsConnection): Promise<void> {
   const jsm = await nc.jetstreamManager();
   const want = [
-    { name: JOBS_STREAM, subjects: [SUBMIT_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
+    { name: JOBS_STREAM, subjects: [SUBMIT_SUBJECT, CANCEL_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
     { name: EVENTS_STREAM, subjects: [ALL_JOB_EVENTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * 24 * 3600_000) },
   ];
   for (const cfg of want) {
     try {
-      await jsm.streams.info(cfg.name);
+      const info = await jsm.streams.info(cfg.name);
+      // A stream made by an older version lacks newer subjects: add them, keep the messages.
+      if (cfg.subjects.some((s) => !info.config.subjects?.includes(s))) await jsm.streams.update(cfg.name, { ...info.config, subjects: cfg.subjects });
     } catch {
       await jsm.streams.add(cfg).catch(async (e) => {
         // Another process created it between our check and our add.
@@ -38,6 +40,11 @@ export async function ensureStreams(nc: NatsConnection): Promise<void> {
   await jsm.consumers.add(JOBS_STREAM, {
     durable_name: JOBS_CONSUMER, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000,
   }).catch(() => undefined); // exists already
+}
+
+/** Asks whichever leader is up (now or later) to cancel a job; a repeat within ten minutes is deduplicated. */
+export async function publishCancel(js: JetStreamClient, env: CancelEnvelope): Promise<void> {
+  await js.publish(CANCEL_SUBJECT, json.encode(env), { msgID: `cancel-${env.job_id}` });
 }
 
 /** Publishes a submission; JetStream deduplicates a re-sent job id within ten minutes. */

@@ -7,12 +7,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import {
-  ConfigError, SchemaValidationError, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
+  ConfigError, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
   jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type ValidationContext,
 } from '../../shared/index.js';
 import { JSONCodec } from 'nats';
 import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
-import { connectBus, ensureStreams, followJob, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
+import { connectBus, ensureStreams, followJob, publishCancel, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
 import { startCoordinator } from '../coordinator.js';
 import { parseSchedule, parseWindow } from '../retrain/index.js';
 import { startAgent, runCalibration } from '../../node-agent/index.js';
@@ -141,6 +141,32 @@ program.command('status').description('show the recorded state of one job')
       const t = await (await JetStreamTaskStore.open(nc.jetstream())).get(id);
       if (!t) { console.error(`no job ${id}`); process.exitCode = 4; return; }
       print(o.json, t, () => formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent));
+    } finally {
+      await nc.drain();
+    }
+  });
+
+program.command('cancel').description('cancel a job: a queued one at once, a running one once its agent has stopped the encode')
+  .argument('<job-id>')
+  .option('--no-wait', 'return once the request is published (it waits in JetStream until a leader takes it)')
+  .option('--timeout <seconds>', 'give up waiting after this long', '60')
+  .option('--json', 'print the final event as JSON')
+  .action(async (id: string, o) => {
+    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    try {
+      const js = nc.jetstream();
+      await ensureStreams(nc);
+      const t = await (await JetStreamTaskStore.open(js)).get(id);
+      if (t && TERMINAL_STATES.has(t.state)) {
+        print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);
+        process.exitCode = 3;
+        return;
+      }
+      await publishCancel(js, { job_id: id, requested_at: Date.now() });
+      if (!o.wait) { print(o.json, { job_id: id, requested: true }, () => `cancellation of ${id} requested`); return; }
+      const last = await followJob(js, id, () => undefined, Number(o.timeout) * 1000);
+      print(o.json, last ?? { job_id: id, state: 'unknown', reason: 'timed out waiting' }, () => (last ? formatEvent(last) : `${id}: no final state within ${o.timeout} s`));
+      if (last?.state !== 'cancelled') process.exitCode = 1;
     } finally {
       await nc.drain();
     }

@@ -12,14 +12,15 @@
 import type { ConsumerMessages, JetStreamClient } from 'nats';
 import {
   AgentClient, SchemaValidationError, TERMINAL_STATES, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
-  JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, GPU_ENCODERS, SLA_CLASSES,
+  JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, GPU_ENCODERS, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
-  type SubmitEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
+  type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
 import { hardwareClass, type ResourcePredictor } from '../../models/index.js';
 import { Ledger, type LedgerSnapshot } from '../ledger/index.js';
 import { place, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
+import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
 
 export interface LeaderOptions {
   id: string;
@@ -33,6 +34,8 @@ export interface LeaderOptions {
   heartbeatMs: number;
   /** Attempts before a task that keeps losing its node is failed. */
   maxAttempts?: number;
+  /** How queued work is ordered (SLA class delays, submitter spacing). */
+  queuePolicy?: QueuePolicy;
   log: (msg: string) => void;
   now?: () => number;
 }
@@ -46,8 +49,6 @@ class Serial {
     return next;
   }
 }
-
-const SLA_RANK = Object.fromEntries(SLA_CLASSES.map((c, i) => [c, i])) as Record<string, number>;
 
 export class Leader {
   readonly ledger: Ledger;
@@ -88,9 +89,9 @@ export class Leader {
     this.agents.clear();
   }
 
-  /** Active tasks in queue order, for status views. */
+  /** Queued tasks in the order they get resources (coordinator/queue). */
   queue(): EncodingTask[] {
-    return [...this.active.values()].filter((t) => t.state === 'queued').sort(queueOrder);
+    return orderQueue([...this.active.values()], this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY).map((e) => e.task);
   }
 
   // ── submissions ──────────────────────────────────────────────────────────────────────
@@ -102,7 +103,7 @@ export class Leader {
         this.messages = await consumer.consume({ max_messages: 64, expires: 5000 });
         if (this.stopped) break;
         for await (const m of this.messages) {
-          await this.serial.run(() => this.admit(m.data)).then(
+          await this.serial.run(() => (m.subject === CANCEL_SUBJECT ? this.cancel(m.data) : this.admit(m.data))).then(
             () => m.ack(),
             (e) => { this.log(`could not admit a submission, it will be redelivered: ${e}`); m.nak(2000); },
           );
@@ -143,6 +144,49 @@ export class Leader {
       this.active.set(task.id, task);
       await this.schedule();
     }
+  }
+
+  /**
+   * Cancels one job. A queued job ends at once; one holding a reservation keeps it until its
+   * agent confirms ffmpeg has stopped (its report, or the node's loss), so the resources are
+   * never handed out while the encode may still be using them.
+   */
+  private async cancel(data: Uint8Array): Promise<void> {
+    let env: CancelEnvelope;
+    try {
+      env = jsonCodec.decode(data) as CancelEnvelope;
+    } catch {
+      this.log('dropped a cancellation that is not JSON');
+      return;
+    }
+    const t = typeof env?.job_id === 'string' ? this.active.get(env.job_id) : undefined;
+    if (!t) {
+      const known = typeof env?.job_id === 'string' && JOB_ID_PATTERN.test(env.job_id) ? await this.o.store.get(env.job_id) : undefined;
+      this.log(`cancel ${JSON.stringify(env?.job_id)}: ${known ? `already ${known.state}` : 'no such job'}`);
+      return;
+    }
+    if (t.state === 'queued') return this.finishCancel(t, 'cancelled on request while queued');
+    if (t.cancel_requested_at !== undefined) return;
+    t.cancel_requested_at = this.now();
+    t.reason = 'cancelling: waiting for the agent to stop the encode';
+    await this.record(t);
+    const node = t.allocation && this.ledger.snapshot().nodes.find((n) => n.capacity.node_id === t.allocation!.node_id);
+    const stopped = node
+      ? await this.agent(node.capacity.address).cancel({ task_id: t.id, term: this.o.term }).then((a) => a, (e: Error) => ({ ok: false, reason: e.message }))
+      : { ok: false, reason: 'its node is not in the ledger' };
+    // The agent is not running it (the assignment never arrived, or it just ended): nothing holds the resources.
+    if (!stopped.ok && /not running here/.test(stopped.reason)) {
+      this.ledger.release(t.id);
+      return this.finishCancel(t, 'cancelled on request before its encode started');
+    }
+    if (!stopped.ok) this.log(`cancel ${t.id}: agent did not confirm (${stopped.reason}); it ends when the node reports or is lost`);
+  }
+
+  private async finishCancel(t: EncodingTask, reason: string): Promise<void> {
+    this.active.delete(t.id);
+    this.unclaimed.delete(t.id);
+    t.allocation = undefined;
+    await this.record(Object.assign(t, { state: 'cancelled' as TaskState, reason }));
   }
 
   // ── placement ────────────────────────────────────────────────────────────────────────
@@ -187,6 +231,7 @@ export class Leader {
       t.attempts += 1;
       t.reason = undefined;
       t.state = 'placed';
+      t.started_at = this.now();
       await this.record(t);
       const refused = await this.agent(node.capacity.address)
         .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(commit.allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
@@ -203,6 +248,8 @@ export class Leader {
     this.ledger.release(t.id);
     this.unclaimed.delete(t.id);
     t.allocation = undefined;
+    t.started_at = undefined;
+    if (t.cancel_requested_at !== undefined) return this.finishCancel(t, `cancelled (${reason})`);
     if (t.attempts >= (this.o.maxAttempts ?? 5)) {
       this.active.delete(t.id);
       await this.record(Object.assign(t, { state: 'failed' as TaskState, reason: `gave up after ${t.attempts} attempts; last: ${reason}` }));
@@ -260,8 +307,8 @@ export class Leader {
       }
       this.ledger.release(t.id);
       this.active.delete(t.id);
-      t.state = rep.state === 'succeeded' ? 'succeeded' : 'failed';
-      t.reason = rep.reason || undefined;
+      t.state = rep.state === 'succeeded' ? 'succeeded' : t.cancel_requested_at !== undefined ? 'cancelled' : 'failed';
+      t.reason = t.state === 'cancelled' ? 'cancelled on request; the encode was stopped' : rep.reason || undefined;
       if (rep.state === 'succeeded' && rep.actual) {
         t.result = {
           actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,
@@ -318,6 +365,4 @@ export class Leader {
   private log(msg: string) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`); }
 }
 
-function queueOrder(a: EncodingTask, b: EncodingTask): number {
-  return (SLA_RANK[a.schema.priority] ?? 9) - (SLA_RANK[b.schema.priority] ?? 9) || a.submitted_at - b.submitted_at || (a.id < b.id ? -1 : 1);
-}
+

@@ -1,0 +1,151 @@
+/**
+ * The SLA queue: in which order queued tasks get resources, and when each is likely to start.
+ * Pure functions over task records and node capacities, so the leader (placing) and the CLI
+ * (`prescient queue`, reading the same records from JetStream) rank the queue the same way.
+ *
+ * Order is by a virtual start time, as in virtual-clock and earliest-deadline schedulers:
+ *
+ *   key = submitted_at + class delay + k × submitter spacing
+ *   key = min(key, deadline − upper predicted duration)          when the job has a deadline
+ *
+ * where k is the job's rank among its submitter's queued jobs of its class. The class delay is
+ * how much longer a class is expected to wait (premium 0, standard 2 min, batch 15 min): a
+ * fresh premium job goes before a batch job that has waited less than 15 minutes and after one
+ * that has waited longer, so every job ages into the front and nothing starves. The spacing
+ * interleaves submitters within a class: one who sends 500 jobs at once does not hold back
+ * everybody else's. A deadline pulls a job forward to the latest time it can start and still
+ * finish on its upper bound.
+ */
+import { SLA_CLASSES, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
+
+export interface QueuePolicy {
+  /** Head start each class has over the next (milliseconds added to its submission time). */
+  classDelayMs: Record<SlaClass, number>;
+  /** Between one submitter's consecutive jobs of a class. */
+  submitterSpacingMs: Record<SlaClass, number>;
+}
+
+export const DEFAULT_QUEUE_POLICY: QueuePolicy = {
+  classDelayMs: { premium: 0, standard: 120_000, batch: 900_000 },
+  submitterSpacingMs: { premium: 1_000, standard: 5_000, batch: 30_000 },
+};
+
+export interface QueueEntry {
+  task: EncodingTask;
+  /** 1-based place in the queue. */
+  position: number;
+  /** Virtual start time (epoch ms) the order is by. */
+  key: number;
+  /** Latest start that still meets the deadline on the upper bound, when it has one. */
+  latest_start?: number;
+}
+
+const CLASS_RANK = Object.fromEntries(SLA_CLASSES.map((c, i) => [c, i])) as Record<SlaClass, number>;
+
+/** Upper predicted duration in ms (0 when the task has no prediction). */
+const upperMs = (t: EncodingTask) => 1000 * (t.predicted?.upper.duration_s ?? 0);
+
+export function latestStart(t: EncodingTask): number | undefined {
+  if (!t.schema.deadline) return undefined;
+  const d = Date.parse(t.schema.deadline);
+  return Number.isFinite(d) ? d - upperMs(t) : undefined;
+}
+
+/** Queued tasks in the order they get resources. Ties go to the higher class, then the older, then the lower id. */
+export function orderQueue(tasks: readonly EncodingTask[], policy: QueuePolicy = DEFAULT_QUEUE_POLICY): QueueEntry[] {
+  const queued = tasks.filter((t) => t.state === 'queued');
+  const bySubmitter = new Map<string, EncodingTask[]>();
+  for (const t of queued) {
+    const k = `${t.schema.priority}\u0000${t.schema.submitter}`;
+    const list = bySubmitter.get(k);
+    if (list) list.push(t);
+    else bySubmitter.set(k, [t]);
+  }
+  const entries: QueueEntry[] = [];
+  for (const list of bySubmitter.values()) {
+    list.sort(older);
+    list.forEach((t, k) => {
+      const cls = t.schema.priority;
+      const fair = t.submitted_at + policy.classDelayMs[cls] + k * policy.submitterSpacingMs[cls];
+      const latest = latestStart(t);
+      entries.push({ task: t, position: 0, key: latest === undefined ? fair : Math.min(fair, latest), ...(latest !== undefined ? { latest_start: latest } : {}) });
+    });
+  }
+  entries.sort((a, b) => a.key - b.key || CLASS_RANK[a.task.schema.priority] - CLASS_RANK[b.task.schema.priority] || older(a.task, b.task));
+  entries.forEach((e, i) => { e.position = i + 1; });
+  return entries;
+}
+
+const older = (a: EncodingTask, b: EncodingTask) => a.submitted_at - b.submitted_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/** What a task holds or will hold, in counts (estimation does not need core ids). */
+export interface Demand { cores: number; gpus: number; memory_gb: number; bandwidth_mbps: number }
+
+export interface StartEstimate {
+  /** Epoch ms; undefined when no node could ever run it, or beyond the horizon. */
+  at?: number;
+  why: string;
+}
+
+interface SimNode { id: string; cores: number; gpus: number; memory_gb: number; bandwidth_mbps: number; total: Demand }
+
+/**
+ * When each queued task is likely to start, by replaying the queue against the fleet: running
+ * tasks end at their start plus their expected duration (now, if overdue); at each end the
+ * queue, in order, starts whatever fits on the first node with room — as the leader does,
+ * smaller jobs behind a blocked one included. `demand` sizes a task as the leader would.
+ */
+export function estimateStarts(
+  order: readonly QueueEntry[], nodes: readonly NodeCapacity[], running: readonly EncodingTask[], demand: (t: EncodingTask) => Demand, now: number, horizon = 5_000,
+): Map<string, StartEstimate> {
+  const out = new Map<string, StartEstimate>();
+  const sim: SimNode[] = nodes.map((n) => {
+    const total = { cores: n.core_ids.length, gpus: n.gpus.length, memory_gb: n.memory_gb, bandwidth_mbps: n.bandwidth_mbps };
+    return { id: n.node_id, ...total, total };
+  });
+  const byId = new Map(sim.map((n) => [n.id, n]));
+  // Ends of running work: [time, node, demand].
+  const ends: Array<{ at: number; node: SimNode; d: Demand }> = [];
+  const hold = (n: SimNode, d: Demand, sign: 1 | -1) => {
+    n.cores -= sign * d.cores; n.gpus -= sign * d.gpus; n.memory_gb -= sign * d.memory_gb; n.bandwidth_mbps -= sign * d.bandwidth_mbps;
+  };
+  for (const t of running) {
+    const a = t.allocation, n = a && byId.get(a.node_id);
+    if (!a || !n) continue;
+    const d = { cores: a.core_ids.length, gpus: a.gpu_ids.length, memory_gb: a.memory_gb, bandwidth_mbps: a.bandwidth_mbps };
+    hold(n, d, 1);
+    const expected = 1000 * (t.predicted?.expected.duration_s ?? 0);
+    ends.push({ at: Math.max(now, (t.started_at ?? t.updated_at) + expected), node: n, d });
+  }
+  const fits = (n: { cores: number; gpus: number; memory_gb: number; bandwidth_mbps: number }, d: Demand) =>
+    n.cores >= d.cores && n.gpus >= d.gpus && n.memory_gb + 1e-9 >= d.memory_gb && n.bandwidth_mbps + 1e-9 >= d.bandwidth_mbps;
+  let pending = order.slice(0, horizon).map((e) => ({ t: e.task, d: demand(e.task) }));
+  for (const e of order.slice(horizon)) out.set(e.task.id, { why: `beyond the first ${horizon} queued jobs` });
+  // Never on any node, even idle: no estimate, and it does not block the replay.
+  pending = pending.filter(({ t, d }) => {
+    if (sim.some((n) => fits(n.total, d))) return true;
+    out.set(t.id, { why: sim.length ? 'fits no node even when idle' : 'no nodes have registered' });
+    return false;
+  });
+  let clock = now;
+  while (pending.length) {
+    pending = pending.filter(({ t, d }) => {
+      const n = sim.find((x) => fits(x, d));
+      if (!n) return true;
+      hold(n, d, 1);
+      ends.push({ at: clock + 1000 * (t.predicted?.expected.duration_s ?? 0), node: n, d });
+      out.set(t.id, { at: clock, why: clock === now ? 'fits now' : `after earlier work on ${n.id} ends` });
+      return false;
+    });
+    if (!pending.length || !ends.length) break;
+    // Advance to the next end and free what ended then.
+    ends.sort((a, b) => a.at - b.at);
+    clock = ends[0].at;
+    while (ends.length && ends[0].at <= clock) {
+      const e = ends.shift()!;
+      hold(e.node, e.d, -1);
+    }
+  }
+  for (const { t } of pending) out.set(t.id, { why: 'not reached by the replay' });
+  return out;
+}

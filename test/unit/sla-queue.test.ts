@@ -1,0 +1,94 @@
+/** The SLA queue's order and start estimates (coordinator/queue): classes, aging, submitters, deadlines. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DEFAULT_QUEUE_POLICY, estimateStarts, orderQueue, type Demand } from '../../coordinator/queue/index.js';
+import type { EncodingTask, NodeCapacity, SlaClass } from '../../shared/index.js';
+
+const T0 = Date.UTC(2026, 10, 25, 12);
+const MIN = 60_000;
+
+let seq = 0;
+function task(o: { cls?: SlaClass; submitter?: string; at?: number; deadline?: number; seconds?: number; state?: EncodingTask['state']; id?: string } = {}): EncodingTask {
+  const d = o.seconds ?? 60;
+  return {
+    id: o.id ?? `t${String(seq++).padStart(3, '0')}`,
+    schema: {
+      input: { kind: 'synthetic', source: 'testsrc2', noise: 0, resolution: { width: 320, height: 240 }, fps: 25, duration_s: 1 },
+      output: { codec: 'h264', encoder: 'libx264', preset: 'ultrafast', rate_control: { mode: 'crf', crf: 28 }, passes: 1 },
+      priority: o.cls ?? 'standard', submitter: o.submitter ?? 'alice',
+      ...(o.deadline !== undefined ? { deadline: new Date(o.deadline).toISOString() } : {}),
+    } as EncodingTask['schema'],
+    state: o.state ?? 'queued', submitted_at: o.at ?? T0, updated_at: o.at ?? T0, term: 1, attempts: 0,
+    predicted: { model_version: 'm', expected: usage(d), upper: usage(d * 1.5) },
+  };
+}
+const usage = (duration_s: number) => ({ cpu_cores: 1, gpu_percent: 0, memory_gb: 0.5, bandwidth_mbps: 5, duration_s });
+const ids = (ts: EncodingTask[]) => ts.map((t) => t.id);
+
+test('premium goes before standard before batch when submitted together', () => {
+  const b = task({ cls: 'batch', id: 'b' }), s = task({ cls: 'standard', id: 's' }), p = task({ cls: 'premium', id: 'p' });
+  assert.equal(orderQueue([b, s, p]).map((e) => e.task.id), ['p', 's', 'b']);
+  assert.equal(orderQueue([b, s, p]).map((e) => e.position), [1, 2, 3]);
+});
+
+test('a batch job that has waited longer than its class delay goes before a fresh premium job: nothing starves', () => {
+  const oldBatch = task({ cls: 'batch', id: 'old-batch', at: T0 - DEFAULT_QUEUE_POLICY.classDelayMs.batch - MIN });
+  const freshPremium = task({ cls: 'premium', id: 'fresh-premium', at: T0 });
+  const youngBatch = task({ cls: 'batch', id: 'young-batch', at: T0 - 5 * MIN });
+  assert.equal(orderQueue([freshPremium, youngBatch, oldBatch]).map((e) => e.task.id), ['old-batch', 'fresh-premium', 'young-batch']);
+});
+
+test('one submitter\'s burst is interleaved with another submitter\'s jobs of the same class', () => {
+  const burst = Array.from({ length: 6 }, (_, i) => task({ submitter: 'bulk', id: `bulk-${i}`, at: T0 + i }));
+  const other = task({ submitter: 'carol', id: 'carol-0', at: T0 + 10_000 });
+  const order = orderQueue([...burst, other]).map((e) => e.task.id);
+  // carol's job arrives 10 s after the burst but goes third: bulk's second job waits one spacing, its third two.
+  assert.equal(order.slice(0, 3), ['bulk-0', 'bulk-1', 'carol-0']);
+  assert.equal(order.filter((id) => id.startsWith('bulk')), burst.map((t) => t.id), 'a submitter\'s own jobs keep their order');
+});
+
+test('a deadline pulls a job forward to the latest start that still meets it on the upper bound', () => {
+  // Batch would wait 15 minutes; it must start by T0 + 90 s, so it goes before standard work
+  // (virtual start T0 + 2 min) and stays behind premium work submitted with it (T0).
+  const urgent = task({ cls: 'batch', id: 'urgent', at: T0, deadline: T0 + 3 * MIN, seconds: 60 });
+  const standard = task({ cls: 'standard', id: 'standard', at: T0 }), premium = task({ cls: 'premium', id: 'premium', at: T0 });
+  const order = orderQueue([standard, urgent, premium]);
+  assert.equal(order.map((e) => e.task.id), ['premium', 'urgent', 'standard']);
+  assert.is(order[1].latest_start, T0 + 3 * MIN - 90_000, 'deadline minus 1.5 × 60 s');
+  assert.is(order[2].latest_start, undefined);
+});
+
+test('only queued tasks are ordered', () => {
+  const running = task({ state: 'running' }), done = task({ state: 'succeeded' }), q = task();
+  assert.equal(orderQueue([running, done, q]).map((e) => e.task.id), [q.id]);
+});
+
+const node = (id: string, cores: number, memory_gb = 8): NodeCapacity => ({
+  node_id: id, address: '', core_ids: Array.from({ length: cores }, (_, i) => i), memory_gb, bandwidth_mbps: 1000, gpus: [], cpu_model: 'x',
+});
+const oneCore = (): Demand => ({ cores: 1, gpus: 0, memory_gb: 0.5, bandwidth_mbps: 5 });
+
+test('start estimates replay the queue as work ends: what fits now starts now, the rest when earlier work ends', () => {
+  const runningTask = { ...task({ state: 'running', seconds: 100 }), allocation: { node_id: 'a', core_ids: [0], gpu_ids: [], memory_gb: 0.5, bandwidth_mbps: 5, lease_expires_at: 0, term: 1 }, started_at: T0 - 40_000 };
+  const q = [task({ id: 'q1', seconds: 30 }), task({ id: 'q2', seconds: 30, at: T0 + 1 }), task({ id: 'q3', seconds: 30, at: T0 + 2 })];
+  const est = estimateStarts(orderQueue(q), [node('a', 2)], [runningTask], oneCore, T0);
+  assert.is(est.get('q1')!.at, T0, 'one core is free now');
+  assert.is(est.get('q2')!.at, T0 + 30_000, 'q1 ends first');
+  assert.is(est.get('q3')!.at, T0 + 60_000, 'the running task ends at 60 s, q2 at 60 s');
+  assert.match(est.get('q2')!.why, /after earlier work on a ends/);
+});
+
+test('a job that fits no node has no estimate and does not hold back the jobs behind it', () => {
+  const huge = task({ id: 'huge' }), small = task({ id: 'small', at: T0 + 1 });
+  const est = estimateStarts(orderQueue([huge, small]), [node('a', 2)], [], (t) => (t.id === 'huge' ? { ...oneCore(), cores: 64 } : oneCore()), T0);
+  assert.is(est.get('huge')!.at, undefined);
+  assert.match(est.get('huge')!.why, /fits no node even when idle/);
+  assert.is(est.get('small')!.at, T0);
+});
+
+test('without nodes nothing has an estimate, and the reason says so', () => {
+  const est = estimateStarts(orderQueue([task({ id: 'x' })]), [], [], oneCore, T0);
+  assert.equal(est.get('x'), { why: 'no nodes have registered' });
+});
+
+test.run();
