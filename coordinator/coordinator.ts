@@ -15,6 +15,7 @@ import { ConsulLeaderElection, type LeaderElection } from './election/index.js';
 import { JetStreamTaskStore, JetStreamTermRecord, connectBus, ensureStreams } from './bus/index.js';
 import { Leader } from './leader/index.js';
 import { RetrainScheduler } from './retrain/index.js';
+import type { ReservationPolicy } from './sizing/index.js';
 
 export interface CoordinatorOptions {
   id?: string;
@@ -28,6 +29,8 @@ export interface CoordinatorOptions {
   coverage?: number;
   /** Scheduled retraining from QuestDB by whichever coordinator leads (coordinator/retrain). */
   retrain?: { schedule: string; windowMs: number; minRows?: number };
+  /** How much a task reserves (default: its predicted upper bound; coordinator/sizing). */
+  reservation?: ReservationPolicy;
   /** A fixed predictor instead of the registry's (tests). */
   predictor?: ResourcePredictor;
   leaseMs?: number;
@@ -85,7 +88,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     elected: (term) => {
       transition = transition.then(async () => {
         const l = new Leader({
-          id, term, js, store, predictor, validation: o.validation, log,
+          id, term, js, store, predictor, validation: o.validation, log, reservation: o.reservation,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
         await l.start();

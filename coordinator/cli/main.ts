@@ -15,6 +15,7 @@ import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
 import { connectBus, ensureStreams, followJob, publishCancel, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
 import { startCoordinator } from '../coordinator.js';
 import { parseSchedule, parseWindow } from '../retrain/index.js';
+import { parseReservationPolicy } from '../sizing/index.js';
 import { startAgent, runCalibration } from '../../node-agent/index.js';
 import { DEFAULT_CONTENTS } from '../../node-agent/calibrate/index.js';
 import os from 'node:os';
@@ -189,14 +190,16 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--coverage <share>', 'coverage of the upper bounds reservations are made at (default: the model\'s, 0.95)')
   .option('--retrain <schedule>', 'retrain from QuestDB: weekly, monthly, daily or a cron expression (default: $PRESCIENT_RETRAIN, else never)')
   .option('--retrain-window <span>', 'how far back retraining reads runs', '30d')
+  .option('--reservation <policy>', 'what a job reserves: predictive (its predicted upper bound), fixed-slots:N or one-core (for comparison)', 'predictive')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .action(async (o) => {
+    const reservation = parseReservationPolicy(o.reservation);
     const retrain = o.retrain ?? process.env.PRESCIENT_RETRAIN;
     const coverage = o.coverage === undefined ? undefined : Number(o.coverage);
     if (coverage !== undefined && !(coverage >= 0.5 && coverage <= 0.999)) throw new ConfigError('--coverage', `must be between 0.5 and 0.999, got ${o.coverage}`);
     const c = await startCoordinator({
-      id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage,
+      id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation,
       retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
     });
     untilSignal(() => c.stop());
@@ -211,9 +214,11 @@ const agentOptions = (cmd: Command) => cmd
   .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)');
 
 agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
+  .option('--reservation <policy>', 'what a job reserves: predictive (its predicted upper bound), fixed-slots:N or one-core (for comparison)', 'predictive')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .action(async (o) => {
+    const reservation = parseReservationPolicy(o.reservation);
     const a = await startAgent({ ...agentConfig(o), endpoints: loadEndpoints(dir()) });
     untilSignal(() => a.stop());
   });

@@ -12,15 +12,16 @@
 import type { ConsumerMessages, JetStreamClient } from 'nats';
 import {
   AgentClient, SchemaValidationError, TERMINAL_STATES, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
-  JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, GPU_ENCODERS, CANCEL_SUBJECT,
+  JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
 import { hardwareClass, type ResourcePredictor } from '../../models/index.js';
-import { Ledger, type LedgerSnapshot } from '../ledger/index.js';
-import { place, type PlacementRequest } from '../placement/index.js';
+import { Ledger } from '../ledger/index.js';
+import { place } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
+import { sizeRequest, type ReservationPolicy } from '../sizing/index.js';
 
 export interface LeaderOptions {
   id: string;
@@ -36,6 +37,8 @@ export interface LeaderOptions {
   maxAttempts?: number;
   /** How queued work is ordered (SLA class delays, submitter spacing). */
   queuePolicy?: QueuePolicy;
+  /** How much a task reserves (default: its predicted upper bound). */
+  reservation?: ReservationPolicy;
   log: (msg: string) => void;
   now?: () => number;
 }
@@ -191,28 +194,13 @@ export class Leader {
 
   // ── placement ────────────────────────────────────────────────────────────────────────
 
-  private request(t: EncodingTask, snap: LedgerSnapshot): PlacementRequest {
-    const up = t.predicted!.upper;
-    const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
-    // CPU is elastic (fewer cores make an encode slower, not fail), so a request never asks
-    // for more cores than the biggest live node has; memory is not, so it is never trimmed.
-    const biggest = Math.max(1, ...snap.nodes.map((n) => n.capacity.core_ids.length));
-    return {
-      task_id: t.id,
-      cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),
-      gpus: gpu ? 1 : 0,
-      memory_gb: Math.ceil(up.memory_gb * 100) / 100,
-      bandwidth_mbps: Math.ceil(up.bandwidth_mbps * 10) / 10,
-    };
-  }
-
   /** Tries to place every queued task, most urgent first. */
   private async schedule(): Promise<void> {
     for (const t of this.queue()) {
       if (this.stopped) return;
       // One snapshot per decision: sizing the request and placing it see the same ledger.
       const snap = this.ledger.snapshot();
-      const req = this.request(t, snap);
+      const req = sizeRequest(t, snap, this.o.reservation);
       const result = place(req, snap);
       if (result.kind !== 'placed') {
         const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;

@@ -1,0 +1,48 @@
+/**
+ * How much a task reserves. Prescient reserves its predicted upper bound; the other two are the
+ * guesswork it replaces, kept so that benchmarks can compare them on the same cluster in one run:
+ * fixed worker slots per node (Tdarr: N workers, each a 1/N share of the node) and a fixed
+ * one core per job with nothing else reserved (Ray's default `num_cpus=1`).
+ */
+import { ConfigError, GPU_ENCODERS, type EncodingTask } from '../../shared/index.js';
+import type { LedgerSnapshot } from '../ledger/index.js';
+import type { PlacementRequest } from '../placement/index.js';
+
+export type ReservationPolicy = { kind: 'predictive' } | { kind: 'fixed-slots'; slots: number } | { kind: 'one-core' };
+
+/** Parses `predictive`, `fixed-slots:N` or `one-core`. */
+export function parseReservationPolicy(text: string): ReservationPolicy {
+  if (text === 'predictive' || text === 'one-core') return { kind: text };
+  const m = /^fixed-slots:(\d{1,3})$/.exec(text);
+  if (m && Number(m[1]) >= 1) return { kind: 'fixed-slots', slots: Number(m[1]) };
+  throw new ConfigError('--reservation', `must be predictive, one-core or fixed-slots:N (N ≥ 1), got ${JSON.stringify(text)}`);
+}
+
+/** What `t` asks the ledger for under `policy`, given the fleet in `snap`. */
+export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy = { kind: 'predictive' }): PlacementRequest {
+  const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
+  const caps = snap.nodes.map((n) => n.capacity);
+  if (policy.kind === 'one-core') return { task_id: t.id, cores: 1, gpus: gpu ? 1 : 0, memory_gb: 0, bandwidth_mbps: 0 };
+  if (policy.kind === 'fixed-slots') {
+    // A slot is 1/N of the smallest node, so every node can hold N of them.
+    const small = (f: (c: (typeof caps)[number]) => number) => (caps.length ? Math.min(...caps.map(f)) : 0);
+    return {
+      task_id: t.id,
+      cores: Math.max(1, Math.floor(small((c) => c.core_ids.length) / policy.slots)),
+      gpus: gpu ? 1 : 0,
+      memory_gb: Math.floor((100 * small((c) => c.memory_gb)) / policy.slots) / 100,
+      bandwidth_mbps: Math.floor((10 * small((c) => c.bandwidth_mbps)) / policy.slots) / 10,
+    };
+  }
+  const up = t.predicted!.upper;
+  // CPU is elastic (fewer cores make an encode slower, not fail), so a request never asks
+  // for more cores than the biggest live node has; memory is not, so it is never trimmed.
+  const biggest = Math.max(1, ...caps.map((c) => c.core_ids.length));
+  return {
+    task_id: t.id,
+    cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),
+    gpus: gpu ? 1 : 0,
+    memory_gb: Math.ceil(up.memory_gb * 100) / 100,
+    bandwidth_mbps: Math.ceil(up.bandwidth_mbps * 10) / 10,
+  };
+}
