@@ -116,6 +116,20 @@ export interface OutputSpec {
   options: Record<string, string>;
 }
 
+/**
+ * Jobs that belong together, such as the renditions of one source in an ABR ladder: placed all
+ * at once or not at all, on one node (`together`) or each on a different node (`spread`).
+ */
+export interface JobGroup {
+  id: string;
+  /** How many jobs the group has: none is placed until all have arrived. */
+  size: number;
+  placement: GroupPlacement;
+}
+export const GROUP_PLACEMENTS = ['together', 'spread'] as const;
+export type GroupPlacement = (typeof GROUP_PLACEMENTS)[number];
+export const MAX_GROUP_SIZE = 32;
+
 export interface EncodingSchema {
   input: InputSpec;
   output: OutputSpec;
@@ -123,6 +137,7 @@ export interface EncodingSchema {
   submitter: string;
   /** Optional completion deadline (ISO 8601). */
   deadline?: string;
+  group?: JobGroup;
 }
 
 export interface ValidationContext {
@@ -308,7 +323,7 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
   const c = new Checker();
   const doc = c.object(raw, '(document)');
   if (!doc) throw new SchemaValidationError(c.issues);
-  c.unknownKeys(doc, '', ['input', 'output', 'priority', 'submitter', 'deadline']);
+  c.unknownKeys(doc, '', ['input', 'output', 'priority', 'submitter', 'deadline', 'group']);
   const input = checkInput(c, doc.input, ctx);
   const output = checkOutput(c, doc.output);
   const priority = doc.priority === undefined ? 'standard' : c.oneOf(doc.priority, 'priority', SLA_CLASSES);
@@ -324,8 +339,19 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
     if (!t || Number.isNaN(t.getTime())) c.fail('deadline', 'must be an ISO 8601 date-time');
     else deadline = t.toISOString();
   }
+  const group = checkGroup(c, doc.group);
   if (c.issues.length || !input || !output || !priority || !submitter) throw new SchemaValidationError(c.issues.length ? c.issues : [{ field: '(document)', reason: 'is incomplete' }]);
-  return dropUndefined({ input, output, priority, submitter, deadline });
+  return dropUndefined({ input, output, priority, submitter, deadline, group });
+}
+
+function checkGroup(c: Checker, raw: unknown): JobGroup | undefined {
+  const g = c.object(raw, 'group', false);
+  if (!g) return undefined;
+  c.unknownKeys(g, 'group', ['id', 'size', 'placement']);
+  const id = typeof g.id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(g.id) ? g.id : c.fail('group.id', 'must be 1–64 letters, digits, underscores or hyphens');
+  const size = c.number(g.size, 'group.size', 2, MAX_GROUP_SIZE, { required: true, integer: true });
+  const placement = g.placement === undefined ? 'spread' : c.oneOf(g.placement, 'group.placement', GROUP_PLACEMENTS);
+  return id && size !== undefined && placement ? { id, size, placement } : undefined;
 }
 
 /** Effective output geometry: the output's own settings, else the input's when known. */

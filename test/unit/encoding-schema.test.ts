@@ -113,6 +113,18 @@ test('odd dimensions are refused for 4:2:0 output', () => {
   assert.equal(fields(d), ['output.resolution']);
 });
 
+test('a job group is accepted with spread placement by default', () => {
+  const s = validateEncodingSchema({ ...good(), group: { id: 'ladder-1', size: 3 } }, ctx);
+  assert.equal(s.group, { id: 'ladder-1', size: 3, placement: 'spread' });
+  assert.equal(validateEncodingSchema({ ...good(), group: { id: 'l', size: 2, placement: 'together' } }, ctx).group?.placement, 'together');
+});
+
+test('a job group with a bad id, size or placement is refused naming each field', () => {
+  assert.equal(fields({ ...good(), group: { id: 'a b', size: 1, placement: 'nearby', extra: 1 } }).sort(), ['group.extra', 'group.id', 'group.placement', 'group.size']);
+  assert.equal(fields({ ...good(), group: { id: 'g' } }), ['group.size']);
+  assert.equal(fields({ ...good(), group: { id: 'g', size: 33 } }), ['group.size']);
+});
+
 test('a document that is not a mapping is refused', () => {
   assert.equal(fields('just a string'), ['(document)']);
 });
