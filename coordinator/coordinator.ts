@@ -16,6 +16,8 @@ import { JetStreamTaskStore, JetStreamTermRecord, connectBus, ensureStreams } fr
 import { Leader } from './leader/index.js';
 import { RetrainScheduler } from './retrain/index.js';
 import type { ReservationPolicy } from './sizing/index.js';
+import { JetStreamLedgerStore } from './ledger/index.js';
+import type { PlacementPolicy } from './placement/index.js';
 
 export interface CoordinatorOptions {
   id?: string;
@@ -31,6 +33,8 @@ export interface CoordinatorOptions {
   retrain?: { schedule: string; windowMs: number; minRows?: number };
   /** How much a task reserves (default: its predicted upper bound; coordinator/sizing). */
   reservation?: ReservationPolicy;
+  /** Which node gets it (default best-fit; coordinator/placement). */
+  policy?: PlacementPolicy;
   /** A fixed predictor instead of the registry's (tests). */
   predictor?: ResourcePredictor;
   leaseMs?: number;
@@ -62,6 +66,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   })();
   const js = nc.jetstream();
   const store = await JetStreamTaskStore.open(js);
+  const ledgerStore = await JetStreamLedgerStore.open(js);
   let leader: Leader | undefined;
   let leaderAddress: string | undefined;
 
@@ -88,7 +93,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     elected: (term) => {
       transition = transition.then(async () => {
         const l = new Leader({
-          id, term, js, store, predictor, validation: o.validation, log, reservation: o.reservation,
+          id, term, js, store, predictor, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
         await l.start();

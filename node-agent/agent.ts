@@ -14,6 +14,7 @@ import {
 } from '../shared/index.js';
 import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
 import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
+import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
 
@@ -30,6 +31,8 @@ export interface AgentOptions {
   grpcPort?: number;
   /** How often a running encode is sampled (default 1000 ms). */
   sampleIntervalMs?: number;
+  /** Resources to account for but not enforce (`--accounted-only`); by default all that this node can enforce are. */
+  enforcement?: EnforcementOptions;
   log?: (msg: string) => void;
 }
 
@@ -47,6 +50,8 @@ export interface AgentHandle {
   nodeId: string;
   address: string;
   hardware: Hardware;
+  /** What this node holds encodes to, per resource, as registered with the leader. */
+  enforcement: Enforcement[];
   /** Task ids running now. */
   running(): string[];
   /** Leader term this agent has seen most recently (its fencing floor). */
@@ -63,7 +68,18 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const nodeId = o.nodeId ?? os.hostname();
   const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
   mkdirSync(o.outputDir, { recursive: true });
-  const runner: EncodeRunner = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length) });
+  const plan = await detectEnforcement({ node_id: nodeId, gpu_count: hardware.gpus.length, output_dir: o.outputDir, accounted_only: o.enforcement?.accounted_only, log: say });
+  const enforcement = describeEnforcement(plan);
+  const pool = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length) });
+  // The recorder hands over the schema, cores, GPUs and memory; the node's plan and the allocation's bandwidth join them here.
+  const runner: EncodeRunner = {
+    run: async (job, opts) => {
+      const r = await pool.run({ ...job, enforcement: plan, bandwidth_mbps: running.get(job.task_id)?.allocation.bandwidth_mbps }, opts);
+      for (const s of r.enforcement.shortfalls) say(`${job.task_id}: ${s}`);
+      return r;
+    },
+    close: () => pool.close(),
+  };
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spoolDir, say);
   const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, sample_interval_ms: o.sampleIntervalMs, log: say });
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http);
@@ -149,7 +165,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     leader?.close();
     leader = new CoordinatorClient(info.address);
     const reply = await leader.register({
-      capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus, cpu_model: hardware.cpu_model },
+      capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus, cpu_model: hardware.cpu_model, enforcement },
       running: runningList(),
     });
     highestTerm = Math.max(highestTerm, Number(reply.term));
@@ -195,9 +211,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   }
   void loop();
   say(`serving gRPC on ${address}; cores [${hardware.core_ids.join(',')}], ${hardware.memory_gb.toFixed(1)} GB, ${hardware.gpus.length} GPU(s)`);
+  say(`enforcement: ${enforcement.map((e) => `${e.resource} ${e.mode} (${e.detail})`).join('; ')}`);
 
   return {
-    nodeId, address, hardware, telemetry,
+    nodeId, address, hardware, enforcement, telemetry,
     running: () => [...running.keys()],
     term: () => highestTerm,
     undelivered: () => outbox.length,
@@ -206,6 +223,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       for (const r of running.values()) r.abort.abort();
       await deliver();
       await runner.close();
+      for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
       leader?.close();
       await nc?.drain().catch(() => undefined);

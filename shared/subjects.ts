@@ -34,6 +34,12 @@ export const TASKS_BUCKET = 'prescient_tasks';
 /** JetStream KV bucket for cluster-wide facts that must survive a Consul restart (the highest term). */
 export const META_BUCKET = 'prescient_meta';
 
+/**
+ * JetStream KV bucket holding the resource ledger (one entry per node plus `meta`), so a new
+ * leader resumes from its predecessor's reservations; writes are fenced by term and revision.
+ */
+export const LEDGER_BUCKET = 'prescient_ledger';
+
 /** Consul KV key of the leadership lock; its value names the leader and its term. */
 export const LEADER_KEY = 'prescient/leader';
 /** Consul KV key holding the last issued leader term (a fencing token, only ever increased). */

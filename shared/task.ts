@@ -141,8 +141,26 @@ export interface NodeCapacity {
   core_ids: number[];
   memory_gb: number;
   bandwidth_mbps: number;
-  gpus: { id: number; name: string; memory_gb: number }[];
+  /** `sessions`: concurrent encoder (NVENC) sessions the GPU runs; absent or 0 means the ledger's default. */
+  gpus: { id: number; name: string; memory_gb: number; sessions?: number }[];
   cpu_model: string;
+  /** What the agent holds encodes to, per resource (node-agent/enforce/); absent from agents that predate it. */
+  enforcement?: Enforcement[];
+}
+
+/** Resources a reservation is made of. */
+export type ReservedResource = 'cpu' | 'memory' | 'gpu' | 'bandwidth';
+
+/**
+ * How a node holds encodes to one reserved resource.
+ * - `enforced`       a limit stops an encode from using more than it was given; `detail` says how
+ * - `accounted-only` the reservation is booked in the ledger and measured, nothing stops an
+ *                    encode going over it; `detail` says why
+ */
+export interface Enforcement {
+  resource: ReservedResource;
+  mode: 'enforced' | 'accounted-only';
+  detail: string;
 }
 
 /** Builds a job id that sorts by submission time and is safe inside NATS subjects. */

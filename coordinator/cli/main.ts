@@ -16,12 +16,15 @@ import { connectBus, ensureStreams, followJob, publishCancel, publishSubmission,
 import { startCoordinator } from '../coordinator.js';
 import { parseSchedule, parseWindow } from '../retrain/index.js';
 import { parseReservationPolicy } from '../sizing/index.js';
+import { POLICY_NAMES, placementPolicy } from '../placement/index.js';
 import { startAgent, runCalibration } from '../../node-agent/index.js';
 import { DEFAULT_CONTENTS } from '../../node-agent/calibrate/index.js';
+import { parseResourceList } from '../../node-agent/enforce/index.js';
 import os from 'node:os';
 import { runDemo } from './demo.js';
 import { formatEvent, formatProgress } from './format.js';
 import { modelCommands } from './model.js';
+import { fleetCommands } from './fleet.js';
 
 const progressCodec = JSONCodec<TaskProgress>();
 
@@ -191,15 +194,22 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--retrain <schedule>', 'retrain from QuestDB: weekly, monthly, daily or a cron expression (default: $PRESCIENT_RETRAIN, else never)')
   .option('--retrain-window <span>', 'how far back retraining reads runs', '30d')
   .option('--reservation <policy>', 'what a job reserves: predictive (its predicted upper bound), fixed-slots:N or one-core (for comparison)', 'predictive')
+  .option('--placement <policy>', `which node a job goes to: ${POLICY_NAMES.join(', ')}`, 'best-fit')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .action(async (o) => {
     const reservation = parseReservationPolicy(o.reservation);
+    let policy;
+    try {
+      policy = placementPolicy(o.placement);
+    } catch (e) {
+      throw new ConfigError('--placement', (e as Error).message);
+    }
     const retrain = o.retrain ?? process.env.PRESCIENT_RETRAIN;
     const coverage = o.coverage === undefined ? undefined : Number(o.coverage);
     if (coverage !== undefined && !(coverage >= 0.5 && coverage <= 0.999)) throw new ConfigError('--coverage', `must be between 0.5 and 0.999, got ${o.coverage}`);
     const c = await startCoordinator({
-      id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation,
+      id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation, policy,
       retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
     });
     untilSignal(() => c.stop());
@@ -211,14 +221,13 @@ const agentOptions = (cmd: Command) => cmd
   .option('--memory-gb <gb>', 'memory granted to this agent (default: all)', parseFloat)
   .option('--bandwidth-mbps <mbps>', 'I/O bandwidth this node offers', parseFloat)
   .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)')
-  .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)');
+  .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)')
+  .option('--accounted-only <resources>', 'reserve and measure but do not enforce these, comma-separated: cpu,memory,gpu,bandwidth');
 
 agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
-  .option('--reservation <policy>', 'what a job reserves: predictive (its predicted upper bound), fixed-slots:N or one-core (for comparison)', 'predictive')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .action(async (o) => {
-    const reservation = parseReservationPolicy(o.reservation);
     const a = await startAgent({ ...agentConfig(o), endpoints: loadEndpoints(dir()) });
     untilSignal(() => a.stop());
   });
@@ -233,6 +242,7 @@ function agentConfig(o: Record<string, string | number | undefined>) {
     spoolDir: path.join(dir(), 'spool', node ?? 'local'),
     grpcHost: o.grpcHost as string | undefined, grpcPort: o.grpcPort === undefined ? undefined : Number(o.grpcPort),
     sampleIntervalMs: o.sampleMs === undefined ? undefined : Number(o.sampleMs),
+    enforcement: { accounted_only: o.accountedOnly ? parseResourceList(String(o.accountedOnly)) : undefined },
   };
 }
 
@@ -288,6 +298,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   });
 
 modelCommands(program, dir);
+fleetCommands(program, dir);
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
   .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))

@@ -9,16 +9,16 @@
  *   agent ReportStatus ◄── encode ◄── Assign (gRPC, term-fenced) ◄──────────┘
  *        └──► release reservation, record result, publish event
  */
-import type { ConsumerMessages, JetStreamClient } from 'nats';
+import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
 import {
   AgentClient, SchemaValidationError, TERMINAL_STATES, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
   JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
-  type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ValidationContext, type Ack, type TaskState,
+  type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
 import { hardwareClass, type ResourcePredictor } from '../../models/index.js';
-import { Ledger } from '../ledger/index.js';
-import { place } from '../placement/index.js';
+import { Ledger, StaleLedgerWriteError, type LedgerSnapshot, type LedgerStore } from '../ledger/index.js';
+import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
 import { sizeRequest, type ReservationPolicy } from '../sizing/index.js';
@@ -39,9 +39,16 @@ export interface LeaderOptions {
   queuePolicy?: QueuePolicy;
   /** How much a task reserves (default: its predicted upper bound). */
   reservation?: ReservationPolicy;
+  /** Which node a reservation goes to (default best-fit; coordinator/placement). */
+  policy?: PlacementPolicy;
+  /** Where the ledger is kept between leaders; without one a new leader rebuilds it from agents' reports alone. */
+  ledgerStore?: LedgerStore;
   log: (msg: string) => void;
   now?: () => number;
 }
+
+/** Submissions admitted in one batch at most. */
+const BATCH = 256;
 
 /** Serialises state changes: each runs after the previous one has finished, I/O included. */
 class Serial {
@@ -54,7 +61,7 @@ class Serial {
 }
 
 export class Leader {
-  readonly ledger: Ledger;
+  ledger: Ledger;
   /** Tasks this leader is responsible for that are not yet terminal. */
   private readonly active = new Map<string, EncodingTask>();
   /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
@@ -62,6 +69,10 @@ export class Leader {
   private readonly agents = new Map<string, AgentClient>();
   private readonly serial = new Serial();
   private messages?: ConsumerMessages;
+  private readonly inbox: JsMsg[] = [];
+  /** Tasks admitted in the current batch and not yet written. */
+  private readonly unrecorded = new Set<EncodingTask>();
+  private flushing?: Promise<void>;
   private ticker?: NodeJS.Timeout;
   private stopped = false;
   private readonly now: () => number;
@@ -78,9 +89,63 @@ export class Leader {
       this.active.set(t.id, t);
       if (t.state === 'placed' || t.state === 'running') this.unclaimed.set(t.id, this.now() + this.o.leaseMs);
     }
-    this.log(`term ${this.o.term}: resumed ${this.active.size} active task(s), ${this.unclaimed.size} awaiting their agents`);
-    this.ticker = setInterval(() => void this.serial.run(() => this.tick()).catch((e) => this.log(`tick failed: ${e}`)), 1000);
+    await this.restoreLedger();
+    this.log(`term ${this.o.term}: resumed ${this.active.size} active task(s), ${this.unclaimed.size} awaiting their agents, ${this.ledger.nodeIds().length} node(s) from the saved ledger`);
+    this.ticker = setInterval(() => void this.locked(() => this.tick()).catch((e) => this.log(`tick failed: ${e}`)), 1000);
     void this.consume();
+  }
+
+  /**
+   * Resumes the previous leader's ledger: its nodes (each given one lease to report again) and
+   * the reservations of tasks still active. Reservations of tasks that ended meanwhile are
+   * dropped; agents' reports then confirm, correct or add the rest (claim).
+   */
+  private async restoreLedger(): Promise<void> {
+    const saved = await this.o.ledgerStore?.load().catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
+    if (!saved) return;
+    this.ledger = Ledger.fromState(saved, this.o.term, this.o.leaseMs, this.now());
+    for (const d of this.ledger.restoreSkipped) this.log(`saved reservation of ${d.task_id} not restored: ${d.reason}`);
+    for (const node of this.ledger.nodeIds()) {
+      for (const id of this.ledger.reservedTaskIds(node)) {
+        const t = this.active.get(id);
+        if (!t || t.state === 'queued') { this.ledger.release(id); this.log(`dropped the saved reservation of ${id}: ${t ? 'it is queued again' : 'it is no longer active'}`); }
+        else t.allocation = this.ledger.reservation(id);
+      }
+    }
+    await this.persist();
+  }
+
+  /** Runs a state change after the previous one, then saves what it changed in the ledger. */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial.run(async () => {
+      try {
+        return await fn();
+      } finally {
+        await this.persist();
+      }
+    });
+  }
+
+  /**
+   * Writes the ledger's changes. A refusal because a later term has written means this leader
+   * was deposed: it stops placing at once (its Consul session is gone or going).
+   */
+  private async persist(): Promise<void> {
+    if (!this.o.ledgerStore || this.stopped) return;
+    const changes = this.ledger.takeChanges();
+    if (!changes.nodes.length && !changes.removed.length) return;
+    try {
+      await this.o.ledgerStore.save(changes);
+    } catch (e) {
+      if (e instanceof StaleLedgerWriteError) {
+        this.log(`deposed: ${e.message}; no more placements from term ${this.o.term}`);
+        this.stopped = true;
+        return;
+      }
+      // Not saved this time: the next save writes these changes too.
+      this.ledger.returnChanges(changes);
+      this.log(`could not save the ledger (will retry with the next change): ${(e as Error).message}`);
+    }
   }
 
   async stop(): Promise<void> {
@@ -106,10 +171,11 @@ export class Leader {
         this.messages = await consumer.consume({ max_messages: 64, expires: 5000 });
         if (this.stopped) break;
         for await (const m of this.messages) {
-          await this.serial.run(() => (m.subject === CANCEL_SUBJECT ? this.cancel(m.data) : this.admit(m.data))).then(
-            () => m.ack(),
-            (e) => { this.log(`could not admit a submission, it will be redelivered: ${e}`); m.nak(2000); },
-          );
+          // Messages that arrive together are admitted together (see admitBatch); the flush
+          // runs once the consumer has handed over what it has buffered.
+          this.inbox.push(m);
+          this.flushing ??= new Promise((r) => setImmediate(r)).then(() => this.flushInbox());
+          if (this.inbox.length >= BATCH) await this.flushing;
         }
       } catch (e) {
         if (!this.stopped) this.log(`submission consumer failed, retrying: ${(e as Error).message}`);
@@ -118,8 +184,53 @@ export class Leader {
     }
   }
 
-  /** Validates, predicts and records one submission. Throws only if it could not be recorded. */
-  private async admit(data: Uint8Array): Promise<void> {
+  private async flushInbox(): Promise<void> {
+    while (this.inbox.length) {
+      const batch = this.inbox.splice(0, BATCH);
+      await this.locked(() => this.admitBatch(batch)).catch((e) => {
+        this.log(`could not take a batch of submissions, they will be redelivered: ${e}`);
+        for (const m of batch) m.nak(2000);
+      });
+    }
+    this.flushing = undefined;
+  }
+
+  /**
+   * Admits a batch of submissions with their reads and writes in flight together, then places
+   * once for the whole batch, then acknowledges: a message is acknowledged only after its task
+   * is durably recorded (a failed one is redelivered). Cancellations run after the submissions
+   * of their batch, so a cancel that follows its job in the stream finds it.
+   */
+  private async admitBatch(batch: JsMsg[]): Promise<void> {
+    const submits = batch.filter((m) => m.subject !== CANCEL_SUBJECT);
+    const admitted = await Promise.allSettled(submits.map((m) => this.admit(m.data)));
+    const done = new Map<JsMsg, EncodingTask | undefined>();
+    admitted.forEach((r, i) => {
+      if (r.status === 'fulfilled') done.set(submits[i], r.value);
+      else { this.log(`could not admit a submission, it will be redelivered: ${r.reason}`); submits[i].nak(2000); }
+    });
+    for (const m of batch) {
+      if (m.subject !== CANCEL_SUBJECT) continue;
+      await this.cancel(m.data).then(() => done.set(m, undefined), (e) => { this.log(`could not cancel, it will be redelivered: ${e}`); m.nak(2000); });
+    }
+    await this.schedule();
+    // A task placed by this pass was recorded as placed; the rest are recorded now, before the ack.
+    await Promise.all([...done].map(async ([m, t]) => {
+      try {
+        if (t && this.unrecorded.has(t)) await this.record(t);
+        m.ack();
+      } catch (e) {
+        this.log(`could not record ${t?.id}, it will be redelivered: ${e}`);
+        m.nak(2000);
+      }
+    }));
+  }
+
+  /**
+   * Validates and predicts one submission; a queued task joins the queue. Its first record is
+   * written by the batch (admitBatch), as placed when the same pass places it: one write, not two.
+   */
+  private async admit(data: Uint8Array): Promise<EncodingTask | undefined> {
     let env: SubmitEnvelope;
     try {
       env = jsonCodec.decode(data) as SubmitEnvelope;
@@ -131,7 +242,8 @@ export class Leader {
       this.log(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
       return;
     }
-    if (await this.o.store.get(env.job_id)) return; // redelivery of a job already recorded
+    // Redelivery of a job already admitted (in memory, or recorded by an earlier leader).
+    if (this.active.has(env.job_id) || (await this.o.store.get(env.job_id))) return;
     const now = this.now();
     const base = { id: env.job_id, submitted_at: Number(env.submitted_at) || now, updated_at: now, term: this.o.term, attempts: 0 };
     let task: EncodingTask;
@@ -142,11 +254,9 @@ export class Leader {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
     }
-    await this.record(task);
-    if (task.state === 'queued') {
-      this.active.set(task.id, task);
-      await this.schedule();
-    }
+    if (task.state === 'queued') this.active.set(task.id, task);
+    this.unrecorded.add(task);
+    return task;
   }
 
   /**
@@ -173,7 +283,7 @@ export class Leader {
     t.cancel_requested_at = this.now();
     t.reason = 'cancelling: waiting for the agent to stop the encode';
     await this.record(t);
-    const node = t.allocation && this.ledger.snapshot().nodes.find((n) => n.capacity.node_id === t.allocation!.node_id);
+    const node = t.allocation && this.ledger.snapshot().node(t.allocation.node_id);
     const stopped = node
       ? await this.agent(node.capacity.address).cancel({ task_id: t.id, term: this.o.term }).then((a) => a, (e: Error) => ({ ok: false, reason: e.message }))
       : { ok: false, reason: 'its node is not in the ledger' };
@@ -194,41 +304,104 @@ export class Leader {
 
   // ── placement ────────────────────────────────────────────────────────────────────────
 
-  /** Tries to place every queued task, most urgent first. */
+  /**
+   * Tries to place every queued task, most urgent first; a group's members all at once. The
+   * decisions and commits happen in queue order; the records and assignments they lead to are
+   * then written together, so a pass over a long queue costs one round trip, not one per task.
+   */
   private async schedule(): Promise<void> {
+    const writes: Promise<void>[] = [];
+    try {
+      this.decide(writes);
+    } finally {
+      await Promise.all(writes);
+    }
+  }
+
+  private decide(writes: Promise<void>[]): void {
+    const groupsSeen = new Set<string>();
+    // Requests that did not fit in this pass: the ledger only fills up during a pass, so the
+    // same request will not fit either (a queue of hundreds of like jobs behind a full fleet
+    // costs one placement, not hundreds).
+    const misfits: Array<{ req: PlacementRequest; reason: string }> = [];
     for (const t of this.queue()) {
       if (this.stopped) return;
+      if (t.state !== 'queued') continue; // placed earlier in this pass, as part of its group
+      const g = t.schema.group;
+      if (g) {
+        const key = groupKey(t);
+        if (groupsSeen.has(key)) continue;
+        groupsSeen.add(key);
+        const members = [...this.active.values()].filter((x) => groupKey(x) === key);
+        const queued = members.filter((x) => x.state === 'queued').sort((a, b) => a.id.localeCompare(b.id));
+        // A group is placed whole the first time; a member re-queued later (its node was lost) goes alone.
+        if (!members.some((x) => x.attempts > 0)) {
+          if (queued.length < g.size) {
+            writes.push(this.setReason(queued, `waiting for ${g.size - queued.length} more job(s) of group ${g.id} (${queued.length} of ${g.size} arrived)`));
+            continue;
+          }
+          this.placeGroupOf(queued, g.placement, writes);
+          continue;
+        }
+      }
       // One snapshot per decision: sizing the request and placing it see the same ledger.
       const snap = this.ledger.snapshot();
       const req = sizeRequest(t, snap, this.o.reservation);
-      const result = place(req, snap);
+      const known = misfits.find((m) => sameAsk(req, m.req));
+      if (known) { writes.push(this.setReason([t], known.reason)); continue; }
+      const result = place(req, snap, this.policy);
       if (result.kind !== 'placed') {
         const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;
-        if (t.reason !== reason) {
-          t.reason = reason;
-          await this.record(t);
-        }
+        misfits.push({ req, reason });
+        writes.push(this.setReason([t], reason));
         continue;
       }
       const commit = this.ledger.commit(result.plan, this.now());
       if (!commit.ok) { this.log(`plan for ${t.id} refused: ${commit.reason}`); continue; }
-      const node = snap.nodes.find((n) => n.capacity.node_id === commit.allocation.node_id)!;
-      t.allocation = commit.allocation;
-      const gpu = node.capacity.gpus.find((g) => g.id === commit.allocation.gpu_ids[0]);
-      t.predicted = this.o.predictor.predict(t.schema, { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name) });
-      t.attempts += 1;
-      t.reason = undefined;
-      t.state = 'placed';
-      t.started_at = this.now();
-      await this.record(t);
-      const refused = await this.agent(node.capacity.address)
-        .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(commit.allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
-        .then((r) => (r.accepted ? undefined : r.reason), (e: Error) => e.message);
-      if (refused) {
-        this.log(`agent ${commit.allocation.node_id} refused ${t.id}: ${refused}`);
-        this.ledger.release(t.id);
-        await this.requeue(t, `node ${commit.allocation.node_id} refused the assignment: ${refused}`);
-      }
+      writes.push(this.dispatch(t, commit.allocation, snap, req));
+    }
+  }
+
+  private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
+
+  /** All of a group's members reserved in one commit, or none (with the reason on each). */
+  private placeGroupOf(members: EncodingTask[], mode: 'together' | 'spread', writes: Promise<void>[]): void {
+    const snap = this.ledger.snapshot();
+    const reqs = members.map((m) => sizeRequest(m, snap, this.o.reservation));
+    const result = placeGroup(reqs, snap, { mode }, this.policy);
+    if (result.kind !== 'placed') {
+      writes.push(this.setReason(members, `group ${result.kind === 'infeasible' ? 'infeasible' : 'queued'} (${mode}): ${result.reason}`));
+      return;
+    }
+    const commit = this.ledger.commitAll(result.plans, this.now());
+    if (!commit.ok) { this.log(`group plan for ${members.map((m) => m.id).join(', ')} refused: ${commit.reason}`); return; }
+    members.forEach((m, i) => writes.push(this.dispatch(m, commit.allocations[i], snap, reqs[i])));
+  }
+
+  private async setReason(tasks: EncodingTask[], reason: string): Promise<void> {
+    const changed = tasks.filter((t) => t.reason !== reason);
+    for (const t of changed) t.reason = reason;
+    await Promise.all(changed.map((t) => this.record(t)));
+  }
+
+  /** Records a committed reservation and hands the task to its agent; re-queues it if the agent refuses. */
+  private async dispatch(t: EncodingTask, allocation: ResourceAllocation, snap: LedgerSnapshot, req: PlacementRequest): Promise<void> {
+    // Everything about the decision is set before the first await: the pass goes on deciding meanwhile.
+    const node = snap.node(allocation.node_id)!;
+    t.allocation = allocation;
+    const gpu = node.capacity.gpus.find((g) => g.id === allocation.gpu_ids[0]);
+    t.predicted = this.o.predictor.predict(t.schema, { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name) });
+    t.attempts += 1;
+    t.reason = undefined;
+    t.state = 'placed';
+    t.started_at = this.now();
+    await this.record(t);
+    const refused = await this.agent(node.capacity.address)
+      .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
+      .then((r) => (r.accepted ? undefined : r.reason), (e: Error) => e.message);
+    if (refused) {
+      this.log(`agent ${allocation.node_id} refused ${t.id}: ${refused}`);
+      await this.requeue(t, `node ${allocation.node_id} refused the assignment: ${refused}`);
     }
   }
 
@@ -249,9 +422,12 @@ export class Leader {
   // ── agents ───────────────────────────────────────────────────────────────────────────
 
   register(req: RegisterRequest): Promise<RegisterReply> {
-    return this.serial.run(async () => {
+    return this.locked(async () => {
       const cap = req.capacity;
-      this.ledger.upsertNode(cap, this.now());
+      for (const d of this.ledger.upsertNode(cap, this.now())) {
+        const t = this.active.get(d.task_id);
+        if (t) await this.requeue(t, `node ${cap.node_id} re-registered with less capacity: ${d.reason}`);
+      }
       this.log(`node ${cap.node_id} registered at ${cap.address}: cores [${cap.core_ids.join(',')}], ${cap.memory_gb.toFixed(1)} GB, ${cap.gpus.length} GPU(s)`);
       await this.claim(cap.node_id, req.running);
       await this.schedule();
@@ -260,7 +436,7 @@ export class Leader {
   }
 
   heartbeat(req: HeartbeatRequest): Promise<HeartbeatReply> {
-    return this.serial.run(async () => {
+    return this.locked(async () => {
       if (!this.ledger.touch(req.node_id, this.now())) return { term: this.o.term, reregister: true };
       await this.claim(req.node_id, req.running);
       return { term: this.o.term, reregister: false };
@@ -282,7 +458,7 @@ export class Leader {
   }
 
   reportStatus(rep: TaskStatusReport): Promise<Ack> {
-    return this.serial.run(async () => {
+    return this.locked(async () => {
       const t = this.active.get(rep.task_id) ?? (await this.o.store.get(rep.task_id));
       if (!t) return { ok: false, reason: `unknown task ${rep.task_id}` };
       if (TERMINAL_STATES.has(t.state)) return { ok: true, reason: `already ${t.state}` };
@@ -340,6 +516,7 @@ export class Leader {
 
   /** Persists a task and publishes its state on the job's subject. */
   private async record(t: EncodingTask): Promise<void> {
+    this.unrecorded.delete(t);
     t.updated_at = this.now();
     t.term = this.o.term;
     await this.o.store.put(t);
@@ -353,4 +530,9 @@ export class Leader {
   private log(msg: string) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`); }
 }
 
+/** Groups are named by their submitter: two submitters' `ladder-1` are different groups. */
+const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/${t.schema.group.id}` : '');
 
+/** Whether `r` asks for exactly what `m` asked for (then it fares as `m` did, reason included). */
+const sameAsk = (r: PlacementRequest, m: PlacementRequest) =>
+  r.cores === m.cores && r.gpus === m.gpus && r.memory_gb === m.memory_gb && r.bandwidth_mbps === m.bandwidth_mbps;

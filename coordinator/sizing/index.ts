@@ -21,10 +21,10 @@ export function parseReservationPolicy(text: string): ReservationPolicy {
 /** What `t` asks the ledger for under `policy`, given the fleet in `snap`. */
 export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy = { kind: 'predictive' }): PlacementRequest {
   const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
-  const caps = snap.nodes.map((n) => n.capacity);
   if (policy.kind === 'one-core') return { task_id: t.id, cores: 1, gpus: gpu ? 1 : 0, memory_gb: 0, bandwidth_mbps: 0 };
   if (policy.kind === 'fixed-slots') {
     // A slot is 1/N of the smallest node, so every node can hold N of them.
+    const caps = snap.nodes.map((n) => n.capacity);
     const small = (f: (c: (typeof caps)[number]) => number) => (caps.length ? Math.min(...caps.map(f)) : 0);
     return {
       task_id: t.id,
@@ -37,7 +37,7 @@ export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: Reser
   const up = t.predicted!.upper;
   // CPU is elastic (fewer cores make an encode slower, not fail), so a request never asks
   // for more cores than the biggest live node has; memory is not, so it is never trimmed.
-  const biggest = Math.max(1, ...caps.map((c) => c.core_ids.length));
+  const biggest = Math.max(1, snap.max_cores);
   return {
     task_id: t.id,
     cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),

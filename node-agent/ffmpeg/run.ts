@@ -1,11 +1,13 @@
 /**
  * Runs one ffmpeg argv pinned to its granted cores and reports what it used:
  *
- *   setpriv --pdeathsig KILL -- taskset -c CORES $PRESCIENT_FFMPEG ARGS...      (no shell)
+ *   setpriv --pdeathsig KILL -- [prlimit --data=N --] taskset -c CORES $PRESCIENT_FFMPEG ARGS...   (no shell)
  *
- * setpriv and taskset exec in place, so the child's pid ends up being ffmpeg's. The parent-death
- * signal makes the kernel SIGKILL ffmpeg when the thread that spawned it exits, so a terminated
- * Piscina worker or a crashed agent never leaves an orphan encode running.
+ * setpriv, prlimit and taskset exec in place, so the child's pid ends up being ffmpeg's. The
+ * parent-death signal makes the kernel SIGKILL ffmpeg when the thread that spawned it exits, so a
+ * terminated Piscina worker or a crashed agent never leaves an orphan encode running. With a
+ * Confinement (enforce/), the process is spawned into the task's cgroups, prlimit is there only
+ * where no memory cgroup is, and the environment shows ffmpeg only its reserved GPUs.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -13,6 +15,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { UsageSummary } from '../../shared/index.js';
+import type { Confinement } from '../enforce/index.js';
 import { Sampler, type SamplingOptions } from '../sampling/index.js';
 import { EncodeAbortedError, FfmpegExitError } from './errors.js';
 
@@ -60,6 +63,11 @@ export interface RunFfmpegOptions {
   gpu_ids?: readonly number[];
   /** The run is always sampled (for `usage` and `pinned`); this says how often and where samples go. */
   sampling?: SamplingOptions;
+  /**
+   * Holds ffmpeg to the task's reservation (cgroups, rlimit, visible GPUs) and may turn a failure
+   * into the limit that caused it. Without one ffmpeg is only pinned to `core_ids`.
+   */
+  confinement?: Confinement;
 }
 
 /** How long ffmpeg may flush after SIGTERM before it is killed; a cancelled output is discarded anyway. */
@@ -78,9 +86,10 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
   if (opts.signal?.aborted) return Promise.reject(new EncodeAbortedError());
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'taskset', '-c', opts.core_ids.join(','), ffmpegPath(), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const c = opts.confinement;
+    const argv = ['--pdeathsig', 'KILL', '--', ...(c?.command_prefix ?? []), ...(c?.pin_cores === false ? [] : ['taskset', '-c', opts.core_ids.join(',')]), ffmpegPath(), ...args];
+    const options = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(c && { env: { ...process.env, ...c.env } }) };
+    const child = c ? c.spawn(() => spawn('setpriv', argv, options)) : spawn('setpriv', argv, options);
     let exited = false;
     let aborted = false;
     let spawnError: Error | undefined;
@@ -144,7 +153,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       if (spawnError ?? samplerError) return reject(spawnError ?? samplerError);
       if (code !== 0) {
         const tail = stderr.filter((l) => !ROUTINE_STDERR.test(l)).slice(-STDERR_LINES_IN_ERROR).join('\n');
-        return reject(new FfmpegExitError(code, signal, tail));
+        return reject(opts.confinement?.breach({ code, signal, stderr: stderr.join('\n') }) ?? new FfmpegExitError(code, signal, tail));
       }
       resolve({
         wall_s,
@@ -159,7 +168,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
   });
 }
 
-/** Resolves true once setpriv and taskset have exec'd into ffmpeg (taskset sets the affinity just before its exec), false if it exited first. */
+/** Resolves true once setpriv, prlimit and taskset have exec'd into ffmpeg (taskset sets the affinity just before its exec), false if it exited first. */
 async function untilExec(pid: number, alive: () => boolean): Promise<boolean> {
   const ffmpegComm = path.basename(ffmpegPath()).slice(0, 15); // the kernel keeps 15 characters
   while (alive()) {

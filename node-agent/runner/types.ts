@@ -1,6 +1,7 @@
 /** The runner's public types and the message protocol between it and its Piscina workers. */
 import type { MessagePort } from 'node:worker_threads';
-import type { EncodeResult, EncodeSample, EncodingSchema, UsageSummary } from '../../shared/index.js';
+import type { EncodeResult, EncodeSample, EncodingSchema, Enforcement, UsageSummary } from '../../shared/index.js';
+import type { EnforcementPlan } from '../enforce/index.js';
 
 /** One encode as the agent hands it over: the validated schema plus what the leader reserved. */
 export interface EncodeJob {
@@ -8,9 +9,14 @@ export interface EncodeJob {
   schema: EncodingSchema;
   /** ffmpeg is pinned to exactly these cores and runs this many threads. */
   core_ids: number[];
+  /** Node GPU indices (nvidia-smi's); with GPU enforcement ffmpeg sees only these. */
   gpu_ids: number[];
-  /** Reserved memory; not enforced yet (see node-agent/README.md). */
+  /** Reserved memory in GiB; held to where `enforcement` allows (see node-agent/README.md). */
   memory_gb: number;
+  /** Reserved I/O bandwidth in Mbit/s; throttled on disk where `enforcement` allows. Absent: not throttled. */
+  bandwidth_mbps?: number;
+  /** What this node enforces (detectEnforcement). Absent: ffmpeg is only pinned to its cores. */
+  enforcement?: EnforcementPlan;
   /** The output lands at `<output_dir>/<task_id>.<mp4|webm>`. */
   output_dir: string;
   /** How often the encode is sampled; default 1000, at least MIN_SAMPLE_INTERVAL_MS (100). */
@@ -18,7 +24,14 @@ export interface EncodeJob {
 }
 
 /** What a finished encode yields: its EncodeResult plus the summary of its samples over all passes. */
-export type MeasuredEncode = EncodeResult & { usage: UsageSummary };
+export type MeasuredEncode = EncodeResult & { usage: UsageSummary; enforcement: AppliedEnforcement };
+
+/** What the encode's processes were held to, per resource, and what of the node's plan did not hold for it. */
+export interface AppliedEnforcement {
+  applied: Enforcement[];
+  /** Empty when everything the node's plan promised held. */
+  shortfalls: string[];
+}
 
 /** One `-progress` report of a running encode, every PROGRESS_PERIOD_S. */
 export interface EncodeProgress {
@@ -36,7 +49,8 @@ export interface EncodeRunner {
   /**
    * Encodes, measures quality, then renames the output into place. Rejects with
    * EncodeAbortedError when `signal` aborts (ffmpeg has exited by then and no `.part` file is
-   * left), FfmpegExitError when ffmpeg fails, UnsupportedEncodeError for what ffmpeg 5.1 cannot run.
+   * left), FfmpegExitError when ffmpeg fails, UnsupportedEncodeError for what ffmpeg 5.1 cannot run,
+   * an Error whose message starts "encode exceeded its memory reservation" when its limit stopped it.
    * `onSample` gets every sample of every encode pass (not of the quality measurement), all of
    * them before the promise settles.
    */
@@ -65,4 +79,5 @@ export type SerializedError =
   | { name: 'EncodeAbortedError' }
   | { name: 'FfmpegExitError'; exit_code: number | null; exit_signal: string | null; stderr_tail: string }
   | { name: 'UnsupportedEncodeError'; field: string; reason: string }
+  | { name: 'ReservationExceededError'; resource: 'memory'; reserved_gb: number; how: string; message: string; stack?: string }
   | { name: 'Error'; message: string; stack?: string };

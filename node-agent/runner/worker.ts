@@ -14,6 +14,7 @@ import {
 } from '../ffmpeg/index.js';
 import { mergeUsage, strictClock } from '../sampling/index.js';
 import { ffmpegCapabilities } from '../ffmpeg/capabilities.js';
+import { confineTask, ffmpegGpuIds, ReservationExceededError, type Confinement } from '../enforce/index.js';
 import type { EncodeJob, EncodeProgress, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
 
 export default async function encodeTask({ job, port }: WorkerTask): Promise<WorkerOutcome> {
@@ -34,6 +35,10 @@ export default async function encodeTask({ job, port }: WorkerTask): Promise<Wor
 /**
  * ffmpeg writes `<task_id>.part.<ext>`, which becomes `<task_id>.<ext>` only once the encode and
  * its quality measurement succeeded; on any failure it is deleted, so a retry never finds a half file.
+ *
+ * Every encode pass runs in the task's confinement, set up before the first and released after
+ * the last (also on failure or cancellation). The quality measurement is not part of what the
+ * reservation was predicted from, so it runs pinned to the cores only.
  */
 async function encode(
   job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
@@ -41,10 +46,18 @@ async function encode(
   const grant: Grant = { core_ids: job.core_ids, gpu_ids: job.gpu_ids };
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'prescient-passlog-'));
   let plan: EncodePlan | undefined;
+  let confinement: Confinement | undefined;
   let done = false;
   try {
-    plan = compileEncode(job.schema, grant, { task_id: job.task_id, output_dir: job.output_dir, passlog_prefix: path.join(scratch, 'pass') });
+    // With CUDA_VISIBLE_DEVICES set, ffmpeg numbers the reserved GPUs from 0 (its -gpu option).
+    plan = compileEncode(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, {
+      task_id: job.task_id, output_dir: job.output_dir, passlog_prefix: path.join(scratch, 'pass'),
+    });
     await mkdir(job.output_dir, { recursive: true });
+    confinement = confineTask(job.enforcement, {
+      task_id: job.task_id, core_ids: job.core_ids, gpu_ids: job.gpu_ids, memory_gb: job.memory_gb, bandwidth_mbps: job.bandwidth_mbps,
+      paths: [...(job.schema.input.kind === 'file' ? [job.schema.input.path] : []), job.output_dir],
+    });
     await rm(plan.part_path, { force: true });
     const runs: FfmpegRun[] = [];
     const clock = strictClock(); // one for all passes: ts_ms identifies a sample within its job
@@ -54,6 +67,7 @@ async function encode(
       runs.push(await runFfmpeg(argv, {
         core_ids: job.core_ids,
         gpu_ids: job.gpu_ids,
+        confinement,
         signal,
         onProgress: (p) => {
           progress = p;
@@ -81,11 +95,24 @@ async function encode(
       pinned: runs.every((r) => r.pinned),
       frames: runs.at(-1)?.last_progress?.frame ?? 0,
       usage: mergeUsage(runs.map((r) => r.usage)),
+      enforcement: { applied: confinement.applied(), shortfalls: confinement.shortfalls() },
     };
+  } catch (e) {
+    throw withShortfalls(e, confinement?.shortfalls() ?? []);
   } finally {
     await rm(scratch, { recursive: true, force: true });
     if (!done && plan) await rm(plan.part_path, { force: true });
+    await confinement?.release();
   }
+}
+
+/** A failure on a node that could not enforce for this encode what it promised says so (FfmpegExitError crosses threads without its message, so there in its stderr tail). */
+function withShortfalls(e: unknown, short: string[]): unknown {
+  if (short.length === 0 || e instanceof EncodeAbortedError || !(e instanceof Error)) return e;
+  const note = short.join('; ');
+  if (e instanceof FfmpegExitError) return new FfmpegExitError(e.exit_code, e.exit_signal, `${e.stderr_tail}\n[prescient] ${note}`.trim());
+  e.message += ` (${note})`;
+  return e;
 }
 
 /** A failed measurement leaves psnr/ssim out rather than failing a good encode; cancellation still cancels. */
@@ -128,6 +155,9 @@ function serializeError(e: unknown): SerializedError {
   if (e instanceof EncodeAbortedError) return { name: 'EncodeAbortedError' };
   if (e instanceof FfmpegExitError) return { name: 'FfmpegExitError', exit_code: e.exit_code, exit_signal: e.exit_signal, stderr_tail: e.stderr_tail };
   if (e instanceof UnsupportedEncodeError) return { name: 'UnsupportedEncodeError', field: e.field, reason: e.reason };
+  if (e instanceof ReservationExceededError) {
+    return { name: 'ReservationExceededError', resource: e.resource, reserved_gb: e.reserved_gb, how: e.how, message: e.message, ...(e.stack && { stack: e.stack }) };
+  }
   const err = e instanceof Error ? e : new Error(String(e));
   return { name: 'Error', message: err.message, ...(err.stack && { stack: err.stack }) };
 }

@@ -7,6 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { benchSampling } from './sampling.js';
 import { benchIngest } from './ingest.js';
 import { benchModel } from './model.js';
+import { benchPacking } from './packing.js';
+import { benchSubmitLatency } from './submit-latency.js';
+import { benchPlacement } from './placement.js';
 
 function machine(): Record<string, string | number> {
   const ffmpeg = (() => { try { return /ffmpeg version (\S+)/.exec(execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }))?.[1] ?? '?'; } catch { return 'absent'; } })();
@@ -21,6 +24,9 @@ const benches: Record<string, () => Promise<Record<string, number | string>>> = 
   'sampling overhead (issue 3: < 1% of one core at 1 Hz, 8 concurrent encodes)': benchSampling,
   'telemetry ingestion (issue 3: >= 200,000 rows/s into local QuestDB)': benchIngest,
   'prediction model (issue 4: one < 20 µs, 10,000 < 50 ms, 100,000 rows trained < 2 min)': benchModel,
+  'packing (issue 5: makespan and overruns, predictive vs fixed slots vs one core per job)': benchPacking,
+  'submit to placed (issue 5: p50/p99 at 1,000 jobs/s through NATS)': benchSubmitLatency,
+  'placement (issue 5: >= 20,000 decisions/s on one core, p99 < 1 ms, 10,000 nodes)': benchPlacement,
 };
 
 console.log('machine:', JSON.stringify(machine()));

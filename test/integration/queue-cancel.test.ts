@@ -49,6 +49,31 @@ test('while a long encode holds the only core, waiting jobs queue in SLA order',
   assert.equal(order, [queued.premium, queued.standard, queued.batch]);
 });
 
+test('prescient queue shows each waiting job\'s position, class, reason and an estimated start after the long encode', async () => {
+  const r = await cliRun(s, ['queue', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(r.stdout.includes(queued.premium), `queue output: ${r.stdout} ${r.stderr}`);
+  const rows = (JSON.parse(r.stdout) as { queue: Array<{ position: number; job_id: string; class: string; reason: string; estimated_start: string | null; estimate: string }> }).queue;
+  assert.equal(rows.map((x) => [x.position, x.job_id, x.class]), [[1, queued.premium, 'premium'], [2, queued.standard, 'standard'], [3, queued.batch, 'batch']]);
+  assert.ok(rows.every((x) => /no node has room now/.test(x.reason)), rows.map((x) => x.reason).join(' | '));
+  assert.ok(rows.every((x) => x.estimated_start !== null && Date.parse(x.estimated_start) > Date.now()), JSON.stringify(rows));
+  assert.match(rows[0].estimate, /after earlier work on node-a ends/);
+  const text = await cliRun(s, ['queue']);
+  assert.match(text.stdout, new RegExp(`1\\s+${queued.premium}\\s+premium`));
+});
+
+test('prescient nodes shows the node, its reservation and how each resource is enforced', async () => {
+  const r = await cliRun(s, ['nodes', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const { nodes } = JSON.parse(r.stdout) as { nodes: Array<{ node_id: string; cores: { total: number; free: number }; reservations: string[]; enforcement: Record<string, { mode: string; detail: string }> }> };
+  assert.is(nodes.length, 1);
+  assert.is(nodes[0].node_id, 'node-a');
+  assert.equal(nodes[0].cores, { ...nodes[0].cores, total: 1, free: 0 });
+  assert.equal(nodes[0].reservations, [long]);
+  for (const res of ['cpu', 'memory', 'gpu', 'bandwidth']) assert.ok(['enforced', 'accounted-only'].includes(nodes[0].enforcement[res]?.mode), `${res}: ${JSON.stringify(nodes[0].enforcement[res])}`);
+  assert.is(nodes[0].enforcement.cpu.mode, 'enforced', 'the agent pins encodes to their cores');
+});
+
 test('cancelling a queued job ends it at once and takes it out of the queue', async () => {
   const r = await cancel(queued.standard);
   assert.is(r.code, 0, r.stderr);

@@ -33,6 +33,8 @@ test('a job that fits no node even when idle is infeasible with each node\'s rea
   if (r.kind === 'infeasible') {
     assert.equal(r.reasons.map((x) => x.node_id), ['a', 'b']);
     assert.match(r.reasons[1].reason, /needs 8 GB memory, 4 GB in total/);
+    assert.equal(r.tally.map((t) => [t.filter, t.nodes]), [['memory', 2]]);
+    assert.is(r.reason, 'fits no node even when idle: memory on 2 nodes (e.g. a: needs 8 GB memory, 2 GB in total)');
   }
 });
 
@@ -43,6 +45,7 @@ test('a job that fits an idle node but not a busy one is queued naming the short
   assert.ok(first.kind === 'placed' && l.commit(first.plan, 0).ok);
   const r = place(req({ task_id: 't2' }), l.snapshot());
   assert.equal(r.kind === 'queued' && r.short, 'cores');
+  assert.equal(r.kind === 'queued' && r.reason, 'no node has room now: cores on 1 node (a: needs 1 cores, 0 free)');
 });
 
 test('a plan made on an old snapshot is refused when its cores were taken meanwhile', () => {

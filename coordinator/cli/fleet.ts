@@ -1,0 +1,109 @@
+/**
+ * `prescient nodes` and `prescient queue`: the fleet and the queue as the leader last saved
+ * them (the ledger bucket and the task records in JetStream), so they work from any machine
+ * that reaches NATS, with or without a leader up.
+ */
+import type { Command } from 'commander';
+import { loadEndpoints, type EncodingTask, type ReservedResource } from '../../shared/index.js';
+import { JetStreamTaskStore, connectBus } from '../bus/index.js';
+import { JetStreamLedgerStore, Ledger, type LedgerState } from '../ledger/index.js';
+import { estimateStarts, orderQueue } from '../queue/index.js';
+import { sizeRequest } from '../sizing/index.js';
+import { table } from './format.js';
+
+const RESOURCES: ReservedResource[] = ['cpu', 'memory', 'gpu', 'bandwidth'];
+
+interface Fleet { ledger?: LedgerState; tasks: EncodingTask[] }
+
+async function readFleet(natsUrl: string): Promise<Fleet> {
+  const nc = await connectBus(natsUrl, 'prescient-cli');
+  try {
+    const js = nc.jetstream();
+    const [ledger, tasks] = await Promise.all([
+      JetStreamLedgerStore.open(js).then((s) => s.load()),
+      JetStreamTaskStore.open(js).then((s) => s.listActive()),
+    ]);
+    return { ledger, tasks };
+  } finally {
+    await nc.drain();
+  }
+}
+
+const fixed = (x: number, d = 1) => (Number.isInteger(x) ? String(x) : x.toFixed(d));
+const ago = (t: number, now: number) => `${Math.max(0, Math.round((now - t) / 1000))} s ago`;
+
+/** Node rows: capacity, free, reservations and how each resource is held to its reservation. */
+export function nodesView(state: LedgerState | undefined, now = Date.now()) {
+  if (!state) return [];
+  const ledger = Ledger.fromState(state, state.term, Number.MAX_SAFE_INTEGER, now);
+  const snap = ledger.snapshot();
+  return state.nodes.map((r) => {
+    const n = snap.node(r.capacity.node_id)!;
+    const enforcement = Object.fromEntries(RESOURCES.map((res) => {
+      const e = r.capacity.enforcement?.find((x) => x.resource === res);
+      // Older agents say nothing: that is not enforcement, so it is shown as accounted-only.
+      return [res, e ? { mode: e.mode, detail: e.detail } : { mode: 'accounted-only', detail: 'the agent did not report enforcement' }];
+    }));
+    return {
+      node_id: r.capacity.node_id, address: r.capacity.address, cpu_model: r.capacity.cpu_model, last_seen: r.last_seen,
+      cores: { total: r.capacity.core_ids.length, free: n.free_core_ids.length, free_ids: n.free_core_ids },
+      memory_gb: { total: r.capacity.memory_gb, free: n.free_memory_gb },
+      bandwidth_mbps: { total: r.capacity.bandwidth_mbps, free: n.free_bandwidth_mbps },
+      gpus: n.gpus.map((g) => ({ id: g.id, sessions: g.sessions, free_sessions: g.free_sessions })),
+      reservations: r.reservations.map((x) => x.task_id),
+      enforcement,
+    };
+  });
+}
+
+/** Queue rows in order, with class, reason and estimated start. */
+export function queueView(f: Fleet, now = Date.now()) {
+  const order = orderQueue(f.tasks);
+  const ledger = f.ledger ? Ledger.fromState(f.ledger, f.ledger.term, Number.MAX_SAFE_INTEGER, now) : undefined;
+  const snap = ledger?.snapshot();
+  const nodes = f.ledger?.nodes.map((n) => n.capacity) ?? [];
+  const running = f.tasks.filter((t) => t.allocation && (t.state === 'placed' || t.state === 'running'));
+  const est = estimateStarts(order, nodes, running, (t) => {
+    const r = snap ? sizeRequest(t, snap) : { cores: 1, gpus: 0, memory_gb: 0, bandwidth_mbps: 0 };
+    return { cores: r.cores, gpus: r.gpus, memory_gb: r.memory_gb, bandwidth_mbps: r.bandwidth_mbps };
+  }, now);
+  return order.map((e) => ({
+    position: e.position, job_id: e.task.id, class: e.task.schema.priority, submitter: e.task.schema.submitter,
+    waiting_s: Math.round((now - e.task.submitted_at) / 1000), reason: e.task.reason ?? '',
+    ...(e.task.schema.deadline ? { deadline: e.task.schema.deadline } : {}),
+    ...(e.latest_start !== undefined ? { latest_start: new Date(e.latest_start).toISOString(), deadline_at_risk: now > e.latest_start } : {}),
+    estimated_start: est.get(e.task.id)?.at !== undefined ? new Date(est.get(e.task.id)!.at!).toISOString() : null,
+    estimate: est.get(e.task.id)?.why ?? '',
+  }));
+}
+
+export function fleetCommands(program: Command, stateDir: () => string): void {
+  program.command('nodes').description('show each node: capacity, what is free, its reservations, and which resources are enforced or accounted-only')
+    .option('--json', 'print the nodes as JSON')
+    .action(async (o) => {
+      const f = await readFleet(loadEndpoints(stateDir()).nats_url);
+      const rows = nodesView(f.ledger);
+      if (o.json) { console.log(JSON.stringify({ term: f.ledger?.term ?? null, nodes: rows }, null, 2)); return; }
+      if (!rows.length) { console.log('no nodes in the ledger (no leader has saved one yet, or no agent has registered)'); return; }
+      const now = Date.now();
+      console.log(table(['node', 'cores free', 'memory GB free', 'Mbps free', 'GPU sessions free', 'tasks', 'last seen'], rows.map((r) => [
+        r.node_id, `${r.cores.free}/${r.cores.total} [${r.cores.free_ids.join(',')}]`, `${fixed(r.memory_gb.free, 2)}/${fixed(r.memory_gb.total, 2)}`,
+        `${fixed(r.bandwidth_mbps.free)}/${fixed(r.bandwidth_mbps.total)}`, r.gpus.length ? r.gpus.map((g) => `${g.id}:${g.free_sessions}/${g.sessions}`).join(' ') : '-',
+        String(r.reservations.length), ago(r.last_seen, now),
+      ])));
+      console.log('\nenforcement');
+      console.log(table(['node', ...RESOURCES], rows.map((r) => [r.node_id, ...RESOURCES.map((res) => `${r.enforcement[res].mode}: ${r.enforcement[res].detail}`)])));
+    });
+
+  program.command('queue').description('show the queued jobs in the order they get resources: position, class, reason and estimated start')
+    .option('--json', 'print the queue as JSON')
+    .action(async (o) => {
+      const rows = queueView(await readFleet(loadEndpoints(stateDir()).nats_url));
+      if (o.json) { console.log(JSON.stringify({ queue: rows }, null, 2)); return; }
+      if (!rows.length) { console.log('the queue is empty'); return; }
+      console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [
+        String(r.position), r.job_id, r.class + ('deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
+        r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
+      ])));
+    });
+}

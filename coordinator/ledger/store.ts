@@ -1,0 +1,146 @@
+/**
+ * Where the ledger is kept between leaders. `LedgerStore` says what a store does; the JetStream
+ * KV implementation keeps one entry per node (its capacity and its reservations) and a `meta`
+ * entry, so a save writes only the nodes that changed, and no entry comes near NATS's 1 MB
+ * message limit however large the fleet.
+ *
+ * Fencing: every value carries the term of the leader that wrote it, and every write is a
+ * compare-and-set on the entry's KV revision (`kv.update(key, value, revision)`). When the
+ * revision moved on, the store reads the entry: if a later term wrote it, the write is refused
+ * with StaleLedgerWriteError (this leader has been deposed); if an earlier term did (a deposed
+ * leader's last write), it is overwritten. Each save writes `meta` first, so the first save of
+ * a new leader fences every older one out before any node entry is touched. Removed nodes are
+ * written as tombstones rather than KV deletes, so that they carry a term too.
+ */
+import { StorageType, type JetStreamClient, type KV } from 'nats';
+import { LEDGER_BUCKET } from '../../shared/index.js';
+import type { LedgerChanges, LedgerState, NodeRecord } from './types.js';
+
+export interface LedgerStore {
+  /** The saved ledger, or undefined when nothing was saved yet. */
+  load(): Promise<LedgerState | undefined>;
+  /**
+   * Writes a whole state (nodes saved before but absent from it are removed) or the changes
+   * since the last save. Rejects with StaleLedgerWriteError when a leader of a later term has
+   * written since this store last read or wrote; nothing of a refused save reaches `meta`.
+   */
+  save(state: LedgerState | LedgerChanges): Promise<void>;
+}
+
+/** A write of the ledger was refused because a leader of a later term has written it. */
+export class StaleLedgerWriteError extends Error {
+  constructor(readonly term: number, readonly storedTerm: number, readonly key: string) {
+    super(`ledger write by term ${term} refused: ${key} was written by term ${storedTerm}`);
+    this.name = 'StaleLedgerWriteError';
+  }
+}
+
+interface MetaValue { format: 1; term: number; version: number }
+/** A node entry; `record` is absent in a tombstone. */
+interface NodeValue { term: number; record?: NodeRecord }
+
+const META = 'meta';
+const SAFE_ID = /^[A-Za-z0-9_-]{1,200}$/;
+/** KV keys allow few characters; ids outside them are base64url-encoded under another prefix. */
+const keyOf = (nodeId: string) => (SAFE_ID.test(nodeId) ? `node.${nodeId}` : `node64.${Buffer.from(nodeId).toString('base64url')}`);
+const BATCH = 256;
+
+const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const decode = <T>(b: Uint8Array): T => JSON.parse(new TextDecoder().decode(b)) as T;
+
+function wrongRevision(e: unknown): boolean {
+  const err = e as { api_error?: { err_code?: number }; message?: string };
+  return err?.api_error?.err_code === 10071 || /wrong last sequence/i.test(err?.message ?? '');
+}
+
+async function inBatches<T>(items: readonly T[], f: (x: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += BATCH) await Promise.all(items.slice(i, i + BATCH).map(f));
+}
+
+export class JetStreamLedgerStore implements LedgerStore {
+  /** The revision of each key as this store last read or wrote it (0: never existed). */
+  private readonly revisions = new Map<string, number>();
+  /** Node keys holding a live (not tombstoned) node, as far as this store knows. */
+  private readonly present = new Set<string>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly kv: KV) {}
+
+  static async open(js: JetStreamClient, bucket: string = LEDGER_BUCKET): Promise<JetStreamLedgerStore> {
+    return new JetStreamLedgerStore(await js.views.kv(bucket, { history: 1, storage: StorageType.File }));
+  }
+
+  load(): Promise<LedgerState | undefined> {
+    return this.serially(async () => {
+      const keys: string[] = [];
+      for await (const k of await this.kv.keys()) keys.push(k);
+      let meta: MetaValue | undefined;
+      const nodes: NodeRecord[] = [];
+      await inBatches(keys, async (k) => {
+        const e = await this.kv.get(k);
+        if (!e) return;
+        this.revisions.set(k, e.revision);
+        if (e.operation !== 'PUT' || !e.value.length) return;
+        if (k === META) meta = decode<MetaValue>(e.value);
+        else {
+          const v = decode<NodeValue>(e.value);
+          if (v.record) {
+            nodes.push(v.record);
+            this.present.add(k);
+          }
+        }
+      });
+      if (!meta && !nodes.length) return undefined;
+      // A stable order (the KV's is by last write), so a restored ledger does not depend on timing.
+      nodes.sort((a, b) => (a.capacity.node_id < b.capacity.node_id ? -1 : a.capacity.node_id > b.capacity.node_id ? 1 : 0));
+      return {
+        format: 1 as const,
+        term: meta?.term ?? 0,
+        version: nodes.reduce((v, n) => Math.max(v, n.version), meta?.version ?? 0),
+        nodes,
+      };
+    });
+  }
+
+  save(state: LedgerState | LedgerChanges): Promise<void> {
+    return this.serially(async () => {
+      const term = state.term;
+      const writes = new Map(state.nodes.map((n) => [keyOf(n.capacity.node_id), n]));
+      const removed = 'format' in state ? [...this.present].filter((k) => !writes.has(k)) : state.removed.map(keyOf);
+      await this.write(META, { format: 1, term, version: state.version } satisfies MetaValue, term);
+      await inBatches([...writes], async ([k, record]) => {
+        await this.write(k, { term, record } satisfies NodeValue, term);
+        this.present.add(k);
+      });
+      await inBatches(removed, async (k) => {
+        await this.write(k, { term } satisfies NodeValue, term);
+        this.present.delete(k);
+      });
+    });
+  }
+
+  /** Compare-and-set on the key's revision; overwrites an earlier term's write, refuses a later one's. */
+  private async write(key: string, value: MetaValue | NodeValue, term: number): Promise<void> {
+    const data = encode(value);
+    for (;;) {
+      const rev = this.revisions.get(key) ?? 0;
+      try {
+        this.revisions.set(key, rev === 0 ? await this.kv.create(key, data) : await this.kv.update(key, data, rev));
+        return;
+      } catch (e) {
+        if (!wrongRevision(e)) throw e;
+        const cur = await this.kv.get(key);
+        const stored = cur && cur.operation === 'PUT' && cur.value.length ? decode<{ term: number }>(cur.value).term : -1;
+        if (stored > term) throw new StaleLedgerWriteError(term, stored, key);
+        this.revisions.set(key, cur?.revision ?? 0);
+      }
+    }
+  }
+
+  /** Saves and loads run one at a time: each needs the revisions the previous one left. */
+  private serially<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f, f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}

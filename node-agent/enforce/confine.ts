@@ -1,0 +1,209 @@
+/**
+ * One encode's confinement: what the node's plan allows, applied to this task's reservation.
+ * Whatever cannot be set up at run time is noted and the encode runs without it; a memory
+ * cgroup that cannot be made falls back to the RLIMIT_DATA backstop.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { TaskCgroup, setMemoryLimit, spawnInto, type Controller } from './cgroup.js';
+import { diskOf } from './devices.js';
+import { ReservationExceededError } from './errors.js';
+import {
+  allocationRefused, dataLimitBytes, formatMib, gpuView, memoryLimitBytes, parseOomKills, throttleBytesPerSecond, throttleLine,
+  DATA_LIMIT_PER_RESERVED, MEMORY_HEADROOM_BYTES, type BlockDevice,
+} from './limits.js';
+import type { Confinement, Enforcement, EnforcementPlan, NodeCgroup, ProcessExit, ReservedResource, TaskReservation } from './types.js';
+
+type MemoryHold =
+  | { via: 'cgroup'; cgroup: TaskCgroup; limit: number }
+  | { via: 'rlimit'; limit: number; why_not_cgroup: string }
+  | { via: 'none'; why: string };
+type BandwidthHold =
+  | { via: 'cgroup'; cgroup: TaskCgroup; disks: BlockDevice[]; bytes_per_s: number; unthrottled: string[] }
+  | { via: 'none'; why: string };
+
+const NO_PLAN = 'the runner was given no enforcement plan (detectEnforcement)';
+
+/** Sets up the task's cgroups and limits before its first ffmpeg starts. */
+export function confineTask(plan: EnforcementPlan | undefined, r: TaskReservation): Confinement {
+  return new TaskConfinement(plan, r);
+}
+
+class TaskConfinement implements Confinement {
+  readonly pin_cores: boolean;
+  readonly command_prefix: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  private readonly cgroups = new Map<string, TaskCgroup>();
+  private readonly memory: MemoryHold;
+  private readonly bandwidth: BandwidthHold;
+  /** Per resource, what did not hold at run time although the plan said it would. */
+  private readonly notes = new Map<ReservedResource, string>();
+  private readonly leftovers: string[] = [];
+  private released = false;
+  /** ffmpeg held more than the limit by the time it could be set; it was killed. */
+  private overLimitAtStart = false;
+
+  constructor(private readonly plan: EnforcementPlan | undefined, private readonly r: TaskReservation) {
+    this.pin_cores = !plan || plan.cpu.kind === 'affinity';
+    this.env = plan?.gpu.kind === 'visible-devices' ? gpuView(r.gpu_ids).env : {};
+    this.memory = this.holdMemory();
+    this.bandwidth = this.holdBandwidth();
+    this.command_prefix = this.memory.via === 'rlimit' ? ['prlimit', `--data=${this.memory.limit}`, '--'] : [];
+  }
+
+  private holdMemory(): MemoryHold {
+    const m = this.plan?.memory;
+    if (!m) return { via: 'none', why: NO_PLAN };
+    if (m.kind === 'none') return { via: 'none', why: m.why };
+    if (!(this.r.memory_gb > 0)) return { via: 'none', why: 'no memory was reserved' };
+    const rlimit = (why_not_cgroup: string): MemoryHold => ({ via: 'rlimit', limit: dataLimitBytes(this.r.memory_gb), why_not_cgroup });
+    if (m.kind === 'rlimit') return rlimit(m.why_not_cgroup);
+    const limit = memoryLimitBytes(this.r.memory_gb);
+    try {
+      const cgroup = this.cgroup(m.cgroup);
+      setMemoryLimit(cgroup, limit);
+      return { via: 'cgroup', cgroup, limit };
+    } catch (e) {
+      const why = `its memory cgroup could not be set up (${(e as Error).message})`;
+      this.notes.set('memory', `${why}; RLIMIT_DATA used instead`);
+      return rlimit(why);
+    }
+  }
+
+  private holdBandwidth(): BandwidthHold {
+    const b = this.plan?.bandwidth;
+    if (!b) return { via: 'none', why: NO_PLAN };
+    if (b.kind === 'none') return { via: 'none', why: b.why };
+    if (!(this.r.bandwidth_mbps! > 0)) return { via: 'none', why: 'no bandwidth was reserved' };
+    const disks: BlockDevice[] = [], unthrottled: string[] = [];
+    for (const p of this.r.paths) {
+      const d = diskOf(p);
+      if ('why' in d) unthrottled.push(d.why);
+      else if (!disks.some((x) => x.major === d.disk.major && x.minor === d.disk.minor)) disks.push(d.disk);
+    }
+    if (disks.length === 0) return { via: 'none', why: unthrottled.join('; ') || 'the encode reads and writes no file' };
+    const bytes_per_s = throttleBytesPerSecond(this.r.bandwidth_mbps!);
+    try {
+      const cgroup = this.cgroup(b.cgroup);
+      for (const d of disks) {
+        if (cgroup.version === 2) cgroup.write('io.max', throttleLine(2, d, bytes_per_s));
+        else for (const f of ['blkio.throttle.read_bps_device', 'blkio.throttle.write_bps_device']) cgroup.write(f, throttleLine(1, d, bytes_per_s));
+      }
+      return { via: 'cgroup', cgroup, disks, bytes_per_s, unthrottled };
+    } catch (e) {
+      const why = `its I/O cgroup could not be set up (${(e as Error).message})`;
+      this.notes.set('bandwidth', why);
+      return { via: 'none', why };
+    }
+  }
+
+  /** The task's cgroup in a node directory; on v2 memory and io share one. */
+  private cgroup(node: NodeCgroup): TaskCgroup {
+    let c = this.cgroups.get(node.dir);
+    if (!c) this.cgroups.set(node.dir, (c = TaskCgroup.create(node, this.r.task_id)));
+    return c;
+  }
+
+  /** The cgroups a process must be put into, each with the v1 controller it is there for. */
+  private targets(): { cgroup: TaskCgroup; controller: Controller }[] {
+    const out: { cgroup: TaskCgroup; controller: Controller }[] = [];
+    if (this.memory.via === 'cgroup') out.push({ cgroup: this.memory.cgroup, controller: 'memory' });
+    if (this.bandwidth.via === 'cgroup' && !out.some((t) => t.cgroup === (this.bandwidth as { cgroup: TaskCgroup }).cgroup)) {
+      out.push({ cgroup: this.bandwidth.cgroup, controller: 'blkio' });
+    }
+    return out;
+  }
+
+  spawn<T extends ChildProcess>(start: () => T): T {
+    if (this.released) throw new Error(`confinement of ${this.r.task_id} was already released`);
+    const mem = this.memory.via === 'cgroup' && this.memory.cgroup.version === 1 ? this.memory : undefined;
+    let overLimit = false;
+    const child = spawnInto(this.targets(), start, {
+      // While the agent's own thread is in the task's memory cgroup, an OOM kill there could pick
+      // the agent. No other process of the task runs during a fork (passes run one after
+      // another), so the limit is lifted for that moment and set again once the thread is out:
+      // milliseconds in which ffmpeg is already charged to the cgroup but not yet limited.
+      beforeFork: mem && (() => { try { setMemoryLimit(mem.cgroup, -1); } catch { /* keeps the limit: the window is short */ } }),
+      afterFork: mem && (() => {
+        try {
+          setMemoryLimit(mem.cgroup, mem.limit);
+        } catch (e) {
+          // EBUSY: the kernel could not reclaim the cgroup down to the limit, i.e. ffmpeg already holds more.
+          if ((e as NodeJS.ErrnoException).code === 'EBUSY') overLimit = true;
+          else this.notes.set('memory', `the limit could not be set again after the fork (${(e as Error).message})`);
+        }
+      }),
+      missed: (c, why) => {
+        for (const res of ['memory', 'bandwidth'] as const) {
+          const hold = this[res];
+          if (hold.via === 'cgroup' && hold.cgroup === c) this.notes.set(res, `ffmpeg could not be put into ${c.dir} (${why})`);
+        }
+      },
+    });
+    if (overLimit) {
+      this.overLimitAtStart = true;
+      child.kill('SIGKILL');
+    }
+    return child;
+  }
+
+  breach(exit: ProcessExit): Error | undefined {
+    if (exit.code === 0) return undefined;
+    const m = this.memory;
+    if (m.via === 'cgroup' && this.overLimitAtStart) {
+      return new ReservationExceededError(this.r.memory_gb, `ffmpeg already held more than its cgroup memory limit of ${formatMib(m.limit)} when the limit was set, moments after it started`);
+    }
+    if (m.via === 'cgroup' && oomKilled(m.cgroup, exit)) {
+      return new ReservationExceededError(this.r.memory_gb,
+        `the OOM killer stopped ffmpeg at its cgroup v${m.cgroup.version} memory limit of ${formatMib(m.limit)} (the reservation plus ${formatMib(MEMORY_HEADROOM_BYTES)} start-up headroom)`);
+    }
+    if (m.via === 'rlimit' && allocationRefused(exit.stderr)) {
+      return new ReservationExceededError(this.r.memory_gb,
+        `ffmpeg was refused an allocation by its RLIMIT_DATA of ${formatMib(m.limit)} (${DATA_LIMIT_PER_RESERVED}× the reservation; no memory cgroup for this encode)`);
+    }
+    return undefined;
+  }
+
+  applied(): Enforcement[] {
+    const ok = (resource: ReservedResource, detail: string): Enforcement => ({ resource, mode: 'enforced', detail });
+    const not = (resource: ReservedResource, detail: string): Enforcement => ({ resource, mode: 'accounted-only', detail });
+    const cpu = this.pin_cores ? ok('cpu', `affinity to cores ${this.r.core_ids.join(',')} (taskset)`) : not('cpu', this.plan?.cpu.kind === 'none' ? this.plan.cpu.why : NO_PLAN);
+
+    const m = this.memory;
+    const memory = this.notes.has('memory') && m.via === 'cgroup' ? not('memory', this.notes.get('memory')!)
+      : m.via === 'cgroup' ? ok('memory', `cgroup v${m.cgroup.version} ${m.cgroup.version === 1 ? 'memory.limit_in_bytes' : 'memory.max'} = ${formatMib(m.limit)} (${m.cgroup.dir})`)
+        : m.via === 'rlimit' ? ok('memory', `RLIMIT_DATA = ${formatMib(m.limit)}, ${DATA_LIMIT_PER_RESERVED}× the reservation, a backstop on allocated memory (${m.why_not_cgroup})`)
+          : not('memory', m.why);
+
+    const gpu = this.plan?.gpu.kind === 'visible-devices' ? ok('gpu', `CUDA_VISIBLE_DEVICES=${this.env.CUDA_VISIBLE_DEVICES}${this.r.gpu_ids.length ? '' : ' (no GPU reserved: none visible)'}`)
+      : not('gpu', this.plan?.gpu.kind === 'none' ? this.plan.gpu.why : NO_PLAN);
+
+    const b = this.bandwidth;
+    const bandwidth = this.notes.has('bandwidth') && b.via === 'cgroup' ? not('bandwidth', this.notes.get('bandwidth')!)
+      : b.via === 'cgroup' ? ok('bandwidth', `cgroup v${b.cgroup.version} ${b.cgroup.version === 1 ? 'blkio.throttle.{read,write}_bps_device' : 'io.max'} = ${b.bytes_per_s} B/s on disk ${b.disks.map((d) => `${d.major}:${d.minor}`).join(', ')}${b.unthrottled.length ? `; not throttled: ${b.unthrottled.join('; ')}` : ''}`)
+        : not('bandwidth', b.why);
+    return [cpu, memory, gpu, bandwidth];
+  }
+
+  shortfalls(): string[] {
+    return [...[...this.notes].map(([res, why]) => `${res} not enforced as planned: ${why}`), ...this.leftovers];
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    for (const c of this.cgroups.values()) {
+      if (!(await c.remove())) this.leftovers.push(`${c.dir} could not be removed (still in use); the agent removes it at its next start`);
+    }
+  }
+}
+
+/** Whether the kernel's OOM killer acted in the cgroup; kernels before 4.13 lack the counter, so there a SIGKILL after the limit was hit counts. */
+function oomKilled(c: TaskCgroup, exit: ProcessExit): boolean {
+  try {
+    const kills = parseOomKills(c.read(c.version === 1 ? 'memory.oom_control' : 'memory.events'));
+    if (kills !== undefined) return kills > 0;
+    return exit.signal === 'SIGKILL' && c.version === 1 && Number(c.read('memory.failcnt')) > 0;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * What this node can really enforce, found by trying it at agent start: a test cgroup is created,
+ * given a limit, has a process put into it and is removed again. Nothing is assumed from the
+ * kernel version or from being root. Stale cgroups of a crashed agent with the same node id are
+ * removed on the way.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import {
+  TaskCgroup, canAdmit, ensureNodeCgroup, nodeCgroupDir, readCgroupMounts, removeNodeCgroup, removeStaleTaskCgroups, setMemoryLimit, v2Controllers,
+  type Controller,
+} from './cgroup.js';
+import { diskOf } from './devices.js';
+import { DATA_LIMIT_PER_RESERVED, MEMORY_HEADROOM_BYTES, formatMib, hierarchyOf, throttleLine, type BlockDevice } from './limits.js';
+import {
+  RESERVED_RESOURCES, type BandwidthMechanism, type CgroupHierarchy, type Enforcement, type EnforcementOptions, type EnforcementPlan,
+  type MemoryMechanism, type NodeCgroup, type ReservedResource,
+} from './types.js';
+
+const run = promisify(execFile);
+
+export interface DetectOptions extends EnforcementOptions {
+  node_id: string;
+  /** GPUs the node has (nvidia-smi); with none there is nothing to restrict. */
+  gpu_count: number;
+  /** Where outputs are written: its disk is the one the bandwidth probe throttles. */
+  output_dir: string;
+  log?: (m: string) => void;
+}
+
+/** Probes each resource's strongest mechanism and falls back; never throws for a missing one. */
+export async function detectEnforcement(o: DetectOptions): Promise<EnforcementPlan> {
+  const off = new Set<ReservedResource>(o.accounted_only ?? []);
+  const disabled = (r: ReservedResource) => ({ kind: 'none' as const, why: `turned off on this agent (--accounted-only ${r})` });
+  const mounts = readCgroupMounts();
+  const v2 = v2Controllers(mounts.v2);
+  const log = o.log ?? (() => undefined);
+  const memoryH = hierarchyOf(mounts, 'memory', v2), blkioH = hierarchyOf(mounts, 'blkio', v2);
+  const plan: EnforcementPlan = {
+    node_id: o.node_id,
+    cpu: off.has('cpu') ? disabled('cpu') : { kind: 'affinity' },
+    memory: off.has('memory') ? disabled('memory') : await detectMemory(memoryH, o.node_id, log),
+    gpu: off.has('gpu') ? disabled('gpu') : o.gpu_count > 0 ? { kind: 'visible-devices' } : { kind: 'none', why: 'no GPU on this node (nvidia-smi lists none)' },
+    bandwidth: off.has('bandwidth') ? disabled('bandwidth') : await detectBandwidth(blkioH, o.node_id, o.output_dir, log),
+  };
+  // A node directory made for a probe that failed is of no use (on v2 memory and io share one).
+  const used = new Set([plan.memory, plan.bandwidth].flatMap((m) => (m.kind === 'cgroup' ? [m.cgroup.dir] : [])));
+  for (const [h, r] of [[memoryH, 'memory'], [blkioH, 'bandwidth']] as const) {
+    if (h && !off.has(r) && !used.has(nodeCgroupDir(h, o.node_id))) await removeNodeCgroup({ ...h, dir: nodeCgroupDir(h, o.node_id) });
+  }
+  return plan;
+}
+
+async function detectMemory(h: CgroupHierarchy | undefined, node_id: string, log: (m: string) => void): Promise<MemoryMechanism> {
+  const tried = h
+    ? await probe(h, node_id, 'memory', (c) => setMemoryLimit(c, 256 * 2 ** 20), log)
+    : { why: 'no memory cgroup controller is mounted (neither cgroup v1 memory nor cgroup2 offering memory)' };
+  if ('node' in tried) return { kind: 'cgroup', cgroup: tried.node };
+  try {
+    await run('prlimit', ['--data=1073741824', '--', 'true'], { timeout: 5000 });
+    return { kind: 'rlimit', why_not_cgroup: tried.why };
+  } catch (e) {
+    return { kind: 'none', why: `${tried.why}; prlimit did not run either (${(e as Error).message.split('\n')[0]})` };
+  }
+}
+
+async function detectBandwidth(h: CgroupHierarchy | undefined, node_id: string, output_dir: string, log: (m: string) => void): Promise<BandwidthMechanism> {
+  if (!h) return { kind: 'none', why: 'no I/O cgroup controller is mounted (neither cgroup v1 blkio nor cgroup2 offering io)' };
+  const out = diskOf(output_dir);
+  if ('why' in out) return { kind: 'none', why: `outputs are written where no disk can be throttled: ${out.why}` };
+  const tried = await probe(h, node_id, 'blkio', (c) => throttle(c, out.disk), log);
+  return 'node' in tried ? { kind: 'cgroup', cgroup: tried.node } : { kind: 'none', why: tried.why };
+}
+
+/** Writes a generous throttle for `disk` and reads it back (a disk the throttle does not take is refused with ENODEV). */
+function throttle(c: TaskCgroup, disk: BlockDevice): void {
+  const bps = 1e9;
+  const file = c.version === 1 ? 'blkio.throttle.read_bps_device' : 'io.max';
+  c.write(file, throttleLine(c.version, disk, bps));
+  if (!c.read(file).includes(`${disk.major}:${disk.minor} `)) throw new Error(`${file} did not keep the rule for ${disk.major}:${disk.minor}`);
+}
+
+/**
+ * Sets up the node's directory in the hierarchy (removing stale task cgroups), then makes a test
+ * task cgroup, configures it as an encode's would be, and checks a process lands in it.
+ */
+async function probe(h: CgroupHierarchy, node_id: string, controller: Controller, configure: (c: TaskCgroup) => void, log: (m: string) => void): Promise<{ node: NodeCgroup } | { why: string }> {
+  const what = `cgroup v${h.version} ${h.version === 1 ? controller : controller === 'blkio' ? 'io' : 'memory'}`;
+  let node: NodeCgroup;
+  try {
+    node = ensureNodeCgroup(h, node_id, controller);
+  } catch (e) {
+    return { why: `${what}: cannot create ${nodeCgroupDir(h, node_id)} (${(e as Error).message})` };
+  }
+  const stale = await removeStaleTaskCgroups(node);
+  if (stale.removed.length) log(`removed ${stale.removed.length} stale task cgroup(s) in ${node.dir} left by an earlier run of this agent`);
+  if (stale.occupied.length) log(`task cgroups still in use in ${node.dir} (another agent with node id ${node_id}?): ${stale.occupied.join(', ')}`);
+  let c: TaskCgroup | undefined;
+  let why: string | undefined;
+  try {
+    c = TaskCgroup.create(node, `probe-${process.pid}`);
+    configure(c);
+    why = await canAdmit(c, controller);
+  } catch (e) {
+    why = (e as Error).message;
+  } finally {
+    await c?.remove();
+  }
+  return why === undefined ? { node } : { why: `${what}: ${why}` };
+}
+
+/** The node's cgroup directories, removed when the agent stops. */
+export async function releaseEnforcement(plan: EnforcementPlan): Promise<string[]> {
+  const left: string[] = [];
+  for (const m of [plan.memory, plan.bandwidth]) {
+    if (m.kind === 'cgroup' && !(await removeNodeCgroup(m.cgroup))) left.push(m.cgroup.dir);
+  }
+  return left;
+}
+
+/** The plan as the agent registers it (NodeCapacity.enforcement) and `prescient nodes` shows it. */
+export function describeEnforcement(plan: EnforcementPlan): Enforcement[] {
+  const detail: Record<ReservedResource, { enforced: boolean; detail: string }> = {
+    cpu: plan.cpu.kind === 'affinity'
+      ? { enforced: true, detail: 'ffmpeg pinned to the reserved cores (taskset, sched_setaffinity); its threads sized to them' }
+      : { enforced: false, detail: plan.cpu.why },
+    memory: describeMemory(plan.memory),
+    gpu: plan.gpu.kind === 'visible-devices'
+      ? { enforced: true, detail: 'ffmpeg sees only the reserved GPUs (CUDA_VISIBLE_DEVICES in PCI bus order; -gpu counts within them)' }
+      : { enforced: false, detail: plan.gpu.why },
+    bandwidth: describeBandwidth(plan.bandwidth),
+  };
+  return RESERVED_RESOURCES.map((resource) => ({ resource, mode: detail[resource].enforced ? 'enforced' : 'accounted-only', detail: detail[resource].detail }));
+}
+
+function describeMemory(m: MemoryMechanism): { enforced: boolean; detail: string } {
+  switch (m.kind) {
+    case 'cgroup': return {
+      enforced: true,
+      detail: `a cgroup v${m.cgroup.version} per task under ${m.cgroup.dir}: ${m.cgroup.version === 1 ? 'memory.limit_in_bytes and memsw' : 'memory.max, no swap'} at the reservation + ${formatMib(MEMORY_HEADROOM_BYTES)}; the OOM killer stops an encode above it`,
+    };
+    case 'rlimit': return {
+      enforced: true,
+      detail: `RLIMIT_DATA (prlimit --data) at ${DATA_LIMIT_PER_RESERVED}× the reservation: a backstop on allocated, not resident, memory (${m.why_not_cgroup})`,
+    };
+    case 'none': return { enforced: false, detail: m.why };
+  }
+}
+
+function describeBandwidth(b: BandwidthMechanism): { enforced: boolean; detail: string } {
+  if (b.kind === 'none') return { enforced: false, detail: b.why };
+  const scope = b.cgroup.version === 1
+    ? 'blkio.throttle read/write_bps_device: disk reads and writes made by ffmpeg itself (v1 cannot charge buffered writeback to a cgroup, so buffered output is throttled only when it is synced)'
+    : 'io.max rbps/wbps: disk reads and writes, writeback included';
+  return {
+    enforced: true,
+    detail: `a cgroup v${b.cgroup.version} per task under ${b.cgroup.dir} throttles the disks of its input and output at the reservation, ${scope}; network traffic is not shaped`,
+  };
+}

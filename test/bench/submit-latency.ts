@@ -1,0 +1,313 @@
+/**
+ * Submit to placed (issue 5): jobs published on NATS JetStream at a paced 1,000 jobs/s for
+ * three seconds (3,000 jobs), to a leader running as its own `prescient coordinator` process
+ * with the default (predictive) reservation and the shipped model. Reported: latency from each
+ * job's `submitted_at` to the leader's `placed` event (its `at`, stamped by the leader when it
+ * records the placement) at p50/p99/max, the submit rate achieved, how many were placed, how
+ * fast the leader placed them, the CPU the leader and nats-server spent, and the JetStream
+ * round trips a placement waits on, measured on the same stack.
+ *
+ * What the fleet is, and why. A placement needs free capacity in the ledger; if the fleet were
+ * full, "submit to placed" would measure waiting for encodes to end, not the leader. Real
+ * agents cannot provide that capacity here: every assignment a real agent accepts starts real
+ * ffmpeg processes (a complexity probe, the encode, its quality pass), and 1,000 of those a
+ * second cannot run on this machine's 2 cores; they would also take the CPU from the leader
+ * being measured. So the fleet is a set of stand-in nodes (test/helpers/bench-cluster.ts
+ * AcceptingFleet): they register through the leader's real Register RPC, heartbeat, and serve
+ * the real Agent gRPC service, accepting every Assign and holding the reservation without
+ * encoding or reporting. The fleet is sized from the shipped model's own requests so that all
+ * 3,000 jobs fit at once. Everything the leader does per job is real: the JetStream consumer,
+ * validation, prediction, queue ordering, placement, the ledger commit, the KV task records,
+ * the JetStream events and the Assign RPC it waits for. Only the encoding is absent.
+ *
+ * Then a second phase on the same leader: FULL_JOBS more jobs at the same pace, onto a fleet
+ * that has room for only a few hundred of them. The rest stay queued, and the figures show how
+ * the leader's admission rate changes as its queue grows.
+ *
+ * Set PRESCIENT_BENCH_CPU_PROF=DIR to run the leader under `node --cpu-prof` (writing the
+ * profile to DIR) and report where its CPU time went.
+ *
+ *   node dist/test/bench/submit-latency.js      prints the figures as JSON
+ */
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import { StorageType, type JetStreamClient, type NatsConnection, type Subscription } from 'nats';
+import { stackStatus } from '../../deploy/stack/index.js';
+import { jsonCodec, publishSubmission } from '../../coordinator/bus/index.js';
+import { loadModelFile } from '../../models/index.js';
+import { ALL_JOB_EVENTS, jobEventsSubject, newJobId, validateEncodingSchema, type TaskEvent } from '../../shared/index.js';
+import { startStack } from '../helpers/cluster.js';
+import { AcceptingFleet, cpuSeconds, mean, quantile, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
+import { packingBatch } from './packing.js';
+
+const RATE_PER_S = 1000;
+const JOBS = 3000;
+/** Stop waiting once nothing has happened for this long (the leader has stalled or is done). */
+const QUIET_MS = 15_000;
+/** And in any case this long after the last submission. */
+const MAX_WAIT_MS = 100_000;
+/** The second phase, onto a fleet that fills up after a few hundred of them. */
+const FULL_JOBS = 1000;
+const FULL_MAX_WAIT_MS = 40_000;
+const CORES_PER_NODE = 128;
+/** Room the fleet has beyond the first phase's jobs; the second phase's jobs beyond it stay queued. */
+const SPARE_JOBS = 200;
+
+export async function benchSubmitLatency(): Promise<Record<string, number | string>> {
+  const profDir = process.env.PRESCIENT_BENCH_CPU_PROF;
+  const s = await startStack('latency');
+  let leader: CoordinatorProcess | undefined;
+  let fleet: AcceptingFleet | undefined;
+  const out: Record<string, number | string> = {};
+  try {
+    if (profDir) mkdirSync(profDir, { recursive: true });
+    leader = await spawnCoordinator(s, 'latency-leader', [], profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []);
+
+    // The jobs: the packing batch's varied real schemas, cycled. The fleet is sized from what
+    // the shipped model makes the leader ask for (its upper bounds, as coordinator/sizing does):
+    // cores for all JOBS plus about SPARE_JOBS more; memory and bandwidth never the limit.
+    const schemas = packingBatch();
+    const model = loadModelFile();
+    const asks = schemas.map((raw) => model.predict(validateEncodingSchema(raw, s.validation)).upper);
+    const cores = asks.map((u) => Math.min(CORES_PER_NODE, Math.max(1, Math.ceil(u.cpu_cores - 1e-6))));
+    const coresPerJob = mean(cores);
+    const nodes = Math.ceil(((JOBS + SPARE_JOBS) * coresPerJob) / CORES_PER_NODE);
+    const mostPerNode = Math.floor(CORES_PER_NODE / Math.min(...cores));
+    fleet = await AcceptingFleet.start({
+      consulHttp: s.endpoints.consul_http, nodes, coresPerNode: CORES_PER_NODE,
+      memoryGbPerNode: Math.ceil(mostPerNode * Math.max(...asks.map((u) => u.memory_gb)) * 1.1 + 1),
+      bandwidthMbpsPerNode: Math.ceil(mostPerNode * Math.max(...asks.map((u) => u.bandwidth_mbps)) * 1.1 + 1),
+    });
+    out.fleet = `${nodes} stand-in nodes × ${CORES_PER_NODE} cores; jobs ask ${Math.min(...cores)}-${Math.max(...cores)} cores (mean ${round(coresPerJob, 2)}): room for about ${Math.floor((nodes * CORES_PER_NODE) / coresPerJob)} jobs`;
+    out['jobs submitted'] = JOBS;
+    out['target rate (jobs/s)'] = RATE_PER_S;
+
+    // Events as any client sees them: the events stream's subjects on core NATS.
+    const seen = new EventLog(s.nc);
+    await s.nc.flush();
+    const cpu0 = { leader: cpuSeconds(leader.pid), nats: cpuSeconds(await natsPid(s.dir)) };
+    const sub = await pacedSubmit(s.nc.jetstream(), JOBS, schemas);
+    out['submit window (s)'] = round(sub.sentMs / 1000);
+    out['achieved submit rate (jobs/s)'] = round(JOBS / (sub.ackedMs / 1000), 1);
+    out['publish ack p50 / p99 (ms)'] = `${round(quantile(sub.ackMs, 0.5), 2)} / ${round(quantile(sub.ackMs, 0.99), 2)}`;
+    const placedBySubmitEnd = sub.ids.filter((id) => seen.placed.has(id)).length;
+    await seen.settle(sub.ids, 'placed');
+    const cpu1 = { leader: cpuSeconds(leader.pid), nats: cpuSeconds(await natsPid(s.dir)) };
+
+    const placed = sub.ids.filter((id) => seen.placed.has(id));
+    const lat = placed.map((id) => seen.placed.get(id)!.at - sub.at.get(id)!);
+    out.placed = placed.length;
+    out['model predicting the reservations'] = [...seen.models].join(', ');
+    out['placed by the end of submission'] = placedBySubmitEnd;
+    out.rejected = sub.ids.filter((id) => seen.rejected.has(id)).length;
+    out['accepted by the fleet'] = fleet.accepted.size;
+    out['submit → placed p50 (ms)'] = round(quantile(lat, 0.5), 1);
+    out['submit → placed p99 (ms)'] = round(quantile(lat, 0.99), 1);
+    out['submit → placed max (ms)'] = round(Math.max(...lat), 1);
+    out['submit → placed mean (ms)'] = round(mean(lat), 1);
+    // Where a job waits: before the leader admits it (JetStream, behind earlier jobs), or
+    // between admission (`queued`) and placement. A job placed in its admission batch has no
+    // `queued` event (the leader records it once, as placed).
+    const admitted = placed.filter((id) => seen.queued.has(id));
+    out['placed without waiting in the queue'] = placed.length - admitted.length;
+    if (admitted.length) out['submit → queued p50 / p99 (ms)'] = `${round(quantile(admitted.map((id) => seen.queued.get(id)!.at - sub.at.get(id)!), 0.5), 1)} / ${round(quantile(admitted.map((id) => seen.queued.get(id)!.at - sub.at.get(id)!), 0.99), 1)}`;
+    if (admitted.length) out['queued → placed p50 / p99 (ms)'] = `${round(quantile(admitted.map((id) => seen.placed.get(id)!.at - seen.queued.get(id)!.at), 0.5), 2)} / ${round(quantile(admitted.map((id) => seen.placed.get(id)!.at - seen.queued.get(id)!.at), 0.99), 2)}`;
+    // If the leader falls behind, latency grows with each job's place in line: show the trend.
+    const tenth = Math.floor(JOBS / 10);
+    const p50Of = (ids: string[]) => round(quantile(ids.filter((id) => seen.placed.has(id)).map((id) => seen.placed.get(id)!.at - sub.at.get(id)!), 0.5), 1);
+    out[`p50 of the first ${tenth} / last ${tenth} submitted (ms)`] = `${p50Of(sub.ids.slice(0, tenth))} / ${p50Of(sub.ids.slice(-tenth))}`;
+    out['event seen by a subscriber after placed, p50 (ms)'] = round(quantile(placed.map((id) => seen.placed.get(id)!.seen - seen.placed.get(id)!.at), 0.5), 1);
+    const times = placed.map((id) => seen.placed.get(id)!.at).sort((a, b) => a - b);
+    const span = (times.at(-1)! - sub.wall0) / 1000;
+    out['leader placement rate (jobs/s, first submit → last placed)'] = round(placed.length / span, 1);
+    const k = Math.floor(times.length / 3);
+    const rate = (a: number, b: number) => round((b - a) / ((times[b] - times[a]) / 1000), 1);
+    out['placement rate, first / last third of the jobs (jobs/s)'] = `${rate(0, k)} / ${rate(times.length - 1 - k, times.length - 1)}`;
+    const leaderCpu = cpu1.leader - cpu0.leader, natsCpu = cpu1.nats - cpu0.nats;
+    out['leader CPU (s) / per placed job (ms)'] = `${round(leaderCpu, 2)} / ${round((1000 * leaderCpu) / Math.max(1, placed.length), 3)}`;
+    out['leader CPU use while placing (cores)'] = round(leaderCpu / span, 2);
+    out['nats-server CPU (s) / cores while placing'] = `${round(natsCpu, 2)} / ${round(natsCpu / span, 2)}`;
+    out['stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
+
+    // A full fleet: the same leader, now with room for only a few hundred more jobs, gets
+    // FULL_JOBS more at the same pace. The ones that find no room stay queued, and every
+    // later admission (and the leader's once-a-second tick) tries the whole queue again.
+    const full = await pacedSubmit(s.nc.jetstream(), FULL_JOBS, schemas);
+    await seen.settle(full.ids, 'queued', FULL_MAX_WAIT_MS);
+    const waiting = full.ids.filter((id) => seen.queued.has(id) && !seen.placed.has(id));
+    const admittedAt = waiting.map((id) => seen.queued.get(id)!.at).sort((a, b) => a - b);
+    out['full fleet: jobs submitted'] = FULL_JOBS;
+    out['full fleet: placed / left queued / not yet admitted'] = `${full.ids.filter((id) => seen.placed.has(id)).length} / ${waiting.length} / ${full.ids.filter((id) => !seen.queued.has(id)).length}`;
+    if (admittedAt.length > 20) {
+      const q = Math.floor(admittedAt.length / 4);
+      const arate = (a: number, b: number) => round((b - a) / ((admittedAt[b] - admittedAt[a]) / 1000), 1);
+      out['full fleet: admission rate with the queue at 0-25% / 75-100% of its final length (jobs/s)'] = `${arate(0, q)} / ${arate(admittedAt.length - 1 - q, admittedAt.length - 1)}`;
+      const qlat = waiting.map((id) => seen.queued.get(id)!.at - full.at.get(id)!);
+      out['full fleet: submit → queued p50 / p99 (ms)'] = `${round(quantile(qlat, 0.5), 1)} / ${round(quantile(qlat, 0.99), 1)}`;
+    }
+    out['full fleet: queued jobs re-recorded (extra queued events)'] = full.ids.reduce((n, id) => n + Math.max(0, (seen.queuedEvents.get(id) ?? 0) - 1), 0);
+    out['full fleet: stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
+    seen.close();
+
+    Object.assign(out, await roundTrips(s.nc.jetstream()));
+  } finally {
+    await fleet?.stop().catch(() => undefined);
+    await leader?.stop().catch(() => undefined);
+    await s.down();
+  }
+  if (profDir) Object.assign(out, summariseProfile(profDir));
+  return out;
+}
+
+interface Submitted {
+  ids: string[];
+  /** submitted_at of each job. */
+  at: Map<string, number>;
+  /** Publish → JetStream acknowledgement, per job. */
+  ackMs: number[];
+  wall0: number;
+  /** From the first publish: the last publish issued, and the last acknowledged. */
+  sentMs: number;
+  ackedMs: number;
+}
+
+/**
+ * Publishes `n` jobs paced at RATE_PER_S: at each tick, as many as should have gone by now.
+ * They are not awaited one by one, so a slow acknowledgement does not slow the pace.
+ */
+async function pacedSubmit(js: JetStreamClient, n: number, schemas: readonly Record<string, unknown>[]): Promise<Submitted> {
+  const ids: string[] = [], at = new Map<string, number>(), ackMs: number[] = [], inFlight: Promise<void>[] = [];
+  const t0 = performance.now(), wall0 = Date.now();
+  while (ids.length < n) {
+    const due = Math.min(n, Math.floor(((performance.now() - t0) * RATE_PER_S) / 1000) + 1);
+    while (ids.length < due) {
+      const id = newJobId(), submitted_at = Date.now(), t = performance.now();
+      ids.push(id);
+      at.set(id, submitted_at);
+      inFlight.push(publishSubmission(js, { job_id: id, submitted_at, schema: schemas[ids.length % schemas.length] }).then(() => { ackMs.push(performance.now() - t); }));
+    }
+    await sleep(1);
+  }
+  const sentMs = performance.now() - t0;
+  await Promise.all(inFlight);
+  return { ids, at, ackMs, wall0, sentMs, ackedMs: performance.now() - t0 };
+}
+
+/** Every job event published while it is open: the first `queued` and `placed` of each job, with the leader's time and ours. */
+class EventLog {
+  readonly queued = new Map<string, { at: number; seen: number }>();
+  readonly placed = new Map<string, { at: number; seen: number }>();
+  readonly rejected = new Set<string>();
+  readonly queuedEvents = new Map<string, number>();
+  readonly models = new Set<string>();
+  private last = Date.now();
+  private readonly sub: Subscription;
+
+  constructor(nc: NatsConnection) {
+    this.sub = nc.subscribe(ALL_JOB_EVENTS, {
+      callback: (_e, m) => {
+        const ev = jsonCodec.decode(m.data) as TaskEvent;
+        const now = (this.last = Date.now());
+        if (ev.state === 'rejected') this.rejected.add(ev.job_id);
+        if (ev.state === 'placed') this.models.add(ev.predicted?.model_version ?? 'none');
+        if (ev.state === 'queued') this.queuedEvents.set(ev.job_id, (this.queuedEvents.get(ev.job_id) ?? 0) + 1);
+        const first = ev.state === 'queued' ? this.queued : ev.state === 'placed' ? this.placed : undefined;
+        if (first && !first.has(ev.job_id)) first.set(ev.job_id, { at: ev.at, seen: now });
+      },
+    });
+  }
+
+  /** Waits until every job in `ids` has reached `state`, nothing has arrived for QUIET_MS, or `maxMs` has passed. */
+  async settle(ids: readonly string[], state: 'queued' | 'placed', maxMs = MAX_WAIT_MS): Promise<void> {
+    const m = state === 'queued' ? this.queued : this.placed;
+    const until = Date.now() + maxMs;
+    while (ids.some((id) => !m.has(id)) && Date.now() < until && Date.now() - this.last < QUIET_MS) await sleep(100);
+  }
+
+  close(): void { this.sub.unsubscribe(); }
+}
+
+async function natsPid(dir: string): Promise<number | undefined> {
+  return (await stackStatus({ stateDir: dir })).services.find((x) => x.name === 'nats')?.pid;
+}
+
+/**
+ * The JetStream round trips one placement waits on, each measured alone and in sequence on
+ * this stack while the leader is idle: a KV get (admit checks for a redelivery), a KV put and an
+ * event publish (each recorded state change does both; admit records `queued`, schedule
+ * records `placed`).
+ */
+async function roundTrips(js: JetStreamClient): Promise<Record<string, number | string>> {
+  const kv = await js.views.kv('bench_scratch', { history: 1, storage: StorageType.File });
+  const value = jsonCodec.encode({ ...packingBatch()[0], padding: 'x'.repeat(1500) }); // about a task record's size
+  const time = async (fn: (i: number) => Promise<unknown>) => {
+    const ms: number[] = [];
+    for (let i = 0; i < 300; i++) { const t = performance.now(); await fn(i); ms.push(performance.now() - t); }
+    return quantile(ms, 0.5);
+  };
+  const get = await time((i) => kv.get(`missing-${i}`));
+  const put = await time((i) => kv.put(`k${i}`, value));
+  const pub = await time((i) => js.publish(jobEventsSubject(`benchscratch${i % 10}`), value));
+  return {
+    'round trip, KV get (ms, median)': round(get, 3),
+    'round trip, KV put (ms, median)': round(put, 3),
+    'round trip, event publish (ms, median)': round(pub, 3),
+    'get + 2 × (put + publish) per placement (ms)': round(get + 2 * (put + pub), 3),
+  };
+}
+
+/** The last two parts of a script's path (`leader/index.js`), or the whole of a `node:` one. */
+const shortUrl = (url: string) => (url.includes('/') ? url.split('/').slice(-2).join('/') : url);
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Where the leader's CPU went: self time by function and by area, and time inside key leader steps. */
+function summariseProfile(dir: string): Record<string, string> {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
+  if (!files.length) return { 'cpu profile': `none written to ${dir}` };
+  const file = path.join(dir, files.at(-1)!);
+  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const self = new Map<string, number>(), area = new Map<string, number>(), inside = new Map<string, number>();
+  const STEPS = ['consume', 'admit', 'schedule', 'record', 'queue', 'orderQueue', 'place', 'sizeRequest', 'snapshot', 'commit', 'predict', 'validateEncodingSchema', 'put', 'publish', 'assign', 'register', 'heartbeat'];
+  let busy = 0;
+  const where = (url: string) =>
+    url.includes('/dist/coordinator/') ? 'coordinator' : url.includes('/dist/models/') ? 'model' : url.includes('/dist/shared/') ? 'shared'
+      : url.includes('/nats/') ? 'nats client' : url.includes('@grpc') || url.includes('protobuf') ? 'grpc' : url.startsWith('node:') ? 'node internals' : url ? 'other js' : 'native';
+  for (let i = 0; i < p.samples.length; i++) {
+    const n = byId.get(p.samples[i])!;
+    const dt = (p.timeDeltas[i] ?? 0) / 1000;
+    const fn = n.callFrame.functionName || '(anonymous)';
+    if (fn === '(idle)') continue;
+    busy += dt;
+    const key = `${fn} ${shortUrl(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + dt);
+    const a = !n.callFrame.url && fn.startsWith('(') ? fn : where(n.callFrame.url); // (program), (garbage collector)
+    area.set(a, (area.get(a) ?? 0) + dt);
+    const on = new Set<string>();
+    for (let id: number | undefined = n.id; id !== undefined; id = parent.get(id)) {
+      const f = byId.get(id)!.callFrame;
+      if (STEPS.includes(f.functionName) && (f.url.includes('/dist/coordinator/') || f.url.includes('/dist/models/') || f.url.includes('/dist/shared/'))) on.add(`${f.functionName} (${shortUrl(f.url)})`);
+    }
+    for (const k of on) inside.set(k, (inside.get(k) ?? 0) + dt);
+  }
+  const pct = (ms: number) => `${(100 * ms / busy).toFixed(1)}%`;
+  const top = (m: Map<string, number>, k: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([n, ms]) => `${n} ${pct(ms)}`).join('; ');
+  return {
+    'cpu profile': file,
+    'leader busy CPU in profile (s)': (busy / 1000).toFixed(2),
+    'leader CPU by area': top(area, 8),
+    'leader CPU by function (self)': top(self, 12),
+    'leader CPU inside (synchronous part)': top(inside, 12),
+  };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) console.log(JSON.stringify(await benchSubmitLatency(), null, 2));

@@ -1,0 +1,219 @@
+/**
+ * Benchmark scaffolding over the real services (see cluster.ts for the test scaffolding it
+ * builds on): running one batch of jobs through a leader and collecting every job's events,
+ * a coordinator as its own process (so it can be CPU-profiled and shares no event loop with the
+ * load the benchmark generates), a
+ * fleet of registered nodes that accepts assignments without encoding, and the small
+ * statistics the benchmarks report.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  ConsulLeaderLookup, CoordinatorClient, agentService, newJobId, serve,
+  type AgentHandlers, type NodeCapacity, type TaskEvent, type grpc,
+} from '../../shared/index.js';
+import { publishSubmission } from '../../coordinator/index.js';
+import { CLI, events, type TestStack } from './cluster.js';
+
+// ── statistics ────────────────────────────────────────────────────────────────────────────
+
+export const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
+/** The p-quantile (0..1) by the nearest-rank method: a value that was actually measured. */
+export function quantile(xs: readonly number[], p: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
+}
+
+export const round = (x: number, digits = 3) => (Number.isFinite(x) ? +x.toFixed(digits) : x);
+
+// ── one batch through a leader ────────────────────────────────────────────────────────────
+
+export interface JobRun {
+  id: string;
+  /** The schema as submitted. */
+  schema: Record<string, unknown>;
+  submitted_at: number;
+  /** Every event of the job, first to last (the last is terminal unless it timed out). */
+  events: TaskEvent[];
+}
+
+/**
+ * Submits every schema (in order, as fast as JetStream acknowledges them) and follows each job
+ * until it is terminal. `startedAt` is taken just before the first submission.
+ */
+export async function runBatch(s: TestStack, schemas: readonly Record<string, unknown>[], timeoutMs: number): Promise<{ startedAt: number; jobs: JobRun[] }> {
+  const js = s.nc.jetstream();
+  const startedAt = Date.now();
+  const submitted: { id: string; schema: Record<string, unknown>; submitted_at: number }[] = [];
+  for (const schema of schemas) {
+    const id = newJobId();
+    const submitted_at = Date.now();
+    await publishSubmission(js, { job_id: id, submitted_at, schema });
+    submitted.push({ id, schema, submitted_at });
+  }
+  const jobs = await Promise.all(submitted.map(async (j) => ({ ...j, events: await events(s, j.id, timeoutMs) })));
+  return { startedAt, jobs };
+}
+
+// ── a coordinator in its own process ──────────────────────────────────────────────────────
+
+export interface CoordinatorProcess {
+  child: ChildProcess;
+  pid: number;
+  /** Its output so far (the leader logs one line per task state change). */
+  output(): string;
+  /** Stops it (SIGTERM, then SIGKILL after `graceMs`); resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Runs `prescient coordinator` against the stack as a separate process, with `nodeArgs` for
+ * node itself (e.g. `--cpu-prof`), and waits until it leads (its address is in Consul).
+ */
+export async function spawnCoordinator(s: TestStack, id: string, args: string[] = [], nodeArgs: string[] = [], timeoutMs = 30_000): Promise<CoordinatorProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, '--state-dir', s.dir, 'coordinator', '--id', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Only the tail is kept: the leader writes a line per state change, thousands in a run.
+  let out = '';
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const handle: CoordinatorProcess = {
+    child, pid: child.pid!, output: () => out,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  try {
+    const lookup = new ConsulLeaderLookup(s.endpoints.consul_http);
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`coordinator ${id} exited with ${child.exitCode}: ${out.slice(-2000)}`);
+      const leader = await lookup.currentLeader().catch(() => null);
+      if (leader?.id === id) break;
+      if (Date.now() > until) throw new Error(`coordinator ${id} did not become leader within ${timeoutMs} ms: ${out.slice(-2000)}`);
+      await sleep(100);
+    }
+  } catch (e) {
+    await handle.stop(2000);
+    throw e;
+  }
+  return handle;
+}
+
+/** CPU seconds (user + system, all its threads) a process has used so far, from /proc; NaN once it is gone. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  let stat: string;
+  try { stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return NaN; }
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+}
+
+// ── a fleet that accepts assignments without encoding ─────────────────────────────────────
+
+export interface AcceptingFleetOptions {
+  consulHttp: string;
+  nodes: number;
+  coresPerNode: number;
+  memoryGbPerNode: number;
+  bandwidthMbpsPerNode: number;
+}
+
+/**
+ * Registers `nodes` nodes with the current leader through its real Register RPC, heartbeats
+ * them, and serves the real Agent gRPC service for each (one server per node, as real agents
+ * have), accepting every assignment and holding it: nothing is encoded, nothing is reported.
+ * This is a stand-in for node agents, for measuring the leader's control plane at rates no
+ * real encoding fleet on this machine could absorb (test/bench/submit-latency.ts says why).
+ */
+export class AcceptingFleet {
+  /** Assignments accepted, per task id: the time (epoch ms) each arrived. */
+  readonly accepted = new Map<string, number>();
+  private readonly servers: grpc.Server[] = [];
+  private readonly clients: CoordinatorClient[] = [];
+  private heartbeats?: NodeJS.Timeout;
+  private stopping = false;
+  heartbeatFailures = 0;
+
+  private constructor(private readonly o: AcceptingFleetOptions) {}
+
+  static async start(o: AcceptingFleetOptions): Promise<AcceptingFleet> {
+    const f = new AcceptingFleet(o);
+    try {
+      await f.register();
+    } catch (e) {
+      await f.stop();
+      throw e;
+    }
+    return f;
+  }
+
+  private async register(): Promise<void> {
+    const leader = await new ConsulLeaderLookup(this.o.consulHttp).currentLeader();
+    if (!leader) throw new Error('no leader to register the fleet with');
+    const cpu_model = os.cpus()[0]?.model.trim() ?? 'unknown';
+    const ids: string[] = [];
+    let heartbeatMs = 2000;
+    for (let n = 0; n < this.o.nodes; n++) {
+      const node_id = `standin-${String(n).padStart(3, '0')}`;
+      const handlers: AgentHandlers = {
+        Assign: (call, cb) => {
+          this.accepted.set(call.request.task_id, Date.now());
+          cb(null, { accepted: true, reason: '' });
+        },
+        Cancel: (_call, cb) => cb(null, { ok: false, reason: 'not running here' }),
+      };
+      const { server, port } = await serve(agentService(), handlers, '127.0.0.1', 0);
+      this.servers.push(server);
+      const client = new CoordinatorClient(leader.address);
+      this.clients.push(client);
+      const capacity: NodeCapacity = {
+        node_id, address: `127.0.0.1:${port}`, core_ids: Array.from({ length: this.o.coresPerNode }, (_, i) => i),
+        memory_gb: this.o.memoryGbPerNode, bandwidth_mbps: this.o.bandwidthMbpsPerNode, gpus: [], cpu_model,
+      };
+      // The leader's address is in Consul a moment before its Leader object is up, and until
+      // then it answers "not the leader": retry for a while.
+      const until = Date.now() + 15_000;
+      let reply: Awaited<ReturnType<CoordinatorClient['register']>>;
+      for (;;) {
+        try {
+          reply = await client.register({ capacity, running: [] });
+          break;
+        } catch (e) {
+          if (Date.now() > until) throw e;
+          await sleep(200);
+        }
+      }
+      heartbeatMs = reply.heartbeat_interval_ms || heartbeatMs;
+      ids.push(node_id);
+    }
+    // Heartbeats spread over the interval, as independent agents' would be.
+    let next = 0;
+    const every = Math.max(5, Math.floor(heartbeatMs / Math.max(1, ids.length)));
+    this.heartbeats = setInterval(() => {
+      if (this.stopping) return;
+      const i = next++ % ids.length;
+      this.clients[i].heartbeat({ node_id: ids[i], running: [] }).then(
+        (r) => { if (r.reregister) this.heartbeatFailures++; },
+        () => { this.heartbeatFailures++; },
+      );
+    }, every);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.heartbeats);
+    for (const c of this.clients) c.close();
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.tryShutdown(() => r()))));
+  }
+}
