@@ -89,6 +89,8 @@ export interface EncodingTask {
   started_at?: number;
   /** Set when cancellation was asked for while it held a reservation: it ends `cancelled`. */
   cancel_requested_at?: number;
+  /** Memory it reserves at least, raised each time its memory limit stopped it. */
+  memory_floor_gb?: number;
 }
 
 /** The message `prescient cancel` publishes on the cancel subject. */

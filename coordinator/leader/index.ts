@@ -47,6 +47,9 @@ export interface LeaderOptions {
   now?: () => number;
 }
 
+/** How an agent says an encode was stopped by its memory limit (node-agent/enforce/errors.ts). */
+const MEMORY_EXCEEDED = /exceeded its memory reservation/;
+
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
 
@@ -467,6 +470,14 @@ export class Leader {
       if (rep.state === 'running') {
         t.state = 'running';
         await this.record(t);
+        return { ok: true, reason: '' };
+      }
+      // Stopped by its memory limit: the prediction was short, not the job wrong. It runs
+      // again with more memory reserved (the bound it broke, doubled), within maxAttempts.
+      if (rep.state === 'failed' && t.cancel_requested_at === undefined && MEMORY_EXCEEDED.test(rep.reason) && t.allocation) {
+        t.memory_floor_gb = Math.max(t.memory_floor_gb ?? 0, 2 * t.allocation.memory_gb);
+        await this.requeue(t, `${rep.reason}; re-queued to run with ${t.memory_floor_gb.toFixed(2)} GB reserved`);
+        await this.schedule();
         return { ok: true, reason: '' };
       }
       this.ledger.release(t.id);

@@ -42,7 +42,8 @@ export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: Reser
     task_id: t.id,
     cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),
     gpus: gpu ? 1 : 0,
-    memory_gb: Math.ceil(up.memory_gb * 100) / 100,
+    // A task its memory limit stopped reserves at least its raised floor (leader reportStatus).
+    memory_gb: Math.ceil(Math.max(up.memory_gb, t.memory_floor_gb ?? 0) * 100) / 100,
     bandwidth_mbps: Math.ceil(up.bandwidth_mbps * 10) / 10,
   };
 }
