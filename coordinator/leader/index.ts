@@ -70,6 +70,11 @@ export class Leader {
   /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
   private readonly unclaimed = new Map<string, number>();
   private readonly agents = new Map<string, AgentClient>();
+  /**
+   * Nodes not to place on until their agent reports to this leader: restored from the saved
+   * ledger (they may be gone), or whose agent could not be reached with an assignment.
+   */
+  private readonly unheard = new Set<string>();
   private readonly serial = new Serial();
   private messages?: ConsumerMessages;
   private readonly inbox: JsMsg[] = [];
@@ -107,6 +112,7 @@ export class Leader {
     const saved = await this.o.ledgerStore?.load().catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
     if (!saved) return;
     this.ledger = Ledger.fromState(saved, this.o.term, this.o.leaseMs, this.now());
+    for (const id of this.ledger.nodeIds()) this.unheard.add(id);
     for (const d of this.ledger.restoreSkipped) this.log(`saved reservation of ${d.task_id} not restored: ${d.reason}`);
     for (const node of this.ledger.nodeIds()) {
       for (const id of this.ledger.reservedTaskIds(node)) {
@@ -352,7 +358,7 @@ export class Leader {
       const req = sizeRequest(t, snap, this.o.reservation);
       const known = misfits.find((m) => sameAsk(req, m.req));
       if (known) { writes.push(this.setReason([t], known.reason)); continue; }
-      const result = place(req, snap, this.policy);
+      const result = place(req, snap, this.policy, this.avoid());
       if (result.kind !== 'placed') {
         const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;
         misfits.push({ req, reason });
@@ -367,11 +373,15 @@ export class Leader {
 
   private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
 
+  private avoid(): { exclude?: ReadonlySet<string>; excludeReason?: string } {
+    return this.unheard.size ? { exclude: this.unheard, excludeReason: 'its agent has not reported to this leader yet' } : {};
+  }
+
   /** All of a group's members reserved in one commit, or none (with the reason on each). */
   private placeGroupOf(members: EncodingTask[], mode: 'together' | 'spread', writes: Promise<void>[]): void {
     const snap = this.ledger.snapshot();
     const reqs = members.map((m) => sizeRequest(m, snap, this.o.reservation));
-    const result = placeGroup(reqs, snap, { mode }, this.policy);
+    const result = placeGroup(reqs, snap, { mode, ...this.avoid() }, this.policy);
     if (result.kind !== 'placed') {
       writes.push(this.setReason(members, `group ${result.kind === 'infeasible' ? 'infeasible' : 'queued'} (${mode}): ${result.reason}`));
       return;
@@ -399,13 +409,18 @@ export class Leader {
     t.state = 'placed';
     t.started_at = this.now();
     await this.record(t);
-    const refused = await this.agent(node.capacity.address)
+    const reply = await this.agent(node.capacity.address)
       .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
-      .then((r) => (r.accepted ? undefined : r.reason), (e: Error) => e.message);
-    if (refused) {
-      this.log(`agent ${allocation.node_id} refused ${t.id}: ${refused}`);
-      await this.requeue(t, `node ${allocation.node_id} refused the assignment: ${refused}`);
+      .then((r) => ({ refused: r.accepted ? undefined : r.reason, unreachable: false }), (e: Error) => ({ refused: e.message, unreachable: true }));
+    if (!reply.refused) return;
+    this.log(`agent ${allocation.node_id} ${reply.unreachable ? 'unreachable' : 'refused'} for ${t.id}: ${reply.refused}`);
+    if (reply.unreachable) {
+      // Its agent is gone or restarting: place nothing more there until it reports again, and
+      // do not count the attempt against the job (the job did nothing wrong).
+      this.unheard.add(allocation.node_id);
+      t.attempts -= 1;
     }
+    await this.requeue(t, `node ${allocation.node_id} ${reply.unreachable ? 'could not be reached' : 'refused the assignment'}: ${reply.refused}`);
   }
 
   private async requeue(t: EncodingTask, reason: string): Promise<void> {
@@ -427,6 +442,7 @@ export class Leader {
   register(req: RegisterRequest): Promise<RegisterReply> {
     return this.locked(async () => {
       const cap = req.capacity;
+      this.unheard.delete(cap.node_id);
       for (const d of this.ledger.upsertNode(cap, this.now())) {
         const t = this.active.get(d.task_id);
         if (t) await this.requeue(t, `node ${cap.node_id} re-registered with less capacity: ${d.reason}`);
@@ -441,6 +457,7 @@ export class Leader {
   heartbeat(req: HeartbeatRequest): Promise<HeartbeatReply> {
     return this.locked(async () => {
       if (!this.ledger.touch(req.node_id, this.now())) return { term: this.o.term, reregister: true };
+      this.unheard.delete(req.node_id);
       await this.claim(req.node_id, req.running);
       return { term: this.o.term, reregister: false };
     });
@@ -511,6 +528,7 @@ export class Leader {
     for (const n of this.ledger.snapshot().nodes) {
       if (now - n.last_seen <= this.o.leaseMs) continue;
       this.log(`node ${n.capacity.node_id} lost: no heartbeat for ${((now - n.last_seen) / 1000).toFixed(1)} s`);
+      this.unheard.delete(n.capacity.node_id);
       for (const { task_id } of this.ledger.removeNode(n.capacity.node_id)) {
         const t = this.active.get(task_id);
         if (t) await this.requeue(t, `node ${n.capacity.node_id} was lost`);

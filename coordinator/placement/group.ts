@@ -18,6 +18,9 @@ export interface GroupOptions {
   mode: GroupMode;
   /** As for `place`: feasible nodes scored per decision (default max(2, ceil(log2 N))). */
   limit?: number | 'all';
+  /** As for `place`: nodes not to use, and why. */
+  exclude?: ReadonlySet<string>;
+  excludeReason?: string;
 }
 
 /** Every member placed (one plan each, in the order given), or none, with the reason. */
@@ -75,6 +78,7 @@ function together(requests: readonly PlacementRequest[], snap: LedgerSnapshot, o
     const i = (start + k) % snap.slots;
     if (!fitsSlot(snap, i, needs)) continue;
     const n = snap.at(i)!;
+    if (opts.exclude?.has(n.node_id)) continue;
     const avoids = policy.avoids?.(all, n) ?? false;
     if (avoids && fallbacks >= limit) continue;
     const plans = packOnto(requests, n, policy, snap.term);
@@ -132,7 +136,9 @@ function spreadOut(requests: readonly PlacementRequest[], snap: LedgerSnapshot, 
   const used = new Set<string>();
   const plans: Plan[] = new Array(requests.length);
   for (const { r, i } of order) {
-    const res = place(r, snap, policy, { limit: opts.limit, exclude: used, excludeReason: 'already holds another rendition of this group', seed: r.task_id });
+    const exclude = opts.exclude?.size ? new Set([...used, ...opts.exclude]) : used;
+    const excludeReason = opts.exclude?.size ? `already holds another rendition of this group, or ${opts.excludeReason ?? 'excluded'}` : 'already holds another rendition of this group';
+    const res = place(r, snap, policy, { limit: opts.limit, exclude, excludeReason, seed: r.task_id });
     if (res.kind === 'placed') {
       plans[i] = res.plan;
       used.add(res.plan.node_id);

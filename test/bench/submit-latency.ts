@@ -139,7 +139,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     const waiting = full.ids.filter((id) => seen.queued.has(id) && !seen.placed.has(id));
     const admittedAt = waiting.map((id) => seen.queued.get(id)!.at).sort((a, b) => a - b);
     out['full fleet: jobs submitted'] = FULL_JOBS;
-    out['full fleet: placed / left queued / not yet admitted'] = `${full.ids.filter((id) => seen.placed.has(id)).length} / ${waiting.length} / ${full.ids.filter((id) => !seen.queued.has(id)).length}`;
+    out['full fleet: placed / left queued / not yet admitted'] = `${full.ids.filter((id) => seen.placed.has(id)).length} / ${waiting.length} / ${full.ids.filter((id) => !seen.queued.has(id) && !seen.placed.has(id)).length}`;
     if (admittedAt.length > 20) {
       const q = Math.floor(admittedAt.length / 4);
       const arate = (a: number, b: number) => round((b - a) / ((admittedAt[b] - admittedAt[a]) / 1000), 1);

@@ -13,6 +13,7 @@ import { agent, coordinator, events, smallJob, startStack, submit, waitFor, type
 let s: TestStack;
 let c1: CoordinatorHandle | undefined;
 let c2: CoordinatorHandle | undefined;
+let c3: CoordinatorHandle | undefined;
 const agents: AgentHandle[] = [];
 
 test.before(async () => {
@@ -25,6 +26,7 @@ test.after(async () => {
   for (const a of agents) await a.stop();
   await c1?.stop();
   await c2?.stop();
+  await c3?.stop();
   await s?.down();
 });
 
@@ -71,6 +73,21 @@ test('a new leader resumes the saved ledger before any agent re-registers, and t
   assert.is(final.term, l.term, 'its result was recorded by the new leader');
   assert.equal(l.ledger.allReservations(), []);
   assert.equal(l.ledger.checkInvariants(), []);
+});
+
+test('after a failover, a restored node whose agent is gone gets no work; jobs go to the node that reports', async () => {
+  await agents[1].stop(); // node-b's agent is gone, but the saved ledger still lists node-b
+  await c2!.stop();
+  c2 = undefined;
+  c3 = await coordinator(s, 'c3');
+  await waitFor('c3 to lead', () => c3!.leader());
+  const ids = [await submit(s, smallJob()), await submit(s, smallJob())];
+  const all = await Promise.all(ids.map((id) => events(s, id)));
+  for (const evs of all) {
+    assert.is(evs.at(-1)!.state, 'succeeded');
+    assert.equal(evs.filter((e) => e.state === 'placed').map((e) => e.node_id), ['node-a'], 'placed once, on the node that reported');
+    assert.not.ok(evs.some((e) => /could not be reached|refused/.test(e.reason ?? '')), evs.map((e) => e.reason).join(' | '));
+  }
 });
 
 test.run();
