@@ -63,7 +63,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     if (o.json) {
       console.log(JSON.stringify({ makespan_s: makespan, jobs: finals, questdb_rows: rows.length }, null, 2));
     } else {
-      console.log(`\npredicted (upper bound reserved) vs actual, ${ids.length} jobs in ${makespan.toFixed(1)} s:\n`);
+      console.log(`\npredicted vs actual (memory reserved at the upper bound, cores at the expected use), ${ids.length} jobs in ${makespan.toFixed(1)} s:\n`);
       console.log(report(docs.map((d, i) => ({ schema: d, ev: finals[i] }))));
       console.log(`\n${boundSummary(finals)}`);
       console.log(`\nQuestDB ${RUNS_TABLE}: ${rows.length} of ${ids.length} runs read back over HTTP`);

@@ -34,13 +34,16 @@ export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: Reser
       bandwidth_mbps: Math.floor((10 * small((c) => c.bandwidth_mbps)) / policy.slots) / 10,
     };
   }
-  const up = t.predicted!.upper;
-  // CPU is elastic (fewer cores make an encode slower, not fail), so a request never asks
-  // for more cores than the biggest live node has; memory is not, so it is never trimmed.
+  const up = t.predicted!.upper, expected = t.predicted!.expected;
+  // CPU is elastic and pinned: fewer cores make an encode slower, never fail it, and cores
+  // reserved beyond what it keeps busy stand idle. So it reserves the whole cores it is
+  // expected to keep busy (never more than the biggest node has), and the calibrated bound is
+  // kept for memory and bandwidth, which are not elastic. (The packing bench measured the
+  // upper bound rounded up: 2 cores for jobs averaging 1.08, one job at a time on 2 cores.)
   const biggest = Math.max(1, snap.max_cores);
   return {
     task_id: t.id,
-    cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.ceil(up.cpu_cores - 1e-6))),
+    cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.round(expected.cpu_cores))),
     gpus: gpu ? 1 : 0,
     // A task its memory limit stopped reserves at least its raised floor (leader reportStatus).
     memory_gb: Math.ceil(Math.max(up.memory_gb, t.memory_floor_gb ?? 0) * 100) / 100,
