@@ -240,19 +240,17 @@ export class Leader {
    * written by the batch (admitBatch), as placed when the same pass places it: one write, not two.
    */
   private async admit(data: Uint8Array): Promise<EncodingTask | undefined> {
-    let env: SubmitEnvelope;
-    try {
-      env = jsonCodec.decode(data) as SubmitEnvelope;
-    } catch {
-      this.log('dropped a submission that is not JSON');
-      return;
-    }
+    const env = this.decode<SubmitEnvelope>(data, 'submission');
+    if (!env) return;
     if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
       this.log(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
       return;
     }
-    // Redelivery of a job already admitted (in memory, or recorded by an earlier leader).
-    if (this.active.has(env.job_id) || (await this.o.store.get(env.job_id))) return;
+    // Redelivery of a job already admitted: recorded by an earlier leader, or in memory. One in
+    // memory whose first write failed (its batch was refused) is handed back to be written now.
+    const known = this.active.get(env.job_id);
+    if (known) return this.unrecorded.has(known) ? known : undefined;
+    if (await this.o.store.get(env.job_id)) return;
     const now = this.now();
     const base = { id: env.job_id, submitted_at: Number(env.submitted_at) || now, updated_at: now, term: this.o.term, attempts: 0 };
     let task: EncodingTask;
@@ -274,13 +272,8 @@ export class Leader {
    * never handed out while the encode may still be using them.
    */
   private async cancel(data: Uint8Array): Promise<void> {
-    let env: CancelEnvelope;
-    try {
-      env = jsonCodec.decode(data) as CancelEnvelope;
-    } catch {
-      this.log('dropped a cancellation that is not JSON');
-      return;
-    }
+    const env = this.decode<CancelEnvelope>(data, 'cancellation');
+    if (!env) return;
     const t = typeof env?.job_id === 'string' ? this.active.get(env.job_id) : undefined;
     if (!t) {
       const known = typeof env?.job_id === 'string' && JOB_ID_PATTERN.test(env.job_id) ? await this.o.store.get(env.job_id) : undefined;
@@ -554,6 +547,16 @@ export class Leader {
       job_id: t.id, state: t.state, at: t.updated_at, term: this.o.term, node_id: t.allocation?.node_id,
       reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
     });
+  }
+
+  /** A message's JSON, or undefined (logged and dropped: redelivering it would not help). */
+  private decode<T>(data: Uint8Array, what: string): T | undefined {
+    try {
+      return jsonCodec.decode(data) as T;
+    } catch {
+      this.log(`dropped a ${what} that is not JSON`);
+      return undefined;
+    }
   }
 
   private log(msg: string) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`); }
