@@ -18,8 +18,8 @@ import type { CgroupHierarchy, NodeCgroup } from './types.js';
 export const NODE_CGROUP_PREFIX = 'prescient-';
 export const TASK_CGROUP_PREFIX = 'task-';
 
-/** The v1 controller a hierarchy is used for, or v2's name for it. */
-export type Controller = 'memory' | 'blkio';
+/** The v1 controller a hierarchy is used for, or v2's name for it (net_prio is v1 only). */
+export type Controller = 'memory' | 'blkio' | 'net_prio';
 
 /** This process's cgroup mounts; none where /proc cannot tell (not Linux). */
 export function readCgroupMounts(): CgroupMounts {
@@ -56,7 +56,10 @@ export function ensureNodeCgroup(h: CgroupHierarchy, node_id: string, controller
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
-  if (h.version === 2) writeFileSync(path.join(dir, 'cgroup.subtree_control'), `+${controller === 'blkio' ? 'io' : 'memory'}`);
+  if (h.version === 2) {
+    if (controller === 'net_prio') throw new Error('net_prio is a cgroup v1 controller; cgroup v2 has none like it');
+    writeFileSync(path.join(dir, 'cgroup.subtree_control'), `+${controller === 'blkio' ? 'io' : 'memory'}`);
+  }
   return { ...h, dir };
 }
 

@@ -1,12 +1,15 @@
 /**
  * One encode's confinement: what the node's plan allows, applied to this task's reservation.
  * Whatever cannot be set up at run time is noted and the encode runs without it; a memory
- * cgroup that cannot be made falls back to the RLIMIT_DATA backstop.
+ * cgroup that cannot be made falls back to the RLIMIT_DATA backstop. Reserved bandwidth is held
+ * twice: on disk (blkio/io throttle) and on the network (a tc class for its egress).
  */
 import type { ChildProcess } from 'node:child_process';
 import { TaskCgroup, setMemoryLimit, spawnInto, type Controller } from './cgroup.js';
 import { diskOf } from './devices.js';
 import { ReservationExceededError } from './errors.js';
+import { TaskShaping } from './network.js';
+import { formatMbit } from './shaping.js';
 import {
   allocationRefused, dataLimitBytes, formatMib, gpuView, memoryLimitBytes, parseOomKills, throttleBytesPerSecond, throttleLine,
   DATA_LIMIT_PER_RESERVED, MEMORY_HEADROOM_BYTES, type BlockDevice,
@@ -20,6 +23,10 @@ type MemoryHold =
 type BandwidthHold =
   | { via: 'cgroup'; cgroup: TaskCgroup; disks: BlockDevice[]; bytes_per_s: number; unthrottled: string[] }
   | { via: 'none'; why: string };
+type NetworkHold = { via: 'tc'; shaping: TaskShaping } | { via: 'none'; why: string };
+
+/** Where a run-time shortfall is noted: per resource, bandwidth's network half apart from its disk half. */
+type NoteKey = ReservedResource | 'network';
 
 const NO_PLAN = 'the runner was given no enforcement plan (detectEnforcement)';
 
@@ -35,8 +42,9 @@ class TaskConfinement implements Confinement {
   private readonly cgroups = new Map<string, TaskCgroup>();
   private readonly memory: MemoryHold;
   private readonly bandwidth: BandwidthHold;
+  private readonly network: NetworkHold;
   /** Per resource, what did not hold at run time although the plan said it would. */
-  private readonly notes = new Map<ReservedResource, string>();
+  private readonly notes = new Map<NoteKey, string>();
   private readonly leftovers: string[] = [];
   private released = false;
   /** ffmpeg held more than the limit by the time it could be set; it was killed. */
@@ -47,6 +55,7 @@ class TaskConfinement implements Confinement {
     this.env = plan?.gpu.kind === 'visible-devices' ? gpuView(r.gpu_ids).env : {};
     this.memory = this.holdMemory();
     this.bandwidth = this.holdBandwidth();
+    this.network = this.holdNetwork();
     this.command_prefix = this.memory.via === 'rlimit' ? ['prlimit', `--data=${this.memory.limit}`, '--'] : [];
   }
 
@@ -96,6 +105,20 @@ class TaskConfinement implements Confinement {
     }
   }
 
+  private holdNetwork(): NetworkHold {
+    const n = this.plan?.network;
+    if (!n) return { via: 'none', why: NO_PLAN };
+    if (n.kind === 'none') return { via: 'none', why: n.why };
+    if (!(this.r.bandwidth_mbps! > 0)) return { via: 'none', why: 'no bandwidth was reserved' };
+    try {
+      return { via: 'tc', shaping: TaskShaping.create(n, this.r.task_id, this.r.bandwidth_mbps!) };
+    } catch (e) {
+      const why = `its network egress class could not be set up (${(e as Error).message})`;
+      this.notes.set('network', why);
+      return { via: 'none', why };
+    }
+  }
+
   /** The task's cgroup in a node directory; on v2 memory and io share one. */
   private cgroup(node: NodeCgroup): TaskCgroup {
     let c = this.cgroups.get(node.dir);
@@ -110,6 +133,7 @@ class TaskConfinement implements Confinement {
     if (this.bandwidth.via === 'cgroup' && !out.some((t) => t.cgroup === (this.bandwidth as { cgroup: TaskCgroup }).cgroup)) {
       out.push({ cgroup: this.bandwidth.cgroup, controller: 'blkio' });
     }
+    if (this.network.via === 'tc') out.push({ cgroup: this.network.shaping.cgroup, controller: 'net_prio' });
     return out;
   }
 
@@ -137,6 +161,7 @@ class TaskConfinement implements Confinement {
           const hold = this[res];
           if (hold.via === 'cgroup' && hold.cgroup === c) this.notes.set(res, `ffmpeg could not be put into ${c.dir} (${why})`);
         }
+        if (this.network.via === 'tc' && this.network.shaping.cgroup === c) this.notes.set('network', `ffmpeg could not be put into ${c.dir} (${why})`);
       },
     });
     if (overLimit) {
@@ -177,15 +202,26 @@ class TaskConfinement implements Confinement {
     const gpu = this.plan?.gpu.kind === 'visible-devices' ? ok('gpu', `CUDA_VISIBLE_DEVICES=${this.env.CUDA_VISIBLE_DEVICES}${this.r.gpu_ids.length ? '' : ' (no GPU reserved: none visible)'}`)
       : not('gpu', this.plan?.gpu.kind === 'none' ? this.plan.gpu.why : NO_PLAN);
 
-    const b = this.bandwidth;
-    const bandwidth = this.notes.has('bandwidth') && b.via === 'cgroup' ? not('bandwidth', this.notes.get('bandwidth')!)
-      : b.via === 'cgroup' ? ok('bandwidth', `cgroup v${b.cgroup.version} ${b.cgroup.version === 1 ? 'blkio.throttle.{read,write}_bps_device' : 'io.max'} = ${b.bytes_per_s} B/s on disk ${b.disks.map((d) => `${d.major}:${d.minor}`).join(', ')}${b.unthrottled.length ? `; not throttled: ${b.unthrottled.join('; ')}` : ''}`)
-        : not('bandwidth', b.why);
-    return [cpu, memory, gpu, bandwidth];
+    return [cpu, memory, gpu, this.appliedBandwidth()];
+  }
+
+  /** Enforced where the disk throttle or the network shaping held; the detail says both. */
+  private appliedBandwidth(): Enforcement {
+    const b = this.bandwidth, n = this.network;
+    const disk = this.notes.has('bandwidth') && b.via === 'cgroup' ? { held: false, text: this.notes.get('bandwidth')! }
+      : b.via === 'cgroup' ? { held: true, text: `cgroup v${b.cgroup.version} ${b.cgroup.version === 1 ? 'blkio.throttle.{read,write}_bps_device' : 'io.max'} = ${b.bytes_per_s} B/s on disk ${b.disks.map((d) => `${d.major}:${d.minor}`).join(', ')}${b.unthrottled.length ? `; not throttled: ${b.unthrottled.join('; ')}` : ''}` }
+        : { held: false, text: `disk not throttled: ${b.why}` };
+    const net = this.notes.has('network') && n.via === 'tc' ? { held: false, text: `network not shaped: ${this.notes.get('network')!}` }
+      : n.via === 'tc' ? { held: true, text: `egress shaped on ${n.shaping.interfaces.join(', ')} at ${formatMbit(n.shaping.mbps)} (tc class ${n.shaping.class_id}); ingress accounted only` }
+        : { held: false, text: `network not shaped: ${n.why}` };
+    const mode = disk.held || net.held ? 'enforced' : 'accounted-only';
+    // With --accounted-only bandwidth (or nothing reserved) both halves give the same reason: once is enough.
+    const same = b.via === 'none' && n.via === 'none' && b.why === n.why;
+    return { resource: 'bandwidth', mode, detail: same ? b.why : `${disk.text}; ${net.text}` };
   }
 
   shortfalls(): string[] {
-    return [...[...this.notes].map(([res, why]) => `${res} not enforced as planned: ${why}`), ...this.leftovers];
+    return [...[...this.notes].map(([key, why]) => `${key === 'network' ? 'bandwidth (network egress)' : key} not enforced as planned: ${why}`), ...this.leftovers];
   }
 
   async release(): Promise<void> {
@@ -194,6 +230,7 @@ class TaskConfinement implements Confinement {
     for (const c of this.cgroups.values()) {
       if (!(await c.remove())) this.leftovers.push(`${c.dir} could not be removed (still in use); the agent removes it at its next start`);
     }
+    if (this.network.via === 'tc') this.leftovers.push(...(await this.network.shaping.release()));
   }
 }
 

@@ -1,8 +1,8 @@
 /**
  * What this node can really enforce, found by trying it at agent start: a test cgroup is created,
- * given a limit, has a process put into it and is removed again. Nothing is assumed from the
- * kernel version or from being root. Stale cgroups of a crashed agent with the same node id are
- * removed on the way.
+ * given a limit, has a process put into it and is removed again (for network shaping also a test
+ * tc class, see network.ts). Nothing is assumed from the kernel version or from being root. Stale
+ * cgroups and qdiscs of a crashed agent with the same node id are removed on the way.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -11,11 +11,13 @@ import {
   type Controller,
 } from './cgroup.js';
 import { diskOf } from './devices.js';
+import { detectNetwork, releaseNetwork, removeNetworkLeftovers } from './network.js';
 import { DATA_LIMIT_PER_RESERVED, MEMORY_HEADROOM_BYTES, formatMib, hierarchyOf, throttleLine, type BlockDevice } from './limits.js';
 import {
   RESERVED_RESOURCES, type BandwidthMechanism, type CgroupHierarchy, type Enforcement, type EnforcementOptions, type EnforcementPlan,
-  type MemoryMechanism, type NodeCgroup, type ReservedResource,
+  type MemoryMechanism, type NetworkMechanism, type NodeCgroup, type ReservedResource,
 } from './types.js';
+import { formatMbit } from './shaping.js';
 
 const run = promisify(execFile);
 
@@ -42,6 +44,7 @@ export async function detectEnforcement(o: DetectOptions): Promise<EnforcementPl
     memory: off.has('memory') ? disabled('memory') : await detectMemory(memoryH, o.node_id, log),
     gpu: off.has('gpu') ? disabled('gpu') : o.gpu_count > 0 ? { kind: 'visible-devices' } : { kind: 'none', why: 'no GPU on this node (nvidia-smi lists none)' },
     bandwidth: off.has('bandwidth') ? disabled('bandwidth') : await detectBandwidth(blkioH, o.node_id, o.output_dir, log),
+    network: off.has('bandwidth') ? disabled('bandwidth') : await detectNetwork({ node_id: o.node_id, interfaces: o.shape_interfaces, log }),
   };
   // A node directory made for a probe that failed is of no use (on v2 memory and io share one).
   const used = new Set([plan.memory, plan.bandwidth].flatMap((m) => (m.kind === 'cgroup' ? [m.cgroup.dir] : [])));
@@ -109,12 +112,34 @@ async function probe(h: CgroupHierarchy, node_id: string, controller: Controller
   return why === undefined ? { node } : { why: `${what}: ${why}` };
 }
 
-/** The node's cgroup directories, removed when the agent stops. */
+/** The node's cgroup directories and qdiscs, removed when the agent stops; returns what is still in use. */
 export async function releaseEnforcement(plan: EnforcementPlan): Promise<string[]> {
   const left: string[] = [];
   for (const m of [plan.memory, plan.bandwidth]) {
     if (m.kind === 'cgroup' && !(await removeNodeCgroup(m.cgroup))) left.push(m.cgroup.dir);
   }
+  left.push(...(await releaseNetwork(plan.network)));
+  return left;
+}
+
+/**
+ * What an agent with this node id left behind when it could not release it (SIGKILL, a crash):
+ * its cgroup directories in every hierarchy and its qdiscs. The next start of that agent removes
+ * them too; this is for when it will not start again (tests, decommissioning). Returns what is
+ * still in use.
+ */
+export async function removeNodeLeftovers(node_id: string): Promise<string[]> {
+  const mounts = readCgroupMounts();
+  const v2 = v2Controllers(mounts.v2);
+  const dirs = new Set<string>();
+  const left: string[] = [];
+  for (const controller of ['memory', 'blkio'] as const) {
+    const h = hierarchyOf(mounts, controller, v2);
+    if (!h || dirs.has(nodeCgroupDir(h, node_id))) continue;
+    dirs.add(nodeCgroupDir(h, node_id));
+    if (!(await removeNodeCgroup({ ...h, dir: nodeCgroupDir(h, node_id) }))) left.push(nodeCgroupDir(h, node_id));
+  }
+  left.push(...(await removeNetworkLeftovers(node_id)));
   return left;
 }
 
@@ -128,7 +153,7 @@ export function describeEnforcement(plan: EnforcementPlan): Enforcement[] {
     gpu: plan.gpu.kind === 'visible-devices'
       ? { enforced: true, detail: 'ffmpeg sees only the reserved GPUs (CUDA_VISIBLE_DEVICES in PCI bus order; -gpu counts within them)' }
       : { enforced: false, detail: plan.gpu.why },
-    bandwidth: describeBandwidth(plan.bandwidth),
+    bandwidth: describeBandwidth(plan.bandwidth, plan.network),
   };
   return RESERVED_RESOURCES.map((resource) => ({ resource, mode: detail[resource].enforced ? 'enforced' : 'accounted-only', detail: detail[resource].detail }));
 }
@@ -147,13 +172,21 @@ function describeMemory(m: MemoryMechanism): { enforced: boolean; detail: string
   }
 }
 
-function describeBandwidth(b: BandwidthMechanism): { enforced: boolean; detail: string } {
-  if (b.kind === 'none') return { enforced: false, detail: b.why };
-  const scope = b.cgroup.version === 1
+/** Bandwidth is enforced where the disk throttle or the network shaping holds; the detail says what each does. */
+function describeBandwidth(b: BandwidthMechanism, n: NetworkMechanism): { enforced: boolean; detail: string } {
+  const disk = b.kind === 'none' ? `disk: not throttled (${b.why})` : `disk: a cgroup v${b.cgroup.version} per task under ${b.cgroup.dir} throttles the disks of its input and output at the reservation, ${b.cgroup.version === 1
     ? 'blkio.throttle read/write_bps_device: disk reads and writes made by ffmpeg itself (v1 cannot charge buffered writeback to a cgroup, so buffered output is throttled only when it is synced)'
-    : 'io.max rbps/wbps: disk reads and writes, writeback included';
-  return {
-    enforced: true,
-    detail: `a cgroup v${b.cgroup.version} per task under ${b.cgroup.dir} throttles the disks of its input and output at the reservation, ${scope}; network traffic is not shaped`,
-  };
+    : 'io.max rbps/wbps: disk reads and writes, writeback included'}`;
+  const network = n.kind === 'none' ? `network: not shaped (${n.why})` : describeNetwork(n);
+  // Both turned off by --accounted-only bandwidth: one reason is enough.
+  if (b.kind === 'none' && n.kind === 'none' && b.why === n.why) return { enforced: false, detail: b.why };
+  return { enforced: b.kind !== 'none' || n.kind !== 'none', detail: `${disk}; ${network}` };
+}
+
+function describeNetwork(n: Extract<NetworkMechanism, { kind: 'tc-htb' }>): string {
+  const devs = n.interfaces.map((i) => i.dev).join(', ');
+  const defaults = [...new Set(n.interfaces.map((i) => formatMbit(i.default_mbit)))].join(' / ');
+  return `network: egress shaped on ${devs} by tc, an HTB class per task at the reservation (root qdisc ${n.handle.toString(16)}:, other traffic in a default class at ${defaults}),`
+    + ` its processes in a cgroup v1 net_prio cgroup under ${n.cgroup.dir} that steers their packets there; ingress (downloads) accounted only: received packets cannot be told apart by cgroup`
+    + `${n.unshaped.length ? `; not shaped: ${n.unshaped.join('; ')}` : ''}`;
 }

@@ -13,3 +13,16 @@ export class ReservationExceededError extends Error {
     this.name = 'ReservationExceededError';
   }
 }
+
+/** A `tc` command failed; `message` names the command and carries tc's own words. */
+export class TcCommandError extends Error {
+  constructor(readonly args: readonly string[], readonly stderr: string, cause?: unknown) {
+    super(`tc ${args.join(' ')} failed: ${stderr.trim() || (cause as Error | undefined)?.message || 'no output'}`);
+    this.name = 'TcCommandError';
+  }
+
+  /** The kernel refused because the qdisc or class id is taken (EEXIST). */
+  get exists(): boolean {
+    return /File exists/i.test(this.stderr);
+  }
+}

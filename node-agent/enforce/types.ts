@@ -11,10 +11,12 @@ export type { Enforcement, ReservedResource };
 /** Every reserved resource, in the order reports list them. */
 export const RESERVED_RESOURCES: readonly ReservedResource[] = ['cpu', 'memory', 'gpu', 'bandwidth'];
 
-/** Options an admin sets on the agent (`--accounted-only`). */
+/** Options an admin sets on the agent (`--accounted-only`, `--shape-interfaces`). */
 export interface EnforcementOptions {
   /** Resources to reserve and measure but not enforce, e.g. where writing cgroups is forbidden. */
   accounted_only?: readonly ReservedResource[];
+  /** Interfaces whose egress is shaped per task; default: those of the default routes. Empty: none. */
+  shape_interfaces?: readonly string[];
 }
 
 /** A cgroup hierarchy a controller is mounted in: v1 has one per controller, v2 one for all. */
@@ -47,8 +49,27 @@ export type MemoryMechanism =
   | { kind: 'rlimit'; why_not_cgroup: string }
   | { kind: 'none'; why: string };
 
-/** Bandwidth: disk I/O throttled by a per-task blkio (v1) / io (v2) cgroup, or measured only. */
+/** Bandwidth on disk: I/O throttled by a per-task blkio (v1) / io (v2) cgroup, or measured only. */
 export type BandwidthMechanism = { kind: 'cgroup'; cgroup: NodeCgroup } | { kind: 'none'; why: string };
+
+/** An interface whose egress this node shapes. */
+export interface ShapedInterface {
+  dev: string;
+  /** Rate of the default class (traffic of no task): at least the link's, so it never holds anything back. */
+  default_mbit: number;
+}
+
+/**
+ * Bandwidth on the network, egress only (see shaping.ts):
+ * - `tc-htb`  an HTB root qdisc `<handle>:` on each interface, one class per task at its
+ *             reservation; the task's processes sit in a net_prio (cgroup v1) cgroup under `cgroup`
+ *             whose ifpriomap sends their packets to that class
+ * - `none`    not shaped
+ * Ingress cannot be shaped this way: received packets belong to no cgroup until a socket takes them.
+ */
+export type NetworkMechanism =
+  | { kind: 'tc-htb'; cgroup: NodeCgroup; handle: number; interfaces: ShapedInterface[]; unshaped: string[] }
+  | { kind: 'none'; why: string };
 
 /** GPUs: ffmpeg sees only the reserved GPUs (CUDA_VISIBLE_DEVICES), or all of the node's. */
 export type GpuMechanism = { kind: 'visible-devices' } | { kind: 'none'; why: string };
@@ -59,7 +80,9 @@ export interface EnforcementPlan {
   cpu: CpuMechanism;
   memory: MemoryMechanism;
   gpu: GpuMechanism;
+  /** Reserved bandwidth held on disk (`bandwidth`) and on the network (`network`); enforced where either holds. */
   bandwidth: BandwidthMechanism;
+  network: NetworkMechanism;
 }
 
 /** What one encode reserved, as far as its confinement needs to know. */
@@ -68,7 +91,7 @@ export interface TaskReservation {
   core_ids: readonly number[];
   gpu_ids: readonly number[];
   memory_gb: number;
-  /** Absent or not positive: nothing to throttle. */
+  /** Absent or not positive: nothing to throttle or shape. */
   bandwidth_mbps?: number;
   /** Files and directories the encode reads or writes; their disks are the ones throttled. */
   paths: readonly string[];

@@ -53,6 +53,8 @@ export function agent(s: TestStack, nodeId: string, cores: string, memoryGb = 2)
   return startAgent({
     nodeId, endpoints: s.endpoints, validation: s.validation, log: s.log, grant: { cores, memoryGb }, sampleIntervalMs: 100,
     outputDir: path.join(s.dir, 'output', nodeId), spoolDir: path.join(s.dir, 'spool', nodeId),
+    // The host's own interfaces carry the test stack (and whatever else the machine does): left unshaped.
+    enforcement: { shape_interfaces: [] },
   });
 }
 

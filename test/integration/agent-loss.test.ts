@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import { alive, cli, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { removeKilledAgents } from '../helpers/enforcement.js';
 
 let s: TestStack;
 let c: CoordinatorHandle;
@@ -26,7 +27,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  for (const p of agents.values()) if (p.exitCode === null) p.kill('SIGKILL');
+  await removeKilledAgents(agents);
   await c?.stop();
   await s?.down();
 });

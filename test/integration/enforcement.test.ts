@@ -143,7 +143,8 @@ async function rejection(run: Promise<unknown>): Promise<Error> {
 const partFiles = (task_id: string) => readdirSync(dir).filter((f) => f.startsWith(`${task_id}.part`));
 
 test.before(async () => {
-  plan = await detectEnforcement({ node_id: NODE, gpu_count: nvidiaGpus, output_dir: dir, log: (m) => logs.push(m) });
+  // Network shaping has its own test (enforcement-network.test.ts, on a veth pair): the host's interfaces are left alone here.
+  plan = await detectEnforcement({ node_id: NODE, gpu_count: nvidiaGpus, output_dir: dir, shape_interfaces: [], log: (m) => logs.push(m) });
 });
 
 test.after(async () => {

@@ -45,7 +45,7 @@ test('a dev_t splits into major and minor, including minors above 255 and majors
 });
 
 const hideGpus: EnforcementPlan = {
-  node_id: 'n1', cpu: { kind: 'affinity' }, memory: { kind: 'none', why: 'test' }, gpu: { kind: 'visible-devices' }, bandwidth: { kind: 'none', why: 'test' },
+  node_id: 'n1', cpu: { kind: 'affinity' }, memory: { kind: 'none', why: 'test' }, gpu: { kind: 'visible-devices' }, bandwidth: { kind: 'none', why: 'test' }, network: { kind: 'none', why: 'test' },
 };
 const showGpus: EnforcementPlan = { ...hideGpus, gpu: { kind: 'none', why: 'turned off' } };
 

@@ -8,6 +8,7 @@ const v1: EnforcementPlan = {
   memory: { kind: 'cgroup', cgroup: { version: 1, mount: '/sys/fs/cgroup/memory', dir: '/sys/fs/cgroup/memory/prescient-n1' } },
   gpu: { kind: 'visible-devices' },
   bandwidth: { kind: 'cgroup', cgroup: { version: 1, mount: '/sys/fs/cgroup/blkio', dir: '/sys/fs/cgroup/blkio/prescient-n1' } },
+  network: { kind: 'none', why: 'no interface is configured to shape (--shape-interfaces is empty)' },
 };
 
 const byResource = (plan: EnforcementPlan) => Object.fromEntries(describeEnforcement(plan).map((e) => [e.resource, e]));
@@ -23,7 +24,7 @@ test('a node with v1 cgroups reports every resource enforced and says by what, i
   assert.match(r.memory.detail, '/sys/fs/cgroup/memory/prescient-n1');
   assert.match(r.gpu.detail, 'CUDA_VISIBLE_DEVICES');
   assert.match(r.bandwidth.detail, 'blkio.throttle');
-  assert.match(r.bandwidth.detail, 'network traffic is not shaped');
+  assert.match(r.bandwidth.detail, 'network: not shaped (no interface is configured to shape');
 });
 
 test('a v2 node reports memory.max and io.max', () => {
@@ -44,7 +45,7 @@ test('memory held only by the rlimit backstop is reported as RLIMIT_DATA with th
 test('a resource that cannot be enforced is reported accounted-only with its reason', () => {
   const r = byResource({ ...v1, gpu: { kind: 'none', why: 'no GPU on this node' }, bandwidth: { kind: 'none', why: 'outputs are on tmpfs' } });
   assert.equal(r.gpu, { resource: 'gpu', mode: 'accounted-only', detail: 'no GPU on this node' });
-  assert.equal(r.bandwidth, { resource: 'bandwidth', mode: 'accounted-only', detail: 'outputs are on tmpfs' });
+  assert.equal(r.bandwidth, { resource: 'bandwidth', mode: 'accounted-only', detail: 'disk: not throttled (outputs are on tmpfs); network: not shaped (no interface is configured to shape (--shape-interfaces is empty))' });
 });
 
 test('an agent told to only account for every resource enforces none and says it was turned off', async () => {
