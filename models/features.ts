@@ -23,7 +23,7 @@
  */
 import { PRESETS } from '../shared/index.js';
 import type { EncodeRecord } from './record.js';
-import { SparseVector } from './sparse.js';
+import { SparseBlock, SparseVector } from './sparse.js';
 
 export const FEATURE_SPEC_VERSION = 'features-v2';
 
@@ -123,6 +123,49 @@ export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> =
   gpus: (r) => r.node.gpus,
 };
 
+/**
+ * Every NUMERICS column of one record at once, into `out` in NUMERIC_NAMES order: NaN where the
+ * column's function gives undefined or a non-finite number, else exactly what it gives. The
+ * same helpers on the same fields, each shared part (output pixels, rates, frames) worked out
+ * once, with no call per column: what encoding a record for prediction reads
+ * (`encodeSparse`). A test holds it to NUMERICS on varied and malformed records.
+ */
+export function numericsInto(r: EncodeRecord, out: Float64Array): Float64Array {
+  const o = r.output, i = r.input, c = r.content, node = r.node;
+  const inPx = pixels(i.width, i.height), outPx = pixels(o.width, o.height) ?? inPx, fps = o.fps ?? i.fps;
+  const inPxOrOut = inPx ?? outPx;
+  out[0] = finite(log2(outPx));
+  out[1] = finite(log2(inPxOrOut));
+  out[2] = finite(fps);
+  out[3] = finite(i.fps);
+  out[4] = finite(log10(outputFrames(r)));
+  out[5] = finite(log10(i.duration_s));
+  out[6] = finite(crfShare(r));
+  out[7] = finite(log10(o.bitrate_kbps));
+  out[8] = finite(bitsPerPixel(o.bitrate_kbps, outPx, fps));
+  out[9] = finite(log10(i.bitrate_kbps));
+  out[10] = finite(bitsPerPixel(i.bitrate_kbps, inPxOrOut, i.fps));
+  out[11] = finite(o.passes);
+  out[12] = finite(log2(o.gop));
+  out[13] = finite(presetSlowness(o.encoder, o.preset));
+  out[14] = finite(share(i.i_frames, r));
+  out[15] = finite(share(i.p_frames, r));
+  out[16] = finite(share(i.b_frames, r));
+  out[17] = finite(log10(i.size_bytes));
+  out[18] = finite(c.si_mean);
+  out[19] = finite(c.ti_mean);
+  out[20] = finite(c.noise);
+  out[21] = finite(log2(node.cores));
+  out[22] = finite(node.gpus);
+  return out;
+}
+/** The columns numericsInto writes, in order (NUMERICS' own order, checked when this module loads). */
+export const NUMERIC_NAMES = ['log_out_pixels', 'log_in_pixels', 'out_fps', 'in_fps', 'log_frames', 'log_duration', 'crf', 'log_bitrate',
+  'log_bits_per_pixel', 'log_in_bitrate', 'log_in_bits_per_pixel', 'passes', 'log_gop', 'preset_slowness', 'i_share', 'p_share', 'b_share',
+  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus'] as const;
+if (NUMERIC_NAMES.join() !== Object.keys(NUMERICS).join()) throw new Error('features.ts: numericsInto does not write the NUMERICS columns in order');
+const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : NaN);
+
 /** How one numeric column is standardised; `flag` adds its `_known` column. */
 export interface NumericState { name: string; mean: number; std: number; min: number; max: number; flag: boolean }
 
@@ -204,14 +247,53 @@ export interface EncodeOptions {
   unprobed?: boolean;
   /** Filled with notes about the record, when given. */
   notes?: EncodeNotes;
+  /** Filled with the same notes as codes, when given (batch prediction: no array grows per record). */
+  marks?: EncodeMarks;
 }
 
-/** A fitted state laid out for encoding: offsets, value → column maps and getters resolved once. */
+/**
+ * EncodeNotes as codes: what batch prediction keeps for each record of a block until it writes
+ * that record's flags. Each encode overwrites `unseen`, the counts, and the codes from `at`.
+ */
+export interface EncodeMarks {
+  /** Bit c is set when category c (CATEGORIES' order) had no column: `unseen`. */
+  unseen: number;
+  /** Per numeric column of the state, in its order, from `at`: MISSING, OUTSIDE, or 0. */
+  codes: Uint8Array;
+  at: number;
+  /** How many columns are MISSING, how many OUTSIDE, and `unprobed` as in EncodeNotes. */
+  missing: number;
+  outside: number;
+  unprobed: number;
+}
+export const MISSING = 1, OUTSIDE = 2;
+
+/**
+ * A fitted state laid out for encoding: offsets and value → column maps resolved once, and the
+ * numeric columns as parallel arrays (read per record per column, they cost half as much as
+ * objects do).
+ */
 interface Compiled {
   categories: Array<{ name: Category; get: (r: EncodeRecord) => string | undefined; columns: Map<string, number>; other: number }>;
-  numeric: Array<NumericState & { get: (r: EncodeRecord) => number | undefined; at: number; lo: number; hi: number; probed: boolean }>;
+  numeric: {
+    name: string[];
+    /** Index into numericsInto's figures; -1 for an extra column (read by `extra` name). */
+    fused: Int32Array;
+    extra: Array<string | undefined>;
+    /** Where the column is in the vector (its `_known` column follows when `flag`). */
+    at: Int32Array;
+    mean: Float64Array;
+    std: Float64Array;
+    /** The training range widened by a tenth each way: beyond it, the record's notes say so. */
+    lo: Float64Array;
+    hi: Float64Array;
+    flag: Uint8Array;
+    probed: Uint8Array;
+  };
   /** Where encodeFeatures writes before spreading into a dense vector. */
   scratch: SparseVector;
+  /** numericsInto's figures for the record being encoded. */
+  raw: Float64Array;
 }
 const compiled = new WeakMap<FeatureState, Compiled>();
 
@@ -223,15 +305,25 @@ function compile(s: FeatureState): Compiled {
     at += vocab.length + 1;
     return c;
   });
-  const numeric = s.numeric.map((n) => {
-    const extra = n.name.startsWith('extra.') ? n.name.slice(6) : undefined;
-    const raw = extra !== undefined ? (r: EncodeRecord) => r.extra[extra] : NUMERICS[n.name];
+  const ns = s.numeric, k = ns.length;
+  const numeric: Compiled['numeric'] = {
+    name: ns.map((n) => n.name), fused: new Int32Array(k), extra: ns.map((n) => (n.name.startsWith('extra.') ? n.name.slice(6) : undefined)),
+    at: new Int32Array(k), mean: new Float64Array(k), std: new Float64Array(k), lo: new Float64Array(k), hi: new Float64Array(k),
+    flag: new Uint8Array(k), probed: new Uint8Array(k),
+  };
+  ns.forEach((n, i) => {
     const slack = (n.max - n.min) / 10;
-    const c = { ...n, get: (r: EncodeRecord) => { const v = raw(r); return v !== undefined && Number.isFinite(v) ? v : undefined; }, at, lo: n.min - slack, hi: n.max + slack, probed: isProbed(n.name) };
+    numeric.fused[i] = numeric.extra[i] !== undefined ? -1 : (NUMERIC_NAMES as readonly string[]).indexOf(n.name);
+    numeric.at[i] = at;
+    numeric.mean[i] = n.mean;
+    numeric.std[i] = n.std;
+    numeric.lo[i] = n.min - slack;
+    numeric.hi[i] = n.max + slack;
+    numeric.flag[i] = n.flag ? 1 : 0;
+    numeric.probed[i] = isProbed(n.name) ? 1 : 0;
     at += n.flag ? 2 : 1;
-    return c;
   });
-  return { categories, numeric, scratch: new SparseVector(s.names.length) };
+  return { categories, numeric, scratch: new SparseVector(s.names.length), raw: new Float64Array(NUMERIC_NAMES.length) };
 }
 
 /** Encodes one record into `out` (length = state.names.length). */
@@ -247,30 +339,74 @@ export function encodeFeatures(s: FeatureState, r: EncodeRecord, out: Float64Arr
  * prediction path never builds the dense vector).
  */
 export function encodeSparse(s: FeatureState, r: EncodeRecord, v: SparseVector, o: EncodeOptions = {}): SparseVector {
+  v.n = encodeSparseAt(s, r, v.idx, v.val, 0, o);
+  return v;
+}
+
+/**
+ * Appends one record's row to a block (batch prediction): `encodeSparse` into the block's
+ * arrays after its last row.
+ */
+export function encodeSparseRow(s: FeatureState, r: EncodeRecord, block: SparseBlock, o: EncodeOptions = {}): void {
+  if (block.rows >= block.capacity) throw new RangeError(`the block holds ${block.capacity} rows`);
+  const at = block.start[block.rows];
+  block.start[++block.rows] = at + encodeSparseAt(s, r, block.idx, block.val, at, o);
+}
+
+/** Writes the record's non-zero entries to `idx`/`val` from `at`; returns how many. */
+function encodeSparseAt(s: FeatureState, r: EncodeRecord, idx: Int32Array, val: Float64Array, at: number, o: EncodeOptions): number {
   const c = compiledState(s);
-  const { idx, val } = v;
-  let n = 0;
-  for (const cat of c.categories) {
-    const forced = o.asOther?.has(cat.name);
+  const notes = o.notes, marks = o.marks, asOther = o.asOther, unprobed = o.unprobed === true;
+  const cats = c.categories;
+  let n = at, unseen = 0;
+  for (let i = 0; i < cats.length; i++) {
+    const cat = cats[i];
+    const forced = asOther !== undefined && asOther.has(cat.name);
     const j = forced ? undefined : cat.columns.get(cat.get(r) ?? '');
-    if (j === undefined && !forced) o.notes?.unseen.push(cat.name);
+    if (j === undefined && !forced) {
+      notes?.unseen.push(cat.name);
+      unseen |= 1 << i;
+    }
     idx[n] = j ?? cat.other;
     val[n++] = 1;
   }
-  for (const m of c.numeric) {
-    const x = o.unprobed && m.probed ? undefined : m.get(r);
-    if (x === undefined) {
-      if (!m.flag) o.notes?.missing.push(m.name);
-      else if (m.probed && o.notes) o.notes.unprobed++;
-      continue;
+  const raw = numericsInto(r, c.raw);
+  const { fused, at: col, mean, std, lo, hi, flag, probed } = c.numeric;
+  const codes = marks?.codes, codesAt = marks?.at ?? 0;
+  let missing = 0, outside = 0, unprobedCount = 0;
+  for (let i = 0; i < fused.length; i++) {
+    // NaN: not known (numericsInto), or hidden on purpose.
+    const f = fused[i];
+    const x = unprobed && probed[i] === 1 ? NaN : f >= 0 ? raw[f] : finite(r.extra[c.numeric.extra[i]!]);
+    let code = 0;
+    if (x !== x) {
+      if (flag[i] === 0) {
+        notes?.missing.push(c.numeric.name[i]);
+        code = MISSING;
+        missing++;
+      } else if (probed[i] === 1) {
+        unprobedCount++;
+      }
+    } else {
+      const z = Math.max(-CLIP, Math.min(CLIP, (x - mean[i]) / std[i]));
+      if (z !== 0) { idx[n] = col[i]; val[n++] = z; }
+      if (flag[i] === 1) { idx[n] = col[i] + 1; val[n++] = 1; }
+      if (x < lo[i] || x > hi[i]) {
+        notes?.outside.push(c.numeric.name[i]);
+        code = OUTSIDE;
+        outside++;
+      }
     }
-    const z = Math.max(-CLIP, Math.min(CLIP, (x - m.mean) / m.std));
-    if (z !== 0) { idx[n] = m.at; val[n++] = z; }
-    if (m.flag) { idx[n] = m.at + 1; val[n++] = 1; }
-    if (o.notes && (x < m.lo || x > m.hi)) o.notes.outside.push(m.name);
+    if (codes !== undefined) codes[codesAt + i] = code;
   }
-  v.n = n;
-  return v;
+  if (notes) notes.unprobed += unprobedCount;
+  if (marks) {
+    marks.unseen = unseen;
+    marks.missing = missing;
+    marks.outside = outside;
+    marks.unprobed = unprobedCount;
+  }
+  return n - at;
 }
 
 function compiledState(s: FeatureState): Compiled {

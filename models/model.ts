@@ -9,8 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import { GPU_ENCODERS, type EncodingSchema, type Prediction, type ResourceUsage } from '../shared/index.js';
-import { checkFeatureState, encodeSparse, newNotes, outputFrames, type Category, type FeatureState, type EncodeNotes } from './features.js';
-import { CompiledNetwork, NetworkBank, SparseVector, type NetworkJson } from './network.js';
+import {
+  CATEGORIES, MISSING, OUTSIDE, checkFeatureState, encodeSparse, encodeSparseRow, newNotes, outputFrames, type Category, type FeatureState, type EncodeMarks, type EncodeNotes,
+} from './features.js';
+import { BLOCK_ROWS, CompiledNetwork, NetworkBank, SparseBlock, SparseVector, type NetworkJson } from './network.js';
 import { checkGrid, conformalQuantile, type ResidualGrid } from './conformal.js';
 import { TARGETS, describeSchema, type EncodeRecord, type Target, type TargetValues } from './record.js';
 
@@ -146,6 +148,68 @@ export interface RecordPrediction {
   flags: string[];
 }
 
+/**
+ * Predictions for many records at once (`Model.predictBatch`, `Model.predictRecords`), as flat
+ * arrays rather than an object per record. Passing a batch back in reuses its arrays.
+ */
+export class PredictionBatch {
+  /** Records predicted (the arrays can be longer, from an earlier, larger batch). */
+  n = 0;
+  model_version = '';
+  coverage = NaN;
+  /** Record i's figure for TARGETS[k] is at i · TARGETS.length + k. */
+  expected = new Float64Array(0);
+  upper = new Float64Array(0);
+  /** Record i's flags are flags[flagStart[i] .. flagStart[i + 1]], in the order `predictRecord` gives them. */
+  flags: string[] = [];
+  flagStart = new Uint32Array(1);
+
+  /** Makes room for `n` records and empties the batch. */
+  reset(n: number, model_version: string, coverage: number): this {
+    const size = n * TARGETS.length;
+    if (this.expected.length < size) { this.expected = new Float64Array(size); this.upper = new Float64Array(size); }
+    if (this.flagStart.length < n + 1) this.flagStart = new Uint32Array(n + 1);
+    this.n = n;
+    this.model_version = model_version;
+    this.coverage = coverage;
+    // `flags` keeps its length (and its storage) until the batch is filled: a long array
+    // emptied and refilled on every call would be grown from nothing each time.
+    this.flagStart[0] = 0;
+    return this;
+  }
+
+  /** Drops flags left over from an earlier, larger batch (after the batch is filled). */
+  trim(): this {
+    const end = this.flagStart[this.n];
+    if (this.flags.length > end) this.flags.length = end;
+    return this;
+  }
+
+  /** Record i's flags (a new array). */
+  flagsOf(i: number): string[] {
+    this.check(i);
+    return this.flags.slice(this.flagStart[i], this.flagStart[i + 1]);
+  }
+
+  /** Record i as `Model.predictRecord` gives it. */
+  recordPrediction(i: number): RecordPrediction {
+    this.check(i);
+    return { expected: values(this.expected, i * TARGETS.length), upper: values(this.upper, i * TARGETS.length), flags: this.flagsOf(i) };
+  }
+
+  /** Record i as `Model.predict` gives it. */
+  prediction(i: number): Prediction {
+    this.check(i);
+    const out: Prediction = { model_version: this.model_version, coverage: this.coverage, expected: values(this.expected, i * TARGETS.length), upper: values(this.upper, i * TARGETS.length) };
+    if (this.flagStart[i + 1] > this.flagStart[i]) out.flags = this.flagsOf(i);
+    return out;
+  }
+
+  private check(i: number): void {
+    if (!(Number.isInteger(i) && i >= 0 && i < this.n)) throw new RangeError(`record ${i} is not in this batch of ${this.n}`);
+  }
+}
+
 export function modelChecksum(file: Omit<ModelFile, 'checksum'> & { checksum?: string }): string {
   const { checksum: _, ...rest } = file;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex');
@@ -165,6 +229,10 @@ interface RuntimeTarget {
   largest: number;
   known: number;
   novel: Partial<Record<Novelty, number>>;
+  /** For the batch path: per category (CATEGORIES' order) the bound when it alone is unseen, and novel's `unprobed` and `all`. */
+  byCategory: Float64Array;
+  unprobed: number;
+  all: number | undefined;
 }
 
 export class Model implements ResourcePredictor {
@@ -177,9 +245,14 @@ export class Model implements ResourcePredictor {
   /** Per feature state, the networks reading it, run together, and their latest outputs. */
   private readonly banks: Array<NetworkBank | undefined>;
   private readonly outputs: Float64Array[] = [];
-  /** Estimates and bounds in TARGETS order while a record is predicted. */
+  /** Per feature state, how many outputs its bank gives a record (record r's start at r · width in a block's outputs). */
+  private readonly widths: number[];
+  /** Estimates, bounds and novelty quantiles in TARGETS order while a record is predicted. */
   private readonly est = new Float64Array(TARGETS.length);
   private readonly bound = new Float64Array(TARGETS.length);
+  private readonly q = new Float64Array(TARGETS.length);
+  /** Scratch for the batch path, made on its first use. */
+  private block?: BlockScratch;
   readonly coverage: number;
   /** What is approximate about this model's bounds (too few calibration rows for the coverage). */
   warnings: string[] = [];
@@ -209,6 +282,7 @@ export class Model implements ResourcePredictor {
       this.runtime[t] = {
         spec, state: file.networks[spec.network].features, slot: 0, lo: spec.lo, hi: spec.hi, log: spec.transform === 'log10',
         perFrame: spec.per_frame, largest: spec.transform === 'log10' ? 10 ** spec.hi : spec.hi, known, novel,
+        byCategory: Float64Array.from(CATEGORY_NAMES, (c) => novel[c] ?? novel.all ?? known), unprobed: novel.unprobed ?? known, all: novel.all,
       };
     }
     const nets = file.networks.map((n, i) => {
@@ -229,6 +303,7 @@ export class Model implements ResourcePredictor {
       return bank;
     });
     this.ordered = TARGETS.map((t) => this.runtime[t]);
+    this.widths = this.banks.map((b) => b?.outputWidth ?? 0);
     this.warnings = [...new Set(this.warnings)];
   }
 
@@ -280,28 +355,91 @@ export class Model implements ResourcePredictor {
    */
   predictRecord(rec: EncodeRecord, o: { capCores?: boolean } = {}): RecordPrediction {
     const flags: string[] = [];
-    const { notes, banks, est, bound } = this;
+    const { notes, banks, est, bound, q } = this;
     const outputs = this.outputs;
     for (let i = 0; i < banks.length; i++) {
       const n = notes[i];
-      n.unseen.length = n.missing.length = n.outside.length = n.unprobed = 0;
+      clearNotes(n);
       encodeSparse(this.file.features[i], rec, this.sparse[i], { notes: n });
       outputs[i] = banks[i]?.run(this.sparse[i]) ?? EMPTY;
+      this.quantiles(i, n, q, 0);
       if (n.unseen.length || n.missing.length || n.outside.length) describeNotes(n, flags);
     }
+    this.figures(rec, outputs, 0, q, 0, est, bound, 0, flags, o.capCores !== false);
+    return { expected: values(est, 0), upper: values(bound, 0), flags };
+  }
+
+  /**
+   * `predictRecord` for each record, into a batch (`out`'s arrays are reused): record i's
+   * figures and flags are exactly what `predictRecord(records[i], o)` gives. Records run
+   * through the networks a block at a time (`NetworkBank.runBlock`).
+   */
+  predictRecords(records: readonly EncodeRecord[], o: { capCores?: boolean } = {}, out: PredictionBatch = new PredictionBatch()): PredictionBatch {
+    out.reset(records.length, this.version, this.coverage);
+    const b = (this.block ??= this.newBlock());
+    const cap = o.capCores !== false ? 1 : 0;
+    for (let from = 0; from < records.length; from += BLOCK_ROWS) {
+      const rows = Math.min(BLOCK_ROWS, records.length - from);
+      for (let r = 0; r < rows; r++) { b.recs[r] = records[from + r]; b.cap[r] = cap; }
+      this.runBlock(b, rows, from, out);
+    }
+    return out.trim();
+  }
+
+  /**
+   * `predict` for each schema, into a batch (`out`'s arrays are reused): `batch.prediction(i)`
+   * is exactly what `predict(schemas[i], ctx)` gives. `ctx` is one context for every schema,
+   * or one per schema.
+   */
+  predictBatch(schemas: readonly EncodingSchema[], ctx: PredictContext | readonly (PredictContext | undefined)[] = {}, out: PredictionBatch = new PredictionBatch()): PredictionBatch {
+    out.reset(schemas.length, this.version, this.coverage);
+    const b = (this.block ??= this.newBlock());
+    const d = this.file.defaults;
+    const each = isContextList(ctx) ? ctx : undefined;
+    if (each && each.length !== schemas.length) throw new RangeError(`${each.length} contexts for ${schemas.length} schemas`);
+    const one: PredictContext = each ? {} : (ctx as PredictContext);
+    const shared = { cores: one.cores ?? d.cores, hw_class: one.hw_class ?? d.hw_class };
+    for (let from = 0; from < schemas.length; from += BLOCK_ROWS) {
+      const rows = Math.min(BLOCK_ROWS, schemas.length - from);
+      for (let r = 0; r < rows; r++) {
+        const c = each ? each[from + r] ?? {} : one;
+        b.recs[r] = describeSchema(schemas[from + r], each ? { cores: c.cores ?? d.cores, hw_class: c.hw_class ?? d.hw_class } : shared);
+        b.cap[r] = c.cores !== undefined ? 1 : 0;
+      }
+      this.runBlock(b, rows, from, out);
+    }
+    return out.trim();
+  }
+
+  /** The novelty quantile of each target read from feature state `state`, from that state's notes on the record. */
+  private quantiles(state: number, n: EncodeNotes, q: Float64Array, at: number): void {
+    for (let k = 0; k < TARGETS.length; k++) {
+      const rt = this.ordered[k];
+      if (rt && rt.state === state) q[at + k] = noveltyQuantile(rt, n);
+    }
+  }
+
+  /**
+   * One record's estimates and bounds, in TARGETS order at `est[at ..]` and `bound[at ..]`,
+   * from its network outputs (feature state i's at `outputs[i][row · width ..]`) and novelty
+   * quantiles (at `q[qAt ..]`); whatever is clamped or estimated by rule goes to `flags`. The
+   * single and the batch path both finish here.
+   */
+  private figures(rec: EncodeRecord, outputs: Float64Array[], row: number, q: Float64Array, qAt: number,
+    est: Float64Array, bound: Float64Array, at: number, flags: FlagSink, capCores: boolean): void {
     const gpuEncode = rec.node.gpus !== undefined ? rec.node.gpus > 0 : GPU_ENCODERS.has(rec.output.encoder ?? '');
     for (let k = 0; k < TARGETS.length; k++) {
-      const t = TARGETS[k], rt = this.ordered[k];
+      const t = TARGETS[k], rt = this.ordered[k], i = at + k;
       let largest: number | undefined;
       if (t === 'gpu_percent' && !gpuEncode) {
-        est[k] = bound[k] = 0;
+        est[i] = bound[i] = 0;
       } else if (!rt) {
-        est[k] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][0];
-        bound[k] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][1];
-        flags.push(`${t}: no training data, estimated by rule (${est[k]}, bound ${bound[k]})`);
+        est[i] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][0];
+        bound[i] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][1];
+        flags.push(`${t}: no training data, estimated by rule (${est[i]}, bound ${bound[i]})`);
       } else {
-        const mid = fromUnit(outputs[rt.state][rt.slot], rt.lo, rt.hi);
-        const q = noveltyQuantile(rt, notes[rt.state]);
+        const mid = fromUnit(outputs[rt.state][row * this.widths[rt.state] + rt.slot], rt.lo, rt.hi);
+        const qk = q[qAt + k];
         let scale = 1;
         if (rt.perFrame) {
           const frames = outputFrames(rec);
@@ -310,22 +448,89 @@ export class Model implements ResourcePredictor {
         }
         if (rt.log) {
           // exp(x·ln 10) rather than 10 ** x: the same figure to a few ulps, at a fraction of pow's cost.
-          est[k] = Math.exp(mid * Math.LN10) * scale;
-          bound[k] = Math.exp((mid + q) * Math.LN10) * scale;
+          est[i] = Math.exp(mid * Math.LN10) * scale;
+          bound[i] = Math.exp((mid + qk) * Math.LN10) * scale;
           largest = rt.largest * scale;
         } else {
-          est[k] = mid;
-          bound[k] = mid + q;
+          est[i] = mid;
+          bound[i] = mid + qk;
           largest = rt.largest;
         }
       }
-      clampAt(t, k, est, bound, flags, largest);
+      clampAt(t, k, i, est, bound, flags, largest);
     }
-    if (rec.node.cores !== undefined && o.capCores !== false) {
-      est[0] = Math.min(est[0], rec.node.cores);
-      bound[0] = Math.min(bound[0], rec.node.cores);
+    if (rec.node.cores !== undefined && capCores) {
+      est[at] = Math.min(est[at], rec.node.cores);
+      bound[at] = Math.min(bound[at], rec.node.cores);
     }
-    return { expected: values(est), upper: values(bound), flags };
+  }
+
+  private newBlock(): BlockScratch {
+    return {
+      recs: new Array<EncodeRecord>(BLOCK_ROWS),
+      cap: new Uint8Array(BLOCK_ROWS),
+      sparse: this.file.features.map((f) => new SparseBlock(BLOCK_ROWS, f.names.length)),
+      outputs: this.widths.map((w) => new Float64Array(BLOCK_ROWS * w)),
+      q: new Float64Array(BLOCK_ROWS * TARGETS.length),
+      states: this.file.features.map((f) => {
+        const names = f.numeric.map((n) => n.name);
+        return {
+          marks: { unseen: 0, codes: new Uint8Array(BLOCK_ROWS * names.length), at: 0, missing: 0, outside: 0, unprobed: 0 },
+          columns: names.length,
+          unseen: new Int32Array(BLOCK_ROWS),
+          missing: new Int32Array(BLOCK_ROWS),
+          outside: new Int32Array(BLOCK_ROWS),
+          unseenWords: CATEGORY_NAMES.map((c) => words('unseen', c)),
+          missingWords: names.map((n) => words('missing', n)),
+          outsideWords: names.map((n) => words('outside', n)),
+        };
+      }),
+      flags: new FlagWriter(),
+    };
+  }
+
+  /** Predicts the first `rows` records of the block into `out`, as its records `base ..`. */
+  private runBlock(b: BlockScratch, rows: number, base: number, out: PredictionBatch): void {
+    const { banks, ordered } = this, T = TARGETS.length, features = this.file.features;
+    for (let i = 0; i < banks.length; i++) {
+      const state = features[i], block = b.sparse[i].clear(), st = b.states[i], marks = st.marks, options = { marks };
+      for (let r = 0; r < rows; r++) {
+        marks.at = r * st.columns;
+        encodeSparseRow(state, b.recs[r], block, options);
+        st.unseen[r] = marks.unseen;
+        st.missing[r] = marks.missing;
+        st.outside[r] = marks.outside;
+        // As noveltyQuantile from the same notes.
+        for (let k = 0; k < T; k++) {
+          const rt = ordered[k];
+          if (rt === undefined || rt.state !== i) continue;
+          let q = marks.unprobed ? rt.unprobed : rt.known;
+          if (marks.unseen !== 0) {
+            let count = 0;
+            for (let c = 0; c < CATEGORY_NAMES.length; c++) if (marks.unseen & (1 << c)) { q = Math.max(q, rt.byCategory[c]); count++; }
+            if (count > 1 && rt.all !== undefined) q = Math.max(q, rt.all);
+          }
+          b.q[r * T + k] = q;
+        }
+      }
+      banks[i]?.runBlock(block, b.outputs[i]);
+    }
+    // Each record's flags, as predictRecord orders them: per feature state its unseen
+    // categories, missing and out-of-range numbers (describeNotes), then the figures'.
+    const { expected, upper, flagStart } = out, w = b.flags.into(out.flags, flagStart[base]);
+    for (let r = 0; r < rows; r++) {
+      for (let i = 0; i < banks.length; i++) {
+        const st = b.states[i], unseen = st.unseen[r];
+        if (unseen !== 0) for (let c = 0; c < CATEGORY_NAMES.length; c++) if (unseen & (1 << c)) w.push(st.unseenWords[c]);
+        const codes = st.marks.codes, from = r * st.columns;
+        if (st.missing[r] !== 0) for (let k = 0; k < st.columns; k++) if (codes[from + k] === MISSING) w.push(st.missingWords[k]);
+        if (st.outside[r] !== 0) for (let k = 0; k < st.columns; k++) if (codes[from + k] === OUTSIDE) w.push(st.outsideWords[k]);
+      }
+      this.figures(b.recs[r], b.outputs, r, b.q, r * T, expected, upper, (base + r) * T, w, b.cap[r] === 1);
+      flagStart[base + r + 1] = w.at;
+    }
+    // Drop the references to the callers' records.
+    b.recs.fill(undefined as unknown as EncodeRecord, 0, rows);
   }
 
   predict(schema: EncodingSchema, ctx: PredictContext = {}): Prediction {
@@ -340,9 +545,49 @@ export class Model implements ResourcePredictor {
 
 const EMPTY = new Float64Array(0);
 
-/** Figures in TARGETS order as an object (one literal shape: fast, and a ResourceUsage as it is). */
-const values = (v: Float64Array): TargetValues & ResourceUsage => ({
-  cpu_cores: v[0], gpu_percent: v[1], memory_gb: v[2], bandwidth_mbps: v[3], duration_s: v[4],
+const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
+
+/** Where flags go: an array, or a FlagWriter. */
+type FlagSink = { push(flag: string): unknown };
+
+/** Writes flags into an array from a position on, overwriting what was there (a batch reuses its array). */
+class FlagWriter {
+  private arr: string[] = [];
+  at = 0;
+  into(arr: string[], at: number): this { this.arr = arr; this.at = at; return this; }
+  push(flag: string): void { this.arr[this.at++] = flag; }
+}
+
+/** Reused arrays of the batch path: one block of records at a time. */
+interface BlockScratch {
+  recs: EncodeRecord[];
+  /** 1 where the record's CPU cores are capped at its granted cores. */
+  cap: Uint8Array;
+  /** Per feature state, the block's encoded rows and its bank's outputs (record r's at r · width). */
+  sparse: SparseBlock[];
+  outputs: Float64Array[];
+  /** Novelty quantiles, record r's in TARGETS order at r · TARGETS.length. */
+  q: Float64Array;
+  /** Per feature state, the notes of each record of the block, as codes (EncodeMarks), and the words of each flag. */
+  states: Array<{
+    marks: EncodeMarks;
+    /** Numeric columns: record r's codes are at marks.codes[r · columns ..]. */
+    columns: number;
+    unseen: Int32Array;
+    missing: Int32Array;
+    outside: Int32Array;
+    unseenWords: string[];
+    missingWords: string[];
+    outsideWords: string[];
+  }>;
+  flags: FlagWriter;
+}
+
+const isContextList = (c: PredictContext | readonly (PredictContext | undefined)[]): c is readonly (PredictContext | undefined)[] => Array.isArray(c);
+
+/** Figures in TARGETS order from `at` as an object (one literal shape: fast, and a ResourceUsage as it is). */
+const values = (v: Float64Array, at: number): TargetValues & ResourceUsage => ({
+  cpu_cores: v[at], gpu_percent: v[at + 1], memory_gb: v[at + 2], bandwidth_mbps: v[at + 3], duration_s: v[at + 4],
 });
 
 /** The widest bound among the categories this record has no column for. */
@@ -384,22 +629,31 @@ export function clampTarget(t: Target, e: number, u: number, flags: string[], la
   return [ee, Math.max(ee, clampOne(t, u, 'bound', flags, largestSeen))];
 }
 
-/** clampTarget on figure `k` of the prediction arrays, in place (the prediction path allocates nothing here). */
-function clampAt(t: Target, k: number, est: Float64Array, bound: Float64Array, flags: string[], largestSeen?: number): void {
-  const [lo, hi] = RANGES[k];
-  const e = est[k], u = bound[k];
+/** clampTarget on target `k` (TARGETS order), kept at `i` of the prediction arrays, in place (the prediction path allocates nothing here). */
+function clampAt(t: Target, k: number, i: number, est: Float64Array, bound: Float64Array, flags: FlagSink, largestSeen?: number): void {
+  const lo = RANGE_LO[k], hi = RANGE_HI[k];
+  const e = est[i], u = bound[i];
   // The common case, both finite and in range, decides without a call.
   if (e >= lo && e <= hi && u >= lo && u <= hi) {
-    if (u < e) bound[k] = e;
+    if (u < e) bound[i] = e;
     return;
   }
-  est[k] = clampOne(t, e, 'estimate', flags, largestSeen);
-  bound[k] = Math.max(est[k], clampOne(t, u, 'bound', flags, largestSeen));
+  est[i] = clampOne(t, e, 'estimate', flags, largestSeen);
+  bound[i] = Math.max(est[i], clampOne(t, u, 'bound', flags, largestSeen));
 }
 
-const RANGES = TARGETS.map((t) => TARGET_SCALES[t].range);
+const RANGE_LO = Float64Array.from(TARGETS, (t) => TARGET_SCALES[t].range[0]);
+const RANGE_HI = Float64Array.from(TARGETS, (t) => TARGET_SCALES[t].range[1]);
 
-function clampOne(t: Target, v: number, what: string, flags: string[], largestSeen?: number): number {
+/** Empties a record's notes (an array's length is only set where it has something: setting it is a call). */
+function clearNotes(n: EncodeNotes): void {
+  if (n.unseen.length) n.unseen.length = 0;
+  if (n.missing.length) n.missing.length = 0;
+  if (n.outside.length) n.outside.length = 0;
+  n.unprobed = 0;
+}
+
+function clampOne(t: Target, v: number, what: string, flags: FlagSink, largestSeen?: number): number {
   const [lo, hi] = TARGET_SCALES[t].range;
   if (!Number.isFinite(v)) {
     const r = Math.min(hi, Math.max(lo, Number.isFinite(largestSeen) ? largestSeen! : hi));

@@ -1,23 +1,27 @@
 /**
  * The model's speed and accuracy, side by side (issue 4's targets: one prediction under 20 µs,
  * 10,000 under 50 ms, training on 100,000 rows under 2 minutes):
- * - the shipped model predicting from a validated schema, one at a time and in batches of
- *   10,000 varied schemas, with brain.js's own `run` on the same networks for the ratio;
+ * - the shipped model predicting from a validated schema, one at a time, and 10,000 varied
+ *   schemas end to end (schema → record → features → networks → bounds, clamps and flags) both
+ *   through `predictBatch` and one `predict` call each, with the batch split by stage; brain.js's
+ *   own `run` on the same networks for the ratio;
  * - training on 100,000 synthetic rows (models/prior), and the held-out figures it reaches
  *   against the baselines on the same split;
  * - the shipped model's held-out figures on its calibration encodes, beside the baselines;
  * - parsing a 100,000-line CSV log.
  *
  *   node dist/test/bench/model.js      prints the figures as JSON
+ *   PRESCIENT_BENCH_MODEL=predict      only the prediction figures (skips the ~1 min of training)
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import brain from 'brain.js';
 import { validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
-import { CompiledNetwork, NetworkBank, SparseVector } from '../../models/network.js';
+import os from 'node:os';
+import { BLOCK_ROWS, CompiledNetwork, NetworkBank, SparseBlock, SparseVector } from '../../models/network.js';
 import {
-  BASELINES, DEFAULT_MODEL_PATH, describeSchema, encodeFeatures, evaluatePredictor, fitBaseline, loadModelFile, parseDelimited, priorRows,
-  runsToRows, splitRows, trainModel, trainingRunsFromCsv, type EvaluationReport,
+  BASELINES, DEFAULT_MODEL_PATH, PredictionBatch, describeSchema, encodeFeatures, encodeSparseRow, evaluatePredictor, fitBaseline, loadModelFile, parseDelimited, priorRows,
+  runsToRows, splitRows, trainModel, trainingRunsFromCsv, type EncodeMarks, type EvaluationReport,
 } from '../../models/index.js';
 
 const ns = () => process.hrtime.bigint();
@@ -58,13 +62,53 @@ export async function benchModel(): Promise<Record<string, number | string>> {
   out['predict one (µs, median of 10 rounds)'] = median(perCall);
   out['predict one (µs, worst round)'] = Math.max(...perCall);
 
-  const batches: number[] = [];
+  // 10,000 varied schemas to predictions with bounds and flags, end to end: as one batch
+  // (predictBatch, its arrays reused from round to round as a caller would), and one predict()
+  // call each. Rounds alternate so that both see the same machine.
+  const batch = new PredictionBatch();
+  model.predictBatch(pool, {}, batch);
+  const batches: number[] = [], singles: number[] = [];
   for (let round = 0; round < 7; round++) {
-    const t = ns();
-    for (const s of pool) model.predict(s);
+    let t = ns();
+    model.predictBatch(pool, {}, batch);
     batches.push(ms(t));
+    t = ns();
+    for (const s of pool) model.predict(s);
+    singles.push(ms(t));
   }
-  out['predict 10,000 (ms, median of 7)'] = median(batches);
+  out['predict 10,000, batch (ms, median of 7)'] = median(batches);
+  out['predict 10,000, batch (ms, best of 7)'] = Math.min(...batches);
+  out['predict 10,000, one call each (ms, median of 7)'] = median(singles);
+  let same = 0;
+  for (let i = 0; i < pool.length; i++) if (JSON.stringify(batch.prediction(i)) === JSON.stringify(model.predict(pool[i]))) same++;
+  out['predict 10,000: batch = one call each (records)'] = same;
+  // Where a batch's time goes: each stage alone on the same 10,000 (best of 5; the bounds,
+  // clamps and flags are what is left of the batch's best).
+  {
+    const state = model.file.features[0], d = model.file.defaults, node = { cores: d.cores, hw_class: d.hw_class };
+    const bank = new NetworkBank(model.file.networks.filter((n) => n.features === 0).map((n) => new CompiledNetwork(n.json, state.names.length, n.outputs.length)));
+    const recs = pool.map((s) => describeSchema(s, node));
+    const marks: EncodeMarks = { unseen: 0, codes: new Uint8Array(BLOCK_ROWS * state.numeric.length), at: 0, missing: 0, outside: 0, unprobed: 0 };
+    const blocks: SparseBlock[] = [];
+    for (let from = 0; from < recs.length; from += BLOCK_ROWS) {
+      const block = new SparseBlock(BLOCK_ROWS, state.names.length);
+      for (let r = from; r < Math.min(recs.length, from + BLOCK_ROWS); r++) encodeSparseRow(state, recs[r], block, { marks });
+      blocks.push(block);
+    }
+    const outputs = new Float64Array(BLOCK_ROWS * bank.outputWidth);
+    const best = (fn: () => void) => { const xs: number[] = []; for (let k = 0; k < 5; k++) { const t0 = ns(); fn(); xs.push(ms(t0)); } return Math.min(...xs); };
+    const describe = best(() => { for (const s of pool) describeSchema(s, node); });
+    const encode = best(() => {
+      for (let from = 0, b = 0; from < recs.length; from += BLOCK_ROWS, b++) {
+        const block = blocks[b].clear(), o = { marks };
+        for (let r = from; r < Math.min(recs.length, from + BLOCK_ROWS); r++) { marks.at = (r - from) * state.numeric.length; encodeSparseRow(state, recs[r], block, o); }
+      }
+    });
+    const networks = best(() => { for (const block of blocks) bank.runBlock(block, outputs); });
+    out['predict 10,000, batch split (ms)'] = `schema → record ${describe.toFixed(1)}, features ${encode.toFixed(1)}, networks ${networks.toFixed(1)}, `
+      + `bounds, clamps and flags ${Math.max(0, Math.min(...batches) - describe - encode - networks).toFixed(1)}`;
+  }
+  out['load average (1, 5 min) after the prediction figures'] = os.loadavg().slice(0, 2).map((l) => l.toFixed(2)).join(', ');
 
   // The network pass alone: brain.js's own run() on the same networks and vectors, against the
   // compiled bank the model uses (same outputs to a Float32 rounding step; models/network.ts).
@@ -79,6 +123,16 @@ export async function benchModel(): Promise<Record<string, number | string>> {
   out['network pass, brain.js run (µs)'] = brainUs;
   out['network pass, compiled bank (µs)'] = bankUs;
   out['network pass speed-up (ratio)'] = brainUs / bankUs;
+  // The same vectors a block at a time, as predictBatch runs them.
+  const blocks: SparseBlock[] = [];
+  for (let i = 0; i < vectors.length; i += BLOCK_ROWS) {
+    const block = new SparseBlock(BLOCK_ROWS, state.names.length);
+    for (const v of vectors.slice(i, i + BLOCK_ROWS)) block.push(v);
+    blocks.push(block);
+  }
+  const blockOut = new Float64Array(BLOCK_ROWS * bank.outputWidth);
+  out['network pass, compiled bank in blocks (µs)'] = passes(() => { for (const b of blocks) bank.runBlock(b, blockOut); });
+  if (process.env.PRESCIENT_BENCH_MODEL === 'predict') return out;
   let t: bigint;
 
   // Training on 100,000 rows.
