@@ -11,3 +11,4 @@ export * from './evaluation/baselines.js';
 export * from './registry.js';
 export { priorTargets, priorRows } from './prior/index.js';
 export * from './data/index.js';
+export { predictWork, predictLive, LIVE_WINDOW_S } from './live.js';

@@ -44,6 +44,8 @@ interface Running {
   attempt: number;
   startedAt: number;
   abort: AbortController;
+  /** The leader asked for it to end (cancel, or stop for a live channel), as opposed to the agent stopping. */
+  endRequested?: boolean;
 }
 
 export interface AgentHandle {
@@ -68,7 +70,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const nodeId = o.nodeId ?? os.hostname();
   const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
   mkdirSync(o.outputDir, { recursive: true });
-  const plan = await detectEnforcement({ node_id: nodeId, gpu_count: hardware.gpus.length, output_dir: o.outputDir, accounted_only: o.enforcement?.accounted_only, log: say });
+  const plan = await detectEnforcement({ node_id: nodeId, gpu_count: hardware.gpus.length, output_dir: o.outputDir, ...o.enforcement, log: say });
   const enforcement = describeEnforcement(plan);
   const pool = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length) });
   // The recorder hands over the schema, cores, GPUs and memory; the node's plan and the allocation's bandwidth join them here.
@@ -103,7 +105,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     report(blankReport(taskId, 'running', job.allocation.term));
     const eff = effectiveOutput(job.schema);
     const total_frames = eff.fps && eff.duration_s ? Math.round(eff.fps * eff.duration_s) : undefined;
-    const { result, error } = await recorder.record({
+    let { result, error } = await recorder.record({
       task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
       memory_gb: job.allocation.memory_gb, attempt: job.attempt, predicted: job.predicted, model_version: job.modelVersion,
     }, {
@@ -113,6 +115,11 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       }))),
     });
     running.delete(taskId);
+    // A live channel succeeds only by being stopped on request; one that ended any other way
+    // (ffmpeg exited, this agent is stopping) is reported failed, and the leader restarts it.
+    const liveLost = job.schema.kind === 'actor' && result && !job.endRequested
+      ? `live channel ended without a stop request${stopped ? ' (the agent is stopping)' : ''}` : undefined;
+    if (liveLost) { result = undefined; error = liveLost; }
     const base = blankReport(taskId, result ? 'succeeded' : 'failed', job.allocation.term);
     report(result ? {
       ...base, actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
@@ -149,7 +156,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     Cancel: (call, cb) => {
       const r = running.get(call.request.task_id);
       if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}` });
-      r?.abort.abort();
+      if (r) r.endRequested = true;
+      r?.abort.abort(); // a live channel takes this as its stop and closes its playlist
       cb(null, { ok: !!r, reason: r ? '' : 'not running here' });
     },
   };

@@ -77,7 +77,7 @@ export class RunRecorder {
     const gpu = hw.gpus.find((g) => g.id === req.gpu_ids[0]);
     return {
       ts, node: this.o.node_id, job_id: req.task_id, codec: out.codec, encoder: out.encoder, preset: out.preset,
-      status: r ? 'succeeded' : error === 'cancelled' ? 'cancelled' : 'failed',
+      status: r ? (s.kind === 'actor' ? 'stopped' : 'succeeded') : error === 'cancelled' ? 'cancelled' : 'failed',
       rc_mode: rc.mode, source: s.input.kind === 'synthetic' ? s.input.source : 'file',
       cpu_model: hw.cpu_model, gpu_model: gpu?.name, model_version: req.model_version ?? 'none',
       width: eff.resolution?.width, height: eff.resolution?.height, fps: eff.fps, input_duration_s: s.input.duration_s,

@@ -8,7 +8,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import {
   ConfigError, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
-  jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type ValidationContext,
+  jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import { JSONCodec } from 'nats';
 import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
@@ -150,31 +150,45 @@ program.command('status').description('show the recorded state of one job')
     }
   });
 
+/**
+ * `cancel` and `stop` publish the same request on the cancel subject; the leader ends the job by
+ * its kind: a batch task is cancelled (its output discarded), a live channel (an actor) is
+ * stopped gracefully (its playlist closed and kept) and ends `succeeded`.
+ */
+const endJob = (verb: 'cancel' | 'stop', expect: TaskState) => async (id: string, o: { wait: boolean; timeout: string; json: boolean }) => {
+  const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+  try {
+    const js = nc.jetstream();
+    await ensureStreams(nc);
+    const t = await (await JetStreamTaskStore.open(js)).get(id);
+    if (t && TERMINAL_STATES.has(t.state)) {
+      print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);
+      process.exitCode = 3;
+      return;
+    }
+    await publishCancel(js, { job_id: id, requested_at: Date.now() });
+    if (!o.wait) { print(o.json, { job_id: id, requested: true }, () => `${verb === 'stop' ? 'stop' : 'cancellation'} of ${id} requested`); return; }
+    const last = await followJob(js, id, () => undefined, Number(o.timeout) * 1000);
+    print(o.json, last ?? { job_id: id, state: 'unknown', reason: 'timed out waiting' }, () => (last ? formatEvent(last) : `${id}: no final state within ${o.timeout} s`));
+    if (last?.state !== expect) process.exitCode = 1;
+  } finally {
+    await nc.drain();
+  }
+};
+
 program.command('cancel').description('cancel a job: a queued one at once, a running one once its agent has stopped the encode')
   .argument('<job-id>')
   .option('--no-wait', 'return once the request is published (it waits in JetStream until a leader takes it)')
   .option('--timeout <seconds>', 'give up waiting after this long', '60')
   .option('--json', 'print the final event as JSON')
-  .action(async (id: string, o) => {
-    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
-    try {
-      const js = nc.jetstream();
-      await ensureStreams(nc);
-      const t = await (await JetStreamTaskStore.open(js)).get(id);
-      if (t && TERMINAL_STATES.has(t.state)) {
-        print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);
-        process.exitCode = 3;
-        return;
-      }
-      await publishCancel(js, { job_id: id, requested_at: Date.now() });
-      if (!o.wait) { print(o.json, { job_id: id, requested: true }, () => `cancellation of ${id} requested`); return; }
-      const last = await followJob(js, id, () => undefined, Number(o.timeout) * 1000);
-      print(o.json, last ?? { job_id: id, state: 'unknown', reason: 'timed out waiting' }, () => (last ? formatEvent(last) : `${id}: no final state within ${o.timeout} s`));
-      if (last?.state !== 'cancelled') process.exitCode = 1;
-    } finally {
-      await nc.drain();
-    }
-  });
+  .action(endJob('cancel', 'cancelled'));
+
+program.command('stop').description('stop a live channel (an actor): ffmpeg closes its playlist, the reservation is released')
+  .argument('<job-id>')
+  .option('--no-wait', 'return once the request is published')
+  .option('--timeout <seconds>', 'give up waiting after this long', '60')
+  .option('--json', 'print the final event as JSON')
+  .action(endJob('stop', 'succeeded'));
 
 // ── processes ──────────────────────────────────────────────────────────────────────────
 const untilSignal = (stop: () => Promise<void>) => {
@@ -222,7 +236,8 @@ const agentOptions = (cmd: Command) => cmd
   .option('--bandwidth-mbps <mbps>', 'I/O bandwidth this node offers', parseFloat)
   .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)')
   .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)')
-  .option('--accounted-only <resources>', 'reserve and measure but do not enforce these, comma-separated: cpu,memory,gpu,bandwidth');
+  .option('--accounted-only <resources>', 'reserve and measure but do not enforce these, comma-separated: cpu,memory,gpu,bandwidth')
+  .option('--shape-interfaces <devs>', 'interfaces whose egress is shaped per task, comma-separated; \'\' for none (default: those of the default routes)');
 
 agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
@@ -242,7 +257,10 @@ function agentConfig(o: Record<string, string | number | undefined>) {
     spoolDir: path.join(dir(), 'spool', node ?? 'local'),
     grpcHost: o.grpcHost as string | undefined, grpcPort: o.grpcPort === undefined ? undefined : Number(o.grpcPort),
     sampleIntervalMs: o.sampleMs === undefined ? undefined : Number(o.sampleMs),
-    enforcement: { accounted_only: o.accountedOnly ? parseResourceList(String(o.accountedOnly)) : undefined },
+    enforcement: {
+      accounted_only: o.accountedOnly ? parseResourceList(String(o.accountedOnly)) : undefined,
+      shape_interfaces: o.shapeInterfaces === undefined ? undefined : String(o.shapeInterfaces).split(',').map((d) => d.trim()).filter(Boolean),
+    },
   };
 }
 

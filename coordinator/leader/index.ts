@@ -11,12 +11,12 @@
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
 import {
-  AgentClient, SchemaValidationError, TERMINAL_STATES, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
+  AgentClient, SchemaValidationError, TERMINAL_STATES, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
   JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
-import { hardwareClass, type ResourcePredictor } from '../../models/index.js';
+import { hardwareClass, predictWork, type ResourcePredictor } from '../../models/index.js';
 import { Ledger, StaleLedgerWriteError, type LedgerSnapshot, type LedgerStore } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
@@ -256,7 +256,7 @@ export class Leader {
     let task: EncodingTask;
     try {
       const schema = validateEncodingSchema(env.schema, this.o.validation);
-      task = { ...base, schema, state: 'queued', predicted: this.o.predictor.predict(schema), reason: 'waiting for placement' };
+      task = { ...base, schema, state: 'queued', predicted: predictWork(this.o.predictor, schema), reason: 'waiting for placement' };
     } catch (e) {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
@@ -396,7 +396,7 @@ export class Leader {
     const node = snap.node(allocation.node_id)!;
     t.allocation = allocation;
     const gpu = node.capacity.gpus.find((g) => g.id === allocation.gpu_ids[0]);
-    t.predicted = this.o.predictor.predict(t.schema, { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name) });
+    t.predicted = predictWork(this.o.predictor, t.schema, { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name) });
     t.attempts += 1;
     t.reason = undefined;
     t.state = 'placed';
@@ -490,10 +490,18 @@ export class Leader {
         await this.schedule();
         return { ok: true, reason: '' };
       }
+      // A live channel that stopped without being asked to is restarted (on any node with room).
+      if (rep.state === 'failed' && t.cancel_requested_at === undefined && isActor(t.schema)) {
+        await this.requeue(t, `live channel stopped unexpectedly on ${rep.node_id}: ${rep.reason}; restarting it`);
+        await this.schedule();
+        return { ok: true, reason: '' };
+      }
       this.ledger.release(t.id);
       this.active.delete(t.id);
       t.state = rep.state === 'succeeded' ? 'succeeded' : t.cancel_requested_at !== undefined ? 'cancelled' : 'failed';
-      t.reason = t.state === 'cancelled' ? 'cancelled on request; the encode was stopped' : rep.reason || undefined;
+      t.reason = t.state === 'cancelled' ? 'cancelled on request; the encode was stopped'
+        : t.state === 'succeeded' && isActor(t.schema) ? `live channel stopped on request after ${rep.actual ? rep.actual.duration_s.toFixed(1) : '?'} s; its playlist is closed`
+          : rep.reason || undefined;
       if (rep.state === 'succeeded' && rep.actual) {
         t.result = {
           actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,

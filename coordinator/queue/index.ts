@@ -16,7 +16,7 @@
  * everybody else's. A deadline pulls a job forward to the latest time it can start and still
  * finish on its upper bound.
  */
-import { SLA_CLASSES, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
+import { SLA_CLASSES, isActor, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
 
 export interface QueuePolicy {
   /** Head start each class has over the next (milliseconds added to its submission time). */
@@ -91,7 +91,7 @@ interface SimNode { id: string; cores: number; gpus: number; memory_gb: number; 
 
 /**
  * When each queued task is likely to start, by replaying the queue against the fleet: running
- * tasks end at their start plus their expected duration (now, if overdue); at each end the
+ * tasks end at their start plus their expected duration (now, if overdue), actors never; at each end the
  * queue, in order, starts whatever fits on the first node with room — as the leader does,
  * smaller jobs behind a blocked one included. `demand` sizes a task as the leader would.
  */
@@ -114,6 +114,7 @@ export function estimateStarts(
     if (!a || !n) continue;
     const d = { cores: a.core_ids.length, gpus: a.gpu_ids.length, memory_gb: a.memory_gb, bandwidth_mbps: a.bandwidth_mbps };
     hold(n, d, 1);
+    if (isActor(t.schema)) continue; // a live channel holds its reservation until stopped
     const expected = 1000 * (t.predicted?.expected.duration_s ?? 0);
     ends.push({ at: Math.max(now, (t.started_at ?? t.updated_at) + expected), node: n, d });
   }
@@ -133,7 +134,7 @@ export function estimateStarts(
       const n = sim.find((x) => fits(x, d));
       if (!n) return true;
       hold(n, d, 1);
-      ends.push({ at: clock + 1000 * (t.predicted?.expected.duration_s ?? 0), node: n, d });
+      if (!isActor(t.schema)) ends.push({ at: clock + 1000 * (t.predicted?.expected.duration_s ?? 0), node: n, d });
       out.set(t.id, { at: clock, why: clock === now ? 'fits now' : `after earlier work on ${n.id} ends` });
       return false;
     });

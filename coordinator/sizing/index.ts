@@ -4,7 +4,7 @@
  * fixed worker slots per node (Tdarr: N workers, each a 1/N share of the node) and a fixed
  * one core per job with nothing else reserved (Ray's default `num_cpus=1`).
  */
-import { ConfigError, GPU_ENCODERS, type EncodingTask } from '../../shared/index.js';
+import { ConfigError, GPU_ENCODERS, isActor, type EncodingTask } from '../../shared/index.js';
 import type { LedgerSnapshot } from '../ledger/index.js';
 import type { PlacementRequest } from '../placement/index.js';
 
@@ -40,10 +40,12 @@ export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: Reser
   // expected to keep busy (never more than the biggest node has), and the calibrated bound is
   // kept for memory and bandwidth, which are not elastic. (The packing bench measured the
   // upper bound rounded up: 2 cores for jobs averaging 1.08, one job at a time on 2 cores.)
+  // A live channel is the exception: with fewer cores it falls behind real time, so it gets
+  // the whole cores its bound needs (5% of a core's slack rounds down).
   const biggest = Math.max(1, snap.max_cores);
   return {
     task_id: t.id,
-    cores: gpu ? 1 : Math.min(biggest, Math.max(1, Math.round(expected.cpu_cores))),
+    cores: gpu ? 1 : Math.min(biggest, Math.max(1, isActor(t.schema) ? Math.ceil(up.cpu_cores - 0.05) : Math.round(expected.cpu_cores))),
     gpus: gpu ? 1 : 0,
     // A task its memory limit stopped reserves at least its raised floor (leader reportStatus).
     memory_gb: Math.ceil(Math.max(up.memory_gb, t.memory_floor_gb ?? 0) * 100) / 100,

@@ -16,9 +16,13 @@ export { questdbExec, questdbQuery, sqlSymbol, sqlTimestamp, QueryParamError, ty
 /** Table of one row per run; the node agent writes it, training reads it. */
 export const RUNS_TABLE = 'encode_runs';
 
-/** How a run ended: `succeeded`, `failed` (ffmpeg or the quality pass failed) or `cancelled`. */
-export type RunStatus = 'succeeded' | 'failed' | 'cancelled';
-export const RUN_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'cancelled'];
+/**
+ * How a run ended: `succeeded`, `failed` (ffmpeg or the quality pass failed), `cancelled`, or
+ * `stopped`: a live channel (an actor) stopped on request. Training learns from `succeeded`
+ * batch encodes only; a live run's duration is how long it was left on, not what it needed.
+ */
+export type RunStatus = 'succeeded' | 'failed' | 'cancelled' | 'stopped';
+export const RUN_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'cancelled', 'stopped'];
 
 /** One run as training sees it. Numbers are null where the run did not record them. */
 export interface TrainingRun {

@@ -55,6 +55,7 @@ const OPTION_FLAGS: Record<string, string> = { tune: '-tune', profile: '-profile
 
 /** Argv for all passes of one encode. Throws UnsupportedEncodeError for combinations ffmpeg 5.1 cannot run. */
 export function compileEncode(schema: EncodingSchema, grant: Grant, target: EncodeTarget): EncodePlan {
+  if (schema.kind === 'actor') throw new UnsupportedEncodeError('kind', 'an actor runs as a live channel (compileLive), not as a batch encode');
   const { output } = schema;
   const codec = member(output.codec, OUTPUT_CODECS, 'output.codec');
   const encoder = member(output.encoder, ENCODERS[codec] as readonly Encoder[], 'output.encoder');
@@ -66,26 +67,7 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   const final_path = path.join(outDir, `${target.task_id}.${container}`);
 
   const x265Params: string[] = [];
-  const common = [
-    ...globalArgs(threads),
-    ...inputArgs(schema.input, threads),
-    '-an', '-sn', '-dn',
-    '-c:v', encoder,
-    ...presetArgs(encoder, member(output.preset, PRESETS[encoder], 'output.preset')),
-    ...rateControlArgs(encoder, output.rate_control),
-    ...geometryArgs(output),
-    '-pix_fmt', output.options.pix_fmt ?? 'yuv420p',
-    ...optionArgs(encoder, output.options, x265Params),
-    '-threads', String(threads),
-  ];
-  // ffmpeg 5.1's libx265 and libsvtav1 ignore -threads and size their pools by the online cores.
-  if (encoder === 'libx265') x265Params.push(`pools=${threads}`);
-  if (encoder === 'libsvtav1') common.push('-svtav1-params', `lp=${threads}`);
-  if (GPU_ENCODERS.has(encoder)) {
-    if (grant.gpu_ids.length === 0) throw new UnsupportedEncodeError('gpu_ids', `${encoder} needs a granted GPU`);
-    common.push('-gpu', String(num(grant.gpu_ids[0], 'gpu_ids[0]', 0, 64, true)));
-  }
-
+  const common = [...globalArgs(threads), ...inputArgs(schema.input, threads), ...codecArgs(schema, grant, threads, x265Params)];
   const finalOut = ['-f', container, `file:${part_path}`];
   const withX265 = (extra: string[]) => (encoder === 'libx265' ? ['-x265-params', [...x265Params, ...extra].join(':')] : []);
   if (output.passes !== 2) return { passes: [[...common, ...withX265([]), ...finalOut]], part_path, final_path, container };
@@ -103,6 +85,73 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   }
   const pass = (n: 1 | 2) => ['-pass', String(n), '-passlogfile', target.passlog_prefix];
   return { passes: [[...common, ...pass(1), ...nullOut], [...common, ...pass(2), ...finalOut]], part_path, final_path, container };
+}
+
+/** HLS segment length of a live channel, in seconds: keyframes are forced at this interval. */
+export const LIVE_SEGMENT_S = 2;
+/** Segments a live channel's playlist keeps; older ones are deleted, so its disk use is bounded. */
+export const LIVE_WINDOW_SEGMENTS = 6;
+
+/** What an actor (a live channel) runs and where it writes. */
+export interface LivePlan {
+  argv: string[];
+  /** `OUTDIR/<task_id>.live/`: the playlist, the init segment and the rolling window of segments. */
+  dir: string;
+  /** `dir/index.m3u8`; closed with #EXT-X-ENDLIST when the channel is stopped gracefully (SIGINT). */
+  playlist: string;
+}
+
+/**
+ * Argv of a live channel: input paced at real time (`-re`; a file loops, a lavfi source has no
+ * end), one pass, a rolling HLS window of fMP4 segments (every codec fits fMP4). Segments are
+ * published in place as they complete: a live window is not a file a retry could leave half of.
+ */
+export function compileLive(schema: EncodingSchema, grant: Grant, target: Pick<EncodeTarget, 'task_id' | 'output_dir'>): LivePlan {
+  if (schema.kind !== 'actor') throw new UnsupportedEncodeError('kind', 'only an actor runs as a live channel');
+  if (schema.output.passes !== 1) throw new UnsupportedEncodeError('output.passes', 'a live channel encodes in one pass');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
+  const threads = threadCount(grant.core_ids);
+  const dir = path.join(path.resolve(target.output_dir), `${target.task_id}.live`);
+  const playlist = path.join(dir, 'index.m3u8');
+  const x265Params: string[] = [];
+  const argv = [
+    ...globalArgs(threads),
+    ...inputArgs(schema.input, threads, 'live'),
+    ...codecArgs(schema, grant, threads, x265Params),
+    ...(schema.output.encoder === 'libx265' ? ['-x265-params', x265Params.join(':')] : []),
+    '-force_key_frames', `expr:gte(t,n_forced*${LIVE_SEGMENT_S})`,
+    '-f', 'hls', '-hls_time', String(LIVE_SEGMENT_S), '-hls_list_size', String(LIVE_WINDOW_SEGMENTS),
+    '-hls_flags', 'delete_segments+independent_segments+temp_file',
+    '-hls_segment_type', 'fmp4', '-hls_fmp4_init_filename', 'init.mp4',
+    '-hls_segment_filename', path.join(dir, 'seg-%06d.m4s'),
+    `file:${playlist}`,
+  ];
+  return { argv, dir, playlist };
+}
+
+/** Everything between the input and the muxer: codec, preset, rate control, geometry, options, threads, GPU. */
+function codecArgs(schema: EncodingSchema, grant: Grant, threads: number, x265Params: string[]): string[] {
+  const { output } = schema;
+  const codec = member(output.codec, OUTPUT_CODECS, 'output.codec');
+  const encoder = member(output.encoder, ENCODERS[codec] as readonly Encoder[], 'output.encoder');
+  const common = [
+    '-an', '-sn', '-dn',
+    '-c:v', encoder,
+    ...presetArgs(encoder, member(output.preset, PRESETS[encoder], 'output.preset')),
+    ...rateControlArgs(encoder, output.rate_control),
+    ...geometryArgs(output),
+    '-pix_fmt', output.options.pix_fmt ?? 'yuv420p',
+    ...optionArgs(encoder, output.options, x265Params),
+    '-threads', String(threads),
+  ];
+  // ffmpeg 5.1's libx265 and libsvtav1 ignore -threads and size their pools by the online cores.
+  if (encoder === 'libx265') x265Params.push(`pools=${threads}`);
+  if (encoder === 'libsvtav1') common.push('-svtav1-params', `lp=${threads}`);
+  if (GPU_ENCODERS.has(encoder)) {
+    if (grant.gpu_ids.length === 0) throw new UnsupportedEncodeError('gpu_ids', `${encoder} needs a granted GPU`);
+    common.push('-gpu', String(num(grant.gpu_ids[0], 'gpu_ids[0]', 0, 64, true)));
+  }
+  return common;
 }
 
 /**
@@ -171,7 +220,7 @@ export function compileComplexityProbe(schema: EncodingSchema, grant: Grant, pro
   const seconds = Math.min(probe_s, schema.input.duration_s ?? probe_s);
   return [
     ...globalArgs(threads),
-    ...inputArgs(schema.input, threads),
+    ...inputArgs(schema.input, threads, 'probe'),
     '-t', fmt(num(seconds, 'probe_s', 0, 60)), '-vf', 'siti=print_summary=1', '-f', 'null', '-',
   ];
 }
@@ -201,13 +250,16 @@ function globalArgs(threads: number): string[] {
  * option). Both the source and the noise filter must be reproducible, since the quality pass
  * regenerates them as its reference: noise's default seed is fixed, life's is random unless set.
  */
-function inputArgs(input: InputSpec, threads: number): string[] {
+function inputArgs(input: InputSpec, threads: number, use: 'encode' | 'live' | 'probe' = 'encode'): string[] {
+  const live = use === 'live';
+  // Live: read at the input's own rate, not as fast as possible; a file starts over at its end.
+  const pace = live ? ['-re', ...(input.kind === 'file' ? ['-stream_loop', '-1'] : [])] : [];
   if (input.kind === 'file') {
     if (typeof input.path !== 'string' || !path.isAbsolute(input.path) || /[\0\r\n]/.test(input.path)) {
       throw new UnsupportedEncodeError('input.path', 'must be an absolute path without control characters');
     }
     // `file:` stops ffmpeg from reading a protocol (concat:, http:, ...) into the path.
-    return ['-threads', String(threads), '-i', `file:${input.path}`];
+    return [...pace, '-threads', String(threads), '-i', `file:${input.path}`];
   }
   const source = member(input.source, SYNTHETIC_SOURCES, 'input.source');
   const { width, height } = size(input.resolution, 'input.resolution');
@@ -215,7 +267,9 @@ function inputArgs(input: InputSpec, threads: number): string[] {
   if (source === 'life') opts.push('seed=1');
   const noise = Math.round(num(input.noise, 'input.noise', 0, 100));
   const graph = `${source}=${opts.join(':')}${noise > 0 ? `,noise=alls=${noise}:allf=t` : ''}`;
-  return ['-f', 'lavfi', '-t', fmt(num(input.duration_s, 'input.duration_s', 0, 24 * 3600)), '-i', graph];
+  // A probe bounds its read with its own -t, so a live source (no duration) can be probed too.
+  const length = live || (use === 'probe' && input.duration_s === undefined) ? [] : ['-t', fmt(num(input.duration_s, 'input.duration_s', 0, 24 * 3600))];
+  return [...pace, '-f', 'lavfi', ...length, '-i', graph];
 }
 
 function presetArgs(encoder: Encoder, preset: string): string[] {

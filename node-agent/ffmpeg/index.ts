@@ -1,7 +1,7 @@
 /** Public API of `node-agent/ffmpeg/`: schema → argv compilation, running ffmpeg, its errors. */
 export {
-  compileEncode, compileQuality, parseQuality, CONTAINERS, LOSSLESS_PSNR_DB, PROGRESS_PERIOD_S,
-  type Container, type EncodePlan, type EncodeTarget, type Grant,
+  compileEncode, compileLive, compileQuality, parseQuality, CONTAINERS, LOSSLESS_PSNR_DB, PROGRESS_PERIOD_S, LIVE_SEGMENT_S, LIVE_WINDOW_SEGMENTS,
+  type Container, type EncodePlan, type EncodeTarget, type Grant, type LivePlan,
 } from './args.js';
 export { runFfmpeg, ffmpegPath, type FfmpegProgress, type FfmpegRun, type RunFfmpegOptions } from './run.js';
 export { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError } from './errors.js';

@@ -58,6 +58,11 @@ export interface RunFfmpegOptions {
   core_ids: readonly number[];
   /** Aborting sends SIGTERM, then SIGKILL after KILL_GRACE_MS; the promise settles only once ffmpeg has exited. */
   signal?: AbortSignal;
+  /**
+   * A graceful stop, for a live channel: SIGINT makes ffmpeg write its trailer (a live playlist
+   * gets #EXT-X-ENDLIST) and exit, and the run resolves as a success. SIGKILL after STOP_GRACE_MS.
+   */
+  stop?: AbortSignal;
   onProgress?: (p: FfmpegProgress) => void;
   /** GPUs granted to the run, whose nvidia-smi readings go into the samples. */
   gpu_ids?: readonly number[];
@@ -72,6 +77,8 @@ export interface RunFfmpegOptions {
 
 /** How long ffmpeg may flush after SIGTERM before it is killed; a cancelled output is discarded anyway. */
 const KILL_GRACE_MS = 1000;
+/** How long a stopped live channel may take to close its output before it is killed. */
+const STOP_GRACE_MS = 10_000;
 const STDERR_LINES_KEPT = 200;
 const STDERR_LINES_IN_ERROR = 15;
 /** Lines every run prints, which would only bury the reason in an error message. */
@@ -140,6 +147,14 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    let stopping = false;
+    const onStop = () => {
+      stopping = true;
+      child.kill('SIGINT');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    };
+    if (opts.stop?.aborted) onStop();
+    else opts.stop?.addEventListener('abort', onStop, { once: true });
 
     child.on('error', (e) => { spawnError = e; });
     child.on('close', async (code, signal) => {
@@ -149,9 +164,12 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       const usage = sampler.stop(bench.maxrss_kb);
       clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
+      opts.stop?.removeEventListener('abort', onStop);
       if (aborted) return reject(new EncodeAbortedError());
       if (spawnError ?? samplerError) return reject(spawnError ?? samplerError);
-      if (code !== 0) {
+      // After SIGINT ffmpeg exits 255 having closed its output ("Exiting normally, received signal 2").
+      const stoppedCleanly = stopping && signal === null && (code === 255 || code === 0) && stderr.some((l) => /Exiting normally, received signal/.test(l));
+      if (code !== 0 && !stoppedCleanly) {
         const tail = stderr.filter((l) => !ROUTINE_STDERR.test(l)).slice(-STDERR_LINES_IN_ERROR).join('\n');
         return reject(opts.confinement?.breach({ code, signal, stderr: stderr.join('\n') }) ?? new FfmpegExitError(code, signal, tail));
       }

@@ -3,12 +3,12 @@
  * same cores — and returns its EncodeResult. Cancellation arrives as a message on the task's
  * port (Piscina's own `signal` would terminate this thread mid-encode).
  */
-import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { EncodeResult, EncodeSample } from '../../shared/index.js';
 import {
-  compileEncode, compileQuality, parseQuality, runFfmpeg,
+  compileEncode, compileLive, compileQuality, parseQuality, runFfmpeg,
   EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError,
   type EncodePlan, type FfmpegProgress, type FfmpegRun, type Grant,
 } from '../ffmpeg/index.js';
@@ -22,7 +22,8 @@ export default async function encodeTask({ job, port }: WorkerTask): Promise<Wor
   port.on('message', (m: ToWorker) => { if (m.type === 'abort') abort.abort(); });
   const send = (m: FromWorker) => port.postMessage(m);
   try {
-    const result = await encode(job, abort.signal, (progress) => send({ type: 'progress', progress }), (sample) => send({ type: 'sample', sample }));
+    const run = job.schema.kind === 'actor' ? live : encode;
+    const result = await run(job, abort.signal, (progress) => send({ type: 'progress', progress }), (sample) => send({ type: 'sample', sample }));
     return { ok: true, result };
   } catch (e) {
     return { ok: false, error: serializeError(e) };
@@ -104,6 +105,61 @@ async function encode(
     if (!done && plan) await rm(plan.part_path, { force: true });
     await confinement?.release();
   }
+}
+
+/**
+ * An actor: a live channel that runs in its confinement until it is told to stop, then closes
+ * its playlist and reports what it used over its whole run. An abort is its stop: a channel's
+ * window is published as it goes, so stopping keeps it rather than discarding it.
+ */
+async function live(
+  job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
+): Promise<MeasuredEncode> {
+  let confinement: Confinement | undefined;
+  try {
+    const plan = compileLive(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, { task_id: job.task_id, output_dir: job.output_dir });
+    // A restarted channel starts a fresh window rather than appending to the old one's.
+    await rm(plan.dir, { recursive: true, force: true });
+    await mkdir(plan.dir, { recursive: true });
+    confinement = confineTask(job.enforcement, {
+      task_id: job.task_id, core_ids: job.core_ids, gpu_ids: job.gpu_ids, memory_gb: job.memory_gb, bandwidth_mbps: job.bandwidth_mbps,
+      paths: [...(job.schema.input.kind === 'file' ? [job.schema.input.path] : []), plan.dir],
+    });
+    let progress: FfmpegProgress | undefined;
+    const clock = strictClock();
+    const run = await runFfmpeg(plan.argv, {
+      core_ids: job.core_ids, gpu_ids: job.gpu_ids, confinement, stop: signal,
+      onProgress: (p) => {
+        progress = p;
+        onProgress({ task_id: job.task_id, pass: 1, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s });
+      },
+      sampling: {
+        interval_ms: job.sample_interval_ms, clock,
+        onSample: (s) => onSample({ ...s, job_id: job.task_id, pass: 1, frame: progress?.frame ?? 0, fps: progress?.fps ?? 0, speed: progress?.speed ?? 0, out_bytes: progress?.total_size ?? 0 }),
+      },
+    });
+    // What the channel wrote is what its muxer counted; the window on disk is only its last segments.
+    const output_bytes = run.last_progress?.total_size || (await dirBytes(plan.dir));
+    return {
+      actual: usage([run], 0, output_bytes, job.core_ids.length),
+      output_bytes,
+      output_path: plan.playlist,
+      pinned: run.pinned,
+      frames: run.last_progress?.frame ?? 0,
+      usage: run.usage,
+      enforcement: { applied: confinement.applied(), shortfalls: confinement.shortfalls() },
+    };
+  } catch (e) {
+    throw withShortfalls(e, confinement?.shortfalls() ?? []);
+  } finally {
+    await confinement?.release();
+  }
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const f of await readdir(dir).catch(() => [])) total += (await stat(path.join(dir, f)).catch(() => ({ size: 0 }))).size;
+  return total;
 }
 
 /** A failure on a node that could not enforce for this encode what it promised says so (FfmpegExitError crosses threads without its message, so there in its stderr tail). */

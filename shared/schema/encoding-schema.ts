@@ -83,7 +83,8 @@ export interface SyntheticInput {
   source: SyntheticSource;
   resolution: Resolution;
   fps: number;
-  duration_s: number;
+  /** Absent only for an actor's input: a live source runs until the actor is stopped. */
+  duration_s?: number;
   /** 0–100: strength of temporal noise added to raise content complexity. */
   noise: number;
 }
@@ -130,7 +131,18 @@ export const GROUP_PLACEMENTS = ['together', 'spread'] as const;
 export type GroupPlacement = (typeof GROUP_PLACEMENTS)[number];
 export const MAX_GROUP_SIZE = 32;
 
+/**
+ * Two kinds of work, as in Ray: a batch encode task (the default; `kind` is then absent), which
+ * ends when its input is encoded, and an `actor`, a live channel: its input is paced at real time
+ * (a file loops), its output is a rolling HLS window, and it holds its reservation until stopped
+ * (`prescient stop`). Its prediction is a steady-state rate (models/live.ts).
+ */
+export const WORK_KINDS = ['task', 'actor'] as const;
+export type WorkKind = (typeof WORK_KINDS)[number];
+
 export interface EncodingSchema {
+  /** Absent: a batch task. */
+  kind?: 'actor';
   input: InputSpec;
   output: OutputSpec;
   priority: SlaClass;
@@ -213,7 +225,7 @@ function writtenInput(obj: Record<string, unknown>): Record<string, unknown> {
   return obj;
 }
 
-function checkInput(c: Checker, raw: unknown, ctx: ValidationContext): InputSpec | undefined {
+function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boolean): InputSpec | undefined {
   let obj = c.object(raw, 'input');
   if (!obj) return undefined;
   if (obj.kind !== undefined) {
@@ -231,9 +243,12 @@ function checkInput(c: Checker, raw: unknown, ctx: ValidationContext): InputSpec
     const noise = c.number(s.noise, 'input.synthetic.noise', 0, 100) ?? 0;
     const resolution = c.resolution(obj.resolution, 'input.resolution', true);
     const fps = c.number(obj.fps, 'input.fps', 0, MAX_FPS, { required: true, exclusiveLo: true });
-    const duration_s = c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { required: true, exclusiveLo: true });
-    if (!source || !resolution || fps === undefined || duration_s === undefined) return undefined;
-    return { kind: 'synthetic', source, resolution, fps, duration_s, noise };
+    // A live source has no end: a duration would say the channel stops by itself, which it does not.
+    const duration_s = actor
+      ? (obj.duration_s === undefined ? undefined : c.fail('input.duration_s', 'must not be set for an actor: a live channel runs until it is stopped'))
+      : c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { required: true, exclusiveLo: true });
+    if (!source || !resolution || fps === undefined || (!actor && duration_s === undefined)) return undefined;
+    return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise });
   }
   c.unknownKeys(obj, 'input', ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s']);
   const p = checkInputPath(c, obj.path, ctx);
@@ -323,9 +338,13 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
   const c = new Checker();
   const doc = c.object(raw, '(document)');
   if (!doc) throw new SchemaValidationError(c.issues);
-  c.unknownKeys(doc, '', ['input', 'output', 'priority', 'submitter', 'deadline', 'group']);
-  const input = checkInput(c, doc.input, ctx);
+  c.unknownKeys(doc, '', ['kind', 'input', 'output', 'priority', 'submitter', 'deadline', 'group']);
+  const kind = doc.kind === undefined ? 'task' : c.oneOf(doc.kind, 'kind', WORK_KINDS);
+  const actor = kind === 'actor';
+  const input = checkInput(c, doc.input, ctx, actor);
   const output = checkOutput(c, doc.output);
+  if (actor && output?.passes === 2) c.fail('output.passes', 'an actor (a live channel) encodes in one pass');
+  if (actor && doc.deadline !== undefined) c.fail('deadline', 'an actor runs until it is stopped, so it has no deadline');
   const priority = doc.priority === undefined ? 'standard' : c.oneOf(doc.priority, 'priority', SLA_CLASSES);
   let submitter: string | undefined = 'anonymous';
   if (doc.submitter !== undefined) {
@@ -341,8 +360,11 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
   }
   const group = checkGroup(c, doc.group);
   if (c.issues.length || !input || !output || !priority || !submitter) throw new SchemaValidationError(c.issues.length ? c.issues : [{ field: '(document)', reason: 'is incomplete' }]);
-  return dropUndefined({ input, output, priority, submitter, deadline, group });
+  return dropUndefined({ kind: actor ? ('actor' as const) : undefined, input, output, priority, submitter, deadline, group });
 }
+
+/** Whether a schema is a live channel that holds its reservation until stopped. */
+export const isActor = (s: EncodingSchema): boolean => s.kind === 'actor';
 
 function checkGroup(c: Checker, raw: unknown): JobGroup | undefined {
   const g = c.object(raw, 'group', false);
