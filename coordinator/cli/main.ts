@@ -176,19 +176,17 @@ const endJob = (verb: 'cancel' | 'stop', expect: TaskState) => async (id: string
   }
 };
 
-program.command('cancel').description('cancel a job: a queued one at once, a running one once its agent has stopped the encode')
-  .argument('<job-id>')
-  .option('--no-wait', 'return once the request is published (it waits in JetStream until a leader takes it)')
-  .option('--timeout <seconds>', 'give up waiting after this long', '60')
-  .option('--json', 'print the final event as JSON')
-  .action(endJob('cancel', 'cancelled'));
-
-program.command('stop').description('stop a live channel (an actor): ffmpeg closes its playlist, the reservation is released')
-  .argument('<job-id>')
-  .option('--no-wait', 'return once the request is published')
-  .option('--timeout <seconds>', 'give up waiting after this long', '60')
-  .option('--json', 'print the final event as JSON')
-  .action(endJob('stop', 'succeeded'));
+for (const [verb, expect, description] of [
+  ['cancel', 'cancelled', 'cancel a job: a queued one at once, a running one once its agent has stopped the encode'],
+  ['stop', 'succeeded', 'stop a live channel (an actor): ffmpeg closes its playlist, the reservation is released'],
+] as const) {
+  program.command(verb).description(description)
+    .argument('<job-id>')
+    .option('--no-wait', 'return once the request is published (it waits in JetStream until a leader takes it)')
+    .option('--timeout <seconds>', 'give up waiting after this long', '60')
+    .option('--json', 'print the final event as JSON')
+    .action(endJob(verb, expect));
+}
 
 // ── processes ──────────────────────────────────────────────────────────────────────────
 const untilSignal = (stop: () => Promise<void>) => {
@@ -211,6 +209,7 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--placement <policy>', `which node a job goes to: ${POLICY_NAMES.join(', ')}`, 'best-fit')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
+  .option('--alert-webhook <url>', 'also POST model alerts (error, drift, recovered, margin) as JSON to this URL')
   .action(async (o) => {
     const reservation = parseReservationPolicy(o.reservation);
     let policy;
@@ -225,9 +224,16 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
     const c = await startCoordinator({
       id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation, policy,
       retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
+      alertWebhook: checkWebhook(o.alertWebhook),
     });
     untilSignal(() => c.stop());
   });
+
+function checkWebhook(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new ConfigError('--alert-webhook', `must be an http(s) URL, got ${JSON.stringify(url)}`);
+  return url;
+}
 
 const agentOptions = (cmd: Command) => cmd
   .option('--node-id <id>', 'name of this node (default: hostname)')

@@ -117,3 +117,12 @@ export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeout
 export function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
+
+/** The smallest cluster: a stack, coordinator `c1` and one agent `node-a` on `cores`; `down` stops all three. */
+export interface OneNodeCluster { s: TestStack; c: CoordinatorHandle; a: AgentHandle; down(): Promise<void> }
+export async function oneNodeCluster(name: string, cores = '0'): Promise<OneNodeCluster> {
+  const s = await startStack(name);
+  const c = await coordinator(s, 'c1').catch(async (e) => { await s.down(); throw e; });
+  const a = await agent(s, 'node-a', cores).catch(async (e) => { await c.stop(); await s.down(); throw e; });
+  return { s, c, a, async down() { await a.stop(); await c.stop(); await s.down(); } };
+}

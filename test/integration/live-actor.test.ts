@@ -12,7 +12,7 @@ import type { AgentHandle } from '../../node-agent/index.js';
 import { JetStreamTaskStore } from '../../coordinator/index.js';
 import { LIVE_WINDOW_SEGMENTS } from '../../node-agent/ffmpeg/index.js';
 import type { EncodingTask, TaskEvent } from '../../shared/index.js';
-import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { cliRun, events, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
 let c: CoordinatorHandle;
@@ -27,16 +27,12 @@ const channel = () => ({
   submitter: 'live-ops',
 });
 
+let cluster: OneNodeCluster | undefined;
 test.before(async () => {
-  s = await startStack('live-actor');
-  c = await coordinator(s, 'c1');
-  a = await agent(s, 'node-a', '0');
+  cluster = await oneNodeCluster('live-actor');
+  ({ s, c, a } = cluster);
 });
-test.after(async () => {
-  await a?.stop();
-  await c?.stop();
-  await s?.down();
-});
+test.after(async () => { await cluster?.down(); });
 
 const task = async (id: string): Promise<EncodingTask | undefined> => (await JetStreamTaskStore.open(s.nc.jetstream())).get(id);
 const liveDir = (id: string) => path.join(s.dir, 'output', 'node-a', `${id}.live`);

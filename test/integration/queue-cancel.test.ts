@@ -11,7 +11,7 @@ import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
 import { JetStreamTaskStore } from '../../coordinator/index.js';
 import type { TaskEvent } from '../../shared/index.js';
-import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { cliRun, events, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
 let c: CoordinatorHandle;
@@ -19,16 +19,12 @@ let a: AgentHandle;
 let long = '';
 const queued: Record<string, string> = {};
 
+let cluster: OneNodeCluster | undefined;
 test.before(async () => {
-  s = await startStack('queue-cancel');
-  c = await coordinator(s, 'c1');
-  a = await agent(s, 'node-a', '0');
+  cluster = await oneNodeCluster('queue-cancel');
+  ({ s, c, a } = cluster);
 });
-test.after(async () => {
-  await a?.stop();
-  await c?.stop();
-  await s?.down();
-});
+test.after(async () => { await cluster?.down(); });
 
 const state = async (id: string) => (await (await JetStreamTaskStore.open(s.nc.jetstream())).get(id))?.state;
 const cancel = async (id: string) => {
