@@ -18,6 +18,8 @@ import { RetrainScheduler } from './retrain/index.js';
 import type { ReservationPolicy } from './sizing/index.js';
 import { JetStreamLedgerStore } from './ledger/index.js';
 import type { PlacementPolicy } from './placement/index.js';
+import { startFederation, type Federation, type FederationOptions } from './federation/index.js';
+import { CorrectedPredictor, FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, type FeedbackOverrides } from './feedback/index.js';
 
 export interface CoordinatorOptions {
   id?: string;
@@ -35,8 +37,14 @@ export interface CoordinatorOptions {
   reservation?: ReservationPolicy;
   /** Which node gets it (default best-fit; coordinator/placement). */
   policy?: PlacementPolicy;
+  /** Federated learning: the leader merges agents' weight deltas into new global versions and publishes them; standbys follow (coordinator/federation). */
+  federation?: FederationOptions;
   /** A fixed predictor instead of the registry's (tests). */
   predictor?: ResourcePredictor;
+  /** The feedback loop's windows, thresholds, drift test, correction and margins (coordinator/feedback). */
+  feedback?: FeedbackOverrides;
+  /** Model alerts are also POSTed here as JSON (`--alert-webhook`). */
+  alertWebhook?: string;
   leaseMs?: number;
   heartbeatMs?: number;
   sessionTtlSeconds?: number;
@@ -50,6 +58,10 @@ export interface CoordinatorHandle {
   leader(): Leader | undefined;
   /** The retraining schedule, when one was configured. */
   retrainer(): RetrainScheduler | undefined;
+  /** Federated learning, when `federation` was given. */
+  federation(): Federation | undefined;
+  /** The feedback loop (active while this coordinator leads). */
+  feedback(): FeedbackService;
   stop(): Promise<void>;
 }
 
@@ -59,6 +71,8 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const registry = new ModelRegistry(o.modelDir ?? path.join(stateDir(), 'models'));
   const live = o.predictor ? undefined : new LiveModel(registry, { coverage: o.coverage, log }).watch();
   const predictor = o.predictor ?? live!;
+  // The leader predicts through the feedback loop's corrections while it runs (coordinator/feedback).
+  const served = new CorrectedPredictor(predictor, () => (feedback.active ? feedback : undefined));
   const nc: NatsConnection = await (async () => {
     const c = await connectBus(o.endpoints.nats_url, `coordinator-${id}`);
     await ensureStreams(c);
@@ -67,6 +81,8 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const js = nc.jetstream();
   const store = await JetStreamTaskStore.open(js);
   const ledgerStore = await JetStreamLedgerStore.open(js);
+  await ensureFeedbackStream(nc);
+  const feedback = new FeedbackService({ js, store: await JetStreamFeedbackStore.open(js), tasks: store, settings: o.feedback, webhook: o.alertWebhook, log });
   let leader: Leader | undefined;
   let leaderAddress: string | undefined;
 
@@ -93,9 +109,10 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     elected: (term) => {
       transition = transition.then(async () => {
         const l = new Leader({
-          id, term, js, store, predictor, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore,
+          id, term, js, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
+        await feedback.start();
         await l.start();
         leader = l;
         leaderAddress = address;
@@ -105,7 +122,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       const l = leader;
       leader = undefined;
       leaderAddress = undefined;
-      transition = transition.then(() => l?.stop()).catch((e) => log(`error while stepping down: ${e}`));
+      transition = transition.then(() => l?.stop()).then(() => feedback.stop()).catch((e) => log(`error while stepping down: ${e}`));
     },
   });
   log(`coordinator ${id} serving gRPC on ${address}, campaigning through Consul at ${o.endpoints.consul_http}`);
@@ -114,16 +131,24 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     isLeader: () => !!leader, onResult: () => live?.refresh(),
   }).start();
 
+  const federation = o.federation && await startFederation(nc, {
+    ...o.federation, registry, questdbHttp: o.endpoints.questdb_http, isLeader: () => !!leader, onModel: () => live?.refresh(), log,
+  });
+
   return {
     id, address,
     isLeader: () => !!leader,
     leader: () => leader,
     retrainer: () => scheduler || undefined,
+    federation: () => federation || undefined,
+    feedback: () => feedback,
     async stop() {
       scheduler?.stop();
+      if (federation) federation.stop();
       live?.stop();
       await election.stop();
       await transition;
+      await feedback.stop();
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       await nc.drain().catch(() => undefined);
     },

@@ -6,6 +6,7 @@ export * from './conformal.js';
 export { CompiledNetwork, seededRandom, DEFAULT_NETWORK_OPTIONS, type NetworkJson, type NetworkTrainOptions } from './network.js';
 export * from './training/index.js';
 export * from './training/retrain.js';
+export * from './federated/index.js';
 export * from './evaluation/metrics.js';
 export * from './evaluation/baselines.js';
 export * from './registry.js';

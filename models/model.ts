@@ -117,8 +117,19 @@ export interface ModelFile {
   metrics?: unknown;
   /** The model this one was trained after (inherited targets come from it). */
   parent?: string;
+  /** For a version merged from agents' weight deltas (models/federated): which deltas went into it. */
+  federated?: FederatedProvenance;
   /** sha256 of the file's JSON without this field. */
   checksum: string;
+}
+
+/** The deltas a federated version was merged from, and how its bounds were recalibrated. */
+export interface FederatedProvenance {
+  base: string;
+  deltas: Array<{ id: string; node: string; samples: number; validation_base: number; validation_tuned: number }>;
+  samples: number;
+  /** Rows the conformal bounds were recomputed on (0: the base model's bounds were kept). */
+  calibration_rows: number;
 }
 
 /** What a prediction can lack that training had: a category's value, all of them, or the probed numbers. */

@@ -17,6 +17,9 @@ import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
+import { runRow, startLearning, type LearnOptions, type Learning } from './learn/index.js';
+import { FeedbackPublisher, OverrunWatch, completionReport, overrunReport, type ReportBasis } from './feedback.js';
+import { hardwareClass } from '../models/index.js';
 
 export interface AgentOptions {
   nodeId?: string;
@@ -33,6 +36,8 @@ export interface AgentOptions {
   sampleIntervalMs?: number;
   /** Resources to account for but not enforce (`--accounted-only`); by default all that this node can enforce are. */
   enforcement?: EnforcementOptions;
+  /** Federated learning (node-agent/learn): fine-tune the global model on this node's runs and send weight deltas; `modelDir` keeps the global versions. */
+  learn?: LearnOptions & { modelDir: string };
   log?: (msg: string) => void;
 }
 
@@ -61,6 +66,8 @@ export interface AgentHandle {
   /** Reports not yet accepted by a leader. */
   undelivered(): number;
   telemetry: TelemetrySink;
+  /** Federated learning on this node, when `learn` was given. */
+  learning?: Learning;
   stop(): Promise<void>;
 }
 
@@ -89,6 +96,9 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const nc: NatsConnection | undefined = await connectNats({ servers: o.endpoints.nats_url, name: `agent-${nodeId}`, maxReconnectAttempts: -1 })
     .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
   const progressCodec = JSONCodec<TaskProgress>();
+  const learning: Learning | undefined = o.learn && nc ? await startLearning(nc, { ...o.learn, nodeId, questdbHttp: o.endpoints.questdb_http, log: say }) : undefined;
+  // The model's error signal (node-agent/feedback.ts): predicted against actual, and overruns as they happen.
+  const feedback = new FeedbackPublisher(nc, say);
   const running = new Map<string, Running>();
   const outbox: TaskStatusReport[] = [];
   let highestTerm = 0;
@@ -105,16 +115,30 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     report(blankReport(taskId, 'running', job.allocation.term));
     const eff = effectiveOutput(job.schema);
     const total_frames = eff.fps && eff.duration_s ? Math.round(eff.fps * eff.duration_s) : undefined;
-    let { result, error } = await recorder.record({
+    const gpuName = hardware.gpus.find((g) => g.id === job.allocation.gpu_ids[0])?.name;
+    const fb: ReportBasis = { job_id: taskId, attempt: job.attempt, node: nodeId, model_version: job.modelVersion, schema: job.schema, hw_class: hardwareClass(hardware.cpu_model, gpuName), allocation: job.allocation };
+    const watch = new OverrunWatch(job.allocation, job.startedAt, (t, observed, held, after) => feedback.publish(overrunReport(fb, t, observed, held, after, job.predicted?.[t])));
+    let { result, error, complexity } = await recorder.record({
       task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
       memory_gb: job.allocation.memory_gb, attempt: job.attempt, predicted: job.predicted, model_version: job.modelVersion,
     }, {
       signal: job.abort.signal,
+      onSample: (s) => watch.sample(s),
       onProgress: throttle(1000, (p) => nc?.publish(jobProgressSubject(taskId), progressCodec.encode({
         job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes, total_frames,
       }))),
     });
     running.delete(taskId);
+    if (result && learning && job.schema.kind !== 'actor') {
+      learning.learner.observe(runRow({
+        task_id: taskId, attempt: job.attempt, schema: job.schema, cores: job.allocation.core_ids.length, gpus: job.allocation.gpu_ids.length,
+        cpu_model: hardware.cpu_model, gpu_model: hardware.gpus.find((g) => g.id === job.allocation.gpu_ids[0])?.name, actual: result.actual, complexity, ts: job.startedAt,
+      }));
+    }
+    if (result && job.predicted) { const r = completionReport(fb, job.predicted, result.actual); if (r) feedback.publish(r); }
+    if (!result && error && /exceeded its memory reservation/.test(error)) {
+      feedback.publish(overrunReport(fb, 'memory_gb', Math.max(watch.peakMemoryGb, job.allocation.memory_gb), job.allocation.memory_gb, (Date.now() - job.startedAt) / 1000, job.predicted?.memory_gb, 'stopped by its memory limit'));
+    }
     // A live channel succeeds only by being stopped on request; one that ended any other way
     // (ffmpeg exited, this agent is stopping) is reported failed, and the leader restarts it.
     const liveLost = job.schema.kind === 'actor' && result && !job.endRequested
@@ -222,17 +246,19 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   say(`enforcement: ${enforcement.map((e) => `${e.resource} ${e.mode} (${e.detail})`).join('; ')}`);
 
   return {
-    nodeId, address, hardware, enforcement, telemetry,
+    nodeId, address, hardware, enforcement, telemetry, learning,
     running: () => [...running.keys()],
     term: () => highestTerm,
     undelivered: () => outbox.length,
     async stop() {
       stopped = true;
+      learning?.stop();
       for (const r of running.values()) r.abort.abort();
       await deliver();
       await runner.close();
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
+      await feedback.close();
       leader?.close();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));

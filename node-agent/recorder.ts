@@ -45,13 +45,14 @@ export interface RecorderOptions {
 export class RunRecorder {
   constructor(private readonly o: RecorderOptions) {}
 
-  async record(req: RecordRequest, opts: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void } = {}): Promise<RecordedRun> {
+  async record(req: RecordRequest, opts: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void; onSample?: (s: EncodeSample) => void } = {}): Promise<RecordedRun> {
     const started_at = Date.now();
     const grant = { core_ids: req.core_ids, gpu_ids: req.gpu_ids };
     const ctx = { node: this.o.node_id, codec: req.schema.output.codec };
     // Samples are spooled as they come, so a crash mid-encode keeps what was measured so far.
     let spooling = Promise.resolve();
     const onSample = (s: EncodeSample) => {
+      opts.onSample?.(s);
       spooling = spooling.then(() => this.o.telemetry.recordSamples([s], ctx)).catch((e) => this.o.log?.(`telemetry: ${e}`));
     };
     let complexity: ContentComplexity | undefined;

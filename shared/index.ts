@@ -7,3 +7,4 @@ export * from './config.js';
 export * from './grpc.js';
 export * from './discovery.js';
 export * from './telemetry.js';
+export * from './feedback.js';

@@ -40,6 +40,23 @@ export const META_BUCKET = 'prescient_meta';
  */
 export const LEDGER_BUCKET = 'prescient_ledger';
 
+/**
+ * Stream of the model's error signal: agents' feedback reports (predicted against actual) and
+ * the coordinator's model alerts. Reports wait here while no leader is up.
+ */
+export const FEEDBACK_STREAM = 'PRESCIENT_FEEDBACK';
+/** Subject an agent publishes a FeedbackReport on (shared/feedback.ts). */
+export const FEEDBACK_SUBJECT = 'prescient.feedback.report';
+/** Durable consumer the leader (whoever it is) reads feedback reports through. */
+export const FEEDBACK_CONSUMER = 'prescient-feedback';
+/** Subject model alerts (ModelAlert: error, drift, recovered, margin) are published on; kept in the feedback stream. */
+export const MODEL_ALERTS_SUBJECT = 'prescient.alerts.model';
+/**
+ * JetStream KV bucket of the rolling error figures, online corrections and memory margins per
+ * model version (coordinator/feedback), read by `prescient model status`.
+ */
+export const FEEDBACK_BUCKET = 'prescient_feedback';
+
 /** Consul KV key of the leadership lock; its value names the leader and its term. */
 export const LEADER_KEY = 'prescient/leader';
 /** Consul KV key holding the last issued leader term (a fencing token, only ever increased). */
@@ -47,3 +64,21 @@ export const TERM_KEY = 'prescient/term';
 
 /** Job ids are used inside subjects, so they are limited to a safe alphabet. */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Stream of federated learning (models/federated): agents' weight deltas, kept until a leader
+ * has judged them (nothing is lost while no leader is up), and the announcements of each
+ * global model version put in service.
+ */
+export const MODELS_STREAM = 'PRESCIENT_MODELS';
+/** Subject an agent publishes a WeightDelta on. */
+export function modelDeltaSubject(nodeId: string): string {
+  return `prescient.models.delta.${nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+export const ALL_MODEL_DELTAS = 'prescient.models.delta.*';
+/** Subject the leader announces a new global model version on (a VersionAnnouncement); the last one is kept. */
+export const MODEL_VERSIONS_SUBJECT = 'prescient.models.versions';
+/** Durable consumer the leader (whoever it is) reads weight deltas through. */
+export const MODEL_DELTAS_CONSUMER = 'prescient-federation';
+/** JetStream Object Store bucket holding each published model file under its version name. */
+export const MODELS_BUCKET = 'prescient_models';

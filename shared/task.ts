@@ -40,6 +40,12 @@ export interface Prediction {
   coverage?: number;
   /** What was unusual about this prediction: unseen categories, clamped figures, rules used. */
   flags?: string[];
+  /**
+   * What the feedback loop changed (coordinator/feedback): per target the log of the factor
+   * applied to the model's expected and upper figures on this node, and the memory margin the
+   * upper memory was multiplied by. Absent when it changed nothing.
+   */
+  feedback?: { log_factors: Partial<Record<keyof ResourceUsage, number>>; memory_margin?: number };
 }
 
 /** What the leader reserved for a task on one node. */

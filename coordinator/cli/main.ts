@@ -210,7 +210,9 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--alert-webhook <url>', 'also POST model alerts (error, drift, recovered, margin) as JSON to this URL')
+  .option('--federated [min-deltas]', 'merge agents\' weight deltas into new global model versions when MIN-DELTAS have arrived (default 2; models/README.md)')
   .action(async (o) => {
+    const alertWebhook = checkWebhook(o.alertWebhook);
     const reservation = parseReservationPolicy(o.reservation);
     let policy;
     try {
@@ -224,10 +226,27 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
     const c = await startCoordinator({
       id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation, policy,
       retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
-      alertWebhook: checkWebhook(o.alertWebhook),
+      alertWebhook,
+      federation: federationConfig(o.federated),
     });
     untilSignal(() => c.stop());
   });
+
+/** `--federated [min-deltas]`: off, on (2 deltas a round), or on with that many. */
+function federationConfig(v: string | boolean | undefined) {
+  if (v === undefined || v === false) return undefined;
+  const minDeltas = v === true ? 2 : Number(v);
+  if (!Number.isInteger(minDeltas) || minDeltas < 1) throw new ConfigError('--federated', `must be a whole number of deltas of at least 1, got ${JSON.stringify(v)}`);
+  return { minDeltas };
+}
+
+/** `--learn [runs]`: fine-tune on this node's runs every RUNS runs (default 50) and send weight deltas; global versions kept in STATE/node-models/NODE. */
+function learnConfig(v: string | boolean | undefined, node: string | undefined) {
+  if (v === undefined || v === false) return undefined;
+  const everyRuns = v === true ? 50 : Number(v);
+  if (!Number.isInteger(everyRuns) || everyRuns < 1) throw new ConfigError('--learn', `must be a whole number of runs of at least 1, got ${JSON.stringify(v)}`);
+  return { everyRuns, modelDir: path.join(dir(), 'node-models', node ?? 'local') };
+}
 
 function checkWebhook(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
@@ -248,8 +267,9 @@ const agentOptions = (cmd: Command) => cmd
 agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
+  .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
   .action(async (o) => {
-    const a = await startAgent({ ...agentConfig(o), endpoints: loadEndpoints(dir()) });
+    const a = await startAgent({ ...agentConfig(o), endpoints: loadEndpoints(dir()), learn: learnConfig(o.learn, o.nodeId) });
     untilSignal(() => a.stop());
   });
 

@@ -12,6 +12,8 @@ import {
   type SplitMode, type TrainingQuery,
 } from '../../models/index.js';
 import { parseWindow } from '../retrain/index.js';
+import { connectBus } from '../bus/index.js';
+import { readFeedback } from '../feedback/index.js';
 import { table } from './format.js';
 
 interface SourceOptions { csv?: string; mapping?: string; from?: string; to?: string; window?: string; node?: string; codec?: string }
@@ -172,6 +174,38 @@ export function modelCommands(program: Command, stateDir: () => string): void {
       const h = registry().history();
       if (o.json) { console.log(JSON.stringify(h, null, 2)); return; }
       console.log(table(['at', 'action', 'version', 'reason'], h.map((e) => [e.at.slice(0, 19), e.action, e.version, e.reason])));
+    });
+
+  model.command('status').description('rolling error per model version, target, codec and node (MAPE, bias, bound coverage), online corrections, memory margins and open alerts')
+    .option('--version <name>', 'only this model version')
+    .option('--node <id>', 'only this node')
+    .option('--json', 'print as JSON')
+    .action(async (o) => {
+      const nc = await connectBus(loadEndpoints(stateDir()).nats_url, 'prescient-cli');
+      try {
+        const { groups, margins } = await readFeedback(nc.jetstream());
+        let inService: string | undefined;
+        try { inService = registry().currentVersion(); } catch { inService = undefined; }
+        const rows = groups
+          .filter((g) => (!o.version || g.model_version === o.version) && (!o.node || g.node === o.node))
+          .sort((a, b) => a.model_version.localeCompare(b.model_version) || a.node.localeCompare(b.node) || a.codec.localeCompare(b.codec) || TARGETS.indexOf(a.target) - TARGETS.indexOf(b.target))
+          .map((g) => ({
+            model_version: g.model_version, in_service: g.model_version === inService, target: g.target, codec: g.codec, node: g.node, hw_class: g.hw_class,
+            runs: g.count, window: g.figures.n, mape: g.figures.mape, bias: g.figures.bias, bias_ratio: Math.exp(g.figures.bias), coverage: g.figures.coverage,
+            correction: Math.exp(g.correction), alert_open: g.alert_open, updated_at: new Date(g.updated_at).toISOString(),
+          }));
+        const ms = margins.filter((m) => !o.version || m.model_version === o.version)
+          .map((m) => ({ model_version: m.model_version, codec: m.codec, memory_margin: m.margin, raised_at: m.raised_at ? new Date(m.raised_at).toISOString() : null }));
+        if (o.json) { console.log(JSON.stringify({ in_service: inService ?? null, groups: rows, margins: ms }, null, 2)); return; }
+        if (!rows.length) { console.log('no feedback reported yet'); return; }
+        console.log(table(['version', 'target', 'codec', 'node', 'runs', 'MAPE', 'bias', 'coverage', 'correction', 'alert'], rows.map((r) => [
+          `${r.in_service ? '*' : ''}${r.model_version}`, r.target, r.codec, r.node, `${r.runs} (${r.window})`, `${f(r.mape)}%`, `×${f(r.bias_ratio)}`,
+          Number.isFinite(r.coverage) ? `${(100 * r.coverage).toFixed(0)}%` : '-', `×${f(r.correction)}`, r.alert_open ? 'OPEN' : '',
+        ])));
+        for (const m of ms.filter((x) => x.memory_margin !== 1)) console.log(`memory margin ×${m.memory_margin.toFixed(2)} for ${m.codec} under ${m.model_version}${m.raised_at ? ` (raised ${m.raised_at.slice(0, 19)})` : ''}`);
+      } finally {
+        await nc.drain();
+      }
     });
 
   sourceOptions(model.command('export')).description('write recorded runs from QuestDB as CSV (the columns of models/data)')

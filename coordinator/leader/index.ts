@@ -22,6 +22,7 @@ import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementReques
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
 import { sizeRequest, type ReservationPolicy } from '../sizing/index.js';
+import type { PlacementContext } from '../feedback/index.js';
 
 export interface LeaderOptions {
   id: string;
@@ -396,7 +397,9 @@ export class Leader {
     const node = snap.node(allocation.node_id)!;
     t.allocation = allocation;
     const gpu = node.capacity.gpus.find((g) => g.id === allocation.gpu_ids[0]);
-    t.predicted = predictWork(this.o.predictor, t.schema, { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name) });
+    // The node travels in the context for the feedback loop's per-node correction (coordinator/feedback); the model ignores it.
+    const ctx: PlacementContext = { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name), node: allocation.node_id };
+    t.predicted = predictWork(this.o.predictor, t.schema, ctx);
     t.attempts += 1;
     t.reason = undefined;
     t.state = 'placed';

@@ -222,7 +222,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
  * and with each category in turn (then all of them) encoded as `other`, which is what the
  * bound of a prediction for an unseen codec, preset or hardware class is drawn from.
  */
-function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, output: number, lo: number, hi: number): TargetModel['residuals'] {
+export function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, output: number, lo: number, hi: number): TargetModel['residuals'] {
   const v = new SparseVector(s.names.length);
   const residuals = (asOther?: ReadonlySet<Category>, unprobed = false) => residualGrid(rows.map((r) => {
     encodeSparse(s, r.record, v, { asOther, unprobed });

@@ -1,0 +1,213 @@
+/**
+ * The NATS side of the feedback loop. Agents publish FeedbackReports to the PRESCIENT_FEEDBACK
+ * stream; the leader (whoever leads: a durable consumer, so reports wait while none does) reads
+ * them in order, applies each to the rolling figures (loop.ts), saves the changed records in the
+ * `prescient_feedback` KV bucket and publishes the alerts on `prescient.alerts.model`, in the
+ * log and, when configured, to a webhook. A new leader loads the records first, so figures,
+ * corrections, margins and open alerts carry over a failover.
+ */
+import { AckPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
+import {
+  FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, FEEDBACK_SUBJECT, MODEL_ALERTS_SUBJECT,
+  type FeedbackReport, type FeedbackTarget, type ModelAlert,
+} from '../../shared/index.js';
+import type { TaskStore } from '../bus/index.js';
+import {
+  applyReport, emptyFeedbackState, feedbackSettings, groupKey, marginKey,
+  type ErrorGroup, type FeedbackOverrides, type FeedbackSettings, type FeedbackState, type MarginRecord, type ReportContext,
+} from './loop.js';
+import type { CorrectionSource } from './predictor.js';
+
+const json = JSONCodec();
+
+/** Creates the feedback stream (reports and alerts, kept a week) and the leader's durable consumer, if missing. */
+export async function ensureFeedbackStream(nc: NatsConnection): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  const cfg = {
+    name: FEEDBACK_STREAM, subjects: [FEEDBACK_SUBJECT, MODEL_ALERTS_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,
+    max_age: nanos(7 * 24 * 3600_000), duplicate_window: nanos(10 * 60_000),
+  };
+  await jsm.streams.info(FEEDBACK_STREAM).catch(() => jsm.streams.add(cfg)).catch(async (e) => {
+    if (!(await jsm.streams.info(FEEDBACK_STREAM).then(() => true, () => false))) throw e;
+  });
+  await jsm.consumers.add(FEEDBACK_STREAM, {
+    durable_name: FEEDBACK_CONSUMER, filter_subject: FEEDBACK_SUBJECT, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000,
+  }).catch(() => undefined); // exists already
+}
+
+/** Where the rolling figures, corrections and margins are kept between leaders. */
+export interface FeedbackStore {
+  load(): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }>;
+  save(groups: ErrorGroup[], margins: MarginRecord[]): Promise<void>;
+}
+
+export class JetStreamFeedbackStore implements FeedbackStore {
+  private constructor(private readonly kv: KV) {}
+  static async open(js: JetStreamClient): Promise<JetStreamFeedbackStore> {
+    return new JetStreamFeedbackStore(await js.views.kv(FEEDBACK_BUCKET, { history: 1, storage: StorageType.File }));
+  }
+  async load(): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }> {
+    // Keys first, then the values (see JetStreamTaskStore.listActive).
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys()) keys.push(k);
+    const groups: ErrorGroup[] = [], margins: MarginRecord[] = [];
+    for (let i = 0; i < keys.length; i += 64) {
+      await Promise.all(keys.slice(i, i + 64).map(async (k) => {
+        const e = await this.kv.get(k);
+        if (!e || e.operation !== 'PUT' || !e.value.length) return;
+        if (k.startsWith('g.')) groups.push(json.decode(e.value) as ErrorGroup);
+        else if (k.startsWith('m.')) margins.push(json.decode(e.value) as MarginRecord);
+      }));
+    }
+    return { groups, margins };
+  }
+  async save(groups: ErrorGroup[], margins: MarginRecord[]): Promise<void> {
+    await Promise.all([
+      ...groups.map((g) => this.kv.put(groupKey(g.model_version, g.target, g.codec, g.node), json.encode(g))),
+      ...margins.map((m) => this.kv.put(marginKey(m.model_version, m.codec), json.encode(m))),
+    ]);
+  }
+}
+
+export interface FeedbackServiceOptions {
+  js: JetStreamClient;
+  store: FeedbackStore;
+  /** The task records: the served prediction's upper bounds and applied corrections. */
+  tasks?: TaskStore;
+  settings?: FeedbackOverrides;
+  /** Alerts are also POSTed here as JSON (best effort, 3 s timeout). */
+  webhook?: string;
+  log: (m: string) => void;
+  now?: () => number;
+}
+
+/** A report that is not one is dropped: redelivering it would not help. */
+function isReport(r: unknown): r is FeedbackReport {
+  const x = r as FeedbackReport;
+  return !!x && (x.kind === 'completion' || x.kind === 'overrun') && typeof x.job_id === 'string' && typeof x.node === 'string'
+    && typeof x.model_version === 'string' && typeof x.codec === 'string' && typeof x.targets === 'object' && x.targets !== null;
+}
+
+export class FeedbackService implements CorrectionSource {
+  readonly settings: FeedbackSettings;
+  private state: FeedbackState = emptyFeedbackState();
+  private messages?: ConsumerMessages;
+  private loop?: Promise<void>;
+  private running = false;
+  /** Records changed but not yet saved (a failed save is retried with the next report). */
+  private readonly dirty = { groups: new Map<string, ErrorGroup>(), margins: new Map<string, MarginRecord>() };
+  private readonly now: () => number;
+  private readonly listeners = new Set<(a: ModelAlert) => void>();
+
+  constructor(private readonly o: FeedbackServiceOptions) {
+    this.settings = feedbackSettings(o.settings);
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Whether this process is running the loop (it leads). */
+  get active(): boolean { return this.running; }
+
+  /** Loads the saved records and starts reading reports. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    const saved = await this.o.store.load().catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
+    this.state = emptyFeedbackState();
+    for (const g of saved.groups) this.state.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
+    for (const m of saved.margins) this.state.margins.set(marginKey(m.model_version, m.codec), m);
+    this.running = true;
+    this.log(`feedback loop running: ${saved.groups.length} error group(s), ${saved.margins.length} memory margin(s) resumed`);
+    this.loop = this.consume();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.messages?.close().catch(() => undefined);
+    await this.loop;
+  }
+
+  correction(version: string, node: string, codec: string, target: FeedbackTarget): number {
+    return this.state.groups.get(groupKey(version, target, codec, node))?.correction ?? 0;
+  }
+
+  memoryMargin(version: string, codec: string): number {
+    return this.state.margins.get(marginKey(version, codec))?.margin ?? 1;
+  }
+
+  /** The current records (copies of the lists; the records themselves are replaced, not changed). */
+  figures(): { groups: ErrorGroup[]; margins: MarginRecord[] } {
+    return { groups: [...this.state.groups.values()], margins: [...this.state.margins.values()] };
+  }
+
+  /** Calls `fn` with every alert this service publishes (tests, the dev command). */
+  onAlert(fn: (a: ModelAlert) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private async consume(): Promise<void> {
+    while (this.running) {
+      try {
+        const consumer = await this.o.js.consumers.get(FEEDBACK_STREAM, FEEDBACK_CONSUMER);
+        this.messages = await consumer.consume({ max_messages: 64, expires: 5000 });
+        if (!this.running) break;
+        for await (const m of this.messages) {
+          // A report that breaks the loop would come back forever: it is logged and dropped.
+          await this.handle(m).catch((e: Error) => { this.log(`dropped a feedback report that could not be applied: ${e.message}`); m.term(); });
+        }
+      } catch (e) {
+        if (this.running) this.log(`feedback consumer failed, retrying: ${(e as Error).message}`);
+      }
+      if (this.running) await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    let r: unknown;
+    try { r = json.decode(m.data); } catch { r = undefined; }
+    if (!isReport(r)) { this.log('dropped a feedback report that is not one'); m.ack(); return; }
+    const out = applyReport(this.state, r, await this.context(r), this.settings, this.now());
+    for (const g of out.groups) this.dirty.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
+    for (const x of out.margins) this.dirty.margins.set(marginKey(x.model_version, x.codec), x);
+    if (r.kind === 'overrun' && r.overrun) this.log(`${r.job_id} on ${r.node}: ${r.overrun.target} ${r.overrun.observed.toFixed(3)} over its reservation of ${r.overrun.reserved.toFixed(3)}${r.overrun.reason ? ` (${r.overrun.reason})` : ''}`);
+    await this.flush();
+    for (const a of out.alerts) await this.alert(a);
+    m.ack();
+  }
+
+  /** The served prediction of the report's job, from its task record, when it is of the same model version. */
+  private async context(r: FeedbackReport): Promise<ReportContext> {
+    const t = await this.o.tasks?.get(r.job_id).catch(() => undefined);
+    const p = t?.predicted;
+    if (!p || p.model_version !== r.model_version) return {};
+    return { applied: p.feedback?.log_factors ?? {}, upper: p.upper };
+  }
+
+  private async flush(): Promise<void> {
+    const groups = [...this.dirty.groups.values()], margins = [...this.dirty.margins.values()];
+    if (!groups.length && !margins.length) return;
+    try {
+      await this.o.store.save(groups, margins);
+      this.dirty.groups.clear();
+      this.dirty.margins.clear();
+    } catch (e) {
+      this.log(`could not save the feedback figures (will retry with the next report): ${(e as Error).message}`);
+    }
+  }
+
+  private async alert(a: ModelAlert): Promise<void> {
+    this.log(`model alert (${a.kind}): ${a.message}`);
+    for (const fn of this.listeners) fn(a);
+    await this.o.js.publish(MODEL_ALERTS_SUBJECT, json.encode(a)).catch((e: Error) => this.log(`could not publish the alert: ${e.message}`));
+    if (this.o.webhook) {
+      await fetch(this.o.webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(a), signal: AbortSignal.timeout(3000) })
+        .then((res) => { if (!res.ok) this.log(`alert webhook ${this.o.webhook} answered ${res.status}`); }, (e: Error) => this.log(`alert webhook ${this.o.webhook} failed: ${e.message}`));
+    }
+  }
+
+  private log(m: string) { this.o.log(`[feedback] ${m}`); }
+}
+
+/** The saved figures and margins, for readers without a coordinator (`prescient model status`). */
+export async function readFeedback(js: JetStreamClient): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }> {
+  return (await JetStreamFeedbackStore.open(js)).load();
+}
