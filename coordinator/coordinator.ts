@@ -19,6 +19,7 @@ import type { ReservationPolicy } from './sizing/index.js';
 import { JetStreamLedgerStore } from './ledger/index.js';
 import type { PlacementPolicy } from './placement/index.js';
 import { startFederation, type Federation, type FederationOptions } from './federation/index.js';
+import { BurstController, verifyProvider, type BurstOptions } from './burst/index.js';
 import { CorrectedPredictor, FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, type FeedbackOverrides } from './feedback/index.js';
 
 export interface CoordinatorOptions {
@@ -45,6 +46,8 @@ export interface CoordinatorOptions {
   feedback?: FeedbackOverrides;
   /** Model alerts are also POSTed here as JSON (`--alert-webhook`). */
   alertWebhook?: string;
+  /** Cloud burst: the leader launches and gives back nodes through this provider (coordinator/burst). */
+  burst?: BurstOptions;
   leaseMs?: number;
   heartbeatMs?: number;
   sessionTtlSeconds?: number;
@@ -62,12 +65,16 @@ export interface CoordinatorHandle {
   federation(): Federation | undefined;
   /** The feedback loop (active while this coordinator leads). */
   feedback(): FeedbackService;
+  /** The burst controller, while this coordinator leads with `burst` configured. */
+  burst(): BurstController | undefined;
   stop(): Promise<void>;
 }
 
 export async function startCoordinator(o: CoordinatorOptions): Promise<CoordinatorHandle> {
   const id = o.id ?? `${os.hostname()}-${process.pid}`;
   const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${m}`));
+  // No credentials or a region that does not exist refuse the start (coordinator/burst/config.ts).
+  if (o.burst) await verifyProvider(o.burst.provider, log);
   const registry = new ModelRegistry(o.modelDir ?? path.join(stateDir(), 'models'));
   const live = o.predictor ? undefined : new LiveModel(registry, { coverage: o.coverage, log }).watch();
   const predictor = o.predictor ?? live!;
@@ -85,6 +92,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const feedback = new FeedbackService({ js, store: await JetStreamFeedbackStore.open(js), tasks: store, settings: o.feedback, webhook: o.alertWebhook, log });
   let leader: Leader | undefined;
   let leaderAddress: string | undefined;
+  let burst: BurstController | undefined;
 
   const guard = <Req, Res>(fn: (l: Leader, req: Req) => Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
@@ -116,13 +124,20 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
         await l.start();
         leader = l;
         leaderAddress = address;
+        if (o.burst) {
+          burst = await (await BurstController.open({
+            config: o.burst.config, provider: o.burst.provider, agentArgs: o.burst.agentArgs, js, endpoints: o.endpoints, leaderId: id, log,
+            leader: () => (leader === l ? l : undefined),
+          })).start();
+        }
       }).catch((e) => log(`could not start leading: ${e}`));
     },
     demoted: () => {
-      const l = leader;
+      const l = leader, b = burst;
       leader = undefined;
       leaderAddress = undefined;
-      transition = transition.then(() => l?.stop()).then(() => feedback.stop()).catch((e) => log(`error while stepping down: ${e}`));
+      burst = undefined;
+      transition = transition.then(() => b?.stop()).then(() => l?.stop()).then(() => feedback.stop()).catch((e) => log(`error while stepping down: ${e}`));
     },
   });
   log(`coordinator ${id} serving gRPC on ${address}, campaigning through Consul at ${o.endpoints.consul_http}`);
@@ -142,10 +157,12 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     retrainer: () => scheduler || undefined,
     federation: () => federation || undefined,
     feedback: () => feedback,
+    burst: () => burst,
     async stop() {
       scheduler?.stop();
       if (federation) federation.stop();
       live?.stop();
+      await burst?.stop();
       await election.stop();
       await transition;
       await feedback.stop();

@@ -6,12 +6,16 @@
 #   PRESCIENT_QUESTDB_JAR      where the QuestDB jar goes   (default /opt/prescient/questdb/questdb.jar)
 #   PRESCIENT_QUESTDB_VERSION  QuestDB release to fetch     (default 9.3.4)
 #   PRESCIENT_DEBIAN_MIRROR    mirror for the bullseye suite (default: the one this machine uses for bookworm)
+#   PRESCIENT_MOTO_VENV        virtualenv for moto's server (default /opt/prescient/moto)
+#   PRESCIENT_MOTO_VERSION     moto release to install there (default 5.2.1)
 #   PRESCIENT_SKIP_NPM=1       stop after the system components
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUESTDB_VERSION=${PRESCIENT_QUESTDB_VERSION:-9.3.4}
 QUESTDB_JAR=${PRESCIENT_QUESTDB_JAR:-/opt/prescient/questdb/questdb.jar}
+MOTO_VENV=${PRESCIENT_MOTO_VENV:-/opt/prescient/moto}
+MOTO_VERSION=${PRESCIENT_MOTO_VERSION:-5.2.1}
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # nats-server installs to /usr/sbin
@@ -91,6 +95,27 @@ if [ "$(cat "$QUESTDB_JAR.version" 2>/dev/null)" != "$QUESTDB_VERSION" ] || [ ! 
   echo "$QUESTDB_VERSION" | $SUDO tee "$QUESTDB_JAR.version" >/dev/null
 fi
 say questdb "$QUESTDB_VERSION ($QUESTDB_JAR)"
+
+# --- moto's server (PyPI moto[ec2,server]): the local EC2-compatible endpoint the AWS burst tests
+# run against (test/helpers/moto.ts). Kept if it is already there, in the venv or on PATH;
+# otherwise installed into its own virtualenv, so Debian's python (PEP 668) is left alone.
+moto_in() { "$1" -c 'import moto, moto.server; print(moto.__version__)' 2>/dev/null; }
+if MV=$(moto_in "$MOTO_VENV/bin/python"); then
+  say moto "$MV ($MOTO_VENV/bin/moto_server)"
+elif command -v moto_server >/dev/null && moto_server --help >/dev/null 2>&1; then
+  say moto "$(moto_in python3 || echo '?') ($(command -v moto_server))"
+else
+  python3 -c 'import ensurepip, venv' 2>/dev/null || { say apt "installing python3 python3-venv"; apt_install python3 python3-venv; }
+  say moto "installing moto[ec2,server]==$MOTO_VERSION into $MOTO_VENV"
+  $SUDO python3 -m venv "$MOTO_VENV"
+  if $SUDO "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check "moto[ec2,server]==$MOTO_VERSION" >/tmp/prescient-pip.$$.log 2>&1 &&
+    MV=$(moto_in "$MOTO_VENV/bin/python"); then
+    say moto "$MV ($MOTO_VENV/bin/moto_server)"
+  else
+    cat /tmp/prescient-pip.$$.log >&2; say moto "FAILED (pip output above)"; FAILED+=(moto)
+  fi
+  rm -f /tmp/prescient-pip.$$.log
+fi
 
 # --- Node dependencies and build
 NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)

@@ -57,6 +57,13 @@ export const MODEL_ALERTS_SUBJECT = 'prescient.alerts.model';
  */
 export const FEEDBACK_BUCKET = 'prescient_feedback';
 
+/**
+ * JetStream KV bucket of cloud burst (coordinator/burst): the instances the controller launched
+ * (`state`, so a new leader knows what is running) and its last decisions with their inputs and
+ * reasons (`decisions`), read by `prescient scale status`.
+ */
+export const BURST_BUCKET = 'prescient_burst';
+
 /** Consul KV key of the leadership lock; its value names the leader and its term. */
 export const LEADER_KEY = 'prescient/leader';
 /** Consul KV key holding the last issued leader term (a fencing token, only ever increased). */

@@ -25,6 +25,8 @@ import { runDemo } from './demo.js';
 import { formatEvent, formatProgress } from './format.js';
 import { modelCommands } from './model.js';
 import { fleetCommands } from './fleet.js';
+import { scaleCommands } from './scale.js';
+import { createProvider, loadBurstConfig } from '../burst/index.js';
 
 const progressCodec = JSONCodec<TaskProgress>();
 
@@ -211,8 +213,11 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--alert-webhook <url>', 'also POST model alerts (error, drift, recovered, margin) as JSON to this URL')
   .option('--federated [min-deltas]', 'merge agents\' weight deltas into new global model versions when MIN-DELTAS have arrived (default 2; models/README.md)')
+  .option('--burst <config>', 'cloud burst: launch nodes when the queue would miss its SLAs, give them back when idle (YAML/JSON; coordinator/README.md)')
+  .option('--burst-dry-run', 'with --burst: decide and log what it would launch and why, launch nothing')
   .action(async (o) => {
     const alertWebhook = checkWebhook(o.alertWebhook);
+    const burst = await burstOptions(o.burst, !!o.burstDryRun);
     const reservation = parseReservationPolicy(o.reservation);
     let policy;
     try {
@@ -228,9 +233,21 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
       retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
       alertWebhook,
       federation: federationConfig(o.federated),
+      burst,
     });
     untilSignal(() => c.stop());
   });
+
+/** `--burst <file> [--burst-dry-run]`: the validated configuration and its provider (verified at start). */
+async function burstOptions(file: string | undefined, dryRun: boolean) {
+  if (file === undefined) {
+    if (dryRun) throw new ConfigError('--burst-dry-run', 'needs --burst <config>');
+    return undefined;
+  }
+  const config = loadBurstConfig(file);
+  if (dryRun) config.dry_run = true;
+  return { config, provider: await createProvider(config) };
+}
 
 /** `--federated [min-deltas]`: off, on (2 deltas a round), or on with that many. */
 function federationConfig(v: string | boolean | undefined) {
@@ -343,6 +360,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
 
 modelCommands(program, dir);
 fleetCommands(program, dir);
+scaleCommands(program, dir);
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
   .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))

@@ -76,6 +76,8 @@ export class Leader {
    * ledger (they may be gone), or whose agent could not be reached with an assignment.
    */
   private readonly unheard = new Set<string>();
+  /** Burst nodes being scaled down (coordinator/burst): nothing new is placed on them. */
+  private readonly draining = new Set<string>();
   private readonly serial = new Serial();
   private messages?: ConsumerMessages;
   private readonly inbox: JsMsg[] = [];
@@ -368,7 +370,20 @@ export class Leader {
   private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
 
   private avoid(): { exclude?: ReadonlySet<string>; excludeReason?: string } {
-    return this.unheard.size ? { exclude: this.unheard, excludeReason: 'its agent has not reported to this leader yet' } : {};
+    if (!this.draining.size) return this.unheard.size ? { exclude: this.unheard, excludeReason: 'its agent has not reported to this leader yet' } : {};
+    if (!this.unheard.size) return { exclude: this.draining, excludeReason: 'it is draining (burst scale-down)' };
+    return { exclude: new Set([...this.unheard, ...this.draining]), excludeReason: 'its agent has not reported to this leader yet, or it is draining (burst scale-down)' };
+  }
+
+  /** Marks exactly these nodes draining (the burst controller's scale-down): placement leaves them out. */
+  setDraining(ids: Iterable<string>): void {
+    this.draining.clear();
+    for (const id of ids) this.draining.add(id);
+  }
+
+  /** What the burst controller decides from (read-only): the active tasks and the ledger as it is now. */
+  burstView(): { tasks: EncodingTask[]; snap: LedgerSnapshot; queuePolicy: QueuePolicy; reservation?: ReservationPolicy } {
+    return { tasks: [...this.active.values()], snap: this.ledger.snapshot(), queuePolicy: this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY, reservation: this.o.reservation };
   }
 
   /** All of a group's members reserved in one commit, or none (with the reason on each). */

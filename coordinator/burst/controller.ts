@@ -1,0 +1,328 @@
+/**
+ * The burst controller: runs on the leader only, every few seconds. It reads the leader's queue
+ * and ledger, asks `decide` (pure) what to do, and does it through the provider — or, in
+ * dry-run mode, only logs what it would do. What it launched is kept in the `prescient_burst`
+ * KV bucket, so a new leader knows what is running and `prescient scale status` can show it.
+ *
+ *   tick ─► describe tracked instances ─► leader.burstView() ─► decide ─► log ─► drain marks on the leader
+ *                                                                         └─► terminate / launch (provider)
+ *                                                                         └─► save state + decision (KV)
+ *
+ * A provider failure is logged and the next tick tries again; placement never waits on it (the
+ * controller runs beside the leader's own loop and holds none of its locks), so no queued job
+ * is lost or blocked by a cloud that refuses or does not answer.
+ */
+import { StorageType, type JetStreamClient, type KV } from 'nats';
+import { BURST_BUCKET, type StackEndpoints } from '../../shared/index.js';
+import { jsonCodec } from '../bus/index.js';
+import type { LedgerSnapshot } from '../ledger/index.js';
+import type { QueuePolicy } from '../queue/index.js';
+import type { ReservationPolicy } from '../sizing/index.js';
+import type { BurstConfig } from './config.js';
+import { decide, spentThisHour, type BurstDecision, type BurstInstance, type Refusal } from './decide.js';
+import { CLUSTER_TAG, ProviderError, type CloudInstance, type CloudProvider } from './providers/types.js';
+import { burstTemplate, renderUserData } from './userdata.js';
+import type { EncodingTask } from '../../shared/index.js';
+
+/** What the controller needs from the leader (coordinator/leader implements it). */
+export interface BurstLeaderView {
+  burstView(): { tasks: readonly EncodingTask[]; snap: LedgerSnapshot; queuePolicy?: QueuePolicy; reservation?: ReservationPolicy };
+  setDraining(ids: Iterable<string>): void;
+}
+
+/** An instance that has ended, kept for an hour or two for the budget used this hour. */
+export interface EndedInstance { id: string; instance_type: string; price_per_hour: number; launched_at: number; ended_at: number; why: string }
+
+/** The `state` entry of the burst bucket. */
+export interface BurstState {
+  cluster: string;
+  provider: string;
+  region: string;
+  dry_run: boolean;
+  instances: BurstInstance[];
+  ended: EndedInstance[];
+  last_launch_at?: number;
+  refusals: Refusal[];
+  /** Instances that never joined, reported (the last few). */
+  unjoined: Array<{ id: string; instance_type: string; launched_at: number; terminated_at: number }>;
+  updated_at: number;
+  leader?: string;
+}
+
+/** One decision as recorded: what `decide` said, and what came of carrying it out. */
+export interface DecisionRecord extends Omit<BurstDecision, 'instances' | 'launch'> {
+  dry_run: boolean;
+  launch?: { instance_type: string; count: number; spot: boolean; price_per_hour: number };
+  /** What was done: instance ids launched and terminated, errors in words. */
+  outcome: { launched: string[]; terminated: string[]; errors: string[] };
+  /** The line logged, e.g. `would launch 2 × c6i.2xlarge because …`. */
+  summary: string;
+}
+
+export interface BurstControllerOptions {
+  config: BurstConfig;
+  provider: CloudProvider;
+  js: JetStreamClient;
+  /** The leader while this coordinator leads (the controller does nothing otherwise). */
+  leader: () => BurstLeaderView | undefined;
+  /** Endpoints burst nodes are given (config.endpoints wins). */
+  endpoints: StackEndpoints;
+  /** Extra `prescient agent` arguments for burst nodes. */
+  agentArgs?: string[];
+  /** User data template (default deploy/cloud-init/burst-node.yaml). */
+  template?: string;
+  leaderId?: string;
+  log: (m: string) => void;
+  now?: () => number;
+}
+
+const HOUR = 3_600_000;
+
+/** The burst bucket: the controller's state and its last decisions. */
+export class BurstStore {
+  private constructor(private readonly kv: KV) {}
+  static async open(js: JetStreamClient): Promise<BurstStore> {
+    return new BurstStore(await js.views.kv(BURST_BUCKET, { history: 1, storage: StorageType.File }));
+  }
+  async state(): Promise<BurstState | undefined> {
+    const e = await this.kv.get('state');
+    return e && e.value.length ? (jsonCodec.decode(e.value) as BurstState) : undefined;
+  }
+  async decisions(): Promise<DecisionRecord[]> {
+    const e = await this.kv.get('decisions');
+    return e && e.value.length ? (jsonCodec.decode(e.value) as DecisionRecord[]) : [];
+  }
+  async save(state: BurstState, decisions?: DecisionRecord[]): Promise<void> {
+    await this.kv.put('state', jsonCodec.encode(state));
+    if (decisions) await this.kv.put('decisions', jsonCodec.encode(decisions));
+  }
+}
+
+export class BurstController {
+  private state!: BurstState;
+  private decisions: DecisionRecord[] = [];
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private lastSummary = '';
+  private readonly now: () => number;
+  private readonly template: string;
+
+  private constructor(private readonly o: BurstControllerOptions, private readonly store: BurstStore) {
+    this.now = o.now ?? Date.now;
+    this.template = o.template ?? burstTemplate();
+  }
+
+  static async open(o: BurstControllerOptions): Promise<BurstController> {
+    return new BurstController(o, await BurstStore.open(o.js));
+  }
+
+  /** Resumes the saved state, adopts this cluster's instances the provider lists, and ticks every `tick_ms`. */
+  async start(): Promise<this> {
+    const c = this.o.config, now = this.now();
+    let saved = await this.store.state().catch(() => undefined);
+    if (saved && saved.cluster !== c.cluster) {
+      this.o.log(`burst: the saved state is cluster ${saved.cluster}'s, not ${c.cluster}'s: starting from what the provider lists`);
+      saved = undefined;
+    }
+    this.decisions = await this.store.decisions().catch(() => []);
+    this.state = {
+      cluster: c.cluster, provider: this.o.provider.name, region: this.o.provider.region, dry_run: c.dry_run,
+      instances: saved?.instances ?? [], ended: saved?.ended ?? [], last_launch_at: saved?.last_launch_at,
+      refusals: saved?.refusals ?? [], unjoined: saved?.unjoined ?? [], updated_at: now, leader: this.o.leaderId,
+    };
+    await this.adopt().catch((e) => this.o.log(`burst: could not list ${c.cluster}'s instances at start, will describe them on the next tick (${(e as Error).message})`));
+    this.timer = setInterval(() => { void this.tick(); }, c.tick_ms);
+    this.o.log(`burst: controller started (${this.o.provider.name} ${this.o.provider.region}, cluster ${c.cluster}${c.dry_run ? ', dry run' : ''}): tracking ${this.state.instances.length} instance(s)`);
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** Instances tagged as this cluster's that the saved state does not know (launched by a leader that died before saving). */
+  private async adopt(): Promise<void> {
+    const listed = await this.o.provider.list(this.o.config.cluster);
+    const known = new Set(this.state.instances.map((x) => x.id));
+    const price = (x: CloudInstance) => {
+      const t = this.o.config.catalogue.find((c) => c.name === x.instance_type);
+      return (x.spot ? t?.spot_price_per_hour : undefined) ?? t?.price_per_hour ?? 0;
+    };
+    for (const x of listed) {
+      if (known.has(x.id) || x.state === 'terminated') continue;
+      this.state.instances.push({ id: x.id, instance_type: x.instance_type, spot: x.spot, state: x.state, launched_at: x.launched_at, price_per_hour: price(x) });
+      this.o.log(`burst: adopted ${x.id} (${x.instance_type}, ${x.state}), tagged ${CLUSTER_TAG}=${this.o.config.cluster}`);
+    }
+  }
+
+  /** One round; overlapping calls share the one in progress. */
+  tick(): Promise<void> {
+    this.running ??= this.round().catch((e) => this.o.log(`burst: tick failed, retrying next tick: ${(e as Error).stack ?? e}`)).finally(() => { this.running = undefined; });
+    return this.running;
+  }
+
+  private async round(): Promise<void> {
+    const leader = this.o.leader();
+    if (!leader) return;
+    const c = this.o.config;
+    const errors: string[] = [];
+    await this.refresh(errors);
+    let now = this.now();
+    let d = this.decide(leader, now);
+    const launched: string[] = [], terminated: string[] = [];
+    if (!c.dry_run) {
+      const failed = new Set<string>();
+      if (d.terminate.length) {
+        try {
+          await this.o.provider.terminate(d.terminate.map((t) => t.id));
+          terminated.push(...d.terminate.map((t) => t.id));
+        } catch (e) {
+          errors.push(`terminate ${d.terminate.map((t) => t.id).join(', ')}: ${(e as Error).message}`);
+          for (const t of d.terminate) failed.add(t.id);
+        }
+      }
+      this.apply(d, failed, now);
+      if (d.launch) {
+        const first = await this.launch(d, errors);
+        launched.push(...first.ids);
+        if (first.refused && d.launch.spot) {
+          // Spot capacity refused: decide again at once with the refusal known (on-demand, or another type).
+          now = this.now();
+          const again = this.decide(leader, now);
+          if (again.launch) {
+            d = { ...d, launch: again.launch, reason: `${d.reason}; after ${d.launch.instance_type.name} spot was refused: ${again.reason}` };
+            launched.push(...(await this.launch(again, errors)).ids);
+          }
+        }
+      }
+      // Draining nodes, and terminated ones until their agent has left the ledger: placement leaves them out.
+      const snap = leader.burstView().snap;
+      leader.setDraining([
+        ...this.state.instances.filter((x) => x.draining_since !== undefined).map((x) => x.id),
+        ...this.state.ended.filter((x) => snap.node(x.id)).map((x) => x.id),
+      ]);
+    } else {
+      // Dry run: nothing is executed; join and idle marks are kept, nothing is drained or dropped.
+      const prev = new Map(this.state.instances.map((x) => [x.id, x]));
+      this.state.instances = this.state.instances.map((x) => ({ ...x, ...pickMarks(d.instances.find((y) => y.id === x.id)), draining_since: prev.get(x.id)?.draining_since }));
+      if (d.launch) this.state.last_launch_at = now;
+    }
+    this.record(d, { launched, terminated, errors }, now);
+    await this.store.save(this.state, this.decisions).catch((e) => this.o.log(`burst: could not save its state, will retry next tick: ${(e as Error).message}`));
+  }
+
+  private decide(leader: BurstLeaderView, now: number): BurstDecision {
+    const v = leader.burstView();
+    return decide({
+      now, tasks: v.tasks, snap: v.snap, queuePolicy: v.queuePolicy, reservation: v.reservation,
+      instances: this.state.instances, last_launch_at: this.state.last_launch_at, refusals: this.state.refusals, policy: this.o.config,
+    });
+  }
+
+  /** Updates tracked instances from the provider; ones it says are terminated leave the state. */
+  private async refresh(errors: string[]): Promise<void> {
+    if (!this.state.instances.length) return;
+    let described: CloudInstance[];
+    try {
+      described = await this.o.provider.describe(this.state.instances.map((x) => x.id));
+    } catch (e) {
+      errors.push(`describe: ${(e as Error).message}`);
+      return;
+    }
+    const byId = new Map(described.map((x) => [x.id, x]));
+    const now = this.now();
+    const keep: BurstInstance[] = [];
+    for (const x of this.state.instances) {
+      const seen = byId.get(x.id);
+      if (!seen) { keep.push(x); continue; }
+      if (seen.state === 'terminated') { this.end(x, now, 'the provider reports it terminated'); continue; }
+      keep.push({ ...x, state: seen.state });
+    }
+    this.state.instances = keep;
+  }
+
+  /** Takes the decision's view of the instances; ones it terminated (and whose termination did not fail) end. */
+  private apply(d: BurstDecision, failed: ReadonlySet<string>, now: number): void {
+    const prev = new Map(this.state.instances.map((x) => [x.id, x]));
+    const next = [...d.instances];
+    const kept = new Set([...next.map((x) => x.id), ...d.terminate.map((t) => t.id)]);
+    for (const x of this.state.instances) if (!kept.has(x.id)) this.end(x, now, `the provider reports it ${x.state}`);
+    for (const t of d.terminate) {
+      const x = prev.get(t.id);
+      if (!x) continue;
+      if (failed.has(t.id)) { next.push(x); continue; }
+      this.end(x, now, t.why);
+      if (d.unjoined.includes(t.id)) {
+        this.state.unjoined = [...this.state.unjoined, { id: x.id, instance_type: x.instance_type, launched_at: x.launched_at, terminated_at: now }].slice(-20);
+        this.o.log(`burst: ${x.id} (${x.instance_type}) never joined within ${Math.round(this.o.config.join_timeout_ms / 1000)} s of launch: terminated`);
+      }
+    }
+    this.state.instances = next;
+  }
+
+  private end(x: BurstInstance, now: number, why: string): void {
+    this.state.ended = [...this.state.ended.filter((e) => now - e.ended_at < 2 * HOUR), { id: x.id, instance_type: x.instance_type, price_per_hour: x.price_per_hour, launched_at: x.launched_at, ended_at: now, why }];
+  }
+
+  /** Launches what `d` says; a capacity refusal is remembered for `refusal_ms` (default 30 min). */
+  private async launch(d: BurstDecision, errors: string[]): Promise<{ ids: string[]; refused: boolean }> {
+    const l = d.launch!, c = this.o.config, now = this.now();
+    const user_data = renderUserData(this.template, {
+      provider: this.o.provider.name, cluster: c.cluster, endpoints: c.endpoints ?? this.o.endpoints, agent_args: this.o.agentArgs,
+    });
+    try {
+      const got = await this.o.provider.launch({
+        instance_type: l.instance_type.name, count: l.count, spot: l.spot, user_data,
+        tags: { [CLUSTER_TAG]: c.cluster, 'prescient-role': 'burst-node' },
+        client_token: `${c.cluster}-${now}-${l.instance_type.name}-${l.spot ? 'spot' : 'od'}`.slice(0, 64),
+      });
+      this.state.last_launch_at = now;
+      for (const x of got) {
+        this.state.instances.push({ id: x.id, instance_type: x.instance_type, spot: x.spot, state: x.state, launched_at: x.launched_at || now, price_per_hour: l.price_per_hour });
+      }
+      return { ids: got.map((x) => x.id), refused: false };
+    } catch (e) {
+      const refused = e instanceof ProviderError && e.kind === 'capacity';
+      if (refused) this.state.refusals = [...this.state.refusals.filter((r) => r.until > now), { instance_type: l.instance_type.name, spot: l.spot, until: now + (c.refusal_ms ?? 30 * 60_000) }];
+      errors.push(`launch ${l.count} × ${l.instance_type.name}${l.spot ? ' (spot)' : ''}: ${(e as Error).message}`);
+      return { ids: [], refused };
+    }
+  }
+
+  private record(d: BurstDecision, outcome: DecisionRecord['outcome'], now: number): void {
+    const c = this.o.config;
+    const l = d.launch;
+    const act = l ? `${c.dry_run ? 'would launch' : outcome.launched.length ? 'launched' : 'tried to launch'} ${l.count} × ${l.instance_type.name}${l.spot ? ' (spot)' : ''}` : '';
+    const others = [
+      ...d.drain.map((x) => `${c.dry_run ? 'would drain' : 'drain'} ${x.id}`),
+      ...d.undrain.map((x) => `${c.dry_run ? 'would undrain' : 'undrain'} ${x.id}`),
+      ...d.terminate.map((x) => `${c.dry_run ? 'would terminate' : 'terminate'} ${x.id}`),
+    ];
+    const doing = [act, ...others].filter(Boolean).join(', ') || 'no change';
+    const summary = `${doing} because ${d.reason}${outcome.errors.length ? ` — errors (retried next tick): ${outcome.errors.join('; ')}` : ''}`;
+    // Every decision is recorded; the log gets a line when what it says changes (not every few seconds).
+    const key = summary.replace(/\d+(\.\d+)? (s|min)\b/g, '#');
+    if (key !== this.lastSummary || outcome.errors.length || outcome.launched.length || outcome.terminated.length) {
+      this.o.log(`burst: ${summary} | inputs ${JSON.stringify(d.inputs)}`);
+      this.lastSummary = key;
+    }
+    const { instances: _i, launch: _l, ...rest } = d;
+    this.decisions = [...this.decisions, {
+      ...rest, dry_run: c.dry_run, outcome, summary,
+      ...(l ? { launch: { instance_type: l.instance_type.name, count: l.count, spot: l.spot, price_per_hour: l.price_per_hour } } : {}),
+    }].slice(-c.keep_decisions);
+    this.state.updated_at = now;
+    this.state.dry_run = c.dry_run;
+    this.state.leader = this.o.leaderId;
+  }
+
+  /** For tests and `scale status`: the state as it is now. */
+  snapshot(): { state: BurstState; decisions: DecisionRecord[]; spent_this_hour: number } {
+    const now = this.now();
+    return { state: this.state, decisions: this.decisions, spent_this_hour: spentThisHour([...this.state.instances, ...this.state.ended], now) };
+  }
+}
+
+const pickMarks = (x: BurstInstance | undefined) => (x ? { joined_at: x.joined_at, idle_since: x.idle_since } : {});

@@ -1,0 +1,81 @@
+/**
+ * Cloud burst end to end on EC2's API: the real controller on a real leader, the real AWS
+ * provider, and moto's server on loopback standing in for EC2 (the only fake: the cloud we cannot
+ * reach). The test plays cloud-init: it starts a real agent with the launched instance's id.
+ *
+ *   queue grows → RunInstances (type, count, tags, user data) → instance seen → agent joins
+ *   → the queue drains → drained and terminated after the idle period
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Buffer } from 'node:buffer';
+import { DescribeImagesCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { AwsProvider, CLUSTER_TAG, validateBurstConfig } from '../../coordinator/burst/index.js';
+import { agent, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { awsTestEnv, MOTO_FAKE_CREDENTIALS, startMoto, type MotoServer } from '../helpers/moto.js';
+
+const REGION = 'eu-west-1';
+let s: TestStack, moto: MotoServer, restoreEnv: () => void;
+const stops: Array<() => Promise<unknown>> = [];
+
+test.before(async () => {
+  moto = await startMoto();
+  restoreEnv = awsTestEnv(MOTO_FAKE_CREDENTIALS);
+  s = await startStack('burst-aws');
+});
+test.after(async () => {
+  for (const stop of stops) await stop().catch(() => undefined);
+  restoreEnv?.();
+  await moto?.stop();
+  await s?.down();
+});
+
+test('the queue grows → RunInstances with type, count, tags and user data → the agent joins as the instance → the queue drains → terminated after the idle period', async () => {
+  const ec2 = new EC2Client({ region: REGION, endpoint: moto.endpoint });
+  const images = await ec2.send(new DescribeImagesCommand({ Owners: ['amazon'], Filters: [{ Name: 'name', Values: ['amzn2-ami-*'] }] }));
+  const config = validateBurstConfig({
+    provider: 'aws', provider_options: { region: REGION, image_id: images.Images![0].ImageId!, endpoint: moto.endpoint, max_attempts: 1 }, cluster: 'moto-e2e',
+    catalogue: [
+      { name: 'c5.large', vcpus: 2, memory_gb: 4, gpus: 0, bandwidth_mbps: 10_000, price_per_hour: 0.085 },
+      { name: 'c5.xlarge', vcpus: 4, memory_gb: 8, gpus: 0, bandwidth_mbps: 10_000, price_per_hour: 0.17 },
+    ],
+    max_instances: 2, budget_per_hour: 1, cooldown: '2s', idle_period: '2s', join_timeout: '120s', tick: '500ms',
+    max_wait: { premium: '5s', standard: '5s', batch: '5s' },
+  });
+  const provider = new AwsProvider(config.provider_options as never);
+  stops.push(async () => provider.close());
+  const c = await coordinator(s, 'c1', { burst: { config, provider } });
+  stops.unshift(() => c.stop());
+  await waitFor('c1 leads', () => c.isLeader() && c.burst());
+
+  const jobs = [await submit(s, smallJob()), await submit(s, smallJob())];
+  const launched = await waitFor('an instance in moto', () => c.burst()!.snapshot().state.instances[0], 30_000);
+  const seen = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.id] }));
+  const inst = seen.Reservations![0].Instances!;
+  assert.is(inst.length, 1, 'one instance: two one-core jobs fit the cheapest type');
+  assert.is(inst[0].InstanceType, 'c5.large');
+  assert.ok(inst[0].Tags!.some((t) => t.Key === CLUSTER_TAG && t.Value === 'moto-e2e'));
+  const ud = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: launched.id, Attribute: 'userData' }));
+  const userData = Buffer.from(ud.UserData!.Value!, 'base64').toString('utf8');
+  assert.ok(userData.startsWith('#cloud-config'));
+  assert.ok(userData.includes(`PRESCIENT_NATS_URL=${s.endpoints.nats_url}`));
+  assert.match(userData, /latest\/meta-data\/instance-id/);
+
+  // cloud-init, played by the test: the agent starts with the instance id as its node id.
+  const a = await agent(s, launched.id, '0-1', 2);
+  stops.unshift(() => a.stop());
+  for (const j of jobs) {
+    const ev = await events(s, j, 90_000);
+    assert.is(ev.at(-1)!.state, 'succeeded');
+    assert.ok(ev.some((e) => e.node_id === launched.id), `${j} ran on the burst instance`);
+  }
+  await waitFor('terminated in moto after the idle period', async () => {
+    const r = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.id] }));
+    return ['shutting-down', 'terminated'].includes(r.Reservations![0].Instances![0].State!.Name!);
+  }, 30_000);
+  const { state, decisions } = c.burst()!.snapshot();
+  assert.ok(decisions.some((d) => d.drain.some((x) => x.id === launched.id)), 'drained before it was terminated');
+  assert.ok(state.ended.some((x) => x.id === launched.id));
+});
+
+test.run();
