@@ -74,7 +74,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const id = o.id ?? `${os.hostname()}-${process.pid}`;
   const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${m}`));
   // No credentials or a region that does not exist refuse the start (coordinator/burst/config.ts).
-  if (o.burst) await verifyProvider(o.burst.provider, log);
+  if (o.burst) await verifyProvider(o.burst.provider, o.burst.config.catalogue, log);
   const registry = new ModelRegistry(o.modelDir ?? path.join(stateDir(), 'models'));
   const live = o.predictor ? undefined : new LiveModel(registry, { coverage: o.coverage, log }).watch();
   const predictor = o.predictor ?? live!;

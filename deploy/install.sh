@@ -3,19 +3,33 @@
 # bullseye suite, pinned low), a Java runtime + maven for the QuestDB jar, the node dependencies and
 # the build. Idempotent: each step checks first, so a second run only prints versions.
 #
+#   bash deploy/install.sh            everything: the stack, a node agent, and what the tests use
+#   bash deploy/install.sh --agent    a node agent only (burst nodes, encoding hosts): ffmpeg,
+#                                     iproute2, util-linux, curl, Node.js >= 20, the build
+#
 #   PRESCIENT_QUESTDB_JAR      where the QuestDB jar goes   (default /opt/prescient/questdb/questdb.jar)
 #   PRESCIENT_QUESTDB_VERSION  QuestDB release to fetch     (default 9.3.4)
 #   PRESCIENT_DEBIAN_MIRROR    mirror for the bullseye suite (default: the one this machine uses for bookworm)
 #   PRESCIENT_MOTO_VENV        virtualenv for moto's server (default /opt/prescient/moto)
 #   PRESCIENT_MOTO_VERSION     moto release to install there (default 5.2.1)
+#   PRESCIENT_CLOUD_INIT_DIR   where Debian's cloud-init is unpacked, not installed, for the tests'
+#                              schema check of burst user data (default /opt/prescient/cloud-init)
 #   PRESCIENT_SKIP_NPM=1       stop after the system components
 set -euo pipefail
+
+ROLE=full
+case "${1:-}" in
+  '') ;;
+  --agent) ROLE=agent ;;
+  *) echo "usage: bash deploy/install.sh [--agent]" >&2; exit 2 ;;
+esac
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUESTDB_VERSION=${PRESCIENT_QUESTDB_VERSION:-9.3.4}
 QUESTDB_JAR=${PRESCIENT_QUESTDB_JAR:-/opt/prescient/questdb/questdb.jar}
 MOTO_VENV=${PRESCIENT_MOTO_VENV:-/opt/prescient/moto}
 MOTO_VERSION=${PRESCIENT_MOTO_VERSION:-5.2.1}
+CLOUD_INIT_DIR=${PRESCIENT_CLOUD_INIT_DIR:-/opt/prescient/cloud-init}
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # nats-server installs to /usr/sbin
@@ -51,6 +65,7 @@ debian_mirror() {
     awk '$1 == "deb" { for (i = 2; i < NF; i++) if ($i ~ /^[a-z+]+:\/\// && $(i + 1) == "bookworm") { print $i; exit } }' | head -n1
 }
 
+if [ "$ROLE" = full ]; then
 # --- bullseye suite, pinned at 100: only packages asked for with -t bullseye (consul) come from it
 PIN='Package: *
 Pin: release n=bullseye
@@ -117,9 +132,39 @@ else
   rm -f /tmp/prescient-pip.$$.log
 fi
 
+# --- cloud-init, unpacked from Debian's package (never installed: it would run at this machine's
+# next boot): the tests check burst nodes' user data with its own schema validator.
+CI_VERSION=$(apt-cache policy cloud-init 2>/dev/null | awk '/Candidate:/ { print $2 }')
+if [ -n "$CI_VERSION" ] && [ "$(cat "$CLOUD_INIT_DIR/.version" 2>/dev/null)" != "$CI_VERSION" ]; then
+  ci_missing=()
+  for p in python3-yaml python3-jsonschema python3-jinja2 python3-configobj python3-jsonpatch python3-netifaces python3-oauthlib python3-requests; do pkg_installed "$p" || ci_missing+=("$p"); done
+  if [ ${#ci_missing[@]} -gt 0 ]; then say apt "installing ${ci_missing[*]} (for cloud-init's schema check)"; apt_install "${ci_missing[@]}"; fi
+  ci_tmp=$(mktemp -d)
+  if (cd "$ci_tmp" && apt-get download -qq cloud-init >/dev/null 2>&1) && $SUDO rm -rf "$CLOUD_INIT_DIR" && $SUDO mkdir -p "$CLOUD_INIT_DIR" &&
+    $SUDO dpkg-deb -x "$ci_tmp"/cloud-init_*.deb "$CLOUD_INIT_DIR"; then
+    echo "$CI_VERSION" | $SUDO tee "$CLOUD_INIT_DIR/.version" >/dev/null
+  else
+    say cloud-init "FAILED to download and unpack Debian's cloud-init"; FAILED+=(cloud-init)
+  fi
+  rm -rf "$ci_tmp"
+fi
+[ -f "$CLOUD_INIT_DIR/.version" ] && say cloud-init "$(cat "$CLOUD_INIT_DIR/.version") (unpacked in $CLOUD_INIT_DIR, schema check only)"
+
+else # --agent: what a node agent runs, nothing of the stack
+  missing=()
+  for p in ffmpeg iproute2 util-linux curl ca-certificates; do pkg_installed "$p" || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then say apt "installing ${missing[*]}"; apt_install "${missing[@]}"; fi
+  say ffmpeg "$(ffmpeg -hide_banner -version | awk 'NR == 1 { print $3 }')"
+  say iproute2 "$(ip -V | sed 's/.*iproute2-\([^ ,]*\).*/\1/')"
+  say curl "$(curl --version | awk 'NR == 1 { print $2 }')"
+  node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+  # A distribution's own Node.js where it is new enough (Debian 13, Ubuntu 24.10 on); else the image must bring it.
+  if [ "$(node_major)" -lt 20 ]; then say apt "installing nodejs npm"; apt_install nodejs npm || true; fi
+fi
+
 # --- Node dependencies and build
 NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$NODE_MAJOR" -lt 20 ]; then echo "Node >= 20 is required (found: $(node -v 2>/dev/null || echo none))" >&2; exit 1; fi
+if [ "$NODE_MAJOR" -lt 20 ]; then echo "Node >= 20 is required (found: $(node -v 2>/dev/null || echo none)); install it, or use an image that has it" >&2; exit 1; fi
 say node "$(node -v), npm $(npm -v 2>/dev/null)"
 [ "${PRESCIENT_SKIP_NPM:-0}" = 1 ] && exit 0
 cd "$REPO_ROOT"

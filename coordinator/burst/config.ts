@@ -20,12 +20,17 @@
  *   tick: 5s
  *   dry_run: false
  *   endpoints: { nats_url: …, consul_http: …, questdb_http: …, questdb_pg: … }   # as burst nodes reach them (default: the coordinator's)
+ *   install: { source: git, url: https://git.example.com/prescient.git, ref: v0.4.0 }   # required: where burst nodes get Prescient
+ *            # or { source: image } (the image has it) or { source: tarball, url: https://…/prescient.tar.gz, sha256: … }
+ *   agent_port: 7070                    # the agent's gRPC port on burst nodes (the leader dials it)
+ *   metadata_url: http://169.254.169.254   # the cloud's instance metadata service (http://[fd00:ec2::254] on IPv6-only EC2)
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { ConfigError, SLA_CLASSES, type SlaClass, type StackEndpoints } from '../../shared/index.js';
 import type { BurstPolicy } from './decide.js';
 import { ProviderError, type CloudProvider, type InstanceType } from './providers/types.js';
+import type { InstallSource } from './userdata.js';
 
 export const PROVIDER_NAMES = ['aws', 'gcp', 'azure'] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];
@@ -47,6 +52,12 @@ export interface BurstConfig extends BurstPolicy {
   dry_run: boolean;
   /** Endpoints written into burst nodes' user data (default: the coordinator's own). */
   endpoints?: StackEndpoints;
+  /** Where burst nodes get Prescient from. */
+  install: InstallSource;
+  /** The gRPC port agents on burst nodes serve (at the private address the metadata service gives). */
+  agent_port: number;
+  /** The instance metadata service burst nodes ask for their id and address. */
+  metadata_url: string;
   /** How many decisions `prescient scale status` keeps. */
   keep_decisions: number;
 }
@@ -60,6 +71,7 @@ export interface BurstOptions {
 }
 
 const DEFAULTS = {
+  agent_port: 7070, metadata_url: 'http://169.254.169.254',
   spot: false, cooldown: '2m', idle_period: '10m', join_timeout: '5m', tick: '5s', dry_run: false, keep_decisions: 50,
   max_wait: { premium: '1m', standard: '10m', batch: '60m' } as Record<SlaClass, string>,
 };
@@ -98,10 +110,47 @@ function instanceType(field: string, v: unknown): InstanceType {
   return t;
 }
 
+/** A URL with one of `protocols`, nothing in it a shell or an env file would read twice. */
+function httpUrl(field: string, v: unknown, protocols: string[]): string {
+  if (typeof v !== 'string' || !URL.canParse(v) || !protocols.includes(new URL(v).protocol)) {
+    throw new ConfigError(field, `must be a ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got ${JSON.stringify(v)}`);
+  }
+  if (/[\s'"`$\\]/.test(v)) throw new ConfigError(field, `must not contain whitespace, quotes, $ or backslashes, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+const INSTALL_HELP = '{ source: image } (Prescient is in the image), { source: git, url, ref } or { source: tarball, url, sha256 }';
+
+/** Where burst nodes get Prescient: required, since a node that cannot install never joins. */
+function installSource(v: unknown): InstallSource {
+  if (v === undefined) throw new ConfigError('install', `missing: burst nodes need to know where Prescient comes from: ${INSTALL_HELP}`);
+  if (!isObject(v)) throw new ConfigError('install', `must be ${INSTALL_HELP}`);
+  const allowed: Record<string, string[]> = { image: ['source'], git: ['source', 'url', 'ref'], tarball: ['source', 'url', 'sha256'] };
+  const fields = allowed[v.source as string];
+  if (!fields) throw new ConfigError('install.source', `must be image, git or tarball, got ${JSON.stringify(v.source)}`);
+  for (const k of Object.keys(v)) if (!fields.includes(k)) throw new ConfigError(`install.${k}`, `not a setting of install source ${v.source as string} (it takes ${fields.join(', ')})`);
+  if (v.source === 'image') return { source: 'image' };
+  if (v.source === 'git') {
+    const url = v.url;
+    // https:// or ssh:// URLs, or scp-like git@host:path; never an option or a local path.
+    if (typeof url !== 'string' || !(/^(https|ssh):\/\/[^\s'"`$\\]+$/.test(url) || /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s'"`$\\]+$/.test(url))) {
+      throw new ConfigError('install.url', `must be an https://, ssh:// or user@host:path git URL, got ${JSON.stringify(url)}`);
+    }
+    const ref = v.ref;
+    if (typeof ref !== 'string' || !/^[A-Za-z0-9._][A-Za-z0-9._/-]{0,199}$/.test(ref) || ref.includes('..')) {
+      throw new ConfigError('install.ref', `must be a tag, branch or commit (letters, digits, . _ / -), got ${JSON.stringify(ref)}; a fixed tag or commit keeps every node on the leader's version`);
+    }
+    return { source: 'git', url, ref };
+  }
+  const url = httpUrl('install.url', v.url, ['https:', 'http:']);
+  if (typeof v.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(v.sha256)) throw new ConfigError('install.sha256', `must be the tarball's sha256 as 64 hex digits, got ${JSON.stringify(v.sha256)}`);
+  return { source: 'tarball', url, sha256: v.sha256.toLowerCase() };
+}
+
 /** Validates a parsed configuration; every error names its field. */
 export function validateBurstConfig(raw: unknown): BurstConfig {
   if (!isObject(raw)) throw new ConfigError('burst', 'the configuration must be an object');
-  const known = new Set(['provider', 'provider_options', 'cluster', 'catalogue', 'instance_types', 'max_instances', 'budget_per_hour', 'spot', 'cooldown', 'idle_period', 'join_timeout', 'max_wait', 'tick', 'dry_run', 'endpoints', 'keep_decisions', 'refusal_period']);
+  const known = new Set(['provider', 'provider_options', 'cluster', 'catalogue', 'instance_types', 'max_instances', 'budget_per_hour', 'spot', 'cooldown', 'idle_period', 'join_timeout', 'max_wait', 'tick', 'dry_run', 'endpoints', 'keep_decisions', 'refusal_period', 'install', 'agent_port', 'metadata_url', 'forecast']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(k, `unknown setting (known: ${[...known].join(', ')})`);
   const provider = raw.provider;
   if (!PROVIDER_NAMES.includes(provider as ProviderName)) throw new ConfigError('provider', `must be one of ${PROVIDER_NAMES.join(', ')}, got ${JSON.stringify(provider)}`);
@@ -149,6 +198,10 @@ export function validateBurstConfig(raw: unknown): BurstConfig {
     }
     endpoints = raw.endpoints as unknown as StackEndpoints;
   }
+  const install = installSource(raw.install);
+  const agent_port = raw.agent_port === undefined ? DEFAULTS.agent_port : num('agent_port', raw.agent_port, { min: 1, int: true });
+  if (agent_port > 65535) throw new ConfigError('agent_port', `must be a TCP port (1-65535), got ${agent_port}`);
+  const metadata_url = httpUrl('metadata_url', raw.metadata_url ?? DEFAULTS.metadata_url, ['http:']).replace(/\/+$/, '');
   const tick_ms = parseDuration('tick', raw.tick ?? DEFAULTS.tick);
   if (tick_ms < 100) throw new ConfigError('tick', 'must be at least 100ms');
   return {
@@ -158,7 +211,7 @@ export function validateBurstConfig(raw: unknown): BurstConfig {
     idle_period_ms: parseDuration('idle_period', raw.idle_period ?? DEFAULTS.idle_period),
     join_timeout_ms: parseDuration('join_timeout', raw.join_timeout ?? DEFAULTS.join_timeout),
     refusal_ms: raw.refusal_period === undefined ? undefined : parseDuration('refusal_period', raw.refusal_period),
-    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints,
+    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints, install, agent_port, metadata_url,
     keep_decisions: raw.keep_decisions === undefined ? DEFAULTS.keep_decisions : num('keep_decisions', raw.keep_decisions, { min: 1, int: true }),
   };
 }
@@ -178,12 +231,13 @@ export function loadBurstConfig(file: string): BurstConfig {
 
 /**
  * The provider's check at start: missing credentials ('auth') and bad configuration such as a
- * region that does not exist ('invalid') refuse the start; a transient failure does not (the
+ * region that does not exist, or a catalogue type the cloud does not offer there or has less of
+ * than the catalogue says ('invalid'), refuse the start; a transient failure does not (the
  * controller retries every tick).
  */
-export async function verifyProvider(p: CloudProvider, log: (m: string) => void = () => undefined): Promise<void> {
+export async function verifyProvider(p: CloudProvider, types: readonly InstanceType[] = [], log: (m: string) => void = () => undefined): Promise<void> {
   try {
-    await p.verify();
+    await p.verify(types);
   } catch (e) {
     if (e instanceof ProviderError && (e.kind === 'auth' || e.kind === 'invalid')) {
       throw new ConfigError(`burst provider ${p.name} (${p.region})`, e.kind === 'auth' ? `no usable credentials: ${e.message}` : `invalid configuration: ${e.message}`);

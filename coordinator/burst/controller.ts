@@ -187,12 +187,15 @@ export class BurstController {
       if (d.launch) {
         const first = await this.launch(d, errors);
         launched.push(...first.ids);
-        if (first.refused && d.launch.spot) {
-          // Spot capacity refused: decide again at once with the refusal known (on-demand, or another type).
+        if (first.refused) {
+          // Capacity refused (all of it, or the rest of a partial launch): decide again at once with
+          // the refusal known and what was accepted counted as booting (on-demand, or another type).
+          // The cooldown is for the next decision, not for finishing this one.
           now = this.now();
-          const again = this.decide(leader, now);
+          const again = this.decide(leader, now, { afterRefusal: true });
           if (again.launch) {
-            d = { ...d, launch: again.launch, reason: `${d.reason}; after ${d.launch.instance_type.name} spot was refused: ${again.reason}` };
+            const what = `${d.launch.instance_type.name}${d.launch.spot ? ' spot' : ''}`;
+            d = { ...d, launch: again.launch, reason: `${d.reason}; after ${what} was refused${first.ids.length ? ` (${first.ids.length} of ${d.launch.count} accepted)` : ''}: ${again.reason}` };
             launched.push(...(await this.launch(again, errors)).ids);
           }
         }
@@ -213,11 +216,11 @@ export class BurstController {
     await this.store.save(this.state, this.decisions).catch((e) => this.o.log(`burst: could not save its state, will retry next tick: ${(e as Error).message}`));
   }
 
-  private decide(leader: BurstLeaderView, now: number): BurstDecision {
+  private decide(leader: BurstLeaderView, now: number, o: { afterRefusal?: boolean } = {}): BurstDecision {
     const v = leader.burstView();
     return decide({
       now, tasks: v.tasks, snap: v.snap, queuePolicy: v.queuePolicy, reservation: v.reservation,
-      instances: this.state.instances, last_launch_at: this.state.last_launch_at, refusals: this.state.refusals, policy: this.o.config,
+      instances: this.state.instances, last_launch_at: o.afterRefusal ? undefined : this.state.last_launch_at, refusals: this.state.refusals, policy: this.o.config,
     });
   }
 
@@ -266,11 +269,15 @@ export class BurstController {
     this.state.ended = [...this.state.ended.filter((e) => now - e.ended_at < 2 * HOUR), { id: x.id, instance_type: x.instance_type, price_per_hour: x.price_per_hour, launched_at: x.launched_at, ended_at: now, why }];
   }
 
-  /** Launches what `d` says; a capacity refusal is remembered for `refusal_ms` (default 30 min). */
+  /**
+   * Launches what `d` says. A capacity refusal, of the whole launch or of the rest of a partial
+   * one, is remembered for `refusal_ms` (default 30 min) and reported as `refused`.
+   */
   private async launch(d: BurstDecision, errors: string[]): Promise<{ ids: string[]; refused: boolean }> {
     const l = d.launch!, c = this.o.config, now = this.now();
     const user_data = renderUserData(this.template, {
-      provider: this.o.provider.name, cluster: c.cluster, endpoints: c.endpoints ?? this.o.endpoints, agent_args: this.o.agentArgs,
+      provider: c.provider, cluster: c.cluster, endpoints: c.endpoints ?? this.o.endpoints, agent_args: this.o.agentArgs,
+      install: c.install, metadata_url: c.metadata_url, agent_port: c.agent_port,
     });
     try {
       const got = await this.o.provider.launch({
@@ -279,16 +286,24 @@ export class BurstController {
         client_token: `${c.cluster}-${now}-${l.instance_type.name}-${l.spot ? 'spot' : 'od'}`.slice(0, 64),
       });
       this.state.last_launch_at = now;
-      for (const x of got) {
+      for (const x of got.instances) {
         this.state.instances.push({ id: x.id, instance_type: x.instance_type, spot: x.spot, state: x.state, launched_at: x.launched_at || now, price_per_hour: l.price_per_hour });
       }
-      return { ids: got.map((x) => x.id), refused: false };
+      const ids = got.instances.map((x) => x.id);
+      if (got.refused) errors.push(`launch ${l.count} × ${l.instance_type.name}${l.spot ? ' (spot)' : ''}: ${ids.length} accepted (${ids.join(', ')}), the rest refused: ${got.refused.message}`);
+      return { ids, refused: this.refused(got.refused, now, d) };
     } catch (e) {
-      const refused = e instanceof ProviderError && e.kind === 'capacity';
-      if (refused) this.state.refusals = [...this.state.refusals.filter((r) => r.until > now), { instance_type: l.instance_type.name, spot: l.spot, until: now + (c.refusal_ms ?? 30 * 60_000) }];
       errors.push(`launch ${l.count} × ${l.instance_type.name}${l.spot ? ' (spot)' : ''}: ${(e as Error).message}`);
-      return { ids: [], refused };
+      return { ids: [], refused: this.refused(e, now, d) };
     }
+  }
+
+  /** Remembers a capacity refusal of `d`'s type (spot or on-demand); true when `e` is one. */
+  private refused(e: unknown, now: number, d: BurstDecision): boolean {
+    if (!(e instanceof ProviderError && e.kind === 'capacity')) return false;
+    const l = d.launch!;
+    this.state.refusals = [...this.state.refusals.filter((r) => r.until > now), { instance_type: l.instance_type.name, spot: l.spot, until: now + (this.o.config.refusal_ms ?? 30 * 60_000) }];
+    return true;
   }
 
   private record(d: BurstDecision, outcome: DecisionRecord['outcome'], now: number): void {

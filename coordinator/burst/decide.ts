@@ -204,6 +204,12 @@ export function decide(i: BurstInputs): BurstDecision {
   const unjoined: string[] = [];
   const instances: BurstInstance[] = [];
   for (const prev of i.instances) {
+    if (prev.state === 'stopped') {
+      // Halted outside Prescient (by hand, or a spot/preemptible stop): it runs nothing, will not
+      // come back by itself, and its disk is billed until it is deleted.
+      terminate.push({ id: prev.id, why: 'the provider reports it stopped (by hand or a spot stop): it runs nothing and its disk is billed' });
+      continue;
+    }
     if (!ALIVE.has(prev.state)) continue; // terminated or stopping: the provider has it
     const x: BurstInstance = { ...prev };
     const inLedger = !!snap.node(x.id);

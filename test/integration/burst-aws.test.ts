@@ -60,8 +60,9 @@ test.after(async () => {
 });
 
 test('a launch runs the requested type and count, tagged as the cluster on instances and volumes', async () => {
-  const launched = await aws().launch(spec());
+  const { instances: launched, refused } = await aws().launch(spec());
   assert.is(launched.length, 2);
+  assert.is(refused, undefined, 'all of them accepted');
   for (const i of launched) {
     assert.match(i.id, /^i-[0-9a-f]+$/);
     assert.is(i.instance_type, 'c5.xlarge');
@@ -81,7 +82,7 @@ test('a launch runs the requested type and count, tagged as the cluster on insta
 });
 
 test('the user data reaches the instance base64-encoded and decodes back to the same cloud-init', async () => {
-  const [i] = await aws().launch(spec({ count: 1 }));
+  const { instances: [i] } = await aws().launch(spec({ count: 1 }));
   const attr = await ec2().send(new DescribeInstanceAttributeCommand({ InstanceId: i.id, Attribute: 'userData' }));
   assert.is(Buffer.from(attr.UserData!.Value!, 'base64').toString('utf8'), USER_DATA);
 });
@@ -90,7 +91,7 @@ test('a spot launch asks for spot capacity and the instances say so', async () =
   const p = aws();
   assert.equal(p.runInstancesInput(spec({ spot: true })).InstanceMarketOptions?.MarketType, 'spot');
   assert.is(p.runInstancesInput(spec()).InstanceMarketOptions, undefined, 'on-demand sends no market options');
-  const launched = await p.launch(spec({ spot: true, count: 1 }));
+  const { instances: launched } = await p.launch(spec({ spot: true, count: 1 }));
   assert.is(launched[0].spot, true);
   const [described] = await p.describe([launched[0].id]);
   assert.is(described.spot, true);
@@ -104,8 +105,8 @@ test('a launch without the cluster tag is refused before it reaches EC2', async 
 
 test("list finds this cluster's instances and not another cluster's", async () => {
   const p = aws();
-  const blue = await p.launch(spec({ count: 2 }));
-  const green = await p.launch(spec({ count: 1, tags: { [CLUSTER_TAG]: 'green' } }));
+  const blue = (await p.launch(spec({ count: 2 }))).instances;
+  const green = (await p.launch(spec({ count: 1, tags: { [CLUSTER_TAG]: 'green' } }))).instances;
   assert.equal((await p.list('blue')).map((i) => i.id).sort(), blue.map((i) => i.id).sort());
   assert.equal((await p.list('green')).map((i) => i.id), green.map((i) => i.id));
   assert.equal(await p.list('red'), []);
@@ -113,7 +114,7 @@ test("list finds this cluster's instances and not another cluster's", async () =
 
 test('describe gives each instance its state, and an id EC2 does not know as terminated', async () => {
   const p = aws();
-  const [a] = await p.launch(spec({ count: 1, instance_type: 'm5.large' }));
+  const { instances: [a] } = await p.launch(spec({ count: 1, instance_type: 'm5.large' }));
   const described = await p.describe([a.id, 'i-0123456789abcdef0', 'not-even-an-id']);
   assert.equal(described.map((i) => i.id), [a.id, 'i-0123456789abcdef0', 'not-even-an-id']);
   assert.ok(['pending', 'running'].includes(described[0].state));
@@ -126,7 +127,7 @@ test('describe gives each instance its state, and an id EC2 does not know as ter
 
 test('terminated instances are described as terminated and leave the list; unknown ids are no error', async () => {
   const p = aws();
-  const launched = await p.launch(spec({ count: 3 }));
+  const { instances: launched } = await p.launch(spec({ count: 3 }));
   const [gone, gone2, kept] = launched.map((i) => i.id);
   await p.terminate([gone, gone2, 'i-0fffffffffffffff0']);
   const states = Object.fromEntries((await p.describe([gone, gone2, kept])).map((i) => [i.id, i.state]));
@@ -155,6 +156,20 @@ test('an image that does not exist is refused as invalid, by verify and by launc
 
 test('verify passes with a known region, image and credentials', async () => {
   await aws().verify();
+});
+
+const C5_LARGE = { name: 'c5.large', vcpus: 2, memory_gb: 4, gpus: 0, bandwidth_mbps: 10_000, price_per_hour: 0.085 };
+
+test('verify checks every catalogue type against DescribeInstanceTypes: it must exist and have what the catalogue lists', async () => {
+  await aws().verify([C5_LARGE, { ...C5_LARGE, name: 'g4dn.xlarge', vcpus: 4, memory_gb: 16, gpus: 1 }, { ...C5_LARGE, vcpus: 1, memory_gb: 2 }]);
+  const unknown = await rejection(aws().verify([C5_LARGE, { ...C5_LARGE, name: 'c5.mega' }]));
+  assert.is(unknown.kind, 'invalid');
+  assert.match(unknown.message, /instance type c5\.mega is not one EC2 offers in eu-west-1/);
+  const overstated = await rejection(aws().verify([{ ...C5_LARGE, vcpus: 8, memory_gb: 16 }]));
+  assert.is(overstated.kind, 'invalid');
+  assert.match(overstated.message, /c5\.large: the catalogue lists 8 vCPUs, the cloud has 2; the catalogue lists 16 GB of memory, the cloud has 4/);
+  const gpus = await rejection(aws().verify([{ ...C5_LARGE, gpus: 1 }]));
+  assert.match(gpus.message, /the catalogue lists 1 GPU\(s\), the cloud has 0/);
 });
 
 test('verify refuses a region that does not exist as invalid', async () => {

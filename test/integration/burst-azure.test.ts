@@ -9,7 +9,7 @@ import type { TokenCredential } from '@azure/identity';
 import { FixtureServer, loadFixture, selfSignedCertificate, assertAllConsumed, refusal } from '../helpers/fixture-server.js';
 import { AzureProvider } from '../../coordinator/burst/providers/azure.js';
 import { CLUSTER_TAG, ProviderError } from '../../coordinator/burst/index.js';
-import type { LaunchSpec } from '../../coordinator/burst/index.js';
+import type { InstanceType, LaunchSpec } from '../../coordinator/burst/index.js';
 
 // TEST CREDENTIALS: a fixed, fake ARM access token only ever sent to the loopback fixture server.
 const TEST_TOKEN = 'eyJ0eXAiOiJKV1QiLCJ0ZXN0LW9ubHkiOnRydWV9.fixture-server-token';
@@ -81,19 +81,29 @@ test('a spot launch PUTs exactly the recorded VM, polls its async operation and 
   server.load(loadFixture('azure/launch-spot'));
   const launched = await provider().launch(SPEC);
   allConsumed();
-  assert.equal(launched, [{
+  assert.equal(launched, { instances: [{
     id: 'prescient-4de6d91066-0',
     instance_type: 'Standard_F8s_v2',
     state: 'running',
     spot: true,
     launched_at: Date.parse('2025-03-04T17:12:01.109Z'),
     tags: { 'prescient-cluster': 'prod-eu', 'prescient-burst': 'burst-0001' },
-  }]);
+  }] });
   const put = server.received[0].body as { tags: unknown; properties: { priority: string; evictionPolicy: string; osProfile: { customData: string } } };
   assert.equal(put.tags, SPEC.tags);
   assert.is(put.properties.priority, 'Spot');
   assert.is(put.properties.evictionPolicy, 'Delete');
   assert.is(Buffer.from(put.properties.osProfile.customData, 'base64').toString('utf8'), SPEC.user_data);
+});
+
+test('a launch of two where the second is refused for quota returns the first with the refusal of the second', async () => {
+  server.load(loadFixture('azure/launch-partial'));
+  const { instances, refused } = await provider().launch({ ...SPEC, count: 2 });
+  allConsumed();
+  assert.equal(instances.map((i) => [i.id, i.state]), [['prescient-4de6d91066-0', 'running']]);
+  assert.instance(refused, ProviderError);
+  assert.is(refused!.kind, 'capacity');
+  assert.match(refused!.message, /1 of 2 × Standard_F8s_v2 in westeurope: .*standardFSv2Family Cores quota/);
 });
 
 test('a quota refusal is a capacity error and nothing else is sent', async () => {
@@ -132,6 +142,30 @@ test('no credential in the chain is an auth error and nothing is sent', async ()
   const e = await refusal(provider('westeurope', none).list('prod-eu'));
   assert.is(e.kind, 'auth');
   assert.is(server.received.length, 0);
+});
+
+test('a stopped, deallocated VM is described as stopped, so the controller deletes it', async () => {
+  server.load(loadFixture('azure/describe-stopped'));
+  const [i] = await provider().describe(['prescient-4de6d91066-0']);
+  allConsumed();
+  assert.is(i.state, 'stopped');
+});
+
+const F8: InstanceType = { name: 'Standard_F8s_v2', vcpus: 8, memory_gb: 16, gpus: 0, bandwidth_mbps: 12_500, price_per_hour: 0.34 };
+
+test('verify checks every catalogue size against the sizes the location offers, naming the one that is wrong', async () => {
+  server.load(loadFixture('azure/verify-vm-sizes'));
+  await provider().verify([F8, { ...F8, name: 'standard_f4s_v2', vcpus: 4, memory_gb: 8 }]);
+  allConsumed();
+  for (const [bad, why] of [
+    [{ ...F8, name: 'Standard_F7s_v9' }, /VM size Standard_F7s_v9 is not offered in westeurope/],
+    [{ ...F8, memory_gb: 32 }, /VM size Standard_F8s_v2: the catalogue lists 32 GB of memory, the cloud has 16/],
+  ] as const) {
+    server.load(loadFixture('azure/verify-vm-sizes'));
+    const e = await refusal(provider().verify([F8, bad]));
+    assert.is(e.kind, 'invalid');
+    assert.match(e.message, why);
+  }
 });
 
 test('list keeps this cluster\'s VMs; describe reports unknown VMs as terminated; terminate deletes and waits', async () => {

@@ -28,7 +28,7 @@ function config(over: Record<string, unknown> = {}): BurstConfig {
     provider: 'aws', provider_options: { region: 'fake-region-1', image_id: 'ami-test' }, cluster: 'burst-test',
     catalogue: [{ name: 'fake.small', vcpus: 2, memory_gb: 4, gpus: 0, bandwidth_mbps: 1000, price_per_hour: 0.1, spot_price_per_hour: 0.04 }],
     max_instances: 2, budget_per_hour: 1, cooldown: '2s', idle_period: '2s', join_timeout: '60s', tick: '300ms',
-    max_wait: { premium: '5s', standard: '5s', batch: '5s' },
+    max_wait: { premium: '5s', standard: '5s', batch: '5s' }, install: { source: 'image' },
     ...over,
   });
 }
@@ -50,7 +50,7 @@ test.after(async () => {
 test('the queue grows → a tagged launch with user data → the instance joins as its id → the queue drains → terminated after the idle period', async () => {
   const cloud = new FakeCloud();
   const c = await burstCoordinator('c1', cloud, config());
-  assert.ok(cloud.calls.some((x) => x.op === 'verify'), 'verified at start');
+  assert.ok(cloud.calls.some((x) => x.op === 'verify' && x.types.join() === 'fake.small'), 'verified at start, with the catalogue');
   // No node at all: the jobs can start nowhere, past every class bound.
   const jobs = [await submit(s, smallJob()), await submit(s, smallJob())];
   const spec = (await waitFor('a launch', () => cloud.launches()[0], 20_000));
@@ -61,7 +61,8 @@ test('the queue grows → a tagged launch with user data → the instance joins 
   assert.ok(spec.user_data.startsWith('#cloud-config'));
   assert.ok(spec.user_data.includes(`PRESCIENT_NATS_URL=${s.endpoints.nats_url}`), 'the stack\'s NATS in the user data');
   assert.ok(spec.user_data.includes(`PRESCIENT_CONSUL_HTTP=${s.endpoints.consul_http}`));
-  assert.match(spec.user_data, /--node-id "\$NODE_ID"/);
+  assert.match(spec.user_data, /--node-id "\$node_id"/);
+  assert.match(spec.user_data, /PRESCIENT_INSTALL_SOURCE=image\n/);
   const [id] = [...cloud.instances.keys()];
 
   // No second launch while the first instance boots (it counts as capacity), even past the cooldown.
@@ -105,7 +106,7 @@ test('a provider error during a burst never loses or blocks queued jobs; spot is
   cloud.failing.launch = new ProviderError('fake', 'launch', 'capacity', 'InsufficientInstanceCapacity');
   const c = await burstCoordinator('c2', cloud, config({ spot: true, max_wait: { premium: '0s', standard: '0s', batch: '0s' } }));
   const a = await agent(s, 'node-a', '0', 2);
-  track(() => a.stop());
+  const stopA = track(() => a.stop());
   const jobs = await Promise.all([0, 1, 2, 3].map(() => submit(s, smallJob())));
   await waitFor('a refused launch', () => cloud.launches().length >= 2, 20_000);
   const [first, second] = cloud.launches();
@@ -117,11 +118,55 @@ test('a provider error during a burst never loses or blocks queued jobs; spot is
   assert.ok(s.logs.some((l) => /burst: tried to launch \d × fake\.small .*errors \(retried next tick\)/.test(l)));
   assert.is(state.instances.length, 0);
   await c.stop();
+  await stopA();
+});
+
+test('a launch only partly accepted keeps what it got, remembers the refusal, and asks another type for the rest at once; a stopped instance is deleted', async () => {
+  const cloud = new FakeCloud();
+  cloud.capacity['fake.small'] = 1;
+  const cfg = config({
+    cluster: 'burst-partial', max_instances: 4, max_wait: { premium: '0s', standard: '0s', batch: '0s' },
+    catalogue: [
+      { name: 'fake.small', vcpus: 2, memory_gb: 4, gpus: 0, bandwidth_mbps: 1000, price_per_hour: 0.1 },
+      { name: 'fake.medium', vcpus: 4, memory_gb: 8, gpus: 0, bandwidth_mbps: 1000, price_per_hour: 0.25 },
+    ],
+  });
+  const c = await burstCoordinator('c4', cloud, cfg);
+  // The nodes of earlier tests, restored from the saved ledger, are lost once their agents stay silent.
+  await waitFor('an empty fleet', () => c.leader()?.burstView().snap.count === 0, 30_000);
+  // Four one-core jobs and no node: to start them all now takes four cores.
+  const jobs = await Promise.all([0, 1, 2, 3].map(() => submit(s, smallJob())));
+  await waitFor('a second launch in the same tick', () => cloud.launches().length >= 2, 20_000);
+  const [first, second] = cloud.launches();
+  assert.equal([first.instance_type, first.count], ['fake.small', 2], 'two of the cheapest type clear it');
+  assert.equal([second.instance_type, second.count], ['fake.medium', 1], 'the refused rest from the next type, not another fake.small');
+  const { state, decisions } = c.burst()!.snapshot();
+  assert.equal(state.instances.map((x) => x.instance_type).sort(), ['fake.medium', 'fake.small']);
+  assert.equal(state.refusals.map((r) => [r.instance_type, r.spot]), [['fake.small', false]]);
+  const d = decisions.find((x) => x.outcome.launched.length === 2)!;
+  assert.match(d.outcome.errors.join(), /launch 2 × fake\.small: 1 accepted \(i-fake\d+\), the rest refused: .*no capacity/);
+  assert.match(d.summary, /after fake\.small was refused \(1 of 2 accepted\): .*launch 1 × fake\.medium/);
+
+  // Someone stops the fake.medium instance in the cloud's console: the next tick deletes it.
+  const medium = state.instances.find((x) => x.instance_type === 'fake.medium')!.id;
+  cloud.instances.get(medium)!.state = 'stopped';
+  await waitFor('the stopped instance terminated', () => cloud.terminated().includes(medium), 10_000);
+  assert.ok(c.burst()!.snapshot().state.ended.some((x) => x.id === medium && /stopped/.test(x.why)));
+
+  // The jobs run once a node joins (the instances never will: nothing is lost meanwhile).
+  const a = await agent(s, 'node-b', '0-1', 2);
+  track(() => a.stop());
+  for (const j of jobs) assert.is((await events(s, j, 60_000)).at(-1)!.state, 'succeeded');
+  await c.stop();
+  await a.stop();
 });
 
 test('a dry run decides as a real run would, logs "would launch … because …" and calls nothing in the cloud but verify', async () => {
   const cloud = new FakeCloud();
   const c = await burstCoordinator('c3', cloud, config({ cluster: 'burst-dry', dry_run: true, max_wait: { premium: '0s', standard: '0s', batch: '0s' } }));
+  // One one-core node: four jobs that would all start now do not fit it.
+  const a = await agent(s, 'node-c', '0', 2);
+  const stopA = track(() => a.stop());
   const jobs = await Promise.all([0, 1, 2, 3].map(() => submit(s, smallJob())));
   await waitFor('a dry-run decision', () => c.burst()!.snapshot().decisions.find((d) => d.dry_run && d.launch), 20_000);
   for (const j of jobs) assert.is((await events(s, j, 60_000)).at(-1)!.state, 'succeeded');
@@ -130,11 +175,12 @@ test('a dry run decides as a real run would, logs "would launch … because …"
   const stored = await (await BurstStore.open(s.nc.jetstream())).state();
   assert.is(stored?.dry_run, true);
   await c.stop();
+  await stopA();
 });
 
 test('`prescient coordinator --burst` refuses a bad configuration at start, naming the field', async () => {
   const base = {
-    provider: 'aws', provider_options: { region: 'eu-west-1', image_id: 'ami-0abc' }, cluster: 'prod', max_instances: 2, budget_per_hour: 1,
+    provider: 'aws', provider_options: { region: 'eu-west-1', image_id: 'ami-0abc' }, cluster: 'prod', max_instances: 2, budget_per_hour: 1, install: { source: 'image' },
     catalogue: [{ name: 'c6i.2xlarge', vcpus: 8, memory_gb: 16, gpus: 0, bandwidth_mbps: 12500, price_per_hour: 0.34 }],
   };
   for (const [over, text] of [
@@ -142,6 +188,8 @@ test('`prescient coordinator --burst` refuses a bad configuration at start, nami
     [{ instance_types: ['c7.mega'] }, /^instance_types\[0\]: unknown instance type "c7.mega"/],
     [{ max_instances: 0 }, /^max_instances: must be at least 1/],
     [{ provider_options: undefined }, /^provider_options: missing/],
+    [{ install: undefined }, /^install: missing: burst nodes need to know where Prescient comes from/],
+    [{ install: { source: 'git', url: 'https://git.example.com/p.git', ref: '--upload-pack=evil' } }, /^install\.ref: must be a tag, branch or commit/],
   ] as const) {
     const file = path.join(s.dir, 'burst-bad.yaml');
     writeFileSync(file, JSON.stringify({ ...base, ...over }));

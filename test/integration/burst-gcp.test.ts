@@ -6,8 +6,8 @@ import * as assert from 'uvu/assert';
 import { OAuth2Client } from 'google-auth-library';
 import { FixtureServer, loadFixture, assertAllConsumed, refusal } from '../helpers/fixture-server.js';
 import { GcpProvider, gcpLabel } from '../../coordinator/burst/providers/gcp.js';
-import { CLUSTER_TAG, ProviderError } from '../../coordinator/burst/index.js';
-import type { LaunchSpec } from '../../coordinator/burst/index.js';
+import { burstTemplate, CLUSTER_TAG, ProviderError, renderUserData, toStartupScript } from '../../coordinator/burst/index.js';
+import type { InstanceType, LaunchSpec } from '../../coordinator/burst/index.js';
 
 // TEST CREDENTIALS: a fixed, fake OAuth access token only ever sent to the loopback fixture server.
 const TEST_TOKEN = 'ya29.test-only-token-for-the-fixture-server';
@@ -58,7 +58,7 @@ test('a spot launch inserts exactly the recorded instance, waits for its operati
   server.load(loadFixture('gcp/launch-spot'));
   const launched = await provider().launch(SPEC);
   allConsumed();
-  assert.equal(launched, [{
+  assert.equal(launched, { instances: [{
     id: 'prescient-4de6d91066-0',
     instance_type: 'n2-standard-8',
     state: 'running',
@@ -66,10 +66,36 @@ test('a spot launch inserts exactly the recorded instance, waits for its operati
     private_ip: '10.132.0.17',
     launched_at: Date.parse('2025-03-04T09:12:01.109-08:00'),
     tags: { 'prescient-cluster': 'prod-eu', 'prescient-burst': 'burst-0001', x9team: 'video_encode' },
-  }]);
+  }] });
   const insert = server.received[0].body as { labels: Record<string, string>; scheduling: unknown; metadata: unknown };
   assert.equal(insert.scheduling, { instanceTerminationAction: 'DELETE', provisioningModel: 'SPOT' });
   assert.equal(insert.metadata, { items: [{ key: 'startup-script', value: SPEC.user_data }] });
+});
+
+test('a launch of two where the second is refused for quota returns the first with the refusal of the second', async () => {
+  server.load(loadFixture('gcp/launch-partial'));
+  const { instances, refused } = await provider().launch({ ...SPEC, count: 2 });
+  allConsumed();
+  assert.equal(instances.map((i) => [i.id, i.state]), [['prescient-4de6d91066-0', 'running']]);
+  assert.instance(refused, ProviderError);
+  assert.is(refused!.kind, 'capacity');
+  assert.match(refused!.message, /1 of 2 × n2-standard-8 in europe-west1-b: .*Quota 'N2_CPUS' exceeded/);
+});
+
+test('a cloud-config launch boots from the equivalent startup script (GCE images run startup scripts, not cloud-config)', async () => {
+  const cloudConfig = renderUserData(burstTemplate(), {
+    provider: 'gcp', cluster: 'prod-eu', install: { source: 'image' }, metadata_url: 'http://169.254.169.254', agent_port: 7070,
+    endpoints: { nats_url: 'nats://10.0.0.5:4222', consul_http: '10.0.0.5:8500', questdb_http: 'http://10.0.0.5:9000', questdb_pg: '10.0.0.5:8812' },
+  });
+  // The fixture holds the request for SPEC's script: answer it only if this launch sends the converted one.
+  const script = toStartupScript(cloudConfig);
+  const fixture = loadFixture('gcp/launch-spot');
+  (fixture.exchanges[0].request.body as { metadata: { items: Array<{ value: string }> } }).metadata.items[0].value = script;
+  server.load(fixture);
+  await provider().launch({ ...SPEC, user_data: cloudConfig });
+  allConsumed();
+  assert.ok(script.startsWith('#!/bin/bash\n'));
+  assert.match(script, /cat > '\/etc\/prescient\/burst\.env' <<'PRESCIENT_EOF_0'\nPRESCIENT_PROVIDER=gcp\n/);
 });
 
 test('a quota refusal is a capacity error and nothing else is sent', async () => {
@@ -117,6 +143,32 @@ test('list filters by the cluster label; describe reports unknown instances as t
   assert.equal(described.map((i) => [i.id, i.state]), [['prescient-4de6d91066-0', 'running'], ['prescient-0123456789-0', 'terminated']]);
   await p.terminate(['prescient-4de6d91066-0', 'prescient-0123456789-0']);
   allConsumed();
+});
+
+test('a stopped VM (GCE status TERMINATED) is described as stopped, so the controller deletes it', async () => {
+  server.load(loadFixture('gcp/describe-stopped'));
+  const [i] = await provider().describe(['prescient-4de6d91066-0']);
+  allConsumed();
+  assert.is(i.state, 'stopped');
+});
+
+const N2_8: InstanceType = { name: 'n2-standard-8', vcpus: 8, memory_gb: 32, gpus: 0, bandwidth_mbps: 16_000, price_per_hour: 0.39 };
+
+test('verify reads every catalogue machine type in the zone and refuses one that is not offered there', async () => {
+  server.load(loadFixture('gcp/verify-machine-types'));
+  const e = await refusal(provider().verify([N2_8, { ...N2_8, name: 'n2-standard-7' }]));
+  allConsumed();
+  assert.is(e.kind, 'invalid');
+  assert.match(e.message, /machine type n2-standard-7 is not offered in zone europe-west1-b/);
+});
+
+test('verify refuses a catalogue that lists more of a machine type than GCE gives', async () => {
+  const fixture = loadFixture('gcp/verify-machine-types');
+  fixture.exchanges.pop(); // only n2-standard-8 is asked about
+  server.load(fixture);
+  const e = await refusal(provider().verify([{ ...N2_8, vcpus: 16, memory_gb: 64 }]));
+  allConsumed();
+  assert.match(e.message, /n2-standard-8: the catalogue lists 16 vCPUs, the cloud has 8; the catalogue lists 64 GB of memory, the cloud has 32/);
 });
 
 test('labels are sanitised to lowercase [a-z0-9_-], at most 63 characters, keys starting with a letter', () => {

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EC2ServiceException } from '@aws-sdk/client-ec2';
-import { AwsProvider, AWS_USER_DATA_MAX_BYTES, awsState, classifyAwsError, CLUSTER_TAG, partitionHomeRegion, ProviderError, toProviderError, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { AwsProvider, AWS_USER_DATA_MAX_BYTES, awsState, launchResult, classifyAwsError, CLUSTER_TAG, partitionHomeRegion, ProviderError, toProviderError, type LaunchSpec } from '../../coordinator/burst/index.js';
 
 /** An error shaped as the SDK throws it for an EC2 error response. */
 const ec2Error = (name: string, status: number, fault: 'client' | 'server' = status >= 500 ? 'server' : 'client') =>
@@ -68,7 +68,16 @@ test('an error message keeps EC2 code and status and loses anything shaped like 
 
 test("EC2's instance states map onto the contract's", () => {
   assert.equal(['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated', undefined, 'weird'].map(awsState),
-    ['pending', 'running', 'stopping', 'stopping', 'stopping', 'terminated', 'unknown', 'unknown']);
+    ['pending', 'running', 'stopped', 'stopped', 'stopping', 'terminated', 'unknown', 'unknown']);
+});
+
+test('fewer instances than asked is a partial launch: the accepted ones and a capacity refusal of the rest', () => {
+  const inst = (id: string) => ({ id, instance_type: 'c6i.2xlarge', state: 'pending' as const, spot: false, launched_at: 1, tags: {} });
+  assert.equal(launchResult(spec(), [inst('i-1'), inst('i-2'), inst('i-3')]), { instances: [inst('i-1'), inst('i-2'), inst('i-3')] });
+  const partial = launchResult(spec({ spot: true }), [inst('i-1')]);
+  assert.equal(partial.instances.map((i) => i.id), ['i-1']);
+  assert.is(partial.refused?.kind, 'capacity');
+  assert.match(partial.refused!.message, /EC2 launched 1 of 3 × c6i\.2xlarge \(spot\): no capacity for the rest/);
 });
 
 test('each partition lists its regions from its own home region', () => {

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { ConfigError, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
 import { Ledger } from '../../coordinator/ledger/index.js';
 import {
-  ProviderError, decide, renderUserData, burstTemplate, validateBurstConfig, verifyProvider,
+  ProviderError, decide, validateBurstConfig, verifyProvider,
   type BurstInputs, type BurstInstance, type BurstPolicy, type CloudProvider, type InstanceType,
 } from '../../coordinator/burst/index.js';
 
@@ -213,6 +213,14 @@ test('an instance that joined and then left the ledger is terminated', () => {
   assert.equal(d.unjoined, []);
 });
 
+test('an instance stopped outside Prescient is terminated (it runs nothing and its disk is billed), even if it had joined', () => {
+  const d = decide(inputs([], { nodes: [cap('local', 4), cap('i-stopped', 8, 16)], instances: [burstNode('i-stopped', { state: 'stopped', joined_at: NOW - 20 * MIN }), burstNode('i-ok', { state: 'pending', launched_at: NOW - MIN })] }));
+  assert.equal(d.terminate.map((x) => x.id), ['i-stopped']);
+  assert.match(d.terminate[0].why, /reports it stopped/);
+  assert.equal(d.instances.map((x) => x.id), ['i-ok']);
+  assert.match(d.reason, /terminate i-stopped: the provider reports it stopped/);
+});
+
 test('a joined instance is marked joined with the time it was first seen in the ledger', () => {
   const d = decide(inputs([], { nodes: [cap('local', 4), cap('i-1', 8, 16)], instances: [burstNode('i-1', { launched_at: NOW - 2 * MIN })] }));
   assert.is(d.instances[0].joined_at, NOW);
@@ -249,6 +257,7 @@ const RAW = {
   provider: 'aws', provider_options: { region: 'eu-west-1', image_id: 'ami-0abc' }, cluster: 'prod',
   catalogue: [{ name: 'c6i.2xlarge', vcpus: 8, memory_gb: 16, gpus: 0, bandwidth_mbps: 12500, price_per_hour: 0.34, spot_price_per_hour: 0.13 }],
   max_instances: 4, budget_per_hour: 2, spot: true, cooldown: '2m', idle_period: '10m', join_timeout: '5m', max_wait: { premium: '1m' },
+  install: { source: 'git', url: 'https://git.example.com/prescient.git', ref: 'v0.4.0' },
 };
 
 function refused(over: Record<string, unknown>, field: string, reason: RegExp) {
@@ -267,6 +276,10 @@ test('a valid configuration gets its defaults and durations in milliseconds', ()
   const c = validateBurstConfig(RAW);
   assert.equal([c.cooldown_ms, c.idle_period_ms, c.join_timeout_ms, c.tick_ms, c.dry_run], [120_000, 600_000, 300_000, 5000, false]);
   assert.equal(c.max_wait_ms, { premium: 60_000, standard: 600_000, batch: 3_600_000 });
+  assert.equal([c.install, c.agent_port, c.metadata_url], [RAW.install, 7070, 'http://169.254.169.254']);
+  assert.equal(validateBurstConfig({ ...RAW, install: { source: 'image' }, agent_port: 7443, metadata_url: 'http://[fd00:ec2::254]/' }).metadata_url, 'http://[fd00:ec2::254]');
+  assert.equal(validateBurstConfig({ ...RAW, install: { source: 'tarball', url: 'https://a.example.com/p.tgz', sha256: 'AB'.repeat(32) } }).install,
+    { source: 'tarball', url: 'https://a.example.com/p.tgz', sha256: 'ab'.repeat(32) });
 });
 
 test('configuration errors name the field', () => {
@@ -286,9 +299,27 @@ test('configuration errors name the field', () => {
   refused({ budget: 3 }, 'budget', /unknown setting/);
 });
 
+test('where burst nodes get Prescient is required, and every part of it is checked', () => {
+  refused({ install: undefined }, 'install', /missing: burst nodes need to know where Prescient comes from: \{ source: image \}/);
+  refused({ install: 'git' }, 'install', /must be \{ source: image \}/);
+  refused({ install: { source: 'ftp' } }, 'install.source', /must be image, git or tarball, got "ftp"/);
+  refused({ install: { source: 'image', url: 'https://x' } }, 'install.url', /not a setting of install source image/);
+  refused({ install: { source: 'git', url: 'file:///srv/prescient', ref: 'v1' } }, 'install.url', /https:\/\/, ssh:\/\/ or user@host:path/);
+  refused({ install: { source: 'git', url: 'https://git.example.com/p.git; rm -rf /', ref: 'v1' } }, 'install.url', /git URL/);
+  refused({ install: { source: 'git', url: 'https://git.example.com/p.git' } }, 'install.ref', /must be a tag, branch or commit/);
+  refused({ install: { source: 'git', url: 'https://git.example.com/p.git', ref: '-c core.sshCommand=x' } }, 'install.ref', /tag, branch or commit/);
+  refused({ install: { source: 'git', url: 'https://git.example.com/p.git', ref: 'a/../b' } }, 'install.ref', /tag, branch or commit/);
+  refused({ install: { source: 'tarball', url: 'https://a.example.com/p.tgz' } }, 'install.sha256', /64 hex digits/);
+  refused({ install: { source: 'tarball', url: 'ftp://a.example.com/p.tgz', sha256: 'ab'.repeat(32) } }, 'install.url', /must be a https or http URL/);
+  refused({ agent_port: 70000 }, 'agent_port', /TCP port/);
+  refused({ agent_port: 0 }, 'agent_port', /at least 1/);
+  refused({ metadata_url: 'https://169.254.169.254' }, 'metadata_url', /must be a http URL/);
+  refused({ metadata_url: 'http://169.254.169.254/$(reboot)' }, 'metadata_url', /must not contain/);
+});
+
 const provider = (err?: ProviderError): CloudProvider => ({
   name: 'aws', region: 'eu-west-1',
-  verify: async () => { if (err) throw err; }, launch: async () => [], describe: async () => [], list: async () => [], terminate: async () => undefined,
+  verify: async () => { if (err) throw err; }, launch: async () => ({ instances: [] }), describe: async () => [], list: async () => [], terminate: async () => undefined,
 });
 
 test('no credentials or a region that does not exist refuse the start; a transient failure does not', async () => {
@@ -303,31 +334,8 @@ test('no credentials or a region that does not exist refuse the start; a transie
     }
   }
   const logs: string[] = [];
-  await verifyProvider(provider(new ProviderError('aws', 'verify', 'transient', 'throttled')), (m) => logs.push(m));
+  await verifyProvider(provider(new ProviderError('aws', 'verify', 'transient', 'throttled')), [], (m) => logs.push(m));
   assert.match(logs[0], /could not be verified at start, going on/);
-});
-
-// ── user data ──────────────────────────────────────────────────────────────────────────
-
-const ENDPOINTS = { nats_url: 'nats://10.0.0.5:4222', consul_http: '10.0.0.5:8500', questdb_http: 'http://10.0.0.5:9000', questdb_pg: '10.0.0.5:8812' };
-
-test('the burst node\'s user data names the cluster, the stack endpoints and the provider\'s metadata service', () => {
-  const u = renderUserData(burstTemplate(), { provider: 'aws', cluster: 'prod', endpoints: ENDPOINTS, agent_args: ['--accounted-only', 'bandwidth'] });
-  assert.ok(u.startsWith('#cloud-config\n'));
-  assert.not.match(u, /\{\{/);
-  assert.match(u, /PRESCIENT_CLUSTER=prod\n/);
-  assert.match(u, /PRESCIENT_NATS_URL=nats:\/\/10\.0\.0\.5:4222\n/);
-  assert.match(u, /PRESCIENT_CONSUL_HTTP=10\.0\.0\.5:8500\n/);
-  assert.match(u, /case aws in/);
-  assert.match(u, /latest\/meta-data\/instance-id/);
-  assert.match(u, /prescient agent --node-id "\$NODE_ID" .* --accounted-only bandwidth/);
-});
-
-test('user data values are shell-quoted and an unknown placeholder is refused', () => {
-  const u = renderUserData('C={{cluster}} A={{agent_args}}', { provider: 'aws', cluster: 'a b', endpoints: ENDPOINTS, agent_args: ["x'; rm -rf /"] });
-  assert.is(u, `C='a b' A='x'"'"'; rm -rf /'`);
-  assert.throws(() => renderUserData('{{secret}}', { provider: 'aws', cluster: 'c', endpoints: ENDPOINTS }), /unknown placeholder \{\{secret\}\}/);
-  assert.throws(() => renderUserData('{{cluster}}', { provider: 'aws', cluster: 'a\nb', endpoints: ENDPOINTS }), /line break/);
 });
 
 test.run();

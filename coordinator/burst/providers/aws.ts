@@ -1,13 +1,15 @@
 /**
  * AWS EC2 behind the CloudProvider interface, with @aws-sdk/client-ec2.
  *
- *   launch     RunInstances (an image or a launch template), tagged on the instance and its volumes
+ *   launch     RunInstances (an image or a launch template), tagged on the instance and its volumes;
+ *              all or nothing (MinCount = MaxCount); fewer instances back is reported as a refusal
  *   describe   DescribeInstances filtered by `instance-id`: ids EC2 does not know are `terminated`
  *   list       DescribeInstances filtered by `tag:prescient-cluster`, terminated ones left out
  *   terminate  TerminateInstances of the ids EC2 still knows
  *   verify     DescribeRegions (the region must be one EC2 lists, asked of the partition's home
  *              region when the configured one cannot answer; it also proves the credentials),
- *              then the image or launch template must exist
+ *              then the image or launch template must exist, then DescribeInstanceTypes: each
+ *              catalogue type must exist with at least the vCPUs, memory and GPUs it is listed with
  *
  * Credentials come only from the SDK's default provider chain (environment, shared config and
  * credentials files, SSO, web identity, container and instance metadata). They never reach a log
@@ -15,6 +17,7 @@
  */
 import {
   DescribeImagesCommand,
+  DescribeInstanceTypesCommand,
   DescribeLaunchTemplatesCommand,
   DescribeRegionsCommand,
   EC2Client,
@@ -27,7 +30,10 @@ import {
   type RunInstancesCommandInput,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { CLUSTER_TAG, ProviderError, type CloudInstance, type CloudProvider, type InstanceState, type LaunchSpec, type ProviderErrorKind } from './types.js';
+import {
+  CLUSTER_TAG, ProviderError, shapeMismatch,
+  type CloudInstance, type CloudProvider, type InstanceState, type InstanceType, type LaunchResult, type LaunchSpec, type ProviderErrorKind,
+} from './types.js';
 
 /** Where and how to launch on EC2. Either `image_id` or `launch_template` (or both: the image overrides the template's). */
 export interface AwsProviderOptions {
@@ -72,7 +78,7 @@ export class AwsProvider implements CloudProvider {
     });
   }
 
-  async verify(): Promise<void> {
+  async verify(types: readonly InstanceType[] = []): Promise<void> {
     const regions = await this.regions();
     const region = regions.find((r) => r.RegionName === this.region);
     if (!region) throw new ProviderError('aws', 'verify', 'invalid', `region ${this.region} is not one EC2 knows`);
@@ -86,12 +92,35 @@ export class AwsProvider implements CloudProvider {
       const found = await this.call('verify', () => this.client.send(new DescribeLaunchTemplatesCommand(lt.id ? { LaunchTemplateIds: [lt.id] } : { LaunchTemplateNames: [lt.name!] })));
       if (!found.LaunchTemplates?.length) throw new ProviderError('aws', 'verify', 'invalid', `launch template ${lt.id ?? lt.name} does not exist in ${this.region}`);
     }
+    if (types.length) await this.verifyTypes(types);
   }
 
-  async launch(spec: LaunchSpec): Promise<CloudInstance[]> {
+  /** Each catalogue type exists in the region with at least what the catalogue says it has. */
+  private async verifyTypes(types: readonly InstanceType[]): Promise<void> {
+    // One unknown name fails the whole call (InvalidInstanceType): ask one by one to name it.
+    for (const t of types) {
+      let info;
+      try {
+        info = (await this.client.send(new DescribeInstanceTypesCommand({ InstanceTypes: [t.name as never] }))).InstanceTypes?.[0];
+      } catch (e) {
+        const err = toProviderError('verify', e);
+        if (err.kind === 'invalid') throw new ProviderError('aws', 'verify', 'invalid', `instance type ${t.name} is not one EC2 offers in ${this.region} (${err.message})`);
+        throw err;
+      }
+      if (!info) throw new ProviderError('aws', 'verify', 'invalid', `instance type ${t.name} is not one EC2 offers in ${this.region}`);
+      const wrong = shapeMismatch(t, {
+        vcpus: info.VCpuInfo?.DefaultVCpus ?? 0,
+        memory_gb: (info.MemoryInfo?.SizeInMiB ?? 0) / 1024,
+        gpus: (info.GpuInfo?.Gpus ?? []).reduce((a, g) => a + (g.Count ?? 0), 0),
+      });
+      if (wrong) throw new ProviderError('aws', 'verify', 'invalid', `instance type ${t.name}: ${wrong}`);
+    }
+  }
+
+  async launch(spec: LaunchSpec): Promise<LaunchResult> {
     const input = this.runInstancesInput(spec);
     const out = await this.call('launch', () => this.client.send(new RunInstancesCommand(input)));
-    return (out.Instances ?? []).map((i) => toCloudInstance({ ...i, Tags: i.Tags?.length ? i.Tags : input.TagSpecifications![0].Tags }));
+    return launchResult(spec, (out.Instances ?? []).map((i) => toCloudInstance({ ...i, Tags: i.Tags?.length ? i.Tags : input.TagSpecifications![0].Tags })));
   }
 
   /** The RunInstances request for a launch (exported through the class for the tests that check it). */
@@ -107,6 +136,9 @@ export class AwsProvider implements CloudProvider {
       ...(o.image_id ? { ImageId: o.image_id } : {}),
       ...(lt ? { LaunchTemplate: { ...(lt.id ? { LaunchTemplateId: lt.id } : { LaunchTemplateName: lt.name }), Version: lt.version ?? '$Default' } } : {}),
       InstanceType: spec.instance_type as RunInstancesCommandInput['InstanceType'],
+      // All or nothing: a capacity refusal refuses the whole launch, and the controller asks again
+      // at once (on-demand, or the next type). MinCount 1 would take what EC2 has, but moto, which
+      // the tests run against, launches MinCount instances, so that path could not be tested.
       MinCount: spec.count,
       MaxCount: spec.count,
       UserData: userData.toString('base64'),
@@ -207,6 +239,15 @@ export class AwsProvider implements CloudProvider {
   }
 }
 
+/** What a RunInstances got: fewer than asked (not expected with MinCount = count) is a capacity refusal of the rest. */
+export function launchResult(spec: LaunchSpec, instances: CloudInstance[]): LaunchResult {
+  if (instances.length >= spec.count) return { instances };
+  return {
+    instances,
+    refused: new ProviderError('aws', 'launch', 'capacity', `EC2 launched ${instances.length} of ${spec.count} × ${spec.instance_type}${spec.spot ? ' (spot)' : ''}: no capacity for the rest`),
+  };
+}
+
 /** One EC2 instance as the CloudProvider contract describes it. */
 export function toCloudInstance(i: Instance): CloudInstance {
   return {
@@ -221,14 +262,16 @@ export function toCloudInstance(i: Instance): CloudInstance {
 }
 
 /**
- * EC2's instance states in the contract's terms: `shutting-down` (on its way to terminated) and
- * `stopped` (exists, runs nothing, still billed for its volumes) count as `stopping`.
+ * EC2's instance states in the contract's terms: `shutting-down` is on its way to terminated
+ * (`stopping`); `stopping` and `stopped` end in an instance that exists, runs nothing and is still
+ * billed for its volumes (`stopped`: the controller terminates it).
  */
 export function awsState(name: string | undefined): InstanceState {
   switch (name) {
     case 'pending': return 'pending';
     case 'running': return 'running';
-    case 'stopping': case 'stopped': case 'shutting-down': return 'stopping';
+    case 'shutting-down': return 'stopping';
+    case 'stopping': case 'stopped': return 'stopped';
     case 'terminated': return 'terminated';
     default: return 'unknown';
   }

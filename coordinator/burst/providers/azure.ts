@@ -27,8 +27,8 @@ import { ComputeManagementClient } from '@azure/arm-compute';
 import type { ComputeManagementClientOptionalParams, VirtualMachine } from '@azure/arm-compute';
 import { DefaultAzureCredential } from '@azure/identity';
 import type { TokenCredential } from '@azure/identity';
-import { CLUSTER_TAG, ProviderError } from './types.js';
-import type { CloudInstance, CloudProvider, InstanceState, LaunchSpec, ProviderErrorKind } from './types.js';
+import { CLUSTER_TAG, ProviderError, shapeMismatch } from './types.js';
+import type { CloudInstance, CloudProvider, InstanceState, InstanceType, LaunchResult, LaunchSpec, ProviderErrorKind } from './types.js';
 
 /** The VM's image: a marketplace image, or the id of a custom or gallery image. */
 export type AzureImage = { publisher: string; offer: string; sku: string; version: string } | { id: string };
@@ -68,7 +68,7 @@ export class AzureProvider implements CloudProvider {
     this.client = new ComputeManagementClient(options.credential ?? new DefaultAzureCredential(), options.subscription_id, options.client_options ?? {});
   }
 
-  async verify(): Promise<void> {
+  async verify(types: readonly InstanceType[] = []): Promise<void> {
     const { location, resource_group } = this.options;
     try {
       // The location: the compute usage of an unknown location is refused.
@@ -82,9 +82,26 @@ export class AzureProvider implements CloudProvider {
     } catch (e) {
       throw toProviderError('verify', e, `resource group ${resource_group}`);
     }
+    if (!types.length) return;
+    // The sizes offered in the location, with their cores and memory (this API does not give GPUs:
+    // a GPU size's count is taken as listed).
+    const sizes = new Map<string, { cores: number; memory_mb: number }>();
+    try {
+      for await (const z of this.client.virtualMachineSizes.list(location)) {
+        if (z.name) sizes.set(z.name.toLowerCase(), { cores: z.numberOfCores ?? 0, memory_mb: z.memoryInMB ?? 0 });
+      }
+    } catch (e) {
+      throw toProviderError('verify', e, `VM sizes in ${location}`);
+    }
+    for (const t of types) {
+      const z = sizes.get(t.name.toLowerCase());
+      if (!z) throw new ProviderError(NAME, 'verify', 'invalid', `VM size ${t.name} is not offered in ${location}`);
+      const wrong = shapeMismatch(t, { vcpus: z.cores, memory_gb: z.memory_mb / 1024 });
+      if (wrong) throw new ProviderError(NAME, 'verify', 'invalid', `VM size ${t.name}: ${wrong}`);
+    }
   }
 
-  async launch(spec: LaunchSpec): Promise<CloudInstance[]> {
+  async launch(spec: LaunchSpec): Promise<LaunchResult> {
     const { resource_group, location } = this.options;
     const names = Array.from({ length: spec.count }, (_, i) => vmName(this.options.name_prefix ?? 'prescient', spec.client_token, i));
     const lro = this.options.poll_interval_ms !== undefined ? { updateIntervalInMs: this.options.poll_interval_ms } : {};
@@ -103,9 +120,11 @@ export class AzureProvider implements CloudProvider {
     const done = await Promise.allSettled(started.map((s) => s.done));
     const launched = done.flatMap((d) => (d.status === 'fulfilled' ? [toCloudInstance(d.value)] : []));
     const failure = refusal ?? done.find((d): d is PromiseRejectedResult => d.status === 'rejected')?.reason;
-    // Partial success returns what the cloud accepted (the contract); a launch with nothing accepted throws.
+    // Partial success returns what the cloud accepted and why the rest was refused; nothing accepted throws.
     if (launched.length === 0) throw toProviderError('launch', failure, `${spec.count} × ${spec.instance_type} in ${location}`);
-    return launched;
+    return launched.length < spec.count
+      ? { instances: launched, refused: toProviderError('launch', failure, `${spec.count - launched.length} of ${spec.count} × ${spec.instance_type} in ${location}`) }
+      : { instances: launched };
   }
 
   async describe(ids: readonly string[]): Promise<CloudInstance[]> {
@@ -192,7 +211,8 @@ function stateOf(vm: VirtualMachine): InstanceState {
   if (provisioning === 'deleting') return 'stopping';
   if (power === 'running') return 'running';
   if (power === 'starting') return 'pending';
-  if (power && ['stopping', 'stopped', 'deallocating', 'deallocated'].includes(power)) return 'stopping';
+  // Stopped or deallocated: the VM and its disk stay (billed) until deleted.
+  if (power && ['stopping', 'stopped', 'deallocating', 'deallocated'].includes(power)) return 'stopped';
   if (provisioning === 'creating' || provisioning === 'updating') return 'pending';
   if (provisioning === 'succeeded') return 'running';
   return 'unknown';

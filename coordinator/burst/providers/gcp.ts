@@ -12,15 +12,20 @@
  * back from describe/list as the sanitised labels; the cluster filter sanitises the cluster name the
  * same way, so a launch and a list always agree.
  *
+ * Boot: GCE images run the `startup-script` metadata key (most have no cloud-init), so a
+ * cloud-config launch is turned into the equivalent bash script (userdata.ts toStartupScript); a
+ * launch whose user data is already a script passes it as it is.
+ *
  * Names and idempotency: instance names are `<prefix>-<token hash>-<i>`, and each insert carries a
  * requestId (a UUID derived from the client token and the index), so a retried launch with the same
  * token neither launches twice nor fails (GCE answers the retry with the first operation).
  */
 import { createHash } from 'node:crypto';
-import { InstancesClient, ZoneOperationsClient, ZonesClient } from '@google-cloud/compute';
+import { InstancesClient, MachineTypesClient, ZoneOperationsClient, ZonesClient } from '@google-cloud/compute';
 import type { protos } from '@google-cloud/compute';
-import { CLUSTER_TAG, ProviderError } from './types.js';
-import type { CloudInstance, CloudProvider, InstanceState, LaunchSpec, ProviderErrorKind } from './types.js';
+import { CLUSTER_TAG, ProviderError, shapeMismatch } from './types.js';
+import type { CloudInstance, CloudProvider, InstanceState, InstanceType, LaunchResult, LaunchSpec, ProviderErrorKind } from './types.js';
+import { toStartupScript } from '../userdata.js';
 
 type IInstance = protos.google.cloud.compute.v1.IInstance;
 type IOperation = protos.google.cloud.compute.v1.IOperation;
@@ -57,6 +62,7 @@ export class GcpProvider implements CloudProvider {
   private readonly instances: InstancesClient;
   private readonly operations: ZoneOperationsClient;
   private readonly zones: ZonesClient;
+  private readonly machineTypes: MachineTypesClient;
 
   constructor(private readonly options: GcpProviderOptions) {
     this.region = options.zone;
@@ -64,9 +70,10 @@ export class GcpProvider implements CloudProvider {
     this.instances = new InstancesClient({ ...client });
     this.operations = new ZoneOperationsClient({ ...client });
     this.zones = new ZonesClient({ ...client });
+    this.machineTypes = new MachineTypesClient({ ...client });
   }
 
-  async verify(): Promise<void> {
+  async verify(types: readonly InstanceType[] = []): Promise<void> {
     const { project, zone } = this.options;
     try {
       const [z] = await this.zones.get({ project, zone });
@@ -74,9 +81,24 @@ export class GcpProvider implements CloudProvider {
     } catch (e) {
       throw toProviderError('verify', e, `zone ${zone} in project ${project}`);
     }
+    // Each catalogue type is offered in the zone with at least the vCPUs, memory and GPUs listed.
+    for (const t of types) {
+      let m: protos.google.cloud.compute.v1.IMachineType;
+      try {
+        [m] = await this.machineTypes.get({ project, zone, machineType: t.name });
+      } catch (e) {
+        if (isNotFound(e)) throw new ProviderError(NAME, 'verify', 'invalid', `machine type ${t.name} is not offered in zone ${zone}`);
+        throw toProviderError('verify', e, `machine type ${t.name} in zone ${zone}`);
+      }
+      const wrong = shapeMismatch(t, {
+        vcpus: Number(m.guestCpus ?? 0), memory_gb: Number(m.memoryMb ?? 0) / 1024,
+        gpus: (m.accelerators ?? []).reduce((a, x) => a + Number(x.guestAcceleratorCount ?? 0), 0),
+      });
+      if (wrong) throw new ProviderError(NAME, 'verify', 'invalid', `machine type ${t.name}: ${wrong}`);
+    }
   }
 
-  async launch(spec: LaunchSpec): Promise<CloudInstance[]> {
+  async launch(spec: LaunchSpec): Promise<LaunchResult> {
     const { project, zone } = this.options;
     const names = Array.from({ length: spec.count }, (_, i) => instanceName(this.options.name_prefix ?? 'prescient', spec.client_token, i));
     // Insert one by one and stop at the first refusal (a quota refusal would refuse the rest too);
@@ -95,9 +117,12 @@ export class GcpProvider implements CloudProvider {
     const done = await Promise.allSettled(accepted.map((a) => this.waitFor(a.operation)));
     const launched = accepted.filter((_, i) => done[i].status === 'fulfilled').map((a) => a.name);
     const failure = refusal ?? done.find((d): d is PromiseRejectedResult => d.status === 'rejected')?.reason;
-    // Partial success returns what the cloud accepted (the contract); a launch with nothing accepted throws.
+    // Partial success returns what the cloud accepted and why the rest was refused; nothing accepted throws.
     if (launched.length === 0) throw toProviderError('launch', failure, `${spec.count} × ${spec.instance_type} in ${zone}`);
-    return this.describe(launched);
+    const instances = await this.describe(launched);
+    return launched.length < spec.count
+      ? { instances, refused: toProviderError('launch', failure, `${spec.count - launched.length} of ${spec.count} × ${spec.instance_type} in ${zone}`) }
+      : { instances };
   }
 
   async describe(ids: readonly string[]): Promise<CloudInstance[]> {
@@ -148,7 +173,7 @@ export class GcpProvider implements CloudProvider {
         ...(external_ip ? { accessConfigs: [{ name: 'External NAT', type: 'ONE_TO_ONE_NAT' }] } : {}),
       }],
       labels: gcpLabels(spec.tags),
-      metadata: { items: [{ key: 'startup-script', value: spec.user_data }] },
+      metadata: { items: [{ key: 'startup-script', value: spec.user_data.startsWith('#cloud-config') ? toStartupScript(spec.user_data) : spec.user_data }] },
       ...(spec.spot ? { scheduling: { provisioningModel: 'SPOT', instanceTerminationAction: 'DELETE' } } : {}),
     };
   }
@@ -195,10 +220,11 @@ function requestId(token: string, i: number): string {
 
 const STATES: Record<string, InstanceState> = {
   PROVISIONING: 'pending', STAGING: 'pending', RUNNING: 'running',
-  STOPPING: 'stopping', SUSPENDING: 'stopping', REPAIRING: 'stopping',
-  // GCE's TERMINATED is "stopped": the instance (and its disk) still exists, so it stays listed
-  // until deleted rather than being reported as gone.
-  TERMINATED: 'stopping', SUSPENDED: 'stopping',
+  // GCE's TERMINATED is "stopped": the instance and its disk still exist (billed) until deleted.
+  // A spot VM preempted with instanceTerminationAction STOP ends there too.
+  STOPPING: 'stopped', TERMINATED: 'stopped', SUSPENDING: 'stopped', SUSPENDED: 'stopped',
+  // Host maintenance: it comes back RUNNING by itself.
+  REPAIRING: 'unknown',
 };
 
 function toCloudInstance(i: IInstance): CloudInstance {

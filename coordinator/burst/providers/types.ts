@@ -36,7 +36,14 @@ export interface LaunchSpec {
   client_token: string;
 }
 
-export type InstanceState = 'pending' | 'running' | 'stopping' | 'terminated' | 'unknown';
+/**
+ * An instance's life in the contract's terms:
+ *   pending → running → stopping → terminated   (on its way out: shutting down, being deleted)
+ *                     ↘ stopped                 (halted but still there, disks billed: stopped by
+ *                                                hand, or a spot/preemptible stop; Prescient deletes it)
+ * `unknown` is anything else the cloud says (repairing, a state added later): alive, not dropped.
+ */
+export type InstanceState = 'pending' | 'running' | 'stopping' | 'stopped' | 'terminated' | 'unknown';
 
 /** One instance as the provider describes it. */
 export interface CloudInstance {
@@ -49,6 +56,13 @@ export interface CloudInstance {
   /** Epoch ms. */
   launched_at: number;
   tags: Record<string, string>;
+}
+
+/** What a launch got: the accepted instances and, when fewer than asked, why the rest were refused. */
+export interface LaunchResult {
+  instances: CloudInstance[];
+  /** Set when `instances.length < spec.count`: the cloud's refusal of the rest (often `capacity`). */
+  refused?: ProviderError;
 }
 
 /** The tag (label) key every instance Prescient launches carries; its value is the cluster name. */
@@ -65,6 +79,19 @@ export type ProviderErrorKind =
   /** Throttled, timed out, 5xx: retry later. */
   | 'transient';
 
+/**
+ * Why a catalogue type overstates what the cloud says the type has (undefined when it does not).
+ * A catalogue may list less than the cloud gives (cores kept for the system), never more.
+ */
+export function shapeMismatch(t: InstanceType, actual: { vcpus: number; memory_gb: number; gpus?: number }): string | undefined {
+  const wrong: string[] = [];
+  if (t.vcpus > actual.vcpus) wrong.push(`the catalogue lists ${t.vcpus} vCPUs, the cloud has ${actual.vcpus}`);
+  // 2 % for GB against GiB and the clouds' rounding.
+  if (t.memory_gb > actual.memory_gb * 1.02) wrong.push(`the catalogue lists ${t.memory_gb} GB of memory, the cloud has ${+actual.memory_gb.toFixed(2)}`);
+  if (actual.gpus !== undefined && t.gpus > actual.gpus) wrong.push(`the catalogue lists ${t.gpus} GPU(s), the cloud has ${actual.gpus}`);
+  return wrong.length ? wrong.join('; ') : undefined;
+}
+
 export class ProviderError extends Error {
   constructor(readonly provider: string, readonly operation: string, readonly kind: ProviderErrorKind, detail: string) {
     super(`${provider} ${operation} failed (${kind}): ${detail}`);
@@ -77,10 +104,18 @@ export interface CloudProvider {
   readonly name: string;
   /** Where it launches, e.g. `eu-west-1`, `europe-west1-b`, `westeurope`. */
   readonly region: string;
-  /** Checks configuration and credentials once at start (a dry-run call where the API has one). Throws ProviderError. */
-  verify(): Promise<void>;
-  /** Launches and returns the instances the cloud accepted (GCP: after its zone operation is done). */
-  launch(spec: LaunchSpec): Promise<CloudInstance[]>;
+  /**
+   * Checks configuration and credentials once at start, and that each of `types` is a type this
+   * cloud offers where it launches with the vCPUs, memory and GPUs the catalogue says (a catalogue
+   * that overstates a type would have the decision engine place work that cannot fit). Throws
+   * ProviderError: `invalid` names the type or setting that is wrong.
+   */
+  verify(types?: readonly InstanceType[]): Promise<void>;
+  /**
+   * Launches and returns the instances the cloud accepted (GCP: after its zone operation is done),
+   * with the refusal of the rest when it accepted only some. Throws when it accepted none.
+   */
+  launch(spec: LaunchSpec): Promise<LaunchResult>;
   /** The given instances as they are now; ids the cloud does not know come back as `terminated`. */
   describe(ids: readonly string[]): Promise<CloudInstance[]>;
   /** Every instance carrying CLUSTER_TAG = `cluster`, in any state but terminated. */
