@@ -22,6 +22,8 @@
  *   endpoints: { nats_url: …, consul_http: …, questdb_http: …, questdb_pg: … }   # as burst nodes reach them (default: the coordinator's)
  *   install: { source: git, url: https://git.example.com/prescient.git, ref: v0.4.0 }   # required: where burst nodes get Prescient
  *            # or { source: image } (the image has it) or { source: tarball, url: https://…/prescient.tar.gz, sha256: … }
+ *   forecast: { window: 15m, horizon: 5m }   # also replay the jobs each class is expected to submit
+ *                                       # within horizon (about a node's boot time); false: off
  *   agent_port: 7070                    # the agent's gRPC port on burst nodes (the leader dials it)
  *   metadata_url: http://169.254.169.254   # the cloud's instance metadata service (http://[fd00:ec2::254] on IPv6-only EC2)
  */
@@ -29,6 +31,7 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { ConfigError, SLA_CLASSES, type SlaClass, type StackEndpoints } from '../../shared/index.js';
 import type { BurstPolicy } from './decide.js';
+import type { ForecastPolicy } from './forecast.js';
 import { ProviderError, type CloudProvider, type InstanceType } from './providers/types.js';
 import type { InstallSource } from './userdata.js';
 
@@ -71,7 +74,7 @@ export interface BurstOptions {
 }
 
 const DEFAULTS = {
-  agent_port: 7070, metadata_url: 'http://169.254.169.254',
+  agent_port: 7070, metadata_url: 'http://169.254.169.254', forecast: { window: '15m', horizon: '5m' },
   spot: false, cooldown: '2m', idle_period: '10m', join_timeout: '5m', tick: '5s', dry_run: false, keep_decisions: 50,
   max_wait: { premium: '1m', standard: '10m', batch: '60m' } as Record<SlaClass, string>,
 };
@@ -117,6 +120,22 @@ function httpUrl(field: string, v: unknown, protocols: string[]): string {
   }
   if (/[\s'"`$\\]/.test(v)) throw new ConfigError(field, `must not contain whitespace, quotes, $ or backslashes, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** The leader keeps arrivals this long (coordinator/leader ARRIVALS_KEPT_MS). */
+const FORECAST_WINDOW_MAX_MS = 3_600_000;
+
+/** `forecast`: on by default (window 15m, horizon 5m); `false` turns it off. */
+function forecastPolicy(v: unknown): ForecastPolicy | undefined {
+  if (v === false) return undefined;
+  if (v !== undefined && v !== true && !isObject(v)) throw new ConfigError('forecast', `must be false, or { window, horizon } durations, got ${JSON.stringify(v)}`);
+  const o = isObject(v) ? v : {};
+  for (const k of Object.keys(o)) if (k !== 'window' && k !== 'horizon') throw new ConfigError(`forecast.${k}`, 'unknown setting (known: window, horizon)');
+  const window_ms = parseDuration('forecast.window', o.window ?? DEFAULTS.forecast.window);
+  const horizon_ms = parseDuration('forecast.horizon', o.horizon ?? DEFAULTS.forecast.horizon);
+  if (window_ms < 60_000) throw new ConfigError('forecast.window', `must be at least 1m (a shorter window makes the rate jump with every job), got ${window_ms / 1000}s`);
+  if (window_ms > FORECAST_WINDOW_MAX_MS) throw new ConfigError('forecast.window', `must be at most 1h (the leader remembers arrivals that long), got ${window_ms / 60_000} min`);
+  return { window_ms, horizon_ms };
 }
 
 const INSTALL_HELP = '{ source: image } (Prescient is in the image), { source: git, url, ref } or { source: tarball, url, sha256 }';
@@ -202,6 +221,7 @@ export function validateBurstConfig(raw: unknown): BurstConfig {
   const agent_port = raw.agent_port === undefined ? DEFAULTS.agent_port : num('agent_port', raw.agent_port, { min: 1, int: true });
   if (agent_port > 65535) throw new ConfigError('agent_port', `must be a TCP port (1-65535), got ${agent_port}`);
   const metadata_url = httpUrl('metadata_url', raw.metadata_url ?? DEFAULTS.metadata_url, ['http:']).replace(/\/+$/, '');
+  const forecast = forecastPolicy(raw.forecast);
   const tick_ms = parseDuration('tick', raw.tick ?? DEFAULTS.tick);
   if (tick_ms < 100) throw new ConfigError('tick', 'must be at least 100ms');
   return {
@@ -211,7 +231,7 @@ export function validateBurstConfig(raw: unknown): BurstConfig {
     idle_period_ms: parseDuration('idle_period', raw.idle_period ?? DEFAULTS.idle_period),
     join_timeout_ms: parseDuration('join_timeout', raw.join_timeout ?? DEFAULTS.join_timeout),
     refusal_ms: raw.refusal_period === undefined ? undefined : parseDuration('refusal_period', raw.refusal_period),
-    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints, install, agent_port, metadata_url,
+    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints, install, agent_port, metadata_url, forecast,
     keep_decisions: raw.keep_decisions === undefined ? DEFAULTS.keep_decisions : num('keep_decisions', raw.keep_decisions, { min: 1, int: true }),
   };
 }

@@ -26,7 +26,7 @@ import type { EncodingTask } from '../../shared/index.js';
 
 /** What the controller needs from the leader (coordinator/leader implements it). */
 export interface BurstLeaderView {
-  burstView(): { tasks: readonly EncodingTask[]; snap: LedgerSnapshot; queuePolicy?: QueuePolicy; reservation?: ReservationPolicy };
+  burstView(): { tasks: readonly EncodingTask[]; arrivals?: readonly EncodingTask[]; snap: LedgerSnapshot; queuePolicy?: QueuePolicy; reservation?: ReservationPolicy };
   setDraining(ids: Iterable<string>): void;
 }
 
@@ -219,7 +219,7 @@ export class BurstController {
   private decide(leader: BurstLeaderView, now: number, o: { afterRefusal?: boolean } = {}): BurstDecision {
     const v = leader.burstView();
     return decide({
-      now, tasks: v.tasks, snap: v.snap, queuePolicy: v.queuePolicy, reservation: v.reservation,
+      now, tasks: v.tasks, arrivals: v.arrivals, snap: v.snap, queuePolicy: v.queuePolicy, reservation: v.reservation,
       instances: this.state.instances, last_launch_at: o.afterRefusal ? undefined : this.state.last_launch_at, refusals: this.state.refusals, policy: this.o.config,
     });
   }

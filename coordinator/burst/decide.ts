@@ -5,6 +5,7 @@
  * decision carries its inputs and its reasons in words (as placement results do).
  *
  *   queue + predictions ─► replay (coordinator/queue estimateStarts) ─► waits per SLA class
+ *   + forecast arrivals ─┘  (forecast.ts: each class's recent rate over the next boot time)
  *        │                         │ deadline missed / bound broken?
  *        │                         ▼
  *        │              shortfall (late jobs' demand) ─► cheapest fitting type × count that clears it
@@ -17,6 +18,7 @@ import type { LedgerSnapshot } from '../ledger/index.js';
 import { DEFAULT_QUEUE_POLICY, estimateStarts, orderQueue, type Demand, type QueueEntry, type QueuePolicy, type StartEstimate } from '../queue/index.js';
 import { sizeRequest, type ReservationPolicy } from '../sizing/index.js';
 import type { InstanceState, InstanceType } from './providers/types.js';
+import { forecastArrivals, isForecast, type ClassForecast, type ForecastPolicy } from './forecast.js';
 
 /** What the decision engine is held to (the validated part of the burst configuration). */
 export interface BurstPolicy {
@@ -38,6 +40,8 @@ export interface BurstPolicy {
   max_wait_ms: Record<SlaClass, number>;
   /** How long a capacity refusal rules out a type (spot: its spot capacity). Default 30 min. */
   refusal_ms?: number;
+  /** Replay the jobs each class is expected to submit within the horizon too (off when unset). */
+  forecast?: ForecastPolicy;
 }
 
 /** One burst instance as the controller tracks it (persisted in the burst KV bucket). */
@@ -67,6 +71,8 @@ export interface BurstInputs {
   now: number;
   /** The leader's active tasks: queued ones wait, placed/running ones hold reservations. */
   tasks: readonly EncodingTask[];
+  /** Jobs submitted recently, finished ones included (what the forecast's rates come from). */
+  arrivals?: readonly EncodingTask[];
   /** The ledger as the leader sees it. */
   snap: LedgerSnapshot;
   instances: readonly BurstInstance[];
@@ -87,6 +93,8 @@ export interface ClassWait {
   deadline_misses: string[];
   /** Jobs whose predicted wait is past the class bound, or that no node can run now. */
   over_bound: string[];
+  /** Forecast jobs (not yet submitted) that would wait past the bound or miss their deadline. */
+  forecast_late: string[];
 }
 
 export interface LaunchDecision {
@@ -114,11 +122,13 @@ export interface BurstDecision {
   /** What the late jobs need beyond what the fleet gives them in time. */
   shortfall: Demand;
   waits: Record<SlaClass, ClassWait>;
+  /** The arrivals forecast per class, when forecasting is on. */
+  forecast?: Record<SlaClass, ClassForecast>;
   /** USD per hour the burst instances alive cost (before this decision's launch). */
   hourly_cost: number;
   /** Everything the decision was made from, in numbers. */
   inputs: {
-    queued: number; running: number; nodes: number; burst_instances: number; pending_instances: number;
+    queued: number; forecast_jobs: number; running: number; nodes: number; burst_instances: number; pending_instances: number;
     last_launch_at?: number; refusals: Refusal[]; max_instances: number; budget_per_hour: number;
   };
   /** Why, in words: what was short, which class would miss what, why this type, why not more. */
@@ -155,21 +165,25 @@ const usd = (x: number) => `$${x.toFixed(2)}/h`;
 
 /** Waits per class and the jobs that are late, from one replay. */
 function judge(order: readonly QueueEntry[], est: Map<string, StartEstimate>, now: number, policy: BurstPolicy) {
-  const waits = Object.fromEntries(SLA_CLASSES.map((c) => [c, { queued: 0, max_wait_ms: 0, bound_ms: policy.max_wait_ms[c], deadline_misses: [], over_bound: [] } as ClassWait])) as Record<SlaClass, ClassWait>;
+  const waits = Object.fromEntries(SLA_CLASSES.map((c) => [c, { queued: 0, max_wait_ms: 0, bound_ms: policy.max_wait_ms[c], deadline_misses: [], over_bound: [], forecast_late: [] } as ClassWait])) as Record<SlaClass, ClassWait>;
   const late: QueueEntry[] = [];
   for (const e of order) {
     const w = waits[e.task.schema.priority];
-    w.queued++;
     const at = est.get(e.task.id)?.at;
     const wait = at === undefined ? undefined : Math.max(0, at - e.task.submitted_at);
-    if (wait === undefined) w.max_wait_ms = null;
-    else if (w.max_wait_ms !== null) w.max_wait_ms = Math.max(w.max_wait_ms, wait);
     const missed = e.latest_start !== undefined && (at === undefined || at > Math.max(now, e.latest_start));
     // A job that can start now is not late: no launch would start it sooner.
     const over = wait === undefined || (wait > w.bound_ms && at! > now);
+    if (missed || over) late.push(e);
+    if (isForecast(e.task.id)) {
+      if (missed || over) w.forecast_late.push(e.task.id);
+      continue;
+    }
+    w.queued++;
+    if (wait === undefined) w.max_wait_ms = null;
+    else if (w.max_wait_ms !== null) w.max_wait_ms = Math.max(w.max_wait_ms, wait);
     if (missed) w.deadline_misses.push(e.task.id);
     if (over) w.over_bound.push(e.task.id);
-    if (missed || over) late.push(e);
   }
   return { waits, late };
 }
@@ -190,7 +204,8 @@ function offer(t: InstanceType, policy: BurstPolicy, refusals: readonly Refusal[
 export function decide(i: BurstInputs): BurstDecision {
   const { now, snap, policy } = i;
   const refusals = (i.refusals ?? []).filter((r) => r.until > now);
-  const order = orderQueue(i.tasks, i.queuePolicy ?? DEFAULT_QUEUE_POLICY);
+  const forecast = policy.forecast && i.arrivals ? forecastArrivals(i.arrivals, now, policy.forecast) : undefined;
+  const order = orderQueue(forecast ? [...i.tasks, ...forecast.jobs] : i.tasks, i.queuePolicy ?? DEFAULT_QUEUE_POLICY);
   const running = i.tasks.filter((t) => t.allocation && (t.state === 'placed' || t.state === 'running'));
   const demandOf = new Map(order.map((e) => [e.task.id, burstDemand(e.task, snap, i.reservation)]));
   const demand = (t: EncodingTask) => demandOf.get(t.id) ?? burstDemand(t, snap, i.reservation);
@@ -241,16 +256,22 @@ export function decide(i: BurstInputs): BurstDecision {
     ...pending.flatMap((x) => (byName.has(x.instance_type) ? [typeCapacity(x.id, byName.get(x.instance_type)!)] : [])),
     ...extra,
   ];
-  const replay = (nodes: NodeCapacity[]) => judge(order, estimateStarts(order, nodes, running, demand, now), now, policy);
+  const arrives = forecast ? (t: EncodingTask) => forecast.arrives.get(t.id) : undefined;
+  const replay = (nodes: NodeCapacity[]) => judge(order, estimateStarts(order, nodes, running, demand, now, undefined, arrives), now, policy);
   const base = replay(fleet(draining));
   const late = base.late;
   const shortfall = sum(late.map((e) => demand(e.task)));
   let launch: LaunchDecision | undefined;
 
   if (late.length) {
-    const classes = SLA_CLASSES.filter((c) => base.waits[c].deadline_misses.length || base.waits[c].over_bound.length).map((c) => {
+    const classes = SLA_CLASSES.filter((c) => base.waits[c].deadline_misses.length || base.waits[c].over_bound.length || base.waits[c].forecast_late.length).map((c) => {
       const w = base.waits[c];
-      return `${c}: ${w.deadline_misses.length ? `${w.deadline_misses.length} job(s) would miss their deadline (${w.deadline_misses.slice(0, 3).join(', ')})` : ''}${w.deadline_misses.length && w.over_bound.length ? '; ' : ''}${w.over_bound.length ? `${w.over_bound.length} job(s) would wait ${w.max_wait_ms === null ? 'with no start at all' : `up to ${mins(w.max_wait_ms)}`} against a bound of ${mins(w.bound_ms)}` : ''}`;
+      const parts = [
+        w.deadline_misses.length ? `${w.deadline_misses.length} job(s) would miss their deadline (${w.deadline_misses.slice(0, 3).join(', ')})` : '',
+        w.over_bound.length ? `${w.over_bound.length} job(s) would wait ${w.max_wait_ms === null ? 'with no start at all' : `up to ${mins(w.max_wait_ms)}`} against a bound of ${mins(w.bound_ms)}` : '',
+        w.forecast_late.length ? `${w.forecast_late.length} of the ${forecast!.classes[c].arriving} job(s) forecast in the next ${mins(policy.forecast!.horizon_ms)} (${fmt(forecast!.classes[c].rate_per_min)}/min) would be late` : '',
+      ];
+      return `${c}: ${parts.filter(Boolean).join('; ')}`;
     });
     why.push(`short of ${fmt(shortfall.cores)} cores, ${fmt(shortfall.memory_gb, 2)} GB, ${shortfall.gpus} GPU(s), ${fmt(shortfall.bandwidth_mbps)} Mbps for ${late.length} late job(s) — ${classes.join('; ')}`);
     if (draining.size) {
@@ -265,10 +286,15 @@ export function decide(i: BurstInputs): BurstDecision {
     } else if (i.last_launch_at !== undefined && now - i.last_launch_at < policy.cooldown_ms) {
       why.push(`no launch: within the cooldown (${mins(now - i.last_launch_at)} since the last launch, cooldown ${mins(policy.cooldown_ms)})`);
     } else {
-      launch = chooseLaunch(i, late.map((e) => demand(e.task)), alive.length, liveHourly, refusals, (extra) => replay(fleet(draining, extra)).late.length, why);
+      launch = chooseLaunch(
+        i, late.map((e) => demand(e.task)), late.filter((e) => !isForecast(e.task.id)).map((e) => demand(e.task)),
+        alive.length, liveHourly, refusals, (extra) => replay(fleet(draining, extra)).late.length, why,
+      );
     }
   } else {
-    why.push(order.length ? `every class within its bound and every deadline met (${order.length} queued)` : 'nothing queued');
+    const queued = order.length - (forecast?.jobs.length ?? 0);
+    const ahead = forecast?.jobs.length ? `; ${forecast.jobs.length} forecast in the next ${mins(policy.forecast!.horizon_ms)} fit too` : '';
+    why.push(queued ? `every class within its bound and every deadline met (${queued} queued${ahead})` : `nothing queued${ahead}`);
   }
 
   // ── scale down: idle past idle_period → drain; drained and empty → terminate ──
@@ -297,9 +323,9 @@ export function decide(i: BurstInputs): BurstDecision {
   return {
     at: now, launch, drain, undrain, terminate, unjoined,
     instances: alive.filter((x) => !gone.has(x.id)),
-    shortfall, waits: base.waits, hourly_cost: hourly,
+    shortfall, waits: base.waits, ...(forecast ? { forecast: forecast.classes } : {}), hourly_cost: hourly,
     inputs: {
-      queued: order.length, running: running.length, nodes: snap.count, burst_instances: i.instances.filter((x) => ALIVE.has(x.state)).length,
+      queued: order.length - (forecast?.jobs.length ?? 0), forecast_jobs: forecast?.jobs.length ?? 0, running: running.length, nodes: snap.count, burst_instances: i.instances.filter((x) => ALIVE.has(x.state)).length,
       pending_instances: pending.length, last_launch_at: i.last_launch_at, refusals, max_instances: policy.max_instances, budget_per_hour: policy.budget_per_hour,
     },
     reason: why.join('; '),
@@ -316,10 +342,12 @@ function holdsSomething(snap: LedgerSnapshot, id: string): boolean {
 /**
  * The cheapest launch (type × count, per hour) that clears the late jobs in time: types that fit
  * the largest late job, counts up to what max_instances and the budget leave. When no count
- * clears it within those limits, the most the limits allow of the cheapest fitting type.
+ * clears it within those limits, the most the limits allow of the cheapest fitting type. The
+ * count starts from what the late jobs queued now need at once (`lateNow`; forecast ones arrive
+ * spread over the horizon, so only the replay can tell how many more they need).
  */
 function chooseLaunch(
-  i: BurstInputs, late: Demand[], alive: number, hourly: number, refusals: readonly Refusal[],
+  i: BurstInputs, late: Demand[], lateNow: Demand[], alive: number, hourly: number, refusals: readonly Refusal[],
   lateWith: (extra: NodeCapacity[]) => number, why: string[],
 ): LaunchDecision | undefined {
   const { policy, now } = i;
@@ -332,7 +360,7 @@ function chooseLaunch(
   if (!fitting.length) { why.push(`no launch: no catalogue type fits the largest late job (${need})`); return undefined; }
   const bySlots = policy.max_instances - alive;
   if (bySlots < 1) { why.push(`no launch: ${alive} burst instance(s) already, the maximum is ${policy.max_instances}`); return undefined; }
-  const total = sum(late);
+  const total = sum(lateNow);
   type Option = { t: InstanceType; spot: boolean; price: number; count: number; clears: boolean; cap: number; capWhy: string };
   const options: Option[] = [];
   const refusedAll: string[] = [];

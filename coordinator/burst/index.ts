@@ -5,6 +5,7 @@
 export * from './providers/types.js';
 export * from './providers/aws.js';
 export * from './decide.js';
+export * from './forecast.js';
 export * from './config.js';
 export * from './userdata.js';
 export * from './controller.js';

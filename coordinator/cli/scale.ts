@@ -25,6 +25,8 @@ export function scaleView(state: BurstState | undefined, decisions: readonly Dec
     unjoined: state.unjoined,
     refusals: state.refusals.filter((r) => r.until > now),
     budget: { hourly_cost: hourly, spent_this_hour: spentThisHour([...state.instances, ...state.ended], now), budget_per_hour: decisions.at(-1)?.inputs.budget_per_hour ?? null },
+    /** Arrivals per class as the last decision forecast them (null when the forecast is off). */
+    forecast: decisions.at(-1)?.forecast ?? null,
     decisions: decisions.slice(-last),
   };
 }
@@ -47,7 +49,11 @@ export function scaleCommands(program: Command, stateDir: () => string): void {
       if (!view.configured) { console.log('no burst state: no leader has run with --burst'); return; }
       const b = view.budget!;
       console.log(`burst on ${view.provider} ${view.region}, cluster ${view.cluster}${view.dry_run ? ' (dry run)' : ''}; leader ${view.leader ?? '-'}; updated ${view.updated_at}`);
-      console.log(`budget: $${b.hourly_cost.toFixed(2)}/h running${b.budget_per_hour !== null ? ` of $${b.budget_per_hour.toFixed(2)}/h` : ''}, $${b.spent_this_hour.toFixed(2)} spent this hour\n`);
+      console.log(`budget: $${b.hourly_cost.toFixed(2)}/h running${b.budget_per_hour !== null ? ` of $${b.budget_per_hour.toFixed(2)}/h` : ''}, $${b.spent_this_hour.toFixed(2)} spent this hour`);
+      if (view.forecast) {
+        console.log(`arrivals forecast: ${Object.entries(view.forecast).map(([c, f]) => `${c} ${f.rate_per_min.toFixed(1)}/min (${f.arriving} in the horizon)`).join(', ')}`);
+      }
+      console.log('');
       if (view.instances.length) {
         console.log(table(['instance', 'type', 'state', 'spot', 'launched', 'joined', 'draining', 'idle since'], view.instances.map((x) => [
           x.id, x.instance_type, x.state, x.spot ? 'spot' : 'on-demand', (x.launched_at ?? '').slice(11, 19), x.joined ? (x.joined_at ?? '').slice(11, 19) : 'no',

@@ -53,6 +53,9 @@ const MEMORY_EXCEEDED = /exceeded its memory reservation/;
 
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
+/** How long admitted jobs are remembered for the burst forecast (its window is at most this), and how many at most. */
+export const ARRIVALS_KEPT_MS = 3_600_000;
+const ARRIVALS_KEPT_MAX = 20_000;
 
 /** Serialises state changes: each runs after the previous one has finished, I/O included. */
 class Serial {
@@ -78,6 +81,8 @@ export class Leader {
   private readonly unheard = new Set<string>();
   /** Burst nodes being scaled down (coordinator/burst): nothing new is placed on them. */
   private readonly draining = new Set<string>();
+  /** Admitted jobs of the last ARRIVALS_KEPT_MS, oldest first: the burst forecast's arrival rates. */
+  private readonly arrivals: EncodingTask[] = [];
   private readonly serial = new Serial();
   private messages?: ConsumerMessages;
   private readonly inbox: JsMsg[] = [];
@@ -98,6 +103,7 @@ export class Leader {
   async start(): Promise<void> {
     for (const t of await this.o.store.listActive()) {
       this.active.set(t.id, t);
+      this.arrived(t);
       if (t.state === 'placed' || t.state === 'running') this.unclaimed.set(t.id, this.now() + this.o.leaseMs);
     }
     await this.restoreLedger();
@@ -264,7 +270,7 @@ export class Leader {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
     }
-    if (task.state === 'queued') this.active.set(task.id, task);
+    if (task.state === 'queued') { this.active.set(task.id, task); this.arrived(task); }
     this.unrecorded.add(task);
     return task;
   }
@@ -381,9 +387,26 @@ export class Leader {
     for (const id of ids) this.draining.add(id);
   }
 
-  /** What the burst controller decides from (read-only): the active tasks and the ledger as it is now. */
-  burstView(): { tasks: EncodingTask[]; snap: LedgerSnapshot; queuePolicy: QueuePolicy; reservation?: ReservationPolicy } {
-    return { tasks: [...this.active.values()], snap: this.ledger.snapshot(), queuePolicy: this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY, reservation: this.o.reservation };
+  /** What the burst controller decides from (read-only): the active tasks, recent arrivals and the ledger as it is now. */
+  burstView(): { tasks: EncodingTask[]; arrivals: EncodingTask[]; snap: LedgerSnapshot; queuePolicy: QueuePolicy; reservation?: ReservationPolicy } {
+    this.arrived();
+    return {
+      tasks: [...this.active.values()], arrivals: [...this.arrivals], snap: this.ledger.snapshot(),
+      queuePolicy: this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY, reservation: this.o.reservation,
+    };
+  }
+
+  /** Notes an admitted job (kept in submission order), and forgets ones older than ARRIVALS_KEPT_MS. */
+  private arrived(t?: EncodingTask): void {
+    if (t) {
+      let i = this.arrivals.length;
+      while (i > 0 && this.arrivals[i - 1].submitted_at > t.submitted_at) i--;
+      this.arrivals.splice(i, 0, t);
+    }
+    const since = this.now() - ARRIVALS_KEPT_MS;
+    let drop = 0;
+    while (drop < this.arrivals.length && (this.arrivals[drop].submitted_at < since || this.arrivals.length - drop > ARRIVALS_KEPT_MAX)) drop++;
+    if (drop) this.arrivals.splice(0, drop);
   }
 
   /** All of a group's members reserved in one commit, or none (with the reason on each). */

@@ -94,9 +94,11 @@ interface SimNode { id: string; cores: number; gpus: number; memory_gb: number; 
  * tasks end at their start plus their expected duration (now, if overdue), actors never; at each end the
  * queue, in order, starts whatever fits on the first node with room — as the leader does,
  * smaller jobs behind a blocked one included. `demand` sizes a task as the leader would.
+ * `arrives` gives the time a job not yet submitted (a forecast one) arrives: it starts no earlier.
  */
 export function estimateStarts(
   order: readonly QueueEntry[], nodes: readonly NodeCapacity[], running: readonly EncodingTask[], demand: (t: EncodingTask) => Demand, now: number, horizon = 5_000,
+  arrives?: (t: EncodingTask) => number | undefined,
 ): Map<string, StartEstimate> {
   const out = new Map<string, StartEstimate>();
   const sim: SimNode[] = nodes.map((n) => {
@@ -128,20 +130,23 @@ export function estimateStarts(
     out.set(t.id, { why: sim.length ? 'fits no node even when idle' : 'no nodes have registered' });
     return false;
   });
+  const release = (t: EncodingTask) => Math.max(now, arrives?.(t) ?? now);
   let clock = now;
   while (pending.length) {
     pending = pending.filter(({ t, d }) => {
+      if (release(t) > clock) return true; // not here yet
       const n = sim.find((x) => fits(x, d));
       if (!n) return true;
       hold(n, d, 1);
       if (!isActor(t.schema)) ends.push({ at: clock + 1000 * (t.predicted?.expected.duration_s ?? 0), node: n, d });
-      out.set(t.id, { at: clock, why: clock === now ? 'fits now' : `after earlier work on ${n.id} ends` });
+      out.set(t.id, { at: clock, why: clock === now ? 'fits now' : clock === release(t) ? 'fits when it arrives' : `after earlier work on ${n.id} ends` });
       return false;
     });
-    if (!pending.length || !ends.length) break;
-    // Advance to the next end and free what ended then.
+    // Advance to the next end or arrival, and free what ended by then.
+    const nextArrival = pending.reduce((m, { t }) => (release(t) > clock ? Math.min(m, release(t)) : m), Infinity);
+    if (!pending.length || (!ends.length && nextArrival === Infinity)) break;
     ends.sort((a, b) => a.at - b.at);
-    clock = ends[0].at;
+    clock = Math.min(ends[0]?.at ?? Infinity, nextArrival);
     while (ends.length && ends[0].at <= clock) {
       const e = ends.shift()!;
       hold(e.node, e.d, -1);

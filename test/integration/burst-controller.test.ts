@@ -96,8 +96,11 @@ test('the queue grows → a tagged launch with user data → the instance joins 
   assert.is(view.cluster, 'burst-test');
   assert.ok(view.budget.spent_this_hour > 0);
   assert.ok(view.decisions.some((d: { launch?: { instance_type: string } }) => d.launch?.instance_type === 'fake.small'));
+  assert.ok(Math.abs(view.forecast.standard.rate_per_min - 2 / 15) < 1e-9, 'two standard jobs in the 15-minute window');
+  assert.is(view.forecast.standard.arriving, 0, 'fewer than one in the 5-minute horizon');
   const text = await cliRun(s, ['scale', 'status']);
   assert.match(text.stdout, /burst on fake fake-region-1, cluster burst-test/);
+  assert.match(text.stdout, /arrivals forecast: premium 0\.0\/min \(0 in the horizon\), standard 0\.1\/min \(0 in the horizon\), batch 0\.0\/min/);
   await c.stop();
 });
 

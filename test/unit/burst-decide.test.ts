@@ -3,8 +3,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
 import { Ledger } from '../../coordinator/ledger/index.js';
+import { estimateStarts, orderQueue } from '../../coordinator/queue/index.js';
 import {
-  ProviderError, decide, validateBurstConfig, verifyProvider,
+  ProviderError, decide, forecastArrivals, validateBurstConfig, verifyProvider,
   type BurstInputs, type BurstInstance, type BurstPolicy, type CloudProvider, type InstanceType,
 } from '../../coordinator/burst/index.js';
 
@@ -251,6 +252,71 @@ test('the same inputs give the same decision (dry run and real runs decide alike
   assert.equal(decide(inputs(tasks)), decide(inputs(tasks)));
 });
 
+// ── forecast of arrivals ────────────────────────────────────────────────────────────────
+
+const FORECAST = { window_ms: 15 * MIN, horizon_ms: 5 * MIN };
+
+/** `n` jobs of a class submitted evenly over the last 15 minutes (finished or not: arrivals). */
+function arrived(n: number, o: Parameters<typeof task>[0] = {}): EncodingTask[] {
+  return Array.from({ length: n }, (_, k) => task({ ...o, at: NOW - 15 * MIN + ((k + 1) * 15 * MIN) / n }));
+}
+
+test('the forecast replays each class at its recent rate over the horizon, copying its most recent jobs', () => {
+  const premium = arrived(6, { cls: 'premium', cores: 2, deadline: NOW + 10 * MIN });
+  const f = forecastArrivals([...premium, ...arrived(2, { cls: 'batch' }), task({ cls: 'standard', at: NOW - 16 * MIN })], NOW, FORECAST);
+  assert.equal(f.classes.premium, { rate_per_min: 0.4, arriving: 2 });
+  assert.equal(f.classes.batch.arriving, 0, 'under one job per horizon forecasts nothing');
+  assert.equal(f.classes.standard, { rate_per_min: 0, arriving: 0 }, 'arrivals before the window do not count');
+  assert.equal(f.jobs.map((j) => [j.id, j.submitted_at, j.state]), [['forecast:premium:0', NOW + 2.5 * MIN, 'queued'], ['forecast:premium:1', NOW + 5 * MIN, 'queued']]);
+  assert.equal(f.jobs[0].predicted, premium[5].predicted, 'a copy of the most recent arrival');
+  // Its deadline keeps the slack the template had from its submission.
+  assert.is(Date.parse(f.jobs[0].schema.deadline!) - f.jobs[0].submitted_at, NOW + 10 * MIN - premium[5].submitted_at);
+  assert.equal(f.arrives.get('forecast:premium:1'), NOW + 5 * MIN);
+});
+
+test('a forecast job starts no earlier than it arrives, even on an idle node', () => {
+  const later = { ...task({ cores: 1, at: NOW + 10 * MIN }), id: 'forecast:standard:0' };
+  const est = estimateStarts(orderQueue([later]), [cap('n', 4)], [], () => ({ cores: 1, gpus: 0, memory_gb: 1, bandwidth_mbps: 0 }), NOW, undefined, (t) => t.submitted_at);
+  assert.equal(est.get(later.id), { at: NOW + 10 * MIN, why: 'fits when it arrives' });
+});
+
+test('steady arrivals that will outrun the fleet within the boot time burst before the queue itself is late', () => {
+  // 4-core, 10-minute jobs have come every 75 s; the node is busy for 8 more minutes; one waits.
+  const running = task({ cores: 4, seconds: 600, at: NOW - 2 * MIN, running_on: { node: 'local', cores: [0, 1, 2, 3] } });
+  const policy = { ...POLICY, max_wait_ms: { premium: MIN, standard: 10 * MIN, batch: 60 * MIN } };
+  const history = arrived(12, { cores: 4, seconds: 600 });
+  const without = decide(inputs([running], { policy }));
+  assert.is(without.launch, undefined, 'nothing queued: no burst without a forecast');
+  const d = decide(inputs([running], { policy: { ...policy, forecast: FORECAST }, arrivals: history }));
+  assert.equal(d.forecast?.standard, { rate_per_min: 0.8, arriving: 4 });
+  assert.ok(d.waits.standard.forecast_late.length > 0);
+  assert.equal([d.waits.standard.queued, d.waits.standard.over_bound], [0, []], 'the real queue is fine');
+  assert.ok(d.launch, d.reason);
+  assert.match(d.reason, /standard: \d of the 4 job\(s\) forecast in the next 5 min \(0\.8\/min\) would be late/);
+  assert.equal(d.inputs.forecast_jobs, 4);
+  assert.equal(d.inputs.queued, 0);
+});
+
+test('a trickle of arrivals forecasts nothing and launches nothing', () => {
+  const d = decide(inputs([busyLocal()], { policy: { ...POLICY, forecast: FORECAST }, arrivals: arrived(2, { cls: 'premium', cores: 4 }) }));
+  assert.is(d.launch, undefined);
+  assert.equal(d.inputs.forecast_jobs, 0);
+});
+
+test('an idle burst node is kept while the forecast says arrivals will need it, and drained once they stop', () => {
+  const nodes = [cap('local', 4), cap('i-1', 8, 16)];
+  const idle = burstNode('i-1', { joined_at: NOW - 30 * MIN, idle_since: NOW - 15 * MIN });
+  const running = task({ cores: 4, seconds: 1800, running_on: { node: 'local', cores: [0, 1, 2, 3] } });
+  const policy = { ...POLICY, forecast: FORECAST };
+  // Two 4-core premium jobs expected within 5 minutes: both fit the idle 8-core node, neither the busy one.
+  const busy = decide(inputs([running], { nodes, instances: [idle], policy, arrivals: arrived(8, { cls: 'premium', cores: 4, seconds: 600 }) }));
+  assert.equal(busy.forecast?.premium.arriving, 2);
+  assert.equal([busy.drain, busy.launch], [[], undefined]);
+  assert.match(busy.reason, /i-1 idle but kept: without it the queue would be late/);
+  const quiet = decide(inputs([running], { nodes, instances: [idle], policy, arrivals: [] }));
+  assert.equal(quiet.drain.map((x) => x.id), ['i-1']);
+});
+
 // ── configuration ──────────────────────────────────────────────────────────────────────
 
 const RAW = {
@@ -277,6 +343,9 @@ test('a valid configuration gets its defaults and durations in milliseconds', ()
   assert.equal([c.cooldown_ms, c.idle_period_ms, c.join_timeout_ms, c.tick_ms, c.dry_run], [120_000, 600_000, 300_000, 5000, false]);
   assert.equal(c.max_wait_ms, { premium: 60_000, standard: 600_000, batch: 3_600_000 });
   assert.equal([c.install, c.agent_port, c.metadata_url], [RAW.install, 7070, 'http://169.254.169.254']);
+  assert.equal(c.forecast, { window_ms: 15 * MIN, horizon_ms: 5 * MIN }, 'the forecast is on by default');
+  assert.is(validateBurstConfig({ ...RAW, forecast: false }).forecast, undefined);
+  assert.equal(validateBurstConfig({ ...RAW, forecast: { window: '30m', horizon: '8m' } }).forecast, { window_ms: 30 * MIN, horizon_ms: 8 * MIN });
   assert.equal(validateBurstConfig({ ...RAW, install: { source: 'image' }, agent_port: 7443, metadata_url: 'http://[fd00:ec2::254]/' }).metadata_url, 'http://[fd00:ec2::254]');
   assert.equal(validateBurstConfig({ ...RAW, install: { source: 'tarball', url: 'https://a.example.com/p.tgz', sha256: 'AB'.repeat(32) } }).install,
     { source: 'tarball', url: 'https://a.example.com/p.tgz', sha256: 'ab'.repeat(32) });
@@ -311,6 +380,11 @@ test('where burst nodes get Prescient is required, and every part of it is check
   refused({ install: { source: 'git', url: 'https://git.example.com/p.git', ref: 'a/../b' } }, 'install.ref', /tag, branch or commit/);
   refused({ install: { source: 'tarball', url: 'https://a.example.com/p.tgz' } }, 'install.sha256', /64 hex digits/);
   refused({ install: { source: 'tarball', url: 'ftp://a.example.com/p.tgz', sha256: 'ab'.repeat(32) } }, 'install.url', /must be a https or http URL/);
+  refused({ forecast: 'yes' }, 'forecast', /must be false, or \{ window, horizon \}/);
+  refused({ forecast: { window: '10s' } }, 'forecast.window', /at least 1m/);
+  refused({ forecast: { window: '2h' } }, 'forecast.window', /at most 1h/);
+  refused({ forecast: { horizon: 'soon' } }, 'forecast.horizon', /duration/);
+  refused({ forecast: { lookahead: '5m' } }, 'forecast.lookahead', /unknown setting/);
   refused({ agent_port: 70000 }, 'agent_port', /TCP port/);
   refused({ agent_port: 0 }, 'agent_port', /at least 1/);
   refused({ metadata_url: 'https://169.254.169.254' }, 'metadata_url', /must be a http URL/);
