@@ -6,7 +6,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DescribeImagesCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { AwsProvider, CLUSTER_TAG, ProviderError, type AwsProviderOptions, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { AwsProvider, CLUSTER_TAG, ProviderError, verifyProvider, type AwsProviderOptions, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { ConfigError } from '../../shared/index.js';
 import { awsTestEnv, MOTO_FAKE_CREDENTIALS, startMoto, type MotoServer } from '../helpers/moto.js';
 
 const REGION = 'eu-west-1';
@@ -170,6 +171,16 @@ test('verify checks every catalogue type against DescribeInstanceTypes: it must 
   assert.match(overstated.message, /c5\.large: the catalogue lists 8 vCPUs, the cloud has 2; the catalogue lists 16 GB of memory, the cloud has 4/);
   const gpus = await rejection(aws().verify([{ ...C5_LARGE, gpus: 1 }]));
   assert.match(gpus.message, /the catalogue lists 1 GPU\(s\), the cloud has 0/);
+});
+
+test("a catalogue type EC2 does not offer refuses the coordinator's start with an error naming it", async () => {
+  try {
+    await verifyProvider(aws(), [C5_LARGE, { ...C5_LARGE, name: 'c5.mega' }]);
+    assert.unreachable('refused');
+  } catch (e) {
+    assert.instance(e, ConfigError);
+    assert.match((e as Error).message, /^burst provider aws \(eu-west-1\): invalid configuration: .*instance type c5\.mega is not one EC2 offers in eu-west-1/);
+  }
 });
 
 test('verify refuses a region that does not exist as invalid', async () => {
