@@ -25,6 +25,7 @@
  *   forecast: { window: 15m, horizon: 5m }   # also replay the jobs each class is expected to submit
  *                                       # within horizon (about a node's boot time); false: off
  *   agent_port: 7070                    # the agent's gRPC port on burst nodes (the leader dials it)
+ *   agent_args: [--accounted-only, bandwidth]   # more `prescient agent` arguments for burst nodes
  *   metadata_url: http://169.254.169.254   # the cloud's instance metadata service (http://[fd00:ec2::254] on IPv6-only EC2)
  */
 import { readFileSync } from 'node:fs';
@@ -61,6 +62,8 @@ export interface BurstConfig extends BurstPolicy {
   agent_port: number;
   /** The instance metadata service burst nodes ask for their id and address. */
   metadata_url: string;
+  /** More `prescient agent` arguments burst nodes start with. */
+  agent_args: string[];
   /** How many decisions `prescient scale status` keeps. */
   keep_decisions: number;
 }
@@ -69,7 +72,7 @@ export interface BurstConfig extends BurstPolicy {
 export interface BurstOptions {
   config: BurstConfig;
   provider: CloudProvider;
-  /** Extra `prescient agent` arguments burst nodes start with. */
+  /** Extra `prescient agent` arguments burst nodes start with (default: config.agent_args). */
   agentArgs?: string[];
 }
 
@@ -138,6 +141,19 @@ function forecastPolicy(v: unknown): ForecastPolicy | undefined {
   return { window_ms, horizon_ms };
 }
 
+/** Set by the boot script from the metadata service and agent_port: not to be given again. */
+const BOOT_SET_ARGS = ['--node-id', '--grpc-host', '--grpc-port'];
+
+function agentArgs(v: unknown): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new ConfigError('agent_args', `must be a list of \`prescient agent\` arguments, got ${JSON.stringify(v)}`);
+  return v.map((a, k) => {
+    if (typeof a !== 'string' || /[\r\n\0]/.test(a)) throw new ConfigError(`agent_args[${k}]`, `must be one line of text, got ${JSON.stringify(a)}`);
+    if (BOOT_SET_ARGS.some((b) => a === b || a.startsWith(`${b}=`))) throw new ConfigError(`agent_args[${k}]`, `${a} is set by the burst node's boot script (from the metadata service and agent_port)`);
+    return a;
+  });
+}
+
 const INSTALL_HELP = '{ source: image } (Prescient is in the image), { source: git, url, ref } or { source: tarball, url, sha256 }';
 
 /** Where burst nodes get Prescient: required, since a node that cannot install never joins. */
@@ -169,7 +185,7 @@ function installSource(v: unknown): InstallSource {
 /** Validates a parsed configuration; every error names its field. */
 export function validateBurstConfig(raw: unknown): BurstConfig {
   if (!isObject(raw)) throw new ConfigError('burst', 'the configuration must be an object');
-  const known = new Set(['provider', 'provider_options', 'cluster', 'catalogue', 'instance_types', 'max_instances', 'budget_per_hour', 'spot', 'cooldown', 'idle_period', 'join_timeout', 'max_wait', 'tick', 'dry_run', 'endpoints', 'keep_decisions', 'refusal_period', 'install', 'agent_port', 'metadata_url', 'forecast']);
+  const known = new Set(['provider', 'provider_options', 'cluster', 'catalogue', 'instance_types', 'max_instances', 'budget_per_hour', 'spot', 'cooldown', 'idle_period', 'join_timeout', 'max_wait', 'tick', 'dry_run', 'endpoints', 'keep_decisions', 'refusal_period', 'install', 'agent_port', 'metadata_url', 'forecast', 'agent_args']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(k, `unknown setting (known: ${[...known].join(', ')})`);
   const provider = raw.provider;
   if (!PROVIDER_NAMES.includes(provider as ProviderName)) throw new ConfigError('provider', `must be one of ${PROVIDER_NAMES.join(', ')}, got ${JSON.stringify(provider)}`);
@@ -222,6 +238,7 @@ export function validateBurstConfig(raw: unknown): BurstConfig {
   if (agent_port > 65535) throw new ConfigError('agent_port', `must be a TCP port (1-65535), got ${agent_port}`);
   const metadata_url = httpUrl('metadata_url', raw.metadata_url ?? DEFAULTS.metadata_url, ['http:']).replace(/\/+$/, '');
   const forecast = forecastPolicy(raw.forecast);
+  const agent_args = agentArgs(raw.agent_args);
   const tick_ms = parseDuration('tick', raw.tick ?? DEFAULTS.tick);
   if (tick_ms < 100) throw new ConfigError('tick', 'must be at least 100ms');
   return {
@@ -231,7 +248,7 @@ export function validateBurstConfig(raw: unknown): BurstConfig {
     idle_period_ms: parseDuration('idle_period', raw.idle_period ?? DEFAULTS.idle_period),
     join_timeout_ms: parseDuration('join_timeout', raw.join_timeout ?? DEFAULTS.join_timeout),
     refusal_ms: raw.refusal_period === undefined ? undefined : parseDuration('refusal_period', raw.refusal_period),
-    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints, install, agent_port, metadata_url, forecast,
+    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints, install, agent_port, metadata_url, forecast, agent_args,
     keep_decisions: raw.keep_decisions === undefined ? DEFAULTS.keep_decisions : num('keep_decisions', raw.keep_decisions, { min: 1, int: true }),
   };
 }

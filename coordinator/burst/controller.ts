@@ -67,7 +67,7 @@ export interface BurstControllerOptions {
   leader: () => BurstLeaderView | undefined;
   /** Endpoints burst nodes are given (config.endpoints wins). */
   endpoints: StackEndpoints;
-  /** Extra `prescient agent` arguments for burst nodes. */
+  /** Extra `prescient agent` arguments for burst nodes (default: the configuration's agent_args). */
   agentArgs?: string[];
   /** User data template (default deploy/cloud-init/burst-node.yaml). */
   template?: string;
@@ -276,7 +276,7 @@ export class BurstController {
   private async launch(d: BurstDecision, errors: string[]): Promise<{ ids: string[]; refused: boolean }> {
     const l = d.launch!, c = this.o.config, now = this.now();
     const user_data = renderUserData(this.template, {
-      provider: c.provider, cluster: c.cluster, endpoints: c.endpoints ?? this.o.endpoints, agent_args: this.o.agentArgs,
+      provider: c.provider, cluster: c.cluster, endpoints: c.endpoints ?? this.o.endpoints, agent_args: this.o.agentArgs ?? c.agent_args,
       install: c.install, metadata_url: c.metadata_url, agent_port: c.agent_port,
     });
     try {

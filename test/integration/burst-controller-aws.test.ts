@@ -50,12 +50,12 @@ test('the queue grows → RunInstances with type, count, tags and user data → 
     max_instances: 2, budget_per_hour: 1, cooldown: '2s', idle_period: '2s', join_timeout: '120s', tick: '500ms',
     max_wait: { premium: '5s', standard: '5s', batch: '5s' },
     install: { source: 'image' }, metadata_url: imds.url, agent_port: await freePort(),
+    // What every burst node's agent is started with: this host's interfaces stay unshaped, two cores.
+    agent_args: ['--shape-interfaces', '', '--cores', '0-1', '--memory-gb', '2', '--sample-ms', '100'],
   });
   const provider = new AwsProvider(config.provider_options as never);
   stops.push(async () => provider.close());
-  // What every burst node's agent is started with: this host's interfaces stay unshaped, two cores.
-  const agentArgs = ['--shape-interfaces', '', '--cores', '0-1', '--memory-gb', '2', '--sample-ms', '100'];
-  const c = await coordinator(s, 'c1', { burst: { config, provider, agentArgs } });
+  const c = await coordinator(s, 'c1', { burst: { config, provider } });
   stops.unshift(() => c.stop());
   await waitFor('c1 leads', () => c.isLeader() && c.burst());
 

@@ -344,6 +344,7 @@ test('a valid configuration gets its defaults and durations in milliseconds', ()
   assert.equal(c.max_wait_ms, { premium: 60_000, standard: 600_000, batch: 3_600_000 });
   assert.equal([c.install, c.agent_port, c.metadata_url], [RAW.install, 7070, 'http://169.254.169.254']);
   assert.equal(c.forecast, { window_ms: 15 * MIN, horizon_ms: 5 * MIN }, 'the forecast is on by default');
+  assert.equal([c.agent_args, validateBurstConfig({ ...RAW, agent_args: ['--accounted-only', 'bandwidth'] }).agent_args], [[], ['--accounted-only', 'bandwidth']]);
   assert.is(validateBurstConfig({ ...RAW, forecast: false }).forecast, undefined);
   assert.equal(validateBurstConfig({ ...RAW, forecast: { window: '30m', horizon: '8m' } }).forecast, { window_ms: 30 * MIN, horizon_ms: 8 * MIN });
   assert.equal(validateBurstConfig({ ...RAW, install: { source: 'image' }, agent_port: 7443, metadata_url: 'http://[fd00:ec2::254]/' }).metadata_url, 'http://[fd00:ec2::254]');
@@ -385,6 +386,9 @@ test('where burst nodes get Prescient is required, and every part of it is check
   refused({ forecast: { window: '2h' } }, 'forecast.window', /at most 1h/);
   refused({ forecast: { horizon: 'soon' } }, 'forecast.horizon', /duration/);
   refused({ forecast: { lookahead: '5m' } }, 'forecast.lookahead', /unknown setting/);
+  refused({ agent_args: '--cores 0-3' }, 'agent_args', /must be a list/);
+  refused({ agent_args: ['--cores', '0-3', '--grpc-port=9'] }, 'agent_args[2]', /set by the burst node's boot script/);
+  refused({ agent_args: ['a\nb'] }, 'agent_args[0]', /one line/);
   refused({ agent_port: 70000 }, 'agent_port', /TCP port/);
   refused({ agent_port: 0 }, 'agent_port', /at least 1/);
   refused({ metadata_url: 'https://169.254.169.254' }, 'metadata_url', /must be a http URL/);
