@@ -15,7 +15,7 @@
  */
 import { SLA_CLASSES, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
 import type { LedgerSnapshot } from '../ledger/index.js';
-import { DEFAULT_QUEUE_POLICY, estimateStarts, orderQueue, type Demand, type QueueEntry, type QueuePolicy, type StartEstimate } from '../queue/index.js';
+import { DEFAULT_QUEUE_POLICY, anyLate, estimateStarts, orderQueue, type Demand, type QueueEntry, type QueuePolicy, type StartEstimate } from '../queue/index.js';
 import { sizeRequest, type ReservationPolicy } from '../sizing/index.js';
 import type { InstanceState, InstanceType } from './providers/types.js';
 import { forecastArrivals, isForecast, type ClassForecast, type ForecastPolicy } from './forecast.js';
@@ -258,6 +258,10 @@ export function decide(i: BurstInputs): BurstDecision {
   ];
   const arrives = forecast ? (t: EncodingTask) => forecast.arrives.get(t.id) : undefined;
   const replay = (nodes: NodeCapacity[]) => judge(order, estimateStarts(order, nodes, running, demand, now, undefined, arrives), now, policy);
+  // What judge() calls late, as a due time per job, for the many replays that only ask whether any job is.
+  const latestOf = new Map(order.map((e) => [e.task.id, e.latest_start ?? Infinity]));
+  const due = (t: EncodingTask) => Math.max(now, Math.min(latestOf.get(t.id) ?? Infinity, t.submitted_at + policy.max_wait_ms[t.schema.priority]));
+  const lateOn = (nodes: NodeCapacity[]) => anyLate(order, nodes, running, demand, now, due, arrives);
   const base = replay(fleet(draining));
   const late = base.late;
   const shortfall = sum(late.map((e) => demand(e.task)));
@@ -288,7 +292,7 @@ export function decide(i: BurstInputs): BurstDecision {
     } else {
       launch = chooseLaunch(
         i, late.map((e) => demand(e.task)), late.filter((e) => !isForecast(e.task.id)).map((e) => demand(e.task)),
-        alive.length, liveHourly, refusals, (extra) => replay(fleet(draining, extra)).late.length, why,
+        alive.length, liveHourly, refusals, (extra) => lateOn(fleet(draining, extra)), why,
       );
     }
   } else {
@@ -310,7 +314,7 @@ export function decide(i: BurstInputs): BurstDecision {
       if (held || x.idle_since === undefined || now - x.idle_since < policy.idle_period_ms) continue;
       // Only if the queue still fares well without it (no flapping: drain, then launch again).
       const without = new Set([...draining, ...drain.map((d) => d.id), x.id]);
-      if (replay(fleet(without)).late.length) { why.push(`${x.id} idle but kept: without it the queue would be late`); continue; }
+      if (lateOn(fleet(without))) { why.push(`${x.id} idle but kept: without it the queue would be late`); continue; }
       drain.push({ id: x.id, why: `no reservation for ${mins(now - x.idle_since)} (idle period ${mins(policy.idle_period_ms)})` });
       x.draining_since = now;
     }
@@ -348,7 +352,7 @@ function holdsSomething(snap: LedgerSnapshot, id: string): boolean {
  */
 function chooseLaunch(
   i: BurstInputs, late: Demand[], lateNow: Demand[], alive: number, hourly: number, refusals: readonly Refusal[],
-  lateWith: (extra: NodeCapacity[]) => number, why: string[],
+  lateWith: (extra: NodeCapacity[]) => boolean, why: string[],
 ): LaunchDecision | undefined {
   const { policy, now } = i;
   const largest: Demand = {
@@ -373,12 +377,20 @@ function chooseLaunch(
     if (cap < 1) { options.push({ t, ...o, count: 0, clears: false, cap, capWhy }); continue; }
     // At least what the late jobs need in sum; then more until the replay says they are on time.
     const floor = Math.max(1, Math.ceil(Math.max(total.cores / t.vcpus, total.memory_gb / t.memory_gb, t.gpus ? total.gpus / t.gpus : 0, total.bandwidth_mbps / t.bandwidth_mbps) - 1e-9));
-    let count = Math.min(cap, floor), clears = false;
-    // The replay packs jobs one node at a time; the sum bound is only a lower one.
-    for (; count <= cap; count++) {
-      if (lateWith(Array.from({ length: count }, (_, k) => typeCapacity(`burst-${t.name}-${k}`, t))) === 0) { clears = true; break; }
+    // The replay packs jobs one node at a time; the sum bound is only a lower one. More instances
+    // make the queue later only in rare list-scheduling anomalies, so the fewest that clear it are
+    // found by bisection (each try is a replay of the whole queue).
+    const clearsWith = (n: number) => !lateWith(Array.from({ length: n }, (_, k) => typeCapacity(`burst-${t.name}-${k}`, t)));
+    let lo = Math.min(cap, floor), hi = cap;
+    const clears = clearsWith(hi);
+    if (clears) {
+      while (lo < hi) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (clearsWith(mid)) hi = mid;
+        else lo = mid + 1;
+      }
     }
-    options.push({ t, ...o, count: Math.min(count, cap), clears, cap, capWhy });
+    options.push({ t, ...o, count: hi, clears, cap, capWhy });
   }
   const usable = options.filter((o) => o.count >= 1);
   if (!usable.length) {

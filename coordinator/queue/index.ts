@@ -89,6 +89,9 @@ export interface StartEstimate {
 
 interface SimNode { id: string; cores: number; gpus: number; memory_gb: number; bandwidth_mbps: number; total: Demand }
 
+/** How many queued jobs a replay looks at; the rest get no estimate (and count as late). */
+export const REPLAY_HORIZON = 5_000;
+
 /**
  * When each queued task is likely to start, by replaying the queue against the fleet: running
  * tasks end at their start plus their expected duration (now, if overdue), actors never; at each end the
@@ -97,9 +100,29 @@ interface SimNode { id: string; cores: number; gpus: number; memory_gb: number; 
  * `arrives` gives the time a job not yet submitted (a forecast one) arrives: it starts no earlier.
  */
 export function estimateStarts(
-  order: readonly QueueEntry[], nodes: readonly NodeCapacity[], running: readonly EncodingTask[], demand: (t: EncodingTask) => Demand, now: number, horizon = 5_000,
+  order: readonly QueueEntry[], nodes: readonly NodeCapacity[], running: readonly EncodingTask[], demand: (t: EncodingTask) => Demand, now: number, horizon = REPLAY_HORIZON,
   arrives?: (t: EncodingTask) => number | undefined,
 ): Map<string, StartEstimate> {
+  return replayQueue(order, nodes, running, demand, now, horizon, arrives).out;
+}
+
+/**
+ * Whether the replay would start some job after `due(job)`, or never (beyond the horizon
+ * included): the same replay as estimateStarts, stopped as soon as the answer is known — at the
+ * first job left waiting past its due time — which is what the burst engine asks many times per
+ * decision.
+ */
+export function anyLate(
+  order: readonly QueueEntry[], nodes: readonly NodeCapacity[], running: readonly EncodingTask[], demand: (t: EncodingTask) => Demand, now: number,
+  due: (t: EncodingTask) => number, arrives?: (t: EncodingTask) => number | undefined,
+): boolean {
+  return replayQueue(order, nodes, running, demand, now, REPLAY_HORIZON, arrives, due).late;
+}
+
+function replayQueue(
+  order: readonly QueueEntry[], nodes: readonly NodeCapacity[], running: readonly EncodingTask[], demand: (t: EncodingTask) => Demand, now: number, horizon: number,
+  arrives?: (t: EncodingTask) => number | undefined, due?: (t: EncodingTask) => number,
+): { out: Map<string, StartEstimate>; late: boolean } {
   const out = new Map<string, StartEstimate>();
   const sim: SimNode[] = nodes.map((n) => {
     const total = { cores: n.core_ids.length, gpus: n.gpus.length, memory_gb: n.memory_gb, bandwidth_mbps: n.bandwidth_mbps };
@@ -122,7 +145,8 @@ export function estimateStarts(
   }
   const fits = (n: { cores: number; gpus: number; memory_gb: number; bandwidth_mbps: number }, d: Demand) =>
     n.cores >= d.cores && n.gpus >= d.gpus && n.memory_gb + 1e-9 >= d.memory_gb && n.bandwidth_mbps + 1e-9 >= d.bandwidth_mbps;
-  let pending = order.slice(0, horizon).map((e) => ({ t: e.task, d: demand(e.task) }));
+  const release = (t: EncodingTask) => Math.max(now, arrives?.(t) ?? now);
+  let pending = order.slice(0, horizon).map((e) => ({ t: e.task, d: demand(e.task), r: release(e.task) }));
   for (const e of order.slice(horizon)) out.set(e.task.id, { why: `beyond the first ${horizon} queued jobs` });
   // Never on any node, even idle: no estimate, and it does not block the replay.
   pending = pending.filter(({ t, d }) => {
@@ -130,28 +154,62 @@ export function estimateStarts(
     out.set(t.id, { why: sim.length ? 'fits no node even when idle' : 'no nodes have registered' });
     return false;
   });
-  const release = (t: EncodingTask) => Math.max(now, arrives?.(t) ?? now);
+  if (due && out.size) return { out, late: true };
+  // With `due`: the waiting jobs by due time; `placed` marks the ones started (skipped lazily).
+  const byDue = due ? pending.map((p) => ({ p, due: due(p.t) })).sort((a, b) => a.due - b.due) : [];
+  const placed = new Set<object>();
+  let firstDue = 0;
+  // Arrivals still to come, in time order (forecast jobs; a real queue has none).
+  const arrivals = [...new Set(pending.map((p) => p.r).filter((r) => r > now))].sort((a, b) => a - b);
+  let nextArrival = 0;
+  // The most any one node has free of each resource: a job asking more fits nowhere, which spares
+  // the scan of every node for each waiting job at each step of a long replay.
+  const most = { cores: 0, gpus: 0, memory_gb: 0, bandwidth_mbps: 0 };
+  const measure = () => {
+    most.cores = 0; most.gpus = 0; most.memory_gb = 0; most.bandwidth_mbps = 0;
+    for (const n of sim) {
+      most.cores = Math.max(most.cores, n.cores); most.gpus = Math.max(most.gpus, n.gpus);
+      most.memory_gb = Math.max(most.memory_gb, n.memory_gb); most.bandwidth_mbps = Math.max(most.bandwidth_mbps, n.bandwidth_mbps);
+    }
+  };
+  measure();
+  // The least any waiting job asks of each resource: once no node has that much free, the rest of
+  // the queue is not looked at until something ends (a saturated fleet: most steps).
+  const least = pending.reduce((m, { d }) => ({
+    cores: Math.min(m.cores, d.cores), gpus: Math.min(m.gpus, d.gpus), memory_gb: Math.min(m.memory_gb, d.memory_gb), bandwidth_mbps: Math.min(m.bandwidth_mbps, d.bandwidth_mbps),
+  }), { cores: Infinity, gpus: Infinity, memory_gb: Infinity, bandwidth_mbps: Infinity });
   let clock = now;
   while (pending.length) {
-    pending = pending.filter(({ t, d }) => {
-      if (release(t) > clock) return true; // not here yet
-      const n = sim.find((x) => fits(x, d));
-      if (!n) return true;
-      hold(n, d, 1);
-      if (!isActor(t.schema)) ends.push({ at: clock + 1000 * (t.predicted?.expected.duration_s ?? 0), node: n, d });
-      out.set(t.id, { at: clock, why: clock === now ? 'fits now' : clock === release(t) ? 'fits when it arrives' : `after earlier work on ${n.id} ends` });
-      return false;
-    });
+    // In queue order, start whatever has arrived and fits (kept in place: no new array per step).
+    let kept = 0, k = 0;
+    for (; k < pending.length && fits(most, least); k++) {
+      const p = pending[k];
+      const n = p.r <= clock && fits(most, p.d) ? sim.find((x) => fits(x, p.d)) : undefined;
+      if (!n) { pending[kept++] = p; continue; }
+      hold(n, p.d, 1);
+      measure();
+      placed.add(p);
+      if (!isActor(p.t.schema)) ends.push({ at: clock + 1000 * (p.t.predicted?.expected.duration_s ?? 0), node: n, d: p.d });
+      out.set(p.t.id, { at: clock, why: clock === now ? 'fits now' : clock === p.r ? 'fits when it arrives' : `after earlier work on ${n.id} ends` });
+    }
+    if (kept < k) pending.copyWithin(kept, k);
+    pending.length -= k - kept;
     // Advance to the next end or arrival, and free what ended by then.
-    const nextArrival = pending.reduce((m, { t }) => (release(t) > clock ? Math.min(m, release(t)) : m), Infinity);
-    if (!pending.length || (!ends.length && nextArrival === Infinity)) break;
+    while (nextArrival < arrivals.length && arrivals[nextArrival] <= clock) nextArrival++;
+    if (!pending.length || (!ends.length && nextArrival === arrivals.length)) break;
     ends.sort((a, b) => a.at - b.at);
-    clock = Math.min(ends[0]?.at ?? Infinity, nextArrival);
+    clock = Math.min(ends[0]?.at ?? Infinity, arrivals[nextArrival] ?? Infinity);
+    if (due) {
+      // A job still waiting when the clock passes its due time is late: the answer is known.
+      while (firstDue < byDue.length && placed.has(byDue[firstDue].p)) firstDue++;
+      if (firstDue < byDue.length && clock > byDue[firstDue].due) return { out, late: true };
+    }
     while (ends.length && ends[0].at <= clock) {
       const e = ends.shift()!;
       hold(e.node, e.d, -1);
     }
+    measure();
   }
   for (const { t } of pending) out.set(t.id, { why: 'not reached by the replay' });
-  return out;
+  return { out, late: pending.length > 0 };
 }

@@ -10,6 +10,7 @@ import { benchModel } from './model.js';
 import { benchPacking } from './packing.js';
 import { benchSubmitLatency } from './submit-latency.js';
 import { benchPlacement } from './placement.js';
+import { benchBurst } from './burst.js';
 
 function machine(): Record<string, string | number> {
   const ffmpeg = (() => { try { return /ffmpeg version (\S+)/.exec(execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }))?.[1] ?? '?'; } catch { return 'absent'; } })();
@@ -27,6 +28,7 @@ const benches: Record<string, () => Promise<Record<string, number | string>>> = 
   'packing (issue 5: makespan and overruns, predictive vs fixed slots vs one core per job)': benchPacking,
   'submit to placed (issue 5: p50/p99 at 1,000 jobs/s through NATS)': benchSubmitLatency,
   'placement (issue 5: >= 20,000 decisions/s on one core, p99 < 1 ms, 10,000 nodes)': benchPlacement,
+  'burst decision (issue 7: decide() far below its 5 s tick with 2,000 queued jobs, forecast off and on)': benchBurst,
 };
 
 console.log('machine:', JSON.stringify(machine()));

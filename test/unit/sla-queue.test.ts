@@ -1,7 +1,8 @@
 /** The SLA queue's order and start estimates (coordinator/queue): classes, aging, submitters, deadlines. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULT_QUEUE_POLICY, estimateStarts, orderQueue, type Demand } from '../../coordinator/queue/index.js';
+import fc from 'fast-check';
+import { DEFAULT_QUEUE_POLICY, anyLate, estimateStarts, orderQueue, type Demand } from '../../coordinator/queue/index.js';
 import type { EncodingTask, NodeCapacity, SlaClass } from '../../shared/index.js';
 
 const T0 = Date.UTC(2026, 10, 25, 12);
@@ -89,6 +90,30 @@ test('a job that fits no node has no estimate and does not hold back the jobs be
 test('without nodes nothing has an estimate, and the reason says so', () => {
   const est = estimateStarts(orderQueue([task({ id: 'x' })]), [], [], oneCore, T0);
   assert.equal(est.get('x'), { why: 'no nodes have registered' });
+});
+
+test('anyLate answers exactly what the full replay says: some job starts after its due time, or never', () => {
+  const CLASSES: SlaClass[] = ['premium', 'standard', 'batch'];
+  const job = fc.record({
+    cls: fc.constantFrom(...CLASSES), cores: fc.integer({ min: 1, max: 6 }), seconds: fc.integer({ min: 10, max: 900 }),
+    age: fc.integer({ min: 0, max: 20 * MIN }), arrivesIn: fc.option(fc.integer({ min: 1, max: 10 * MIN })), slack: fc.option(fc.integer({ min: 0, max: 30 * MIN })),
+  });
+  fc.assert(fc.property(
+    fc.array(job, { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 8 }), { maxLength: 4 }), fc.array(fc.integer({ min: 0, max: 15 * MIN }), { minLength: 3, maxLength: 3 }),
+    (jobs, cores, bounds) => {
+      const bound = Object.fromEntries(CLASSES.map((c, i) => [c, bounds[i]])) as Record<SlaClass, number>;
+      const ts = jobs.map((j, i) => ({ ...task({ id: `j${i}`, cls: j.cls, seconds: j.seconds, at: j.arrivesIn === null ? T0 - j.age : T0 + j.arrivesIn, deadline: j.slack === null ? undefined : T0 + j.slack }), cores: j.cores }));
+      const demand = (t: EncodingTask): Demand => ({ cores: (t as EncodingTask & { cores: number }).cores, gpus: 0, memory_gb: 0.5, bandwidth_mbps: 5 });
+      const arrives = (t: EncodingTask) => (t.submitted_at > T0 ? t.submitted_at : undefined);
+      const order = orderQueue(ts);
+      const nodes = cores.map((c, i) => node(`n${i}`, c));
+      const latest = new Map(order.map((e) => [e.task.id, e.latest_start ?? Infinity]));
+      const due = (t: EncodingTask) => Math.max(T0, Math.min(latest.get(t.id)!, t.submitted_at + bound[t.schema.priority]));
+      const est = estimateStarts(order, nodes, [], demand, T0, undefined, arrives);
+      const full = order.some((e) => { const at = est.get(e.task.id)?.at; return at === undefined || at > due(e.task); });
+      assert.is(anyLate(order, nodes, [], demand, T0, due, arrives), full);
+    },
+  ), { numRuns: 300, seed: 7 });
 });
 
 test.run();
