@@ -1,7 +1,7 @@
 /**
  * The feedback loop on a real cluster (NATS, Consul, QuestDB, ffmpeg; one coordinator, one
  * agent on one core): the agent reports predicted against actual after each encode; once the
- * node's encodes are slowed by a competing load (two busy loops pinned to its core), the
+ * node's encodes are slowed by a competing load (three busy loops pinned to its core), the
  * duration error passes its threshold, an alert arrives on NATS and at a webhook, and within a
  * stated number of runs the node's rolling error is back under the threshold through the online
  * correction alone (no retraining). `prescient model status --json` shows the figures.
@@ -23,6 +23,15 @@ const THRESHOLD = 35;
 /** Runs after the load starts within which the rolling error must be back under THRESHOLD. */
 const RECOVER_WITHIN = 10;
 const CORE = '1';
+/**
+ * Busy loops pinned to the core under load. Two slowed the 2 s encodes only about 2.6× (ffmpeg's
+ * start-up is not all CPU); with the correction's α = 0.5 the 4-run rolling error then often
+ * peaked just under the threshold as the correction caught up (seen failing in CI). Three hogs
+ * (about 3.4×) and α = 0.3 cross it within 1–3 runs and recover within 8 at slowdowns of
+ * 2.6–5.5× in a simulation of this loop, so the test no longer depends on how loaded the host is.
+ */
+const HOGS = 3;
+const ALPHA = 0.3;
 
 let s: TestStack;
 let c: CoordinatorHandle;
@@ -46,7 +55,7 @@ test.before(async () => {
   sub = s.nc.subscribe(MODEL_ALERTS_SUBJECT, { callback: (_e, m) => onNats.push(codec.decode(m.data)) });
   c = await coordinator(s, 'c1', {
     alertWebhook: `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/alerts`,
-    feedback: { window: 4, alerts: { mape: { duration_s: THRESHOLD }, minRuns: 3 }, correction: { alpha: 0.5 } },
+    feedback: { window: 4, alerts: { mape: { duration_s: THRESHOLD }, minRuns: 3 }, correction: { alpha: ALPHA } },
   });
   a = await agent(s, 'node-a', CORE);
 });
@@ -90,7 +99,7 @@ test('on an unloaded node, the correction brings the duration error under its th
 });
 
 test(`a competing load on the node's core passes the threshold, alerts on NATS and the webhook, and the error is back under it within ${RECOVER_WITHIN} runs`, async () => {
-  for (let i = 0; i < 2; i++) hogs.push(spawn('taskset', ['-c', CORE, process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }));
+  for (let i = 0; i < HOGS; i++) hogs.push(spawn('taskset', ['-c', CORE, process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }));
   await new Promise((r) => setTimeout(r, 300));
   const mapes: number[] = [];
   let alertedAt = 0, recoveredAt = 0;
