@@ -104,7 +104,9 @@ test('a sample interval under 100 ms is refused before anything runs', async () 
 
 test('a child process joins the tree, and its CPU time and bytes read still count after it exited', async () => {
   // The subshell burns CPU and reads 20 MB through head, then exits and is reaped by the root.
-  const sh = spawn('sh', ['-c', 'sleep 0.3; (head -c 20000000 /dev/zero > /dev/null; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done) & wait; sleep 0.6'], { stdio: 'ignore' });
+  // 600,000 iterations are about 0.6 s of CPU here: three times the 20 ticks asserted (200,000
+  // once gave 19 ticks in CI).
+  const sh = spawn('sh', ['-c', 'sleep 0.3; (head -c 20000000 /dev/zero > /dev/null; i=0; while [ $i -lt 600000 ]; do i=$((i+1)); done) & wait; sleep 0.6'], { stdio: 'ignore' });
   const exited = new Promise((resolve) => sh.on('exit', resolve));
   const tree = new ProcessTree(sh.pid!, allowed);
   try {
