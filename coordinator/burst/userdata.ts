@@ -95,7 +95,7 @@ export function toStartupScript(cloudConfig: string): string {
     if (f.content.split('\n').includes(eof)) throw new Error(`${f.path} contains the heredoc delimiter ${eof}`);
     out.push(`mkdir -p ${q(f.path.replace(/\/[^/]*$/, '') || '/')}`);
     out.push(`cat > ${q(f.path)} <<'${eof}'`, f.content.replace(/\n$/, ''), eof);
-    if (f.permissions) out.push(`chmod ${q(f.permissions.replace(/^'|'$/g, ''))} ${q(f.path)}`);
+    if (f.permissions) out.push(`chmod ${q(f.permissions)} ${q(f.path)}`);
   }
   for (const c of doc.runcmd ?? []) out.push(typeof c === 'string' ? c : c.map(q).join(' '));
   return `${out.join('\n')}\n`;

@@ -54,7 +54,7 @@ const MEMORY_EXCEEDED = /exceeded its memory reservation/;
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
 /** How long admitted jobs are remembered for the burst forecast (its window is at most this), and how many at most. */
-export const ARRIVALS_KEPT_MS = 3_600_000;
+const ARRIVALS_KEPT_MS = 3_600_000;
 const ARRIVALS_KEPT_MAX = 20_000;
 
 /** Serialises state changes: each runs after the previous one has finished, I/O included. */

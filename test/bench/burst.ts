@@ -9,21 +9,11 @@ import { performance } from 'node:perf_hooks';
 import { Ledger } from '../../coordinator/ledger/index.js';
 import { decide, type BurstInputs, type BurstPolicy, type InstanceType } from '../../coordinator/burst/index.js';
 import { SLA_CLASSES, type EncodingTask, type NodeCapacity } from '../../shared/index.js';
+import { seededRandom } from '../../models/index.js';
 
 const NOW = Date.UTC(2026, 11, 1, 12);
 const MIN = 60_000;
 const ROUNDS = 7;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CATALOGUE: InstanceType[] = [
   { name: 'c-8', vcpus: 8, memory_gb: 16, gpus: 0, bandwidth_mbps: 12_500, price_per_hour: 0.34, spot_price_per_hour: 0.13 },
@@ -46,7 +36,7 @@ function job(r: () => number, id: string, at: number): EncodingTask {
 }
 
 export async function benchBurst(): Promise<Record<string, number | string>> {
-  const r = rng(7);
+  const r = seededRandom(7);
   const nodes: NodeCapacity[] = Array.from({ length: 50 }, (_, i) => ({
     node_id: `n${i}`, address: `10.0.0.${i}:7000`, cpu_model: 'bench', memory_gb: 64, bandwidth_mbps: 10_000, gpus: [], core_ids: Array.from({ length: 16 }, (_, c) => c),
   }));

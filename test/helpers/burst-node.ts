@@ -38,7 +38,7 @@ export function cloudInitSchema(userData: string): { valid: boolean; output: str
 }
 
 /** The files a cloud-config document writes, by path. */
-export function writeFiles(userData: string): Map<string, string> {
+function writeFiles(userData: string): Map<string, string> {
   const doc = YAML.parse(userData) as { write_files?: Array<{ path: string; content: string }> };
   return new Map((doc.write_files ?? []).map((f) => [f.path, f.content]));
 }
