@@ -7,7 +7,7 @@
  * Units are fixed here (pixels, frames per second, kbit/s, seconds, GB); a mapping file scales
  * its columns into them.
  */
-import { GPU_ENCODERS, effectiveOutput, type EncodingSchema } from '../shared/index.js';
+import { GPU_ENCODERS, effectiveOutput, knownInput, type EncodingSchema } from '../shared/index.js';
 
 /** The five things Prescient predicts for an encode. */
 export const TARGETS = ['cpu_cores', 'gpu_percent', 'memory_gb', 'bandwidth_mbps', 'duration_s'] as const;
@@ -77,6 +77,8 @@ export interface NodeRecord {
   hw_class?: string;
   /** GPUs the encode was granted (GPU encoders get one). */
   gpus?: number;
+  /** Memory of the machine (or what the encode was granted), GB: logs of cloud instances give it by instance type. */
+  memory_gb?: number;
 }
 
 export interface EncodeRecord {
@@ -94,16 +96,31 @@ export interface LabelledRow {
   targets: Partial<TargetValues>;
   /** Stable identity (job id, or a hash of the source line): decides the held-out split. */
   key: string;
+  /**
+   * The source video it encoded (a file's name up to its first `~` or `.`, a lavfi source with
+   * its noise, or a log's source column): rows of one source are held out and calibrated
+   * together, so figures and bounds are those of a source the model has never seen. Absent:
+   * the row is a source of its own.
+   */
+  group?: string;
   /** When it ran (epoch ms), where known: decides time windows. */
   ts?: number;
 }
 
 export const emptyRecord = (): EncodeRecord => ({ output: {}, input: {}, content: {}, node: {}, extra: {} });
 
-/** What a validated schema says about its encode; `node` is filled from where it runs. */
+/** ffprobe's codec names where the model's vocabulary has a shorter one. */
+const PROBED_CODEC_NAMES: Record<string, string> = { mpeg2video: 'mpeg2', mpeg1video: 'mpeg1' };
+
+/**
+ * What a validated schema says about its encode; `node` is filled from where it runs. A file's
+ * geometry, length, codec, bitrate, size and content complexity come from its probe wherever the
+ * submitter did not give them (shared `knownInput`).
+ */
 export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): EncodeRecord {
-  const out = s.output, inp = s.input, eff = effectiveOutput(s), rc = out.rate_control;
-  const fps = eff.fps, duration = inp.duration_s;
+  const out = s.output, inp = s.input, eff = effectiveOutput(s), known = knownInput(s), rc = out.rate_control, probe = inp.probe;
+  const fps = eff.fps, duration = known.duration_s;
+  const probedCodec = probe?.codec !== undefined ? PROBED_CODEC_NAMES[probe.codec] ?? probe.codec : undefined;
   return {
     output: {
       codec: out.codec, encoder: out.encoder, preset: out.preset,
@@ -112,18 +129,31 @@ export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): Encode
       passes: out.passes, gop: out.gop,
     },
     input: {
-      codec: inp.kind === 'synthetic' ? 'rawvideo' : inp.codec,
-      width: inp.resolution?.width, height: inp.resolution?.height, fps: inp.fps,
-      bitrate_kbps: inp.kind === 'file' ? inp.bitrate_kbps : undefined, duration_s: duration,
+      codec: inp.kind === 'synthetic' ? 'rawvideo' : inp.codec ?? probedCodec,
+      width: known.resolution?.width, height: known.resolution?.height, fps: known.fps,
+      bitrate_kbps: inp.kind === 'file' ? inp.bitrate_kbps ?? probe?.bitrate_kbps : undefined, duration_s: duration,
       frames: fps !== undefined && duration !== undefined ? Math.max(1, Math.round(fps * duration)) : undefined,
+      size_bytes: inp.kind === 'file' ? probe?.size_bytes : undefined,
     },
-    content: { noise: inp.kind === 'synthetic' ? inp.noise : undefined },
+    content: { noise: inp.kind === 'synthetic' ? inp.noise : undefined, si_mean: probe?.si_mean, ti_mean: probe?.ti_mean },
     // Written out rather than spread: every record's node has one shape, which keeps the
     // feature getters that read it monomorphic (a spread's shape follows its input's).
-    node: { cores: node.cores, hw_class: node.hw_class, gpus: node.gpus ?? (GPU_ENCODERS.has(out.encoder) ? 1 : 0) },
+    node: { cores: node.cores, hw_class: node.hw_class, gpus: node.gpus ?? (GPU_ENCODERS.has(out.encoder) ? 1 : 0), memory_gb: node.memory_gb },
     extra: {},
   };
 }
 
 /** A node's hardware class as the model sees it: its CPU model, and the GPU an encode was given. */
 export const hardwareClass = (cpuModel: string, gpuModel?: string): string => (gpuModel ? `${cpuModel} + ${gpuModel}` : cpuModel);
+
+/**
+ * The source a schema encodes, for grouping rows (LabelledRow.group): a lavfi source with its
+ * noise (`lavfi:testsrc2+40`), or a file's name up to its first `~` or `.` (`file:bbb` for
+ * `/media/bbb~1080p-hevc.mkv`: variants of one source named SOURCE~VARIANT are one source).
+ */
+export function sourceKey(s: EncodingSchema): string {
+  const inp = s.input;
+  if (inp.kind === 'synthetic') return `lavfi:${inp.source}+${inp.noise}`;
+  const name = inp.path.slice(inp.path.lastIndexOf('/') + 1);
+  return `file:${name.split(/[~.]/)[0] || name}`;
+}

@@ -3,4 +3,5 @@ export { startAgent, type AgentHandle, type AgentOptions } from './agent.js';
 export { detectHardware, parseCpuList, type Hardware, type GrantOptions } from './hardware.js';
 export { QuestDbTelemetrySink, questdbQuery, questdbExec, RUNS_TABLE, SpoolLockedError, type TelemetrySink, type RunRecord, type SampleContext } from './telemetry/index.js';
 export { RunRecorder, type RecordRequest, type RecordedRun } from './recorder.js';
-export { runCalibration, calibrationMatrix, type CalibrationReport, type CalibrateOptions } from './calibrate/index.js';
+export { runCalibration, calibrationMatrix, parseCalibrationPlan, designCalibration, type CalibrationReport, type CalibrateOptions } from './calibrate/index.js';
+export { probeInput, ProbeCache, measureComplexity } from './ffmpeg/probe.js';

@@ -22,6 +22,8 @@ export interface RecordRequest {
   /** Expected usage the reservation was made from, when there was a prediction. */
   predicted?: ResourceUsage;
   model_version?: string;
+  /** False: skip the PSNR/SSIM pass (see EncodeJob.quality). */
+  quality?: boolean;
 }
 
 export interface RecordedRun {
@@ -62,7 +64,7 @@ export class RunRecorder {
       complexity = await measureComplexity(req.schema, grant, opts.signal);
       result = await this.o.runner.run({
         task_id: req.task_id, schema: req.schema, core_ids: req.core_ids, gpu_ids: req.gpu_ids,
-        memory_gb: req.memory_gb, output_dir: this.o.output_dir, sample_interval_ms: this.o.sample_interval_ms,
+        memory_gb: req.memory_gb, output_dir: this.o.output_dir, sample_interval_ms: this.o.sample_interval_ms, quality: req.quality,
       }, { signal: opts.signal, onProgress: opts.onProgress, onSample });
     } catch (e) {
       error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;

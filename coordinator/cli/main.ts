@@ -17,11 +17,12 @@ import { startCoordinator } from '../coordinator.js';
 import { parseSchedule, parseWindow } from '../retrain/index.js';
 import { parseReservationPolicy } from '../sizing/index.js';
 import { POLICY_NAMES, placementPolicy } from '../placement/index.js';
-import { startAgent, runCalibration } from '../../node-agent/index.js';
+import { startAgent, runCalibration, probeInput, ProbeCache, parseCalibrationPlan, designCalibration, detectHardware } from '../../node-agent/index.js';
 import { DEFAULT_CONTENTS } from '../../node-agent/calibrate/index.js';
 import { parseResourceList } from '../../node-agent/enforce/index.js';
 import os from 'node:os';
 import { runDemo } from './demo.js';
+import { DEFAULT_MODEL_PATH, loadModelFile } from '../../models/index.js';
 import { formatEvent, formatProgress } from './format.js';
 import { modelCommands } from './model.js';
 import { fleetCommands } from './fleet.js';
@@ -78,6 +79,26 @@ function readJobs(file: string): unknown[] {
 }
 
 /** Validates locally so a bad job never reaches the cluster; checks input files exist. */
+/**
+ * Probes each job's input that this machine can read, and attaches what it found (cached by
+ * path, size and modification time in the state directory). A file it cannot read is left to
+ * be probed by a node of the cluster before the job is predicted.
+ */
+async function attachProbes(schemas: EncodingSchema[], log: (m: string) => void): Promise<void> {
+  const cache = new ProbeCache(path.join(dir(), 'probe-cache.json'));
+  for (const s of schemas) {
+    if (s.input.probe) continue;
+    const probe = await probeInput(s.input, { by: 'submitter', cache });
+    if (probe) s.input.probe = probe;
+    else if (s.input.kind === 'file') log(`${s.input.path}: not readable here; a node will probe it before the job is predicted`);
+  }
+  try {
+    cache.save();
+  } catch (e) {
+    log(`probe cache not saved: ${(e as Error).message}`);
+  }
+}
+
 function checkJob(raw: unknown, ctx: ValidationContext): EncodingSchema {
   const schema = validateEncodingSchema(raw, ctx);
   if (schema.input.kind === 'file' && !existsSync(schema.input.path)) {
@@ -103,6 +124,7 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
   .option('--wait', 'follow each job until it finishes and show the result')
   .option('--timeout <seconds>', 'give up waiting after this long', '600')
   .option('--json', 'print job ids and results as JSON')
+  .option('--no-probe', 'do not probe inputs here (a file input is then probed by a node before it is predicted)')
   .action(async (file: string, o) => {
     const ctx = validation();
     let schemas: EncodingSchema[];
@@ -116,6 +138,7 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
       }
       throw e;
     }
+    if (o.probe) await attachProbes(schemas, (m) => { if (!o.json) console.error(m); });
     const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
     try {
       await ensureStreams(nc);
@@ -328,6 +351,12 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   .option('--bitrate-scales <list>', 'bitrates as multiples of the size-scaled default, comma-separated (default: 1)')
   .option('--core-counts <list>', 'core counts to grant, comma-separated (default: all granted cores)')
   .option('--limit <n>', 'at most this many runs, spread evenly over the matrix')
+  .option('--plan <file>', 'make exactly the runs this YAML file lists ([{ cores, job }]) instead of the matrix')
+  .option('--design', 'draw varied runs at random (seeded) until --budget is spent, instead of the matrix')
+  .option('--budget <seconds>', 'with --design: estimated encode time to spend', '3600')
+  .option('--max-run <seconds>', 'with --design: no run estimated longer than this', '60')
+  .option('--seed <n>', 'with --design: the draw', '1')
+  .option('--no-quality', 'skip the PSNR/SSIM pass after each encode')
   .option('--dry-run', 'only list the runs')
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
@@ -339,7 +368,24 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
     });
     const base = agentConfig({ ...o, nodeId: o.nodeId ?? os.hostname() });
     const files = list(o.files)?.map((f) => ({ path: path.resolve(f) }));
+    const cores = (await detectHardware(base.grant)).core_ids.length;
+    let plan = o.plan ? parseCalibrationPlan(readFileSync(o.plan, 'utf8'), o.plan, base.validation, cores) : undefined;
+    if (o.design) {
+      const cache = new ProbeCache();
+      const probed = [];
+      for (const f of files ?? []) {
+        const probe = await probeInput({ kind: 'file', path: f.path }, { by: 'node', cache });
+        if (probe) probed.push({ path: f.path, probe }); else console.error(`${f.path}: cannot be probed, left out`);
+      }
+      const model = loadModelFile(DEFAULT_MODEL_PATH);
+      plan = designCalibration({
+        files: probed, synthetic: o.synthetic !== false, core_counts: list(o.coreCounts)?.map(Number) ?? [cores],
+        budget_s: Number(o.budget), max_run_s: Number(o.maxRun), seed: Number(o.seed), max_runs: o.limit === undefined ? undefined : Number(o.limit),
+        estimate: (schema, n) => model.predict(schema, { cores: n }).expected.duration_s,
+      }, base.validation);
+    }
     const report = await runCalibration({
+      plan, quality: o.quality,
       node_id: base.nodeId!, endpoints: o.dryRun ? undefined : loadEndpoints(dir()), grant: base.grant, validation: base.validation,
       // Its own spool: an agent on the same node owns (and locks) the agent spool.
       output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: `${base.spoolDir}-calibrate`,

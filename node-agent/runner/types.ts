@@ -21,6 +21,8 @@ export interface EncodeJob {
   output_dir: string;
   /** How often the encode is sampled; default 1000, at least MIN_SAMPLE_INTERVAL_MS (100). */
   sample_interval_ms?: number;
+  /** False: no PSNR/SSIM pass after the encode (calibration needs only what the encode used). Default true. */
+  quality?: boolean;
 }
 
 /** What a finished encode yields: its EncodeResult plus the summary of its samples over all passes. */

@@ -77,6 +77,41 @@ export type SlaClass = (typeof SLA_CLASSES)[number];
 
 export interface Resolution { width: number; height: number }
 
+/**
+ * What a probe of the input found before the job was predicted: `prescient submit` probes a file
+ * it can read (and a synthetic source's content complexity), and where the submitter could not,
+ * the leader asks a node to (node-agent/ffmpeg/probe.ts). Every figure is optional: a probe
+ * reports what ffprobe could tell. The model reads the input's geometry, length and content from
+ * here wherever the submitter did not spell them out.
+ */
+export interface InputProbe {
+  /** Who probed: the submitter's machine, or a node of the cluster the leader asked. */
+  by: ProbeOrigin;
+  /** The first video stream's picture size, frame rate and codec (ffprobe's name: h264, mpeg2video, prores, …). */
+  width?: number;
+  height?: number;
+  fps?: number;
+  codec?: string;
+  pix_fmt?: string;
+  /** Seconds of video, and frames (counted by the container where it says, else fps × duration). */
+  duration_s?: number;
+  frames?: number;
+  /** The video stream's bitrate (the container's overall rate where the stream has none). */
+  bitrate_kbps?: number;
+  audio_streams?: number;
+  /** The file's size and modification time when probed (a probe of another version of the file is stale). */
+  size_bytes?: number;
+  mtime_ms?: number;
+  /** ITU-T P.910 spatial and temporal information (ffmpeg's siti filter) over the first `siti_s` seconds. */
+  si_mean?: number;
+  si_max?: number;
+  ti_mean?: number;
+  ti_max?: number;
+  siti_s?: number;
+}
+export const PROBE_ORIGINS = ['submitter', 'node'] as const;
+export type ProbeOrigin = (typeof PROBE_ORIGINS)[number];
+
 export interface SyntheticInput {
   kind: 'synthetic';
   /** lavfi source filter name. */
@@ -87,6 +122,8 @@ export interface SyntheticInput {
   duration_s?: number;
   /** 0–100: strength of temporal noise added to raise content complexity. */
   noise: number;
+  /** Its content complexity, measured at submission (the rest of a lavfi source is known). */
+  probe?: InputProbe;
 }
 export interface FileInput {
   kind: 'file';
@@ -96,7 +133,9 @@ export interface FileInput {
   resolution?: Resolution;
   fps?: number;
   bitrate_kbps?: number;
+  /** Encode only this many seconds from the start. */
   duration_s?: number;
+  probe?: InputProbe;
 }
 export type InputSpec = SyntheticInput | FileInput;
 
@@ -234,8 +273,9 @@ function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boo
   }
   const hasPath = obj.path !== undefined, hasSynth = obj.synthetic !== undefined;
   if (hasPath === hasSynth) return c.fail('input', 'must have exactly one of `path` (a file) or `synthetic` (an ffmpeg test source)');
+  const probe = checkProbe(c, obj.probe, hasSynth);
   if (hasSynth) {
-    c.unknownKeys(obj, 'input', ['synthetic', 'resolution', 'fps', 'duration_s']);
+    c.unknownKeys(obj, 'input', ['synthetic', 'resolution', 'fps', 'duration_s', 'probe']);
     const s = c.object(obj.synthetic, 'input.synthetic');
     if (!s) return undefined;
     c.unknownKeys(s, 'input.synthetic', ['source', 'noise']);
@@ -248,9 +288,9 @@ function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boo
       ? (obj.duration_s === undefined ? undefined : c.fail('input.duration_s', 'must not be set for an actor: a live channel runs until it is stopped'))
       : c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { required: true, exclusiveLo: true });
     if (!source || !resolution || fps === undefined || (!actor && duration_s === undefined)) return undefined;
-    return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise });
+    return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise, probe });
   }
-  c.unknownKeys(obj, 'input', ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s']);
+  c.unknownKeys(obj, 'input', ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s', 'probe']);
   const p = checkInputPath(c, obj.path, ctx);
   const codec = c.oneOf(obj.codec, 'input.codec', INPUT_CODECS, false);
   const resolution = c.resolution(obj.resolution, 'input.resolution', false);
@@ -258,7 +298,46 @@ function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boo
   const bitrate_kbps = c.number(obj.bitrate_kbps, 'input.bitrate_kbps', 0, MAX_BITRATE_KBPS, { exclusiveLo: true });
   const duration_s = c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { exclusiveLo: true });
   if (!p) return undefined;
-  return dropUndefined({ kind: 'file' as const, path: p, codec, resolution, fps, bitrate_kbps, duration_s });
+  return dropUndefined({ kind: 'file' as const, path: p, codec, resolution, fps, bitrate_kbps, duration_s, probe });
+}
+
+/** Fields a probe of a lavfi source may carry: its content complexity (the rest is its own settings). */
+const SYNTHETIC_PROBE_FIELDS = ['by', 'si_mean', 'si_max', 'ti_mean', 'ti_max', 'siti_s'] as const;
+const PROBE_FIELDS = [
+  'by', 'width', 'height', 'fps', 'codec', 'pix_fmt', 'duration_s', 'frames', 'bitrate_kbps', 'audio_streams', 'size_bytes', 'mtime_ms',
+  'si_mean', 'si_max', 'ti_mean', 'ti_max', 'siti_s',
+] as const satisfies readonly (keyof InputProbe)[];
+/** A codec or pixel format name as ffprobe prints it. */
+const PROBE_NAME = /^[a-z0-9_]{1,32}$/;
+
+/**
+ * `input.probe`, whoever attached it: every figure in its physical range. Its width and height
+ * need not be even (a probed file is what it is); the output's are checked where they are set.
+ */
+function checkProbe(c: Checker, raw: unknown, synthetic: boolean): InputProbe | undefined {
+  const p = c.object(raw, 'input.probe', false);
+  if (!p) return undefined;
+  c.unknownKeys(p, 'input.probe', synthetic ? SYNTHETIC_PROBE_FIELDS : PROBE_FIELDS);
+  const by = c.oneOf(p.by, 'input.probe.by', PROBE_ORIGINS);
+  const num = (k: keyof InputProbe, hi: number, integer = false, positive = true) =>
+    c.number(p[k], `input.probe.${k}`, 0, hi, { integer, exclusiveLo: positive });
+  const name = (k: 'codec' | 'pix_fmt') => {
+    const v = p[k];
+    if (v === undefined || v === null) return undefined;
+    return typeof v === 'string' && PROBE_NAME.test(v) ? v : c.fail(`input.probe.${k}`, 'must be 1–32 lowercase letters, digits or underscores');
+  };
+  const out: InputProbe = {
+    by: by ?? 'submitter',
+    width: num('width', MAX_DIMENSION, true), height: num('height', MAX_DIMENSION, true), fps: num('fps', MAX_FPS),
+    codec: name('codec'), pix_fmt: name('pix_fmt'),
+    duration_s: num('duration_s', MAX_DURATION_S), frames: num('frames', MAX_DURATION_S * MAX_FPS, true),
+    bitrate_kbps: num('bitrate_kbps', MAX_BITRATE_KBPS), audio_streams: num('audio_streams', 64, true, false),
+    size_bytes: num('size_bytes', 2 ** 53, true, false), mtime_ms: num('mtime_ms', 2 ** 53, false, false),
+    // P.910's SI and TI are gradient and difference magnitudes of 8-bit luma: at most 255·√2 and 255.
+    si_mean: num('si_mean', 400, false, false), si_max: num('si_max', 400, false, false),
+    ti_mean: num('ti_mean', 400, false, false), ti_max: num('ti_max', 400, false, false), siti_s: num('siti_s', 600),
+  };
+  return dropUndefined(out);
 }
 
 /** A path is accepted only when, once normalised, it lies under an allowed root. */
@@ -376,12 +455,29 @@ function checkGroup(c: Checker, raw: unknown): JobGroup | undefined {
   return id && size !== undefined && placement ? { id, size, placement } : undefined;
 }
 
-/** Effective output geometry: the output's own settings, else the input's when known. */
-export function effectiveOutput(s: EncodingSchema): { resolution?: Resolution; fps?: number; duration_s?: number } {
+/**
+ * What is known of the input: its own settings where the submitter gave them, else what the
+ * probe found. The duration is what will be encoded: the submitted `duration_s` cut, when the
+ * file is at least that long.
+ */
+export function knownInput(s: EncodingSchema): { resolution?: Resolution; fps?: number; duration_s?: number } {
+  const inp = s.input, p = inp.probe;
+  const probed = p?.width && p.height ? { width: p.width, height: p.height } : undefined;
+  const cut = inp.duration_s, whole = p?.duration_s;
   return {
-    resolution: s.output.resolution ?? s.input.resolution,
-    fps: s.output.fps ?? s.input.fps,
-    duration_s: s.input.duration_s,
+    resolution: inp.resolution ?? probed,
+    fps: inp.fps ?? p?.fps,
+    duration_s: cut !== undefined && whole !== undefined ? Math.min(cut, whole) : cut ?? whole,
+  };
+}
+
+/** Effective output geometry: the output's own settings, else the input's when known (given or probed). */
+export function effectiveOutput(s: EncodingSchema): { resolution?: Resolution; fps?: number; duration_s?: number } {
+  const inp = knownInput(s);
+  return {
+    resolution: s.output.resolution ?? inp.resolution,
+    fps: s.output.fps ?? inp.fps,
+    duration_s: inp.duration_s,
   };
 }
 

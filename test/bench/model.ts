@@ -21,7 +21,7 @@ import os from 'node:os';
 import { BLOCK_ROWS, CompiledNetwork, NetworkBank, SparseBlock, SparseVector } from '../../models/network.js';
 import {
   BASELINES, DEFAULT_MODEL_PATH, PredictionBatch, describeSchema, encodeFeatures, encodeSparseRow, evaluatePredictor, fitBaseline, loadModelFile, parseDelimited, priorRows,
-  runsToRows, splitRows, trainModel, trainingRunsFromCsv, type EncodeMarks, type EvaluationReport,
+  runsToRows, splitRows, trainModel, defaultCalibrationRuns, type EncodeMarks, type EvaluationReport,
 } from '../../models/index.js';
 
 const ns = () => process.hrtime.bigint();
@@ -145,8 +145,7 @@ export async function benchModel(): Promise<Record<string, number | string>> {
   for (const b of BASELINES) out[`train 100,000: ${b}`] = brief(evaluatePredictor(fitBaseline(b, trained.split, 0.95), trained.split.test));
 
   // The shipped model on its own calibration encodes (the same split it was trained with).
-  const csv = fileURLToPath(new URL('../../../models/default/calibration-runs.csv', import.meta.url));
-  const split = splitRows(runsToRows(trainingRunsFromCsv(readFileSync(csv, 'utf8'))!));
+  const split = splitRows(runsToRows(defaultCalibrationRuns().runs));
   out['shipped model on its held-out encodes'] = brief(evaluatePredictor((r) => model.predictRecord(r), split.test));
   // The same encodes as a bare schema describes them (no SI/TI probe): what the leader predicts from.
   const bare = split.test.map((r) => ({ ...r, record: { ...r.record, content: { noise: r.record.content.noise } } }));
