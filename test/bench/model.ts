@@ -13,8 +13,7 @@
  *   node dist/test/bench/model.js      prints the figures as JSON
  *   PRESCIENT_BENCH_MODEL=predict      only the prediction figures (skips the ~1 min of training)
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import brain from 'brain.js';
 import { validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
 import os from 'node:os';
