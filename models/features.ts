@@ -1,5 +1,5 @@
 /**
- * Feature spec `features-v2`: how an EncodeRecord (record.ts) becomes the numeric vector the
+ * Feature spec `features-v3`: how an EncodeRecord (record.ts) becomes the numeric vector the
  * networks read. The spec fixes which columns exist and how each is computed; a model fits the
  * data-dependent parts (category vocabularies, numeric means and spreads) on its training rows
  * and stores them, so the same record always encodes to the same vector under that model.
@@ -11,9 +11,11 @@
  *    A value the model never saw lands in `other`, and the prediction says so; training
  *    routes a share of rows through `other` on purpose so that column learns the average case.
  * 2. Numbers. Each of NUMERICS is computed from the record (log scales where the range spans
- *    orders of magnitude), then standardised with the training mean and spread and clipped to
- *    ±CLIP. A column missing from every training row is left out; one missing from some rows
- *    gets a companion `<name>_known` column (1 when present) and reads 0 (the mean) when absent.
+ *    orders of magnitude), held to the training range (a network asked about a number beyond
+ *    what it saw answers wildly; the record is then flagged `outside`, and its bound is the one
+ *    measured for extrapolation), then standardised with the training mean and spread. A column
+ *    missing from every training row is left out; one missing from some rows gets a companion
+ *    `<name>_known` column (1 when present) and reads 0 (the mean) when absent.
  * 3. Extra numeric columns a mapping file passed (`extra.<name>`), treated like NUMERICS.
  *
  * Some numbers only a probe of the media or a log can give (PROBED: content complexity, frame
@@ -25,12 +27,10 @@ import { PRESETS } from '../shared/index.js';
 import type { EncodeRecord } from './record.js';
 import { SparseBlock, SparseVector } from './sparse.js';
 
-export const FEATURE_SPEC_VERSION = 'features-v2';
+export const FEATURE_SPEC_VERSION = 'features-v3';
 
 /** Training rows a category value needs to get a column of its own. */
 const MIN_CATEGORY_ROWS = 3;
-/** Standardised values are clipped here: far outside the training range the networks extrapolate badly. */
-const CLIP = 5;
 
 interface CategorySpec { get: (r: EncodeRecord) => string | undefined; max: number }
 
@@ -121,6 +121,8 @@ export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> =
   /** log2 of the CPU cores granted, and GPUs granted. */
   log_cores: (r) => log2(r.node.cores),
   gpus: (r) => r.node.gpus,
+  /** log2 of the machine's memory in GB, where a log gives it (an instance type's, say). */
+  log_node_memory: (r) => log2(r.node.memory_gb),
 };
 
 /**
@@ -157,12 +159,13 @@ export function numericsInto(r: EncodeRecord, out: Float64Array): Float64Array {
   out[20] = finite(c.noise);
   out[21] = finite(log2(node.cores));
   out[22] = finite(node.gpus);
+  out[23] = finite(log2(node.memory_gb));
   return out;
 }
 /** The columns numericsInto writes, in order (NUMERICS' own order, checked when this module loads). */
 export const NUMERIC_NAMES = ['log_out_pixels', 'log_in_pixels', 'out_fps', 'in_fps', 'log_frames', 'log_duration', 'crf', 'log_bitrate',
   'log_bits_per_pixel', 'log_in_bitrate', 'log_in_bits_per_pixel', 'passes', 'log_gop', 'preset_slowness', 'i_share', 'p_share', 'b_share',
-  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus'] as const;
+  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus', 'log_node_memory'] as const;
 if (NUMERIC_NAMES.join() !== Object.keys(NUMERICS).join()) throw new Error('features.ts: numericsInto does not write the NUMERICS columns in order');
 const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : NaN);
 
@@ -284,6 +287,9 @@ interface Compiled {
     at: Int32Array;
     mean: Float64Array;
     std: Float64Array;
+    /** The training range: a number is held to it before it is standardised. */
+    min: Float64Array;
+    max: Float64Array;
     /** The training range widened by a tenth each way: beyond it, the record's notes say so. */
     lo: Float64Array;
     hi: Float64Array;
@@ -308,7 +314,7 @@ function compile(s: FeatureState): Compiled {
   const ns = s.numeric, k = ns.length;
   const numeric: Compiled['numeric'] = {
     name: ns.map((n) => n.name), fused: new Int32Array(k), extra: ns.map((n) => (n.name.startsWith('extra.') ? n.name.slice(6) : undefined)),
-    at: new Int32Array(k), mean: new Float64Array(k), std: new Float64Array(k), lo: new Float64Array(k), hi: new Float64Array(k),
+    at: new Int32Array(k), mean: new Float64Array(k), std: new Float64Array(k), min: new Float64Array(k), max: new Float64Array(k), lo: new Float64Array(k), hi: new Float64Array(k),
     flag: new Uint8Array(k), probed: new Uint8Array(k),
   };
   ns.forEach((n, i) => {
@@ -317,6 +323,8 @@ function compile(s: FeatureState): Compiled {
     numeric.at[i] = at;
     numeric.mean[i] = n.mean;
     numeric.std[i] = n.std;
+    numeric.min[i] = n.min;
+    numeric.max[i] = n.max;
     numeric.lo[i] = n.min - slack;
     numeric.hi[i] = n.max + slack;
     numeric.flag[i] = n.flag ? 1 : 0;
@@ -371,7 +379,7 @@ function encodeSparseAt(s: FeatureState, r: EncodeRecord, idx: Int32Array, val: 
     val[n++] = 1;
   }
   const raw = numericsInto(r, c.raw);
-  const { fused, at: col, mean, std, lo, hi, flag, probed } = c.numeric;
+  const { fused, at: col, mean, std, min, max, lo, hi, flag, probed } = c.numeric;
   const codes = marks?.codes, codesAt = marks?.at ?? 0;
   let missing = 0, outside = 0, unprobedCount = 0;
   for (let i = 0; i < fused.length; i++) {
@@ -388,7 +396,7 @@ function encodeSparseAt(s: FeatureState, r: EncodeRecord, idx: Int32Array, val: 
         unprobedCount++;
       }
     } else {
-      const z = Math.max(-CLIP, Math.min(CLIP, (x - mean[i]) / std[i]));
+      const z = ((x < min[i] ? min[i] : x > max[i] ? max[i] : x) - mean[i]) / std[i];
       if (z !== 0) { idx[n] = col[i]; val[n++] = z; }
       if (flag[i] === 1) { idx[n] = col[i] + 1; val[n++] = 1; }
       if (x < lo[i] || x > hi[i]) {

@@ -3,6 +3,7 @@ export * from './record.js';
 export * from './features.js';
 export * from './model.js';
 export * from './conformal.js';
+export * from './lookup.js';
 export { CompiledNetwork, seededRandom, DEFAULT_NETWORK_OPTIONS, type NetworkJson, type NetworkTrainOptions } from './network.js';
 export * from './training/index.js';
 export * from './training/retrain.js';

@@ -1,6 +1,9 @@
 /**
- * A trained model: brain.js networks over fitted feature states (one output per target), and
- * per target the conformal residuals its upper bound is drawn from. `Model.fromFile` checks a model file
+ * A trained model. Per target: a lookup table with back-off (lookup.ts) that gives the first
+ * estimate, brain.js networks over fitted feature states that learned what the lookup misses
+ * (their residual, weighted by how much it helped on sources held out in training), a lookup of
+ * how far off such an estimate typically is, and the conformal scores its upper bound is drawn
+ * from. `Model.fromFile` checks a model file
  * through and through (format, feature spec, shapes, finite weights, checksum) and refuses it
  * with the reason; nothing half-loaded ever predicts.
  *
@@ -14,10 +17,12 @@ import {
 } from './features.js';
 import { BLOCK_ROWS, CompiledNetwork, NetworkBank, SparseBlock, SparseVector, type NetworkJson } from './network.js';
 import { checkGrid, conformalQuantile, type ResidualGrid } from './conformal.js';
+import { CompiledLookup, checkLookup, lookupPaths, type Lookup } from './lookup.js';
+import { CompiledLinear, checkLinear, type Linear } from './linear.js';
 import { TARGETS, describeSchema, type EncodeRecord, type Target, type TargetValues } from './record.js';
 
 export const MODEL_FORMAT = 'prescient-model';
-export const MODEL_FORMAT_VERSION = 2;
+export const MODEL_FORMAT_VERSION = 3;
 export const DEFAULT_COVERAGE = 0.95;
 
 /**
@@ -67,7 +72,18 @@ export interface NetworkModel {
   json: NetworkJson;
 }
 
-/** One target: where its network output is, its training range and its conformal residuals. */
+/**
+ * One target. On its learning scale (log10, per output frame for duration; GPU share linear):
+ *
+ *   base     = linear(features) + lookup(record's groups)
+ *   estimate = base + alpha · network residual(features)
+ *   bound    = estimate + q · max(spread(record), spread_floor)
+ *
+ * `q` is the conformal quantile of the scores (error ÷ spread) of predictions made, in
+ * training, for sources the predicting model had not seen (cross-validation by source), for the
+ * class the record falls in: known, novel (a category never seen or a number beyond the training
+ * range), unprobed (no content complexity) or unknown (no size, rate or length).
+ */
 export interface TargetModel {
   /** Index into ModelFile.networks, and the output of that network. */
   network: number;
@@ -77,14 +93,23 @@ export interface TargetModel {
   per_frame: boolean;
   /** Trained only on GPU encodes (gpu_percent): CPU encodes predict 0. */
   gpu_only: boolean;
-  /** Transformed range of the training targets: the unit scale's ends. */
+  /** Range of the residuals the network learned (base to actual, learning scale): its unit scale's ends. */
   lo: number;
   hi: number;
+  /** Range of the training targets on the learning scale (the largest stands in for a figure that is not finite). */
+  y_lo: number;
+  y_hi: number;
   rows: number;
-  /**
-   * Residuals on calibration rows; the same rows with each category (or `all`) forced to
-   * `other`; and, when the model reads PROBED columns, with those hidden (`unprobed`).
-   */
+  /** Ridge regression over the network's feature vector: the smooth main effects (linear.ts). */
+  linear: Linear;
+  /** The lookup of what the linear part misses, by group (lookup.ts). */
+  base: Lookup;
+  /** How much of the network's residual is added: chosen on sources held out in training (0: the lookup alone). */
+  alpha: number;
+  /** Typical absolute error of the estimate on held-out sources, by lookup; never below `spread_floor`. */
+  spread: Lookup;
+  spread_floor: number;
+  /** Scores (error ÷ spread) of held-out predictions: `known`, and per novelty class. */
   residuals: { known: ResidualGrid; novel: Partial<Record<Novelty, ResidualGrid>> };
   /** Set when the target had no data in this model's training and was carried over from its parent. */
   inherited_from?: string;
@@ -106,9 +131,10 @@ export interface ModelFile {
     source: string;
     rows: number;
     fit_rows: number;
-    calibration_rows: number;
     test_rows: number;
-    split: 'hash' | 'time';
+    split: 'hash' | 'time' | 'none';
+    /** The cross-validation the bounds were drawn from: what each fold held out. */
+    folds?: Array<{ name: string; kind: 'source' | 'extrapolation'; held_rows: number; held_groups: number }>;
     /** First and last run time of the training rows, where known. */
     from?: string;
     to?: string;
@@ -132,8 +158,14 @@ export interface FederatedProvenance {
   calibration_rows: number;
 }
 
-/** What a prediction can lack that training had: a category's value, all of them, or the probed numbers. */
-export type Novelty = Category | 'all' | 'unprobed';
+/**
+ * What sets a record apart from the sources a model was measured on:
+ * - `novel`    a category value never seen in training, or a number beyond the training range;
+ * - `unprobed` the content complexity (and other probed numbers) the model reads is missing;
+ * - `unknown`  its size, frame rate or length is not known (an input no one could probe).
+ */
+export type Novelty = 'novel' | 'unprobed' | 'unknown';
+export const NOVELTIES: readonly Novelty[] = ['novel', 'unprobed', 'unknown'];
 
 /** A model file that cannot be used; the previous model stays in service. */
 export class ModelFileError extends Error {
@@ -234,16 +266,20 @@ interface RuntimeTarget {
   /** From spec, kept here for the hot path. */
   lo: number;
   hi: number;
+  alpha: number;
   log: boolean;
   perFrame: boolean;
+  linear: CompiledLinear;
+  base: CompiledLookup;
+  spread: CompiledLookup;
+  floor: number;
   /** The largest training target (per frame where learned so). */
   largest: number;
+  /** The score quantile for each class of record. */
   known: number;
-  novel: Partial<Record<Novelty, number>>;
-  /** For the batch path: per category (CATEGORIES' order) the bound when it alone is unseen, and novel's `unprobed` and `all`. */
-  byCategory: Float64Array;
+  novel: number;
   unprobed: number;
-  all: number | undefined;
+  unknown: number;
 }
 
 export class Model implements ResourcePredictor {
@@ -262,6 +298,8 @@ export class Model implements ResourcePredictor {
   private readonly est = new Float64Array(TARGETS.length);
   private readonly bound = new Float64Array(TARGETS.length);
   private readonly q = new Float64Array(TARGETS.length);
+  /** The linear part of each target's estimate while a record is predicted. */
+  private readonly lin = new Float64Array(TARGETS.length);
   /** Scratch for the batch path, made on its first use. */
   private block?: BlockScratch;
   readonly coverage: number;
@@ -282,18 +320,19 @@ export class Model implements ResourcePredictor {
         return Math.max(0, r.q);
       };
       const known = q(spec.residuals.known) ?? 0;
-      // An unseen category can matter more than training could show (one hardware class seen,
-      // a new one slower): its bound is never narrower than the known rows' at a quarter of the miss rate.
+      // A novel record can be further off than the held-out sources showed (one hardware class
+      // seen, a new one slower): its bound is never narrower than the known rows' at a quarter of the miss rate.
       const floor = q(spec.residuals.known, 1 - (1 - coverage) / 4) ?? known;
-      const novel: RuntimeTarget['novel'] = {};
-      for (const [c, g] of Object.entries(spec.residuals.novel)) {
-        // Lacking the probed numbers is an ordinary case (most jobs), not a novelty: no floor.
-        novel[c as Novelty] = c === 'unprobed' ? Math.max(known, q(g) ?? known) : Math.max(floor, q(g) ?? floor);
-      }
+      const novel = spec.residuals.novel;
       this.runtime[t] = {
-        spec, state: file.networks[spec.network].features, slot: 0, lo: spec.lo, hi: spec.hi, log: spec.transform === 'log10',
-        perFrame: spec.per_frame, largest: spec.transform === 'log10' ? 10 ** spec.hi : spec.hi, known, novel,
-        byCategory: Float64Array.from(CATEGORY_NAMES, (c) => novel[c] ?? novel.all ?? known), unprobed: novel.unprobed ?? known, all: novel.all,
+        spec, state: file.networks[spec.network].features, slot: 0, lo: spec.lo, hi: spec.hi, alpha: spec.alpha, log: spec.transform === 'log10',
+        perFrame: spec.per_frame, linear: new CompiledLinear(spec.linear), base: new CompiledLookup(spec.base), spread: new CompiledLookup(spec.spread), floor: spec.spread_floor,
+        largest: spec.transform === 'log10' ? 10 ** spec.y_hi : spec.y_hi,
+        known,
+        // Lacking the probed numbers is an ordinary case (most jobs), not a novelty: no floor.
+        unprobed: Math.max(known, q(novel.unprobed) ?? known),
+        novel: Math.max(floor, q(novel.novel) ?? floor),
+        unknown: Math.max(floor, q(novel.unknown) ?? floor),
       };
     }
     const nets = file.networks.map((n, i) => {
@@ -347,9 +386,12 @@ export class Model implements ResourcePredictor {
       const net = spec && f.networks[spec.network];
       if (!net || net.outputs[spec.output] !== t) fail(`targets.${t} does not name a network output predicting it`);
       if (spec.transform !== TARGET_SCALES[t as Target].transform) fail(`targets.${t} uses transform ${spec.transform}, this build expects ${TARGET_SCALES[t as Target].transform}`);
-      if (!Number.isFinite(spec.lo) || !Number.isFinite(spec.hi) || spec.hi < spec.lo) fail(`targets.${t} has an invalid range`);
-      const bad = checkGrid(spec.residuals?.known, `targets.${t}.residuals.known`)
-        ?? Object.entries(spec.residuals?.novel ?? {}).map(([c, g]) => checkGrid(g, `targets.${t}.residuals.novel.${c}`)).find(Boolean);
+      if (![spec.lo, spec.hi, spec.y_lo, spec.y_hi].every(Number.isFinite) || spec.hi < spec.lo || spec.y_hi < spec.y_lo) fail(`targets.${t} has an invalid range`);
+      if (!(spec.alpha >= 0 && spec.alpha <= 1)) fail(`targets.${t}.alpha ${spec.alpha} is outside 0–1`);
+      if (!(spec.spread_floor > 0 && Number.isFinite(spec.spread_floor))) fail(`targets.${t}.spread_floor ${spec.spread_floor} is not a positive number`);
+      const bad = checkLinear(spec.linear, f.features[net.features].names.length, `targets.${t}.linear`) ?? checkLookup(spec.base, `targets.${t}.base`) ?? checkLookup(spec.spread, `targets.${t}.spread`)
+        ?? checkGrid(spec.residuals?.known, `targets.${t}.residuals.known`)
+        ?? Object.entries(spec.residuals?.novel ?? {}).map(([c, g]) => ((NOVELTIES as readonly string[]).includes(c) ? checkGrid(g, `targets.${t}.residuals.novel.${c}`) : `targets.${t}.residuals.novel names an unknown class ${JSON.stringify(c)}`)).find(Boolean);
       if (bad) fail(bad);
     }
     try {
@@ -366,17 +408,19 @@ export class Model implements ResourcePredictor {
    */
   predictRecord(rec: EncodeRecord, o: { capCores?: boolean } = {}): RecordPrediction {
     const flags: string[] = [];
-    const { notes, banks, est, bound, q } = this;
+    const { notes, banks, est, bound, q, lin } = this;
+    const unknown = geometryUnknown(rec);
     const outputs = this.outputs;
     for (let i = 0; i < banks.length; i++) {
       const n = notes[i];
       clearNotes(n);
       encodeSparse(this.file.features[i], rec, this.sparse[i], { notes: n });
       outputs[i] = banks[i]?.run(this.sparse[i]) ?? EMPTY;
-      this.quantiles(i, n, q, 0);
+      this.quantiles(i, n, q, 0, unknown);
+      this.linears(i, this.sparse[i].idx, this.sparse[i].val, 0, this.sparse[i].n, lin, 0);
       if (n.unseen.length || n.missing.length || n.outside.length) describeNotes(n, flags);
     }
-    this.figures(rec, outputs, 0, q, 0, est, bound, 0, flags, o.capCores !== false);
+    this.figures(rec, outputs, 0, q, lin, 0, est, bound, 0, flags, o.capCores !== false);
     return { expected: values(est, 0), upper: values(bound, 0), flags };
   }
 
@@ -422,11 +466,19 @@ export class Model implements ResourcePredictor {
     return out.trim();
   }
 
-  /** The novelty quantile of each target read from feature state `state`, from that state's notes on the record. */
-  private quantiles(state: number, n: EncodeNotes, q: Float64Array, at: number): void {
+  /** The linear part of each target read from feature state `state`, from the record's entries `idx`/`val` [from, to). */
+  private linears(state: number, idx: Int32Array, val: Float64Array, from: number, to: number, lin: Float64Array, at: number): void {
     for (let k = 0; k < TARGETS.length; k++) {
       const rt = this.ordered[k];
-      if (rt && rt.state === state) q[at + k] = noveltyQuantile(rt, n);
+      if (rt && rt.state === state) lin[at + k] = rt.linear.at(idx, val, from, to);
+    }
+  }
+
+  /** The score quantile of each target read from feature state `state`, from that state's notes on the record. */
+  private quantiles(state: number, n: EncodeNotes, q: Float64Array, at: number, unknown: boolean): void {
+    for (let k = 0; k < TARGETS.length; k++) {
+      const rt = this.ordered[k];
+      if (rt && rt.state === state) q[at + k] = classQuantile(rt, n.unprobed > 0, n.unseen.length > 0 || n.outside.length > 0, unknown);
     }
   }
 
@@ -436,9 +488,11 @@ export class Model implements ResourcePredictor {
    * quantiles (at `q[qAt ..]`); whatever is clamped or estimated by rule goes to `flags`. The
    * single and the batch path both finish here.
    */
-  private figures(rec: EncodeRecord, outputs: Float64Array[], row: number, q: Float64Array, qAt: number,
+  private figures(rec: EncodeRecord, outputs: Float64Array[], row: number, q: Float64Array, lin: Float64Array, qAt: number,
     est: Float64Array, bound: Float64Array, at: number, flags: FlagSink, capCores: boolean): void {
     const gpuEncode = rec.node.gpus !== undefined ? rec.node.gpus > 0 : GPU_ENCODERS.has(rec.output.encoder ?? '');
+    const paths = lookupPaths(rec);
+    if (geometryUnknown(rec)) flags.push(UNKNOWN_GEOMETRY);
     for (let k = 0; k < TARGETS.length; k++) {
       const t = TARGETS[k], rt = this.ordered[k], i = at + k;
       let largest: number | undefined;
@@ -449,8 +503,10 @@ export class Model implements ResourcePredictor {
         bound[i] = t === 'cpu_cores' ? rec.node.cores ?? 1 : FALLBACK[t][1];
         flags.push(`${t}: no training data, estimated by rule (${est[i]}, bound ${bound[i]})`);
       } else {
-        const mid = fromUnit(outputs[rt.state][row * this.widths[rt.state] + rt.slot], rt.lo, rt.hi);
-        const qk = q[qAt + k];
+        const base = lin[qAt + k] + rt.base.value(paths);
+        const mid = rt.alpha === 0 ? base : base + rt.alpha * fromUnit(outputs[rt.state][row * this.widths[rt.state] + rt.slot], rt.lo, rt.hi);
+        const spread = rt.spread.value(paths);
+        const qk = q[qAt + k] * (spread > rt.floor ? spread : rt.floor);
         let scale = 1;
         if (rt.perFrame) {
           const frames = outputFrames(rec);
@@ -483,6 +539,7 @@ export class Model implements ResourcePredictor {
       sparse: this.file.features.map((f) => new SparseBlock(BLOCK_ROWS, f.names.length)),
       outputs: this.widths.map((w) => new Float64Array(BLOCK_ROWS * w)),
       q: new Float64Array(BLOCK_ROWS * TARGETS.length),
+      lin: new Float64Array(BLOCK_ROWS * TARGETS.length),
       states: this.file.features.map((f) => {
         const names = f.numeric.map((n) => n.name);
         return {
@@ -508,20 +565,15 @@ export class Model implements ResourcePredictor {
       for (let r = 0; r < rows; r++) {
         marks.at = r * st.columns;
         encodeSparseRow(state, b.recs[r], block, options);
+        this.linears(i, block.idx, block.val, block.start[r], block.start[r + 1], b.lin, r * T);
         st.unseen[r] = marks.unseen;
         st.missing[r] = marks.missing;
         st.outside[r] = marks.outside;
-        // As noveltyQuantile from the same notes.
+        // As quantiles() from the same notes.
+        const unknown = geometryUnknown(b.recs[r]), novel = marks.unseen !== 0 || marks.outside !== 0;
         for (let k = 0; k < T; k++) {
           const rt = ordered[k];
-          if (rt === undefined || rt.state !== i) continue;
-          let q = marks.unprobed ? rt.unprobed : rt.known;
-          if (marks.unseen !== 0) {
-            let count = 0;
-            for (let c = 0; c < CATEGORY_NAMES.length; c++) if (marks.unseen & (1 << c)) { q = Math.max(q, rt.byCategory[c]); count++; }
-            if (count > 1 && rt.all !== undefined) q = Math.max(q, rt.all);
-          }
-          b.q[r * T + k] = q;
+          if (rt !== undefined && rt.state === i) b.q[r * T + k] = classQuantile(rt, marks.unprobed > 0, novel, unknown);
         }
       }
       banks[i]?.runBlock(block, b.outputs[i]);
@@ -537,11 +589,38 @@ export class Model implements ResourcePredictor {
         if (st.missing[r] !== 0) for (let k = 0; k < st.columns; k++) if (codes[from + k] === MISSING) w.push(st.missingWords[k]);
         if (st.outside[r] !== 0) for (let k = 0; k < st.columns; k++) if (codes[from + k] === OUTSIDE) w.push(st.outsideWords[k]);
       }
-      this.figures(b.recs[r], b.outputs, r, b.q, r * T, expected, upper, (base + r) * T, w, b.cap[r] === 1);
+      this.figures(b.recs[r], b.outputs, r, b.q, b.lin, r * T, expected, upper, (base + r) * T, w, b.cap[r] === 1);
       flagStart[base + r + 1] = w.at;
     }
     // Drop the references to the callers' records.
     b.recs.fill(undefined as unknown as EncodeRecord, 0, rows);
+  }
+
+  /**
+   * The parts of one target's estimate for a record, on the learning scale: the base (linear and
+   * lookup), the network's residual before `alpha`, the spread its bound scales, and what a
+   * measured value is compared on (`actual` transformed, per frame where learned so). Undefined
+   * for a target the model does not predict. `unprobed` hides the probed numbers, as for a bare
+   * schema. Recalibration (models/federated) reads these.
+   */
+  parts(t: Target, rec: EncodeRecord, actual: number, o: { unprobed?: boolean } = {}): { base: number; resid: number; spread: number; y: number; alpha: number } | undefined {
+    const rt = this.runtime[t];
+    if (!rt) return undefined;
+    const i = rt.state;
+    const v = encodeSparse(this.file.features[i], rec, this.sparse[i], { unprobed: o.unprobed });
+    const out = this.banks[i]!.run(v);
+    const paths = lookupPaths(rec);
+    const frames = rt.perFrame ? outputFrames(rec) ?? this.file.defaults.frames ?? 1 : 1;
+    return {
+      base: rt.linear.value(v) + rt.base.value(paths), resid: fromUnit(out[rt.slot], rt.lo, rt.hi), spread: Math.max(rt.floor, rt.spread.value(paths)),
+      y: transformTarget(t, actual) - (rt.log ? Math.log10(frames) : 0), alpha: rt.alpha,
+    };
+  }
+
+  /** A measured outcome's score under this model: its error on the learning scale ÷ the record's spread (what the bounds' grids hold). */
+  score(t: Target, rec: EncodeRecord, actual: number, o: { unprobed?: boolean } = {}): number | undefined {
+    const p = this.parts(t, rec, actual, o);
+    return p && (p.y - p.base - p.alpha * p.resid) / p.spread;
   }
 
   predict(schema: EncodingSchema, ctx: PredictContext = {}): Prediction {
@@ -577,8 +656,9 @@ interface BlockScratch {
   /** Per feature state, the block's encoded rows and its bank's outputs (record r's at r · width). */
   sparse: SparseBlock[];
   outputs: Float64Array[];
-  /** Novelty quantiles, record r's in TARGETS order at r · TARGETS.length. */
+  /** Score quantiles and linear parts, record r's in TARGETS order at r · TARGETS.length. */
   q: Float64Array;
+  lin: Float64Array;
   /** Per feature state, the notes of each record of the block, as codes (EncodeMarks), and the words of each flag. */
   states: Array<{
     marks: EncodeMarks;
@@ -601,15 +681,21 @@ const values = (v: Float64Array, at: number): TargetValues & ResourceUsage => ({
   cpu_cores: v[at], gpu_percent: v[at + 1], memory_gb: v[at + 2], bandwidth_mbps: v[at + 3], duration_s: v[at + 4],
 });
 
-/** The widest bound among the categories this record has no column for. */
-function noveltyQuantile(rt: RuntimeTarget, n: EncodeNotes): number {
-  const base = n.unprobed ? rt.novel.unprobed ?? rt.known : rt.known;
-  if (!n.unseen.length) return base;
-  let q = base;
-  for (const c of n.unseen) q = Math.max(q, rt.novel[c] ?? rt.novel.all ?? rt.known);
-  if (n.unseen.length > 1) q = Math.max(q, rt.novel.all ?? q);
+/** The widest score quantile among the classes a record falls in. */
+function classQuantile(rt: RuntimeTarget, unprobed: boolean, novel: boolean, unknown: boolean): number {
+  let q = rt.known;
+  if (unprobed && rt.unprobed > q) q = rt.unprobed;
+  if (novel && rt.novel > q) q = rt.novel;
+  if (unknown && rt.unknown > q) q = rt.unknown;
   return q;
 }
+
+/** A record whose output size or frame count is not known: an input nobody could probe, described by its path alone. */
+export function geometryUnknown(r: EncodeRecord): boolean {
+  const w = r.output.width ?? r.input.width, h = r.output.height ?? r.input.height;
+  return !(w && h) || outputFrames(r) === undefined;
+}
+const UNKNOWN_GEOMETRY = 'input not probed: its size, frame rate or length is unknown, so the training means were used and the bound is the one measured for that case';
 
 /** The words for each kind of note, made once per name: a prediction only looks them up. */
 const NOTE_WORDS = {

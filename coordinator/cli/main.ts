@@ -357,6 +357,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   .option('--max-run <seconds>', 'with --design: no run estimated longer than this', '60')
   .option('--seed <n>', 'with --design: the draw', '1')
   .option('--no-quality', 'skip the PSNR/SSIM pass after each encode')
+  .option('--run-timeout <seconds>', 'stop a run still encoding after this long (recorded as cancelled, never trained on)')
   .option('--dry-run', 'only list the runs')
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
@@ -385,7 +386,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
       }, base.validation);
     }
     const report = await runCalibration({
-      plan, quality: o.quality,
+      plan, quality: o.quality, run_timeout_s: o.runTimeout === undefined ? undefined : Number(o.runTimeout),
       node_id: base.nodeId!, endpoints: o.dryRun ? undefined : loadEndpoints(dir()), grant: base.grant, validation: base.validation,
       // Its own spool: an agent on the same node owns (and locks) the agent spool.
       output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: `${base.spoolDir}-calibrate`,

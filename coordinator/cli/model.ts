@@ -7,20 +7,21 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, loadEndpoints } from '../../shared/index.js';
 import {
-  BASELINES, ModelRegistry, TARGETS, TARGET_UNITS, evaluatePredictor, exportTrainingRuns, fitBaseline, loadModelFile, parseMapping,
-  readMappedRows, retrain, runsToRows, trainingRunsFromCsv, splitRows, trainingRunsCsv, type EvaluationReport, type LabelledRow, type Model, type RetrainResult,
-  type SplitMode, type TrainingQuery,
+  BASELINES, ModelRegistry, TARGETS, TARGET_UNITS, decodeText, encodingName, evaluatePredictor, exportTrainingRuns, fitBaseline, loadModelFile, parseMapping,
+  readMappedRows, retrain, runsToRows, trainingRunsFromCsv, splitRows, trainingRunsCsv, type DecodedText, type EvaluationReport, type LabelledRow, type Model,
+  type RetrainResult, type RowProblem, type SplitMode, type TrainingQuery,
 } from '../../models/index.js';
 import { parseWindow } from '../retrain/index.js';
 import { connectBus } from '../bus/index.js';
 import { readFeedback } from '../feedback/index.js';
 import { table } from './format.js';
 
-interface SourceOptions { csv?: string; mapping?: string; from?: string; to?: string; window?: string; node?: string; codec?: string }
+interface SourceOptions { csv?: string; mapping?: string; encoding?: string; from?: string; to?: string; window?: string; node?: string; codec?: string }
 
 const sourceOptions = (cmd: Command) => cmd
   .option('--csv <file>', 'a CSV/TSV log of past encodes (with --mapping), or a file `prescient model export` wrote')
   .option('--mapping <file>', 'YAML/JSON mapping of the log\'s columns to schema fields and targets (models/README.md)')
+  .option('--encoding <name>', 'text encoding of the log (utf-8, windows-1252, utf-16le, …); default: its byte order mark, else UTF-8 when valid, else windows-1252')
   .option('--from <time>', 'QuestDB runs that started at or after this ISO-8601 time')
   .option('--to <time>', 'QuestDB runs that started before this ISO-8601 time')
   .option('--window <span>', 'QuestDB runs of the last 30d, 12h, 2w …')
@@ -41,24 +42,61 @@ function checkCoverage(v: string | undefined): number | undefined {
   return c;
 }
 
-/** Rows from the CSV log or from QuestDB, and a description of where they came from. */
-async function loadRows(o: SourceOptions, stateDir: string, say: (m: string) => void): Promise<{ rows: LabelledRow[]; source: string }> {
-  if (o.csv && !existsSync(o.csv)) throw new ConfigError('--csv', `${o.csv} does not exist`);
+function checkEncoding(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const name = encodingName(v);
+  if (!name) throw new ConfigError('--encoding', `${JSON.stringify(v)} is not an encoding (utf-8, windows-1252, utf-16le, utf-16be, iso-8859-15, shift_jis, gbk, …)`);
+  return name;
+}
+
+/**
+ * What reading a file gave, for --json: rows read, used and skipped; skipped rows by column and
+ * reason; cells left empty (warnings) by column and reason; and the first examples of each.
+ */
+interface ImportReport {
+  file: string;
+  encoding: string;
+  encoding_from: DecodedText['how'];
+  notes: string[];
+  read: number;
+  used: number;
+  skipped: number;
+  skipped_by_column: Record<string, Record<string, number>>;
+  warnings_by_column: Record<string, Record<string, number>>;
+  skipped_examples: RowProblem[];
+  warning_examples: RowProblem[];
+}
+
+/** Rows from the CSV log or from QuestDB, a description of where they came from, and for a file what reading it gave. */
+async function loadRows(o: SourceOptions, stateDir: string, say: (m: string) => void, fileOption = '--csv'): Promise<{ rows: LabelledRow[]; source: string; imported?: ImportReport }> {
+  if (o.csv && !existsSync(o.csv)) throw new ConfigError(fileOption, `${o.csv} does not exist`);
   if (o.csv && !o.mapping) {
     // A file `prescient model export` wrote needs no mapping: its columns are the QuestDB runs'.
-    const runs = trainingRunsFromCsv(readFileSync(o.csv, 'utf8'));
+    const { text, ...decoded } = decodeText(readFileSync(o.csv), { encoding: o.encoding, source: o.csv });
+    const runs = trainingRunsFromCsv(text);
     if (!runs) throw new ConfigError('--mapping', `${o.csv} is not a Prescient export, so it needs a mapping file (models/README.md)`);
     const rows = runsToRows(runs);
-    say(`read ${runs.length} runs from ${o.csv}: ${rows.length} succeeded`);
-    return { rows, source: path.basename(o.csv) };
+    // Only succeeded runs say what an encode needs: the others are skipped by their status.
+    const byStatus: Record<string, number> = {};
+    for (const r of runs) if (r.status !== 'succeeded') byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+    const imported: ImportReport = {
+      file: o.csv, encoding: decoded.encoding, encoding_from: decoded.how, notes: [], read: runs.length, used: rows.length, skipped: runs.length - rows.length,
+      skipped_by_column: rows.length < runs.length ? { status: byStatus } : {}, warnings_by_column: {}, skipped_examples: [], warning_examples: [],
+    };
+    for (const line of describeImport(imported)) say(line);
+    return { rows, source: path.basename(o.csv), imported };
   }
   if (o.mapping) {
-    if (!o.csv) throw new ConfigError('--csv', 'a mapping file needs the log it maps (--csv)');
+    if (!o.csv) throw new ConfigError(fileOption, `a mapping file needs the log it maps (${fileOption})`);
     if (!existsSync(o.mapping)) throw new ConfigError('--mapping', `${o.mapping} does not exist`);
-    const mapped = await readMappedRows(o.csv, parseMapping(readFileSync(o.mapping, 'utf8'), o.mapping));
-    say(`read ${mapped.read} rows from ${o.csv}: ${mapped.rows.length} usable, ${mapped.skipped} skipped`);
-    for (const p of mapped.problems.slice(0, 5)) say(`  line ${p.line}, column ${p.column}: ${p.reason}`);
-    return { rows: mapped.rows, source: `${path.basename(o.csv)} via ${path.basename(o.mapping)}` };
+    const mapped = readMappedRows(readFileSync(o.csv), parseMapping(readFileSync(o.mapping, 'utf8'), o.mapping), { source: o.csv, encoding: o.encoding });
+    const imported: ImportReport = {
+      file: o.csv, encoding: mapped.encoding.encoding, encoding_from: mapped.encoding.how, notes: mapped.notes,
+      read: mapped.read, used: mapped.rows.length, skipped: mapped.skipped,
+      skipped_by_column: mapped.skippedBy, warnings_by_column: mapped.warningsBy, skipped_examples: mapped.problems, warning_examples: mapped.warnings,
+    };
+    for (const line of describeImport(imported)) say(line);
+    return { rows: mapped.rows, source: `${path.basename(o.csv)} via ${path.basename(o.mapping)}`, imported };
   }
   const q: TrainingQuery = { httpBase: loadEndpoints(stateDir).questdb_http, status: 'succeeded', node: o.node, codec: o.codec, to: o.to };
   q.from = o.window ? Date.now() - parseWindow(o.window, '--window') : o.from;
@@ -67,15 +105,28 @@ async function loadRows(o: SourceOptions, stateDir: string, say: (m: string) => 
   return { rows, source: `QuestDB encode_runs${q.from !== undefined ? ` from ${new Date(q.from).toISOString()}` : ''}${o.to ? ` to ${o.to}` : ''}${o.node ? ` node ${o.node}` : ''}${o.codec ? ` codec ${o.codec}` : ''}` };
 }
 
+/** The import report in a few lines: the counts, skips and warnings by column, and the first examples. */
+function describeImport(r: ImportReport): string[] {
+  const counts = (by: Record<string, Record<string, number>>) =>
+    Object.entries(by).map(([column, reasons]) => `${column}: ${Object.entries(reasons).map(([why, n]) => `${why} ×${n}`).join(', ')}`).join('; ');
+  const lines = [`read ${r.read} rows from ${r.file}${r.encoding === 'utf-8' ? '' : ` (${r.encoding})`}: ${r.used} usable, ${r.skipped} skipped`];
+  for (const n of r.notes) lines.push(`  note: ${n} (--encoding)`);
+  if (r.skipped) lines.push(`  skipped, by column: ${counts(r.skipped_by_column)}`);
+  if (Object.keys(r.warnings_by_column).length) lines.push(`  cells left empty in rows kept, by column: ${counts(r.warnings_by_column)}`);
+  for (const p of r.skipped_examples.slice(0, 5)) lines.push(`  line ${p.line}, column ${p.column}: ${p.reason}`);
+  for (const p of r.warning_examples.slice(0, 5)) lines.push(`  line ${p.line}, column ${p.column} (kept): ${p.reason}`);
+  return lines;
+}
+
 const f = (x: number | undefined, d = 3) => (x === undefined || !Number.isFinite(x) ? '-' : Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(d));
 
 /** One table row per target of a report. */
 export function formatReport(title: string, r: EvaluationReport): string {
   const rows = TARGETS.filter((t) => r[t]).map((t) => {
     const m = r[t]!;
-    return [t, TARGET_UNITS[t], String(m.n), f(m.mae), `${f(m.mape)}%`, f(m.r2), `${(100 * m.coverage).toFixed(1)}%`, `${(100 * m.slack).toFixed(1)}%`];
+    return [t, TARGET_UNITS[t], String(m.n), f(m.mae), `${f(m.mape)}%`, `${f(m.median_ape)}%`, f(m.r2), `${(100 * m.coverage).toFixed(1)}%`, `${(100 * m.slack).toFixed(1)}%`];
   });
-  return `${title}\n${table(['target', 'unit', 'n', 'MAE', 'MAPE', 'R²', 'coverage', 'slack'], rows)}`;
+  return `${title}\n${table(['target', 'unit', 'n', 'MAE', 'MAPE', 'median APE', 'R²', 'coverage', 'slack'], rows)}`;
 }
 
 function baselines(split: ReturnType<typeof splitRows>, coverage: number): Record<string, EvaluationReport> {
@@ -98,9 +149,9 @@ export function modelCommands(program: Command, stateDir: () => string): void {
     .action(async (o) => {
       const say = (m: string) => { if (!o.json) console.error(m); };
       // Every option is checked before any data is read.
-      const [coverage, split, seed] = [checkCoverage(o.coverage), checkSplit(o.split), Number(o.seed)];
+      const [coverage, split, seed, encoding] = [checkCoverage(o.coverage), checkSplit(o.split), Number(o.seed), checkEncoding(o.encoding)];
       if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
-      const { rows, source } = await loadRows(o, stateDir(), say);
+      const { rows, source, imported } = await loadRows({ ...o, encoding }, stateDir(), say);
       const result: RetrainResult = await retrain({
         registry: registry(), rows, source, version: o.version, coverage, split, seed,
         promote: !o.promote ? 'never' : o.force ? 'always' : 'if-better', log: say,
@@ -110,7 +161,7 @@ export function modelCommands(program: Command, stateDir: () => string): void {
         console.log(JSON.stringify({
           version: result.version, promoted: result.promoted, reason: result.reason, previous: result.previous, targets: result.train.targets,
           split: { fit: result.train.split.fit.length, calibration: result.train.split.calibration.length, test: result.train.split.test.length },
-          metrics: result.candidate_metrics, previous_metrics: result.previous_metrics, baselines: base, train_ms: result.train.ms,
+          metrics: result.candidate_metrics, previous_metrics: result.previous_metrics, baselines: base, train_ms: result.train.ms, import: imported,
         }, null, 2));
         return;
       }
@@ -122,27 +173,42 @@ export function modelCommands(program: Command, stateDir: () => string): void {
     });
 
   splitOption(sourceOptions(model.command('evaluate')))
-    .description('held-out MAE, MAPE, R², bound coverage and slack per target (--baseline: simple baselines on the same split)')
+    .description('held-out MAE, MAPE, median APE, R², bound coverage and slack per target (--baseline: simple baselines on the same split; --test: every row of another file)')
     .option('--model <version|file>', 'a registered version or a model file (default: the one in service)')
+    .option('--test <file>', 'score every row of this file instead, nothing held back: a log (with --mapping) or a file `prescient model export` wrote')
     .option('--coverage <share>', 'evaluate the bounds at this coverage instead of the model\'s own')
     .option('--baseline', 'also fit and evaluate the baselines (mean per codec, linear regression) on the same split')
     .option('--json', 'print the figures as JSON')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
       const say = (m: string) => { if (!o.json) console.error(m); };
-      const [coverage, mode] = [checkCoverage(o.coverage), checkSplit(o.split)];
+      const [coverage, mode, encoding] = [checkCoverage(o.coverage), checkSplit(o.split), checkEncoding(o.encoding)];
+      if (o.test !== undefined) {
+        // A --test file is scored whole: a split, the baselines fitted on one, or another source would contradict that.
+        if (o.baseline) throw new ConfigError('--baseline', 'does not go with --test: the baselines are fitted on the rows a split leaves for training, and --test holds nothing back');
+        if (cmd.getOptionValueSource('split') === 'cli') throw new ConfigError('--split', 'does not go with --test: every row of the --test file is scored');
+        for (const k of ['csv', 'from', 'to', 'window', 'node', 'codec'] as const) {
+          if (o[k] !== undefined) throw new ConfigError(`--${k}`, 'does not go with --test: the rows scored are those of the --test file');
+        }
+        if (!existsSync(o.test)) throw new ConfigError('--test', `${o.test} does not exist`);
+      }
       const m: Model = o.model && (o.model.includes('/') || o.model.endsWith('.json')) ? loadModelFile(o.model, { coverage }) : registry().load(o.model, { coverage });
-      const { rows, source } = await loadRows(o, stateDir(), say);
-      const split = splitRows(rows, mode);
-      if (!split.test.length) throw new ConfigError('data', `no held-out rows among the ${rows.length} read from ${source}`);
-      const report = evaluatePredictor((r) => m.predictRecord(r), split.test);
-      const base = o.baseline ? baselines(split, m.coverage) : undefined;
+      const { rows, source, imported } = o.test !== undefined
+        ? await loadRows({ csv: o.test, mapping: o.mapping, encoding }, stateDir(), say, '--test')
+        : await loadRows({ ...o, encoding }, stateDir(), say);
+      const split = o.test === undefined ? splitRows(rows, mode) : undefined;
+      const scored = split ? split.test : rows;
+      if (!scored.length) throw split ? new ConfigError('data', `no held-out rows among the ${rows.length} read from ${source}`) : new ConfigError('--test', `no usable rows among the ${imported?.read ?? 0} read from ${o.test}`);
+      const report = evaluatePredictor((r) => m.predictRecord(r), scored);
+      const base = split && o.baseline ? baselines(split, m.coverage) : undefined;
       if (o.json) {
-        console.log(JSON.stringify({ model: m.version, coverage: m.coverage, warnings: m.warnings, source, split: o.split, held_out: split.test.length, metrics: report, baselines: base }, null, 2));
+        const which = split ? { split: o.split, held_out: split.test.length } : { test: o.test, rows: rows.length };
+        console.log(JSON.stringify({ model: m.version, coverage: m.coverage, warnings: m.warnings, source, ...which, metrics: report, baselines: base, import: imported }, null, 2));
         return;
       }
-      console.log(formatReport(`${m.version} on ${split.test.length} held-out rows of ${source} (bounds at ${(100 * m.coverage).toFixed(0)}% coverage):`, report));
+      const which = split ? `${split.test.length} held-out rows of ${source}` : `every row of ${source}, ${rows.length} rows`;
+      console.log(formatReport(`${m.version} on ${which} (bounds at ${(100 * m.coverage).toFixed(0)}% coverage):`, report));
       for (const w of m.warnings) console.log(`note: ${w}`);
-      for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} (fitted on the other ${split.fit.length + split.calibration.length} rows):`, r));
+      if (split) for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} (fitted on the other ${split.fit.length + split.calibration.length} rows):`, r));
     });
 
   model.command('list').description('registered model versions, the one in service marked *')

@@ -6,18 +6,28 @@
  * delimiter: "\t"            # optional: default tab for .tsv/.tab, else sniffed from the header
  * key: id                    # optional: a column with a stable row identity (default: hash of the line)
  * time: ts                   # optional: when it ran (ISO-8601, UTC when no zone; or epoch s / ms)
- * columns:                   # data column -> destination
+ * group: video               # optional: the source video of each row (LabelledRow.group)
+ * columns:                   # data column -> destination, or a list of destinations
  *   o_codec: output.codec                          # a field path
  *   resolution: output.resolution                  # "1920x1080" -> output.width and output.height
  *   o_bitrate: { field: output.bitrate_kbps, unit: bps }
  *   umem: { target: memory_gb, unit: KB }          # one of TARGETS
  *   size: { feature: input_size }                  # an extra numeric feature (EncodeRecord.extra)
  *   cpu_pct: { target: cpu_cores, scale: 0.01 }    # scale multiplies after the unit conversion
+ *   instance:                                      # one column, several destinations
+ *     - node.hw_class
+ *     - { field: node.cores, table: { c5.large: 2, c5.xlarge: 4 } }
+ *     - { field: node.memory_gb, table: { c5.large: 4, c5.xlarge: 8 }, unit: GiB }
  * values:                    # optional renames of cell values, per field path (before parsing)
  *   output.codec: { x264: h264 }
  * defaults:                  # optional constants where a row has no value for a field
  *   node.cores: 8
  * ```
+ *
+ * A `table` sets its destination from the cell through the table: the cell (trimmed, renamed by
+ * `values`) is looked up as written, and the table's value goes through the destination's `unit`
+ * and `scale` like a cell would. A cell the table lacks leaves the destination empty, with a
+ * warning. Two destinations, in one column's list or in two columns, must not fill one slot.
  *
  * Units. Each numeric destination has a canonical unit; a column's `unit` converts into it and
  * must be of the same kind. Destinations not listed take no unit (`scale` still applies).
@@ -28,13 +38,22 @@
  * | output.bitrate_kbps, input.bitrate_kbps | kbit/s        | bitrate | bps, kbps, Mbps (powers of 1000)            |
  * | target bandwidth_mbps                   | Mbit/s        | bitrate | bps, kbps, Mbps                             |
  * | input.size_bytes                        | bytes         | size    | B, KB, MB, GB (1000ⁿ), KiB, MiB, GiB (1024ⁿ) |
- * | target memory_gb                        | GB of 1024³ B | size    | B, KB, MB, GB, KiB, MiB, GiB                |
+ * | target memory_gb, node.memory_gb        | GB of 1024³ B | size    | B, KB, MB, GB, KiB, MiB, GiB                |
  * | target gpu_percent                      | percent       | share   | percent, fraction (× 100)                   |
  *
- * Cells: surrounding blanks are trimmed; empty, NA, N/A, NaN, null and `-` are missing. A row
- * is skipped (and reported with its line and column) when a numeric cell is not a number, a
- * numeric field or target is negative, a resolution is not WIDTHxHEIGHT, a time is not a time,
- * its field count differs from the header's, or it has no target value at all.
+ * Cells: surrounding blanks are trimmed; empty, NA, N/A, NaN, null and `-` are missing. A cell
+ * that does not parse (not a number, a negative field or target, not WIDTHxHEIGHT, not a time,
+ * missing from its table) leaves its field, target or feature empty with a warning counted by
+ * column and reason; the row is kept. A row is skipped only when it has no usable target value
+ * or its field count differs from the header's.
+ *
+ * One side of a resolution (`output.height` without `output.width`, or the reverse; the same for
+ * `input.*`) gets the other from the other side's aspect ratio when that side has both, rounded
+ * to an even number, else from 16:9 with a warning: features read pixels, and a lone height
+ * would otherwise make them fall back to the input's.
+ *
+ * Bytes become text by `decodeText` (delimited.ts): the encoding given, else a byte order mark,
+ * else UTF-8 when valid, else windows-1252 with a note in the report.
  */
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -43,7 +62,7 @@ import {
   TARGETS, emptyRecord, type ContentRecord, type EncodeRecord, type InputRecord, type LabelledRow, type NodeRecord,
   type OutputRecord, type Target,
 } from '../record.js';
-import { parseDelimited, type DelimitedRecord } from './delimited.js';
+import { decodeText, parseDelimited, type DecodedText, type DelimitedRecord } from './delimited.js';
 
 /** A mapping file is wrong; `setting` is the key it is about, e.g. `columns.umem.unit`. */
 export class MappingError extends Error {
@@ -103,9 +122,13 @@ export type Destination = { field: FieldPath } | { target: Target } | { feature:
 
 export interface ColumnRule {
   column: string;
+  /** Where it was written, for messages: `columns.X`, or `columns.X[i]` in a column's list. */
+  setting: string;
   to: Destination;
-  /** Unit conversion times `scale`: what a numeric cell is multiplied by. */
+  /** Unit conversion times `scale`: what a numeric cell (or table value) is multiplied by. */
   factor: number;
+  /** Cell -> value, already parsed and scaled: the destination comes from here, not from the cell. */
+  table?: Map<string, FieldValue>;
 }
 
 /** A validated mapping file. */
@@ -115,6 +138,8 @@ export interface Mapping {
   delimiter?: string;
   key?: string;
   time?: string;
+  /** The column naming each row's source video (LabelledRow.group). */
+  group?: string;
   columns: ColumnRule[];
   /** Cell renames per field path, applied to the trimmed cell before it is parsed. */
   values: Partial<Record<FieldPath, Map<string, string>>>;
@@ -122,8 +147,21 @@ export interface Mapping {
   defaults: Partial<Record<FieldPath, FieldValue>>;
 }
 
-/** A row that was skipped: its line in the data file (header = 1), the column, and why. */
+/** A row that was skipped or a cell left empty: its line in the data file (header = 1), the column, and why. */
 export interface RowProblem { line: number; column: string; reason: string }
+
+/**
+ * What an import report counts by column: why a cell was left empty (a warning) or a row skipped.
+ * - `not a number`, `negative`, `not WIDTHxHEIGHT`, `not a time`: the cell does not parse;
+ * - `not in its table`: the destination's value table has no entry for the cell;
+ * - `aspect assumed 16:9`: one side of a resolution came from 16:9, as nothing told its aspect;
+ * - `no target value`: (skips) no target column of the row has a value;
+ * - `field count`: (skips) the row has more or fewer fields than the header.
+ */
+export type IssueKind = 'not a number' | 'negative' | 'not WIDTHxHEIGHT' | 'not a time' | 'not in its table' | 'aspect assumed 16:9' | 'no target value' | 'field count';
+
+/** Rows by column, then by reason. */
+export type IssueCounts = Record<string, Partial<Record<IssueKind, number>>>;
 
 export interface MappedRows {
   rows: LabelledRow[];
@@ -132,6 +170,19 @@ export interface MappedRows {
   skipped: number;
   /** The first MAX_PROBLEMS of the skipped rows' problems, one per row. */
   problems: RowProblem[];
+  /**
+   * Skipped rows by column and reason. A row whose target cells are all empty counts under its
+   * target columns together; one with target cells that all fail to parse, under the first of them.
+   */
+  skippedBy: IssueCounts;
+  /** Rows kept with a cell left empty (or a side derived from 16:9), by column and reason. */
+  warningsBy: IssueCounts;
+  /** The first MAX_PROBLEMS of those warnings, at most one per row, column and reason. */
+  warnings: RowProblem[];
+  /** What the bytes were read as, and how that was chosen. */
+  encoding: Omit<DecodedText, 'text'>;
+  /** Warnings about the file as a whole, such as one that is not UTF-8 and was read as windows-1252. */
+  notes: string[];
 }
 
 const MAX_PROBLEMS = 20;
@@ -141,6 +192,9 @@ const DELIMITER_NAMES: Record<string, string> = { tab: '\t', comma: ',', semicol
 type Fail = (setting: string, reason: string) => never;
 /** A parsed cell: a category, a number in its canonical unit, or a resolution. */
 export type FieldValue = string | number | { width: number; height: number };
+/** A cell that is no value of its destination, and why. */
+type Bad = { kind: IssueKind; problem: string };
+const isBad = (v: FieldValue | Bad): v is Bad => typeof v === 'object' && 'kind' in v;
 
 /** Parses and checks a mapping file (YAML or JSON); `file` names it in errors. */
 export function parseMapping(text: string, file: string): Mapping {
@@ -153,7 +207,7 @@ export function parseMapping(text: string, file: string): Mapping {
   }
   const top = asMapping(doc, '(file)', fail);
   for (const k of Object.keys(top)) {
-    if (!['delimiter', 'key', 'time', 'columns', 'values', 'defaults'].includes(k)) fail(k, 'is not a mapping setting (expected delimiter, key, time, columns, values, defaults)');
+    if (!['delimiter', 'key', 'time', 'group', 'columns', 'values', 'defaults'].includes(k)) fail(k, 'is not a mapping setting (expected delimiter, key, time, group, columns, values, defaults)');
   }
   const name = (setting: string): string | undefined => {
     const v = top[setting];
@@ -170,13 +224,17 @@ export function parseMapping(text: string, file: string): Mapping {
   const columns: ColumnRule[] = [];
   const claimed = new Map<string, string>(); // record slot -> column that fills it
   for (const [column, spec] of Object.entries(asMapping(top.columns ?? fail('columns', 'is required: a mapping of data column -> destination'), 'columns', fail))) {
-    const rule = compileColumn(column, spec, fail);
-    for (const slot of slots(rule.to)) {
-      const other = claimed.get(slot);
-      if (other !== undefined) fail(`columns.${column}`, `maps to ${slot}, which column ${JSON.stringify(other)} already fills`);
-      claimed.set(slot, column);
+    if (Array.isArray(spec) && !spec.length) fail(`columns.${column}`, 'is an empty list; give it at least one destination');
+    const specs: [unknown, string][] = Array.isArray(spec) ? spec.map((one, i) => [one, `columns.${column}[${i}]`]) : [[spec, `columns.${column}`]];
+    for (const [one, setting] of specs) {
+      const rule = compileColumn(column, one, setting, fail);
+      for (const slot of slots(rule.to)) {
+        const other = claimed.get(slot);
+        if (other !== undefined) fail(setting, `maps to ${slot}, which ${other === column ? 'another destination of this column' : `column ${JSON.stringify(other)}`} already fills`);
+        claimed.set(slot, column);
+      }
+      columns.push(rule);
     }
-    columns.push(rule);
   }
   if (!columns.some((c) => 'target' in c.to)) fail('columns', `maps no column to a target; map at least one to { target: ${TARGETS.join(' | ')} }`);
 
@@ -193,12 +251,9 @@ export function parseMapping(text: string, file: string): Mapping {
   const defaults: Mapping['defaults'] = {};
   for (const [path, v] of Object.entries(asMapping(top.defaults ?? {}, 'defaults', fail))) {
     const setting = `defaults.${path}`;
-    const type = FIELDS[fieldPath(path, setting, fail)];
-    const parsed = typeof v === 'string' || typeof v === 'number' ? parseCell(String(v).trim(), type, 1, false) : undefined;
-    if (parsed === undefined || typeof parsed === 'object' && 'problem' in parsed) fail(setting, `${JSON.stringify(v)} is not a valid ${type === 'category' ? 'string' : type === 'resolution' ? 'WIDTHxHEIGHT' : 'number'}${parsed ? ` (${parsed.problem})` : ''}`);
-    else defaults[path as FieldPath] = parsed;
+    defaults[path as FieldPath] = constant(v, FIELDS[fieldPath(path, setting, fail)], 1, false, setting, fail);
   }
-  return { file, delimiter, key: name('key'), time: name('time'), columns, values, defaults };
+  return { file, delimiter, key: name('key'), time: name('time'), group: name('group'), columns, values, defaults };
 }
 
 function asMapping(v: unknown, setting: string, fail: Fail): Record<string, unknown> {
@@ -212,25 +267,31 @@ function fieldPath(path: unknown, setting: string, fail: Fail): FieldPath {
   return fail(setting, `unknown field path ${JSON.stringify(path)}${hint}; valid: ${FIELD_PATHS.join(', ')}`);
 }
 
-function compileColumn(column: string, spec: unknown, fail: Fail): ColumnRule {
-  const setting = `columns.${column}`;
-  if (typeof spec === 'string') return { column, to: { field: fieldPath(spec, setting, fail) }, factor: 1 };
+/** A value written in the mapping itself (a default, a table entry), parsed like a cell. */
+function constant(v: unknown, type: ValueType, factor: number, signed: boolean, setting: string, fail: Fail): FieldValue {
+  const parsed = typeof v === 'string' || typeof v === 'number' ? parseCell(String(v).trim(), type, factor, signed) : undefined;
+  if (parsed === undefined || isBad(parsed)) return fail(setting, `${JSON.stringify(v)} is not a valid ${type === 'category' ? 'string' : type === 'resolution' ? 'WIDTHxHEIGHT' : 'number'}${parsed ? ` (${parsed.problem})` : ''}`);
+  return parsed;
+}
+
+const valueType = (to: Destination): ValueType => ('field' in to ? FIELDS[to.field] : 'target' in to ? TARGET_TYPES[to.target] : 'number');
+
+function compileColumn(column: string, spec: unknown, setting: string, fail: Fail): ColumnRule {
+  if (typeof spec === 'string') return { column, setting, to: { field: fieldPath(spec, setting, fail) }, factor: 1 };
   const o = asMapping(spec, setting, fail);
-  for (const k of Object.keys(o)) if (!['field', 'target', 'feature', 'unit', 'scale'].includes(k)) fail(`${setting}.${k}`, 'is not a column setting (expected one of field, target, feature, plus unit and scale)');
+  for (const k of Object.keys(o)) if (!['field', 'target', 'feature', 'unit', 'scale', 'table'].includes(k)) fail(`${setting}.${k}`, 'is not a column setting (expected one of field, target, feature, plus unit, scale and table)');
   const kinds = (['field', 'target', 'feature'] as const).filter((k) => o[k] !== undefined);
   if (kinds.length !== 1) fail(setting, 'must name exactly one of field, target or feature');
-  let to: Destination, type: ValueType;
-  if (kinds[0] === 'field') {
-    const field = fieldPath(o.field, `${setting}.field`, fail);
-    [to, type] = [{ field }, FIELDS[field]];
-  } else if (kinds[0] === 'target') {
+  let to: Destination;
+  if (kinds[0] === 'field') to = { field: fieldPath(o.field, `${setting}.field`, fail) };
+  else if (kinds[0] === 'target') {
     if (!(TARGETS as readonly unknown[]).includes(o.target)) fail(`${setting}.target`, `unknown target ${JSON.stringify(o.target)}; valid: ${TARGETS.join(', ')}`);
-    const target = o.target as Target;
-    [to, type] = [{ target }, TARGET_TYPES[target]];
+    to = { target: o.target as Target };
   } else {
     if (typeof o.feature !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(o.feature)) fail(`${setting}.feature`, 'must be a name of letters, digits and _');
-    [to, type] = [{ feature: o.feature as string }, 'number'];
+    to = { feature: o.feature as string };
   }
+  const type = valueType(to);
   const numeric = type !== 'category' && type !== 'resolution';
   let factor = 1;
   if (o.unit !== undefined) {
@@ -247,7 +308,12 @@ function compileColumn(column: string, spec: unknown, fail: Fail): ColumnRule {
     if (typeof o.scale !== 'number' || !(o.scale > 0) || !Number.isFinite(o.scale)) fail(`${setting}.scale`, `must be a positive number, got ${JSON.stringify(o.scale)}`);
     factor *= o.scale as number;
   }
-  return { column, to, factor };
+  if (o.table === undefined) return { column, setting, to, factor };
+  const entries = Object.entries(asMapping(o.table, `${setting}.table`, fail));
+  if (!entries.length) fail(`${setting}.table`, 'is empty; map at least one cell value');
+  // Table values are converted here, once, as a cell of the column would be.
+  const table = new Map(entries.map(([cell, v]) => [cell.trim(), constant(v, type, factor, 'feature' in to, `${setting}.table.${cell}`, fail)]));
+  return { column, setting, to, factor, table };
 }
 
 const describe = (to: Destination) => ('field' in to ? to.field : 'target' in to ? `target ${to.target}` : `feature ${to.feature}`);
@@ -261,15 +327,15 @@ function slots(to: Destination): string[] {
 }
 
 /** A trimmed, non-missing cell as its destination's value, or why it cannot be one. */
-function parseCell(cell: string, type: ValueType, factor: number, signed: boolean): FieldValue | { problem: string } {
+function parseCell(cell: string, type: ValueType, factor: number, signed: boolean): FieldValue | Bad {
   if (type === 'category') return cell;
   if (type === 'resolution') {
     const m = /^(\d+)\s*[xX×*]\s*(\d+)$/.exec(cell);
-    return m ? { width: Number(m[1]), height: Number(m[2]) } : { problem: `${JSON.stringify(cell)} is not WIDTHxHEIGHT` };
+    return m ? { width: Number(m[1]), height: Number(m[2]) } : { kind: 'not WIDTHxHEIGHT', problem: `${JSON.stringify(cell)} is not WIDTHxHEIGHT` };
   }
   const n = Number(cell) * factor;
-  if (!Number.isFinite(n)) return { problem: `${JSON.stringify(cell)} is not a finite number` };
-  if (n < 0 && !signed) return { problem: `${JSON.stringify(cell)} is negative` };
+  if (!Number.isFinite(n)) return { kind: 'not a number', problem: `${JSON.stringify(cell)} is not a finite number` };
+  if (n < 0 && !signed) return { kind: 'negative', problem: `${JSON.stringify(cell)} is negative` };
   return n;
 }
 
@@ -285,63 +351,120 @@ function parseTime(cell: string): number | undefined {
   return Number.isNaN(t) ? undefined : t;
 }
 
+export interface ReadOptions {
+  /** Names the data in messages; a .tsv or .tab name makes tab the delimiter unless the mapping sets one. */
+  source?: string;
+  /** An encoding TextDecoder knows (utf-8, windows-1252, utf-16le, …); by default it is detected (`decodeText`). */
+  encoding?: string;
+}
+
 /**
- * Reads a CSV/TSV data file through a mapping. A mapped column missing from the header is a
- * MappingError; a bad row is skipped and reported.
+ * Reads the bytes of a CSV/TSV data file through a mapping. A mapped column missing from the
+ * header is a MappingError and bytes not in the encoding named a TextEncodingError; a cell that
+ * does not parse is left empty with a warning, and a row without a usable target is skipped.
  */
-export async function readMappedRows(dataFile: string, mapping: Mapping): Promise<MappedRows> {
-  const delimiter = mapping.delimiter ?? (/\.(tsv|tab)$/i.test(dataFile) ? '\t' : undefined);
-  const table = parseDelimited(await readFile(dataFile, 'utf8'), { delimiter, source: dataFile });
-  const index = (column: string, setting: string): number => {
+export function readMappedRows(data: Uint8Array, mapping: Mapping, opts: ReadOptions = {}): MappedRows {
+  const source = opts.source ?? '(data)';
+  const { text, ...encoding } = decodeText(data, { encoding: opts.encoding, source });
+  const delimiter = mapping.delimiter ?? (/\.(tsv|tab)$/i.test(source) ? '\t' : undefined);
+  const table = parseDelimited(text, { delimiter, source });
+  const index = (column: string | undefined, setting: string): number => {
+    if (column === undefined) return -1;
     const i = table.header.indexOf(column);
-    if (i < 0) throw new MappingError(setting, `column ${JSON.stringify(column)} is not in ${dataFile}'s header (${table.header.join(', ')})`, mapping.file);
+    if (i < 0) throw new MappingError(setting, `column ${JSON.stringify(column)} is not in ${source}'s header (${table.header.join(', ')})`, mapping.file);
     return i;
   };
-  const cols = mapping.columns.map((rule) => ({ rule, at: index(rule.column, `columns.${rule.column}`) }));
-  const keyAt = mapping.key === undefined ? -1 : index(mapping.key, 'key');
-  const timeAt = mapping.time === undefined ? -1 : index(mapping.time, 'time');
-  const targetColumns = mapping.columns.filter((c) => 'target' in c.to).map((c) => c.column).join(', ');
+  const cols = mapping.columns.map((rule) => ({ rule, at: index(rule.column, rule.setting) }));
+  const at: Located = { key: index(mapping.key, 'key'), time: index(mapping.time, 'time'), group: index(mapping.group, 'group') };
+  const targetColumns = [...new Set(mapping.columns.filter((c) => 'target' in c.to).map((c) => c.column))].join(', ');
 
-  const out: MappedRows = { rows: [], read: table.records.length, skipped: 0, problems: [] };
+  const out: MappedRows = {
+    rows: [], read: table.records.length, skipped: 0, problems: [], skippedBy: {}, warningsBy: {}, warnings: [], encoding,
+    notes: encoding.how === 'fallback' ? [`${source} is not UTF-8 (line ${encoding.badLine} is not): read as windows-1252; name its encoding to read it as another`] : [],
+  };
+  const count = (counts: IssueCounts, i: Issue) => { const c = (counts[i.column] ??= {}); c[i.kind] = (c[i.kind] ?? 0) + 1; };
   for (const rec of table.records) {
-    const row = mapRecord(rec, table.header.length, cols, keyAt, timeAt, mapping);
-    if ('problem' in row) {
+    const r = mapRecord(rec, table.header.length, cols, at, mapping, targetColumns);
+    if ('skip' in r) {
       out.skipped++;
-      if (out.problems.length < MAX_PROBLEMS) out.problems.push({ line: rec.line, column: row.column ?? targetColumns, reason: row.problem });
-    } else out.rows.push(row);
+      count(out.skippedBy, r.skip);
+      if (out.problems.length < MAX_PROBLEMS) out.problems.push({ line: rec.line, column: r.skip.column, reason: r.skip.reason });
+      continue;
+    }
+    out.rows.push(r.row);
+    for (const w of r.warnings) {
+      count(out.warningsBy, w);
+      if (out.warnings.length < MAX_PROBLEMS) out.warnings.push({ line: rec.line, column: w.column, reason: w.reason });
+    }
   }
   return out;
 }
 
-type Located = { problem: string; column?: string };
+/** `readMappedRows` of a file, named by its path. */
+export async function readMappedFile(file: string, mapping: Mapping, encoding?: string): Promise<MappedRows> {
+  return readMappedRows(await readFile(file), mapping, { source: file, encoding });
+}
 
-function mapRecord(rec: DelimitedRecord, width: number, cols: { rule: ColumnRule; at: number }[], keyAt: number, timeAt: number, mapping: Mapping): LabelledRow | Located {
-  if (rec.fields.length !== width) return { problem: `has ${rec.fields.length} fields, the header has ${width}`, column: '(row)' };
+/** Where the key, time and group columns are in a record (-1: not mapped). */
+type Located = { key: number; time: number; group: number };
+/** A cell left empty or a row skipped, before it is given its line. */
+interface Issue { column: string; kind: IssueKind; reason: string }
+
+function mapRecord(
+  rec: DelimitedRecord, width: number, cols: { rule: ColumnRule; at: number }[], at: Located, mapping: Mapping, targetColumns: string,
+): { row: LabelledRow; warnings: Issue[] } | { skip: Issue } {
+  if (rec.fields.length !== width) return { skip: { column: '(row)', kind: 'field count', reason: `has ${rec.fields.length} fields, the header has ${width}` } };
   const record = emptyRecord(), targets: LabelledRow['targets'] = {};
-  for (const { rule, at } of cols) {
+  const warnings: Issue[] = [];
+  const warn = (column: string, bad: Bad) => {
+    if (!warnings.some((w) => w.column === column && w.kind === bad.kind)) warnings.push({ column, kind: bad.kind, reason: bad.problem });
+  };
+  const cell = (i: number) => { const c = i < 0 ? '' : rec.fields[i].trim(); return MISSING.has(c.toLowerCase()) ? undefined : c; };
+  const filledBy = new Map<string, string>(); // record slot -> column that set it, to name it in warnings
+  let badTarget: Issue | undefined;
+  for (const { rule, at: i } of cols) {
     const to = rule.to;
-    let cell = rec.fields[at].trim();
-    if ('field' in to) cell = mapping.values[to.field]?.get(cell) ?? cell;
-    if (MISSING.has(cell.toLowerCase())) continue;
-    const type = 'field' in to ? FIELDS[to.field] : 'target' in to ? TARGET_TYPES[to.target] : 'number';
-    const v = parseCell(cell, type, rule.factor, 'feature' in to);
-    if (typeof v === 'object' && 'problem' in v) return { problem: v.problem, column: rule.column };
+    let c = rec.fields[i].trim();
+    if ('field' in to) c = mapping.values[to.field]?.get(c) ?? c;
+    if (MISSING.has(c.toLowerCase())) continue;
+    const v: FieldValue | Bad = rule.table
+      ? rule.table.get(c) ?? { kind: 'not in its table', problem: `${JSON.stringify(c)} is not in the table of ${describe(to)}` }
+      : parseCell(c, valueType(to), rule.factor, 'feature' in to);
+    if (isBad(v)) {
+      warn(rule.column, v);
+      if ('target' in to) badTarget ??= { column: rule.column, kind: v.kind, reason: v.problem };
+      continue;
+    }
     if ('target' in to) targets[to.target] = v as number;
     else if ('feature' in to) record.extra[to.feature] = v as number;
-    else put(record, to.field, v, true);
+    else {
+      put(record, to.field, v, true);
+      for (const slot of slots(to)) filledBy.set(slot, rule.column);
+    }
   }
-  if (Object.keys(targets).length === 0) return { problem: 'has no target value (every target column is empty)' };
+  if (Object.keys(targets).length === 0) {
+    return {
+      skip: badTarget
+        ? { ...badTarget, reason: `${badTarget.reason}, and no other target has a value` }
+        : { column: targetColumns, kind: 'no target value', reason: 'has no target value (every target column is empty)' },
+    };
+  }
   for (const [path, v] of Object.entries(mapping.defaults)) put(record, path as FieldPath, v, false);
+  for (const w of completeResolutions(record, filledBy)) warnings.push(w);
   const inp = record.input;
   if (inp.frames === undefined && inp.fps !== undefined && inp.duration_s !== undefined) inp.frames = Math.round(inp.fps * inp.duration_s);
 
   let ts: number | undefined;
-  if (timeAt >= 0 && !MISSING.has(rec.fields[timeAt].trim().toLowerCase())) {
-    ts = parseTime(rec.fields[timeAt].trim());
-    if (ts === undefined) return { problem: `${JSON.stringify(rec.fields[timeAt])} is not an ISO-8601 time or epoch seconds / milliseconds`, column: mapping.time };
+  const time = cell(at.time);
+  if (time !== undefined) {
+    ts = parseTime(time);
+    if (ts === undefined) warn(mapping.time!, { kind: 'not a time', problem: `${JSON.stringify(time)} is not an ISO-8601 time or epoch seconds / milliseconds` });
   }
-  const key = keyAt >= 0 && !MISSING.has(rec.fields[keyAt].trim().toLowerCase()) ? rec.fields[keyAt].trim() : createHash('sha1').update(rec.raw).digest('hex').slice(0, 12);
-  return ts === undefined ? { record, targets, key } : { record, targets, key, ts };
+  const row: LabelledRow = { record, targets, key: cell(at.key) ?? createHash('sha1').update(rec.raw).digest('hex').slice(0, 12) };
+  const group = cell(at.group);
+  if (group !== undefined) row.group = group;
+  if (ts !== undefined) row.ts = ts;
+  return { row, warnings };
 }
 
 /** Sets a field path's value; a default (`overwrite` false) only fills what is still unset. */
@@ -350,4 +473,32 @@ function put(record: EncodeRecord, path: FieldPath, v: FieldValue, overwrite: bo
   const slot = record[group] as Record<string, unknown>;
   const pairs: [string, unknown][] = typeof v === 'object' ? [['width', v.width], ['height', v.height]] : [[name, v]];
   for (const [k, value] of pairs) if (overwrite || slot[k] === undefined) slot[k] = value;
+}
+
+const even = (x: number) => 2 * Math.round(x / 2);
+
+/**
+ * Gives a lone width or height the other side: from the other side's aspect ratio (the input's
+ * for the output, the output's for the input) when that side has both, else from 16:9 with a
+ * warning on the column that gave the lone side.
+ */
+function completeResolutions(record: EncodeRecord, filledBy: Map<string, string>): Issue[] {
+  const aspect = (s: OutputRecord | InputRecord) => (s.width! > 0 && s.height! > 0 ? s.width! / s.height! : undefined);
+  const known = { output: aspect(record.output), input: aspect(record.input) };
+  const issues: Issue[] = [];
+  for (const [side, other] of [['output', 'input'], ['input', 'output']] as const) {
+    const s = record[side];
+    if ((s.width === undefined) === (s.height === undefined)) continue;
+    const ratio = known[other] ?? 16 / 9;
+    const [given, derived] = s.width === undefined ? ['height', 'width'] as const : ['width', 'height'] as const;
+    if (s.width === undefined) s.width = even(s.height! * ratio);
+    else s.height = even(s.width / ratio);
+    if (known[other] === undefined) {
+      issues.push({
+        column: filledBy.get(`${side}.${given}`) ?? `defaults.${side}.${given}`, kind: 'aspect assumed 16:9',
+        reason: `${side}.${derived} ${s[derived]} is taken from ${side}.${given} ${s[given]} at 16:9, as the ${other}'s width and height are not both known`,
+      });
+    }
+  }
+  return issues;
 }

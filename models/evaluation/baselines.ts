@@ -6,6 +6,7 @@
  */
 import { encodeFeatures, fitFeatures, outputFrames } from '../features.js';
 import { conformalQuantile, residualGrid } from '../conformal.js';
+import { solveSpd } from '../linear.js';
 import { TARGET_SCALES, transformTarget } from '../model.js';
 import { TARGETS, type LabelledRow, type Target, type TargetValues, type EncodeRecord } from '../record.js';
 import { evaluable, type RecordPredictor } from './metrics.js';
@@ -59,21 +60,6 @@ function linearRegression(t: Target, fit: LabelledRow[]): ScaleFn {
     for (let i = 0; i < d - 1; i++) s += w[i] * buf[i];
     return s;
   };
-}
-
-function solveSpd(a: Float64Array, b: Float64Array, n: number): Float64Array {
-  const l = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = a[i * n + j];
-      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
-      l[i * n + j] = i === j ? Math.sqrt(Math.max(s, 1e-12)) : s / l[j * n + j];
-    }
-  }
-  const z = new Float64Array(n), w = new Float64Array(n);
-  for (let i = 0; i < n; i++) { let s = b[i]; for (let k = 0; k < i; k++) s -= l[i * n + k] * z[k]; z[i] = s / l[i * n + i]; }
-  for (let i = n - 1; i >= 0; i--) { let s = z[i]; for (let k = i + 1; k < n; k++) s -= l[k * n + i] * w[k]; w[i] = s / l[i * n + i]; }
-  return w;
 }
 
 /** Fits a baseline on `split.fit`, calibrates its bound on `split.calibration`; GPU share is skipped. */

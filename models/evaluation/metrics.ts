@@ -1,6 +1,6 @@
 /**
- * Held-out figures for any predictor: per target MAE, MAPE, R², the coverage its upper bound
- * reached, and slack (what a reservation at the bound leaves unused, as a share of it).
+ * Held-out figures for any predictor: per target MAE, MAPE, median APE, R², the coverage its
+ * upper bound reached, and slack (what a reservation at the bound leaves unused, as a share of it).
  */
 import { GPU_ENCODERS } from '../../shared/index.js';
 import { TARGETS, type EncodeRecord, type LabelledRow, type Target, type TargetValues } from '../record.js';
@@ -15,6 +15,8 @@ export interface TargetMetrics {
   mae: number;
   /** Mean absolute percentage error over rows whose actual is above zero, in percent. */
   mape: number;
+  /** Median absolute percentage error over the same rows, in percent: a few outliers do not move it. */
+  median_ape: number;
   r2: number;
   /** Share of rows whose actual stayed at or under the upper bound. */
   coverage: number;
@@ -64,20 +66,28 @@ function metrics(t: Target, a: number[], p: number[], u: number[]): TargetMetric
   let abs = 0, pct = 0, npct = 0, ssRes = 0, covered = 0, slack = 0, nslack = 0, scale = 0, mean = 0;
   for (let i = 0; i < n; i++) mean += a[i] / n;
   let ssTot = 0;
+  const apes: number[] = [];
   for (let i = 0; i < n; i++) {
     const err = p[i] - a[i];
     abs += Math.abs(err);
     ssRes += err * err;
     ssTot += (a[i] - mean) ** 2;
-    if (a[i] > 0) { pct += Math.abs(err) / a[i]; npct++; }
+    if (a[i] > 0) { pct += Math.abs(err) / a[i]; npct++; apes.push(Math.abs(err) / a[i]); }
     if (a[i] <= u[i] * (1 + 1e-9)) covered++;
     if (u[i] > 0) { slack += (u[i] - a[i]) / u[i]; nslack++; }
     scale += Math.abs(onScale(t, p[i]) - onScale(t, a[i]));
   }
   return {
-    n, mae: abs / n, mape: npct ? (100 * pct) / npct : NaN, r2: ssTot > 0 ? 1 - ssRes / ssTot : NaN,
+    n, mae: abs / n, mape: npct ? (100 * pct) / npct : NaN, median_ape: 100 * median(apes), r2: ssTot > 0 ? 1 - ssRes / ssTot : NaN,
     coverage: covered / n, slack: nslack ? slack / nslack : NaN, scale_mae: scale / n,
   };
+}
+
+/** Sorts `xs` in place. */
+function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = xs.sort((x, y) => x - y), mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Outcome of comparing a candidate with the model in service on the same held-out rows. */

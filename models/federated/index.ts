@@ -15,12 +15,14 @@
  */
 import brain from 'brain.js';
 import { createHash } from 'node:crypto';
-import { CATEGORIES, encodeFeatures, outputFrames, type Category } from '../features.js';
-import { CompiledNetwork, permutation, seededRandom, type NetworkJson } from '../network.js';
+import { CATEGORIES, encodeFeatures, encodeSparse, outputFrames, type Category } from '../features.js';
+import { SparseVector, permutation, seededRandom, type NetworkJson } from '../network.js';
+import { CompiledLinear } from '../linear.js';
 import { Model, modelChecksum, toUnit, transformTarget, type FederatedProvenance, type ModelFile, type NetworkModel } from '../model.js';
 import { TARGETS, type LabelledRow, type Target } from '../record.js';
 import { compareReports, evaluable, evaluatePredictor, type Comparison, type EvaluationReport } from '../evaluation/metrics.js';
-import { calibrationResiduals } from '../training/index.js';
+import { CompiledLookup, lookupPaths } from '../lookup.js';
+import { residualGrid } from '../conformal.js';
 import { keyBucket } from '../training/split.js';
 
 export const DELTA_FORMAT = 'prescient-delta';
@@ -164,10 +166,18 @@ export function fineTune(base: Model, rows: readonly LabelledRow[], o: FineTuneO
     if (outputs.some((spec) => !spec || spec.network !== ni || spec.inherited_from)) return n;
     const state = f.features[n.features], d = state.names.length, k = n.outputs.length;
     const usable = (r: LabelledRow) => n.outputs.every((t, j) => evaluable(t, r) && (!outputs[j]!.per_frame || outputFrames(r.record) !== undefined));
-    const y = (r: LabelledRow) => Float32Array.from(n.outputs, (t, j) => {
-      const spec = outputs[j]!;
-      return toUnit(transformTarget(t, r.targets[t]!, spec.per_frame ? outputFrames(r.record) : undefined), spec.lo, spec.hi);
-    });
+    // The networks learn what the lookup misses: the residual on the learning scale, in the global model's unit range.
+    const bases = outputs.map((spec) => ({ linear: new CompiledLinear(spec!.linear), lookup: new CompiledLookup(spec!.base) }));
+    const v = new SparseVector(d);
+    const y = (r: LabelledRow) => {
+      encodeSparse(state, r.record, v);
+      const paths = lookupPaths(r.record);
+      return Float32Array.from(n.outputs, (t, j) => {
+        const spec = outputs[j]!;
+        const resid = transformTarget(t, r.targets[t]!, spec.per_frame ? outputFrames(r.record) : undefined) - bases[j].linear.value(v) - bases[j].lookup.value(paths);
+        return toUnit(resid, spec.lo, spec.hi);
+      });
+    };
     const pattern = (r: LabelledRow, drop: boolean) => {
       const asOther = drop ? new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT)) : undefined;
       return { input: Float32Array.from(encodeFeatures(state, r.record, new Float64Array(d), { asOther, unprobed: drop && rand() < PROBE_DROPOUT })), output: y(r) };
@@ -196,7 +206,11 @@ export function fineTune(base: Model, rows: readonly LabelledRow[], o: FineTuneO
     // Keep the base's own layout of the JSON (options, lookups) and change only weights and biases.
     return { ...n, json: { ...n.json, layers: (best.json as NetworkJson).layers.map((l) => ({ weights: l.weights.map((w) => Array.from(w)), biases: Array.from(l.biases) })) } };
   });
-  const file: Omit<ModelFile, 'checksum'> = { ...withoutChecksum(f), version: o.version ?? `${f.version}.local`, networks, parent: f.version };
+  // The local model adds its tuned residual in full: what the node learned is what the
+  // validation error judges. The merge re-weighs it on the leader's held-out window (mergeDeltas).
+  const targets = structuredClone(f.targets);
+  networks.forEach((n, ni) => { if (n !== f.networks[ni]) for (const t of n.outputs) targets[t]!.alpha = 1; });
+  const file: Omit<ModelFile, 'checksum'> = { ...withoutChecksum(f), version: o.version ?? `${f.version}.local`, networks, targets, parent: f.version };
   const model = Model.fromFile({ ...file, checksum: modelChecksum(file) }, { source: file.version });
   const err = (m: Model) => meanScaleError(evaluatePredictor((r) => m.predictRecord(r), held));
   return { model, samples: fit.length, validation: { rows: held.length, base: held.length ? err(base) : NaN, tuned: held.length ? err(model) : NaN }, epochs: epochsRun };
@@ -293,10 +307,16 @@ function combine(base: ModelFile, deltas: readonly WeightDelta[], weights: reado
 
 export interface MergeOptions {
   version: string;
-  /** Rows the bounds are recomputed on (split-conformal): never rows any delta trained on. */
+  /** Rows the known and unprobed scores are recomputed on (split-conformal): never rows any delta trained on. */
   calibration?: readonly LabelledRow[];
   /** Fewer calibration rows than this for a target and it keeps the base's residuals (default 20). */
   minCalibrationRows?: number;
+  /**
+   * Add the merged networks' residual in full (alpha 1), as each node's own model did, rather
+   * than the share chosen on the calibration rows: how screenByHeldOut judges what the deltas
+   * themselves do.
+   */
+  fullResidual?: boolean;
   now?: Date;
 }
 
@@ -312,15 +332,25 @@ export function mergeDeltas(base: Model, deltas: readonly WeightDelta[], o: Merg
   const networks = combine(f, deltas, deltas.map((d) => d.samples / total));
   const targets: ModelFile['targets'] = structuredClone(f.targets);
   const minRows = o.minCalibrationRows ?? 20;
+  // The merged weights with the base's bounds, to score the calibration rows with.
+  if (o.fullResidual) for (const spec of Object.values(targets)) if (!spec!.inherited_from) spec!.alpha = 1;
+  const draft = Model.fromFile(sealed({ ...withoutChecksum(f), version: o.version, networks, targets }), { source: o.version });
   let calibrated = 0;
   for (const t of Object.keys(targets) as Target[]) {
     const spec = targets[t]!;
     if (spec.inherited_from) continue;
-    const net = networks[spec.network];
     const rows = (o.calibration ?? []).filter((r) => evaluable(t, r) && (!spec.per_frame || outputFrames(r.record) !== undefined));
-    if (rows.length < minRows) continue;
-    const compiled = new CompiledNetwork(net.json, f.features[net.features].names.length, net.outputs.length);
-    spec.residuals = calibrationResiduals(t, spec.per_frame, rows, f.features[net.features], compiled, spec.output, spec.lo, spec.hi);
+    if (rows.length < minRows || o.fullResidual) continue;
+    // The rows are recent runs no delta trained on: on them the merged networks' share of the
+    // estimate is chosen again (as training chose it on held-out sources), and their scores stand
+    // in for the known and unprobed cases; the novel and unknown cases keep the base's, measured
+    // by source in training.
+    const parts = rows.map((r) => draft.parts(t, r.record, r.targets[t]!)!);
+    spec.alpha = bestAlpha(parts);
+    const score = (p: NonNullable<ReturnType<Model['parts']>>) => (p.y - p.base - spec.alpha * p.resid) / p.spread;
+    const known = residualGrid(parts.map(score));
+    const unprobed = spec.residuals.novel.unprobed ? { unprobed: residualGrid(rows.map((r) => score(draft.parts(t, r.record, r.targets[t]!, { unprobed: true })!))) } : {};
+    spec.residuals = { known, novel: { ...spec.residuals.novel, ...unprobed } };
     calibrated = Math.max(calibrated, rows.length);
   }
   const federated: FederatedProvenance = {
@@ -333,6 +363,18 @@ export function mergeDeltas(base: Model, deltas: readonly WeightDelta[], o: Merg
   };
   delete (file as Partial<ModelFile>).metrics;
   return Model.fromFile(sealed(file), { source: o.version });
+}
+
+/** The residual share (0, 0.05, … 1) with the least absolute error on the rows. */
+function bestAlpha(parts: ReadonlyArray<{ y: number; base: number; resid: number }>): number {
+  let best = 0, bestErr = Infinity;
+  for (let k = 0; k <= 20; k++) {
+    const a = k / 20;
+    let e = 0;
+    for (const p of parts) e += Math.abs(p.y - p.base - a * p.resid);
+    if (e < bestErr - 1e-12) { best = a; bestErr = e; }
+  }
+  return best;
 }
 
 /** Held-out figures of a candidate beside the current model's, and whether it may replace it. */
@@ -357,8 +399,10 @@ export function judgeMerge(candidate: Model, current: Model, heldOut: readonly L
 export function screenByHeldOut(base: Model, deltas: readonly WeightDelta[], heldOut: readonly LabelledRow[], tolerance = 0.02): {
   kept: WeightDelta[]; refused: Array<{ delta: WeightDelta; reason: string }>;
 } {
+  // The merged networks count in full, as in each node's own model: a delta is judged by what it
+  // does, not by how little of it the round's calibration would keep.
   const err = (ds: readonly WeightDelta[]) => {
-    const m = ds.length ? mergeDeltas(base, ds, { version: `${base.version}.probe` }) : base;
+    const m = ds.length ? mergeDeltas(base, ds, { version: `${base.version}.probe`, fullResidual: true }) : base;
     return meanScaleError(evaluatePredictor((r) => m.predictRecord(r), heldOut));
   };
   let kept = [...deltas];

@@ -1,32 +1,41 @@
 /**
- * Training: labelled rows → a checked Model with calibrated bounds and held-out figures.
+ * Training: labelled rows → a checked Model whose bounds hold on sources it has never seen.
  *
- *   rows ─► split (fit / calibration / test, by key hash or by time)
- *        ─► fit the feature state on `fit`
- *        ─► in worker threads, brain.js networks: one shared by the targets every row measures
- *            (CPU, memory, bandwidth, time), one each for the others (GPU share)
- *        ─► conformal residuals on `calibration` (as is, and with each category forced to `other`)
- *        ─► figures on `test` ─► model file (checksummed) ─► Model.fromFile
+ *   rows ─► split: a test share held out (`hash`, `time`), or none (`none`: every row trains)
+ *        ─► fit rows ─► folds by source (LabelledRow.group): each fold's rows are predicted by a
+ *           model trained without them, and a few extrapolation folds (the largest and smallest
+ *           pictures, each hardware class) by one that never saw anything like them
+ *        ─► per fold and for the final model, on its own rows: features fitted (ranges,
+ *             vocabularies); per target a ridge regression (linear.ts) and a lookup of what it
+ *             misses by group (lookup.ts); brain.js networks on what both miss (in worker
+ *             threads, every fold's at once)
+ *        ─► from the held-out predictions: how much of the networks' residual to add (alpha),
+ *           the spread of the errors by lookup, and the conformal scores of each class of
+ *           record (known, novel, unprobed, unknown)
+ *        ─► figures: on the test rows, or cross-validated ─► model file (checksummed)
  *
- * A target no row measures is carried over from the parent model when there is one (with that
- * model's own feature state), so a log that only records time and memory does not erase what
- * the fleet learned about CPU and bandwidth.
+ * Every row trains the final model; no share is set aside to calibrate the bounds (their
+ * scores come from the folds). A target no row measures is carried over from the parent model
+ * when there is one (with that model's own feature state), so a log that only records time and
+ * memory does not erase what the fleet learned about CPU and bandwidth.
  */
 import os from 'node:os';
 import { Piscina } from 'piscina';
-import { CATEGORIES, encodeFeatures, encodeSparse, fitFeatures, isProbed, outputFrames, type Category, type FeatureState } from '../features.js';
-import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
-import { residualGrid } from '../conformal.js';
+import { CATEGORIES, encodeFeatures, encodeSparse, fitFeatures, isProbed, newNotes, outputFrames, type Category, type FeatureState } from '../features.js';
+import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, permutation, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
+import { conformalQuantile, residualGrid } from '../conformal.js';
+import { CompiledLookup, fitLookup, lookupPaths, type Lookup } from '../lookup.js';
+import { CompiledLinear, fitLinear, type Linear } from '../linear.js';
 import {
   DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
   type ModelFile, type NetworkModel, type TargetModel,
 } from '../model.js';
-import { TARGETS, type LabelledRow, type Target } from '../record.js';
+import { TARGETS, type EncodeRecord, type LabelledRow, type Target, type TargetValues } from '../record.js';
 import { evaluable, evaluatePredictor, type EvaluationReport } from '../evaluation/metrics.js';
-import { splitRows, type Split, type SplitMode } from './split.js';
+import { keyBucket, splitRows, type Split, type SplitMode } from './split.js';
 import type { NetworkJob } from './worker.js';
 
-export { splitRows, keyBucket, TEST_SHARE, CALIBRATION_SHARE, type Split, type SplitMode } from './split.js';
+export { splitRows, keyBucket, TEST_SHARE, type Split, type SplitMode } from './split.js';
 
 /** Fewer fit rows than this for a target and it is not learned. */
 export const MIN_TARGET_ROWS = 12;
@@ -36,29 +45,54 @@ const CATEGORY_DROPOUT = 0.04;
 const PROBE_DROPOUT = 0.3;
 /** Duration is learned per output frame when at least this share of its rows know their frames. */
 const PER_FRAME_SHARE = 0.9;
+/** A lookup group's own mean weighs as much as its parent's figure at this many rows. */
+const BASE_SHRINK = 3;
+/** The spread is a coarser, more shrunk lookup: errors are noisier than means. */
+const SPREAD_SHRINK = 20;
+const SPREAD_LEVELS = 4;
+/** Folds by source, at most. */
+export const DEFAULT_FOLDS = 5;
+/** A fold's networks train on at most this many rows, for at most this many pattern passes. */
+const FOLD_ROWS = 8_000;
+const FOLD_PASSES = 4e5;
+/** The ridge penalty per training row (features are standardised). */
+const RIDGE = 0.01;
+/** Shares of the residual tried for alpha. */
+const ALPHAS = Array.from({ length: 21 }, (_, i) => i / 20);
 
 export interface TrainOptions {
   version: string;
   /** Where the rows came from, in words (kept in the model file). */
   source: string;
   coverage?: number;
+  /** `none` (every row trains; the figures are cross-validated), or a test share held out by key hash or by time. Default `hash`. */
   split?: SplitMode;
   seed?: number;
   network?: Partial<NetworkTrainOptions>;
-  /** Worker threads (default: available cores, at most one per target). */
+  /** Folds by source (default 5; fewer sources, fewer folds). */
+  folds?: number;
+  /** The extrapolation folds (largest and smallest pictures, each hardware class; default true). */
+  extrapolation?: boolean;
+  /** Worker threads (default: available cores). */
   threads?: number;
   /** Targets missing from the rows are inherited from this model. */
   parent?: Model;
   log?: (m: string) => void;
 }
 
+/** One fold of the cross-validation: what it held out, and why. */
+export interface FoldSummary { name: string; kind: 'source' | 'extrapolation'; held_rows: number; held_groups: number }
+
 export interface TrainResult {
   model: Model;
   split: Split;
-  /** The model's figures on the test rows (also stored in the model file). */
+  /** The model's figures on the test rows, or, with nothing held out, the cross-validated ones (also stored in the model file). */
   metrics: EvaluationReport;
+  /** Cross-validated figures: each fit row predicted by a model that never saw its source. */
+  cv: EvaluationReport;
+  folds: FoldSummary[];
   /** Per target: how it was trained, or why it was not. */
-  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; inherited_from?: string; skipped?: string }>>;
+  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; alpha?: number; inherited_from?: string; skipped?: string }>>;
   ms: number;
 }
 
@@ -73,15 +107,15 @@ const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
 
 /**
  * Network size and training length for `n` rows: a smaller network and more patience where
- * rows are few (a few hundred calibration encodes), about 1.5 million pattern passes at most,
- * so 100,000 rows train in a couple of minutes.
+ * rows are few (a few hundred calibration encodes), `passes` pattern passes at most (1.5 million
+ * for the final model: 100,000 rows train in a couple of minutes).
  */
-function sizedFor(n: number, outputs: number): Partial<NetworkTrainOptions> {
+function sizedFor(n: number, outputs: number, passes = 1.5e6): Partial<NetworkTrainOptions> {
   return {
     // A shared network gets room for what its outputs have in common and what sets them apart.
     hidden: outputs > 1 ? (n < 600 ? [20, 10] : [24, 12]) : n < 600 ? [12, 6] : [20, 10],
     patience: Math.round(Math.max(12, Math.min(40, 20_000 / n))),
-    maxEpochs: Math.max(12, Math.min(500, Math.round(1.5e6 / n))),
+    maxEpochs: Math.max(12, Math.min(500, Math.round(passes / n))),
   };
 }
 
@@ -115,75 +149,366 @@ function targetRows(t: Target, rows: readonly LabelledRow[], perFrame: boolean):
 
 const yOf = (t: Target, r: LabelledRow, perFrame: boolean) => transformTarget(t, r.targets[t]!, perFrame ? outputFrames(r.record) : undefined);
 
+// ── folds ──────────────────────────────────────────────────────────────────────────────
+
+interface Fold extends FoldSummary { held: LabelledRow[]; train: LabelledRow[] }
+
+const groupOf = (r: LabelledRow) => r.group ?? r.key;
+const pixelsOf = (r: EncodeRecord) => {
+  const w = r.output.width ?? r.input.width, h = r.output.height ?? r.input.height;
+  return w && h ? w * h : undefined;
+};
+
+/**
+ * Folds by source: each source (group) goes whole to one fold, the largest first to the fold
+ * with the fewest rows, so the folds are about the same size. With fewer than three sources, rows are folded
+ * one by one instead. Then the extrapolation folds: the rows with the largest pictures (about
+ * the top 12 %), the smallest, and each hardware class, where enough rows are left to learn from.
+ */
+export function planFolds(rows: readonly LabelledRow[], k = DEFAULT_FOLDS, extrapolation = true): Fold[] {
+  let key = groupOf;
+  let groups = [...new Set(rows.map(key))];
+  if (groups.length < 3) { key = (r) => r.key; groups = [...new Set(rows.map(key))]; }
+  const n = Math.min(k, groups.length);
+  const folds: Fold[] = [];
+  if (n >= 2) {
+    // Largest sources first, each to the fold with the fewest rows so far (ties: the hash's order).
+    const size = new Map<string, number>();
+    for (const r of rows) size.set(key(r), (size.get(key(r)) ?? 0) + 1);
+    const load = new Array<number>(n).fill(0), index = new Map<string, number>();
+    for (const g of groups.sort((a, b) => size.get(b)! - size.get(a)! || keyBucket(a) - keyBucket(b) || (a < b ? -1 : 1))) {
+      const f = load.indexOf(Math.min(...load));
+      index.set(g, f);
+      load[f] += size.get(g)!;
+    }
+    for (let f = 0; f < n; f++) {
+      const held = rows.filter((r) => index.get(key(r)) === f);
+      folds.push({ name: `source ${f + 1}/${n}`, kind: 'source', held, train: rows.filter((r) => index.get(key(r)) !== f), held_rows: held.length, held_groups: new Set(held.map(key)).size });
+    }
+  }
+  if (!extrapolation) return folds;
+  const enough = (held: LabelledRow[]) => held.length >= 8 && rows.length - held.length >= Math.max(MIN_TARGET_ROWS * 2, 0.5 * rows.length);
+  const extreme = (name: string, held: LabelledRow[]) => {
+    if (!enough(held)) return;
+    const set = new Set(held);
+    folds.push({ name, kind: 'extrapolation', held, train: rows.filter((r) => !set.has(r)), held_rows: held.length, held_groups: new Set(held.map(groupOf)).size });
+  };
+  // Pictures beyond every training row's: the cut leaves no held-out row with a size the rest has.
+  const px = [...new Set(rows.map((r) => pixelsOf(r.record)).filter((p): p is number => p !== undefined))].sort((a, b) => a - b);
+  const share = (cut: (p: number) => boolean) => rows.filter((r) => { const p = pixelsOf(r.record); return p !== undefined && cut(p); });
+  const top = px.findIndex((p) => share((q) => q >= p).length <= 0.15 * rows.length);
+  if (top > 0) extreme('largest pictures', share((q) => q >= px[top]));
+  let bottom = -1;
+  while (bottom + 1 < px.length && share((q) => q <= px[bottom + 1]).length <= 0.15 * rows.length) bottom++;
+  if (bottom >= 0 && bottom < px.length - 1) extreme('smallest pictures', share((q) => q <= px[bottom]));
+  const classes = [...new Set(rows.map((r) => r.record.node.hw_class ?? ''))];
+  if (classes.length > 1) for (const c of classes.slice(0, 4)) extreme(`hardware ${c || '(none)'} unseen`, rows.filter((r) => (r.record.node.hw_class ?? '') === c));
+  return folds;
+}
+
+// ── one model's parts: features, lookups, networks ─────────────────────────────────────
+
+interface CoreTarget {
+  linear: Linear; compiled: CompiledLinear; base: Lookup; lookup: CompiledLookup;
+  lo: number; hi: number; y_lo: number; y_hi: number; group: number; output: number; rows: number;
+}
+
+/** A model's parts before and after its networks are trained: the final model's, or one fold's. */
+interface Core {
+  name: string;
+  state: FeatureState;
+  frames?: number;
+  targets: Partial<Record<Target, CoreTarget>>;
+  /** Per target group (groupTargets' order): its network's job, the targets it learns and the rows it fitted. */
+  jobs: Array<{ targets: Target[]; rows: number; job: NetworkJob } | undefined>;
+  nets: Array<CompiledNetwork | undefined>;
+  trained: Array<TrainedNetwork | undefined>;
+}
+
+interface Plan { groups: Target[][]; perFrame: (t: Target) => boolean; network?: Partial<NetworkTrainOptions> }
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : undefined;
+};
+
+/**
+ * One model's parts from its rows, all but the networks' training: the feature state; per
+ * target group, the rows its network learns from (a fold learns from a sample of at most
+ * FOLD_ROWS), encoded with the training dropouts; per target, the ridge regression on those
+ * encodings, the lookup of what it misses on every usable row, and the network's targets: what
+ * both miss, on the unit scale of its range.
+ */
+function prepareCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed: number, fold: boolean): Core {
+  const rand = seededRandom(seed);
+  const state = fitFeatures(rows.map((r) => r.record));
+  const d = state.names.length;
+  const targets: Core['targets'] = {};
+  const v = new SparseVector(d);
+  let sample: readonly LabelledRow[] = rows;
+  if (fold && rows.length > FOLD_ROWS) {
+    const order = permutation(rows.length, rand);
+    sample = Array.from(order.subarray(0, FOLD_ROWS), (i) => rows[i]);
+  }
+  // Each row's lookup groups and its clean encoding (no dropout) are what prediction reads.
+  const paths = new Map<LabelledRow, string[]>(), clean = new Map<LabelledRow, { idx: Int32Array; val: Float64Array }>();
+  const encoded = (r: LabelledRow) => {
+    let e = clean.get(r);
+    if (!e) {
+      encodeSparse(state, r.record, v);
+      clean.set(r, (e = { idx: v.idx.slice(0, v.n), val: v.val.slice(0, v.n) }));
+    }
+    return e;
+  };
+  const pathOf = (r: LabelledRow) => {
+    let p = paths.get(r);
+    if (!p) paths.set(r, (p = lookupPaths(r.record)));
+    return p;
+  };
+  const jobs = plan.groups.map((g, gi) => {
+    const ready = g.filter((t) => targetRows(t, rows, plan.perFrame(t)).length >= MIN_TARGET_ROWS);
+    const fit = sample.filter((r) => ready.every((t) => usableRow(t, r, plan.perFrame(t))));
+    if (!ready.length || fit.length < MIN_TARGET_ROWS) return undefined;
+    const k = ready.length;
+    const x = new Float64Array(new SharedArrayBuffer(fit.length * d * 8));
+    fit.forEach((r, i) => {
+      const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
+      encodeFeatures(state, r.record, x.subarray(i * d, (i + 1) * d), { asOther, unprobed: rand() < PROBE_DROPOUT });
+    });
+    const resid: number[][] = [];
+    ready.forEach((t, j) => {
+      const pf = plan.perFrame(t);
+      const linear = fitLinear(x, fit.map((r) => yOf(t, r, pf)), d, RIDGE * fit.length);
+      const compiled = new CompiledLinear(linear);
+      const lin = (r: LabelledRow) => { const e = encoded(r); return compiled.at(e.idx, e.val, 0, e.idx.length); };
+      const usable = targetRows(t, rows, pf);
+      const ys = usable.map((r) => yOf(t, r, pf));
+      const base = fitLookup(usable.map(pathOf), usable.map((r, i) => ys[i] - lin(r)), BASE_SHRINK);
+      const lookup = new CompiledLookup(base);
+      resid.push(fit.map((r) => yOf(t, r, pf) - lin(r) - lookup.value(pathOf(r))));
+      let lo = Infinity, hi = -Infinity;
+      for (const e of resid[j]) { if (e < lo) lo = e; if (e > hi) hi = e; }
+      // Room beyond the training residuals: a node's own runs may be off by more (federated
+      // fine-tuning learns that), and a target at the sigmoid's end is learned slowly.
+      const pad = Math.max(0.5 * (hi - lo), TARGET_SCALES[t].transform === 'log10' ? 0.3 : 20);
+      lo -= pad;
+      hi += pad;
+      targets[t] = {
+        linear, compiled, base, lookup, lo, hi, y_lo: Math.min(...ys), y_hi: Math.max(...ys), group: gi, output: j, rows: usable.length,
+      };
+    });
+    const y = new Float64Array(new SharedArrayBuffer(fit.length * k * 8));
+    fit.forEach((_, i) => ready.forEach((t, j) => { y[i * k + j] = toUnit(resid[j][i], targets[t]!.lo, targets[t]!.hi); }));
+    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k, fold ? FOLD_PASSES : undefined), ...plan.network, seed: seed * 31 + gi };
+    return { targets: ready, rows: fit.length, job: { x, y, d, k, options } satisfies NetworkJob };
+  });
+  const frames = median(rows.map((r) => outputFrames(r.record)).filter((f): f is number => f !== undefined));
+  return { name, state, frames, targets, jobs, nets: [], trained: [] };
+}
+
+/** What a core estimates for each target of a record, on the learning scale: its lookup's figure and its networks' residual. */
+function coreEstimates(core: Core, rec: EncodeRecord, v: SparseVector, unprobed: boolean): { base: Partial<TargetValues>; resid: Partial<TargetValues>; novel: boolean; paths: string[] } {
+  const notes = newNotes();
+  encodeSparse(core.state, rec, v, { unprobed, notes });
+  const outs = core.nets.map((n) => n?.runSparse(v));
+  const paths = lookupPaths(rec);
+  const base: Partial<TargetValues> = {}, resid: Partial<TargetValues> = {};
+  for (const [t, ct] of Object.entries(core.targets) as [Target, CoreTarget][]) {
+    base[t] = ct.compiled.value(v) + ct.lookup.value(paths);
+    const out = outs[ct.group];
+    resid[t] = out ? fromUnit(out[ct.output], ct.lo, ct.hi) : 0;
+  }
+  return { base, resid, novel: notes.unseen.length > 0 || notes.outside.length > 0, paths };
+}
+
+/** The record as a job nobody could probe would describe it: no size, rate or length. */
+function withoutGeometry(r: EncodeRecord): EncodeRecord {
+  const { width: _w, height: _h, fps: _f, ...output } = r.output;
+  const { width: _iw, height: _ih, fps: _if, duration_s: _d, frames: _fr, ...input } = r.input;
+  return { ...r, output, input };
+}
+
+// ── the held-out predictions ───────────────────────────────────────────────────────────
+
+/** One target's held-out predictions, row by row (learning scale; `y` against the frames the estimate assumed). */
+interface Held {
+  row: LabelledRow[];
+  fold: number[];
+  source: boolean[];
+  novel: boolean[];
+  y: number[];
+  base: number[];
+  resid: number[];
+  residUnprobed: number[];
+  paths: string[][];
+  /** The same with the record's geometry hidden. */
+  yUnknown: number[];
+  baseUnknown: number[];
+  residUnknown: number[];
+  pathsUnknown: string[][];
+}
+
+const emptyHeld = (): Held => ({ row: [], fold: [], source: [], novel: [], y: [], base: [], resid: [], residUnprobed: [], paths: [], yUnknown: [], baseUnknown: [], residUnknown: [], pathsUnknown: [] });
+
+function collectHeld(folds: Fold[], cores: Core[], plan: Plan, targets: Target[]): Partial<Record<Target, Held>> {
+  const out: Partial<Record<Target, Held>> = {};
+  folds.forEach((fold, f) => {
+    const core = cores[f], v = new SparseVector(core.state.names.length);
+    for (const r of fold.held) {
+      const wanted = targets.filter((t) => core.targets[t] && usableRow(t, r, plan.perFrame(t)));
+      if (!wanted.length) continue;
+      const asIs = coreEstimates(core, r.record, v, false);
+      const bare = coreEstimates(core, r.record, v, true);
+      const unknown = coreEstimates(core, withoutGeometry(r.record), v, false);
+      for (const t of wanted) {
+        const h = (out[t] ??= emptyHeld());
+        const perFrame = plan.perFrame(t), y = yOf(t, r, perFrame);
+        // Without a frame count the estimate is per frame of the fold's median clip.
+        const shift = perFrame ? Math.log10(outputFrames(r.record)! / (core.frames ?? 1)) : 0;
+        h.row.push(r); h.fold.push(f); h.source.push(fold.kind === 'source'); h.novel.push(asIs.novel || fold.kind === 'extrapolation');
+        h.y.push(y); h.base.push(asIs.base[t]!); h.resid.push(asIs.resid[t]!); h.residUnprobed.push(bare.resid[t]!); h.paths.push(asIs.paths);
+        h.yUnknown.push(y + shift); h.baseUnknown.push(unknown.base[t]!); h.residUnknown.push(unknown.resid[t]!); h.pathsUnknown.push(unknown.paths);
+      }
+    }
+  });
+  return out;
+}
+
+/** The residual share with the least absolute error on the source folds' held-out rows. */
+function chooseAlpha(h: Held): number {
+  let best = 0, bestErr = Infinity;
+  for (const a of ALPHAS) {
+    let e = 0;
+    for (let i = 0; i < h.y.length; i++) if (h.source[i]) e += Math.abs(h.y[i] - h.base[i] - a * h.resid[i]);
+    if (e < bestErr - 1e-12) { best = a; bestErr = e; }
+  }
+  return best;
+}
+
+interface Calibrated {
+  alpha: number;
+  spread: Lookup;
+  floor: number;
+  residuals: TargetModel['residuals'];
+  /** Per held-out row of a source fold: the spread its own fold's scores were divided by. */
+  sigma: number[];
+  /** Each held-out row's score and class (for the cross-validated figures). */
+  score: number[];
+}
+
+/**
+ * Alpha, the spread lookup and the score grids of one target. A row's score divides its error by
+ * a spread fitted without its fold (leave-fold-out), so the scores are those of sources the
+ * spread never saw either.
+ */
+function calibrate(h: Held, readsProbed: boolean): Calibrated {
+  const alpha = chooseAlpha(h);
+  const n = h.y.length, err = h.y.map((y, i) => y - h.base[i] - alpha * h.resid[i]);
+  const src = [...Array(n).keys()].filter((i) => h.source[i]);
+  const abs = src.map((i) => Math.abs(err[i]));
+  const meanAbs = abs.reduce((a, b) => a + b, 0) / Math.max(1, abs.length);
+  const floor = Math.max(1e-3, 0.2 * meanAbs);
+  const spread = fitLookup(src.map((i) => h.paths[i]), abs, SPREAD_SHRINK, SPREAD_LEVELS);
+  const whole = new CompiledLookup(spread);
+  const byFold = new Map<number, CompiledLookup>();
+  const lfo = (f: number) => {
+    let l = byFold.get(f);
+    if (!l) {
+      const others = src.filter((i) => h.fold[i] !== f);
+      l = others.length ? new CompiledLookup(fitLookup(others.map((i) => h.paths[i]), others.map((i) => Math.abs(err[i])), SPREAD_SHRINK, SPREAD_LEVELS)) : whole;
+      byFold.set(f, l);
+    }
+    return l;
+  };
+  const sigma = new Array<number>(n), score = new Array<number>(n);
+  const known: number[] = [], novel: number[] = [], unprobed: number[] = [], unknown: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const spreadOf = h.source[i] ? lfo(h.fold[i]) : whole;
+    sigma[i] = Math.max(floor, spreadOf.value(h.paths[i]));
+    score[i] = err[i] / sigma[i];
+    (h.novel[i] ? novel : known).push(score[i]);
+    if (!h.source[i]) continue;
+    if (readsProbed) unprobed.push((h.y[i] - h.base[i] - alpha * h.residUnprobed[i]) / sigma[i]);
+    unknown.push((h.yUnknown[i] - h.baseUnknown[i] - alpha * h.residUnknown[i]) / Math.max(floor, spreadOf.value(h.pathsUnknown[i])));
+  }
+  const grids: TargetModel['residuals']['novel'] = {};
+  if (novel.length) grids.novel = residualGrid(novel);
+  if (unprobed.length) grids.unprobed = residualGrid(unprobed);
+  if (unknown.length) grids.unknown = residualGrid(unknown);
+  return { alpha, spread, floor, residuals: { known: residualGrid(known.length ? known : novel), novel: grids }, sigma, score };
+}
+
+// ── training ───────────────────────────────────────────────────────────────────────────
+
 export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions): Promise<TrainResult> {
   const started = Date.now();
   const log = o.log ?? (() => undefined);
   const seed = o.seed ?? 1;
+  const coverage = o.coverage ?? DEFAULT_COVERAGE;
   const split = splitRows(rows, o.split ?? 'hash');
   if (split.fit.length < MIN_TARGET_ROWS) throw new TrainingError(`only ${split.fit.length} of ${rows.length} rows are left to fit on; at least ${MIN_TARGET_ROWS} are needed`);
-  const features = fitFeatures(split.fit.map((r) => r.record));
-  const d = features.names.length;
-  log(`training ${o.version} on ${split.fit.length} rows (${split.calibration.length} calibrate the bounds, ${split.test.length} held out), ${d} features`);
 
-  // Which targets each network learns, on which rows (see groupTargets).
   const report: TrainResult['targets'] = {};
   const durationPerFrame = perFrameWorks(split.fit);
   const perFrame = (t: Target) => t === 'duration_s' && durationPerFrame;
-  const usable = (t: Target, rs: readonly LabelledRow[]) => targetRows(t, rs, perFrame(t));
   const groups = groupTargets(split.fit, perFrame);
+  const plan: Plan = { groups, perFrame, network: o.network };
   for (const t of TARGETS) {
-    if (!groups.some((g) => g.includes(t))) report[t] = { rows: usable(t, split.fit).length, skipped: `${usable(t, split.fit).length} rows measure it (at least ${MIN_TARGET_ROWS} needed)` };
+    const n = targetRows(t, split.fit, perFrame(t)).length;
+    if (!groups.some((g) => g.includes(t))) report[t] = { rows: n, skipped: `${n} rows measure it (at least ${MIN_TARGET_ROWS} needed)` };
   }
-  const rand = seededRandom(seed);
-  const jobs = groups.map((g, gi) => {
-    const fit = split.fit.filter((r) => g.every((t) => usableRow(t, r, perFrame(t))));
-    const k = g.length;
-    const ranges = g.map((t) => {
-      const ys = fit.map((r) => yOf(t, r, perFrame(t)));
-      return { lo: ys.reduce((a, b) => Math.min(a, b)), hi: ys.reduce((a, b) => Math.max(a, b)) };
-    });
-    const x = new Float64Array(new SharedArrayBuffer(fit.length * d * 8));
-    const y = new Float64Array(new SharedArrayBuffer(fit.length * k * 8));
-    fit.forEach((r, i) => {
-      const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
-      encodeFeatures(features, r.record, x.subarray(i * d, (i + 1) * d), { asOther, unprobed: rand() < PROBE_DROPOUT });
-      g.forEach((t, j) => { y[i * k + j] = toUnit(yOf(t, r, perFrame(t)), ranges[j].lo, ranges[j].hi); });
-    });
-    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k), ...o.network, seed: seed * 31 + gi };
-    return { targets: g, fit, ranges, job: { x, y, d, k, options } satisfies NetworkJob };
-  });
-  if (!jobs.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);
+  if (!groups.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);
 
+  const folds = groups.length ? planFolds(split.fit, o.folds ?? DEFAULT_FOLDS, o.extrapolation !== false) : [];
+  const cores = [...folds.map((f, i) => prepareCore(f.name, f.train, plan, seed * 101 + i + 1, true)), prepareCore('final', split.fit, plan, seed, false)];
+  const final = cores[cores.length - 1];
+  log(`training ${o.version} on ${split.fit.length} rows (${split.test.length} held out), ${final.state.names.length} features; ${folds.length} folds: ${folds.map((f) => `${f.name} (${f.held_rows} rows)`).join(', ')}`);
+
+  const jobs = cores.flatMap((c, ci) => c.jobs.map((j, gi) => (j ? { ci, gi, job: j.job } : undefined)).filter((j) => j !== undefined));
   const pool = new Piscina<NetworkJob, TrainedNetwork>({
     filename: new URL('./worker.js', import.meta.url).href,
     maxThreads: Math.max(1, Math.min(jobs.length, o.threads ?? os.availableParallelism())),
     minThreads: 0,
     idleTimeout: 100,
   });
-  let trained: TrainedNetwork[];
   try {
-    trained = await Promise.all(jobs.map((j) => pool.run(j.job)));
+    // The final model's networks are the longest: they start first.
+    const order = [...jobs].sort((a, b) => (b.ci === cores.length - 1 ? 1 : 0) - (a.ci === cores.length - 1 ? 1 : 0));
+    await Promise.all(order.map(async ({ ci, gi, job }) => {
+      const net = await pool.run(job);
+      cores[ci].trained[gi] = net;
+      cores[ci].nets[gi] = new CompiledNetwork(net.json, job.d, job.k);
+    }));
   } finally {
     await pool.destroy();
   }
 
-  const states: FeatureState[] = [features];
+  const learned = TARGETS.filter((t) => final.targets[t]);
+  const held = collectHeld(folds, cores, plan, learned);
+  const readsProbed = final.state.numeric.some((n) => isProbed(n.name));
+  const states: FeatureState[] = [final.state];
   const networks: NetworkModel[] = [];
   const targets: ModelFile['targets'] = {};
-  jobs.forEach((j, i) => {
-    const net = trained[i];
-    const network = networks.push({ features: 0, outputs: j.targets, rows: j.fit.length, epochs: net.epochs, json: net.json }) - 1;
-    const compiled = new CompiledNetwork(net.json, d, j.targets.length);
-    j.targets.forEach((t, output) => {
-      const calibration = usable(t, split.calibration);
-      const { lo, hi } = j.ranges[output];
+  const cals: Partial<Record<Target, Calibrated>> = {};
+  final.jobs.forEach((j, gi) => {
+    if (!j) return;
+    const net = final.trained[gi]!;
+    const network = networks.push({ features: 0, outputs: j.targets, rows: j.rows, epochs: net.epochs, json: net.json }) - 1;
+    log(`  ${j.targets.join(', ')}: ${j.rows} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`);
+    for (const t of j.targets) {
+      const ct = final.targets[t]!, h = held[t];
+      const cal = h && h.y.length ? calibrate(h, readsProbed) : undefined;
+      if (cal) cals[t] = cal;
       targets[t] = {
-        network, output, transform: TARGET_SCALES[t].transform, per_frame: perFrame(t), gpu_only: t === 'gpu_percent', lo, hi, rows: j.fit.length,
-        residuals: calibrationResiduals(t, perFrame(t), calibration, features, compiled, output, lo, hi),
+        network, output: ct.output, transform: TARGET_SCALES[t].transform, per_frame: perFrame(t), gpu_only: t === 'gpu_percent',
+        lo: ct.lo, hi: ct.hi, y_lo: ct.y_lo, y_hi: ct.y_hi, rows: ct.rows, linear: ct.linear, base: ct.base,
+        // Without held-out rows there is nothing to judge the networks by: the lookup alone.
+        alpha: cal?.alpha ?? 0, spread: cal?.spread ?? fitLookup([], [], SPREAD_SHRINK, SPREAD_LEVELS), spread_floor: cal?.floor ?? 1,
+        residuals: cal?.residuals ?? { known: residualGrid([]), novel: {} },
       };
-      report[t] = { rows: j.fit.length, epochs: net.epochs, ms: net.ms };
-    });
-    log(`  ${j.targets.join(', ')}: ${j.fit.length} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`);
+      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha };
+      if (cal) log(`    ${t}: alpha ${cal.alpha.toFixed(2)}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`);
+    }
   });
   for (const t of TARGETS) {
     const inherited = !targets[t] && o.parent?.file.targets[t];
@@ -201,37 +526,53 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   const times = rows.map((r) => r.ts).filter((x): x is number => x !== undefined);
   const file: Omit<ModelFile, 'checksum'> = {
     format: MODEL_FORMAT, format_version: MODEL_FORMAT_VERSION, version: o.version, created_at: new Date().toISOString(),
-    coverage: o.coverage ?? DEFAULT_COVERAGE, features: states, networks, targets,
+    coverage, features: states, networks, targets,
     defaults: defaultsOf(split.fit),
     trained_on: {
-      source: o.source, rows: rows.length, fit_rows: split.fit.length, calibration_rows: split.calibration.length, test_rows: split.test.length,
-      split: o.split ?? 'hash',
+      source: o.source, rows: rows.length, fit_rows: split.fit.length, test_rows: split.test.length, split: o.split ?? 'hash',
+      folds: folds.map(({ name, kind, held_rows, held_groups }) => ({ name, kind, held_rows, held_groups })),
       ...(times.length ? { from: new Date(times.reduce((a, b) => Math.min(a, b))).toISOString(), to: new Date(times.reduce((a, b) => Math.max(a, b))).toISOString() } : {}),
     },
     ...(o.parent ? { parent: o.parent.version } : {}),
   };
   const draft = Model.fromFile({ ...file, checksum: modelChecksum(file) }, { source: o.version });
-  const metrics = evaluatePredictor((r) => draft.predictRecord(r), split.test);
-  const final = { ...file, metrics };
-  const model = Model.fromFile({ ...final, checksum: modelChecksum(final) }, { source: o.version });
-  return { model, split, metrics, targets: report, ms: Date.now() - started };
+  const cv = crossValidated(held, cals, targets, perFrame, coverage);
+  const metrics = split.test.length ? evaluatePredictor((r) => draft.predictRecord(r), split.test) : cv;
+  const final_ = { ...file, metrics };
+  const model = Model.fromFile({ ...final_, checksum: modelChecksum(final_) }, { source: o.version });
+  return {
+    model, split, metrics, cv, targets: report, ms: Date.now() - started,
+    folds: folds.map(({ name, kind, held_rows, held_groups }) => ({ name, kind, held_rows, held_groups })),
+  };
 }
 
 /**
- * Residuals (actual − predicted, on the learning scale) of the calibration rows: as they are,
- * and with each category in turn (then all of them) encoded as `other`, which is what the
- * bound of a prediction for an unseen codec, preset or hardware class is drawn from.
+ * The figures of the source folds' held-out predictions: each row's estimate from the fold that
+ * held it out, its bound from that estimate, the fold's spread and the final score quantile of
+ * its class (known or novel).
  */
-export function calibrationResiduals(t: Target, perFrame: boolean, rows: LabelledRow[], s: FeatureState, net: CompiledNetwork, output: number, lo: number, hi: number): TargetModel['residuals'] {
-  const v = new SparseVector(s.names.length);
-  const residuals = (asOther?: ReadonlySet<Category>, unprobed = false) => residualGrid(rows.map((r) => {
-    encodeSparse(s, r.record, v, { asOther, unprobed });
-    return yOf(t, r, perFrame) - fromUnit(net.runSparse(v)[output], lo, hi);
-  }));
-  const novel: TargetModel['residuals']['novel'] = { all: residuals(new Set(CATEGORY_NAMES), s.numeric.some((n) => isProbed(n.name))) };
-  for (const c of CATEGORY_NAMES) novel[c] = residuals(new Set([c]));
-  if (s.numeric.some((n) => isProbed(n.name))) novel.unprobed = residuals(undefined, true);
-  return { known: residuals(), novel };
+function crossValidated(held: Partial<Record<Target, Held>>, cals: Partial<Record<Target, Calibrated>>, targets: ModelFile['targets'], perFrame: (t: Target) => boolean, coverage: number): EvaluationReport {
+  const predictions = new Map<EncodeRecord, { expected: Partial<TargetValues>; upper: Partial<TargetValues> }>();
+  const rows = new Set<LabelledRow>();
+  for (const t of TARGETS) {
+    const h = held[t], spec = targets[t], cal = cals[t];
+    if (!h || !spec || !cal || spec.inherited_from) continue;
+    const q = (g: typeof spec.residuals.known | undefined) => (g?.n ? Math.max(0, conformalQuantile(g, coverage).q) : 0);
+    const qKnown = q(spec.residuals.known), qNovel = Math.max(qKnown, q(spec.residuals.novel.novel));
+    for (let i = 0; i < h.y.length; i++) {
+      if (!h.source[i]) continue;
+      const r = h.row[i];
+      rows.add(r);
+      const p = predictions.get(r.record) ?? { expected: {}, upper: {} };
+      predictions.set(r.record, p);
+      const est = h.base[i] + spec.alpha * h.resid[i], up = est + (h.novel[i] ? qNovel : qKnown) * cal.sigma[i];
+      const frames = perFrame(t) ? outputFrames(r.record)! : 1;
+      const natural = (v: number) => (spec.transform === 'log10' ? 10 ** v * frames : v);
+      p.expected[t] = natural(est);
+      p.upper[t] = Math.max(p.expected[t]!, natural(up));
+    }
+  }
+  return evaluatePredictor((rec) => predictions.get(rec) ?? { expected: {}, upper: {} }, [...rows]);
 }
 
 /** The most common cores and hardware class, and the median frame count, of the training rows. */

@@ -2,17 +2,21 @@
  * Held-out splits. Each row's bucket comes from a hash of its key, so the same row always lands
  * in the same part — `prescient model evaluate` later finds exactly the rows training held out —
  * whatever order a source returns rows in. `time` holds out the most recent runs instead, which
- * is how a retrained model is judged: on the window after the data it learned from.
+ * is how a retrained model is judged: on the window after the data it learned from. `none`
+ * holds nothing out: every row trains, and the figures are cross-validated by source. Nothing
+ * is set aside for the bounds in any mode: they come from the cross-validation (training/index.ts).
  */
 import type { LabelledRow } from '../record.js';
 
-export type SplitMode = 'hash' | 'time';
+export type SplitMode = 'hash' | 'time' | 'none';
 
-/** `fit` trains the networks, `calibration` sets the bounds, `test` is only ever evaluated on. */
+/**
+ * `fit` trains the model (and, folded by source, calibrates its bounds); `test` is only ever
+ * evaluated on. `calibration` is always empty (kept for readers of the older split).
+ */
 export interface Split { fit: LabelledRow[]; calibration: LabelledRow[]; test: LabelledRow[] }
 
 export const TEST_SHARE = 0.2;
-export const CALIBRATION_SHARE = 0.15;
 
 /**
  * FNV-1a of the key, finished with murmur3's fmix32 so that keys differing only in their last
@@ -34,6 +38,7 @@ export function keyBucket(key: string): number {
 
 export function splitRows(rows: readonly LabelledRow[], mode: SplitMode = 'hash'): Split {
   const out: Split = { fit: [], calibration: [], test: [] };
+  if (mode === 'none') return { fit: [...rows], calibration: [], test: [] };
   let rest: readonly LabelledRow[] = rows;
   if (mode === 'time') {
     // Rows without a time cannot be placed in the window: they train.
@@ -43,10 +48,6 @@ export function splitRows(rows: readonly LabelledRow[], mode: SplitMode = 'hash'
     const held = new Set(out.test);
     rest = rows.filter((r) => !held.has(r));
   }
-  for (const r of rest) {
-    const b = keyBucket(r.key);
-    if (mode === 'hash') (b < TEST_SHARE ? out.test : b < TEST_SHARE + CALIBRATION_SHARE ? out.calibration : out.fit).push(r);
-    else (b < CALIBRATION_SHARE / (1 - TEST_SHARE) ? out.calibration : out.fit).push(r);
-  }
+  for (const r of rest) (mode === 'hash' && keyBucket(r.key) < TEST_SHARE ? out.test : out.fit).push(r);
   return out;
 }

@@ -28,6 +28,8 @@ export interface CalibrateOptions {
   plan?: CalibrationRun[];
   /** False: no PSNR/SSIM pass after each encode (half the time of a slow-preset run; default true). */
   quality?: boolean;
+  /** A run still encoding after this many seconds is stopped and recorded as cancelled (never trained on). */
+  run_timeout_s?: number;
   output_dir: string;
   spool_dir: string;
   sample_interval_ms?: number;
@@ -93,7 +95,7 @@ export async function runCalibration(o: CalibrateOptions): Promise<CalibrationRe
         task_id: job_id, schema: run.schema, core_ids: hardware.core_ids.slice(0, run.cores),
         gpu_ids: GPU_ENCODERS.has(run.schema.output.encoder) ? hardware.gpus.slice(0, 1).map((g) => g.id) : [],
         memory_gb: hardware.memory_gb, attempt: 1, model_version: 'calibration', quality: o.quality,
-      });
+      }, o.run_timeout_s ? { signal: AbortSignal.timeout(o.run_timeout_s * 1000) } : {});
       // The encoded files are not needed, only their measurements.
       if (rec.result) rmSync(rec.result.output_path, { force: true });
       const outcome: CalibrationOutcome = {

@@ -1,7 +1,8 @@
 /**
  * `prescient model …` run as a real process against a stack whose QuestDB holds recorded runs:
  * training from QuestDB, from a mapped TSV log and from an export; evaluation beside the
- * baselines; promotion, rollback and history; and the clear refusals of bad input.
+ * baselines and on every row of a separate file; promotion, rollback and history; and the clear
+ * refusals of bad input.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_MODEL_PATH, type RegistryEntry, type RegistryEvent, type Target, type TargetMetrics } from '../../models/index.js';
 import { cliRun, startStack, type TestStack } from '../helpers/cluster.js';
-import { TRANSCODING_MAPPING, priorRuns, recordRuns, writeTranscodingTsv } from '../helpers/models.js';
+import { TRANSCODING_MAPPING, priorRuns, recordRuns, transcodingTsv, writeTranscodingTsv } from '../helpers/models.js';
 
 let s: TestStack;
 /** Runs recorded in QuestDB: SUCCEEDED of them succeeded, FAILED failed. */
@@ -18,8 +19,14 @@ const SUCCEEDED = 200, FAILED = 12;
 const CPU_TARGETS: Target[] = ['cpu_cores', 'memory_gb', 'bandwidth_mbps', 'duration_s'];
 const shipped = (JSON.parse(readFileSync(DEFAULT_MODEL_PATH, 'utf8')) as { version: string }).version;
 
+/** What reading a file gave (`import` in --json). */
+interface ImportOutput {
+  file: string; encoding: string; encoding_from: string; notes: string[]; read: number; used: number; skipped: number;
+  skipped_by_column: Record<string, Record<string, number>>; warnings_by_column: Record<string, Record<string, number>>;
+  skipped_examples: { line: number; column: string; reason: string }[]; warning_examples: { line: number; column: string; reason: string }[];
+}
 interface TrainOutput {
-  version: string; promoted: boolean; reason: string; previous: string;
+  version: string; promoted: boolean; reason: string; previous: string; import?: ImportOutput;
   targets: Partial<Record<Target, { rows: number; inherited_from?: string; skipped?: string }>>;
   split: { fit: number; calibration: number; test: number };
   metrics: Partial<Record<Target, TargetMetrics>>;
@@ -27,7 +34,7 @@ interface TrainOutput {
   baselines?: Record<string, Partial<Record<Target, TargetMetrics>>>;
 }
 interface EvaluateOutput {
-  model: string; coverage: number; source: string; held_out: number;
+  model: string; coverage: number; source: string; held_out?: number; rows?: number; test?: string; import?: ImportOutput;
   metrics: Partial<Record<Target, TargetMetrics>>;
   baselines?: Record<string, Partial<Record<Target, TargetMetrics>>>;
 }
@@ -57,7 +64,7 @@ const current = async () => (await list()).filter((e) => e.current).map((e) => e
 /** Every figure of a target's metrics is a finite number (R² and MAPE may be NaN only with no spread). */
 function assertFigures(m: TargetMetrics | undefined, what: string): void {
   assert.ok(m, `${what}: no figures`);
-  for (const k of ['mae', 'mape', 'r2', 'coverage', 'slack', 'scale_mae'] as const) assert.ok(Number.isFinite(m![k]), `${what}: ${k} is ${m![k]}`);
+  for (const k of ['mae', 'mape', 'median_ape', 'r2', 'coverage', 'slack', 'scale_mae'] as const) assert.ok(Number.isFinite(m![k]), `${what}: ${k} is ${m![k]}`);
   assert.ok(m!.coverage >= 0 && m!.coverage <= 1, `${what}: coverage ${m!.coverage}`);
 }
 
@@ -206,15 +213,18 @@ test('model train --csv with the transcoding-measurements mapping learns time an
   const file = path.join(s.dir, 'transcodes.tsv');
   writeTranscodingTsv(file, 400, {
     seed: 5,
-    // Two lines the mapping cannot use: a target that is not a number, and one with no target at all.
+    // Two lines the mapping cannot use: targets that are not numbers, and no target at all.
     extraLines: [
-      ['v1', 10, 'h264', 640, 480, 800000, 25, 9, 176, 65, 250, 180000, 704000, 97500, 1000000, 'h264', 539000, 25, 640, 480, 'lots', 3.2].join('\t'),
+      ['v1', 10, 'h264', 640, 480, 800000, 25, 9, 176, 65, 250, 180000, 704000, 97500, 1000000, 'h264', 539000, 25, 640, 480, 'lots', 'slow'].join('\t'),
       ['v2', 10, 'h264', 640, 480, 800000, 25, 9, 176, 65, 250, 180000, 704000, 97500, 1000000, 'h264', 539000, 25, 640, 480, 'NA', 'NA'].join('\t'),
     ],
   });
   const [parent] = await current();
   const out = await json<TrainOutput>('train', '--csv', file, '--mapping', TRANSCODING_MAPPING, '--json', '--baseline', '--version', 'tsv-1');
   assert.is(out.split.fit + out.split.calibration + out.split.test, 400, 'the two unusable lines are skipped');
+  assert.equal([out.import?.read, out.import?.used, out.import?.skipped, out.import?.encoding], [402, 400, 2, 'utf-8']);
+  assert.equal(out.import?.skipped_by_column, { umem: { 'not a number': 1 }, 'umem, utime': { 'no target value': 1 } });
+  assert.equal(out.import?.skipped_examples.map((p) => p.line), [402, 403]);
   for (const t of ['memory_gb', 'duration_s'] as const) {
     assert.ok(out.targets[t]!.rows > 0 && !out.targets[t]!.inherited_from, `${t} is learned from the log: ${JSON.stringify(out.targets[t])}`);
     assertFigures(out.metrics[t], t);
@@ -242,8 +252,9 @@ test('reading a mapped log reports how many rows it skipped and the line and col
   const r = await cliRun(s, ['model', 'evaluate', '--model', 'tsv-1', '--csv', file, '--mapping', TRANSCODING_MAPPING]);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stderr, /read 402 rows from .*transcodes\.tsv: 400 usable, 2 skipped/);
-  assert.match(r.stderr, /line 402, column umem: /);
-  assert.match(r.stderr, /line 403, column /);
+  assert.match(r.stderr, /skipped, by column: umem: not a number ×1; umem, utime: no target value ×1/);
+  assert.match(r.stderr, /line 402, column umem: "lots" is not a finite number, and no other target has a value/);
+  assert.match(r.stderr, /line 403, column umem, utime: has no target value/);
   assert.match(r.stdout, /tsv-1 on \d+ held-out rows of transcodes\.tsv via transcoding-measurements\.yaml/);
 });
 
@@ -262,6 +273,56 @@ test('model export --out writes the runs as CSV, and model train --csv on it tra
   const entry = (await list()).find((e) => e.version === 'exported-1')!;
   assert.is(entry.trained_on?.rows, SUCCEEDED);
   assert.is(entry.trained_on?.source, 'runs.csv');
+});
+
+test('model evaluate --test scores every row of a separate log, whatever its encoding, and of an export, with nothing held back', async () => {
+  // 60 transcodes of sources named in windows-1252 (as a spreadsheet on Windows saves them), one
+  // with a frame rate that is no number (kept, the field left empty), one with no target (skipped).
+  const file = path.join(s.dir, 'unseen.tsv');
+  const extra = [
+    ['vidéo-x', 10, 'h264', 640, 480, 800000, 'fast', 9, 176, 65, 250, 180000, 704000, 97500, 1000000, 'vp8', 539000, 25, 640, 480, 90000, 1.5].join('\t'),
+    ['vidéo-y', 10, 'h264', 640, 480, 800000, 25, 9, 176, 65, 250, 180000, 704000, 97500, 1000000, 'vp8', 539000, 25, 640, 480, '', ''].join('\t'),
+  ];
+  writeFileSync(file, Buffer.from(transcodingTsv(60, { seed: 9 }).replace(/\bvid(\d)/g, 'vidéo$1') + extra.map((l) => `${l}\n`).join(''), 'latin1'));
+  const out = await json<EvaluateOutput>('evaluate', '--test', file, '--mapping', TRANSCODING_MAPPING, '--model', 'tsv-1', '--json');
+  assert.is(out.model, 'tsv-1');
+  assert.is(out.rows, 61);
+  assert.is(out.held_out, undefined, 'nothing is held out');
+  for (const t of ['memory_gb', 'duration_s'] as const) {
+    assertFigures(out.metrics[t], t);
+    assert.is(out.metrics[t]!.n, 61, `${t} scored on every usable row`);
+  }
+  const imp = out.import!;
+  assert.equal([imp.read, imp.used, imp.skipped, imp.encoding, imp.encoding_from], [62, 61, 1, 'windows-1252', 'fallback']);
+  assert.match(imp.notes.join('\n'), /unseen\.tsv is not UTF-8 \(line 2 is not\): read as windows-1252/);
+  assert.equal(imp.warnings_by_column, { framerate: { 'not a number': 1 } });
+  assert.equal(imp.warning_examples, [{ line: 62, column: 'framerate', reason: '"fast" is not a finite number' }]);
+  assert.equal(imp.skipped_by_column, { 'umem, utime': { 'no target value': 1 } });
+
+  // Read as UTF-8 on purpose, the file is refused rather than read wrong.
+  assert.match(await refused('evaluate', '--test', file, '--mapping', TRANSCODING_MAPPING, '--model', 'tsv-1', '--encoding', 'utf-8'), /unseen\.tsv: was to be read as utf-8, but is not valid utf-8/);
+  assert.match(await refused('evaluate', '--test', file, '--mapping', TRANSCODING_MAPPING, '--encoding', 'klingon'), /--encoding: "klingon" is not an encoding/);
+
+  const table = await cliRun(s, ['model', 'evaluate', '--test', file, '--mapping', TRANSCODING_MAPPING, '--model', 'tsv-1']);
+  assert.is(table.code, 0, table.stderr);
+  assert.match(table.stdout, /tsv-1 on every row of unseen\.tsv via transcoding-measurements\.yaml, 61 rows/);
+  assert.match(table.stdout, /median APE/);
+  assert.match(table.stderr, /read 62 rows from .*unseen\.tsv \(windows-1252\): 61 usable, 1 skipped/);
+  assert.match(table.stderr, /cells left empty in rows kept, by column: framerate: not a number ×1/);
+
+  // An export needs no mapping: every succeeded run is scored.
+  const exported = await json<EvaluateOutput>('evaluate', '--test', path.join(s.dir, 'runs.csv'), '--model', firstVersion, '--json');
+  assert.is(exported.rows, SUCCEEDED);
+  for (const t of CPU_TARGETS) assert.is(exported.metrics[t]!.n, SUCCEEDED, `${t} on every succeeded run`);
+  assert.equal([exported.import?.read, exported.import?.skipped, exported.import?.skipped_by_column], [SUCCEEDED + FAILED, FAILED, { status: { failed: FAILED } }]);
+});
+
+test('model evaluate --test refuses what would contradict scoring the whole file: --baseline, --split, another source', async () => {
+  const file = path.join(s.dir, 'unseen.tsv');
+  assert.match(await refused('evaluate', '--test', file, '--mapping', TRANSCODING_MAPPING, '--baseline'), /--baseline: does not go with --test/);
+  assert.match(await refused('evaluate', '--test', file, '--mapping', TRANSCODING_MAPPING, '--split', 'time'), /--split: does not go with --test/);
+  assert.match(await refused('evaluate', '--test', file, '--csv', file, '--mapping', TRANSCODING_MAPPING), /--csv: does not go with --test/);
+  assert.match(await refused('evaluate', '--test', path.join(s.dir, 'nowhere.tsv')), /--test: .*nowhere\.tsv does not exist/);
 });
 
 test('a log without --mapping that is not a Prescient export is refused, asking for a mapping', async () => {

@@ -10,8 +10,8 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  ModelRegistry, evaluatePredictor, fineTune, judgeMerge, keyBucket, meanScaleError, mergeDeltas, priorRows, screenByHeldOut, screenRound, trainModel,
-  validateDelta, weightDelta, type LabelledRow, type Model, type WeightDelta,
+  ModelRegistry, deltaNorm, evaluatePredictor, fineTune, judgeMerge, keyBucket, meanScaleError, mergeDeltas, priorRows, screenByHeldOut, screenRound, trainModel,
+  validateDelta, weightDelta, weightsNorm, type LabelledRow, type Model, type WeightDelta,
 } from '../../models/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'prescient-federated-'));
@@ -123,7 +123,8 @@ test('a corrupt, stale or poisoned delta is refused with its reason, and the glo
   }
   // A delta inside the norm bound that still points the wrong way: the held-out window is worse
   // with it than without it, so it is refused, and the two honest deltas stay.
-  const wrong = tampered((d) => { d.id = 'wrong'; for (const l of d.networks[0].layers) { l.weights = l.weights.map((w) => -8 * w); l.biases = l.biases.map((b) => -8 * b); } });
+  const k = (0.45 * weightsNorm(base.file)) / deltaNorm(deltaA);
+  const wrong = tampered((d) => { d.id = 'wrong'; for (const l of d.networks[0].layers) { l.weights = l.weights.map((w) => -k * w); l.biases = l.biases.map((b) => -k * b); } });
   assert.ok(validateDelta(wrong, base).ok, 'within the norm bound');
   const union = [...heldOf(nodeRows('A', 220, 101)), ...heldOf(nodeRows('B', 220, 202))];
   const screened = screenByHeldOut(base, [deltaA, wrong, deltaB], union);

@@ -69,7 +69,7 @@ test('a file of another format, or another format version, is refused', () => {
   assert.match(refused({ ...shipped(), format: 'brain.js' }).reason, /not a Prescient model file/);
   assert.match(refused([1, 2, 3]).reason, /not a Prescient model file/);
   assert.match(refused(null).reason, /not a Prescient model file/);
-  assert.match(refused(resealed({ ...shipped(), format_version: 1 as never })).reason, /model format 1 is not the 2 this build reads/);
+  assert.match(refused(resealed({ ...shipped(), format_version: 1 as never })).reason, /model format 1 is not the 3 this build reads/);
   assert.match(refused(resealed({ ...shipped(), version: '../etc/passwd' })).reason, /is not a model version name/);
 });
 
@@ -85,7 +85,7 @@ test('a file with one weight edited fails its checksum', () => {
 test('a model built for another feature spec is refused even with a valid checksum', () => {
   const f = shipped();
   f.features[0].spec = 'features-v1' as never;
-  assert.match(refused(resealed(f)).reason, /features\[0\] was built for feature spec "features-v1", this build reads features-v2/);
+  assert.match(refused(resealed(f)).reason, /features\[0\] was built for feature spec "features-v1", this build reads features-v3/);
 });
 
 test('a network whose input size does not match the feature names is refused', () => {
@@ -139,6 +139,25 @@ test('unsorted residuals, an unknown target, another transform or a bad range ar
   assert.match(refused(resealed(range)).reason, /targets\.duration_s has an invalid range/);
 });
 
+test('a lookup, linear part, residual share or spread that cannot be read is refused, naming it', () => {
+  const cell = shipped();
+  const [path] = Object.keys(cell.targets.duration_s!.base.cells);
+  cell.targets.duration_s!.base.cells[path] = null as never;
+  assert.match(refused(resealed(cell)).reason, /targets\.duration_s\.base\.cells\[.*\] is not a finite number/);
+  const weights = shipped();
+  weights.targets.memory_gb!.linear.weights.pop();
+  assert.match(refused(resealed(weights)).reason, /targets\.memory_gb\.linear has \d+ weights for \d+ features/);
+  const alpha = shipped();
+  alpha.targets.cpu_cores!.alpha = 1.5;
+  assert.match(refused(resealed(alpha)).reason, /targets\.cpu_cores\.alpha 1\.5 is outside 0–1/);
+  const floor = shipped();
+  floor.targets.bandwidth_mbps!.spread_floor = 0;
+  assert.match(refused(resealed(floor)).reason, /targets\.bandwidth_mbps\.spread_floor 0 is not a positive number/);
+  const novelty = shipped();
+  (novelty.targets.duration_s!.residuals.novel as Record<string, unknown>).codec = { n: 1, q: [0] };
+  assert.match(refused(resealed(novelty)).reason, /targets\.duration_s\.residuals\.novel names an unknown class "codec"/);
+});
+
 test('the shipped model loads and predicts finite, positive figures with upper at or above expected', () => {
   const model = loadModelFile();
   assert.is(model.version, shipped().version);
@@ -169,9 +188,7 @@ test('a lower coverage gives bounds no higher than a higher one', () => {
 
 test('a prediction beyond the physical range is clamped to it and flagged', () => {
   const f = shipped();
-  const mem = f.targets.memory_gb!;
-  mem.lo += 6;
-  mem.hi += 6; // a million times the shipped memory figures
+  f.targets.memory_gb!.linear.intercept += 6; // a million times the shipped memory figures
   const model = Model.fromFile(resealed(f));
   for (const s of Object.values(SCHEMAS)) {
     const p = model.predict(s, { cores: 8 });
@@ -208,9 +225,7 @@ test('clampTarget replaces NaN and Infinity with a finite value, flags it, and n
 
 test('predict caps CPU cores at the cores granted', () => {
   const f = shipped();
-  const cpu = f.targets.cpu_cores!;
-  cpu.lo += 1.5;
-  cpu.hi += 1.5; // about thirty times the shipped figures
+  f.targets.cpu_cores!.linear.intercept += 1.5; // about thirty times the shipped figures
   const model = Model.fromFile(resealed(f));
   for (const [name, s] of Object.entries(SCHEMAS)) {
     const uncapped = model.predictRecord(describeSchema(s, { hw_class: 'AMD EPYC' }));
@@ -228,8 +243,7 @@ test('predict without granted cores does not cap CPU cores at the training defau
   // its placement request from exactly this prediction).
   const f = shipped();
   f.defaults = { ...f.defaults, cores: 2 };
-  f.targets.cpu_cores!.lo += 1.5;
-  f.targets.cpu_cores!.hi += 1.5;
+  f.targets.cpu_cores!.linear.intercept += 1.5;
   const model = Model.fromFile(resealed(f));
   const s = SCHEMAS['x265 file 1080p at a bitrate'];
   const uncapped = model.predictRecord(describeSchema(s, { hw_class: f.defaults.hw_class }));

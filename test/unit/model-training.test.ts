@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  CALIBRATION_SHARE, TARGETS, TEST_SHARE, TrainingError, evaluatePredictor, fitBaseline, priorRows, priorTargets, seededRandom, splitRows, trainModel,
+  TARGETS, TEST_SHARE, TrainingError, evaluatePredictor, fitBaseline, priorRows, priorTargets, seededRandom, splitRows, trainModel,
   type EncodeRecord, type LabelledRow, type Model, type Target, type TrainResult,
 } from '../../models/index.js';
 
@@ -194,7 +194,8 @@ test('splitRows puts a key in the same part whatever the row order', () => {
   const relabelled = rows.slice(0, 50).map((r) => ({ ...r, targets: { duration_s: 1 } }));
   const c = partOf(splitRows(relabelled));
   for (const [k, part] of c) assert.is(part, a.get(k), k);
-  for (const part of ['fit', 'calibration', 'test']) assert.ok([...a.values()].includes(part), `no row in ${part}`);
+  for (const part of ['fit', 'test']) assert.ok([...a.values()].includes(part), `no row in ${part}`);
+  assert.not.ok([...a.values()].includes('calibration'), 'nothing is set aside for the bounds');
 });
 
 test('splitRows holds out about the documented shares of sequential job ids', () => {
@@ -204,7 +205,10 @@ test('splitRows holds out about the documented shares of sequential job ids', ()
   const share = (xs: unknown[]) => xs.length / rows.length;
   // Binomial standard errors on 10,000 rows are 0.004 and 0.0036: 0.015 is four of them.
   assert.ok(Math.abs(share(s.test) - TEST_SHARE) < 0.015, `test share ${share(s.test)}, documented ${TEST_SHARE}`);
-  assert.ok(Math.abs(share(s.calibration) - CALIBRATION_SHARE) < 0.015, `calibration share ${share(s.calibration)}, documented ${CALIBRATION_SHARE}`);
+  assert.is(s.fit.length + s.test.length, rows.length, 'every other row trains');
+  const none = splitRows(rows, 'none');
+  assert.is(none.fit.length, rows.length, 'split none trains on every row');
+  assert.is(none.test.length, 0);
 });
 
 test('the time split holds out the latest rows, and rows without a time train', () => {
@@ -213,11 +217,11 @@ test('the time split holds out the latest rows, and rows without a time train', 
   const timed = rows.filter((r) => r.ts !== undefined);
   assert.is(s.test.length, Math.round(timed.length * TEST_SHARE));
   const earliestHeld = Math.min(...s.test.map((r) => r.ts!));
-  const latestKept = Math.max(...[...s.fit, ...s.calibration].filter((r) => r.ts !== undefined).map((r) => r.ts!));
+  const latestKept = Math.max(...s.fit.filter((r) => r.ts !== undefined).map((r) => r.ts!));
   assert.ok(earliestHeld > latestKept, `held out from ${earliestHeld}, but a row at ${latestKept} trains`);
   assert.ok(s.test.every((r) => r.ts !== undefined));
-  assert.is(s.fit.length + s.calibration.length + s.test.length, rows.length);
-  assert.ok(s.calibration.length > 0 && s.fit.length > s.calibration.length);
+  assert.is(s.fit.length + s.test.length, rows.length);
+  assert.is(s.calibration.length, 0);
 });
 
 test.run();

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  DelimitedParseError, MappingError, TRAINING_COLUMNS, parseDelimited, parseMapping, readMappedRows, runsToRows, sniffDelimiter,
-  type TrainingRun,
+  DelimitedParseError, MappingError, TRAINING_COLUMNS, TextEncodingError, decodeText, parseDelimited, parseMapping, readMappedFile, readMappedRows,
+  runsToRows, sniffDelimiter, type TrainingRun,
 } from '../../models/data/index.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'prescient-import-'));
@@ -41,7 +41,7 @@ test('a TSV log with its own column names trains through a mapping file', async 
     '04t6-jw9czg\t130.35667\tmpeg4\t176\t144\t54590\t12\t27\t1537\t0\t1564\t64483\t825054\t0\t889537\th264\t3000000\t29.97\t1920\t1080\t219480\t16.26',
   ].join('\n') + '\n');
   const m = parseMapping(readFileSync(EXAMPLE_MAPPING, 'utf8'), EXAMPLE_MAPPING.pathname);
-  const { rows, read, skipped, problems } = await readMappedRows(file, m);
+  const { rows, read, skipped, problems } = await readMappedFile(file, m);
   assert.equal([read, skipped, problems], [2, 0, []]);
   const [first, second] = rows;
   const { bitrate_kbps: inKbps, ...input } = first.record.input;
@@ -56,6 +56,7 @@ test('a TSV log with its own column names trains through a mapping file', async 
   close(first.targets.memory_gb, 22508e3 / 1024 ** 3, 'KB -> GB of 1024³ bytes');
   close(first.targets.duration_s, 0.612, 'seconds');
   close(second.targets.memory_gb, 219480e3 / 1024 ** 3, 'KB -> GB of 1024³ bytes');
+  assert.equal([first.group, second.group], ['04t6-jw9czg', '04t6-jw9czg'], 'the video id groups its transcodes');
   assert.match(first.key, /^[0-9a-f]{12}$/);
   assert.is.not(first.key, second.key, 'rows of one video are still told apart');
   assert.is(first.ts, undefined);
@@ -76,7 +77,7 @@ columns:
   cpu_us: { feature: cpu_ms, scale: 0.001 }
 `);
   const file = write('units.csv', 'res,len,br,bytes,wall,rss,io,gpu,cpu_pct,cpu_us\n1280x720,2,2.5,3,1500,512,8000,0.35,350,-2000\n');
-  const { rows: [row], problems } = await readMappedRows(file, m);
+  const { rows: [row], problems } = await readMappedFile(file, m);
   assert.equal(problems, []);
   assert.equal([row.record.output.width, row.record.output.height], [1280, 720]);
   close(row.record.input.duration_s, 120, 'min -> s');
@@ -117,12 +118,12 @@ test('the delimiter is sniffed from the header line unless the mapping or a .tsv
   assert.is(sniffDelimiter('a|b|c'), '|');
   assert.is(sniffDelimiter('only'), ',');
   const m = mapping('columns: { t: { target: duration_s }, c: output.codec }');
-  const sniffed = await readMappedRows(write('semi.csv', 't;c\n1,5;h264\n'), m);
-  assert.equal(sniffed.problems, [{ line: 2, column: 't', reason: '"1,5" is not a finite number' }]);
+  const sniffed = await readMappedFile(write('semi.csv', 't;c\n1,5;h264\n'), m);
+  assert.equal(sniffed.problems, [{ line: 2, column: 't', reason: '"1,5" is not a finite number, and no other target has a value' }]);
   // A .tsv file is read as tab-separated even when its header has more commas than tabs.
-  const tsv = await readMappedRows(write('commas.tsv', 't\tc\n2\th,264,x\n'), m);
+  const tsv = await readMappedFile(write('commas.tsv', 't\tc\n2\th,264,x\n'), m);
   assert.equal(tsv.rows.map((r) => r.record.output.codec), ['h,264,x']);
-  const piped = await readMappedRows(write('piped.tsv', 't|c,x\n3|vp9,1\n'), mapping('delimiter: pipe\ncolumns: { t: { target: duration_s }, "c,x": output.codec }'));
+  const piped = await readMappedFile(write('piped.tsv', 't|c,x\n3|vp9,1\n'), mapping('delimiter: pipe\ncolumns: { t: { target: duration_s }, "c,x": output.codec }'));
   assert.equal(piped.rows.map((r) => r.record.output.codec), ['vp9,1']);
 });
 
@@ -167,45 +168,60 @@ test('each mistake in a mapping file is a MappingError that names its setting', 
 
 test('a mapped column missing from the data file is refused, naming the file and listing its header', async () => {
   const file = write('short.csv', 'ts,wall,codec\n1,2,h264\n');
-  const e = await rejectsWith(() => readMappedRows(file, mapping('columns: { wall: { target: duration_s }, encoder: output.encoder }')));
+  const e = await rejectsWith(() => readMappedFile(file, mapping('columns: { wall: { target: duration_s }, encoder: output.encoder }')));
   assert.is(e.setting, 'columns.encoder');
   assert.ok(e.message.includes(`column "encoder" is not in ${file}'s header (ts, wall, codec)`), e.message);
-  const k = await rejectsWith(() => readMappedRows(file, mapping('key: job\ncolumns: { wall: { target: duration_s } }')));
+  const k = await rejectsWith(() => readMappedFile(file, mapping('key: job\ncolumns: { wall: { target: duration_s } }')));
   assert.is(k.setting, 'key');
+  const g = await rejectsWith(() => readMappedFile(file, mapping('group: video\ncolumns: { wall: { target: duration_s } }')));
+  assert.is(g.setting, 'group');
+  const listed = await rejectsWith(() => readMappedFile(file, mapping('columns: { wall: { target: duration_s }, box: [node.hw_class, { field: node.cores, table: { a: 1 } }] }')));
+  assert.is(listed.setting, 'columns.box[0]');
 });
 
-test('a bad cell skips only its row, and the report names its line and column', async () => {
+test('a cell that does not parse is left empty with a warning and keeps its row; the report counts skips and warnings by column', async () => {
   const m = mapping('columns: { wall: { target: duration_s }, rss: { target: memory_gb }, fps: input.fps, res: input.resolution }');
   const file = write('bad.csv', [
     'wall,rss,fps,res',
     '10,1,25,640x360', // line 2: good
-    'ten,1,25,640x360', // 3: not a number
-    '10,-1,25,640x360', // 4: negative target
+    'ten,1,25,640x360', // 3: a target that is not a number: absent, the other kept
+    '10,-1,25,640x360', // 4: a negative target: absent
     '"10\n",1,25,640x360', // 5-6: the record starts on 5; trims to a good row
-    '10,1,fast,640x360', // 7: not a number in a field
-    '10,1,25,wide', // 8: not a resolution
-    'NA,,25,640x360', // 9: no target at all
-    '10,1,Infinity,640x360', // 10: not finite
-    '10,1,25', // 11: short row
+    '10,1,fast,640x360', // 7: not a number in a field: left empty
+    '10,1,25,wide', // 8: not a resolution: left empty
+    'NA,,25,640x360', // 9: no target at all: skipped
+    '10,1,Infinity,640x360', // 10: not finite: left empty
+    '10,1,25', // 11: short row: skipped
     '-,1,null,-', // 12: good: missing cells are just missing
+    'ten,-1,fast,640x360', // 13: no target usable: skipped, under the first bad target
   ].join('\n'));
-  const r = await readMappedRows(file, m);
-  assert.equal([r.read, r.rows.length, r.skipped], [10, 3, 7]);
+  const r = await readMappedFile(file, m);
+  assert.equal([r.read, r.rows.length, r.skipped], [11, 8, 3]);
   assert.equal(r.problems, [
+    { line: 9, column: 'wall, rss', reason: 'has no target value (every target column is empty)' },
+    { line: 11, column: '(row)', reason: 'has 3 fields, the header has 4' },
+    { line: 13, column: 'wall', reason: '"ten" is not a finite number, and no other target has a value' },
+  ]);
+  assert.equal(r.skippedBy, { 'wall, rss': { 'no target value': 1 }, '(row)': { 'field count': 1 }, wall: { 'not a number': 1 } });
+  assert.equal(r.warnings, [
     { line: 3, column: 'wall', reason: '"ten" is not a finite number' },
     { line: 4, column: 'rss', reason: '"-1" is negative' },
     { line: 7, column: 'fps', reason: '"fast" is not a finite number' },
     { line: 8, column: 'res', reason: '"wide" is not WIDTHxHEIGHT' },
-    { line: 9, column: 'wall, rss', reason: 'has no target value (every target column is empty)' },
     { line: 10, column: 'fps', reason: '"Infinity" is not a finite number' },
-    { line: 11, column: '(row)', reason: 'has 3 fields, the header has 4' },
-  ]);
-  assert.equal(r.rows[2].targets, { memory_gb: 1 });
-  assert.equal(r.rows[2].record.input, {});
+  ], 'the skipped line 13 adds no warnings');
+  assert.equal(r.warningsBy, { wall: { 'not a number': 1 }, rss: { negative: 1 }, fps: { 'not a number': 2 }, res: { 'not WIDTHxHEIGHT': 1 } });
+  const [, ten, minus, , fast, wide] = r.rows;
+  assert.equal([ten.targets, minus.targets], [{ memory_gb: 1 }, { duration_s: 10 }]);
+  assert.equal(fast.record.input, { width: 640, height: 360 }, 'the fps is empty, the rest of the row kept');
+  assert.equal(wide.record.input, { fps: 25 });
+  assert.equal(r.rows[7].targets, { memory_gb: 1 });
+  assert.equal(r.rows[7].record.input, {});
 
-  const many = await readMappedRows(write('many.csv', 'wall\n' + 'x\n'.repeat(30) + '5\n'), mapping('columns: { wall: { target: duration_s } }'));
+  const many = await readMappedFile(write('many.csv', 'wall\n' + 'x\n'.repeat(30) + '5\n'), mapping('columns: { wall: { target: duration_s } }'));
   assert.equal([many.read, many.skipped, many.rows.length, many.problems.length], [31, 30, 1, 20]);
   assert.equal(many.problems[19].line, 21);
+  assert.equal(many.skippedBy, { wall: { 'not a number': 30 } }, 'every skip is counted, beyond the 20 examples');
 });
 
 test('defaults fill fields a row lacks, values renames apply before parsing, and frames come from fps × duration', async () => {
@@ -227,7 +243,7 @@ defaults:
   input.resolution: 1920x1080
 `);
   const file = write('renames.csv', 'enc,preset,cores,fps,len,passes,wall\n x264 , VerySlow ,4,25,10,double,1\n"H.264",fast,,30,,single,2\nconstructor,fast,,,,,3\n');
-  const rows = (await readMappedRows(file, m)).rows.map((r) => r.record);
+  const rows = (await readMappedFile(file, m)).rows.map((r) => r.record);
   assert.equal(rows.map((r) => r.output), [
     { codec: 'h264', preset: 'VerySlow', passes: 2 },
     { codec: 'h264', preset: 'fast', passes: 1 },
@@ -241,17 +257,148 @@ defaults:
 test('key and time columns give each row its identity and when it ran; without a key, identical lines share a hash', async () => {
   const m = mapping('key: job\ntime: at\ncolumns: { wall: { target: duration_s } }');
   const file = write('times.csv', 'job,at,wall\nj1,2026-01-02T03:04:05Z,1\nj2,2026-01-02 03:04:05,1\nj3,1767323045,1\nj4,1767323045000,1\n,,1\nj6,yesterday,1\n');
-  const r = await readMappedRows(file, m);
+  const r = await readMappedFile(file, m);
   const t = Date.UTC(2026, 0, 2, 3, 4, 5);
   assert.equal(r.rows.slice(0, 4).map((x) => [x.key, x.ts]), [['j1', t], ['j2', t], ['j3', t], ['j4', t]]);
   assert.match(r.rows[4].key, /^[0-9a-f]{12}$/, 'a missing key falls back to the line hash');
   assert.is(r.rows[4].ts, undefined);
-  assert.equal(r.problems, [{ line: 7, column: 'at', reason: '"yesterday" is not an ISO-8601 time or epoch seconds / milliseconds' }]);
+  assert.equal([r.rows[5].key, 'ts' in r.rows[5]], ['j6', false], 'a time that is no time leaves the row without one');
+  assert.equal(r.problems, []);
+  assert.equal(r.warnings, [{ line: 7, column: 'at', reason: '"yesterday" is not an ISO-8601 time or epoch seconds / milliseconds' }]);
+  assert.equal(r.warningsBy, { at: { 'not a time': 1 } });
 
-  const hashed = await readMappedRows(write('dupes.csv', 'wall\n1\n2\n1\n'), mapping('columns: { wall: { target: duration_s } }'));
+  const hashed = await readMappedFile(write('dupes.csv', 'wall\n1\n2\n1\n'), mapping('columns: { wall: { target: duration_s } }'));
   const [a, b, c] = hashed.rows.map((x) => x.key);
   assert.is(a, c);
   assert.is.not(a, b);
+});
+
+/** A log a European spreadsheet might write: semicolons, and names outside ASCII in several columns. */
+const ACCENTED_LOG = [
+  'Quelle;Maschine;Kodierer;Größe (KiB);Dauer (µs)',
+  'Brücke;Xeon® Gold – 2 GHz;libx264;1024;1500000',
+  'Brücke;Xeon® Gold – 2 GHz;libx265;2048;4250000',
+  'Café;EPYC “Milan”;libx264;512;;',
+  'Café;EPYC “Milan”;libsvtav1;256;9000000',
+].join('\r\n') + '\r\n';
+const ACCENTED_MAPPING = `
+group: Quelle
+columns:
+  Maschine: node.hw_class
+  Kodierer: output.encoder
+  Größe (KiB): { field: input.size_bytes, unit: KiB }
+  Dauer (µs): { target: duration_s, unit: us }
+`;
+/** windows-1252 bytes of a text: Latin-1 is the same byte, and the few characters 0x80–0x9F hold in windows-1252. */
+const windows1252 = (text: string): Buffer => {
+  const high: Record<string, number> = { '–': 0x96, '“': 0x93, '”': 0x94, '€': 0x80 };
+  return Buffer.from([...text].map((ch) => high[ch] ?? (ch.charCodeAt(0) < 256 ? ch.charCodeAt(0) : assert.unreachable(`no windows-1252 byte for ${ch}`) as never)));
+};
+const utf16le = (text: string) => Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+const utf16be = (text: string) => Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, 'utf16le').swap16()]);
+
+test('a windows-1252, a UTF-16LE and a UTF-16BE copy of a log import with the same rows and values as its UTF-8 copy', () => {
+  const m = mapping(ACCENTED_MAPPING);
+  const utf8 = readMappedRows(Buffer.from(ACCENTED_LOG, 'utf8'), m, { source: 'log.csv' });
+  assert.equal([utf8.read, utf8.rows.length, utf8.skipped], [4, 3, 1], 'the line with an extra field is skipped in every copy');
+  assert.equal(utf8.rows.map((r) => [r.group, r.record.node.hw_class, r.record.output.encoder]), [
+    ['Brücke', 'Xeon® Gold – 2 GHz', 'libx264'], ['Brücke', 'Xeon® Gold – 2 GHz', 'libx265'], ['Café', 'EPYC “Milan”', 'libsvtav1'],
+  ]);
+  assert.equal(utf8.rows.map((r) => [r.record.input.size_bytes, r.targets.duration_s]), [[1024 * 1024, 1.5], [2048 * 1024, 4.25], [256 * 1024, 9]]);
+  assert.equal([utf8.encoding, utf8.notes], [{ encoding: 'utf-8', how: 'utf-8' }, []]);
+  for (const [bytes, encoding, how] of [[windows1252(ACCENTED_LOG), 'windows-1252', 'fallback'], [utf16le(ACCENTED_LOG), 'utf-16le', 'bom'], [utf16be(ACCENTED_LOG), 'utf-16be', 'bom']] as const) {
+    const r = readMappedRows(bytes, m, { source: 'log.csv' });
+    assert.is(r.encoding.encoding, encoding);
+    assert.is(r.encoding.how, how);
+    assert.equal(r.rows, utf8.rows, `${encoding}: the same rows, values, keys and groups`);
+    assert.equal([r.read, r.skipped, r.problems], [utf8.read, utf8.skipped, utf8.problems]);
+  }
+  const fallback = readMappedRows(windows1252(ACCENTED_LOG), m, { source: 'log.csv' });
+  assert.equal(fallback.notes, ['log.csv is not UTF-8 (line 1 is not): read as windows-1252; name its encoding to read it as another']);
+});
+
+test('an encoding given overrides detection, and bytes it cannot read or an unknown name are refused naming the file', () => {
+  const m = mapping(ACCENTED_MAPPING);
+  const given = readMappedRows(windows1252(ACCENTED_LOG), m, { source: 'log.csv', encoding: 'latin1' });
+  assert.equal([given.encoding, given.notes], [{ encoding: 'windows-1252', how: 'given' }, []], 'latin1 is the WHATWG label of windows-1252');
+  // UTF-8 bytes read as windows-1252: each accented letter is two characters, as asked.
+  const forced = decodeText(Buffer.from('name\nBrücke\n', 'utf8'), { encoding: 'windows-1252' });
+  assert.equal([forced.text, forced.how], ['name\nBrÃ¼cke\n', 'given']);
+  const refused = (fn: () => unknown, pattern: RegExp) =>
+    assert.throws(fn, (e: Error) => e instanceof TextEncodingError && pattern.test(e.message), String(pattern));
+  refused(() => readMappedRows(windows1252(ACCENTED_LOG), m, { source: 'log.csv', encoding: 'utf-8' }), /^log\.csv: was to be read as utf-8, but is not valid utf-8$/);
+  refused(() => readMappedRows(Buffer.from(ACCENTED_LOG), m, { source: 'log.csv', encoding: 'klingon' }), /^log\.csv: "klingon" is not an encoding/);
+  refused(() => decodeText(Buffer.from([0xff, 0xfe, 0x41]), { source: 'odd.csv' }), /^odd\.csv: starts with a UTF-16LE byte order mark, but is not valid utf-16le$/);
+  // Detection names where the bytes stopped being UTF-8.
+  assert.equal(decodeText(windows1252('a,b\n1,2\n3,café\n')).badLine, 3);
+});
+
+test('a value table sets cores and memory from an instance-type column that also names the hardware; a type not in it is a warning', async () => {
+  const m = mapping(`
+columns:
+  instance:
+    - node.hw_class
+    - { field: node.cores, table: { c5.large: 2, c5.xlarge: 4 } }
+    - { field: node.memory_gb, table: { c5.large: 4096, c5.xlarge: 8192 }, unit: MiB }
+  wall: { target: duration_s }
+`);
+  const r = await readMappedFile(write('instances.csv', 'instance,wall\nc5.large,1\n c5.xlarge ,2\nm5.large,3\n,4\n'), m);
+  assert.equal(r.rows.map((x) => x.record.node), [
+    { hw_class: 'c5.large', cores: 2, memory_gb: 4 },
+    { hw_class: 'c5.xlarge', cores: 4, memory_gb: 8 },
+    { hw_class: 'm5.large' },
+    {},
+  ], 'the unit converts the table values (MiB -> GB of 1024³ bytes)');
+  assert.is(r.skipped, 0, 'a miss keeps its row');
+  assert.equal(r.warnings, [{ line: 4, column: 'instance', reason: '"m5.large" is not in the table of node.cores' }]);
+  assert.equal(r.warningsBy, { instance: { 'not in its table': 1 } }, 'one row, counted once though two tables missed it');
+
+  // Tables work on any destination, after the values renames.
+  const t = await readMappedFile(write('speeds.csv', 'speed,wall\nfast,1\nslow,2\n'), mapping(`
+columns:
+  speed: [{ field: output.preset, table: { fast: veryfast, slow: slower } }, { feature: effort, table: { fast: 1, slow: 3 } }]
+  wall: { target: duration_s }
+values:
+  output.preset: { slow: fast }
+`));
+  assert.equal(t.rows.map((x) => [x.record.output.preset, x.record.extra.effort]), [['veryfast', 1], ['veryfast', 3]]);
+});
+
+test('value tables and lists of destinations that are wrong are MappingErrors naming the setting', () => {
+  const setting = (yaml: string, want: string, reason: RegExp) => {
+    const e = mappingError(() => mapping(yaml));
+    assert.is(e.setting, want, e.message);
+    assert.match(e.message, reason);
+  };
+  setting('columns: { t: { target: duration_s }, i: [node.hw_class, { field: node.cores, table: { c5.large: two } }] }', 'columns.i[1].table.c5.large', /"two" is not a valid number/);
+  setting('columns: { t: { target: duration_s }, i: { field: node.cores, table: { small: -2 } } }', 'columns.i.table.small', /is negative/);
+  setting('columns: { t: { target: duration_s }, i: { field: node.cores, table: [2, 4] } }', 'columns.i.table', /must be a mapping/);
+  setting('columns: { t: { target: duration_s }, i: { field: node.cores, table: {} } }', 'columns.i.table', /is empty/);
+  setting('columns: { t: { target: duration_s }, i: [] }', 'columns.i', /empty list/);
+  setting('columns: { t: { target: duration_s }, i: [node.cores, { field: node.cores, table: { a: 1 } }] }', 'columns.i[1]', /node\.cores, which another destination of this column already fills/);
+  setting('columns: { t: { target: duration_s }, i: [node.hw_class, node.cores], c: node.cores }', 'columns.c', /node\.cores, which column "i" already fills/);
+  setting('columns: { t: { target: duration_s }, i: [node.hw_class, { field: node.cores, tabel: { a: 1 } }] }', 'columns.i[1].tabel', /not a column setting/);
+  setting('columns: { t: { target: duration_s } }\ngroup: 3', 'group', /must be a column name/);
+});
+
+test('output.height alone takes its width from the input\'s aspect ratio, rounded to an even number, else from 16:9 with a warning', async () => {
+  const m = mapping('columns: { in_res: input.resolution, out_h: output.height, wall: { target: duration_s } }');
+  const r = await readMappedFile(write('heights.csv', 'in_res,out_h,wall\n1920x1080,720,1\n640x480,360,1\n720x576,405,1\n,720,1\n1280x720,,1\n'), m);
+  assert.equal(r.rows.map((x) => [x.record.output.width, x.record.output.height]), [[1280, 720], [480, 360], [506, 405], [1280, 720], [undefined, undefined]]);
+  assert.equal(r.warnings, [{ line: 5, column: 'out_h', reason: 'output.width 1280 is taken from output.height 720 at 16:9, as the input\'s width and height are not both known' }]);
+  assert.equal(r.warningsBy, { out_h: { 'aspect assumed 16:9': 1 } });
+
+  // The same for the input's side, from the output's aspect.
+  const inp = await readMappedFile(write('widths.csv', 'iw,out,wall\n1280,1920x800,1\n1280,,1\n'), mapping('columns: { iw: input.width, out: output.resolution, wall: { target: duration_s } }'));
+  assert.equal(inp.rows.map((x) => [x.record.input.width, x.record.input.height]), [[1280, 534], [1280, 720]]);
+  assert.equal(inp.warningsBy, { iw: { 'aspect assumed 16:9': 1 } });
+});
+
+test('group: names the column of each row\'s source video; a row with an empty group cell has none', async () => {
+  const m = mapping('group: video\nkey: job\ncolumns: { wall: { target: duration_s } }');
+  const r = await readMappedFile(write('groups.csv', 'job,video,wall\nj1,bbb,1\nj2, tears ,2\nj3,,3\nj4,NA,4\nj5,bbb,5\n'), m);
+  assert.equal(r.rows.map((x) => [x.key, x.group]), [['j1', 'bbb'], ['j2', 'tears'], ['j3', undefined], ['j4', undefined], ['j5', 'bbb']]);
+  assert.ok(!('group' in r.rows[2]), 'no group property at all, so the row is a source of its own');
 });
 
 /** A run row as exportTrainingRuns returns it: every column null but those given. */
@@ -281,7 +428,7 @@ test('succeeded QuestDB runs become rows: from the schema when it is valid, from
   assert.equal(a.record.output, { codec: 'hevc', encoder: 'libx265', preset: 'slow', width: 1280, height: 720, fps: 25, rc_mode: 'crf', crf: 26, bitrate_kbps: undefined, passes: 1, gop: undefined });
   assert.is(a.record.input.frames, 200);
   assert.equal(a.record.content, { noise: undefined, si_mean: 40, ti_mean: 12 });
-  assert.equal(a.record.node, { cores: 6, gpus: 0, hw_class: 'EPYC 7543' });
+  assert.equal(a.record.node, { cores: 6, gpus: 0, hw_class: 'EPYC 7543', memory_gb: undefined }, 'every record\'s node has one shape');
   assert.equal(a.targets, { cpu_cores: 5.5, memory_gb: 1.25, bandwidth_mbps: 3, duration_s: 20, gpu_percent: 0 }, 'no GPU granted: 0 % whatever was sampled');
 
   assert.equal(c.record.output, { codec: 'vp9', encoder: 'libvpx-vp9', preset: '4', rc_mode: 'bitrate', width: 854, height: 480, fps: 30, crf: undefined, bitrate_kbps: 900, passes: 2 });

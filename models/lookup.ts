@@ -1,0 +1,123 @@
+/**
+ * A lookup table with back-off: the mean of a target over groups of encodes that share an
+ * encoder, a hardware class, a preset, a resolution, a core count and a rate-control mode,
+ * nested in that order. Each group's figure is shrunk towards its parent's,
+ * (n · mean + K · parent) / (n + K), so a group seen a few times leans on the coarser group
+ * around it, and a record whose group was never seen gets its deepest known ancestor's figure:
+ * an unseen hardware class falls back to the encoder's figure, an unseen encoder to all rows'.
+ *
+ * This is the floor the model stands on (models/README.md): every target is first predicted by
+ * the lookup, and the networks learn only what it misses (the residual), weighted by how much
+ * that helped on sources held out in training. A lookup never extrapolates: its figures are
+ * means of what was measured.
+ */
+import type { EncodeRecord } from './record.js';
+
+/** The keys, coarsest first: each level adds one to the one before. */
+export const LOOKUP_KEYS = ['encoder', 'hw_class', 'preset', 'resolution', 'cores', 'rc_mode'] as const;
+export type LookupKey = (typeof LOOKUP_KEYS)[number];
+
+/** Between the levels of a path (never in a key: keys are names and numbers). */
+const SEP = '\u0001';
+
+/**
+ * A record's value of each key, in LOOKUP_KEYS order. The resolution is the output's pixel count
+ * to the nearest power of two (320x240 and 426x240 share one, 1280x720 and 1920x1080 do not);
+ * the encoder falls back to the codec where a log names only that. A value not known is ''.
+ */
+export function lookupValues(r: EncodeRecord): string[] {
+  const o = r.output;
+  const w = o.width ?? r.input.width, h = o.height ?? r.input.height;
+  const px = w && h ? w * h : undefined;
+  return [
+    o.encoder ?? o.codec ?? '',
+    r.node.hw_class ?? '',
+    o.preset ?? '',
+    px !== undefined && px > 0 ? String(Math.round(Math.log2(px))) : '',
+    r.node.cores !== undefined ? String(r.node.cores) : '',
+    o.rc_mode ?? '',
+  ];
+}
+
+/** The record's group at each level, coarsest first: the keys a lookup reads. */
+export function lookupPaths(r: EncodeRecord): string[] {
+  const v = lookupValues(r), out = new Array<string>(v.length);
+  let p = '';
+  for (let i = 0; i < v.length; i++) out[i] = p = i ? p + SEP + v[i] : v[i];
+  return out;
+}
+
+/** A fitted lookup: all rows' mean, and each group's shrunk figure by its path. */
+export interface Lookup {
+  /** Rows a group's own mean counts as much as its parent's figure (the shrinkage). */
+  k: number;
+  /** Levels used (a prefix of LOOKUP_KEYS). */
+  levels: number;
+  global: number;
+  /** Path → shrunk figure, for every group with at least one row. */
+  cells: Record<string, number>;
+}
+
+/**
+ * Fits a lookup on `paths[i]` (lookupPaths) and values `y[i]`. `levels` limits the depth (a
+ * spread is fitted coarser than a mean).
+ */
+export function fitLookup(paths: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length): Lookup {
+  const n = y.length;
+  let global = 0;
+  for (let i = 0; i < n; i++) global += y[i] / n;
+  const sums = new Map<string, [number, number]>();
+  for (let i = 0; i < n; i++) {
+    for (let l = 0; l < levels; l++) {
+      const s = sums.get(paths[i][l]);
+      if (s) { s[0] += y[i]; s[1]++; } else sums.set(paths[i][l], [y[i], 1]);
+    }
+  }
+  // Parents before children: a path's parent is the path without its last level.
+  const cells = new Map<string, number>();
+  const byDepth = [...sums.keys()].sort((a, b) => depth(a) - depth(b));
+  for (const p of byDepth) {
+    const [sum, count] = sums.get(p)!;
+    const cut = p.lastIndexOf(SEP);
+    const parent = cut < 0 ? global : cells.get(p.slice(0, cut))!;
+    cells.set(p, (sum + k * parent) / (count + k));
+  }
+  // Object.fromEntries defines each path as an own property: a value such as "__proto__" is a key like any other.
+  return { k, levels, global, cells: Object.fromEntries(cells) };
+}
+
+const depth = (p: string) => {
+  let d = 0;
+  for (let i = p.indexOf(SEP); i >= 0; i = p.indexOf(SEP, i + 1)) d++;
+  return d;
+};
+
+/** A lookup ready to read: its cells in a Map (an object's inherited keys never answer). */
+export class CompiledLookup {
+  private readonly cells: Map<string, number>;
+  readonly levels: number;
+  readonly global: number;
+  constructor(l: Lookup) {
+    this.cells = new Map(Object.entries(l.cells));
+    this.levels = l.levels;
+    this.global = l.global;
+  }
+
+  /** The figure of the deepest group of `paths` the lookup knows (all rows' mean when none). */
+  value(paths: readonly string[]): number {
+    for (let d = Math.min(this.levels, paths.length) - 1; d >= 0; d--) {
+      const v = this.cells.get(paths[d]);
+      if (v !== undefined) return v;
+    }
+    return this.global;
+  }
+}
+
+/** What is wrong with a stored lookup, or undefined. */
+export function checkLookup(l: Lookup | undefined, where: string): string | undefined {
+  if (!l || typeof l !== 'object') return `${where} is missing`;
+  if (!(l.k >= 0) || !Number.isInteger(l.levels) || l.levels < 1 || l.levels > LOOKUP_KEYS.length || !Number.isFinite(l.global)) return `${where} is not a lookup`;
+  if (!l.cells || typeof l.cells !== 'object') return `${where}.cells is missing`;
+  for (const [p, v] of Object.entries(l.cells)) if (!Number.isFinite(v)) return `${where}.cells[${JSON.stringify(p)}] is not a finite number`;
+  return undefined;
+}
