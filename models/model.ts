@@ -332,7 +332,8 @@ export class Model implements ResourcePredictor {
         // Lacking the probed numbers is an ordinary case (most jobs), not a novelty: no floor.
         unprobed: Math.max(known, q(novel.unprobed) ?? known),
         novel: Math.max(floor, q(novel.novel) ?? floor),
-        unknown: Math.max(floor, q(novel.unknown) ?? floor),
+        // Not knowing the size, rate or length is at least as uncertain as a novel record.
+        unknown: Math.max(floor, q(novel.novel) ?? floor, q(novel.unknown) ?? floor),
       };
     }
     const nets = file.networks.map((n, i) => {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
@@ -17,6 +17,7 @@ import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
+import { ProbeCache, probeInput } from './ffmpeg/probe.js';
 import { runRow, startLearning, type LearnOptions, type Learning } from './learn/index.js';
 import { FeedbackPublisher, OverrunWatch, completionReport, overrunReport, type ReportBasis } from './feedback.js';
 import { hardwareClass } from '../models/index.js';
@@ -102,6 +103,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const running = new Map<string, Running>();
   const outbox: TaskStatusReport[] = [];
   let highestTerm = 0;
+  /** Inputs probed for the leader, by path, size and modification time. */
+  const probes = new ProbeCache();
   let leader: CoordinatorClient | undefined;
   let heartbeatMs = 2000;
   let stopped = false;
@@ -176,6 +179,20 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       say(`accepted ${a.task_id} (term ${alloc.term}) on cores [${alloc.core_ids.join(',')}], ${alloc.memory_gb} GB`);
       cb(null, { accepted: true, reason: '' });
       void execute(a.task_id, job);
+    },
+    Probe: (call, cb) => {
+      const { path: raw, term } = call.request;
+      if (Number(term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${term}: this agent has seen term ${highestTerm}`, probe_json: '' });
+      let file: string;
+      try {
+        file = validateInputPath(raw, o.validation);
+      } catch (e) {
+        return cb(null, { ok: false, reason: (e as Error).message, probe_json: '' });
+      }
+      probeInput({ kind: 'file', path: file }, { by: 'node', cache: probes, core_ids: hardware.core_ids }).then(
+        (p) => cb(null, p ? { ok: true, reason: '', probe_json: JSON.stringify(p) } : { ok: false, reason: `${file} cannot be read or is not video on node ${nodeId}`, probe_json: '' }),
+        (e: Error) => cb(null, { ok: false, reason: e.message, probe_json: '' }),
+      );
     },
     Cancel: (call, cb) => {
       const r = running.get(call.request.task_id);

@@ -19,6 +19,8 @@ export interface HeartbeatReply { term: number; reregister: boolean }
 export interface Assignment { task_id: string; schema_json: string; allocation: AllocationMsg; predicted: ResourceUsage; attempt: number; model_version: string }
 export interface AssignReply { accepted: boolean; reason: string }
 export interface CancelRequest { task_id: string; term: number }
+export interface ProbeRequest { path: string; term: number }
+export interface ProbeReply { ok: boolean; reason: string; probe_json: string }
 export interface TaskStatusReport {
   task_id: string; node_id: string; state: 'running' | 'succeeded' | 'failed'; reason: string;
   actual: ResourceUsage | null; output_bytes: number; output_path: string; psnr_db: number; ssim: number;
@@ -35,6 +37,7 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   Assign: Unary<Assignment, AssignReply>;
   Cancel: Unary<CancelRequest, Ack>;
+  Probe: Unary<ProbeRequest, ProbeReply>;
 }
 
 interface LoadedApi {
@@ -82,6 +85,8 @@ export class AgentClient {
   }
   assign(req: Assignment) { return unary<Assignment, AssignReply>(this.client, 'Assign', req, 10_000); }
   cancel(req: CancelRequest) { return unary<CancelRequest, Ack>(this.client, 'Cancel', req, 5000); }
+  /** ffprobe and a dozen frames of siti: seconds on a large file, never minutes. */
+  probe(req: ProbeRequest) { return unary<ProbeRequest, ProbeReply>(this.client, 'Probe', req, 30_000); }
   close() { this.client.close(); }
 }
 

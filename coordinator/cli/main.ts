@@ -23,7 +23,7 @@ import { parseResourceList } from '../../node-agent/enforce/index.js';
 import os from 'node:os';
 import { runDemo } from './demo.js';
 import { DEFAULT_MODEL_PATH, loadModelFile } from '../../models/index.js';
-import { formatEvent, formatProgress } from './format.js';
+import { formatEvent, formatInput, formatProgress } from './format.js';
 import { modelCommands } from './model.js';
 import { fleetCommands } from './fleet.js';
 import { scaleCommands } from './scale.js';
@@ -169,7 +169,10 @@ program.command('status').description('show the recorded state of one job')
     try {
       const t = await (await JetStreamTaskStore.open(nc.jetstream())).get(id);
       if (!t) { console.error(`no job ${id}`); process.exitCode = 4; return; }
-      print(o.json, t, () => formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent));
+      print(o.json, t, () => [
+        formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent),
+        ...(t.state === 'rejected' ? [] : [`  ${formatInput(t.schema)}`]),
+      ].join('\n'));
     } finally {
       await nc.drain();
     }

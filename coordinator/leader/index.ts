@@ -11,12 +11,12 @@
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
 import {
-  AgentClient, SchemaValidationError, TERMINAL_STATES, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema,
+  AgentClient, SchemaValidationError, TERMINAL_STATES, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
   JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
-  type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
+  type SubmitEnvelope, type CancelEnvelope, type InputProbe, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
 } from '../../shared/index.js';
-import { hardwareClass, predictWork, type ResourcePredictor } from '../../models/index.js';
+import { hardwareClass, keyBucket, predictWork, type ResourcePredictor } from '../../models/index.js';
 import { Ledger, StaleLedgerWriteError, type LedgerSnapshot, type LedgerStore } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
@@ -50,6 +50,12 @@ export interface LeaderOptions {
 
 /** How an agent says an encode was stopped by its memory limit (node-agent/enforce/errors.ts). */
 const MEMORY_EXCEEDED = /exceeded its memory reservation/;
+
+/** What probing a submission's input gave: its probe, or why no node could make one. */
+type ProbeOutcome = { probe: InputProbe } | { failed: string };
+/** Nodes asked to probe one input at most, and inputs probed at once. */
+const PROBE_NODES = 2;
+const PROBE_PARALLEL = 8;
 
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
@@ -205,7 +211,8 @@ export class Leader {
   private async flushInbox(): Promise<void> {
     while (this.inbox.length) {
       const batch = this.inbox.splice(0, BATCH);
-      await this.locked(() => this.admitBatch(batch)).catch((e) => {
+      const probes = await this.probeInputs(batch);
+      await this.locked(() => this.admitBatch(batch, probes)).catch((e) => {
         this.log(`could not take a batch of submissions, they will be redelivered: ${e}`);
         for (const m of batch) m.nak(2000);
       });
@@ -219,9 +226,9 @@ export class Leader {
    * is durably recorded (a failed one is redelivered). Cancellations run after the submissions
    * of their batch, so a cancel that follows its job in the stream finds it.
    */
-  private async admitBatch(batch: JsMsg[]): Promise<void> {
+  private async admitBatch(batch: JsMsg[], probes: ReadonlyMap<JsMsg, ProbeOutcome> = new Map()): Promise<void> {
     const submits = batch.filter((m) => m.subject !== CANCEL_SUBJECT);
-    const admitted = await Promise.allSettled(submits.map((m) => this.admit(m.data)));
+    const admitted = await Promise.allSettled(submits.map((m) => this.admit(m.data, probes.get(m))));
     const done = new Map<JsMsg, EncodingTask | undefined>();
     admitted.forEach((r, i) => {
       if (r.status === 'fulfilled') done.set(submits[i], r.value);
@@ -248,7 +255,7 @@ export class Leader {
    * Validates and predicts one submission; a queued task joins the queue. Its first record is
    * written by the batch (admitBatch), as placed when the same pass places it: one write, not two.
    */
-  private async admit(data: Uint8Array): Promise<EncodingTask | undefined> {
+  private async admit(data: Uint8Array, probed?: ProbeOutcome): Promise<EncodingTask | undefined> {
     const env = this.decode<SubmitEnvelope>(data, 'submission');
     if (!env) return;
     if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
@@ -265,7 +272,10 @@ export class Leader {
     let task: EncodingTask;
     try {
       const schema = validateEncodingSchema(env.schema, this.o.validation);
-      task = { ...base, schema, state: 'queued', predicted: predictWork(this.o.predictor, schema), reason: 'waiting for placement' };
+      if (probed && 'probe' in probed && schema.input.kind === 'file' && !schema.input.probe) schema.input.probe = probed.probe;
+      const predicted = predictWork(this.o.predictor, schema);
+      if (probed && 'failed' in probed) predicted.flags = [...(predicted.flags ?? []), `input not probed: ${probed.failed}`];
+      task = { ...base, schema, state: 'queued', predicted, reason: 'waiting for placement' };
     } catch (e) {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
@@ -273,6 +283,62 @@ export class Leader {
     if (task.state === 'queued') { this.active.set(task.id, task); this.arrived(task); }
     this.unrecorded.add(task);
     return task;
+  }
+
+  /**
+   * The file inputs of a batch's submissions that came without a probe (their submitter could not
+   * read them), probed by a node of the cluster before they are predicted: each path once, on the
+   * first of up to PROBE_NODES nodes that can read it (the same nodes for the same path, whose
+   * cache then answers), PROBE_PARALLEL paths at a time. Outside the lock: only this batch waits.
+   * A path no node could probe is admitted anyway, predicted from training means with the wider
+   * bound measured for that case and the reason among its flags.
+   */
+  private async probeInputs(batch: JsMsg[]): Promise<Map<JsMsg, ProbeOutcome>> {
+    const out = new Map<JsMsg, ProbeOutcome>();
+    const wanted = new Map<string, JsMsg[]>();
+    for (const m of batch) {
+      if (m.subject === CANCEL_SUBJECT) continue;
+      let input: { path?: unknown; probe?: unknown } | undefined;
+      try {
+        input = ((jsonCodec.decode(m.data) as SubmitEnvelope | undefined)?.schema as { input?: typeof input } | undefined)?.input;
+      } catch {
+        continue; // admit drops it, and says so
+      }
+      if (!input || typeof input !== 'object' || input.path === undefined || input.probe !== undefined) continue;
+      let file: string;
+      try {
+        file = validateInputPath(input.path, this.o.validation);
+      } catch {
+        continue; // admit rejects it, naming the field
+      }
+      wanted.set(file, [...(wanted.get(file) ?? []), m]);
+    }
+    const paths = [...wanted.keys()];
+    for (let i = 0; i < paths.length; i += PROBE_PARALLEL) {
+      await Promise.all(paths.slice(i, i + PROBE_PARALLEL).map(async (file) => {
+        const outcome = await this.probeOnNodes(file);
+        for (const m of wanted.get(file)!) out.set(m, outcome);
+      }));
+    }
+    return out;
+  }
+
+  private async probeOnNodes(file: string): Promise<ProbeOutcome> {
+    const nodes = this.ledger.snapshot().nodes.filter((n) => !this.unheard.has(n.node_id) && !this.draining.has(n.node_id))
+      .sort((a, b) => keyBucket(`${file}\0${a.node_id}`) - keyBucket(`${file}\0${b.node_id}`)).slice(0, PROBE_NODES);
+    if (!nodes.length) return { failed: 'no node is registered to probe it' };
+    const why: string[] = [];
+    for (const n of nodes) {
+      try {
+        const reply = await this.agent(n.capacity.address).probe({ path: file, term: this.o.term });
+        if (reply.ok) return { probe: { ...validateInputProbe(JSON.parse(reply.probe_json)), by: 'node' } };
+        why.push(`${n.node_id}: ${reply.reason}`);
+      } catch (e) {
+        why.push(`${n.node_id}: ${e instanceof SchemaValidationError ? `sent an invalid probe (${e.message})` : (e as Error).message}`);
+      }
+    }
+    this.log(`could not probe ${file}: ${why.join('; ')}`);
+    return { failed: why.join('; ') };
   }
 
   /**

@@ -340,6 +340,22 @@ function checkProbe(c: Checker, raw: unknown, synthetic: boolean): InputProbe | 
   return dropUndefined(out);
 }
 
+/** An input path as a submission's is checked (absolute, no control characters, under an allowed root); throws SchemaValidationError. */
+export function validateInputPath(raw: unknown, ctx: ValidationContext): string {
+  const c = new Checker();
+  const p = checkInputPath(c, raw, ctx);
+  if (p === undefined || c.issues.length) throw new SchemaValidationError(c.issues);
+  return p;
+}
+
+/** A probe as `input.probe` of a file is checked (every field in its range); throws SchemaValidationError. */
+export function validateInputProbe(raw: unknown): InputProbe {
+  const c = new Checker();
+  const p = checkProbe(c, raw, false);
+  if (!p || c.issues.length) throw new SchemaValidationError(c.issues.length ? c.issues : [{ field: 'input.probe', reason: 'is required' }]);
+  return p;
+}
+
 /** A path is accepted only when, once normalised, it lies under an allowed root. */
 function checkInputPath(c: Checker, v: unknown, ctx: ValidationContext): string | undefined {
   if (typeof v !== 'string' || v.length === 0) return c.fail('input.path', 'must be a non-empty string');

@@ -172,6 +172,7 @@ export class AcceptingFleet {
           cb(null, { accepted: true, reason: '' });
         },
         Cancel: (_call, cb) => cb(null, { ok: false, reason: 'not running here' }),
+        Probe: (_call, cb) => cb(null, { ok: false, reason: 'a stand-in node reads no files', probe_json: '' }),
       };
       const { server, port } = await serve(agentService(), handlers, '127.0.0.1', 0);
       this.servers.push(server);
