@@ -6,7 +6,8 @@
  * delimiter: "\t"            # optional: default tab for .tsv/.tab, else sniffed from the header
  * key: id                    # optional: a column with a stable row identity (default: hash of the line)
  * time: ts                   # optional: when it ran (ISO-8601, UTC when no zone; or epoch s / ms)
- * group: video               # optional: the source video of each row (LabelledRow.group)
+ * group: video               # optional: the source video of each row (LabelledRow.group; default: rows
+ *                            #   with the same input codec, size, rate, length, bitrate and file size)
  * columns:                   # data column -> destination, or a list of destinations
  *   o_codec: output.codec                          # a field path
  *   resolution: output.resolution                  # "1920x1080" -> output.width and output.height
@@ -461,10 +462,22 @@ function mapRecord(
     if (ts === undefined) warn(mapping.time!, { kind: 'not a time', problem: `${JSON.stringify(time)} is not an ISO-8601 time or epoch seconds / milliseconds` });
   }
   const row: LabelledRow = { record, targets, key: cell(at.key) ?? createHash('sha1').update(rec.raw).digest('hex').slice(0, 12) };
-  const group = cell(at.group);
+  const group = at.group >= 0 ? cell(at.group) : inputFingerprint(record);
   if (group !== undefined) row.group = group;
   if (ts !== undefined) row.ts = ts;
   return { row, warnings };
+}
+
+/**
+ * Without a group column, a row's source is told by its input as the log describes it: rows
+ * whose input has the same codec, size, rate, length, frame count, bitrate and file size are
+ * encodes of one source video (a log transcodes each video many times). Undefined when the log
+ * describes no input at all: each row is then a source of its own.
+ */
+function inputFingerprint(r: EncodeRecord): string | undefined {
+  const i = r.input;
+  const parts = [i.codec, i.width, i.height, i.fps, i.duration_s, i.frames, i.bitrate_kbps, i.size_bytes];
+  return parts.some((p) => p !== undefined) ? `input:${parts.map((p) => p ?? '').join('|')}` : undefined;
 }
 
 /** Sets a field path's value; a default (`overwrite` false) only fills what is still unset. */

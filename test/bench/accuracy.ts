@@ -113,13 +113,11 @@ function foldCount(): number {
 // ── Prescient ──────────────────────────────────────────────────────────────────────────────
 
 /**
- * Prescient trained on one fold's training rows. The fold's training should use ALL the rows it
- * is given: today trainModel still sets a share of them aside (its own fit / calibration / test
- * split); the option to train on every row, with cross-validated bounds, is coming (issue 14),
- * and this is the one place to switch to it.
+ * Prescient trained on one fold's training rows, all of them (split `none`): its bounds come from
+ * its own cross-validation by source within them, as the shipped model's do.
  */
 async function trainPrescient(rows: readonly LabelledRow[]): Promise<RecordPredictor> {
-  const { model } = await trainModel(rows, { version: 'bench-accuracy', source: 'accuracy bench fold', seed: 1 });
+  const { model } = await trainModel(rows, { version: 'bench-accuracy', source: 'accuracy bench fold', seed: 1, split: 'none' });
   return (rec) => model.predictRecord(rec);
 }
 

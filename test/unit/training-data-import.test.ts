@@ -401,6 +401,16 @@ test('group: names the column of each row\'s source video; a row with an empty g
   assert.ok(!('group' in r.rows[2]), 'no group property at all, so the row is a source of its own');
 });
 
+test('without a group column, rows whose input the log describes alike are one source; a log that describes no input has none', async () => {
+  const m = mapping('key: job\ncolumns: { res: input.resolution, fps: input.fps, len: input.duration_s, o: output.codec, wall: { target: duration_s } }');
+  const r = await readMappedFile(write('fingerprint.csv', 'job,res,fps,len,o,wall\nj1,1280x720,25,10,h264,1\nj2,1280x720,25,10,vp9,2\nj3,1280x720,30,10,h264,3\n'), m);
+  const [a, b, c] = r.rows.map((x) => x.group);
+  assert.ok(a !== undefined && a === b, `one input encoded twice is one source: ${a}, ${b}`);
+  assert.is.not(c, a, 'another frame rate is another source');
+  const bare = await readMappedFile(write('bare.csv', 'job,o,wall\nj1,h264,1\nj2,h264,2\n'), mapping('key: job\ncolumns: { o: output.codec, wall: { target: duration_s } }'));
+  assert.equal(bare.rows.map((x) => x.group), [undefined, undefined]);
+});
+
 /** A run row as exportTrainingRuns returns it: every column null but those given. */
 const run = (over: Partial<TrainingRun>): TrainingRun => ({
   ...(Object.fromEntries(TRAINING_COLUMNS.map((c) => [c, null])) as unknown as TrainingRun),
