@@ -129,7 +129,9 @@ export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): Encode
       passes: out.passes, gop: out.gop,
     },
     input: {
-      codec: inp.kind === 'synthetic' ? 'rawvideo' : inp.codec ?? probedCodec,
+      // A lavfi source's picture is made, not decoded: each generator has its own cost (mandelbrot
+      // computes every pixel, smptebars copies bars), so it stands in for the input codec.
+      codec: inp.kind === 'synthetic' ? `lavfi_${inp.source}` : inp.codec ?? probedCodec,
       width: known.resolution?.width, height: known.resolution?.height, fps: known.fps,
       bitrate_kbps: inp.kind === 'file' ? inp.bitrate_kbps ?? probe?.bitrate_kbps : undefined, duration_s: duration,
       frames: fps !== undefined && duration !== undefined ? Math.max(1, Math.round(fps * duration)) : undefined,
@@ -147,8 +149,9 @@ export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): Encode
 export const hardwareClass = (cpuModel: string, gpuModel?: string): string => (gpuModel ? `${cpuModel} + ${gpuModel}` : cpuModel);
 
 /**
- * The source a schema encodes, for grouping rows (LabelledRow.group): a lavfi source with its
- * noise (`lavfi:testsrc2+40`), or a file's name up to its first `~` or `.` (`file:bbb` for
+ * The source a schema encodes, for grouping rows (LabelledRow.group): a lavfi generator with its
+ * noise (`lavfi:testsrc2+40`: other noise, other pictures; the generator itself is a feature, as
+ * a camera or a codec would be), or a file's name up to its first `~` or `.` (`file:bbb` for
  * `/media/bbb~1080p-hevc.mkv`: variants of one source named SOURCE~VARIANT are one source).
  */
 export function sourceKey(s: EncodingSchema): string {

@@ -45,11 +45,19 @@ const CATEGORY_DROPOUT = 0.04;
 const PROBE_DROPOUT = 0.3;
 /** Duration is learned per output frame when at least this share of its rows know their frames. */
 const PER_FRAME_SHARE = 0.9;
-/** A lookup group's own mean weighs as much as its parent's figure at this many rows. */
+/**
+ * A lookup group's own mean weighs as much as its parent's figure at this many rows: chosen per
+ * target among LOOKUP_SHRINKS on the source folds (BASE_SHRINK where there are none).
+ */
 const BASE_SHRINK = 3;
-/** The spread is a coarser, more shrunk lookup: errors are noisier than means. */
+const LOOKUP_SHRINKS = [1, 3, 10, 30, 1e9];
+/**
+ * The spread is a coarser, more shrunk lookup than the estimate's (errors are noisier than
+ * means): its depth is chosen among these on the held-out rows (calibrate); the first is one
+ * spread for every encode.
+ */
 const SPREAD_SHRINK = 20;
-const SPREAD_LEVELS = 4;
+const SPREAD_CHOICES = [{ levels: 1, shrink: 1e9 }, { levels: 1, shrink: SPREAD_SHRINK }, { levels: 2, shrink: SPREAD_SHRINK }, { levels: 3, shrink: SPREAD_SHRINK }, { levels: 4, shrink: SPREAD_SHRINK }];
 /** Folds by source, at most. */
 export const DEFAULT_FOLDS = 5;
 /** A fold's networks train on at most this many rows, for at most this many pattern passes. */
@@ -92,7 +100,7 @@ export interface TrainResult {
   cv: EvaluationReport;
   folds: FoldSummary[];
   /** Per target: how it was trained, or why it was not. */
-  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; alpha?: number; inherited_from?: string; skipped?: string }>>;
+  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; alpha?: number; shrink?: number; inherited_from?: string; skipped?: string }>>;
   ms: number;
 }
 
@@ -151,7 +159,7 @@ const yOf = (t: Target, r: LabelledRow, perFrame: boolean) => transformTarget(t,
 
 // ── folds ──────────────────────────────────────────────────────────────────────────────
 
-interface Fold extends FoldSummary { held: LabelledRow[]; train: LabelledRow[] }
+export interface Fold extends FoldSummary { held: LabelledRow[]; train: LabelledRow[] }
 
 const groupOf = (r: LabelledRow) => r.group ?? r.key;
 const pixelsOf = (r: EncodeRecord) => {
@@ -232,78 +240,138 @@ const median = (xs: number[]) => {
   return s.length ? s[Math.floor(s.length / 2)] : undefined;
 };
 
+/** A model's parts before its lookups and networks: its feature state, encodings and ridge regressions. */
+interface Draft {
+  name: string;
+  fold: boolean;
+  seed: number;
+  rows: readonly LabelledRow[];
+  state: FeatureState;
+  /** Per target group: the targets ready to learn, the rows their network learns from, and those rows encoded with the training dropouts. */
+  groups: Array<{ ready: Target[]; fit: LabelledRow[]; x: Float64Array } | undefined>;
+  linear: Partial<Record<Target, { linear: Linear; compiled: CompiledLinear; group: number; output: number }>>;
+  /** A row's clean encoding (no dropout: what prediction reads) and its lookup groups, cached. */
+  encoded(r: LabelledRow): { idx: Int32Array; val: Float64Array };
+  pathOf(r: LabelledRow): string[];
+}
+
 /**
- * One model's parts from its rows, all but the networks' training: the feature state; per
- * target group, the rows its network learns from (a fold learns from a sample of at most
- * FOLD_ROWS), encoded with the training dropouts; per target, the ridge regression on those
- * encodings, the lookup of what it misses on every usable row, and the network's targets: what
- * both miss, on the unit scale of its range.
+ * The first half of one model's parts from its rows: the feature state; per target group, the
+ * rows its network learns from (a fold learns from a sample of at most FOLD_ROWS), encoded with
+ * the training dropouts; per target, the ridge regression on those encodings.
  */
-function prepareCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed: number, fold: boolean): Core {
+function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed: number, fold: boolean): Draft {
   const rand = seededRandom(seed);
   const state = fitFeatures(rows.map((r) => r.record));
   const d = state.names.length;
-  const targets: Core['targets'] = {};
   const v = new SparseVector(d);
   let sample: readonly LabelledRow[] = rows;
   if (fold && rows.length > FOLD_ROWS) {
     const order = permutation(rows.length, rand);
     sample = Array.from(order.subarray(0, FOLD_ROWS), (i) => rows[i]);
   }
-  // Each row's lookup groups and its clean encoding (no dropout) are what prediction reads.
   const paths = new Map<LabelledRow, string[]>(), clean = new Map<LabelledRow, { idx: Int32Array; val: Float64Array }>();
-  const encoded = (r: LabelledRow) => {
-    let e = clean.get(r);
-    if (!e) {
-      encodeSparse(state, r.record, v);
-      clean.set(r, (e = { idx: v.idx.slice(0, v.n), val: v.val.slice(0, v.n) }));
-    }
-    return e;
-  };
-  const pathOf = (r: LabelledRow) => {
-    let p = paths.get(r);
-    if (!p) paths.set(r, (p = lookupPaths(r.record)));
-    return p;
-  };
-  const jobs = plan.groups.map((g, gi) => {
+  const linear: Draft['linear'] = {};
+  const groups = plan.groups.map((g, gi) => {
     const ready = g.filter((t) => targetRows(t, rows, plan.perFrame(t)).length >= MIN_TARGET_ROWS);
     const fit = sample.filter((r) => ready.every((t) => usableRow(t, r, plan.perFrame(t))));
     if (!ready.length || fit.length < MIN_TARGET_ROWS) return undefined;
-    const k = ready.length;
     const x = new Float64Array(new SharedArrayBuffer(fit.length * d * 8));
     fit.forEach((r, i) => {
       const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
       encodeFeatures(state, r.record, x.subarray(i * d, (i + 1) * d), { asOther, unprobed: rand() < PROBE_DROPOUT });
     });
-    const resid: number[][] = [];
     ready.forEach((t, j) => {
-      const pf = plan.perFrame(t);
-      const linear = fitLinear(x, fit.map((r) => yOf(t, r, pf)), d, RIDGE * fit.length);
-      const compiled = new CompiledLinear(linear);
-      const lin = (r: LabelledRow) => { const e = encoded(r); return compiled.at(e.idx, e.val, 0, e.idx.length); };
-      const usable = targetRows(t, rows, pf);
-      const ys = usable.map((r) => yOf(t, r, pf));
-      const base = fitLookup(usable.map(pathOf), usable.map((r, i) => ys[i] - lin(r)), BASE_SHRINK);
-      const lookup = new CompiledLookup(base);
-      resid.push(fit.map((r) => yOf(t, r, pf) - lin(r) - lookup.value(pathOf(r))));
+      const l = fitLinear(x, fit.map((r) => yOf(t, r, plan.perFrame(t))), d, RIDGE * fit.length);
+      linear[t] = { linear: l, compiled: new CompiledLinear(l), group: gi, output: j };
+    });
+    return { ready, fit, x };
+  });
+  return {
+    name, fold, seed, rows, state, groups, linear,
+    encoded(r) {
+      let e = clean.get(r);
+      if (!e) {
+        encodeSparse(state, r.record, v);
+        clean.set(r, (e = { idx: v.idx.slice(0, v.n), val: v.val.slice(0, v.n) }));
+      }
+      return e;
+    },
+    pathOf(r) {
+      let p = paths.get(r);
+      if (!p) paths.set(r, (p = lookupPaths(r.record)));
+      return p;
+    },
+  };
+}
+
+/** The draft's ridge estimate of target `t` for a row (learning scale). */
+const linearOf = (draft: Draft, t: Target, r: LabelledRow) => {
+  const e = draft.encoded(r);
+  return draft.linear[t]!.compiled.at(e.idx, e.val, 0, e.idx.length);
+};
+
+/** The lookup of what the draft's ridge misses for target `t`, over every usable row, at shrinkage `k`. */
+function lookupOf(draft: Draft, t: Target, plan: Plan, k: number): Lookup {
+  const usable = targetRows(t, draft.rows, plan.perFrame(t));
+  return fitLookup(usable.map((r) => draft.pathOf(r)), usable.map((r) => yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r)), k);
+}
+
+/**
+ * How much each target's lookup leans on its groups: the shrinkage with the least absolute error
+ * of ridge plus lookup on the source folds' held-out rows (LOOKUP_SHRINKS; the last all but
+ * turns the lookup off, where groups only add noise).
+ */
+function chooseShrinks(drafts: Draft[], folds: Fold[], plan: Plan, targets: Target[]): Partial<Record<Target, number>> {
+  const out: Partial<Record<Target, number>> = {};
+  for (const t of targets) {
+    const err = LOOKUP_SHRINKS.map(() => 0);
+    folds.forEach((f, i) => {
+      const draft = drafts[i];
+      if (f.kind !== 'source' || !draft.linear[t]) return;
+      const held = targetRows(t, f.held, plan.perFrame(t));
+      LOOKUP_SHRINKS.forEach((k, ki) => {
+        const lookup = new CompiledLookup(lookupOf(draft, t, plan, k));
+        for (const r of held) err[ki] += Math.abs(yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r) - lookup.value(draft.pathOf(r)));
+      });
+    });
+    out[t] = err.some((e) => e > 0) ? LOOKUP_SHRINKS[err.indexOf(Math.min(...err))] : BASE_SHRINK;
+  }
+  return out;
+}
+
+/**
+ * The second half: per target its lookup (at the chosen shrinkage), then the network's targets:
+ * what ridge and lookup both miss, on the unit scale of its range.
+ */
+function finishCore(draft: Draft, plan: Plan, shrinks: Partial<Record<Target, number>>): Core {
+  const targets: Core['targets'] = {};
+  const jobs = draft.groups.map((g, gi) => {
+    if (!g) return undefined;
+    const { ready, fit, x } = g, k = ready.length, d = draft.state.names.length;
+    const resid = ready.map((t, j) => {
+      const pf = plan.perFrame(t), lin = draft.linear[t]!;
+      const base = lookupOf(draft, t, plan, shrinks[t] ?? BASE_SHRINK), lookup = new CompiledLookup(base);
+      const res = fit.map((r) => yOf(t, r, pf) - linearOf(draft, t, r) - lookup.value(draft.pathOf(r)));
       let lo = Infinity, hi = -Infinity;
-      for (const e of resid[j]) { if (e < lo) lo = e; if (e > hi) hi = e; }
+      for (const e of res) { if (e < lo) lo = e; if (e > hi) hi = e; }
       // Room beyond the training residuals: a node's own runs may be off by more (federated
       // fine-tuning learns that), and a target at the sigmoid's end is learned slowly.
       const pad = Math.max(0.5 * (hi - lo), TARGET_SCALES[t].transform === 'log10' ? 0.3 : 20);
-      lo -= pad;
-      hi += pad;
+      const ys = targetRows(t, draft.rows, pf).map((r) => yOf(t, r, pf));
       targets[t] = {
-        linear, compiled, base, lookup, lo, hi, y_lo: Math.min(...ys), y_hi: Math.max(...ys), group: gi, output: j, rows: usable.length,
+        linear: lin.linear, compiled: lin.compiled, base, lookup, lo: lo - pad, hi: hi + pad,
+        y_lo: Math.min(...ys), y_hi: Math.max(...ys), group: gi, output: j, rows: ys.length,
       };
+      return res;
     });
     const y = new Float64Array(new SharedArrayBuffer(fit.length * k * 8));
     fit.forEach((_, i) => ready.forEach((t, j) => { y[i * k + j] = toUnit(resid[j][i], targets[t]!.lo, targets[t]!.hi); }));
-    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k, fold ? FOLD_PASSES : undefined), ...plan.network, seed: seed * 31 + gi };
+    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k, draft.fold ? FOLD_PASSES : undefined), ...plan.network, seed: draft.seed * 31 + gi };
     return { targets: ready, rows: fit.length, job: { x, y, d, k, options } satisfies NetworkJob };
   });
-  const frames = median(rows.map((r) => outputFrames(r.record)).filter((f): f is number => f !== undefined));
-  return { name, state, frames, targets, jobs, nets: [], trained: [] };
+  const frames = median(draft.rows.map((r) => outputFrames(r.record)).filter((f): f is number => f !== undefined));
+  return { name: draft.name, state: draft.state, frames, targets, jobs, nets: [], trained: [] };
 }
 
 /** What a core estimates for each target of a record, on the learning scale: its lookup's figure and its networks' residual. */
@@ -401,29 +469,45 @@ interface Calibrated {
  * a spread fitted without its fold (leave-fold-out), so the scores are those of sources the
  * spread never saw either.
  */
-function calibrate(h: Held, readsProbed: boolean): Calibrated {
+function calibrate(h: Held, readsProbed: boolean, coverage: number): Calibrated {
   const alpha = chooseAlpha(h);
   const n = h.y.length, err = h.y.map((y, i) => y - h.base[i] - alpha * h.resid[i]);
   const src = [...Array(n).keys()].filter((i) => h.source[i]);
   const abs = src.map((i) => Math.abs(err[i]));
   const meanAbs = abs.reduce((a, b) => a + b, 0) / Math.max(1, abs.length);
   const floor = Math.max(1e-3, 0.2 * meanAbs);
-  const spread = fitLookup(src.map((i) => h.paths[i]), abs, SPREAD_SHRINK, SPREAD_LEVELS);
-  const whole = new CompiledLookup(spread);
-  const byFold = new Map<number, CompiledLookup>();
-  const lfo = (f: number) => {
-    let l = byFold.get(f);
-    if (!l) {
-      const others = src.filter((i) => h.fold[i] !== f);
-      l = others.length ? new CompiledLookup(fitLookup(others.map((i) => h.paths[i]), others.map((i) => Math.abs(err[i])), SPREAD_SHRINK, SPREAD_LEVELS)) : whole;
-      byFold.set(f, l);
-    }
-    return l;
+  /** A spread by lookup at a depth, with its leave-fold-out versions for the held-out rows' own scores. */
+  const spreadAt = ({ levels, shrink }: { levels: number; shrink: number }) => {
+    const spread = fitLookup(src.map((i) => h.paths[i]), abs, shrink, levels);
+    const whole = new CompiledLookup(spread), byFold = new Map<number, CompiledLookup>();
+    const of = (i: number) => {
+      if (!h.source[i]) return whole;
+      let l = byFold.get(h.fold[i]);
+      if (!l) {
+        const others = src.filter((x) => h.fold[x] !== h.fold[i]);
+        l = others.length ? new CompiledLookup(fitLookup(others.map((x) => h.paths[x]), others.map((x) => Math.abs(err[x])), shrink, levels)) : whole;
+        byFold.set(h.fold[i], l);
+      }
+      return l;
+    };
+    return { spread, of };
   };
+  // The depth whose bounds at the model's coverage have the least quantile (pinball) loss on the
+  // held-out rows: deep enough that easy encodes get narrow bounds, no deeper than the data
+  // shows a difference (a hardware class seen on a few sources must not look easier than it is).
+  let chosen = spreadAt(SPREAD_CHOICES[0]), bestLoss = Infinity;
+  for (const c of SPREAD_CHOICES) {
+    const cand = spreadAt(c);
+    const sig = src.map((i) => Math.max(floor, cand.of(i).value(h.paths[i])));
+    const q = Math.max(0, conformalQuantile(residualGrid(src.map((i, k) => err[i] / sig[k])), coverage).q);
+    let loss = 0;
+    src.forEach((i, k) => { const over = err[i] - q * sig[k]; loss += over > 0 ? coverage * over : (coverage - 1) * over; });
+    if (loss < bestLoss - 1e-12) { chosen = cand; bestLoss = loss; }
+  }
   const sigma = new Array<number>(n), score = new Array<number>(n);
   const known: number[] = [], novel: number[] = [], unprobed: number[] = [], unknown: number[] = [];
   for (let i = 0; i < n; i++) {
-    const spreadOf = h.source[i] ? lfo(h.fold[i]) : whole;
+    const spreadOf = chosen.of(i);
     sigma[i] = Math.max(floor, spreadOf.value(h.paths[i]));
     score[i] = err[i] / sigma[i];
     (h.novel[i] ? novel : known).push(score[i]);
@@ -435,7 +519,7 @@ function calibrate(h: Held, readsProbed: boolean): Calibrated {
   if (novel.length) grids.novel = residualGrid(novel);
   if (unprobed.length) grids.unprobed = residualGrid(unprobed);
   if (unknown.length) grids.unknown = residualGrid(unknown);
-  return { alpha, spread, floor, residuals: { known: residualGrid(known.length ? known : novel), novel: grids }, sigma, score };
+  return { alpha, spread: chosen.spread, floor, residuals: { known: residualGrid(known.length ? known : novel), novel: grids }, sigma, score };
 }
 
 // ── training ───────────────────────────────────────────────────────────────────────────
@@ -460,7 +544,9 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   if (!groups.length && !o.parent) throw new TrainingError(`no target has ${MIN_TARGET_ROWS} rows to learn from`);
 
   const folds = groups.length ? planFolds(split.fit, o.folds ?? DEFAULT_FOLDS, o.extrapolation !== false) : [];
-  const cores = [...folds.map((f, i) => prepareCore(f.name, f.train, plan, seed * 101 + i + 1, true)), prepareCore('final', split.fit, plan, seed, false)];
+  const drafts = [...folds.map((f, i) => draftCore(f.name, f.train, plan, seed * 101 + i + 1, true)), draftCore('final', split.fit, plan, seed, false)];
+  const shrinks = chooseShrinks(drafts, folds, plan, TARGETS.filter((t) => drafts[drafts.length - 1].linear[t]));
+  const cores = drafts.map((d) => finishCore(d, plan, shrinks));
   const final = cores[cores.length - 1];
   log(`training ${o.version} on ${split.fit.length} rows (${split.test.length} held out), ${final.state.names.length} features; ${folds.length} folds: ${folds.map((f) => `${f.name} (${f.held_rows} rows)`).join(', ')}`);
 
@@ -497,17 +583,17 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
     log(`  ${j.targets.join(', ')}: ${j.rows} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`);
     for (const t of j.targets) {
       const ct = final.targets[t]!, h = held[t];
-      const cal = h && h.y.length ? calibrate(h, readsProbed) : undefined;
+      const cal = h && h.y.length ? calibrate(h, readsProbed, coverage) : undefined;
       if (cal) cals[t] = cal;
       targets[t] = {
         network, output: ct.output, transform: TARGET_SCALES[t].transform, per_frame: perFrame(t), gpu_only: t === 'gpu_percent',
         lo: ct.lo, hi: ct.hi, y_lo: ct.y_lo, y_hi: ct.y_hi, rows: ct.rows, linear: ct.linear, base: ct.base,
         // Without held-out rows there is nothing to judge the networks by: the lookup alone.
-        alpha: cal?.alpha ?? 0, spread: cal?.spread ?? fitLookup([], [], SPREAD_SHRINK, SPREAD_LEVELS), spread_floor: cal?.floor ?? 1,
+        alpha: cal?.alpha ?? 0, spread: cal?.spread ?? fitLookup([], [], SPREAD_SHRINK, 1), spread_floor: cal?.floor ?? 1,
         residuals: cal?.residuals ?? { known: residualGrid([]), novel: {} },
       };
-      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha };
-      if (cal) log(`    ${t}: alpha ${cal.alpha.toFixed(2)}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`);
+      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha, shrink: ct.base.k };
+      if (cal) log(`    ${t}: lookup shrinkage ${ct.base.k}, alpha ${cal.alpha.toFixed(2)}, spread depth ${cal.spread.k > SPREAD_SHRINK ? 0 : cal.spread.levels}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`);
     }
   });
   for (const t of TARGETS) {

@@ -2,8 +2,8 @@
  * Accuracy on sources the model has never seen (issue 14's benchmark), beside three peers on
  * the same split, and the shipped model's memory bound on the demo batch run for real.
  *
- *   training encodes ─► groups (LabelledRow.group: the source video) sorted by keyBucket,
- *   dealt round-robin into K folds ─► per fold, trained on the other folds' rows:
+ *   training encodes ─► groups (LabelledRow.group: the source video) folded whole, as training
+ *   folds them (planFolds), into K folds ─► per fold, trained on the other folds' rows:
  *       Prescient (trainModel)          expected + 95 % bound
  *       group-mean lookup (back-off)    expected
  *       ridge (fitBaseline)             expected
@@ -22,6 +22,7 @@
  *   PRESCIENT_BENCH_DATA=a.csv,b.csv   training exports (`prescient model export`) instead of models/default
  *   PRESCIENT_BENCH_FOLDS=4            folds (fewer when there are too few sources: at least 2 per fold)
  *   PRESCIENT_BENCH_VENV=DIR           the peers' venv (default ~/.cache/prescient/bench-venv)
+ *   PRESCIENT_BENCH_DEMO=0             leave out the demo batch (the held-out figures alone)
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,7 +34,7 @@ import { Ledger } from '../../coordinator/ledger/index.js';
 import { sizeRequest } from '../../coordinator/sizing/index.js';
 import {
   DEFAULT_MODEL_PATH, defaultCalibrationRuns, evaluable, evaluatePredictor, fitBaseline, hardwareClass, keyBucket, loadModelFile, outputFrames,
-  predictWork, runsToRows, trainModel, trainingRunsFromCsv, transformTarget, TARGET_SCALES,
+  planFolds, predictWork, runsToRows, trainModel, trainingRunsFromCsv, transformTarget, TARGET_SCALES,
   type EncodeRecord, type LabelledRow, type RecordPredictor, type Target, type TargetValues,
 } from '../../models/index.js';
 import { detectHardware } from '../../node-agent/hardware.js';
@@ -80,26 +81,18 @@ const sourceOf = (r: LabelledRow) => r.group ?? `row:${r.key}`;
 interface Fold { sources: string[]; rows: LabelledRow[] }
 
 /**
- * Sources sorted by keyBucket (then name) and dealt round-robin into K folds: the same data
- * always gives the same folds. K is the requested count, fewer when that would leave a fold
- * with under MIN_GROUPS_PER_FOLD sources, and never under 2.
+ * K folds of whole sources, as training folds them (planFolds: the largest sources first, each
+ * to the fold with the fewest rows): the same data always gives the same folds. K is the
+ * requested count, fewer when that would leave a fold with under MIN_GROUPS_PER_FOLD sources,
+ * and never under 2.
  */
 function sourceFolds(rows: readonly LabelledRow[], requested: number): Fold[] {
-  const bySource = new Map<string, LabelledRow[]>();
-  for (const r of rows) {
-    const s = sourceOf(r);
-    const list = bySource.get(s);
-    if (list) list.push(r); else bySource.set(s, [r]);
-  }
-  if (bySource.size < 2) throw new Error(`holding out by source needs at least 2 sources; the data has ${bySource.size}`);
-  const k = Math.max(2, Math.min(requested, Math.floor(bySource.size / MIN_GROUPS_PER_FOLD)));
-  const sources = [...bySource.keys()].sort((a, b) => keyBucket(a) - keyBucket(b) || (a < b ? -1 : 1));
-  const folds: Fold[] = Array.from({ length: k }, () => ({ sources: [], rows: [] }));
-  sources.forEach((s, i) => {
-    folds[i % k].sources.push(s);
-    folds[i % k].rows.push(...bySource.get(s)!);
-  });
-  return folds;
+  const sources = new Set(rows.map(sourceOf)).size;
+  if (sources < 2) throw new Error(`holding out by source needs at least 2 sources; the data has ${sources}`);
+  const k = Math.max(2, Math.min(requested, Math.floor(sources / MIN_GROUPS_PER_FOLD)));
+  const grouped: LabelledRow[] = rows.map((r) => ({ ...r, group: sourceOf(r) }));
+  const original = new Map(grouped.map((g, i) => [g, rows[i]]));
+  return planFolds(grouped, k, false).map((f) => ({ sources: [...new Set(f.held.map((r) => r.group!))], rows: f.held.map((r) => original.get(r)!) }));
 }
 
 function foldCount(): number {
@@ -426,6 +419,10 @@ export async function benchAccuracy(): Promise<Record<string, number | string>> 
     ].join(' · ');
   }
 
+  if (process.env.PRESCIENT_BENCH_DEMO === '0') {
+    out['demo batch memory'] = 'not run (PRESCIENT_BENCH_DEMO=0)';
+    return out;
+  }
   log('running the demo batch');
   await demoBatch(out);
   return out;

@@ -203,7 +203,7 @@ test('describeSchema reads a validated synthetic CPU encode', () => {
   const r = describeSchema(s, { cores: 8, hw_class: 'AMD EPYC' });
   assert.equal(JSON.parse(JSON.stringify(r)), {
     output: { codec: 'h264', encoder: 'libx264', preset: 'veryfast', width: 1280, height: 720, fps: 30, rc_mode: 'crf', crf: 23, passes: 1, gop: 60 },
-    input: { codec: 'rawvideo', width: 1280, height: 720, fps: 30, duration_s: 4, frames: 120 },
+    input: { codec: 'lavfi_testsrc2', width: 1280, height: 720, fps: 30, duration_s: 4, frames: 120 },
     content: { noise: 20 },
     node: { cores: 8, hw_class: 'AMD EPYC', gpus: 0 },
     extra: {},
