@@ -20,10 +20,15 @@ export type LookupKey = (typeof LOOKUP_KEYS)[number];
 /** Between the levels of a path (never in a key: keys are names and numbers). */
 const SEP = '\u0001';
 
+/** Small whole numbers as text, made once: a record's keys are read on every prediction. */
+const NUMBER_NAMES = Array.from({ length: 257 }, (_, i) => String(i));
+const numberName = (n: number) => (Number.isInteger(n) && n >= 0 && n < NUMBER_NAMES.length ? NUMBER_NAMES[n] : String(n));
+
 /**
- * A record's value of each key, in LOOKUP_KEYS order. The resolution is the output's pixel count
- * to the nearest power of two (320x240 and 426x240 share one, 1280x720 and 1920x1080 do not);
- * the encoder falls back to the codec where a log names only that. A value not known is ''.
+ * A record's value of each key, in LOOKUP_KEYS order: its path through the lookup. The
+ * resolution is the output's pixel count to the nearest power of two (320x240 and 426x240 share
+ * one, 1280x720 and 1920x1080 do not); the encoder falls back to the codec where a log names only
+ * that. A value not known is ''.
  */
 export function lookupValues(r: EncodeRecord): string[] {
   const o = r.output;
@@ -33,21 +38,13 @@ export function lookupValues(r: EncodeRecord): string[] {
     o.encoder ?? o.codec ?? '',
     r.node.hw_class ?? '',
     o.preset ?? '',
-    px !== undefined && px > 0 ? String(Math.round(Math.log2(px))) : '',
-    r.node.cores !== undefined ? String(r.node.cores) : '',
+    px !== undefined && px > 0 ? numberName(Math.round(Math.log2(px))) : '',
+    r.node.cores !== undefined ? numberName(r.node.cores) : '',
     o.rc_mode ?? '',
   ];
 }
 
-/** The record's group at each level, coarsest first: the keys a lookup reads. */
-export function lookupPaths(r: EncodeRecord): string[] {
-  const v = lookupValues(r), out = new Array<string>(v.length);
-  let p = '';
-  for (let i = 0; i < v.length; i++) out[i] = p = i ? p + SEP + v[i] : v[i];
-  return out;
-}
-
-/** A fitted lookup: all rows' mean, and each group's shrunk figure by its path. */
+/** A fitted lookup: all rows' mean, and each group's shrunk figure by its path (its keys' values joined by SEP). */
 export interface Lookup {
   /** Rows a group's own mean counts as much as its parent's figure (the shrinkage). */
   k: number;
@@ -59,18 +56,20 @@ export interface Lookup {
 }
 
 /**
- * Fits a lookup on `paths[i]` (lookupPaths) and values `y[i]`. `levels` limits the depth (a
- * spread is fitted coarser than a mean).
+ * Fits a lookup on each row's key values (`keys[i]`, lookupValues) and value `y[i]`, with
+ * shrinkage `k`. `levels` limits the depth (a spread is fitted coarser than a mean).
  */
-export function fitLookup(paths: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length): Lookup {
+export function fitLookup(keys: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length): Lookup {
   const n = y.length;
   let global = 0;
   for (let i = 0; i < n; i++) global += y[i] / n;
   const sums = new Map<string, [number, number]>();
   for (let i = 0; i < n; i++) {
+    let p = '';
     for (let l = 0; l < levels; l++) {
-      const s = sums.get(paths[i][l]);
-      if (s) { s[0] += y[i]; s[1]++; } else sums.set(paths[i][l], [y[i], 1]);
+      p = l ? p + SEP + keys[i][l] : keys[i][l];
+      const s = sums.get(p);
+      if (s) { s[0] += y[i]; s[1]++; } else sums.set(p, [y[i], 1]);
     }
   }
   // Parents before children: a path's parent is the path without its last level.
@@ -92,24 +91,42 @@ const depth = (p: string) => {
   return d;
 };
 
-/** A lookup ready to read: its cells in a Map (an object's inherited keys never answer). */
+interface TrieNode { value?: number; children?: Map<string, TrieNode> }
+
+/**
+ * A lookup ready to read: its cells as a tree of Maps, one level per key, so a record's figure
+ * takes one Map read per level on its own short values (no path is built per prediction), and an
+ * object's inherited keys never answer.
+ */
 export class CompiledLookup {
-  private readonly cells: Map<string, number>;
+  private readonly root: TrieNode = {};
   readonly levels: number;
   readonly global: number;
   constructor(l: Lookup) {
-    this.cells = new Map(Object.entries(l.cells));
     this.levels = l.levels;
     this.global = l.global;
+    for (const [path, v] of Object.entries(l.cells)) {
+      let node = this.root;
+      for (const key of path.split(SEP)) {
+        const children = (node.children ??= new Map());
+        let next = children.get(key);
+        if (!next) children.set(key, (next = {}));
+        node = next;
+      }
+      node.value = v;
+    }
   }
 
-  /** The figure of the deepest group of `paths` the lookup knows (all rows' mean when none). */
-  value(paths: readonly string[]): number {
-    for (let d = Math.min(this.levels, paths.length) - 1; d >= 0; d--) {
-      const v = this.cells.get(paths[d]);
-      if (v !== undefined) return v;
+  /** The figure of the deepest group of the record's key values (lookupValues) the lookup knows; all rows' mean when none. */
+  value(keys: readonly string[]): number {
+    let node: TrieNode | undefined = this.root, best = this.global;
+    const levels = this.levels < keys.length ? this.levels : keys.length;
+    for (let d = 0; d < levels; d++) {
+      node = node.children?.get(keys[d]);
+      if (node === undefined) break;
+      if (node.value !== undefined) best = node.value;
     }
-    return this.global;
+    return best;
   }
 }
 
@@ -118,6 +135,9 @@ export function checkLookup(l: Lookup | undefined, where: string): string | unde
   if (!l || typeof l !== 'object') return `${where} is missing`;
   if (!(l.k >= 0) || !Number.isInteger(l.levels) || l.levels < 1 || l.levels > LOOKUP_KEYS.length || !Number.isFinite(l.global)) return `${where} is not a lookup`;
   if (!l.cells || typeof l.cells !== 'object') return `${where}.cells is missing`;
-  for (const [p, v] of Object.entries(l.cells)) if (!Number.isFinite(v)) return `${where}.cells[${JSON.stringify(p)}] is not a finite number`;
+  for (const [p, v] of Object.entries(l.cells)) {
+    if (!Number.isFinite(v)) return `${where}.cells[${JSON.stringify(p)}] is not a finite number`;
+    if (depth(p) >= l.levels) return `${where}.cells[${JSON.stringify(p)}] is deeper than its ${l.levels} levels`;
+  }
   return undefined;
 }

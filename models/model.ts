@@ -17,7 +17,7 @@ import {
 } from './features.js';
 import { BLOCK_ROWS, CompiledNetwork, NetworkBank, SparseBlock, SparseVector, type NetworkJson } from './network.js';
 import { checkGrid, conformalQuantile, type ResidualGrid } from './conformal.js';
-import { CompiledLookup, checkLookup, lookupPaths, type Lookup } from './lookup.js';
+import { CompiledLookup, checkLookup, lookupValues, type Lookup } from './lookup.js';
 import { CompiledLinear, checkLinear, type Linear } from './linear.js';
 import { TARGETS, describeSchema, type EncodeRecord, type Target, type TargetValues } from './record.js';
 
@@ -492,7 +492,7 @@ export class Model implements ResourcePredictor {
   private figures(rec: EncodeRecord, outputs: Float64Array[], row: number, q: Float64Array, lin: Float64Array, qAt: number,
     est: Float64Array, bound: Float64Array, at: number, flags: FlagSink, capCores: boolean): void {
     const gpuEncode = rec.node.gpus !== undefined ? rec.node.gpus > 0 : GPU_ENCODERS.has(rec.output.encoder ?? '');
-    const paths = lookupPaths(rec);
+    const paths = lookupValues(rec);
     if (geometryUnknown(rec)) flags.push(UNKNOWN_GEOMETRY);
     for (let k = 0; k < TARGETS.length; k++) {
       const t = TARGETS[k], rt = this.ordered[k], i = at + k;
@@ -610,7 +610,7 @@ export class Model implements ResourcePredictor {
     const i = rt.state;
     const v = encodeSparse(this.file.features[i], rec, this.sparse[i], { unprobed: o.unprobed });
     const out = this.banks[i]!.run(v);
-    const paths = lookupPaths(rec);
+    const paths = lookupValues(rec);
     const frames = rt.perFrame ? outputFrames(rec) ?? this.file.defaults.frames ?? 1 : 1;
     return {
       base: rt.linear.value(v) + rt.base.value(paths), resid: fromUnit(out[rt.slot], rt.lo, rt.hi), spread: Math.max(rt.floor, rt.spread.value(paths)),

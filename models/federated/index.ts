@@ -21,7 +21,7 @@ import { CompiledLinear } from '../linear.js';
 import { Model, modelChecksum, toUnit, transformTarget, type FederatedProvenance, type ModelFile, type NetworkModel } from '../model.js';
 import { TARGETS, type LabelledRow, type Target } from '../record.js';
 import { compareReports, evaluable, evaluatePredictor, type Comparison, type EvaluationReport } from '../evaluation/metrics.js';
-import { CompiledLookup, lookupPaths } from '../lookup.js';
+import { CompiledLookup, lookupValues } from '../lookup.js';
 import { residualGrid } from '../conformal.js';
 import { keyBucket } from '../training/split.js';
 
@@ -171,7 +171,7 @@ export function fineTune(base: Model, rows: readonly LabelledRow[], o: FineTuneO
     const v = new SparseVector(d);
     const y = (r: LabelledRow) => {
       encodeSparse(state, r.record, v);
-      const paths = lookupPaths(r.record);
+      const paths = lookupValues(r.record);
       return Float32Array.from(n.outputs, (t, j) => {
         const spec = outputs[j]!;
         const resid = transformTarget(t, r.targets[t]!, spec.per_frame ? outputFrames(r.record) : undefined) - bases[j].linear.value(v) - bases[j].lookup.value(paths);

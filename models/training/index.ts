@@ -24,7 +24,7 @@ import { Piscina } from 'piscina';
 import { CATEGORIES, encodeFeatures, encodeSparse, fitFeatures, isProbed, newNotes, outputFrames, type Category, type FeatureState } from '../features.js';
 import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, permutation, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
 import { conformalQuantile, residualGrid } from '../conformal.js';
-import { CompiledLookup, fitLookup, lookupPaths, type Lookup } from '../lookup.js';
+import { CompiledLookup, fitLookup, lookupValues, type Lookup } from '../lookup.js';
 import { CompiledLinear, fitLinear, type Linear } from '../linear.js';
 import {
   DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
@@ -299,7 +299,7 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
     },
     pathOf(r) {
       let p = paths.get(r);
-      if (!p) paths.set(r, (p = lookupPaths(r.record)));
+      if (!p) paths.set(r, (p = lookupValues(r.record)));
       return p;
     },
   };
@@ -379,7 +379,7 @@ function coreEstimates(core: Core, rec: EncodeRecord, v: SparseVector, unprobed:
   const notes = newNotes();
   encodeSparse(core.state, rec, v, { unprobed, notes });
   const outs = core.nets.map((n) => n?.runSparse(v));
-  const paths = lookupPaths(rec);
+  const paths = lookupValues(rec);
   const base: Partial<TargetValues> = {}, resid: Partial<TargetValues> = {};
   for (const [t, ct] of Object.entries(core.targets) as [Target, CoreTarget][]) {
     base[t] = ct.compiled.value(v) + ct.lookup.value(paths);
