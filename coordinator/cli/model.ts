@@ -28,10 +28,10 @@ const sourceOptions = (cmd: Command) => cmd
   .option('--node <id>', 'only runs of this node')
   .option('--codec <codec>', 'only runs of this codec');
 
-const splitOption = (cmd: Command) => cmd.option('--split <mode>', 'held-out rows: hash (a fixed 20% by row key) or time (the latest 20%)', 'hash');
+const splitOption = (cmd: Command) => cmd.option('--split <mode>', 'held-out rows: hash (a fixed 20% by row key), time (the latest 20%) or none (every row trains; figures cross-validated by source)', 'hash');
 
 function checkSplit(v: string): SplitMode {
-  if (v !== 'hash' && v !== 'time') throw new ConfigError('--split', `must be hash or time, got ${JSON.stringify(v)}`);
+  if (v !== 'hash' && v !== 'time' && v !== 'none') throw new ConfigError('--split', `must be hash, time or none, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -166,7 +166,10 @@ export function modelCommands(program: Command, stateDir: () => string): void {
         return;
       }
       console.log(`model ${result.version} trained in ${(result.train.ms / 1000).toFixed(1)} s; ${result.promoted ? 'now in service' : `not in service (${result.previous} stays)`}: ${result.reason}`);
-      console.log(formatReport(`\n${result.version} on ${result.train.split.test.length} held-out rows (bounds at ${(100 * result.train.model.coverage).toFixed(0)}% coverage):`, result.candidate_metrics));
+      const judged = result.train.split.test.length
+        ? `on ${result.train.split.test.length} held-out rows`
+        : `cross-validated by source on ${result.train.split.fit.length} rows (${result.train.folds.length} folds)`;
+      console.log(formatReport(`\n${result.version} ${judged} (bounds at ${(100 * result.train.model.coverage).toFixed(0)}% coverage):`, result.candidate_metrics));
       for (const w of result.train.model.warnings) console.log(`note: ${w}`);
       if (result.previous_metrics) console.log(formatReport(`\n${result.previous} (in service before) on the same rows:`, result.previous_metrics));
       for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} on the same rows:`, r));

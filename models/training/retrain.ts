@@ -54,7 +54,9 @@ export async function retrain(o: RetrainOptions): Promise<RetrainResult> {
   } else if (o.promote === 'always') {
     [promoted, reason] = [true, 'promoted on request, without comparison'];
   } else if (held.length === 0) {
-    [promoted, reason] = [false, 'no held-out rows to judge it on'];
+    [promoted, reason] = [false, o.split === 'none'
+      ? 'trained on every row: nothing was held out to compare it with the model in service on (train with --split hash or time, or promote it with --force)'
+      : 'no held-out rows to judge it on'];
   } else {
     const baseline = evaluatePredictor(fitBaseline('mean_per_codec', train.split, train.model.coverage), held);
     const calibrated = Object.fromEntries(Object.entries(train.model.file.targets).map(([t, m]) => [t, m!.residuals.known.n]));
