@@ -11,8 +11,9 @@
 # than --max-run, until --budget seconds of encoding are spent.
 #
 # The encodes run at raised priority (nice -15, so as root) so other work on the machine disturbs
-# the measurements less. About two and a half hours on 2 cores with the defaults below. Extra
-# arguments go to `prescient calibrate`.
+# the measurements less. About two and a half hours on 2 cores with the settings below (the model
+# in service prices some runs far too low: --run-timeout stops those, recorded as cancelled and
+# never trained on). Extra arguments go to `prescient calibrate`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STATE=$(mktemp -d /tmp/prescient-calibration-XXXX)
@@ -20,6 +21,6 @@ CLI="node dist/coordinator/cli/main.js --state-dir $STATE"
 trap '$CLI stack down >/dev/null 2>&1 || true; rm -rf "$STATE"' EXIT
 bash models/scripts/real-clips.sh "$STATE/media"
 $CLI stack up
-nice -n -15 $CLI calibrate --node-id calibration --design --budget 7200 --max-run 60 --seed 1 --core-counts 1,2 --no-quality \
+nice -n -15 $CLI calibrate --node-id calibration --design --budget 2400 --max-run 20 --seed 3 --run-timeout 75 --core-counts 1,2 --no-quality \
   --files "$(ls -d "$STATE"/media/*~* | paste -sd,)" "$@"
 $CLI model export --out "models/default/calibration-runs-$(date -u +%Y%m%d).csv"

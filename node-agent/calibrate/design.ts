@@ -11,6 +11,7 @@ import {
   ENCODERS, PRESETS, SYNTHETIC_SOURCES, validateEncodingSchema,
   type EncodingSchema, type Encoder, type InputProbe, type ValidationContext,
 } from '../../shared/index.js';
+import { seededRandom } from '../../models/index.js';
 import type { CalibrationRun } from './matrix.js';
 
 export interface DesignOptions {
@@ -43,19 +44,8 @@ const NOISE = [0, 0, 5, 15, 30, 50, 80];
 /** Heights an output is scaled to (its width keeps the input's aspect, rounded to even). */
 const LADDER = [144, 240, 360, 480, 540, 720, 1080];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function designCalibration(o: DesignOptions, ctx: ValidationContext): CalibrationRun[] {
-  const r = rng(o.seed);
+  const r = seededRandom(o.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const weighted = <T>(xs: ReadonlyArray<[T, number]>): T => {
     let u = r() * xs.reduce((a, [, w]) => a + w, 0);
