@@ -49,6 +49,11 @@ const CATEGORY_NAMES = Object.keys(CATEGORIES) as Category[];
 const log2 = (x: number | undefined) => (x !== undefined && x > 0 ? Math.log2(x) : undefined);
 const log10 = (x: number | undefined) => (x !== undefined && x > 0 ? Math.log10(x) : undefined);
 const pixels = (w?: number, h?: number) => (w && h ? w * h : undefined);
+/**
+ * log10(1 + x): SI and TI act in proportion (a still picture, TI 0, encodes many times faster
+ * than TI 5, which is not much slower than TI 10), and are 0 for flat or still content.
+ */
+const log1p10 = (x: number | undefined) => (x !== undefined && x >= 0 ? Math.log10(1 + x) : undefined);
 const share = (part: number | undefined, r: EncodeRecord) => {
   const { i_frames: i, p_frames: p, b_frames: b } = r.input;
   const all = (i ?? 0) + (p ?? 0) + (b ?? 0);
@@ -114,9 +119,9 @@ export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> =
   p_share: (r) => share(r.input.p_frames, r),
   b_share: (r) => share(r.input.b_frames, r),
   log_in_size: (r) => log10(r.input.size_bytes),
-  /** Content complexity: P.910 spatial / temporal information, synthetic noise 0–100. */
-  si: (r) => r.content.si_mean,
-  ti: (r) => r.content.ti_mean,
+  /** Content complexity: P.910 spatial / temporal information (log10(1 + x)), synthetic noise 0–100. */
+  si: (r) => log1p10(r.content.si_mean),
+  ti: (r) => log1p10(r.content.ti_mean),
   noise: (r) => r.content.noise,
   /** log2 of the CPU cores granted, and GPUs granted. */
   log_cores: (r) => log2(r.node.cores),
@@ -154,8 +159,8 @@ export function numericsInto(r: EncodeRecord, out: Float64Array): Float64Array {
   out[15] = finite(share(i.p_frames, r));
   out[16] = finite(share(i.b_frames, r));
   out[17] = finite(log10(i.size_bytes));
-  out[18] = finite(c.si_mean);
-  out[19] = finite(c.ti_mean);
+  out[18] = finite(log1p10(c.si_mean));
+  out[19] = finite(log1p10(c.ti_mean));
   out[20] = finite(c.noise);
   out[21] = finite(log2(node.cores));
   out[22] = finite(node.gpus);

@@ -281,8 +281,9 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
       const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
       encodeFeatures(state, r.record, x.subarray(i * d, (i + 1) * d), { asOther, unprobed: rand() < PROBE_DROPOUT });
     });
+    const inter = interactionsOf(state);
     ready.forEach((t, j) => {
-      const l = fitLinear(x, fit.map((r) => yOf(t, r, plan.perFrame(t))), d, RIDGE * fit.length);
+      const l = fitLinear(x, fit.map((r) => yOf(t, r, plan.perFrame(t))), d, RIDGE * fit.length, inter);
       linear[t] = { linear: l, compiled: new CompiledLinear(l), group: gi, output: j };
     });
     return { ready, fit, x };
@@ -303,6 +304,21 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
       return p;
     },
   };
+}
+
+/** The numbers whose effect differs most by encoder: picture size, preset, cores, CRF, bitrate, length. */
+const INTERACTING = ['log_out_pixels', 'preset_slowness', 'log_cores', 'crf', 'log_bitrate', 'log_frames'];
+
+/**
+ * The ridge's interactions: each of INTERACTING by encoder (by codec where a log names no
+ * encoder), so that a slower preset or a bigger picture can cost each encoder its own.
+ */
+function interactionsOf(state: FeatureState): { by: number[]; on: number[] } | undefined {
+  if (process.env.X_NOINTER) return undefined;
+  const category = state.vocab.encoder.filter((v) => v !== '').length > 1 ? 'encoder' : 'codec';
+  const by = state.names.flatMap((n, i) => (n.startsWith(`${category}=`) ? [i] : []));
+  const on = INTERACTING.map((n) => state.names.indexOf(n)).filter((i) => i >= 0);
+  return by.length > 1 && on.length ? { by, on } : undefined;
 }
 
 /** The draft's ridge estimate of target `t` for a row (learning scale). */
