@@ -53,6 +53,7 @@ const pixels = (w?: number, h?: number) => (w && h ? w * h : undefined);
  * log10(1 + x): SI and TI act in proportion (a still picture, TI 0, encodes many times faster
  * than TI 5, which is not much slower than TI 10), and are 0 for flat or still content.
  */
+const megapixels = (px: number | undefined) => (px !== undefined ? px / 1e6 : undefined);
 const log1p10 = (x: number | undefined) => (x !== undefined && x >= 0 ? Math.log10(1 + x) : undefined);
 const share = (part: number | undefined, r: EncodeRecord) => {
   const { i_frames: i, p_frames: p, b_frames: b } = r.input;
@@ -128,6 +129,12 @@ export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> =
   gpus: (r) => r.node.gpus,
   /** log2 of the machine's memory in GB, where a log gives it (an instance type's, say). */
   log_node_memory: (r) => log2(r.node.memory_gb),
+  /**
+   * Output and input megapixels, as they are: a process's memory is a fixed part plus buffers in
+   * proportion to the picture, which the log of the pixels alone cannot draw.
+   */
+  out_megapixels: (r) => megapixels(outPixels(r)),
+  in_megapixels: (r) => megapixels(pixels(r.input.width, r.input.height) ?? outPixels(r)),
 };
 
 /**
@@ -165,12 +172,14 @@ export function numericsInto(r: EncodeRecord, out: Float64Array): Float64Array {
   out[21] = finite(log2(node.cores));
   out[22] = finite(node.gpus);
   out[23] = finite(log2(node.memory_gb));
+  out[24] = finite(megapixels(outPx));
+  out[25] = finite(megapixels(inPxOrOut));
   return out;
 }
 /** The columns numericsInto writes, in order (NUMERICS' own order, checked when this module loads). */
 export const NUMERIC_NAMES = ['log_out_pixels', 'log_in_pixels', 'out_fps', 'in_fps', 'log_frames', 'log_duration', 'crf', 'log_bitrate',
   'log_bits_per_pixel', 'log_in_bitrate', 'log_in_bits_per_pixel', 'passes', 'log_gop', 'preset_slowness', 'i_share', 'p_share', 'b_share',
-  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus', 'log_node_memory'] as const;
+  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus', 'log_node_memory', 'out_megapixels', 'in_megapixels'] as const;
 if (NUMERIC_NAMES.join() !== Object.keys(NUMERICS).join()) throw new Error('features.ts: numericsInto does not write the NUMERICS columns in order');
 const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : NaN);
 

@@ -48,8 +48,10 @@ export function lookupValues(r: EncodeRecord): string[] {
 export interface Lookup {
   /** Rows a group's own mean counts as much as its parent's figure (the shrinkage). */
   k: number;
-  /** Levels used (a prefix of LOOKUP_KEYS). */
+  /** Levels used: the first `levels` keys of `order`. */
   levels: number;
+  /** The keys by their index in LOOKUP_KEYS, coarsest first (absent: LOOKUP_KEYS' own order). */
+  order?: number[];
   global: number;
   /** Path → shrunk figure, for every group with at least one row. */
   cells: Record<string, number>;
@@ -59,15 +61,16 @@ export interface Lookup {
  * Fits a lookup on each row's key values (`keys[i]`, lookupValues) and value `y[i]`, with
  * shrinkage `k`. `levels` limits the depth (a spread is fitted coarser than a mean).
  */
-export function fitLookup(keys: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length): Lookup {
+export function fitLookup(keys: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length, order?: readonly number[]): Lookup {
   const n = y.length;
+  const at = order ?? LOOKUP_KEYS.map((_, i) => i);
   let global = 0;
   for (let i = 0; i < n; i++) global += y[i] / n;
   const sums = new Map<string, [number, number]>();
   for (let i = 0; i < n; i++) {
     let p = '';
     for (let l = 0; l < levels; l++) {
-      p = l ? p + SEP + keys[i][l] : keys[i][l];
+      p = l ? p + SEP + keys[i][at[l]] : keys[i][at[l]];
       const s = sums.get(p);
       if (s) { s[0] += y[i]; s[1]++; } else sums.set(p, [y[i], 1]);
     }
@@ -82,7 +85,7 @@ export function fitLookup(keys: ReadonlyArray<readonly string[]>, y: ArrayLike<n
     cells.set(p, (sum + k * parent) / (count + k));
   }
   // Object.fromEntries defines each path as an own property: a value such as "__proto__" is a key like any other.
-  return { k, levels, global, cells: Object.fromEntries(cells) };
+  return { k, levels, global, cells: Object.fromEntries(cells), ...(order ? { order: [...order] } : {}) };
 }
 
 const depth = (p: string) => {
@@ -102,9 +105,11 @@ export class CompiledLookup {
   private readonly root: TrieNode = {};
   readonly levels: number;
   readonly global: number;
+  private readonly order: Int32Array;
   constructor(l: Lookup) {
     this.levels = l.levels;
     this.global = l.global;
+    this.order = Int32Array.from(l.order ?? LOOKUP_KEYS.map((_, i) => i));
     for (const [path, v] of Object.entries(l.cells)) {
       let node = this.root;
       for (const key of path.split(SEP)) {
@@ -117,12 +122,12 @@ export class CompiledLookup {
     }
   }
 
-  /** The figure of the deepest group of the record's key values (lookupValues) the lookup knows; all rows' mean when none. */
+  /** The figure of the deepest group of the record's key values (lookupValues, read in the lookup's order) it knows; all rows' mean when none. */
   value(keys: readonly string[]): number {
     let node: TrieNode | undefined = this.root, best = this.global;
     const levels = this.levels < keys.length ? this.levels : keys.length;
     for (let d = 0; d < levels; d++) {
-      node = node.children?.get(keys[d]);
+      node = node.children?.get(keys[this.order[d]]);
       if (node === undefined) break;
       if (node.value !== undefined) best = node.value;
     }
@@ -135,6 +140,7 @@ export function checkLookup(l: Lookup | undefined, where: string): string | unde
   if (!l || typeof l !== 'object') return `${where} is missing`;
   if (!(l.k >= 0) || !Number.isInteger(l.levels) || l.levels < 1 || l.levels > LOOKUP_KEYS.length || !Number.isFinite(l.global)) return `${where} is not a lookup`;
   if (!l.cells || typeof l.cells !== 'object') return `${where}.cells is missing`;
+  if (l.order !== undefined && (!Array.isArray(l.order) || l.order.length !== LOOKUP_KEYS.length || [...l.order].sort().some((v, i) => v !== i))) return `${where}.order is not an order of the ${LOOKUP_KEYS.length} keys`;
   for (const [p, v] of Object.entries(l.cells)) {
     if (!Number.isFinite(v)) return `${where}.cells[${JSON.stringify(p)}] is not a finite number`;
     if (depth(p) >= l.levels) return `${where}.cells[${JSON.stringify(p)}] is deeper than its ${l.levels} levels`;

@@ -23,9 +23,9 @@ import os from 'node:os';
 import { Piscina } from 'piscina';
 import { CATEGORIES, encodeFeatures, encodeSparse, fitFeatures, isProbed, newNotes, outputFrames, type Category, type FeatureState } from '../features.js';
 import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, permutation, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
-import { conformalQuantile, residualGrid } from '../conformal.js';
-import { CompiledLookup, fitLookup, lookupValues, type Lookup } from '../lookup.js';
-import { CompiledLinear, fitLinear, type Linear } from '../linear.js';
+import { conformalQuantile, residualGrid, type ResidualGrid } from '../conformal.js';
+import { CompiledLookup, LOOKUP_KEYS, fitLookup, lookupValues, type Lookup } from '../lookup.js';
+import { CompiledLinear, fitLinears, type Linear } from '../linear.js';
 import {
   DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
   type ModelFile, type NetworkModel, type TargetModel,
@@ -46,11 +46,20 @@ const PROBE_DROPOUT = 0.3;
 /** Duration is learned per output frame when at least this share of its rows know their frames. */
 const PER_FRAME_SHARE = 0.9;
 /**
- * A lookup group's own mean weighs as much as its parent's figure at this many rows: chosen per
- * target among LOOKUP_SHRINKS on the source folds (BASE_SHRINK where there are none).
+ * How each target's base is made is chosen on the source folds (chooseBases) among these: the
+ * ridge penalty per training row (the features are standardised), the lookup's key order (as
+ * indexes into LOOKUP_KEYS: encoder, hardware, preset, resolution, cores, rate control), and how
+ * many rows a lookup group's own mean weighs as much as its parent's figure (LOOKUP_OFF and more:
+ * the lookup is all but off). Where there are no source folds: the second penalty, the first
+ * order, BASE_SHRINK.
  */
+const RIDGES = [0.001, 0.01, 0.1];
+const LOOKUP_ORDERS = [[0, 1, 2, 3, 4, 5], [0, 2, 3, 4, 1, 5], [0, 3, 2, 4, 5, 1]];
 const BASE_SHRINK = 3;
-const LOOKUP_SHRINKS = [1, 3, 10, 30, 1e9];
+const LOOKUP_OFF = 1e9;
+const LOOKUP_SHRINKS = [1, 3, 10, 30, LOOKUP_OFF];
+/** Rows of each fold, at most, the choice is made on. */
+const CHOICE_ROWS = 4000;
 /**
  * The spread is a coarser, more shrunk lookup than the estimate's (errors are noisier than
  * means): its depth is chosen among these on the held-out rows (calibrate); the first is one
@@ -63,8 +72,6 @@ export const DEFAULT_FOLDS = 5;
 /** A fold's networks train on at most this many rows, for at most this many pattern passes. */
 const FOLD_ROWS = 8_000;
 const FOLD_PASSES = 4e5;
-/** The ridge penalty per training row (features are standardised). */
-const RIDGE = 0.01;
 /** Shares of the residual tried for alpha. */
 const ALPHAS = Array.from({ length: 21 }, (_, i) => i / 20);
 
@@ -100,7 +107,7 @@ export interface TrainResult {
   cv: EvaluationReport;
   folds: FoldSummary[];
   /** Per target: how it was trained, or why it was not. */
-  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; alpha?: number; shrink?: number; inherited_from?: string; skipped?: string }>>;
+  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; alpha?: number; ridge?: number; lookup?: string; inherited_from?: string; skipped?: string }>>;
   ms: number;
 }
 
@@ -249,7 +256,8 @@ interface Draft {
   state: FeatureState;
   /** Per target group: the targets ready to learn, the rows their network learns from, and those rows encoded with the training dropouts. */
   groups: Array<{ ready: Target[]; fit: LabelledRow[]; x: Float64Array } | undefined>;
-  linear: Partial<Record<Target, { linear: Linear; compiled: CompiledLinear; group: number; output: number }>>;
+  /** Per target, its ridge at each penalty of RIDGES. */
+  linear: Partial<Record<Target, { fits: Array<{ linear: Linear; compiled: CompiledLinear }>; group: number; output: number }>>;
   /** A row's clean encoding (no dropout: what prediction reads) and its lookup groups, cached. */
   encoded(r: LabelledRow): { idx: Int32Array; val: Float64Array };
   pathOf(r: LabelledRow): string[];
@@ -281,10 +289,13 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
       const asOther = new Set(CATEGORY_NAMES.filter(() => rand() < CATEGORY_DROPOUT));
       encodeFeatures(state, r.record, x.subarray(i * d, (i + 1) * d), { asOther, unprobed: rand() < PROBE_DROPOUT });
     });
-    const inter = interactionsOf(state);
+    // The ridge learns from the rows as prediction reads them (no dropout): a record without a
+    // probed number then reads that column's mean, which is all a linear model can do with it.
+    const clean = new Float64Array(fit.length * d);
+    fit.forEach((r, i) => encodeFeatures(state, r.record, clean.subarray(i * d, (i + 1) * d)));
     ready.forEach((t, j) => {
-      const l = fitLinear(x, fit.map((r) => yOf(t, r, plan.perFrame(t))), d, RIDGE * fit.length, inter);
-      linear[t] = { linear: l, compiled: new CompiledLinear(l), group: gi, output: j };
+      const fits = fitLinears(clean, fit.map((r) => yOf(t, r, plan.perFrame(t))), d, RIDGES.map((k) => k * fit.length));
+      linear[t] = { fits: fits.map((l) => ({ linear: l, compiled: new CompiledLinear(l) })), group: gi, output: j };
     });
     return { ready, fit, x };
   });
@@ -306,52 +317,53 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
   };
 }
 
-/** The numbers whose effect differs most by encoder: picture size, preset, cores, CRF, bitrate, length. */
-const INTERACTING = ['log_out_pixels', 'preset_slowness', 'log_cores', 'crf', 'log_bitrate', 'log_frames'];
-
-/**
- * The ridge's interactions: each of INTERACTING by encoder (by codec where a log names no
- * encoder), so that a slower preset or a bigger picture can cost each encoder its own.
- */
-function interactionsOf(state: FeatureState): { by: number[]; on: number[] } | undefined {
-  if (process.env.X_NOINTER) return undefined;
-  const category = state.vocab.encoder.filter((v) => v !== '').length > 1 ? 'encoder' : 'codec';
-  const by = state.names.flatMap((n, i) => (n.startsWith(`${category}=`) ? [i] : []));
-  const on = INTERACTING.map((n) => state.names.indexOf(n)).filter((i) => i >= 0);
-  return by.length > 1 && on.length ? { by, on } : undefined;
-}
-
-/** The draft's ridge estimate of target `t` for a row (learning scale). */
-const linearOf = (draft: Draft, t: Target, r: LabelledRow) => {
+/** The draft's ridge estimate of target `t` for a row (learning scale), at penalty RIDGES[ridge]. */
+const linearOf = (draft: Draft, t: Target, r: LabelledRow, ridge: number) => {
   const e = draft.encoded(r);
-  return draft.linear[t]!.compiled.at(e.idx, e.val, 0, e.idx.length);
+  return draft.linear[t]!.fits[ridge].compiled.at(e.idx, e.val, 0, e.idx.length);
 };
 
-/** The lookup of what the draft's ridge misses for target `t`, over every usable row, at shrinkage `k`. */
-function lookupOf(draft: Draft, t: Target, plan: Plan, k: number): Lookup {
-  const usable = targetRows(t, draft.rows, plan.perFrame(t));
-  return fitLookup(usable.map((r) => draft.pathOf(r)), usable.map((r) => yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r)), k);
+/** How a target's base is made: its ridge's penalty (index into RIDGES), its lookup's key order (into LOOKUP_ORDERS) and shrinkage. */
+interface BaseChoice { ridge: number; order: number; shrink: number }
+const DEFAULT_BASE: BaseChoice = { ridge: 1, order: 0, shrink: BASE_SHRINK };
+
+/** The lookup of what the draft's ridge misses for target `t`, over `rows` (every usable one by default). */
+function lookupOf(draft: Draft, t: Target, plan: Plan, c: BaseChoice, rows = targetRows(t, draft.rows, plan.perFrame(t))): Lookup {
+  return fitLookup(rows.map((r) => draft.pathOf(r)), rows.map((r) => yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r, c.ridge)), c.shrink, LOOKUP_KEYS.length, LOOKUP_ORDERS[c.order]);
 }
 
 /**
- * How much each target's lookup leans on its groups: the shrinkage with the least absolute error
- * of ridge plus lookup on the source folds' held-out rows (LOOKUP_SHRINKS; the last all but
- * turns the lookup off, where groups only add noise).
+ * Each target's base, chosen on the source folds: the ridge penalty, the order of the lookup's
+ * keys (which comes first matters: a late key's groups are small, and shrunk towards parents
+ * that ignore it) and how far its groups lean on their parents, as the combination with the least
+ * absolute error of ridge plus lookup on the held-out sources. At most CHOICE_ROWS rows of each
+ * fold are used to choose.
  */
-function chooseShrinks(drafts: Draft[], folds: Fold[], plan: Plan, targets: Target[]): Partial<Record<Target, number>> {
-  const out: Partial<Record<Target, number>> = {};
+function chooseBases(drafts: Draft[], folds: Fold[], plan: Plan, targets: Target[], seed: number): Partial<Record<Target, BaseChoice>> {
+  const out: Partial<Record<Target, BaseChoice>> = {};
+  const rand = seededRandom(seed);
+  const sample = (rows: LabelledRow[]) => (rows.length <= CHOICE_ROWS ? rows : Array.from(permutation(rows.length, rand).subarray(0, CHOICE_ROWS), (i) => rows[i]));
+  const candidates: BaseChoice[] = [];
+  RIDGES.forEach((_, ridge) => LOOKUP_ORDERS.forEach((_, order) => LOOKUP_SHRINKS.forEach((shrink) => {
+    // With the lookup off, its order does not matter.
+    if (shrink < LOOKUP_OFF || order === 0) candidates.push({ ridge, order, shrink });
+  })));
   for (const t of targets) {
-    const err = LOOKUP_SHRINKS.map(() => 0);
+    const err = candidates.map(() => 0);
+    let used = false;
     folds.forEach((f, i) => {
       const draft = drafts[i];
       if (f.kind !== 'source' || !draft.linear[t]) return;
-      const held = targetRows(t, f.held, plan.perFrame(t));
-      LOOKUP_SHRINKS.forEach((k, ki) => {
-        const lookup = new CompiledLookup(lookupOf(draft, t, plan, k));
-        for (const r of held) err[ki] += Math.abs(yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r) - lookup.value(draft.pathOf(r)));
+      const pf = plan.perFrame(t);
+      const train = sample(targetRows(t, draft.rows, pf)), held = sample(targetRows(t, f.held, pf));
+      if (!held.length) return;
+      used = true;
+      candidates.forEach((c, ci) => {
+        const lookup = new CompiledLookup(lookupOf(draft, t, plan, c, train));
+        for (const r of held) err[ci] += Math.abs(yOf(t, r, pf) - linearOf(draft, t, r, c.ridge) - lookup.value(draft.pathOf(r)));
       });
     });
-    out[t] = err.some((e) => e > 0) ? LOOKUP_SHRINKS[err.indexOf(Math.min(...err))] : BASE_SHRINK;
+    out[t] = used ? candidates[err.indexOf(Math.min(...err))] : DEFAULT_BASE;
   }
   return out;
 }
@@ -360,15 +372,15 @@ function chooseShrinks(drafts: Draft[], folds: Fold[], plan: Plan, targets: Targ
  * The second half: per target its lookup (at the chosen shrinkage), then the network's targets:
  * what ridge and lookup both miss, on the unit scale of its range.
  */
-function finishCore(draft: Draft, plan: Plan, shrinks: Partial<Record<Target, number>>): Core {
+function finishCore(draft: Draft, plan: Plan, choices: Partial<Record<Target, BaseChoice>>): Core {
   const targets: Core['targets'] = {};
   const jobs = draft.groups.map((g, gi) => {
     if (!g) return undefined;
     const { ready, fit, x } = g, k = ready.length, d = draft.state.names.length;
     const resid = ready.map((t, j) => {
-      const pf = plan.perFrame(t), lin = draft.linear[t]!;
-      const base = lookupOf(draft, t, plan, shrinks[t] ?? BASE_SHRINK), lookup = new CompiledLookup(base);
-      const res = fit.map((r) => yOf(t, r, pf) - linearOf(draft, t, r) - lookup.value(draft.pathOf(r)));
+      const pf = plan.perFrame(t), c = choices[t] ?? DEFAULT_BASE, lin = draft.linear[t]!.fits[c.ridge];
+      const base = lookupOf(draft, t, plan, c), lookup = new CompiledLookup(base);
+      const res = fit.map((r) => yOf(t, r, pf) - linearOf(draft, t, r, c.ridge) - lookup.value(draft.pathOf(r)));
       let lo = Infinity, hi = -Infinity;
       for (const e of res) { if (e < lo) lo = e; if (e > hi) hi = e; }
       // Room beyond the training residuals: a node's own runs may be off by more (federated
@@ -521,21 +533,61 @@ function calibrate(h: Held, readsProbed: boolean, coverage: number): Calibrated 
     if (loss < bestLoss - 1e-12) { chosen = cand; bestLoss = loss; }
   }
   const sigma = new Array<number>(n), score = new Array<number>(n);
-  const known: number[] = [], novel: number[] = [], unprobed: number[] = [], unknown: number[] = [];
+  const known = new Scores(), novel = new Scores(), unprobed = new Scores(), unknown = new Scores();
   for (let i = 0; i < n; i++) {
-    const spreadOf = chosen.of(i);
+    const spreadOf = chosen.of(i), source = groupOf(h.row[i]);
     sigma[i] = Math.max(floor, spreadOf.value(h.paths[i]));
     score[i] = err[i] / sigma[i];
-    (h.novel[i] ? novel : known).push(score[i]);
+    (h.novel[i] ? novel : known).add(score[i], source);
     if (!h.source[i]) continue;
-    if (readsProbed) unprobed.push((h.y[i] - h.base[i] - alpha * h.residUnprobed[i]) / sigma[i]);
-    unknown.push((h.yUnknown[i] - h.baseUnknown[i] - alpha * h.residUnknown[i]) / Math.max(floor, spreadOf.value(h.pathsUnknown[i])));
+    if (readsProbed) unprobed.add((h.y[i] - h.base[i] - alpha * h.residUnprobed[i]) / sigma[i], source);
+    unknown.add((h.yUnknown[i] - h.baseUnknown[i] - alpha * h.residUnknown[i]) / Math.max(floor, spreadOf.value(h.pathsUnknown[i])), source);
   }
   const grids: TargetModel['residuals']['novel'] = {};
-  if (novel.length) grids.novel = residualGrid(novel);
-  if (unprobed.length) grids.unprobed = residualGrid(unprobed);
-  if (unknown.length) grids.unknown = residualGrid(unknown);
-  return { alpha, spread: chosen.spread, floor, residuals: { known: residualGrid(known.length ? known : novel), novel: grids }, sigma, score };
+  if (novel.size) grids.novel = novel.grid();
+  if (unprobed.size) grids.unprobed = unprobed.grid();
+  if (unknown.size) grids.unknown = unknown.grid();
+  return { alpha, spread: chosen.spread, floor, residuals: { known: (known.size ? known : novel).grid(), novel: grids }, sigma, score };
+}
+
+/**
+ * Held-out scores with the source each came from. Their grid is, at every level, the larger of
+ * two quantiles: the rows' own, and the one that weighs every source alike, so that a source
+ * the bound does badly on counts as much as any other however few rows it has, and one with many
+ * rows does not hide the rest.
+ */
+class Scores {
+  private readonly bySource = new Map<string, number[]>();
+  private readonly all: number[] = [];
+  get size(): number { return this.all.length; }
+
+  add(score: number, source: string): void {
+    if (!Number.isFinite(score)) return;
+    this.all.push(score);
+    const list = this.bySource.get(source);
+    if (list) list.push(score); else this.bySource.set(source, [score]);
+  }
+
+  grid(): ResidualGrid {
+    const n = this.all.length;
+    if (this.bySource.size < 2) return residualGrid(this.all);
+    // Each source's quantile function sampled at the same m levels: every source weighs m.
+    const m = Math.max(1, Math.round(n / this.bySource.size));
+    const balanced: number[] = [];
+    for (const list of this.bySource.values()) {
+      list.sort((a, b) => a - b);
+      for (let j = 0; j < m; j++) balanced.push(quantileOf(list, (j + 0.5) / m));
+    }
+    const rows = [...this.all].sort((a, b) => a - b), even = balanced.sort((a, b) => a - b);
+    return { ...residualGrid(Array.from({ length: n }, (_, j) => Math.max(quantileOf(rows, (j + 0.5) / n), quantileOf(even, (j + 0.5) / n)))), n };
+  }
+}
+
+/** The p-quantile (0–1) of sorted values, by linear interpolation between order statistics. */
+function quantileOf(sorted: readonly number[], p: number): number {
+  const pos = Math.min(sorted.length - 1, Math.max(0, p * sorted.length - 0.5));
+  const lo = Math.floor(pos), hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
 // ── training ───────────────────────────────────────────────────────────────────────────
@@ -561,8 +613,8 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
 
   const folds = groups.length ? planFolds(split.fit, o.folds ?? DEFAULT_FOLDS, o.extrapolation !== false) : [];
   const drafts = [...folds.map((f, i) => draftCore(f.name, f.train, plan, seed * 101 + i + 1, true)), draftCore('final', split.fit, plan, seed, false)];
-  const shrinks = chooseShrinks(drafts, folds, plan, TARGETS.filter((t) => drafts[drafts.length - 1].linear[t]));
-  const cores = drafts.map((d) => finishCore(d, plan, shrinks));
+  const choices = chooseBases(drafts, folds, plan, TARGETS.filter((t) => drafts[drafts.length - 1].linear[t]), seed);
+  const cores = drafts.map((d) => finishCore(d, plan, choices));
   const final = cores[cores.length - 1];
   log(`training ${o.version} on ${split.fit.length} rows (${split.test.length} held out), ${final.state.names.length} features; ${folds.length} folds: ${folds.map((f) => `${f.name} (${f.held_rows} rows)`).join(', ')}`);
 
@@ -608,8 +660,9 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
         alpha: cal?.alpha ?? 0, spread: cal?.spread ?? fitLookup([], [], SPREAD_SHRINK, 1), spread_floor: cal?.floor ?? 1,
         residuals: cal?.residuals ?? { known: residualGrid([]), novel: {} },
       };
-      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha, shrink: ct.base.k };
-      if (cal) log(`    ${t}: lookup shrinkage ${ct.base.k}, alpha ${cal.alpha.toFixed(2)}, spread depth ${cal.spread.k > SPREAD_SHRINK ? 0 : cal.spread.levels}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`);
+      const c = choices[t] ?? DEFAULT_BASE;
+      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha, ridge: RIDGES[c.ridge], lookup: c.shrink >= LOOKUP_OFF ? 'off' : `${LOOKUP_ORDERS[c.order].map((k) => LOOKUP_KEYS[k]).join('>')}, shrinkage ${c.shrink}` };
+      if (cal) log(`    ${t}: ridge ${RIDGES[c.ridge]}, lookup ${report[t]!.lookup}, alpha ${cal.alpha.toFixed(2)}, spread depth ${cal.spread.k > SPREAD_SHRINK ? 0 : cal.spread.levels}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`);
     }
   });
   for (const t of TARGETS) {
