@@ -10,6 +10,7 @@
  * where no memory cgroup is, and the environment shows ffmpeg only its reserved GPUs.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -40,7 +41,7 @@ export interface FfmpegRun {
   cpu_s?: number;
   /** `-benchmark`'s rtime: wall time of the transcode itself, without start-up and option parsing. */
   transcode_s?: number;
-  /** The samples' summary; its memory_gb_peak also counts `-benchmark`'s maxrss. */
+  /** The samples' summary; its memory_gb_peak also counts `-benchmark`'s maxrss where that is ffmpeg's own. */
   usage: UsageSummary;
   /** Bytes passed through read() (rchar of /proc/<pid>/io, so page-cache hits count too), as last sampled. */
   read_bytes: number;
@@ -84,6 +85,9 @@ const STDERR_LINES_IN_ERROR = 15;
 /** Lines every run prints, which would only bury the reason in an error message. */
 const ROUTINE_STDERR = /^(bench:|ffmpeg stats and -progress period set to)/;
 
+/** A maxrss this far above this process's RSS at the fork is ffmpeg's own (see runFfmpeg). */
+const MAXRSS_MARGIN = 1.05;
+
 /** The ffmpeg binary: PRESCIENT_FFMPEG, else Debian's. */
 export function ffmpegPath(): string {
   return process.env.PRESCIENT_FFMPEG || '/usr/bin/ffmpeg';
@@ -96,6 +100,22 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
     const c = opts.confinement;
     const argv = ['--pdeathsig', 'KILL', '--', ...(c?.command_prefix ?? []), ...(c?.pin_cores === false ? [] : ['taskset', '-c', opts.core_ids.join(',')]), ffmpegPath(), ...args];
     const options = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(c && { env: { ...process.env, ...c.env } }) };
+    // The child is forked from this process, and the kernel carries a process's peak RSS across
+    // exec: -benchmark's maxrss is never below what this process held at the fork (a 643 MB
+    // node process gave a 1 s 320x240 encode a maxrss of 604 MB). Only a maxrss above that is
+    // ffmpeg's own; below it, VmHWM (the peak of the exec'd image alone) is read at every progress
+    // report, the last one included, so even an encode shorter than a sample has its peak.
+    const inheritedKb = process.memoryUsage().rss / 1024;
+    let hwmKb = 0;
+    const readHwm = () => {
+      if (child.pid === undefined || exited) return;
+      try {
+        const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+      } catch {
+        // Already gone: the samples and maxrss have the rest.
+      }
+    };
     const child = c ? c.spawn(() => spawn('setpriv', argv, options)) : spawn('setpriv', argv, options);
     let exited = false;
     let aborted = false;
@@ -132,6 +152,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
         done: value === 'end',
       };
       block.clear();
+      readHwm();
       opts.onProgress?.(last);
     });
 
@@ -161,7 +182,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       exited = true;
       const wall_s = (performance.now() - started) / 1000;
       const sampled = await sampling;
-      const usage = sampler.stop(bench.maxrss_kb);
+      const usage = sampler.stop(Math.max(hwmKb, bench.maxrss_kb !== undefined && bench.maxrss_kb > inheritedKb * MAXRSS_MARGIN ? bench.maxrss_kb : 0));
       clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
       opts.stop?.removeEventListener('abort', onStop);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCpuList, validateEncodingSchema, type EncodeSample } from '../../shared/index.js';
 import { createEncodeRunner, type EncodeJob, type MeasuredEncode } from '../../node-agent/runner/index.js';
+import { runFfmpeg } from '../../node-agent/ffmpeg/index.js';
 import { hasNvidiaSmi, ProcessTree, type TreeReading } from '../../node-agent/sampling/index.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-sampling-test-'));
@@ -91,6 +92,24 @@ test('a two-pass encode is sampled in both passes under one rising clock, and a 
   if (!hasNvidiaSmi()) assert.ok(samples.every((s) => s.gpus.length === 0), 'no GPU readings are invented');
   assert.is(r.usage.samples, samples.length);
   assert.ok(r.usage.cpu_cores_peak >= r.usage.cpu_cores_mean);
+});
+
+test('a small encode\'s peak memory is its own, not the RSS the process that spawned it held', async () => {
+  // The kernel carries a process's peak RSS across fork and exec: ffmpeg's -benchmark maxrss
+  // starts at this process's RSS. Hold 600 MB here, then encode something that needs ~50 MB.
+  const ballast = Buffer.alloc(600 * 2 ** 20, 1);
+  const held = process.memoryUsage().rss / 1024 ** 3;
+  const small = validateEncodingSchema({
+    input: { synthetic: { source: 'testsrc2' }, resolution: '320x240', fps: 25, duration_s: 1 },
+    output: { codec: 'h264', preset: 'ultrafast', rate_control: { mode: 'crf', crf: 30 } },
+  }, { allowedInputRoots: [dir] });
+  const r = await runFfmpeg(['-hide_banner', '-nostdin', '-nostats', '-benchmark', '-progress', 'pipe:1', '-f', 'lavfi', '-t', '1', '-i', 'testsrc2=size=320x240:rate=25', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'null', '-'], { core_ids: cores });
+  assert.ok(held > 0.5, `this process holds ${held.toFixed(2)} GB`);
+  assert.ok(r.usage.memory_gb_peak > 0 && r.usage.memory_gb_peak < 0.25, `peak ${r.usage.memory_gb_peak.toFixed(3)} GB for a 320x240 encode while this process held ${held.toFixed(2)} GB`);
+  // And through the runner, as the agent measures a job.
+  const measured = await runner.run({ task_id: 'small', schema: small, core_ids: cores, gpu_ids: [], memory_gb: 1, output_dir: dir, quality: false });
+  assert.ok(measured.actual.memory_gb < 0.25, `the job's memory ${measured.actual.memory_gb.toFixed(3)} GB`);
+  assert.ok(ballast.length > 0);
 });
 
 test('a sample interval under 100 ms is refused before anything runs', async () => {
