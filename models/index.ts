@@ -4,6 +4,7 @@ export * from './features.js';
 export * from './model.js';
 export * from './conformal.js';
 export * from './lookup.js';
+export * from './linear.js';
 export { CompiledNetwork, seededRandom, DEFAULT_NETWORK_OPTIONS, type NetworkJson, type NetworkTrainOptions } from './network.js';
 export * from './training/index.js';
 export * from './training/retrain.js';

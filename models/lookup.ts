@@ -62,30 +62,68 @@ export interface Lookup {
  * shrinkage `k`. `levels` limits the depth (a spread is fitted coarser than a mean).
  */
 export function fitLookup(keys: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length, order?: readonly number[]): Lookup {
+  return fitLookupPaths(keys.map((v) => lookupPaths(v, order)), y, k, levels, order);
+}
+
+/** A record's group at each level of `order` (LOOKUP_KEYS' own by default), coarsest first: its key values joined by SEP. */
+export function lookupPaths(keys: readonly string[], order?: readonly number[]): string[] {
+  const out = new Array<string>(keys.length);
+  let p = '';
+  for (let l = 0; l < keys.length; l++) out[l] = p = l ? p + SEP + keys[order ? order[l] : l] : keys[order ? order[0] : 0];
+  return out;
+}
+
+/** fitLookup on the rows' paths (lookupPaths in the same order), made once where many lookups read the same rows. */
+export function fitLookupPaths(paths: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, k: number, levels: number = LOOKUP_KEYS.length, order?: readonly number[]): Lookup {
+  return lookupSums(paths, y, levels, order).shrunk(k);
+}
+
+/**
+ * Each group's sum and count over the rows, from which a lookup at any shrinkage is a pass over
+ * the groups alone (training tries several).
+ */
+export function lookupSums(paths: ReadonlyArray<readonly string[]>, y: ArrayLike<number>, levels: number = LOOKUP_KEYS.length, order?: readonly number[]): {
+  shrunk(k: number): Lookup;
+  /** The lookup at shrinkage k as a function of a row's paths (lookupPaths in this order): what CompiledLookup.value gives, without building it. */
+  reader(k: number): (paths: readonly string[]) => number;
+} {
   const n = y.length;
-  const at = order ?? LOOKUP_KEYS.map((_, i) => i);
   let global = 0;
   for (let i = 0; i < n; i++) global += y[i] / n;
   const sums = new Map<string, [number, number]>();
   for (let i = 0; i < n; i++) {
-    let p = '';
     for (let l = 0; l < levels; l++) {
-      p = l ? p + SEP + keys[i][at[l]] : keys[i][at[l]];
+      const p = paths[i][l];
       const s = sums.get(p);
       if (s) { s[0] += y[i]; s[1]++; } else sums.set(p, [y[i], 1]);
     }
   }
   // Parents before children: a path's parent is the path without its last level.
-  const cells = new Map<string, number>();
   const byDepth = [...sums.keys()].sort((a, b) => depth(a) - depth(b));
-  for (const p of byDepth) {
-    const [sum, count] = sums.get(p)!;
-    const cut = p.lastIndexOf(SEP);
-    const parent = cut < 0 ? global : cells.get(p.slice(0, cut))!;
-    cells.set(p, (sum + k * parent) / (count + k));
-  }
-  // Object.fromEntries defines each path as an own property: a value such as "__proto__" is a key like any other.
-  return { k, levels, global, cells: Object.fromEntries(cells), ...(order ? { order: [...order] } : {}) };
+  const cellsAt = (k: number) => {
+    const cells = new Map<string, number>();
+    for (const p of byDepth) {
+      const [sum, count] = sums.get(p)!;
+      const cut = p.lastIndexOf(SEP);
+      const parent = cut < 0 ? global : cells.get(p.slice(0, cut))!;
+      cells.set(p, (sum + k * parent) / (count + k));
+    }
+    return cells;
+  };
+  return {
+    // Object.fromEntries defines each path as an own property: a value such as "__proto__" is a key like any other.
+    shrunk: (k) => ({ k, levels, global, cells: Object.fromEntries(cellsAt(k)), ...(order ? { order: [...order] } : {}) }),
+    reader(k) {
+      const cells = cellsAt(k);
+      return (paths) => {
+        for (let d = Math.min(levels, paths.length) - 1; d >= 0; d--) {
+          const v = cells.get(paths[d]);
+          if (v !== undefined) return v;
+        }
+        return global;
+      };
+    },
+  };
 }
 
 const depth = (p: string) => {

@@ -24,7 +24,7 @@ import { Piscina } from 'piscina';
 import { CATEGORIES, encodeFeatures, encodeSparse, fitFeatures, isProbed, newNotes, outputFrames, type Category, type FeatureState } from '../features.js';
 import { CompiledNetwork, DEFAULT_NETWORK_OPTIONS, SparseVector, seededRandom, permutation, type NetworkTrainOptions, type TrainedNetwork } from '../network.js';
 import { conformalQuantile, residualGrid, type ResidualGrid } from '../conformal.js';
-import { CompiledLookup, LOOKUP_KEYS, fitLookup, lookupValues, type Lookup } from '../lookup.js';
+import { CompiledLookup, LOOKUP_KEYS, fitLookup, fitLookupPaths, lookupPaths, lookupSums, lookupValues, type Lookup } from '../lookup.js';
 import { CompiledLinear, fitLinears, type Linear } from '../linear.js';
 import {
   DEFAULT_COVERAGE, MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, TARGET_SCALES, fromUnit, modelChecksum, toUnit, transformTarget,
@@ -58,8 +58,9 @@ const LOOKUP_ORDERS = [[0, 1, 2, 3, 4, 5], [0, 2, 3, 4, 1, 5], [0, 3, 2, 4, 5, 1
 const BASE_SHRINK = 3;
 const LOOKUP_OFF = 1e9;
 const LOOKUP_SHRINKS = [1, 3, 10, 30, LOOKUP_OFF];
-/** Rows of each fold, at most, the choice is made on. */
+/** Rows of each fold, at most, the base is chosen on, and held-out rows, at most, its predictions are kept of. */
 const CHOICE_ROWS = 4000;
+const HELD_ROWS = 4000;
 /**
  * The spread is a coarser, more shrunk lookup than the estimate's (errors are noisier than
  * means): its depth is chosen among these on the held-out rows (calibrate); the first is one
@@ -261,6 +262,8 @@ interface Draft {
   /** A row's clean encoding (no dropout: what prediction reads) and its lookup groups, cached. */
   encoded(r: LabelledRow): { idx: Int32Array; val: Float64Array };
   pathOf(r: LabelledRow): string[];
+  /** A row's paths through a lookup of the given order (index into LOOKUP_ORDERS), cached. */
+  groupsOf(r: LabelledRow, order: number): string[];
 }
 
 /**
@@ -279,6 +282,7 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
     sample = Array.from(order.subarray(0, FOLD_ROWS), (i) => rows[i]);
   }
   const paths = new Map<LabelledRow, string[]>(), clean = new Map<LabelledRow, { idx: Int32Array; val: Float64Array }>();
+  const joined = new Map<LabelledRow, string[][]>();
   const linear: Draft['linear'] = {};
   const groups = plan.groups.map((g, gi) => {
     const ready = g.filter((t) => targetRows(t, rows, plan.perFrame(t)).length >= MIN_TARGET_ROWS);
@@ -314,6 +318,11 @@ function draftCore(name: string, rows: readonly LabelledRow[], plan: Plan, seed:
       if (!p) paths.set(r, (p = lookupValues(r.record)));
       return p;
     },
+    groupsOf(r, order) {
+      let byOrder = joined.get(r);
+      if (!byOrder) joined.set(r, (byOrder = []));
+      return (byOrder[order] ??= lookupPaths(this.pathOf(r), LOOKUP_ORDERS[order]));
+    },
   };
 }
 
@@ -329,7 +338,7 @@ const DEFAULT_BASE: BaseChoice = { ridge: 1, order: 0, shrink: BASE_SHRINK };
 
 /** The lookup of what the draft's ridge misses for target `t`, over `rows` (every usable one by default). */
 function lookupOf(draft: Draft, t: Target, plan: Plan, c: BaseChoice, rows = targetRows(t, draft.rows, plan.perFrame(t))): Lookup {
-  return fitLookup(rows.map((r) => draft.pathOf(r)), rows.map((r) => yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r, c.ridge)), c.shrink, LOOKUP_KEYS.length, LOOKUP_ORDERS[c.order]);
+  return fitLookupPaths(rows.map((r) => draft.groupsOf(r, c.order)), rows.map((r) => yOf(t, r, plan.perFrame(t)) - linearOf(draft, t, r, c.ridge)), c.shrink, LOOKUP_KEYS.length, LOOKUP_ORDERS[c.order]);
 }
 
 /**
@@ -358,9 +367,17 @@ function chooseBases(drafts: Draft[], folds: Fold[], plan: Plan, targets: Target
       const train = sample(targetRows(t, draft.rows, pf)), held = sample(targetRows(t, f.held, pf));
       if (!held.length) return;
       used = true;
+      // What each penalty's ridge misses, once per row; the groups' sums once per penalty and
+      // order; each shrinkage is then a pass over the groups.
+      const missed = (rows: LabelledRow[]) => RIDGES.map((_, ridge) => Float64Array.from(rows, (r) => yOf(t, r, pf) - linearOf(draft, t, r, ridge)));
+      const trainMissed = missed(train), heldMissed = missed(held);
+      const sums = new Map<string, ReturnType<typeof lookupSums>>();
       candidates.forEach((c, ci) => {
-        const lookup = new CompiledLookup(lookupOf(draft, t, plan, c, train));
-        for (const r of held) err[ci] += Math.abs(yOf(t, r, pf) - linearOf(draft, t, r, c.ridge) - lookup.value(draft.pathOf(r)));
+        const key = `${c.ridge} ${c.order}`;
+        let s = sums.get(key);
+        if (!s) sums.set(key, (s = lookupSums(train.map((r) => draft.groupsOf(r, c.order)), trainMissed[c.ridge], LOOKUP_KEYS.length, LOOKUP_ORDERS[c.order])));
+        const lookup = s.reader(c.shrink), m = heldMissed[c.ridge];
+        for (let k = 0; k < held.length; k++) err[ci] += Math.abs(m[k] - lookup(draft.groupsOf(held[k], c.order)));
       });
     });
     out[t] = used ? candidates[err.indexOf(Math.min(...err))] : DEFAULT_BASE;
@@ -450,7 +467,9 @@ function collectHeld(folds: Fold[], cores: Core[], plan: Plan, targets: Target[]
   const out: Partial<Record<Target, Held>> = {};
   folds.forEach((fold, f) => {
     const core = cores[f], v = new SparseVector(core.state.names.length);
-    for (const r of fold.held) {
+    // A few thousand held-out rows per fold give the bounds all they need (and keep 100,000-row training to minutes).
+    const held = fold.held.length <= HELD_ROWS ? fold.held : [...fold.held].sort((a, b) => keyBucket(`held:${a.key}`) - keyBucket(`held:${b.key}`)).slice(0, HELD_ROWS);
+    for (const r of held) {
       const wanted = targets.filter((t) => core.targets[t] && usableRow(t, r, plan.perFrame(t)));
       if (!wanted.length) continue;
       const asIs = coreEstimates(core, r.record, v, false);
