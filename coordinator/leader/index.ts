@@ -211,8 +211,10 @@ export class Leader {
   private async flushInbox(): Promise<void> {
     while (this.inbox.length) {
       const batch = this.inbox.splice(0, BATCH);
-      const probes = await this.probeInputs(batch);
-      await this.locked(() => this.admitBatch(batch, probes)).catch((e) => {
+      // Each submission is decoded once: probing (outside the lock) and admission read the same envelope.
+      const envelopes = new Map(batch.filter((m) => m.subject !== CANCEL_SUBJECT).map((m) => [m, this.decode<SubmitEnvelope>(m.data, 'submission')]));
+      const probes = await this.probeInputs(envelopes);
+      await this.locked(() => this.admitBatch(batch, envelopes, probes)).catch((e) => {
         this.log(`could not take a batch of submissions, they will be redelivered: ${e}`);
         for (const m of batch) m.nak(2000);
       });
@@ -226,9 +228,9 @@ export class Leader {
    * is durably recorded (a failed one is redelivered). Cancellations run after the submissions
    * of their batch, so a cancel that follows its job in the stream finds it.
    */
-  private async admitBatch(batch: JsMsg[], probes: ReadonlyMap<JsMsg, ProbeOutcome> = new Map()): Promise<void> {
+  private async admitBatch(batch: JsMsg[], envelopes: ReadonlyMap<JsMsg, SubmitEnvelope | undefined>, probes: ReadonlyMap<JsMsg, ProbeOutcome>): Promise<void> {
     const submits = batch.filter((m) => m.subject !== CANCEL_SUBJECT);
-    const admitted = await Promise.allSettled(submits.map((m) => this.admit(m.data, probes.get(m))));
+    const admitted = await Promise.allSettled(submits.map((m) => this.admit(envelopes.get(m), probes.get(m))));
     const done = new Map<JsMsg, EncodingTask | undefined>();
     admitted.forEach((r, i) => {
       if (r.status === 'fulfilled') done.set(submits[i], r.value);
@@ -255,8 +257,7 @@ export class Leader {
    * Validates and predicts one submission; a queued task joins the queue. Its first record is
    * written by the batch (admitBatch), as placed when the same pass places it: one write, not two.
    */
-  private async admit(data: Uint8Array, probed?: ProbeOutcome): Promise<EncodingTask | undefined> {
-    const env = this.decode<SubmitEnvelope>(data, 'submission');
+  private async admit(env: SubmitEnvelope | undefined, probed?: ProbeOutcome): Promise<EncodingTask | undefined> {
     if (!env) return;
     if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
       this.log(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
@@ -293,17 +294,11 @@ export class Leader {
    * A path no node could probe is admitted anyway, predicted from training means with the wider
    * bound measured for that case and the reason among its flags.
    */
-  private async probeInputs(batch: JsMsg[]): Promise<Map<JsMsg, ProbeOutcome>> {
+  private async probeInputs(envelopes: ReadonlyMap<JsMsg, SubmitEnvelope | undefined>): Promise<Map<JsMsg, ProbeOutcome>> {
     const out = new Map<JsMsg, ProbeOutcome>();
     const wanted = new Map<string, JsMsg[]>();
-    for (const m of batch) {
-      if (m.subject === CANCEL_SUBJECT) continue;
-      let input: { path?: unknown; probe?: unknown } | undefined;
-      try {
-        input = ((jsonCodec.decode(m.data) as SubmitEnvelope | undefined)?.schema as { input?: typeof input } | undefined)?.input;
-      } catch {
-        continue; // admit drops it, and says so
-      }
+    for (const [m, env] of envelopes) {
+      const input = (env?.schema as { input?: { path?: unknown; probe?: unknown } } | undefined)?.input;
       if (!input || typeof input !== 'object' || input.path === undefined || input.probe !== undefined) continue;
       let file: string;
       try {

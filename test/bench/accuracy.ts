@@ -33,7 +33,7 @@ import YAML from 'yaml';
 import { Ledger } from '../../coordinator/ledger/index.js';
 import { sizeRequest } from '../../coordinator/sizing/index.js';
 import {
-  DEFAULT_MODEL_PATH, defaultCalibrationRuns, evaluable, evaluatePredictor, fitBaseline, hardwareClass, keyBucket, loadModelFile, outputFrames,
+  DEFAULT_MODEL_PATH, defaultCalibrationRuns, evaluable, evaluatePredictor, fitBaseline, hardwareClass, loadModelFile, outputFrames,
   planFolds, predictWork, runsToRows, trainModel, trainingRunsFromCsv, transformTarget, TARGET_SCALES,
   type EncodeRecord, type LabelledRow, type RecordPredictor, type Target, type TargetValues,
 } from '../../models/index.js';

@@ -87,6 +87,8 @@ async function run(label: string): Promise<ErrorGroup> {
 const errorAlerts = (list: ModelAlert[]) => list.filter((x) => x.kind === 'error' && x.target === 'duration_s' && x.node === 'node-a');
 
 let alertsBefore = 0;
+/** The node's duration correction (a factor) once the unloaded runs had settled. */
+let unloadedCorrection = 1;
 
 test('on an unloaded node, the correction brings the duration error under its threshold', async () => {
   let g: ErrorGroup | undefined;
@@ -96,6 +98,7 @@ test('on an unloaded node, the correction brings the duration error under its th
   }
   assert.ok(g && g.figures.mape <= THRESHOLD && !g.alert_open, trace.join('\n'));
   alertsBefore = errorAlerts(onNats).length;
+  unloadedCorrection = Math.exp(g!.correction);
 });
 
 test(`a competing load on the node's core passes the threshold, alerts on NATS and the webhook, and the error is back under it within ${RECOVER_WITHIN} runs`, async () => {
@@ -136,7 +139,9 @@ test('prescient model status --json shows the node\'s rolling figures from the K
   assert.ok(g, r.stdout);
   assert.is(g!.runs, durationGroup()!.count);
   assert.ok(g!.mape <= THRESHOLD && !g!.alert_open);
-  assert.ok(g!.correction > 1, 'the node is corrected upward');
+  // Upward from where the unloaded runs left it: the shipped model may over- or under-predict
+  // these tiny encodes, so the factor's side of 1 says nothing about the load.
+  assert.ok(g!.correction > unloadedCorrection, `the node is corrected upward (from ×${unloadedCorrection.toFixed(2)} to ×${g!.correction.toFixed(2)})`);
   assert.ok(out.groups.some((x) => x.target === 'memory_gb' && x.node === 'node-a'));
   const text = await cliRun(s, ['model', 'status']);
   assert.match(text.stdout, /duration_s\s+h264\s+node-a/);

@@ -338,12 +338,12 @@ test('a mapping naming a column the log lacks is refused, naming the column', as
   assert.ok(err.includes('transcoding-measurements.yaml'), `the mapping file is named: ${err}`);
 });
 
-test('--coverage outside 0.5–0.999 and --split other than hash or time are refused, naming the option', async () => {
+test('--coverage outside 0.5–0.999 and --split other than hash, time or none are refused, naming the option', async () => {
   const before = (await list()).length;
   assert.match(await refused('train', '--coverage', '2'), /--coverage: must be between 0\.5 and 0\.999, got "2"/);
   assert.match(await refused('evaluate', '--coverage', '2'), /--coverage: must be between 0\.5 and 0\.999, got "2"/);
-  assert.match(await refused('train', '--split', 'sideways'), /--split: must be hash or time, got "sideways"/);
-  assert.match(await refused('evaluate', '--split', 'sideways'), /--split: must be hash or time, got "sideways"/);
+  assert.match(await refused('train', '--split', 'sideways'), /--split: must be hash, time or none, got "sideways"/);
+  assert.match(await refused('evaluate', '--split', 'sideways'), /--split: must be hash, time or none, got "sideways"/);
   assert.is((await list()).length, before, 'nothing was registered');
 });
 
