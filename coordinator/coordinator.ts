@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  coordinatorService, notLeaderError, serve, grpc, stateDir,
+  coordinatorService, internalError, notLeaderError, serve, stateDir, type grpc,
   type CoordinatorHandlers, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -97,7 +97,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const guard = <Req, Res>(fn: (l: Leader, req: Req) => Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
-      fn(leader, call.request).then((r) => cb(null, r), (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message } as grpc.ServiceError));
+      fn(leader, call.request).then((r) => cb(null, r), (e: Error) => cb(internalError(e.message) as grpc.ServiceError));
     };
   const handlers: CoordinatorHandlers = {
     Register: guard((l, r) => l.register(r)),

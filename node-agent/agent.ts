@@ -8,7 +8,7 @@ import os from 'node:os';
 import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';

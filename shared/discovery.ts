@@ -2,9 +2,13 @@
  * Finding the leader: the contract between coordinators (which publish themselves under the
  * Consul lock) and agents and tools (which read it).
  */
-import Consul from 'consul';
+import type Consul from 'consul';
+import { createRequire } from 'node:module';
 import { LEADER_KEY } from './subjects.js';
 import { parseHostPort } from './config.js';
+
+// Required on first use, not on import: every process imports shared/, few of them ask Consul.
+const require = createRequire(import.meta.url);
 
 export interface LeaderInfo {
   id: string;
@@ -20,7 +24,8 @@ export interface LeaderLookup {
 
 export function consulClient(consulHttp: string): Consul {
   const { host, port } = parseHostPort(consulHttp, 'consul_http');
-  return new Consul({ host, port });
+  const ConsulClient: typeof Consul = require('consul');
+  return new ConsulClient({ host, port });
 }
 
 export interface KvItem { Value: string | null; ModifyIndex: number; Session?: string }

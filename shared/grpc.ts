@@ -3,10 +3,17 @@
  * The .proto is loaded at run time (no generated code); these interfaces mirror its messages
  * with the loader options below (field names as written, 64-bit integers as numbers).
  */
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import type * as protoLoaderTypes from '@grpc/proto-loader';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { NodeCapacity, ResourceAllocation, ResourceUsage } from './task.js';
+
+// gRPC and its .proto loader (~0.1 s of CPU) are required on first use, not on import: every
+// process imports shared/, and only coordinators and agents speak gRPC (the CLI does not).
+const require = createRequire(import.meta.url);
+const grpcJs = (): typeof grpc => require('@grpc/grpc-js');
+const protoLoader = (): typeof protoLoaderTypes => require('@grpc/proto-loader');
 
 export const PROTO_PATH = fileURLToPath(new URL('./proto/prescient.proto', import.meta.url));
 
@@ -47,8 +54,8 @@ interface LoadedApi {
 let api: LoadedApi | undefined;
 function load(): LoadedApi {
   if (!api) {
-    const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { prescient: { v1: LoadedApi } };
+    const def = protoLoader().loadSync(PROTO_PATH, { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true });
+    const pkg = grpcJs().loadPackageDefinition(def) as unknown as { prescient: { v1: LoadedApi } };
     api = pkg.prescient.v1;
   }
   return api;
@@ -69,7 +76,7 @@ function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadline
 export class CoordinatorClient {
   private readonly client: grpc.Client;
   constructor(readonly address: string) {
-    this.client = new (load().Coordinator)(address, grpc.credentials.createInsecure());
+    this.client = new (load().Coordinator)(address, grpcJs().credentials.createInsecure());
   }
   register(req: RegisterRequest) { return unary<RegisterRequest, RegisterReply>(this.client, 'Register', req, 5000); }
   heartbeat(req: HeartbeatRequest) { return unary<HeartbeatRequest, HeartbeatReply>(this.client, 'Heartbeat', req, 5000); }
@@ -81,7 +88,7 @@ export class CoordinatorClient {
 export class AgentClient {
   private readonly client: grpc.Client;
   constructor(readonly address: string) {
-    this.client = new (load().Agent)(address, grpc.credentials.createInsecure());
+    this.client = new (load().Agent)(address, grpcJs().credentials.createInsecure());
   }
   assign(req: Assignment) { return unary<Assignment, AssignReply>(this.client, 'Assign', req, 10_000); }
   cancel(req: CancelRequest) { return unary<CancelRequest, Ack>(this.client, 'Cancel', req, 5000); }
@@ -92,10 +99,10 @@ export class AgentClient {
 
 /** Starts a gRPC server with one service on host:port (port 0 picks a free one); resolves with the bound port. */
 export async function serve(service: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, host: string, port: number): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server();
+  const server = new (grpcJs().Server)();
   server.addService(service, handlers);
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${host}:${port}`, grpcJs().ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, port: bound };
 }
@@ -107,6 +114,11 @@ export function fromAllocationMsg(m: AllocationMsg): ResourceAllocation {
 
 /** A gRPC error a handler returns to say "I am not the leader". */
 export function notLeaderError(leader: string | undefined): Partial<grpc.StatusObject> {
-  return { code: grpc.status.FAILED_PRECONDITION, details: `not the leader${leader ? `; leader is ${leader}` : ''}` };
+  return { code: grpcJs().status.FAILED_PRECONDITION, details: `not the leader${leader ? `; leader is ${leader}` : ''}` };
 }
-export { grpc };
+
+/** A gRPC error a handler returns when its work failed. */
+export function internalError(message: string): Partial<grpc.StatusObject> {
+  return { code: grpcJs().status.INTERNAL, details: message };
+}
+export type { grpc };

@@ -1,9 +1,9 @@
 /**
  * `prescient nodes` and `prescient queue`: the fleet and the queue as the leader last saved
  * them (the ledger bucket and the task records in JetStream), so they work from any machine
- * that reaches NATS, with or without a leader up.
+ * that reaches NATS, with or without a leader up. main.ts defines the commands and loads this
+ * module when one of them runs.
  */
-import type { Command } from 'commander';
 import { loadEndpoints, type EncodingTask, type ReservedResource } from '../../shared/index.js';
 import { JetStreamTaskStore, connectBus } from '../bus/index.js';
 import { JetStreamLedgerStore, Ledger, type LedgerState } from '../ledger/index.js';
@@ -77,33 +77,27 @@ export function queueView(f: Fleet, now = Date.now()) {
   }));
 }
 
-export function fleetCommands(program: Command, stateDir: () => string): void {
-  program.command('nodes').description('show each node: capacity, what is free, its reservations, and which resources are enforced or accounted-only')
-    .option('--json', 'print the nodes as JSON')
-    .action(async (o) => {
-      const f = await readFleet(loadEndpoints(stateDir()).nats_url);
-      const rows = nodesView(f.ledger);
-      if (o.json) { console.log(JSON.stringify({ term: f.ledger?.term ?? null, nodes: rows }, null, 2)); return; }
-      if (!rows.length) { console.log('no nodes in the ledger (no leader has saved one yet, or no agent has registered)'); return; }
-      const now = Date.now();
-      console.log(table(['node', 'cores free', 'memory GB free', 'Mbps free', 'GPU sessions free', 'tasks', 'last seen'], rows.map((r) => [
-        r.node_id, `${r.cores.free}/${r.cores.total} [${r.cores.free_ids.join(',')}]`, `${fixed(r.memory_gb.free, 2)}/${fixed(r.memory_gb.total, 2)}`,
-        `${fixed(r.bandwidth_mbps.free)}/${fixed(r.bandwidth_mbps.total)}`, r.gpus.length ? r.gpus.map((g) => `${g.id}:${g.free_sessions}/${g.sessions}`).join(' ') : '-',
-        String(r.reservations.length), ago(r.last_seen, now),
-      ])));
-      console.log('\nenforcement');
-      console.log(table(['node', ...RESOURCES], rows.map((r) => [r.node_id, ...RESOURCES.map((res) => `${r.enforcement[res].mode}: ${r.enforcement[res].detail}`)])));
-    });
+export async function nodes(o: { json?: boolean }, stateDir: string): Promise<void> {
+  const f = await readFleet(loadEndpoints(stateDir).nats_url);
+  const rows = nodesView(f.ledger);
+  if (o.json) { console.log(JSON.stringify({ term: f.ledger?.term ?? null, nodes: rows }, null, 2)); return; }
+  if (!rows.length) { console.log('no nodes in the ledger (no leader has saved one yet, or no agent has registered)'); return; }
+  const now = Date.now();
+  console.log(table(['node', 'cores free', 'memory GB free', 'Mbps free', 'GPU sessions free', 'tasks', 'last seen'], rows.map((r) => [
+    r.node_id, `${r.cores.free}/${r.cores.total} [${r.cores.free_ids.join(',')}]`, `${fixed(r.memory_gb.free, 2)}/${fixed(r.memory_gb.total, 2)}`,
+    `${fixed(r.bandwidth_mbps.free)}/${fixed(r.bandwidth_mbps.total)}`, r.gpus.length ? r.gpus.map((g) => `${g.id}:${g.free_sessions}/${g.sessions}`).join(' ') : '-',
+    String(r.reservations.length), ago(r.last_seen, now),
+  ])));
+  console.log('\nenforcement');
+  console.log(table(['node', ...RESOURCES], rows.map((r) => [r.node_id, ...RESOURCES.map((res) => `${r.enforcement[res].mode}: ${r.enforcement[res].detail}`)])));
+}
 
-  program.command('queue').description('show the queued jobs in the order they get resources: position, class, reason and estimated start')
-    .option('--json', 'print the queue as JSON')
-    .action(async (o) => {
-      const rows = queueView(await readFleet(loadEndpoints(stateDir()).nats_url));
-      if (o.json) { console.log(JSON.stringify({ queue: rows }, null, 2)); return; }
-      if (!rows.length) { console.log('the queue is empty'); return; }
-      console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [
-        String(r.position), r.job_id, r.class + ('deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
-        r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
-      ])));
-    });
+export async function queue(o: { json?: boolean }, stateDir: string): Promise<void> {
+  const rows = queueView(await readFleet(loadEndpoints(stateDir).nats_url));
+  if (o.json) { console.log(JSON.stringify({ queue: rows }, null, 2)); return; }
+  if (!rows.length) { console.log('the queue is empty'); return; }
+  console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [
+    String(r.position), r.job_id, r.class + ('deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
+    r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
+  ])));
 }

@@ -1,35 +1,27 @@
 #!/usr/bin/env node
 /**
  * The `prescient` command line. Every command has --help; those a script would read take --json.
+ *
+ * Each action imports what its command uses when it runs, so a command loads only that (issue
+ * 15: `--help` and `submit` start in under 300 ms of CPU, `status` in under 400 ms). Imported
+ * here at the top: commander, node's own modules, shared/ and the CLI's formatting, which are
+ * cheap; never the coordinator, the agent, the models (brain.js), gRPC, Consul or a cloud SDK.
+ * test/unit/cli-imports.test.ts checks what `--help`, `submit`, `status` and `scale status` load.
  */
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import YAML from 'yaml';
+import os from 'node:os';
 import {
   ConfigError, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
   jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
-import { JSONCodec } from 'nats';
-import { stackDown, stackStatus, stackUp } from '../../deploy/stack/index.js';
-import { connectBus, ensureStreams, followJob, publishCancel, publishSubmission, JetStreamTaskStore } from '../bus/index.js';
-import { startCoordinator } from '../coordinator.js';
-import { parseSchedule, parseWindow } from '../retrain/index.js';
-import { parseReservationPolicy } from '../sizing/index.js';
-import { POLICY_NAMES, placementPolicy } from '../placement/index.js';
-import { startAgent, runCalibration, probeInput, ProbeCache, parseCalibrationPlan, designCalibration, detectHardware } from '../../node-agent/index.js';
-import { DEFAULT_CONTENTS } from '../../node-agent/calibrate/index.js';
-import { parseResourceList } from '../../node-agent/enforce/index.js';
-import os from 'node:os';
-import { runDemo } from './demo.js';
-import { DEFAULT_MODEL_PATH, loadModelFile } from '../../models/index.js';
+import type { StackStatus } from '../../deploy/stack/index.js';
+import { POLICY_NAMES } from '../placement/types.js';
 import { formatEvent, formatInput, formatProgress } from './format.js';
-import { modelCommands } from './model.js';
-import { fleetCommands } from './fleet.js';
-import { scaleCommands } from './scale.js';
-import { createProvider, loadBurstConfig } from '../burst/index.js';
 
-const progressCodec = JSONCodec<TaskProgress>();
+const localStack = () => import('../../deploy/stack/index.js');
+const bus = () => import('../bus/index.js');
 
 const program = new Command();
 program
@@ -48,21 +40,21 @@ const stack = program.command('stack').description('start, stop or inspect the l
 stack.command('up').description('start the local stack on loopback and wait until every service is healthy')
   .option('--json', 'print the status as JSON')
   .action(async (o) => {
-    const s = await stackUp({ stateDir: dir(), log: (l) => { if (!o.json) console.error(l); } });
+    const s = await (await localStack()).stackUp({ stateDir: dir(), log: (l) => { if (!o.json) console.error(l); } });
     print(o.json, s, () => formatStack(s));
   });
 stack.command('down').description('stop every service of the local stack')
   .option('--json', 'print the status as JSON')
-  .action(async (o) => { const s = await stackDown({ stateDir: dir() }); print(o.json, s, () => formatStack(s)); });
+  .action(async (o) => { const s = await (await localStack()).stackDown({ stateDir: dir() }); print(o.json, s, () => formatStack(s)); });
 stack.command('status').description('show each service, its health and endpoints')
   .option('--json', 'print the status as JSON')
   .action(async (o) => {
-    const s = await stackStatus({ stateDir: dir() });
+    const s = await (await localStack()).stackStatus({ stateDir: dir() });
     print(o.json, s, () => formatStack(s));
     if (!s.up) process.exitCode = 3;
   });
 
-function formatStack(s: Awaited<ReturnType<typeof stackStatus>>): string {
+function formatStack(s: StackStatus): string {
   const lines = [`stack at ${s.state_dir}: ${s.up ? 'up' : 'down'}`];
   for (const svc of s.services) lines.push(`  ${svc.name.padEnd(8)} ${svc.healthy ? 'healthy' : svc.running ? 'unhealthy' : 'stopped'}  ${svc.endpoint}${svc.pid ? `  pid ${svc.pid}` : ''}`);
   return lines.join('\n');
@@ -70,7 +62,8 @@ function formatStack(s: Awaited<ReturnType<typeof stackStatus>>): string {
 
 // ── jobs ───────────────────────────────────────────────────────────────────────────────
 /** Reads one or more job documents (YAML, multi-document allowed, or JSON). */
-function readJobs(file: string): unknown[] {
+async function readJobs(file: string): Promise<unknown[]> {
+  const { default: YAML } = await import('yaml');
   const text = readFileSync(file, 'utf8');
   return YAML.parseAllDocuments(text).map((d) => {
     if (d.errors.length) throw new ConfigError(file, `is not valid YAML/JSON: ${d.errors[0].message}`);
@@ -78,13 +71,14 @@ function readJobs(file: string): unknown[] {
   });
 }
 
-/** Validates locally so a bad job never reaches the cluster; checks input files exist. */
 /**
  * Probes each job's input that this machine can read, and attaches what it found (cached by
  * path, size and modification time in the state directory). A file it cannot read is left to
  * be probed by a node of the cluster before the job is predicted.
  */
 async function attachProbes(schemas: EncodingSchema[], log: (m: string) => void): Promise<void> {
+  // The probe's own module, not node-agent/index.js, which brings the whole agent.
+  const { ProbeCache, probeInput } = await import('../../node-agent/ffmpeg/probe.js');
   const cache = new ProbeCache(path.join(dir(), 'probe-cache.json'));
   for (const s of schemas) {
     if (s.input.probe) continue;
@@ -99,6 +93,7 @@ async function attachProbes(schemas: EncodingSchema[], log: (m: string) => void)
   }
 }
 
+/** Validates locally so a bad job never reaches the cluster; checks input files exist. */
 function checkJob(raw: unknown, ctx: ValidationContext): EncodingSchema {
   const schema = validateEncodingSchema(raw, ctx);
   if (schema.input.kind === 'file' && !existsSync(schema.input.path)) {
@@ -110,8 +105,9 @@ function checkJob(raw: unknown, ctx: ValidationContext): EncodingSchema {
 program.command('validate').description('check job files without submitting them')
   .argument('<files...>', 'YAML or JSON job files')
   .option('--json', 'print results as JSON')
-  .action((files: string[], o) => {
-    const results = files.flatMap((f) => readJobs(f).map((raw, i) => {
+  .action(async (files: string[], o) => {
+    const results: { file: string; index: number; valid: boolean; issues: SchemaValidationError['issues'] }[] = [];
+    for (const f of files) results.push(...(await readJobs(f)).map((raw, i) => {
       try { checkJob(raw, validation()); return { file: f, index: i, valid: true, issues: [] }; }
       catch (e) { if (!(e instanceof SchemaValidationError)) throw e; return { file: f, index: i, valid: false, issues: e.issues }; }
     }));
@@ -129,7 +125,7 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
     const ctx = validation();
     let schemas: EncodingSchema[];
     try {
-      schemas = readJobs(file).map((raw) => checkJob(raw, ctx));
+      schemas = (await readJobs(file)).map((raw) => checkJob(raw, ctx));
     } catch (e) {
       if (e instanceof SchemaValidationError) {
         print(o.json, { error: 'invalid encoding schema', issues: e.issues }, () => e.message);
@@ -139,6 +135,8 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
       throw e;
     }
     if (o.probe) await attachProbes(schemas, (m) => { if (!o.json) console.error(m); });
+    const [{ connectBus, ensureStreams, followJob, publishSubmission }, { JSONCodec }] = await Promise.all([bus(), import('nats')]);
+    const progressCodec = JSONCodec<TaskProgress>();
     const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
     try {
       await ensureStreams(nc);
@@ -165,6 +163,7 @@ program.command('status').description('show the recorded state of one job')
   .argument('<job-id>')
   .option('--json', 'print the task record as JSON')
   .action(async (id: string, o) => {
+    const { connectBus, JetStreamTaskStore } = await bus();
     const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
     try {
       const t = await (await JetStreamTaskStore.open(nc.jetstream())).get(id);
@@ -184,6 +183,7 @@ program.command('status').description('show the recorded state of one job')
  * stopped gracefully (its playlist closed and kept) and ends `succeeded`.
  */
 const endJob = (verb: 'cancel' | 'stop', expect: TaskState) => async (id: string, o: { wait: boolean; timeout: string; json: boolean }) => {
+  const { connectBus, ensureStreams, followJob, publishCancel, JetStreamTaskStore } = await bus();
   const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
   try {
     const js = nc.jetstream();
@@ -242,6 +242,9 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--burst <config>', 'cloud burst: launch nodes when the queue would miss its SLAs, give them back when idle (YAML/JSON; coordinator/README.md)')
   .option('--burst-dry-run', 'with --burst: decide and log what it would launch and why, launch nothing')
   .action(async (o) => {
+    const [{ startCoordinator }, { parseSchedule, parseWindow }, { parseReservationPolicy }, { placementPolicy }] = await Promise.all([
+      import('../coordinator.js'), import('../retrain/index.js'), import('../sizing/index.js'), import('../placement/index.js'),
+    ]);
     const alertWebhook = checkWebhook(o.alertWebhook);
     const burst = await burstOptions(o.burst, !!o.burstDryRun);
     const reservation = parseReservationPolicy(o.reservation);
@@ -270,6 +273,7 @@ async function burstOptions(file: string | undefined, dryRun: boolean) {
     if (dryRun) throw new ConfigError('--burst-dry-run', 'needs --burst <config>');
     return undefined;
   }
+  const { createProvider, loadBurstConfig } = await import('../burst/index.js');
   const config = loadBurstConfig(file);
   if (dryRun) config.dry_run = true;
   return { config, provider: await createProvider(config) };
@@ -312,11 +316,13 @@ agentOptions(program.command('agent').description('run a node agent: registers t
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
   .action(async (o) => {
-    const a = await startAgent({ ...agentConfig(o), endpoints: loadEndpoints(dir()), learn: learnConfig(o.learn, o.nodeId) });
+    const { startAgent } = await import('../../node-agent/index.js');
+    const a = await startAgent({ ...(await agentConfig(o)), endpoints: loadEndpoints(dir()), learn: learnConfig(o.learn, o.nodeId) });
     untilSignal(() => a.stop());
   });
 
-function agentConfig(o: Record<string, string | number | undefined>) {
+async function agentConfig(o: Record<string, string | number | undefined>) {
+  const { parseResourceList } = await import('../../node-agent/enforce/index.js');
   const node = (o.nodeId as string | undefined) ?? undefined;
   const base = path.join(dir(), 'output', node ?? 'local');
   return {
@@ -335,9 +341,10 @@ function agentConfig(o: Record<string, string | number | undefined>) {
 
 agentOptions(program.command('dev').description('one coordinator and one agent in one process against the local stack (starts it if needed)'))
   .action(async (o) => {
+    const [{ stackUp }, { startCoordinator }, { startAgent }] = await Promise.all([localStack(), import('../coordinator.js'), import('../../node-agent/index.js')]);
     await stackUp({ stateDir: dir(), log: (l) => console.error(l) });
     const c = await startCoordinator({ id: 'dev', endpoints: loadEndpoints(dir()), validation: validation(), modelDir: modelDir() });
-    const a = await startAgent({ ...agentConfig({ ...o, nodeId: o.nodeId ?? 'dev-node' }), endpoints: loadEndpoints(dir()) });
+    const a = await startAgent({ ...(await agentConfig({ ...o, nodeId: o.nodeId ?? 'dev-node' })), endpoints: loadEndpoints(dir()) });
     console.log(`dev cluster running: coordinator ${c.address}, agent ${a.address}. Submit with \`prescient submit job.yaml --wait\`; Ctrl-C stops.`);
     untilSignal(async () => { await a.stop(); await c.stop(); });
   });
@@ -364,13 +371,16 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   .option('--dry-run', 'only list the runs')
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
+    const [{ runCalibration, probeInput, ProbeCache, parseCalibrationPlan, designCalibration, detectHardware }, { DEFAULT_CONTENTS }] = await Promise.all([
+      import('../../node-agent/index.js'), import('../../node-agent/calibrate/index.js'),
+    ]);
     const list = (v: string | undefined) => (v ? String(v).split(',').map((x) => x.trim()).filter(Boolean) : undefined);
     const nums = (v: string | undefined) => list(v)?.map((x) => {
       const n = Number(x);
       if (!Number.isFinite(n)) throw new ConfigError('calibrate', `${JSON.stringify(x)} is not a number`);
       return n;
     });
-    const base = agentConfig({ ...o, nodeId: o.nodeId ?? os.hostname() });
+    const base = await agentConfig({ ...o, nodeId: o.nodeId ?? os.hostname() });
     const files = list(o.files)?.map((f) => ({ path: path.resolve(f) }));
     const cores = (await detectHardware(base.grant)).core_ids.length;
     let plan = o.plan ? parseCalibrationPlan(readFileSync(o.plan, 'utf8'), o.plan, base.validation, cores) : undefined;
@@ -381,6 +391,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
         const probe = await probeInput({ kind: 'file', path: f.path }, { by: 'node', cache });
         if (probe) probed.push({ path: f.path, probe }); else console.error(`${f.path}: cannot be probed, left out`);
       }
+      const { DEFAULT_MODEL_PATH, loadModelFile } = await import('../../models/index.js');
       const model = loadModelFile(DEFAULT_MODEL_PATH);
       plan = designCalibration({
         files: probed, synthetic: o.synthetic !== false, core_counts: list(o.coreCounts)?.map(Number) ?? [cores],
@@ -408,9 +419,85 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
     if (report.failed) process.exitCode = 1;
   });
 
-modelCommands(program, dir);
-fleetCommands(program, dir);
-scaleCommands(program, dir);
+// ── models ─────────────────────────────────────────────────────────────────────────────
+const modelActions = () => import('./model.js');
+
+const sourceOptions = (cmd: Command) => cmd
+  .option('--csv <file>', 'a CSV/TSV log of past encodes (with --mapping), or a file `prescient model export` wrote')
+  .option('--mapping <file>', 'YAML/JSON mapping of the log\'s columns to schema fields and targets (models/README.md)')
+  .option('--encoding <name>', 'text encoding of the log (utf-8, windows-1252, utf-16le, …); default: its byte order mark, else UTF-8 when valid, else windows-1252')
+  .option('--from <time>', 'QuestDB runs that started at or after this ISO-8601 time')
+  .option('--to <time>', 'QuestDB runs that started before this ISO-8601 time')
+  .option('--window <span>', 'QuestDB runs of the last 30d, 12h, 2w …')
+  .option('--node <id>', 'only runs of this node')
+  .option('--codec <codec>', 'only runs of this codec');
+
+const splitOption = (cmd: Command) => cmd.option('--split <mode>', 'held-out rows: hash (a fixed 20% by row key), time (the latest 20%) or none (every row trains; figures cross-validated by source)', 'hash');
+
+const model = program.command('model').description('train, evaluate and manage the prediction models');
+
+splitOption(sourceOptions(model.command('train')))
+  .description('train a model on recorded runs or a log, register it, and (with --promote) put it in service if it is no worse')
+  .option('--coverage <share>', 'coverage of the upper bounds (default 0.95)')
+  .option('--version <name>', 'version name (default m-<time>)')
+  .option('--promote', 'put it in service if it is no worse than the current model on the held-out rows')
+  .option('--force', 'with --promote: put it in service without comparing')
+  .option('--seed <n>', 'seed of the network initialisation and shuffling', '1')
+  .option('--baseline', 'also print the baselines on the same split')
+  .option('--json', 'print the result as JSON')
+  .action(async (o) => (await modelActions()).train(o, dir()));
+
+splitOption(sourceOptions(model.command('evaluate')))
+  .description('held-out MAE, MAPE, median APE, R², bound coverage and slack per target (--baseline: simple baselines on the same split; --test: every row of another file)')
+  .option('--model <version|file>', 'a registered version or a model file (default: the one in service)')
+  .option('--test <file>', 'score every row of this file instead, nothing held back: a log (with --mapping) or a file `prescient model export` wrote')
+  .option('--coverage <share>', 'evaluate the bounds at this coverage instead of the model\'s own')
+  .option('--baseline', 'also fit and evaluate the baselines (mean per codec, linear regression) on the same split')
+  .option('--json', 'print the figures as JSON')
+  .action(async (o, cmd: Command) => (await modelActions()).evaluate(o, cmd, dir()));
+
+model.command('list').description('registered model versions, the one in service marked *')
+  .option('--json', 'print as JSON')
+  .action(async (o) => (await modelActions()).list(o, dir()));
+
+model.command('promote').description('put a registered version in service (coordinators pick it up within seconds)')
+  .argument('<version>')
+  .option('--reason <text>', 'why, for the history', 'promoted by hand')
+  .action(async (version: string, o) => (await modelActions()).promote(version, o, dir()));
+
+model.command('rollback').description('put the previously promoted version back in service')
+  .option('--reason <text>', 'why, for the history', 'rolled back by hand')
+  .action(async (o) => (await modelActions()).rollback(o, dir()));
+
+model.command('history').description('promotions, rollbacks and registrations, oldest first')
+  .option('--json', 'print as JSON')
+  .action(async (o) => (await modelActions()).history(o, dir()));
+
+model.command('status').description('rolling error per model version, target, codec and node (MAPE, bias, bound coverage), online corrections, memory margins and open alerts')
+  .option('--version <name>', 'only this model version')
+  .option('--node <id>', 'only this node')
+  .option('--json', 'print as JSON')
+  .action(async (o) => (await modelActions()).status(o, dir()));
+
+sourceOptions(model.command('export')).description('write recorded runs from QuestDB as CSV (the columns of models/data)')
+  .requiredOption('--out <file>', 'CSV file to write')
+  .action(async (o) => (await modelActions()).exportRuns(o, dir()));
+
+// ── fleet ──────────────────────────────────────────────────────────────────────────────
+program.command('nodes').description('show each node: capacity, what is free, its reservations, and which resources are enforced or accounted-only')
+  .option('--json', 'print the nodes as JSON')
+  .action(async (o) => (await import('./fleet.js')).nodes(o, dir()));
+
+program.command('queue').description('show the queued jobs in the order they get resources: position, class, reason and estimated start')
+  .option('--json', 'print the queue as JSON')
+  .action(async (o) => (await import('./fleet.js')).queue(o, dir()));
+
+// ── cloud burst ────────────────────────────────────────────────────────────────────────
+const scale = program.command('scale').description('cloud burst: the instances launched, the decisions made and why');
+scale.command('status').description('show burst instances (type, state, spot, joined, draining, idle), the last decisions with their inputs and reasons, and the budget used this hour')
+  .option('--json', 'print the status as JSON')
+  .option('--last <n>', 'how many decisions to show', '10')
+  .action(async (o) => (await import('./scale.js')).scaleStatus(o, dir()));
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
   .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))
@@ -418,6 +505,7 @@ program.command('demo').description('the main job: bring up the stack and a loca
   .option('--keep', 'leave the stack running afterwards')
   .option('--json', 'print results as JSON')
   .action(async (o) => {
+    const { runDemo } = await import('./demo.js');
     process.exitCode = await runDemo({ stateDir: dir(), agents: Number(o.agents), jobsFile: o.jobs, keep: !!o.keep, json: !!o.json });
   });
 

@@ -1,6 +1,8 @@
 /**
  * `prescient model …`: train, evaluate, list, promote, roll back and export. Training data comes
- * from the stack's QuestDB (`encode_runs`) or from a CSV/TSV log with a mapping file.
+ * from the stack's QuestDB (`encode_runs`) or from a CSV/TSV log with a mapping file. The
+ * commands and their options are defined in main.ts, which loads this module (and with it the
+ * models and brain.js) only when one of them runs.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -17,18 +19,6 @@ import { readFeedback } from '../feedback/index.js';
 import { table } from './format.js';
 
 interface SourceOptions { csv?: string; mapping?: string; encoding?: string; from?: string; to?: string; window?: string; node?: string; codec?: string }
-
-const sourceOptions = (cmd: Command) => cmd
-  .option('--csv <file>', 'a CSV/TSV log of past encodes (with --mapping), or a file `prescient model export` wrote')
-  .option('--mapping <file>', 'YAML/JSON mapping of the log\'s columns to schema fields and targets (models/README.md)')
-  .option('--encoding <name>', 'text encoding of the log (utf-8, windows-1252, utf-16le, …); default: its byte order mark, else UTF-8 when valid, else windows-1252')
-  .option('--from <time>', 'QuestDB runs that started at or after this ISO-8601 time')
-  .option('--to <time>', 'QuestDB runs that started before this ISO-8601 time')
-  .option('--window <span>', 'QuestDB runs of the last 30d, 12h, 2w …')
-  .option('--node <id>', 'only runs of this node')
-  .option('--codec <codec>', 'only runs of this codec');
-
-const splitOption = (cmd: Command) => cmd.option('--split <mode>', 'held-out rows: hash (a fixed 20% by row key), time (the latest 20%) or none (every row trains; figures cross-validated by source)', 'hash');
 
 function checkSplit(v: string): SplitMode {
   if (v !== 'hash' && v !== 'time' && v !== 'none') throw new ConfigError('--split', `must be hash, time or none, got ${JSON.stringify(v)}`);
@@ -133,157 +123,133 @@ function baselines(split: ReturnType<typeof splitRows>, coverage: number): Recor
   return Object.fromEntries(BASELINES.map((b) => [b, evaluatePredictor(fitBaseline(b, split, coverage), split.test)]));
 }
 
-export function modelCommands(program: Command, stateDir: () => string): void {
-  const registry = () => new ModelRegistry(path.join(stateDir(), 'models'));
-  const model = program.command('model').description('train, evaluate and manage the prediction models');
+const registry = (stateDir: string) => new ModelRegistry(path.join(stateDir, 'models'));
 
-  splitOption(sourceOptions(model.command('train')))
-    .description('train a model on recorded runs or a log, register it, and (with --promote) put it in service if it is no worse')
-    .option('--coverage <share>', 'coverage of the upper bounds (default 0.95)')
-    .option('--version <name>', 'version name (default m-<time>)')
-    .option('--promote', 'put it in service if it is no worse than the current model on the held-out rows')
-    .option('--force', 'with --promote: put it in service without comparing')
-    .option('--seed <n>', 'seed of the network initialisation and shuffling', '1')
-    .option('--baseline', 'also print the baselines on the same split')
-    .option('--json', 'print the result as JSON')
-    .action(async (o) => {
-      const say = (m: string) => { if (!o.json) console.error(m); };
-      // Every option is checked before any data is read.
-      const [coverage, split, seed, encoding] = [checkCoverage(o.coverage), checkSplit(o.split), Number(o.seed), checkEncoding(o.encoding)];
-      if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
-      const { rows, source, imported } = await loadRows({ ...o, encoding }, stateDir(), say);
-      const result: RetrainResult = await retrain({
-        registry: registry(), rows, source, version: o.version, coverage, split, seed,
-        promote: !o.promote ? 'never' : o.force ? 'always' : 'if-better', log: say,
-      });
-      const base = o.baseline ? baselines(result.train.split, result.train.model.coverage) : undefined;
-      if (o.json) {
-        console.log(JSON.stringify({
-          version: result.version, promoted: result.promoted, reason: result.reason, previous: result.previous, targets: result.train.targets,
-          split: { fit: result.train.split.fit.length, calibration: result.train.split.calibration.length, test: result.train.split.test.length },
-          metrics: result.candidate_metrics, previous_metrics: result.previous_metrics, baselines: base, train_ms: result.train.ms, import: imported,
-        }, null, 2));
-        return;
-      }
-      console.log(`model ${result.version} trained in ${(result.train.ms / 1000).toFixed(1)} s; ${result.promoted ? 'now in service' : `not in service (${result.previous} stays)`}: ${result.reason}`);
-      const judged = result.train.split.test.length
-        ? `on ${result.train.split.test.length} held-out rows`
-        : `cross-validated by source on ${result.train.split.fit.length} rows (${result.train.folds.length} folds)`;
-      console.log(formatReport(`\n${result.version} ${judged} (bounds at ${(100 * result.train.model.coverage).toFixed(0)}% coverage):`, result.candidate_metrics));
-      for (const w of result.train.model.warnings) console.log(`note: ${w}`);
-      if (result.previous_metrics) console.log(formatReport(`\n${result.previous} (in service before) on the same rows:`, result.previous_metrics));
-      for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} on the same rows:`, r));
-    });
+/** The options of `model train`, as main.ts defines them. */
+interface TrainOptions extends SourceOptions {
+  split: string; coverage?: string; version?: string; promote?: boolean; force?: boolean; seed: string; baseline?: boolean; json?: boolean;
+}
 
-  splitOption(sourceOptions(model.command('evaluate')))
-    .description('held-out MAE, MAPE, median APE, R², bound coverage and slack per target (--baseline: simple baselines on the same split; --test: every row of another file)')
-    .option('--model <version|file>', 'a registered version or a model file (default: the one in service)')
-    .option('--test <file>', 'score every row of this file instead, nothing held back: a log (with --mapping) or a file `prescient model export` wrote')
-    .option('--coverage <share>', 'evaluate the bounds at this coverage instead of the model\'s own')
-    .option('--baseline', 'also fit and evaluate the baselines (mean per codec, linear regression) on the same split')
-    .option('--json', 'print the figures as JSON')
-    .action(async (o, cmd: Command) => {
-      const say = (m: string) => { if (!o.json) console.error(m); };
-      const [coverage, mode, encoding] = [checkCoverage(o.coverage), checkSplit(o.split), checkEncoding(o.encoding)];
-      if (o.test !== undefined) {
-        // A --test file is scored whole: a split, the baselines fitted on one, or another source would contradict that.
-        if (o.baseline) throw new ConfigError('--baseline', 'does not go with --test: the baselines are fitted on the rows a split leaves for training, and --test holds nothing back');
-        if (cmd.getOptionValueSource('split') === 'cli') throw new ConfigError('--split', 'does not go with --test: every row of the --test file is scored');
-        for (const k of ['csv', 'from', 'to', 'window', 'node', 'codec'] as const) {
-          if (o[k] !== undefined) throw new ConfigError(`--${k}`, 'does not go with --test: the rows scored are those of the --test file');
-        }
-        if (!existsSync(o.test)) throw new ConfigError('--test', `${o.test} does not exist`);
-      }
-      const m: Model = o.model && (o.model.includes('/') || o.model.endsWith('.json')) ? loadModelFile(o.model, { coverage }) : registry().load(o.model, { coverage });
-      const { rows, source, imported } = o.test !== undefined
-        ? await loadRows({ csv: o.test, mapping: o.mapping, encoding }, stateDir(), say, '--test')
-        : await loadRows({ ...o, encoding }, stateDir(), say);
-      const split = o.test === undefined ? splitRows(rows, mode) : undefined;
-      const scored = split ? split.test : rows;
-      if (!scored.length) throw split ? new ConfigError('data', `no held-out rows among the ${rows.length} read from ${source}`) : new ConfigError('--test', `no usable rows among the ${imported?.read ?? 0} read from ${o.test}`);
-      const report = evaluatePredictor((r) => m.predictRecord(r), scored);
-      const base = split && o.baseline ? baselines(split, m.coverage) : undefined;
-      if (o.json) {
-        const which = split ? { split: o.split, held_out: split.test.length } : { test: o.test, rows: rows.length };
-        console.log(JSON.stringify({ model: m.version, coverage: m.coverage, warnings: m.warnings, source, ...which, metrics: report, baselines: base, import: imported }, null, 2));
-        return;
-      }
-      const which = split ? `${split.test.length} held-out rows of ${source}` : `every row of ${source}, ${rows.length} rows`;
-      console.log(formatReport(`${m.version} on ${which} (bounds at ${(100 * m.coverage).toFixed(0)}% coverage):`, report));
-      for (const w of m.warnings) console.log(`note: ${w}`);
-      if (split) for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} (fitted on the other ${split.fit.length + split.calibration.length} rows):`, r));
-    });
+/** The options of `model evaluate`, as main.ts defines them. */
+interface EvaluateOptions extends SourceOptions { split: string; model?: string; test?: string; coverage?: string; baseline?: boolean; json?: boolean }
 
-  model.command('list').description('registered model versions, the one in service marked *')
-    .option('--json', 'print as JSON')
-    .action((o) => {
-      const entries = registry().list();
-      if (o.json) { console.log(JSON.stringify(entries, null, 2)); return; }
-      console.log(table(['', 'version', 'created', 'rows', 'source', 'parent'], entries.map((e) => [
-        e.current ? '*' : '', e.version, e.created_at.slice(0, 19), String(e.trained_on?.rows ?? '-'),
-        e.error ? `unreadable: ${e.error}` : `${e.shipped ? '(shipped) ' : ''}${e.trained_on?.source ?? ''}`, e.parent ?? '',
-      ])));
-    });
+export async function train(o: TrainOptions, stateDir: string): Promise<void> {
+  const say = (m: string) => { if (!o.json) console.error(m); };
+  // Every option is checked before any data is read.
+  const [coverage, split, seed, encoding] = [checkCoverage(o.coverage), checkSplit(o.split), Number(o.seed), checkEncoding(o.encoding)];
+  if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
+  const { rows, source, imported } = await loadRows({ ...o, encoding }, stateDir, say);
+  const result: RetrainResult = await retrain({
+    registry: registry(stateDir), rows, source, version: o.version, coverage, split, seed,
+    promote: !o.promote ? 'never' : o.force ? 'always' : 'if-better', log: say,
+  });
+  const base = o.baseline ? baselines(result.train.split, result.train.model.coverage) : undefined;
+  if (o.json) {
+    console.log(JSON.stringify({
+      version: result.version, promoted: result.promoted, reason: result.reason, previous: result.previous, targets: result.train.targets,
+      split: { fit: result.train.split.fit.length, calibration: result.train.split.calibration.length, test: result.train.split.test.length },
+      metrics: result.candidate_metrics, previous_metrics: result.previous_metrics, baselines: base, train_ms: result.train.ms, import: imported,
+    }, null, 2));
+    return;
+  }
+  console.log(`model ${result.version} trained in ${(result.train.ms / 1000).toFixed(1)} s; ${result.promoted ? 'now in service' : `not in service (${result.previous} stays)`}: ${result.reason}`);
+  const judged = result.train.split.test.length
+    ? `on ${result.train.split.test.length} held-out rows`
+    : `cross-validated by source on ${result.train.split.fit.length} rows (${result.train.folds.length} folds)`;
+  console.log(formatReport(`\n${result.version} ${judged} (bounds at ${(100 * result.train.model.coverage).toFixed(0)}% coverage):`, result.candidate_metrics));
+  for (const w of result.train.model.warnings) console.log(`note: ${w}`);
+  if (result.previous_metrics) console.log(formatReport(`\n${result.previous} (in service before) on the same rows:`, result.previous_metrics));
+  for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} on the same rows:`, r));
+}
 
-  model.command('promote').description('put a registered version in service (coordinators pick it up within seconds)')
-    .argument('<version>')
-    .option('--reason <text>', 'why, for the history', 'promoted by hand')
-    .action((version: string, o) => {
-      registry().promote(version, o.reason);
-      console.log(`${version} is in service`);
-    });
+export async function evaluate(o: EvaluateOptions, cmd: Command, stateDir: string): Promise<void> {
+  const say = (m: string) => { if (!o.json) console.error(m); };
+  const [coverage, mode, encoding] = [checkCoverage(o.coverage), checkSplit(o.split), checkEncoding(o.encoding)];
+  if (o.test !== undefined) {
+    // A --test file is scored whole: a split, the baselines fitted on one, or another source would contradict that.
+    if (o.baseline) throw new ConfigError('--baseline', 'does not go with --test: the baselines are fitted on the rows a split leaves for training, and --test holds nothing back');
+    if (cmd.getOptionValueSource('split') === 'cli') throw new ConfigError('--split', 'does not go with --test: every row of the --test file is scored');
+    for (const k of ['csv', 'from', 'to', 'window', 'node', 'codec'] as const) {
+      if (o[k] !== undefined) throw new ConfigError(`--${k}`, 'does not go with --test: the rows scored are those of the --test file');
+    }
+    if (!existsSync(o.test)) throw new ConfigError('--test', `${o.test} does not exist`);
+  }
+  const m: Model = o.model && (o.model.includes('/') || o.model.endsWith('.json')) ? loadModelFile(o.model, { coverage }) : registry(stateDir).load(o.model, { coverage });
+  const { rows, source, imported } = o.test !== undefined
+    ? await loadRows({ csv: o.test, mapping: o.mapping, encoding }, stateDir, say, '--test')
+    : await loadRows({ ...o, encoding }, stateDir, say);
+  const split = o.test === undefined ? splitRows(rows, mode) : undefined;
+  const scored = split ? split.test : rows;
+  if (!scored.length) throw split ? new ConfigError('data', `no held-out rows among the ${rows.length} read from ${source}`) : new ConfigError('--test', `no usable rows among the ${imported?.read ?? 0} read from ${o.test}`);
+  const report = evaluatePredictor((r) => m.predictRecord(r), scored);
+  const base = split && o.baseline ? baselines(split, m.coverage) : undefined;
+  if (o.json) {
+    const which = split ? { split: o.split, held_out: split.test.length } : { test: o.test, rows: rows.length };
+    console.log(JSON.stringify({ model: m.version, coverage: m.coverage, warnings: m.warnings, source, ...which, metrics: report, baselines: base, import: imported }, null, 2));
+    return;
+  }
+  const which = split ? `${split.test.length} held-out rows of ${source}` : `every row of ${source}, ${rows.length} rows`;
+  console.log(formatReport(`${m.version} on ${which} (bounds at ${(100 * m.coverage).toFixed(0)}% coverage):`, report));
+  for (const w of m.warnings) console.log(`note: ${w}`);
+  if (split) for (const [b, r] of Object.entries(base ?? {})) console.log(formatReport(`\nbaseline ${b} (fitted on the other ${split.fit.length + split.calibration.length} rows):`, r));
+}
 
-  model.command('rollback').description('put the previously promoted version back in service')
-    .option('--reason <text>', 'why, for the history', 'rolled back by hand')
-    .action((o) => console.log(`${registry().rollback(o.reason)} is in service`));
+export function list(o: { json?: boolean }, stateDir: string): void {
+  const entries = registry(stateDir).list();
+  if (o.json) { console.log(JSON.stringify(entries, null, 2)); return; }
+  console.log(table(['', 'version', 'created', 'rows', 'source', 'parent'], entries.map((e) => [
+    e.current ? '*' : '', e.version, e.created_at.slice(0, 19), String(e.trained_on?.rows ?? '-'),
+    e.error ? `unreadable: ${e.error}` : `${e.shipped ? '(shipped) ' : ''}${e.trained_on?.source ?? ''}`, e.parent ?? '',
+  ])));
+}
 
-  model.command('history').description('promotions, rollbacks and registrations, oldest first')
-    .option('--json', 'print as JSON')
-    .action((o) => {
-      const h = registry().history();
-      if (o.json) { console.log(JSON.stringify(h, null, 2)); return; }
-      console.log(table(['at', 'action', 'version', 'reason'], h.map((e) => [e.at.slice(0, 19), e.action, e.version, e.reason])));
-    });
+export function promote(version: string, o: { reason: string }, stateDir: string): void {
+  registry(stateDir).promote(version, o.reason);
+  console.log(`${version} is in service`);
+}
 
-  model.command('status').description('rolling error per model version, target, codec and node (MAPE, bias, bound coverage), online corrections, memory margins and open alerts')
-    .option('--version <name>', 'only this model version')
-    .option('--node <id>', 'only this node')
-    .option('--json', 'print as JSON')
-    .action(async (o) => {
-      const nc = await connectBus(loadEndpoints(stateDir()).nats_url, 'prescient-cli');
-      try {
-        const { groups, margins } = await readFeedback(nc.jetstream());
-        let inService: string | undefined;
-        try { inService = registry().currentVersion(); } catch { inService = undefined; }
-        const rows = groups
-          .filter((g) => (!o.version || g.model_version === o.version) && (!o.node || g.node === o.node))
-          .sort((a, b) => a.model_version.localeCompare(b.model_version) || a.node.localeCompare(b.node) || a.codec.localeCompare(b.codec) || TARGETS.indexOf(a.target) - TARGETS.indexOf(b.target))
-          .map((g) => ({
-            model_version: g.model_version, in_service: g.model_version === inService, target: g.target, codec: g.codec, node: g.node, hw_class: g.hw_class,
-            runs: g.count, window: g.figures.n, mape: g.figures.mape, bias: g.figures.bias, bias_ratio: Math.exp(g.figures.bias), coverage: g.figures.coverage,
-            correction: Math.exp(g.correction), alert_open: g.alert_open, updated_at: new Date(g.updated_at).toISOString(),
-          }));
-        const ms = margins.filter((m) => !o.version || m.model_version === o.version)
-          .map((m) => ({ model_version: m.model_version, codec: m.codec, memory_margin: m.margin, raised_at: m.raised_at ? new Date(m.raised_at).toISOString() : null }));
-        if (o.json) { console.log(JSON.stringify({ in_service: inService ?? null, groups: rows, margins: ms }, null, 2)); return; }
-        if (!rows.length) { console.log('no feedback reported yet'); return; }
-        console.log(table(['version', 'target', 'codec', 'node', 'runs', 'MAPE', 'bias', 'coverage', 'correction', 'alert'], rows.map((r) => [
-          `${r.in_service ? '*' : ''}${r.model_version}`, r.target, r.codec, r.node, `${r.runs} (${r.window})`, `${f(r.mape)}%`, `×${f(r.bias_ratio)}`,
-          Number.isFinite(r.coverage) ? `${(100 * r.coverage).toFixed(0)}%` : '-', `×${f(r.correction)}`, r.alert_open ? 'OPEN' : '',
-        ])));
-        for (const m of ms.filter((x) => x.memory_margin !== 1)) console.log(`memory margin ×${m.memory_margin.toFixed(2)} for ${m.codec} under ${m.model_version}${m.raised_at ? ` (raised ${m.raised_at.slice(0, 19)})` : ''}`);
-      } finally {
-        await nc.drain();
-      }
-    });
+export function rollback(o: { reason: string }, stateDir: string): void {
+  console.log(`${registry(stateDir).rollback(o.reason)} is in service`);
+}
 
-  sourceOptions(model.command('export')).description('write recorded runs from QuestDB as CSV (the columns of models/data)')
-    .requiredOption('--out <file>', 'CSV file to write')
-    .action(async (o) => {
-      const q: TrainingQuery = { httpBase: loadEndpoints(stateDir()).questdb_http, node: o.node, codec: o.codec, to: o.to };
-      q.from = o.window ? Date.now() - parseWindow(o.window, '--window') : o.from;
-      const runs = await exportTrainingRuns(q);
-      writeFileSync(o.out, trainingRunsCsv(runs));
-      console.log(`wrote ${runs.length} runs to ${o.out}`);
-    });
+export function history(o: { json?: boolean }, stateDir: string): void {
+  const h = registry(stateDir).history();
+  if (o.json) { console.log(JSON.stringify(h, null, 2)); return; }
+  console.log(table(['at', 'action', 'version', 'reason'], h.map((e) => [e.at.slice(0, 19), e.action, e.version, e.reason])));
+}
+
+export async function status(o: { version?: string; node?: string; json?: boolean }, stateDir: string): Promise<void> {
+  const nc = await connectBus(loadEndpoints(stateDir).nats_url, 'prescient-cli');
+  try {
+    const { groups, margins } = await readFeedback(nc.jetstream());
+    let inService: string | undefined;
+    try { inService = registry(stateDir).currentVersion(); } catch { inService = undefined; }
+    const rows = groups
+      .filter((g) => (!o.version || g.model_version === o.version) && (!o.node || g.node === o.node))
+      .sort((a, b) => a.model_version.localeCompare(b.model_version) || a.node.localeCompare(b.node) || a.codec.localeCompare(b.codec) || TARGETS.indexOf(a.target) - TARGETS.indexOf(b.target))
+      .map((g) => ({
+        model_version: g.model_version, in_service: g.model_version === inService, target: g.target, codec: g.codec, node: g.node, hw_class: g.hw_class,
+        runs: g.count, window: g.figures.n, mape: g.figures.mape, bias: g.figures.bias, bias_ratio: Math.exp(g.figures.bias), coverage: g.figures.coverage,
+        correction: Math.exp(g.correction), alert_open: g.alert_open, updated_at: new Date(g.updated_at).toISOString(),
+      }));
+    const ms = margins.filter((m) => !o.version || m.model_version === o.version)
+      .map((m) => ({ model_version: m.model_version, codec: m.codec, memory_margin: m.margin, raised_at: m.raised_at ? new Date(m.raised_at).toISOString() : null }));
+    if (o.json) { console.log(JSON.stringify({ in_service: inService ?? null, groups: rows, margins: ms }, null, 2)); return; }
+    if (!rows.length) { console.log('no feedback reported yet'); return; }
+    console.log(table(['version', 'target', 'codec', 'node', 'runs', 'MAPE', 'bias', 'coverage', 'correction', 'alert'], rows.map((r) => [
+      `${r.in_service ? '*' : ''}${r.model_version}`, r.target, r.codec, r.node, `${r.runs} (${r.window})`, `${f(r.mape)}%`, `×${f(r.bias_ratio)}`,
+      Number.isFinite(r.coverage) ? `${(100 * r.coverage).toFixed(0)}%` : '-', `×${f(r.correction)}`, r.alert_open ? 'OPEN' : '',
+    ])));
+    for (const m of ms.filter((x) => x.memory_margin !== 1)) console.log(`memory margin ×${m.memory_margin.toFixed(2)} for ${m.codec} under ${m.model_version}${m.raised_at ? ` (raised ${m.raised_at.slice(0, 19)})` : ''}`);
+  } finally {
+    await nc.drain();
+  }
+}
+
+export async function exportRuns(o: SourceOptions & { out: string }, stateDir: string): Promise<void> {
+  const q: TrainingQuery = { httpBase: loadEndpoints(stateDir).questdb_http, node: o.node, codec: o.codec, to: o.to };
+  q.from = o.window ? Date.now() - parseWindow(o.window, '--window') : o.from;
+  const runs = await exportTrainingRuns(q);
+  writeFileSync(o.out, trainingRunsCsv(runs));
+  console.log(`wrote ${runs.length} runs to ${o.out}`);
 }

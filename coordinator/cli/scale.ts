@@ -1,9 +1,9 @@
 /**
  * `prescient scale status`: the burst controller's instances, its last decisions (inputs and
  * reasons) and the budget used this hour, read from the burst KV bucket, so it works from any
- * machine that reaches NATS, with or without a leader up.
+ * machine that reaches NATS, with or without a leader up. main.ts defines the command and loads
+ * this module when it runs.
  */
-import type { Command } from 'commander';
 import { loadEndpoints } from '../../shared/index.js';
 import { connectBus } from '../bus/index.js';
 import { BurstStore, spentThisHour, type BurstState, type DecisionRecord } from '../burst/index.js';
@@ -31,37 +31,31 @@ export function scaleView(state: BurstState | undefined, decisions: readonly Dec
   };
 }
 
-export function scaleCommands(program: Command, stateDir: () => string): void {
-  const scale = program.command('scale').description('cloud burst: the instances launched, the decisions made and why');
-  scale.command('status').description('show burst instances (type, state, spot, joined, draining, idle), the last decisions with their inputs and reasons, and the budget used this hour')
-    .option('--json', 'print the status as JSON')
-    .option('--last <n>', 'how many decisions to show', '10')
-    .action(async (o) => {
-      const nc = await connectBus(loadEndpoints(stateDir()).nats_url, 'prescient-cli');
-      let view;
-      try {
-        const store = await BurstStore.open(nc.jetstream());
-        view = scaleView(await store.state(), await store.decisions(), Math.max(1, Number(o.last) || 10));
-      } finally {
-        await nc.drain();
-      }
-      if (o.json) { console.log(JSON.stringify(view, null, 2)); return; }
-      if (!view.configured) { console.log('no burst state: no leader has run with --burst'); return; }
-      const b = view.budget!;
-      console.log(`burst on ${view.provider} ${view.region}, cluster ${view.cluster}${view.dry_run ? ' (dry run)' : ''}; leader ${view.leader ?? '-'}; updated ${view.updated_at}`);
-      console.log(`budget: $${b.hourly_cost.toFixed(2)}/h running${b.budget_per_hour !== null ? ` of $${b.budget_per_hour.toFixed(2)}/h` : ''}, $${b.spent_this_hour.toFixed(2)} spent this hour`);
-      if (view.forecast) {
-        console.log(`arrivals forecast: ${Object.entries(view.forecast).map(([c, f]) => `${c} ${f.rate_per_min.toFixed(1)}/min (${f.arriving} in the horizon)`).join(', ')}`);
-      }
-      console.log('');
-      if (view.instances.length) {
-        console.log(table(['instance', 'type', 'state', 'spot', 'launched', 'joined', 'draining', 'idle since'], view.instances.map((x) => [
-          x.id, x.instance_type, x.state, x.spot ? 'spot' : 'on-demand', (x.launched_at ?? '').slice(11, 19), x.joined ? (x.joined_at ?? '').slice(11, 19) : 'no',
-          x.draining ? 'yes' : 'no', x.idle_since ? x.idle_since.slice(11, 19) : '-',
-        ])));
-      } else console.log('no burst instances');
-      for (const u of view.unjoined ?? []) console.log(`never joined: ${u.id} (${u.instance_type}), terminated ${new Date(u.terminated_at).toISOString()}`);
-      console.log('\nlast decisions');
-      for (const d of view.decisions) console.log(`${new Date(d.at).toISOString().slice(11, 19)} ${d.dry_run ? '[dry run] ' : ''}${d.summary}\n           inputs ${JSON.stringify(d.inputs)}`);
-    });
+export async function scaleStatus(o: { json?: boolean; last: string }, stateDir: string): Promise<void> {
+  const nc = await connectBus(loadEndpoints(stateDir).nats_url, 'prescient-cli');
+  let view;
+  try {
+    const store = await BurstStore.open(nc.jetstream());
+    view = scaleView(await store.state(), await store.decisions(), Math.max(1, Number(o.last) || 10));
+  } finally {
+    await nc.drain();
+  }
+  if (o.json) { console.log(JSON.stringify(view, null, 2)); return; }
+  if (!view.configured) { console.log('no burst state: no leader has run with --burst'); return; }
+  const b = view.budget!;
+  console.log(`burst on ${view.provider} ${view.region}, cluster ${view.cluster}${view.dry_run ? ' (dry run)' : ''}; leader ${view.leader ?? '-'}; updated ${view.updated_at}`);
+  console.log(`budget: $${b.hourly_cost.toFixed(2)}/h running${b.budget_per_hour !== null ? ` of $${b.budget_per_hour.toFixed(2)}/h` : ''}, $${b.spent_this_hour.toFixed(2)} spent this hour`);
+  if (view.forecast) {
+    console.log(`arrivals forecast: ${Object.entries(view.forecast).map(([c, f]) => `${c} ${f.rate_per_min.toFixed(1)}/min (${f.arriving} in the horizon)`).join(', ')}`);
+  }
+  console.log('');
+  if (view.instances.length) {
+    console.log(table(['instance', 'type', 'state', 'spot', 'launched', 'joined', 'draining', 'idle since'], view.instances.map((x) => [
+      x.id, x.instance_type, x.state, x.spot ? 'spot' : 'on-demand', (x.launched_at ?? '').slice(11, 19), x.joined ? (x.joined_at ?? '').slice(11, 19) : 'no',
+      x.draining ? 'yes' : 'no', x.idle_since ? x.idle_since.slice(11, 19) : '-',
+    ])));
+  } else console.log('no burst instances');
+  for (const u of view.unjoined ?? []) console.log(`never joined: ${u.id} (${u.instance_type}), terminated ${new Date(u.terminated_at).toISOString()}`);
+  console.log('\nlast decisions');
+  for (const d of view.decisions) console.log(`${new Date(d.at).toISOString().slice(11, 19)} ${d.dry_run ? '[dry run] ' : ''}${d.summary}\n           inputs ${JSON.stringify(d.inputs)}`);
 }

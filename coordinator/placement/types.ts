@@ -34,6 +34,9 @@ export type Scorer = (req: PlacementRequest, n: NodeSnapshot) => number;
  */
 export type PolicyName = 'best-fit' | 'spread' | 'gpu-aware';
 
+/** The built-in policies' names. Kept here, apart from the policies, so the CLI's help lists them without loading placement. */
+export const POLICY_NAMES: PolicyName[] = ['best-fit', 'spread', 'gpu-aware'];
+
 /** A policy: a scorer, a choice of GPUs on the chosen node, and nodes it would rather not use. */
 export interface PlacementPolicy {
   readonly name: PolicyName | 'custom';

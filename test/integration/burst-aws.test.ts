@@ -6,7 +6,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DescribeImagesCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { AwsProvider, CLUSTER_TAG, ProviderError, verifyProvider, type AwsProviderOptions, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { CLUSTER_TAG, ProviderError, verifyProvider, type AwsProviderOptions, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { AwsProvider } from '../../coordinator/burst/providers/aws.js';
 import { ConfigError } from '../../shared/index.js';
 import { awsTestEnv, MOTO_FAKE_CREDENTIALS, startMoto, type MotoServer } from '../helpers/moto.js';
 

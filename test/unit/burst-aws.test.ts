@@ -5,7 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EC2ServiceException } from '@aws-sdk/client-ec2';
-import { AwsProvider, AWS_USER_DATA_MAX_BYTES, awsState, launchResult, classifyAwsError, CLUSTER_TAG, partitionHomeRegion, ProviderError, toProviderError, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { CLUSTER_TAG, ProviderError, type LaunchSpec } from '../../coordinator/burst/index.js';
+import { AwsProvider, AWS_USER_DATA_MAX_BYTES, awsState, launchResult, classifyAwsError, partitionHomeRegion, toProviderError } from '../../coordinator/burst/providers/aws.js';
 
 /** An error shaped as the SDK throws it for an EC2 error response. */
 const ec2Error = (name: string, status: number, fault: 'client' | 'server' = status >= 500 ? 'server' : 'client') =>

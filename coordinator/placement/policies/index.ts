@@ -1,5 +1,5 @@
 /** The built-in placement policies, one file each, and the lookup by name. */
-import type { PlacementPolicy, PolicyName, Scorer } from '../types.js';
+import { POLICY_NAMES, type PlacementPolicy, type PolicyName, type Scorer } from '../types.js';
 import { bestFit } from './best-fit.js';
 import { chooseGpus } from './gpus.js';
 import { gpuAware } from './gpu-aware.js';
@@ -9,7 +9,7 @@ export { bestFitScore } from './best-fit.js';
 export { spreadScore, spreadScoreAt } from './spread.js';
 
 export const POLICIES: Readonly<Record<PolicyName, PlacementPolicy>> = Object.freeze({ 'best-fit': bestFit, spread, 'gpu-aware': gpuAware });
-export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
+export { POLICY_NAMES };
 
 /** A placement policy name that is not one of POLICY_NAMES. */
 export class UnknownPolicyError extends Error {
