@@ -13,7 +13,7 @@ import {
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
 import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
-import { createEncodeRunner, type EncodeRunner } from './runner/index.js';
+import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
@@ -101,6 +101,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   // The model's error signal (node-agent/feedback.ts): predicted against actual, and overruns as they happen.
   const feedback = new FeedbackPublisher(nc, say);
   const running = new Map<string, Running>();
+  /** Every execute() in flight: its encode, or the quality pass after its release. */
+  const executing = new Set<Promise<void>>();
   const outbox: TaskStatusReport[] = [];
   let highestTerm = 0;
   /** Inputs probed for the leader, by path, size and modification time. */
@@ -121,7 +123,14 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     const gpuName = hardware.gpus.find((g) => g.id === job.allocation.gpu_ids[0])?.name;
     const fb: ReportBasis = { job_id: taskId, attempt: job.attempt, node: nodeId, model_version: job.modelVersion, schema: job.schema, hw_class: hardwareClass(hardware.cpu_model, gpuName), allocation: job.allocation };
     const watch = new OverrunWatch(job.allocation, job.startedAt, (t, observed, held, after) => feedback.publish(overrunReport(fb, t, observed, held, after, job.predicted?.[t])));
-    let { result, error, complexity } = await recorder.record({
+    // A success is reported as soon as the encode is done, so the leader releases the
+    // reservation while the quality pass runs on idle cycles; its figures follow as an amendment.
+    let released = false;
+    const succeeded = (result: MeasuredEncode, quality: string): Omit<TaskStatusReport, 'node_id'> => ({
+      ...blankReport(taskId, 'succeeded', job.allocation.term), actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
+      psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames, quality,
+    });
+    let { result, error, complexity, quality } = await recorder.record({
       task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
       memory_gb: job.allocation.memory_gb, attempt: job.attempt, predicted: job.predicted, model_version: job.modelVersion,
     }, {
@@ -130,6 +139,14 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       onProgress: throttle(1000, (p) => nc?.publish(jobProgressSubject(taskId), progressCodec.encode({
         job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes, total_frames,
       }))),
+      // Live channels end only on request (below); a batch encode's success releases its cores now.
+      onEncoded: job.schema.kind === 'actor' ? undefined : (r) => {
+        released = true;
+        running.delete(taskId);
+        report(succeeded(r, 'pending'));
+        if (job.predicted) { const c = completionReport(fb, job.predicted, r.actual); if (c) feedback.publish(c); }
+        say(`${taskId} encoded in ${r.actual.duration_s.toFixed(2)} s; reservation released, quality being measured`);
+      },
     });
     running.delete(taskId);
     if (result && learning && job.schema.kind !== 'actor') {
@@ -137,6 +154,11 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         task_id: taskId, attempt: job.attempt, schema: job.schema, cores: job.allocation.core_ids.length, gpus: job.allocation.gpu_ids.length,
         cpu_model: hardware.cpu_model, gpu_model: hardware.gpus.find((g) => g.id === job.allocation.gpu_ids[0])?.name, actual: result.actual, complexity, ts: job.startedAt,
       }));
+    }
+    if (released && result) {
+      report({ ...succeeded(result, quality ?? 'unavailable'), amend: true });
+      say(`${taskId} quality ${quality === 'measured' ? `PSNR ${result.psnr_db?.toFixed(2) ?? '?'} dB, SSIM ${result.ssim?.toFixed(4) ?? '?'}` : 'not measured'}`);
+      return;
     }
     if (result && job.predicted) { const r = completionReport(fb, job.predicted, result.actual); if (r) feedback.publish(r); }
     if (!result && error && /exceeded its memory reservation/.test(error)) {
@@ -147,11 +169,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     const liveLost = job.schema.kind === 'actor' && result && !job.endRequested
       ? `live channel ended without a stop request${stopped ? ' (the agent is stopping)' : ''}` : undefined;
     if (liveLost) { result = undefined; error = liveLost; }
-    const base = blankReport(taskId, result ? 'succeeded' : 'failed', job.allocation.term);
-    report(result ? {
-      ...base, actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
-      psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames,
-    } : { ...base, reason: error ?? 'unknown error' });
+    report(result ? succeeded(result, '') : { ...blankReport(taskId, 'failed', job.allocation.term), reason: error ?? 'unknown error' });
     say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`);
   }
 
@@ -178,7 +196,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       running.set(a.task_id, job);
       say(`accepted ${a.task_id} (term ${alloc.term}) on cores [${alloc.core_ids.join(',')}], ${alloc.memory_gb} GB`);
       cb(null, { accepted: true, reason: '' });
-      void execute(a.task_id, job);
+      const run = execute(a.task_id, job).finally(() => executing.delete(run));
+      executing.add(run);
     },
     Probe: (call, cb) => {
       const { path: raw, term } = call.request;
@@ -273,6 +292,12 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       for (const r of running.values()) r.abort.abort();
       await deliver();
       await runner.close();
+      // Quality passes in flight stop; their amendments (quality unavailable) are the reports
+      // still worth delivering (an encode cut short by the stop is the next leader's to re-run).
+      recorder.stop();
+      await Promise.allSettled([...executing]);
+      for (let i = outbox.length - 1; i >= 0; i--) if (!outbox[i].amend) outbox.splice(i, 1);
+      await deliver();
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
       await feedback.close();
@@ -293,5 +318,5 @@ function throttle<T>(ms: number, fn: (v: T) => void): (v: T) => void {
 }
 
 function blankReport(task_id: string, state: TaskStatusReport['state'], term: number): Omit<TaskStatusReport, 'node_id'> {
-  return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term };
+  return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term, quality: '', amend: false };
 }

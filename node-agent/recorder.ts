@@ -1,16 +1,23 @@
 /**
- * Runs one encode the way the model needs it recorded: probe the input's complexity, encode
- * with sampling (every sample spooled to QuestDB as it arrives), then one run row joining the
- * settings, the node's hardware class, the prediction, the measured usage and the quality.
+ * Runs one encode the way the model needs it recorded: encode with sampling (every sample
+ * spooled to QuestDB as it arrives), then one run row joining the settings, the node's hardware
+ * class, the prediction, the measured usage, the input's complexity and the quality.
  * The agent and `prescient calibrate` both record through this, so their rows are alike.
+ *
+ * Only the encode runs inside the reservation. The complexity sample (when the job's probe did
+ * not bring it) and the quality pass come after it, once `onEncoded` has let the caller release
+ * the reservation: at nice 19 on any of the node's cores, so they take only cycles the reserved
+ * encodes leave idle, and at most one per core at a time (issue 15 measured the reservation
+ * held 1.5–2× the encode's time while both ran inside it).
  */
+import pLimit, { type LimitFunction } from 'p-limit';
 import {
   effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type ResourceUsage,
 } from '../shared/index.js';
 import type { Hardware } from './hardware.js';
 import type { EncodeProgress, EncodeRunner, MeasuredEncode } from './runner/index.js';
 import type { RunRecord, TelemetrySink } from './telemetry/index.js';
-import { measureComplexity } from './ffmpeg/probe.js';
+import { measureComplexity, measureQuality } from './ffmpeg/probe.js';
 
 export interface RecordRequest {
   task_id: string;
@@ -30,6 +37,8 @@ export interface RecordedRun {
   result?: MeasuredEncode;
   error?: string;
   complexity?: ContentComplexity;
+  /** Whether the quality pass gave figures (absent: none was asked for, or the encode failed). */
+  quality?: 'measured' | 'unavailable';
   /** Epoch ms the run started: the run row's timestamp. */
   started_at: number;
 }
@@ -44,10 +53,33 @@ export interface RecorderOptions {
   log?: (m: string) => void;
 }
 
-export class RunRecorder {
-  constructor(private readonly o: RecorderOptions) {}
+export interface RecordHooks {
+  signal?: AbortSignal;
+  onProgress?: (p: EncodeProgress) => void;
+  onSample?: (s: EncodeSample) => void;
+  /**
+   * The encode succeeded and what is left (complexity, quality) needs no reservation: the
+   * caller releases it now. Called before that work starts, with the encode's result.
+   */
+  onEncoded?: (result: MeasuredEncode) => void;
+}
 
-  async record(req: RecordRequest, opts: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void; onSample?: (s: EncodeSample) => void } = {}): Promise<RecordedRun> {
+export class RunRecorder {
+  /** The work after a release: one ffmpeg per core of the node at a time. */
+  private readonly afterwards: LimitFunction;
+  /** Aborts the work after releases (stop). */
+  private readonly stopping = new AbortController();
+
+  constructor(private readonly o: RecorderOptions) {
+    this.afterwards = pLimit(Math.max(1, o.hardware.core_ids.length));
+  }
+
+  /** Stops the complexity and quality passes in flight: their runs are recorded without them. */
+  stop(): void {
+    this.stopping.abort();
+  }
+
+  async record(req: RecordRequest, opts: RecordHooks = {}): Promise<RecordedRun> {
     const started_at = Date.now();
     const grant = { core_ids: req.core_ids, gpu_ids: req.gpu_ids };
     const ctx = { node: this.o.node_id, codec: req.schema.output.codec };
@@ -60,19 +92,34 @@ export class RunRecorder {
     let complexity: ContentComplexity | undefined;
     let result: MeasuredEncode | undefined;
     let error: string | undefined;
+    let quality: RecordedRun['quality'];
     try {
-      complexity = await measureComplexity(req.schema, grant, opts.signal);
       result = await this.o.runner.run({
         task_id: req.task_id, schema: req.schema, core_ids: req.core_ids, gpu_ids: req.gpu_ids,
-        memory_gb: req.memory_gb, output_dir: this.o.output_dir, sample_interval_ms: this.o.sample_interval_ms, quality: req.quality,
+        memory_gb: req.memory_gb, output_dir: this.o.output_dir, sample_interval_ms: this.o.sample_interval_ms, quality: false,
       }, { signal: opts.signal, onProgress: opts.onProgress, onSample });
     } catch (e) {
       error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;
     }
     await spooling;
+    if (result) {
+      opts.onEncoded?.(result);
+      // Nothing is reserved for this any more: the node's idle cores, lowest priority.
+      const idle = { core_ids: this.o.hardware.core_ids, gpu_ids: [] };
+      const signal = this.stopping.signal;
+      const p = req.schema.input.probe;
+      complexity = p?.si_mean !== undefined && p.si_max !== undefined && p.ti_mean !== undefined && p.ti_max !== undefined
+        ? { si_mean: p.si_mean, si_max: p.si_max, ti_mean: p.ti_mean, ti_max: p.ti_max, probe_s: p.siti_s ?? 0 }
+        : await this.afterwards(() => (signal.aborted ? undefined : measureComplexity(req.schema, idle, signal, req.schema.input.fps, true))).catch(() => undefined);
+      if (req.quality !== false && req.schema.kind !== 'actor') {
+        const q = await this.afterwards(() => (signal.aborted ? {} : measureQuality(req.schema, result!.output_path, idle, { signal, idle: true }))).catch(() => ({}));
+        Object.assign(result, q);
+        quality = result.psnr_db !== undefined || result.ssim !== undefined ? 'measured' : 'unavailable';
+      }
+    }
     await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error))
       .catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`));
-    return { result, error, complexity, started_at };
+    return { result, error, complexity, started_at, quality };
   }
 
   private runRecord(req: RecordRequest, ts: number, cx: ContentComplexity | undefined, r: MeasuredEncode | undefined, error: string | undefined): RunRecord {

@@ -32,6 +32,8 @@ export interface TaskStatusReport {
   task_id: string; node_id: string; state: 'running' | 'succeeded' | 'failed'; reason: string;
   actual: ResourceUsage | null; output_bytes: number; output_path: string; psnr_db: number; ssim: number;
   pinned: boolean; frames: number; term: number;
+  /** '' | 'pending' | 'measured' | 'unavailable' (EncodeResult.quality); `amend`: this report only brings a success's quality figures. */
+  quality?: string; amend?: boolean;
 }
 export interface Ack { ok: boolean; reason: string }
 

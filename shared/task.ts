@@ -75,7 +75,21 @@ export interface EncodeResult {
   /** Whether ffmpeg ran pinned to exactly the reserved cores. */
   pinned: boolean;
   frames: number;
+  /**
+   * Where PSNR/SSIM stand. The quality pass runs after the reservation is released (at the
+   * lowest CPU priority, on the node's idle cores), so a job's first `succeeded` event says
+   * `pending` and a second one brings the figures (`measured`) or says why there are none
+   * (`unavailable`). Absent: the encode was asked for no quality pass.
+   */
+  quality?: QualityStatus;
+  /** How the figures were (or will be) measured, in words: the job's record says which method. */
+  quality_method?: string;
 }
+
+export type QualityStatus = 'pending' | 'measured' | 'unavailable';
+
+/** The method the agent uses for the quality pass (issue 15: outside the reservation). */
+export const QUALITY_METHOD = 'after the reservation is released: the whole output against its source, at nice 19 on the node\'s idle cores';
 
 export interface EncodingTask {
   id: string;
@@ -124,6 +138,14 @@ export interface TaskEvent {
   predicted?: Prediction;
   allocation?: ResourceAllocation;
   result?: EncodeResult;
+}
+
+/**
+ * Whether `e` is the last event its job will have: terminal, and not a success whose quality
+ * pass is still to come (see EncodeResult.quality).
+ */
+export function isFinalEvent(e: TaskEvent): boolean {
+  return TERMINAL_STATES.has(e.state) && !(e.state === 'succeeded' && e.result?.quality === 'pending');
 }
 
 /** Live progress of a running encode. */

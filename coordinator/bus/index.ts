@@ -5,7 +5,7 @@
  */
 import { AckPolicy, DeliverPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
 import {
-  ALL_JOB_EVENTS, CANCEL_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES,
+  ALL_JOB_EVENTS, CANCEL_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES, isFinalEvent,
   jobEventsSubject, type CancelEnvelope, type EncodingTask, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
@@ -107,10 +107,12 @@ export async function publishEvent(js: JetStreamClient, ev: TaskEvent): Promise<
 }
 
 /**
- * Follows one job's events from the first, calling `onEvent` for each, until a terminal state
- * arrives or `timeoutMs` passes. Resolves with the last event seen.
+ * Follows one job's events from the first, calling `onEvent` for each, until `timeoutMs`
+ * passes or the job has ended: with `until = 'final'` (default) at its last event (a success's
+ * quality figures included, shared isFinalEvent); with `'released'` at its first terminal
+ * event, when its reservation is released. Resolves with the last event seen.
  */
-export async function followJob(js: JetStreamClient, jobId: string, onEvent: (e: TaskEvent) => void, timeoutMs: number): Promise<TaskEvent | undefined> {
+export async function followJob(js: JetStreamClient, jobId: string, onEvent: (e: TaskEvent) => void, timeoutMs: number, until: 'final' | 'released' = 'final'): Promise<TaskEvent | undefined> {
   // An explicit ephemeral consumer: the client's "ordered consumer" stalls against nats-server 2.9.
   const jsm = await js.jetstreamManager();
   const info = await jsm.consumers.add(EVENTS_STREAM, {
@@ -123,7 +125,7 @@ export async function followJob(js: JetStreamClient, jobId: string, onEvent: (e:
   for await (const m of messages) {
     last = json.decode(m.data) as TaskEvent;
     onEvent(last);
-    if (TERMINAL_STATES.has(last.state)) void messages.close();
+    if (until === 'final' ? isFinalEvent(last) : TERMINAL_STATES.has(last.state)) void messages.close();
   }
   clearTimeout(timer);
   await jsm.consumers.delete(EVENTS_STREAM, info.name).catch(() => undefined);

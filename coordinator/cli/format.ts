@@ -8,9 +8,11 @@ export function formatEvent(e: TaskEvent): string {
   switch (e.state) {
     case 'queued': return `${head}: ${e.reason ?? ''}`;
     case 'placed': return `${head} on ${e.node_id} cores [${e.allocation?.core_ids.join(',')}] ${n(e.allocation?.memory_gb)} GB (term ${e.term}); predicted ${usage(e.predicted?.expected)}`
-      + (e.predicted?.flags?.length ? ` [${e.predicted.flags.join('; ')}]` : '');
+      + (e.predicted?.flags?.length ? ` [${e.predicted.flags.join('; ')}]` : '') + (e.reason ? `; ${e.reason}` : '');
     case 'running': return `${head} on ${e.node_id}`;
-    case 'succeeded': return `${head} on ${e.node_id}: actual ${usage(e.result?.actual)}; ${e.result?.output_bytes} bytes, PSNR ${n(e.result?.psnr_db)} dB, SSIM ${n(e.result?.ssim, 4)}`;
+    case 'succeeded': return `${head} on ${e.node_id}: actual ${usage(e.result?.actual)}; ${e.result?.output_bytes} bytes, `
+      + (e.result?.quality === 'pending' ? 'reservation released, quality being measured'
+        : e.result?.quality === 'unavailable' ? 'quality could not be measured' : `PSNR ${n(e.result?.psnr_db)} dB, SSIM ${n(e.result?.ssim, 4)}`);
     default: return `${head}: ${e.reason ?? ''}`;
   }
 }

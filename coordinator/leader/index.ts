@@ -11,7 +11,7 @@
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
 import {
-  AgentClient, SchemaValidationError, TERMINAL_STATES, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
+  AgentClient, SchemaValidationError, TERMINAL_STATES, QUALITY_METHOD, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
   JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type SubmitEnvelope, type CancelEnvelope, type InputProbe, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
@@ -21,7 +21,7 @@ import { Ledger, StaleLedgerWriteError, type LedgerSnapshot, type LedgerStore } 
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
-import { sizeRequest, type ReservationPolicy } from '../sizing/index.js';
+import { isCpuBatch, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
 
 export interface LeaderOptions {
@@ -56,6 +56,12 @@ type ProbeOutcome = { probe: InputProbe } | { failed: string };
 /** Nodes asked to probe one input at most, and inputs probed at once. */
 const PROBE_NODES = 2;
 const PROBE_PARALLEL = 8;
+
+/** A placement pass's view of idle cores, for throughput sizing (per node where the fleet has at most PASS_VIEW_NODES). */
+interface PassView { idle: number; most: number; hw_class?: string; free?: Map<string, number> }
+const PASS_VIEW_NODES = 256;
+/** Speed-up curves are predicted up to this many cores (no encoder here scales past it). */
+const MAX_CURVE_CORES = 32;
 
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
@@ -98,6 +104,10 @@ export class Leader {
   private ticker?: NodeJS.Timeout;
   private stopped = false;
   private readonly now: () => number;
+  /** Speed-up curves already predicted (coordinator/sizing), per task. */
+  private readonly curves = new WeakMap<EncodingTask, { key: string; curve: SizingContext['curve'] }>();
+  private waker?: NodeJS.Timeout;
+  private wakeAt = Infinity;
 
   constructor(private readonly o: LeaderOptions) {
     this.now = o.now ?? Date.now;
@@ -175,6 +185,7 @@ export class Leader {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.ticker);
+    clearTimeout(this.waker);
     await this.messages?.close().catch(() => undefined);
     await this.serial.run(async () => undefined);
     for (const c of this.agents.values()) c.close();
@@ -396,7 +407,12 @@ export class Leader {
     // same request will not fit either (a queue of hundreds of like jobs behind a full fleet
     // costs one placement, not hundreds).
     const misfits: Array<{ req: PlacementRequest; reason: string }> = [];
-    for (const t of this.queue()) {
+    const queue = this.queue();
+    // What throughput sizing needs to know about this pass (coordinator/sizing): how many CPU
+    // batch jobs are still waiting behind each one, and the cores left idle.
+    let cpuWaiting = queue.filter((t) => t.state === 'queued' && !t.schema.group && isCpuBatch(t)).length;
+    let view: PassView | undefined;
+    for (const t of queue) {
       if (this.stopped) return;
       if (t.state !== 'queued') continue; // placed earlier in this pass, as part of its group
       const g = t.schema.group;
@@ -418,7 +434,14 @@ export class Leader {
       }
       // One snapshot per decision: sizing the request and placing it see the same ledger.
       const snap = this.ledger.snapshot();
-      const req = sizeRequest(t, snap, this.o.reservation);
+      let sizing: SizingContext | undefined;
+      if (isCpuBatch(t) && (this.o.reservation ?? { kind: 'predictive' }).kind === 'predictive') {
+        cpuWaiting--;
+        view ??= this.passView(snap);
+        sizing = this.sizingContext(t, view, cpuWaiting);
+      }
+      const { req, why, retry_at } = sizeWithReason(t, snap, this.o.reservation, sizing);
+      if (retry_at !== undefined) { this.wake(retry_at); continue; }
       const known = misfits.find((m) => sameAsk(req, m.req));
       if (known) { writes.push(this.setReason([t], known.reason)); continue; }
       const result = place(req, snap, this.policy, this.avoid());
@@ -430,8 +453,65 @@ export class Leader {
       }
       const commit = this.ledger.commit(result.plan, this.now());
       if (!commit.ok) { this.log(`plan for ${t.id} refused: ${commit.reason}`); continue; }
-      writes.push(this.dispatch(t, commit.allocation, snap, req));
+      if (view) this.spent(view, commit.allocation.node_id, commit.allocation.core_ids.length);
+      writes.push(this.dispatch(t, commit.allocation, snap, req, why));
     }
+  }
+
+  /** Idle cores on the nodes this pass may place on (recounted per node for fleets small enough to track). */
+  private passView(snap: LedgerSnapshot): PassView {
+    const { exclude } = this.avoid();
+    const free = new Map<string, number>();
+    let idle = 0, most = 0, hw_class: string | undefined;
+    for (const n of snap.nodes) {
+      if (exclude?.has(n.capacity.node_id)) continue;
+      const f = n.free_core_ids.length;
+      idle += f;
+      if (f > most) { most = f; hw_class = hardwareClass(n.capacity.cpu_model); }
+      if (snap.count <= PASS_VIEW_NODES) free.set(n.capacity.node_id, f);
+    }
+    return { idle, most, hw_class, free: snap.count <= PASS_VIEW_NODES ? free : undefined };
+  }
+
+  /** Takes a commit's cores out of the pass's view. */
+  private spent(v: PassView, node: string, cores: number): void {
+    v.idle -= cores;
+    if (!v.free) { v.most = Math.min(v.most, v.idle); return; }
+    v.free.set(node, (v.free.get(node) ?? cores) - cores);
+    v.most = Math.max(0, ...v.free.values());
+  }
+
+  private sizingContext(t: EncodingTask, v: PassView, waiting: number): SizingContext {
+    const deadline = t.schema.deadline ? Date.parse(t.schema.deadline) : NaN;
+    return {
+      curve: v.most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, v.most), v.hw_class) : [],
+      waiting, idle_cores: v.idle, most_idle_on_a_node: v.most,
+      now: this.now(), submitted_at: t.submitted_at, deadline_at: Number.isFinite(deadline) ? deadline : undefined,
+    };
+  }
+
+  /** The job's predicted time at 1…`upTo` cores on `hw_class`, computed once per job and size. */
+  private speedUpCurve(t: EncodingTask, upTo: number, hw_class: string | undefined): SizingContext['curve'] {
+    const key = `${Math.min(upTo, MAX_CURVE_CORES)}|${hw_class ?? ''}`;
+    const known = this.curves.get(t);
+    if (known?.key === key) return known.curve;
+    const curve = Array.from({ length: Math.min(upTo, MAX_CURVE_CORES) }, (_, i) => {
+      const p = predictWork(this.o.predictor, t.schema, { cores: i + 1, hw_class });
+      return { expected: p.expected.duration_s, upper: p.upper.duration_s };
+    });
+    this.curves.set(t, { key, curve });
+    return curve;
+  }
+
+  /** Runs a placement pass at `at` (epoch ms), unless one is already due sooner. */
+  private wake(at: number): void {
+    if (this.stopped || at >= this.wakeAt) return;
+    clearTimeout(this.waker);
+    this.wakeAt = at;
+    this.waker = setTimeout(() => {
+      this.wakeAt = Infinity;
+      void this.locked(() => this.schedule()).catch((e) => this.log(`placement pass failed: ${e}`));
+    }, Math.max(0, at - this.now()));
   }
 
   private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
@@ -491,7 +571,7 @@ export class Leader {
   }
 
   /** Records a committed reservation and hands the task to its agent; re-queues it if the agent refuses. */
-  private async dispatch(t: EncodingTask, allocation: ResourceAllocation, snap: LedgerSnapshot, req: PlacementRequest): Promise<void> {
+  private async dispatch(t: EncodingTask, allocation: ResourceAllocation, snap: LedgerSnapshot, req: PlacementRequest, why?: string): Promise<void> {
     // Everything about the decision is set before the first await: the pass goes on deciding meanwhile.
     const node = snap.node(allocation.node_id)!;
     t.allocation = allocation;
@@ -500,7 +580,7 @@ export class Leader {
     const ctx: PlacementContext = { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name), node: allocation.node_id };
     t.predicted = predictWork(this.o.predictor, t.schema, ctx);
     t.attempts += 1;
-    t.reason = undefined;
+    t.reason = why;
     t.state = 'placed';
     t.started_at = this.now();
     await this.record(t);
@@ -576,6 +656,7 @@ export class Leader {
     return this.locked(async () => {
       const t = this.active.get(rep.task_id) ?? (await this.o.store.get(rep.task_id));
       if (!t) return { ok: false, reason: `unknown task ${rep.task_id}` };
+      if (rep.amend) return this.amendQuality(t, rep);
       if (TERMINAL_STATES.has(t.state)) return { ok: true, reason: `already ${t.state}` };
       if (t.allocation && t.allocation.node_id !== rep.node_id) return { ok: false, reason: `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}` };
       this.unclaimed.delete(t.id);
@@ -609,12 +690,29 @@ export class Leader {
           actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,
           psnr_db: Number.isFinite(rep.psnr_db) ? rep.psnr_db : undefined, ssim: Number.isFinite(rep.ssim) ? rep.ssim : undefined,
           pinned: rep.pinned, frames: rep.frames,
+          ...(rep.quality === 'pending' && { quality: 'pending' as const, quality_method: QUALITY_METHOD }),
         };
       }
       await this.record(t);
       await this.schedule();
       return { ok: true, reason: '' };
     });
+  }
+
+  /**
+   * A success's quality figures, measured after its reservation was released: the record gets
+   * them, and a second `succeeded` event (the job's last, shared isFinalEvent) carries them.
+   * Taken only from the node that ran it, for a success still waiting for them.
+   */
+  private async amendQuality(t: EncodingTask, rep: TaskStatusReport): Promise<Ack> {
+    if (t.state !== 'succeeded' || t.result?.quality !== 'pending') return { ok: true, reason: `${t.id} is ${t.state}${t.result?.quality ? ` with quality ${t.result.quality}` : ''}: nothing to amend` };
+    if (t.allocation?.node_id !== rep.node_id) return { ok: false, reason: `task ${t.id} ran on ${t.allocation?.node_id}, not ${rep.node_id}` };
+    if (rep.quality !== 'measured' && rep.quality !== 'unavailable') return { ok: false, reason: `quality must be measured or unavailable, got ${JSON.stringify(rep.quality)}` };
+    const psnr = Number.isFinite(rep.psnr_db) && rep.psnr_db >= 0 && rep.psnr_db <= 1000 ? rep.psnr_db : undefined;
+    const ssim = Number.isFinite(rep.ssim) && rep.ssim >= -1 && rep.ssim <= 1 ? rep.ssim : undefined;
+    t.result = { ...t.result, psnr_db: psnr, ssim, quality: psnr !== undefined || ssim !== undefined ? 'measured' : 'unavailable' };
+    await this.record(t);
+    return { ok: true, reason: '' };
   }
 
   private agent(address: string): AgentClient {

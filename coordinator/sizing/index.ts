@@ -18,8 +18,102 @@ export function parseReservationPolicy(text: string): ReservationPolicy {
   throw new ConfigError('--reservation', `must be predictive, one-core or fixed-slots:N (N ≥ 1), got ${JSON.stringify(text)}`);
 }
 
-/** What `t` asks the ledger for under `policy`, given the fleet in `snap`. */
-export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy = { kind: 'predictive' }): PlacementRequest {
+/**
+ * What the leader knows, in one placement pass, to size a CPU batch encode for throughput
+ * (`throughputCores`). Without it (burst simulation, `fleet` reports) a job reserves the cores
+ * its prediction expects it to keep busy.
+ */
+export interface SizingContext {
+  /** The job's predicted time (expected and upper bound, s) at 1, 2, … cores: curve[c - 1] is at c cores. */
+  curve: readonly { expected: number; upper: number }[];
+  /** CPU batch jobs queued behind this one in the same pass. */
+  waiting: number;
+  /** Cores free on the usable nodes now, and the most free on any one of them. */
+  idle_cores: number;
+  most_idle_on_a_node: number;
+  /** Epoch ms now, and when the job was submitted; its deadline (epoch ms), if it has one. */
+  now: number;
+  submitted_at: number;
+  deadline_at?: number;
+}
+
+/** The size chosen, and why (the placed event's reason); `retry_at`: not now, decide again then. */
+export interface Sized {
+  cores: number;
+  why: string;
+  retry_at?: number;
+}
+
+/**
+ * Efficiency threshold (Sevcik's rule for malleable jobs, as in the efficiency-threshold
+ * schedulers): while other jobs wait, a job gets another core only if it would still use its
+ * cores at this efficiency, E(c) = T(1) / (c·T(c)). Encoders scale sub-linearly, so on a busy
+ * node this gives one core per job unless the model says a job really scales.
+ */
+export const EFFICIENCY_THRESHOLD = 0.8;
+/** With nobody waiting, an idle core is taken only if it shortens the job by at least this much. */
+export const MIN_GAIN = 0.05;
+/**
+ * A job that arrives alone waits this long before taking idle cores beyond its efficient
+ * count: the rest of a burst submitted together arrives within it, and then the cores are
+ * shared out instead of going to the first job (the packing bench's first job took both cores).
+ */
+export const IDLE_GRACE_MS = 300;
+
+const efficiency = (curve: SizingContext['curve'], c: number) => curve[0].expected / (c * curve[c - 1].expected);
+
+/**
+ * The cores a CPU batch encode reserves so that the queue as a whole finishes soonest
+ * (malleable-job scheduling with an efficiency threshold; coordinator/sizing/README.md says why
+ * this rule and not another):
+ * - a deadline: the fewest cores whose predicted upper bound meets it (all it may have if none does);
+ * - others waiting: the most cores still used at EFFICIENCY_THRESHOLD, and no more than an equal
+ *   share of the idle cores;
+ * - nobody waiting: idle cores are taken while each shortens the job by MIN_GAIN, after IDLE_GRACE_MS.
+ * Never more than one node has free now: a job starts on what is free rather than wait for more.
+ */
+export function throughputCores(x: SizingContext): Sized {
+  const most = Math.max(1, Math.min(x.curve.length, x.most_idle_on_a_node));
+  const t = (c: number) => x.curve[c - 1].expected.toFixed(1);
+  if (x.deadline_at !== undefined) {
+    const left = (x.deadline_at - x.now) / 1000;
+    for (let c = 1; c <= most; c++) if (x.curve[c - 1].upper <= left) return { cores: c, why: `${c} core(s): the fewest whose upper bound (${x.curve[c - 1].upper.toFixed(1)} s) meets the deadline in ${left.toFixed(1)} s` };
+    return { cores: most, why: `${most} core(s), all that one node has free: its deadline in ${left.toFixed(1)} s is not met even so (${x.curve[most - 1].upper.toFixed(1)} s)` };
+  }
+  let efficient = 1;
+  while (efficient < most && efficiency(x.curve, efficient + 1) >= EFFICIENCY_THRESHOLD) efficient++;
+  if (x.waiting > 0) {
+    const share = Math.max(1, Math.floor(x.idle_cores / (x.waiting + 1)));
+    const c = Math.min(efficient, share);
+    return { cores: c, why: `${c} core(s) for throughput: ${x.waiting} job(s) waiting; ${c > 1 ? `efficiency ${efficiency(x.curve, c).toFixed(2)} ≥ ${EFFICIENCY_THRESHOLD}` : `a 2nd core would run at efficiency ${x.curve.length > 1 ? efficiency(x.curve, 2).toFixed(2) : '-'}`}${share < efficient ? `, an equal share of ${x.idle_cores} idle` : ''} (predicted ${t(c)} s)` };
+  }
+  let c = efficient;
+  while (c < most && x.curve[c].expected <= (1 - MIN_GAIN) * x.curve[c - 1].expected) c++;
+  if (c > efficient && x.now < x.submitted_at + IDLE_GRACE_MS) {
+    return { cores: efficient, retry_at: x.submitted_at + IDLE_GRACE_MS, why: `waiting ${IDLE_GRACE_MS} ms for more jobs before taking idle cores` };
+  }
+  return { cores: c, why: `${c} core(s): nothing else waiting, ${c > 1 ? `so idle cores are used while each saves ≥ ${MIN_GAIN * 100} % (predicted ${t(c)} s vs ${t(1)} s on one)` : `and a 2nd core would save under ${MIN_GAIN * 100} %`}` };
+}
+
+/** Whether `t` is sized by throughputCores: a batch encode on CPU cores (not a live channel, not a GPU encoder). */
+export function isCpuBatch(t: EncodingTask): boolean {
+  return !isActor(t.schema) && !GPU_ENCODERS.has(t.schema.output.encoder);
+}
+
+/** What `t` asks the ledger for under `policy`, given the fleet in `snap` (and, from the leader, the pass's view of the queue). */
+export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy = { kind: 'predictive' }, ctx?: SizingContext): PlacementRequest {
+  return sizeWithReason(t, snap, policy, ctx).req;
+}
+
+/** sizeRequest, with why the cores were chosen and, for a job deferred by IDLE_GRACE_MS, when to decide again. */
+export function sizeWithReason(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy = { kind: 'predictive' }, ctx?: SizingContext): { req: PlacementRequest; why?: string; retry_at?: number } {
+  const req = baseRequest(t, snap, policy);
+  if (policy.kind !== 'predictive' || !ctx || !isCpuBatch(t) || !ctx.curve.length) return { req };
+  const sized = throughputCores(ctx);
+  return { req: { ...req, cores: sized.cores }, why: sized.why, retry_at: sized.retry_at };
+}
+
+function baseRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy): PlacementRequest {
   const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
   if (policy.kind === 'one-core') return { task_id: t.id, cores: 1, gpus: gpu ? 1 : 0, memory_gb: 0, bandwidth_mbps: 0 };
   if (policy.kind === 'fixed-slots') {

@@ -19,18 +19,36 @@ import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ContentComplexity, EncodingSchema, InputProbe, InputSpec, ProbeOrigin } from '../../shared/index.js';
-import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, parseSiti, type Grant } from './args.js';
+import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, compileQuality, parseQuality, parseSiti, type Grant } from './args.js';
+import { ffmpegCapabilities } from './capabilities.js';
+import { FfmpegExitError } from './errors.js';
 import { ffmpegPath, runFfmpeg } from './run.js';
 
 /** The input's complexity over its first COMPLEXITY_PROBE_FRAMES frames (`probe_s`: their length where the rate is known). */
-export async function measureComplexity(schema: Pick<EncodingSchema, 'input'>, grant: Grant, signal?: AbortSignal, fps = schema.input.fps): Promise<ContentComplexity | undefined> {
+export async function measureComplexity(schema: Pick<EncodingSchema, 'input'>, grant: Grant, signal?: AbortSignal, fps = schema.input.fps, idle = false): Promise<ContentComplexity | undefined> {
   const seconds = COMPLEXITY_PROBE_FRAMES / (fps ?? 25);
   try {
-    const r = await runFfmpeg(compileComplexityProbe(schema, grant), { core_ids: grant.core_ids, signal });
+    const r = await runFfmpeg(compileComplexityProbe(schema, grant), { core_ids: grant.core_ids, signal, idle });
     return parseSiti(r.stderr, Math.round(Math.min(seconds, schema.input.duration_s ?? seconds) * 1000) / 1000);
   } catch (e) {
     if (signal?.aborted) throw e;
     return undefined;
+  }
+}
+
+/**
+ * PSNR and SSIM (and VMAF where this ffmpeg has libvmaf) of an encode's output against its
+ * source. A failed measurement gives {} rather than failing a good encode; cancellation still
+ * cancels. `idle`: at the lowest CPU priority (after the reservation is released).
+ */
+export async function measureQuality(schema: EncodingSchema, distorted: string, grant: Grant, o: { signal?: AbortSignal; idle?: boolean } = {}): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number }> {
+  try {
+    const { vmaf } = await ffmpegCapabilities();
+    const run = await runFfmpeg(compileQuality(schema, distorted, grant, { vmaf }), { core_ids: grant.core_ids, signal: o.signal, idle: o.idle });
+    return parseQuality(run.stderr);
+  } catch (e) {
+    if (e instanceof FfmpegExitError) return {};
+    throw e;
   }
 }
 

@@ -74,6 +74,11 @@ export interface RunFfmpegOptions {
    * into the limit that caused it. Without one ffmpeg is only pinned to `core_ids`.
    */
   confinement?: Confinement;
+  /**
+   * Run at the lowest CPU priority (nice 19): work done after a reservation was released (the
+   * quality pass) takes only cycles the reserved encodes leave idle.
+   */
+  idle?: boolean;
 }
 
 /** How long ffmpeg may flush after SIGTERM before it is killed; a cancelled output is discarded anyway. */
@@ -98,7 +103,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const c = opts.confinement;
-    const argv = ['--pdeathsig', 'KILL', '--', ...(c?.command_prefix ?? []), ...(c?.pin_cores === false ? [] : ['taskset', '-c', opts.core_ids.join(',')]), ffmpegPath(), ...args];
+    const argv = ['--pdeathsig', 'KILL', '--', ...(c?.command_prefix ?? []), ...(opts.idle ? ['nice', '-n', '19'] : []), ...(c?.pin_cores === false ? [] : ['taskset', '-c', opts.core_ids.join(',')]), ffmpegPath(), ...args];
     const options = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(c && { env: { ...process.env, ...c.env } }) };
     // The child is forked from this process, and the kernel carries a process's peak RSS across
     // exec: -benchmark's maxrss is never below what this process held at the fork (a 643 MB

@@ -8,12 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { EncodeResult, EncodeSample } from '../../shared/index.js';
 import {
-  compileEncode, compileLive, compileQuality, parseQuality, runFfmpeg,
+  compileEncode, compileLive, runFfmpeg,
   EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError,
   type EncodePlan, type FfmpegProgress, type FfmpegRun, type Grant,
 } from '../ffmpeg/index.js';
 import { mergeUsage, strictClock } from '../sampling/index.js';
-import { ffmpegCapabilities } from '../ffmpeg/capabilities.js';
+import { measureQuality } from '../ffmpeg/probe.js';
 import { confineTask, ffmpegGpuIds, ReservationExceededError, type Confinement } from '../enforce/index.js';
 import type { EncodeJob, EncodeProgress, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
 
@@ -85,7 +85,7 @@ async function encode(
     }
     const output_bytes = (await stat(plan.part_path)).size;
     const input_bytes = job.schema.input.kind === 'file' ? (await stat(job.schema.input.path)).size : 0;
-    const quality = job.quality === false ? {} : await measureQuality(job, plan.part_path, grant, signal);
+    const quality = job.quality === false ? {} : await measureQuality(job.schema, plan.part_path, grant, { signal });
     await rename(plan.part_path, plan.final_path);
     done = true;
     return {
@@ -171,17 +171,6 @@ function withShortfalls(e: unknown, short: string[]): unknown {
   return e;
 }
 
-/** A failed measurement leaves psnr/ssim out rather than failing a good encode; cancellation still cancels. */
-async function measureQuality(job: EncodeJob, distorted: string, grant: Grant, signal: AbortSignal): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number }> {
-  try {
-    const { vmaf } = await ffmpegCapabilities();
-    const run = await runFfmpeg(compileQuality(job.schema, distorted, grant, { vmaf }), { core_ids: job.core_ids, signal });
-    return parseQuality(run.stderr);
-  } catch (e) {
-    if (e instanceof FfmpegExitError) return {};
-    throw e;
-  }
-}
 
 /**
  * Passes are summed. duration_s is what the reservation was held for (ffmpeg start-up included);

@@ -91,9 +91,9 @@ export async function submit(s: TestStack, schema: unknown): Promise<string> {
 }
 
 /** Every event of a job, from the first, until it is terminal. */
-export async function events(s: TestStack, id: string, timeoutMs = 120_000): Promise<TaskEvent[]> {
+export async function events(s: TestStack, id: string, timeoutMs = 120_000, until: 'final' | 'released' = 'final'): Promise<TaskEvent[]> {
   const all: TaskEvent[] = [];
-  await followJob(s.nc.jetstream(), id, (e) => all.push(e), timeoutMs);
+  await followJob(s.nc.jetstream(), id, (e) => all.push(e), timeoutMs, until);
   return all;
 }
 

@@ -29,11 +29,17 @@ test.after(async () => {
   await s?.down();
 });
 
-test('a job submitted on NATS goes placed → running → succeeded under the leader\'s term (queued first only when it waits)', async () => {
+test('a job submitted on NATS goes placed → running → succeeded under the leader\'s term (queued first only when it waits), its quality following the release', async () => {
   const id = await submit(s, smallJob());
   const evs = await events(s, id);
-  // The leader records a job once per admission batch: as placed when it fits at once.
-  assert.equal(evs.map((e) => e.state), ['placed', 'running', 'succeeded']);
+  // The leader records a job once per admission batch: as placed when it fits at once. The
+  // first success releases the reservation; the second brings the quality measured after it.
+  assert.equal(evs.map((e) => e.state), ['placed', 'running', 'succeeded', 'succeeded']);
+  assert.is(evs[2].result!.quality, 'pending');
+  assert.match(evs[2].result!.quality_method!, /after the reservation is released/);
+  assert.is(evs[3].result!.quality, 'measured');
+  assert.ok(evs[3].result!.psnr_db! > 20 && evs[3].result!.ssim! > 0.5, `PSNR ${evs[3].result!.psnr_db}, SSIM ${evs[3].result!.ssim}`);
+  assert.equal(evs[3].result!.actual, evs[2].result!.actual, 'the amendment changes only the quality');
   const term = c.leader()!.term;
   assert.ok(evs.every((e) => e.term === term), 'every event carries the leader term');
   const placed = evs[0];
@@ -106,7 +112,8 @@ test('more jobs than cores wait in the queue and all complete, one per core at a
   // Intervals each core was held: no two overlap on the same core.
   const held = all.map((evs) => {
     const placed = evs.find((e) => e.state === 'placed')!;
-    return { core: `${placed.node_id}:${placed.allocation!.core_ids}`, from: placed.at, to: evs.at(-1)!.at };
+    // Held until the first success, which releases it (the quality pass follows on idle cycles).
+    return { core: `${placed.node_id}:${placed.allocation!.core_ids}`, from: placed.at, to: evs.find((e) => e.state === 'succeeded')!.at };
   });
   // With two single-core nodes and four jobs, at least two had to wait for a core, and said why.
   const waited = all.filter((evs) => evs.some((e) => e.state === 'queued' && /no node has room now/.test(e.reason ?? '')));
