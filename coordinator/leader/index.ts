@@ -705,9 +705,9 @@ export class Leader {
    * Taken only from the node that ran it, for a success still waiting for them.
    */
   private async amendQuality(t: EncodingTask, rep: TaskStatusReport): Promise<Ack> {
-    if (t.state !== 'succeeded' || t.result?.quality !== 'pending') return { ok: true, reason: `${t.id} is ${t.state}${t.result?.quality ? ` with quality ${t.result.quality}` : ''}: nothing to amend` };
     if (t.allocation?.node_id !== rep.node_id) return { ok: false, reason: `task ${t.id} ran on ${t.allocation?.node_id}, not ${rep.node_id}` };
     if (rep.quality !== 'measured' && rep.quality !== 'unavailable') return { ok: false, reason: `quality must be measured or unavailable, got ${JSON.stringify(rep.quality)}` };
+    if (t.state !== 'succeeded' || t.result?.quality !== 'pending') return { ok: true, reason: `${t.id} is ${t.state}${t.result?.quality ? ` with quality ${t.result.quality}` : ''}: nothing to amend` };
     const psnr = Number.isFinite(rep.psnr_db) && rep.psnr_db >= 0 && rep.psnr_db <= 1000 ? rep.psnr_db : undefined;
     const ssim = Number.isFinite(rep.ssim) && rep.ssim >= -1 && rep.ssim <= 1 ? rep.ssim : undefined;
     t.result = { ...t.result, psnr_db: psnr, ssim, quality: psnr !== undefined || ssim !== undefined ? 'measured' : 'unavailable' };

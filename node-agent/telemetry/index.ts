@@ -5,6 +5,12 @@
  * While QuestDB is unreachable, recording still succeeds and the flusher retries with backoff.
  * Rows sent twice (a segment replayed after a crash) are stored once: every table
  * deduplicates on its timestamp and keys (tables.ts).
+ *
+ * Linger (`lingerMs`): samples are spooled at once but posted only after up to `lingerMs`, so
+ * the samples of every encode running on a node travel in one request instead of one request
+ * per sample each; QuestDB's cost is per request (a WAL transaction per table), not per row.
+ * A run row is posted at once, in a request after the one holding the samples spooled before
+ * it, so a run is never stored ahead of its samples. `flush` and `close` post what lingers.
  */
 import http from 'node:http';
 import type { EncodeSample } from '../../shared/index.js';
@@ -35,15 +41,32 @@ export interface TelemetrySink {
 export interface SinkOptions extends Omit<SpoolOptions, 'log'> {
   /** Longest wait between delivery attempts while QuestDB is unreachable (default 5 s; the first wait is 250 ms). */
   maxBackoffMs?: number;
+  /**
+   * How long spooled samples may wait before they are posted, so that samples recorded
+   * meanwhile (other encodes of the node) join the same request. 0 (the default) posts at
+   * once. Run rows, `flush` and `close` never wait.
+   */
+  lingerMs?: number;
 }
 
+/** The node agent's linger: at 1 Hz sampling, one request per second for all its encodes. */
+export const AGENT_LINGER_MS = 1000;
+
 const FIRST_BACKOFF_MS = 250;
+const NL = 0x0a;
+const RUN_LINE = Buffer.from(`${RUNS.name},`);
 
 export class QuestDbTelemetrySink implements TelemetrySink {
   private readonly spool: Spool;
   private readonly maxBackoffMs: number;
+  private readonly lingerMs: number;
   private backoffMs = FIRST_BACKOFF_MS;
   private retryTimer?: NodeJS.Timeout;
+  /** Set while spooled samples linger; the next drain starts when it fires. */
+  private lingerTimer?: NodeJS.Timeout;
+  /** Rows wait to be posted that must not linger (a run row, leftovers of an earlier process, a retry). */
+  private urgent = true;
+  private posted = 0;
   private draining?: Promise<void>;
   private tablesReady = false;
   private closed = false;
@@ -55,21 +78,27 @@ export class QuestDbTelemetrySink implements TelemetrySink {
   constructor(private readonly httpBase: string, spoolDir: string, private readonly log: (m: string) => void = () => undefined, o: SinkOptions = {}) {
     this.spool = new Spool(spoolDir, { ...o, log });
     this.maxBackoffMs = o.maxBackoffMs ?? 5000;
+    this.lingerMs = Math.max(0, o.lingerMs ?? 0);
     this.schedule();
   }
 
   async recordRun(run: RunRecord): Promise<void> {
-    await this.append(encodeRow({ table: RUNS, row: run }));
+    await this.append(encodeRow({ table: RUNS, row: run }), true);
   }
 
   async recordSamples(samples: readonly EncodeSample[], ctx: SampleContext): Promise<void> {
     const rows: TableRow[] = [];
     for (const s of samples) sampleRows(s, ctx, rows);
-    await this.append(encodeRows(rows));
+    await this.append(encodeRows(rows), false);
   }
 
   pending(): number {
     return this.spool.pending();
+  }
+
+  /** ILP requests QuestDB has accepted since this sink was made. */
+  requests(): number {
+    return this.posted;
   }
 
   async flush(): Promise<void> {
@@ -84,32 +113,53 @@ export class QuestDbTelemetrySink implements TelemetrySink {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     await this.spool.close();
     await this.draining?.catch(() => undefined);
     await this.drain().catch(() => undefined);
     this.agent.destroy();
   }
 
-  private async append(lines: string): Promise<void> {
+  /** Spools `lines` (durable when this resolves), then has them posted: at once if `now`, else within the linger. */
+  private async append(lines: string, now: boolean): Promise<void> {
     await this.spool.append(lines);
+    if (now) this.urgent = true;
     this.schedule();
   }
 
-  /** Starts a drain unless one runs, a retry is already timed, or nothing is undelivered. */
+  /**
+   * Starts a drain unless one runs, a retry is already timed, or nothing is undelivered; rows
+   * that may linger start the linger instead (once: later rows join the same drain).
+   */
   private schedule(): void {
-    if (this.closed || this.draining || this.retryTimer || !this.spool.hasUndelivered()) return;
+    if (this.closed || this.draining || this.retryTimer) return;
+    if (!this.spool.hasUndelivered()) {
+      this.urgent = false;
+      return;
+    }
+    if (!this.urgent && this.lingerMs > 0) {
+      this.lingerTimer ??= setTimeout(() => { this.lingerTimer = undefined; this.urgent = true; this.schedule(); }, this.lingerMs).unref();
+      return;
+    }
     this.drain().catch(() => undefined);
   }
 
   /** One drain at a time; on success the next one starts if rows came in meanwhile, on failure one is timed with backoff. */
   private drain(): Promise<void> {
+    if (!this.draining) {
+      // This drain takes everything spooled so far, lingering or not.
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+      this.urgent = false;
+    }
     this.draining ??= (async () => {
       if (!this.spool.hasUndelivered()) return;
       if (!this.tablesReady) {
         await ensureTables(this.httpBase);
         this.tablesReady = true;
       }
-      await this.spool.drain(this.post);
+      await this.spool.drain(this.deliver);
     })().then(
       () => {
         this.draining = undefined;
@@ -128,7 +178,8 @@ export class QuestDbTelemetrySink implements TelemetrySink {
         // A QuestDB that comes back may have lost its tables; ILP would recreate them without dedup.
         this.tablesReady = false;
         if (!this.closed && !this.retryTimer) {
-          this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.schedule(); }, this.backoffMs).unref();
+          // The retry takes every row then waiting; the linger already ran out while QuestDB was away.
+          this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.urgent = true; this.schedule(); }, this.backoffMs).unref();
           this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
         }
         throw e;
@@ -138,18 +189,67 @@ export class QuestDbTelemetrySink implements TelemetrySink {
   }
 
   /**
+   * Posts a chunk of spooled lines, cut before each run row that follows other rows: the
+   * samples spooled ahead of a run are accepted by QuestDB before the run row is sent. Run rows
+   * are one per encode, so this costs a request per finished encode at most. A refused line is
+   * reported by its place in the whole chunk, as the spool expects.
+   */
+  private readonly deliver = async (lines: Buffer): Promise<void> => {
+    let start = 0, before = 0;
+    for (let cut = runCut(lines, 0); ; cut = runCut(lines, cut + 1)) {
+      const part = lines.subarray(start, cut);
+      try {
+        await this.post(part);
+      } catch (e) {
+        if (e instanceof RejectedLineError && before) throw new RejectedLineError(e.line + before, e.reason);
+        throw e;
+      }
+      if (cut === lines.length) return;
+      before += countLines(part);
+      start = cut;
+    }
+  };
+
+  /**
    * Posts ILP lines to `/write`. A 400 naming a line means QuestDB will never take that row:
    * it is set aside (RejectedLineError) so the rows behind it still arrive. Anything else
    * (refused connection, timeout, 5xx) is an outage and is retried later.
    */
   private readonly post = async (lines: Buffer): Promise<void> => {
     const { status, text } = await postIlp(this.agent, `${this.httpBase}/write?precision=n`, lines);
-    if (status === 204) return;
+    if (status === 204) {
+      this.posted++;
+      return;
+    }
     let err: { message?: string; line?: number } = {};
     try { if (status === 400) err = JSON.parse(text); } catch { /* not QuestDB's JSON error: an outage like any other */ }
     if (typeof err.line === 'number' && err.line > 0) throw new RejectedLineError(err.line - 1, err.message ?? text);
     throw new Error(`QuestDB /write answered ${status}: ${text.slice(0, 500)}`);
   };
+}
+
+/**
+ * Where the next request of `lines` (whole ILP lines) ends, looking from `from`: before the
+ * first run row that follows another row, else at the end. Only a run row may begin with
+ * `encode_runs,` (every row has a node).
+ */
+function runCut(lines: Buffer, from: number): number {
+  for (let i = lines.indexOf(RUN_LINE, from); i >= 0; i = lines.indexOf(RUN_LINE, i + 1)) {
+    if (i > 0 && lines[i - 1] === NL && !isRunLine(lines, i - 1)) return i;
+  }
+  return lines.length;
+}
+
+/** Whether the line that ends with the newline at `nl` is a run row. */
+function isRunLine(lines: Buffer, nl: number): boolean {
+  const start = nl > 0 ? lines.lastIndexOf(NL, nl - 1) + 1 : 0; // lastIndexOf(x, -1) would search from the end
+  return lines.subarray(start, start + RUN_LINE.length).equals(RUN_LINE);
+}
+
+function countLines(buf: Buffer): number {
+  let n = 0;
+  for (let i = buf.indexOf(NL); i >= 0; i = buf.indexOf(NL, i + 1)) n++;
+  return n;
 }
 
 /**

@@ -10,6 +10,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
+import { ConsulLeaderLookup, CoordinatorClient, type TaskStatusReport } from '../../shared/index.js';
 import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
@@ -91,6 +92,34 @@ test('each run is written to QuestDB and read back over HTTP with its prediction
     return (r[0]?.n as number) > 0 ? r : undefined;
   }, 20_000);
   assert.is(samples[0].n, row.samples);
+});
+
+test('a quality amendment is taken only from the node that ran the job, with a known status, and only once', async () => {
+  const id = await submit(s, smallJob());
+  const evs = await events(s, id);
+  const done = evs.at(-1)!;
+  assert.is(done.result!.quality, 'measured');
+  const leader = await new ConsulLeaderLookup(s.endpoints.consul_http).currentLeader();
+  const client = new CoordinatorClient(leader!.address);
+  const amend = (over: Partial<TaskStatusReport>): Promise<{ ok: boolean; reason: string }> => client.reportStatus({
+    task_id: id, node_id: done.node_id!, state: 'succeeded', reason: '', actual: null, output_bytes: 0, output_path: '',
+    psnr_db: 10, ssim: 0.1, pinned: false, frames: 0, term: done.term, quality: 'measured', amend: true, ...over,
+  });
+  try {
+    const foreign = await amend({ node_id: done.node_id === 'node-a' ? 'node-b' : 'node-a' });
+    assert.not.ok(foreign.ok);
+    assert.match(foreign.reason, /ran on node-[ab], not node-[ab]/);
+    const unknown = await amend({ quality: 'excellent' });
+    assert.not.ok(unknown.ok);
+    assert.match(unknown.reason, /quality must be measured or unavailable/);
+    // Already measured: nothing is changed.
+    assert.match((await amend({})).reason, /nothing to amend/);
+    const stored = (await events(s, id)).at(-1)!;
+    assert.is(stored.result!.psnr_db, done.result!.psnr_db, 'the figures stayed');
+    assert.is((await events(s, id)).length, evs.length, 'no event was added');
+  } finally {
+    client.close();
+  }
 });
 
 test('reservations are released once jobs finish, leaving every core free', async () => {
