@@ -108,7 +108,9 @@ export function sizeRequest(t: EncodingTask, snap: LedgerSnapshot, policy: Reser
 /** sizeRequest, with why the cores were chosen and, for a job deferred by IDLE_GRACE_MS, when to decide again. */
 export function sizeWithReason(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy = { kind: 'predictive' }, ctx?: SizingContext): { req: PlacementRequest; why?: string; retry_at?: number } {
   const req = baseRequest(t, snap, policy);
-  if (policy.kind !== 'predictive' || !ctx || !isCpuBatch(t) || !ctx.curve.length) return { req };
+  if (policy.kind !== 'predictive' || !ctx || !isCpuBatch(t)) return { req };
+  // No curve is needed when no node has two cores free: one core, now or when one frees up.
+  if (!ctx.curve.length) return { req: { ...req, cores: 1 }, why: `1 core: no node has more free${ctx.waiting ? ` (${ctx.waiting} job(s) waiting)` : ''}` };
   const sized = throughputCores(ctx);
   return { req: { ...req, cores: sized.cores }, why: sized.why, retry_at: sized.retry_at };
 }
