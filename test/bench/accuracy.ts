@@ -24,7 +24,6 @@
  *   PRESCIENT_BENCH_VENV=DIR           the peers' venv (default ~/.cache/prescient/bench-venv)
  *   PRESCIENT_BENCH_DEMO=0             leave out the demo batch (the held-out figures alone)
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +39,7 @@ import {
 import { detectHardware } from '../../node-agent/hardware.js';
 import { createEncodeRunner } from '../../node-agent/runner/index.js';
 import { validateEncodingSchema, type EncodingTask } from '../../shared/index.js';
+import { benchPython, runCommand, type BenchPython } from './peers/venv.js';
 
 /** The targets every recorded run measures (GPU share has no rows on a CPU-only machine). */
 const TARGETS_HERE = ['cpu_cores', 'memory_gb', 'bandwidth_mbps', 'duration_s'] as const satisfies readonly Target[];
@@ -212,37 +212,11 @@ const PY_PEERS = { lightgbm: 'LightGBM', histgb: 'HistGradientBoosting' } as con
 type PyPeer = keyof typeof PY_PEERS;
 type PyOutput = Record<PyPeer, { folds: Record<string, (number | null)[]>[]; seconds: number } | { error: string }>;
 
-function run(cmd: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ ok: boolean; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env }, (err, stdout, stderr) => {
-      const out = `${stdout}${stderr}`.trim();
-      resolve({ ok: !err, out: err ? `${err.message.split('\n')[0]}${out ? `: ${out.split('\n').slice(-3).join(' ')}` : ''}` : out });
-    });
-  });
-}
-
-/**
- * A venv with lightgbm, scikit-learn and numpy: made and filled once, reused while it imports.
- * Resolves to its python, or to why not.
- */
-async function peerPython(): Promise<{ python: string } | { skipped: string }> {
-  const dir = process.env.PRESCIENT_BENCH_VENV || path.join(os.homedir(), '.cache/prescient/bench-venv');
-  const python = path.join(dir, 'bin/python');
-  const imports = ['-c', 'import lightgbm, sklearn, numpy'];
-  if ((await run(python, imports, 60_000)).ok) return { python };
-  const base = await run('python3', ['--version'], 10_000);
-  if (!base.ok) return { skipped: `python3 is not available (${base.out})` };
-  const venv = await run('python3', ['-m', 'venv', dir], 120_000);
-  if (!venv.ok) return { skipped: `python3 -m venv ${dir} failed (${venv.out})` };
-  log(`installing lightgbm, scikit-learn and numpy into ${dir}`);
-  const pip = await run(python, ['-m', 'pip', 'install', '--quiet', 'lightgbm', 'scikit-learn', 'numpy'], 600_000);
-  if (!pip.ok) return { skipped: `pip install lightgbm scikit-learn numpy failed (${pip.out})` };
-  const check = await run(python, imports, 60_000);
-  return check.ok ? { python } : { skipped: `lightgbm / scikit-learn do not import after installing (${check.out})` };
-}
+/** The peers' venv (peers/venv.ts) with lightgbm, scikit-learn and numpy. */
+const peerPython = () => benchPython(['lightgbm', { pip: 'scikit-learn', module: 'sklearn' }, 'numpy'], log);
 
 /** Both Python peers on every fold, one call; per peer its predictors per fold, or why it was skipped. */
-async function pythonPeers(py: Awaited<ReturnType<typeof peerPython>>, folds: Fold[], train: LabelledRow[][]): Promise<Record<PyPeer, RecordPredictor[] | { skipped: string }>> {
+async function pythonPeers(py: BenchPython, folds: Fold[], train: LabelledRow[][]): Promise<Record<PyPeer, RecordPredictor[] | { skipped: string }>> {
   const skipAll = (why: string) => ({ lightgbm: { skipped: why }, histgb: { skipped: why } });
   if ('skipped' in py) return skipAll(py.skipped);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-accuracy-gbm-'));
@@ -257,7 +231,7 @@ async function pythonPeers(py: Awaited<ReturnType<typeof peerPython>>, folds: Fo
     const inFile = path.join(dir, 'in.json'), outFile = path.join(dir, 'out.json');
     writeFileSync(inFile, JSON.stringify(input));
     // One OpenMP thread: spinning threads on a small, busy machine made LightGBM 60 times slower.
-    const res = await run(py.python, [GBM_SCRIPT, inFile, outFile], 600_000, { ...process.env, OMP_NUM_THREADS: '1' });
+    const res = await runCommand(py.python, [GBM_SCRIPT, inFile, outFile], 600_000, { ...process.env, OMP_NUM_THREADS: '1' });
     if (!res.ok) return skipAll(`${path.relative(REPO, GBM_SCRIPT)} failed (${res.out})`);
     const out = JSON.parse(readFileSync(outFile, 'utf8')) as PyOutput;
     const peers = {} as Record<PyPeer, RecordPredictor[] | { skipped: string }>;
