@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  ConsulLeaderLookup, CoordinatorClient, agentService, newJobId, serve,
+  ConsulLeaderLookup, CoordinatorClient, TERMINAL_STATES, agentService, isFinalEvent, newJobId, serve,
   type AgentHandlers, type NodeCapacity, type TaskEvent, type grpc,
 } from '../../shared/index.js';
 import { publishSubmission } from '../../coordinator/index.js';
@@ -217,4 +217,86 @@ export class AcceptingFleet {
     for (const c of this.clients) c.close();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.tryShutdown(() => r()))));
   }
+}
+
+// ── an agent in its own process, and what a batch's processes used ───────────────────────
+
+/** The handle of an agent run as its own process: as a coordinator's (output, stop). */
+export type AgentProcess = CoordinatorProcess;
+
+export interface SpawnAgentOptions {
+  /** Cores granted, e.g. `0-1`. */
+  cores: string;
+  memoryGb: number;
+  /** More `prescient agent` flags (e.g. `--sample-ms 100`; none: the defaults, sampling at 1 Hz). */
+  args?: string[];
+  /** Flags for node itself (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `prescient agent` against the stack as a separate process, as a node would run it (no
+ * interface shaped: the host's interfaces carry the stack), and waits until it has registered
+ * with the leader.
+ */
+export async function spawnAgent(s: TestStack, nodeId: string, o: SpawnAgentOptions): Promise<AgentProcess> {
+  const args = ['--state-dir', s.dir, 'agent', '--node-id', nodeId, '--cores', o.cores, '--memory-gb', String(o.memoryGb), '--shape-interfaces', '', ...(o.args ?? [])];
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const handle: AgentProcess = {
+    child, pid: child.pid!, output: () => out,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  const timeoutMs = o.timeoutMs ?? 30_000;
+  const until = Date.now() + timeoutMs;
+  // Only this process's first registration is waited for: the output is a tail, but registering is the first thing an agent does.
+  while (!out.includes(`[agent ${nodeId}] registered with leader`)) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`agent ${nodeId} exited with ${child.exitCode ?? child.signalCode}: ${out.slice(-2000)}`);
+    }
+    if (Date.now() > until) {
+      await handle.stop(2000);
+      throw new Error(`agent ${nodeId} did not register within ${timeoutMs} ms: ${out.slice(-2000)}`);
+    }
+    await sleep(50);
+  }
+  return handle;
+}
+
+/**
+ * CPU seconds (user + system) that a process's reaped children used so far (cutime + cstime in
+ * /proc: an agent's ffmpeg and ffprobe runs, counted once each has exited); NaN once it is gone.
+ */
+export function childrenCpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  let stat: string;
+  try { stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return NaN; }
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13]) + Number(f[14])) / 100;
+}
+
+/**
+ * The event that released a job's reservation: its first terminal one. A success may be
+ * followed by a second `succeeded` carrying its quality figures (shared isFinalEvent); until
+ * then the first terminal event is also the last.
+ */
+export function releasedEvent(j: JobRun): TaskEvent | undefined {
+  return j.events.find((e) => TERMINAL_STATES.has(e.state));
+}
+
+/** The job's last event when it is final (shared isFinalEvent); undefined while the job had not ended. */
+export function finalEvent(j: JobRun): TaskEvent | undefined {
+  const last = j.events.at(-1);
+  return last && isFinalEvent(last) ? last : undefined;
 }
