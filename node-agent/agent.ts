@@ -126,9 +126,9 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     // A success is reported as soon as the encode is done, so the leader releases the
     // reservation while the quality pass runs on idle cycles; its figures follow as an amendment.
     let released = false;
-    const succeeded = (result: MeasuredEncode, quality: string): Omit<TaskStatusReport, 'node_id'> => ({
+    const succeeded = (result: MeasuredEncode, quality: string, quality_method = ''): Omit<TaskStatusReport, 'node_id'> => ({
       ...blankReport(taskId, 'succeeded', job.allocation.term), actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
-      psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames, quality,
+      psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames, quality, quality_method,
     });
     let { result, error, complexity, quality } = await recorder.record({
       task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
@@ -140,10 +140,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes, total_frames,
       }))),
       // Live channels end only on request (below); a batch encode's success releases its cores now.
-      onEncoded: job.schema.kind === 'actor' ? undefined : (r) => {
+      onEncoded: job.schema.kind === 'actor' ? undefined : (r, method) => {
         released = true;
         running.delete(taskId);
-        report(succeeded(r, 'pending'));
+        report(succeeded(r, method ? 'pending' : '', method));
         if (job.predicted) { const c = completionReport(fb, job.predicted, r.actual); if (c) feedback.publish(c); }
         say(`${taskId} encoded in ${r.actual.duration_s.toFixed(2)} s; reservation released, quality being measured`);
       },
@@ -155,9 +155,12 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         cpu_model: hardware.cpu_model, gpu_model: hardware.gpus.find((g) => g.id === job.allocation.gpu_ids[0])?.name, actual: result.actual, complexity, ts: job.startedAt,
       }));
     }
-    if (released && result) {
-      report({ ...succeeded(result, quality ?? 'unavailable'), amend: true });
-      say(`${taskId} quality ${quality === 'measured' ? `PSNR ${result.psnr_db?.toFixed(2) ?? '?'} dB, SSIM ${result.ssim?.toFixed(4) ?? '?'}` : 'not measured'}`);
+    if (released) {
+      // Its success was reported at the release; what is left to say is the quality, if it was asked for.
+      if (result && quality) {
+        report({ ...succeeded(result, quality), amend: true });
+        say(`${taskId} quality ${quality === 'measured' ? `PSNR ${result.psnr_db?.toFixed(2) ?? '?'} dB, SSIM ${result.ssim?.toFixed(4) ?? '?'}` : 'not measured'}`);
+      }
       return;
     }
     if (result && job.predicted) { const r = completionReport(fb, job.predicted, result.actual); if (r) feedback.publish(r); }
@@ -318,5 +321,5 @@ function throttle<T>(ms: number, fn: (v: T) => void): (v: T) => void {
 }
 
 function blankReport(task_id: string, state: TaskStatusReport['state'], term: number): Omit<TaskStatusReport, 'node_id'> {
-  return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term, quality: '', amend: false };
+  return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term, quality: '', amend: false, quality_method: '' };
 }

@@ -12,12 +12,12 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import {
-  effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type ResourceUsage,
+  QUALITY_AFTER_RELEASE, effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type ResourceUsage,
 } from '../shared/index.js';
 import type { Hardware } from './hardware.js';
 import type { EncodeProgress, EncodeRunner, MeasuredEncode } from './runner/index.js';
 import type { RunRecord, TelemetrySink } from './telemetry/index.js';
-import { measureComplexity, measureQuality } from './ffmpeg/probe.js';
+import { measureComplexity, measureQuality, qualityMethod } from './ffmpeg/probe.js';
 
 export interface RecordRequest {
   task_id: string;
@@ -61,7 +61,7 @@ export interface RecordHooks {
    * The encode succeeded and what is left (complexity, quality) needs no reservation: the
    * caller releases it now. Called before that work starts, with the encode's result.
    */
-  onEncoded?: (result: MeasuredEncode) => void;
+  onEncoded?: (result: MeasuredEncode, quality_method?: string) => void;
 }
 
 export class RunRecorder {
@@ -103,7 +103,10 @@ export class RunRecorder {
     }
     await spooling;
     if (result) {
-      opts.onEncoded?.(result);
+      const eff = effectiveOutput(req.schema);
+      const length_s = eff.duration_s ?? (eff.fps && result.frames ? result.frames / eff.fps : undefined);
+      const wantQuality = req.quality !== false && req.schema.kind !== 'actor';
+      opts.onEncoded?.(result, wantQuality ? `${QUALITY_AFTER_RELEASE}: ${qualityMethod(length_s).method}` : undefined);
       // Nothing is reserved for this any more: the node's idle cores, lowest priority.
       const idle = { core_ids: this.o.hardware.core_ids, gpu_ids: [] };
       const signal = this.stopping.signal;
@@ -111,9 +114,9 @@ export class RunRecorder {
       complexity = p?.si_mean !== undefined && p.si_max !== undefined && p.ti_mean !== undefined && p.ti_max !== undefined
         ? { si_mean: p.si_mean, si_max: p.si_max, ti_mean: p.ti_mean, ti_max: p.ti_max, probe_s: p.siti_s ?? 0 }
         : await this.afterwards(() => (signal.aborted ? undefined : measureComplexity(req.schema, idle, signal, req.schema.input.fps, true))).catch(() => undefined);
-      if (req.quality !== false && req.schema.kind !== 'actor') {
-        const q = await this.afterwards(() => (signal.aborted ? {} : measureQuality(req.schema, result!.output_path, idle, { signal, idle: true }))).catch(() => ({}));
-        Object.assign(result, q);
+      if (wantQuality) {
+        const { psnr_db, ssim, vmaf }: { psnr_db?: number; ssim?: number; vmaf?: number } = await this.afterwards(() => (signal.aborted ? {} : measureQuality(req.schema, result!.output_path, idle, { signal, idle: true, length_s }))).catch(() => ({}));
+        Object.assign(result, { psnr_db, ssim, vmaf });
         quality = result.psnr_db !== undefined || result.ssim !== undefined ? 'measured' : 'unavailable';
       }
     }

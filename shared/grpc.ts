@@ -33,7 +33,7 @@ export interface TaskStatusReport {
   actual: ResourceUsage | null; output_bytes: number; output_path: string; psnr_db: number; ssim: number;
   pinned: boolean; frames: number; term: number;
   /** '' | 'pending' | 'measured' | 'unavailable' (EncodeResult.quality); `amend`: this report only brings a success's quality figures. */
-  quality?: string; amend?: boolean;
+  quality?: string; amend?: boolean; quality_method?: string;
 }
 export interface Ack { ok: boolean; reason: string }
 

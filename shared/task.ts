@@ -88,8 +88,8 @@ export interface EncodeResult {
 
 export type QualityStatus = 'pending' | 'measured' | 'unavailable';
 
-/** The method the agent uses for the quality pass (issue 15: outside the reservation). */
-export const QUALITY_METHOD = 'after the reservation is released: the whole output against its source, at nice 19 on the node\'s idle cores';
+/** Where and how the agent runs the quality pass (issue 15: outside the reservation); quality_method adds what it compares. */
+export const QUALITY_AFTER_RELEASE = 'after the reservation is released, at nice 19 on the node\'s idle cores';
 
 export interface EncodingTask {
   id: string;

@@ -11,7 +11,7 @@
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
 import {
-  AgentClient, SchemaValidationError, TERMINAL_STATES, QUALITY_METHOD, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
+  AgentClient, SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
   JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type SubmitEnvelope, type CancelEnvelope, type InputProbe, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
@@ -690,7 +690,7 @@ export class Leader {
           actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,
           psnr_db: Number.isFinite(rep.psnr_db) ? rep.psnr_db : undefined, ssim: Number.isFinite(rep.ssim) ? rep.ssim : undefined,
           pinned: rep.pinned, frames: rep.frames,
-          ...(rep.quality === 'pending' && { quality: 'pending' as const, quality_method: QUALITY_METHOD }),
+          ...(rep.quality === 'pending' && { quality: 'pending' as const, quality_method: describedQuality(rep.quality_method) }),
         };
       }
       await this.record(t);
@@ -769,6 +769,9 @@ export class Leader {
 
   private log(msg: string) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`); }
 }
+
+/** The agent's account of its quality method, if it reads as one (it is shown to users), else the default. */
+const describedQuality = (m: string | undefined) => (m && m.length <= 300 && /^[\w\s.,:;%()'’-]+$/.test(m) ? m : QUALITY_AFTER_RELEASE);
 
 /** Groups are named by their submitter: two submitters' `ladder-1` are different groups. */
 const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/${t.schema.group.id}` : '');

@@ -154,13 +154,16 @@ function codecArgs(schema: EncodingSchema, grant: Grant, threads: number, x265Pa
   return common;
 }
 
+/** A stretch of the output the quality pass compares (seconds from its start). */
+export interface QualitySegment { start_s: number; duration_s: number }
+
 /**
  * Argv comparing an encoded file with its reference: the regenerated lavfi source for synthetic
  * input, the input file otherwise. The distorted stream is brought to the reference's geometry
  * (scale2ref, so an input file of unknown size works too) and frame rate; when the input's rate is
  * unknown the reference is converted to the output's rate instead. Read the result with parseQuality.
  */
-export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant, opts: { vmaf?: boolean } = {}): string[] {
+export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant, opts: { vmaf?: boolean; segment?: QualitySegment } = {}): string[] {
   const { input, output } = schema;
   const threads = threadCount(grant.core_ids);
   // Compare in the output's pixel format: otherwise the reference keeps the source's full
@@ -184,10 +187,17 @@ export function compileQuality(schema: EncodingSchema, distorted_path: string, g
     ...(rescale ? ['[d][r]scale2ref=flags=bicubic[ds][rs]', `[rs]split=${refs}${refLabels}`, '[ds][r1]psnr[dp]'] : [`[r]split=${refs}${refLabels}`, '[d][r1]psnr[dp]']),
     ...(opts.vmaf ? ['[dp][r2]ssim[dq]', `[dq][r3]libvmaf=n_threads=${threads}`] : ['[dp][r2]ssim']),
   ].join(';');
+  // A segment reads the same stretch of both (an input seek decodes up to its exact frame).
+  // No -ss at 0: a seek to 0 in an mp4 whose first frame's timestamp is past 0 (B-frame delay)
+  // lands a frame off its reference (22.8 dB where the whole output scores 36.4).
+  const start = opts.segment ? num(opts.segment.start_s, 'segment.start_s', 0, 24 * 3600) : 0;
+  const seg = opts.segment ? [...(start > 0 ? ['-ss', fmt(start)] : []), '-t', fmt(num(opts.segment.duration_s, 'segment.duration_s', 0.04, 24 * 3600))] : [];
+  const source = inputArgs(input, threads);
+  const at = source.lastIndexOf('-i');
   return [
     ...globalArgs(threads),
-    '-threads', String(threads), '-i', `file:${path.resolve(distorted_path)}`,
-    ...inputArgs(input, threads),
+    '-threads', String(threads), ...seg, '-i', `file:${path.resolve(distorted_path)}`,
+    ...source.slice(0, at), ...seg, ...source.slice(at),
     '-filter_complex', graph,
     '-f', 'null', '-',
   ];

@@ -19,7 +19,7 @@ import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ContentComplexity, EncodingSchema, InputProbe, InputSpec, ProbeOrigin } from '../../shared/index.js';
-import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, compileQuality, parseQuality, parseSiti, type Grant } from './args.js';
+import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, compileQuality, parseQuality, parseSiti, type Grant, type QualitySegment } from './args.js';
 import { ffmpegCapabilities } from './capabilities.js';
 import { FfmpegExitError } from './errors.js';
 import { ffmpegPath, runFfmpeg } from './run.js';
@@ -36,18 +36,41 @@ export async function measureComplexity(schema: Pick<EncodingSchema, 'input'>, g
   }
 }
 
+/** Outputs up to this long are compared whole; longer ones on QUALITY_SEGMENTS stretches. */
+export const QUALITY_WHOLE_UP_TO_S = 6;
+/** Where the stretches of a longer output lie (fractions of its length), and how long each is. */
+export const QUALITY_SEGMENTS = [0.1, 0.5, 0.9] as const;
+export const QUALITY_SEGMENT_S = 2;
+
+/** How measureQuality compares an output of `length_s` seconds (undefined: unknown, compared whole): the job's record says which. */
+export function qualityMethod(length_s: number | undefined): { segments?: QualitySegment[]; method: string } {
+  if (length_s === undefined || !(length_s > QUALITY_WHOLE_UP_TO_S)) return { method: 'whole output against its source' };
+  const segments = QUALITY_SEGMENTS.map((f) => ({ start_s: Math.round(Math.max(0, Math.min(length_s - QUALITY_SEGMENT_S, f * length_s - QUALITY_SEGMENT_S / 2)) * 1000) / 1000, duration_s: QUALITY_SEGMENT_S }));
+  return { segments, method: `${segments.length} segments of ${QUALITY_SEGMENT_S} s against its source (from ${segments.map((x) => `${x.start_s} s`).join(', ')}; the mean of their means)` };
+}
+
 /**
  * PSNR and SSIM (and VMAF where this ffmpeg has libvmaf) of an encode's output against its
- * source. A failed measurement gives {} rather than failing a good encode; cancellation still
- * cancels. `idle`: at the lowest CPU priority (after the reservation is released).
+ * source: whole, or the mean over sampled segments (qualityMethod) of an output `length_s` long.
+ * A failed measurement gives {} rather than failing a good encode; cancellation still cancels.
+ * `idle`: at the lowest CPU priority (after the reservation is released).
  */
-export async function measureQuality(schema: EncodingSchema, distorted: string, grant: Grant, o: { signal?: AbortSignal; idle?: boolean } = {}): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number }> {
+export async function measureQuality(schema: EncodingSchema, distorted: string, grant: Grant, o: { signal?: AbortSignal; idle?: boolean; length_s?: number } = {}): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number; method: string }> {
+  const { segments, method } = qualityMethod(o.length_s);
   try {
     const { vmaf } = await ffmpegCapabilities();
-    const run = await runFfmpeg(compileQuality(schema, distorted, grant, { vmaf }), { core_ids: grant.core_ids, signal: o.signal, idle: o.idle });
-    return parseQuality(run.stderr);
+    const parts: { psnr_db?: number; ssim?: number; vmaf?: number }[] = [];
+    for (const segment of segments ?? [undefined]) {
+      const run = await runFfmpeg(compileQuality(schema, distorted, grant, { vmaf, segment }), { core_ids: grant.core_ids, signal: o.signal, idle: o.idle });
+      parts.push(parseQuality(run.stderr));
+    }
+    const avg = (k: 'psnr_db' | 'ssim' | 'vmaf') => {
+      const xs = parts.map((p) => p[k]).filter((x): x is number => x !== undefined);
+      return xs.length === parts.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
+    };
+    return { psnr_db: avg('psnr_db'), ssim: avg('ssim'), vmaf: avg('vmaf'), method };
   } catch (e) {
-    if (e instanceof FfmpegExitError) return {};
+    if (e instanceof FfmpegExitError) return { method };
     throw e;
   }
 }

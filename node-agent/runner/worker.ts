@@ -85,7 +85,7 @@ async function encode(
     }
     const output_bytes = (await stat(plan.part_path)).size;
     const input_bytes = job.schema.input.kind === 'file' ? (await stat(job.schema.input.path)).size : 0;
-    const quality = job.quality === false ? {} : await measureQuality(job.schema, plan.part_path, grant, { signal });
+    const { method: _method, ...quality } = job.quality === false ? { method: '' } : await measureQuality(job.schema, plan.part_path, grant, { signal });
     await rename(plan.part_path, plan.final_path);
     done = true;
     return {

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { validateEncodingSchema, type EncodeResult } from '../../shared/index.js';
 import { parseCpuList } from '../../shared/index.js';
+import { measureQuality } from '../../node-agent/ffmpeg/probe.js';
 import { createEncodeRunner, EncodeAbortedError, FfmpegExitError, type EncodeJob, type EncodeProgress } from '../../node-agent/runner/index.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-encode-test-'));
@@ -150,6 +151,20 @@ test('an encode of a missing input file rejects with ffmpeg\'s reason', async ()
   assert.is((e as FfmpegExitError).exit_code, 1);
   assert.match((e as FfmpegExitError).message, `${missing}: No such file or directory`);
   assert.equal(leftovers('missing'), []);
+});
+
+test('quality measured on three sampled segments of a longer encode agrees with the whole output\'s, at nice 19', async () => {
+  const j = job('sampled', { input: { synthetic: { source: 'testsrc2', noise: 30 }, resolution: '320x240', fps: 25, duration_s: 10 }, output: { codec: 'h264', preset: 'ultrafast', rate_control: { mode: 'crf', crf: 35 } } });
+  const r = await runner.run({ ...j, quality: false });
+  assert.is(r.psnr_db, undefined, 'no quality pass inside the encode when asked for none');
+  const grant = { core_ids: twoCores, gpu_ids: [] };
+  const whole = await measureQuality(j.schema, r.output_path, grant, { idle: true });
+  const sampled = await measureQuality(j.schema, r.output_path, grant, { idle: true, length_s: 10 });
+  assert.match(whole.method, /whole output/);
+  assert.match(sampled.method, /3 segments of 2 s/);
+  assert.ok(whole.psnr_db! > 20 && whole.psnr_db! < 50, `whole PSNR ${whole.psnr_db}`);
+  assert.ok(Math.abs(sampled.psnr_db! - whole.psnr_db!) < 1.5, `sampled ${sampled.psnr_db} vs whole ${whole.psnr_db}`);
+  assert.ok(Math.abs(sampled.ssim! - whole.ssim!) < 0.02, `sampled ${sampled.ssim} vs whole ${whole.ssim}`);
 });
 
 test.run();

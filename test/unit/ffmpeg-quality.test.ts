@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { validateEncodingSchema } from '../../shared/index.js';
 import { compileComplexityProbe, compileQuality, parseQuality, parseSiti } from '../../node-agent/ffmpeg/args.js';
 import { parseListing } from '../../node-agent/ffmpeg/capabilities.js';
+import { QUALITY_SEGMENT_S, QUALITY_WHOLE_UP_TO_S, qualityMethod } from '../../node-agent/ffmpeg/probe.js';
 
 const schema = validateEncodingSchema({
   input: { synthetic: { source: 'testsrc2', noise: 20 }, resolution: '640x360', fps: 25, duration_s: 10 },
@@ -15,6 +16,28 @@ test('quality with VMAF chains psnr, ssim and libvmaf over a three-way split of 
   const graph = after(compileQuality(schema, '/out/j.mp4', grant, { vmaf: true }), '-filter_complex');
   assert.match(graph, /\[r\]split=3\[r1\]\[r2\]\[r3\];\[d\]\[r1\]psnr\[dp\];\[dp\]\[r2\]ssim\[dq\];\[dq\]\[r3\]libvmaf=n_threads=1$/);
   assert.not.match(after(compileQuality(schema, '/out/j.mp4', grant), '-filter_complex'), /libvmaf/);
+});
+
+test('a quality segment seeks both the output and its reference to the same stretch', () => {
+  const argv = compileQuality(schema, '/out/j.mp4', grant, { segment: { start_s: 4, duration_s: 2 } });
+  const inputs = argv.flatMap((a, i) => (a === '-i' ? [i] : []));
+  assert.is(inputs.length, 2);
+  for (const i of inputs) assert.equal(argv.slice(i - 4, i), ['-ss', '4', '-t', '2'], `before ${argv[i + 1]}`);
+  assert.throws(() => compileQuality(schema, '/out/j.mp4', grant, { segment: { start_s: -1, duration_s: 2 } }), /segment.start_s/);
+  // From the start: no seek at all (a seek to 0 in an mp4 lands a frame off its reference).
+  assert.not.ok(compileQuality(schema, '/out/j.mp4', grant, { segment: { start_s: 0, duration_s: 2 } }).includes('-ss'));
+});
+
+test('short outputs are compared whole, longer ones on three segments spread over their length', () => {
+  assert.equal(qualityMethod(undefined).segments, undefined);
+  assert.equal(qualityMethod(QUALITY_WHOLE_UP_TO_S).segments, undefined);
+  const { segments, method } = qualityMethod(60);
+  assert.equal(segments!.map((x) => x.start_s), [5, 29, 53]);
+  assert.ok(segments!.every((x) => x.duration_s === QUALITY_SEGMENT_S));
+  assert.match(method, /3 segments of 2 s/);
+  // Never past the end, never before the start.
+  const short = qualityMethod(7).segments!;
+  assert.ok(short.every((x) => x.start_s >= 0 && x.start_s + x.duration_s <= 7), JSON.stringify(short));
 });
 
 test('the VMAF score line is read when present and absent otherwise', () => {
