@@ -272,8 +272,10 @@ function inputArgs(input: InputSpec, threads: number, use: 'encode' | 'live' | '
     if (typeof input.path !== 'string' || !path.isAbsolute(input.path) || /[\0\r\n]/.test(input.path)) {
       throw new UnsupportedEncodeError('input.path', 'must be an absolute path without control characters');
     }
+    // input.duration_s: encode only that much from the start (and compare only that much).
+    const length = !live && use !== 'probe' && input.duration_s !== undefined ? ['-t', fmt(num(input.duration_s, 'input.duration_s', 0, 24 * 3600))] : [];
     // `file:` stops ffmpeg from reading a protocol (concat:, http:, ...) into the path.
-    return [...pace, '-threads', String(threads), '-i', `file:${input.path}`];
+    return [...pace, '-threads', String(threads), ...length, '-i', `file:${input.path}`];
   }
   const source = member(input.source, SYNTHETIC_SOURCES, 'input.source');
   const { width, height } = size(input.resolution, 'input.resolution');

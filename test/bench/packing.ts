@@ -69,8 +69,9 @@ import { questdbQuery, sqlSymbol } from '../../models/data/index.js';
 import { compileComplexityProbe, compileEncode, compileQuality } from '../../node-agent/ffmpeg/args.js';
 import { ffmpegCapabilities } from '../../node-agent/ffmpeg/capabilities.js';
 import { ffmpegPath } from '../../node-agent/ffmpeg/run.js';
+import { qualityMethod } from '../../node-agent/ffmpeg/probe.js';
 import { SAMPLES } from '../../node-agent/telemetry/tables.js';
-import { validateEncodingSchema } from '../../shared/index.js';
+import { effectiveOutput, validateEncodingSchema } from '../../shared/index.js';
 import { startStack, type TestStack } from '../helpers/cluster.js';
 import {
   childrenCpuSeconds, cpuSeconds, finalEvent, mean, quantile, releasedEvent, round, runBatch, spawnAgent, spawnCoordinator,
@@ -294,7 +295,7 @@ const range = (xs: number[]) => (xs.length ? `${round(Math.min(...xs), 1)}–${r
 /** Figures for one batch from its jobs' own events. */
 export function summarise(startedAt: number, jobs: JobRun[]): Figures {
   const ends: number[] = [], completions: number[] = [], unused: number[] = [], cores: number[] = [], memory: number[] = [];
-  const used: number[] = [], encode: number[] = [], held: number[] = [], heldPer: number[] = [];
+  const used: number[] = [], encode: number[] = [], held: number[] = [], heldPer: number[] = [], ready: number[] = [];
   let cpuOver = 0, memOver = 0, succeeded = 0, failed = 0, unfinished = 0;
   const spans: [number, number][] = [];
   const failures: string[] = [];
@@ -303,6 +304,7 @@ export function summarise(startedAt: number, jobs: JobRun[]): Figures {
     if (!released || !last) { unfinished++; continue; }
     ends.push(last.at);
     completions.push((last.at - j.submitted_at) / 1000);
+    ready.push((released.at - j.submitted_at) / 1000);
     if (released.state !== 'succeeded') {
       failed++;
       failures.push(`${released.job_id} ${released.state}: ${released.reason}`);
@@ -330,6 +332,8 @@ export function summarise(startedAt: number, jobs: JobRun[]): Figures {
     makespan_s: ends.length ? (Math.max(...ends) - startedAt) / 1000 : NaN,
     completion_mean_s: mean(completions),
     completion_p95_s: quantile(completions, 0.95),
+    // Submission → its output written and its reservation released (the quality figures may follow).
+    output_ready_mean_s: mean(ready),
     held_per_encode: mean(heldPer),
     held_per_encode_max: heldPer.length ? Math.max(...heldPer) : NaN,
     reservation_held_mean_s: mean(held),
@@ -412,7 +416,8 @@ async function rayJobs(s: TestStack, batch: Batch, n: number, dir: string) {
       steps: [
         ...plan.passes.map((argv, p) => ({ name: plan.passes.length > 1 ? `encode pass ${p + 1}` : 'encode', argv: [ffmpeg, ...argv] })),
         { name: 'complexity', argv: [ffmpeg, ...compileComplexityProbe(schema, grant)] },
-        { name: 'quality', argv: [ffmpeg, ...compileQuality(schema, plan.part_path, grant, { vmaf })] },
+        // The quality pass as the agent runs it: whole, or on the segments it samples (node-agent/ffmpeg/probe.ts).
+        ...(qualityMethod(effectiveOutput(schema).duration_s).segments ?? [undefined]).map((segment) => ({ name: 'quality', argv: [ffmpeg, ...compileQuality(schema, plan.part_path, grant, { vmaf, segment })] })),
       ],
     };
   });
@@ -434,12 +439,15 @@ async function runRay(s: TestStack, py: BenchPython, n: number, batch: Batch): P
     const encodeStep = (t: RayOutput['tasks'][number]) => t.steps.filter((x) => x.name.startsWith('encode')).reduce((a, x) => a + x.end - x.start, 0);
     const encode = ok.map(encodeStep);
     const heldPer = ok.map((t) => (t.end - t.start) / encodeStep(t));
+    // The output is there once the last encode step has ended (the rest of the task measures it).
+    const outputReady = ok.map((t) => Math.max(...t.steps.filter((x) => x.name.startsWith('encode')).map((x) => x.end)) - t.submit);
     const cpu = (k: string) => (o.cpu_s[k] ?? 0) / o.wall_s;
     const own = Object.values(o.cpu_s).reduce((a, b) => a + b, 0) - (o.cpu_s.ffmpeg ?? 0);
     return {
       makespan_s: o.makespan_s,
       completion_mean_s: o.completion_mean_s,
       completion_p95_s: quantile(o.tasks.map((t) => t.seen - t.submit), 0.95),
+      output_ready_mean_s: mean(outputReady),
       held_per_encode: mean(heldPer),
       held_per_encode_max: heldPer.length ? Math.max(...heldPer) : NaN,
       reservation_held_mean_s: mean(ok.map((t) => t.end - t.start)),

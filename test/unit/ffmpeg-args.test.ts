@@ -49,6 +49,15 @@ test('a file input is read through the file: protocol', () => {
   assert.not.ok(argv.includes('lavfi'));
 });
 
+test('a file input with a duration is encoded only that far from its start, and compared only that far', () => {
+  const [argv] = encodeArgs({ codec: 'h264', rate_control: crf(23) }, oneCore, { path: '/media/a.mov', duration_s: 7.5 });
+  assert.ok(containsRun(argv, ['-t', '7.5', '-i', 'file:/media/a.mov']), argv.join(' '));
+  const [whole] = encodeArgs({ codec: 'h264', rate_control: crf(23) }, oneCore, { path: '/media/a.mov' });
+  assert.not.ok(whole.includes('-t'));
+  const q = compileQuality(schema({ codec: 'h264', rate_control: crf(23) }, { path: '/media/a.mov', duration_s: 7.5 }), '/out/x.mp4', oneCore);
+  assert.ok(containsRun(q, ['-t', '7.5', '-i', 'file:/media/a.mov']), q.join(' '));
+});
+
 test('each encoder gets its own preset flags', () => {
   const cases: [Record<string, unknown>, string[]][] = [
     [{ codec: 'h264', preset: 'veryfast' }, ['-c:v', 'libx264', '-preset', 'veryfast']],
