@@ -108,6 +108,43 @@ const consul: ServiceSpec = {
   endpoint: (p) => `${LOOPBACK}:${p.http}`,
 };
 
+/**
+ * QuestDB settings for a small machine shared with the encodes it records (each name checked
+ * against QuestDB 9.3's `SHOW PARAMETERS`; the stack test reads them back). A QuestDB worker
+ * looks for work in a loop: once idle it spins, then naps 1 ms a round until `sleep.threshold`
+ * idle rounds (10000 by default: about 3 s of naps) and only then sleeps `sleep.timeout`
+ * (10 ms) a round. Telemetry comes every second, so by default the workers never get to sleep:
+ * a thousand wake-ups a second per thread, over a dozen threads, cost more than the ingest.
+ */
+export const QUESTDB_QUIET: Readonly<Record<string, string>> = {
+  // The shared pools (network: HTTP, ILP, SQL; query; write: WAL apply and housekeeping) nap
+  // for about a tenth of a second after a burst, then sleep: a request that finds them asleep
+  // waits up to 10 ms.
+  QDB_SHARED_WORKER_NAP_THRESHOLD: '100',
+  QDB_SHARED_WORKER_SLEEP_THRESHOLD: '200',
+  // WAL apply and mat-view refresh default to max(2, cores) threads each; one each is plenty
+  // for a few requests a second, and they nap and sleep like the shared pools.
+  QDB_WAL_APPLY_WORKER_COUNT: '1',
+  QDB_WAL_APPLY_WORKER_NAP_THRESHOLD: '100',
+  QDB_WAL_APPLY_WORKER_SLEEP_THRESHOLD: '200',
+  QDB_MAT_VIEW_REFRESH_WORKER_COUNT: '1',
+  QDB_MAT_VIEW_REFRESH_WORKER_NAP_THRESHOLD: '100',
+  QDB_MAT_VIEW_REFRESH_WORKER_SLEEP_THRESHOLD: '200',
+  // The view compiler (2 threads by default) and export (1) pools idle all the time here.
+  QDB_VIEW_COMPILER_WORKER_COUNT: '1',
+  QDB_VIEW_COMPILER_WORKER_NAP_THRESHOLD: '100',
+  QDB_VIEW_COMPILER_WORKER_SLEEP_THRESHOLD: '200',
+  QDB_EXPORT_WORKER_NAP_THRESHOLD: '100',
+  QDB_EXPORT_WORKER_SLEEP_THRESHOLD: '200',
+  // PG wire is not used by the cluster; its one worker (QDB_PG_WORKER_COUNT) naps like the others.
+  QDB_PG_WORKER_NAP_THRESHOLD: '100',
+  QDB_PG_WORKER_SLEEP_THRESHOLD: '200',
+  // Read by QuestDB's log setup (w.stdout.level in conf/log.conf), not a server.conf key: INFO
+  // writes a line to stdout (the stack's log file) for every commit and query, on the logging
+  // thread. Errors are what that log is read for.
+  QDB_LOG_W_STDOUT_LEVEL: 'ERROR,CRITICAL',
+};
+
 /** The QuestDB jar: PRESCIENT_QUESTDB_JAR, the install.sh location, else the newest in ~/.m2. */
 export function findQuestdbJar(): string {
   const env = process.env.PRESCIENT_QUESTDB_JAR;
@@ -147,6 +184,7 @@ const questdb: ServiceSpec = {
       // The whole cluster shares a small machine: one thread per shared pool, one PG worker.
       QDB_SHARED_WORKER_COUNT: '1',
       QDB_PG_WORKER_COUNT: '1',
+      ...QUESTDB_QUIET,
     });
     mkdirSync(dataDir, { recursive: true }); // ServerMain refuses a missing -d dir
     return {

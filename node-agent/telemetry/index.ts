@@ -101,6 +101,16 @@ export class QuestDbTelemetrySink implements TelemetrySink {
     return this.posted;
   }
 
+  /**
+   * Creates the tables now (best effort) rather than at the first flush: an agent calls it at
+   * start, so the one-off DDL round trips (and loading the HTTP client) do not land in the
+   * middle of its first encodes. A failure is left for the first flush to retry.
+   */
+  async prepare(): Promise<void> {
+    if (this.tablesReady) return;
+    await ensureTables(this.httpBase).then(() => { this.tablesReady = true; }, (e: Error) => this.log(`telemetry: tables not created yet (${e.message}); the first flush tries again`));
+  }
+
   async flush(): Promise<void> {
     await this.draining?.catch(() => undefined);
     // An explicit flush does not wait out the backoff.

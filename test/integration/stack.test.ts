@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { loadEndpoints, stackFile } from '../../shared/config.js';
 import { stackDown, stackStatus, stackUp, startService, stopService, type StackOptions, type StackStatus } from '../../deploy/stack/index.js';
 import { httpGet } from '../../deploy/stack/net.js';
+import { QUESTDB_QUIET } from '../../deploy/stack/services.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-stack-'));
 const opts: StackOptions = { stateDir: dir, log: (l) => console.log(`    [stack] ${l}`) };
@@ -99,6 +100,21 @@ test('startService brings questdb back on the same port and data with a new pid'
   assert.is.not(service(s, 'questdb').pid, service(first, 'questdb').pid);
   assert.equal(service(s, 'questdb').endpoint, first.endpoints!.questdb_http);
   assert.equal((await sql('select x from stack_probe')).dataset, [[42]]);
+});
+
+test('questdb runs with the quiet settings and writes no INFO lines to its log', async () => {
+  // SHOW PARAMETERS lists every server setting with the variable that overrides it and where its value came from.
+  const params = new Map((await sql('SHOW PARAMETERS')).dataset!.map((r) => [r[1] as string, { value: r[2], source: r[3] }]));
+  const server = Object.entries(QUESTDB_QUIET).filter(([k]) => !k.startsWith('QDB_LOG_'));
+  assert.ok(server.length >= 10);
+  for (const [name, value] of server) assert.equal(params.get(name), { value, source: 'env' }, name);
+  // The log settings are not server parameters: their effect is the log. By now QuestDB has started
+  // twice, created a table, inserted and queried, each of which logs at INFO.
+  const log = readFileSync(service(await stackStatus(opts), 'questdb').log_file, 'utf8');
+  assert.match(log, /Using env: QDB_LOG_W_STDOUT_LEVEL=/);
+  assert.match(log, /^\S+Z A server-main /m, 'advisory lines (startup) still reach the log');
+  const info = log.split('\n').filter((l) => /^\S+Z I /.test(l));
+  assert.equal(info, [], 'no INFO lines');
 });
 
 test('stack down leaves no process behind and status says the stack is not up', async () => {
