@@ -296,7 +296,7 @@ const range = (xs: number[]) => (xs.length ? `${round(Math.min(...xs), 1)}–${r
 export function summarise(startedAt: number, jobs: JobRun[]): Figures {
   const ends: number[] = [], completions: number[] = [], unused: number[] = [], cores: number[] = [], memory: number[] = [];
   const used: number[] = [], encode: number[] = [], held: number[] = [], heldPer: number[] = [], ready: number[] = [];
-  let cpuOver = 0, memOver = 0, succeeded = 0, failed = 0, unfinished = 0;
+  let cpuOver = 0, memOver = 0, noMemory = 0, succeeded = 0, failed = 0, unfinished = 0;
   const spans: [number, number][] = [];
   const failures: string[] = [];
   for (const j of jobs) {
@@ -319,7 +319,9 @@ export function summarise(startedAt: number, jobs: JobRun[]): Figures {
     cores.push(reserved);
     memory.push(alloc.memory_gb);
     if (actual.cpu_cores > reserved * 1.05) cpuOver++;
-    if (actual.memory_gb > alloc.memory_gb) memOver++;
+    // A policy that reserves no memory (one-core, like Ray) has none to overrun: see its peak RSS instead.
+    if (alloc.memory_gb > 0 && actual.memory_gb > alloc.memory_gb) memOver++;
+    if (alloc.memory_gb === 0) noMemory++;
     unused.push(Math.max(0, 1 - actual.cpu_cores / reserved));
     used.push(actual.cpu_cores);
     encode.push(actual.duration_s);
@@ -340,7 +342,7 @@ export function summarise(startedAt: number, jobs: JobRun[]): Figures {
     encode_mean_s: mean(encode),
     'encode_s (min–max)': range(encode),
     cpu_overruns: cpuOver,
-    memory_overruns: memOver,
+    memory_overruns: noMemory && noMemory === succeeded ? 'n/a (no memory reserved)' : memOver,
     unused_core_share: mean(unused),
     cores_reserved_mean: mean(cores),
     memory_reserved_mean_gb: mean(memory),

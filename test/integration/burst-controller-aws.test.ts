@@ -89,6 +89,8 @@ test('the queue grows → RunInstances with type, count, tags and user data → 
     const r = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.id] }));
     return ['shutting-down', 'terminated'].includes(r.Reservations![0].Instances![0].State!.Name!);
   }, 30_000);
+  // The controller records the end once its terminate call has returned: moto may show it a moment before.
+  await waitFor('the controller recorded the end', () => c.burst()!.snapshot().state.ended.some((x) => x.id === launched.id), 10_000);
   const { state, decisions } = c.burst()!.snapshot();
   assert.ok(decisions.some((d) => d.drain.some((x) => x.id === launched.id)), 'drained before it was terminated');
   assert.ok(state.ended.some((x) => x.id === launched.id));
