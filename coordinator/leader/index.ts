@@ -241,7 +241,7 @@ export class Leader {
    */
   private async admitBatch(batch: JsMsg[], envelopes: ReadonlyMap<JsMsg, SubmitEnvelope | undefined>, probes: ReadonlyMap<JsMsg, ProbeOutcome>): Promise<void> {
     const submits = batch.filter((m) => m.subject !== CANCEL_SUBJECT);
-    const admitted = await Promise.allSettled(submits.map((m) => this.admit(envelopes.get(m), probes.get(m))));
+    const admitted = await Promise.allSettled(submits.map((m) => this.admit(envelopes.get(m), probes.get(m), streamTime(m))));
     const done = new Map<JsMsg, EncodingTask | undefined>();
     admitted.forEach((r, i) => {
       if (r.status === 'fulfilled') done.set(submits[i], r.value);
@@ -268,7 +268,7 @@ export class Leader {
    * Validates and predicts one submission; a queued task joins the queue. Its first record is
    * written by the batch (admitBatch), as placed when the same pass places it: one write, not two.
    */
-  private async admit(env: SubmitEnvelope | undefined, probed?: ProbeOutcome): Promise<EncodingTask | undefined> {
+  private async admit(env: SubmitEnvelope | undefined, probed?: ProbeOutcome, storedAt?: number): Promise<EncodingTask | undefined> {
     if (!env) return;
     if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
       this.log(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
@@ -280,7 +280,9 @@ export class Leader {
     if (known) return this.unrecorded.has(known) ? known : undefined;
     if (await this.o.store.get(env.job_id)) return;
     const now = this.now();
-    const base = { id: env.job_id, submitted_at: Number(env.submitted_at) || now, updated_at: now, term: this.o.term, attempts: 0 };
+    // When JetStream stored the submission, not the client's clock: queue order, SLA delays and the
+    // sizing grace all count from it, and a submitter must not jump the queue by back-dating its jobs.
+    const base = { id: env.job_id, submitted_at: storedAt ?? now, updated_at: now, term: this.o.term, attempts: 0 };
     let task: EncodingTask;
     try {
       const schema = validateEncodingSchema(env.schema, this.o.validation);
@@ -772,6 +774,12 @@ export class Leader {
 
 /** The agent's account of its quality method, if it reads as one (it is shown to users), else the default. */
 const describedQuality = (m: string | undefined) => (m && m.length <= 300 && /^[\w\s.,:;%()'’-]+$/.test(m) ? m : QUALITY_AFTER_RELEASE);
+
+/** When JetStream stored a message (epoch ms, the server's clock), if it says. */
+function streamTime(m: JsMsg): number | undefined {
+  const ns = m.info?.timestampNanos;
+  return typeof ns === 'number' && ns > 0 ? Math.floor(ns / 1e6) : undefined;
+}
 
 /** Groups are named by their submitter: two submitters' `ladder-1` are different groups. */
 const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/${t.schema.group.id}` : '');

@@ -60,7 +60,7 @@
  *   PRESCIENT_BENCH_PACKING_WIDE_JOBS=N                  only the wide batch's first N jobs (a shorter run)
  *   PRESCIENT_BENCH_VENV=DIR                             the venv Ray is installed in (peers/venv.ts)
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -425,6 +425,16 @@ async function rayJobs(s: TestStack, batch: Batch, n: number, dir: string) {
   });
 }
 
+/** Waits (up to 60 s) until no Ray daemon or worker is left, then 2 s more for the load to fall. */
+async function settleAfterRay(): Promise<void> {
+  const rayLeft = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((pid) => {
+    try { return /raylet|gcs_server|ray::|default_worker\.py|dashboard|log_monitor/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; }
+  });
+  const until = Date.now() + 60_000;
+  while (rayLeft() && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
+  await new Promise((r) => setTimeout(r, 2000));
+}
+
 async function runRay(s: TestStack, py: BenchPython, n: number, batch: Batch): Promise<Figures> {
   if ('skipped' in py) return { skipped: py.skipped };
   const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-ray-'));
@@ -435,6 +445,9 @@ async function runRay(s: TestStack, py: BenchPython, n: number, batch: Batch): P
     writeFileSync(inFile, JSON.stringify({ num_cpus: RAY_CPUS, poll_s: 0.2, temp_dir: temp.length <= 40 ? temp : undefined, jobs: await rayJobs(s, batch, n, dir) }));
     // ray.init and shutdown take seconds; a batch's jobs all time out together at worst.
     const res = await runCommand(py.python, [RAY_SCRIPT, inFile, outFile], batch.timeoutMs + 120_000);
+    // Ray's daemons wind down for seconds after its driver exits; measured, the runner after Ray
+    // took twice as long as in the reverse order. The next run starts once they are gone.
+    await settleAfterRay();
     if (!res.ok) return { skipped: `${path.relative(REPO, RAY_SCRIPT)} failed (${res.out})` };
     const o = JSON.parse(readFileSync(outFile, 'utf8')) as RayOutput;
     const ok = o.tasks.filter((t) => t.ok);

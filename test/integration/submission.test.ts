@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { JOBS_STREAM } from '../../shared/index.js';
+import { JOBS_STREAM, newJobId } from '../../shared/index.js';
+import { publishSubmission } from '../../coordinator/index.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
 import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
@@ -93,6 +94,18 @@ test('prescient status --json shows a finished job\'s record', async () => {
   const t = JSON.parse(r.stdout) as { state: string; result: { frames: number } };
   assert.is(t.state, 'succeeded');
   assert.is(t.result.frames, 25);
+});
+
+test('a submission back-dated by its client is queued from when JetStream stored it, not from the date it claims', async () => {
+  const id = newJobId();
+  const before = Date.now();
+  await publishSubmission(s.nc.jetstream(), { job_id: id, submitted_at: 1, schema: smallJob() });
+  assert.is((await events(s, id)).at(-1)!.state, 'succeeded');
+  const r = await cliRun(s, ['status', id, '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const t = JSON.parse(r.stdout) as { submitted_at: number };
+  // Clocks here are one machine's: the stream's stamp lies between the publish and now.
+  assert.ok(t.submitted_at >= before - 1000 && t.submitted_at <= Date.now(), `submitted_at ${t.submitted_at}, published at ${before}`);
 });
 
 test.run();
