@@ -9,7 +9,7 @@ import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
   CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
-  type AgentHandlers, type Assignment, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
+  type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
 import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
@@ -133,7 +133,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       ...blankReport(taskId, 'succeeded', job.allocation.term), actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
       psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames, quality, quality_method,
     });
-    let { result, error, complexity, quality } = await recorder.record({
+    let { result, error, failure, complexity, quality } = await recorder.record({
       task_id: taskId, schema: job.schema, core_ids: job.allocation.core_ids, gpu_ids: job.allocation.gpu_ids,
       memory_gb: job.allocation.memory_gb, attempt: job.attempt, predicted: job.predicted, model_version: job.modelVersion,
     }, {
@@ -167,44 +167,47 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       return;
     }
     if (result && job.predicted) { const r = completionReport(fb, job.predicted, result.actual); if (r) feedback.publish(r); }
-    if (!result && error && /exceeded its memory reservation/.test(error)) {
+    if (!result && failure === 'MEMORY_EXCEEDED') {
       feedback.publish(overrunReport(fb, 'memory_gb', Math.max(watch.peakMemoryGb, job.allocation.memory_gb), job.allocation.memory_gb, (Date.now() - job.startedAt) / 1000, job.predicted?.memory_gb, 'stopped by its memory limit'));
     }
     // A live channel succeeds only by being stopped on request; one that ended any other way
     // (ffmpeg exited, this agent is stopping) is reported failed, and the leader restarts it.
     const liveLost = job.schema.kind === 'actor' && result && !job.endRequested
       ? `live channel ended without a stop request${stopped ? ' (the agent is stopping)' : ''}` : undefined;
-    if (liveLost) { result = undefined; error = liveLost; }
-    report(result ? succeeded(result, '') : { ...blankReport(taskId, 'failed', job.allocation.term), reason: error ?? 'unknown error' });
+    if (liveLost) { result = undefined; error = liveLost; failure = 'LIVE_ENDED'; }
+    report(result ? succeeded(result, '') : { ...blankReport(taskId, 'failed', job.allocation.term), reason: error ?? 'unknown error', failure: failure ?? 'AGENT_ERROR' });
     say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`);
   }
 
+  /** Takes one assignment, or says why not (an AssignBatch's entries each go through this, in order). */
+  function accept(a: Assignment): AssignReply {
+    const alloc = fromAllocationMsg(a.allocation);
+    const refuse = (refusal: FailureKind, reason: string): AssignReply => { say(`refused ${a.task_id}: ${reason}`); return { accepted: false, reason, refusal }; };
+    if (alloc.term < highestTerm) return refuse('STALE_TERM', `stale leader term ${alloc.term}: this agent has seen term ${highestTerm}`);
+    highestTerm = alloc.term;
+    if (running.has(a.task_id)) return { accepted: true, reason: 'already running' };
+    if (alloc.node_id !== nodeId) return refuse('WRONG_NODE', `allocation is for node ${alloc.node_id}, this is ${nodeId}`);
+    const foreign = alloc.core_ids.filter((c) => !hardware.core_ids.includes(c));
+    if (foreign.length) return refuse('WRONG_NODE', `cores ${foreign.join(',')} are not granted to this node`);
+    const busy = alloc.core_ids.filter((c) => [...running.values()].some((r) => r.allocation.core_ids.includes(c)));
+    if (busy.length) return refuse('CORES_BUSY', `cores ${busy.join(',')} are already running another task here`);
+    let schema: EncodingSchema;
+    try {
+      schema = validateEncodingSchema(JSON.parse(a.schema_json), o.validation);
+    } catch (e) {
+      return refuse('INVALID_SCHEMA', e instanceof SchemaValidationError ? e.message : `schema is not JSON: ${(e as Error).message}`);
+    }
+    const job: Running = { allocation: alloc, schema, predicted: a.predicted, modelVersion: a.model_version || 'unknown', attempt: Number(a.attempt), startedAt: Date.now(), abort: new AbortController() };
+    running.set(a.task_id, job);
+    say(`accepted ${a.task_id} (term ${alloc.term}) on cores [${alloc.core_ids.join(',')}], ${alloc.memory_gb} GB`);
+    const run = execute(a.task_id, job).finally(() => executing.delete(run));
+    executing.add(run);
+    return { accepted: true, reason: '' };
+  }
+
   const handlers: AgentHandlers = {
-    Assign: (call, cb) => {
-      const a: Assignment = call.request;
-      const alloc = fromAllocationMsg(a.allocation);
-      const refuse = (reason: string) => { say(`refused ${a.task_id}: ${reason}`); cb(null, { accepted: false, reason }); };
-      if (alloc.term < highestTerm) return refuse(`stale leader term ${alloc.term}: this agent has seen term ${highestTerm}`);
-      highestTerm = alloc.term;
-      if (running.has(a.task_id)) return cb(null, { accepted: true, reason: 'already running' });
-      if (alloc.node_id !== nodeId) return refuse(`allocation is for node ${alloc.node_id}, this is ${nodeId}`);
-      const foreign = alloc.core_ids.filter((c) => !hardware.core_ids.includes(c));
-      if (foreign.length) return refuse(`cores ${foreign.join(',')} are not granted to this node`);
-      const busy = alloc.core_ids.filter((c) => [...running.values()].some((r) => r.allocation.core_ids.includes(c)));
-      if (busy.length) return refuse(`cores ${busy.join(',')} are already running another task here`);
-      let schema: EncodingSchema;
-      try {
-        schema = validateEncodingSchema(JSON.parse(a.schema_json), o.validation);
-      } catch (e) {
-        return refuse(e instanceof SchemaValidationError ? e.message : `schema is not JSON: ${(e as Error).message}`);
-      }
-      const job: Running = { allocation: alloc, schema, predicted: a.predicted, modelVersion: a.model_version || 'unknown', attempt: Number(a.attempt), startedAt: Date.now(), abort: new AbortController() };
-      running.set(a.task_id, job);
-      say(`accepted ${a.task_id} (term ${alloc.term}) on cores [${alloc.core_ids.join(',')}], ${alloc.memory_gb} GB`);
-      cb(null, { accepted: true, reason: '' });
-      const run = execute(a.task_id, job).finally(() => executing.delete(run));
-      executing.add(run);
-    },
+    Assign: (call, cb) => cb(null, accept(call.request)),
+    AssignBatch: (call, cb) => cb(null, { replies: (call.request.assignments ?? []).map(accept) }),
     Probe: (call, cb) => {
       const { path: raw, term } = call.request;
       if (Number(term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${term}: this agent has seen term ${highestTerm}`, probe_json: '' });
@@ -221,10 +224,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     },
     Cancel: (call, cb) => {
       const r = running.get(call.request.task_id);
-      if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}` });
+      if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}`, refusal: 'STALE_TERM' });
       if (r) r.endRequested = true;
       r?.abort.abort(); // a live channel takes this as its stop and closes its playlist
-      cb(null, { ok: !!r, reason: r ? '' : 'not running here' });
+      cb(null, r ? { ok: true, reason: '' } : { ok: false, reason: 'not running here', refusal: 'NOT_RUNNING' });
     },
   };
   const host = o.grpcHost ?? '127.0.0.1';

@@ -12,10 +12,11 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import {
-  QUALITY_AFTER_RELEASE, effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type ResourceUsage,
+  QUALITY_AFTER_RELEASE, effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type FailureKind, type ResourceUsage,
 } from '../shared/index.js';
 import type { Hardware } from './hardware.js';
-import type { EncodeProgress, EncodeRunner, MeasuredEncode } from './runner/index.js';
+import { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError, type EncodeProgress, type EncodeRunner, type MeasuredEncode } from './runner/index.js';
+import { ReservationExceededError } from './enforce/index.js';
 import type { RunRecord, TelemetrySink } from './telemetry/index.js';
 import { measureComplexity, measureQuality, qualityMethod } from './ffmpeg/probe.js';
 
@@ -36,6 +37,8 @@ export interface RecordRequest {
 export interface RecordedRun {
   result?: MeasuredEncode;
   error?: string;
+  /** With `error`: its kind, for the leader to act on (shared FailureKind). */
+  failure?: FailureKind;
   complexity?: ContentComplexity;
   /** Whether the quality pass gave figures (absent: none was asked for, or the encode failed). */
   quality?: 'measured' | 'unavailable';
@@ -92,6 +95,7 @@ export class RunRecorder {
     let complexity: ContentComplexity | undefined;
     let result: MeasuredEncode | undefined;
     let error: string | undefined;
+    let failure: FailureKind | undefined;
     let quality: RecordedRun['quality'];
     try {
       result = await this.o.runner.run({
@@ -100,6 +104,8 @@ export class RunRecorder {
       }, { signal: opts.signal, onProgress: opts.onProgress, onSample });
     } catch (e) {
       error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;
+      failure = opts.signal?.aborted || e instanceof EncodeAbortedError ? 'CANCELLED' : e instanceof ReservationExceededError ? 'MEMORY_EXCEEDED'
+        : e instanceof FfmpegExitError ? 'ENCODE_FAILED' : e instanceof UnsupportedEncodeError ? 'UNSUPPORTED' : 'AGENT_ERROR';
     }
     await spooling;
     if (result) {
@@ -122,7 +128,7 @@ export class RunRecorder {
     }
     await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error))
       .catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`));
-    return { result, error, complexity, started_at, quality };
+    return { result, error, failure, complexity, started_at, quality };
   }
 
   private runRecord(req: RecordRequest, ts: number, cx: ContentComplexity | undefined, r: MeasuredEncode | undefined, error: string | undefined): RunRecord {

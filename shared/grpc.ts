@@ -24,7 +24,9 @@ export interface RegisterReply { term: number; leader_id: string; heartbeat_inte
 export interface HeartbeatRequest { node_id: string; running: RunningTaskMsg[] }
 export interface HeartbeatReply { term: number; reregister: boolean }
 export interface Assignment { task_id: string; schema_json: string; allocation: AllocationMsg; predicted: ResourceUsage; attempt: number; model_version: string }
-export interface AssignReply { accepted: boolean; reason: string }
+export interface AssignReply { accepted: boolean; reason: string; refusal?: FailureKind }
+export interface AssignBatchRequest { assignments: Assignment[] }
+export interface AssignBatchReply { replies: AssignReply[] }
 export interface CancelRequest { task_id: string; term: number }
 export interface ProbeRequest { path: string; term: number }
 export interface ProbeReply { ok: boolean; reason: string; probe_json: string }
@@ -34,8 +36,20 @@ export interface TaskStatusReport {
   pinned: boolean; frames: number; term: number;
   /** '' | 'pending' | 'measured' | 'unavailable' (EncodeResult.quality); `amend`: this report only brings a success's quality figures. */
   quality?: string; amend?: boolean; quality_method?: string;
+  /** With `failed`: why, as a kind (the reason is for people). */
+  failure?: FailureKind;
 }
-export interface Ack { ok: boolean; reason: string }
+export interface Ack { ok: boolean; reason: string; refusal?: FailureKind }
+
+/** The proto's FailureKind: why an encode failed or a request was refused. Programs act on it; they never match the prose reason. */
+export const FAILURE_KINDS = [
+  'FAILURE_KIND_UNSPECIFIED', 'MEMORY_EXCEEDED', 'ENCODE_FAILED', 'UNSUPPORTED', 'CANCELLED', 'LIVE_ENDED', 'AGENT_ERROR',
+  'NOT_RUNNING', 'STALE_TERM', 'WRONG_NODE', 'CORES_BUSY', 'INVALID_SCHEMA',
+] as const;
+export type FailureKind = (typeof FAILURE_KINDS)[number];
+const KNOWN_KINDS: ReadonlySet<unknown> = new Set(FAILURE_KINDS);
+/** A kind read off the wire: one of FAILURE_KINDS, else unspecified (a newer peer's kind, or a number the loader could not name). */
+export const failureKind = (x: unknown): FailureKind => (KNOWN_KINDS.has(x) ? (x as FailureKind) : 'FAILURE_KIND_UNSPECIFIED');
 
 type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void;
 export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
@@ -45,6 +59,7 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
 }
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   Assign: Unary<Assignment, AssignReply>;
+  AssignBatch: Unary<AssignBatchRequest, AssignBatchReply>;
   Cancel: Unary<CancelRequest, Ack>;
   Probe: Unary<ProbeRequest, ProbeReply>;
 }
@@ -86,13 +101,37 @@ export class CoordinatorClient {
   close() { this.client.close(); }
 }
 
+/** Assignments sent in one AssignBatch call at most (a few KB each, far under gRPC's 4 MB). */
+const ASSIGN_BATCH = 256;
+
 /** Client for the Agent service on one node. */
 export class AgentClient {
   private readonly client: grpc.Client;
+  private queued: { req: Assignment; resolve: (r: AssignReply) => void; reject: (e: Error) => void }[] = [];
   constructor(readonly address: string) {
     this.client = new (load().Agent)(address, grpcJs().credentials.createInsecure());
   }
-  assign(req: Assignment) { return unary<Assignment, AssignReply>(this.client, 'Assign', req, 10_000); }
+  /**
+   * Hands the agent one assignment. Assignments made while the leader handles one batch of I/O
+   * go together, in one AssignBatch call: a placement pass costs each node one round trip and
+   * one HTTP/2 request, not one per job.
+   */
+  assign(req: Assignment): Promise<AssignReply> {
+    return new Promise((resolve, reject) => {
+      if (this.queued.push({ req, resolve, reject }) === 1) setImmediate(() => this.sendAssignments());
+    });
+  }
+  private sendAssignments(): void {
+    const all = this.queued;
+    this.queued = [];
+    for (let i = 0; i < all.length; i += ASSIGN_BATCH) {
+      const batch = all.slice(i, i + ASSIGN_BATCH);
+      unary<AssignBatchRequest, AssignBatchReply>(this.client, 'AssignBatch', { assignments: batch.map((b) => b.req) }, 10_000).then(
+        (r) => batch.forEach((b, k) => (r.replies[k] ? b.resolve(r.replies[k]) : b.reject(new Error(`the agent answered ${r.replies.length} of ${batch.length} assignments`)))),
+        (e: Error) => batch.forEach((b) => b.reject(e)),
+      );
+    }
+  }
   cancel(req: CancelRequest) { return unary<CancelRequest, Ack>(this.client, 'Cancel', req, 5000); }
   /** ffprobe and a dozen frames of siti: seconds on a large file, never minutes. */
   probe(req: ProbeRequest) { return unary<ProbeRequest, ProbeReply>(this.client, 'Probe', req, 30_000); }

@@ -57,6 +57,11 @@ export async function publishSubmission(js: JetStreamClient, env: SubmitEnvelope
 /** Durable record of every task; the state a new leader resumes from. */
 export interface TaskStore {
   put(task: EncodingTask): Promise<void>;
+  /**
+   * Writes a task's first record, only if no record of that id exists: 'exists' otherwise, and
+   * nothing is written. One write where a read and a write were needed to admit a job once.
+   */
+  create(task: EncodingTask): Promise<'created' | 'exists'>;
   get(id: string): Promise<EncodingTask | undefined>;
   /** Tasks not yet in a terminal state. */
   listActive(): Promise<EncodingTask[]>;
@@ -69,6 +74,16 @@ export class JetStreamTaskStore implements TaskStore {
   }
   async put(task: EncodingTask): Promise<void> {
     await this.kv.put(task.id, json.encode(task));
+  }
+  async create(task: EncodingTask): Promise<'created' | 'exists'> {
+    try {
+      await this.kv.create(task.id, json.encode(task));
+      return 'created';
+    } catch (e) {
+      // 10071: JetStream's "wrong last sequence", the key has a value.
+      if ((e as { api_error?: { err_code?: number } }).api_error?.err_code === 10071) return 'exists';
+      throw e;
+    }
   }
   async get(id: string): Promise<EncodingTask | undefined> {
     const e = await this.kv.get(id);

@@ -125,11 +125,14 @@ export class FeedbackService implements CorrectionSource {
     await this.loop;
   }
 
+  // Asked for on every prediction: a key is built only where there is something to find.
   correction(version: string, node: string, codec: string, target: FeedbackTarget): number {
+    if (!this.state.groups.size) return 0;
     return this.state.groups.get(groupKey(version, target, codec, node))?.correction ?? 0;
   }
 
   memoryMargin(version: string, codec: string): number {
+    if (!this.state.margins.size) return 1;
     return this.state.margins.get(marginKey(version, codec))?.margin ?? 1;
   }
 

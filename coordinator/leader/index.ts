@@ -11,7 +11,7 @@
  */
 import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
 import {
-  AgentClient, SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
+  AgentClient, SchemaValidationError, failureKind, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, validateInputPath, validateInputProbe,
   JOB_ID_PATTERN, JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type SubmitEnvelope, type CancelEnvelope, type InputProbe, type TaskStatusReport, type ResourceAllocation, type ValidationContext, type Ack, type TaskState,
@@ -21,7 +21,7 @@ import { Ledger, StaleLedgerWriteError, type LedgerSnapshot, type LedgerStore } 
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
-import { isCpuBatch, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext } from '../sizing/index.js';
+import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type CurvePoint, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
 
 export interface LeaderOptions {
@@ -48,9 +48,6 @@ export interface LeaderOptions {
   now?: () => number;
 }
 
-/** How an agent says an encode was stopped by its memory limit (node-agent/enforce/errors.ts). */
-const MEMORY_EXCEEDED = /exceeded its memory reservation/;
-
 /** What probing a submission's input gave: its probe, or why no node could make one. */
 type ProbeOutcome = { probe: InputProbe } | { failed: string };
 /** Nodes asked to probe one input at most, and inputs probed at once. */
@@ -63,11 +60,14 @@ const PASS_VIEW_NODES = 256;
 /** Speed-up curves are predicted up to this many cores (no encoder here scales past it). */
 const MAX_CURVE_CORES = 32;
 
+/** How long after a change the ledger is saved (saveSoon). */
+const SAVE_EVERY_MS = 100;
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
 /** How long admitted jobs are remembered for the burst forecast (its window is at most this), and how many at most. */
 const ARRIVALS_KEPT_MS = 3_600_000;
 const ARRIVALS_KEPT_MAX = 20_000;
+const ARRIVALS_TRIM = 1024;
 
 /** Serialises state changes: each runs after the previous one has finished, I/O included. */
 class Serial {
@@ -83,6 +83,8 @@ export class Leader {
   ledger: Ledger;
   /** Tasks this leader is responsible for that are not yet terminal. */
   private readonly active = new Map<string, EncodingTask>();
+  /** The active tasks that are queued (kept by `index`): a pass orders these, not every running task. */
+  private readonly waiting = new Set<EncodingTask>();
   /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
   private readonly unclaimed = new Map<string, number>();
   private readonly agents = new Map<string, AgentClient>();
@@ -104,10 +106,14 @@ export class Leader {
   private ticker?: NodeJS.Timeout;
   private stopped = false;
   private readonly now: () => number;
-  /** Speed-up curves already predicted (coordinator/sizing), per task. */
-  private readonly curves = new WeakMap<EncodingTask, { key: string; curve: SizingContext['curve'] }>();
+  /** Points of speed-up curves already predicted (coordinator/sizing), per task, by model version, cores and hardware class. */
+  private readonly curves = new WeakMap<EncodingTask, Map<string, CurvePoint>>();
   private waker?: NodeJS.Timeout;
   private wakeAt = Infinity;
+  /** The ledger save in progress or due (saveSoon). */
+  private saving?: Promise<void>;
+  /** A later term's ledger write refused ours. */
+  private deposed = false;
 
   constructor(private readonly o: LeaderOptions) {
     this.now = o.now ?? Date.now;
@@ -119,6 +125,7 @@ export class Leader {
   async start(): Promise<void> {
     for (const t of await this.o.store.listActive()) {
       this.active.set(t.id, t);
+      this.index(t);
       this.arrived(t);
       if (t.state === 'placed' || t.state === 'running') this.unclaimed.set(t.id, this.now() + this.o.leaseMs);
     }
@@ -149,14 +156,30 @@ export class Leader {
     await this.persist();
   }
 
-  /** Runs a state change after the previous one, then saves what it changed in the ledger. */
+  /** Runs a state change after the previous one; what it changed in the ledger is saved soon after (saveSoon). */
   private locked<T>(fn: () => Promise<T>): Promise<T> {
     return this.serial.run(async () => {
       try {
         return await fn();
       } finally {
-        await this.persist();
+        this.saveSoon();
       }
+    });
+  }
+
+  /**
+   * Saves the ledger's changes SAVE_EVERY_MS after the first unsaved one, one save at a time.
+   * A save writes each changed node's whole record, reservations included: saving after every
+   * batch was an eighth of a busy leader's CPU (submit-latency bench). A leader that dies between
+   * saves loses at most that window of changes, which its successor gets back from the agents'
+   * reports (they list what they run; restoreLedger, claim), as it does for any unsaved change.
+   */
+  private saveSoon(): void {
+    if (this.saving || !this.o.ledgerStore || this.stopped || !this.ledger.hasChanges()) return;
+    this.saving = new Promise<void>((r) => setTimeout(r, SAVE_EVERY_MS)).then(() => this.persist()).then((saved) => {
+      this.saving = undefined;
+      // After a failed save, the next change tries again (an unreachable store is not retried in a loop).
+      if (saved) this.saveSoon();
     });
   }
 
@@ -164,21 +187,23 @@ export class Leader {
    * Writes the ledger's changes. A refusal because a later term has written means this leader
    * was deposed: it stops placing at once (its Consul session is gone or going).
    */
-  private async persist(): Promise<void> {
-    if (!this.o.ledgerStore || this.stopped) return;
+  private async persist(final = false): Promise<boolean> {
+    if (!this.o.ledgerStore || (this.stopped && !final)) return false;
     const changes = this.ledger.takeChanges();
-    if (!changes.nodes.length && !changes.removed.length) return;
+    if (!changes.nodes.length && !changes.removed.length) return true;
     try {
       await this.o.ledgerStore.save(changes);
+      return true;
     } catch (e) {
       if (e instanceof StaleLedgerWriteError) {
         this.log(`deposed: ${e.message}; no more placements from term ${this.o.term}`);
-        this.stopped = true;
-        return;
+        this.stopped = this.deposed = true;
+        return false;
       }
       // Not saved this time: the next save writes these changes too.
       this.ledger.returnChanges(changes);
       this.log(`could not save the ledger (will retry with the next change): ${(e as Error).message}`);
+      return false;
     }
   }
 
@@ -188,13 +213,22 @@ export class Leader {
     clearTimeout(this.waker);
     await this.messages?.close().catch(() => undefined);
     await this.serial.run(async () => undefined);
+    // The last changes are saved before leaving, unless this leader was deposed (persist says so).
+    await this.saving;
+    if (!this.deposed) await this.persist(true);
     for (const c of this.agents.values()) c.close();
     this.agents.clear();
   }
 
   /** Queued tasks in the order they get resources (coordinator/queue). */
   queue(): EncodingTask[] {
-    return orderQueue([...this.active.values()], this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY).map((e) => e.task);
+    return orderQueue([...this.waiting], this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY).map((e) => e.task);
+  }
+
+  /** Keeps `waiting` in step with a task's state; called wherever that changes (record() included). */
+  private index(t: EncodingTask): void {
+    if (t.state === 'queued' && this.active.get(t.id) === t) this.waiting.add(t);
+    else this.waiting.delete(t);
   }
 
   // ── submissions ──────────────────────────────────────────────────────────────────────
@@ -278,7 +312,7 @@ export class Leader {
     // memory whose first write failed (its batch was refused) is handed back to be written now.
     const known = this.active.get(env.job_id);
     if (known) return this.unrecorded.has(known) ? known : undefined;
-    if (await this.o.store.get(env.job_id)) return;
+    // One recorded by an earlier leader and ended: its first write below finds it (record).
     const now = this.now();
     // When JetStream stored the submission, not the client's clock: queue order, SLA delays and the
     // sizing grace all count from it, and a submitter must not jump the queue by back-dating its jobs.
@@ -294,7 +328,7 @@ export class Leader {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
     }
-    if (task.state === 'queued') { this.active.set(task.id, task); this.arrived(task); }
+    if (task.state === 'queued') { this.active.set(task.id, task); this.index(task); this.arrived(task); }
     this.unrecorded.add(task);
     return task;
   }
@@ -370,10 +404,10 @@ export class Leader {
     await this.record(t);
     const node = t.allocation && this.ledger.snapshot().node(t.allocation.node_id);
     const stopped = node
-      ? await this.agent(node.capacity.address).cancel({ task_id: t.id, term: this.o.term }).then((a) => a, (e: Error) => ({ ok: false, reason: e.message }))
-      : { ok: false, reason: 'its node is not in the ledger' };
+      ? await this.agent(node.capacity.address).cancel({ task_id: t.id, term: this.o.term }).then((a): Ack => a, (e: Error): Ack => ({ ok: false, reason: e.message }))
+      : { ok: false, reason: 'its node is not in the ledger' } as Ack;
     // The agent is not running it (the assignment never arrived, or it just ended): nothing holds the resources.
-    if (!stopped.ok && /not running here/.test(stopped.reason)) {
+    if (!stopped.ok && failureKind(stopped.refusal) === 'NOT_RUNNING') {
       this.ledger.release(t.id);
       return this.finishCancel(t, 'cancelled on request before its encode started');
     }
@@ -486,23 +520,29 @@ export class Leader {
   private sizingContext(t: EncodingTask, v: PassView, waiting: number): SizingContext {
     const deadline = t.schema.deadline ? Date.parse(t.schema.deadline) : NaN;
     return {
-      curve: v.most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, v.most), v.hw_class) : [],
+      curve: v.most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, v.most), v.hw_class) : curveOf([]),
       waiting, idle_cores: v.idle, most_idle_on_a_node: v.most,
       now: this.now(), submitted_at: t.submitted_at, deadline_at: Number.isFinite(deadline) ? deadline : undefined,
     };
   }
 
-  /** The job's predicted time at 1…`upTo` cores on `hw_class`, computed once per job and size. */
-  private speedUpCurve(t: EncodingTask, upTo: number, hw_class: string | undefined): SizingContext['curve'] {
-    const key = `${Math.min(upTo, MAX_CURVE_CORES)}|${hw_class ?? ''}`;
-    const known = this.curves.get(t);
-    if (known?.key === key) return known.curve;
-    const curve = Array.from({ length: Math.min(upTo, MAX_CURVE_CORES) }, (_, i) => {
-      const p = predictWork(this.o.predictor, t.schema, { cores: i + 1, hw_class });
-      return { expected: p.expected.duration_s, upper: p.upper.duration_s };
+  /**
+   * The job's predicted time at 1…`upTo` cores on `hw_class`: each point predicted when sizing
+   * first reads it and kept for the job (a new model version predicts afresh).
+   */
+  private speedUpCurve(t: EncodingTask, upTo: number, hw_class: string | undefined): SpeedUpCurve {
+    let known = this.curves.get(t);
+    if (!known) this.curves.set(t, (known = new Map()));
+    const points = known;
+    return lazyCurve(Math.min(upTo, MAX_CURVE_CORES), (cores) => {
+      const key = `${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+      let p = points.get(key);
+      if (!p) {
+        const w = predictWork(this.o.predictor, t.schema, { cores, hw_class });
+        points.set(key, (p = { expected: w.expected.duration_s, upper: w.upper.duration_s }));
+      }
+      return p;
     });
-    this.curves.set(t, { key, curve });
-    return curve;
   }
 
   /** Runs a placement pass at `at` (epoch ms), unless one is already due sooner. */
@@ -534,21 +574,26 @@ export class Leader {
   burstView(): { tasks: EncodingTask[]; arrivals: EncodingTask[]; snap: LedgerSnapshot; queuePolicy: QueuePolicy; reservation?: ReservationPolicy } {
     this.arrived();
     return {
-      tasks: [...this.active.values()], arrivals: [...this.arrivals], snap: this.ledger.snapshot(),
+      tasks: [...this.active.values()], arrivals: this.arrivals.slice(-ARRIVALS_KEPT_MAX), snap: this.ledger.snapshot(),
       queuePolicy: this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY, reservation: this.o.reservation,
     };
   }
 
-  /** Notes an admitted job (kept in submission order), and forgets ones older than ARRIVALS_KEPT_MS. */
+  /**
+   * Notes an admitted job (kept in submission order), and forgets ones older than
+   * ARRIVALS_KEPT_MS or beyond ARRIVALS_KEPT_MAX, a block at a time (not one shift per job).
+   */
   private arrived(t?: EncodingTask): void {
     if (t) {
       let i = this.arrivals.length;
       while (i > 0 && this.arrivals[i - 1].submitted_at > t.submitted_at) i--;
-      this.arrivals.splice(i, 0, t);
+      if (i === this.arrivals.length) this.arrivals.push(t);
+      else this.arrivals.splice(i, 0, t);
     }
     const since = this.now() - ARRIVALS_KEPT_MS;
-    let drop = 0;
-    while (drop < this.arrivals.length && (this.arrivals[drop].submitted_at < since || this.arrivals.length - drop > ARRIVALS_KEPT_MAX)) drop++;
+    if (this.arrivals.length <= ARRIVALS_KEPT_MAX + ARRIVALS_TRIM && !(this.arrivals[0]?.submitted_at < since)) return;
+    let drop = Math.max(0, this.arrivals.length - ARRIVALS_KEPT_MAX);
+    while (drop < this.arrivals.length && this.arrivals[drop].submitted_at < since) drop++;
     if (drop) this.arrivals.splice(0, drop);
   }
 
@@ -585,7 +630,7 @@ export class Leader {
     t.reason = why;
     t.state = 'placed';
     t.started_at = this.now();
-    await this.record(t);
+    if (!(await this.record(t))) return; // a duplicate of a recorded job: dropped, its reservation released
     const reply = await this.agent(node.capacity.address)
       .assign({ task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version })
       .then((r) => ({ refused: r.accepted ? undefined : r.reason, unreachable: false }), (e: Error) => ({ refused: e.message, unreachable: true }));
@@ -669,7 +714,7 @@ export class Leader {
       }
       // Stopped by its memory limit: the prediction was short, not the job wrong. It runs
       // again with more memory reserved (the bound it broke, doubled), within maxAttempts.
-      if (rep.state === 'failed' && t.cancel_requested_at === undefined && MEMORY_EXCEEDED.test(rep.reason) && t.allocation) {
+      if (rep.state === 'failed' && t.cancel_requested_at === undefined && failureKind(rep.failure) === 'MEMORY_EXCEEDED' && t.allocation) {
         t.memory_floor_gb = Math.max(t.memory_floor_gb ?? 0, 2 * t.allocation.memory_gb);
         await this.requeue(t, `${rep.reason}; re-queued to run with ${t.memory_floor_gb.toFixed(2)} GB reserved`);
         await this.schedule();
@@ -746,17 +791,49 @@ export class Leader {
     await this.schedule();
   }
 
-  /** Persists a task and publishes its state on the job's subject. */
-  private async record(t: EncodingTask): Promise<void> {
-    this.unrecorded.delete(t);
+  /**
+   * Persists a task and publishes its state on the job's subject. A job's first record is
+   * created only where its id has none: false when another submission of that id was recorded
+   * first (by an earlier leader, or before JetStream's ten-minute duplicate window), and this
+   * one is then dropped. One write admits a job once; no read before it.
+   */
+  private async record(t: EncodingTask): Promise<boolean> {
+    this.index(t);
     t.updated_at = this.now();
     t.term = this.o.term;
-    await this.o.store.put(t);
+    if (!this.unrecorded.has(t)) await this.o.store.put(t);
+    else if ((await this.o.store.create(t)) === 'exists' && !(await this.writtenByUs(t))) {
+      this.dropDuplicate(t);
+      return false;
+    }
+    // Only once written: a job whose first write failed is still unrecorded when it is redelivered (admit).
+    this.unrecorded.delete(t);
     this.log(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`);
     await publishEvent(this.o.js, {
       job_id: t.id, state: t.state, at: t.updated_at, term: this.o.term, node_id: t.allocation?.node_id,
       reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
     });
+    return true;
+  }
+
+  /**
+   * Whether the record found under a new task's id is this leader's own earlier write of it (a
+   * write that timed out but landed, or two writes of one pass): then it is overwritten.
+   */
+  private async writtenByUs(t: EncodingTask): Promise<boolean> {
+    const stored = await this.o.store.get(t.id);
+    if (stored && (stored.term !== this.o.term || stored.submitted_at !== t.submitted_at)) return false;
+    await this.o.store.put(t);
+    return true;
+  }
+
+  private dropDuplicate(t: EncodingTask): void {
+    this.log(`${t.id}: a job of this id is already recorded; this submission of it is dropped`);
+    this.unrecorded.delete(t);
+    if (this.active.get(t.id) === t) this.active.delete(t.id);
+    this.index(t);
+    if (t.allocation) this.ledger.release(t.id);
+    t.allocation = undefined;
   }
 
   /** A message's JSON, or undefined (logged and dropped: redelivering it would not help). */

@@ -178,6 +178,9 @@ export class Ledger {
     return { format: 1, term: this.term, version: this.version, nodes: [...this.table.all()].map((n) => this.record(n)) };
   }
 
+  /** Whether anything changed since the last `takeChanges()`. */
+  hasChanges(): boolean { return this.dirty.size > 0 || this.removed.size > 0; }
+
   /** Nodes changed and removed since the previous call: what a store must write. */
   takeChanges(): LedgerChanges {
     const nodes = [...this.dirty].map((id) => this.record(this.table.get(id)!));

@@ -24,8 +24,8 @@ export function parseReservationPolicy(text: string): ReservationPolicy {
  * its prediction expects it to keep busy.
  */
 export interface SizingContext {
-  /** The job's predicted time (expected and upper bound, s) at 1, 2, … cores: curve[c - 1] is at c cores. */
-  curve: readonly { expected: number; upper: number }[];
+  /** The job's predicted time at 1 … curve.length cores, each point asked for only when a rule needs it. */
+  curve: SpeedUpCurve;
   /** CPU batch jobs queued behind this one in the same pass. */
   waiting: number;
   /** Cores free on the usable nodes now, and the most free on any one of them. */
@@ -36,6 +36,28 @@ export interface SizingContext {
   submitted_at: number;
   deadline_at?: number;
 }
+
+/** Predicted time (s) at some number of cores: expected, and the calibrated upper bound. */
+export interface CurvePoint { expected: number; upper: number }
+
+/**
+ * A job's speed-up curve: `at(c)` is its predicted time on c cores (1 ≤ c ≤ length). Points are
+ * computed when first asked for: the rules below usually stop at 2 cores, and a prediction per
+ * core count up to a 128-core node's was a sixth of a busy leader's CPU (submit-latency bench).
+ */
+export interface SpeedUpCurve {
+  readonly length: number;
+  at(c: number): CurvePoint;
+}
+
+/** A curve whose points are `predict(c)`, each computed once, when first asked for. */
+export function lazyCurve(length: number, predict: (cores: number) => CurvePoint): SpeedUpCurve {
+  const known: CurvePoint[] = [];
+  return { length, at: (c) => (known[c - 1] ??= predict(c)) };
+}
+
+/** A curve of known points: points[c - 1] is at c cores. */
+export const curveOf = (points: readonly CurvePoint[]): SpeedUpCurve => ({ length: points.length, at: (c) => points[c - 1] });
 
 /** The size chosen, and why (the placed event's reason); `retry_at`: not now, decide again then. */
 export interface Sized {
@@ -57,10 +79,13 @@ export const MIN_GAIN = 0.05;
  * A job that arrives alone waits this long before taking idle cores beyond its efficient
  * count: the rest of a burst submitted together arrives within it, and then the cores are
  * shared out instead of going to the first job (the packing bench's first job took both cores).
+ * Only where idle cores are few (under twice what it would take): on a fleet with plenty idle,
+ * the rest of a burst finds cores anyway, and waiting would only delay the job (the
+ * submit-latency bench's p99 at 1,000/s was this wait).
  */
 export const IDLE_GRACE_MS = 300;
 
-const efficiency = (curve: SizingContext['curve'], c: number) => curve[0].expected / (c * curve[c - 1].expected);
+const efficiency = (curve: SpeedUpCurve, c: number) => curve.at(1).expected / (c * curve.at(c).expected);
 
 /**
  * The cores a CPU batch encode reserves so that the queue as a whole finishes soonest
@@ -69,16 +94,17 @@ const efficiency = (curve: SizingContext['curve'], c: number) => curve[0].expect
  * - a deadline: the fewest cores whose predicted upper bound meets it (all it may have if none does);
  * - others waiting: the most cores still used at EFFICIENCY_THRESHOLD, and no more than an equal
  *   share of the idle cores;
- * - nobody waiting: idle cores are taken while each shortens the job by MIN_GAIN, after IDLE_GRACE_MS.
+ * - nobody waiting: idle cores are taken while each shortens the job by MIN_GAIN, after IDLE_GRACE_MS
+ *   where they are few.
  * Never more than one node has free now: a job starts on what is free rather than wait for more.
  */
 export function throughputCores(x: SizingContext): Sized {
   const most = Math.max(1, Math.min(x.curve.length, x.most_idle_on_a_node));
-  const t = (c: number) => x.curve[c - 1].expected.toFixed(1);
+  const t = (c: number) => x.curve.at(c).expected.toFixed(1);
   if (x.deadline_at !== undefined) {
     const left = (x.deadline_at - x.now) / 1000;
-    for (let c = 1; c <= most; c++) if (x.curve[c - 1].upper <= left) return { cores: c, why: `${c} core(s): the fewest whose upper bound (${x.curve[c - 1].upper.toFixed(1)} s) meets the deadline in ${left.toFixed(1)} s` };
-    return { cores: most, why: `${most} core(s), all that one node has free: its deadline in ${left.toFixed(1)} s is not met even so (${x.curve[most - 1].upper.toFixed(1)} s)` };
+    for (let c = 1; c <= most; c++) if (x.curve.at(c).upper <= left) return { cores: c, why: `${c} core(s): the fewest whose upper bound (${x.curve.at(c).upper.toFixed(1)} s) meets the deadline in ${left.toFixed(1)} s` };
+    return { cores: most, why: `${most} core(s), all that one node has free: its deadline in ${left.toFixed(1)} s is not met even so (${x.curve.at(most).upper.toFixed(1)} s)` };
   }
   let efficient = 1;
   while (efficient < most && efficiency(x.curve, efficient + 1) >= EFFICIENCY_THRESHOLD) efficient++;
@@ -88,8 +114,9 @@ export function throughputCores(x: SizingContext): Sized {
     return { cores: c, why: `${c} core(s) for throughput: ${x.waiting} job(s) waiting; ${c > 1 ? `efficiency ${efficiency(x.curve, c).toFixed(2)} ≥ ${EFFICIENCY_THRESHOLD}` : `a 2nd core would run at efficiency ${x.curve.length > 1 ? efficiency(x.curve, 2).toFixed(2) : '-'}`}${share < efficient ? `, an equal share of ${x.idle_cores} idle` : ''} (predicted ${t(c)} s)` };
   }
   let c = efficient;
-  while (c < most && x.curve[c].expected <= (1 - MIN_GAIN) * x.curve[c - 1].expected) c++;
-  if (c > efficient && x.now < x.submitted_at + IDLE_GRACE_MS) {
+  while (c < most && x.curve.at(c + 1).expected <= (1 - MIN_GAIN) * x.curve.at(c).expected) c++;
+  // The grace matters only where the cores are few: taking them would leave fewer idle than it takes.
+  if (c > efficient && x.idle_cores < 2 * c && x.now < x.submitted_at + IDLE_GRACE_MS) {
     return { cores: efficient, retry_at: x.submitted_at + IDLE_GRACE_MS, why: `waiting ${IDLE_GRACE_MS} ms for more jobs before taking idle cores` };
   }
   return { cores: c, why: `${c} core(s): nothing else waiting, ${c > 1 ? `so idle cores are used while each saves ≥ ${MIN_GAIN * 100} % (predicted ${t(c)} s vs ${t(1)} s on one)` : `and a 2nd core would save under ${MIN_GAIN * 100} %`}` };

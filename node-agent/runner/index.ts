@@ -8,6 +8,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError } from '../ffmpeg/index.js';
 import { checkSampleInterval } from '../sampling/index.js';
+import { ReservationExceededError } from '../enforce/index.js';
 import type { EncodeRunner, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
 
 export type { EncodeJob, EncodeProgress, EncodeRunner, MeasuredEncode } from './types.js';
@@ -78,6 +79,7 @@ function reviveError(e: SerializedError): Error {
     case 'EncodeAbortedError': return new EncodeAbortedError();
     case 'FfmpegExitError': return new FfmpegExitError(e.exit_code, e.exit_signal, e.stderr_tail);
     case 'UnsupportedEncodeError': return new UnsupportedEncodeError(e.field, e.reason);
+    case 'ReservationExceededError': return new ReservationExceededError(e.reserved_gb, e.how);
     default: return Object.assign(new Error(e.message), e.stack ? { stack: e.stack } : {});
   }
 }

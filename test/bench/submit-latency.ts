@@ -37,22 +37,35 @@ import { StorageType, type JetStreamClient, type NatsConnection, type Subscripti
 import { stackStatus } from '../../deploy/stack/index.js';
 import { jsonCodec, publishSubmission } from '../../coordinator/bus/index.js';
 import { loadModelFile } from '../../models/index.js';
-import { ALL_JOB_EVENTS, jobEventsSubject, newJobId, validateEncodingSchema, type TaskEvent } from '../../shared/index.js';
-import { startStack } from '../helpers/cluster.js';
+import { ALL_JOB_EVENTS, TERMINAL_STATES, jobEventsSubject, newJobId, validateEncodingSchema, type TaskEvent } from '../../shared/index.js';
+import { startStack, type TestStack } from '../helpers/cluster.js';
+import { rayTaskRates, type RayTaskRates } from './peers/ray-tasks.js';
 import { AcceptingFleet, cpuSeconds, mean, quantile, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
 import { packingBatch } from './packing.js';
 
-const RATE_PER_S = 1000;
-const JOBS = 3000;
+/**
+ * The measures, in order, on one leader: paced at 1,000/s and at 5,000/s, then a backlog
+ * published as fast as this process can (the highest rate the leader sustains). Between them
+ * the fleet reports every job it holds as finished, which empties the ledger again.
+ */
+const PHASES: readonly { label: string; rate: number; jobs: number; unmeasured?: boolean }[] = [
+  // As Ray's side warms up before it is measured (peers/ray_tasks.py): the leader's first jobs
+  // pay for compiling its code and opening its connections.
+  { label: 'warm-up', rate: 1000, jobs: 1000, unmeasured: true },
+  { label: 'at 1,000/s', rate: 1000, jobs: 3000 },
+  { label: 'at 5,000/s', rate: 5000, jobs: 10_000 },
+  { label: 'as fast as possible', rate: Infinity, jobs: 10_000 },
+];
 /** Stop waiting once nothing has happened for this long (the leader has stalled or is done). */
 const QUIET_MS = 15_000;
 /** And in any case this long after the last submission. */
 const MAX_WAIT_MS = 100_000;
-/** The second phase, onto a fleet that fills up after a few hundred of them. */
+/** The last phase, onto a fleet that fills up after a few hundred of them. */
 const FULL_JOBS = 1000;
+const FULL_RATE = 5000;
 const FULL_MAX_WAIT_MS = 40_000;
-const CORES_PER_NODE = 128;
-/** Room the fleet has beyond the first phase's jobs; the second phase's jobs beyond it stay queued. */
+const CORES_PER_NODE = 256;
+/** Room the fleet has beyond the largest phase's jobs; the full-fleet phase's jobs beyond it stay queued. */
 const SPARE_JOBS = 200;
 
 export async function benchSubmitLatency(): Promise<Record<string, number | string>> {
@@ -61,19 +74,21 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
   let leader: CoordinatorProcess | undefined;
   let fleet: AcceptingFleet | undefined;
   const out: Record<string, number | string> = {};
+  const ours: Record<string, PhaseFigures> = {};
   try {
     if (profDir) mkdirSync(profDir, { recursive: true });
     leader = await spawnCoordinator(s, 'latency-leader', [], profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []);
 
     // The jobs: the packing batch's varied real schemas, cycled. The fleet is sized from what
     // the shipped model makes the leader ask for (its upper bounds, as coordinator/sizing does):
-    // cores for all JOBS plus about SPARE_JOBS more; memory and bandwidth never the limit.
+    // cores for the largest phase plus about SPARE_JOBS more; memory and bandwidth never the limit.
     const schemas = packingBatch();
     const model = loadModelFile();
     const asks = schemas.map((raw) => model.predict(validateEncodingSchema(raw, s.validation)).upper);
     const cores = asks.map((u) => Math.min(CORES_PER_NODE, Math.max(1, Math.ceil(u.cpu_cores - 1e-6))));
     const coresPerJob = mean(cores);
-    const nodes = Math.ceil(((JOBS + SPARE_JOBS) * coresPerJob) / CORES_PER_NODE);
+    const most = Math.max(...PHASES.map((p) => p.jobs));
+    const nodes = Math.ceil(((most + SPARE_JOBS) * coresPerJob) / CORES_PER_NODE);
     const mostPerNode = Math.floor(CORES_PER_NODE / Math.min(...cores));
     fleet = await AcceptingFleet.start({
       consulHttp: s.endpoints.consul_http, nodes, coresPerNode: CORES_PER_NODE,
@@ -81,64 +96,36 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
       bandwidthMbpsPerNode: Math.ceil(mostPerNode * Math.max(...asks.map((u) => u.bandwidth_mbps)) * 1.1 + 1),
     });
     out.fleet = `${nodes} stand-in nodes × ${CORES_PER_NODE} cores; jobs ask ${Math.min(...cores)}-${Math.max(...cores)} cores (mean ${round(coresPerJob, 2)}): room for about ${Math.floor((nodes * CORES_PER_NODE) / coresPerJob)} jobs`;
-    out['jobs submitted'] = JOBS;
-    out['target rate (jobs/s)'] = RATE_PER_S;
 
     // Events as any client sees them: the events stream's subjects on core NATS.
     const seen = new EventLog(s.nc);
     await s.nc.flush();
-    const cpu0 = { leader: cpuSeconds(leader.pid), nats: cpuSeconds(await natsPid(s.dir)) };
-    const sub = await pacedSubmit(s.nc.jetstream(), JOBS, schemas);
-    out['submit window (s)'] = round(sub.sentMs / 1000);
-    out['achieved submit rate (jobs/s)'] = round(JOBS / (sub.ackedMs / 1000), 1);
-    out['publish ack p50 / p99 (ms)'] = `${round(quantile(sub.ackMs, 0.5), 2)} / ${round(quantile(sub.ackMs, 0.99), 2)}`;
-    const placedBySubmitEnd = sub.ids.filter((id) => seen.placed.has(id)).length;
-    await seen.settle(sub.ids, 'placed');
-    const cpu1 = { leader: cpuSeconds(leader.pid), nats: cpuSeconds(await natsPid(s.dir)) };
-
-    const placed = sub.ids.filter((id) => seen.placed.has(id));
-    const lat = placed.map((id) => seen.placed.get(id)!.at - sub.at.get(id)!);
-    out.placed = placed.length;
+    for (const [i, phase] of PHASES.entries()) {
+      if (i > 0) {
+        // Empty the fleet: every job held is reported finished, and the leader releases it.
+        const held = [...fleet.accepted.keys()];
+        const failed = await fleet.finishAll();
+        await seen.settle(held, 'ended');
+        if (failed) out[`${phase.label}: reports of finished jobs refused before it`] = failed;
+      }
+      const f = await measurePhase(s, leader, seen, schemas, phase);
+      if (phase.unmeasured) continue;
+      ours[phase.label] = f;
+      for (const [k, v] of Object.entries(f.figures)) out[`${phase.label}: ${k}`] = v;
+    }
     out['model predicting the reservations'] = [...seen.models].join(', ');
-    out['placed by the end of submission'] = placedBySubmitEnd;
-    out.rejected = sub.ids.filter((id) => seen.rejected.has(id)).length;
-    out['accepted by the fleet'] = fleet.accepted.size;
-    out['submit → placed p50 (ms)'] = round(quantile(lat, 0.5), 1);
-    out['submit → placed p99 (ms)'] = round(quantile(lat, 0.99), 1);
-    out['submit → placed max (ms)'] = round(Math.max(...lat), 1);
-    out['submit → placed mean (ms)'] = round(mean(lat), 1);
-    // Where a job waits: before the leader admits it (JetStream, behind earlier jobs), or
-    // between admission (`queued`) and placement. A job placed in its admission batch has no
-    // `queued` event (the leader records it once, as placed).
-    const admitted = placed.filter((id) => seen.queued.has(id));
-    out['placed without waiting in the queue'] = placed.length - admitted.length;
-    if (admitted.length) out['submit → queued p50 / p99 (ms)'] = `${round(quantile(admitted.map((id) => seen.queued.get(id)!.at - sub.at.get(id)!), 0.5), 1)} / ${round(quantile(admitted.map((id) => seen.queued.get(id)!.at - sub.at.get(id)!), 0.99), 1)}`;
-    if (admitted.length) out['queued → placed p50 / p99 (ms)'] = `${round(quantile(admitted.map((id) => seen.placed.get(id)!.at - seen.queued.get(id)!.at), 0.5), 2)} / ${round(quantile(admitted.map((id) => seen.placed.get(id)!.at - seen.queued.get(id)!.at), 0.99), 2)}`;
-    // If the leader falls behind, latency grows with each job's place in line: show the trend.
-    const tenth = Math.floor(JOBS / 10);
-    const p50Of = (ids: string[]) => round(quantile(ids.filter((id) => seen.placed.has(id)).map((id) => seen.placed.get(id)!.at - sub.at.get(id)!), 0.5), 1);
-    out[`p50 of the first ${tenth} / last ${tenth} submitted (ms)`] = `${p50Of(sub.ids.slice(0, tenth))} / ${p50Of(sub.ids.slice(-tenth))}`;
-    out['event seen by a subscriber after placed, p50 (ms)'] = round(quantile(placed.map((id) => seen.placed.get(id)!.seen - seen.placed.get(id)!.at), 0.5), 1);
-    const times = placed.map((id) => seen.placed.get(id)!.at).sort((a, b) => a - b);
-    const span = (times.at(-1)! - sub.wall0) / 1000;
-    out['leader placement rate (jobs/s, first submit → last placed)'] = round(placed.length / span, 1);
-    const k = Math.floor(times.length / 3);
-    const rate = (a: number, b: number) => round((b - a) / ((times[b] - times[a]) / 1000), 1);
-    out['placement rate, first / last third of the jobs (jobs/s)'] = `${rate(0, k)} / ${rate(times.length - 1 - k, times.length - 1)}`;
-    const leaderCpu = cpu1.leader - cpu0.leader, natsCpu = cpu1.nats - cpu0.nats;
-    out['leader CPU (s) / per placed job (ms)'] = `${round(leaderCpu, 2)} / ${round((1000 * leaderCpu) / Math.max(1, placed.length), 3)}`;
-    out['leader CPU use while placing (cores)'] = round(leaderCpu / span, 2);
-    out['nats-server CPU (s) / cores while placing'] = `${round(natsCpu, 2)} / ${round(natsCpu / span, 2)}`;
     out['stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
 
-    // A full fleet: the same leader, now with room for only a few hundred more jobs, gets
-    // FULL_JOBS more at the same pace. The ones that find no room stay queued, and every
-    // later admission (and the leader's once-a-second tick) tries the whole queue again.
-    const full = await pacedSubmit(s.nc.jetstream(), FULL_JOBS, schemas);
-    await seen.settle(full.ids, 'queued', FULL_MAX_WAIT_MS);
+    // A full fleet: the same leader, its fleet holding the last phase's jobs, gets as many more
+    // as its free cores could take at one core each, plus FULL_JOBS, at FULL_RATE. The ones
+    // that find no room stay queued, and every later admission (and the leader's
+    // once-a-second tick) tries the whole queue again.
+    const free = nodes * CORES_PER_NODE - seen.coresHeld();
+    const full = await submit(s.nc.jetstream(), free + FULL_JOBS, schemas, FULL_RATE);
+    await seen.settle(full.ids, 'admitted', FULL_MAX_WAIT_MS);
     const waiting = full.ids.filter((id) => seen.queued.has(id) && !seen.placed.has(id));
     const admittedAt = waiting.map((id) => seen.queued.get(id)!.at).sort((a, b) => a - b);
-    out['full fleet: jobs submitted'] = FULL_JOBS;
+    out['full fleet: jobs submitted (free cores + FULL_JOBS)'] = `${free + FULL_JOBS} (${free} + ${FULL_JOBS})`;
     out['full fleet: placed / left queued / not yet admitted'] = `${full.ids.filter((id) => seen.placed.has(id)).length} / ${waiting.length} / ${full.ids.filter((id) => !seen.queued.has(id) && !seen.placed.has(id)).length}`;
     if (admittedAt.length > 20) {
       const q = Math.floor(admittedAt.length / 4);
@@ -158,6 +145,85 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     await s.down();
   }
   if (profDir) Object.assign(out, summariseProfile(profDir));
+  // Ray on the same machine, once ours is down: its no-op tasks and actors (peers/ray-tasks.ts).
+  if (process.env.PRESCIENT_BENCH_NO_RAY) out.ray = 'skipped: PRESCIENT_BENCH_NO_RAY is set';
+  else Object.assign(out, besideRay(ours, await rayTaskRates({ tasks: 3000, ratePerS: 1000, actors: 100, log: (m) => console.error(m) })));
+  return out;
+}
+
+/** One phase's figures, and the numbers the comparison with Ray reads. */
+interface PhaseFigures {
+  figures: Record<string, number | string>;
+  rate: number;
+  p50: number;
+  p99: number;
+  steadyP50: number;
+  cpuMsPerJob: number;
+}
+
+/** Submits a phase's jobs to the leader and measures how they were placed. */
+async function measurePhase(s: TestStack, leader: CoordinatorProcess, seen: EventLog, schemas: readonly Record<string, unknown>[], phase: { rate: number; jobs: number }): Promise<PhaseFigures> {
+  const out: Record<string, number | string> = {};
+  const cpu0 = { leader: cpuSeconds(leader.pid), nats: cpuSeconds(await natsPid(s.dir)) };
+  const sub = await submit(s.nc.jetstream(), phase.jobs, schemas, phase.rate);
+  out['jobs submitted'] = phase.jobs;
+  out['achieved submit rate (jobs/s)'] = round(phase.jobs / (sub.ackedMs / 1000), 1);
+  out['publish ack p50 / p99 (ms)'] = `${round(quantile(sub.ackMs, 0.5), 2)} / ${round(quantile(sub.ackMs, 0.99), 2)}`;
+  const placedBySubmitEnd = sub.ids.filter((id) => seen.placed.has(id)).length;
+  await seen.settle(sub.ids, 'placed');
+  const cpu1 = { leader: cpuSeconds(leader.pid), nats: cpuSeconds(await natsPid(s.dir)) };
+
+  const placed = sub.ids.filter((id) => seen.placed.has(id));
+  const lat = placed.map((id) => seen.placed.get(id)!.at - sub.at.get(id)!);
+  out.placed = placed.length;
+  out['placed by the end of submission'] = placedBySubmitEnd;
+  out.rejected = sub.ids.filter((id) => seen.rejected.has(id)).length;
+  out['submit → placed p50 / p99 / max (ms)'] = `${round(quantile(lat, 0.5), 1)} / ${round(quantile(lat, 0.99), 1)} / ${round(Math.max(...lat), 1)}`;
+  out['submit → placed mean (ms)'] = round(mean(lat), 1);
+  // Where a job waits: before the leader admits it (JetStream, behind earlier jobs), or
+  // between admission (`queued`) and placement. A job placed in its admission batch has no
+  // `queued` event (the leader records it once, as placed).
+  const admitted = placed.filter((id) => seen.queued.has(id));
+  out['placed without waiting in the queue'] = placed.length - admitted.length;
+  if (admitted.length) out['queued → placed p50 / p99 (ms)'] = `${round(quantile(admitted.map((id) => seen.placed.get(id)!.at - seen.queued.get(id)!.at), 0.5), 2)} / ${round(quantile(admitted.map((id) => seen.placed.get(id)!.at - seen.queued.get(id)!.at), 0.99), 2)}`;
+  // If the leader falls behind, latency grows with each job's place in line: show the trend.
+  // The last tenth is the steady state, once the first jobs' start-up (JIT, connections) is past.
+  const tenth = Math.floor(phase.jobs / 10);
+  const p50Of = (ids: string[]) => round(quantile(ids.filter((id) => seen.placed.has(id)).map((id) => seen.placed.get(id)!.at - sub.at.get(id)!), 0.5), 1);
+  const steadyP50 = p50Of(sub.ids.slice(-tenth));
+  out[`p50 of the first ${tenth} / last ${tenth} submitted (ms)`] = `${p50Of(sub.ids.slice(0, tenth))} / ${steadyP50}`;
+  out['event seen by a subscriber after placed, p50 (ms)'] = round(quantile(placed.map((id) => seen.placed.get(id)!.seen - seen.placed.get(id)!.at), 0.5), 1);
+  const times = placed.map((id) => seen.placed.get(id)!.at).sort((a, b) => a - b);
+  const span = (times.at(-1)! - sub.wall0) / 1000;
+  const rate = placed.length / span;
+  out['placement rate (jobs/s, first submit → last placed)'] = round(rate, 1);
+  const k = Math.floor(times.length / 3);
+  const rateOf = (a: number, b: number) => round((b - a) / ((times[b] - times[a]) / 1000), 1);
+  out['placement rate, first / last third of the jobs (jobs/s)'] = `${rateOf(0, k)} / ${rateOf(times.length - 1 - k, times.length - 1)}`;
+  const leaderCpu = cpu1.leader - cpu0.leader, natsCpu = cpu1.nats - cpu0.nats;
+  const cpuMsPerJob = (1000 * leaderCpu) / Math.max(1, placed.length);
+  out['leader CPU (s) / per placed job (ms)'] = `${round(leaderCpu, 2)} / ${round(cpuMsPerJob, 3)}`;
+  // What one core would place if it did nothing else: the target is per leader core.
+  out['placements per leader core-second (1000 ÷ CPU ms per job)'] = round(1000 / cpuMsPerJob, 0);
+  out['leader CPU use while placing (cores)'] = round(leaderCpu / span, 2);
+  out['nats-server CPU (s) / cores while placing'] = `${round(natsCpu, 2)} / ${round(natsCpu / span, 2)}`;
+  return { figures: out, rate, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), steadyP50, cpuMsPerJob };
+}
+
+/** Ray's figures beside ours, with the ratios the issue sets targets on. */
+function besideRay(ours: Record<string, PhaseFigures>, ray: RayTaskRates | { skipped: string }): Record<string, number | string> {
+  if ('skipped' in ray) return { ray: `skipped: ${ray.skipped}` };
+  const out: Record<string, number | string> = {};
+  out.ray = `ray ${ray.ray_version}, num_cpus=${ray.num_cpus}, no-op tasks with num_cpus=1 (peers/ray_tasks.py)`;
+  out['ray: as fast as possible, tasks/s (start − submit p50 / p99 ms)'] = `${round(ray.burst.rate_per_s, 1)} (${round(ray.burst.latency_ms.p50, 1)} / ${round(ray.burst.latency_ms.p99, 1)})`;
+  out[`ray: paced at ${ray.paced.target_rate_per_s}/s, p50 / p99 / steady p50 (ms)`] = `${round(ray.paced.latency_ms.p50, 2)} / ${round(ray.paced.latency_ms.p99, 1)} / ${round(ray.paced.steady_p50_ms, 2)}`;
+  out['ray: actors created per second (creation → first ping p50 ms)'] = `${round(ray.actors.rate_per_s, 2)} (${round(ray.actors.latency_ms.p50, 0)})`;
+  const fast = ours['as fast as possible'], paced = ours['at 1,000/s'];
+  if (fast) out['ratio: placement rate as fast as possible, Prescient ÷ Ray (target ≥ 2)'] = round(fast.rate / ray.burst.rate_per_s, 2);
+  if (paced) {
+    out['ratio: p99 at 1,000/s, Prescient ÷ Ray'] = round(paced.p99 / ray.paced.latency_ms.p99, 2);
+    out['ratio: steady-state p50 at 1,000/s, Prescient ÷ Ray'] = round(paced.steadyP50 / ray.paced.steady_p50_ms, 2);
+  }
   return out;
 }
 
@@ -174,21 +240,22 @@ interface Submitted {
 }
 
 /**
- * Publishes `n` jobs paced at RATE_PER_S: at each tick, as many as should have gone by now.
- * They are not awaited one by one, so a slow acknowledgement does not slow the pace.
+ * Publishes `n` jobs paced at `rate` per second: at each tick, as many as should have gone by
+ * now (all at once for an infinite rate). They are not awaited one by one, so a slow
+ * acknowledgement does not slow the pace.
  */
-async function pacedSubmit(js: JetStreamClient, n: number, schemas: readonly Record<string, unknown>[]): Promise<Submitted> {
+async function submit(js: JetStreamClient, n: number, schemas: readonly Record<string, unknown>[], rate: number): Promise<Submitted> {
   const ids: string[] = [], at = new Map<string, number>(), ackMs: number[] = [], inFlight: Promise<void>[] = [];
   const t0 = performance.now(), wall0 = Date.now();
   while (ids.length < n) {
-    const due = Math.min(n, Math.floor(((performance.now() - t0) * RATE_PER_S) / 1000) + 1);
+    const due = Math.min(n, Math.floor(((performance.now() - t0) * rate) / 1000) + 1);
     while (ids.length < due) {
       const id = newJobId(), submitted_at = Date.now(), t = performance.now();
       ids.push(id);
       at.set(id, submitted_at);
       inFlight.push(publishSubmission(js, { job_id: id, submitted_at, schema: schemas[ids.length % schemas.length] }).then(() => { ackMs.push(performance.now() - t); }));
     }
-    await sleep(1);
+    if (ids.length < n) await sleep(1);
   }
   const sentMs = performance.now() - t0;
   await Promise.all(inFlight);
@@ -200,6 +267,9 @@ class EventLog {
   readonly queued = new Map<string, { at: number; seen: number }>();
   readonly placed = new Map<string, { at: number; seen: number }>();
   readonly rejected = new Set<string>();
+  readonly ended = new Set<string>();
+  /** Cores reserved by each job placed and not yet ended. */
+  private readonly cores = new Map<string, number>();
   readonly queuedEvents = new Map<string, number>();
   readonly models = new Set<string>();
   private last = Date.now();
@@ -211,6 +281,8 @@ class EventLog {
         const ev = jsonCodec.decode(m.data) as TaskEvent;
         const now = (this.last = Date.now());
         if (ev.state === 'rejected') this.rejected.add(ev.job_id);
+        if (TERMINAL_STATES.has(ev.state)) { this.ended.add(ev.job_id); this.cores.delete(ev.job_id); }
+        if (ev.state === 'placed' && ev.allocation) this.cores.set(ev.job_id, ev.allocation.core_ids.length);
         if (ev.state === 'placed') this.models.add(ev.predicted?.model_version ?? 'none');
         if (ev.state === 'queued') this.queuedEvents.set(ev.job_id, (this.queuedEvents.get(ev.job_id) ?? 0) + 1);
         const first = ev.state === 'queued' ? this.queued : ev.state === 'placed' ? this.placed : undefined;
@@ -220,10 +292,17 @@ class EventLog {
   }
 
   /** Waits until every job in `ids` has reached `state`, nothing has arrived for QUIET_MS, or `maxMs` has passed. */
-  async settle(ids: readonly string[], state: 'queued' | 'placed', maxMs = MAX_WAIT_MS): Promise<void> {
-    const m = state === 'queued' ? this.queued : this.placed;
+  async settle(ids: readonly string[], state: 'admitted' | 'placed' | 'ended', maxMs = MAX_WAIT_MS): Promise<void> {
+    const has = (id: string) => (state === 'admitted' ? this.queued.has(id) || this.placed.has(id) : state === 'placed' ? this.placed.has(id) : this.ended.has(id));
     const until = Date.now() + maxMs;
-    while (ids.some((id) => !m.has(id)) && Date.now() < until && Date.now() - this.last < QUIET_MS) await sleep(100);
+    while (ids.some((id) => !has(id)) && Date.now() < until && Date.now() - this.last < QUIET_MS) await sleep(100);
+  }
+
+  /** Cores held by the jobs placed and not ended. */
+  coresHeld(): number {
+    let n = 0;
+    for (const c of this.cores.values()) n += c;
+    return n;
   }
 
   close(): void { this.sub.unsubscribe(); }

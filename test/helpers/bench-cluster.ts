@@ -12,7 +12,7 @@ import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ConsulLeaderLookup, CoordinatorClient, TERMINAL_STATES, agentService, isFinalEvent, newJobId, serve,
-  type AgentHandlers, type NodeCapacity, type TaskEvent, type grpc,
+  type AgentHandlers, type Assignment, type NodeCapacity, type TaskEvent, type grpc,
 } from '../../shared/index.js';
 import { publishSubmission } from '../../coordinator/index.js';
 import { CLI, events, type TestStack } from './cluster.js';
@@ -139,6 +139,9 @@ export interface AcceptingFleetOptions {
 export class AcceptingFleet {
   /** Assignments accepted, per task id: the time (epoch ms) each arrived. */
   readonly accepted = new Map<string, number>();
+  /** Tasks held and not yet reported finished: the node (index) holding each, and its allocation's term. */
+  private readonly holding = new Map<string, { node: number; term: number }>();
+  private readonly ids: string[] = [];
   private readonly servers: grpc.Server[] = [];
   private readonly clients: CoordinatorClient[] = [];
   private heartbeats?: NodeJS.Timeout;
@@ -166,12 +169,18 @@ export class AcceptingFleet {
     let heartbeatMs = 2000;
     for (let n = 0; n < this.o.nodes; n++) {
       const node_id = `standin-${String(n).padStart(3, '0')}`;
+      const index = n;
       const handlers: AgentHandlers = {
         Assign: (call, cb) => {
-          this.accepted.set(call.request.task_id, Date.now());
+          this.hold(call.request, index, Date.now());
           cb(null, { accepted: true, reason: '' });
         },
-        Cancel: (_call, cb) => cb(null, { ok: false, reason: 'not running here' }),
+        AssignBatch: (call, cb) => {
+          const now = Date.now();
+          for (const a of call.request.assignments) this.hold(a, index, now);
+          cb(null, { replies: call.request.assignments.map(() => ({ accepted: true, reason: '' })) });
+        },
+        Cancel: (_call, cb) => cb(null, { ok: false, reason: 'not running here', refusal: 'NOT_RUNNING' }),
         Probe: (_call, cb) => cb(null, { ok: false, reason: 'a stand-in node reads no files', probe_json: '' }),
       };
       const { server, port } = await serve(agentService(), handlers, '127.0.0.1', 0);
@@ -198,6 +207,7 @@ export class AcceptingFleet {
       heartbeatMs = reply.heartbeat_interval_ms || heartbeatMs;
       ids.push(node_id);
     }
+    this.ids.push(...ids);
     // Heartbeats spread over the interval, as independent agents' would be.
     let next = 0;
     const every = Math.max(5, Math.floor(heartbeatMs / Math.max(1, ids.length)));
@@ -209,6 +219,32 @@ export class AcceptingFleet {
         () => { this.heartbeatFailures++; },
       );
     }, every);
+  }
+
+  private hold(a: Assignment, node: number, at: number): void {
+    this.accepted.set(a.task_id, at);
+    this.holding.set(a.task_id, { node, term: Number(a.allocation.term) });
+  }
+
+  /**
+   * Reports every task held as succeeded (the leader's real ReportStatus, `parallel` at a time),
+   * which releases their reservations: the fleet is empty again for the next measurement.
+   */
+  async finishAll(parallel = 64): Promise<number> {
+    const held = [...this.holding];
+    this.holding.clear();
+    const none = { cpu_cores: 0, gpu_percent: 0, memory_gb: 0, bandwidth_mbps: 0, duration_s: 0 };
+    let i = 0, failed = 0;
+    await Promise.all(Array.from({ length: parallel }, async () => {
+      while (i < held.length) {
+        const [task_id, { node, term }] = held[i++];
+        await this.clients[node].reportStatus({
+          task_id, node_id: this.ids[node], state: 'succeeded', reason: '', actual: none, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN,
+          pinned: false, frames: 0, term, quality: '', amend: false, quality_method: '',
+        }).then((a) => { if (!a.ok) failed++; }, () => { failed++; });
+      }
+    }));
+    return failed;
   }
 
   async stop(): Promise<void> {

@@ -108,4 +108,21 @@ test('a submission back-dated by its client is queued from when JetStream stored
   assert.ok(t.submitted_at >= before - 1000 && t.submitted_at <= Date.now(), `submitted_at ${t.submitted_at}, published at ${before}`);
 });
 
+test('a job id submitted again past JetStream\'s duplicate window is dropped, and the recorded job stays as it was', async () => {
+  const before = await events(s, early[0]);
+  // Published without a message id, so JetStream's duplicate window does not catch it: the leader must.
+  const again = { job_id: early[0], submitted_at: Date.now(), schema: smallJob({ input: { resolution: '320x240' } }) };
+  await s.nc.jetstream().publish('prescient.jobs.submit', new TextEncoder().encode(JSON.stringify(again)));
+  // A job submitted after it has run: the duplicate was taken off the stream before it.
+  assert.is((await events(s, await submit(s, smallJob()))).at(-1)!.state, 'succeeded');
+  await waitFor('the submissions to be acknowledged', async () => (await pendingSubmissions()) === 0);
+  const after = await events(s, early[0]);
+  assert.is(after.length, before.length, 'no new event for the recorded job');
+  const r = await cliRun(s, ['status', early[0], '--json']);
+  const t = JSON.parse(r.stdout) as { state: string; result: { frames: number } };
+  assert.is(t.state, 'succeeded');
+  assert.is(t.result.frames, 25);
+  assert.is(c!.leader()!.ledger.reservation(early[0]), undefined, 'nothing reserved for the duplicate');
+});
+
 test.run();

@@ -1,12 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EFFICIENCY_THRESHOLD, IDLE_GRACE_MS, isCpuBatch, sizeWithReason, throughputCores, type SizingContext } from '../../coordinator/sizing/index.js';
+import { EFFICIENCY_THRESHOLD, IDLE_GRACE_MS, curveOf, isCpuBatch, lazyCurve, sizeWithReason, throughputCores, type SizingContext } from '../../coordinator/sizing/index.js';
 import { Ledger } from '../../coordinator/ledger/index.js';
 import type { EncodingTask, NodeCapacity } from '../../shared/index.js';
 
 /** A curve from a speed-up law: time at c cores = t1 / c^alpha (alpha 1 is perfect scaling). */
 const curve = (t1: number, alpha: number, cores = 8) =>
-  Array.from({ length: cores }, (_, i) => ({ expected: t1 / (i + 1) ** alpha, upper: (1.3 * t1) / (i + 1) ** alpha }));
+  curveOf(Array.from({ length: cores }, (_, i) => ({ expected: t1 / (i + 1) ** alpha, upper: (1.3 * t1) / (i + 1) ** alpha })));
 const ctx = (over: Partial<SizingContext> = {}): SizingContext => ({
   curve: curve(20, 0.5), waiting: 0, idle_cores: 8, most_idle_on_a_node: 8, now: 10_000, submitted_at: 0, ...over,
 });
@@ -33,7 +33,7 @@ test('the efficiency threshold is where a further core stops paying for itself',
 
 test('with nobody waiting, idle cores are used while each saves at least 5 %', () => {
   // A flat curve beyond 2 cores: only the 2nd core pays.
-  const flat = [{ expected: 10, upper: 13 }, { expected: 7, upper: 9 }, { expected: 6.9, upper: 9 }, { expected: 6.9, upper: 9 }];
+  const flat = curveOf([{ expected: 10, upper: 13 }, { expected: 7, upper: 9 }, { expected: 6.9, upper: 9 }, { expected: 6.9, upper: 9 }]);
   const s = throughputCores(ctx({ curve: flat, most_idle_on_a_node: 4 }));
   assert.is(s.cores, 2);
   assert.match(s.why, /nothing else waiting/);
@@ -45,6 +45,22 @@ test('a job that arrives alone waits the grace period before taking idle cores, 
   const later = throughputCores(ctx({ now: IDLE_GRACE_MS, submitted_at: 0 }));
   assert.is(later.retry_at, undefined);
   assert.ok(later.cores > 1, `took ${later.cores}`);
+});
+
+test('sizing a job on a 128-core node asks the model only for the points its rule reads', () => {
+  const asked: number[] = [];
+  const lazy = lazyCurve(128, (c) => { asked.push(c); return { expected: 20 / c ** 0.5, upper: 26 / c ** 0.5 }; });
+  assert.is(throughputCores(ctx({ curve: lazy, waiting: 10, idle_cores: 128, most_idle_on_a_node: 128 })).cores, 1);
+  assert.equal(asked.sort((a, b) => a - b), [1, 2]);
+  // Asked again, nothing is predicted twice.
+  throughputCores(ctx({ curve: lazy, waiting: 10, idle_cores: 128, most_idle_on_a_node: 128 }));
+  assert.is(asked.length, 2);
+});
+
+test('on a fleet with plenty of idle cores, a job that arrives alone takes them without waiting', () => {
+  const s = throughputCores(ctx({ now: 100, submitted_at: 0, idle_cores: 1000, most_idle_on_a_node: 8 }));
+  assert.is(s.retry_at, undefined);
+  assert.ok(s.cores > 1, `took ${s.cores}`);
 });
 
 test('a deadline gets the fewest cores whose upper bound meets it, even when others wait', () => {
