@@ -51,6 +51,8 @@ export interface CoordinatorOptions {
   leaseMs?: number;
   heartbeatMs?: number;
   sessionTtlSeconds?: number;
+  /** While leading, append the events fed to the leader's core to this file, term by term (`prescient replay`). */
+  eventLog?: string;
   log?: (msg: string) => void;
 }
 
@@ -136,7 +138,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     elected: (term) => {
       transition = transition.then(async () => {
         const l = new Leader({
-          id, term, js, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore,
+          id, term, js, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
         await feedback.start();

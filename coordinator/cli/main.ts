@@ -33,6 +33,7 @@ program
 const dir = () => stateDir(program.opts().stateDir);
 const modelDir = () => path.join(dir(), 'models');
 const validation = (): ValidationContext => ({ allowedInputRoots: allowedInputRoots(dir()) });
+type ResourcePredictorLike = import('../../models/index.js').ResourcePredictor;
 const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value, null, 2) : text());
 
 // ── stack ──────────────────────────────────────────────────────────────────────────────
@@ -241,6 +242,7 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--federated [min-deltas]', 'merge agents\' weight deltas into new global model versions when MIN-DELTAS have arrived (default 2; models/README.md)')
   .option('--burst <config>', 'cloud burst: launch nodes when the queue would miss its SLAs, give them back when idle (YAML/JSON; coordinator/README.md)')
   .option('--burst-dry-run', 'with --burst: decide and log what it would launch and why, launch nothing')
+  .option('--event-log <file>', 'while leading, append the events fed to the leader\'s core to FILE (JSON lines), for `prescient replay`')
   .action(async (o) => {
     const [{ startCoordinator }, { parseSchedule, parseWindow }, { parseReservationPolicy }, { placementPolicy }] = await Promise.all([
       import('../coordinator.js'), import('../retrain/index.js'), import('../sizing/index.js'), import('../placement/index.js'),
@@ -263,6 +265,7 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
       alertWebhook,
       federation: federationConfig(o.federated),
       burst,
+      eventLog: o.eventLog,
     });
     untilSignal(() => c.stop());
   });
@@ -491,6 +494,28 @@ program.command('nodes').description('show each node: capacity, what is free, it
 program.command('queue').description('show the queued jobs in the order they get resources: position, class, reason and estimated start')
   .option('--json', 'print the queue as JSON')
   .action(async (o) => (await import('./fleet.js')).queue(o, dir()));
+
+program.command('replay').description('re-run a leader\'s event log (coordinator --event-log) through a fresh core and check that it decides the same')
+  .argument('<file>', 'the event log: one JSON line per batch of events the leader\'s core was fed')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, o) => {
+    const [{ replay }, { ModelRegistry }] = await Promise.all([import('../core/index.js'), import('../../models/index.js')]);
+    const registry = new ModelRegistry(modelDir());
+    const models = new Map<string, ResourcePredictorLike>();
+    const predictorFor = (version: string, coverage?: number) => {
+      const key = `${version}@${coverage ?? ''}`;
+      if (!models.has(key)) models.set(key, registry.load(version, { coverage }));
+      return models.get(key)!;
+    };
+    if (!existsSync(file)) throw new ConfigError('<file>', `${file} does not exist`);
+    const r = replay(readFileSync(file, 'utf8').split('\n'), predictorFor);
+    print(o.json, r, () => [
+      `replayed ${r.batches} batch(es) of term(s) ${r.terms.join(', ')}: ${r.decisions} decision(s) logged`,
+      r.differing ? `${r.differing} batch(es) decided differently; first:` : `every batch decided the same (${r.placements} placement(s))`,
+      ...r.differences.slice(0, 1).map((d) => `  line ${d.batch} (term ${d.term})\n    logged:   ${JSON.stringify(d.logged)}\n    replayed: ${JSON.stringify(d.replayed)}`),
+    ].join('\n'));
+    if (r.differing) process.exitCode = 1;
+  });
 
 // ── cloud burst ────────────────────────────────────────────────────────────────────────
 const scale = program.command('scale').description('cloud burst: the instances launched, the decisions made and why');

@@ -1,31 +1,35 @@
 /**
- * Submit to placed (issue 5): jobs published on NATS JetStream at a paced 1,000 jobs/s for
- * three seconds (3,000 jobs), to a leader running as its own `prescient coordinator` process
- * with the default (predictive) reservation and the shipped model. Reported: latency from each
- * job's `submitted_at` to the leader's `placed` event (its `at`, stamped by the leader when it
- * records the placement) at p50/p99/max, the submit rate achieved, how many were placed, how
- * fast the leader placed them, the CPU the leader and nats-server spent, and the JetStream
- * round trips a placement waits on, measured on the same stack.
+ * Submit to placed (issues 5 and 16): jobs published on NATS JetStream to a leader running as
+ * its own `prescient coordinator` process with the default (predictive) reservation and the
+ * shipped model, in phases on the same leader (PHASES): an unmeasured warm-up, 3,000 jobs paced
+ * at 1,000/s, 10,000 at 5,000/s, and 10,000 published as fast as this process can (the highest
+ * rate the leader sustains). Reported per phase: latency from each job's `submitted_at` to the
+ * leader's `placed` event (its `at`, stamped when the leader decided) at p50/p99/max and in the
+ * steady state (the last tenth of the jobs), the rate placed, the leader's CPU per job and what
+ * that makes per leader core-second, and nats-server's CPU. Then Ray on the same machine, after
+ * ours is down: 3,000 no-op tasks with `num_cpus=1` as fast as possible and paced at 1,000/s,
+ * and 100 actors (peers/ray_tasks.py), printed beside ours as ratios.
  *
  * What the fleet is, and why. A placement needs free capacity in the ledger; if the fleet were
  * full, "submit to placed" would measure waiting for encodes to end, not the leader. Real
  * agents cannot provide that capacity here: every assignment a real agent accepts starts real
- * ffmpeg processes (a complexity probe, the encode, its quality pass), and 1,000 of those a
- * second cannot run on this machine's 2 cores; they would also take the CPU from the leader
- * being measured. So the fleet is a set of stand-in nodes (test/helpers/bench-cluster.ts
- * AcceptingFleet): they register through the leader's real Register RPC, heartbeat, and serve
- * the real Agent gRPC service, accepting every Assign and holding the reservation without
- * encoding or reporting. The fleet is sized from the shipped model's own requests so that all
- * 3,000 jobs fit at once. Everything the leader does per job is real: the JetStream consumer,
- * validation, prediction, queue ordering, placement, the ledger commit, the KV task records,
- * the JetStream events and the Assign RPC it waits for. Only the encoding is absent.
+ * ffmpeg processes, and thousands of those a second cannot run on this machine's 2 cores; they
+ * would also take the CPU from the leader being measured. So the fleet is a set of stand-in
+ * nodes (test/helpers/bench-cluster.ts AcceptingFleet): they register through the leader's real
+ * Register RPC, heartbeat, and serve the real Agent gRPC service, accepting every assignment and
+ * holding its reservation without encoding. Between phases they report every job they hold as
+ * finished through the real ReportStatus, which empties the ledger again. The fleet is sized
+ * from the shipped model's own requests so that the largest phase fits at once. Everything the
+ * leader does per job is real: the JetStream consumer, validation, prediction, queue ordering,
+ * sizing, placement, the ledger commit, the KV task records, the JetStream events and the
+ * AssignBatch RPC it waits for. Only the encoding is absent.
  *
- * Then a second phase on the same leader: FULL_JOBS more jobs at the same pace, onto a fleet
- * that has room for only a few hundred of them. The rest stay queued, and the figures show how
- * the leader's admission rate changes as its queue grows.
+ * Last, a full fleet on the same leader: as many more jobs as its free cores could take, plus
+ * FULL_JOBS. The rest stay queued, and the figures show how the leader's admission rate changes
+ * as its queue grows.
  *
  * Set PRESCIENT_BENCH_CPU_PROF=DIR to run the leader under `node --cpu-prof` (writing the
- * profile to DIR) and report where its CPU time went.
+ * profile to DIR) and report where its CPU time went; PRESCIENT_BENCH_NO_RAY=1 to leave Ray out.
  *
  *   node dist/test/bench/submit-latency.js      prints the figures as JSON
  */
@@ -48,12 +52,15 @@ import { packingBatch } from './packing.js';
  * published as fast as this process can (the highest rate the leader sustains). Between them
  * the fleet reports every job it holds as finished, which empties the ledger again.
  */
-const PHASES: readonly { label: string; rate: number; jobs: number; unmeasured?: boolean }[] = [
+const PHASES: readonly { label: string; rate: number; jobs: number; unmeasured?: boolean; actors?: boolean }[] = [
   // As Ray's side warms up before it is measured (peers/ray_tasks.py): the leader's first jobs
   // pay for compiling its code and opening its connections.
   { label: 'warm-up', rate: 1000, jobs: 1000, unmeasured: true },
   { label: 'at 1,000/s', rate: 1000, jobs: 3000 },
   { label: 'at 5,000/s', rate: 5000, jobs: 10_000 },
+  // Live channels submitted at once, as Ray's side creates its actors: placed and handed to a
+  // stand-in (no ffmpeg is started), against Ray's creation to first ping (a worker process each).
+  { label: 'live channels (actors)', rate: Infinity, jobs: 100, actors: true },
   { label: 'as fast as possible', rate: Infinity, jobs: 10_000 },
 ];
 /** Stop waiting once nothing has happened for this long (the leader has stalled or is done). */
@@ -108,7 +115,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
         await seen.settle(held, 'ended');
         if (failed) out[`${phase.label}: reports of finished jobs refused before it`] = failed;
       }
-      const f = await measurePhase(s, leader, seen, schemas, phase);
+      const f = await measurePhase(s, leader, seen, phase.actors ? [ACTOR] : schemas, phase);
       if (phase.unmeasured) continue;
       ours[phase.label] = f;
       for (const [k, v] of Object.entries(f.figures)) out[`${phase.label}: ${k}`] = v;
@@ -150,6 +157,12 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
   else Object.assign(out, besideRay(ours, await rayTaskRates({ tasks: 3000, ratePerS: 1000, actors: 100, log: (m) => console.error(m) })));
   return out;
 }
+
+/** A live channel: encoded at real time until stopped (the leader reserves its steady state). */
+const ACTOR: Record<string, unknown> = {
+  kind: 'actor', input: { synthetic: { source: 'testsrc2' }, resolution: '640x360', fps: 25 },
+  output: { codec: 'h264', preset: 'veryfast', rate_control: { mode: 'crf', crf: 26 } }, submitter: 'bench-live',
+};
 
 /** One phase's figures, and the numbers the comparison with Ray reads. */
 interface PhaseFigures {
@@ -218,7 +231,8 @@ function besideRay(ours: Record<string, PhaseFigures>, ray: RayTaskRates | { ski
   out['ray: as fast as possible, tasks/s (start − submit p50 / p99 ms)'] = `${round(ray.burst.rate_per_s, 1)} (${round(ray.burst.latency_ms.p50, 1)} / ${round(ray.burst.latency_ms.p99, 1)})`;
   out[`ray: paced at ${ray.paced.target_rate_per_s}/s, p50 / p99 / steady p50 (ms)`] = `${round(ray.paced.latency_ms.p50, 2)} / ${round(ray.paced.latency_ms.p99, 1)} / ${round(ray.paced.steady_p50_ms, 2)}`;
   out['ray: actors created per second (creation → first ping p50 ms)'] = `${round(ray.actors.rate_per_s, 2)} (${round(ray.actors.latency_ms.p50, 0)})`;
-  const fast = ours['as fast as possible'], paced = ours['at 1,000/s'];
+  const fast = ours['as fast as possible'], paced = ours['at 1,000/s'], actors = ours['live channels (actors)'];
+  if (actors) out['ratio: live channels placed per second ÷ Ray\'s actors created per second (ours start no ffmpeg here)'] = round(actors.rate / ray.actors.rate_per_s, 1);
   if (fast) out['ratio: placement rate as fast as possible, Prescient ÷ Ray (target ≥ 2)'] = round(fast.rate / ray.burst.rate_per_s, 2);
   if (paced) {
     out['ratio: p99 at 1,000/s, Prescient ÷ Ray'] = round(paced.p99 / ray.paced.latency_ms.p99, 2);
@@ -313,10 +327,9 @@ async function natsPid(dir: string): Promise<number | undefined> {
 }
 
 /**
- * The JetStream round trips one placement waits on, each measured alone and in sequence on
- * this stack while the leader is idle: a KV get (admit checks for a redelivery), a KV put and an
- * event publish (each recorded state change does both; admit records `queued`, schedule
- * records `placed`).
+ * The JetStream round trips a placement waits on, each measured alone and in sequence on this
+ * stack while the leader is idle: a KV put (the job's record; its first is a create) and then its
+ * event's publish. A KV get is paid only where a job's first write finds a record (a duplicate).
  */
 async function roundTrips(js: JetStreamClient): Promise<Record<string, number | string>> {
   const kv = await js.views.kv('bench_scratch', { history: 1, storage: StorageType.File });
@@ -333,7 +346,7 @@ async function roundTrips(js: JetStreamClient): Promise<Record<string, number | 
     'round trip, KV get (ms, median)': round(get, 3),
     'round trip, KV put (ms, median)': round(put, 3),
     'round trip, event publish (ms, median)': round(pub, 3),
-    'get + 2 × (put + publish) per placement (ms)': round(get + 2 * (put + pub), 3),
+    'put, then publish, per placement (ms)': round(put + pub, 3),
   };
 }
 

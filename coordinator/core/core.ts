@@ -1,0 +1,659 @@
+/**
+ * The leader's decisions as a state machine: `apply(events)` changes the state and returns the
+ * effects the runtime shell (coordinator/leader) carries out. No I/O, no clock and no
+ * randomness beyond what events carry, so a log of the events it was fed re-runs to the same
+ * decisions (`prescient replay`). Admission, queue order, sizing, placement, leases, groups,
+ * retries and cancellation all live here; records, events, assignments and saves are effects.
+ *
+ *   events ──► apply ──► admit / claim / settle ──► one placement pass ──► effects
+ *                                                   (queue order → size → place → commit)
+ *
+ * One batch of events is applied at once and ends with at most one placement pass: a batch of
+ * submissions is admitted together and then placed together, as before this was a core.
+ */
+import {
+  SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, failureKind,
+  JOB_ID_PATTERN,
+  type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
+  type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent,
+} from '../../shared/index.js';
+import { hardwareClass, predictWork, type ResourcePredictor } from '../../models/index.js';
+import { Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
+import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
+import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
+import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type CurvePoint, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
+import type { PlacementContext } from '../feedback/index.js';
+import type { Decision, Effect, LeaderEvent, Reply, Submission } from './events.js';
+
+export interface CoreOptions {
+  predictor: ResourcePredictor;
+  validation: ValidationContext;
+  /** An agent silent for this long is declared lost and its tasks re-queued. */
+  leaseMs: number;
+  /** Attempts before a task that keeps losing its node is failed. */
+  maxAttempts?: number;
+  queuePolicy?: QueuePolicy;
+  reservation?: ReservationPolicy;
+  policy?: PlacementPolicy;
+}
+
+/** A placement pass's view of idle cores, for throughput sizing (per node where the fleet has at most PASS_VIEW_NODES). */
+interface PassView { idle: number; most: number; hw_class?: string; free?: Map<string, number> }
+const PASS_VIEW_NODES = 256;
+/** Speed-up curves are predicted up to this many cores (no encoder here scales past it). */
+const MAX_CURVE_CORES = 32;
+/** How long admitted jobs are remembered for the burst forecast (its window is at most this), and how many at most. */
+export const ARRIVALS_KEPT_MS = 3_600_000;
+export const ARRIVALS_KEPT_MAX = 20_000;
+const ARRIVALS_TRIM = 1024;
+/** Tasks that ended, kept for late reports (a quality amendment), most recent last. */
+const ENDED_KEPT = 10_000;
+
+export class LeaderCore {
+  term = 0;
+  leaderId = '';
+  ledger: Ledger;
+  /** Tasks this leader is responsible for that are not yet terminal. */
+  readonly active = new Map<string, EncodingTask>();
+  /** The active tasks that are queued: a pass orders these, not every running task. */
+  private readonly waiting = new Set<EncodingTask>();
+  /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
+  private readonly unclaimed = new Map<string, number>();
+  /** Nodes not to place on until their agent reports: restored from the saved ledger, or unreachable with an assignment. */
+  private readonly unheard = new Set<string>();
+  /** Burst nodes being scaled down: nothing new is placed on them. */
+  private readonly draining = new Set<string>();
+  /** Admitted jobs of the last ARRIVALS_KEPT_MS, oldest first: the burst forecast's arrival rates. */
+  private readonly arrivals: EncodingTask[] = [];
+  /** Tasks admitted whose first write is still to be asked for (or failed: a redelivery asks again). */
+  private readonly unrecorded = new Set<EncodingTask>();
+  /** Tasks that ended while this core led, by id, for reports that come after the end. */
+  private readonly ended = new Map<string, EncodingTask>();
+  /** Points of speed-up curves already predicted, per task, by model version, cores and hardware class. */
+  private readonly curves = new WeakMap<EncodingTask, Map<string, CurvePoint>>();
+  private wakeAt = Infinity;
+  stopped = false;
+  private now = 0;
+  private effects: Effect[] = [];
+  private passDue = false;
+
+  constructor(private readonly o: CoreOptions) {
+    this.ledger = new Ledger(0, o.leaseMs);
+  }
+
+  /** The predictor decisions are made with (ModelChanged events come with a new one from the shell). */
+  set predictor(p: ResourcePredictor) { this.o.predictor = p; }
+  get predictor(): ResourcePredictor { return this.o.predictor; }
+
+  /**
+   * Applies a batch of events in order, then one placement pass if any of them called for it.
+   * Returns the effects to carry out, in order, and a reply per event.
+   */
+  apply(events: readonly LeaderEvent[]): { effects: Effect[]; replies: (Reply | undefined)[] } {
+    this.effects = [];
+    this.passDue = false;
+    this.admitted = [];
+    const replies = events.map((e) => { this.now = e.at; return this.handle(e); });
+    if (this.passDue && !this.stopped) this.decide();
+    // Admitted tasks the pass did not place are written now, as queued or rejected.
+    for (const t of this.admitted) if (this.unrecorded.has(t)) this.record(t);
+    if (this.ledger.hasChanges()) this.effects.push({ kind: 'SaveLedger' });
+    return { effects: this.effects, replies };
+  }
+  /** Tasks admitted (or handed back for their first write) in the batch being applied. */
+  private admitted: EncodingTask[] = [];
+
+  private handle(e: LeaderEvent): Reply | undefined {
+    switch (e.kind) {
+      case 'Started': this.start(e.term, e.leader_id, e.tasks, e.saved); return;
+      case 'Submitted': return { kind: 'admitted', task_ids: e.submissions.map((s) => this.admit(s)?.id) };
+      case 'CancelRequested': this.cancel(e.envelope); return;
+      case 'Registered': this.register(e.capacity, e.running); return;
+      case 'Heartbeat': return this.heartbeat(e.node_id, e.running);
+      case 'StatusReported': return this.report(e.report, e.stored);
+      case 'ModelChanged': return;
+      case 'Tick': this.tick(); return;
+      case 'Wake': this.wakeAt = Infinity; this.passDue = true; return;
+      case 'DrainingSet': this.draining.clear(); for (const id of e.node_ids) this.draining.add(id); return;
+      case 'Duplicate': this.dropDuplicate(e.task_id); return;
+      case 'RecordFailed': for (const id of e.task_ids) { const t = this.active.get(id); if (t) this.unrecorded.add(t); } return;
+      case 'AssignFailed': this.assignFailed(e.task_id, e.node_id, e.reason, e.unreachable); return;
+      case 'CancelAnswered': this.cancelAnswered(e.task_id, e.not_running, e.reason); return;
+      case 'Deposed': this.alert(`deposed: ${e.reason}; no more placements from term ${this.term}`); this.stopped = true; return;
+    }
+  }
+
+  // ── queries (read-only, for the shell and the CLI) ───────────────────────────────────
+
+  /** Queued tasks in the order they get resources (coordinator/queue). */
+  queue(): EncodingTask[] {
+    return orderQueue([...this.waiting], this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY).map((e) => e.task);
+  }
+
+  /** Whether the core holds this task (active, or ended while it led). */
+  knows(taskId: string): boolean { return this.active.has(taskId) || this.ended.has(taskId); }
+
+  /** Nodes a probe may go to: registered, heard from, not draining. */
+  probeCandidates(): NodeCapacity[] {
+    return this.ledger.snapshot().nodes.filter((n) => !this.unheard.has(n.node_id) && !this.draining.has(n.node_id)).map((n) => n.capacity);
+  }
+
+  /** What the burst controller decides from. */
+  burstView(): { tasks: EncodingTask[]; arrivals: EncodingTask[]; snap: LedgerSnapshot; queuePolicy: QueuePolicy; reservation?: ReservationPolicy } {
+    this.arrived();
+    return {
+      tasks: [...this.active.values()], arrivals: this.arrivals.slice(-ARRIVALS_KEPT_MAX), snap: this.ledger.snapshot(),
+      queuePolicy: this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY, reservation: this.o.reservation,
+    };
+  }
+
+  /** Every active task's state, node and cores: what the replay compares. */
+  decisions(): Decision[] {
+    return [...this.active.values()].map((t) => [t.id, t.state, t.allocation?.node_id ?? '', t.allocation?.core_ids.length ?? 0]);
+  }
+
+  // ── the term's start ─────────────────────────────────────────────────────────────────
+
+  /**
+   * Resumes the durable records of active tasks and the previous leader's ledger: its nodes
+   * (each given one lease to report again) and the reservations of tasks still active.
+   */
+  private start(term: number, leaderId: string, tasks: EncodingTask[], saved: LedgerState | undefined): void {
+    this.term = term;
+    this.leaderId = leaderId;
+    this.ledger = new Ledger(term, this.o.leaseMs);
+    for (const t of tasks) {
+      this.active.set(t.id, t);
+      this.index(t);
+      this.arrived(t);
+      if (t.state === 'placed' || t.state === 'running') this.unclaimed.set(t.id, this.now + this.o.leaseMs);
+    }
+    if (saved) {
+      this.ledger = Ledger.fromState(saved, term, this.o.leaseMs, this.now);
+      for (const id of this.ledger.nodeIds()) this.unheard.add(id);
+      for (const d of this.ledger.restoreSkipped) this.alert(`saved reservation of ${d.task_id} not restored: ${d.reason}`);
+      for (const node of this.ledger.nodeIds()) {
+        for (const id of this.ledger.reservedTaskIds(node)) {
+          const t = this.active.get(id);
+          if (!t || t.state === 'queued') { this.ledger.release(id); this.alert(`dropped the saved reservation of ${id}: ${t ? 'it is queued again' : 'it is no longer active'}`); }
+          else t.allocation = this.ledger.reservation(id);
+        }
+      }
+    }
+    this.alert(`term ${term}: resumed ${this.active.size} active task(s), ${this.unclaimed.size} awaiting their agents, ${this.ledger.nodeIds().length} node(s) from the saved ledger`);
+  }
+
+  // ── submissions ──────────────────────────────────────────────────────────────────────
+
+  /**
+   * Validates and predicts one submission; a queued task joins the queue. Its first record is
+   * written at the end of the batch, as placed when the batch's pass places it: one write, not two.
+   */
+  private admit(s: Submission): EncodingTask | undefined {
+    this.passDue = true;
+    const env = s.envelope as SubmitEnvelope | undefined;
+    if (env === undefined) { this.alert('dropped a submission that is not JSON'); return; }
+    if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
+      this.alert(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
+      return;
+    }
+    // Redelivery of a job already admitted: recorded by an earlier leader, or in memory. One in
+    // memory whose first write failed is handed back to be written now. One recorded and ended
+    // meets its record at its first write (a Duplicate event).
+    const known = this.active.get(env.job_id);
+    if (known) {
+      if (!this.unrecorded.has(known)) return undefined;
+      this.admitted.push(known);
+      return known;
+    }
+    // When JetStream stored the submission, not the client's clock: queue order, SLA delays and the
+    // sizing grace all count from it, and a submitter must not jump the queue by back-dating its jobs.
+    const base = { id: env.job_id, submitted_at: s.stored_at ?? this.now, updated_at: this.now, term: this.term, attempts: 0 };
+    let task: EncodingTask;
+    try {
+      const schema = validateEncodingSchema(env.schema, this.o.validation);
+      const probed = s.probe;
+      if (probed && 'probe' in probed && schema.input.kind === 'file' && !schema.input.probe) schema.input.probe = probed.probe;
+      const predicted = predictWork(this.o.predictor, schema);
+      if (probed && 'failed' in probed) predicted.flags = [...(predicted.flags ?? []), `input not probed: ${probed.failed}`];
+      task = { ...base, schema, state: 'queued', predicted, reason: 'waiting for placement' };
+    } catch (e) {
+      const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
+      task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
+    }
+    if (task.state === 'queued') { this.active.set(task.id, task); this.index(task); this.arrived(task); }
+    this.unrecorded.add(task);
+    this.admitted.push(task);
+    return task;
+  }
+
+  /**
+   * Cancels one job. A queued job ends at once; one holding a reservation keeps it until its
+   * agent confirms ffmpeg has stopped (its report, or the node's loss), so the resources are
+   * never handed out while the encode may still be using them.
+   */
+  private cancel(raw: unknown): void {
+    const env = raw as CancelEnvelope | undefined;
+    if (env === undefined) { this.alert('dropped a cancellation that is not JSON'); return; }
+    const t = typeof env?.job_id === 'string' ? this.active.get(env.job_id) : undefined;
+    if (!t) {
+      const ended = typeof env?.job_id === 'string' ? this.ended.get(env.job_id) : undefined;
+      this.alert(`cancel ${JSON.stringify(env?.job_id)}: ${ended ? `already ${ended.state}` : 'no such active job'}`);
+      return;
+    }
+    if (t.state === 'queued') { this.finishCancel(t, 'cancelled on request while queued'); this.passDue = true; return; }
+    if (t.cancel_requested_at !== undefined) return;
+    t.cancel_requested_at = this.now;
+    t.reason = 'cancelling: waiting for the agent to stop the encode';
+    this.record(t);
+    const node = t.allocation && this.ledger.snapshot().node(t.allocation.node_id);
+    if (node) this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: t.id, term: this.term });
+    else this.cancelAnswered(t.id, false, 'its node is not in the ledger');
+  }
+
+  /** The agent's answer to a Cancel: one not running the task (the assignment never arrived, or it just ended) holds nothing. */
+  private cancelAnswered(taskId: string, notRunning: boolean, reason: string): void {
+    const t = this.active.get(taskId);
+    if (!t || t.cancel_requested_at === undefined) return;
+    if (notRunning) {
+      this.ledger.release(t.id);
+      this.finishCancel(t, 'cancelled on request before its encode started');
+      this.passDue = true;
+      return;
+    }
+    if (reason) this.alert(`cancel ${t.id}: agent did not confirm (${reason}); it ends when the node reports or is lost`);
+  }
+
+  private finishCancel(t: EncodingTask, reason: string): void {
+    this.active.delete(t.id);
+    this.unclaimed.delete(t.id);
+    t.allocation = undefined;
+    this.end(Object.assign(t, { state: 'cancelled' as TaskState, reason }));
+  }
+
+  // ── placement ────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Tries to place every queued task, most urgent first; a group's members all at once. The
+   * decisions and commits happen in queue order; their records and assignments are effects.
+   */
+  private decide(): void {
+    const groupsSeen = new Set<string>();
+    // Requests that did not fit in this pass: the ledger only fills up during a pass, so the
+    // same request will not fit either (a queue of hundreds of like jobs behind a full fleet
+    // costs one placement, not hundreds).
+    const misfits: Array<{ req: PlacementRequest; reason: string }> = [];
+    const queue = this.queue();
+    // What throughput sizing needs to know about this pass (coordinator/sizing): how many CPU
+    // batch jobs are still waiting behind each one, and the cores left idle.
+    let cpuWaiting = queue.filter((t) => t.state === 'queued' && !t.schema.group && isCpuBatch(t)).length;
+    let view: PassView | undefined;
+    for (const t of queue) {
+      if (t.state !== 'queued') continue; // placed earlier in this pass, as part of its group
+      const g = t.schema.group;
+      if (g) {
+        const key = groupKey(t);
+        if (groupsSeen.has(key)) continue;
+        groupsSeen.add(key);
+        const members = [...this.active.values()].filter((x) => groupKey(x) === key);
+        const queued = members.filter((x) => x.state === 'queued').sort((a, b) => a.id.localeCompare(b.id));
+        // A group is placed whole the first time; a member re-queued later (its node was lost) goes alone.
+        if (!members.some((x) => x.attempts > 0)) {
+          if (queued.length < g.size) {
+            this.setReason(queued, `waiting for ${g.size - queued.length} more job(s) of group ${g.id} (${queued.length} of ${g.size} arrived)`);
+            continue;
+          }
+          this.placeGroupOf(queued, g.placement);
+          continue;
+        }
+      }
+      // One snapshot per decision: sizing the request and placing it see the same ledger.
+      const snap = this.ledger.snapshot();
+      let sizing: SizingContext | undefined;
+      if (isCpuBatch(t) && (this.o.reservation ?? { kind: 'predictive' }).kind === 'predictive') {
+        cpuWaiting--;
+        view ??= this.passView(snap);
+        sizing = this.sizingContext(t, view, cpuWaiting);
+      }
+      const { req, why, retry_at } = sizeWithReason(t, snap, this.o.reservation, sizing);
+      if (retry_at !== undefined) { this.wake(retry_at); continue; }
+      const known = misfits.find((m) => sameAsk(req, m.req));
+      if (known) { this.setReason([t], known.reason); continue; }
+      const result = place(req, snap, this.policy, this.avoid());
+      if (result.kind !== 'placed') {
+        const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;
+        misfits.push({ req, reason });
+        this.setReason([t], reason);
+        continue;
+      }
+      const commit = this.ledger.commit(result.plan, this.now);
+      if (!commit.ok) { this.alert(`plan for ${t.id} refused: ${commit.reason}`); continue; }
+      if (view) this.spent(view, commit.allocation.node_id, commit.allocation.core_ids.length);
+      this.dispatch(t, commit.allocation, snap, req, why);
+    }
+  }
+
+  /** Idle cores on the nodes this pass may place on (recounted per node for fleets small enough to track). */
+  private passView(snap: LedgerSnapshot): PassView {
+    const { exclude } = this.avoid();
+    const free = new Map<string, number>();
+    let idle = 0, most = 0, hw_class: string | undefined;
+    for (const n of snap.nodes) {
+      if (exclude?.has(n.capacity.node_id)) continue;
+      const f = n.free_core_ids.length;
+      idle += f;
+      if (f > most) { most = f; hw_class = hardwareClass(n.capacity.cpu_model); }
+      if (snap.count <= PASS_VIEW_NODES) free.set(n.capacity.node_id, f);
+    }
+    return { idle, most, hw_class, free: snap.count <= PASS_VIEW_NODES ? free : undefined };
+  }
+
+  /** Takes a commit's cores out of the pass's view. */
+  private spent(v: PassView, node: string, cores: number): void {
+    v.idle -= cores;
+    if (!v.free) { v.most = Math.min(v.most, v.idle); return; }
+    v.free.set(node, (v.free.get(node) ?? cores) - cores);
+    v.most = Math.max(0, ...v.free.values());
+  }
+
+  private sizingContext(t: EncodingTask, v: PassView, waiting: number): SizingContext {
+    const deadline = t.schema.deadline ? Date.parse(t.schema.deadline) : NaN;
+    return {
+      curve: v.most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, v.most), v.hw_class) : curveOf([]),
+      waiting, idle_cores: v.idle, most_idle_on_a_node: v.most,
+      now: this.now, submitted_at: t.submitted_at, deadline_at: Number.isFinite(deadline) ? deadline : undefined,
+    };
+  }
+
+  /**
+   * The job's predicted time at 1…`upTo` cores on `hw_class`: each point predicted when sizing
+   * first reads it and kept for the job (a new model version predicts afresh).
+   */
+  private speedUpCurve(t: EncodingTask, upTo: number, hw_class: string | undefined): SpeedUpCurve {
+    let known = this.curves.get(t);
+    if (!known) this.curves.set(t, (known = new Map()));
+    const points = known;
+    return lazyCurve(Math.min(upTo, MAX_CURVE_CORES), (cores) => {
+      const key = `${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+      let p = points.get(key);
+      if (!p) {
+        const w = predictWork(this.o.predictor, t.schema, { cores, hw_class });
+        points.set(key, (p = { expected: w.expected.duration_s, upper: w.upper.duration_s }));
+      }
+      return p;
+    });
+  }
+
+  /** Asks for a pass at `at` (epoch ms), unless one is already due sooner. */
+  private wake(at: number): void {
+    if (this.stopped || at >= this.wakeAt) return;
+    this.wakeAt = at;
+    this.effects.push({ kind: 'Wake', at });
+  }
+
+  private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
+
+  private avoid(): { exclude?: ReadonlySet<string>; excludeReason?: string } {
+    if (!this.draining.size) return this.unheard.size ? { exclude: this.unheard, excludeReason: 'its agent has not reported to this leader yet' } : {};
+    if (!this.unheard.size) return { exclude: this.draining, excludeReason: 'it is draining (burst scale-down)' };
+    return { exclude: new Set([...this.unheard, ...this.draining]), excludeReason: 'its agent has not reported to this leader yet, or it is draining (burst scale-down)' };
+  }
+
+  /** All of a group's members reserved in one commit, or none (with the reason on each). */
+  private placeGroupOf(members: EncodingTask[], mode: 'together' | 'spread'): void {
+    const snap = this.ledger.snapshot();
+    const reqs = members.map((m) => sizeRequest(m, snap, this.o.reservation));
+    const result = placeGroup(reqs, snap, { mode, ...this.avoid() }, this.policy);
+    if (result.kind !== 'placed') {
+      this.setReason(members, `group ${result.kind === 'infeasible' ? 'infeasible' : 'queued'} (${mode}): ${result.reason}`);
+      return;
+    }
+    const commit = this.ledger.commitAll(result.plans, this.now);
+    if (!commit.ok) { this.alert(`group plan for ${members.map((m) => m.id).join(', ')} refused: ${commit.reason}`); return; }
+    members.forEach((m, i) => this.dispatch(m, commit.allocations[i], snap, reqs[i]));
+  }
+
+  private setReason(tasks: EncodingTask[], reason: string): void {
+    for (const t of tasks) {
+      if (t.reason === reason) continue;
+      t.reason = reason;
+      this.record(t);
+    }
+  }
+
+  /** Records a committed reservation and asks for the task to be handed to its agent. */
+  private dispatch(t: EncodingTask, allocation: ResourceAllocation, snap: LedgerSnapshot, req: PlacementRequest, why?: string): void {
+    const node = snap.node(allocation.node_id)!;
+    t.allocation = allocation;
+    const gpu = node.capacity.gpus.find((g) => g.id === allocation.gpu_ids[0]);
+    // The node travels in the context for the feedback loop's per-node correction (coordinator/feedback); the model ignores it.
+    const ctx: PlacementContext = { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name), node: allocation.node_id };
+    t.predicted = predictWork(this.o.predictor, t.schema, ctx);
+    t.attempts += 1;
+    t.reason = why;
+    t.state = 'placed';
+    t.started_at = this.now;
+    this.record(t);
+    this.effects.push({
+      kind: 'Assign', node_id: allocation.node_id, address: node.capacity.address,
+      assignment: { task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version },
+    });
+  }
+
+  /** An assignment the agent refused or could not be sent: the task is re-queued. */
+  private assignFailed(taskId: string, nodeId: string, reason: string, unreachable: boolean): void {
+    const t = this.active.get(taskId);
+    if (!t || t.allocation?.node_id !== nodeId || t.state !== 'placed') return;
+    this.alert(`agent ${nodeId} ${unreachable ? 'unreachable' : 'refused'} for ${t.id}: ${reason}`);
+    if (unreachable) {
+      // Its agent is gone or restarting: place nothing more there until it reports again, and
+      // do not count the attempt against the job (the job did nothing wrong).
+      this.unheard.add(nodeId);
+      t.attempts -= 1;
+    }
+    this.requeue(t, `node ${nodeId} ${unreachable ? 'could not be reached' : 'refused the assignment'}: ${reason}`);
+    this.passDue = true;
+  }
+
+  private requeue(t: EncodingTask, reason: string): void {
+    this.ledger.release(t.id);
+    this.unclaimed.delete(t.id);
+    t.allocation = undefined;
+    t.started_at = undefined;
+    if (t.cancel_requested_at !== undefined) return this.finishCancel(t, `cancelled (${reason})`);
+    if (t.attempts >= (this.o.maxAttempts ?? 5)) {
+      this.active.delete(t.id);
+      this.end(Object.assign(t, { state: 'failed' as TaskState, reason: `gave up after ${t.attempts} attempts; last: ${reason}` }));
+      return;
+    }
+    this.record(Object.assign(t, { state: 'queued' as TaskState, reason }));
+  }
+
+  // ── agents ───────────────────────────────────────────────────────────────────────────
+
+  private register(cap: NodeCapacity, running: RunningTaskMsg[]): void {
+    this.unheard.delete(cap.node_id);
+    for (const d of this.ledger.upsertNode(cap, this.now)) {
+      const t = this.active.get(d.task_id);
+      if (t) this.requeue(t, `node ${cap.node_id} re-registered with less capacity: ${d.reason}`);
+    }
+    this.alert(`node ${cap.node_id} registered at ${cap.address}: cores [${cap.core_ids.join(',')}], ${cap.memory_gb.toFixed(1)} GB, ${cap.gpus.length} GPU(s)`);
+    this.claim(cap.node_id, running);
+    this.passDue = true;
+  }
+
+  private heartbeat(nodeId: string, running: RunningTaskMsg[]): Reply {
+    if (!this.ledger.touch(nodeId, this.now)) return { kind: 'heartbeat', reregister: true };
+    this.unheard.delete(nodeId);
+    this.claim(nodeId, running);
+    return { kind: 'heartbeat', reregister: false };
+  }
+
+  /** Adopts reservations of tasks a node says it is running (after a failover, or a missed report). */
+  private claim(nodeId: string, running: RunningTaskMsg[]): void {
+    for (const r of running) {
+      const t = this.active.get(r.task_id);
+      if (!t || !r.allocation || this.ledger.reservation(t.id)) { this.unclaimed.delete(r.task_id); continue; }
+      const adopted = this.ledger.adopt(t.id, { ...fromAllocationMsg(r.allocation), node_id: nodeId }, this.now);
+      if (!adopted.ok) { this.alert(`cannot adopt ${t.id} on ${nodeId}: ${adopted.reason}`); continue; }
+      this.unclaimed.delete(t.id);
+      t.allocation = adopted.allocation;
+      if (t.state === 'queued') t.state = 'running';
+      this.record(t);
+    }
+  }
+
+  private report(rep: TaskStatusReport, stored?: EncodingTask): Reply {
+    const ack = (ok: boolean, reason = ''): Reply => ({ kind: 'ack', ok, reason });
+    const t = this.active.get(rep.task_id) ?? this.ended.get(rep.task_id) ?? stored;
+    if (!t) return ack(false, `unknown task ${rep.task_id}`);
+    if (rep.amend) return this.amendQuality(t, rep);
+    if (TERMINAL_STATES.has(t.state)) return ack(true, `already ${t.state}`);
+    if (t.allocation && t.allocation.node_id !== rep.node_id) return ack(false, `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}`);
+    this.unclaimed.delete(t.id);
+    if (rep.state === 'running') {
+      t.state = 'running';
+      this.record(t);
+      return ack(true);
+    }
+    this.passDue = true;
+    // Stopped by its memory limit: the prediction was short, not the job wrong. It runs
+    // again with more memory reserved (the bound it broke, doubled), within maxAttempts.
+    if (rep.state === 'failed' && t.cancel_requested_at === undefined && failureKind(rep.failure) === 'MEMORY_EXCEEDED' && t.allocation) {
+      t.memory_floor_gb = Math.max(t.memory_floor_gb ?? 0, 2 * t.allocation.memory_gb);
+      this.requeue(t, `${rep.reason}; re-queued to run with ${t.memory_floor_gb.toFixed(2)} GB reserved`);
+      return ack(true);
+    }
+    // A live channel that stopped without being asked to is restarted (on any node with room).
+    if (rep.state === 'failed' && t.cancel_requested_at === undefined && isActor(t.schema)) {
+      this.requeue(t, `live channel stopped unexpectedly on ${rep.node_id}: ${rep.reason}; restarting it`);
+      return ack(true);
+    }
+    this.ledger.release(t.id);
+    this.active.delete(t.id);
+    t.state = rep.state === 'succeeded' ? 'succeeded' : t.cancel_requested_at !== undefined ? 'cancelled' : 'failed';
+    t.reason = t.state === 'cancelled' ? 'cancelled on request; the encode was stopped'
+      : t.state === 'succeeded' && isActor(t.schema) ? `live channel stopped on request after ${rep.actual ? rep.actual.duration_s.toFixed(1) : '?'} s; its playlist is closed`
+        : rep.reason || undefined;
+    if (rep.state === 'succeeded' && rep.actual) {
+      t.result = {
+        actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,
+        psnr_db: Number.isFinite(rep.psnr_db) ? rep.psnr_db : undefined, ssim: Number.isFinite(rep.ssim) ? rep.ssim : undefined,
+        pinned: rep.pinned, frames: rep.frames,
+        ...(rep.quality === 'pending' && { quality: 'pending' as const, quality_method: describedQuality(rep.quality_method) }),
+      };
+    }
+    this.end(t);
+    return ack(true);
+  }
+
+  /**
+   * A success's quality figures, measured after its reservation was released: the record gets
+   * them, and a second `succeeded` event (the job's last, shared isFinalEvent) carries them.
+   * Taken only from the node that ran it, for a success still waiting for them.
+   */
+  private amendQuality(t: EncodingTask, rep: TaskStatusReport): Reply {
+    const ack = (ok: boolean, reason = ''): Reply => ({ kind: 'ack', ok, reason });
+    if (t.allocation?.node_id !== rep.node_id) return ack(false, `task ${t.id} ran on ${t.allocation?.node_id}, not ${rep.node_id}`);
+    if (rep.quality !== 'measured' && rep.quality !== 'unavailable') return ack(false, `quality must be measured or unavailable, got ${JSON.stringify(rep.quality)}`);
+    if (t.state !== 'succeeded' || t.result?.quality !== 'pending') return ack(true, `${t.id} is ${t.state}${t.result?.quality ? ` with quality ${t.result.quality}` : ''}: nothing to amend`);
+    const psnr = Number.isFinite(rep.psnr_db) && rep.psnr_db >= 0 && rep.psnr_db <= 1000 ? rep.psnr_db : undefined;
+    const ssim = Number.isFinite(rep.ssim) && rep.ssim >= -1 && rep.ssim <= 1 ? rep.ssim : undefined;
+    t.result = { ...t.result, psnr_db: psnr, ssim, quality: psnr !== undefined || ssim !== undefined ? 'measured' : 'unavailable' };
+    this.record(t);
+    return ack(true);
+  }
+
+  // ── housekeeping ─────────────────────────────────────────────────────────────────────
+
+  /** Once a second: declare silent nodes lost, re-queue unclaimed tasks, and retry the queue. */
+  private tick(): void {
+    for (const n of this.ledger.snapshot().nodes) {
+      if (this.now - n.last_seen <= this.o.leaseMs) continue;
+      this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`);
+      this.unheard.delete(n.capacity.node_id);
+      for (const { task_id } of this.ledger.removeNode(n.capacity.node_id)) {
+        const t = this.active.get(task_id);
+        if (t) this.requeue(t, `node ${n.capacity.node_id} was lost`);
+      }
+    }
+    for (const [id, deadline] of this.unclaimed) {
+      if (this.now < deadline) continue;
+      const t = this.active.get(id);
+      if (t) this.requeue(t, 'no agent claimed it after leader failover');
+      else this.unclaimed.delete(id);
+    }
+    this.passDue = true;
+  }
+
+  /** A task that ended: recorded, and remembered a while for late reports. */
+  private end(t: EncodingTask): void {
+    this.ended.delete(t.id);
+    this.ended.set(t.id, t);
+    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value!);
+    this.record(t);
+  }
+
+  /** Asks for a task's record and event (its state now), keeping the queue index in step. */
+  private record(t: EncodingTask): void {
+    this.index(t);
+    t.updated_at = this.now;
+    t.term = this.term;
+    const first = this.unrecorded.delete(t);
+    this.effects.push({ kind: 'Record', task: t, first });
+    this.alert(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`);
+    const event: TaskEvent = {
+      job_id: t.id, state: t.state, at: t.updated_at, term: this.term, node_id: t.allocation?.node_id,
+      reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
+    };
+    this.effects.push({ kind: 'Publish', event });
+  }
+
+  /** Another submission of this id was recorded first: this one is dropped, and what it holds released. */
+  private dropDuplicate(taskId: string): void {
+    const t = this.active.get(taskId);
+    if (!t) return;
+    this.alert(`${t.id}: a job of this id is already recorded; this submission of it is dropped`);
+    this.unrecorded.delete(t);
+    if (this.active.get(t.id) === t) this.active.delete(t.id);
+    this.index(t);
+    if (t.allocation) { this.ledger.release(t.id); this.passDue = true; }
+    t.allocation = undefined;
+  }
+
+  /** Keeps `waiting` in step with a task's state. */
+  private index(t: EncodingTask): void {
+    if (t.state === 'queued' && this.active.get(t.id) === t) this.waiting.add(t);
+    else this.waiting.delete(t);
+  }
+
+  /**
+   * Notes an admitted job (kept in submission order), and forgets ones older than
+   * ARRIVALS_KEPT_MS or beyond ARRIVALS_KEPT_MAX, a block at a time (not one shift per job).
+   */
+  private arrived(t?: EncodingTask): void {
+    if (t) {
+      let i = this.arrivals.length;
+      while (i > 0 && this.arrivals[i - 1].submitted_at > t.submitted_at) i--;
+      if (i === this.arrivals.length) this.arrivals.push(t);
+      else this.arrivals.splice(i, 0, t);
+    }
+    const since = this.now - ARRIVALS_KEPT_MS;
+    if (this.arrivals.length <= ARRIVALS_KEPT_MAX + ARRIVALS_TRIM && !(this.arrivals[0]?.submitted_at < since)) return;
+    let drop = Math.max(0, this.arrivals.length - ARRIVALS_KEPT_MAX);
+    while (drop < this.arrivals.length && this.arrivals[drop].submitted_at < since) drop++;
+    if (drop) this.arrivals.splice(0, drop);
+  }
+
+  private alert(message: string): void { this.effects.push({ kind: 'Alert', message }); }
+}
+
+/** The agent's account of its quality method, if it reads as one (it is shown to users), else the default. */
+const describedQuality = (m: string | undefined) => (m && m.length <= 300 && /^[\w\s.,:;%()'’-]+$/.test(m) ? m : QUALITY_AFTER_RELEASE);
+
+/** Groups are named by their submitter: two submitters' `ladder-1` are different groups. */
+const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/${t.schema.group.id}` : '');
+
+/** Whether `r` asks for exactly what `m` asked for (then it fares as `m` did, reason included). */
+const sameAsk = (r: PlacementRequest, m: PlacementRequest) =>
+  r.cores === m.cores && r.gpus === m.gpus && r.memory_gb === m.memory_gb && r.bandwidth_mbps === m.bandwidth_mbps;

@@ -1,0 +1,94 @@
+/**
+ * What the leader's core is told (events) and what it asks for (effects). Events carry
+ * everything a decision reads from outside: the time, the stream's stamp, a probe's outcome,
+ * a stored record the shell had to fetch. So the same events through the same core give the
+ * same decisions: the runtime logs them, and `prescient replay` re-runs them.
+ */
+import type {
+  Assignment, EncodingTask, InputProbe, NodeCapacity, RunningTaskMsg, TaskEvent, TaskStatusReport,
+} from '../../shared/index.js';
+import type { LedgerState } from '../ledger/index.js';
+import type { QueuePolicy } from '../queue/index.js';
+import type { ReservationPolicy } from '../sizing/index.js';
+
+/** What probing a submission's input gave: its probe, or why no node could make one. */
+export type ProbeOutcome = { probe: InputProbe } | { failed: string };
+
+/** One submission as JetStream delivered it: its decoded envelope (undefined: not JSON), when the stream stored it, its probe. */
+export interface Submission {
+  envelope: unknown;
+  stored_at?: number;
+  probe?: ProbeOutcome;
+}
+
+/** A feedback-loop correction table in force: the predictor's state beside the model's version. */
+export interface Corrections {
+  /** [key, log factor] per version/node/codec/target group (coordinator/feedback groupKey). */
+  groups: [string, number][];
+  /** [key, multiplier] per version/codec (marginKey). */
+  margins: [string, number][];
+}
+
+/** How the core was configured, as the replay rebuilds it. */
+export interface CoreConfig {
+  lease_ms: number;
+  max_attempts?: number;
+  reservation?: ReservationPolicy;
+  /** A built-in placement policy's name ('custom' cannot be replayed). */
+  placement: string;
+  queue_policy?: QueuePolicy;
+  allowed_input_roots: string[];
+  /** The coverage the model's upper bounds were loaded at (absent: the model's own). */
+  coverage?: number;
+}
+
+export type LeaderEvent =
+  /** The term began: the durable records of active tasks, the ledger saved by earlier terms, and the core's configuration. */
+  | { kind: 'Started'; at: number; term: number; leader_id: string; tasks: EncodingTask[]; saved?: LedgerState; config?: CoreConfig }
+  /** A batch of submissions, in stream order; placed together in one pass after they are admitted. */
+  | { kind: 'Submitted'; at: number; submissions: Submission[] }
+  | { kind: 'CancelRequested'; at: number; envelope: unknown }
+  | { kind: 'Registered'; at: number; capacity: NodeCapacity; running: RunningTaskMsg[] }
+  | { kind: 'Heartbeat'; at: number; node_id: string; running: RunningTaskMsg[] }
+  /** An agent's report; `stored`: the task's record, read by the shell when the core no longer holds the task. */
+  | { kind: 'StatusReported'; at: number; report: TaskStatusReport; stored?: EncodingTask }
+  /** The model in service (and the feedback corrections applied to it) changed. */
+  | { kind: 'ModelChanged'; at: number; version: string; corrections?: Corrections }
+  | { kind: 'Tick'; at: number }
+  /** A pass asked for by a Wake effect. */
+  | { kind: 'Wake'; at: number }
+  /** Burst scale-down: exactly these nodes take nothing new. */
+  | { kind: 'DrainingSet'; at: number; node_ids: string[] }
+  // Outcomes of effects the core asked for.
+  /** A first record found one of its id written by someone else: that submission is a duplicate. */
+  | { kind: 'Duplicate'; at: number; task_id: string }
+  /** Records that could not be written (their submissions are redelivered). */
+  | { kind: 'RecordFailed'; at: number; task_ids: string[] }
+  | { kind: 'AssignFailed'; at: number; task_id: string; node_id: string; reason: string; unreachable: boolean }
+  | { kind: 'CancelAnswered'; at: number; task_id: string; stopped: boolean; not_running: boolean; reason: string }
+  /** A later term wrote the ledger: this leader places nothing more. */
+  | { kind: 'Deposed'; at: number; reason: string };
+
+export type Effect =
+  /** Write the task's record: `first`, only if its id has none (a Duplicate event comes back otherwise). */
+  | { kind: 'Record'; task: EncodingTask; first: boolean }
+  /** Publish the task's event, once its Record (just before it) is written. */
+  | { kind: 'Publish'; event: TaskEvent }
+  /** Hand an assignment to a node's agent, once the task's Record is written. */
+  | { kind: 'Assign'; node_id: string; address: string; assignment: Assignment }
+  | { kind: 'Cancel'; node_id: string; address: string; task_id: string; term: number }
+  /** The ledger changed: save it (soon). */
+  | { kind: 'SaveLedger' }
+  /** Run a pass (a Wake event) at this time, unless one is due sooner. */
+  | { kind: 'Wake'; at: number }
+  /** A line for the operator's log. */
+  | { kind: 'Alert'; message: string };
+
+/** Replies the gRPC handlers give, from the event that carried the call. */
+export type Reply =
+  | { kind: 'heartbeat'; reregister: boolean }
+  | { kind: 'ack'; ok: boolean; reason: string }
+  | { kind: 'admitted'; task_ids: (string | undefined)[] };
+
+/** A decision as the replay compares it: a task's state, node and cores after a batch. */
+export type Decision = [task_id: string, state: string, node: string, cores: number];

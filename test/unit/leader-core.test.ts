@@ -1,0 +1,155 @@
+/**
+ * The leader's core (coordinator/core) driven by random event sequences, with the shipped model
+ * predicting: the ledger is never over-committed nor double-booked, every job it took is
+ * queued, holding a reservation, or ended, and the same events always give the same decisions.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fc from 'fast-check';
+import { LeaderCore, decisionsOf, replay, type Effect, type LeaderEvent } from '../../coordinator/core/index.js';
+import { loadModelFile } from '../../models/index.js';
+import { TERMINAL_STATES, type EncodingTask, type NodeCapacity, type TaskStatusReport } from '../../shared/index.js';
+
+const model = loadModelFile();
+const LEASE_MS = 5_000;
+const newCore = () => new LeaderCore({ predictor: model, validation: { allowedInputRoots: ['/media'] }, leaseMs: LEASE_MS, maxAttempts: 3 });
+
+const node = (i: number, cores: number): NodeCapacity => ({
+  node_id: `n${i}`, address: `127.0.0.1:${7000 + i}`, core_ids: Array.from({ length: cores }, (_, k) => k), memory_gb: 4, bandwidth_mbps: 1000, gpus: [], cpu_model: 'Test CPU',
+});
+const schema = (w: number, preset: string, priority: string, group?: { id: string; size: number }) => ({
+  input: { synthetic: { source: 'testsrc2' }, resolution: `${w}x${Math.round((w * 9) / 16 / 2) * 2}`, fps: 25, duration_s: 4 },
+  output: { codec: 'h264', preset, rate_control: { mode: 'crf', crf: 28 } },
+  priority, submitter: 'prop', ...(group && { group: { ...group, placement: 'spread' } }),
+});
+const report = (task_id: string, node_id: string, state: TaskStatusReport['state'], failure?: TaskStatusReport['failure']): TaskStatusReport => ({
+  task_id, node_id, state, reason: failure ? 'stopped' : '', actual: state === 'succeeded' ? { cpu_cores: 1, gpu_percent: 0, memory_gb: 0.1, bandwidth_mbps: 1, duration_s: 1 } : null,
+  output_bytes: 1, output_path: '/out', psnr_db: NaN, ssim: NaN, pinned: true, frames: 1, term: 1, failure,
+});
+
+/** What a step of the random sequence does; indices pick among the jobs and nodes known by then. */
+type Step =
+  | { k: 'register'; node: number; cores: number }
+  | { k: 'submit'; jobs: { w: number; preset: string; priority: string; bad: boolean; group: boolean }[] }
+  | { k: 'report'; pick: number; outcome: 'running' | 'succeeded' | 'failed' | 'memory' }
+  | { k: 'cancel'; pick: number }
+  | { k: 'assignFailed'; pick: number; unreachable: boolean }
+  | { k: 'cancelAnswered'; pick: number; notRunning: boolean }
+  | { k: 'duplicate'; pick: number }
+  | { k: 'heartbeat'; node: number }
+  | { k: 'time'; ms: number };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  fc.record({ k: fc.constant('register' as const), node: fc.integer({ min: 0, max: 3 }), cores: fc.integer({ min: 1, max: 8 }) }),
+  fc.record({
+    k: fc.constant('submit' as const),
+    jobs: fc.array(fc.record({
+      w: fc.constantFrom(320, 640, 1280, 1920), preset: fc.constantFrom('ultrafast', 'medium', 'slow'),
+      priority: fc.constantFrom('premium', 'standard', 'batch'), bad: fc.integer({ min: 0, max: 9 }).map((n) => n === 0), group: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
+    }), { minLength: 1, maxLength: 6 }),
+  }),
+  fc.record({ k: fc.constant('report' as const), pick: fc.nat(), outcome: fc.constantFrom('running' as const, 'succeeded' as const, 'failed' as const, 'memory' as const) }),
+  fc.record({ k: fc.constant('cancel' as const), pick: fc.nat() }),
+  fc.record({ k: fc.constant('assignFailed' as const), pick: fc.nat(), unreachable: fc.boolean() }),
+  fc.record({ k: fc.constant('cancelAnswered' as const), pick: fc.nat(), notRunning: fc.boolean() }),
+  fc.record({ k: fc.constant('duplicate' as const), pick: fc.nat() }),
+  fc.record({ k: fc.constant('heartbeat' as const), node: fc.integer({ min: 0, max: 3 }) }),
+  fc.record({ k: fc.constant('time' as const), ms: fc.integer({ min: 1, max: 8_000 }) }),
+);
+
+/**
+ * Turns steps into event batches for a core, reading only the core's queries (what it has
+ * placed where) to aim reports at real assignments, as agents would.
+ */
+function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => void): { batches: LeaderEvent[][]; decisions: ReturnType<typeof decisionsOf>[] } {
+  let now = 1_000_000, seq = 0;
+  const batches: LeaderEvent[][] = [], decisions: ReturnType<typeof decisionsOf>[] = [];
+  const feed = (events: LeaderEvent[]) => {
+    const { effects } = core.apply(events);
+    batches.push(events);
+    decisions.push(decisionsOf(effects));
+    check(effects);
+  };
+  const config = { lease_ms: LEASE_MS, max_attempts: 3, placement: 'best-fit', allowed_input_roots: ['/media'] };
+  feed([{ kind: 'ModelChanged', at: now, version: model.version }, { kind: 'Started', at: now, term: 1, leader_id: 'prop', tasks: [], config }]);
+  const pickActive = (i: number, want?: (t: EncodingTask) => boolean) => {
+    const ts = [...core.active.values()].filter((t) => !want || want(t));
+    return ts.length ? ts[i % ts.length] : undefined;
+  };
+  for (const s of steps) {
+    now += 10;
+    if (s.k === 'time') { now += s.ms; feed([{ kind: 'Tick', at: now }]); continue; }
+    if (s.k === 'register') { feed([{ kind: 'Registered', at: now, capacity: node(s.node, s.cores), running: [] }]); continue; }
+    if (s.k === 'heartbeat') { feed([{ kind: 'Heartbeat', at: now, node_id: `n${s.node}`, running: [] }]); continue; }
+    if (s.k === 'submit') {
+      feed([{
+        kind: 'Submitted', at: now, submissions: s.jobs.map((j) => ({
+          envelope: { job_id: `job-${seq++}`, submitted_at: 0, schema: j.bad ? { nonsense: true } : schema(j.w, j.preset, j.priority, j.group ? { id: `g${Math.floor(seq / 3)}`, size: 2 } : undefined) },
+          stored_at: now,
+        })),
+      }]);
+      continue;
+    }
+    const held = (t: EncodingTask) => !!t.allocation;
+    const t = pickActive(s.pick, s.k === 'cancel' || s.k === 'duplicate' ? undefined : held);
+    if (!t) continue;
+    const at = t.allocation?.node_id ?? 'n0';
+    if (s.k === 'report') {
+      const rep = s.outcome === 'memory' ? report(t.id, at, 'failed', 'MEMORY_EXCEEDED') : report(t.id, at, s.outcome, s.outcome === 'failed' ? 'ENCODE_FAILED' : undefined);
+      feed([{ kind: 'StatusReported', at: now, report: rep }]);
+    } else if (s.k === 'cancel') feed([{ kind: 'CancelRequested', at: now, envelope: { job_id: t.id, requested_at: now } }]);
+    else if (s.k === 'assignFailed') feed([{ kind: 'AssignFailed', at: now, task_id: t.id, node_id: at, reason: 'refused', unreachable: s.unreachable }]);
+    else if (s.k === 'cancelAnswered') feed([{ kind: 'CancelAnswered', at: now, task_id: t.id, stopped: !s.notRunning, not_running: s.notRunning, reason: '' }]);
+    else feed([{ kind: 'Duplicate', at: now, task_id: t.id }]);
+  }
+  return { batches, decisions };
+}
+
+test('random event sequences never over-commit or double-book the ledger, and every job is queued, holding a reservation, or ended', () => {
+  fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 60 }), (steps) => {
+    const core = newCore();
+    drive(core, steps, (effects) => {
+      // No over-commit, no double booking: the ledger's own from-scratch check.
+      assert.equal(core.ledger.checkInvariants(), []);
+      // A job recorded as ended is no longer active, and holds nothing.
+      for (const e of effects) {
+        if (e.kind !== 'Publish' || !TERMINAL_STATES.has(e.event.state)) continue;
+        assert.not.ok(core.active.has(e.event.job_id), `${e.event.job_id} ended yet active`);
+        assert.is(core.ledger.reservation(e.event.job_id), undefined, `${e.event.job_id} ended yet holds a reservation`);
+      }
+      const reserved = new Set(core.ledger.allReservations().map((r) => core.active.has(r.node_id) ? r.node_id : [...core.active.keys()].find((id) => core.ledger.reservation(id) === r) ?? "?"));
+      for (const t of core.active.values()) {
+        assert.ok(['queued', 'placed', 'running'].includes(t.state), `${t.id} is active as ${t.state}`);
+        if (t.state === 'queued') assert.not.ok(reserved.has(t.id), `queued ${t.id} holds a reservation`);
+        else assert.ok(reserved.has(t.id) || !t.allocation, `${t.id} is ${t.state} on ${t.allocation?.node_id} without a reservation`);
+        if (t.allocation) assert.is(core.ledger.reservation(t.id)?.node_id, t.allocation.node_id, `${t.id}'s allocation is the ledger's`);
+      }
+      // Every reservation belongs to an active job.
+      for (const id of reserved) assert.ok(core.active.has(id), `reservation of ${id}, which is not active`);
+    });
+  }), { numRuns: 150 });
+});
+
+test('the same events through a fresh core decide the same, batch by batch (what prescient replay checks)', () => {
+  fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 40 }), (steps) => {
+    const { batches, decisions } = drive(newCore(), steps, () => undefined);
+    const lines = batches.map((events, i) => JSON.stringify({ events, decisions: decisions[i] }));
+    const r = replay(lines, () => model);
+    assert.is(r.differing, 0, JSON.stringify(r.differences[0]));
+    assert.is(r.batches, batches.length);
+  }), { numRuns: 60 });
+});
+
+test('a job whose first record turns out to be a duplicate releases what it reserved', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 4), running: [] }]);
+  const { effects } = core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'dup-1', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3 }] }]);
+  assert.ok(effects.some((e) => e.kind === 'Record' && e.first && e.task.id === 'dup-1'), 'its first write is a create');
+  assert.ok(core.ledger.reservation('dup-1'));
+  core.apply([{ kind: 'Duplicate', at: 4, task_id: 'dup-1' }]);
+  assert.is(core.ledger.reservation('dup-1'), undefined);
+  assert.not.ok(core.active.has('dup-1'));
+});
+
+test.run();
