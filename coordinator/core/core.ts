@@ -15,15 +15,20 @@ import {
   SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, failureKind,
   JOB_ID_PATTERN,
   type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
-  type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent,
+  type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
 import { hardwareClass, predictWork, type ResourcePredictor } from '../../models/index.js';
 import { Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
-import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type CurvePoint, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
+import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
 import type { Decision, Effect, LeaderEvent, Reply, Submission } from './events.js';
+
+/** A predictor that can add a node's correction to a prediction it made with no node (coordinator/feedback CorrectedPredictor). */
+interface NodeCorrecting {
+  forNode(p: Prediction, codec: string, node: string): Prediction;
+}
 
 export interface CoreOptions {
   predictor: ResourcePredictor;
@@ -69,8 +74,8 @@ export class LeaderCore {
   private readonly unrecorded = new Set<EncodingTask>();
   /** Tasks that ended while this core led, by id, for reports that come after the end. */
   private readonly ended = new Map<string, EncodingTask>();
-  /** Points of speed-up curves already predicted, per task, by model version, cores and hardware class. */
-  private readonly curves = new WeakMap<EncodingTask, Map<string, CurvePoint>>();
+  /** Predictions already made per task, by model version, cores and hardware class (predictionAt). */
+  private readonly predictions = new WeakMap<EncodingTask, Map<string, Prediction>>();
   private wakeAt = Infinity;
   stopped = false;
   private now = 0;
@@ -329,7 +334,7 @@ export class LeaderCore {
       const commit = this.ledger.commit(result.plan, this.now);
       if (!commit.ok) { this.alert(`plan for ${t.id} refused: ${commit.reason}`); continue; }
       if (view) this.spent(view, commit.allocation.node_id, commit.allocation.core_ids.length);
-      this.dispatch(t, commit.allocation, snap, req, why);
+      this.dispatch(t, commit.allocation, snap, req, why, sizing !== undefined);
     }
   }
 
@@ -360,27 +365,31 @@ export class LeaderCore {
     const deadline = t.schema.deadline ? Date.parse(t.schema.deadline) : NaN;
     return {
       curve: v.most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, v.most), v.hw_class) : curveOf([]),
+      at: (cores) => this.predictionAt(t, cores, v.hw_class),
       waiting, idle_cores: v.idle, most_idle_on_a_node: v.most,
       now: this.now, submitted_at: t.submitted_at, deadline_at: Number.isFinite(deadline) ? deadline : undefined,
     };
   }
 
   /**
-   * The job's predicted time at 1…`upTo` cores on `hw_class`: each point predicted when sizing
-   * first reads it and kept for the job (a new model version predicts afresh).
+   * The job's prediction at `cores` on `hw_class`, made once per job, model version, size and
+   * class: sizing reads it (the speed-up curve, the memory reserved) and the agent is handed the
+   * same one, corrected for its node (dispatch).
    */
+  private predictionAt(t: EncodingTask, cores: number, hw_class: string | undefined): Prediction {
+    let known = this.predictions.get(t);
+    if (!known) this.predictions.set(t, (known = new Map()));
+    const key = `${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+    let p = known.get(key);
+    if (!p) known.set(key, (p = predictWork(this.o.predictor, t.schema, { cores, hw_class })));
+    return p;
+  }
+
+  /** The job's predicted time at 1…`upTo` cores on `hw_class`, each point predicted when sizing first reads it. */
   private speedUpCurve(t: EncodingTask, upTo: number, hw_class: string | undefined): SpeedUpCurve {
-    let known = this.curves.get(t);
-    if (!known) this.curves.set(t, (known = new Map()));
-    const points = known;
     return lazyCurve(Math.min(upTo, MAX_CURVE_CORES), (cores) => {
-      const key = `${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
-      let p = points.get(key);
-      if (!p) {
-        const w = predictWork(this.o.predictor, t.schema, { cores, hw_class });
-        points.set(key, (p = { expected: w.expected.duration_s, upper: w.upper.duration_s }));
-      }
-      return p;
+      const p = this.predictionAt(t, cores, hw_class);
+      return { expected: p.expected.duration_s, upper: p.upper.duration_s };
     });
   }
 
@@ -422,13 +431,21 @@ export class LeaderCore {
   }
 
   /** Records a committed reservation and asks for the task to be handed to its agent. */
-  private dispatch(t: EncodingTask, allocation: ResourceAllocation, snap: LedgerSnapshot, req: PlacementRequest, why?: string): void {
+  private dispatch(t: EncodingTask, allocation: ResourceAllocation, snap: LedgerSnapshot, req: PlacementRequest, why?: string, sized = false): void {
     const node = snap.node(allocation.node_id)!;
     t.allocation = allocation;
     const gpu = node.capacity.gpus.find((g) => g.id === allocation.gpu_ids[0]);
-    // The node travels in the context for the feedback loop's per-node correction (coordinator/feedback); the model ignores it.
-    const ctx: PlacementContext = { cores: req.cores, hw_class: hardwareClass(node.capacity.cpu_model, gpu?.name), node: allocation.node_id };
-    t.predicted = predictWork(this.o.predictor, t.schema, ctx);
+    const hw_class = hardwareClass(node.capacity.cpu_model, gpu?.name);
+    const forNode = (this.o.predictor as Partial<NodeCorrecting>).forNode?.bind(this.o.predictor);
+    if (sized) {
+      // Sized from its prediction for this class and size: the agent gets that same prediction, with the node's correction.
+      const p = this.predictionAt(t, req.cores, hw_class);
+      t.predicted = forNode ? forNode(p, t.schema.output.codec, allocation.node_id) : p;
+    } else {
+      // The node travels in the context for the feedback loop's per-node correction (coordinator/feedback); the model ignores it.
+      const ctx: PlacementContext = { cores: req.cores, hw_class, node: allocation.node_id };
+      t.predicted = predictWork(this.o.predictor, t.schema, ctx);
+    }
     t.attempts += 1;
     t.reason = why;
     t.state = 'placed';

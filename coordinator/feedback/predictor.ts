@@ -60,4 +60,17 @@ export class CorrectedPredictor implements ResourcePredictor {
     const src = this.source();
     return src ? correctPrediction(p, schema.output.codec, ctx?.node, src) : p;
   }
+
+  /**
+   * `p`, this predictor's prediction made with no node, with `node`'s corrections added: what
+   * predict() with that node gives, from the same model run (the leader sizes a reservation from
+   * one prediction and hands its agent the same one, corrected for the node).
+   */
+  forNode(p: Prediction, codec: string, node: string): Prediction {
+    const src = this.source();
+    if (!src) return p;
+    // The memory margin is in `p` already.
+    const q = correctPrediction(p, codec, node, { correction: (v, n, c, t) => src.correction(v, n, c, t), memoryMargin: () => 1 });
+    return q === p ? p : { ...q, feedback: { ...p.feedback, log_factors: q.feedback?.log_factors ?? {} } };
+  }
 }

@@ -157,7 +157,7 @@ export class Leader {
     // Logged as they were fed: the core changes the objects some events carry (a resumed task's allocation).
     const logged = this.events && JSON.stringify(events);
     const { effects, replies } = this.core.apply(events);
-    if (logged) this.events!.write(`{"events":${logged},"decisions":${JSON.stringify(decisionsOf(effects))}}\n`);
+    if (logged && !this.events!.writableEnded) this.events!.write(`{"events":${logged},"decisions":${JSON.stringify(decisionsOf(effects))}}\n`);
     const written = this.execute(effects);
     const done = Promise.allSettled(written.all);
     this.inFlight.add(done);

@@ -31,6 +31,12 @@ export interface SizingContext {
   /** Cores free on the usable nodes now, and the most free on any one of them. */
   idle_cores: number;
   most_idle_on_a_node: number;
+  /**
+   * The job's full prediction at c cores on the hardware class being sized for: when given,
+   * bandwidth is reserved at its upper bound for the cores chosen (the prediction the agent is
+   * then given), and memory at that bound where it is above the admission prediction's.
+   */
+  at?: (cores: number) => { upper: { memory_gb: number; bandwidth_mbps: number } };
   /** Epoch ms now, and when the job was submitted; its deadline (epoch ms), if it has one. */
   now: number;
   submitted_at: number;
@@ -137,10 +143,32 @@ export function sizeWithReason(t: EncodingTask, snap: LedgerSnapshot, policy: Re
   const req = baseRequest(t, snap, policy);
   if (policy.kind !== 'predictive' || !ctx || !isCpuBatch(t)) return { req };
   // No curve is needed when no node has two cores free: one core, now or when one frees up.
-  if (!ctx.curve.length) return { req: { ...req, cores: 1 }, why: `1 core: no node has more free${ctx.waiting ? ` (${ctx.waiting} job(s) waiting)` : ''}` };
+  if (!ctx.curve.length) return { req: atCores(t, req, 1, ctx), why: `1 core: no node has more free${ctx.waiting ? ` (${ctx.waiting} job(s) waiting)` : ''}` };
   const sized = throughputCores(ctx);
-  return { req: { ...req, cores: sized.cores }, why: sized.why, retry_at: sized.retry_at };
+  return { req: atCores(t, req, sized.cores, ctx), why: sized.why, retry_at: sized.retry_at };
 }
+
+/**
+ * `req` with `cores`, and memory and bandwidth at the upper bound predicted for that many cores
+ * (where the context has the prediction). Memory is not elastic (going over it stops the encode),
+ * so it never drops below the admission bound `req` was made from: the packing bench's wide batch
+ * had one encode over its bound when one-core jobs were reserved at the one-core bound alone.
+ */
+function atCores(t: EncodingTask, req: PlacementRequest, cores: number, ctx: SizingContext): PlacementRequest {
+  if (!ctx.at) return { ...req, cores };
+  const r = reservedFor(ctx.at(cores).upper, t);
+  return { ...req, cores, memory_gb: Math.max(req.memory_gb, r.memory_gb), bandwidth_mbps: r.bandwidth_mbps };
+}
+
+/**
+ * Memory and bandwidth reserved for an upper bound: memory at least a raised floor (a task its
+ * limit stopped), both rounded up to 0.01 GB and 0.1 Mbit/s (floating-point noise below that,
+ * as in 0.1 + 0.05, does not round up).
+ */
+const reservedFor = (up: { memory_gb: number; bandwidth_mbps: number }, t: EncodingTask) => ({
+  memory_gb: Math.ceil(Math.max(up.memory_gb, t.memory_floor_gb ?? 0) * 100 - 1e-9) / 100,
+  bandwidth_mbps: Math.ceil(up.bandwidth_mbps * 10 - 1e-9) / 10,
+});
 
 function baseRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationPolicy): PlacementRequest {
   const gpu = GPU_ENCODERS.has(t.schema.output.encoder);
@@ -170,8 +198,7 @@ function baseRequest(t: EncodingTask, snap: LedgerSnapshot, policy: ReservationP
     task_id: t.id,
     cores: gpu ? 1 : Math.min(biggest, Math.max(1, isActor(t.schema) ? Math.ceil(up.cpu_cores - 0.05) : Math.round(expected.cpu_cores))),
     gpus: gpu ? 1 : 0,
-    // A task its memory limit stopped reserves at least its raised floor (leader reportStatus).
-    memory_gb: Math.ceil(Math.max(up.memory_gb, t.memory_floor_gb ?? 0) * 100) / 100,
-    bandwidth_mbps: Math.ceil(up.bandwidth_mbps * 10) / 10,
+    // A task its memory limit stopped reserves at least its raised floor (the core's report handling).
+    ...reservedFor(up, t),
   };
 }

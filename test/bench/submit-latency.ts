@@ -211,7 +211,8 @@ async function measurePhase(s: TestStack, leader: CoordinatorProcess, seen: Even
   const rate = placed.length / span;
   out['placement rate (jobs/s, first submit → last placed)'] = round(rate, 1);
   const k = Math.floor(times.length / 3);
-  const rateOf = (a: number, b: number) => round((b - a) / ((times[b] - times[a]) / 1000), 1);
+  // Jobs placed within the same millisecond have no rate to show.
+  const rateOf = (a: number, b: number) => (times[b] > times[a] ? round((b - a) / ((times[b] - times[a]) / 1000), 1) : '-');
   out['placement rate, first / last third of the jobs (jobs/s)'] = `${rateOf(0, k)} / ${rateOf(times.length - 1 - k, times.length - 1)}`;
   const leaderCpu = cpu1.leader - cpu0.leader, natsCpu = cpu1.nats - cpu0.nats;
   const cpuMsPerJob = (1000 * leaderCpu) / Math.max(1, placed.length);

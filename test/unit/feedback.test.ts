@@ -174,6 +174,23 @@ test('sustained memory under-reservation of a codec raises its margin, and the n
   assert.is(correctPrediction(p, 'h264', undefined, src), p, 'another class is untouched');
 });
 
+test('a node\'s correction added to a prediction made with no node equals the prediction made for that node', () => {
+  const src: CorrectionSource = {
+    correction: (_v, node, codec, t) => (node === 'slow' && codec === 'hevc' && t === 'duration_s' ? Math.log(3) : node === 'slow' && t === 'memory_gb' ? Math.log(1.5) : 0),
+    memoryMargin: (_v, codec) => (codec === 'hevc' ? 1.2 : 1),
+  };
+  const inner: ResourcePredictor = { version: 'v1', predict: () => ({ model_version: 'v1', expected: usage({ duration_s: 2 }), upper: usage({ duration_s: 4, memory_gb: 0.2 }) }) };
+  const predictor = new CorrectedPredictor(inner, () => src);
+  const schema = { output: { codec: 'hevc' } } as EncodingSchema;
+  const direct = predictor.predict(schema, { node: 'slow' });
+  const split = predictor.forNode(predictor.predict(schema), 'hevc', 'slow');
+  near(split.expected.duration_s, direct.expected.duration_s);
+  near(split.upper.duration_s, direct.upper.duration_s);
+  near(split.upper.memory_gb, direct.upper.memory_gb, 1e-12);
+  assert.equal(split.feedback, direct.feedback);
+  assert.is(predictor.forNode(predictor.predict(schema), 'hevc', 'fast').upper.memory_gb, predictor.predict(schema).upper.memory_gb, 'no correction for another node');
+});
+
 // ── online correction ────────────────────────────────────────────────────────────────────
 
 test('the correction moves toward the model residual by α, clips a wild run and never leaves ×[0.2, 5]', () => {

@@ -100,4 +100,20 @@ test('only the predictive policy sizes CPU batch jobs for throughput; memory sta
   assert.not.ok(isCpuBatch(task('libx264', 'actor')));
 });
 
+test('with the class prediction at hand, bandwidth is reserved at its bound for the cores chosen, memory never below the admission bound', () => {
+  const l = new Ledger(1, 10_000);
+  l.upsertNode(node('n', 8), 0);
+  const asked: number[] = [];
+  const at = (cores: number) => { asked.push(cores); return { upper: { memory_gb: 0.1 + 0.05 * cores, bandwidth_mbps: 3 * cores } }; };
+  const sized = sizeWithReason(task('libx264'), l.snapshot(), { kind: 'predictive' }, ctx({ waiting: 2, at }));
+  assert.is(sized.req.cores, 1);
+  assert.is(sized.req.bandwidth_mbps, 3);
+  assert.is(sized.req.memory_gb, 0.3, 'the admission bound (0.3), above the one-core bound (0.15)');
+  assert.ok(asked.every((c) => c === 1), `asked at ${asked.join(',')}`);
+  const hungry = (cores: number) => ({ upper: { memory_gb: 0.4 * cores, bandwidth_mbps: 1 } });
+  assert.is(sizeWithReason(task('libx264'), l.snapshot(), { kind: 'predictive' }, ctx({ waiting: 2, at: hungry })).req.memory_gb, 0.4);
+  const stopped = { ...task('libx264'), memory_floor_gb: 0.6 };
+  assert.is(sizeWithReason(stopped, l.snapshot(), { kind: 'predictive' }, ctx({ waiting: 2, at })).req.memory_gb, 0.6);
+});
+
 test.run();
