@@ -77,6 +77,8 @@ export class LeaderCore {
   /** Predictions already made per task, by model version, cores and hardware class (predictionAt). */
   private readonly predictions = new WeakMap<EncodingTask, Map<string, Prediction>>();
   private wakeAt = Infinity;
+  /** The model version and correction revision predictions are memoized under (ModelChanged). */
+  private modelKey = '';
   stopped = false;
   private now = 0;
   private effects: Effect[] = [];
@@ -116,7 +118,7 @@ export class LeaderCore {
       case 'Registered': this.register(e.capacity, e.running); return;
       case 'Heartbeat': return this.heartbeat(e.node_id, e.running);
       case 'StatusReported': return this.report(e.report, e.stored);
-      case 'ModelChanged': return;
+      case 'ModelChanged': this.modelKey = `${e.version}#${e.revision ?? ''}`; return;
       case 'Tick': this.tick(); return;
       case 'Wake': this.wakeAt = Infinity; this.passDue = true; return;
       case 'DrainingSet': this.draining.clear(); for (const id of e.node_ids) this.draining.add(id); return;
@@ -379,7 +381,7 @@ export class LeaderCore {
   private predictionAt(t: EncodingTask, cores: number, hw_class: string | undefined): Prediction {
     let known = this.predictions.get(t);
     if (!known) this.predictions.set(t, (known = new Map()));
-    const key = `${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+    const key = `${this.modelKey}|${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
     let p = known.get(key);
     if (!p) known.set(key, (p = predictWork(this.o.predictor, t.schema, { cores, hw_class })));
     return p;

@@ -8,6 +8,7 @@ import type {
   Assignment, EncodingTask, InputProbe, NodeCapacity, RunningTaskMsg, TaskEvent, TaskStatusReport,
 } from '../../shared/index.js';
 import type { LedgerState } from '../ledger/index.js';
+import type { CorrectionTable } from '../feedback/index.js';
 import type { QueuePolicy } from '../queue/index.js';
 import type { ReservationPolicy } from '../sizing/index.js';
 
@@ -21,13 +22,8 @@ export interface Submission {
   probe?: ProbeOutcome;
 }
 
-/** A feedback-loop correction table in force: the predictor's state beside the model's version. */
-export interface Corrections {
-  /** [key, log factor] per version/node/codec/target group (coordinator/feedback groupKey). */
-  groups: [string, number][];
-  /** [key, multiplier] per version/codec (marginKey). */
-  margins: [string, number][];
-}
+/** The feedback loop's corrections in force (coordinator/feedback CorrectionTable). */
+export type Corrections = CorrectionTable;
 
 /** How the core was configured, as the replay rebuilds it. */
 export interface CoreConfig {
@@ -52,8 +48,11 @@ export type LeaderEvent =
   | { kind: 'Heartbeat'; at: number; node_id: string; running: RunningTaskMsg[] }
   /** An agent's report; `stored`: the task's record, read by the shell when the core no longer holds the task. */
   | { kind: 'StatusReported'; at: number; report: TaskStatusReport; stored?: EncodingTask }
-  /** The model in service (and the feedback corrections applied to it) changed. */
-  | { kind: 'ModelChanged'; at: number; version: string; corrections?: Corrections }
+  /**
+   * The model in service, or the feedback corrections applied to it, changed: `revision` moves
+   * with the corrections (-1: none applied); `corrections` are the table, where events are logged.
+   */
+  | { kind: 'ModelChanged'; at: number; version: string; revision?: number; corrections?: Corrections }
   | { kind: 'Tick'; at: number }
   /** A pass asked for by a Wake effect. */
   | { kind: 'Wake'; at: number }

@@ -3,12 +3,12 @@
  * runtime appends, per batch it fed the core, the events and the decisions they led to (the
  * states it recorded and the assignments it made, in order); replay applies the same batches
  * to a new core built from each term's `Started` event and compares. The model is the
- * registry's version the log names (ModelChanged); the feedback loop's per-node corrections
- * are not in the log yet, so a term that ran with corrections may replay differently, and the
- * comparison says where.
+ * registry's version the log names (ModelChanged), with the feedback loop's corrections and
+ * memory margins as the log's ModelChanged events carry them whenever they changed.
  */
 import type { ResourcePredictor } from '../../models/index.js';
 import { placementPolicy } from '../placement/index.js';
+import { CorrectedPredictor, tableSource } from '../feedback/index.js';
 import { LeaderCore } from './core.js';
 import type { Effect, LeaderEvent } from './events.js';
 
@@ -63,7 +63,13 @@ export function replay(lines: Iterable<string>, predictorFor: (version: string, 
     const batch = parseBatch(line, n);
     const started = batch.events.find((e) => e.kind === 'Started');
     if (started) coverage = started.config?.coverage;
-    for (const e of batch.events) if (e.kind === 'ModelChanged') predictor = predictorFor(e.version, coverage);
+    for (const e of batch.events) {
+      if (e.kind !== 'ModelChanged') continue;
+      const model = predictorFor(e.version, coverage);
+      // The corrections the live leader predicted with, from the table the log carries.
+      const table = e.corrections;
+      predictor = table && (table.groups.length || table.margins.length) ? new CorrectedPredictor(model, () => tableSource(table)) : model;
+    }
     if (started) {
       const c = started.config;
       if (!c) throw new Error(`line ${n}: the Started event has no configuration to rebuild the core from`);

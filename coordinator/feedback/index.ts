@@ -15,7 +15,7 @@ export {
   applyReport, emptyFeedbackState, feedbackSettings, groupKey, marginKey, DEFAULT_FEEDBACK,
   type ErrorGroup, type MarginRecord, type FeedbackSettings, type FeedbackOverrides, type FeedbackState, type ReportContext, type ReportOutcome,
 } from './loop.js';
-export { CorrectedPredictor, correctPrediction, type CorrectionSource, type PlacementContext } from './predictor.js';
+export { CorrectedPredictor, correctPrediction, tableSource, type CorrectionSource, type CorrectionTable, type PlacementContext } from './predictor.js';
 export {
   FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, readFeedback,
   type FeedbackStore, type FeedbackServiceOptions,

@@ -11,6 +11,7 @@
  */
 import type { EncodingSchema, FeedbackTarget, Prediction, ResourceUsage } from '../../shared/index.js';
 import type { PredictContext, ResourcePredictor } from '../../models/index.js';
+import { groupKey, marginKey } from './loop.js';
 
 /** Where a prediction is for: the model's context, plus the node once placed. */
 export type PlacementContext = PredictContext & { node?: string };
@@ -21,6 +22,23 @@ export interface CorrectionSource {
   correction(version: string, node: string, codec: string, target: FeedbackTarget): number;
   /** Multiplier of the upper memory bound for `codec` under `version` (1: none). */
   memoryMargin(version: string, codec: string): number;
+  /** Moves whenever the answers above may have changed (the leader's event log notes a change). */
+  readonly revision?: number;
+  /** Every correction and margin in force, by groupKey / marginKey (for the event log). */
+  corrections?(): CorrectionTable;
+}
+
+/** Corrections and margins as a table: [groupKey, log factor] and [marginKey, multiplier]. */
+export interface CorrectionTable { groups: [string, number][]; margins: [string, number][] }
+
+/** A CorrectionSource that answers from a table (a replay of logged corrections). */
+export function tableSource(t: CorrectionTable): CorrectionSource {
+  const groups = new Map(t.groups), margins = new Map(t.margins);
+  return {
+    correction: (v, node, codec, target) => groups.get(groupKey(v, target, codec, node)) ?? 0,
+    memoryMargin: (v, codec) => margins.get(marginKey(v, codec)) ?? 1,
+    corrections: () => t,
+  };
 }
 
 const TARGETS: FeedbackTarget[] = ['cpu_cores', 'gpu_percent', 'memory_gb', 'bandwidth_mbps', 'duration_s'];
@@ -54,6 +72,16 @@ export class CorrectedPredictor implements ResourcePredictor {
   constructor(private readonly inner: ResourcePredictor, private readonly source: () => CorrectionSource | undefined) {}
 
   get version(): string { return this.inner.version; }
+
+  /**
+   * The corrections in force and a revision that moves when they change (undefined: none
+   * applied), so the leader's event log can carry them and a replay predicts the same.
+   */
+  correctionState(): { revision: number; table: () => CorrectionTable } | undefined {
+    const src = this.source();
+    if (!src) return undefined;
+    return { revision: src.revision ?? 0, table: () => src.corrections?.() ?? { groups: [], margins: [] } };
+  }
 
   predict(schema: EncodingSchema, ctx?: PlacementContext): Prediction {
     const p = this.inner.predict(schema, ctx);

@@ -91,6 +91,8 @@ function isReport(r: unknown): r is FeedbackReport {
 export class FeedbackService implements CorrectionSource {
   readonly settings: FeedbackSettings;
   private state: FeedbackState = emptyFeedbackState();
+  /** Bumped whenever the corrections or margins predictions read may have changed (the leader's event log notes it). */
+  private changes = 0;
   private messages?: ConsumerMessages;
   private loop?: Promise<void>;
   private running = false;
@@ -112,6 +114,7 @@ export class FeedbackService implements CorrectionSource {
     if (this.running) return;
     const saved = await this.o.store.load().catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
     this.state = emptyFeedbackState();
+    this.changes++;
     for (const g of saved.groups) this.state.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
     for (const m of saved.margins) this.state.margins.set(marginKey(m.model_version, m.codec), m);
     this.running = true;
@@ -134,6 +137,17 @@ export class FeedbackService implements CorrectionSource {
   memoryMargin(version: string, codec: string): number {
     if (!this.state.margins.size) return 1;
     return this.state.margins.get(marginKey(version, codec))?.margin ?? 1;
+  }
+
+  /** A count that moves whenever what correction() and memoryMargin() answer may have changed. */
+  get revision(): number { return this.changes; }
+
+  /** Every correction and margin in force, by the keys correction() and memoryMargin() look them up by. */
+  corrections(): { groups: [string, number][]; margins: [string, number][] } {
+    return {
+      groups: [...this.state.groups].filter(([, g]) => g.correction).map(([k, g]) => [k, g.correction]),
+      margins: [...this.state.margins].filter(([, m]) => m.margin !== 1).map(([k, m]) => [k, m.margin]),
+    };
   }
 
   /** The current records (copies of the lists; the records themselves are replaced, not changed). */
@@ -169,6 +183,7 @@ export class FeedbackService implements CorrectionSource {
     try { r = json.decode(m.data); } catch { r = undefined; }
     if (!isReport(r)) { this.log('dropped a feedback report that is not one'); m.ack(); return; }
     const out = applyReport(this.state, r, await this.context(r), this.settings, this.now());
+    if (out.groups.length || out.margins.length) this.changes++;
     for (const g of out.groups) this.dirty.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
     for (const x of out.margins) this.dirty.margins.set(marginKey(x.model_version, x.codec), x);
     if (r.kind === 'overrun' && r.overrun) this.log(`${r.job_id} on ${r.node}: ${r.overrun.target} ${r.overrun.observed.toFixed(3)} over its reservation of ${r.overrun.reserved.toFixed(3)}${r.overrun.reason ? ` (${r.overrun.reason})` : ''}`);

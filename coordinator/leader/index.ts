@@ -29,6 +29,7 @@ import type { PlacementPolicy } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import type { QueuePolicy } from '../queue/index.js';
 import type { ReservationPolicy } from '../sizing/index.js';
+import type { CorrectedPredictor } from '../feedback/index.js';
 import { LeaderCore, decisionsOf, type CoreConfig, type Effect, type LeaderEvent, type ProbeOutcome, type Reply, type Submission } from '../core/index.js';
 
 export interface LeaderOptions {
@@ -87,6 +88,7 @@ export class Leader {
   /** Effects being carried out: a stop waits for them. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private modelVersion?: string;
+  private correctionRevision?: number;
   private events?: WriteStream;
 
   constructor(private readonly o: LeaderOptions) {
@@ -150,9 +152,14 @@ export class Leader {
    * outcome of the first record of each task written in the batch.
    */
   private async feed(events: LeaderEvent[]): Promise<{ replies: (Reply | undefined)[]; written: Map<string, Promise<Written>> }> {
-    if (this.o.predictor.version !== this.modelVersion) {
+    // The model in service, and the feedback loop's corrections applied to it: a change of
+    // either is an event, with the corrections themselves where the events are logged.
+    const cs = (this.o.predictor as Partial<CorrectedPredictor>).correctionState?.();
+    const revision = cs ? cs.revision : -1;
+    if (this.o.predictor.version !== this.modelVersion || revision !== this.correctionRevision) {
       this.modelVersion = this.o.predictor.version;
-      events = [{ kind: 'ModelChanged', at: this.now(), version: this.modelVersion }, ...events];
+      this.correctionRevision = revision;
+      events = [{ kind: 'ModelChanged', at: this.now(), version: this.modelVersion, revision, ...(this.events && cs && { corrections: cs.table() }) }, ...events];
     }
     // Logged as they were fed: the core changes the objects some events carry (a resumed task's allocation).
     const logged = this.events && JSON.stringify(events);

@@ -74,8 +74,15 @@ export interface CoordinatorProcess {
  * Runs `prescient coordinator` against the stack as a separate process, with `nodeArgs` for
  * node itself (e.g. `--cpu-prof`), and waits until it leads (its address is in Consul).
  */
+/** The node flags the CLI's shebang starts it with (`#!/usr/bin/env -S node FLAGS`): a process spawned here runs as `prescient` would. */
+export const CLI_NODE_FLAGS: readonly string[] = (() => {
+  const first = readFileSync(CLI, 'utf8').split('\n', 1)[0];
+  const m = /^#!\S*env(?: -S)? node(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+})();
+
 export async function spawnCoordinator(s: TestStack, id: string, args: string[] = [], nodeArgs: string[] = [], timeoutMs = 30_000): Promise<CoordinatorProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, '--state-dir', s.dir, 'coordinator', '--id', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...nodeArgs, CLI, '--state-dir', s.dir, 'coordinator', '--id', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   // Only the tail is kept: the leader writes a line per state change, thousands in a run.
   let out = '';
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
@@ -278,7 +285,7 @@ export interface SpawnAgentOptions {
  */
 export async function spawnAgent(s: TestStack, nodeId: string, o: SpawnAgentOptions): Promise<AgentProcess> {
   const args = ['--state-dir', s.dir, 'agent', '--node-id', nodeId, '--cores', o.cores, '--memory-gb', String(o.memoryGb), '--shape-interfaces', '', ...(o.args ?? [])];
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...(o.nodeArgs ?? []), CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
   child.stdout!.on('data', keep);

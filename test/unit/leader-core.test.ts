@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { LeaderCore, decisionsOf, replay, type Effect, type LeaderEvent } from '../../coordinator/core/index.js';
 import { loadModelFile } from '../../models/index.js';
-import { TERMINAL_STATES, type EncodingTask, type NodeCapacity, type TaskStatusReport } from '../../shared/index.js';
+import { CorrectedPredictor, marginKey, tableSource, type CorrectionTable } from '../../coordinator/feedback/index.js';
+import { TERMINAL_STATES, type EncodingTask, type FeedbackTarget, type NodeCapacity, type TaskStatusReport } from '../../shared/index.js';
 
 const model = loadModelFile();
 const LEASE_MS = 5_000;
@@ -150,6 +151,36 @@ test('a job whose first record turns out to be a duplicate releases what it rese
   core.apply([{ kind: 'Duplicate', at: 4, task_id: 'dup-1' }]);
   assert.is(core.ledger.reservation('dup-1'), undefined);
   assert.not.ok(core.active.has('dup-1'));
+});
+
+test('a leader that predicted with feedback corrections replays the same from the corrections its log carries, and not without them', () => {
+  let table: CorrectionTable = { groups: [], margins: [] };
+  let revision = 0;
+  const src = { correction: (v: string, n: string, c: string, t: FeedbackTarget) => tableSource(table).correction(v, n, c, t), memoryMargin: (v: string, c: string) => tableSource(table).memoryMargin(v, c), get revision() { return revision; }, corrections: () => table };
+  const predictor = new CorrectedPredictor(model, () => src);
+  const core = new LeaderCore({ predictor, validation: { allowedInputRoots: ['/media'] }, leaseMs: LEASE_MS });
+  const config = { lease_ms: LEASE_MS, placement: 'best-fit', allowed_input_roots: ['/media'] };
+  const lines: string[] = [];
+  // As the shell does: a ModelChanged event, with the table, whenever the corrections' revision moves.
+  let seen = -1;
+  const feed = (events: LeaderEvent[]) => {
+    if (revision !== seen) { seen = revision; events = [{ kind: 'ModelChanged', at: events[0].at, version: model.version, revision, corrections: table }, ...events]; }
+    lines.push(JSON.stringify({ events, decisions: decisionsOf(core.apply(events).effects) }));
+  };
+  const job = (id: string, at: number): LeaderEvent => ({ kind: 'Submitted', at, submissions: [{ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: at }] });
+  feed([{ kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [], config }]);
+  // Cores to spare, so neither job waits for more to arrive (sizing's grace): only memory can stop one.
+  feed([{ kind: 'Registered', at: 2, capacity: node(0, 16), running: [] }]);
+  feed([job('before', 3)]);
+  // h264's memory margin raised far past the node's 4 GB: the next job cannot be placed.
+  table = { groups: [], margins: [[marginKey(model.version, 'h264'), 100]] };
+  revision++;
+  feed([job('after', 4)]);
+  assert.ok(core.ledger.reservation('before'));
+  assert.is(core.ledger.reservation('after'), undefined);
+  assert.is(replay(lines, () => model).differing, 0);
+  const stripped = lines.map((l) => l.replace(/,"corrections":\{[^}]*\}/, ''));
+  assert.ok(replay(stripped, () => model).differing > 0, 'without the logged corrections the replay decides otherwise');
 });
 
 test.run();
