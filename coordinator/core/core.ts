@@ -51,6 +51,8 @@ const MAX_CURVE_CORES = 32;
 export const ARRIVALS_KEPT_MS = 3_600_000;
 export const ARRIVALS_KEPT_MAX = 20_000;
 const ARRIVALS_TRIM = 1024;
+/** A queued job's reason until a pass gives it another. */
+const ADMITTED = 'waiting for placement';
 /** Tasks that ended, kept for late reports (a quality amendment), most recent last. */
 const ENDED_KEPT = 10_000;
 
@@ -223,7 +225,7 @@ export class LeaderCore {
       if (probed && 'probe' in probed && schema.input.kind === 'file' && !schema.input.probe) schema.input.probe = probed.probe;
       const predicted = predictWork(this.o.predictor, schema);
       if (probed && 'failed' in probed) predicted.flags = [...(predicted.flags ?? []), `input not probed: ${probed.failed}`];
-      task = { ...base, schema, state: 'queued', predicted, reason: 'waiting for placement' };
+      task = { ...base, schema, state: 'queued', predicted, reason: ADMITTED };
     } catch (e) {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
@@ -295,7 +297,15 @@ export class LeaderCore {
     // batch jobs are still waiting behind each one, and the cores left idle.
     let cpuWaiting = queue.filter((t) => t.state === 'queued' && !t.schema.group && isCpuBatch(t)).length;
     let view: PassView | undefined;
-    for (const t of queue) {
+    // Every request asks for at least one core: once no usable node has one free, nothing more
+    // fits in this pass, and the rest of the queue keeps the reasons earlier passes gave it. A
+    // report that frees a node's cores costs a pass over the jobs that fill them, not the queue.
+    let free = this.usableFreeCores();
+    for (const [i, t] of queue.entries()) {
+      if (free <= 0) {
+        this.setReason(queue.slice(i).filter((x) => x.state === 'queued' && x.reason === ADMITTED), 'no node has room now: every core of the nodes it may use is taken');
+        break;
+      }
       if (t.state !== 'queued') continue; // placed earlier in this pass, as part of its group
       const g = t.schema.group;
       if (g) {
@@ -310,7 +320,7 @@ export class LeaderCore {
             this.setReason(queued, `waiting for ${g.size - queued.length} more job(s) of group ${g.id} (${queued.length} of ${g.size} arrived)`);
             continue;
           }
-          this.placeGroupOf(queued, g.placement);
+          free -= this.placeGroupOf(queued, g.placement);
           continue;
         }
       }
@@ -335,6 +345,7 @@ export class LeaderCore {
       }
       const commit = this.ledger.commit(result.plan, this.now);
       if (!commit.ok) { this.alert(`plan for ${t.id} refused: ${commit.reason}`); continue; }
+      free -= commit.allocation.core_ids.length;
       if (view) this.spent(view, commit.allocation.node_id, commit.allocation.core_ids.length);
       this.dispatch(t, commit.allocation, snap, req, why, sizing !== undefined);
     }
@@ -410,18 +421,27 @@ export class LeaderCore {
     return { exclude: new Set([...this.unheard, ...this.draining]), excludeReason: 'its agent has not reported to this leader yet, or it is draining (burst scale-down)' };
   }
 
-  /** All of a group's members reserved in one commit, or none (with the reason on each). */
-  private placeGroupOf(members: EncodingTask[], mode: 'together' | 'spread'): void {
+  /** All of a group's members reserved in one commit, or none (with the reason on each). Returns the cores committed. */
+  private placeGroupOf(members: EncodingTask[], mode: 'together' | 'spread'): number {
     const snap = this.ledger.snapshot();
     const reqs = members.map((m) => sizeRequest(m, snap, this.o.reservation));
     const result = placeGroup(reqs, snap, { mode, ...this.avoid() }, this.policy);
     if (result.kind !== 'placed') {
       this.setReason(members, `group ${result.kind === 'infeasible' ? 'infeasible' : 'queued'} (${mode}): ${result.reason}`);
-      return;
+      return 0;
     }
     const commit = this.ledger.commitAll(result.plans, this.now);
-    if (!commit.ok) { this.alert(`group plan for ${members.map((m) => m.id).join(', ')} refused: ${commit.reason}`); return; }
+    if (!commit.ok) { this.alert(`group plan for ${members.map((m) => m.id).join(', ')} refused: ${commit.reason}`); return 0; }
     members.forEach((m, i) => this.dispatch(m, commit.allocations[i], snap, reqs[i]));
+    return commit.allocations.reduce((n, a) => n + a.core_ids.length, 0);
+  }
+
+  /** Free cores on the nodes a pass may place on. */
+  private usableFreeCores(): number {
+    const { exclude } = this.avoid();
+    let n = 0;
+    for (const node of this.ledger.snapshot().nodes) if (!exclude?.has(node.node_id)) n += node.free_core_ids.length;
+    return n;
   }
 
   private setReason(tasks: EncodingTask[], reason: string): void {

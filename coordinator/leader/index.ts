@@ -369,11 +369,9 @@ export class Leader {
       ...cancels.map((m): LeaderEvent => ({ kind: 'CancelRequested', at, envelope: this.decode(m.data) })),
     ]);
     const ids = (replies.find((r) => r?.kind === 'admitted') as Reply & { kind: 'admitted' }).task_ids;
-    await Promise.all(submits.map(async (m, i) => {
-      const w = ids[i] === undefined ? 'ok' : await (written.get(ids[i]!) ?? 'ok');
-      if (w === 'failed') m.nak(2000);
-      else m.ack();
-    }));
+    const outcomes = await Promise.all(submits.map((_m, i) => (ids[i] === undefined ? 'ok' : written.get(ids[i]!) ?? 'ok')));
+    // Acknowledged in one go: one write to NATS for the batch.
+    submits.forEach((m, i) => (outcomes[i] === 'failed' ? m.nak(2000) : m.ack()));
     for (const m of cancels) m.ack();
   }
 

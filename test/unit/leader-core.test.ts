@@ -183,4 +183,18 @@ test('a leader that predicted with feedback corrections replays the same from th
   assert.ok(replay(stripped, () => model).differing > 0, 'without the logged corrections the replay decides otherwise');
 });
 
+test('once every core is taken a pass stops, the jobs behind say why, and a finished job\'s cores go to the next in line', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 2), running: [] }]);
+  const jobs = ['a', 'b', 'c', 'd'];
+  core.apply([{ kind: 'Submitted', at: 3, submissions: jobs.map((id, i) => ({ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3 + i })) }]);
+  const placed = jobs.filter((id) => core.ledger.reservation(id));
+  assert.equal(placed, ['a', 'b'], 'one core each, in queue order');
+  for (const id of ['c', 'd']) assert.is(core.active.get(id)!.reason, 'no node has room now: every core of the nodes it may use is taken');
+  core.apply([{ kind: 'StatusReported', at: 10, report: report('a', 'n0', 'succeeded') }]);
+  assert.ok(core.ledger.reservation('c'), 'the next in line got the freed core');
+  assert.is(core.ledger.reservation('d'), undefined);
+});
+
 test.run();
