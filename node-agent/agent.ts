@@ -206,7 +206,6 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   }
 
   const handlers: AgentHandlers = {
-    Assign: (call, cb) => cb(null, accept(call.request)),
     AssignBatch: (call, cb) => cb(null, { replies: (call.request.assignments ?? []).map(accept) }),
     Probe: (call, cb) => {
       const { path: raw, term } = call.request;

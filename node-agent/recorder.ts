@@ -84,7 +84,6 @@ export class RunRecorder {
 
   async record(req: RecordRequest, opts: RecordHooks = {}): Promise<RecordedRun> {
     const started_at = Date.now();
-    const grant = { core_ids: req.core_ids, gpu_ids: req.gpu_ids };
     const ctx = { node: this.o.node_id, codec: req.schema.output.codec };
     // Samples are spooled as they come, so a crash mid-encode keeps what was measured so far.
     let spooling = Promise.resolve();

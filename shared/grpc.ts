@@ -58,7 +58,6 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
   ReportStatus: Unary<TaskStatusReport, Ack>;
 }
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
-  Assign: Unary<Assignment, AssignReply>;
   AssignBatch: Unary<AssignBatchRequest, AssignBatchReply>;
   Cancel: Unary<CancelRequest, Ack>;
   Probe: Unary<ProbeRequest, ProbeReply>;

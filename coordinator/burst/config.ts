@@ -125,7 +125,7 @@ function httpUrl(field: string, v: unknown, protocols: string[]): string {
   return v;
 }
 
-/** The leader keeps arrivals this long (coordinator/leader ARRIVALS_KEPT_MS). */
+/** The leader keeps arrivals this long (coordinator/core ARRIVALS_KEPT_MS). */
 const FORECAST_WINDOW_MAX_MS = 3_600_000;
 
 /** `forecast`: on by default (window 15m, horizon 5m); `false` turns it off. */

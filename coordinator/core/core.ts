@@ -23,7 +23,7 @@ import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementReques
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
 import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
-import type { Decision, Effect, LeaderEvent, Reply, Submission } from './events.js';
+import type { Effect, LeaderEvent, Reply, Submission } from './events.js';
 
 /** A predictor that can add a node's correction to a prediction it made with no node (coordinator/feedback CorrectedPredictor). */
 interface NodeCorrecting {
@@ -48,8 +48,8 @@ const PASS_VIEW_NODES = 256;
 /** Speed-up curves are predicted up to this many cores (no encoder here scales past it). */
 const MAX_CURVE_CORES = 32;
 /** How long admitted jobs are remembered for the burst forecast (its window is at most this), and how many at most. */
-export const ARRIVALS_KEPT_MS = 3_600_000;
-export const ARRIVALS_KEPT_MAX = 20_000;
+const ARRIVALS_KEPT_MS = 3_600_000;
+const ARRIVALS_KEPT_MAX = 20_000;
 const ARRIVALS_TRIM = 1024;
 /** A queued job's reason until a pass gives it another. */
 const ADMITTED = 'waiting for placement';
@@ -154,11 +154,6 @@ export class LeaderCore {
       tasks: [...this.active.values()], arrivals: this.arrivals.slice(-ARRIVALS_KEPT_MAX), snap: this.ledger.snapshot(),
       queuePolicy: this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY, reservation: this.o.reservation,
     };
-  }
-
-  /** Every active task's state, node and cores: what the replay compares. */
-  decisions(): Decision[] {
-    return [...this.active.values()].map((t) => [t.id, t.state, t.allocation?.node_id ?? '', t.allocation?.core_ids.length ?? 0]);
   }
 
   // ── the term's start ─────────────────────────────────────────────────────────────────

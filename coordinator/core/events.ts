@@ -22,8 +22,6 @@ export interface Submission {
   probe?: ProbeOutcome;
 }
 
-/** The feedback loop's corrections in force (coordinator/feedback CorrectionTable). */
-export type Corrections = CorrectionTable;
 
 /** How the core was configured, as the replay rebuilds it. */
 export interface CoreConfig {
@@ -52,7 +50,7 @@ export type LeaderEvent =
    * The model in service, or the feedback corrections applied to it, changed: `revision` moves
    * with the corrections (-1: none applied); `corrections` are the table, where events are logged.
    */
-  | { kind: 'ModelChanged'; at: number; version: string; revision?: number; corrections?: Corrections }
+  | { kind: 'ModelChanged'; at: number; version: string; revision?: number; corrections?: CorrectionTable }
   | { kind: 'Tick'; at: number }
   /** A pass asked for by a Wake effect. */
   | { kind: 'Wake'; at: number }
@@ -64,7 +62,7 @@ export type LeaderEvent =
   /** Records that could not be written (their submissions are redelivered). */
   | { kind: 'RecordFailed'; at: number; task_ids: string[] }
   | { kind: 'AssignFailed'; at: number; task_id: string; node_id: string; reason: string; unreachable: boolean }
-  | { kind: 'CancelAnswered'; at: number; task_id: string; stopped: boolean; not_running: boolean; reason: string }
+  | { kind: 'CancelAnswered'; at: number; task_id: string; not_running: boolean; reason: string }
   /** A later term wrote the ledger: this leader places nothing more. */
   | { kind: 'Deposed'; at: number; reason: string };
 
@@ -89,5 +87,3 @@ export type Reply =
   | { kind: 'ack'; ok: boolean; reason: string }
   | { kind: 'admitted'; task_ids: (string | undefined)[] };
 
-/** A decision as the replay compares it: a task's state, node and cores after a batch. */
-export type Decision = [task_id: string, state: string, node: string, cores: number];

@@ -1,4 +1,4 @@
 /** The leader's decisions as a pure state machine (core.ts), and the events and effects it speaks (events.ts). */
-export { LeaderCore, ARRIVALS_KEPT_MAX, ARRIVALS_KEPT_MS, type CoreOptions } from './core.js';
-export type { CoreConfig, Corrections, Decision, Effect, LeaderEvent, ProbeOutcome, Reply, Submission } from './events.js';
+export { LeaderCore, type CoreOptions } from './core.js';
+export type { CoreConfig, Effect, LeaderEvent, ProbeOutcome, Reply, Submission } from './events.js';
 export { decisionsOf, replay, type BatchDecisions, type LoggedBatch, type ReplayResult } from './replay.js';

@@ -24,7 +24,7 @@ import {
   type TaskStatusReport, type ValidationContext, type Ack,
 } from '../../shared/index.js';
 import { keyBucket, type ResourcePredictor } from '../../models/index.js';
-import { StaleLedgerWriteError, type Ledger, type LedgerSnapshot, type LedgerStore } from '../ledger/index.js';
+import { StaleLedgerWriteError, type Ledger, type LedgerStore } from '../ledger/index.js';
 import type { PlacementPolicy } from '../placement/index.js';
 import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
 import type { QueuePolicy } from '../queue/index.js';
@@ -260,7 +260,7 @@ export class Leader {
 
   private async cancel(e: Effect & { kind: 'Cancel' }): Promise<void> {
     const a: Ack = await this.agent(e.address).cancel({ task_id: e.task_id, term: e.term }).then((r) => r, (err: Error): Ack => ({ ok: false, reason: err.message }));
-    await this.feed([{ kind: 'CancelAnswered', at: this.now(), task_id: e.task_id, stopped: a.ok, not_running: !a.ok && failureKind(a.refusal) === 'NOT_RUNNING', reason: a.ok ? '' : a.reason }]);
+    await this.feed([{ kind: 'CancelAnswered', at: this.now(), task_id: e.task_id, not_running: !a.ok && failureKind(a.refusal) === 'NOT_RUNNING', reason: a.ok ? '' : a.reason }]);
   }
 
   /** Runs a placement pass at `at` (epoch ms), unless one is already due sooner. */
@@ -469,4 +469,3 @@ function streamTime(m: JsMsg): number | undefined {
   return typeof ns === 'number' && ns > 0 ? Math.floor(ns / 1e6) : undefined;
 }
 
-export type { LedgerSnapshot };

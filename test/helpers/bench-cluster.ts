@@ -81,15 +81,18 @@ export const CLI_NODE_FLAGS: readonly string[] = (() => {
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 })();
 
-export async function spawnCoordinator(s: TestStack, id: string, args: string[] = [], nodeArgs: string[] = [], timeoutMs = 30_000): Promise<CoordinatorProcess> {
-  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...nodeArgs, CLI, '--state-dir', s.dir, 'coordinator', '--id', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  // Only the tail is kept: the leader writes a line per state change, thousands in a run.
+/**
+ * Starts the CLI as `prescient` would run (the shebang's node flags, then `nodeArgs`), keeping
+ * only the tail of its output: a leader writes a line per state change, thousands in a run.
+ */
+function spawnCli(args: string[], nodeArgs: readonly string[] = []): CoordinatorProcess {
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const handle: CoordinatorProcess = {
+  return {
     child, pid: child.pid!, output: () => out,
     async stop(graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -99,14 +102,19 @@ export async function spawnCoordinator(s: TestStack, id: string, args: string[] 
       clearTimeout(t);
     },
   };
+}
+
+export async function spawnCoordinator(s: TestStack, id: string, args: string[] = [], nodeArgs: string[] = [], timeoutMs = 30_000): Promise<CoordinatorProcess> {
+  const handle = spawnCli(['--state-dir', s.dir, 'coordinator', '--id', id, ...args], nodeArgs);
+  const { child } = handle;
   try {
     const lookup = new ConsulLeaderLookup(s.endpoints.consul_http);
     const until = Date.now() + timeoutMs;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`coordinator ${id} exited with ${child.exitCode}: ${out.slice(-2000)}`);
+      if (child.exitCode !== null) throw new Error(`coordinator ${id} exited with ${child.exitCode}: ${handle.output().slice(-2000)}`);
       const leader = await lookup.currentLeader().catch(() => null);
       if (leader?.id === id) break;
-      if (Date.now() > until) throw new Error(`coordinator ${id} did not become leader within ${timeoutMs} ms: ${out.slice(-2000)}`);
+      if (Date.now() > until) throw new Error(`coordinator ${id} did not become leader within ${timeoutMs} ms: ${handle.output().slice(-2000)}`);
       await sleep(100);
     }
   } catch (e) {
@@ -178,10 +186,6 @@ export class AcceptingFleet {
       const node_id = `standin-${String(n).padStart(3, '0')}`;
       const index = n;
       const handlers: AgentHandlers = {
-        Assign: (call, cb) => {
-          this.hold(call.request, index, Date.now());
-          cb(null, { accepted: true, reason: '' });
-        },
         AssignBatch: (call, cb) => {
           const now = Date.now();
           for (const a of call.request.assignments) this.hold(a, index, now);
@@ -285,32 +289,18 @@ export interface SpawnAgentOptions {
  */
 export async function spawnAgent(s: TestStack, nodeId: string, o: SpawnAgentOptions): Promise<AgentProcess> {
   const args = ['--state-dir', s.dir, 'agent', '--node-id', nodeId, '--cores', o.cores, '--memory-gb', String(o.memoryGb), '--shape-interfaces', '', ...(o.args ?? [])];
-  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...(o.nodeArgs ?? []), CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const handle: AgentProcess = {
-    child, pid: child.pid!, output: () => out,
-    async stop(graceMs = 10_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+  const handle: AgentProcess = spawnCli(args, o.nodeArgs);
+  const { child } = handle;
   const timeoutMs = o.timeoutMs ?? 30_000;
   const until = Date.now() + timeoutMs;
   // Only this process's first registration is waited for: the output is a tail, but registering is the first thing an agent does.
-  while (!out.includes(`[agent ${nodeId}] registered with leader`)) {
+  while (!handle.output().includes(`[agent ${nodeId}] registered with leader`)) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`agent ${nodeId} exited with ${child.exitCode ?? child.signalCode}: ${out.slice(-2000)}`);
+      throw new Error(`agent ${nodeId} exited with ${child.exitCode ?? child.signalCode}: ${handle.output().slice(-2000)}`);
     }
     if (Date.now() > until) {
       await handle.stop(2000);
-      throw new Error(`agent ${nodeId} did not register within ${timeoutMs} ms: ${out.slice(-2000)}`);
+      throw new Error(`agent ${nodeId} did not register within ${timeoutMs} ms: ${handle.output().slice(-2000)}`);
     }
     await sleep(50);
   }

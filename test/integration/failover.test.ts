@@ -86,6 +86,7 @@ test('an agent refuses an assignment stamped with a deposed leader\'s term', asy
     });
     assert.is(reply.accepted, false);
     assert.match(reply.reason, /stale leader term 1/);
+    assert.is(reply.refusal, 'STALE_TERM');
     assert.not.ok(a.running().includes('stale-order'));
   } finally {
     client.close();

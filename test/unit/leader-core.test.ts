@@ -100,7 +100,7 @@ function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => vo
       feed([{ kind: 'StatusReported', at: now, report: rep }]);
     } else if (s.k === 'cancel') feed([{ kind: 'CancelRequested', at: now, envelope: { job_id: t.id, requested_at: now } }]);
     else if (s.k === 'assignFailed') feed([{ kind: 'AssignFailed', at: now, task_id: t.id, node_id: at, reason: 'refused', unreachable: s.unreachable }]);
-    else if (s.k === 'cancelAnswered') feed([{ kind: 'CancelAnswered', at: now, task_id: t.id, stopped: !s.notRunning, not_running: s.notRunning, reason: '' }]);
+    else if (s.k === 'cancelAnswered') feed([{ kind: 'CancelAnswered', at: now, task_id: t.id, not_running: s.notRunning, reason: '' }]);
     else feed([{ kind: 'Duplicate', at: now, task_id: t.id }]);
   }
   return { batches, decisions };
