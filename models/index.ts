@@ -14,4 +14,4 @@ export * from './evaluation/baselines.js';
 export * from './registry.js';
 export { priorTargets, priorRows } from './prior/index.js';
 export * from './data/index.js';
-export { predictWork, predictLive, LIVE_WINDOW_S } from './live.js';
+export { predictWork, predictWorkEach, predictLive, LIVE_WINDOW_S } from './live.js';

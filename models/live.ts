@@ -18,6 +18,12 @@ export function predictWork(p: ResourcePredictor, schema: EncodingSchema, ctx?: 
   return isActor(schema) ? predictLive(p, schema, ctx) : p.predict(schema, ctx);
 }
 
+/** predictWork for each context: one batch where the predictor has predictEach (live channels are predicted one by one). */
+export function predictWorkEach(p: ResourcePredictor, schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[] {
+  if (isActor(schema) || !p.predictEach) return ctxs.map((ctx) => predictWork(p, schema, ctx));
+  return p.predictEach(schema, ctxs);
+}
+
 export function predictLive(p: ResourcePredictor, schema: EncodingSchema, ctx?: PredictContext): Prediction {
   const window: EncodingSchema = { ...schema, input: { ...schema.input, duration_s: LIVE_WINDOW_S } };
   const base = p.predict(window, ctx);

@@ -182,6 +182,11 @@ export interface PredictContext { cores?: number; hw_class?: string }
 export interface ResourcePredictor {
   readonly version: string;
   predict(schema: EncodingSchema, ctx?: PredictContext): Prediction;
+  /**
+   * `predict(schema, ctx)` for each context, in one batch where the predictor can (the model's
+   * predictBatch): the leader predicts a job for every hardware class of a mixed fleet at once.
+   */
+  predictEach?(schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[];
 }
 
 export interface RecordPrediction {
@@ -623,6 +628,13 @@ export class Model implements ResourcePredictor {
     const p = this.parts(t, rec, actual, o);
     return p && (p.y - p.base - p.alpha * p.resid) / p.spread;
   }
+
+  /** `predict(schema, ctx)` for each context, through one predictBatch (same figures, fewer network runs). */
+  predictEach(schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[] {
+    const b = this.predictBatch(ctxs.map(() => schema), ctxs, (this.eachBatch ??= new PredictionBatch()));
+    return ctxs.map((_, i) => b.prediction(i));
+  }
+  private eachBatch?: PredictionBatch;
 
   predict(schema: EncodingSchema, ctx: PredictContext = {}): Prediction {
     const d = this.file.defaults;

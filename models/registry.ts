@@ -246,6 +246,10 @@ export class LiveModel implements ResourcePredictor {
     return this.model.predict(schema, ctx);
   }
 
+  predictEach(schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[] {
+    return this.model.predictEach(schema, ctxs);
+  }
+
   /** Checks the registry now; returns true when another model went into service. */
   refresh(): boolean {
     const stamp = this.registry.stamp();

@@ -17,9 +17,9 @@ import {
   type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
   type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
-import { hardwareClass, predictWork, type ResourcePredictor } from '../../models/index.js';
+import { hardwareClass, predictWork, predictWorkEach, type ResourcePredictor } from '../../models/index.js';
 import { Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
-import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest } from '../placement/index.js';
+import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest, type PlacementResult } from '../placement/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
 import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
@@ -42,9 +42,20 @@ export interface CoreOptions {
   policy?: PlacementPolicy;
 }
 
-/** A placement pass's view of idle cores, for throughput sizing (per node where the fleet has at most PASS_VIEW_NODES). */
-interface PassView { idle: number; most: number; hw_class?: string; free?: Map<string, number> }
+/** A placement pass's view of one hardware class's idle cores (per node where the fleet has at most PASS_VIEW_NODES). */
+interface ClassView { hw_class: string; idle: number; most: number; free?: Map<string, number>; nodes: string[]; others?: ReadonlySet<string> }
+/**
+ * A placement pass's view of idle cores, for throughput sizing: in all, and per hardware class
+ * of the usable nodes (a job is sized for each class from its prediction on that class).
+ */
+interface PassView { idle: number; classes: Map<string, ClassView>; classOf: Map<string, string>; exclude?: ReadonlySet<string> }
 const PASS_VIEW_NODES = 256;
+/** A request that did not fit in this pass, and why (among one class's nodes, where hw_class is given). */
+interface Misfit { req: PlacementRequest; reason: string; hw_class?: string }
+/** A job's request sized for the class it goes to, and on a mixed fleet its placement there. */
+interface ClassSized { req: PlacementRequest; why?: string; result?: Extract<PlacementResult, { kind: 'placed' }> }
+/** A mixed fleet's classes a job is sized and placed for, at most (the ones with the most idle cores). */
+const MAX_CLASSES_SCORED = 8;
 /** Speed-up curves are predicted up to this many cores (no encoder here scales past it). */
 const MAX_CURVE_CORES = 32;
 /** How long admitted jobs are remembered for the burst forecast (its window is at most this), and how many at most. */
@@ -286,7 +297,7 @@ export class LeaderCore {
     // Requests that did not fit in this pass: the ledger only fills up during a pass, so the
     // same request will not fit either (a queue of hundreds of like jobs behind a full fleet
     // costs one placement, not hundreds).
-    const misfits: Array<{ req: PlacementRequest; reason: string }> = [];
+    const misfits: Misfit[] = [];
     const queue = this.queue();
     // What throughput sizing needs to know about this pass (coordinator/sizing): how many CPU
     // batch jobs are still waiting behind each one, and the cores left idle.
@@ -321,60 +332,141 @@ export class LeaderCore {
       }
       // One snapshot per decision: sizing the request and placing it see the same ledger.
       const snap = this.ledger.snapshot();
-      let sizing: SizingContext | undefined;
+      let sized: ClassSized | undefined;
       if (isCpuBatch(t) && (this.o.reservation ?? { kind: 'predictive' }).kind === 'predictive') {
         cpuWaiting--;
         view ??= this.passView(snap);
-        sizing = this.sizingContext(t, view, cpuWaiting);
+        if (view.classes.size > 1) {
+          const across = this.placeAcrossClasses(t, snap, view, cpuWaiting, misfits);
+          if (across === 'deferred' || across === 'reason-set') continue;
+          sized = across;
+        } else {
+          const { req, why, retry_at } = sizeWithReason(t, snap, this.o.reservation, this.sizingContext(t, view, view.classes.values().next().value, cpuWaiting));
+          if (retry_at !== undefined) { this.wake(retry_at); continue; }
+          sized = { req, why };
+        }
       }
-      const { req, why, retry_at } = sizeWithReason(t, snap, this.o.reservation, sizing);
-      if (retry_at !== undefined) { this.wake(retry_at); continue; }
-      const known = misfits.find((m) => sameAsk(req, m.req));
-      if (known) { this.setReason([t], known.reason); continue; }
-      const result = place(req, snap, this.policy, this.avoid());
-      if (result.kind !== 'placed') {
-        const reason = result.kind === 'infeasible' ? `infeasible: ${result.reason}` : result.reason;
-        misfits.push({ req, reason });
-        this.setReason([t], reason);
-        continue;
+      const { req, why } = sized ?? sizeWithReason(t, snap, this.o.reservation);
+      let result = sized?.result;
+      if (!result) {
+        const known = misfits.find((m) => m.hw_class === undefined && sameAsk(req, m.req));
+        if (known) { this.setReason([t], known.reason); continue; }
+        const r = place(req, snap, this.policy, this.avoid());
+        if (r.kind !== 'placed') {
+          const reason = r.kind === 'infeasible' ? `infeasible: ${r.reason}` : r.reason;
+          misfits.push({ req, reason });
+          this.setReason([t], reason);
+          continue;
+        }
+        result = r;
       }
       const commit = this.ledger.commit(result.plan, this.now);
       if (!commit.ok) { this.alert(`plan for ${t.id} refused: ${commit.reason}`); continue; }
       free -= commit.allocation.core_ids.length;
       if (view) this.spent(view, commit.allocation.node_id, commit.allocation.core_ids.length);
-      this.dispatch(t, commit.allocation, snap, req, why, sizing !== undefined);
+      this.dispatch(t, commit.allocation, snap, req, why, sized !== undefined);
     }
   }
 
-  /** Idle cores on the nodes this pass may place on (recounted per node for fleets small enough to track). */
+  /**
+   * A CPU batch job on a fleet of several hardware classes: sized for each class from its
+   * prediction there (predicted for every class in one batch), placed among that class's nodes,
+   * and the placement whose prediction ends soonest is taken (the policy's score breaks a tie).
+   * `'deferred'`: a class asked to wait for more jobs (IDLE_GRACE_MS); `'reason-set'`: no class
+   * had room, and the job says why for each.
+   */
+  private placeAcrossClasses(t: EncodingTask, snap: LedgerSnapshot, v: PassView, waiting: number, misfits: Misfit[]): ClassSized | 'deferred' | 'reason-set' {
+    const all = [...v.classes.values()];
+    const full = all.filter((c) => c.most === 0).map((c) => c.hw_class);
+    const scored = all.filter((c) => c.most > 0).sort((a, b) => b.idle - a.idle || (a.hw_class < b.hw_class ? -1 : 1)).slice(0, MAX_CLASSES_SCORED);
+    this.predictClasses(t, scored.map((c) => c.hw_class), scored.some((c) => c.most > 1) ? 2 : 1);
+    let best: (ClassSized & { hw_class: string; seconds: number; score: number }) | undefined;
+    const seen: string[] = [], short: string[] = [];
+    for (const c of scored) {
+      const s = sizeWithReason(t, snap, this.o.reservation, this.sizingContext(t, v, c, waiting));
+      if (s.retry_at !== undefined) { this.wake(s.retry_at); return 'deferred'; }
+      let known = misfits.find((m) => m.hw_class === c.hw_class && sameAsk(s.req, m.req));
+      if (!known) {
+        const result = place(s.req, snap, this.policy, { exclude: this.excludeBut(v, c), excludeReason: 'another hardware class' });
+        if (result.kind === 'placed') {
+          const seconds = this.predictionAt(t, s.req.cores, c.hw_class).expected.duration_s;
+          seen.push(`${seconds.toFixed(1)} s on ${c.hw_class}`);
+          if (!best || seconds < best.seconds || (seconds === best.seconds && result.score > best.score)) {
+            best = { req: s.req, why: s.why, result, hw_class: c.hw_class, seconds, score: result.score };
+          }
+          continue;
+        }
+        misfits.push((known = { req: s.req, reason: result.reason, hw_class: c.hw_class }));
+      }
+      short.push(`on ${c.hw_class}: ${known.reason}`);
+    }
+    if (!best) {
+      this.setReason([t], short.length ? `no hardware class has room for it now; ${short.join('; ')}` : 'no node has room now: every core of the nodes it may use is taken');
+      return 'reason-set';
+    }
+    const others = (seen.length > 1 ? `, the soonest of ${seen.join(', ')}` : '') + (full.length ? ` (no core free on ${full.join(', ')})` : '');
+    return { req: best.req, result: best.result, why: `${best.why ?? `${best.req.cores} core(s)`}; on ${best.hw_class}: predicted ${best.seconds.toFixed(1)} s${others}` };
+  }
+
+  /** Nodes a class-restricted placement may not use: every other class's, and those the pass avoids. */
+  private excludeBut(v: PassView, c: ClassView): ReadonlySet<string> {
+    if (c.others) return c.others;
+    const out = new Set(v.exclude);
+    for (const other of v.classes.values()) if (other !== c) for (const n of other.nodes) out.add(n);
+    return (c.others = out);
+  }
+
+  /** The job's predictions at 1…`upTo` cores on each class not yet predicted, in one batch. */
+  private predictClasses(t: EncodingTask, classes: string[], upTo: number): void {
+    const known = this.predictionsOf(t);
+    const want: { cores: number; hw_class: string }[] = [];
+    for (const hw_class of classes) for (let cores = 1; cores <= upTo; cores++) if (!known.has(this.predictionKey(cores, hw_class))) want.push({ cores, hw_class });
+    if (!want.length) return;
+    predictWorkEach(this.o.predictor, t.schema, want).forEach((p, i) => known.set(this.predictionKey(want[i].cores, want[i].hw_class), p));
+  }
+
+  /** Idle cores on the nodes this pass may place on, in all and per hardware class (recounted per node for fleets small enough to track). */
   private passView(snap: LedgerSnapshot): PassView {
     const { exclude } = this.avoid();
-    const free = new Map<string, number>();
-    let idle = 0, most = 0, hw_class: string | undefined;
+    const track = snap.count <= PASS_VIEW_NODES;
+    const classes = new Map<string, ClassView>(), classOf = new Map<string, string>();
+    let idle = 0;
     for (const n of snap.nodes) {
-      if (exclude?.has(n.capacity.node_id)) continue;
+      const id = n.capacity.node_id;
+      if (exclude?.has(id)) continue;
+      const hw_class = hardwareClass(n.capacity.cpu_model);
+      let c = classes.get(hw_class);
+      if (!c) classes.set(hw_class, (c = { hw_class, idle: 0, most: 0, free: track ? new Map() : undefined, nodes: [] }));
       const f = n.free_core_ids.length;
       idle += f;
-      if (f > most) { most = f; hw_class = hardwareClass(n.capacity.cpu_model); }
-      if (snap.count <= PASS_VIEW_NODES) free.set(n.capacity.node_id, f);
+      c.idle += f;
+      c.most = Math.max(c.most, f);
+      c.free?.set(id, f);
+      c.nodes.push(id);
+      classOf.set(id, hw_class);
     }
-    return { idle, most, hw_class, free: snap.count <= PASS_VIEW_NODES ? free : undefined };
+    return { idle, classes, classOf, exclude };
   }
 
   /** Takes a commit's cores out of the pass's view. */
   private spent(v: PassView, node: string, cores: number): void {
     v.idle -= cores;
-    if (!v.free) { v.most = Math.min(v.most, v.idle); return; }
-    v.free.set(node, (v.free.get(node) ?? cores) - cores);
-    v.most = Math.max(0, ...v.free.values());
+    const c = v.classes.get(v.classOf.get(node) ?? '');
+    if (!c) return;
+    c.idle -= cores;
+    if (!c.free) { c.most = Math.min(c.most, c.idle); return; }
+    c.free.set(node, (c.free.get(node) ?? cores) - cores);
+    c.most = Math.max(0, ...c.free.values());
   }
 
-  private sizingContext(t: EncodingTask, v: PassView, waiting: number): SizingContext {
+  /** What sizing knows of the pass for `t` on class `c` (no class: no usable node has a free core). */
+  private sizingContext(t: EncodingTask, v: PassView, c: ClassView | undefined, waiting: number): SizingContext {
     const deadline = t.schema.deadline ? Date.parse(t.schema.deadline) : NaN;
+    const most = c?.most ?? 0, hw_class = c?.hw_class;
     return {
-      curve: v.most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, v.most), v.hw_class) : curveOf([]),
-      at: (cores) => this.predictionAt(t, cores, v.hw_class),
-      waiting, idle_cores: v.idle, most_idle_on_a_node: v.most,
+      curve: most > 1 || Number.isFinite(deadline) ? this.speedUpCurve(t, Math.max(1, most), hw_class) : curveOf([]),
+      at: (cores) => this.predictionAt(t, cores, hw_class),
+      waiting, idle_cores: v.idle, most_idle_on_a_node: most,
       now: this.now, submitted_at: t.submitted_at, deadline_at: Number.isFinite(deadline) ? deadline : undefined,
     };
   }
@@ -385,12 +477,21 @@ export class LeaderCore {
    * same one, corrected for its node (dispatch).
    */
   private predictionAt(t: EncodingTask, cores: number, hw_class: string | undefined): Prediction {
-    let known = this.predictions.get(t);
-    if (!known) this.predictions.set(t, (known = new Map()));
-    const key = `${this.modelKey}|${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+    const known = this.predictionsOf(t);
+    const key = this.predictionKey(cores, hw_class);
     let p = known.get(key);
     if (!p) known.set(key, (p = predictWork(this.o.predictor, t.schema, { cores, hw_class })));
     return p;
+  }
+
+  private predictionsOf(t: EncodingTask): Map<string, Prediction> {
+    let known = this.predictions.get(t);
+    if (!known) this.predictions.set(t, (known = new Map()));
+    return known;
+  }
+
+  private predictionKey(cores: number, hw_class: string | undefined): string {
+    return `${this.modelKey}|${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
   }
 
   /** The job's predicted time at 1…`upTo` cores on `hw_class`, each point predicted when sizing first reads it. */

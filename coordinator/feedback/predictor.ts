@@ -89,6 +89,12 @@ export class CorrectedPredictor implements ResourcePredictor {
     return src ? correctPrediction(p, schema.output.codec, ctx?.node, src) : p;
   }
 
+  predictEach(schema: EncodingSchema, ctxs: readonly PlacementContext[]): Prediction[] {
+    const ps = this.inner.predictEach ? this.inner.predictEach(schema, ctxs) : ctxs.map((c) => this.inner.predict(schema, c));
+    const src = this.source();
+    return src ? ps.map((p, i) => correctPrediction(p, schema.output.codec, ctxs[i].node, src)) : ps;
+  }
+
   /**
    * `p`, this predictor's prediction made with no node, with `node`'s corrections added: what
    * predict() with that node gives, from the same model run (the leader sizes a reservation from
