@@ -4,7 +4,7 @@
  * defaults applied). Nothing downstream ever sees an unchecked string.
  */
 import path from 'node:path';
-import { FieldIssue, SchemaValidationError } from '../errors.js';
+import { FieldIssue, MAX_ISSUES, SchemaValidationError, describeValue, fieldPath } from '../errors.js';
 
 /** Output video codecs Prescient knows how to predict and run. */
 export const OUTPUT_CODECS = ['h264', 'hevc', 'vp9', 'av1'] as const;
@@ -197,34 +197,80 @@ export interface ValidationContext {
 }
 
 const MAX_DIMENSION = 8192;
+/** ffmpeg's frame rates are rationals; 1/1001 is the slowest it takes, and 1e-320 would reach it as 0. */
+const MIN_FPS = 1 / 1001;
 const MAX_FPS = 240;
+/** Shorter than a millisecond would reach ffmpeg's `-t` as 0 (args print six decimals). */
+const MIN_DURATION_S = 0.001;
 const MAX_DURATION_S = 24 * 3600;
+/** ffmpeg's `-b:v` is set in whole kbit/s, so 1 is the least an output can ask for. */
+const MIN_OUTPUT_BITRATE_KBPS = 1;
+/** A described or probed input (a still image, say) may be far below that; one bit/s is not. */
+const MIN_INPUT_BITRATE_KBPS = 0.001;
 const MAX_BITRATE_KBPS = 1_000_000;
+/** Deadlines are plain four-digit-year ISO dates, from the epoch on. */
+const MIN_DEADLINE_MS = 0;
+const MAX_DEADLINE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
-/** Collects issues for one document so every wrong field is reported at once. */
+interface NumberRule {
+  required?: boolean;
+  integer?: boolean;
+  exclusiveLo?: boolean;
+  /** How the lower bound reads in a message, where its decimal form would not (1/1001). */
+  loText?: string;
+}
+const FPS_RULE: NumberRule = { loText: '1/1001' };
+
+/**
+ * Collects issues for one document so every wrong field is reported at once. The mappings it
+ * hands back are prototype-free copies of the document's own, known keys, so a key such as
+ * `__proto__`, `constructor` or `toString` is reported as unknown and never read as something
+ * of Object.prototype.
+ */
 class Checker {
   readonly issues: FieldIssue[] = [];
+  /** Issues past MAX_ISSUES, counted but not kept (a document with a million unknown keys). */
+  omitted = 0;
   fail(field: string, reason: string): undefined {
-    this.issues.push({ field, reason });
+    if (this.issues.length < MAX_ISSUES) this.issues.push({ field, reason });
+    else this.omitted++;
     return undefined;
   }
-  object(v: unknown, field: string, required = true): Record<string, unknown> | undefined {
+  error(): SchemaValidationError {
+    return new SchemaValidationError(this.issues.length ? this.issues : [{ field: '(document)', reason: 'is incomplete' }], this.omitted);
+  }
+  /** `v` itself when it is a mapping; read it with `own` or `fields`, never with a plain index. */
+  object(v: unknown, field: string, required = true): object | undefined {
     if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
-    if (typeof v !== 'object' || Array.isArray(v)) return this.fail(field, 'must be a mapping');
-    return v as Record<string, unknown>;
+    if (typeof v !== 'object' || Array.isArray(v)) return this.fail(field, `must be a mapping, got ${describeValue(v)}`);
+    return v;
   }
-  unknownKeys(obj: Record<string, unknown>, field: string, allowed: readonly string[]): void {
-    for (const k of Object.keys(obj)) {
-      if (!allowed.includes(k)) this.fail(field ? `${field}.${k}` : k, `is not a known field (expected one of: ${allowed.join(', ')})`);
+  /**
+   * Reports each key of `o` not in `allowed` (under `prefix`) and returns a prototype-free copy
+   * of the allowed ones it has. Only known keys are copied: a million unknown ones cost a count.
+   */
+  fields(o: object, prefix: string, allowed: readonly string[]): Record<string, unknown> {
+    const out = Object.create(null) as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      if (allowed.includes(k)) out[k] = (o as Record<string, unknown>)[k];
+      else if (this.issues.length >= MAX_ISSUES) this.omitted++;
+      else this.fail(fieldPath(prefix, k), `is not a known field (expected one of: ${allowed.join(', ')})`);
     }
+    return out;
   }
-  number(v: unknown, field: string, lo: number, hi: number, opts: { required?: boolean; integer?: boolean; exclusiveLo?: boolean } = {}): number | undefined {
+  /** `object` then `fields`. */
+  mapping(v: unknown, field: string, allowed: readonly string[], required = true, prefix = field): Record<string, unknown> | undefined {
+    const o = this.object(v, field, required);
+    return o && this.fields(o, prefix, allowed);
+  }
+  number(v: unknown, field: string, lo: number, hi: number, opts: NumberRule = {}): number | undefined {
     if (v === undefined || v === null) return opts.required ? this.fail(field, 'is required') : undefined;
     const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isFinite(n)) return this.fail(field, `must be a number, got ${JSON.stringify(v)}`);
+    if (typeof n !== 'number' || !Number.isFinite(n)) return this.fail(field, `must be a number, got ${describeValue(v)}`);
     if (opts.integer && !Number.isInteger(n)) return this.fail(field, `must be a whole number, got ${n}`);
     if (n < 0 && lo >= 0) return this.fail(field, `must not be negative, got ${n}`);
-    if (opts.exclusiveLo ? n <= lo : n < lo) return this.fail(field, `must be ${opts.exclusiveLo ? 'greater than' : 'at least'} ${lo}, got ${n}`);
+    const loText = opts.loText ?? String(lo);
+    if (opts.exclusiveLo ? n <= lo : n < lo) return this.fail(field, `must be ${opts.exclusiveLo ? 'greater than' : 'at least'} ${loText}, got ${n}`);
     if (n > hi) return this.fail(field, `must be at most ${hi}, got ${n}`);
     return n;
   }
@@ -232,7 +278,7 @@ class Checker {
     if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
     if (typeof v !== 'string' && typeof v !== 'number') return this.fail(field, `must be one of: ${allowed.join(', ')}`);
     const s = String(v);
-    if (!allowed.includes(s as T)) return this.fail(field, `unknown value ${JSON.stringify(s)} (expected one of: ${allowed.join(', ')})`);
+    if (!allowed.includes(s as T)) return this.fail(field, `unknown value ${describeValue(s)} (expected one of: ${allowed.join(', ')})`);
     return s as T;
   }
   resolution(v: unknown, field: string, required: boolean): Resolution | undefined {
@@ -240,11 +286,11 @@ class Checker {
     let w: unknown, h: unknown;
     if (typeof v === 'string') {
       const m = /^(\d{1,5})x(\d{1,5})$/.exec(v.trim());
-      if (!m) return this.fail(field, `must look like 1920x1080, got ${JSON.stringify(v)}`);
+      if (!m) return this.fail(field, `must look like 1920x1080, got ${describeValue(v)}`);
       [w, h] = [Number(m[1]), Number(m[2])];
     } else if (typeof v === 'object' && !Array.isArray(v)) {
-      ({ width: w, height: h } = v as Record<string, unknown>);
-    } else return this.fail(field, 'must be WIDTHxHEIGHT or {width, height}');
+      [w, h] = [own(v, 'width'), own(v, 'height')];
+    } else return this.fail(field, `must be WIDTHxHEIGHT or {width, height}, got ${describeValue(v)}`);
     const width = this.number(w, `${field}.width`, 0, MAX_DIMENSION, { required: true, integer: true, exclusiveLo: true });
     const height = this.number(h, `${field}.height`, 0, MAX_DIMENSION, { required: true, integer: true, exclusiveLo: true });
     if (width === undefined || height === undefined) return undefined;
@@ -253,50 +299,49 @@ class Checker {
   }
 }
 
-/**
- * Validated schemas travel between processes and are checked again on arrival, so the
- * validated (`kind`-tagged) input form is accepted too and mapped back to the written form.
- */
-function writtenInput(obj: Record<string, unknown>): Record<string, unknown> {
-  const { kind, source, noise, ...rest } = obj;
-  if (kind === 'synthetic') return { ...rest, synthetic: { source, noise } };
-  if (kind === 'file') return rest;
-  return obj;
+/** `o[k]` when `o` has it as its own: never a member of Object.prototype such as `constructor`. */
+function own(o: object, k: string): unknown {
+  return Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined;
 }
 
+const SYNTHETIC_INPUT_FIELDS = ['synthetic', 'resolution', 'fps', 'duration_s', 'probe'];
+const FILE_INPUT_FIELDS = ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s', 'probe'];
+/**
+ * Validated schemas travel between processes and are checked again on arrival, so the
+ * validated (`kind`-tagged) input form is accepted too: its `source` and `noise` are the
+ * written form's `synthetic` (and a file's are ignored, as they always were).
+ */
+const VALIDATED_INPUT_FIELDS = ['kind', 'source', 'noise'];
+
 function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boolean): InputSpec | undefined {
-  let obj = c.object(raw, 'input');
-  if (!obj) return undefined;
-  if (obj.kind !== undefined) {
-    if (obj.kind !== 'synthetic' && obj.kind !== 'file') return c.fail('input.kind', 'must be "synthetic" or "file"');
-    obj = writtenInput(obj);
-  }
-  const hasPath = obj.path !== undefined, hasSynth = obj.synthetic !== undefined;
+  const o = c.object(raw, 'input');
+  if (!o) return undefined;
+  const kind = own(o, 'kind');
+  if (kind !== undefined && kind !== 'synthetic' && kind !== 'file') return c.fail('input.kind', `must be "synthetic" or "file", got ${describeValue(kind)}`);
+  const hasPath = own(o, 'path') !== undefined, hasSynth = kind === 'synthetic' || own(o, 'synthetic') !== undefined;
   if (hasPath === hasSynth) return c.fail('input', 'must have exactly one of `path` (a file) or `synthetic` (an ffmpeg test source)');
-  const probe = checkProbe(c, obj.probe, hasSynth);
+  const probe = checkProbe(c, own(o, 'probe'), hasSynth);
+  const obj = c.fields(o, 'input', [...(hasSynth ? SYNTHETIC_INPUT_FIELDS : FILE_INPUT_FIELDS), ...(kind === undefined ? [] : VALIDATED_INPUT_FIELDS)]);
   if (hasSynth) {
-    c.unknownKeys(obj, 'input', ['synthetic', 'resolution', 'fps', 'duration_s', 'probe']);
-    const s = c.object(obj.synthetic, 'input.synthetic');
+    const s = kind === 'synthetic' ? { source: obj.source, noise: obj.noise } : c.mapping(obj.synthetic, 'input.synthetic', ['source', 'noise']);
     if (!s) return undefined;
-    c.unknownKeys(s, 'input.synthetic', ['source', 'noise']);
     const source = c.oneOf(s.source, 'input.synthetic.source', SYNTHETIC_SOURCES);
     const noise = c.number(s.noise, 'input.synthetic.noise', 0, 100) ?? 0;
     const resolution = c.resolution(obj.resolution, 'input.resolution', true);
-    const fps = c.number(obj.fps, 'input.fps', 0, MAX_FPS, { required: true, exclusiveLo: true });
+    const fps = c.number(obj.fps, 'input.fps', MIN_FPS, MAX_FPS, { ...FPS_RULE, required: true });
     // A live source has no end: a duration would say the channel stops by itself, which it does not.
     const duration_s = actor
       ? (obj.duration_s === undefined ? undefined : c.fail('input.duration_s', 'must not be set for an actor: a live channel runs until it is stopped'))
-      : c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { required: true, exclusiveLo: true });
+      : c.number(obj.duration_s, 'input.duration_s', MIN_DURATION_S, MAX_DURATION_S, { required: true });
     if (!source || !resolution || fps === undefined || (!actor && duration_s === undefined)) return undefined;
     return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise, probe });
   }
-  c.unknownKeys(obj, 'input', ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s', 'probe']);
   const p = checkInputPath(c, obj.path, ctx);
   const codec = c.oneOf(obj.codec, 'input.codec', INPUT_CODECS, false);
   const resolution = c.resolution(obj.resolution, 'input.resolution', false);
-  const fps = c.number(obj.fps, 'input.fps', 0, MAX_FPS, { exclusiveLo: true });
-  const bitrate_kbps = c.number(obj.bitrate_kbps, 'input.bitrate_kbps', 0, MAX_BITRATE_KBPS, { exclusiveLo: true });
-  const duration_s = c.number(obj.duration_s, 'input.duration_s', 0, MAX_DURATION_S, { exclusiveLo: true });
+  const fps = c.number(obj.fps, 'input.fps', MIN_FPS, MAX_FPS, FPS_RULE);
+  const bitrate_kbps = c.number(obj.bitrate_kbps, 'input.bitrate_kbps', MIN_INPUT_BITRATE_KBPS, MAX_BITRATE_KBPS);
+  const duration_s = c.number(obj.duration_s, 'input.duration_s', MIN_DURATION_S, MAX_DURATION_S);
   if (!p) return undefined;
   return dropUndefined({ kind: 'file' as const, path: p, codec, resolution, fps, bitrate_kbps, duration_s, probe });
 }
@@ -315,27 +360,27 @@ const PROBE_NAME = /^[a-z0-9_]{1,32}$/;
  * need not be even (a probed file is what it is); the output's are checked where they are set.
  */
 function checkProbe(c: Checker, raw: unknown, synthetic: boolean): InputProbe | undefined {
-  const p = c.object(raw, 'input.probe', false);
+  const p = c.mapping(raw, 'input.probe', synthetic ? SYNTHETIC_PROBE_FIELDS : PROBE_FIELDS, false);
   if (!p) return undefined;
-  c.unknownKeys(p, 'input.probe', synthetic ? SYNTHETIC_PROBE_FIELDS : PROBE_FIELDS);
   const by = c.oneOf(p.by, 'input.probe.by', PROBE_ORIGINS);
-  const num = (k: keyof InputProbe, hi: number, integer = false, positive = true) =>
-    c.number(p[k], `input.probe.${k}`, 0, hi, { integer, exclusiveLo: positive });
+  // `lo` 0 with `positive`: greater than 0; any other `lo`: at least that.
+  const num = (k: keyof InputProbe, hi: number, integer = false, positive = true, lo = 0, loText?: string) =>
+    c.number(p[k], `input.probe.${k}`, lo, hi, { integer, exclusiveLo: positive && lo === 0, loText });
   const name = (k: 'codec' | 'pix_fmt') => {
     const v = p[k];
     if (v === undefined || v === null) return undefined;
-    return typeof v === 'string' && PROBE_NAME.test(v) ? v : c.fail(`input.probe.${k}`, 'must be 1–32 lowercase letters, digits or underscores');
+    return typeof v === 'string' && PROBE_NAME.test(v) ? v : c.fail(`input.probe.${k}`, `must be 1–32 lowercase letters, digits or underscores, got ${describeValue(v)}`);
   };
   const out: InputProbe = {
     by: by ?? 'submitter',
-    width: num('width', MAX_DIMENSION, true), height: num('height', MAX_DIMENSION, true), fps: num('fps', MAX_FPS),
+    width: num('width', MAX_DIMENSION, true), height: num('height', MAX_DIMENSION, true), fps: num('fps', MAX_FPS, false, true, MIN_FPS, FPS_RULE.loText),
     codec: name('codec'), pix_fmt: name('pix_fmt'),
-    duration_s: num('duration_s', MAX_DURATION_S), frames: num('frames', MAX_DURATION_S * MAX_FPS, true),
-    bitrate_kbps: num('bitrate_kbps', MAX_BITRATE_KBPS), audio_streams: num('audio_streams', 64, true, false),
+    duration_s: num('duration_s', MAX_DURATION_S, false, true, MIN_DURATION_S), frames: num('frames', MAX_DURATION_S * MAX_FPS, true),
+    bitrate_kbps: num('bitrate_kbps', MAX_BITRATE_KBPS, false, true, MIN_INPUT_BITRATE_KBPS), audio_streams: num('audio_streams', 64, true, false),
     size_bytes: num('size_bytes', 2 ** 53, true, false), mtime_ms: num('mtime_ms', 2 ** 53, false, false),
     // P.910's SI and TI are gradient and difference magnitudes of 8-bit luma: at most 255·√2 and 255.
     si_mean: num('si_mean', 400, false, false), si_max: num('si_max', 400, false, false),
-    ti_mean: num('ti_mean', 400, false, false), ti_max: num('ti_max', 400, false, false), siti_s: num('siti_s', 600),
+    ti_mean: num('ti_mean', 400, false, false), ti_max: num('ti_max', 400, false, false), siti_s: num('siti_s', 600, false, true, MIN_DURATION_S),
   };
   return dropUndefined(out);
 }
@@ -344,7 +389,7 @@ function checkProbe(c: Checker, raw: unknown, synthetic: boolean): InputProbe | 
 export function validateInputPath(raw: unknown, ctx: ValidationContext): string {
   const c = new Checker();
   const p = checkInputPath(c, raw, ctx);
-  if (p === undefined || c.issues.length) throw new SchemaValidationError(c.issues);
+  if (p === undefined || c.issues.length) throw c.error();
   return p;
 }
 
@@ -352,27 +397,27 @@ export function validateInputPath(raw: unknown, ctx: ValidationContext): string 
 export function validateInputProbe(raw: unknown): InputProbe {
   const c = new Checker();
   const p = checkProbe(c, raw, false);
-  if (!p || c.issues.length) throw new SchemaValidationError(c.issues.length ? c.issues : [{ field: 'input.probe', reason: 'is required' }]);
+  if (!p && !c.issues.length) c.fail('input.probe', 'is required');
+  if (!p || c.issues.length) throw c.error();
   return p;
 }
 
 /** A path is accepted only when, once normalised, it lies under an allowed root. */
 function checkInputPath(c: Checker, v: unknown, ctx: ValidationContext): string | undefined {
-  if (typeof v !== 'string' || v.length === 0) return c.fail('input.path', 'must be a non-empty string');
+  if (typeof v !== 'string' || v.length === 0) return c.fail('input.path', `must be a non-empty string, got ${describeValue(v)}`);
   if (v.includes('\0') || /[\r\n]/.test(v)) return c.fail('input.path', 'contains control characters');
-  if (!path.isAbsolute(v)) return c.fail('input.path', `must be an absolute path, got ${JSON.stringify(v)}`);
+  if (!path.isAbsolute(v)) return c.fail('input.path', `must be an absolute path, got ${describeValue(v)}`);
   const normal = path.resolve(v);
   const roots = ctx.allowedInputRoots.map((r) => path.resolve(r));
   if (!roots.some((r) => normal === r || normal.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
-    return c.fail('input.path', `${JSON.stringify(normal)} is outside the allowed input roots (${roots.join(', ') || 'none configured'})`);
+    return c.fail('input.path', `${describeValue(normal)} is outside the allowed input roots (${roots.join(', ') || 'none configured'})`);
   }
   return normal;
 }
 
 function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
-  const obj = c.object(raw, 'output');
+  const obj = c.mapping(raw, 'output', ['codec', 'encoder', 'preset', 'rate_control', 'resolution', 'fps', 'gop', 'passes', 'options']);
   if (!obj) return undefined;
-  c.unknownKeys(obj, 'output', ['codec', 'encoder', 'preset', 'rate_control', 'resolution', 'fps', 'gop', 'passes', 'options']);
   const codec = c.oneOf(obj.codec, 'output.codec', OUTPUT_CODECS);
   let encoder: Encoder | undefined;
   if (codec) encoder = obj.encoder === undefined ? (ENCODERS[codec][0] as Encoder) : (c.oneOf(obj.encoder, 'output.encoder', ENCODERS[codec] as readonly Encoder[]));
@@ -380,7 +425,7 @@ function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
   if (encoder) preset = obj.preset === undefined ? DEFAULT_PRESET[encoder] : c.oneOf(obj.preset, 'output.preset', PRESETS[encoder]);
   const rate_control = encoder ? checkRateControl(c, obj.rate_control, encoder) : undefined;
   const resolution = c.resolution(obj.resolution, 'output.resolution', false);
-  const fps = c.number(obj.fps, 'output.fps', 0, MAX_FPS, { exclusiveLo: true });
+  const fps = c.number(obj.fps, 'output.fps', MIN_FPS, MAX_FPS, FPS_RULE);
   const gop = c.number(obj.gop, 'output.gop', 1, 10_000, { integer: true });
   const passes = (c.number(obj.passes, 'output.passes', 1, 2, { integer: true }) ?? 1) as 1 | 2;
   if (passes === 2 && rate_control?.mode === 'crf') c.fail('output.passes', 'two-pass encoding needs rate_control.mode "bitrate"');
@@ -389,15 +434,17 @@ function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
   const options: Record<string, string> = {};
   const rawOpts = c.object(obj.options, 'output.options', false);
   if (rawOpts && encoder) {
-    for (const [name, value] of Object.entries(rawOpts)) {
-      const field = `output.options.${name}`;
-      const rule = EXTRA_OPTIONS[name];
+    for (const name of Object.keys(rawOpts)) {
+      const value = (rawOpts as Record<string, unknown>)[name];
+      const field = fieldPath('output.options', name);
+      // Own properties only: `EXTRA_OPTIONS['constructor']` would otherwise be Object itself.
+      const rule = Object.hasOwn(EXTRA_OPTIONS, name) ? EXTRA_OPTIONS[name] : undefined;
       if (!rule) { c.fail(field, `option is not in the allow-list (allowed: ${Object.keys(EXTRA_OPTIONS).join(', ')})`); continue; }
       if (!rule.encoders.includes(encoder)) { c.fail(field, `is not supported with encoder ${encoder}`); continue; }
       const s = typeof value === 'number' ? String(value) : value;
-      if (typeof s !== 'string') { c.fail(field, 'must be a string or number'); continue; }
+      if (typeof s !== 'string') { c.fail(field, `must be a string or number, got ${describeValue(value)}`); continue; }
       if (rule.values ? !rule.values.includes(s) : !rule.pattern!.test(s)) {
-        c.fail(field, `value ${JSON.stringify(s)} is not allowed${rule.values ? ` (expected one of: ${rule.values.join(', ')})` : ''}`);
+        c.fail(field, `value ${describeValue(s)} is not allowed${rule.values ? ` (expected one of: ${rule.values.join(', ')})` : ''}`);
         continue;
       }
       options[name] = s;
@@ -408,18 +455,18 @@ function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
 }
 
 function checkRateControl(c: Checker, raw: unknown, encoder: Encoder): RateControl | undefined {
-  const obj = c.object(raw, 'output.rate_control');
-  if (!obj) return undefined;
-  const mode = c.oneOf(obj.mode, 'output.rate_control.mode', ['crf', 'bitrate'] as const);
+  const o = c.object(raw, 'output.rate_control');
+  if (!o) return undefined;
+  const mode = c.oneOf(own(o, 'mode'), 'output.rate_control.mode', ['crf', 'bitrate'] as const);
   if (mode === 'crf') {
-    c.unknownKeys(obj, 'output.rate_control', ['mode', 'crf']);
+    const obj = c.fields(o, 'output.rate_control', ['mode', 'crf']);
     const [lo, hi] = CRF_RANGE[encoder];
     const crf = c.number(obj.crf, 'output.rate_control.crf', lo, hi, { required: true, integer: true });
     return crf === undefined ? undefined : { mode, crf };
   }
   if (mode === 'bitrate') {
-    c.unknownKeys(obj, 'output.rate_control', ['mode', 'bitrate_kbps']);
-    const kbps = c.number(obj.bitrate_kbps, 'output.rate_control.bitrate_kbps', 0, MAX_BITRATE_KBPS, { required: true, exclusiveLo: true });
+    const obj = c.fields(o, 'output.rate_control', ['mode', 'bitrate_kbps']);
+    const kbps = c.number(obj.bitrate_kbps, 'output.rate_control.bitrate_kbps', MIN_OUTPUT_BITRATE_KBPS, MAX_BITRATE_KBPS, { required: true });
     return kbps === undefined ? undefined : { mode, bitrate_kbps: kbps };
   }
   return undefined;
@@ -431,9 +478,8 @@ function checkRateControl(c: Checker, raw: unknown, encoder: Encoder): RateContr
  */
 export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): EncodingSchema {
   const c = new Checker();
-  const doc = c.object(raw, '(document)');
-  if (!doc) throw new SchemaValidationError(c.issues);
-  c.unknownKeys(doc, '', ['kind', 'input', 'output', 'priority', 'submitter', 'deadline', 'group']);
+  const doc = c.mapping(raw, '(document)', ['kind', 'input', 'output', 'priority', 'submitter', 'deadline', 'group'], true, '');
+  if (!doc) throw c.error();
   const kind = doc.kind === undefined ? 'task' : c.oneOf(doc.kind, 'kind', WORK_KINDS);
   const actor = kind === 'actor';
   const input = checkInput(c, doc.input, ctx, actor);
@@ -449,12 +495,15 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
   }
   let deadline: string | undefined;
   if (doc.deadline !== undefined) {
-    const t = typeof doc.deadline === 'string' || doc.deadline instanceof Date ? new Date(doc.deadline as string) : undefined;
-    if (!t || Number.isNaN(t.getTime())) c.fail('deadline', 'must be an ISO 8601 date-time');
+    // Short strings only: a date needs no more, and Date's parser need not see 600 KB.
+    const t = (typeof doc.deadline === 'string' && doc.deadline.length <= 64) || doc.deadline instanceof Date ? new Date(doc.deadline as string) : undefined;
+    const ms = t?.getTime() ?? NaN;
+    if (!t || Number.isNaN(ms)) c.fail('deadline', `must be an ISO 8601 date-time, got ${describeValue(doc.deadline)}`);
+    else if (ms < MIN_DEADLINE_MS || ms > MAX_DEADLINE_MS) c.fail('deadline', `must be between 1970 and 9999, got ${describeValue(doc.deadline)}`);
     else deadline = t.toISOString();
   }
   const group = checkGroup(c, doc.group);
-  if (c.issues.length || !input || !output || !priority || !submitter) throw new SchemaValidationError(c.issues.length ? c.issues : [{ field: '(document)', reason: 'is incomplete' }]);
+  if (c.issues.length || !input || !output || !priority || !submitter) throw c.error();
   return dropUndefined({ kind: actor ? ('actor' as const) : undefined, input, output, priority, submitter, deadline, group });
 }
 
@@ -462,9 +511,8 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
 export const isActor = (s: EncodingSchema): boolean => s.kind === 'actor';
 
 function checkGroup(c: Checker, raw: unknown): JobGroup | undefined {
-  const g = c.object(raw, 'group', false);
+  const g = c.mapping(raw, 'group', ['id', 'size', 'placement'], false);
   if (!g) return undefined;
-  c.unknownKeys(g, 'group', ['id', 'size', 'placement']);
   const id = typeof g.id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(g.id) ? g.id : c.fail('group.id', 'must be 1–64 letters, digits, underscores or hyphens');
   const size = c.number(g.size, 'group.size', 2, MAX_GROUP_SIZE, { required: true, integer: true });
   const placement = g.placement === undefined ? 'spread' : c.oneOf(g.placement, 'group.placement', GROUP_PLACEMENTS);
