@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  coordinatorService, internalError, notLeaderError, serve, stateDir, type grpc,
+  coordinatorService, internalError, notLeaderError, redactText, serve, stateDir, type grpc,
   type CoordinatorHandlers, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -87,7 +87,7 @@ function flushLines(): void {
 function batchedStdout(): (m: string) => void {
   if (!process.listeners('exit').includes(flushLines)) process.once('exit', flushLines);
   return (m) => {
-    if (pendingLines.push(`${new Date().toISOString()} ${m}\n`) === 1) setImmediate(flushLines);
+    if (pendingLines.push(`${new Date().toISOString()} ${redactText(m)}\n`) === 1) setImmediate(flushLines);
   };
 }
 
@@ -108,7 +108,8 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   })();
   const js = nc.jetstream();
   const store = await JetStreamTaskStore.open(js);
-  const ledgerStore = await JetStreamLedgerStore.open(js);
+  const termRecord = await JetStreamTermRecord.open(js);
+  const ledgerStore = await JetStreamLedgerStore.open(js, undefined, { highestIssued: () => termRecord.highest(), log });
   await ensureFeedbackStream(nc);
   const feedback = new FeedbackService({ js, store: await JetStreamFeedbackStore.open(js), tasks: store, settings: o.feedback, webhook: o.alertWebhook, log });
   let leader: Leader | undefined;
@@ -131,14 +132,15 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
 
   const election: LeaderElection = new ConsulLeaderElection({
     consulHttp: o.endpoints.consul_http, candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
-    termRecord: await JetStreamTermRecord.open(js),
+    termRecord,
   });
   let transition = Promise.resolve();
   await election.start({
     elected: (term) => {
       transition = transition.then(async () => {
         const l = new Leader({
-          id, term, js, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
+          onDeposed: (reason) => void election.resign(`deposed: ${reason}`).catch((e) => log(`could not resign: ${e}`)),
+          id, term, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
         await feedback.start();

@@ -8,7 +8,7 @@ export {
 export { orderQueue, estimateStarts, DEFAULT_QUEUE_POLICY, type QueuePolicy, type QueueEntry } from './queue/index.js';
 export { sizeRequest, parseReservationPolicy, type ReservationPolicy } from './sizing/index.js';
 export { ConsulLeaderElection, ConsulLeaderLookup, type LeaderElection, type LeaderInfo } from './election/index.js';
-export { connectBus, ensureStreams, publishSubmission, followJob, JetStreamTaskStore, type TaskStore } from './bus/index.js';
+export { connectBus, ensureStreams, publishSubmission, followJob, listDeadLetters, JetStreamTaskStore, type DeadLetter, type TaskStore } from './bus/index.js';
 export {
   decide, BurstController, BurstStore, loadBurstConfig, validateBurstConfig, verifyProvider, createProvider, renderUserData,
   type BurstConfig, type BurstDecision, type BurstOptions, type BurstPolicy, type BurstInstance, type CloudProvider,

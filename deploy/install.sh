@@ -14,6 +14,7 @@
 #   PRESCIENT_MOTO_VERSION     moto release to install there (default 5.2.1)
 #   PRESCIENT_CLOUD_INIT_DIR   where Debian's cloud-init is unpacked, not installed, for the tests'
 #                              schema check of burst user data (default /opt/prescient/cloud-init)
+#   PRESCIENT_FFMPEG_USER      the unprivileged user ffmpeg runs as when the agent is root (default prescient)
 #   PRESCIENT_SKIP_NPM=1       stop after the system components
 set -euo pipefail
 
@@ -161,6 +162,15 @@ else # --agent: what a node agent runs, nothing of the stack
   # A distribution's own Node.js where it is new enough (Debian 13, Ubuntu 24.10 on); else the image must bring it.
   if [ "$(node_major)" -lt 20 ]; then say apt "installing nodejs npm"; apt_install nodejs npm || true; fi
 fi
+
+# --- The user ffmpeg and ffprobe run as when the agent is root (node-agent/README.md, "What ffmpeg
+# may touch"): a system account with no home and no login. An agent running as root refuses to
+# run ffmpeg without it rather than run it as root.
+FFMPEG_USER=${PRESCIENT_FFMPEG_USER:-prescient}
+if ! getent passwd "$FFMPEG_USER" >/dev/null; then
+  $SUDO useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$FFMPEG_USER"
+fi
+say ffmpeg-user "$FFMPEG_USER ($(id "$FFMPEG_USER"))"
 
 # --- Node dependencies and build
 NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)

@@ -8,7 +8,7 @@ import os from 'node:os';
 import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, agentService, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, agentService, redactText, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
@@ -18,6 +18,7 @@ import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforc
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
 import { ProbeCache, probeInput } from './ffmpeg/probe.js';
+import { describeFfmpegPrivileges } from './ffmpeg/index.js';
 import { runRow, startLearning, type LearnOptions, type Learning } from './learn/index.js';
 import { FeedbackPublisher, OverrunWatch, completionReport, overrunReport, type ReportBasis } from './feedback.js';
 import { hardwareClass } from '../models/index.js';
@@ -73,10 +74,12 @@ export interface AgentHandle {
 }
 
 export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
-  const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${m}`));
+  const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${redactText(m)}`));
   const hardware = await detectHardware(o.grant);
   const nodeId = o.nodeId ?? os.hostname();
   const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
+  // Issue 17: a root agent without ffmpeg's unprivileged user refuses to start (ConfigError) rather than run ffmpeg as root.
+  say(describeFfmpegPrivileges());
   mkdirSync(o.outputDir, { recursive: true });
   const plan = await detectEnforcement({ node_id: nodeId, gpu_count: hardware.gpus.length, output_dir: o.outputDir, ...o.enforcement, log: say });
   const enforcement = describeEnforcement(plan);
@@ -94,8 +97,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   // encodes: QuestDB took 15–20 % of a core ingesting them one request each (issue 15).
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spoolDir, say, { lingerMs: AGENT_LINGER_MS });
   void telemetry.prepare();
-  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, sample_interval_ms: o.sampleIntervalMs, log: say });
-  const lookup = new ConsulLeaderLookup(o.endpoints.consul_http);
+  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sampleIntervalMs, log: say });
+  const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why));
   // Progress is a nicety: without NATS the agent still encodes and reports over gRPC.
   const nc: NatsConnection | undefined = await connectNats({ servers: o.endpoints.nats_url, name: `agent-${nodeId}`, maxReconnectAttempts: -1 })
     .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
@@ -205,25 +208,48 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     return { accepted: true, reason: '' };
   }
 
+  /**
+   * Whether an order under `term` may be obeyed: one above the highest term seen must be the
+   * term of the leader Consul names, read now (an Assign stamped 2^53−1 by anyone who could
+   * reach this port once made the agent refuse every real leader as stale until restarted).
+   */
+  async function leaderTerm(term: number): Promise<string | undefined> {
+    if (!(Number.isSafeInteger(term) && term >= 0)) return `term ${term} is not a term`;
+    if (term <= highestTerm) return undefined;
+    const info = await lookup.currentLeader().catch(() => null);
+    if (info?.term === term) return undefined;
+    return `term ${term} is not the leader's in Consul (${info ? `${info.id}, term ${info.term}` : 'none'})`;
+  }
+
   const handlers: AgentHandlers = {
-    AssignBatch: (call, cb) => cb(null, { replies: (call.request.assignments ?? []).map(accept) }),
-    Probe: (call, cb) => {
+    AssignBatch: (call, cb) => {
+      const as = call.request.assignments ?? [];
+      const top = Math.max(0, ...as.map((a) => Number(a.allocation?.term ?? 0)));
+      void leaderTerm(top).then((wrong) => cb(null, {
+        replies: as.map((a) => (!wrong || Number(a.allocation?.term ?? 0) <= highestTerm ? accept(a) : (say(`refused ${a.task_id}: ${wrong}`), { accepted: false, reason: wrong, refusal: 'STALE_TERM' as const }))),
+      }));
+    },
+    Probe: async (call, cb) => {
       const { path: raw, term } = call.request;
       if (Number(term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${term}: this agent has seen term ${highestTerm}`, probe_json: '' });
+      const wrong = await leaderTerm(Number(term));
+      if (wrong) return cb(null, { ok: false, reason: wrong, probe_json: '' });
       let file: string;
       try {
         file = validateInputPath(raw, o.validation);
       } catch (e) {
         return cb(null, { ok: false, reason: (e as Error).message, probe_json: '' });
       }
-      probeInput({ kind: 'file', path: file }, { by: 'node', cache: probes, core_ids: hardware.core_ids }).then(
+      probeInput({ kind: 'file', path: file }, { by: 'node', cache: probes, core_ids: hardware.core_ids, roots: o.validation.allowedInputRoots }).then(
         (p) => cb(null, p ? { ok: true, reason: '', probe_json: JSON.stringify(p) } : { ok: false, reason: `${file} cannot be read or is not video on node ${nodeId}`, probe_json: '' }),
         (e: Error) => cb(null, { ok: false, reason: e.message, probe_json: '' }),
       );
     },
-    Cancel: (call, cb) => {
+    Cancel: async (call, cb) => {
       const r = running.get(call.request.task_id);
       if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}`, refusal: 'STALE_TERM' });
+      const wrong = await leaderTerm(Number(call.request.term));
+      if (wrong) { say(`refused to cancel ${call.request.task_id}: ${wrong}`); return cb(null, { ok: false, reason: wrong, refusal: 'STALE_TERM' }); }
       if (r) r.endRequested = true;
       r?.abort.abort(); // a live channel takes this as its stop and closes its playlist
       cb(null, r ? { ok: true, reason: '' } : { ok: false, reason: 'not running here', refusal: 'NOT_RUNNING' });
@@ -239,11 +265,15 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     const info = await lookup.currentLeader();
     if (!info) throw new Error('no leader elected yet');
     leader?.close();
-    leader = new CoordinatorClient(info.address);
-    const reply = await leader.register({
+    leader = undefined;
+    // The client becomes `leader` once registered: a leader that cannot be reached is no contact lost.
+    const client = new CoordinatorClient(info.address);
+    const reply = await client.register({
       capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus, cpu_model: hardware.cpu_model, enforcement },
       running: runningList(),
-    });
+    }).catch((e) => { client.close(); throw e; });
+    leader = client;
+    failures = 0;
     highestTerm = Math.max(highestTerm, Number(reply.term));
     heartbeatMs = reply.heartbeat_interval_ms || heartbeatMs;
     say(`registered with leader ${reply.leader_id} (term ${reply.term}) at ${info.address}`);
@@ -267,10 +297,17 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     }
   }
 
+  // Without a leader the agent retries with capped exponential backoff and jitter, and says so
+  // at the 1st, 2nd, 4th, 8th … try (it once logged "lost contact" every 500 ms); a change of
+  // Consul's leader key wakes it at once, so a new leader is found within moments.
+  let failures = 0, leaderKeyChanged = false, wake: (() => void) | undefined;
+  const nap = (ms: number) => new Promise<void>((r) => { const t = setTimeout(r, ms); wake = () => { clearTimeout(t); r(); }; });
+  // A new leader starts the backoff afresh: it answers "not the leader" until its term has started.
+  const stopWatching = watchLeaderKey(o.endpoints.consul_http, () => { leaderKeyChanged = true; failures = 0; wake?.(); });
   async function loop(): Promise<void> {
     while (!stopped) {
       try {
-        if (!leader) await connect();
+        if (!leader || leaderKeyChanged) { leaderKeyChanged = false; await connect(); }
         else {
           const hb = await leader.heartbeat({ node_id: nodeId, running: runningList() });
           highestTerm = Math.max(highestTerm, Number(hb.term));
@@ -278,11 +315,15 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         }
         await deliver();
       } catch (e) {
-        if (leader) say(`lost contact with the leader: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+        const why = (e as grpc.ServiceError).details ?? (e as Error).message;
+        failures++;
+        if (leader) say(`lost contact with the leader: ${why}`);
+        else if ((failures & (failures - 1)) === 0) say(`no leader to register with (try ${failures}): ${why}; retrying with backoff up to ${RETRY_MAX_MS / 1000} s`);
         leader?.close();
         leader = undefined;
       }
-      await new Promise((r) => setTimeout(r, leader ? heartbeatMs : 500));
+      // A change of the leader key seen while trying is not slept through.
+      if (!leaderKeyChanged) await nap(leader ? heartbeatMs : retryDelay(failures));
     }
   }
   void loop();
@@ -296,6 +337,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     undelivered: () => outbox.length,
     async stop() {
       stopped = true;
+      stopWatching();
+      wake?.();
       learning?.stop();
       for (const r of running.values()) r.abort.abort();
       await deliver();
@@ -327,4 +370,13 @@ function throttle<T>(ms: number, fn: (v: T) => void): (v: T) => void {
 
 function blankReport(task_id: string, state: TaskStatusReport['state'], term: number): Omit<TaskStatusReport, 'node_id'> {
   return { task_id, state, reason: '', actual: null, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: false, frames: 0, term, quality: '', amend: false, quality_method: '' };
+}
+
+/** Longest wait between tries to reach a leader. */
+const RETRY_MAX_MS = 5000;
+
+/** The wait before try n + 1 without a leader: 250 ms doubling to RETRY_MAX_MS, each ±25 % at random so that agents spread out. */
+export function retryDelay(failures: number): number {
+  const base = Math.min(RETRY_MAX_MS, 250 * 2 ** Math.min(10, Math.max(0, failures - 1)));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
 }

@@ -12,7 +12,7 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import {
-  QUALITY_AFTER_RELEASE, effectiveOutput, type ContentComplexity, type EncodeSample, type EncodingSchema, type FailureKind, type ResourceUsage,
+  QUALITY_AFTER_RELEASE, allowedInputRoots, effectiveOutput, stateDir, type ContentComplexity, type EncodeSample, type EncodingSchema, type FailureKind, type ResourceUsage,
 } from '../shared/index.js';
 import type { Hardware } from './hardware.js';
 import { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError, type EncodeProgress, type EncodeRunner, type MeasuredEncode } from './runner/index.js';
@@ -52,6 +52,8 @@ export interface RecorderOptions {
   runner: EncodeRunner;
   telemetry: TelemetrySink;
   output_dir: string;
+  /** Where file inputs must lie once resolved (EncodeJob.input_roots); default allowedInputRoots(stateDir()). */
+  input_roots?: readonly string[];
   sample_interval_ms?: number;
   log?: (m: string) => void;
 }
@@ -96,10 +98,11 @@ export class RunRecorder {
     let error: string | undefined;
     let failure: FailureKind | undefined;
     let quality: RecordedRun['quality'];
+    const roots = this.o.input_roots ?? allowedInputRoots(stateDir());
     try {
       result = await this.o.runner.run({
         task_id: req.task_id, schema: req.schema, core_ids: req.core_ids, gpu_ids: req.gpu_ids,
-        memory_gb: req.memory_gb, output_dir: this.o.output_dir, sample_interval_ms: this.o.sample_interval_ms, quality: false,
+        memory_gb: req.memory_gb, output_dir: this.o.output_dir, input_roots: roots, sample_interval_ms: this.o.sample_interval_ms, quality: false,
       }, { signal: opts.signal, onProgress: opts.onProgress, onSample });
     } catch (e) {
       error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;
@@ -111,16 +114,21 @@ export class RunRecorder {
       const eff = effectiveOutput(req.schema);
       const length_s = eff.duration_s ?? (eff.fps && result.frames ? result.frames / eff.fps : undefined);
       const wantQuality = req.quality !== false && req.schema.kind !== 'actor';
+      const p = req.schema.input.probe;
+      complexity = p?.si_mean !== undefined && p.si_max !== undefined && p.ti_mean !== undefined && p.ti_max !== undefined
+        ? { si_mean: p.si_mean, si_max: p.si_max, ti_mean: p.ti_mean, ti_max: p.ti_max, probe_s: p.siti_s ?? 0 } : undefined;
+      const later = wantQuality || !complexity;
+      // The run is recorded now, before the passes that follow it: they queue at idle priority, and
+      // an agent killed meanwhile lost every queued run's row (the chaos test lost 10 that way). The
+      // row written once they are done has the same time and job id, so QuestDB's dedup replaces it.
+      if (later) await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error)).catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`));
       opts.onEncoded?.(result, wantQuality ? `${QUALITY_AFTER_RELEASE}: ${qualityMethod(length_s).method}` : undefined);
       // Nothing is reserved for this any more: the node's idle cores, lowest priority.
       const idle = { core_ids: this.o.hardware.core_ids, gpu_ids: [] };
       const signal = this.stopping.signal;
-      const p = req.schema.input.probe;
-      complexity = p?.si_mean !== undefined && p.si_max !== undefined && p.ti_mean !== undefined && p.ti_max !== undefined
-        ? { si_mean: p.si_mean, si_max: p.si_max, ti_mean: p.ti_mean, ti_max: p.ti_max, probe_s: p.siti_s ?? 0 }
-        : await this.afterwards(() => (signal.aborted ? undefined : measureComplexity(req.schema, idle, signal, req.schema.input.fps, true))).catch(() => undefined);
+      complexity ??= await this.afterwards(() => (signal.aborted ? undefined : measureComplexity(req.schema, idle, { signal, idle: true, roots }))).catch(() => undefined);
       if (wantQuality) {
-        const { psnr_db, ssim, vmaf }: { psnr_db?: number; ssim?: number; vmaf?: number } = await this.afterwards(() => (signal.aborted ? {} : measureQuality(req.schema, result!.output_path, idle, { signal, idle: true, length_s }))).catch(() => ({}));
+        const { psnr_db, ssim, vmaf }: { psnr_db?: number; ssim?: number; vmaf?: number } = await this.afterwards(() => (signal.aborted ? {} : measureQuality(req.schema, result!.output_path, idle, { signal, idle: true, length_s, roots }))).catch(() => ({}));
         Object.assign(result, { psnr_db, ssim, vmaf });
         quality = result.psnr_db !== undefined || result.ssim !== undefined ? 'measured' : 'unavailable';
       }

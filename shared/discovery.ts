@@ -32,12 +32,42 @@ export interface KvItem { Value: string | null; ModifyIndex: number; Session?: s
 
 export class ConsulLeaderLookup implements LeaderLookup {
   private readonly consul: Consul;
-  constructor(consulHttp: string) { this.consul = consulClient(consulHttp); }
+  /** `onInvalid`: told when the leader key holds something that is not a leader (it is then treated as no leader). */
+  constructor(consulHttp: string, private readonly onInvalid?: (why: string) => void) { this.consul = consulClient(consulHttp); }
   async currentLeader(): Promise<LeaderInfo | null> {
     const item = (await this.consul.kv.get(LEADER_KEY)) as KvItem | null;
     if (!item?.Session || !item.Value) return null;
-    const info = JSON.parse(item.Value) as LeaderInfo;
+    const info = parseLeaderInfo(item.Value);
+    if (typeof info === 'string') { this.onInvalid?.(`${LEADER_KEY} ignored: ${info}`); return null; }
     return info.term > 0 ? info : null;
   }
+}
+
+/**
+ * Calls `onChange` whenever the leader key changes (Consul blocking queries, so a new leader is
+ * seen within moments, not at the next poll); returns the function that stops watching.
+ */
+export function watchLeaderKey(consulHttp: string, onChange: () => void): () => void {
+  const consul = consulClient(consulHttp);
+  const w = consul.watch({ method: consul.kv.get, options: { key: LEADER_KEY }, backoffFactor: 250, backoffMax: 5000 });
+  w.on('change', () => onChange());
+  w.on('error', () => undefined); // the watch retries with backoff; the agent's loop reports contact itself
+  return () => w.end();
+}
+
+/**
+ * The leader key's value, checked field by field (anyone who can write Consul's KV can write
+ * it): a LeaderInfo, or why it is not one.
+ */
+export function parseLeaderInfo(value: string): LeaderInfo | string {
+  let v: unknown;
+  try { v = JSON.parse(value); } catch { return 'not JSON'; }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not a mapping';
+  const { id, address, term } = v as Record<string, unknown>;
+  if (typeof id !== 'string' || !/^[\w.@:-]{1,128}$/.test(id)) return 'id must be a short name';
+  if (typeof address !== 'string') return 'address must be host:port';
+  try { parseHostPort(address, 'address'); } catch { return 'address must be host:port'; }
+  if (!Number.isSafeInteger(term) || (term as number) < 0) return 'term must be a whole number';
+  return { id, address, term: term as number };
 }
 

@@ -8,3 +8,4 @@ export * from './grpc.js';
 export * from './discovery.js';
 export * from './telemetry.js';
 export * from './feedback.js';
+export * from './redact.js';

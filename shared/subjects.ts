@@ -11,6 +11,23 @@ export const SUBMIT_SUBJECT = 'prescient.jobs.submit';
 export const CANCEL_SUBJECT = 'prescient.jobs.cancel';
 /** Durable consumer the leader (whoever it is) pulls submissions and cancellations through. */
 export const JOBS_CONSUMER = 'prescient-leader';
+/**
+ * Deliveries of one submission at most (the consumer's max_deliver). A submission that keeps
+ * failing its first write while the task store answers is set aside at once; this limit is for
+ * one that never comes back at all (it crashed the leader each time): JetStream's advisory for
+ * it makes the leader set it aside then.
+ */
+export const MAX_SUBMIT_DELIVERIES = 20;
+/** Where JetStream announces a submission that reached MAX_SUBMIT_DELIVERIES. */
+export const SUBMIT_MAX_DELIVERIES_ADVISORY = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${JOBS_STREAM}.${JOBS_CONSUMER}`;
+
+/**
+ * Stream of submissions that could not be taken (not JSON, no valid job id, a record that could
+ * not be written): each with why, kept for `prescient dead-letters` instead of being redelivered
+ * forever or dropped without a word.
+ */
+export const DEAD_LETTER_STREAM = 'PRESCIENT_DEAD_LETTERS';
+export const DEAD_LETTER_SUBJECT = 'prescient.jobs.dead';
 
 /** Stream keeping every job's status events, so `submit --wait` can replay them from the start. */
 export const EVENTS_STREAM = 'PRESCIENT_EVENTS';

@@ -3,9 +3,10 @@
  * Storage and transport sit behind interfaces named by what they do, so the leader's logic
  * reads as intent ("record the task", "publish its event").
  */
-import { AckPolicy, DeliverPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
 import {
-  ALL_JOB_EVENTS, CANCEL_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES, isFinalEvent,
+  ALL_JOB_EVENTS, CANCEL_SUBJECT, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
+  MAX_SUBMIT_DELIVERIES, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES, isFinalEvent,
   jobEventsSubject, type CancelEnvelope, type EncodingTask, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
@@ -26,6 +27,11 @@ export async function ensureStreams(nc: NatsConnection): Promise<void> {
   const want = [
     { name: JOBS_STREAM, subjects: [SUBMIT_SUBJECT, CANCEL_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
     { name: EVENTS_STREAM, subjects: [ALL_JOB_EVENTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * 24 * 3600_000) },
+    // Bounded: a flood of poison keeps the newest 256 MB of it for 30 days, not the disk.
+    {
+      name: DEAD_LETTER_STREAM, subjects: [DEAD_LETTER_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,
+      max_age: nanos(30 * 24 * 3600_000), max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old, duplicate_window: nanos(10 * 60_000),
+    },
   ];
   for (const cfg of want) {
     try {
@@ -39,9 +45,81 @@ export async function ensureStreams(nc: NatsConnection): Promise<void> {
       });
     }
   }
-  await jsm.consumers.add(JOBS_STREAM, {
-    durable_name: JOBS_CONSUMER, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000,
-  }).catch(() => undefined); // exists already
+  const consumer = { durable_name: JOBS_CONSUMER, ack_policy: AckPolicy.Explicit, ack_wait: nanos(JOBS_ACK_WAIT_MS), max_ack_pending: 1000, max_deliver: MAX_SUBMIT_DELIVERIES };
+  const existing = await jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER).catch(() => undefined);
+  if (!existing) await jsm.consumers.add(JOBS_STREAM, consumer).catch(() => undefined); // another process added it first
+  // One made by an older version redelivered without limit, and 30 s after a leader died.
+  else if (existing.config.max_deliver !== MAX_SUBMIT_DELIVERIES || existing.config.ack_wait !== nanos(JOBS_ACK_WAIT_MS)) {
+    await jsm.consumers.update(JOBS_STREAM, JOBS_CONSUMER, { max_deliver: MAX_SUBMIT_DELIVERIES, ack_wait: nanos(JOBS_ACK_WAIT_MS) });
+  }
+}
+
+/**
+ * How long a submission delivered to a leader waits for its answer before it is delivered again.
+ * Short, so that one a leader took just before it was killed reaches the next leader within the
+ * failover (it was 30 s, and the failover bench placed such a job 30 s after the kill); a live
+ * leader tells the consumer it is still working on what it holds every second.
+ */
+export const JOBS_ACK_WAIT_MS = 4000;
+
+/** A submission set aside, and why (the dead-letter stream's records). */
+export interface DeadLetter {
+  /** Its job id, where it had a valid one. */
+  job_id?: string;
+  /** The subject it came on, and where it sat in the jobs stream. */
+  subject: string;
+  stream_seq: number;
+  reason: string;
+  /** Times it was delivered to a leader. */
+  deliveries: number;
+  /** Its size, and its first DEAD_LETTER_HEAD characters as text (the whole of it stays out of logs and records). */
+  bytes: number;
+  head: string;
+  /** When it was set aside (ISO 8601). */
+  at: string;
+}
+const DEAD_LETTER_HEAD = 512;
+
+/** A dead letter for a submission's payload (the reason and the head cut short). */
+export function deadLetterOf(payload: Uint8Array, o: { subject: string; stream_seq: number; deliveries: number; reason: string; at: number }): DeadLetter {
+  const text = Buffer.from(payload.subarray(0, DEAD_LETTER_HEAD * 4)).toString('utf8');
+  const id = /"job_id"\s*:\s*"([^"]{1,64})"/.exec(text)?.[1];
+  return {
+    ...(id && JOB_ID_PATTERN.test(id) && { job_id: id }), subject: o.subject, stream_seq: o.stream_seq,
+    reason: o.reason.length > 1000 ? `${o.reason.slice(0, 1000)}…` : o.reason, deliveries: o.deliveries,
+    bytes: payload.length, head: text.slice(0, DEAD_LETTER_HEAD), at: new Date(o.at).toISOString(),
+  };
+}
+
+/** Stores a dead letter; the same stream position twice within ten minutes is stored once. */
+export async function publishDeadLetter(js: JetStreamClient, d: DeadLetter): Promise<void> {
+  await js.publish(DEAD_LETTER_SUBJECT, json.encode(d), { msgID: `dead-${d.stream_seq}` });
+}
+
+/** The newest `limit` dead letters, oldest first; entries that do not read as dead letters are skipped. */
+export async function listDeadLetters(nc: NatsConnection, limit: number): Promise<DeadLetter[]> {
+  const jsm = await nc.jetstreamManager();
+  const info = await jsm.streams.info(DEAD_LETTER_STREAM).catch(() => undefined);
+  if (!info || info.state.messages === 0) return [];
+  const out: DeadLetter[] = [];
+  for (let seq = info.state.last_seq; seq >= info.state.first_seq && out.length < limit; seq--) {
+    const m = await jsm.streams.getMessage(DEAD_LETTER_STREAM, { seq }).catch(() => undefined);
+    const d = m && readDeadLetter(m.data);
+    if (d) out.push(d);
+  }
+  return out.reverse();
+}
+
+/** A stored dead letter, checked field by field (it is read back from the network). */
+function readDeadLetter(data: Uint8Array): DeadLetter | undefined {
+  let v: Record<string, unknown>;
+  try { v = json.decode(data) as Record<string, unknown>; } catch { return undefined; }
+  if (!v || typeof v !== 'object') return undefined;
+  const str = (k: string) => typeof v[k] === 'string';
+  const int = (k: string) => Number.isSafeInteger(v[k]) && (v[k] as number) >= 0;
+  if (!str('subject') || !str('reason') || !str('head') || !str('at') || !int('stream_seq') || !int('deliveries') || !int('bytes')) return undefined;
+  if (v.job_id !== undefined && !(typeof v.job_id === 'string' && JOB_ID_PATTERN.test(v.job_id))) return undefined;
+  return v as unknown as DeadLetter;
 }
 
 /** Asks whichever leader is up (now or later) to cancel a job; a repeat within ten minutes is deduplicated. */

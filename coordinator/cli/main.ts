@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import {
-  ConfigError, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
+  ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
   jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
@@ -180,6 +180,24 @@ program.command('status').description('show the recorded state of one job')
         formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent),
         ...(t.state === 'rejected' ? [] : [`  ${formatInput(t.schema)}`]),
       ].join('\n'));
+    } finally {
+      await nc.drain();
+    }
+  });
+
+program.command('dead-letters').description('show submissions set aside instead of taken (not JSON, no valid job id, too large or deep, a record that could not be written), newest last, with why')
+  .option('--limit <n>', 'show at most this many', '50')
+  .option('--json', 'print them as JSON')
+  .action(async (o: { limit: string; json: boolean }) => {
+    const limit = Number(o.limit);
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new ConfigError('--limit', `must be a whole number ≥ 1, got ${JSON.stringify(o.limit)}`);
+    const { connectBus, listDeadLetters } = await bus();
+    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    try {
+      const dead = await listDeadLetters(nc, limit);
+      print(o.json, dead, () => (dead.length
+        ? dead.map((d) => `#${d.stream_seq}  ${d.at}  ${d.job_id ?? '(no valid job id)'}  ${d.bytes} bytes, ${d.deliveries} deliver${d.deliveries === 1 ? 'y' : 'ies'}\n  ${d.reason}`).join('\n')
+        : 'no dead letters'));
     } finally {
       await nc.drain();
     }
@@ -542,6 +560,6 @@ program.command('demo').description('the main job: bring up the stack and a loca
   });
 
 program.parseAsync().catch((e: Error) => {
-  console.error(e instanceof ConfigError || e instanceof SchemaValidationError ? e.message : `error: ${e.message}`);
+  console.error(redactText(e instanceof ConfigError || e instanceof SchemaValidationError ? e.message : `error: ${e.message}`));
   process.exit(e instanceof SchemaValidationError ? 2 : 1);
 });

@@ -62,6 +62,10 @@ const MAX_CURVE_CORES = 32;
 const ARRIVALS_KEPT_MS = 3_600_000;
 const ARRIVALS_KEPT_MAX = 20_000;
 const ARRIVALS_TRIM = 1024;
+/** The longest reason a record keeps, and the largest or deepest refused schema it keeps as sent. */
+const MAX_REASON = 2_000;
+const MAX_KEPT_SCHEMA_BYTES = 16_384;
+const MAX_KEPT_SCHEMA_DEPTH = 16;
 /** A queued job's reason until a pass gives it another. */
 const ADMITTED = 'waiting for placement';
 /** Tasks that ended, kept for late reports (a quality amendment), most recent last. */
@@ -126,7 +130,11 @@ export class LeaderCore {
   private handle(e: LeaderEvent): Reply | undefined {
     switch (e.kind) {
       case 'Started': this.start(e.term, e.leader_id, e.tasks, e.saved); return;
-      case 'Submitted': return { kind: 'admitted', task_ids: e.submissions.map((s) => this.admit(s)?.id) };
+      case 'Submitted': {
+        const dropped: (string | undefined)[] = [];
+        const task_ids = e.submissions.map((s, i) => { const t = this.admit(s); if (typeof t === 'string') { dropped[i] = t; return undefined; } return t?.id; });
+        return { kind: 'admitted', task_ids, dropped };
+      }
       case 'CancelRequested': this.cancel(e.envelope); return;
       case 'Registered': this.register(e.capacity, e.running); return;
       case 'Heartbeat': return this.heartbeat(e.node_id, e.running);
@@ -137,6 +145,7 @@ export class LeaderCore {
       case 'DrainingSet': this.draining.clear(); for (const id of e.node_ids) this.draining.add(id); return;
       case 'Duplicate': this.dropDuplicate(e.task_id); return;
       case 'RecordFailed': for (const id of e.task_ids) { const t = this.active.get(id); if (t) this.unrecorded.add(t); } return;
+      case 'DeadLettered': this.forget(e.task_ids); return;
       case 'AssignFailed': this.assignFailed(e.task_id, e.node_id, e.reason, e.unreachable); return;
       case 'CancelAnswered': this.cancelAnswered(e.task_id, e.not_running, e.reason); return;
       case 'Deposed': this.alert(`deposed: ${e.reason}; no more placements from term ${this.term}`); this.stopped = true; return;
@@ -204,13 +213,12 @@ export class LeaderCore {
    * Validates and predicts one submission; a queued task joins the queue. Its first record is
    * written at the end of the batch, as placed when the batch's pass places it: one write, not two.
    */
-  private admit(s: Submission): EncodingTask | undefined {
+  private admit(s: Submission): EncodingTask | string | undefined {
     this.passDue = true;
     const env = s.envelope as SubmitEnvelope | undefined;
-    if (env === undefined) { this.alert('dropped a submission that is not JSON'); return; }
-    if (typeof env?.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
-      this.alert(`dropped a submission with an invalid job id ${JSON.stringify(env?.job_id)}`);
-      return;
+    if (env === undefined || env === null || typeof env !== 'object') return this.drop('it is not a JSON object');
+    if (typeof env.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
+      return this.drop(`job_id must match ${JOB_ID_PATTERN}, got ${clip(JSON.stringify(env.job_id) ?? 'nothing', 80)}`);
     }
     // Redelivery of a job already admitted: recorded by an earlier leader, or in memory. One in
     // memory whose first write failed is handed back to be written now. One recorded and ended
@@ -234,12 +242,36 @@ export class LeaderCore {
       task = { ...base, schema, state: 'queued', predicted, reason: ADMITTED };
     } catch (e) {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
-      task = { ...base, schema: env.schema as EncodingTask['schema'], state: 'rejected', reason };
+      // A refusal is recorded, so it must be recordable: the schema as sent only when it is
+      // small and shallow, and the reason cut short (a poison submission once repeated a 600 KB
+      // value in its reason, and one nested 5,000 levels deep could not be encoded at all).
+      task = { ...base, schema: keptSchema(env.schema), state: 'rejected', reason: clip(reason, MAX_REASON) };
     }
     if (task.state === 'queued') { this.active.set(task.id, task); this.index(task); this.arrived(task); }
     this.unrecorded.add(task);
     this.admitted.push(task);
     return task;
+  }
+
+  /** A submission taken by no task: the reason goes back to the shell (and to the log, cut short). */
+  private drop(reason: string): string {
+    this.alert(`dropped a submission: ${reason}`);
+    return reason;
+  }
+
+  /** Tasks whose submissions were set aside as dead letters: whatever they held is released. */
+  private forget(ids: readonly string[]): void {
+    const gone = new Set(ids);
+    for (const t of this.unrecorded) if (gone.has(t.id)) this.unrecorded.delete(t);
+    for (const id of gone) {
+      const t = this.active.get(id);
+      if (!t) continue;
+      if (this.ledger.release(id)) this.passDue = true;
+      this.active.delete(id);
+      this.waiting.delete(t);
+      this.unclaimed.delete(id);
+      this.alert(`${id}: its record could not be written; set aside as a dead letter`);
+    }
   }
 
   /**
@@ -792,3 +824,26 @@ const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/$
 /** Whether `r` asks for exactly what `m` asked for (then it fares as `m` did, reason included). */
 const sameAsk = (r: PlacementRequest, m: PlacementRequest) =>
   r.cores === m.cores && r.gpus === m.gpus && r.memory_gb === m.memory_gb && r.bandwidth_mbps === m.bandwidth_mbps;
+
+/** `text` at most `max` characters, with how much was cut. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+}
+
+/**
+ * A refused submission's schema as its record keeps it: as sent when it is small and shallow,
+ * else a note of why not (measured without recursion, so no depth can overflow the stack).
+ */
+function keptSchema(raw: unknown): EncodingTask['schema'] {
+  const stack: Array<[unknown, number]> = [[raw, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > MAX_KEPT_SCHEMA_DEPTH) return { not_kept: `nested deeper than ${MAX_KEPT_SCHEMA_DEPTH} levels` } as unknown as EncodingTask['schema'];
+    for (const x of Object.values(v)) stack.push([x, depth + 1]);
+    if (stack.length > MAX_KEPT_SCHEMA_BYTES) return { not_kept: `over ${MAX_KEPT_SCHEMA_BYTES} values` } as unknown as EncodingTask['schema'];
+  }
+  const text = JSON.stringify(raw) ?? '';
+  if (text.length > MAX_KEPT_SCHEMA_BYTES) return { not_kept: `${text.length} bytes, over ${MAX_KEPT_SCHEMA_BYTES}` } as unknown as EncodingTask['schema'];
+  return raw as EncodingTask['schema'];
+}

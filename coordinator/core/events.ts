@@ -61,6 +61,8 @@ export type LeaderEvent =
   | { kind: 'Duplicate'; at: number; task_id: string }
   /** Records that could not be written (their submissions are redelivered). */
   | { kind: 'RecordFailed'; at: number; task_ids: string[] }
+  /** Submissions whose records could never be written, set aside in the dead-letter stream: forget them. */
+  | { kind: 'DeadLettered'; at: number; task_ids: string[] }
   | { kind: 'AssignFailed'; at: number; task_id: string; node_id: string; reason: string; unreachable: boolean }
   | { kind: 'CancelAnswered'; at: number; task_id: string; not_running: boolean; reason: string }
   /** A later term wrote the ledger: this leader places nothing more. */
@@ -85,5 +87,9 @@ export type Effect =
 export type Reply =
   | { kind: 'heartbeat'; reregister: boolean }
   | { kind: 'ack'; ok: boolean; reason: string }
-  | { kind: 'admitted'; task_ids: (string | undefined)[] };
+  /**
+   * Per submission: its task id, or undefined; `dropped`: why one was not taken at all (not JSON,
+   * no valid job id), so the shell sets it aside in the dead-letter stream with that reason.
+   */
+  | { kind: 'admitted'; task_ids: (string | undefined)[]; dropped: (string | undefined)[] };
 

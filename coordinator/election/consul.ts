@@ -1,8 +1,10 @@
 /**
  * Leader election through a Consul session and KV lock (Consul's documented leader-election
- * recipe). The session's TTL bounds how long a dead leader blocks a takeover: Consul may reap
- * an expired session up to 2×TTL late, and then applies the session's lock-delay, which we set
- * short on purpose (Consul's default is 15 s).
+ * recipe). A session's TTL cannot be under 10 s, and Consul may reap an expired one up to 2×TTL
+ * late: a takeover after `kill -9` took 18.5–19.6 s that way. So the session is also tied to a
+ * TTL health check of a few seconds that the coordinator passes every second: once it stops,
+ * the check goes critical, Consul invalidates the session at once and the lock is released;
+ * then the session's lock-delay applies, which we set short on purpose (Consul's default is 15 s).
  */
 import type Consul from 'consul';
 import { LEADER_KEY, TERM_KEY, consulClient, type KvItem, type LeaderInfo } from '../../shared/index.js';
@@ -16,6 +18,8 @@ export interface ConsulElectionOptions {
   advertise: string;
   ttlSeconds?: number;
   lockDelaySeconds?: number;
+  /** The health check the session is tied to goes critical this long after its last pass (default 3). */
+  healthTtlSeconds?: number;
   /** How often a standby tries to take the lock and a leader checks it still holds it. */
   pollMs?: number;
   /**
@@ -46,18 +50,29 @@ export class ConsulLeaderElection implements LeaderElection {
   private stopped = false;
   private events?: ElectionEvents;
   private busy = false;
+  private readonly checkId: string;
+  private checkTimer?: NodeJS.Timeout;
+  /** No campaigning before this (epoch ms): set by resign(). */
+  private sitOutUntil = 0;
 
   constructor(private readonly opts: ConsulElectionOptions) {
     this.consul = consulClient(opts.consulHttp);
     this.ttl = opts.ttlSeconds ?? 10;
     this.lockDelay = opts.lockDelaySeconds ?? 1;
     this.pollMs = opts.pollMs ?? 1000;
+    this.checkId = `prescient-coordinator-${opts.candidateId.replace(/[^\w.-]/g, '_')}`;
   }
 
   isLeader(): boolean { return this.leading; }
 
   async start(events: ElectionEvents): Promise<void> {
     this.events = events;
+    const ttl = this.opts.healthTtlSeconds ?? 3;
+    // `id` is what Consul's /agent/check/register reads (the client's types name only service checks' `checkid`).
+    const check = { id: this.checkId, name: `prescient coordinator ${this.opts.candidateId} is alive`, ttl: `${ttl}s` };
+    await this.consul.agent.check.register(check as unknown as Parameters<Consul['agent']['check']['register']>[0]);
+    await this.passCheck();
+    this.checkTimer = setInterval(() => void this.passCheck(), Math.min(1000, (ttl * 1000) / 3));
     await this.tick();
     this.timer = setInterval(() => void this.tick(), this.pollMs);
     this.renewTimer = setInterval(() => void this.renew(), (this.ttl * 1000) / 3);
@@ -67,6 +82,7 @@ export class ConsulLeaderElection implements LeaderElection {
     this.stopped = true;
     clearInterval(this.timer);
     clearInterval(this.renewTimer);
+    clearInterval(this.checkTimer);
     while (this.busy) await new Promise((r) => setTimeout(r, 20));
     const session = this.session;
     this.session = undefined;
@@ -76,6 +92,22 @@ export class ConsulLeaderElection implements LeaderElection {
       await this.consul.kv.set({ key: LEADER_KEY, value: '', release: session }).catch(() => undefined);
       await this.consul.session.destroy(session).catch(() => undefined);
     }
+    await this.consul.agent.check.deregister(this.checkId).catch(() => undefined);
+  }
+
+  private async passCheck(): Promise<void> {
+    await this.consul.agent.check.pass(this.checkId).catch((e: Error) => this.log(`could not pass the health check: ${e.message}`));
+  }
+
+  async resign(reason: string, sitOutMs = 3 * this.pollMs): Promise<void> {
+    this.sitOutUntil = Date.now() + sitOutMs;
+    while (this.busy) await new Promise((r) => setTimeout(r, 20));
+    const session = this.session;
+    this.session = undefined;
+    this.demote(`resigned: ${reason}`);
+    if (!session) return;
+    await this.consul.kv.set({ key: LEADER_KEY, value: '', release: session }).catch(() => undefined);
+    await this.consul.session.destroy(session).catch(() => undefined);
   }
 
   private log(msg: string) { this.opts.log?.(`[election ${this.opts.candidateId}] ${msg}`); }
@@ -101,13 +133,13 @@ export class ConsulLeaderElection implements LeaderElection {
 
   /** One step of the campaign: make sure we have a session, then take or check the lock. */
   private async tick(): Promise<void> {
-    if (this.busy || this.stopped) return;
+    if (this.busy || this.stopped || Date.now() < this.sitOutUntil) return;
     this.busy = true;
     try {
       if (!this.session) {
         const s = await this.consul.session.create({
           name: `prescient-coordinator-${this.opts.candidateId}`,
-          ttl: `${this.ttl}s`, lockdelay: `${this.lockDelay}s`, behavior: 'release',
+          ttl: `${this.ttl}s`, lockdelay: `${this.lockDelay}s`, behavior: 'release', checks: ['serfHealth', this.checkId],
         });
         this.session = s.ID;
       }
@@ -143,11 +175,21 @@ export class ConsulLeaderElection implements LeaderElection {
     const floor = (await this.opts.termRecord?.highest()) ?? 0;
     for (;;) {
       const item = (await this.consul.kv.get(TERM_KEY)) as KvItem | null;
-      const next = Math.max(item?.Value ? Number(item.Value) : 0, floor) + 1;
+      // Read from a store others can write: anything but a whole number is refused, never used
+      // (`abc` there once made the next term NaN, and no agent could register).
+      const stored = item?.Value ? parseTerm(item.Value) : 0;
+      if (stored === undefined) this.log(`${TERM_KEY} holds ${JSON.stringify(String(item?.Value).slice(0, 40))}, not a term: ignored, counting from the durable record (${floor})`);
+      const next = Math.max(stored ?? 0, floor) + 1;
       if (await this.consul.kv.set({ key: TERM_KEY, value: String(next), cas: item?.ModifyIndex ?? 0 })) {
         await this.opts.termRecord?.advance(next);
         return next;
       }
     }
   }
+}
+
+/** A term as stored in Consul: a whole number from 0 up, written as digits; undefined otherwise. */
+export function parseTerm(v: string): number | undefined {
+  if (!/^\d{1,15}$/.test(v.trim())) return undefined;
+  return Number(v.trim());
 }

@@ -18,6 +18,11 @@ export interface LeaderElection {
   start(events: ElectionEvents): Promise<void>;
   /** Stops campaigning and gives the lock up at once if held, so a standby takes over without waiting for a TTL. */
   stop(): Promise<void>;
+  /**
+   * Gives the lock up now if held (a leader that finds itself deposed), and sits out the next
+   * `sitOutMs` so that a standby takes it; then campaigns again.
+   */
+  resign(reason: string, sitOutMs?: number): Promise<void>;
   isLeader(): boolean;
 }
 

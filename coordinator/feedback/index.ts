@@ -17,6 +17,6 @@ export {
 } from './loop.js';
 export { CorrectedPredictor, correctPrediction, tableSource, type CorrectionSource, type CorrectionTable, type PlacementContext } from './predictor.js';
 export {
-  FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, readFeedback,
+  FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, postAlert, readFeedback,
   type FeedbackStore, type FeedbackServiceOptions,
 } from './service.js';

@@ -8,7 +8,7 @@
  */
 import { AckPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
 import {
-  FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, FEEDBACK_SUBJECT, MODEL_ALERTS_SUBJECT,
+  FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, FEEDBACK_SUBJECT, MODEL_ALERTS_SUBJECT, redactText, redactUrl, requestTarget,
   type FeedbackReport, type FeedbackTarget, type ModelAlert,
 } from '../../shared/index.js';
 import type { TaskStore } from '../bus/index.js';
@@ -216,10 +216,7 @@ export class FeedbackService implements CorrectionSource {
     this.log(`model alert (${a.kind}): ${a.message}`);
     for (const fn of this.listeners) fn(a);
     await this.o.js.publish(MODEL_ALERTS_SUBJECT, json.encode(a)).catch((e: Error) => this.log(`could not publish the alert: ${e.message}`));
-    if (this.o.webhook) {
-      await fetch(this.o.webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(a), signal: AbortSignal.timeout(3000) })
-        .then((res) => { if (!res.ok) this.log(`alert webhook ${this.o.webhook} answered ${res.status}`); }, (e: Error) => this.log(`alert webhook ${this.o.webhook} failed: ${e.message}`));
-    }
+    if (this.o.webhook) await postAlert(this.o.webhook, a, (m) => this.log(m));
   }
 
   private log(m: string) { this.o.log(`[feedback] ${m}`); }
@@ -228,4 +225,16 @@ export class FeedbackService implements CorrectionSource {
 /** The saved figures and margins, for readers without a coordinator (`prescient model status`). */
 export async function readFeedback(js: JetStreamClient): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }> {
   return (await JetStreamFeedbackStore.open(js)).load();
+}
+
+/**
+ * POSTs an alert to a webhook, its userinfo sent as an Authorization header. What is logged of
+ * the URL is its scheme and host: a webhook's path and query often are its credential.
+ */
+export async function postAlert(webhook: string, a: ModelAlert, log: (m: string) => void): Promise<void> {
+  const where = redactUrl(webhook);
+  let target: ReturnType<typeof requestTarget>;
+  try { target = requestTarget(webhook); } catch { log(`alert webhook ${where} is not a URL`); return; }
+  await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json', ...target.headers }, body: JSON.stringify(a), signal: AbortSignal.timeout(3000) })
+    .then((res) => { if (!res.ok) log(`alert webhook ${where} answered ${res.status}`); }, (e: Error) => log(`alert webhook ${where} failed: ${redactText(e.message)}`));
 }

@@ -16,17 +16,17 @@
  * decides the same.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import type { ConsumerMessages, JetStreamClient, JsMsg } from 'nats';
+import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats';
 import {
   AgentClient, SchemaValidationError, failureKind, validateInputPath, validateInputProbe,
-  JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT,
+  JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT, SUBMIT_MAX_DELIVERIES_ADVISORY,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type TaskStatusReport, type ValidationContext, type Ack,
 } from '../../shared/index.js';
 import { keyBucket, type ResourcePredictor } from '../../models/index.js';
 import { StaleLedgerWriteError, type Ledger, type LedgerStore } from '../ledger/index.js';
 import type { PlacementPolicy } from '../placement/index.js';
-import { jsonCodec, publishEvent, type TaskStore } from '../bus/index.js';
+import { deadLetterOf, jsonCodec, publishDeadLetter, publishEvent, type TaskStore } from '../bus/index.js';
 import type { QueuePolicy } from '../queue/index.js';
 import type { ReservationPolicy } from '../sizing/index.js';
 import type { CorrectedPredictor } from '../feedback/index.js';
@@ -36,6 +36,14 @@ export interface LeaderOptions {
   id: string;
   term: number;
   js: JetStreamClient;
+  /**
+   * Told once when a later term's ledger write deposes this leader: the coordinator gives up
+   * its Consul lock at once, so a standby takes over (a deposed leader that kept the lock once
+   * stalled the cluster: it placed nothing, and nobody else could).
+   */
+  onDeposed?: (reason: string) => void;
+  /** For JetStream's advisories (a submission delivered MAX_SUBMIT_DELIVERIES times); without it none are followed. */
+  nc?: NatsConnection;
   store: TaskStore;
   predictor: ResourcePredictor;
   validation: ValidationContext;
@@ -68,6 +76,38 @@ const BATCH = 256;
 /** How long after a change the ledger is saved (saveSoon). */
 const SAVE_EVERY_MS = 100;
 
+/** A redelivered submission waits 2 s, then twice as long each time, up to a minute (the task store may be down for a while). */
+const redeliverAfter = (m: JsMsg) => Math.min(60_000, 2000 * 2 ** Math.max(0, Math.min(5, (m.info?.deliveryCount ?? 1) - 1)));
+/** A key no task has (task ids are shorter): reading it tells whether the task store answers. */
+const STORE_CHECK_KEY = 'prescient-store-check-0000000000000000000000000000000000000000000000000000000000';
+
+/**
+ * Deepest nesting a submission may have (a valid one has 5 levels). Deeper ones are not parsed:
+ * one nested 5,000 levels deep cost 0.4 MB of arrays to parse and left a leader that took a
+ * thousand of them at 2.8 times its RSS (poison bench).
+ */
+const MAX_DEPTH = 32;
+/**
+ * Largest submission read (a valid one is a few KB, a probed one with a group under 4 KB):
+ * larger ones are set aside unparsed, so a flood of them costs the leader no more than the bytes.
+ */
+export const MAX_SUBMISSION_BYTES = 64 * 1024;
+
+/** Whether JSON text nests arrays and objects deeper than `max`, read byte by byte (strings skipped) without parsing it. */
+export function nestedDeeperThan(data: Uint8Array, max: number): boolean {
+  let depth = 0, inString = false;
+  for (let i = 0; i < data.length; i++) {
+    const b = data[i];
+    if (inString) {
+      if (b === 0x5c) i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) { if (++depth > max) return true; }
+    else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** A record's outcome: written, a duplicate of an earlier job's (dropped), or not written. */
 type Written = 'ok' | 'duplicate' | 'failed';
 
@@ -90,6 +130,15 @@ export class Leader {
   private modelVersion?: string;
   private correctionRevision?: number;
   private events?: WriteStream;
+  /** Why a task's first record could not be written, for its dead letter. */
+  private readonly writeErrors = new Map<string, string>();
+  private advisories?: Subscription;
+  /**
+   * Submissions taken from the consumer and not yet answered: told "in progress" every second, so
+   * that the consumer's short ack wait (JOBS_ACK_WAIT_MS) redelivers only what a dead leader held.
+   */
+  private readonly held = new Set<JsMsg>();
+  private working?: NodeJS.Timeout;
 
   constructor(private readonly o: LeaderOptions) {
     this.now = o.now ?? Date.now;
@@ -116,10 +165,14 @@ export class Leader {
     await this.persist();
     this.ticker = setInterval(() => void this.feed([{ kind: 'Tick', at: this.now() }]).catch((e) => this.log(`tick failed: ${e}`)), 1000);
     void this.consume();
+    this.working = setInterval(() => { for (const m of this.held) m.working(); }, 1000);
+    this.advisories = this.o.nc?.subscribe(SUBMIT_MAX_DELIVERIES_ADVISORY, { callback: (err, m) => { if (!err) void this.maxDeliveries(m.data).catch((e) => this.log(`could not set aside an undeliverable submission: ${e}`)); } });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.advisories?.unsubscribe();
+    clearInterval(this.working);
     clearInterval(this.ticker);
     clearTimeout(this.waker);
     await this.messages?.close().catch(() => undefined);
@@ -232,7 +285,7 @@ export class Leader {
       return 'ok';
     } catch (e) {
       this.log(`could not record ${t.id} (${t.state}): ${(e as Error).message}`);
-      if (first) failedFirst.push(t.id);
+      if (first) { failedFirst.push(t.id); this.writeErrors.set(t.id, (e as Error).message); }
       return 'failed';
     }
   }
@@ -308,6 +361,7 @@ export class Leader {
       if (e instanceof StaleLedgerWriteError) {
         this.stopped = this.deposed = true;
         this.core.apply([{ kind: 'Deposed', at: this.now(), reason: e.message }]).effects.forEach((x) => x.kind === 'Alert' && this.log(x.message));
+        this.o.onDeposed?.(e.message);
         return false;
       }
       // Not saved this time: the next save writes these changes too.
@@ -329,6 +383,7 @@ export class Leader {
           // Messages that arrive together are admitted together; the flush runs once the
           // consumer has handed over what it has buffered.
           this.inbox.push(m);
+          this.held.add(m);
           this.flushing ??= new Promise((r) => setImmediate(r)).then(() => this.flushInbox());
           if (this.inbox.length >= BATCH) await this.flushing;
         }
@@ -344,8 +399,9 @@ export class Leader {
       const batch = this.inbox.splice(0, BATCH);
       await this.admitBatch(batch).catch((e) => {
         this.log(`could not take a batch of submissions, they will be redelivered: ${e}`);
-        for (const m of batch) m.nak(2000);
+        for (const m of batch) m.nak(redeliverAfter(m));
       });
+      for (const m of batch) this.held.delete(m);
     }
     this.flushing = undefined;
   }
@@ -357,22 +413,86 @@ export class Leader {
    * redelivered).
    */
   private async admitBatch(batch: JsMsg[]): Promise<void> {
-    const submits = batch.filter((m) => m.subject !== CANCEL_SUBJECT);
+    // A submission that cannot be read is set aside without reaching the core.
+    const aside: Array<{ m: JsMsg; reason: string; id?: string }> = [];
+    const submits: JsMsg[] = [];
+    const envelopes: unknown[] = [];
+    for (const m of batch) {
+      if (m.subject === CANCEL_SUBJECT) continue;
+      const d = this.decode(m.data);
+      if ('unreadable' in d) aside.push({ m, reason: `not taken: ${d.unreadable}` });
+      else { submits.push(m); envelopes.push(d.value); }
+    }
     const cancels = batch.filter((m) => m.subject === CANCEL_SUBJECT);
     // Each submission is decoded once: probing and admission read the same envelope.
-    const envelopes = submits.map((m) => this.decode(m.data));
     const probes = await this.probeInputs(envelopes);
     const submissions: Submission[] = submits.map((m, i) => ({ envelope: envelopes[i], stored_at: streamTime(m), ...(probes.has(i) && { probe: probes.get(i) }) }));
     const at = this.now();
     const { replies, written } = await this.feed([
       { kind: 'Submitted', at, submissions },
-      ...cancels.map((m): LeaderEvent => ({ kind: 'CancelRequested', at, envelope: this.decode(m.data) })),
+      ...cancels.map((m): LeaderEvent => { const d = this.decode(m.data); return { kind: 'CancelRequested', at, envelope: 'value' in d ? d.value : undefined }; }),
     ]);
-    const ids = (replies.find((r) => r?.kind === 'admitted') as Reply & { kind: 'admitted' }).task_ids;
+    const { task_ids: ids, dropped } = replies.find((r) => r?.kind === 'admitted') as Reply & { kind: 'admitted' };
     const outcomes = await Promise.all(submits.map((_m, i) => (ids[i] === undefined ? 'ok' : written.get(ids[i]!) ?? 'ok')));
+    // A first write that fails while the task store answers is the submission's own fault (too
+    // large a record, say): it would fail on every delivery, so it is set aside now, not retried.
+    const storeAnswers = outcomes.includes('failed') && await this.o.store.get(STORE_CHECK_KEY).then(() => true, () => false);
     // Acknowledged in one go: one write to NATS for the batch.
-    submits.forEach((m, i) => (outcomes[i] === 'failed' ? m.nak(2000) : m.ack()));
+    submits.forEach((m, i) => {
+      const id = ids[i];
+      if (dropped[i] !== undefined) aside.push({ m, reason: `not taken: ${dropped[i]}` });
+      else if (outcomes[i] !== 'failed') m.ack();
+      else if (storeAnswers) aside.push({ m, id, reason: `its record could not be written while the task store answered: ${this.writeErrors.get(id!) ?? 'unknown error'}` });
+      else m.nak(redeliverAfter(m));
+    });
+    for (const id of ids) if (id !== undefined) this.writeErrors.delete(id);
     for (const m of cancels) m.ack();
+    if (aside.length) await this.setAside(aside);
+  }
+
+  /**
+   * Submissions that cannot be taken go to the dead-letter stream with why, and are terminated
+   * (never redelivered, never lost without a word); the core forgets their tasks. One whose
+   * dead letter cannot be stored is redelivered instead.
+   */
+  private async setAside(aside: Array<{ m: JsMsg; reason: string; id?: string }>): Promise<void> {
+    const gone: string[] = [];
+    await Promise.all(aside.map(async ({ m, reason, id }) => {
+      const d = deadLetterOf(m.data, { subject: m.subject, stream_seq: m.info.streamSequence, deliveries: m.info.deliveryCount, reason, at: this.now() });
+      try {
+        await publishDeadLetter(this.o.js, d);
+      } catch (e) {
+        this.log(`could not store a dead letter for submission #${d.stream_seq}, it will be redelivered: ${(e as Error).message}`);
+        m.nak(redeliverAfter(m));
+        return;
+      }
+      m.term(reason.slice(0, 200));
+      // A work queue keeps a terminated message (nats-server 2.9): the dead letter holds it now.
+      await this.o.js.jetstreamManager().then((jsm) => jsm.streams.deleteMessage(JOBS_STREAM, d.stream_seq)).catch(() => undefined);
+      this.log(`submission #${d.stream_seq}${d.job_id ? ` (${d.job_id})` : ''} set aside as a dead letter: ${d.reason.slice(0, 300)}`);
+      if (id !== undefined) gone.push(id);
+    }));
+    if (gone.length) await this.feed([{ kind: 'DeadLettered', at: this.now(), task_ids: gone }]);
+  }
+
+  /**
+   * JetStream's advisory that a submission reached MAX_SUBMIT_DELIVERIES without being acknowledged
+   * (it never came back from a leader, every time): it is set aside with that reason and removed
+   * from the jobs stream, where it would otherwise sit undelivered.
+   */
+  private async maxDeliveries(data: Uint8Array): Promise<void> {
+    if (this.stopped) return;
+    const a = jsonCodec.decode(data) as { stream?: unknown; stream_seq?: unknown; deliveries?: unknown };
+    // Read from the network: only a well-formed advisory about our own stream is acted on.
+    if (a?.stream !== JOBS_STREAM || !Number.isSafeInteger(a.stream_seq) || (a.stream_seq as number) < 1) return;
+    const seq = a.stream_seq as number, deliveries = Number.isSafeInteger(a.deliveries) ? (a.deliveries as number) : 0;
+    const jsm = await this.o.js.jetstreamManager();
+    const sm = await jsm.streams.getMessage(JOBS_STREAM, { seq }).catch(() => undefined);
+    if (!sm) return; // taken after all, or removed already
+    const reason = `delivered ${deliveries} times and never acknowledged: a leader failed on it each time`;
+    await publishDeadLetter(this.o.js, deadLetterOf(sm.data, { subject: sm.subject, stream_seq: seq, deliveries, reason, at: this.now() }));
+    await jsm.streams.deleteMessage(JOBS_STREAM, seq);
+    this.log(`submission #${seq} set aside as a dead letter: ${reason}`);
   }
 
   /**
@@ -452,11 +572,14 @@ export class Leader {
   }
 
   /** A message's JSON, or undefined (the core logs and drops it: redelivering it would not help). */
-  private decode(data: Uint8Array): unknown {
+  /** A message's JSON, or why it cannot be read: nesting past MAX_DEPTH is refused before it is parsed. */
+  private decode(data: Uint8Array): { value: unknown } | { unreadable: string } {
+    if (data.length > MAX_SUBMISSION_BYTES) return { unreadable: `${data.length} bytes, over the ${MAX_SUBMISSION_BYTES} a submission may have` };
+    if (nestedDeeperThan(data, MAX_DEPTH)) return { unreadable: `nested deeper than ${MAX_DEPTH} levels` };
     try {
-      return jsonCodec.decode(data);
+      return { value: jsonCodec.decode(data) };
     } catch {
-      return undefined;
+      return { unreadable: 'it is not JSON' };
     }
   }
 

@@ -57,6 +57,26 @@ async function inBatches<T>(items: readonly T[], f: (x: T) => Promise<unknown>):
   for (let i = 0; i < items.length; i += BATCH) await Promise.all(items.slice(i, i + BATCH).map(f));
 }
 
+export interface LedgerStoreOptions {
+  /**
+   * The highest leader term ever issued (the election's durable record). A stored term above it
+   * was written by no leader: the entry is overwritten, not obeyed (a forged term once deposed
+   * every leader in turn). Without it every later term is obeyed.
+   */
+  highestIssued?: () => Promise<number>;
+  log?: (m: string) => void;
+}
+
+/** The term an entry was written by; an entry that does not read as one counts as no term (-1), so it is overwritten. */
+function storedTerm(value: Uint8Array): number {
+  try {
+    const t = decode<{ term?: unknown }>(value)?.term;
+    return Number.isSafeInteger(t) && (t as number) >= 0 ? (t as number) : -1;
+  } catch {
+    return -1;
+  }
+}
+
 export class JetStreamLedgerStore implements LedgerStore {
   /** The revision of each key as this store last read or wrote it (0: never existed). */
   private readonly revisions = new Map<string, number>();
@@ -64,10 +84,10 @@ export class JetStreamLedgerStore implements LedgerStore {
   private readonly present = new Set<string>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly kv: KV) {}
+  private constructor(private readonly kv: KV, private readonly o: LedgerStoreOptions) {}
 
-  static async open(js: JetStreamClient, bucket: string = LEDGER_BUCKET): Promise<JetStreamLedgerStore> {
-    return new JetStreamLedgerStore(await js.views.kv(bucket, { history: 1, storage: StorageType.File }));
+  static async open(js: JetStreamClient, bucket: string = LEDGER_BUCKET, o: LedgerStoreOptions = {}): Promise<JetStreamLedgerStore> {
+    return new JetStreamLedgerStore(await js.views.kv(bucket, { history: 1, storage: StorageType.File }), o);
   }
 
   load(): Promise<LedgerState | undefined> {
@@ -130,11 +150,19 @@ export class JetStreamLedgerStore implements LedgerStore {
       } catch (e) {
         if (!wrongRevision(e)) throw e;
         const cur = await this.kv.get(key);
-        const stored = cur && cur.operation === 'PUT' && cur.value.length ? decode<{ term: number }>(cur.value).term : -1;
-        if (stored > term) throw new StaleLedgerWriteError(term, stored, key);
+        const stored = cur && cur.operation === 'PUT' && cur.value.length ? storedTerm(cur.value) : -1;
+        if (stored > term && !(await this.neverIssued(stored, key))) throw new StaleLedgerWriteError(term, stored, key);
         this.revisions.set(key, cur?.revision ?? 0);
       }
     }
+  }
+
+  /** Whether `stored` is above every term issued: then `key`'s entry is forged, and overwritten. */
+  private async neverIssued(stored: number, key: string): Promise<boolean> {
+    const highest = await this.o.highestIssued?.();
+    if (highest === undefined || stored <= highest) return false;
+    this.o.log?.(`ledger ${key} carries term ${stored}, above the highest ever issued (${highest}): forged, overwritten`);
+    return true;
   }
 
   /** Saves and loads run one at a time: each needs the revisions the previous one left. */

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
-const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration'];
+const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration', 'security'];
 const files = suites.flatMap((s) => {
   const dir = path.join('dist', 'test', s);
   // Only files whose source still exists: a test deleted from test/ leaves its build behind in dist/.

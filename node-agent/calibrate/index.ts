@@ -78,7 +78,9 @@ export async function runCalibration(o: CalibrateOptions): Promise<CalibrationRe
   const started = Date.now();
   const runner = createEncodeRunner({ maxThreads: 1 });
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spool_dir, o.log);
-  const recorder = new RunRecorder({ node_id: o.node_id, hardware, runner, telemetry, output_dir: o.output_dir, sample_interval_ms: o.sample_interval_ms, log: o.log });
+  const recorder = new RunRecorder({
+    node_id: o.node_id, hardware, runner, telemetry, output_dir: o.output_dir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sample_interval_ms, log: o.log,
+  });
   const batch = `cal${started.toString(36)}`;
   // Each file is probed as a submission would be, so a run row's schema carries what the model
   // reads at prediction (its geometry, codec, bitrate and size). A lavfi source's complexity is
@@ -88,7 +90,7 @@ export async function runCalibration(o: CalibrateOptions): Promise<CalibrationRe
     for (const [i, run] of plan.entries()) {
       const job_id = `${batch}-${String(i + 1).padStart(4, '0')}`;
       if (run.schema.input.kind === 'file' && !run.schema.input.probe) {
-        const probe = await probeInput(run.schema.input, { by: 'node', cache: probes, core_ids: hardware.core_ids });
+        const probe = await probeInput(run.schema.input, { by: 'node', cache: probes, core_ids: hardware.core_ids, roots: o.validation.allowedInputRoots });
         if (probe) run.schema.input.probe = probe;
       }
       const rec = await recorder.record({

@@ -19,6 +19,16 @@ export interface Grant {
   gpu_ids: readonly number[];
 }
 
+/**
+ * How ffmpeg opens a file input on a node (inputs.ts openInput): by the descriptor the agent
+ * checked and handed it instead of `input.path`, with only the demuxer ffprobe found allowed.
+ */
+export interface InputAccess {
+  path: string;
+  /** A demuxer's name as ffprobe prints it (`mov,mp4,m4a,3gp,3g2,mj2`): becomes `-format_whitelist`. */
+  format: string;
+}
+
 /** Where one encode writes. */
 export interface EncodeTarget {
   /** Becomes a file name, so only `[A-Za-z0-9._-]` is accepted. */
@@ -26,6 +36,8 @@ export interface EncodeTarget {
   output_dir: string;
   /** Path prefix for two-pass statistics, in a per-task scratch directory. */
   passlog_prefix: string;
+  /** A file input as this node hands it; absent: `input.path` itself, any demuxer. */
+  input?: InputAccess;
 }
 
 /** mp4 for h264/hevc/av1, webm for vp9. */
@@ -67,7 +79,7 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   const final_path = path.join(outDir, `${target.task_id}.${container}`);
 
   const x265Params: string[] = [];
-  const common = [...globalArgs(threads), ...inputArgs(schema.input, threads), ...codecArgs(schema, grant, threads, x265Params)];
+  const common = [...globalArgs(threads), ...inputArgs(schema.input, threads, 'encode', target.input), ...codecArgs(schema, grant, threads, x265Params)];
   const finalOut = ['-f', container, `file:${part_path}`];
   const withX265 = (extra: string[]) => (encoder === 'libx265' ? ['-x265-params', [...x265Params, ...extra].join(':')] : []);
   if (output.passes !== 2) return { passes: [[...common, ...withX265([]), ...finalOut]], part_path, final_path, container };
@@ -106,25 +118,32 @@ export interface LivePlan {
  * end), one pass, a rolling HLS window of fMP4 segments (every codec fits fMP4). Segments are
  * published in place as they complete: a live window is not a file a retry could leave half of.
  */
-export function compileLive(schema: EncodingSchema, grant: Grant, target: Pick<EncodeTarget, 'task_id' | 'output_dir'>): LivePlan {
+export function compileLive(
+  schema: EncodingSchema, grant: Grant,
+  target: Pick<EncodeTarget, 'task_id' | 'output_dir' | 'input'> & {
+    /** The path ffmpeg reaches `dir` by (a handed descriptor); default `dir` itself. */
+    ffmpeg_dir?: string;
+  },
+): LivePlan {
   if (schema.kind !== 'actor') throw new UnsupportedEncodeError('kind', 'only an actor runs as a live channel');
   if (schema.output.passes !== 1) throw new UnsupportedEncodeError('output.passes', 'a live channel encodes in one pass');
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
   const threads = threadCount(grant.core_ids);
   const dir = path.join(path.resolve(target.output_dir), `${target.task_id}.live`);
   const playlist = path.join(dir, 'index.m3u8');
+  const writeIn = target.ffmpeg_dir ?? dir;
   const x265Params: string[] = [];
   const argv = [
     ...globalArgs(threads),
-    ...inputArgs(schema.input, threads, 'live'),
+    ...inputArgs(schema.input, threads, 'live', target.input),
     ...codecArgs(schema, grant, threads, x265Params),
     ...(schema.output.encoder === 'libx265' ? ['-x265-params', x265Params.join(':')] : []),
     '-force_key_frames', `expr:gte(t,n_forced*${LIVE_SEGMENT_S})`,
     '-f', 'hls', '-hls_time', String(LIVE_SEGMENT_S), '-hls_list_size', String(LIVE_WINDOW_SEGMENTS),
     '-hls_flags', 'delete_segments+independent_segments+temp_file',
     '-hls_segment_type', 'fmp4', '-hls_fmp4_init_filename', 'init.mp4',
-    '-hls_segment_filename', path.join(dir, 'seg-%06d.m4s'),
-    `file:${playlist}`,
+    '-hls_segment_filename', path.join(writeIn, 'seg-%06d.m4s'),
+    `file:${path.join(writeIn, 'index.m3u8')}`,
   ];
   return { argv, dir, playlist };
 }
@@ -163,7 +182,7 @@ export interface QualitySegment { start_s: number; duration_s: number }
  * (scale2ref, so an input file of unknown size works too) and frame rate; when the input's rate is
  * unknown the reference is converted to the output's rate instead. Read the result with parseQuality.
  */
-export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant, opts: { vmaf?: boolean; segment?: QualitySegment } = {}): string[] {
+export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant, opts: { vmaf?: boolean; segment?: QualitySegment; input?: InputAccess } = {}): string[] {
   const { input, output } = schema;
   const threads = threadCount(grant.core_ids);
   // Compare in the output's pixel format: otherwise the reference keeps the source's full
@@ -192,11 +211,11 @@ export function compileQuality(schema: EncodingSchema, distorted_path: string, g
   // lands a frame off its reference (22.8 dB where the whole output scores 36.4).
   const start = opts.segment ? num(opts.segment.start_s, 'segment.start_s', 0, 24 * 3600) : 0;
   const seg = opts.segment ? [...(start > 0 ? ['-ss', fmt(start)] : []), '-t', fmt(num(opts.segment.duration_s, 'segment.duration_s', 0.04, 24 * 3600))] : [];
-  const source = inputArgs(input, threads);
+  const source = inputArgs(input, threads, 'encode', opts.input);
   const at = source.lastIndexOf('-i');
   return [
     ...globalArgs(threads),
-    '-threads', String(threads), ...seg, '-i', `file:${path.resolve(distorted_path)}`,
+    '-protocol_whitelist', 'file', '-threads', String(threads), ...seg, '-i', `file:${path.resolve(distorted_path)}`,
     ...source.slice(0, at), ...seg, ...source.slice(at),
     '-filter_complex', graph,
     '-f', 'null', '-',
@@ -230,11 +249,11 @@ export const COMPLEXITY_PROBE_FRAMES = 12;
  * Argv measuring the input's spatial and temporal information (ITU-T P.910, ffmpeg's `siti`
  * filter) over its first frames. Read the result with parseSiti.
  */
-export function compileComplexityProbe(schema: Pick<EncodingSchema, 'input'>, grant: Grant, frames = COMPLEXITY_PROBE_FRAMES): string[] {
+export function compileComplexityProbe(schema: Pick<EncodingSchema, 'input'>, grant: Grant, frames = COMPLEXITY_PROBE_FRAMES, input?: InputAccess): string[] {
   const threads = threadCount(grant.core_ids);
   return [
     ...globalArgs(threads),
-    ...inputArgs(schema.input, threads, 'probe'),
+    ...inputArgs(schema.input, threads, 'probe', input),
     '-frames:v', String(Math.round(num(frames, 'probe frames', 1, 10_000))), '-vf', 'siti=print_summary=1', '-f', 'null', '-',
   ];
 }
@@ -264,18 +283,22 @@ function globalArgs(threads: number): string[] {
  * option). Both the source and the noise filter must be reproducible, since the quality pass
  * regenerates them as its reference: noise's default seed is fixed, life's is random unless set.
  */
-function inputArgs(input: InputSpec, threads: number, use: 'encode' | 'live' | 'probe' = 'encode'): string[] {
+function inputArgs(input: InputSpec, threads: number, use: 'encode' | 'live' | 'probe' = 'encode', access?: InputAccess): string[] {
   const live = use === 'live';
   // Live: read at the input's own rate, not as fast as possible; a file starts over at its end.
   const pace = live ? ['-re', ...(input.kind === 'file' ? ['-stream_loop', '-1'] : [])] : [];
   if (input.kind === 'file') {
-    if (typeof input.path !== 'string' || !path.isAbsolute(input.path) || /[\0\r\n]/.test(input.path)) {
-      throw new UnsupportedEncodeError('input.path', 'must be an absolute path without control characters');
+    const opened = access?.path ?? input.path;
+    for (const p of [input.path, opened]) {
+      if (typeof p !== 'string' || !path.isAbsolute(p) || /[\0\r\n]/.test(p)) throw new UnsupportedEncodeError('input.path', 'must be an absolute path without control characters');
     }
+    if (access && !/^[\w,-]+$/.test(access.format)) throw new UnsupportedEncodeError('input.path', `demuxer ${JSON.stringify(access.format)} is not a name ffmpeg knows`);
     // input.duration_s: encode only that much from the start (and compare only that much).
     const length = !live && use !== 'probe' && input.duration_s !== undefined ? ['-t', fmt(num(input.duration_s, 'input.duration_s', 0, 24 * 3600))] : [];
-    // `file:` stops ffmpeg from reading a protocol (concat:, http:, ...) into the path.
-    return [...pace, '-threads', String(threads), ...length, '-i', `file:${input.path}`];
+    // `file:` stops ffmpeg from reading a protocol (concat:, http:, ...) into the path, and the
+    // whitelist stops a demuxer from opening any other protocol for what the file names.
+    const guard = ['-protocol_whitelist', 'file', ...(access ? ['-format_whitelist', access.format] : [])];
+    return [...guard, ...pace, '-threads', String(threads), ...length, '-i', `file:${opened}`];
   }
   const source = member(input.source, SYNTHETIC_SOURCES, 'input.source');
   const { width, height } = size(input.resolution, 'input.resolution');

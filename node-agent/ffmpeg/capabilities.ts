@@ -12,6 +12,8 @@ export interface FfmpegCapabilities {
   version: string;
   encoders: ReadonlySet<string>;
   filters: ReadonlySet<string>;
+  /** Every name its demuxers answer to (`mov,mp4,…` is six), as `-format_whitelist` matches them. */
+  demuxers: ReadonlySet<string>;
   vmaf: boolean;
 }
 
@@ -25,18 +27,33 @@ export function parseListing(text: string): Set<string> {
   return names;
 }
 
+/** Demuxer names in `ffmpeg -demuxers`: the second column after the `--` line, each comma-separated name on its own. */
+export function parseDemuxers(text: string): Set<string> {
+  const names = new Set<string>();
+  const lines = text.split('\n');
+  for (const line of lines.slice(lines.findIndex((l) => l.trim() === '--') + 1)) {
+    const m = /^\s*[A-Za-z.]+\s+([A-Za-z0-9_,-]+)/.exec(line);
+    if (m) for (const n of m[1].split(',')) if (n) names.add(n);
+  }
+  return names;
+}
+
 let cached: Promise<FfmpegCapabilities> | undefined;
 
 export function ffmpegCapabilities(): Promise<FfmpegCapabilities> {
   cached ??= (async () => {
     const bin = ffmpegPath();
-    const [v, enc, fil] = await Promise.all([
+    const [v, enc, fil, dem] = await Promise.all([
       run(bin, ['-hide_banner', '-version'], { timeout: 10_000 }),
       run(bin, ['-hide_banner', '-encoders'], { timeout: 10_000 }),
       run(bin, ['-hide_banner', '-filters'], { timeout: 10_000 }),
+      run(bin, ['-hide_banner', '-demuxers'], { timeout: 10_000 }),
     ]);
     const filters = parseListing(fil.stdout);
-    return { version: /ffmpeg version (\S+)/.exec(v.stdout)?.[1] ?? 'unknown', encoders: parseListing(enc.stdout), filters, vmaf: filters.has('libvmaf') };
+    return {
+      version: /ffmpeg version (\S+)/.exec(v.stdout)?.[1] ?? 'unknown', encoders: parseListing(enc.stdout), filters,
+      demuxers: parseDemuxers(dem.stdout), vmaf: filters.has('libvmaf'),
+    };
   })();
   return cached;
 }

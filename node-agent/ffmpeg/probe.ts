@@ -10,10 +10,10 @@
  *   kept in memory and, for the CLI, in a JSON file between runs.
  * - `measureComplexity`: the complexity alone, as the recorder measures it for every run row.
  *
- * ffprobe and ffmpeg run without a shell, the path behind `file:` so that no protocol is read
- * into it, with a time limit. An input that cannot be probed gives undefined, never a guess.
+ * ffprobe and ffmpeg run without a shell, unprivileged, on a file input the agent opened and
+ * checked (inputs.ts: inside `roots` after symlinks, no playlist or concat list), with a time
+ * limit. An input that cannot be probed gives undefined, never a guess.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -22,17 +22,39 @@ import type { ContentComplexity, EncodingSchema, InputProbe, InputSpec, ProbeOri
 import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, compileQuality, parseQuality, parseSiti, type Grant, type QualitySegment } from './args.js';
 import { ffmpegCapabilities } from './capabilities.js';
 import { FfmpegExitError } from './errors.js';
-import { ffmpegPath, runFfmpeg } from './run.js';
+import { openInput, openOwn, resolveInput, type HandedInput } from './inputs.js';
+import { runFfmpeg } from './run.js';
+import { handedPath } from './sandbox.js';
 
-/** The input's complexity over its first COMPLEXITY_PROBE_FRAMES frames (`probe_s`: their length where the rate is known). */
-export async function measureComplexity(schema: Pick<EncodingSchema, 'input'>, grant: Grant, signal?: AbortSignal, fps = schema.input.fps, idle = false): Promise<ContentComplexity | undefined> {
-  const seconds = COMPLEXITY_PROBE_FRAMES / (fps ?? 25);
+export { ffprobePath } from './inputs.js';
+
+/** Where a measurement's file input may be (inputs.ts): absent, it is only resolved, not held to any root. */
+export interface InputOptions {
+  roots?: readonly string[];
+  signal?: AbortSignal;
+}
+
+/** Opens a schema's file input for a measurement (undefined for a lavfi source). */
+const openFor = (schema: Pick<EncodingSchema, 'input'>, o: InputOptions) => (schema.input.kind === 'file' ? openInput(schema.input.path, o) : Promise.resolve(undefined));
+
+/**
+ * The input's complexity over its first COMPLEXITY_PROBE_FRAMES frames (`probe_s`: their length
+ * where the rate is known); `input`: already opened by the caller.
+ */
+export async function measureComplexity(
+  schema: Pick<EncodingSchema, 'input'>, grant: Grant, o: InputOptions & { fps?: number; idle?: boolean; input?: HandedInput } = {},
+): Promise<ContentComplexity | undefined> {
+  const seconds = COMPLEXITY_PROBE_FRAMES / (o.fps ?? schema.input.fps ?? 25);
+  let opened: HandedInput | undefined;
   try {
-    const r = await runFfmpeg(compileComplexityProbe(schema, grant), { core_ids: grant.core_ids, signal, idle });
+    const input = o.input ?? (opened = await openFor(schema, o));
+    const r = await runFfmpeg(compileComplexityProbe(schema, grant, COMPLEXITY_PROBE_FRAMES, input?.access), { core_ids: grant.core_ids, signal: o.signal, idle: o.idle, handed: { input: input?.fd } });
     return parseSiti(r.stderr, Math.round(Math.min(seconds, schema.input.duration_s ?? seconds) * 1000) / 1000);
   } catch (e) {
-    if (signal?.aborted) throw e;
+    if (o.signal?.aborted) throw e;
     return undefined;
+  } finally {
+    await opened?.close();
   }
 }
 
@@ -52,16 +74,25 @@ export function qualityMethod(length_s: number | undefined): { segments?: Qualit
 /**
  * PSNR and SSIM (and VMAF where this ffmpeg has libvmaf) of an encode's output against its
  * source: whole, or the mean over sampled segments (qualityMethod) of an output `length_s` long.
- * A failed measurement gives {} rather than failing a good encode; cancellation still cancels.
+ * A failed measurement gives {} rather than failing a good encode; cancellation still cancels, and
+ * an input refused by its checks (UnsupportedEncodeError) is thrown.
  * `idle`: at the lowest CPU priority (after the reservation is released).
  */
-export async function measureQuality(schema: EncodingSchema, distorted: string, grant: Grant, o: { signal?: AbortSignal; idle?: boolean; length_s?: number } = {}): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number; method: string }> {
+export async function measureQuality(
+  schema: EncodingSchema, distorted: string, grant: Grant, o: InputOptions & { idle?: boolean; length_s?: number } = {},
+): Promise<{ psnr_db?: number; ssim?: number; vmaf?: number; method: string }> {
   const { segments, method } = qualityMethod(o.length_s);
+  let input: HandedInput | undefined;
+  let dist: Awaited<ReturnType<typeof openOwn>> | undefined;
   try {
     const { vmaf } = await ffmpegCapabilities();
+    input = await openFor(schema, o);
+    dist = await openOwn(distorted);
     const parts: { psnr_db?: number; ssim?: number; vmaf?: number }[] = [];
     for (const segment of segments ?? [undefined]) {
-      const run = await runFfmpeg(compileQuality(schema, distorted, grant, { vmaf, segment }), { core_ids: grant.core_ids, signal: o.signal, idle: o.idle });
+      const run = await runFfmpeg(compileQuality(schema, handedPath('distorted'), grant, { vmaf, segment, input: input?.access }), {
+        core_ids: grant.core_ids, signal: o.signal, idle: o.idle, handed: { input: input?.fd, distorted: dist.fd },
+      });
       parts.push(parseQuality(run.stderr));
     }
     const avg = (k: 'psnr_db' | 'ssim' | 'vmaf') => {
@@ -72,16 +103,11 @@ export async function measureQuality(schema: EncodingSchema, distorted: string, 
   } catch (e) {
     if (e instanceof FfmpegExitError) return { method };
     throw e;
+  } finally {
+    await input?.close();
+    await dist?.close();
   }
 }
-
-/** The ffprobe next to the ffmpeg in use (PRESCIENT_FFPROBE overrides). */
-export function ffprobePath(): string {
-  return process.env.PRESCIENT_FFPROBE || path.join(path.dirname(ffmpegPath()), 'ffprobe');
-}
-
-/** How long one ffprobe may take: it reads headers and a few packets, not the whole file. */
-const FFPROBE_TIMEOUT_MS = 20_000;
 
 export interface ProbeOptions {
   by: ProbeOrigin;
@@ -89,6 +115,11 @@ export interface ProbeOptions {
   core_ids?: number[];
   cache?: ProbeCache;
   signal?: AbortSignal;
+  /**
+   * Directories the file's real path must lie in: a node passes its allowed input roots. Absent
+   * (a submitter's probe), the path is only resolved: the probe reads with the submitter's rights.
+   */
+  roots?: readonly string[];
 }
 
 /**
@@ -101,7 +132,7 @@ export async function probeInput(input: InputSpec, o: ProbeOptions): Promise<Inp
     const key = `lavfi\0${input.source}\0${input.resolution.width}x${input.resolution.height}\0${input.fps}\0${input.noise}`;
     const hit = o.cache?.get(key);
     if (hit) return { ...hit, by: o.by };
-    const cx = await measureComplexity({ input }, grant, o.signal);
+    const cx = await measureComplexity({ input }, grant, { signal: o.signal });
     if (!cx) return undefined;
     const probe: InputProbe = { by: o.by, si_mean: cx.si_mean, si_max: cx.si_max, ti_mean: cx.ti_mean, ti_max: cx.ti_max, siti_s: cx.probe_s };
     o.cache?.set(key, probe);
@@ -109,7 +140,7 @@ export async function probeInput(input: InputSpec, o: ProbeOptions): Promise<Inp
   }
   let st;
   try {
-    st = await stat(input.path);
+    st = await stat(await resolveInput(input.path, o.roots));
   } catch {
     return undefined;
   }
@@ -117,32 +148,24 @@ export async function probeInput(input: InputSpec, o: ProbeOptions): Promise<Inp
   const key = `file\0${input.path}\0${st.size}\0${st.mtimeMs}`;
   const hit = o.cache?.get(key);
   if (hit) return { ...hit, by: o.by };
-  const json = await ffprobeJson(input.path, o.signal).catch(() => undefined);
-  const found = json && readFfprobe(json);
-  if (!found) return undefined;
-  const probe: InputProbe = { by: o.by, ...found, size_bytes: st.size, mtime_ms: Math.round(st.mtimeMs) };
-  const whole: InputSpec = { ...input, duration_s: undefined };
-  const cx = await measureComplexity({ input: whole }, grant, o.signal, probe.fps);
-  if (cx) Object.assign(probe, { si_mean: cx.si_mean, si_max: cx.si_max, ti_mean: cx.ti_mean, ti_max: cx.ti_max, siti_s: Math.min(cx.probe_s, probe.duration_s ?? cx.probe_s) });
-  o.cache?.set(key, probe);
-  return probe;
+  // Refused (outside the roots, a playlist) or unreadable: not probed, and the encode will say why.
+  const opened = await openInput(input.path, { roots: o.roots, signal: o.signal, streams: true }).catch(() => undefined);
+  if (!opened) return undefined;
+  try {
+    const found = readFfprobe(opened.ffprobe);
+    if (!found) return undefined;
+    const probe: InputProbe = { by: o.by, ...found, size_bytes: opened.size, mtime_ms: Math.round(opened.mtime_ms) };
+    const whole: InputSpec = { ...input, duration_s: undefined };
+    const cx = await measureComplexity({ input: whole }, grant, { signal: o.signal, fps: probe.fps, input: opened });
+    if (cx) Object.assign(probe, { si_mean: cx.si_mean, si_max: cx.si_max, ti_mean: cx.ti_mean, ti_max: cx.ti_max, siti_s: Math.min(cx.probe_s, probe.duration_s ?? cx.probe_s) });
+    o.cache?.set(key, probe);
+    return probe;
+  } finally {
+    await opened.close();
+  }
 }
 
 const allCores = () => Array.from({ length: os.availableParallelism() }, (_, i) => i);
-
-function ffprobeJson(file: string, signal?: AbortSignal): Promise<unknown> {
-  const args = ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', `file:${file}`];
-  return new Promise((resolve, reject) => {
-    execFile(ffprobePath(), args, { timeout: FFPROBE_TIMEOUT_MS, maxBuffer: 8 * 2 ** 20, signal }, (err, stdout) => {
-      if (err) return reject(err);
-      try {
-        resolve(JSON.parse(stdout));
-      } catch (e) {
-        reject(e);
-      }
-    });
-  });
-}
 
 /** A positive finite number from ffprobe's text, or undefined. */
 const positive = (v: unknown): number | undefined => {

@@ -1,8 +1,10 @@
 /**
  * Runs one ffmpeg argv pinned to its granted cores and reports what it used:
  *
- *   setpriv --pdeathsig KILL -- [prlimit --data=N --] taskset -c CORES $PRESCIENT_FFMPEG ARGS...   (no shell)
+ *   setpriv PRIVILEGES --pdeathsig KILL -- [prlimit --data=N --] taskset -c CORES $PRESCIENT_FFMPEG ARGS...   (no shell)
  *
+ * PRIVILEGES (sandbox.ts) leave ffmpeg no capability, no way to gain one, and, when the agent is
+ * root, an unprivileged user; what it reads and writes it gets as handed descriptors (`handed`).
  * setpriv, prlimit and taskset exec in place, so the child's pid ends up being ffmpeg's. The
  * parent-death signal makes the kernel SIGKILL ffmpeg when the thread that spawned it exits, so a
  * terminated Piscina worker or a crashed agent never leaves an orphan encode running. With a
@@ -19,6 +21,7 @@ import type { UsageSummary } from '../../shared/index.js';
 import type { Confinement } from '../enforce/index.js';
 import { Sampler, type SamplingOptions } from '../sampling/index.js';
 import { EncodeAbortedError, FfmpegExitError } from './errors.js';
+import { handedStdio, privilegeArgs, type Handed } from './sandbox.js';
 
 /** One `-progress` report. */
 export interface FfmpegProgress {
@@ -79,6 +82,8 @@ export interface RunFfmpegOptions {
    * quality pass) takes only cycles the reserved encodes leave idle.
    */
   idle?: boolean;
+  /** Descriptors the agent opened for ffmpeg, passed at sandbox.ts's HANDED numbers; the argv names them by handedPath. */
+  handed?: Handed;
 }
 
 /** How long ffmpeg may flush after SIGTERM before it is killed; a cancelled output is discarded anyway. */
@@ -103,8 +108,10 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const c = opts.confinement;
-    const argv = ['--pdeathsig', 'KILL', '--', ...(c?.command_prefix ?? []), ...(opts.idle ? ['nice', '-n', '19'] : []), ...(c?.pin_cores === false ? [] : ['taskset', '-c', opts.core_ids.join(',')]), ffmpegPath(), ...args];
-    const options = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(c && { env: { ...process.env, ...c.env } }) };
+    // prlimit, nice and taskset need no privilege for what they do here (lower a limit, lower the
+    // priority, narrow the affinity), so they run after setpriv has dropped it.
+    const argv = [...privilegeArgs(), '--pdeathsig', 'KILL', '--', ...(c?.command_prefix ?? []), ...(opts.idle ? ['nice', '-n', '19'] : []), ...(c?.pin_cores === false ? [] : ['taskset', '-c', opts.core_ids.join(',')]), ffmpegPath(), ...args];
+    const options = { stdio: handedStdio(opts.handed), ...(c && { env: { ...process.env, ...c.env } }) };
     // The child is forked from this process, and the kernel carries a process's peak RSS across
     // exec: -benchmark's maxrss is never below what this process held at the fork (a 643 MB
     // node process gave a 1 s 320x240 encode a maxrss of 604 MB). Only a maxrss above that is
@@ -132,7 +139,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
     const sampler = new Sampler();
     let last: FfmpegProgress | undefined;
 
-    createInterface({ input: child.stderr }).on('line', (line) => {
+    createInterface({ input: child.stderr! }).on('line', (line) => {
       const t = /^bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s/.exec(line);
       if (t) Object.assign(bench, { cpu_s: Number(t[1]) + Number(t[2]), transcode_s: Number(t[3]) });
       const m = /^bench: maxrss=(\d+)kB/.exec(line);
@@ -142,7 +149,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
     });
 
     const block = new Map<string, string>();
-    createInterface({ input: child.stdout }).on('line', (line) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
       const eq = line.indexOf('=');
       if (eq < 0) return;
       const key = line.slice(0, eq).trim();

@@ -19,6 +19,11 @@ export interface EncodeJob {
   enforcement?: EnforcementPlan;
   /** The output lands at `<output_dir>/<task_id>.<mp4|webm>`. */
   output_dir: string;
+  /**
+   * Directories a file input must lie in once its symlinks are resolved (ffmpeg/inputs.ts): the
+   * agent's allowed input roots. Absent: allowedInputRoots(stateDir()), this node's configuration.
+   */
+  input_roots?: readonly string[];
   /** How often the encode is sampled; default 1000, at least MIN_SAMPLE_INTERVAL_MS (100). */
   sample_interval_ms?: number;
   /** False: no PSNR/SSIM pass after the encode (calibration needs only what the encode used). Default true. */

@@ -3,17 +3,18 @@
  * same cores — and returns its EncodeResult. Cancellation arrives as a message on the task's
  * port (Piscina's own `signal` would terminate this thread mid-encode).
  */
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { lstat, mkdir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { EncodeResult, EncodeSample } from '../../shared/index.js';
+import { allowedInputRoots, stateDir, type EncodeResult, type EncodeSample } from '../../shared/index.js';
 import {
   compileEncode, compileLive, runFfmpeg,
   EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError,
-  type EncodePlan, type FfmpegProgress, type FfmpegRun, type Grant,
+  type FfmpegProgress, type FfmpegRun, type Grant,
 } from '../ffmpeg/index.js';
 import { mergeUsage, strictClock } from '../sampling/index.js';
 import { measureQuality } from '../ffmpeg/probe.js';
+import { openInput, type HandedInput } from '../ffmpeg/inputs.js';
+import { ffmpegDir, handedPath, reclaim } from '../ffmpeg/sandbox.js';
 import { confineTask, ffmpegGpuIds, ReservationExceededError, type Confinement } from '../enforce/index.js';
 import type { EncodeJob, EncodeProgress, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
 
@@ -33,9 +34,14 @@ export default async function encodeTask({ job, port }: WorkerTask): Promise<Wor
   }
 }
 
+/** The roots a job's input must resolve inside: its own, else this node's configuration's. */
+const rootsOf = (job: EncodeJob) => job.input_roots ?? allowedInputRoots(stateDir());
+
 /**
- * ffmpeg writes `<task_id>.part.<ext>`, which becomes `<task_id>.<ext>` only once the encode and
- * its quality measurement succeeded; on any failure it is deleted, so a retry never finds a half file.
+ * ffmpeg writes `<task_id>.part.<ext>` and its two-pass statistics into `<output_dir>/<task_id>.work/`,
+ * the one directory it may write (handed to it, owned by its user: ffmpeg/sandbox.ts). The part
+ * file becomes `<output_dir>/<task_id>.<ext>` only once the encode and its quality measurement
+ * succeeded; the work directory goes in every case, so a retry never finds a half file.
  *
  * Every encode pass runs in the task's confinement, set up before the first and released after
  * the last (also on failure or cancellation). The quality measurement is not part of what the
@@ -45,21 +51,27 @@ async function encode(
   job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
 ): Promise<MeasuredEncode> {
   const grant: Grant = { core_ids: job.core_ids, gpu_ids: job.gpu_ids };
-  const scratch = await mkdtemp(path.join(os.tmpdir(), 'prescient-passlog-'));
-  let plan: EncodePlan | undefined;
+  let input: HandedInput | undefined;
+  let workDir: string | undefined;
+  let work: FileHandle | undefined;
   let confinement: Confinement | undefined;
-  let done = false;
   try {
-    // With CUDA_VISIBLE_DEVICES set, ffmpeg numbers the reserved GPUs from 0 (its -gpu option).
-    plan = compileEncode(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, {
-      task_id: job.task_id, output_dir: job.output_dir, passlog_prefix: path.join(scratch, 'pass'),
+    input = job.schema.input.kind === 'file' ? await openInput(job.schema.input.path, { roots: rootsOf(job), signal }) : undefined;
+    // The plan as ffmpeg sees it: it writes through its handed directory. With CUDA_VISIBLE_DEVICES
+    // set, ffmpeg numbers the reserved GPUs from 0 (its -gpu option).
+    const seen = handedPath('dir');
+    const plan = compileEncode(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, {
+      task_id: job.task_id, output_dir: seen, passlog_prefix: path.join(seen, 'pass'), input: input?.access,
     });
+    workDir = path.join(job.output_dir, `${job.task_id}.work`); // task_id is a safe file name once compiled
+    const part_path = path.join(workDir, path.basename(plan.part_path));
+    const final_path = path.join(job.output_dir, path.basename(plan.final_path));
     await mkdir(job.output_dir, { recursive: true });
+    work = await ffmpegDir(workDir);
     confinement = confineTask(job.enforcement, {
       task_id: job.task_id, core_ids: job.core_ids, gpu_ids: job.gpu_ids, memory_gb: job.memory_gb, bandwidth_mbps: job.bandwidth_mbps,
-      paths: [...(job.schema.input.kind === 'file' ? [job.schema.input.path] : []), job.output_dir],
+      paths: [...(input ? [input.real_path] : []), job.output_dir],
     });
-    await rm(plan.part_path, { force: true });
     const runs: FfmpegRun[] = [];
     const clock = strictClock(); // one for all passes: ts_ms identifies a sample within its job
     for (const [i, argv] of plan.passes.entries()) {
@@ -70,6 +82,7 @@ async function encode(
         gpu_ids: job.gpu_ids,
         confinement,
         signal,
+        handed: { input: input?.fd, dir: work.fd },
         onProgress: (p) => {
           progress = p;
           onProgress({ task_id: job.task_id, pass, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s });
@@ -83,15 +96,18 @@ async function encode(
         },
       }));
     }
-    const output_bytes = (await stat(plan.part_path)).size;
-    const input_bytes = job.schema.input.kind === 'file' ? (await stat(job.schema.input.path)).size : 0;
-    const { method: _method, ...quality } = job.quality === false ? { method: '' } : await measureQuality(job.schema, plan.part_path, grant, { signal });
-    await rename(plan.part_path, plan.final_path);
-    done = true;
+    // ffmpeg's user owns the work dir: what is there must be the file it wrote, not a link it left.
+    const written = await lstat(part_path);
+    if (!written.isFile()) throw new Error(`${part_path} is not a regular file after the encode`);
+    const output_bytes = written.size;
+    const input_bytes = input?.size ?? 0;
+    const { method: _method, ...quality } = job.quality === false ? { method: '' } : await measureQuality(job.schema, part_path, grant, { signal, roots: rootsOf(job) });
+    await rename(part_path, final_path);
+    await reclaim(final_path);
     return {
       actual: usage(runs, input_bytes, output_bytes, job.core_ids.length),
       output_bytes,
-      output_path: plan.final_path,
+      output_path: final_path,
       ...quality,
       pinned: runs.every((r) => r.pinned),
       frames: runs.at(-1)?.last_progress?.frame ?? 0,
@@ -101,8 +117,9 @@ async function encode(
   } catch (e) {
     throw withShortfalls(e, confinement?.shortfalls() ?? []);
   } finally {
-    await rm(scratch, { recursive: true, force: true });
-    if (!done && plan) await rm(plan.part_path, { force: true });
+    await input?.close();
+    await work?.close();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
     await confinement?.release();
   }
 }
@@ -116,19 +133,26 @@ async function live(
   job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
 ): Promise<MeasuredEncode> {
   let confinement: Confinement | undefined;
+  let input: HandedInput | undefined;
+  let dir: FileHandle | undefined;
+  let written: string | undefined;
   try {
-    const plan = compileLive(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, { task_id: job.task_id, output_dir: job.output_dir });
-    // A restarted channel starts a fresh window rather than appending to the old one's.
-    await rm(plan.dir, { recursive: true, force: true });
-    await mkdir(plan.dir, { recursive: true });
+    input = job.schema.input.kind === 'file' ? await openInput(job.schema.input.path, { roots: rootsOf(job), signal }) : undefined;
+    const plan = compileLive(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, {
+      task_id: job.task_id, output_dir: job.output_dir, input: input?.access, ffmpeg_dir: handedPath('dir'),
+    });
+    // A restarted channel starts a fresh window rather than appending to the old one's. The
+    // window is published as it is written, so the directory is readable by all, as before.
+    dir = await ffmpegDir(plan.dir, 0o755);
+    written = plan.dir;
     confinement = confineTask(job.enforcement, {
       task_id: job.task_id, core_ids: job.core_ids, gpu_ids: job.gpu_ids, memory_gb: job.memory_gb, bandwidth_mbps: job.bandwidth_mbps,
-      paths: [...(job.schema.input.kind === 'file' ? [job.schema.input.path] : []), plan.dir],
+      paths: [...(input ? [input.real_path] : []), plan.dir],
     });
     let progress: FfmpegProgress | undefined;
     const clock = strictClock();
     const run = await runFfmpeg(plan.argv, {
-      core_ids: job.core_ids, gpu_ids: job.gpu_ids, confinement, stop: signal,
+      core_ids: job.core_ids, gpu_ids: job.gpu_ids, confinement, stop: signal, handed: { input: input?.fd, dir: dir.fd },
       onProgress: (p) => {
         progress = p;
         onProgress({ task_id: job.task_id, pass: 1, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s });
@@ -152,6 +176,9 @@ async function live(
   } catch (e) {
     throw withShortfalls(e, confinement?.shortfalls() ?? []);
   } finally {
+    await input?.close();
+    await dir?.close();
+    if (written) await reclaim(written).catch(() => undefined);
     await confinement?.release();
   }
 }

@@ -13,6 +13,8 @@ import { benchPlacement } from './placement.js';
 import { benchBurst } from './burst.js';
 import { benchAccuracy } from './accuracy.js';
 import { benchCliStart } from './cli-start.js';
+import { benchPoison } from './poison.js';
+import { benchFailover } from './failover.js';
 
 function machine(): Record<string, string | number> {
   const ffmpeg = (() => { try { return /ffmpeg version (\S+)/.exec(execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }))?.[1] ?? '?'; } catch { return 'absent'; } })();
@@ -32,6 +34,8 @@ const benches: Record<string, () => Promise<Record<string, number | string>>> = 
   'placement (issue 5: >= 20,000 decisions/s on one core, p99 < 1 ms, 10,000 nodes)': benchPlacement,
   'burst decision (issue 7: decide() far below its 5 s tick with 2,000 queued jobs, forecast off and on)': benchBurst,
   'accuracy (issue 14: on held-out sources, duration and memory MAPE at or below the best peer; 95 % bound covers >= 93 % with slack < 30 %; demo batch inside its memory bound)': benchAccuracy,
+  'poison (issue 17: 1,000 poison submissions, then a valid job placed within 1 s of them clearing; leader RSS back within 10 %)': benchPoison,
+  'failover (issue 17: a standby leading and placing within 10 s of kill -9 of the leader, 10 runs)': benchFailover,
   'cli-start (issue 15: CPU to start and finish `prescient --help` and `submit` < 300 ms, `status` < 400 ms)': benchCliStart,
 };
 

@@ -104,6 +104,11 @@ function spawnCli(args: string[], nodeArgs: readonly string[] = []): Coordinator
   };
 }
 
+/** Starts a coordinator process without waiting for it to lead (a standby). */
+export function spawnStandby(s: TestStack, id: string, args: string[] = []): CoordinatorProcess {
+  return spawnCli(['--state-dir', s.dir, 'coordinator', '--id', id, ...args]);
+}
+
 export async function spawnCoordinator(s: TestStack, id: string, args: string[] = [], nodeArgs: string[] = [], timeoutMs = 30_000): Promise<CoordinatorProcess> {
   const handle = spawnCli(['--state-dir', s.dir, 'coordinator', '--id', id, ...args], nodeArgs);
   const { child } = handle;

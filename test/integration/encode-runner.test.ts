@@ -4,13 +4,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { validateEncodingSchema, type EncodeResult } from '../../shared/index.js';
 import { parseCpuList } from '../../shared/index.js';
 import { measureQuality } from '../../node-agent/ffmpeg/probe.js';
-import { createEncodeRunner, EncodeAbortedError, FfmpegExitError, type EncodeJob, type EncodeProgress } from '../../node-agent/runner/index.js';
+import { createEncodeRunner, EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError, type EncodeJob, type EncodeProgress } from '../../node-agent/runner/index.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-encode-test-'));
 const runner = createEncodeRunner({ maxThreads: 2 });
@@ -20,7 +20,7 @@ const oneCore = allowed.slice(0, 1);
 const twoCores = allowed.slice(0, 2);
 
 function job(task_id: string, doc: { input: unknown; output: unknown }, core_ids = oneCore): EncodeJob {
-  return { task_id, schema: validateEncodingSchema(doc, { allowedInputRoots: [dir] }), core_ids, gpu_ids: [], memory_gb: 1, output_dir: dir };
+  return { task_id, schema: validateEncodingSchema(doc, { allowedInputRoots: [dir] }), core_ids, gpu_ids: [], memory_gb: 1, output_dir: dir, input_roots: [dir] };
 }
 const testsrc = (duration_s: number, resolution = '320x240') => ({ synthetic: { source: 'testsrc2' }, resolution, fps: 25, duration_s });
 
@@ -30,8 +30,9 @@ function processesMentioning(needle: string): number[] {
     try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle); } catch { return false; }
   }).map(Number);
 }
+/** A part file, or the work directory ffmpeg writes it in. */
 function leftovers(task_id: string): string[] {
-  return readdirSync(dir).filter((f) => f.startsWith(`${task_id}.part`));
+  return readdirSync(dir).filter((f) => f.startsWith(`${task_id}.part`) || f === `${task_id}.work`);
 }
 async function rejection(run: Promise<unknown>): Promise<unknown> {
   try {
@@ -91,8 +92,6 @@ test('a libvpx-vp9 encode at half size on two cores (where there are two) yields
 });
 
 test('a two-pass libx265 bitrate encode reports both passes and cleans up its pass logs', async () => {
-  const scratch = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('prescient-passlog-'));
-  const scratchBefore = new Set(scratch());
   const passes = new Set<number>();
   const r = await runner.run(job('x265', { input: testsrc(1), output: { codec: 'hevc', preset: 'ultrafast', passes: 2, rate_control: { mode: 'bitrate', bitrate_kbps: 300 } } }), {
     onProgress: (p) => passes.add(p.pass),
@@ -100,8 +99,8 @@ test('a two-pass libx265 bitrate encode reports both passes and cleans up its pa
   assert.equal([...passes], [1, 2]);
   assertSane(r, 1);
   assert.ok(r.psnr_db! > 25, `psnr ${r.psnr_db}`);
-  // Other processes may come and go meanwhile: only a directory that is new counts as left behind.
-  assert.equal(scratch().filter((d) => !scratchBefore.has(d)), []);
+  // The pass logs were in the task's work directory, which goes with them.
+  assert.equal(leftovers('x265'), []);
 });
 
 test('a file input is encoded and compared against that file', async () => {
@@ -143,14 +142,23 @@ test('closing the runner cancels a running encode and leaves no ffmpeg process',
   assert.equal(leftovers('closed'), []);
 });
 
-test('an encode of a missing input file rejects with ffmpeg\'s reason', async () => {
+test('an encode of a missing input file is refused naming input.path and why', async () => {
   const missing = path.join(dir, 'does-not-exist.mp4');
   const run = runner.run(job('missing', { input: { path: missing }, output: { codec: 'h264', rate_control: { mode: 'crf', crf: 23 } } }));
   const e = await rejection(run);
-  assert.instance(e, FfmpegExitError);
-  assert.is((e as FfmpegExitError).exit_code, 1);
-  assert.match((e as FfmpegExitError).message, `${missing}: No such file or directory`);
+  assert.instance(e, UnsupportedEncodeError);
+  assert.is((e as UnsupportedEncodeError).field, 'input.path');
+  assert.match((e as UnsupportedEncodeError).message, `${missing} cannot be opened on this node (ENOENT)`);
   assert.equal(leftovers('missing'), []);
+});
+
+test('a file that is not media fails with ffprobe\'s reason before any encode starts', async () => {
+  const junk = path.join(dir, 'junk.mp4');
+  writeFileSync(junk, Buffer.alloc(4096, 7));
+  const e = await rejection(runner.run(job('junk', { input: { path: junk }, output: { codec: 'h264', rate_control: { mode: 'crf', crf: 23 } } })));
+  assert.instance(e, FfmpegExitError);
+  assert.match((e as FfmpegExitError).message, 'Invalid data found when processing input');
+  assert.equal(leftovers('junk'), []);
 });
 
 test('quality measured on three sampled segments of a longer encode agrees with the whole output\'s, at nice 19', async () => {

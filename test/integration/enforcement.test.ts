@@ -77,7 +77,7 @@ const logs: string[] = [];
 function job(task_id: string, output: Record<string, unknown>, input: Record<string, unknown>, extra: Partial<EncodeJob> = {}): EncodeJob {
   return {
     task_id, schema: validateEncodingSchema({ input, output }, { allowedInputRoots: [dir] }),
-    core_ids: core, gpu_ids: [], memory_gb: 1, output_dir: dir, enforcement: plan, ...extra,
+    core_ids: core, gpu_ids: [], memory_gb: 1, output_dir: dir, input_roots: [dir], enforcement: plan, ...extra,
   };
 }
 const testsrc = (duration_s: number, resolution = '320x240') => ({ synthetic: { source: 'testsrc2' }, resolution, fps: 25, duration_s });

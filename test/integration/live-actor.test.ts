@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
@@ -74,9 +74,10 @@ test('work behind it queues with no estimated start: a channel never ends by its
 
 test('a channel whose ffmpeg dies is restarted and publishes again', async () => {
   const before = (await task(chan))!.attempts;
+  // ffmpeg writes the window through the directory the agent handed it (descriptor 4: node-agent/ffmpeg/sandbox.ts).
   const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(`${chan}.live`)) && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'ffmpeg';
+      return readlinkSync(`/proc/${p}/fd/4`) === liveDir(chan) && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'ffmpeg';
     } catch { return false; }
   });
   assert.is(pids.length, 1, 'one ffmpeg runs the channel');

@@ -42,6 +42,9 @@ test('a failover incident replays to identical placements, the old leader\'s ter
   const long = await submit(s, smallJob({ input: { resolution: '1280x720', duration_s: 20 }, output: { preset: 'medium' } }));
   const early = [await submit(s, smallJob()), await submit(s, smallJob())];
   await waitFor('the long encode to run', async () => (await store.get(long))?.state === 'running', 60_000);
+  // The short ones finish under c1 (one after the other on the free node) while the long one runs on.
+  for (const id of early) assert.is((await events(s, id)).at(-1)!.state, 'succeeded', id);
+  assert.is((await store.get(long))?.state, 'running', 'the long encode outlasts them');
   await c1!.stop();
   c1 = undefined;
   c2 = await coordinator(s, 'c2', { eventLog: logOf('c2') });

@@ -70,9 +70,10 @@ test('each run is written to QuestDB and read back over HTTP with its prediction
   const id = await submit(s, smallJob({ input: { resolution: '640x360', duration_s: 2 }, output: { codec: 'vp9', preset: '8', rate_control: { mode: 'crf', crf: 40 } } }));
   const done = (await events(s, id)).at(-1)!;
   assert.is(done.state, 'succeeded', done.reason);
-  const rows = await waitFor('the run row in QuestDB', async () => {
+  // The run is recorded as it is encoded, and again once its quality is measured (the same row, replaced by QuestDB's dedup).
+  const rows = await waitFor('the run row with its quality in QuestDB', async () => {
     const r = await questdbQuery(s.endpoints.questdb_http, `SELECT * FROM ${RUNS_TABLE} WHERE job_id = '${id}'`);
-    return r.length ? r : undefined;
+    return r.length && r.some((x) => x.psnr_db !== null) ? r : undefined;
   }, 20_000);
   assert.is(rows.length, 1);
   const row = rows[0];

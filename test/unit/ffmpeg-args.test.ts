@@ -49,6 +49,28 @@ test('a file input is read through the file: protocol', () => {
   assert.not.ok(argv.includes('lavfi'));
 });
 
+test('a file input may only be read over the file protocol, so no demuxer can reach the network or another protocol', () => {
+  const [argv] = encodeArgs({ codec: 'h264', rate_control: crf(23) }, oneCore, { path: '/media/a.mov' });
+  assert.ok(containsRun(argv, ['-protocol_whitelist', 'file']), argv.join(' '));
+  assert.ok(argv.indexOf('-protocol_whitelist') < argv.indexOf('-i'), 'an input option, before its -i');
+  const q = compileQuality(schema({ codec: 'h264', rate_control: crf(23) }, { path: '/media/a.mov' }), '/out/x.mp4', oneCore);
+  assert.is(q.filter((a) => a === '-protocol_whitelist').length, 2, 'both inputs of the quality pass');
+  const [lavfi] = encodeArgs({ codec: 'h264', rate_control: crf(23) });
+  assert.not.ok(lavfi.includes('-protocol_whitelist'), 'a lavfi source opens nothing');
+});
+
+test('a file input handed by the agent is opened by its descriptor, with only the demuxer its check found', () => {
+  const handed = { path: '/proc/self/fd/3', format: 'mov,mp4,m4a,3gp,3g2,mj2' };
+  const s = schema({ codec: 'h264', rate_control: crf(23) }, { path: '/media/a.mov', duration_s: 2 });
+  const [argv] = compileEncode(s, oneCore, { ...target, input: handed }).passes;
+  assert.ok(containsRun(argv, ['-protocol_whitelist', 'file', '-format_whitelist', handed.format]), argv.join(' '));
+  assert.is(after(argv, '-i'), 'file:/proc/self/fd/3');
+  assert.not.ok(argv.some((a) => a.includes('/media/a.mov')), 'the schema\'s path is never opened by ffmpeg');
+  const q = compileQuality(s, '/proc/self/fd/5', oneCore, { input: handed });
+  assert.ok(containsRun(q, ['-t', '2', '-i', 'file:/proc/self/fd/3']), q.join(' '));
+  assert.throws(() => compileEncode(s, oneCore, { ...target, input: { ...handed, format: 'mov -i x' } }), (e: unknown) => e instanceof UnsupportedEncodeError && e.field === 'input.path');
+});
+
 test('a file input with a duration is encoded only that far from its start, and compared only that far', () => {
   const [argv] = encodeArgs({ codec: 'h264', rate_control: crf(23) }, oneCore, { path: '/media/a.mov', duration_s: 7.5 });
   assert.ok(containsRun(argv, ['-t', '7.5', '-i', 'file:/media/a.mov']), argv.join(' '));

@@ -92,6 +92,17 @@ test('a file source loops at real time, and a batch encode or a probe never gets
   assert.not.ok(compileEncode(task, grant, { task_id: 't', output_dir: '/out', passlog_prefix: '/tmp/p' }).passes[0].includes('-re'));
 });
 
+test('a live channel handed its directory and input writes and reads only through their descriptors', () => {
+  const s = validateEncodingSchema(channel({ input: { path: '/media/loop.mp4' } }), ctx);
+  const plan = compileLive(s, grant, { task_id: 'chan-3', output_dir: '/out', ffmpeg_dir: '/proc/self/fd/4', input: { path: '/proc/self/fd/3', format: 'mov,mp4,m4a,3gp,3g2,mj2' } });
+  assert.is(plan.playlist, '/out/chan-3.live/index.m3u8', 'the plan names where the agent finds it');
+  const opt = (name: string) => plan.argv[plan.argv.indexOf(name) + 1];
+  assert.is(opt('-hls_segment_filename'), '/proc/self/fd/4/seg-%06d.m4s');
+  assert.is(plan.argv.at(-1), 'file:/proc/self/fd/4/index.m3u8');
+  assert.is(opt('-i'), 'file:/proc/self/fd/3');
+  assert.is(opt('-format_whitelist'), 'mov,mp4,m4a,3gp,3g2,mj2');
+});
+
 test('an actor is never compiled as a batch encode, nor a task as a live channel', () => {
   const actor = validateEncodingSchema(channel(), ctx);
   assert.throws(() => compileEncode(actor, grant, { task_id: 't', output_dir: '/out', passlog_prefix: '/tmp/p' }), (e: unknown) => e instanceof UnsupportedEncodeError && e.field === 'kind');
