@@ -6,7 +6,7 @@
 import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
 import {
   ALL_JOB_EVENTS, CANCEL_SUBJECT, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
-  MAX_SUBMIT_DELIVERIES, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES, isFinalEvent,
+  MAX_SUBMIT_DELIVERIES, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES, isFinalEvent, truncate,
   jobEventsSubject, type CancelEnvelope, type EncodingTask, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
@@ -86,7 +86,7 @@ export function deadLetterOf(payload: Uint8Array, o: { subject: string; stream_s
   const id = /"job_id"\s*:\s*"([^"]{1,64})"/.exec(text)?.[1];
   return {
     ...(id && JOB_ID_PATTERN.test(id) && { job_id: id }), subject: o.subject, stream_seq: o.stream_seq,
-    reason: o.reason.length > 1000 ? `${o.reason.slice(0, 1000)}…` : o.reason, deliveries: o.deliveries,
+    reason: truncate(o.reason, 1000), deliveries: o.deliveries,
     bytes: payload.length, head: text.slice(0, DEAD_LETTER_HEAD), at: new Date(o.at).toISOString(),
   };
 }

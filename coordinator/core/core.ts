@@ -13,7 +13,7 @@
  */
 import {
   SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, failureKind,
-  JOB_ID_PATTERN,
+  JOB_ID_PATTERN, describeValue, truncate,
   type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
   type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
@@ -218,7 +218,7 @@ export class LeaderCore {
     const env = s.envelope as SubmitEnvelope | undefined;
     if (env === undefined || env === null || typeof env !== 'object') return this.drop('it is not a JSON object');
     if (typeof env.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) {
-      return this.drop(`job_id must match ${JOB_ID_PATTERN}, got ${clip(JSON.stringify(env.job_id) ?? 'nothing', 80)}`);
+      return this.drop(`job_id must match ${JOB_ID_PATTERN}, got ${describeValue(env.job_id)}`);
     }
     // Redelivery of a job already admitted: recorded by an earlier leader, or in memory. One in
     // memory whose first write failed is handed back to be written now. One recorded and ended
@@ -245,7 +245,7 @@ export class LeaderCore {
       // A refusal is recorded, so it must be recordable: the schema as sent only when it is
       // small and shallow, and the reason cut short (a poison submission once repeated a 600 KB
       // value in its reason, and one nested 5,000 levels deep could not be encoded at all).
-      task = { ...base, schema: keptSchema(env.schema), state: 'rejected', reason: clip(reason, MAX_REASON) };
+      task = { ...base, schema: keptSchema(env.schema), state: 'rejected', reason: truncate(reason, MAX_REASON) };
     }
     if (task.state === 'queued') { this.active.set(task.id, task); this.index(task); this.arrived(task); }
     this.unrecorded.add(task);
@@ -824,11 +824,6 @@ const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/$
 /** Whether `r` asks for exactly what `m` asked for (then it fares as `m` did, reason included). */
 const sameAsk = (r: PlacementRequest, m: PlacementRequest) =>
   r.cores === m.cores && r.gpus === m.gpus && r.memory_gb === m.memory_gb && r.bandwidth_mbps === m.bandwidth_mbps;
-
-/** `text` at most `max` characters, with how much was cut. */
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
-}
 
 /**
  * A refused submission's schema as its record keeps it: as sent when it is small and shallow,

@@ -7,7 +7,7 @@
  * then the session's lock-delay applies, which we set short on purpose (Consul's default is 15 s).
  */
 import type Consul from 'consul';
-import { LEADER_KEY, TERM_KEY, consulClient, type KvItem, type LeaderInfo } from '../../shared/index.js';
+import { LEADER_KEY, TERM_KEY, consulClient, describeValue, type KvItem, type LeaderInfo } from '../../shared/index.js';
 import type { ElectionEvents, LeaderElection } from './index.js';
 
 export interface ConsulElectionOptions {
@@ -178,7 +178,7 @@ export class ConsulLeaderElection implements LeaderElection {
       // Read from a store others can write: anything but a whole number is refused, never used
       // (`abc` there once made the next term NaN, and no agent could register).
       const stored = item?.Value ? parseTerm(item.Value) : 0;
-      if (stored === undefined) this.log(`${TERM_KEY} holds ${JSON.stringify(String(item?.Value).slice(0, 40))}, not a term: ignored, counting from the durable record (${floor})`);
+      if (stored === undefined) this.log(`${TERM_KEY} holds ${describeValue(item?.Value)}, not a term: ignored, counting from the durable record (${floor})`);
       const next = Math.max(stored ?? 0, floor) + 1;
       if (await this.consul.kv.set({ key: TERM_KEY, value: String(next), cas: item?.ModifyIndex ?? 0 })) {
         await this.opts.termRecord?.advance(next);

@@ -18,7 +18,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats';
 import {
-  AgentClient, SchemaValidationError, failureKind, validateInputPath, validateInputProbe,
+  AgentClient, SchemaValidationError, failureKind, truncate, validateInputPath, validateInputProbe,
   JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT, SUBMIT_MAX_DELIVERIES_ADVISORY,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type TaskStatusReport, type ValidationContext, type Ack,
@@ -91,10 +91,10 @@ const MAX_DEPTH = 32;
  * Largest submission read (a valid one is a few KB, a probed one with a group under 4 KB):
  * larger ones are set aside unparsed, so a flood of them costs the leader no more than the bytes.
  */
-export const MAX_SUBMISSION_BYTES = 64 * 1024;
+const MAX_SUBMISSION_BYTES = 64 * 1024;
 
 /** Whether JSON text nests arrays and objects deeper than `max`, read byte by byte (strings skipped) without parsing it. */
-export function nestedDeeperThan(data: Uint8Array, max: number): boolean {
+function nestedDeeperThan(data: Uint8Array, max: number): boolean {
   let depth = 0, inString = false;
   for (let i = 0; i < data.length; i++) {
     const b = data[i];
@@ -466,10 +466,10 @@ export class Leader {
         m.nak(redeliverAfter(m));
         return;
       }
-      m.term(reason.slice(0, 200));
+      m.term(truncate(reason, 200));
       // A work queue keeps a terminated message (nats-server 2.9): the dead letter holds it now.
       await this.o.js.jetstreamManager().then((jsm) => jsm.streams.deleteMessage(JOBS_STREAM, d.stream_seq)).catch(() => undefined);
-      this.log(`submission #${d.stream_seq}${d.job_id ? ` (${d.job_id})` : ''} set aside as a dead letter: ${d.reason.slice(0, 300)}`);
+      this.log(`submission #${d.stream_seq}${d.job_id ? ` (${d.job_id})` : ''} set aside as a dead letter: ${truncate(d.reason, 300)}`);
       if (id !== undefined) gone.push(id);
     }));
     if (gone.length) await this.feed([{ kind: 'DeadLettered', at: this.now(), task_ids: gone }]);
