@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  coordinatorService, internalError, notLeaderError, redactText, serve, stateDir, type grpc,
-  type CoordinatorHandlers, type StackEndpoints, type ValidationContext,
+  callerOf, coordinatorService, internalError, loadIdentity, readSecret, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
+  type CoordinatorHandlers, type Identity, type Member, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
 import { ConsulLeaderElection, type LeaderElection } from './election/index.js';
@@ -25,6 +25,8 @@ import { CorrectedPredictor, FeedbackService, JetStreamFeedbackStore, ensureFeed
 export interface CoordinatorOptions {
   id?: string;
   endpoints: StackEndpoints;
+  /** Its certificate (default: `coordinator/<id>` in the endpoints' pki_dir, issued there when this host holds the CA key). */
+  identity?: Identity;
   validation: ValidationContext;
   grpcHost?: string;
   grpcPort?: number;
@@ -94,6 +96,8 @@ function batchedStdout(): (m: string) => void {
 export async function startCoordinator(o: CoordinatorOptions): Promise<CoordinatorHandle> {
   const id = o.id ?? `${os.hostname()}-${process.pid}`;
   const log = o.log ?? batchedStdout();
+  // One certificate per host, not per process: the default id carries the pid.
+  const identity = o.identity ?? loadIdentity(pkiDirOf(o.endpoints), { role: 'coordinator', name: o.id ?? os.hostname() });
   // No credentials or a region that does not exist refuse the start (coordinator/burst/config.ts).
   if (o.burst) await verifyProvider(o.burst.provider, o.burst.config.catalogue, log);
   const registry = new ModelRegistry(o.modelDir ?? path.join(stateDir(), 'models'));
@@ -116,22 +120,31 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   let leaderAddress: string | undefined;
   let burst: BurstController | undefined;
 
-  const guard = <Req, Res>(fn: (l: Leader, req: Req) => Promise<Res>) =>
+  /**
+   * Every call comes from a node agent, about that node only: the node id it names must be the
+   * one its certificate names (a forged report or a fake agent is refused before the leader sees it).
+   */
+  const fromNode = <Req, Res>(nodeOf: (req: Req) => string | undefined, fn: (l: Leader, req: Req) => Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+      const caller: Member | undefined = callerOf(call), claimed = nodeOf(call.request);
+      if (caller?.role !== 'node' || caller.name !== claimed) {
+        log(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'} about node ${JSON.stringify(claimed)}`);
+        return cb(permissionDenied(`${caller ? `${caller.role} ${caller.name}` : 'this certificate'} may not speak for node ${JSON.stringify(claimed)}`) as grpc.ServiceError);
+      }
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
       fn(leader, call.request).then((r) => cb(null, r), (e: Error) => cb(internalError(e.message) as grpc.ServiceError));
     };
   const handlers: CoordinatorHandlers = {
-    Register: guard((l, r) => l.register(r)),
-    Heartbeat: guard((l, r) => l.heartbeat(r)),
-    ReportStatus: guard((l, r) => l.reportStatus(r)),
+    Register: fromNode((r) => r.capacity?.node_id, (l, r) => l.register(r)),
+    Heartbeat: fromNode((r) => r.node_id, (l, r) => l.heartbeat(r)),
+    ReportStatus: fromNode((r) => r.node_id, (l, r) => l.reportStatus(r)),
   };
   const host = o.grpcHost ?? '127.0.0.1';
-  const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0);
+  const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0, identity);
   const address = `${host}:${port}`;
 
   const election: LeaderElection = new ConsulLeaderElection({
-    consulHttp: o.endpoints.consul_http, candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
+    consulHttp: o.endpoints.consul_http, consulToken: readSecret(pkiDirOf(o.endpoints), 'consul-coordinator'), candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
     termRecord,
   });
   let transition = Promise.resolve();
@@ -140,7 +153,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       transition = transition.then(async () => {
         const l = new Leader({
           onDeposed: (reason) => void election.resign(`deposed: ${reason}`).catch((e) => log(`could not resign: ${e}`)),
-          id, term, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
+          id, term, identity, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
         await feedback.start();

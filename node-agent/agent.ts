@@ -8,7 +8,7 @@ import os from 'node:os';
 import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, agentService, redactText, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, agentService, callerOf, loadIdentity, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
@@ -26,6 +26,8 @@ import { hardwareClass } from '../models/index.js';
 export interface AgentOptions {
   nodeId?: string;
   endpoints: StackEndpoints;
+  /** This node's certificate (default: `node/<nodeId>` in the endpoints' pki_dir, issued there when this host holds the CA key). */
+  identity?: Identity;
   grant?: GrantOptions;
   validation: ValidationContext;
   /** Where finished outputs are written. */
@@ -73,11 +75,15 @@ export interface AgentHandle {
   stop(): Promise<void>;
 }
 
+/** Tasks whose last attempt an agent remembers (a few hundred KB at most). */
+const RAN_KEPT = 10_000;
+
 export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${redactText(m)}`));
   const hardware = await detectHardware(o.grant);
   const nodeId = o.nodeId ?? os.hostname();
   const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
+  const identity = o.identity ?? loadIdentity(pkiDirOf(o.endpoints), { role: 'node', name: nodeId });
   // Issue 17: a root agent without ffmpeg's unprivileged user refuses to start (ConfigError) rather than run ffmpeg as root.
   say(describeFfmpegPrivileges());
   mkdirSync(o.outputDir, { recursive: true });
@@ -111,6 +117,11 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const executing = new Set<Promise<void>>();
   const outbox: TaskStatusReport[] = [];
   let highestTerm = 0;
+  /**
+   * The last attempt of each task that ran here (the newest RAN_KEPT tasks): an Assign repeating
+   * one is refused, so it cannot overwrite the output that attempt left.
+   */
+  const ran = new Map<string, number>();
   /** Inputs probed for the leader, by path, size and modification time. */
   const probes = new ProbeCache();
   let leader: CoordinatorClient | undefined;
@@ -189,6 +200,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     if (alloc.term < highestTerm) return refuse('STALE_TERM', `stale leader term ${alloc.term}: this agent has seen term ${highestTerm}`);
     highestTerm = alloc.term;
     if (running.has(a.task_id)) return { accepted: true, reason: 'already running' };
+    const before = ran.get(a.task_id);
+    if (before !== undefined && Number(a.attempt) <= before) return refuse('ALREADY_RAN', `attempt ${a.attempt} of ${a.task_id} already ran here (its last was ${before}); its output is kept`);
     if (alloc.node_id !== nodeId) return refuse('WRONG_NODE', `allocation is for node ${alloc.node_id}, this is ${nodeId}`);
     const foreign = alloc.core_ids.filter((c) => !hardware.core_ids.includes(c));
     if (foreign.length) return refuse('WRONG_NODE', `cores ${foreign.join(',')} are not granted to this node`);
@@ -202,6 +215,9 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     }
     const job: Running = { allocation: alloc, schema, predicted: a.predicted, modelVersion: a.model_version || 'unknown', attempt: Number(a.attempt), startedAt: Date.now(), abort: new AbortController() };
     running.set(a.task_id, job);
+    ran.delete(a.task_id);
+    ran.set(a.task_id, job.attempt);
+    if (ran.size > RAN_KEPT) ran.delete(ran.keys().next().value!);
     say(`accepted ${a.task_id} (term ${alloc.term}) on cores [${alloc.core_ids.join(',')}], ${alloc.memory_gb} GB`);
     const run = execute(a.task_id, job).finally(() => executing.delete(run));
     executing.add(run);
@@ -221,15 +237,23 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     return `term ${term} is not the leader's in Consul (${info ? `${info.id}, term ${info.term}` : 'none'})`;
   }
 
+  /** Orders come from coordinators only: a caller whose certificate names anything else is refused, and logged. */
+  const fromCoordinator = <Req, Res>(fn: (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void) =>
+    (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+      const caller = callerOf(call);
+      if (caller?.role === 'coordinator') return fn(call, cb);
+      say(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}: only a coordinator may`);
+      cb(permissionDenied(`only a coordinator may call ${call.getPath()}`) as grpc.ServiceError);
+    };
   const handlers: AgentHandlers = {
-    AssignBatch: (call, cb) => {
+    AssignBatch: fromCoordinator((call, cb) => {
       const as = call.request.assignments ?? [];
       const top = Math.max(0, ...as.map((a) => Number(a.allocation?.term ?? 0)));
       void leaderTerm(top).then((wrong) => cb(null, {
         replies: as.map((a) => (!wrong || Number(a.allocation?.term ?? 0) <= highestTerm ? accept(a) : (say(`refused ${a.task_id}: ${wrong}`), { accepted: false, reason: wrong, refusal: 'STALE_TERM' as const }))),
       }));
-    },
-    Probe: async (call, cb) => {
+    }),
+    Probe: fromCoordinator(async (call, cb) => {
       const { path: raw, term } = call.request;
       if (Number(term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${term}: this agent has seen term ${highestTerm}`, probe_json: '' });
       const wrong = await leaderTerm(Number(term));
@@ -244,8 +268,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         (p) => cb(null, p ? { ok: true, reason: '', probe_json: JSON.stringify(p) } : { ok: false, reason: `${file} cannot be read or is not video on node ${nodeId}`, probe_json: '' }),
         (e: Error) => cb(null, { ok: false, reason: e.message, probe_json: '' }),
       );
-    },
-    Cancel: async (call, cb) => {
+    }),
+    Cancel: fromCoordinator(async (call, cb) => {
       const r = running.get(call.request.task_id);
       if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}`, refusal: 'STALE_TERM' });
       const wrong = await leaderTerm(Number(call.request.term));
@@ -253,10 +277,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       if (r) r.endRequested = true;
       r?.abort.abort(); // a live channel takes this as its stop and closes its playlist
       cb(null, r ? { ok: true, reason: '' } : { ok: false, reason: 'not running here', refusal: 'NOT_RUNNING' });
-    },
+    }),
   };
   const host = o.grpcHost ?? '127.0.0.1';
-  const { server, port } = await serve(agentService(), handlers, host, o.grpcPort ?? 0);
+  const { server, port } = await serve(agentService(), handlers, host, o.grpcPort ?? 0, identity);
   const address = `${host}:${port}`;
 
   const runningList = (): RunningTaskMsg[] => [...running.entries()].map(([task_id, r]) => ({ task_id, allocation: toAllocationMsg(r.allocation) }));
@@ -267,7 +291,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     leader?.close();
     leader = undefined;
     // The client becomes `leader` once registered: a leader that cannot be reached is no contact lost.
-    const client = new CoordinatorClient(info.address);
+    const client = new CoordinatorClient(info.address, identity);
     const reply = await client.register({
       capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus, cpu_model: hardware.cpu_model, enforcement },
       running: runningList(),

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
+import { readSecret } from './pki/index.js';
 
 /** Loopback endpoints of one running stack. */
 export interface StackEndpoints {
@@ -17,9 +18,14 @@ export interface StackEndpoints {
   questdb_http: string;
   /** host:port of QuestDB's PostgreSQL wire endpoint */
   questdb_pg: string;
+  /**
+   * Where this host keeps the cluster's certificates (shared/pki): PRESCIENT_PKI_DIR, else
+   * STATE/pki. Absent in endpoints written for another host (a burst node's).
+   */
+  pki_dir?: string;
 }
 
-export const ENDPOINT_ENV: Record<keyof StackEndpoints, string> = {
+export const ENDPOINT_ENV: Record<Exclude<keyof StackEndpoints, 'pki_dir'>, string> = {
   nats_url: 'PRESCIENT_NATS_URL',
   consul_http: 'PRESCIENT_CONSUL_HTTP',
   questdb_http: 'PRESCIENT_QUESTDB_HTTP',
@@ -50,12 +56,33 @@ export function loadEndpoints(dir: string): StackEndpoints {
     }
   }
   const out = {} as StackEndpoints;
-  for (const key of Object.keys(ENDPOINT_ENV) as (keyof StackEndpoints)[]) {
+  for (const key of Object.keys(ENDPOINT_ENV) as (keyof typeof ENDPOINT_ENV)[]) {
     const v = process.env[ENDPOINT_ENV[key]] ?? fromFile[key];
     if (!v) throw new ConfigError(ENDPOINT_ENV[key], `not set and no running stack found at ${file} (run \`prescient stack up\`)`);
     out[key] = v;
   }
+  out.pki_dir = path.resolve(process.env.PRESCIENT_PKI_DIR ?? path.join(dir, 'pki'));
+  // QuestDB takes cluster members only: its password rides in the URL (redactUrl cuts it from anything shown).
+  const password = readSecret(out.pki_dir, 'questdb');
+  if (password) out.questdb_http = withCredentials(out.questdb_http, QUESTDB_USER, password);
   return out;
+}
+
+/** The user cluster members log in to QuestDB as; its password is the `questdb` secret (shared/pki). */
+export const QUESTDB_USER = 'prescient';
+
+/** `url` with a user and password, unless it already carries some. */
+export function withCredentials(url: string, user: string, password: string): string {
+  const u = new URL(url);
+  if (u.username) return url;
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  return u.toString().replace(/\/$/, '');
+}
+
+/** The certificates directory of a set of endpoints (STATE/pki when they do not say). */
+export function pkiDirOf(e: StackEndpoints): string {
+  return e.pki_dir ?? path.join(stateDir(), 'pki');
 }
 
 /** Directories input files may be read from: PRESCIENT_INPUT_ROOTS (colon-separated), else STATE/media. */

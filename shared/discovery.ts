@@ -22,10 +22,14 @@ export interface LeaderLookup {
   currentLeader(): Promise<LeaderInfo | null>;
 }
 
-export function consulClient(consulHttp: string): Consul {
+/**
+ * A Consul client; `token` is sent with every request (X-Consul-Token). Without one, a request
+ * has the anonymous token's rights: on a Prescient stack, reading who leads and the term only.
+ */
+export function consulClient(consulHttp: string, token?: string): Consul {
   const { host, port } = parseHostPort(consulHttp, 'consul_http');
   const ConsulClient: typeof Consul = require('consul');
-  return new ConsulClient({ host, port });
+  return new ConsulClient({ host, port, ...(token && { defaults: { token } }) });
 }
 
 export interface KvItem { Value: string | null; ModifyIndex: number; Session?: string }

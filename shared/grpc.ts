@@ -8,6 +8,7 @@ import type * as protoLoaderTypes from '@grpc/proto-loader';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { NodeCapacity, ResourceAllocation, ResourceUsage } from './task.js';
+import { memberOf, type Identity, type Member } from './pki/index.js';
 
 // gRPC and its .proto loader (~0.1 s of CPU) are required on first use, not on import: every
 // process imports shared/, and only coordinators and agents speak gRPC (the CLI does not).
@@ -44,7 +45,7 @@ export interface Ack { ok: boolean; reason: string; refusal?: FailureKind }
 /** The proto's FailureKind: why an encode failed or a request was refused. Programs act on it; they never match the prose reason. */
 export const FAILURE_KINDS = [
   'FAILURE_KIND_UNSPECIFIED', 'MEMORY_EXCEEDED', 'ENCODE_FAILED', 'UNSUPPORTED', 'CANCELLED', 'LIVE_ENDED', 'AGENT_ERROR',
-  'NOT_RUNNING', 'STALE_TERM', 'WRONG_NODE', 'CORES_BUSY', 'INVALID_SCHEMA',
+  'NOT_RUNNING', 'STALE_TERM', 'WRONG_NODE', 'CORES_BUSY', 'INVALID_SCHEMA', 'ALREADY_RAN', 'NOT_PERMITTED',
 ] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 const KNOWN_KINDS: ReadonlySet<unknown> = new Set(FAILURE_KINDS);
@@ -88,11 +89,47 @@ function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadline
   });
 }
 
-/** Client for the Coordinator service on one coordinator process. */
+/**
+ * Mutual TLS for a client: it shows `self`'s certificate, and takes the server for who its
+ * certificate names, checked by `expect` (a message when it is the wrong member). The CA is the
+ * cluster's own, so the role and name in the subject are what identifies a peer; its host name
+ * is not checked (agents are dialled at whatever address they registered).
+ */
+function mutualTls(self: Identity, expect: (peer: Member | undefined) => string | undefined): grpc.ChannelCredentials {
+  return grpcJs().credentials.createSsl(self.ca, self.key, self.cert, {
+    checkServerIdentity: (_host, cert) => {
+      const why = expect(memberOf(cert.subject));
+      return why ? new Error(why) : undefined;
+    },
+  });
+}
+
+/**
+ * The name TLS asks for (SNI): peers are told apart by certificate, not host name, and an IP
+ * address there is refused by RFC 6066 (Node warns on every connection).
+ */
+const CHANNEL_OPTIONS = { 'grpc.ssl_target_name_override': 'prescient.cluster' };
+
+const describe = (m: Member | undefined) => (m ? `${m.role} ${m.name}` : 'no cluster member');
+
+/**
+ * The member whose certificate the caller of a server call presented (the server asked for one
+ * and checked it against the cluster CA), or undefined when it named none.
+ */
+export function callerOf(call: { getAuthContext?: () => { sslPeerCertificate?: { subject?: object } } | null }): Member | undefined {
+  return memberOf(call.getAuthContext?.()?.sslPeerCertificate?.subject as Parameters<typeof memberOf>[0]);
+}
+
+/** A gRPC error a handler returns when the caller's certificate does not allow the call. */
+export function permissionDenied(message: string): Partial<grpc.StatusObject> {
+  return { code: grpcJs().status.PERMISSION_DENIED, details: message };
+}
+
+/** Client for the Coordinator service on one coordinator process (an agent's: it shows the node's certificate). */
 export class CoordinatorClient {
   private readonly client: grpc.Client;
-  constructor(readonly address: string) {
-    this.client = new (load().Coordinator)(address, grpcJs().credentials.createInsecure());
+  constructor(readonly address: string, self: Identity) {
+    this.client = new (load().Coordinator)(address, mutualTls(self, (peer) => (peer?.role === 'coordinator' ? undefined : `${address} is ${describe(peer)}, not a coordinator`)), CHANNEL_OPTIONS);
   }
   register(req: RegisterRequest) { return unary<RegisterRequest, RegisterReply>(this.client, 'Register', req, 5000); }
   heartbeat(req: HeartbeatRequest) { return unary<HeartbeatRequest, HeartbeatReply>(this.client, 'Heartbeat', req, 5000); }
@@ -103,12 +140,12 @@ export class CoordinatorClient {
 /** Assignments sent in one AssignBatch call at most (a few KB each, far under gRPC's 4 MB). */
 const ASSIGN_BATCH = 256;
 
-/** Client for the Agent service on one node. */
+/** Client for the Agent service on one node (a coordinator's: it shows the coordinator's certificate, and the agent's must name `nodeId`). */
 export class AgentClient {
   private readonly client: grpc.Client;
   private queued: { req: Assignment; resolve: (r: AssignReply) => void; reject: (e: Error) => void }[] = [];
-  constructor(readonly address: string) {
-    this.client = new (load().Agent)(address, grpcJs().credentials.createInsecure());
+  constructor(readonly address: string, self: Identity, nodeId: string) {
+    this.client = new (load().Agent)(address, mutualTls(self, (peer) => (peer?.role === 'node' && peer.name === nodeId ? undefined : `${address} is ${describe(peer)}, not node ${nodeId}`)), CHANNEL_OPTIONS);
   }
   /**
    * Hands the agent one assignment. Assignments made while the leader handles one batch of I/O
@@ -137,12 +174,17 @@ export class AgentClient {
   close() { this.client.close(); }
 }
 
-/** Starts a gRPC server with one service on host:port (port 0 picks a free one); resolves with the bound port. */
-export async function serve(service: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, host: string, port: number): Promise<{ server: grpc.Server; port: number }> {
+/**
+ * Starts a gRPC server with one service on host:port (port 0 picks a free one); resolves with the
+ * bound port. It speaks TLS only, shows `self`'s certificate and requires one from every caller,
+ * signed by the cluster CA: handlers read who called with `callerOf`.
+ */
+export async function serve(service: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, host: string, port: number, self: Identity): Promise<{ server: grpc.Server; port: number }> {
   const server = new (grpcJs().Server)();
   server.addService(service, handlers);
+  const creds = grpcJs().ServerCredentials.createSsl(self.ca, [{ cert_chain: self.cert, private_key: self.key }], true);
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpcJs().ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${host}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, port: bound };
 }

@@ -9,3 +9,4 @@ export * from './discovery.js';
 export * from './telemetry.js';
 export * from './feedback.js';
 export * from './redact.js';
+export * from './pki/index.js';

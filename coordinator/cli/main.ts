@@ -68,6 +68,45 @@ function formatStack(s: StackStatus): string {
   return lines.join('\n');
 }
 
+// ── certs ──────────────────────────────────────────────────────────────────────────────
+const certs = program.command('certs').description('the cluster CA and each member\'s certificate (gRPC mutual TLS, NATS users)')
+  .addHelpText('after', `
+Layout: STATE/pki/ca.crt, ca.key (0600; keep it on the issuing host), and STATE/pki/<role>/<name>/tls.crt, tls.key.
+\`prescient stack up\` creates the CA; coordinators and agents on the host holding ca.key are issued their certificate on first start.
+
+Examples:
+  prescient certs init
+  prescient certs issue --node gpu-07            # then copy STATE/pki/ca.crt and STATE/pki/node/gpu-07/ to that host
+  prescient certs issue --client ci-pipeline
+  prescient certs list --json`);
+const pki = () => import('../../shared/pki/index.js');
+const pkiPath = () => process.env.PRESCIENT_PKI_DIR ?? path.join(dir(), 'pki');
+certs.command('init').description('create the cluster CA (nothing is changed when one exists)')
+  .option('--json', 'print the result as JSON')
+  .action(async (o) => {
+    const made = (await pki()).initCa(pkiPath());
+    print(o.json, { ca: path.join(pkiPath(), 'ca.crt'), created: made }, () => `${made ? 'created' : 'kept the existing'} cluster CA ${path.join(pkiPath(), 'ca.crt')}`);
+  });
+certs.command('issue').description('issue (or renew) one member\'s certificate, signed by the cluster CA')
+  .option('--node <id>', 'a node agent (its certificate must name its node id)')
+  .option('--coordinator <id>', 'a coordinator')
+  .option('--client <name>', 'a submitting client (a CI job, a user)')
+  .option('--host <name-or-ip...>', 'names and addresses a service is reached at (added to the certificate)')
+  .option('--json', 'print the files as JSON')
+  .action(async (o) => {
+    const chosen = (['node', 'coordinator', 'client'] as const).filter((r) => o[r] !== undefined);
+    if (chosen.length !== 1) throw new ConfigError('certs issue', 'give exactly one of --node, --coordinator, --client');
+    const role = chosen[0];
+    const files = (await pki()).issue(pkiPath(), { role, name: String(o[role]) }, o.host ?? []);
+    print(o.json, { role, name: o[role], ...files }, () => `issued ${role} ${o[role]}: ${files.cert_file} (key ${files.key_file})`);
+  });
+certs.command('list').description('the member certificates on this host, with their expiry')
+  .option('--json', 'print them as JSON')
+  .action(async (o) => {
+    const all = (await pki()).listIssued(pkiPath());
+    print(o.json, all, () => (all.length ? all.map((c) => `${c.role.padEnd(12)} ${c.name.padEnd(24)} until ${c.not_after}${c.expired ? '  EXPIRED' : ''}`).join('\n') : 'no member certificates here'));
+  });
+
 // ── jobs ───────────────────────────────────────────────────────────────────────────────
 /** Reads one or more job documents (YAML, multi-document allowed, or JSON). */
 async function readJobs(file: string): Promise<unknown[]> {

@@ -676,7 +676,8 @@ export class LeaderCore {
     if (!t) return ack(false, `unknown task ${rep.task_id}`);
     if (rep.amend) return this.amendQuality(t, rep);
     if (TERMINAL_STATES.has(t.state)) return ack(true, `already ${t.state}`);
-    if (t.allocation && t.allocation.node_id !== rep.node_id) return ack(false, `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}`);
+    // Only the node it was given to speaks for a task: a queued one is nobody's to report on.
+    if (t.allocation?.node_id !== rep.node_id) return ack(false, t.allocation ? `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}` : `task ${t.id} is not assigned to any node (${t.state})`);
     this.unclaimed.delete(t.id);
     if (rep.state === 'running') {
       t.state = 'running';

@@ -13,6 +13,8 @@ import type { ElectionEvents, LeaderElection } from './index.js';
 export interface ConsulElectionOptions {
   /** host:port of Consul's HTTP API. */
   consulHttp: string;
+  /** The coordinators' ACL token (shared/pki secret `consul-coordinator`): taking the lock and writing the term need it. */
+  consulToken?: string;
   candidateId: string;
   /** host:port this candidate serves gRPC on, published when it leads. */
   advertise: string;
@@ -56,7 +58,7 @@ export class ConsulLeaderElection implements LeaderElection {
   private sitOutUntil = 0;
 
   constructor(private readonly opts: ConsulElectionOptions) {
-    this.consul = consulClient(opts.consulHttp);
+    this.consul = consulClient(opts.consulHttp, opts.consulToken);
     this.ttl = opts.ttlSeconds ?? 10;
     this.lockDelay = opts.lockDelaySeconds ?? 1;
     this.pollMs = opts.pollMs ?? 1000;

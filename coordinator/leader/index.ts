@@ -21,7 +21,7 @@ import {
   AgentClient, SchemaValidationError, failureKind, truncate, validateInputPath, validateInputProbe,
   JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT, SUBMIT_MAX_DELIVERIES_ADVISORY,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
-  type TaskStatusReport, type ValidationContext, type Ack,
+  type TaskStatusReport, type ValidationContext, type Ack, type Identity,
 } from '../../shared/index.js';
 import { keyBucket, type ResourcePredictor } from '../../models/index.js';
 import { StaleLedgerWriteError, type Ledger, type LedgerStore } from '../ledger/index.js';
@@ -35,6 +35,8 @@ import { LeaderCore, decisionsOf, type CoreConfig, type Effect, type LeaderEvent
 export interface LeaderOptions {
   id: string;
   term: number;
+  /** The coordinator's certificate, shown to agents (shared/pki). */
+  identity: Identity;
   js: JetStreamClient;
   /**
    * Told once when a later term's ledger write deposes this leader: the coordinator gives up
@@ -305,14 +307,14 @@ export class Leader {
     if (written === 'duplicate') return;
     const reply = written === 'failed'
       ? { refused: 'its record could not be written', unreachable: false }
-      : await this.agent(e.address).assign(e.assignment)
+      : await this.agent(e.address, e.node_id).assign(e.assignment)
         .then((r) => ({ refused: r.accepted ? undefined : r.reason, unreachable: false }), (err: Error) => ({ refused: err.message, unreachable: true }));
     if (reply.refused === undefined) return;
     await this.feed([{ kind: 'AssignFailed', at: this.now(), task_id: e.assignment.task_id, node_id: e.node_id, reason: reply.refused, unreachable: reply.unreachable }]);
   }
 
   private async cancel(e: Effect & { kind: 'Cancel' }): Promise<void> {
-    const a: Ack = await this.agent(e.address).cancel({ task_id: e.task_id, term: e.term }).then((r) => r, (err: Error): Ack => ({ ok: false, reason: err.message }));
+    const a: Ack = await this.agent(e.address, e.node_id).cancel({ task_id: e.task_id, term: e.term }).then((r) => r, (err: Error): Ack => ({ ok: false, reason: err.message }));
     await this.feed([{ kind: 'CancelAnswered', at: this.now(), task_id: e.task_id, not_running: !a.ok && failureKind(a.refusal) === 'NOT_RUNNING', reason: a.ok ? '' : a.reason }]);
   }
 
@@ -534,7 +536,7 @@ export class Leader {
     const why: string[] = [];
     for (const n of nodes) {
       try {
-        const reply = await this.agent(n.address).probe({ path: file, term: this.o.term });
+        const reply = await this.agent(n.address, n.node_id).probe({ path: file, term: this.o.term });
         if (reply.ok) return { probe: { ...validateInputProbe(JSON.parse(reply.probe_json)), by: 'node' } };
         why.push(`${n.node_id}: ${reply.reason}`);
       } catch (e) {
@@ -565,9 +567,11 @@ export class Leader {
     return { ok: r.ok, reason: r.reason };
   }
 
-  private agent(address: string): AgentClient {
-    let c = this.agents.get(address);
-    if (!c) this.agents.set(address, (c = new AgentClient(address)));
+  /** The client for one node: its certificate must name that node (a node re-registered at another's address is not dialled as it). */
+  private agent(address: string, nodeId: string): AgentClient {
+    const key = `${nodeId}@${address}`;
+    let c = this.agents.get(key);
+    if (!c) this.agents.set(key, (c = new AgentClient(address, this.o.identity, nodeId)));
     return c;
   }
 

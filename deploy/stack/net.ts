@@ -35,9 +35,9 @@ export async function freePort(avoid: ReadonlySet<number> = new Set()): Promise<
  * GET without connection pooling (`agent: false`), so a probe never keeps the caller's event
  * loop alive or reuses a socket to a process that has since been replaced.
  */
-export function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+export function httpGet(url: string, timeoutMs: number, headers?: Record<string, string>): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { body += c; });

@@ -5,7 +5,8 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { StackEndpoints } from '../../shared/config.js';
+import { QUESTDB_USER, type StackEndpoints } from '../../shared/config.js';
+import { ensureSecret } from '../../shared/pki/index.js';
 import { MissingDependencyError } from './errors.js';
 import { httpGet, LOOPBACK, tcpGreeting } from './net.js';
 import { findExecutable } from './proc.js';
@@ -16,6 +17,11 @@ export interface LaunchPlan {
   cmd: string;
   args: string[];
   env: NodeJS.ProcessEnv;
+}
+
+/** What every service's plan may need beyond its own folder: where the cluster's certificates and secrets are. */
+export interface ServiceContext {
+  pkiDir: string;
 }
 
 export interface ServiceSpec {
@@ -33,9 +39,11 @@ export interface ServiceSpec {
   /** Command-line substring that identifies this service's process (besides its data dir). */
   marker: string;
   /** Resolves binaries and writes config files; throws MissingDependencyError. */
-  plan(dataDir: string, ports: Record<string, number>): LaunchPlan;
+  plan(dataDir: string, ports: Record<string, number>, cx: ServiceContext): LaunchPlan;
+  /** Run once a freshly launched process is healthy: what lives in its memory (Consul's ACL policies and tokens). */
+  configure?(ports: Record<string, number>, cx: ServiceContext): Promise<void>;
   /** Resolves when healthy, throws an Error whose message says what is wrong. */
-  probe(ports: Record<string, number>, timeoutMs: number): Promise<void>;
+  probe(ports: Record<string, number>, timeoutMs: number, cx: ServiceContext): Promise<void>;
   /** The address consumers use (ServiceStatus.endpoint). */
   endpoint(ports: Record<string, number>): string;
 }
@@ -46,8 +54,8 @@ function need(name: string, envVar: string): string {
   return bin;
 }
 
-async function expectOk(url: string, timeoutMs: number): Promise<string> {
-  const res = await httpGet(url, timeoutMs);
+async function expectOk(url: string, timeoutMs: number, headers?: Record<string, string>): Promise<string> {
+  const res = await httpGet(url, timeoutMs, headers);
   if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${res.body.slice(0, 200)}`);
   return res.body;
 }
@@ -75,6 +83,25 @@ const nats: ServiceSpec = {
   endpoint: (p) => `nats://${LOOPBACK}:${p.client}`,
 };
 
+/** The token Consul gives a request that carries none: anyone on the network. */
+const ANONYMOUS_TOKEN = '00000000-0000-0000-0000-000000000002';
+
+/**
+ * Consul's ACL policies, one per role (Consul 1.8 rules). Anyone may read who leads and the
+ * last term (agents and the CLI need nothing more; what they read is validated, and gRPC is
+ * mutual TLS whoever it names); only a coordinator's token may take the lock or write the term.
+ */
+export const CONSUL_POLICIES: Readonly<Record<string, string>> = {
+  'prescient-public': 'key "prescient/leader" { policy = "read" }\nkey "prescient/term" { policy = "read" }',
+  // Sessions and the TTL check tying them to a live coordinator are registered on the node.
+  'prescient-coordinator': 'key_prefix "prescient/" { policy = "write" }\nsession_prefix "" { policy = "write" }\nnode_prefix "" { policy = "write" }\nagent_prefix "" { policy = "read" }',
+};
+
+async function consulPut(port: number, token: string, urlPath: string, body: unknown): Promise<void> {
+  const res = await fetch(`http://${LOOPBACK}:${port}${urlPath}`, { method: 'PUT', headers: { 'X-Consul-Token': token }, body: JSON.stringify(body), signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`PUT ${urlPath} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+}
+
 const consul: ServiceSpec = {
   name: 'consul',
   ports: ['http', 'serf_lan', 'server'],
@@ -84,8 +111,9 @@ const consul: ServiceSpec = {
   startTimeoutMs: 30_000,
   stopGraceMs: 10_000,
   marker: 'consul',
-  plan(dataDir, p) {
+  plan(dataDir, p, cx) {
     const cmd = need('consul', 'PRESCIENT_CONSUL');
+    const management = ensureSecret(cx.pkiDir, 'consul-management');
     // Consul 1.8's JSON config; `-dev` keeps Raft in memory (a restart starts empty), data_dir only holds the node id.
     const config = {
       node_name: 'prescient',
@@ -96,10 +124,30 @@ const consul: ServiceSpec = {
       log_level: 'INFO', // -dev defaults to DEBUG, which logs every session renewal
       disable_update_check: true, // never phone home
       ports: { http: p.http, https: p.https, dns: p.dns, serf_lan: p.serf_lan, serf_wan: p.serf_wan, server: p.server, grpc: p.grpc },
+      // Deny by default; the management token (0600 under pki/secrets) is the agent's own too.
+      acl: { enabled: true, default_policy: 'deny', down_policy: 'extend-cache', tokens: { master: management, agent: management } },
     };
     const file = path.join(dataDir, 'consul.json');
-    writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
+    writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
     return { cmd, args: ['agent', '-dev', '-config-file', file], env: process.env };
+  },
+  async configure(p, cx) {
+    const management = ensureSecret(cx.pkiDir, 'consul-management');
+    const coordinator = ensureSecret(cx.pkiDir, 'consul-coordinator');
+    // A dev agent keeps ACLs in memory: every start makes them again, with the same secrets.
+    const until = Date.now() + 15_000;
+    for (;;) {
+      try {
+        for (const [Name, Rules] of Object.entries(CONSUL_POLICIES)) await consulPut(p.http, management, '/v1/acl/policy', { Name, Rules });
+        await consulPut(p.http, management, '/v1/acl/token', { SecretID: coordinator, Description: 'prescient coordinators', Policies: [{ Name: 'prescient-coordinator' }] });
+        await consulPut(p.http, management, `/v1/acl/token/${ANONYMOUS_TOKEN}`, { Description: 'anyone: who leads, and the term', Policies: [{ Name: 'prescient-public' }] });
+        return;
+      } catch (e) {
+        // Right after election the ACL system may still be starting.
+        if (Date.now() > until) throw new Error(`Consul ACLs not set up: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   },
   async probe(p, t) {
     const leader = JSON.parse(await expectOk(`http://${LOOPBACK}:${p.http}/v1/status/leader`, t)) as unknown;
@@ -162,6 +210,8 @@ export function findQuestdbJar(): string {
   return path.join(m2, newest, `questdb-${newest}.jar`);
 }
 
+const basicAuth = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
 const questdb: ServiceSpec = {
   name: 'questdb',
   ports: ['http', 'pg', 'ilp'],
@@ -169,8 +219,9 @@ const questdb: ServiceSpec = {
   startTimeoutMs: 120_000,
   stopGraceMs: 20_000, // it flushes tables on SIGTERM
   marker: 'io.questdb.ServerMain',
-  plan(dataDir, p) {
+  plan(dataDir, p, cx) {
     const jar = findQuestdbJar();
+    const password = ensureSecret(cx.pkiDir, 'questdb');
     const java = need('java', 'PRESCIENT_JAVA');
     // Inherited QDB_* variables would silently move ports or data: start from a clean slate.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QDB_')));
@@ -179,6 +230,14 @@ const questdb: ServiceSpec = {
       QDB_PG_NET_BIND_TO: `${LOOPBACK}:${p.pg}`,
       QDB_LINE_TCP_NET_BIND_TO: `${LOOPBACK}:${p.ilp}`,
       QDB_LINE_UDP_ENABLED: 'false',
+      // Writes only from cluster members: HTTP (queries, and ILP over HTTP, which agents use)
+      // and PG wire take the cluster's password; ILP over TCP, which has no password, is off.
+      QDB_HTTP_USER: QUESTDB_USER,
+      QDB_HTTP_PASSWORD: password,
+      QDB_PG_USER: QUESTDB_USER,
+      QDB_PG_PASSWORD: password,
+      QDB_PG_READONLY_USER_ENABLED: 'false',
+      QDB_LINE_TCP_ENABLED: 'false',
       QDB_HTTP_MIN_ENABLED: 'false', // its health page (default :9003) is not used; /exec is the check
       QDB_TELEMETRY_ENABLED: 'false',
       // The whole cluster shares a small machine: one thread per shared pool, one PG worker.
@@ -193,8 +252,8 @@ const questdb: ServiceSpec = {
       env,
     };
   },
-  async probe(p, t) {
-    const body = await expectOk(`http://${LOOPBACK}:${p.http}/exec?query=select%201`, t);
+  async probe(p, t, cx) {
+    const body = await expectOk(`http://${LOOPBACK}:${p.http}/exec?query=select%201`, t, { authorization: basicAuth(QUESTDB_USER, ensureSecret(cx.pkiDir, 'questdb')) });
     if (!/"dataset":\[\[1\]\]/.test(body)) throw new Error(`select 1 returned ${body.slice(0, 200)}`);
   },
   endpoint: (p) => `http://${LOOPBACK}:${p.http}`,

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { stackFile } from '../../shared/config.js';
+import { initCa, pkiDir } from '../../shared/pki/index.js';
 import { ServiceStartError, StackLockedError, StackNotFoundError } from './errors.js';
 import { freePort } from './net.js';
 import { isAlive, logTail, signalGroup, spawnDetached, terminate, waitForExit, type Spawned } from './proc.js';
@@ -20,11 +21,13 @@ interface Ctx {
   dir: string;
   file: string;
   log: (line: string) => void;
+  /** The cluster's certificates and secrets (shared/pki). */
+  pkiDir: string;
 }
 
 function ctx(o: StackOptions): Ctx {
   const dir = path.resolve(o.stateDir);
-  return { dir, file: stackFile(dir), log: o.log ?? (() => {}) };
+  return { dir, file: stackFile(dir), log: o.log ?? (() => {}), pkiDir: pkiDir(dir) };
 }
 
 const logFile = (c: Ctx, name: ServiceName) => path.join(c.dir, 'logs', `${name}.log`);
@@ -81,7 +84,7 @@ async function withLock<T>(c: Ctx, fn: () => Promise<T>): Promise<T> {
 async function serviceStatus(c: Ctx, rec: StackRecord, name: ServiceName): Promise<ServiceStatus> {
   const r = rec.services[name];
   const running = alive(r, name);
-  const healthy = running && (await SPECS[name].probe(r!.ports, PROBE_TIMEOUT_MS).then(() => true, () => false));
+  const healthy = running && (await SPECS[name].probe(r!.ports, PROBE_TIMEOUT_MS, { pkiDir: c.pkiDir }).then(() => true, () => false));
   return { name, pid: r?.pid, running, healthy, endpoint: r ? SPECS[name].endpoint(r.ports) : '', log_file: logFile(c, name) };
 }
 
@@ -115,7 +118,7 @@ function prepare(c: Ctx, name: ServiceName, ports: Record<string, number>): { r:
   const r: ServiceRecord = { ports, data_dir: dataDir(c, name), log_file: logFile(c, name) };
   mkdirSync(r.data_dir, { recursive: true });
   mkdirSync(path.dirname(r.log_file), { recursive: true });
-  return { r, plan: SPECS[name].plan(r.data_dir, ports) };
+  return { r, plan: SPECS[name].plan(r.data_dir, ports, { pkiDir: c.pkiDir }) };
 }
 
 /** Spawns one service and records its pid at once (so a crash mid-start leaves a trail for down). */
@@ -139,7 +142,8 @@ async function awaitHealthy(c: Ctx, rec: StackRecord, name: ServiceName, proc?: 
   let last = 'not probed yet';
   for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
     try {
-      await spec.probe(r.ports, PROBE_TIMEOUT_MS);
+      await spec.probe(r.ports, PROBE_TIMEOUT_MS, { pkiDir: c.pkiDir });
+      if (proc) await spec.configure?.(r.ports, { pkiDir: c.pkiDir });
       r.healthy_at ??= new Date().toISOString();
       c.log(`${name}: healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       return;
@@ -166,6 +170,9 @@ async function stopOne(c: Ctx, rec: StackRecord, name: ServiceName): Promise<voi
 
 async function up(o: StackOptions): Promise<StackStatus> {
   const c = ctx(o);
+  // The cluster CA every member's certificate comes from (shared/pki); this host holds its key,
+  // so coordinators and agents started here are issued theirs on first start.
+  if (initCa(c.pkiDir)) c.log(`cluster CA created in ${c.pkiDir}`);
   const rec = readRecord(c);
   const live = SERVICE_NAMES.filter((n) => alive(rec.services[n], n));
   // A partly running stack keeps its ports: clients already hold those endpoints.
@@ -280,7 +287,7 @@ export async function startService(o: StackOptions, name: ServiceName): Promise<
     const r = rec.services[name];
     if (!r) throw new StackNotFoundError(c.file, name);
     if (alive(r, name)) {
-      if (await SPECS[name].probe(r.ports, PROBE_TIMEOUT_MS).then(() => true, () => false)) return;
+      if (await SPECS[name].probe(r.ports, PROBE_TIMEOUT_MS, { pkiDir: c.pkiDir }).then(() => true, () => false)) return;
       await stopOne(c, rec, name);
     }
     const proc = launch(c, rec, name, prepare(c, name, r.ports));

@@ -17,9 +17,24 @@ export class QueryParamError extends Error {
   }
 }
 
+/**
+ * The base URL without its user and password, and those as a Basic Authorization header (fetch
+ * refuses a URL that carries credentials; the cluster's QuestDB asks for them).
+ */
+export function questdbTarget(httpBase: string): { base: string; headers: Record<string, string> } {
+  const u = new URL(httpBase);
+  if (!u.username) return { base: httpBase.replace(/\/$/, ''), headers: {} };
+  const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+  u.username = '';
+  u.password = '';
+  return { base: u.toString().replace(/\/$/, ''), headers: { authorization: `Basic ${auth}` } };
+}
+
 /** Runs one SQL statement on QuestDB's REST endpoint. */
 export async function questdbExec(httpBase: string, sql: string, timeoutMs = 10_000): Promise<QuestDbResult> {
-  const res = await fetch(`${httpBase}/exec?query=${encodeURIComponent(sql)}`, { signal: AbortSignal.timeout(timeoutMs) });
+  const { base, headers } = questdbTarget(httpBase);
+  const res = await fetch(`${base}/exec?query=${encodeURIComponent(sql)}`, { headers, signal: AbortSignal.timeout(timeoutMs) });
+  if (res.status === 401) throw new Error('QuestDB: 401, the cluster\'s QuestDB password is missing or wrong (secret `questdb`, PRESCIENT_QUESTDB_PASSWORD)');
   const body = (await res.json()) as { error?: string; columns?: QuestDbResult['columns']; dataset?: unknown[][]; count?: number };
   if (!res.ok || body.error) throw new Error(`QuestDB: ${body.error ?? res.status}`);
   return { columns: body.columns ?? [], dataset: body.dataset ?? [], count: body.count ?? 0 };

@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ALL_JOB_EVENTS, JOBS_STREAM, SUBMIT_SUBJECT, newJobId, type TaskEvent } from '../../shared/index.js';
+import { ALL_JOB_EVENTS, JOBS_STREAM, SUBMIT_SUBJECT, newJobId, pkiDirOf, type TaskEvent } from '../../shared/index.js';
 import { jsonCodec, listDeadLetters, publishSubmission } from '../../coordinator/bus/index.js';
 import { smallJob, startStack } from '../helpers/cluster.js';
 import { AcceptingFleet, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
@@ -33,7 +33,7 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
   try {
     leader = await spawnCoordinator(s, 'poison-leader');
     const pid = leader.pid!;
-    fleet = await AcceptingFleet.start({ consulHttp: s.endpoints.consul_http, nodes: 1, coresPerNode: 64, memoryGbPerNode: 256, bandwidthMbpsPerNode: 100_000 });
+    fleet = await AcceptingFleet.start({ consulHttp: s.endpoints.consul_http, pkiDir: pkiDirOf(s.endpoints), nodes: 1, coresPerNode: 64, memoryGbPerNode: 256, bandwidthMbpsPerNode: 100_000 });
     const placed = new Map<string, number>(), rejected = new Map<string, number>();
     const sub = s.nc.subscribe(ALL_JOB_EVENTS, {
       callback: (_e, m) => {

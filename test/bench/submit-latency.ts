@@ -41,7 +41,7 @@ import { StorageType, type JetStreamClient, type NatsConnection, type Subscripti
 import { stackStatus } from '../../deploy/stack/index.js';
 import { jsonCodec, publishSubmission } from '../../coordinator/bus/index.js';
 import { loadModelFile } from '../../models/index.js';
-import { ALL_JOB_EVENTS, TERMINAL_STATES, jobEventsSubject, newJobId, validateEncodingSchema, type TaskEvent } from '../../shared/index.js';
+import { ALL_JOB_EVENTS, TERMINAL_STATES, jobEventsSubject, newJobId, pkiDirOf, validateEncodingSchema, type TaskEvent } from '../../shared/index.js';
 import { startStack, type TestStack } from '../helpers/cluster.js';
 import { rayTaskRates, type RayTaskRates } from './peers/ray-tasks.js';
 import { AcceptingFleet, cpuSeconds, mean, quantile, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
@@ -98,7 +98,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     const nodes = Math.ceil(((most + SPARE_JOBS) * coresPerJob) / CORES_PER_NODE);
     const mostPerNode = Math.floor(CORES_PER_NODE / Math.min(...cores));
     fleet = await AcceptingFleet.start({
-      consulHttp: s.endpoints.consul_http, nodes, coresPerNode: CORES_PER_NODE,
+      consulHttp: s.endpoints.consul_http, pkiDir: pkiDirOf(s.endpoints), nodes, coresPerNode: CORES_PER_NODE,
       memoryGbPerNode: Math.ceil(mostPerNode * Math.max(...asks.map((u) => u.memory_gb)) * 1.1 + 1),
       bandwidthMbpsPerNode: Math.ceil(mostPerNode * Math.max(...asks.map((u) => u.bandwidth_mbps)) * 1.1 + 1),
     });

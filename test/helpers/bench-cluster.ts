@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  ConsulLeaderLookup, CoordinatorClient, TERMINAL_STATES, agentService, isFinalEvent, newJobId, serve,
+  ConsulLeaderLookup, CoordinatorClient, TERMINAL_STATES, agentService, isFinalEvent, loadIdentity, newJobId, serve,
   type AgentHandlers, type Assignment, type NodeCapacity, type TaskEvent, type grpc,
 } from '../../shared/index.js';
 import { publishSubmission } from '../../coordinator/index.js';
@@ -143,6 +143,8 @@ export function cpuSeconds(pid: number | undefined): number {
 
 export interface AcceptingFleetOptions {
   consulHttp: string;
+  /** The stack's certificates: each stand-in shows its own node certificate, as a real agent does. */
+  pkiDir: string;
   nodes: number;
   coresPerNode: number;
   memoryGbPerNode: number;
@@ -199,9 +201,10 @@ export class AcceptingFleet {
         Cancel: (_call, cb) => cb(null, { ok: false, reason: 'not running here', refusal: 'NOT_RUNNING' }),
         Probe: (_call, cb) => cb(null, { ok: false, reason: 'a stand-in node reads no files', probe_json: '' }),
       };
-      const { server, port } = await serve(agentService(), handlers, '127.0.0.1', 0);
+      const identity = loadIdentity(this.o.pkiDir, { role: 'node', name: node_id });
+      const { server, port } = await serve(agentService(), handlers, '127.0.0.1', 0, identity);
       this.servers.push(server);
-      const client = new CoordinatorClient(leader.address);
+      const client = new CoordinatorClient(leader.address, identity);
       this.clients.push(client);
       const capacity: NodeCapacity = {
         node_id, address: `127.0.0.1:${port}`, core_ids: Array.from({ length: this.o.coresPerNode }, (_, i) => i),

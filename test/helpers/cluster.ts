@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stackDown, stackUp } from '../../deploy/stack/index.js';
-import { loadEndpoints, newJobId, type StackEndpoints, type TaskEvent, type ValidationContext } from '../../shared/index.js';
+import { loadEndpoints, loadIdentity, newJobId, pkiDirOf, type Identity, type Role, type StackEndpoints, type TaskEvent, type ValidationContext } from '../../shared/index.js';
 import { connectBus, ensureStreams, followJob, publishSubmission, startCoordinator, type CoordinatorHandle } from '../../coordinator/index.js';
 import { startAgent, type AgentHandle } from '../../node-agent/index.js';
 import type { NatsConnection } from 'nats';
@@ -56,6 +56,11 @@ export function agent(s: TestStack, nodeId: string, cores: string, memoryGb = 2)
     // The host's own interfaces carry the test stack (and whatever else the machine does): left unshaped.
     enforcement: { shape_interfaces: [] },
   });
+}
+
+/** A member's certificate from the test stack's CA (issued on first use, as a single-host stack does). */
+export function identity(s: TestStack, role: Role, name: string): Identity {
+  return loadIdentity(pkiDirOf(s.endpoints), { role, name });
 }
 
 /** Runs `prescient` as a separate process against the test stack. */

@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { ConsulLeaderLookup, type LeaderInfo } from '../../coordinator/index.js';
 import { AgentClient, type TaskEvent } from '../../shared/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
-import { agent, alive, cli, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { agent, alive, cli, events, identity, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
 let a: AgentHandle;
@@ -77,7 +77,7 @@ test('after failover new jobs are placed by the new leader', async () => {
 });
 
 test('an agent refuses an assignment stamped with a deposed leader\'s term', async () => {
-  const client = new AgentClient(a.address);
+  const client = new AgentClient(a.address, identity(s, 'coordinator', 'test'), 'node-a');
   try {
     const reply = await client.assign({
       task_id: 'stale-order', schema_json: JSON.stringify(smallJob()), predicted: { cpu_cores: 1, gpu_percent: 0, memory_gb: 0.1, bandwidth_mbps: 1, duration_s: 1 },

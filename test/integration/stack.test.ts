@@ -11,6 +11,8 @@ import { loadEndpoints, stackFile } from '../../shared/config.js';
 import { stackDown, stackStatus, stackUp, startService, stopService, type StackOptions, type StackStatus } from '../../deploy/stack/index.js';
 import { httpGet } from '../../deploy/stack/net.js';
 import { QUESTDB_QUIET } from '../../deploy/stack/services.js';
+import { questdbExec } from '../../models/data/index.js';
+import net from 'node:net';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-stack-'));
 const opts: StackOptions = { stateDir: dir, log: (l) => console.log(`    [stack] ${l}`) };
@@ -18,8 +20,7 @@ let first: StackStatus;
 
 /** Runs SQL through QuestDB's REST API and returns the parsed answer. */
 async function sql(query: string): Promise<{ dataset?: unknown[][]; error?: string }> {
-  const res = await httpGet(`${first.endpoints!.questdb_http}/exec?query=${encodeURIComponent(query)}`, 5000);
-  return JSON.parse(res.body) as { dataset?: unknown[][]; error?: string };
+  return questdbExec(loadEndpoints(dir).questdb_http, query).catch((e: Error) => ({ error: e.message }));
 }
 const pidsOf = (s: StackStatus) => Object.fromEntries(s.services.map((x) => [x.name, x.pid]));
 const service = (s: StackStatus, name: string) => s.services.find((x) => x.name === name)!;
@@ -57,8 +58,13 @@ test('stack up starts nats, consul and questdb healthy on loopback endpoints', a
   assert.match(e.consul_http, /^127\.0\.0\.1:\d+$/);
   assert.match(e.questdb_http, /^http:\/\/127\.0\.0\.1:\d+$/);
   assert.match(e.questdb_pg, /^127\.0\.0\.1:\d+$/);
-  // Other components find the stack through the stack file.
-  assert.equal(loadEndpoints(dir), e);
+  // Other components find the stack through the stack file, and the cluster's secrets beside it:
+  // QuestDB's password joins its URL there, never in the stack file.
+  const loaded = loadEndpoints(dir);
+  assert.equal({ ...loaded, questdb_http: e.questdb_http, pki_dir: undefined }, { ...e, pki_dir: undefined });
+  assert.match(loaded.questdb_http, /^http:\/\/prescient:[0-9a-f-]{36}@127\.0\.0\.1:\d+$/);
+  assert.is(loaded.pki_dir, path.join(dir, 'pki'));
+  assert.not.match(readFileSync(stackFile(dir), 'utf8'), /prescient:[0-9a-f-]{36}@/);
   for (const name of ['nats', 'consul', 'questdb']) assert.ok(existsSync(path.join(dir, name)), `${name} data dir`);
 });
 
@@ -115,6 +121,22 @@ test('questdb runs with the quiet settings and writes no INFO lines to its log',
   assert.match(log, /^\S+Z A server-main /m, 'advisory lines (startup) still reach the log');
   const info = log.split('\n').filter((l) => /^\S+Z I /.test(l));
   assert.equal(info, [], 'no INFO lines');
+});
+
+test('questdb takes only the cluster\'s password: no query or ILP write without it, and no ILP over TCP at all', async () => {
+  const base = first.endpoints!.questdb_http; // as the stack file has it: no credentials
+  assert.is((await httpGet(`${base}/exec?query=${encodeURIComponent('select x from stack_probe')}`, 5000)).status, 401);
+  const write = await fetch(`${base}/write`, { method: 'POST', body: 'stack_probe x=7i\n' });
+  assert.is(write.status, 401, 'ILP over HTTP refused');
+  const wrong = await fetch(`${base}/exec?query=select%201`, { headers: { authorization: `Basic ${Buffer.from('prescient:guess').toString('base64')}` } });
+  assert.is(wrong.status, 401, 'a wrong password refused');
+  const ilpPort = (JSON.parse(readFileSync(stackFile(dir), 'utf8')) as { services: { questdb: { ports: { ilp: number } } } }).services.questdb.ports.ilp;
+  const connected = await new Promise<boolean>((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port: ilpPort }, () => { sock.destroy(); resolve(true); });
+    sock.on('error', () => resolve(false));
+  });
+  assert.not.ok(connected, `nothing listens on the ILP TCP port ${ilpPort}`);
+  assert.equal((await sql('select x from stack_probe')).dataset, [[42]], 'with the password, queries work');
 });
 
 test('stack down leaves no process behind and status says the stack is not up', async () => {

@@ -11,7 +11,7 @@ import YAML from 'yaml';
 import { questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import { ConsulLeaderLookup, CoordinatorClient, type TaskStatusReport } from '../../shared/index.js';
-import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { agent, cliRun, coordinator, events, identity, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
 let c: CoordinatorHandle;
@@ -101,13 +101,17 @@ test('a quality amendment is taken only from the node that ran the job, with a k
   const done = evs.at(-1)!;
   assert.is(done.result!.quality, 'measured');
   const leader = await new ConsulLeaderLookup(s.endpoints.consul_http).currentLeader();
-  const client = new CoordinatorClient(leader!.address);
-  const amend = (over: Partial<TaskStatusReport>): Promise<{ ok: boolean; reason: string }> => client.reportStatus({
+  // Each node speaks with its own certificate: the other node may not amend a job it did not run.
+  const other = done.node_id === 'node-a' ? 'node-b' : 'node-a';
+  const client = new CoordinatorClient(leader!.address, identity(s, 'node', done.node_id!));
+  const otherClient = new CoordinatorClient(leader!.address, identity(s, 'node', other));
+  const report = (over: Partial<TaskStatusReport>): TaskStatusReport => ({
     task_id: id, node_id: done.node_id!, state: 'succeeded', reason: '', actual: null, output_bytes: 0, output_path: '',
     psnr_db: 10, ssim: 0.1, pinned: false, frames: 0, term: done.term, quality: 'measured', amend: true, ...over,
   });
+  const amend = (over: Partial<TaskStatusReport>): Promise<{ ok: boolean; reason: string }> => client.reportStatus(report(over));
   try {
-    const foreign = await amend({ node_id: done.node_id === 'node-a' ? 'node-b' : 'node-a' });
+    const foreign = await otherClient.reportStatus(report({ node_id: other }));
     assert.not.ok(foreign.ok);
     assert.match(foreign.reason, /ran on node-[ab], not node-[ab]/);
     const unknown = await amend({ quality: 'excellent' });
@@ -120,6 +124,7 @@ test('a quality amendment is taken only from the node that ran the job, with a k
     assert.is((await events(s, id)).length, evs.length, 'no event was added');
   } finally {
     client.close();
+    otherClient.close();
   }
 });
 

@@ -2,12 +2,13 @@
  * Orders to an agent under a term it has not seen are checked against the leader Consul names:
  * a caller that stamps an Assign or a Cancel with a term from far in the future is refused and
  * logged, the agent's idea of the current term does not move, and the real leader's work goes
- * on. (Who may call at all is for mutual TLS; this is what the agent checks whoever calls.)
+ * on. (Who may call at all is for mutual TLS, test/security/grpc-auth.test.ts; this is what the agent
+ * checks of a coordinator's certificate: a stolen one still cannot jump terms.)
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AgentClient } from '../../shared/index.js';
-import { events, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
+import { events, identity, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
 
 let k: OneNodeCluster;
 test.before(async () => { k = await oneNodeCluster('agent-terms'); });
@@ -22,7 +23,7 @@ const order = (task_id: string, term: number) => ({
 
 test('an Assign stamped with a term from far in the future is refused and logged, and the agent keeps its term', async () => {
   const term = await waitFor('the agent to register', () => k.a.term() || undefined);
-  const client = new AgentClient(k.a.address);
+  const client = new AgentClient(k.a.address, identity(k.s, 'coordinator', 'rogue'), k.a.nodeId);
   try {
     const reply = await client.assign(order('forged-order', FAR));
     assert.is(reply.accepted, false);
@@ -39,7 +40,7 @@ test('an Assign stamped with a term from far in the future is refused and logged
 test('a Cancel stamped with a future term stops nothing', async () => {
   const id = await submit(k.s, smallJob({ input: { resolution: '640x360', duration_s: 20 }, output: { preset: 'medium' } }));
   await waitFor('the job to run', () => k.a.running().includes(id));
-  const client = new AgentClient(k.a.address);
+  const client = new AgentClient(k.a.address, identity(k.s, 'coordinator', 'rogue'), k.a.nodeId);
   try {
     const ack = await client.cancel({ task_id: id, term: FAR });
     assert.is(ack.ok, false);

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StorageType } from 'nats';
-import { LEDGER_BUCKET, META_BUCKET, TERM_KEY, consulClient, parseLeaderInfo } from '../../shared/index.js';
+import { LEADER_KEY, LEDGER_BUCKET, META_BUCKET, TERM_KEY, consulClient, parseLeaderInfo, pkiDirOf, readSecret } from '../../shared/index.js';
 import { parseTerm } from '../../coordinator/election/consul.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
@@ -36,8 +36,24 @@ test('a term and a leader key are read as numbers and names, or not at all', () 
   }
 });
 
+/** What Consul answered a request, as `ok` or its status code. */
+const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: { statusCode?: number; message: string }) => String(e.statusCode ?? e.message));
+
+test('without a token nobody can write the term, take the leader key or delete it; anyone can read who leads', async () => {
+  const anonymous = consulClient(s.endpoints.consul_http);
+  assert.is(await outcome(anonymous.kv.set(TERM_KEY, '99')), '403');
+  assert.is(await outcome(anonymous.kv.set(LEADER_KEY, '{"id":"evil","address":"127.0.0.1:1","term":99}')), '403');
+  assert.is(await outcome(anonymous.kv.del(LEADER_KEY)), '403');
+  assert.is(await outcome(anonymous.session.create({ name: 'evil', ttl: '10s' })), '403');
+  assert.is(await outcome(anonymous.kv.get(LEADER_KEY)), 'ok');
+  assert.is(await outcome(anonymous.kv.get('prescient/anything-else')), '403');
+  // A coordinator's token may write the term; the management token may do anything.
+  assert.ok(readSecret(pkiDirOf(s.endpoints), 'consul-coordinator'), 'the stack made a coordinator token');
+});
+
 test('a term in Consul that is not a number is refused and logged, and the leader takes a proper term', async () => {
-  await consulClient(s.endpoints.consul_http).kv.set(TERM_KEY, 'abc');
+  // Only a holder of a write token can do this: an insider, or a stolen token.
+  await consulClient(s.endpoints.consul_http, readSecret(pkiDirOf(s.endpoints), 'consul-management')).kv.set(TERM_KEY, 'abc');
   cs.push(await coordinator(s, 'c1'));
   const c1 = await waitFor('c1 to lead', () => cs[0].leader());
   assert.ok(Number.isSafeInteger(c1.term) && c1.term >= 1, `term ${c1.term}`);
