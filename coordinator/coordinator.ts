@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  callerOf, coordinatorService, internalError, loadIdentity, readSecret, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
+  callerOf, coordinatorService, internalError, loadIdentity, readSecret, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
   type CoordinatorHandlers, type Identity, type Member, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -106,7 +106,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   // The leader predicts through the feedback loop's corrections while it runs (coordinator/feedback).
   const served = new CorrectedPredictor(predictor, () => (feedback.active ? feedback : undefined));
   const nc: NatsConnection = await (async () => {
-    const c = await connectBus(o.endpoints.nats_url, `coordinator-${id}`);
+    const c = await connectBus(o.endpoints.nats_url, identity, `coordinator-${id}`);
     await ensureStreams(c);
     return c;
   })();
@@ -134,10 +134,37 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
       fn(leader, call.request).then((r) => cb(null, r), (e: Error) => cb(internalError(e.message) as grpc.ServiceError));
     };
+  const pki = pkiDirOf(o.endpoints);
   const handlers: CoordinatorHandlers = {
     Register: fromNode((r) => r.capacity?.node_id, (l, r) => l.register(r)),
     Heartbeat: fromNode((r) => r.node_id, (l, r) => l.heartbeat(r)),
     ReportStatus: fromNode((r) => r.node_id, (l, r) => l.reportStatus(r)),
+    // A burst node's first call: its launch's enrolment certificate buys one node certificate,
+    // for an instance that launch started (coordinator/burst mayEnrol), signed here.
+    Enrol: (call, cb) => {
+      const caller = callerOf(call), nodeId = String(call.request.node_id ?? '');
+      if (caller?.role !== 'enrol') {
+        log(`refused an enrolment from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}`);
+        return cb(permissionDenied('only a burst launch\'s enrolment certificate may enrol') as grpc.ServiceError);
+      }
+      if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
+      const b = burst;
+      if (!b) return cb(permissionDenied('this leader runs no burst controller: there is nothing to enrol into') as grpc.ServiceError);
+      b.mayEnrol(caller.name, nodeId).then((why) => {
+        if (why) {
+          log(`refused to enrol ${truncate(nodeId, 80)}: ${why}`);
+          return cb(permissionDenied(why) as grpc.ServiceError);
+        }
+        let cert_pem: string;
+        try {
+          cert_pem = signRequest(pki, String(call.request.csr_pem ?? ''), { role: 'node', name: nodeId });
+        } catch (e) {
+          b.undoEnrol(caller.name, nodeId); // a request that could not be signed does not use the enrolment up
+          return cb(internalError(`could not sign: ${(e as Error).message}`) as grpc.ServiceError);
+        }
+        cb(null, { cert_pem });
+      }).catch((e: Error) => cb(internalError(e.message) as grpc.ServiceError));
+    },
   };
   const host = o.grpcHost ?? '127.0.0.1';
   const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0, identity);
@@ -162,7 +189,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
         leaderAddress = address;
         if (o.burst) {
           burst = await (await BurstController.open({
-            config: o.burst.config, provider: o.burst.provider, agentArgs: o.burst.agentArgs, js, endpoints: o.endpoints, leaderId: id, log,
+            config: o.burst.config, provider: o.burst.provider, agentArgs: o.burst.agentArgs, js, endpoints: o.endpoints, leaderId: id, log, pkiDir: pki,
             leader: () => (leader === l ? l : undefined),
           })).start();
         }

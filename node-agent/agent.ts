@@ -5,10 +5,10 @@
  * one telemetry row per run.
  */
 import os from 'node:os';
-import { connect as connectNats, JSONCodec, type NatsConnection } from 'nats';
+import { JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, agentService, callerOf, loadIdentity, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, NO_OWNER, agentService, callerOf, connectMember, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
@@ -17,6 +17,7 @@ import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './ru
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
+import { nodeIdentity } from './enrol.js';
 import { ProbeCache, probeInput } from './ffmpeg/probe.js';
 import { describeFfmpegPrivileges } from './ffmpeg/index.js';
 import { runRow, startLearning, type LearnOptions, type Learning } from './learn/index.js';
@@ -28,6 +29,8 @@ export interface AgentOptions {
   endpoints: StackEndpoints;
   /** This node's certificate (default: `node/<nodeId>` in the endpoints' pki_dir, issued there when this host holds the CA key). */
   identity?: Identity;
+  /** A burst launch's enrolment (default PRESCIENT_ENROL_BUNDLE): used when this node has no certificate yet. */
+  enrolBundle?: string;
   grant?: GrantOptions;
   validation: ValidationContext;
   /** Where finished outputs are written. */
@@ -47,6 +50,8 @@ export interface AgentOptions {
 
 interface Running {
   allocation: ResourceAllocation;
+  /** Who submitted it (its progress subject names them). */
+  owner: string;
   schema: EncodingSchema;
   predicted: ResourceUsage;
   modelVersion: string;
@@ -83,7 +88,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const hardware = await detectHardware(o.grant);
   const nodeId = o.nodeId ?? os.hostname();
   const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
-  const identity = o.identity ?? loadIdentity(pkiDirOf(o.endpoints), { role: 'node', name: nodeId });
+  // A burst node enrols first, with its launch's one-time certificate (node-agent/enrol.ts).
+  const identity = o.identity ?? await nodeIdentity({
+    pkiDir: pkiDirOf(o.endpoints), nodeId, consulHttp: o.endpoints.consul_http, bundle: o.enrolBundle ?? process.env.PRESCIENT_ENROL_BUNDLE, log: say,
+  });
   // Issue 17: a root agent without ffmpeg's unprivileged user refuses to start (ConfigError) rather than run ffmpeg as root.
   say(describeFfmpegPrivileges());
   mkdirSync(o.outputDir, { recursive: true });
@@ -106,7 +114,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sampleIntervalMs, log: say });
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why));
   // Progress is a nicety: without NATS the agent still encodes and reports over gRPC.
-  const nc: NatsConnection | undefined = await connectNats({ servers: o.endpoints.nats_url, name: `agent-${nodeId}`, maxReconnectAttempts: -1 })
+  const nc: NatsConnection | undefined = await connectMember(o.endpoints.nats_url, identity, `agent-${nodeId}`)
     .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
   const progressCodec = JSONCodec<TaskProgress>();
   const learning: Learning | undefined = o.learn && nc ? await startLearning(nc, { ...o.learn, nodeId, questdbHttp: o.endpoints.questdb_http, log: say }) : undefined;
@@ -153,7 +161,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     }, {
       signal: job.abort.signal,
       onSample: (s) => watch.sample(s),
-      onProgress: throttle(1000, (p) => nc?.publish(jobProgressSubject(taskId), progressCodec.encode({
+      onProgress: throttle(1000, (p) => nc?.publish(jobProgressSubject(job.owner, taskId), progressCodec.encode({
         job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes, total_frames,
       }))),
       // Live channels end only on request (below); a batch encode's success releases its cores now.
@@ -213,7 +221,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     } catch (e) {
       return refuse('INVALID_SCHEMA', e instanceof SchemaValidationError ? e.message : `schema is not JSON: ${(e as Error).message}`);
     }
-    const job: Running = { allocation: alloc, schema, predicted: a.predicted, modelVersion: a.model_version || 'unknown', attempt: Number(a.attempt), startedAt: Date.now(), abort: new AbortController() };
+    const job: Running = { allocation: alloc, owner: a.owner || NO_OWNER, schema, predicted: a.predicted, modelVersion: a.model_version || 'unknown', attempt: Number(a.attempt), startedAt: Date.now(), abort: new AbortController() };
     running.set(a.task_id, job);
     ran.delete(a.task_id);
     ran.set(a.task_id, job.attempt);

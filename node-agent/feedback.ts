@@ -12,7 +12,7 @@
 import type { NatsConnection } from 'nats';
 import { JSONCodec } from 'nats';
 import {
-  FEEDBACK_SUBJECT, isActor,
+  feedbackSubject, isActor,
   type EncodeSample, type EncodingSchema, type FeedbackReport, type FeedbackTarget, type ResourceAllocation, type ResourceUsage, type TargetFeedback,
 } from '../shared/index.js';
 
@@ -124,7 +124,7 @@ export class FeedbackPublisher {
     try {
       while (this.pending.length) {
         const { id, report } = this.pending[0];
-        await js.publish(FEEDBACK_SUBJECT, this.codec.encode(report), { msgID: id, timeout: 5000 });
+        await js.publish(feedbackSubject(report.node), this.codec.encode(report), { msgID: id, timeout: 5000 });
         this.pending.shift();
       }
     } catch (e) {

@@ -24,7 +24,7 @@ export interface RegisterRequest { capacity: NodeCapacity; running: RunningTaskM
 export interface RegisterReply { term: number; leader_id: string; heartbeat_interval_ms: number }
 export interface HeartbeatRequest { node_id: string; running: RunningTaskMsg[] }
 export interface HeartbeatReply { term: number; reregister: boolean }
-export interface Assignment { task_id: string; schema_json: string; allocation: AllocationMsg; predicted: ResourceUsage; attempt: number; model_version: string }
+export interface Assignment { task_id: string; schema_json: string; allocation: AllocationMsg; predicted: ResourceUsage; attempt: number; model_version: string; owner?: string }
 export interface AssignReply { accepted: boolean; reason: string; refusal?: FailureKind }
 export interface AssignBatchRequest { assignments: Assignment[] }
 export interface AssignBatchReply { replies: AssignReply[] }
@@ -41,6 +41,8 @@ export interface TaskStatusReport {
   failure?: FailureKind;
 }
 export interface Ack { ok: boolean; reason: string; refusal?: FailureKind }
+export interface EnrolRequest { node_id: string; csr_pem: string }
+export interface EnrolReply { cert_pem: string }
 
 /** The proto's FailureKind: why an encode failed or a request was refused. Programs act on it; they never match the prose reason. */
 export const FAILURE_KINDS = [
@@ -57,6 +59,7 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
   Register: Unary<RegisterRequest, RegisterReply>;
   Heartbeat: Unary<HeartbeatRequest, HeartbeatReply>;
   ReportStatus: Unary<TaskStatusReport, Ack>;
+  Enrol: Unary<EnrolRequest, EnrolReply>;
 }
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   AssignBatch: Unary<AssignBatchRequest, AssignBatchReply>;
@@ -134,6 +137,7 @@ export class CoordinatorClient {
   register(req: RegisterRequest) { return unary<RegisterRequest, RegisterReply>(this.client, 'Register', req, 5000); }
   heartbeat(req: HeartbeatRequest) { return unary<HeartbeatRequest, HeartbeatReply>(this.client, 'Heartbeat', req, 5000); }
   reportStatus(req: TaskStatusReport) { return unary<TaskStatusReport, Ack>(this.client, 'ReportStatus', req, 5000); }
+  enrol(req: EnrolRequest) { return unary<EnrolRequest, EnrolReply>(this.client, 'Enrol', req, 10_000); }
   close() { this.client.close(); }
 }
 

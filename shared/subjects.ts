@@ -5,10 +5,35 @@
 
 /** Stream holding submitted jobs until the leader has recorded them (work-queue retention). */
 export const JOBS_STREAM = 'PRESCIENT_JOBS';
-/** Subject a submitter publishes an EncodingSchema envelope on. */
-export const SUBMIT_SUBJECT = 'prescient.jobs.submit';
-/** Subject `prescient cancel` publishes on; in the jobs stream, so a cancel waits for a leader like a submission. */
-export const CANCEL_SUBJECT = 'prescient.jobs.cancel';
+/**
+ * A member's name as one subject token: node ids may hold dots (host names), which NATS reads
+ * as token separators; `~` is outside the name alphabet, so the mapping is one to one.
+ */
+export function memberToken(name: string): string {
+  return name.replace(/\./g, '~');
+}
+const SUBMIT_PREFIX = 'prescient.jobs.submit.';
+const CANCEL_PREFIX = 'prescient.jobs.cancel.';
+/**
+ * Subject a submitter publishes an EncodingSchema envelope on: its own name is the last token,
+ * and NATS lets each client publish on its own only, so the leader knows who submitted.
+ */
+export function submitSubject(owner: string): string {
+  return SUBMIT_PREFIX + memberToken(owner);
+}
+/** Subject `prescient cancel` publishes on; in the jobs stream, so a cancel waits for a leader like a submission. Only the owner's cancels its jobs. */
+export function cancelSubject(owner: string): string {
+  return CANCEL_PREFIX + memberToken(owner);
+}
+export const ALL_SUBMISSIONS = `${SUBMIT_PREFIX}*`;
+export const ALL_CANCELS = `${CANCEL_PREFIX}*`;
+/** What a message on the jobs stream is, and whose: anything else there is set aside. */
+export function jobsMessageOf(subject: string): { kind: 'submit' | 'cancel'; owner: string } | undefined {
+  const kind = subject.startsWith(SUBMIT_PREFIX) ? 'submit' : subject.startsWith(CANCEL_PREFIX) ? 'cancel' : undefined;
+  if (!kind) return undefined;
+  const token = subject.slice(kind === 'submit' ? SUBMIT_PREFIX.length : CANCEL_PREFIX.length);
+  return /^[A-Za-z0-9_~-]{1,64}$/.test(token) ? { kind, owner: token.replace(/~/g, '.') } : undefined;
+}
 /** Durable consumer the leader (whoever it is) pulls submissions and cancellations through. */
 export const JOBS_CONSUMER = 'prescient-leader';
 /**
@@ -31,18 +56,23 @@ export const DEAD_LETTER_SUBJECT = 'prescient.jobs.dead';
 
 /** Stream keeping every job's status events, so `submit --wait` can replay them from the start. */
 export const EVENTS_STREAM = 'PRESCIENT_EVENTS';
-/** Per-job subject carrying that job's status changes and final result. */
-export function jobEventsSubject(jobId: string): string {
-  return `prescient.job.${jobId}.events`;
+/**
+ * Per-job subject carrying that job's status changes and final result, under its owner's name:
+ * a client may read its own jobs' events only. `owner` '*' matches any (operators and tests).
+ */
+export function jobEventsSubject(owner: string, jobId: string): string {
+  return `prescient.job.${owner === '*' ? '*' : memberToken(owner)}.${jobId}.events`;
 }
-export const ALL_JOB_EVENTS = 'prescient.job.*.events';
+export const ALL_JOB_EVENTS = 'prescient.job.*.*.events';
+/** Owner of jobs admitted before jobs had owners (their records carry none). */
+export const NO_OWNER = '_';
 
 /**
  * Per-job encode progress, published by the agent about once a second on core NATS (not
  * stored: progress is only worth seeing live).
  */
-export function jobProgressSubject(jobId: string): string {
-  return `prescient.job.${jobId}.progress`;
+export function jobProgressSubject(owner: string, jobId: string): string {
+  return `prescient.job.${owner === '*' ? '*' : memberToken(owner)}.${jobId}.progress`;
 }
 
 /** JetStream KV bucket with one entry per task: the durable record a new leader resumes from. */
@@ -62,8 +92,18 @@ export const LEDGER_BUCKET = 'prescient_ledger';
  * the coordinator's model alerts. Reports wait here while no leader is up.
  */
 export const FEEDBACK_STREAM = 'PRESCIENT_FEEDBACK';
-/** Subject an agent publishes a FeedbackReport on (shared/feedback.ts). */
-export const FEEDBACK_SUBJECT = 'prescient.feedback.report';
+/**
+ * Subject an agent publishes a FeedbackReport on (shared/feedback.ts): its own node's, the only
+ * one NATS lets it publish on; the leader takes a report only if it names that node.
+ */
+export function feedbackSubject(nodeId: string): string {
+  return `prescient.feedback.report.${memberToken(nodeId)}`;
+}
+export const ALL_FEEDBACK = 'prescient.feedback.report.*';
+/** The node a feedback or delta subject was published for (its last token). */
+export function nodeOfSubject(subject: string): string {
+  return subject.slice(subject.lastIndexOf('.') + 1).replace(/~/g, '.');
+}
 /** Durable consumer the leader (whoever it is) reads feedback reports through. */
 export const FEEDBACK_CONSUMER = 'prescient-feedback';
 /** Subject model alerts (ModelAlert: error, drift, recovered, margin) are published on; kept in the feedback stream. */
@@ -97,7 +137,7 @@ export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const MODELS_STREAM = 'PRESCIENT_MODELS';
 /** Subject an agent publishes a WeightDelta on. */
 export function modelDeltaSubject(nodeId: string): string {
-  return `prescient.models.delta.${nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  return `prescient.models.delta.${memberToken(nodeId)}`;
 }
 export const ALL_MODEL_DELTAS = 'prescient.models.delta.*';
 /** Subject the leader announces a new global model version on (a VersionAnnouncement); the last one is kept. */

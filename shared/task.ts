@@ -93,6 +93,11 @@ export const QUALITY_AFTER_RELEASE = 'after the reservation is released, at nice
 
 export interface EncodingTask {
   id: string;
+  /**
+   * Who submitted it: the name of the certificate NATS let publish on its submit subject (the
+   * schema's `submitter` is what the submitter says of itself). Absent on records from before owners.
+   */
+  owner?: string;
   schema: EncodingSchema;
   state: TaskState;
   submitted_at: number;
@@ -130,6 +135,8 @@ export interface SubmitEnvelope {
 /** A status change published on a job's event subject. */
 export interface TaskEvent {
   job_id: string;
+  /** The job's owner (EncodingTask.owner): its events are published under that name. */
+  owner?: string;
   state: TaskState;
   at: number;
   term: number;

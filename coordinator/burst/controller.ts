@@ -13,7 +13,9 @@
  * is lost or blocked by a cloud that refuses or does not answer.
  */
 import { StorageType, type JetStreamClient, type KV } from 'nats';
-import { BURST_BUCKET, type StackEndpoints } from '../../shared/index.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { BURST_BUCKET, canIssue, forget, issue, type StackEndpoints } from '../../shared/index.js';
 import { jsonCodec } from '../bus/index.js';
 import type { LedgerSnapshot } from '../ledger/index.js';
 import type { QueuePolicy } from '../queue/index.js';
@@ -47,7 +49,14 @@ export interface BurstState {
   unjoined: Array<{ id: string; instance_type: string; launched_at: number; terminated_at: number }>;
   updated_at: number;
   leader?: string;
+  /**
+   * Each launch's enrolment, by the name of the one-time certificate its user data carried: the
+   * instances launched with it may each be issued a node certificate once, until it expires.
+   */
+  enrolments?: Record<string, Enrolment>;
 }
+
+export interface Enrolment { instances: string[]; enrolled: string[]; expires_at: number }
 
 /** One decision as recorded: what `decide` said, and what came of carrying it out. */
 export interface DecisionRecord extends Omit<BurstDecision, 'instances' | 'launch'> {
@@ -69,6 +78,12 @@ export interface BurstControllerOptions {
   endpoints: StackEndpoints;
   /** Extra `prescient agent` arguments for burst nodes (default: the configuration's agent_args). */
   agentArgs?: string[];
+  /**
+   * The cluster's certificates on this host. Burst nodes enrol through the leader, which signs
+   * their node certificates: without the CA key here, launches carry no enrolment and their
+   * agents cannot join (each launch says so).
+   */
+  pkiDir?: string;
   /** User data template (default deploy/cloud-init/burst-node.yaml). */
   template?: string;
   leaderId?: string;
@@ -77,6 +92,8 @@ export interface BurstControllerOptions {
 }
 
 const HOUR = 3_600_000;
+/** An enrolment outlives its launch's join timeout by this much (a node that enrols late is still refused then). */
+const ENROL_GRACE_MS = 10 * 60_000;
 
 /** The burst bucket: the controller's state and its last decisions. */
 export class BurstStore {
@@ -129,6 +146,7 @@ export class BurstController {
       cluster: c.cluster, provider: this.o.provider.name, region: this.o.provider.region, dry_run: c.dry_run,
       instances: saved?.instances ?? [], ended: saved?.ended ?? [], last_launch_at: saved?.last_launch_at,
       refusals: saved?.refusals ?? [], unjoined: saved?.unjoined ?? [], updated_at: now, leader: this.o.leaderId,
+      enrolments: saved?.enrolments ?? {},
     };
     await this.adopt().catch((e) => this.o.log(`burst: could not list ${c.cluster}'s instances at start, will describe them on the next tick (${(e as Error).message})`));
     this.timer = setInterval(() => { void this.tick(); }, c.tick_ms);
@@ -265,6 +283,51 @@ export class BurstController {
     this.state.instances = next;
   }
 
+  /**
+   * A one-time enrolment certificate for one launch, bundled for its user data with the CA
+   * certificate (base64 JSON): its instances show it to ask the leader for their own node
+   * certificates (`enrol`). Undefined, with an error said, when this host cannot issue.
+   */
+  private enrolmentBundle(now: number, errors: string[]): { name: string; bundle: string } | undefined {
+    const dir = this.o.pkiDir;
+    if (!dir || !canIssue(dir)) {
+      errors.push(`launch: no cluster CA key on this coordinator's host${dir ? ` (${dir})` : ''}: the instances carry no enrolment and their agents cannot get node certificates`);
+      return undefined;
+    }
+    const name = `${this.o.config.cluster}-${now}`.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64);
+    const m = { role: 'enrol' as const, name };
+    const files = issue(dir, m, [], 1);
+    const bundle = Buffer.from(JSON.stringify({
+      ca: readFileSync(path.join(dir, 'ca.crt'), 'utf8'), cert: readFileSync(files.cert_file, 'utf8'), key: readFileSync(files.key_file, 'utf8'),
+    })).toString('base64');
+    forget(dir, m); // it lives in the user data only; the enrolment record is what the leader checks
+    return { name, bundle };
+  }
+
+  /**
+   * Whether the holder of enrolment `name` may have a node certificate for `nodeId`: an instance
+   * that launch started, still tracked, not enrolled before, before the enrolment expires. A
+   * yes is recorded at once, so a second ask is refused.
+   */
+  async mayEnrol(name: string, nodeId: string): Promise<string | undefined> {
+    const e = this.state.enrolments?.[name], now = this.now();
+    if (!e) return `enrolment ${name} is not one this cluster launched`;
+    if (now > e.expires_at) return `enrolment ${name} expired`;
+    if (!e.instances.includes(nodeId)) return `${nodeId} was not launched with enrolment ${name}`;
+    if (e.enrolled.includes(nodeId)) return `${nodeId} has enrolled already`;
+    if (!this.state.instances.some((x) => x.id === nodeId)) return `${nodeId} is no longer tracked (terminated?)`;
+    e.enrolled.push(nodeId);
+    await this.store.save(this.state);
+    this.o.log(`burst: ${nodeId} enrolled (enrolment ${name})`);
+    return undefined;
+  }
+
+  /** Gives an enrolment back to an instance whose certificate could not be signed after all. */
+  undoEnrol(name: string, nodeId: string): void {
+    const e = this.state.enrolments?.[name];
+    if (e) e.enrolled = e.enrolled.filter((x) => x !== nodeId);
+  }
+
   private end(x: BurstInstance, now: number, why: string): void {
     this.state.ended = [...this.state.ended.filter((e) => now - e.ended_at < 2 * HOUR), { id: x.id, instance_type: x.instance_type, price_per_hour: x.price_per_hour, launched_at: x.launched_at, ended_at: now, why }];
   }
@@ -275,9 +338,10 @@ export class BurstController {
    */
   private async launch(d: BurstDecision, errors: string[]): Promise<{ ids: string[]; refused: boolean }> {
     const l = d.launch!, c = this.o.config, now = this.now();
+    const enrol = this.enrolmentBundle(now, errors);
     const user_data = renderUserData(this.template, {
       provider: c.provider, cluster: c.cluster, endpoints: c.endpoints ?? this.o.endpoints, agent_args: this.o.agentArgs ?? c.agent_args,
-      install: c.install, metadata_url: c.metadata_url, agent_port: c.agent_port,
+      install: c.install, metadata_url: c.metadata_url, agent_port: c.agent_port, enrol_bundle: enrol?.bundle,
     });
     try {
       const got = await this.o.provider.launch({
@@ -290,6 +354,11 @@ export class BurstController {
         this.state.instances.push({ id: x.id, instance_type: x.instance_type, spot: x.spot, state: x.state, launched_at: x.launched_at || now, price_per_hour: l.price_per_hour });
       }
       const ids = got.instances.map((x) => x.id);
+      if (enrol) {
+        const all = (this.state.enrolments ??= {});
+        for (const [k, e] of Object.entries(all)) if (now > e.expires_at) delete all[k]; // expired ones are refused anyway
+        all[enrol.name] = { instances: ids, enrolled: [], expires_at: now + c.join_timeout_ms + ENROL_GRACE_MS };
+      }
       if (got.refused) errors.push(`launch ${l.count} × ${l.instance_type.name}${l.spot ? ' (spot)' : ''}: ${ids.length} accepted (${ids.join(', ')}), the rest refused: ${got.refused.message}`);
       return { ids, refused: this.refused(got.refused, now, d) };
     } catch (e) {

@@ -35,6 +35,8 @@ export interface UserDataValues {
   agent_port: number;
   /** Extra `prescient agent` arguments, already split (each is quoted). */
   agent_args?: readonly string[];
+  /** The launch's enrolment (base64 JSON of the CA certificate and a one-time enrolment certificate and key). */
+  enrol_bundle?: string;
 }
 
 /** Single-quotes a value for a shell (and systemd's EnvironmentFile) unless it is plainly safe. */
@@ -56,6 +58,7 @@ export function renderUserData(template: string, v: UserDataValues): string {
     install_ref: shellQuote(i.source === 'git' ? i.ref : ''),
     install_sha256: shellQuote(i.source === 'tarball' ? i.sha256 : ''),
     agent_args: (v.agent_args ?? []).map(shellQuote).join(' '),
+    enrol_bundle: shellQuote(v.enrol_bundle ?? ''),
   };
   return template.replace(/\{\{\s*([a-z0-9_]+)\s*\}\}/g, (_, k: string) => {
     if (!(k in values)) throw new Error(`user data template has an unknown placeholder {{${k}}}`);

@@ -3,19 +3,20 @@
  * Storage and transport sit behind interfaces named by what they do, so the leader's logic
  * reads as intent ("record the task", "publish its event").
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, connect, nanos, type JetStreamClient, type KV, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type KV, type NatsConnection } from 'nats';
 import {
-  ALL_JOB_EVENTS, CANCEL_SUBJECT, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
-  MAX_SUBMIT_DELIVERIES, SUBMIT_SUBJECT, TASKS_BUCKET, TERMINAL_STATES, isFinalEvent, truncate,
-  jobEventsSubject, type CancelEnvelope, type EncodingTask, type SubmitEnvelope, type TaskEvent,
+  ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
+  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, memberToken, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
+  jobEventsSubject, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
 const json = JSONCodec();
 
-export async function connectBus(url: string, name: string): Promise<NatsConnection> {
+/** Connects as `id` (shared/pki connectMember), for a process that speaks NATS all the time. */
+export function connectBus(url: string, id: Identity, name: string): Promise<NatsConnection> {
   // No async traces: nats.js would build an Error with a stack for every request, a tenth of a
   // busy leader's CPU (measured by the submit-latency bench); failures still carry their message.
-  return connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
+  return connectMember(url, id, name, { noAsyncTraces: true });
 }
 
 /**
@@ -25,7 +26,7 @@ export async function connectBus(url: string, name: string): Promise<NatsConnect
 export async function ensureStreams(nc: NatsConnection): Promise<void> {
   const jsm = await nc.jetstreamManager();
   const want = [
-    { name: JOBS_STREAM, subjects: [SUBMIT_SUBJECT, CANCEL_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
+    { name: JOBS_STREAM, subjects: [ALL_SUBMISSIONS, ALL_CANCELS], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
     { name: EVENTS_STREAM, subjects: [ALL_JOB_EVENTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * 24 * 3600_000) },
     // Bounded: a flood of poison keeps the newest 256 MB of it for 30 days, not the disk.
     {
@@ -122,14 +123,18 @@ function readDeadLetter(data: Uint8Array): DeadLetter | undefined {
   return v as unknown as DeadLetter;
 }
 
-/** Asks whichever leader is up (now or later) to cancel a job; a repeat within ten minutes is deduplicated. */
-export async function publishCancel(js: JetStreamClient, env: CancelEnvelope): Promise<void> {
-  await js.publish(CANCEL_SUBJECT, json.encode(env), { msgID: `cancel-${env.job_id}` });
+/**
+ * Asks whichever leader is up (now or later) to cancel one of `owner`'s jobs (a client may
+ * publish on its own subject only; an operator on any); a repeat within ten minutes is deduplicated.
+ */
+export async function publishCancel(js: JetStreamClient, owner: string, env: CancelEnvelope): Promise<void> {
+  // The owner is in the id: a cancel refused on another's subject must not hide the owner's own.
+  await js.publish(cancelSubject(owner), json.encode(env), { msgID: `cancel-${memberToken(owner)}-${env.job_id}` });
 }
 
-/** Publishes a submission; JetStream deduplicates a re-sent job id within ten minutes. */
-export async function publishSubmission(js: JetStreamClient, env: SubmitEnvelope): Promise<void> {
-  await js.publish(SUBMIT_SUBJECT, json.encode(env), { msgID: env.job_id });
+/** Publishes a submission as `owner` (its own subject); JetStream deduplicates a re-sent job id within ten minutes. */
+export async function publishSubmission(js: JetStreamClient, owner: string, env: SubmitEnvelope): Promise<void> {
+  await js.publish(submitSubject(owner), json.encode(env), { msgID: env.job_id });
 }
 
 /** Durable record of every task; the state a new leader resumes from. */
@@ -196,7 +201,7 @@ export class JetStreamTermRecord {
 }
 
 export async function publishEvent(js: JetStreamClient, ev: TaskEvent): Promise<void> {
-  await js.publish(jobEventsSubject(ev.job_id), json.encode(ev));
+  await js.publish(jobEventsSubject(ev.owner ?? NO_OWNER, ev.job_id), json.encode(ev));
 }
 
 /**
@@ -205,11 +210,14 @@ export async function publishEvent(js: JetStreamClient, ev: TaskEvent): Promise<
  * quality figures included, shared isFinalEvent); with `'released'` at its first terminal
  * event, when its reservation is released. Resolves with the last event seen.
  */
-export async function followJob(js: JetStreamClient, jobId: string, onEvent: (e: TaskEvent) => void, timeoutMs: number, until: 'final' | 'released' = 'final'): Promise<TaskEvent | undefined> {
+export async function followJob(js: JetStreamClient, job: { owner: string; id: string }, onEvent: (e: TaskEvent) => void, timeoutMs: number, until: 'final' | 'released' = 'final'): Promise<TaskEvent | undefined> {
   // An explicit ephemeral consumer: the client's "ordered consumer" stalls against nats-server 2.9.
+  // Named, so its filter is in the subject NATS checks: a client may follow its own jobs only.
+  // (`owner` '*': any owner's, for members allowed to.)
   const jsm = await js.jetstreamManager();
   const info = await jsm.consumers.add(EVENTS_STREAM, {
-    filter_subject: jobEventsSubject(jobId), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
+    name: `follow_${nuid.next()}`,
+    filter_subject: jobEventsSubject(job.owner, job.id), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
   });
   const messages = await (await js.consumers.get(EVENTS_STREAM, info.name)).consume();
   let last: TaskEvent | undefined;

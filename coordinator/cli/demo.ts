@@ -3,6 +3,7 @@
  * its own cores) runs a batch of real encodes submitted through NATS, then prints what the
  * model predicted beside what each encode actually used, and the rows read back from QuestDB.
  */
+import { cliBus } from './member.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +36,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const cores = allowedCores();
   const count = Math.max(1, Math.min(o.agents, cores.length));
   const agents: AgentHandle[] = [];
-  const nc = await connectBus(endpoints.nats_url, 'prescient-demo');
+  const { nc, me } = await cliBus(o.stateDir);
   try {
     for (let i = 0; i < count; i++) {
       const mine = cores.filter((_, j) => j % count === i);
@@ -53,11 +54,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const started = Date.now();
     for (const schema of docs) {
       const id = newJobId();
-      await publishSubmission(js, { job_id: id, submitted_at: Date.now(), schema });
+      await publishSubmission(js, me.name, { job_id: id, submitted_at: Date.now(), schema });
       ids.push(id);
     }
     say(`submitted ${ids.length} jobs through NATS; following their events:`);
-    const finals = await Promise.all(ids.map((id) => followJob(js, id, (e) => say(`  ${formatEvent(e)}`), 15 * 60_000)));
+    const finals = await Promise.all(ids.map((id) => followJob(js, { owner: me.name, id }, (e) => say(`  ${formatEvent(e)}`), 15 * 60_000)));
     const makespan = (Date.now() - started) / 1000;
     const rows = await readBack(endpoints.questdb_http, ids);
     if (o.json) {

@@ -4,6 +4,7 @@
  * that reaches NATS, with or without a leader up. main.ts defines the commands and loads this
  * module when one of them runs.
  */
+import { cliBus } from './member.js';
 import { loadEndpoints, type EncodingTask, type ReservedResource } from '../../shared/index.js';
 import { JetStreamTaskStore, connectBus } from '../bus/index.js';
 import { JetStreamLedgerStore, Ledger, type LedgerState } from '../ledger/index.js';
@@ -15,8 +16,8 @@ const RESOURCES: ReservedResource[] = ['cpu', 'memory', 'gpu', 'bandwidth'];
 
 interface Fleet { ledger?: LedgerState; tasks: EncodingTask[] }
 
-async function readFleet(natsUrl: string): Promise<Fleet> {
-  const nc = await connectBus(natsUrl, 'prescient-cli');
+async function readFleet(stateDir: string): Promise<Fleet> {
+  const { nc } = await cliBus(stateDir);
   try {
     const js = nc.jetstream();
     const [ledger, tasks] = await Promise.all([
@@ -78,7 +79,7 @@ export function queueView(f: Fleet, now = Date.now()) {
 }
 
 export async function nodes(o: { json?: boolean }, stateDir: string): Promise<void> {
-  const f = await readFleet(loadEndpoints(stateDir).nats_url);
+  const f = await readFleet(stateDir);
   const rows = nodesView(f.ledger);
   if (o.json) { console.log(JSON.stringify({ term: f.ledger?.term ?? null, nodes: rows }, null, 2)); return; }
   if (!rows.length) { console.log('no nodes in the ledger (no leader has saved one yet, or no agent has registered)'); return; }
@@ -93,7 +94,7 @@ export async function nodes(o: { json?: boolean }, stateDir: string): Promise<vo
 }
 
 export async function queue(o: { json?: boolean }, stateDir: string): Promise<void> {
-  const rows = queueView(await readFleet(loadEndpoints(stateDir).nats_url));
+  const rows = queueView(await readFleet(stateDir));
   if (o.json) { console.log(JSON.stringify({ queue: rows }, null, 2)); return; }
   if (!rows.length) { console.log('the queue is empty'); return; }
   console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [

@@ -20,15 +20,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import {
-  ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema,
-  jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
+  ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema, type Member,
+  NO_OWNER, jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
 import { POLICY_NAMES } from '../placement/types.js';
 import { formatEvent, formatInput, formatProgress } from './format.js';
+import { cliBus } from './member.js';
 
 const localStack = () => import('../../deploy/stack/index.js');
 const bus = () => import('../bus/index.js');
+
+/** Whose jobs this member may follow: a client its own, an operator anyone's. */
+const followAs = (me: Member) => (me.role === 'client' ? me.name : '*');
 
 const program = new Command();
 program
@@ -182,22 +186,23 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
       throw e;
     }
     if (o.probe) await attachProbes(schemas, (m) => { if (!o.json) console.error(m); });
-    const [{ connectBus, ensureStreams, followJob, publishSubmission }, { JSONCodec }] = await Promise.all([bus(), import('nats')]);
+    const [{ ensureStreams, followJob, publishSubmission }, { JSONCodec }] = await Promise.all([bus(), import('nats')]);
     const progressCodec = JSONCodec<TaskProgress>();
-    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    const { nc, me } = await cliBus(dir());
     try {
-      await ensureStreams(nc);
+      // A client may not create streams: a coordinator has made them.
+      if (me.role !== 'client') await ensureStreams(nc);
       const js = nc.jetstream();
       const ids: string[] = [];
       for (const schema of schemas) {
         const id = newJobId();
-        await publishSubmission(js, { job_id: id, submitted_at: Date.now(), schema });
+        await publishSubmission(js, me.name, { job_id: id, submitted_at: Date.now(), schema });
         ids.push(id);
         if (!o.json) console.log(`submitted ${id}`);
       }
       if (!o.wait) { if (o.json) console.log(JSON.stringify({ jobs: ids })); return; }
-      const progress = o.json ? [] : ids.map((id) => nc.subscribe(jobProgressSubject(id), { callback: (_e, m) => console.log(formatProgress(progressCodec.decode(m.data))) }));
-      const finals = await Promise.all(ids.map((id) => followJob(js, id, (e) => { if (!o.json) console.log(formatEvent(e)); }, Number(o.timeout) * 1000)));
+      const progress = o.json ? [] : ids.map((id) => nc.subscribe(jobProgressSubject(me.name, id), { callback: (_e, m) => console.log(formatProgress(progressCodec.decode(m.data))) }));
+      const finals = await Promise.all(ids.map((id) => followJob(js, { owner: me.name, id }, (e) => { if (!o.json) console.log(formatEvent(e)); }, Number(o.timeout) * 1000)));
       progress.forEach((p) => p.unsubscribe());
       if (o.json) console.log(JSON.stringify({ jobs: finals.map((f, i) => f ?? { job_id: ids[i], state: 'unknown', reason: 'timed out waiting' }) }, null, 2));
       if (finals.some((f) => f?.state !== 'succeeded')) process.exitCode = 1;
@@ -210,8 +215,8 @@ program.command('status').description('show the recorded state of one job')
   .argument('<job-id>')
   .option('--json', 'print the task record as JSON')
   .action(async (id: string, o) => {
-    const { connectBus, JetStreamTaskStore } = await bus();
-    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    const { JetStreamTaskStore } = await bus();
+    const { nc } = await cliBus(dir());
     try {
       const t = await (await JetStreamTaskStore.open(nc.jetstream())).get(id);
       if (!t) { console.error(`no job ${id}`); process.exitCode = 4; return; }
@@ -230,8 +235,8 @@ program.command('dead-letters').description('show submissions set aside instead 
   .action(async (o: { limit: string; json: boolean }) => {
     const limit = Number(o.limit);
     if (!Number.isSafeInteger(limit) || limit < 1) throw new ConfigError('--limit', `must be a whole number ≥ 1, got ${JSON.stringify(o.limit)}`);
-    const { connectBus, listDeadLetters } = await bus();
-    const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+    const { listDeadLetters } = await bus();
+    const { nc } = await cliBus(dir());
     try {
       const dead = await listDeadLetters(nc, limit);
       print(o.json, dead, () => (dead.length
@@ -248,20 +253,26 @@ program.command('dead-letters').description('show submissions set aside instead 
  * stopped gracefully (its playlist closed and kept) and ends `succeeded`.
  */
 const endJob = (verb: 'cancel' | 'stop', expect: TaskState) => async (id: string, o: { wait: boolean; timeout: string; json: boolean }) => {
-  const { connectBus, ensureStreams, followJob, publishCancel, JetStreamTaskStore } = await bus();
-  const nc = await connectBus(loadEndpoints(dir()).nats_url, 'prescient-cli');
+  const { ensureStreams, followJob, publishCancel, JetStreamTaskStore } = await bus();
+  const { nc, me } = await cliBus(dir());
   try {
     const js = nc.jetstream();
-    await ensureStreams(nc);
-    const t = await (await JetStreamTaskStore.open(js)).get(id);
-    if (t && TERMINAL_STATES.has(t.state)) {
-      print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);
-      process.exitCode = 3;
-      return;
+    // A client cancels its own jobs (it cannot read the task records); an operator any job, on
+    // its owner's subject, after checking it has not ended.
+    let owner = me.name;
+    if (me.role !== 'client') {
+      await ensureStreams(nc);
+      const t = await (await JetStreamTaskStore.open(js)).get(id);
+      if (t && TERMINAL_STATES.has(t.state)) {
+        print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);
+        process.exitCode = 3;
+        return;
+      }
+      owner = t?.owner ?? NO_OWNER;
     }
-    await publishCancel(js, { job_id: id, requested_at: Date.now() });
+    await publishCancel(js, owner, { job_id: id, requested_at: Date.now() });
     if (!o.wait) { print(o.json, { job_id: id, requested: true }, () => `${verb === 'stop' ? 'stop' : 'cancellation'} of ${id} requested`); return; }
-    const last = await followJob(js, id, () => undefined, Number(o.timeout) * 1000);
+    const last = await followJob(js, { owner: followAs(me), id }, () => undefined, Number(o.timeout) * 1000);
     print(o.json, last ?? { job_id: id, state: 'unknown', reason: 'timed out waiting' }, () => (last ? formatEvent(last) : `${id}: no final state within ${o.timeout} s`));
     if (last?.state !== expect) process.exitCode = 1;
   } finally {

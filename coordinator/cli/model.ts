@@ -4,6 +4,7 @@
  * commands and their options are defined in main.ts, which loads this module (and with it the
  * models and brain.js) only when one of them runs.
  */
+import { cliBus } from './member.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -219,7 +220,7 @@ export function history(o: { json?: boolean }, stateDir: string): void {
 }
 
 export async function status(o: { version?: string; node?: string; json?: boolean }, stateDir: string): Promise<void> {
-  const nc = await connectBus(loadEndpoints(stateDir).nats_url, 'prescient-cli');
+  const { nc } = await cliBus(stateDir);
   try {
     const { groups, margins } = await readFeedback(nc.jetstream());
     let inService: string | undefined;

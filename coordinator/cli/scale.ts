@@ -4,6 +4,7 @@
  * machine that reaches NATS, with or without a leader up. main.ts defines the command and loads
  * this module when it runs.
  */
+import { cliBus } from './member.js';
 import { loadEndpoints } from '../../shared/index.js';
 import { connectBus } from '../bus/index.js';
 import { BurstStore, spentThisHour, type BurstState, type DecisionRecord } from '../burst/index.js';
@@ -32,7 +33,7 @@ export function scaleView(state: BurstState | undefined, decisions: readonly Dec
 }
 
 export async function scaleStatus(o: { json?: boolean; last: string }, stateDir: string): Promise<void> {
-  const nc = await connectBus(loadEndpoints(stateDir).nats_url, 'prescient-cli');
+  const { nc } = await cliBus(stateDir);
   let view;
   try {
     const store = await BurstStore.open(nc.jetstream());

@@ -13,7 +13,7 @@
  */
 import {
   SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, failureKind,
-  JOB_ID_PATTERN, describeValue, truncate,
+  JOB_ID_PATTERN, NO_OWNER, describeValue, truncate,
   type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
   type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
@@ -135,7 +135,7 @@ export class LeaderCore {
         const task_ids = e.submissions.map((s, i) => { const t = this.admit(s); if (typeof t === 'string') { dropped[i] = t; return undefined; } return t?.id; });
         return { kind: 'admitted', task_ids, dropped };
       }
-      case 'CancelRequested': this.cancel(e.envelope); return;
+      case 'CancelRequested': this.cancel(e.envelope, e.owner); return;
       case 'Registered': this.register(e.capacity, e.running); return;
       case 'Heartbeat': return this.heartbeat(e.node_id, e.running);
       case 'StatusReported': return this.report(e.report, e.stored);
@@ -231,7 +231,7 @@ export class LeaderCore {
     }
     // When JetStream stored the submission, not the client's clock: queue order, SLA delays and the
     // sizing grace all count from it, and a submitter must not jump the queue by back-dating its jobs.
-    const base = { id: env.job_id, submitted_at: s.stored_at ?? this.now, updated_at: this.now, term: this.term, attempts: 0 };
+    const base = { id: env.job_id, owner: s.owner, submitted_at: s.stored_at ?? this.now, updated_at: this.now, term: this.term, attempts: 0 };
     let task: EncodingTask;
     try {
       const schema = validateEncodingSchema(env.schema, this.o.validation);
@@ -279,13 +279,19 @@ export class LeaderCore {
    * agent confirms ffmpeg has stopped (its report, or the node's loss), so the resources are
    * never handed out while the encode may still be using them.
    */
-  private cancel(raw: unknown): void {
+  private cancel(raw: unknown, owner: string): void {
     const env = raw as CancelEnvelope | undefined;
     if (env === undefined) { this.alert('dropped a cancellation that is not JSON'); return; }
     const t = typeof env?.job_id === 'string' ? this.active.get(env.job_id) : undefined;
     if (!t) {
       const ended = typeof env?.job_id === 'string' ? this.ended.get(env.job_id) : undefined;
-      this.alert(`cancel ${JSON.stringify(env?.job_id)}: ${ended ? `already ${ended.state}` : 'no such active job'}`);
+      this.alert(`cancel ${describeValue(env?.job_id)}: ${ended ? `already ${ended.state}` : 'no such active job'}`);
+      return;
+    }
+    // Only its owner cancels a job (an operator publishes on the owner's subject); records from
+    // before owners are anyone's.
+    if (t.owner !== undefined && t.owner !== owner) {
+      this.alert(`cancel ${t.id} refused: it was asked for by ${owner}, and the job is ${t.owner}'s`);
       return;
     }
     if (t.state === 'queued') { this.finishCancel(t, 'cancelled on request while queued'); this.passDue = true; return; }
@@ -603,7 +609,7 @@ export class LeaderCore {
     this.record(t);
     this.effects.push({
       kind: 'Assign', node_id: allocation.node_id, address: node.capacity.address,
-      assignment: { task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version },
+      assignment: { task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version, owner: t.owner ?? NO_OWNER },
     });
   }
 
@@ -771,7 +777,7 @@ export class LeaderCore {
     this.effects.push({ kind: 'Record', task: t, first });
     this.alert(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`);
     const event: TaskEvent = {
-      job_id: t.id, state: t.state, at: t.updated_at, term: this.term, node_id: t.allocation?.node_id,
+      job_id: t.id, ...(t.owner !== undefined && { owner: t.owner }), state: t.state, at: t.updated_at, term: this.term, node_id: t.allocation?.node_id,
       reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
     };
     this.effects.push({ kind: 'Publish', event });

@@ -18,6 +18,8 @@ export type ProbeOutcome = { probe: InputProbe } | { failed: string };
 /** One submission as JetStream delivered it: its decoded envelope (undefined: not JSON), when the stream stored it, its probe. */
 export interface Submission {
   envelope: unknown;
+  /** Who published it: its subject's last token, which NATS lets only that member publish on. */
+  owner: string;
   stored_at?: number;
   probe?: ProbeOutcome;
 }
@@ -41,7 +43,7 @@ export type LeaderEvent =
   | { kind: 'Started'; at: number; term: number; leader_id: string; tasks: EncodingTask[]; saved?: LedgerState; config?: CoreConfig }
   /** A batch of submissions, in stream order; placed together in one pass after they are admitted. */
   | { kind: 'Submitted'; at: number; submissions: Submission[] }
-  | { kind: 'CancelRequested'; at: number; envelope: unknown }
+  | { kind: 'CancelRequested'; at: number; envelope: unknown; owner: string }
   | { kind: 'Registered'; at: number; capacity: NodeCapacity; running: RunningTaskMsg[] }
   | { kind: 'Heartbeat'; at: number; node_id: string; running: RunningTaskMsg[] }
   /** An agent's report; `stored`: the task's record, read by the shell when the core no longer holds the task. */

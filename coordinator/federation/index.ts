@@ -23,6 +23,7 @@ import {
   type EvaluationReport, type LabelledRow, type Model, type ModelRegistry, type RejectionCode, type WeightDelta,
 } from '../../models/index.js';
 import { ModelChannel, ModelFollower, type VersionAnnouncement } from '../../models/federated/channel.js';
+import { nodeOfSubject } from '../../shared/index.js';
 
 export interface FederationOptions {
   /** Deltas a round waits for before merging (default 2). */
@@ -126,7 +127,11 @@ export class FederationLeader {
       msg?.nak(5000);
       return { at: new Date().toISOString(), delta: String(d?.id), node: String(d?.node), base_version: String(d?.base_version), code: 'malformed', reason: 'current model does not load' };
     }
-    const v = validateDelta(d, base, { known: (x) => this.known(x), maxNormRatio: this.o.maxNormRatio });
+    // The subject names the node that sent it (NATS lets each node publish on its own only).
+    const sender = msg && nodeOfSubject(msg.subject);
+    const v = sender !== undefined && d?.node !== sender
+      ? { ok: false as const, code: 'forged-node' as const, reason: `published by node ${sender}, about node ${String(d?.node).slice(0, 80)}` }
+      : validateDelta(d, base, { known: (x) => this.known(x), maxNormRatio: this.o.maxNormRatio });
     if (!v.ok) {
       msg?.ack();
       return this.reject(d, v.code, v.reason);

@@ -8,8 +8,8 @@
  */
 import { AckPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
 import {
-  FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, FEEDBACK_SUBJECT, MODEL_ALERTS_SUBJECT, redactText, redactUrl, requestTarget,
-  type FeedbackReport, type FeedbackTarget, type ModelAlert,
+  ALL_FEEDBACK, FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, MODEL_ALERTS_SUBJECT, nodeOfSubject, redactText, redactUrl, requestTarget,
+  truncate, type EncodingTask, type FeedbackReport, type FeedbackTarget, type ModelAlert,
 } from '../../shared/index.js';
 import type { TaskStore } from '../bus/index.js';
 import {
@@ -24,15 +24,24 @@ const json = JSONCodec();
 export async function ensureFeedbackStream(nc: NatsConnection): Promise<void> {
   const jsm = await nc.jetstreamManager();
   const cfg = {
-    name: FEEDBACK_STREAM, subjects: [FEEDBACK_SUBJECT, MODEL_ALERTS_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,
+    name: FEEDBACK_STREAM, subjects: [ALL_FEEDBACK, MODEL_ALERTS_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,
     max_age: nanos(7 * 24 * 3600_000), duplicate_window: nanos(10 * 60_000),
   };
-  await jsm.streams.info(FEEDBACK_STREAM).catch(() => jsm.streams.add(cfg)).catch(async (e) => {
-    if (!(await jsm.streams.info(FEEDBACK_STREAM).then(() => true, () => false))) throw e;
-  });
-  await jsm.consumers.add(FEEDBACK_STREAM, {
-    durable_name: FEEDBACK_CONSUMER, filter_subject: FEEDBACK_SUBJECT, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000,
-  }).catch(() => undefined); // exists already
+  const info = await jsm.streams.info(FEEDBACK_STREAM).catch(() => undefined);
+  // One made before reports went on per-node subjects takes the new ones (its messages are kept).
+  if (info && cfg.subjects.some((x) => !info.config.subjects?.includes(x))) await jsm.streams.update(FEEDBACK_STREAM, { ...info.config, subjects: cfg.subjects });
+  if (!info) {
+    await jsm.streams.add(cfg).catch(async (e) => {
+      if (!(await jsm.streams.info(FEEDBACK_STREAM).then(() => true, () => false))) throw e;
+    });
+  }
+  const consumer = await jsm.consumers.info(FEEDBACK_STREAM, FEEDBACK_CONSUMER).catch(() => undefined);
+  if (consumer && consumer.config.filter_subject !== ALL_FEEDBACK) await jsm.consumers.update(FEEDBACK_STREAM, FEEDBACK_CONSUMER, { filter_subject: ALL_FEEDBACK });
+  if (!consumer) {
+    await jsm.consumers.add(FEEDBACK_STREAM, {
+      durable_name: FEEDBACK_CONSUMER, filter_subject: ALL_FEEDBACK, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000,
+    }).catch(() => undefined); // another coordinator added it first
+  }
 }
 
 /** Where the rolling figures, corrections and margins are kept between leaders. */
@@ -182,7 +191,17 @@ export class FeedbackService implements CorrectionSource {
     let r: unknown;
     try { r = json.decode(m.data); } catch { r = undefined; }
     if (!isReport(r)) { this.log('dropped a feedback report that is not one'); m.ack(); return; }
-    const out = applyReport(this.state, r, await this.context(r), this.settings, this.now());
+    // A node publishes on its own subject only (NATS permissions): a report about another node,
+    // or about a job given to another node, is a forgery, not a figure.
+    const sender = nodeOfSubject(m.subject);
+    const task = await this.o.tasks?.get(r.job_id).catch(() => undefined);
+    const ranOn = task?.allocation?.node_id;
+    if (r.node !== sender || (ranOn !== undefined && ranOn !== sender)) {
+      this.log(`dropped a feedback report from ${truncate(sender, 80)} about ${truncate(String(r.node), 80)}${ranOn !== undefined && ranOn !== sender ? ` (job ${r.job_id} ran on ${ranOn})` : ''}`);
+      m.term();
+      return;
+    }
+    const out = applyReport(this.state, r, this.context(r, task), this.settings, this.now());
     if (out.groups.length || out.margins.length) this.changes++;
     for (const g of out.groups) this.dirty.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
     for (const x of out.margins) this.dirty.margins.set(marginKey(x.model_version, x.codec), x);
@@ -193,8 +212,7 @@ export class FeedbackService implements CorrectionSource {
   }
 
   /** The served prediction of the report's job, from its task record, when it is of the same model version. */
-  private async context(r: FeedbackReport): Promise<ReportContext> {
-    const t = await this.o.tasks?.get(r.job_id).catch(() => undefined);
+  private context(r: FeedbackReport, t: EncodingTask | undefined): ReportContext {
     const p = t?.predicted;
     if (!p || p.model_version !== r.model_version) return {};
     return { applied: p.feedback?.log_factors ?? {}, upper: p.upper };

@@ -19,7 +19,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats';
 import {
   AgentClient, SchemaValidationError, failureKind, truncate, validateInputPath, validateInputProbe,
-  JOBS_CONSUMER, JOBS_STREAM, CANCEL_SUBJECT, SUBMIT_MAX_DELIVERIES_ADVISORY,
+  JOBS_CONSUMER, JOBS_STREAM, SUBMIT_MAX_DELIVERIES_ADVISORY, jobsMessageOf,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type TaskStatusReport, type ValidationContext, type Ack, type Identity,
 } from '../../shared/index.js';
@@ -418,21 +418,26 @@ export class Leader {
     // A submission that cannot be read is set aside without reaching the core.
     const aside: Array<{ m: JsMsg; reason: string; id?: string }> = [];
     const submits: JsMsg[] = [];
+    const owners: string[] = [];
     const envelopes: unknown[] = [];
+    const cancels: Array<{ m: JsMsg; owner: string }> = [];
     for (const m of batch) {
-      if (m.subject === CANCEL_SUBJECT) continue;
+      // Who sent it is the subject's last token, which NATS lets only that member publish on.
+      // Anything else in the stream (a reply or a push delivery someone aimed at it) is no submission.
+      const what = jobsMessageOf(m.subject);
+      if (!what) { aside.push({ m, reason: `not taken: ${truncate(m.subject, 200)} is neither a submit nor a cancel subject` }); continue; }
+      if (what.kind === 'cancel') { cancels.push({ m, owner: what.owner }); continue; }
       const d = this.decode(m.data);
       if ('unreadable' in d) aside.push({ m, reason: `not taken: ${d.unreadable}` });
-      else { submits.push(m); envelopes.push(d.value); }
+      else { submits.push(m); owners.push(what.owner); envelopes.push(d.value); }
     }
-    const cancels = batch.filter((m) => m.subject === CANCEL_SUBJECT);
     // Each submission is decoded once: probing and admission read the same envelope.
     const probes = await this.probeInputs(envelopes);
-    const submissions: Submission[] = submits.map((m, i) => ({ envelope: envelopes[i], stored_at: streamTime(m), ...(probes.has(i) && { probe: probes.get(i) }) }));
+    const submissions: Submission[] = submits.map((m, i) => ({ envelope: envelopes[i], owner: owners[i], stored_at: streamTime(m), ...(probes.has(i) && { probe: probes.get(i) }) }));
     const at = this.now();
     const { replies, written } = await this.feed([
       { kind: 'Submitted', at, submissions },
-      ...cancels.map((m): LeaderEvent => { const d = this.decode(m.data); return { kind: 'CancelRequested', at, envelope: 'value' in d ? d.value : undefined }; }),
+      ...cancels.map(({ m, owner }): LeaderEvent => { const d = this.decode(m.data); return { kind: 'CancelRequested', at, envelope: 'value' in d ? d.value : undefined, owner }; }),
     ]);
     const { task_ids: ids, dropped } = replies.find((r) => r?.kind === 'admitted') as Reply & { kind: 'admitted' };
     const outcomes = await Promise.all(submits.map((_m, i) => (ids[i] === undefined ? 'ok' : written.get(ids[i]!) ?? 'ok')));
@@ -448,7 +453,7 @@ export class Leader {
       else m.nak(redeliverAfter(m));
     });
     for (const id of ids) if (id !== undefined) this.writeErrors.delete(id);
-    for (const m of cancels) m.ack();
+    for (const { m } of cancels) m.ack();
     if (aside.length) await this.setAside(aside);
   }
 

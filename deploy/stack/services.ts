@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QUESTDB_USER, type StackEndpoints } from '../../shared/config.js';
-import { ensureSecret } from '../../shared/pki/index.js';
+import { ensureSecret, loadIdentity, natsPidFile, natsUsersFile, refreshNatsUsers } from '../../shared/pki/index.js';
 import { MissingDependencyError } from './errors.js';
 import { httpGet, LOOPBACK, tcpGreeting } from './net.js';
 import { findExecutable } from './proc.js';
@@ -67,12 +67,29 @@ const nats: ServiceSpec = {
   startTimeoutMs: 20_000,
   stopGraceMs: 10_000,
   marker: 'nats-server',
-  plan: (dataDir, p) => ({
-    cmd: need('nats-server', 'PRESCIENT_NATS_SERVER'),
-    // -sd is the JetStream store; -n gives JetStream a stable server name across restarts.
-    args: ['-a', LOOPBACK, '-p', String(p.client), '-m', String(p.monitor), '-js', '-sd', dataDir, '-n', 'prescient'],
-    env: process.env,
-  }),
+  plan(dataDir, p, cx) {
+    const cmd = need('nats-server', 'PRESCIENT_NATS_SERVER');
+    // TLS only, and every client shows a certificate from the cluster CA, mapped to the user its
+    // subject names (shared/pki/nats.ts writes the users and their permissions, and has the
+    // server reload them through the pid file whenever a member is issued or forgotten).
+    const tls = loadIdentity(cx.pkiDir, { role: 'service', name: 'nats' }, [LOOPBACK, 'localhost']);
+    refreshNatsUsers(cx.pkiDir);
+    const q = (v: string) => JSON.stringify(v);
+    const conf = [
+      `listen: ${q(`${LOOPBACK}:${p.client}`)}`,
+      `http: ${q(`${LOOPBACK}:${p.monitor}`)}`,
+      // A stable server name keeps JetStream's identity across restarts.
+      'server_name: "prescient"',
+      `pid_file: ${q(natsPidFile(cx.pkiDir))}`,
+      `jetstream { store_dir: ${q(dataDir)} }`,
+      `tls { cert_file: ${q(tls.cert_file)}, key_file: ${q(tls.key_file)}, ca_file: ${q(tls.ca_file)}, verify_and_map: true, timeout: 2 }`,
+      `authorization { include ${q(path.relative(dataDir, natsUsersFile(cx.pkiDir)))} }`,
+      '',
+    ].join('\n');
+    const file = path.join(dataDir, 'nats.conf');
+    writeFileSync(file, conf, { mode: 0o600 });
+    return { cmd, args: ['-c', file], env: process.env };
+  },
   async probe(p, t) {
     // The client port must greet with INFO (a real NATS speaks first) and /healthz covers JetStream.
     const greeting = await tcpGreeting(p.client, t);

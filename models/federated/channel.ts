@@ -35,8 +35,16 @@ export interface VersionAnnouncement {
 export class ModelChannel {
   private constructor(readonly nc: NatsConnection, private readonly js: JetStreamClient, private readonly store: ObjectStore) {}
 
-  /** Creates the stream, the leader's durable consumer and the object store bucket if missing. */
-  static async open(nc: NatsConnection): Promise<ModelChannel> {
+  /**
+   * Creates the stream, the leader's durable consumer and the object store bucket if missing;
+   * with `manage: false` (a node agent, which NATS lets read and publish its deltas only) opens
+   * what a coordinator made.
+   */
+  static async open(nc: NatsConnection, o: { manage?: boolean } = {}): Promise<ModelChannel> {
+    if (o.manage === false) {
+      const js = nc.jetstream();
+      return new ModelChannel(nc, js, await js.views.os(MODELS_BUCKET));
+    }
     const jsm = await nc.jetstreamManager();
     const cfg = {
       name: MODELS_STREAM, subjects: [ALL_MODEL_DELTAS, MODEL_VERSIONS_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,

@@ -56,6 +56,8 @@ export interface WeightDelta {
 export type RejectionCode =
   /** Not a delta at all, or fields missing. */
   | 'malformed'
+  /** Published on another node's subject than the node it names (NATS lets a node publish on its own only). */
+  | 'forged-node'
   /** Made from a version that exists but is not the current global one. */
   | 'stale-base'
   /** Made from a version nobody knows (or the same name with other weights). */

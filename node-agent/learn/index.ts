@@ -110,7 +110,7 @@ export class LocalLearner {
 export interface Learning { learner: LocalLearner; follower: ModelFollower; registry: ModelRegistry; stop(): void }
 
 export async function startLearning(nc: NatsConnection, o: LearnOptions & { nodeId: string; modelDir: string; questdbHttp?: string; log: (m: string) => void }): Promise<Learning> {
-  const channel = await ModelChannel.open(nc);
+  const channel = await ModelChannel.open(nc, { manage: false });
   const registry = new ModelRegistry(o.modelDir);
   const follower = new ModelFollower({ channel, registry, log: o.log, who: 'learn' }).start();
   const learner = new LocalLearner({ ...o, channel, registry });

@@ -12,16 +12,21 @@
  *                             never pair one's key with another's certificate
  */
 import { execFileSync } from 'node:child_process';
-import { randomUUID, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
+import { writeNatsUsers } from './nats.js';
 
-/** Who a certificate speaks for: a coordinator, a node agent, a submitting client, or a service (NATS). */
-export const ROLES = ['coordinator', 'node', 'client', 'service'] as const;
+/**
+ * Who a certificate speaks for: a coordinator, a node agent, a submitting client, an operator
+ * (admin: the CLI on a host that holds the CA key), a service (the NATS server), or a burst
+ * launch's enrolment (it may only ask for the node certificates of that launch's instances).
+ */
+export const ROLES = ['coordinator', 'node', 'client', 'admin', 'service', 'enrol'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** Names go into subjects (NATS users, file names): the alphabet of node ids. */
+/** Names go into subjects (NATS users, file names): the alphabet of node ids (a dot becomes `~` in a subject token). */
 export const MEMBER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 export interface Member { role: Role; name: string }
@@ -88,7 +93,7 @@ export function canIssue(dir: string): boolean { return existsSync(caKey(dir)); 
  * names and IP addresses a server is reached at (a service certificate needs them; gRPC peers
  * check the role and name instead, so members need none).
  */
-export function issue(dir: string, m: Member, hosts: string[] = []): { cert_file: string; key_file: string } {
+export function issue(dir: string, m: Member, hosts: string[] = [], days = MEMBER_DAYS): { cert_file: string; key_file: string } {
   checkMember(m);
   if (!canIssue(dir)) throw new ConfigError(caKey(dir), 'no cluster CA key here: run `prescient certs init` (or issue on the host that holds it)');
   const final = memberDir(dir, m);
@@ -97,7 +102,7 @@ export function issue(dir: string, m: Member, hosts: string[] = []): { cert_file
   const san = [`URI:urn:prescient:${m.role}:${m.name}`, ...hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`))];
   try {
     openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(tmp, 'tls.key'), '-out', path.join(tmp, 'tls.crt'),
-      '-CA', caCert(dir), '-CAkey', caKey(dir), '-days', String(MEMBER_DAYS), '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`,
+      '-CA', caCert(dir), '-CAkey', caKey(dir), '-days', String(days), '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`,
       '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment',
       '-addext', 'extendedKeyUsage=serverAuth,clientAuth', '-addext', `subjectAltName=${san.join(',')}`]);
     chmodSync(path.join(tmp, 'tls.key'), 0o600);
@@ -108,6 +113,7 @@ export function issue(dir: string, m: Member, hosts: string[] = []): { cert_file
     rmSync(tmp, { recursive: true, force: true });
     rmSync(`${tmp}.old`, { recursive: true, force: true });
   }
+  refreshNatsUsers(dir);
   const f = memberFiles(dir, m);
   return { cert_file: f.cert, key_file: f.key };
 }
@@ -116,6 +122,12 @@ export function issue(dir: string, m: Member, hosts: string[] = []): { cert_file
 export function forget(dir: string, m: Member): void {
   checkMember(m);
   rmSync(memberDir(dir, m), { recursive: true, force: true });
+  refreshNatsUsers(dir);
+}
+
+/** The NATS users file from every member certificate here (the server reloads it). */
+export function refreshNatsUsers(dir: string): void {
+  writeNatsUsers(dir, listIssued(dir).filter((c) => !c.expired));
 }
 
 /** The member a certificate's subject names, or undefined when it names none (wrong O, unknown OU, bad name). */
@@ -217,4 +229,75 @@ export function ensureSecret(dir: string, name: SecretName): string {
   writeFileSync(tmp, `${randomUUID()}\n`, { mode: 0o600 });
   renameSync(tmp, f);
   return readFileSync(f, 'utf8').trim();
+}
+
+export { connectMember, inboxPrefix, natsConnectOptions, natsPermissions, natsUser, natsUsersConf, natsUsersFile, natsPidFile } from './nats.js';
+
+/**
+ * A key and a certificate request for `m`, made on the member's own host (the key never leaves
+ * it): `commit` installs the certificate the CA's host signed, once it checks (this cluster's CA,
+ * this member, this key).
+ */
+export function requestCertificate(dir: string, m: Member): { csr: string; commit(certPem: string): Identity } {
+  checkMember(m);
+  if (!hasCa(dir)) throw new ConfigError(caCert(dir), 'no cluster CA certificate to check the answer against');
+  const final = memberDir(dir, m);
+  mkdirSync(path.dirname(final), { recursive: true, mode: 0o700 });
+  const tmp = mkdtempSync(path.join(path.dirname(final), `.${m.name}-`));
+  try {
+    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(tmp, 'tls.key'), '-out', path.join(tmp, 'req.csr'),
+      '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`]);
+    chmodSync(path.join(tmp, 'tls.key'), 0o600);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  const csr = readFileSync(path.join(tmp, 'req.csr'), 'utf8');
+  return {
+    csr,
+    commit(certPem: string): Identity {
+      try {
+        const x = new X509Certificate(certPem);
+        if (!x.verify(new X509Certificate(readFileSync(caCert(dir))).publicKey)) throw new ConfigError('certificate', 'was not issued by this cluster\'s CA');
+        if (!x.checkPrivateKey(createPrivateKey(readFileSync(path.join(tmp, 'tls.key'))))) throw new ConfigError('certificate', 'is not for the key this host made');
+        writeFileSync(path.join(tmp, 'tls.crt'), certPem, { mode: 0o644 });
+        rmSync(path.join(tmp, 'req.csr'), { force: true });
+        if (existsSync(final)) renameSync(final, `${tmp}.old`);
+        renameSync(tmp, final);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+        rmSync(`${tmp}.old`, { recursive: true, force: true });
+      }
+      return loadIdentity(dir, m);
+    },
+  };
+}
+
+/**
+ * Signs a member's certificate request with the CA in `dir`, naming `m` whatever the request
+ * says, and keeps a copy of the certificate (not the key, which stays with the member) so the
+ * NATS users include it. Returns the certificate PEM.
+ */
+export function signRequest(dir: string, csrPem: string, m: Member): string {
+  checkMember(m);
+  if (!canIssue(dir)) throw new ConfigError(caKey(dir), 'no cluster CA key on this host: it cannot sign');
+  if (csrPem.length > 16_384 || !/^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE REQUEST-----\n?$/.test(csrPem)) {
+    throw new ConfigError('csr_pem', 'is not one PEM certificate request');
+  }
+  const work = mkdtempSync(path.join(dir, '.sign-'));
+  try {
+    writeFileSync(path.join(work, 'req.csr'), csrPem);
+    writeFileSync(path.join(work, 'ext.cnf'), ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth,clientAuth', `subjectAltName=URI:urn:prescient:${m.role}:${m.name}`, ''].join('\n'));
+    openssl(['x509', '-req', '-in', path.join(work, 'req.csr'), '-CA', caCert(dir), '-CAkey', caKey(dir), '-set_serial', `0x${randomBytes(16).toString('hex')}`,
+      '-days', String(MEMBER_DAYS), '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`, '-extfile', path.join(work, 'ext.cnf'), '-out', path.join(work, 'tls.crt')]);
+    const pem = readFileSync(path.join(work, 'tls.crt'), 'utf8');
+    const final = memberDir(dir, m);
+    mkdirSync(final, { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(final, 'tls.crt'), pem);
+    refreshNatsUsers(dir);
+    return pem;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }

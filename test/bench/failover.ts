@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ALL_JOB_EVENTS, newJobId, type TaskEvent } from '../../shared/index.js';
 import { ConsulLeaderLookup } from '../../coordinator/index.js';
 import { jsonCodec, publishSubmission } from '../../coordinator/bus/index.js';
-import { smallJob, startStack } from '../helpers/cluster.js';
+import { TEST_OWNER, smallJob, startStack } from '../helpers/cluster.js';
 import { quantile, round, spawnAgent, spawnCoordinator, spawnStandby, type AgentProcess, type CoordinatorProcess } from '../helpers/bench-cluster.js';
 
 const RUNS = 10;
@@ -42,7 +42,7 @@ export async function benchFailover(): Promise<Record<string, number | string>> 
       const killed = Date.now();
       victim.child.kill('SIGKILL');
       const job = newJobId();
-      await publishSubmission(js, { job_id: job, submitted_at: killed, schema: smallJob() });
+      await publishSubmission(js, TEST_OWNER, { job_id: job, submitted_at: killed, schema: smallJob() });
       const next = await until('the standby to lead', async () => { const l = await lookup.currentLeader().catch(() => null); return l && l.id === standby ? l : undefined; });
       leads.push(Date.now() - killed);
       await until('the job to be placed', () => placed.get(job));

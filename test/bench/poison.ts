@@ -15,9 +15,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ALL_JOB_EVENTS, JOBS_STREAM, SUBMIT_SUBJECT, newJobId, pkiDirOf, type TaskEvent } from '../../shared/index.js';
+import { ALL_JOB_EVENTS, JOBS_STREAM, newJobId, submitSubject, pkiDirOf, type TaskEvent } from '../../shared/index.js';
 import { jsonCodec, listDeadLetters, publishSubmission } from '../../coordinator/bus/index.js';
-import { smallJob, startStack } from '../helpers/cluster.js';
+import { TEST_OWNER, smallJob, startStack } from '../helpers/cluster.js';
 import { AcceptingFleet, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
 
 const POISON = 1000;
@@ -51,7 +51,7 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
 
     // Warm-up: the leader's steady RSS with jobs flowing.
     const warm = Array.from({ length: WARM_UP }, () => newJobId());
-    for (const id of warm) await publishSubmission(js, { job_id: id, submitted_at: Date.now(), schema: smallJob() });
+    for (const id of warm) await publishSubmission(js, TEST_OWNER, { job_id: id, submitted_at: Date.now(), schema: smallJob() });
     await until('the warm-up jobs to be placed', () => warm.every((id) => placed.has(id)));
     await sleep(2000);
     const rssBefore = rssMb(pid);
@@ -69,11 +69,11 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
         else if (kind === 1) text = `{"job_id":"${newJobId()}","submitted_at":0,"schema":{"input":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
         else if (i % 30 === 2) text = JSON.stringify({ job_id: newJobId(), submitted_at: 0, schema: smallJob({ output: { codec: 'h264', preset: 'x'.repeat(600_000) } }) });
         else { const id = newJobId(); bigIds.push(id); text = JSON.stringify({ job_id: id, submitted_at: 0, schema: smallJob({ output: { codec: 'h264', preset: 'x'.repeat(20_000) } }) }); }
-        await js.publish(SUBMIT_SUBJECT, enc.encode(text));
+        await js.publish(submitSubject(TEST_OWNER), enc.encode(text));
       }
       const published = Date.now();
       const valid = newJobId();
-      await publishSubmission(js, { job_id: valid, submitted_at: Date.now(), schema: smallJob() });
+      await publishSubmission(js, TEST_OWNER, { job_id: valid, submitted_at: Date.now(), schema: smallJob() });
       const dead = POISON - bigIds.length; // all but the refusals
       deadSoFar += dead;
       const refusedAll = await until('every refusal recorded', () => bigIds.every((id) => rejected.has(id)));

@@ -42,7 +42,7 @@ import { stackStatus } from '../../deploy/stack/index.js';
 import { jsonCodec, publishSubmission } from '../../coordinator/bus/index.js';
 import { loadModelFile } from '../../models/index.js';
 import { ALL_JOB_EVENTS, TERMINAL_STATES, jobEventsSubject, newJobId, pkiDirOf, validateEncodingSchema, type TaskEvent } from '../../shared/index.js';
-import { startStack, type TestStack } from '../helpers/cluster.js';
+import { TEST_OWNER, startStack, type TestStack } from '../helpers/cluster.js';
 import { rayTaskRates, type RayTaskRates } from './peers/ray-tasks.js';
 import { AcceptingFleet, cpuSeconds, mean, quantile, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
 import { packingBatch } from './packing.js';
@@ -268,7 +268,7 @@ async function submit(js: JetStreamClient, n: number, schemas: readonly Record<s
       const id = newJobId(), submitted_at = Date.now(), t = performance.now();
       ids.push(id);
       at.set(id, submitted_at);
-      inFlight.push(publishSubmission(js, { job_id: id, submitted_at, schema: schemas[ids.length % schemas.length] }).then(() => { ackMs.push(performance.now() - t); }));
+      inFlight.push(publishSubmission(js, TEST_OWNER, { job_id: id, submitted_at, schema: schemas[ids.length % schemas.length] }).then(() => { ackMs.push(performance.now() - t); }));
     }
     if (ids.length < n) await sleep(1);
   }
@@ -342,7 +342,7 @@ async function roundTrips(js: JetStreamClient): Promise<Record<string, number | 
   };
   const get = await time((i) => kv.get(`missing-${i}`));
   const put = await time((i) => kv.put(`k${i}`, value));
-  const pub = await time((i) => js.publish(jobEventsSubject(`benchscratch${i % 10}`), value));
+  const pub = await time((i) => js.publish(jobEventsSubject(TEST_OWNER, `benchscratch${i % 10}`), value));
   return {
     'round trip, KV get (ms, median)': round(get, 3),
     'round trip, KV put (ms, median)': round(put, 3),

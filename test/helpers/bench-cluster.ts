@@ -15,7 +15,7 @@ import {
   type AgentHandlers, type Assignment, type NodeCapacity, type TaskEvent, type grpc,
 } from '../../shared/index.js';
 import { publishSubmission } from '../../coordinator/index.js';
-import { CLI, events, type TestStack } from './cluster.js';
+import { CLI, TEST_OWNER, events, type TestStack } from './cluster.js';
 
 // ── statistics ────────────────────────────────────────────────────────────────────────────
 
@@ -52,7 +52,7 @@ export async function runBatch(s: TestStack, schemas: readonly Record<string, un
   for (const schema of schemas) {
     const id = newJobId();
     const submitted_at = Date.now();
-    await publishSubmission(js, { job_id: id, submitted_at, schema });
+    await publishSubmission(js, TEST_OWNER, { job_id: id, submitted_at, schema });
     submitted.push({ id, schema, submitted_at });
   }
   const jobs = await Promise.all(submitted.map(async (j) => ({ ...j, events: await events(s, j.id, timeoutMs) })));

@@ -30,7 +30,8 @@ export async function startStack(name: string): Promise<TestStack> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `prescient-${name}-`));
   await stackUp({ stateDir: dir });
   const endpoints = loadEndpoints(dir);
-  const nc = await connectBus(endpoints.nats_url, `test-${name}`);
+  // The tests speak as an operator named `test`: every job they submit is `test`'s.
+  const nc = await connectBus(endpoints.nats_url, loadIdentity(pkiDirOf(endpoints), { role: 'admin', name: TEST_OWNER }), `test-${name}`);
   await ensureStreams(nc);
   const logs: string[] = [];
   return {
@@ -89,16 +90,19 @@ export function smallJob(over: { output?: Record<string, unknown>; input?: Recor
   };
 }
 
+/** Who the test stack's own connection is (an operator): the owner of the jobs `submit` publishes. */
+export const TEST_OWNER = 'test';
+
 export async function submit(s: TestStack, schema: unknown): Promise<string> {
   const id = newJobId();
-  await publishSubmission(s.nc.jetstream(), { job_id: id, submitted_at: Date.now(), schema });
+  await publishSubmission(s.nc.jetstream(), TEST_OWNER, { job_id: id, submitted_at: Date.now(), schema });
   return id;
 }
 
-/** Every event of a job, from the first, until it is terminal. */
+/** Every event of a job (whoever submitted it), from the first, until it is terminal. */
 export async function events(s: TestStack, id: string, timeoutMs = 120_000, until: 'final' | 'released' = 'final'): Promise<TaskEvent[]> {
   const all: TaskEvent[] = [];
-  await followJob(s.nc.jetstream(), id, (e) => all.push(e), timeoutMs, until);
+  await followJob(s.nc.jetstream(), { owner: '*', id }, (e) => all.push(e), timeoutMs, until);
   return all;
 }
 

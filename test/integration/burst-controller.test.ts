@@ -8,9 +8,13 @@ import * as assert from 'uvu/assert';
 import type { AgentHandle } from '../../node-agent/index.js';
 import { BurstStore, CLUSTER_TAG, ProviderError, validateBurstConfig, type BurstConfig } from '../../coordinator/burst/index.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { startAgent } from '../../node-agent/index.js';
+import { nodeIdentity } from '../../node-agent/enrol.js';
+import { ConsulLeaderLookup, CoordinatorClient } from '../../shared/index.js';
+import { agent, cliRun, coordinator, events, identity, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 import { FakeCloud } from '../helpers/fake-cloud.js';
 
 let s: TestStack;
@@ -41,10 +45,15 @@ async function burstCoordinator(id: string, cloud: FakeCloud, cfg: BurstConfig):
   return Object.assign(c, { stop });
 }
 
+/** Why a promise was refused ('' when it was not). */
+const refusal = (p: Promise<unknown>) => p.then(() => '', (e: Error) => e.message);
+/** Scratch certificate folders (a burst node's own host), removed at the end. */
+const dirs: string[] = [];
 test.before(async () => { s = await startStack('burst'); });
 test.after(async () => {
   for (const stop of stopAll) await stop().catch(() => undefined);
   await s.down();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 test('the queue grows → a tagged launch with user data → the instance joins as its id → the queue drains → terminated after the idle period', async () => {
@@ -69,8 +78,28 @@ test('the queue grows → a tagged launch with user data → the instance joins 
   await new Promise((r) => setTimeout(r, 2500));
   assert.is(cloud.launches().length, 1);
 
-  // cloud-init: the agent starts with the instance id as its node id and registers over gRPC.
-  const a: AgentHandle = await agent(s, id, '0-1', 2);
+  // The launch's enrolment buys a node certificate for that launch's instance only, once: not
+  // for another id, and not with a node's own certificate.
+  const bundle = /PRESCIENT_ENROL_BUNDLE=([A-Za-z0-9+/=]+)\n/.exec(spec.user_data)?.[1];
+  assert.ok(bundle, 'the user data carries an enrolment');
+  const scratch = () => { const d = mkdtempSync(path.join(os.tmpdir(), 'prescient-burst-pki-')); dirs.push(d); return d; };
+  const enrolAs = (nodeId: string) => nodeIdentity({ pkiDir: scratch(), nodeId, consulHttp: s.endpoints.consul_http, bundle, log: () => undefined });
+  assert.match(await refusal(enrolAs('i-not-launched')), /the leader refused: i-not-launched was not launched with enrolment burst-test-\d+/);
+  const leaderAddress = (await new ConsulLeaderLookup(s.endpoints.consul_http).currentLeader())!.address;
+  const asNode = new CoordinatorClient(leaderAddress, identity(s, 'node', 'node-x'));
+  assert.match(await refusal(asNode.enrol({ node_id: id, csr_pem: '' })), /PERMISSION_DENIED: only a burst launch's enrolment certificate may enrol/);
+  asNode.close();
+
+  // cloud-init: the agent starts with the instance id as its node id, on a host with no
+  // certificate and no CA key: it enrols with the launch's bundle, then registers over gRPC.
+  const nodePki = scratch();
+  const a: AgentHandle = await startAgent({
+    nodeId: id, endpoints: { ...s.endpoints, pki_dir: nodePki }, validation: s.validation, log: s.log, grant: { cores: '0-1', memoryGb: 2 }, sampleIntervalMs: 100,
+    outputDir: path.join(s.dir, 'output', id), spoolDir: path.join(s.dir, 'spool', id), enforcement: { shape_interfaces: [] }, enrolBundle: bundle,
+  });
+  assert.ok(existsSync(path.join(nodePki, 'node', id, 'tls.key')), 'the node made its own key');
+  assert.not.ok(existsSync(path.join(nodePki, 'ca.key')), 'and holds no CA key');
+  assert.match(await refusal(enrolAs(id)), /has enrolled already/);
   const stopAgent = track(() => a.stop());
   for (const j of jobs) {
     const ev = await events(s, j, 60_000);

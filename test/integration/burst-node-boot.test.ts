@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,8 @@ import type { AddressInfo } from 'node:net';
 import { burstTemplate, renderUserData, type InstallSource, type UserDataValues } from '../../coordinator/burst/index.js';
 import { freePort } from '../../deploy/stack/index.js';
 import { bootBurstNode, cloudInitSchema, finished, unpackUserData } from '../helpers/burst-node.js';
-import { coordinator, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
+import { coordinator, identity, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
+import { pkiDirOf } from '../../shared/index.js';
 import { startMetadataService, type MetadataProvider } from '../helpers/metadata-service.js';
 
 let s: TestStack;
@@ -62,6 +63,13 @@ test('each cloud\'s metadata service names the instance and its address; the age
       const id = `${provider}-instance-${Math.random().toString(36).slice(2, 8)}`;
       md.instance = { id, address: '127.0.0.1' };
       const port = await freePort();
+      // An image that carries the node's certificate (the enrolment a launch carries instead is
+      // coordinator/burst's, tested in burst-controller.test.ts): the CA certificate and the pair.
+      identity(s, 'node', id);
+      const nodePki = path.join(scratch, id, 'pki');
+      mkdirSync(path.join(nodePki, 'node'), { recursive: true });
+      cpSync(path.join(pkiDirOf(s.endpoints), 'ca.crt'), path.join(nodePki, 'ca.crt'));
+      cpSync(path.join(pkiDirOf(s.endpoints), 'node', id), path.join(nodePki, 'node', id), { recursive: true });
       const node = await bootBurstNode(renderUserData(burstTemplate(), values({ provider, metadata_url: md.url, agent_port: port })), { stateDir: path.join(scratch, id) });
       try {
         assert.is(node.install.code, 0, node.install.output);

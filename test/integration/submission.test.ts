@@ -8,11 +8,11 @@ import * as assert from 'uvu/assert';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { JOBS_STREAM, newJobId } from '../../shared/index.js';
+import { JOBS_STREAM, newJobId, submitSubject } from '../../shared/index.js';
 import { publishSubmission } from '../../coordinator/index.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
-import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { TEST_OWNER, agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
 let c: CoordinatorHandle | undefined;
@@ -83,7 +83,7 @@ test('a job published around the CLI with bad fields is rejected by the leader w
 });
 
 test('a message that is not JSON is dropped without stopping the leader', async () => {
-  await s.nc.jetstream().publish('prescient.jobs.submit', new TextEncoder().encode('{{{ not json'));
+  await s.nc.jetstream().publish(submitSubject(TEST_OWNER), new TextEncoder().encode('{{{ not json'));
   const evs = await events(s, await submit(s, smallJob()));
   assert.is(evs.at(-1)!.state, 'succeeded');
 });
@@ -99,7 +99,7 @@ test('prescient status --json shows a finished job\'s record', async () => {
 test('a submission back-dated by its client is queued from when JetStream stored it, not from the date it claims', async () => {
   const id = newJobId();
   const before = Date.now();
-  await publishSubmission(s.nc.jetstream(), { job_id: id, submitted_at: 1, schema: smallJob() });
+  await publishSubmission(s.nc.jetstream(), TEST_OWNER, { job_id: id, submitted_at: 1, schema: smallJob() });
   assert.is((await events(s, id)).at(-1)!.state, 'succeeded');
   const r = await cliRun(s, ['status', id, '--json']);
   assert.is(r.code, 0, r.stderr);
@@ -112,7 +112,7 @@ test('a job id submitted again past JetStream\'s duplicate window is dropped, an
   const before = await events(s, early[0]);
   // Published without a message id, so JetStream's duplicate window does not catch it: the leader must.
   const again = { job_id: early[0], submitted_at: Date.now(), schema: smallJob({ input: { resolution: '320x240' } }) };
-  await s.nc.jetstream().publish('prescient.jobs.submit', new TextEncoder().encode(JSON.stringify(again)));
+  await s.nc.jetstream().publish(submitSubject(TEST_OWNER), new TextEncoder().encode(JSON.stringify(again)));
   // A job submitted after it has run: the duplicate was taken off the stream before it.
   assert.is((await events(s, await submit(s, smallJob()))).at(-1)!.state, 'succeeded');
   await waitFor('the submissions to be acknowledged', async () => (await pendingSubmissions()) === 0);

@@ -14,7 +14,7 @@ import { ConsulLeaderLookup, JetStreamTaskStore, JetStreamLedgerStore } from '..
 import { publishSubmission } from '../../coordinator/bus/index.js';
 import { startService, stopService } from '../../deploy/stack/index.js';
 import { RUNS, SAMPLES, questdbQuery } from '../../node-agent/telemetry/index.js';
-import { smallJob, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
+import { TEST_OWNER, smallJob, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
 import { spawnAgent, spawnCoordinator, spawnStandby, type AgentProcess, type CoordinatorProcess } from '../helpers/bench-cluster.js';
 import { keyCounts, walApplied } from '../helpers/telemetry.js';
 import { permutation, seededRandom } from '../../models/network.js';
@@ -56,7 +56,7 @@ test(`50 encodes survive the leader, an agent, NATS and QuestDB killed in a seed
       const id = newJobId();
       ids.push(id);
       // NATS may be down: the submitter retries, as `prescient submit` users would; JetStream drops the duplicate.
-      await waitFor(`submission ${i} to be stored`, () => publishSubmission(s.nc.jetstream(), { job_id: id, submitted_at: Date.now(), schema: schemaOf(i) }).then(() => true, () => false), 60_000, 250);
+      await waitFor(`submission ${i} to be stored`, () => publishSubmission(s.nc.jetstream(), TEST_OWNER, { job_id: id, submitted_at: Date.now(), schema: schemaOf(i) }).then(() => true, () => false), 60_000, 250);
       if (i % 3 === 2) await sleep(500);
     }
   })();

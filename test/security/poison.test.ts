@@ -6,11 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StorageType } from 'nats';
-import { DEAD_LETTER_STREAM, JOBS_STREAM, SUBMIT_SUBJECT, TASKS_BUCKET, newJobId } from '../../shared/index.js';
+import { DEAD_LETTER_STREAM, JOBS_STREAM, TASKS_BUCKET, newJobId, submitSubject } from '../../shared/index.js';
 import { listDeadLetters } from '../../coordinator/index.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
-import { agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
+import { TEST_OWNER, agent, cliRun, coordinator, events, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
 let c: CoordinatorHandle | undefined;
@@ -27,7 +27,7 @@ test.after(async () => {
   await s?.down();
 });
 
-const raw = (text: string) => s.nc.jetstream().publish(SUBMIT_SUBJECT, new TextEncoder().encode(text));
+const raw = (text: string) => s.nc.jetstream().publish(submitSubject(TEST_OWNER), new TextEncoder().encode(text));
 const pending = async () => (await (await s.nc.jetstreamManager()).streams.info(JOBS_STREAM)).state.messages;
 const deadLetters = () => listDeadLetters(s.nc, 100);
 const status = async (id: string) => {

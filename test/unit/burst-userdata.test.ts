@@ -26,8 +26,12 @@ test('the user data is cloud-config whose env file names the provider, cluster, 
     PRESCIENT_NATS_URL: 'nats://10.0.0.5:4222', PRESCIENT_CONSUL_HTTP: '10.0.0.5:8500', PRESCIENT_QUESTDB_HTTP: 'http://10.0.0.5:9000', PRESCIENT_QUESTDB_PG: '10.0.0.5:8812',
     PRESCIENT_METADATA_URL: 'http://169.254.169.254', PRESCIENT_AGENT_PORT: '7070',
     PRESCIENT_INSTALL_SOURCE: 'git', PRESCIENT_INSTALL_URL: 'https://git.example.com/prescient.git', PRESCIENT_INSTALL_REF: 'v0.4.0', PRESCIENT_INSTALL_SHA256: "''",
-    PRESCIENT_SRC_DIR: '/opt/prescient/src', PRESCIENT_STATE_DIR: '/var/lib/prescient',
+    PRESCIENT_SRC_DIR: '/opt/prescient/src', PRESCIENT_STATE_DIR: '/var/lib/prescient', PRESCIENT_ENROL_BUNDLE: "''",
   });
+  // It holds the launch's enrolment key and the cluster's QuestDB password: root's only.
+  assert.is(parse(u).write_files.find((f) => f.path === '/etc/prescient/burst.env')!.permissions, '0600');
+  const enrolled = env(parse(renderUserData(burstTemplate(), { ...VALUES, enrol_bundle: 'eyJjYSI6Ii0t+/=' })));
+  assert.is(enrolled.PRESCIENT_ENROL_BUNDLE, 'eyJjYSI6Ii0t+/=', 'the bundle reaches the env file as it is (base64 needs no quoting)');
 });
 
 test('the boot script asks the metadata service for the id and private address, and the agent serves gRPC there', () => {

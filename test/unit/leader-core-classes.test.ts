@@ -48,7 +48,7 @@ function mixedFleet() {
   // A preset per job, so that the double's log tells jobs apart.
   const presets = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'];
   let n = 0;
-  const submit = (ids: string[], at: number) => core.apply([{ kind: 'Submitted', at, submissions: ids.map((job_id) => ({ envelope: { job_id, submitted_at: 0, schema: schemaFor(presets[n++ % presets.length]) }, stored_at: at })) }]).effects;
+  const submit = (ids: string[], at: number) => core.apply([{ kind: 'Submitted', at, submissions: ids.map((job_id) => ({ envelope: { job_id, submitted_at: 0, schema: schemaFor(presets[n++ % presets.length]) }, stored_at: at, owner: 'test' })) }]).effects;
   return { core, calls, submit };
 }
 

@@ -86,7 +86,7 @@ function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => vo
       feed([{
         kind: 'Submitted', at: now, submissions: s.jobs.map((j) => ({
           envelope: { job_id: `job-${seq++}`, submitted_at: 0, schema: j.bad ? { nonsense: true } : schema(j.w, j.preset, j.priority, j.group ? { id: `g${Math.floor(seq / 3)}`, size: 2 } : undefined) },
-          stored_at: now,
+          stored_at: now, owner: 'test',
         })),
       }]);
       continue;
@@ -98,7 +98,7 @@ function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => vo
     if (s.k === 'report') {
       const rep = s.outcome === 'memory' ? report(t.id, at, 'failed', 'MEMORY_EXCEEDED') : report(t.id, at, s.outcome, s.outcome === 'failed' ? 'ENCODE_FAILED' : undefined);
       feed([{ kind: 'StatusReported', at: now, report: rep }]);
-    } else if (s.k === 'cancel') feed([{ kind: 'CancelRequested', at: now, envelope: { job_id: t.id, requested_at: now } }]);
+    } else if (s.k === 'cancel') feed([{ kind: 'CancelRequested', at: now, envelope: { job_id: t.id, requested_at: now }, owner: 'test' }]);
     else if (s.k === 'assignFailed') feed([{ kind: 'AssignFailed', at: now, task_id: t.id, node_id: at, reason: 'refused', unreachable: s.unreachable }]);
     else if (s.k === 'cancelAnswered') feed([{ kind: 'CancelAnswered', at: now, task_id: t.id, not_running: s.notRunning, reason: '' }]);
     else feed([{ kind: 'Duplicate', at: now, task_id: t.id }]);
@@ -145,7 +145,7 @@ test('a job whose first record turns out to be a duplicate releases what it rese
   const core = newCore();
   core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
   core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 4), running: [] }]);
-  const { effects } = core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'dup-1', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3 }] }]);
+  const { effects } = core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'dup-1', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3, owner: 'test' }] }]);
   assert.ok(effects.some((e) => e.kind === 'Record' && e.first && e.task.id === 'dup-1'), 'its first write is a create');
   assert.ok(core.ledger.reservation('dup-1'));
   core.apply([{ kind: 'Duplicate', at: 4, task_id: 'dup-1' }]);
@@ -167,7 +167,7 @@ test('a leader that predicted with feedback corrections replays the same from th
     if (revision !== seen) { seen = revision; events = [{ kind: 'ModelChanged', at: events[0].at, version: model.version, revision, corrections: table }, ...events]; }
     lines.push(JSON.stringify({ events, decisions: decisionsOf(core.apply(events).effects) }));
   };
-  const job = (id: string, at: number): LeaderEvent => ({ kind: 'Submitted', at, submissions: [{ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: at }] });
+  const job = (id: string, at: number): LeaderEvent => ({ kind: 'Submitted', at, submissions: [{ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: at, owner: 'test' }] });
   feed([{ kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [], config }]);
   // Cores to spare, so neither job waits for more to arrive (sizing's grace): only memory can stop one.
   feed([{ kind: 'Registered', at: 2, capacity: node(0, 16), running: [] }]);
@@ -188,7 +188,7 @@ test('once every core is taken a pass stops, the jobs behind say why, and a fini
   core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
   core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 2), running: [] }]);
   const jobs = ['a', 'b', 'c', 'd'];
-  core.apply([{ kind: 'Submitted', at: 3, submissions: jobs.map((id, i) => ({ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3 + i })) }]);
+  core.apply([{ kind: 'Submitted', at: 3, submissions: jobs.map((id, i) => ({ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3 + i, owner: 'test' })) }]);
   const placed = jobs.filter((id) => core.ledger.reservation(id));
   assert.equal(placed, ['a', 'b'], 'one core each, in queue order');
   for (const id of ['c', 'd']) assert.is(core.active.get(id)!.reason, 'no node has room now: every core of the nodes it may use is taken');
