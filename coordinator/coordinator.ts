@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  callerOf, coordinatorService, internalError, loadIdentity, readSecret, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
+  callerOf, coordinatorService, internalError, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
   type CoordinatorHandlers, type Identity, type Member, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -105,17 +105,15 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const predictor = o.predictor ?? live!;
   // The leader predicts through the feedback loop's corrections while it runs (coordinator/feedback).
   const served = new CorrectedPredictor(predictor, () => (feedback.active ? feedback : undefined));
-  const nc: NatsConnection = await (async () => {
-    const c = await connectBus(o.endpoints.nats_url, identity, `coordinator-${id}`);
-    await ensureStreams(c);
-    return c;
-  })();
+  const nc: NatsConnection = await connectBus(o.endpoints.nats_url, identity, `coordinator-${id}`);
   const js = nc.jetstream();
-  const store = await JetStreamTaskStore.open(js);
-  const termRecord = await JetStreamTermRecord.open(js);
-  const ledgerStore = await JetStreamLedgerStore.open(js, undefined, { highestIssued: () => termRecord.highest(), log });
-  await ensureFeedbackStream(nc);
-  const feedback = new FeedbackService({ js, store: await JetStreamFeedbackStore.open(js), tasks: store, settings: o.feedback, webhook: o.alertWebhook, log });
+  // Each step is retried while JetStream is briefly unreachable (a NATS reload: retryUnavailable).
+  await retryUnavailable(() => ensureStreams(nc));
+  const store = await retryUnavailable(() => JetStreamTaskStore.open(js));
+  const termRecord = await retryUnavailable(() => JetStreamTermRecord.open(js));
+  const ledgerStore = await retryUnavailable(() => JetStreamLedgerStore.open(js, undefined, { highestIssued: () => termRecord.highest(), log }));
+  await retryUnavailable(() => ensureFeedbackStream(nc));
+  const feedback = new FeedbackService({ js, store: await retryUnavailable(() => JetStreamFeedbackStore.open(js)), tasks: store, settings: o.feedback, webhook: o.alertWebhook, log });
   let leader: Leader | undefined;
   let leaderAddress: string | undefined;
   let burst: BurstController | undefined;
@@ -183,8 +181,17 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
           id, term, identity, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
         });
-        await feedback.start();
-        await l.start();
+        try {
+          await retryUnavailable(() => feedback.start());
+          await l.start(); // not retried: a half-started leader is stopped, and a new one elected
+        } catch (e) {
+          // Holding the lock without leading stalls the cluster: give it up, so this coordinator
+          // (after sitting out) or a standby campaigns again under a new term.
+          await l.stop().catch(() => undefined);
+          await feedback.stop().catch(() => undefined);
+          await election.resign(`could not start leading: ${(e as Error).message}`).catch((r) => log(`could not resign: ${r}`));
+          return;
+        }
         leader = l;
         leaderAddress = address;
         if (o.burst) {

@@ -3,14 +3,21 @@
  * Storage and transport sit behind interfaces named by what they do, so the leader's logic
  * reads as intent ("record the task", "publish its event").
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type KV, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type JetStreamPublishOptions, type KV, type NatsConnection } from 'nats';
 import {
   ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
-  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, memberToken, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
+  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
   jobEventsSubject, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
 const json = JSONCodec();
+
+/**
+ * A JetStream publish answered 503 (no responders: the server reloading its users) is sent again,
+ * up to 20 times 250 ms apart; the message id makes a repeat that did land harmless.
+ */
+// nats.js 2.29's publish reads `retries` and `retry_delay` (jsclient.js), though its types leave them out.
+export const UNAVAILABLE_RETRIES = { retries: 20, retry_delay: 250 } as Partial<JetStreamPublishOptions>;
 
 /** Connects as `id` (shared/pki connectMember), for a process that speaks NATS all the time. */
 export function connectBus(url: string, id: Identity, name: string): Promise<NatsConnection> {
@@ -94,7 +101,7 @@ export function deadLetterOf(payload: Uint8Array, o: { subject: string; stream_s
 
 /** Stores a dead letter; the same stream position twice within ten minutes is stored once. */
 export async function publishDeadLetter(js: JetStreamClient, d: DeadLetter): Promise<void> {
-  await js.publish(DEAD_LETTER_SUBJECT, json.encode(d), { msgID: `dead-${d.stream_seq}` });
+  await js.publish(DEAD_LETTER_SUBJECT, json.encode(d), { msgID: `dead-${d.stream_seq}`, ...UNAVAILABLE_RETRIES });
 }
 
 /** The newest `limit` dead letters, oldest first; entries that do not read as dead letters are skipped. */
@@ -129,12 +136,12 @@ function readDeadLetter(data: Uint8Array): DeadLetter | undefined {
  */
 export async function publishCancel(js: JetStreamClient, owner: string, env: CancelEnvelope): Promise<void> {
   // The owner is in the id: a cancel refused on another's subject must not hide the owner's own.
-  await js.publish(cancelSubject(owner), json.encode(env), { msgID: `cancel-${memberToken(owner)}-${env.job_id}` });
+  await js.publish(cancelSubject(owner), json.encode(env), { msgID: `cancel-${memberToken(owner)}-${env.job_id}`, ...UNAVAILABLE_RETRIES });
 }
 
 /** Publishes a submission as `owner` (its own subject); JetStream deduplicates a re-sent job id within ten minutes. */
 export async function publishSubmission(js: JetStreamClient, owner: string, env: SubmitEnvelope): Promise<void> {
-  await js.publish(submitSubject(owner), json.encode(env), { msgID: env.job_id });
+  await js.publish(submitSubject(owner), json.encode(env), { msgID: env.job_id, ...UNAVAILABLE_RETRIES });
 }
 
 /** Durable record of every task; the state a new leader resumes from. */
@@ -201,7 +208,7 @@ export class JetStreamTermRecord {
 }
 
 export async function publishEvent(js: JetStreamClient, ev: TaskEvent): Promise<void> {
-  await js.publish(jobEventsSubject(ev.owner ?? NO_OWNER, ev.job_id), json.encode(ev));
+  await js.publish(jobEventsSubject(ev.owner ?? NO_OWNER, ev.job_id), json.encode(ev), UNAVAILABLE_RETRIES);
 }
 
 /**
@@ -215,11 +222,11 @@ export async function followJob(js: JetStreamClient, job: { owner: string; id: s
   // Named, so its filter is in the subject NATS checks: a client may follow its own jobs only.
   // (`owner` '*': any owner's, for members allowed to.)
   const jsm = await js.jetstreamManager();
-  const info = await jsm.consumers.add(EVENTS_STREAM, {
-    name: `follow_${nuid.next()}`,
-    filter_subject: jobEventsSubject(job.owner, job.id), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
-  });
-  const messages = await (await js.consumers.get(EVENTS_STREAM, info.name)).consume();
+  const name = `follow_${nuid.next()}`;
+  const info = await retryUnavailable(() => jsm.consumers.add(EVENTS_STREAM, {
+    name, filter_subject: jobEventsSubject(job.owner, job.id), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
+  }));
+  const messages = await (await retryUnavailable(() => js.consumers.get(EVENTS_STREAM, info.name))).consume();
   let last: TaskEvent | undefined;
   // Closing ends the iteration below; breaking out of it instead leaves close() pending forever.
   const timer = setTimeout(() => void messages.close(), timeoutMs);

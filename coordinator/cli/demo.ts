@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import YAML from 'yaml';
 import {
-  allowedInputRoots, loadEndpoints, newJobId, validateEncodingSchema, type TaskEvent,
+  allowedInputRoots, loadEndpoints, newJobId, retryUnavailable, validateEncodingSchema, type TaskEvent,
 } from '../../shared/index.js';
 import { stackDown, stackUp } from '../../deploy/stack/index.js';
 import { startAgent, questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
@@ -47,7 +47,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       }));
     }
     say(`cluster: 1 coordinator, ${count} agent(s): ${agents.map((a) => `${a.nodeId} cores [${a.hardware.core_ids.join(',')}]`).join(', ')}`);
-    await ensureStreams(nc);
+    await retryUnavailable(() => ensureStreams(nc));
     const js = nc.jetstream();
     const docs = YAML.parseAllDocuments(readFileSync(o.jobsFile ?? DEMO_JOBS, 'utf8')).map((d) => validateEncodingSchema(d.toJS(), validation));
     const ids: string[] = [];

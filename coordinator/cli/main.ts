@@ -21,7 +21,7 @@ import path from 'node:path';
 import os from 'node:os';
 import {
   ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema, type Member,
-  NO_OWNER, jobProgressSubject, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
+  NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
 import { POLICY_NAMES } from '../placement/types.js';
@@ -191,7 +191,7 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
     const { nc, me } = await cliBus(dir());
     try {
       // A client may not create streams: a coordinator has made them.
-      if (me.role !== 'client') await ensureStreams(nc);
+      if (me.role !== 'client') await retryUnavailable(() => ensureStreams(nc));
       const js = nc.jetstream();
       const ids: string[] = [];
       for (const schema of schemas) {
@@ -261,7 +261,7 @@ const endJob = (verb: 'cancel' | 'stop', expect: TaskState) => async (id: string
     // its owner's subject, after checking it has not ended.
     let owner = me.name;
     if (me.role !== 'client') {
-      await ensureStreams(nc);
+      await retryUnavailable(() => ensureStreams(nc));
       const t = await (await JetStreamTaskStore.open(js)).get(id);
       if (t && TERMINAL_STATES.has(t.state)) {
         print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);

@@ -9,7 +9,7 @@
 import { AckPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
 import {
   ALL_FEEDBACK, FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, MODEL_ALERTS_SUBJECT, nodeOfSubject, redactText, redactUrl, requestTarget,
-  truncate, type EncodingTask, type FeedbackReport, type FeedbackTarget, type ModelAlert,
+  retryUnavailable, truncate, type EncodingTask, type FeedbackReport, type FeedbackTarget, type ModelAlert,
 } from '../../shared/index.js';
 import type { TaskStore } from '../bus/index.js';
 import {
@@ -121,7 +121,7 @@ export class FeedbackService implements CorrectionSource {
   /** Loads the saved records and starts reading reports. */
   async start(): Promise<void> {
     if (this.running) return;
-    const saved = await this.o.store.load().catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
+    const saved = await retryUnavailable(() => this.o.store.load()).catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
     this.state = emptyFeedbackState();
     this.changes++;
     for (const g of saved.groups) this.state.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);

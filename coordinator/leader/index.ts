@@ -19,7 +19,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats';
 import {
   AgentClient, SchemaValidationError, failureKind, truncate, validateInputPath, validateInputProbe,
-  JOBS_CONSUMER, JOBS_STREAM, SUBMIT_MAX_DELIVERIES_ADVISORY, jobsMessageOf,
+  JOBS_CONSUMER, JOBS_STREAM, SUBMIT_MAX_DELIVERIES_ADVISORY, jobsMessageOf, retryUnavailable,
   type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
   type TaskStatusReport, type ValidationContext, type Ack, type Identity,
 } from '../../shared/index.js';
@@ -156,8 +156,9 @@ export class Leader {
 
   async start(): Promise<void> {
     if (this.o.eventLog) this.events = createWriteStream(this.o.eventLog, { flags: 'a' });
-    const tasks = await this.o.store.listActive();
-    const saved = await this.o.ledgerStore?.load().catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
+    // A NATS reload makes JetStream unreachable for a moment: that is waited out, not taken for an empty store.
+    const tasks = await retryUnavailable(() => this.o.store.listActive());
+    const saved = await (this.o.ledgerStore && retryUnavailable(() => this.o.ledgerStore!.load()))?.catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
     const config: CoreConfig = {
       lease_ms: this.o.leaseMs, max_attempts: this.o.maxAttempts, reservation: this.o.reservation, placement: this.o.policy?.name ?? 'best-fit',
       queue_policy: this.o.queuePolicy, allowed_input_roots: [...this.o.validation.allowedInputRoots], coverage: this.o.coverage,

@@ -231,7 +231,7 @@ export function ensureSecret(dir: string, name: SecretName): string {
   return readFileSync(f, 'utf8').trim();
 }
 
-export { connectMember, inboxPrefix, natsConnectOptions, natsPermissions, natsUser, natsUsersConf, natsUsersFile, natsPidFile } from './nats.js';
+export { connectMember, inboxPrefix, natsConnectOptions, retryUnavailable, natsPermissions, natsUser, natsUsersConf, natsUsersFile, natsPidFile } from './nats.js';
 
 /**
  * A key and a certificate request for `m`, made on the member's own host (the key never leaves

@@ -138,3 +138,21 @@ export async function connectMember(servers: string, id: Identity, name: string,
     }
   }
 }
+
+/**
+ * Runs a JetStream call again while it answers 503 (no responders), for up to `withinMs`:
+ * nats-server's JetStream API is unreachable for a moment while it reloads its users (each new
+ * member's certificate makes it reload), and a call in that moment fails where a moment later
+ * it would not. Any other error, or a 503 that lasts, is thrown.
+ */
+export async function retryUnavailable<T>(fn: () => Promise<T>, withinMs = 10_000): Promise<T> {
+  const until = Date.now() + withinMs;
+  for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if ((e as { code?: string }).code !== '503' || Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}

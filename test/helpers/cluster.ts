@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stackDown, stackUp } from '../../deploy/stack/index.js';
-import { loadEndpoints, loadIdentity, newJobId, pkiDirOf, type Identity, type Role, type StackEndpoints, type TaskEvent, type ValidationContext } from '../../shared/index.js';
+import { loadEndpoints, loadIdentity, newJobId, pkiDirOf, retryUnavailable, type Identity, type Role, type StackEndpoints, type TaskEvent, type ValidationContext } from '../../shared/index.js';
 import { connectBus, ensureStreams, followJob, publishSubmission, startCoordinator, type CoordinatorHandle } from '../../coordinator/index.js';
 import { startAgent, type AgentHandle } from '../../node-agent/index.js';
 import type { NatsConnection } from 'nats';
@@ -32,7 +32,7 @@ export async function startStack(name: string): Promise<TestStack> {
   const endpoints = loadEndpoints(dir);
   // The tests speak as an operator named `test`: every job they submit is `test`'s.
   const nc = await connectBus(endpoints.nats_url, loadIdentity(pkiDirOf(endpoints), { role: 'admin', name: TEST_OWNER }), `test-${name}`);
-  await ensureStreams(nc);
+  await retryUnavailable(() => ensureStreams(nc));
   const logs: string[] = [];
   return {
     dir, endpoints, logs, nc,

@@ -101,12 +101,14 @@ test('the queue grows → a tagged launch with user data → the instance joins 
   assert.not.ok(existsSync(path.join(nodePki, 'ca.key')), 'and holds no CA key');
   assert.match(await refusal(enrolAs(id)), /has enrolled already/);
   const stopAgent = track(() => a.stop());
+  // Watched from now: it joins, runs both jobs, idles and is terminated, all before their quality passes end.
+  const joined = waitFor('joined', () => c.burst()!.snapshot().state.instances.find((x) => x.id === id)?.joined_at, 60_000, 50);
   for (const j of jobs) {
     const ev = await events(s, j, 60_000);
     assert.is(ev.at(-1)!.state, 'succeeded');
     assert.ok(ev.some((e) => e.node_id === id), `${j} ran on the burst node`);
   }
-  await waitFor('joined', () => c.burst()!.snapshot().state.instances.find((x) => x.id === id)?.joined_at);
+  await joined;
 
   // Idle for the idle period: drained, then terminated.
   await waitFor('terminated after the idle period', () => cloud.terminated().includes(id), 20_000);

@@ -13,10 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   EVENTS_STREAM, FEEDBACK_STREAM, JOBS_CONSUMER, JOBS_STREAM, TASKS_BUCKET, cancelSubject, feedbackSubject, initCa, jobEventsSubject, loadIdentity,
-  newJobId, submitSubject, type FeedbackReport, type TaskEvent,
+  newJobId, pkiDirOf, readSecret, submitSubject, type FeedbackReport, type TaskEvent,
 } from '../../shared/index.js';
 import { connectBus, followJob, publishCancel, publishSubmission } from '../../coordinator/bus/index.js';
-import { agent, events, identity, oneNodeCluster, smallJob, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
+import { agent, cliRun, events, identity, oneNodeCluster, smallJob, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
 
 let k: OneNodeCluster;
 let alice: NatsConnection, bob: NatsConnection, node: NatsConnection;
@@ -125,6 +125,21 @@ test('a member whose certificate is issued while the cluster runs is taken withi
     await nc.close();
   } finally {
     await late.stop();
+  }
+});
+
+test('no secret reaches a log line or a command\'s output: not QuestDB\'s password, a Consul token, or a private key', async () => {
+  const secrets = (['questdb', 'consul-management', 'consul-coordinator'] as const).map((n) => readSecret(pkiDirOf(k.s.endpoints), n)!);
+  assert.ok(secrets.every((x) => x && x.length >= 32), 'the stack made every secret');
+  const outputs = [
+    ...k.s.logs,
+    ...(await Promise.all([['stack', 'status', '--json'], ['nodes', '--json'], ['queue', '--json'], ['certs', 'list', '--json'], ['dead-letters', '--json']]
+      .map(async (args) => { const r = await cliRun(k.s, args); return `${r.stdout}${r.stderr}`; }))),
+  ];
+  assert.ok(outputs.length > 20);
+  for (const line of outputs) {
+    for (const x of secrets) assert.not.ok(line.includes(x), `a secret in: ${line.slice(0, 200)}`);
+    assert.not.ok(line.includes('PRIVATE KEY'), `a key in: ${line.slice(0, 200)}`);
   }
 });
 
