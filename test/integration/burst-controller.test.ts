@@ -141,6 +141,9 @@ test('a provider error during a burst never loses or blocks queued jobs; spot is
   const c = await burstCoordinator('c2', cloud, config({ spot: true, max_wait: { premium: '0s', standard: '0s', batch: '0s' } }));
   const a = await agent(s, 'node-a', '0', 2);
   const stopA = track(() => a.stop());
+  // The first test's burst node is in the ledger c2 resumed until its lease runs out: its free
+  // cores would count as room to this test's decisions.
+  await waitFor('node-a alone in the ledger', () => c.leader()!.ledger.snapshot().nodes.map((n) => n.node_id).join() === 'node-a', 20_000);
   const jobs = await Promise.all([0, 1, 2, 3].map(() => submit(s, smallJob())));
   await waitFor('a refused launch', () => cloud.launches().length >= 2, 20_000);
   const [first, second] = cloud.launches();
@@ -201,6 +204,8 @@ test('a dry run decides as a real run would, logs "would launch … because …"
   // One one-core node: four jobs that would all start now do not fit it.
   const a = await agent(s, 'node-c', '0', 2);
   const stopA = track(() => a.stop());
+  // The nodes of earlier tests, restored from the saved ledger, count as room until they are lost.
+  await waitFor('node-c alone in the ledger', () => c.leader()!.ledger.snapshot().nodes.map((n) => n.node_id).join() === 'node-c', 20_000);
   const jobs = await Promise.all([0, 1, 2, 3].map(() => submit(s, smallJob())));
   await waitFor('a dry-run decision', () => c.burst()!.snapshot().decisions.find((d) => d.dry_run && d.launch), 20_000);
   for (const j of jobs) assert.is((await events(s, j, 60_000)).at(-1)!.state, 'succeeded');
