@@ -109,7 +109,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const js = nc.jetstream();
   // Each step is retried while JetStream is briefly unreachable (a NATS reload: retryUnavailable).
   await retryUnavailable(() => ensureStreams(nc));
-  const store = await retryUnavailable(() => JetStreamTaskStore.open(js));
+  const store = await retryUnavailable(() => JetStreamTaskStore.open(js, log));
   const termRecord = await retryUnavailable(() => JetStreamTermRecord.open(js));
   const ledgerStore = await retryUnavailable(() => JetStreamLedgerStore.open(js, undefined, { highestIssued: () => termRecord.highest(), log }));
   await retryUnavailable(() => ensureFeedbackStream(nc));
@@ -124,7 +124,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
    */
   const fromNode = <Req, Res>(nodeOf: (req: Req) => string | undefined, fn: (l: Leader, req: Req) => Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
-      const caller: Member | undefined = callerOf(call), claimed = nodeOf(call.request);
+      const caller: Member | undefined = callerOf(call, identity), claimed = nodeOf(call.request);
       if (caller?.role !== 'node' || caller.name !== claimed) {
         log(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'} about node ${JSON.stringify(claimed)}`);
         return cb(permissionDenied(`${caller ? `${caller.role} ${caller.name}` : 'this certificate'} may not speak for node ${JSON.stringify(claimed)}`) as grpc.ServiceError);
@@ -140,7 +140,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     // A burst node's first call: its launch's enrolment certificate buys one node certificate,
     // for an instance that launch started (coordinator/burst mayEnrol), signed here.
     Enrol: (call, cb) => {
-      const caller = callerOf(call), nodeId = String(call.request.node_id ?? '');
+      const caller = callerOf(call, identity), nodeId = String(call.request.node_id ?? '');
       if (caller?.role !== 'enrol') {
         log(`refused an enrolment from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}`);
         return cb(permissionDenied('only a burst launch\'s enrolment certificate may enrol') as grpc.ServiceError);

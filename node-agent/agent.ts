@@ -248,7 +248,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   /** Orders come from coordinators only: a caller whose certificate names anything else is refused, and logged. */
   const fromCoordinator = <Req, Res>(fn: (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void) =>
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
-      const caller = callerOf(call);
+      const caller = callerOf(call, identity);
       if (caller?.role === 'coordinator') return fn(call, cb);
       say(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}: only a coordinator may`);
       cb(permissionDenied(`only a coordinator may call ${call.getPath()}`) as grpc.ServiceError);

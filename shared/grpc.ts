@@ -8,7 +8,8 @@ import type * as protoLoaderTypes from '@grpc/proto-loader';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { NodeCapacity, ResourceAllocation, ResourceUsage } from './task.js';
-import { memberOf, type Identity, type Member } from './pki/index.js';
+import path from 'node:path';
+import { memberOf, revokedFingerprints, type Identity, type Member } from './pki/index.js';
 
 // gRPC and its .proto loader (~0.1 s of CPU) are required on first use, not on import: every
 // process imports shared/, and only coordinators and agents speak gRPC (the CLI does not).
@@ -101,6 +102,7 @@ function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadline
 function mutualTls(self: Identity, expect: (peer: Member | undefined) => string | undefined): grpc.ChannelCredentials {
   return grpcJs().credentials.createSsl(self.ca, self.key, self.cert, {
     checkServerIdentity: (_host, cert) => {
+      if (revokedFingerprints(path.dirname(self.ca_file)).has(cert.fingerprint256)) return new Error(`its certificate (${memberOf(cert.subject)?.name ?? '?'}) is revoked`);
       const why = expect(memberOf(cert.subject));
       return why ? new Error(why) : undefined;
     },
@@ -117,10 +119,14 @@ const describe = (m: Member | undefined) => (m ? `${m.role} ${m.name}` : 'no clu
 
 /**
  * The member whose certificate the caller of a server call presented (the server asked for one
- * and checked it against the cluster CA), or undefined when it named none.
+ * and checked it against the cluster CA), or undefined when it names none or is revoked on this
+ * host (`self`'s certificates folder).
  */
-export function callerOf(call: { getAuthContext?: () => { sslPeerCertificate?: { subject?: object } } | null }): Member | undefined {
-  return memberOf(call.getAuthContext?.()?.sslPeerCertificate?.subject as Parameters<typeof memberOf>[0]);
+export function callerOf(call: { getAuthContext?: () => { sslPeerCertificate?: { subject?: object; fingerprint256?: string } } | null }, self: Identity): Member | undefined {
+  const cert = call.getAuthContext?.()?.sslPeerCertificate;
+  // A revoked certificate (shared/pki revoke) names nobody.
+  if (!cert?.fingerprint256 || revokedFingerprints(path.dirname(self.ca_file)).has(cert.fingerprint256)) return undefined;
+  return memberOf(cert.subject as Parameters<typeof memberOf>[0]);
 }
 
 /** A gRPC error a handler returns when the caller's certificate does not allow the call. */

@@ -6,7 +6,7 @@
 import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type JetStreamPublishOptions, type KV, type NatsConnection } from 'nats';
 import {
   ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
-  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
+  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
   jobEventsSubject, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
@@ -157,10 +157,31 @@ export interface TaskStore {
   listActive(): Promise<EncodingTask[]>;
 }
 
+const TASK_STATES: ReadonlySet<unknown> = new Set(['queued', 'placed', 'running', 'succeeded', 'failed', 'cancelled', 'rejected']);
+
+/**
+ * Why a task record read back from the bucket is not one (undefined when it is): anyone who can
+ * write the bucket could have written it, and a leader must not start from, or stall on, a
+ * record that is not JSON or lacks what the core relies on.
+ */
+export function invalidTaskRecord(key: string, v: unknown): string | undefined {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not a JSON object';
+  const t = v as Record<string, unknown>;
+  if (t.id !== key) return `its id ${describeValue(t.id)} is not its key`;
+  if (!TASK_STATES.has(t.state)) return `state ${describeValue(t.state)} is not a task state`;
+  if (!t.schema || typeof t.schema !== 'object') return 'it has no schema';
+  for (const k of ['submitted_at', 'updated_at', 'term', 'attempts'] as const) {
+    if (!Number.isFinite(t[k])) return `${k} ${describeValue(t[k])} is not a number`;
+  }
+  if (t.owner !== undefined && typeof t.owner !== 'string') return 'owner is not a name';
+  return undefined;
+}
+
 export class JetStreamTaskStore implements TaskStore {
-  private constructor(private readonly kv: KV) {}
-  static async open(js: JetStreamClient): Promise<JetStreamTaskStore> {
-    return new JetStreamTaskStore(await js.views.kv(TASKS_BUCKET, { history: 1, storage: StorageType.File }));
+  private constructor(private readonly kv: KV, private readonly onInvalid: (why: string) => void) {}
+  /** `onInvalid`: told of each record that is not a task (it is then read as absent). */
+  static async open(js: JetStreamClient, onInvalid: (why: string) => void = () => undefined): Promise<JetStreamTaskStore> {
+    return new JetStreamTaskStore(await js.views.kv(TASKS_BUCKET, { history: 1, storage: StorageType.File }), onInvalid);
   }
   async put(task: EncodingTask): Promise<void> {
     await this.kv.put(task.id, json.encode(task));
@@ -177,7 +198,12 @@ export class JetStreamTaskStore implements TaskStore {
   }
   async get(id: string): Promise<EncodingTask | undefined> {
     const e = await this.kv.get(id);
-    return e && e.operation === 'PUT' && e.value.length ? (json.decode(e.value) as EncodingTask) : undefined;
+    if (!e || e.operation !== 'PUT' || !e.value.length) return undefined;
+    let v: unknown;
+    try { v = json.decode(e.value); } catch { v = undefined; }
+    const why = invalidTaskRecord(id, v);
+    if (why) { this.onInvalid(`task record ${truncate(id, 80)} ignored: ${why}`); return undefined; }
+    return v as EncodingTask;
   }
   async listActive(): Promise<EncodingTask[]> {
     // Collect the keys first: awaiting a get inside the keys() iteration loses keys (its

@@ -82,6 +82,7 @@ Examples:
   prescient certs init
   prescient certs issue --node gpu-07            # then copy STATE/pki/ca.crt and STATE/pki/node/gpu-07/ to that host
   prescient certs issue --client ci-pipeline
+  prescient certs revoke --node gpu-07
   prescient certs list --json`);
 const pki = () => import('../../shared/pki/index.js');
 const pkiPath = () => process.env.PRESCIENT_PKI_DIR ?? path.join(dir(), 'pki');
@@ -103,6 +104,17 @@ certs.command('issue').description('issue (or renew) one member\'s certificate, 
     const role = chosen[0];
     const files = (await pki()).issue(pkiPath(), { role, name: String(o[role]) }, o.host ?? []);
     print(o.json, { role, name: o[role], ...files }, () => `issued ${role} ${o[role]}: ${files.cert_file} (key ${files.key_file})`);
+  });
+certs.command('revoke').description('revoke a member: gRPC peers on this host refuse its certificate, NATS drops its user at once (copy pki/revoked.json to other hosts)')
+  .option('--node <id>').option('--coordinator <id>').option('--client <name>').option('--admin <name>')
+  .option('--json', 'print the result as JSON')
+  .action(async (o) => {
+    const chosen = (['node', 'coordinator', 'client', 'admin'] as const).filter((r) => o[r] !== undefined);
+    if (chosen.length !== 1) throw new ConfigError('certs revoke', 'give exactly one of --node, --coordinator, --client, --admin');
+    const role = chosen[0], name = String(o[role]);
+    const fingerprint256 = (await pki()).revoke(pkiPath(), { role, name });
+    if (!fingerprint256) throw new ConfigError(`certs revoke --${role}`, `no certificate for ${role} ${name} on this host`);
+    print(o.json, { role, name, fingerprint256 }, () => `revoked ${role} ${name} (${fingerprint256})`);
   });
 certs.command('list').description('the member certificates on this host, with their expiry')
   .option('--json', 'print them as JSON')

@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { writeNatsUsers } from './nats.js';
@@ -300,4 +300,43 @@ export function signRequest(dir: string, csrPem: string, m: Member): string {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+const revokedFile = (dir: string) => path.join(dir, 'revoked.json');
+let revokedCache: { file: string; mtimeMs: number; set: ReadonlySet<string> } | undefined;
+
+/**
+ * The SHA-256 fingerprints of certificates revoked on this host (`prescient certs revoke`):
+ * gRPC peers refuse them, NATS no longer has their users. Read again whenever the file changes.
+ */
+export function revokedFingerprints(dir: string): ReadonlySet<string> {
+  const file = revokedFile(dir);
+  let mtimeMs: number;
+  try { mtimeMs = statSync(file).mtimeMs; } catch { return new Set(); }
+  if (revokedCache?.file === file && revokedCache.mtimeMs === mtimeMs) return revokedCache.set;
+  let list: unknown;
+  try { list = JSON.parse(readFileSync(file, 'utf8')); } catch { list = []; }
+  const set = new Set(Array.isArray(list) ? list.filter((x): x is { fingerprint256: string } => typeof x?.fingerprint256 === 'string').map((x) => x.fingerprint256) : []);
+  revokedCache = { file, mtimeMs, set };
+  return set;
+}
+
+/**
+ * Revokes a member: its certificate's fingerprint joins the revoked list (copy `revoked.json` to
+ * every host whose processes must refuse it), and its certificate leaves this host, and so the
+ * NATS users (cut off at once). Returns the fingerprint, or undefined when there was none here.
+ */
+export function revoke(dir: string, m: Member): string | undefined {
+  checkMember(m);
+  const cert = memberFiles(dir, m).cert;
+  if (!existsSync(cert)) return undefined;
+  const fingerprint256 = new X509Certificate(readFileSync(cert)).fingerprint256;
+  let list: unknown[] = [];
+  try { const v = JSON.parse(readFileSync(revokedFile(dir), 'utf8')); if (Array.isArray(v)) list = v; } catch { /* none yet */ }
+  list.push({ role: m.role, name: m.name, fingerprint256, revoked_at: new Date().toISOString() });
+  const tmp = `${revokedFile(dir)}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(list, null, 2)}\n`, { mode: 0o644 });
+  renameSync(tmp, revokedFile(dir));
+  forget(dir, m);
+  return fingerprint256;
 }

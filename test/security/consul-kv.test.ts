@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StorageType } from 'nats';
-import { LEADER_KEY, LEDGER_BUCKET, META_BUCKET, TERM_KEY, consulClient, parseLeaderInfo, pkiDirOf, readSecret } from '../../shared/index.js';
+import { LEADER_KEY, LEDGER_BUCKET, META_BUCKET, TASKS_BUCKET, TERM_KEY, consulClient, parseLeaderInfo, pkiDirOf, readSecret } from '../../shared/index.js';
 import { parseTerm } from '../../coordinator/election/consul.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
@@ -87,6 +87,21 @@ test('a leader deposed by a later term gives its Consul lock up at once, and the
   assert.ok(next.leader()!.term > term + 5, 'under a term above the one that deposed the old leader');
   assert.ok(s.logs.some((l) => /resigned: deposed/.test(l)), 'the old leader says it resigned');
   assert.is((await events(s, id)).at(-1)!.state, 'succeeded', 'the job submitted meanwhile runs under the new leader');
+});
+
+test('task records that are not tasks are ignored and logged: the next leader starts and places', async () => {
+  const kv = await s.nc.jetstream().views.kv(TASKS_BUCKET, { history: 1, storage: StorageType.File });
+  await kv.put('not-json-0000', new TextEncoder().encode('{{{'));
+  await kv.put('wrong-shape-0000', enc({ id: 'wrong-shape-0000', state: 'running', schema: {}, submitted_at: 'yesterday', updated_at: 1, term: 1, attempts: 0 }));
+  await kv.put('someone-else-0000', enc({ id: 'another-id', state: 'queued', schema: {}, submitted_at: 1, updated_at: 1, term: 1, attempts: 0 }));
+  const old = leading()!;
+  await old.stop();
+  cs.splice(cs.indexOf(old), 1);
+  const next = await waitFor('another coordinator to lead', () => leading(), 30_000);
+  assert.ok(s.logs.some((l) => /task record not-json-0000 ignored: not a JSON object/.test(l)));
+  assert.ok(s.logs.some((l) => /task record wrong-shape-0000 ignored: submitted_at "yesterday" is not a number/.test(l)));
+  assert.ok(s.logs.some((l) => /task record someone-else-0000 ignored: its id "another-id" is not its key/.test(l)));
+  assert.is((await events(s, await submit(s, smallJob()))).at(-1)!.state, 'succeeded', `placed by ${next.id}`);
 });
 
 test.run();

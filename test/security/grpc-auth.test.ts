@@ -9,14 +9,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  AgentClient, ConsulLeaderLookup, CoordinatorClient, PROTO_PATH, initCa, loadIdentity, type Assignment, type Identity, type TaskStatusReport,
+  AgentClient, ConsulLeaderLookup, CoordinatorClient, PROTO_PATH, initCa, loadIdentity, natsUsersFile, pkiDirOf, type Assignment, type Identity, type TaskStatusReport,
 } from '../../shared/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
-import { agent, events, identity, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
+import { agent, cliRun, events, identity, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
 
 let k: OneNodeCluster;
 let b: AgentHandle;
@@ -181,6 +182,26 @@ test('a coordinator repeating an Assign for an attempt that already ran is refus
   }
   assert.not.ok(node.running().includes(id));
   assert.is(statSync(out).mtimeMs, before, 'the output was not written again');
+});
+
+test('a revoked node certificate is refused at once, though it is still within its dates; NATS drops its user', async () => {
+  const id = identity(k.s, 'node', 'node-c'); // kept in memory, as a stolen copy would be
+  const client = new CoordinatorClient(leaderAddress, id);
+  try {
+    assert.match(await failure(client.heartbeat({ node_id: 'node-c', running: [] })), /^(answered|FAILED_PRECONDITION|INTERNAL)/, 'accepted before (an unknown node is told to register)');
+    const r = await cliRun(k.s, ['certs', 'revoke', '--node', 'node-c', '--json']);
+    assert.is(r.code, 0, r.stderr);
+    assert.is((JSON.parse(r.stdout) as { fingerprint256: string }).fingerprint256, new X509Certificate(id.cert).fingerprint256);
+    const fresh = new CoordinatorClient(leaderAddress, id); // a new connection, after the revocation
+    try {
+      assert.match(await failure(fresh.heartbeat({ node_id: 'node-c', running: [] })), /^PERMISSION_DENIED/);
+    } finally {
+      fresh.close();
+    }
+    assert.match(readFileSync(natsUsersFile(pkiDirOf(k.s.endpoints)), 'utf8'), /^(?![\s\S]*CN=node-c,OU=node)/, 'no NATS user for node-c');
+  } finally {
+    client.close();
+  }
 });
 
 test.run();

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import {
-  canIssue, initCa, issue, listIssued, loadIdentity, memberOf, natsPermissions, natsUsersConf, requestCertificate, signRequest, subjectFields,
+  canIssue, initCa, issue, listIssued, loadIdentity, memberOf, natsPermissions, natsUsersConf, requestCertificate, revoke, revokedFingerprints, signRequest, subjectFields,
 } from '../../shared/pki/index.js';
 
 const dirs: string[] = [];
@@ -86,6 +86,20 @@ test('the CA signs a request for the member it names, whatever the request says,
   assert.match(thrown(() => other.commit(pem)), /is not for the key this host made/);
   assert.match(thrown(() => signRequest(ca, 'not a request', { role: 'node', name: 'x' })), /is not one PEM certificate request/);
   assert.ok(thrown(() => signRequest(scratch(), req.csr, { role: 'node', name: 'x' })) !== '', 'no CA key, no signature');
+});
+
+test('a revoked member\'s fingerprint is listed, and its certificate and NATS user are gone from this host', () => {
+  const dir = scratch();
+  initCa(dir);
+  const x = new X509Certificate(readFileSync(issue(dir, { role: 'client', name: 'leaver' }).cert_file));
+  issue(dir, { role: 'client', name: 'stayer' });
+  assert.is(revoke(dir, { role: 'client', name: 'leaver' }), x.fingerprint256);
+  assert.ok(revokedFingerprints(dir).has(x.fingerprint256));
+  assert.equal(listIssued(dir).map((c) => c.name), ['stayer']);
+  const users = readFileSync(path.join(dir, 'nats', 'users.conf'), 'utf8');
+  assert.not.match(users, /CN=leaver/);
+  assert.match(users, /CN=stayer/);
+  assert.is(revoke(dir, { role: 'client', name: 'nobody' }), undefined);
 });
 
 test('NATS users: each member by its subject, with its own name in its subjects; services and enrolments get none', () => {
