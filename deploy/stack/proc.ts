@@ -73,7 +73,27 @@ export async function waitForExit(pid: number, markers: string[], timeoutMs: num
     if (Date.now() > deadline) return false;
     await delay(50);
   }
+  // An exiting process loses its command line before it is gone (the marker test above already
+  // fails): wait, briefly, until the pid is gone or a zombie, so "stopped" means stopped. Brief,
+  // because the pid may already name another process.
+  const settled = Math.min(deadline, Date.now() + 2000);
+  while (!exited(pid) && Date.now() < settled) await delay(20);
   return true;
+}
+
+/** The pid is gone, or a zombie waiting to be reaped. */
+function exited(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return true;
+  }
 }
 
 /**
