@@ -61,7 +61,7 @@ export function loadEndpoints(dir: string): StackEndpoints {
     if (!v) throw new ConfigError(ENDPOINT_ENV[key], `not set and no running stack found at ${file} (run \`prescient stack up\`)`);
     out[key] = v;
   }
-  out.pki_dir = path.resolve(process.env.PRESCIENT_PKI_DIR ?? path.join(dir, 'pki'));
+  out.pki_dir = pkiDirFor(dir);
   // QuestDB takes cluster members only: its password rides in the URL (redactUrl cuts it from anything shown).
   const password = readSecret(out.pki_dir, 'questdb');
   if (password) out.questdb_http = withCredentials(out.questdb_http, QUESTDB_USER, password);
@@ -78,6 +78,11 @@ export function withCredentials(url: string, user: string, password: string): st
   u.username = encodeURIComponent(user);
   u.password = encodeURIComponent(password);
   return u.toString().replace(/\/$/, '');
+}
+
+/** Where a state dir's host keeps the cluster's certificates: PRESCIENT_PKI_DIR, else STATE/pki. */
+export function pkiDirFor(dir: string): string {
+  return path.resolve(process.env.PRESCIENT_PKI_DIR ?? path.join(dir, 'pki'));
 }
 
 /** The certificates directory of a set of endpoints (STATE/pki when they do not say). */

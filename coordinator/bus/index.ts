@@ -3,7 +3,7 @@
  * Storage and transport sit behind interfaces named by what they do, so the leader's logic
  * reads as intent ("record the task", "publish its event").
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type JetStreamPublishOptions, type KV, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type KV, type NatsConnection, type StreamConfig } from 'nats';
 import {
   ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
   MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
@@ -27,6 +27,21 @@ export function connectBus(url: string, id: Identity, name: string): Promise<Nat
 }
 
 /**
+ * Creates a stream if missing; one made by an older version that lacks newer subjects takes
+ * them (its messages are kept). Another process creating it at the same moment is no error.
+ */
+export async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string; subjects: string[] }): Promise<void> {
+  const info = await jsm.streams.info(cfg.name).catch(() => undefined);
+  if (info) {
+    if (cfg.subjects.some((x) => !info.config.subjects?.includes(x))) await jsm.streams.update(cfg.name, { ...info.config, subjects: cfg.subjects });
+    return;
+  }
+  await jsm.streams.add(cfg).catch(async (e) => {
+    if (!(await jsm.streams.info(cfg.name).then(() => true, () => false))) throw e;
+  });
+}
+
+/**
  * Creates the streams if missing. Submissions use work-queue retention: a message stays until
  * the leader acknowledges it, which it does only after the task is durably recorded.
  */
@@ -41,18 +56,7 @@ export async function ensureStreams(nc: NatsConnection): Promise<void> {
       max_age: nanos(30 * 24 * 3600_000), max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old, duplicate_window: nanos(10 * 60_000),
     },
   ];
-  for (const cfg of want) {
-    try {
-      const info = await jsm.streams.info(cfg.name);
-      // A stream made by an older version lacks newer subjects: add them, keep the messages.
-      if (cfg.subjects.some((s) => !info.config.subjects?.includes(s))) await jsm.streams.update(cfg.name, { ...info.config, subjects: cfg.subjects });
-    } catch {
-      await jsm.streams.add(cfg).catch(async (e) => {
-        // Another process created it between our check and our add.
-        if (!(await jsm.streams.info(cfg.name).then(() => true, () => false))) throw e;
-      });
-    }
-  }
+  for (const cfg of want) await ensureStream(jsm, cfg);
   const consumer = { durable_name: JOBS_CONSUMER, ack_policy: AckPolicy.Explicit, ack_wait: nanos(JOBS_ACK_WAIT_MS), max_ack_pending: 1000, max_deliver: MAX_SUBMIT_DELIVERIES };
   const existing = await jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER).catch(() => undefined);
   if (!existing) await jsm.consumers.add(JOBS_STREAM, consumer).catch(() => undefined); // another process added it first

@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import {
-  ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, stateDir, validateEncodingSchema, type Member,
+  ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
   NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
@@ -85,7 +85,7 @@ Examples:
   prescient certs revoke --node gpu-07
   prescient certs list --json`);
 const pki = () => import('../../shared/pki/index.js');
-const pkiPath = () => process.env.PRESCIENT_PKI_DIR ?? path.join(dir(), 'pki');
+const pkiPath = () => pkiDirFor(dir());
 certs.command('init').description('create the cluster CA (nothing is changed when one exists)')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {

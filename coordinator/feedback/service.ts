@@ -11,7 +11,7 @@ import {
   ALL_FEEDBACK, FEEDBACK_BUCKET, FEEDBACK_CONSUMER, FEEDBACK_STREAM, MODEL_ALERTS_SUBJECT, nodeOfSubject, redactText, redactUrl, requestTarget,
   retryUnavailable, truncate, type EncodingTask, type FeedbackReport, type FeedbackTarget, type ModelAlert,
 } from '../../shared/index.js';
-import type { TaskStore } from '../bus/index.js';
+import { ensureStream, type TaskStore } from '../bus/index.js';
 import {
   applyReport, emptyFeedbackState, feedbackSettings, groupKey, marginKey,
   type ErrorGroup, type FeedbackOverrides, type FeedbackSettings, type FeedbackState, type MarginRecord, type ReportContext,
@@ -27,14 +27,8 @@ export async function ensureFeedbackStream(nc: NatsConnection): Promise<void> {
     name: FEEDBACK_STREAM, subjects: [ALL_FEEDBACK, MODEL_ALERTS_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,
     max_age: nanos(7 * 24 * 3600_000), duplicate_window: nanos(10 * 60_000),
   };
-  const info = await jsm.streams.info(FEEDBACK_STREAM).catch(() => undefined);
-  // One made before reports went on per-node subjects takes the new ones (its messages are kept).
-  if (info && cfg.subjects.some((x) => !info.config.subjects?.includes(x))) await jsm.streams.update(FEEDBACK_STREAM, { ...info.config, subjects: cfg.subjects });
-  if (!info) {
-    await jsm.streams.add(cfg).catch(async (e) => {
-      if (!(await jsm.streams.info(FEEDBACK_STREAM).then(() => true, () => false))) throw e;
-    });
-  }
+  // One made before reports went on per-node subjects takes the new ones.
+  await ensureStream(jsm, cfg);
   const consumer = await jsm.consumers.info(FEEDBACK_STREAM, FEEDBACK_CONSUMER).catch(() => undefined);
   if (consumer && consumer.config.filter_subject !== ALL_FEEDBACK) await jsm.consumers.update(FEEDBACK_STREAM, FEEDBACK_CONSUMER, { filter_subject: ALL_FEEDBACK });
   if (!consumer) {

@@ -5,8 +5,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { stackFile } from '../../shared/config.js';
-import { initCa, pkiDir } from '../../shared/pki/index.js';
+import { pkiDirFor, stackFile } from '../../shared/config.js';
+import { initCa } from '../../shared/pki/index.js';
 import { ServiceStartError, StackLockedError, StackNotFoundError } from './errors.js';
 import { freePort } from './net.js';
 import { isAlive, logTail, signalGroup, spawnDetached, terminate, waitForExit, type Spawned } from './proc.js';
@@ -27,7 +27,7 @@ interface Ctx {
 
 function ctx(o: StackOptions): Ctx {
   const dir = path.resolve(o.stateDir);
-  return { dir, file: stackFile(dir), log: o.log ?? (() => {}), pkiDir: pkiDir(dir) };
+  return { dir, file: stackFile(dir), log: o.log ?? (() => {}), pkiDir: pkiDirFor(dir) };
 }
 
 const logFile = (c: Ctx, name: ServiceName) => path.join(c.dir, 'logs', `${name}.log`);

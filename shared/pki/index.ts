@@ -5,7 +5,7 @@
  * gRPC (mutual TLS both ways) and NATS (each certificate mapped to a user with its permissions).
  *
  * Keys and certificates are made by the openssl CLI (a maintained X.509 implementation), read
- * back with Node's `X509Certificate` (the same OpenSSL). Layout under `pkiDir(STATE)`:
+ * back with Node's `X509Certificate` (the same OpenSSL). Layout under `pkiDirFor(STATE)` (shared/config):
  *   ca.crt, ca.key            the cluster CA (the key stays on the host that issues)
  *   <role>/<name>/tls.crt|key one member's certificate and key (0600), made in a temporary
  *                             folder and renamed into place whole, so agents starting together
@@ -16,7 +16,7 @@ import { createPrivateKey, randomBytes, randomUUID, X509Certificate } from 'node
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
-import { writeNatsUsers } from './nats.js';
+import { natsPermissions, writeNatsUsers } from './nats.js';
 
 /**
  * Who a certificate speaks for: a coordinator, a node agent, a submitting client, an operator
@@ -42,7 +42,6 @@ export interface Identity extends Member {
   ca_file: string;
 }
 
-export const pkiDir = (stateDir: string) => path.join(stateDir, 'pki');
 const caCert = (dir: string) => path.join(dir, 'ca.crt');
 const caKey = (dir: string) => path.join(dir, 'ca.key');
 const memberDir = (dir: string, m: Member) => path.join(dir, m.role, m.name);
@@ -51,6 +50,33 @@ const memberFiles = (dir: string, m: Member) => ({ cert: path.join(memberDir(dir
 /** A CA lives 10 years; a member's certificate 2 years (issue again to renew). */
 const CA_DAYS = 3650;
 const MEMBER_DAYS = 825;
+
+/** The extensions of a member's certificate; `hosts` (names, addresses) go into its subjectAltName. */
+function memberExtensions(m: Member, hosts: readonly string[] = []): string[] {
+  const san = [`URI:urn:prescient:${m.role}:${m.name}`, ...hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`))];
+  return ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth,clientAuth', `subjectAltName=${san.join(',')}`];
+}
+const subjectOf = (m: Member) => `/O=prescient/OU=${m.role}/CN=${m.name}`;
+
+/**
+ * Moves a member's freshly made folder into place whole (any old one moved aside first), so a
+ * reader never pairs one key with another certificate; `tmp` is gone afterwards either way.
+ */
+function moveIntoPlace(tmp: string, final: string, make: () => void): void {
+  try {
+    make();
+    if (existsSync(final)) renameSync(final, `${tmp}.old`);
+    renameSync(tmp, final);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+    rmSync(`${tmp}.old`, { recursive: true, force: true });
+  }
+}
+
+/** The NATS users change only with a member that has one (an enrolment or the server's own certificate has none). */
+function membersChanged(dir: string, m: Member): void {
+  if (natsPermissions(m)) refreshNatsUsers(dir);
+}
 
 function checkMember(m: Member): void {
   if (!(ROLES as readonly string[]).includes(m.role)) throw new ConfigError('role', `must be one of ${ROLES.join(', ')}, got ${JSON.stringify(m.role)}`);
@@ -99,30 +125,21 @@ export function issue(dir: string, m: Member, hosts: string[] = [], days = MEMBE
   const final = memberDir(dir, m);
   mkdirSync(path.dirname(final), { recursive: true, mode: 0o700 });
   const tmp = mkdtempSync(path.join(path.dirname(final), `.${m.name}-`));
-  const san = [`URI:urn:prescient:${m.role}:${m.name}`, ...hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`))];
-  try {
+  moveIntoPlace(tmp, final, () => {
     openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(tmp, 'tls.key'), '-out', path.join(tmp, 'tls.crt'),
-      '-CA', caCert(dir), '-CAkey', caKey(dir), '-days', String(days), '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`,
-      '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment',
-      '-addext', 'extendedKeyUsage=serverAuth,clientAuth', '-addext', `subjectAltName=${san.join(',')}`]);
+      '-CA', caCert(dir), '-CAkey', caKey(dir), '-days', String(days), '-subj', subjectOf(m), ...memberExtensions(m, hosts).flatMap((x) => ['-addext', x])]);
     chmodSync(path.join(tmp, 'tls.key'), 0o600);
-    // Re-issuing replaces the pair whole: the old folder is moved aside first.
-    if (existsSync(final)) renameSync(final, `${tmp}.old`);
-    renameSync(tmp, final);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-    rmSync(`${tmp}.old`, { recursive: true, force: true });
-  }
-  refreshNatsUsers(dir);
+  });
+  membersChanged(dir, m);
   const f = memberFiles(dir, m);
   return { cert_file: f.cert, key_file: f.key };
 }
 
-/** Removes a member's certificate and key from this host (it stays valid until it expires: rotate the CA to revoke). */
+/** Removes a member's certificate and key from this host (it stays valid elsewhere until it expires: `revoke` lists it). */
 export function forget(dir: string, m: Member): void {
   checkMember(m);
   rmSync(memberDir(dir, m), { recursive: true, force: true });
-  refreshNatsUsers(dir);
+  membersChanged(dir, m);
 }
 
 /** The NATS users file from every member certificate here (the server reloads it). */
@@ -246,7 +263,7 @@ export function requestCertificate(dir: string, m: Member): { csr: string; commi
   const tmp = mkdtempSync(path.join(path.dirname(final), `.${m.name}-`));
   try {
     openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(tmp, 'tls.key'), '-out', path.join(tmp, 'req.csr'),
-      '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`]);
+      '-subj', subjectOf(m)]);
     chmodSync(path.join(tmp, 'tls.key'), 0o600);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
@@ -256,18 +273,13 @@ export function requestCertificate(dir: string, m: Member): { csr: string; commi
   return {
     csr,
     commit(certPem: string): Identity {
-      try {
+      moveIntoPlace(tmp, final, () => {
         const x = new X509Certificate(certPem);
         if (!x.verify(new X509Certificate(readFileSync(caCert(dir))).publicKey)) throw new ConfigError('certificate', 'was not issued by this cluster\'s CA');
         if (!x.checkPrivateKey(createPrivateKey(readFileSync(path.join(tmp, 'tls.key'))))) throw new ConfigError('certificate', 'is not for the key this host made');
         writeFileSync(path.join(tmp, 'tls.crt'), certPem, { mode: 0o644 });
         rmSync(path.join(tmp, 'req.csr'), { force: true });
-        if (existsSync(final)) renameSync(final, `${tmp}.old`);
-        renameSync(tmp, final);
-      } finally {
-        rmSync(tmp, { recursive: true, force: true });
-        rmSync(`${tmp}.old`, { recursive: true, force: true });
-      }
+      });
       return loadIdentity(dir, m);
     },
   };
@@ -287,15 +299,14 @@ export function signRequest(dir: string, csrPem: string, m: Member): string {
   const work = mkdtempSync(path.join(dir, '.sign-'));
   try {
     writeFileSync(path.join(work, 'req.csr'), csrPem);
-    writeFileSync(path.join(work, 'ext.cnf'), ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage=serverAuth,clientAuth', `subjectAltName=URI:urn:prescient:${m.role}:${m.name}`, ''].join('\n'));
+    writeFileSync(path.join(work, 'ext.cnf'), [...memberExtensions(m), ''].join('\n'));
     openssl(['x509', '-req', '-in', path.join(work, 'req.csr'), '-CA', caCert(dir), '-CAkey', caKey(dir), '-set_serial', `0x${randomBytes(16).toString('hex')}`,
-      '-days', String(MEMBER_DAYS), '-subj', `/O=prescient/OU=${m.role}/CN=${m.name}`, '-extfile', path.join(work, 'ext.cnf'), '-out', path.join(work, 'tls.crt')]);
+      '-days', String(MEMBER_DAYS), '-subj', subjectOf(m), '-extfile', path.join(work, 'ext.cnf'), '-out', path.join(work, 'tls.crt')]);
     const pem = readFileSync(path.join(work, 'tls.crt'), 'utf8');
     const final = memberDir(dir, m);
     mkdirSync(final, { recursive: true, mode: 0o700 });
     writeFileSync(path.join(final, 'tls.crt'), pem);
-    refreshNatsUsers(dir);
+    membersChanged(dir, m);
     return pem;
   } finally {
     rmSync(work, { recursive: true, force: true });

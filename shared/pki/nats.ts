@@ -121,6 +121,22 @@ export function natsConnectOptions(servers: string, id: Identity): Pick<Connecti
 const NEW_MEMBER_GRACE_MS = 5000;
 
 /**
+ * Runs `fn` again while it fails with the NATS error `code`, backing off from 100 ms to 1 s, for
+ * up to `withinMs`; any other error, or one that lasts, is thrown.
+ */
+async function retryWhile<T>(code: string, fn: () => Promise<T>, withinMs: number): Promise<T> {
+  const until = Date.now() + withinMs;
+  for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if ((e as { code?: string }).code !== code || Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+/**
  * Connects as `id`: TLS with its certificate, its role's permissions, reconnecting without end.
  * A member issued its certificate a moment ago may be refused until the server has reloaded its
  * users: an authorization refusal is retried for a few seconds, nothing else is. (nats.js is
@@ -128,15 +144,7 @@ const NEW_MEMBER_GRACE_MS = 5000;
  */
 export async function connectMember(servers: string, id: Identity, name: string, extra: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
   const { connect } = await import('nats');
-  const until = Date.now() + NEW_MEMBER_GRACE_MS;
-  for (;;) {
-    try {
-      return await connect({ ...natsConnectOptions(servers, id), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, ...extra });
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'AUTHORIZATION_VIOLATION' || Date.now() > until) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  return retryWhile('AUTHORIZATION_VIOLATION', () => connect({ ...natsConnectOptions(servers, id), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, ...extra }), NEW_MEMBER_GRACE_MS);
 }
 
 /**
@@ -145,14 +153,6 @@ export async function connectMember(servers: string, id: Identity, name: string,
  * member's certificate makes it reload), and a call in that moment fails where a moment later
  * it would not. Any other error, or a 503 that lasts, is thrown.
  */
-export async function retryUnavailable<T>(fn: () => Promise<T>, withinMs = 10_000): Promise<T> {
-  const until = Date.now() + withinMs;
-  for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
-    try {
-      return await fn();
-    } catch (e) {
-      if ((e as { code?: string }).code !== '503' || Date.now() > until) throw e;
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
+export function retryUnavailable<T>(fn: () => Promise<T>, withinMs = 10_000): Promise<T> {
+  return retryWhile('503', fn, withinMs);
 }
