@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything Prescient runs on a Debian 12 machine: nats-server, ffmpeg, consul (from the
-# bullseye suite, pinned low), a Java runtime + maven for the QuestDB jar, the node dependencies and
-# the build. Idempotent: each step checks first, so a second run only prints versions.
+# Installs everything Prescient runs on a Debian 12 machine: nats-server, ffmpeg, openssl (the
+# cluster's certificates), consul (from the bullseye suite, pinned low), a Java runtime + maven for
+# the QuestDB jar, the node dependencies and the build. Idempotent: each step checks first, so a second run only prints versions.
 #
 #   bash deploy/install.sh            everything: the stack, a node agent, and what the tests use
 #   bash deploy/install.sh --agent    a node agent only (burst nodes, encoding hosts): ffmpeg,
-#                                     iproute2, util-linux, curl, Node.js >= 20, the build
+#                                     iproute2, util-linux, curl, openssl, Node.js >= 20, the build
 #
 #   PRESCIENT_QUESTDB_JAR      where the QuestDB jar goes   (default /opt/prescient/questdb/questdb.jar)
 #   PRESCIENT_QUESTDB_VERSION  QuestDB release to fetch     (default 9.3.4)
@@ -86,7 +86,7 @@ fi
 
 # --- Debian packages: one install call for whatever is missing
 missing=()
-for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring; do pkg_installed "$p" || missing+=("$p"); done
+for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring openssl; do pkg_installed "$p" || missing+=("$p"); done
 java_major() { command -v java >/dev/null || { echo 0; return; }; java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == "1") ? v[2] : v[1]; exit }'; }
 [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jre-headless) # QuestDB 9 needs class version 61
 command -v mvn >/dev/null || missing+=(maven)
@@ -153,7 +153,7 @@ fi
 
 else # --agent: what a node agent runs, nothing of the stack
   missing=()
-  for p in ffmpeg iproute2 util-linux curl ca-certificates; do pkg_installed "$p" || missing+=("$p"); done
+  for p in ffmpeg iproute2 util-linux curl ca-certificates openssl; do pkg_installed "$p" || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then say apt "installing ${missing[*]}"; apt_install "${missing[@]}"; fi
   say ffmpeg "$(ffmpeg -hide_banner -version | awk 'NR == 1 { print $3 }')"
   say iproute2 "$(ip -V | sed 's/.*iproute2-\([^ ,]*\).*/\1/')"

@@ -682,8 +682,10 @@ export class LeaderCore {
     if (!t) return ack(false, `unknown task ${rep.task_id}`);
     if (rep.amend) return this.amendQuality(t, rep);
     if (TERMINAL_STATES.has(t.state)) return ack(true, `already ${t.state}`);
-    // Only the node it was given to speaks for a task: a queued one is nobody's to report on.
-    if (t.allocation?.node_id !== rep.node_id) return ack(false, t.allocation ? `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}` : `task ${t.id} is not assigned to any node (${t.state})`);
+    // Only the node it is given to speaks for a task. One re-queued while its node's report was on
+    // the way (a failover, a lease run out) still takes that late report: refusing it ran the job
+    // twice (the chaos test). Which node last held it is not recorded yet, so any node may.
+    if (t.allocation && t.allocation.node_id !== rep.node_id) return ack(false, `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}`);
     this.unclaimed.delete(t.id);
     if (rep.state === 'running') {
       t.state = 'running';
