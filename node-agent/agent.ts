@@ -5,10 +5,11 @@
  * one telemetry row per run.
  */
 import os from 'node:os';
+import path from 'node:path';
 import { JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, NO_OWNER, agentService, callerOf, connectMember, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, NO_OWNER, followRevoked, agentService, callerOf, connectMember, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
@@ -17,6 +18,7 @@ import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './ru
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { RunRecorder } from './recorder.js';
+import { ReportOutbox } from './outbox.js';
 import { nodeIdentity } from './enrol.js';
 import { ProbeCache, probeInput } from './ffmpeg/probe.js';
 import { describeFfmpegPrivileges } from './ffmpeg/index.js';
@@ -95,6 +97,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   // Issue 17: a root agent without ffmpeg's unprivileged user refuses to start (ConfigError) rather than run ffmpeg as root.
   say(describeFfmpegPrivileges());
   mkdirSync(o.outputDir, { recursive: true });
+  mkdirSync(o.spoolDir, { recursive: true });
   const plan = await detectEnforcement({ node_id: nodeId, gpu_count: hardware.gpus.length, output_dir: o.outputDir, ...o.enforcement, log: say });
   const enforcement = describeEnforcement(plan);
   const pool = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length), warm: true });
@@ -113,6 +116,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   void telemetry.prepare();
   const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sampleIntervalMs, log: say });
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why));
+  // Certificates revoked anywhere in the cluster (Consul carries the list) are refused here too.
+  const stopRevoked = followRevoked(o.endpoints.consul_http, say);
   // Progress is a nicety: without NATS the agent still encodes and reports over gRPC.
   const nc: NatsConnection | undefined = await connectMember(o.endpoints.nats_url, identity, `agent-${nodeId}`)
     .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
@@ -123,7 +128,10 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const running = new Map<string, Running>();
   /** Every execute() in flight: its encode, or the quality pass after its release. */
   const executing = new Set<Promise<void>>();
-  const outbox: TaskStatusReport[] = [];
+  // Reports wait here until a leader takes them, on disk: an agent killed before then tells the next leader when it starts again.
+  const outbox = new ReportOutbox(path.join(o.spoolDir, 'reports.json'), nodeId, say);
+  const carried = outbox.load();
+  if (carried) say(`${carried} report(s) a previous run of this agent had not delivered will be sent to the leader`);
   let highestTerm = 0;
   /**
    * The last attempt of each task that ran here (the newest RAN_KEPT tasks): an Assign repeating
@@ -316,14 +324,14 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     if (delivering || !leader) return;
     delivering = true;
     try {
-      while (outbox.length && leader) {
-        const ack = await leader.reportStatus(outbox[0]);
-        if (!ack.ok) say(`leader did not take report for ${outbox[0].task_id}: ${ack.reason}`);
+      for (let r = outbox.first; r && leader; r = outbox.first) {
+        const ack = await leader.reportStatus(r);
+        if (!ack.ok) say(`leader did not take report for ${r.task_id}: ${ack.reason}`);
         outbox.shift();
       }
     } catch (e) {
       // Leader unreachable or deposed: keep the reports for the next leader.
-      say(`report for ${outbox[0]?.task_id} not delivered yet: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+      say(`report for ${outbox.first?.task_id} not delivered yet: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
     } finally {
       delivering = false;
     }
@@ -372,14 +380,16 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       stopWatching();
       wake?.();
       learning?.stop();
+      const cut = new Set(running.keys());
       for (const r of running.values()) r.abort.abort();
       await deliver();
       await runner.close();
-      // Quality passes in flight stop; their amendments (quality unavailable) are the reports
-      // still worth delivering (an encode cut short by the stop is the next leader's to re-run).
+      // Quality passes in flight stop; their amendments (quality unavailable) are still worth
+      // delivering. An encode cut short by the stop is the next leader's to re-run, not a
+      // failure; what is still undelivered otherwise waits on disk for this agent's next start.
       recorder.stop();
       await Promise.allSettled([...executing]);
-      for (let i = outbox.length - 1; i >= 0; i--) if (!outbox[i].amend) outbox.splice(i, 1);
+      outbox.retain((r) => !(cut.has(r.task_id) && r.state === 'failed'));
       await deliver();
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
@@ -387,6 +397,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       leader?.close();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));
+      stopRevoked();
     },
   };
 }

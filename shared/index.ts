@@ -9,4 +9,5 @@ export * from './discovery.js';
 export * from './telemetry.js';
 export * from './feedback.js';
 export * from './redact.js';
+export * from './records.js';
 export * from './pki/index.js';

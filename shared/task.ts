@@ -116,6 +116,12 @@ export interface EncodingTask {
   cancel_requested_at?: number;
   /** Memory it reserves at least, raised each time its memory limit stopped it. */
   memory_floor_gb?: number;
+  /**
+   * The reservations of its earlier attempts, most recent last (a few at most): a node that ran
+   * one may still report its outcome late (it was killed, or a failover was under way), and that
+   * report is the job's, not a forgery.
+   */
+  earlier?: ResourceAllocation[];
 }
 
 /** The message `prescient cancel` publishes on the cancel subject. */

@@ -178,6 +178,7 @@ export function invalidTaskRecord(key: string, v: unknown): string | undefined {
     if (!Number.isFinite(t[k])) return `${k} ${describeValue(t[k])} is not a number`;
   }
   if (t.owner !== undefined && typeof t.owner !== 'string') return 'owner is not a name';
+  if (t.earlier !== undefined && !(Array.isArray(t.earlier) && t.earlier.every((a) => typeof a?.node_id === 'string' && Array.isArray(a.core_ids)))) return 'earlier is not a list of reservations';
   return undefined;
 }
 

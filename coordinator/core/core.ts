@@ -70,6 +70,8 @@ const MAX_KEPT_SCHEMA_DEPTH = 16;
 const ADMITTED = 'waiting for placement';
 /** Tasks that ended, kept for late reports (a quality amendment), most recent last. */
 const ENDED_KEPT = 10_000;
+/** Earlier attempts' reservations a task keeps (EncodingTask.earlier). */
+const EARLIER_KEPT = 4;
 
 export class LeaderCore {
   term = 0;
@@ -91,6 +93,12 @@ export class LeaderCore {
   private readonly unrecorded = new Set<EncodingTask>();
   /** Tasks that ended while this core led, by id, for reports that come after the end. */
   private readonly ended = new Map<string, EncodingTask>();
+  /**
+   * Tasks an earlier attempt's late success ended while a newer attempt held a reservation, by
+   * id, to that attempt's node: the reservation stays until the node says the encode stopped
+   * (its report, a Cancel answered "not running", a heartbeat without it) or is lost.
+   */
+  private readonly superseded = new Map<string, string>();
   /** Predictions already made per task, by model version, cores and hardware class (predictionAt). */
   private readonly predictions = new WeakMap<EncodingTask, Map<string, Prediction>>();
   private wakeAt = Infinity;
@@ -104,6 +112,9 @@ export class LeaderCore {
   constructor(private readonly o: CoreOptions) {
     this.ledger = new Ledger(0, o.leaseMs);
   }
+
+  /** Superseded attempts still holding a reservation until their node confirms the stop: task id to node. */
+  supersededAttempts(): ReadonlyMap<string, string> { return this.superseded; }
 
   /** The predictor decisions are made with (ModelChanged events come with a new one from the shell). */
   set predictor(p: ResourcePredictor) { this.o.predictor = p; }
@@ -306,6 +317,12 @@ export class LeaderCore {
 
   /** The agent's answer to a Cancel: one not running the task (the assignment never arrived, or it just ended) holds nothing. */
   private cancelAnswered(taskId: string, notRunning: boolean, reason: string): void {
+    const stopping = this.superseded.get(taskId);
+    if (stopping !== undefined) {
+      if (notRunning) this.releaseSuperseded(taskId, stopping);
+      else if (reason) this.alert(`stopping the superseded attempt of ${taskId} on ${stopping}: agent did not confirm (${reason}); its reservation is held until the node reports or is lost`);
+      return;
+    }
     const t = this.active.get(taskId);
     if (!t || t.cancel_requested_at === undefined) return;
     if (notRunning) {
@@ -631,6 +648,7 @@ export class LeaderCore {
   private requeue(t: EncodingTask, reason: string): void {
     this.ledger.release(t.id);
     this.unclaimed.delete(t.id);
+    if (t.allocation) t.earlier = [...(t.earlier ?? []), t.allocation].slice(-EARLIER_KEPT);
     t.allocation = undefined;
     t.started_at = undefined;
     if (t.cancel_requested_at !== undefined) return this.finishCancel(t, `cancelled (${reason})`);
@@ -662,8 +680,15 @@ export class LeaderCore {
     return { kind: 'heartbeat', reregister: false };
   }
 
-  /** Adopts reservations of tasks a node says it is running (after a failover, or a missed report). */
+  /**
+   * Adopts reservations of tasks a node says it is running (after a failover, or a missed
+   * report), and releases those of superseded attempts it no longer runs.
+   */
   private claim(nodeId: string, running: RunningTaskMsg[]): void {
+    if (this.superseded.size) {
+      const runs = new Set(running.map((r) => r.task_id));
+      for (const [id, node] of this.superseded) if (node === nodeId && !runs.has(id)) this.releaseSuperseded(id, node);
+    }
     for (const r of running) {
       const t = this.active.get(r.task_id);
       if (!t || !r.allocation || this.ledger.reservation(t.id)) { this.unclaimed.delete(r.task_id); continue; }
@@ -681,11 +706,20 @@ export class LeaderCore {
     const t = this.active.get(rep.task_id) ?? this.ended.get(rep.task_id) ?? stored;
     if (!t) return ack(false, `unknown task ${rep.task_id}`);
     if (rep.amend) return this.amendQuality(t, rep);
-    if (TERMINAL_STATES.has(t.state)) return ack(true, `already ${t.state}`);
-    // Only the node it is given to speaks for a task. One re-queued while its node's report was on
-    // the way (a failover, a lease run out) still takes that late report: refusing it ran the job
-    // twice (the chaos test). Which node last held it is not recorded yet, so any node may.
-    if (t.allocation && t.allocation.node_id !== rep.node_id) return ack(false, `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}`);
+    if (TERMINAL_STATES.has(t.state)) {
+      if (rep.state !== 'running' && this.superseded.get(t.id) === rep.node_id) this.releaseSuperseded(t.id, rep.node_id);
+      return ack(true, `already ${t.state}`);
+    }
+    // Only the node it is given to speaks for a task, or one that ran an earlier attempt: a task
+    // re-queued while its node's report was on the way (a failover, a lease run out, the agent
+    // killed and restarted) takes that late success rather than run the job twice (the chaos test).
+    if (t.allocation?.node_id !== rep.node_id) {
+      const earlier = [...(t.earlier ?? [])].reverse().find((a) => a.node_id === rep.node_id);
+      if (!earlier) return ack(false, t.allocation ? `task ${t.id} is assigned to ${t.allocation.node_id}, not ${rep.node_id}` : `task ${t.id} was not assigned to ${rep.node_id}`);
+      // That attempt was given up when the task was re-queued: only its success is still news.
+      if (rep.state !== 'succeeded') return ack(true, `a report of an earlier attempt of ${t.id}, given up since`);
+      this.supersede(t, earlier);
+    }
     this.unclaimed.delete(t.id);
     if (rep.state === 'running') {
       t.state = 'running';
@@ -705,7 +739,7 @@ export class LeaderCore {
       this.requeue(t, `live channel stopped unexpectedly on ${rep.node_id}: ${rep.reason}; restarting it`);
       return ack(true);
     }
-    this.ledger.release(t.id);
+    if (!this.superseded.has(t.id)) this.ledger.release(t.id);
     this.active.delete(t.id);
     t.state = rep.state === 'succeeded' ? 'succeeded' : t.cancel_requested_at !== undefined ? 'cancelled' : 'failed';
     t.reason = t.state === 'cancelled' ? 'cancelled on request; the encode was stopped'
@@ -721,6 +755,29 @@ export class LeaderCore {
     }
     this.end(t);
     return ack(true);
+  }
+
+  /**
+   * An earlier attempt's late success is the job's: it ran there, and the attempt now holding a
+   * reservation (if any) is stopped, that reservation kept until its node confirms the stop.
+   */
+  private supersede(t: EncodingTask, earlier: ResourceAllocation): void {
+    const current = t.allocation;
+    t.allocation = earlier;
+    this.alert(`${t.id}: attempt on ${earlier.node_id} reported success late${current ? `; stopping the newer attempt on ${current.node_id}` : ''}`);
+    if (!current) return;
+    const node = this.ledger.snapshot().node(current.node_id);
+    if (!node) { this.ledger.release(t.id); return; }
+    this.superseded.set(t.id, current.node_id);
+    this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: t.id, term: this.term });
+  }
+
+  /** The superseded attempt of `taskId` on `nodeId` has stopped: its reservation is free. */
+  private releaseSuperseded(taskId: string, nodeId: string): void {
+    this.superseded.delete(taskId);
+    this.ledger.release(taskId);
+    this.alert(`${taskId}: the superseded attempt on ${nodeId} stopped; its reservation is released`);
+    this.passDue = true;
   }
 
   /**
@@ -749,6 +806,7 @@ export class LeaderCore {
       this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`);
       this.unheard.delete(n.capacity.node_id);
       for (const { task_id } of this.ledger.removeNode(n.capacity.node_id)) {
+        this.superseded.delete(task_id);
         const t = this.active.get(task_id);
         if (t) this.requeue(t, `node ${n.capacity.node_id} was lost`);
       }

@@ -7,7 +7,8 @@
  * statistics the benchmarks report.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -88,7 +89,9 @@ export const CLI_NODE_FLAGS: readonly string[] = (() => {
 function spawnCli(args: string[], nodeArgs: readonly string[] = []): CoordinatorProcess {
   const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
+  // PRESCIENT_TEST_LOGDIR keeps every line, one file per process, to follow a failing run.
+  const logFile = process.env.PRESCIENT_TEST_LOGDIR ? path.join(process.env.PRESCIENT_TEST_LOGDIR, `${args.filter((a) => !a.startsWith('-')).slice(1, 3).join('-')}-${child.pid}.log`) : undefined;
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); if (logFile) appendFileSync(logFile, d); };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

@@ -38,6 +38,7 @@ type Step =
   | { k: 'cancelAnswered'; pick: number; notRunning: boolean }
   | { k: 'duplicate'; pick: number }
   | { k: 'heartbeat'; node: number }
+  | { k: 'late'; pick: number }
   | { k: 'time'; ms: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
@@ -55,6 +56,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ k: fc.constant('cancelAnswered' as const), pick: fc.nat(), notRunning: fc.boolean() }),
   fc.record({ k: fc.constant('duplicate' as const), pick: fc.nat() }),
   fc.record({ k: fc.constant('heartbeat' as const), node: fc.integer({ min: 0, max: 3 }) }),
+  fc.record({ k: fc.constant('late' as const), pick: fc.nat() }),
   fc.record({ k: fc.constant('time' as const), ms: fc.integer({ min: 1, max: 8_000 }) }),
 );
 
@@ -91,6 +93,12 @@ function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => vo
       }]);
       continue;
     }
+    if (s.k === 'late') {
+      // An earlier attempt's success, arriving after its task was re-queued (and perhaps placed again).
+      const t = pickActive(s.pick, (x) => !!x.earlier?.length);
+      if (t) feed([{ kind: 'StatusReported', at: now, report: report(t.id, t.earlier!.at(-1)!.node_id, 'succeeded') }]);
+      continue;
+    }
     const held = (t: EncodingTask) => !!t.allocation;
     const t = pickActive(s.pick, s.k === 'cancel' || s.k === 'duplicate' ? undefined : held);
     if (!t) continue;
@@ -112,21 +120,23 @@ test('random event sequences never over-commit or double-book the ledger, and ev
     drive(core, steps, (effects) => {
       // No over-commit, no double booking: the ledger's own from-scratch check.
       assert.equal(core.ledger.checkInvariants(), []);
-      // A job recorded as ended is no longer active, and holds nothing.
+      // A job recorded as ended is no longer active, and holds nothing but a superseded attempt's
+      // reservation, on that attempt's node, until the node confirms the stop.
+      const superseded = core.supersededAttempts();
       for (const e of effects) {
         if (e.kind !== 'Publish' || !TERMINAL_STATES.has(e.event.state)) continue;
         assert.not.ok(core.active.has(e.event.job_id), `${e.event.job_id} ended yet active`);
-        assert.is(core.ledger.reservation(e.event.job_id), undefined, `${e.event.job_id} ended yet holds a reservation`);
+        assert.is(core.ledger.reservation(e.event.job_id)?.node_id, superseded.get(e.event.job_id), `${e.event.job_id} ended yet holds a reservation`);
       }
-      const reserved = new Set(core.ledger.allReservations().map((r) => core.active.has(r.node_id) ? r.node_id : [...core.active.keys()].find((id) => core.ledger.reservation(id) === r) ?? "?"));
+      const reserved = new Set([...core.active.keys(), ...superseded.keys()].filter((id) => core.ledger.reservation(id)));
+      assert.is(reserved.size, core.ledger.allReservations().length, 'every reservation is an active job\'s or a superseded attempt\'s');
       for (const t of core.active.values()) {
         assert.ok(['queued', 'placed', 'running'].includes(t.state), `${t.id} is active as ${t.state}`);
         if (t.state === 'queued') assert.not.ok(reserved.has(t.id), `queued ${t.id} holds a reservation`);
         else assert.ok(reserved.has(t.id) || !t.allocation, `${t.id} is ${t.state} on ${t.allocation?.node_id} without a reservation`);
         if (t.allocation) assert.is(core.ledger.reservation(t.id)?.node_id, t.allocation.node_id, `${t.id}'s allocation is the ledger's`);
       }
-      // Every reservation belongs to an active job.
-      for (const id of reserved) assert.ok(core.active.has(id), `reservation of ${id}, which is not active`);
+      for (const [id, n] of superseded) assert.not.ok(core.active.has(id), `superseded ${id} is still active on ${n}`);
     });
   }), { numRuns: 150 });
 });
@@ -195,6 +205,54 @@ test('once every core is taken a pass stops, the jobs behind say why, and a fini
   core.apply([{ kind: 'StatusReported', at: 10, report: report('a', 'n0', 'succeeded') }]);
   assert.ok(core.ledger.reservation('c'), 'the next in line got the freed core');
   assert.is(core.ledger.reservation('d'), undefined);
+});
+
+test('a job re-queued while its first node\'s success was on the way takes that success, once placed again too: the newer attempt is stopped, its cores held until its node confirms', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 1), running: [] }, { kind: 'Registered', at: 2, capacity: node(1, 1), running: [] }]);
+  core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'j', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3, owner: 'test' }] }]);
+  const first = core.ledger.reservation('j')!.node_id;
+  const other = first === 'n0' ? 'n1' : 'n0';
+  // The first node goes silent (its agent was killed with the report unsent): it is lost, and the job placed on the other.
+  const later = 3 + LEASE_MS + 1;
+  core.apply([{ kind: 'Heartbeat', at: later - 1, node_id: other, running: [] }, { kind: 'Tick', at: later }]);
+  assert.is(core.ledger.reservation('j')?.node_id, other, 'placed again on the other node');
+  assert.equal(core.active.get('j')!.earlier?.map((a) => a.node_id), [first]);
+  // The restarted agent delivers its success.
+  const { effects, replies } = core.apply([{ kind: 'StatusReported', at: later + 10, report: report('j', first, 'succeeded') }]);
+  assert.equal(replies[0], { kind: 'ack', ok: true, reason: '' });
+  const ended = effects.find((e) => e.kind === 'Publish' && e.event.job_id === 'j');
+  assert.is(ended?.kind === 'Publish' && ended.event.state, 'succeeded');
+  assert.is(ended?.kind === 'Publish' && ended.event.node_id, first, 'it ran where the success came from');
+  assert.ok(effects.some((e) => e.kind === 'Cancel' && e.task_id === 'j' && e.node_id === other), 'the newer attempt is stopped');
+  assert.is(core.ledger.reservation('j')?.node_id, other, 'its cores are held until the stop is confirmed');
+  // The stopped attempt's report frees them (the task stays succeeded).
+  const after = core.apply([{ kind: 'StatusReported', at: later + 20, report: report('j', other, 'failed', 'CANCELLED') }]);
+  assert.is(core.ledger.reservation('j'), undefined);
+  assert.not.ok(after.effects.some((e) => e.kind === 'Publish' && e.event.job_id === 'j'), 'the job\'s outcome does not change');
+});
+
+test('a node that never held a job cannot report on it, and an earlier attempt\'s failure changes nothing', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 1), running: [] }]);
+  core.apply([{ kind: 'Submitted', at: 3, submissions: ['a', 'b'].map((id) => ({ envelope: { job_id: id, submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3, owner: 'test' })) }]);
+  assert.ok(core.ledger.reservation('a'));
+  assert.is(core.active.get('b')!.state, 'queued');
+  const stranger = core.apply([
+    { kind: 'StatusReported', at: 4, report: report('a', 'n9', 'succeeded') },
+    { kind: 'StatusReported', at: 4, report: report('b', 'n9', 'succeeded') },
+  ]);
+  assert.equal(stranger.replies.map((r) => r?.kind === 'ack' && r.ok), [false, false]);
+  assert.match((stranger.replies[1] as { reason: string }).reason, 'was not assigned to n9');
+  assert.is(core.active.get('b')!.state, 'queued');
+  // a's node stops answering and a is re-queued; the node's late failure of that attempt is old news.
+  core.apply([{ kind: 'AssignFailed', at: 5, task_id: 'a', node_id: 'n0', reason: 'gone', unreachable: true }]);
+  const before = core.active.get('a')!.state;
+  const late = core.apply([{ kind: 'StatusReported', at: 6, report: report('a', 'n0', 'failed', 'ENCODE_FAILED') }]);
+  assert.ok(late.replies[0]?.kind === 'ack' && late.replies[0].ok);
+  assert.is(core.active.get('a')!.state, before);
 });
 
 test.run();

@@ -1,0 +1,45 @@
+/**
+ * Records read back from a store someone else could have written (a KV bucket, Consul, a file
+ * an earlier process left) are checked against a valibot schema before use. `whyNot` says what
+ * is wrong in one line naming the field, as every refusal in Prescient does.
+ */
+import * as v from 'valibot';
+import { describeValue } from './errors.js';
+
+export { v };
+
+/** A finite number, or null where JSON wrote a NaN. */
+export const figure = v.nullable(v.pipe(v.number(), v.finite()));
+/** A finite number. */
+export const finite = v.pipe(v.number(), v.finite());
+/** A finite number at least 0. */
+export const nonNegative = v.pipe(v.number(), v.finite(), v.minValue(0));
+/** A short name (ids, codecs, model versions): 1–256 characters. */
+export const shortText = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
+
+/** Why `value` is not what `schema` describes, naming the first field that is wrong (undefined when it is). */
+export function whyNot(schema: v.GenericSchema, value: unknown): string | undefined {
+  const r = v.safeParse(schema, value, { abortEarly: true });
+  if (r.success) return undefined;
+  const issue = r.issues[0];
+  const at = v.getDotPath(issue);
+  if (issue.input === undefined && at) return `${at} is missing`;
+  return `${at ? `${at} ` : ''}${describeValue(issue.input)} is not ${wanted(issue)}`;
+}
+
+/** What the field should have been, in words, from valibot's issue. */
+function wanted(issue: v.BaseIssue<unknown>): string {
+  const e = issue.expected ?? '';
+  switch (issue.type) {
+    case 'finite': return 'a finite number';
+    case 'min_value': return `at least ${e.replace('>=', '')}`;
+    case 'max_value': return `at most ${e.replace('<=', '')}`;
+    case 'min_length': return `at least ${e.replace('>=', '')} long`;
+    case 'max_length': return `at most ${e.replace('<=', '')} long`;
+    case 'regex': return issue.message.startsWith('Invalid') ? 'in the expected form' : issue.message;
+    case 'object': case 'strict_object': case 'record': return 'a mapping';
+    case 'array': return 'a list';
+    case 'picklist': return `one of ${e.replace(/^\(|\)$/g, '')}`;
+    default: return e ? `a ${e}` : issue.message;
+  }
+}
