@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  callerOf, coordinatorService, internalError, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
+  callerOf, coordinatorService, followRevoked, internalError, publishRevoked, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
   type CoordinatorHandlers, type Identity, type Member, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -164,12 +164,16 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       }).catch((e: Error) => cb(internalError(e.message) as grpc.ServiceError));
     },
   };
+  // The cluster's revoked list reaches every host through Consul; this host's own (certs revoke) is added to it.
+  const stopRevoked = followRevoked(o.endpoints.consul_http, log);
+  const consulToken = readSecret(pki, 'consul-coordinator');
+  if (consulToken) void publishRevoked(o.endpoints.consul_http, consulToken, pki).catch((e: Error) => log(`could not add this host's revoked list to Consul: ${e.message}`));
   const host = o.grpcHost ?? '127.0.0.1';
   const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0, identity);
   const address = `${host}:${port}`;
 
   const election: LeaderElection = new ConsulLeaderElection({
-    consulHttp: o.endpoints.consul_http, consulToken: readSecret(pkiDirOf(o.endpoints), 'consul-coordinator'), candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
+    consulHttp: o.endpoints.consul_http, consulToken, candidateId: id, advertise: address, ttlSeconds: o.sessionTtlSeconds ?? 10, log,
     termRecord,
   });
   let transition = Promise.resolve();
@@ -237,6 +241,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       await transition;
       await feedback.stop();
       await new Promise<void>((r) => server.tryShutdown(() => r()));
+      stopRevoked();
       await nc.drain().catch(() => undefined);
     },
   };

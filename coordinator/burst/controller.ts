@@ -15,7 +15,7 @@
 import { StorageType, type JetStreamClient, type KV } from 'nats';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { BURST_BUCKET, canIssue, forget, issue, type StackEndpoints } from '../../shared/index.js';
+import { BURST_BUCKET, canIssue, forget, issue, shortText, v, whyNot, type StackEndpoints } from '../../shared/index.js';
 import { jsonCodec } from '../bus/index.js';
 import type { LedgerSnapshot } from '../ledger/index.js';
 import type { QueuePolicy } from '../queue/index.js';
@@ -95,19 +95,51 @@ const HOUR = 3_600_000;
 /** An enrolment outlives its launch's join timeout by this much (a node that enrols late is still refused then). */
 const ENROL_GRACE_MS = 10 * 60_000;
 
+// The burst bucket's entries as saved. What the controller acts on (instances to drain or
+// terminate, launch times, refusals, enrolments) is checked field by field; a decision's
+// figures are for people, so only what is shown of it is.
+const at = v.pipe(v.number(), v.finite(), v.minValue(0));
+const ids = v.pipe(v.array(shortText), v.maxLength(100_000));
+const StoredState = v.object({
+  cluster: shortText, provider: v.string(), region: v.string(), dry_run: v.boolean(),
+  instances: v.pipe(v.array(v.object({
+    id: shortText, instance_type: shortText, spot: v.boolean(), state: v.picklist(['pending', 'running', 'stopping', 'stopped', 'terminated', 'unknown']),
+    launched_at: at, price_per_hour: v.pipe(v.number(), v.finite(), v.minValue(0)), joined_at: v.optional(at), idle_since: v.optional(at), draining_since: v.optional(at),
+  })), v.maxLength(100_000)),
+  ended: v.pipe(v.array(v.object({ id: shortText, instance_type: v.string(), price_per_hour: v.pipe(v.number(), v.finite(), v.minValue(0)), launched_at: at, ended_at: at, why: v.string() })), v.maxLength(100_000)),
+  last_launch_at: v.optional(at),
+  refusals: v.pipe(v.array(v.object({ instance_type: shortText, spot: v.boolean(), until: at })), v.maxLength(10_000)),
+  unjoined: v.pipe(v.array(v.object({ id: shortText, instance_type: v.string(), launched_at: at, terminated_at: at })), v.maxLength(100_000)),
+  updated_at: at, leader: v.optional(v.string()),
+  enrolments: v.optional(v.record(shortText, v.object({ instances: ids, enrolled: ids, expires_at: at }))),
+});
+const StoredDecisions = v.pipe(v.array(v.looseObject({
+  at, dry_run: v.boolean(), summary: v.string(), reason: v.string(), inputs: v.looseObject({}),
+  outcome: v.object({ launched: ids, terminated: ids, errors: v.array(v.string()) }),
+})), v.maxLength(10_000));
+
 /** The burst bucket: the controller's state and its last decisions. */
 export class BurstStore {
-  private constructor(private readonly kv: KV) {}
-  static async open(js: JetStreamClient): Promise<BurstStore> {
-    return new BurstStore(await js.views.kv(BURST_BUCKET, { history: 1, storage: StorageType.File }));
+  /** `onInvalid`: told of an entry that is not what the controller saves (it then reads as absent). */
+  private constructor(private readonly kv: KV, private readonly onInvalid: (why: string) => void) {}
+  static async open(js: JetStreamClient, onInvalid: (why: string) => void = () => undefined): Promise<BurstStore> {
+    return new BurstStore(await js.views.kv(BURST_BUCKET, { history: 1, storage: StorageType.File }), onInvalid);
   }
   async state(): Promise<BurstState | undefined> {
-    const e = await this.kv.get('state');
-    return e && e.value.length ? (jsonCodec.decode(e.value) as BurstState) : undefined;
+    return this.read('state', StoredState) as Promise<BurstState | undefined>;
   }
   async decisions(): Promise<DecisionRecord[]> {
-    const e = await this.kv.get('decisions');
-    return e && e.value.length ? (jsonCodec.decode(e.value) as DecisionRecord[]) : [];
+    return ((await this.read('decisions', StoredDecisions)) ?? []) as DecisionRecord[];
+  }
+  private async read(key: string, schema: v.GenericSchema): Promise<unknown> {
+    const e = await this.kv.get(key);
+    if (!e || !e.value.length) return undefined;
+    let x: unknown;
+    try { x = jsonCodec.decode(e.value); } catch { x = undefined; }
+    const why = whyNot(schema, x);
+    if (!why) return x;
+    this.onInvalid(`burst: ${BURST_BUCKET} ${key} ignored: ${why}`);
+    return undefined;
   }
   async save(state: BurstState, decisions?: DecisionRecord[]): Promise<void> {
     await this.kv.put('state', jsonCodec.encode(state));
@@ -130,7 +162,7 @@ export class BurstController {
   }
 
   static async open(o: BurstControllerOptions): Promise<BurstController> {
-    return new BurstController(o, await BurstStore.open(o.js));
+    return new BurstController(o, await BurstStore.open(o.js, o.log));
   }
 
   /** Resumes the saved state, adopts this cluster's instances the provider lists, and ticks every `tick_ms`. */

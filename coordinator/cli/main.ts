@@ -105,7 +105,7 @@ certs.command('issue').description('issue (or renew) one member\'s certificate, 
     const files = (await pki()).issue(pkiPath(), { role, name: String(o[role]) }, o.host ?? []);
     print(o.json, { role, name: o[role], ...files }, () => `issued ${role} ${o[role]}: ${files.cert_file} (key ${files.key_file})`);
   });
-certs.command('revoke').description('revoke a member: gRPC peers on this host refuse its certificate, NATS drops its user at once (copy pki/revoked.json to other hosts)')
+certs.command('revoke').description('revoke a member: NATS drops its user at once, and every member refuses its certificate (the list reaches other hosts through Consul)')
   .option('--node <id>').option('--coordinator <id>').option('--client <name>').option('--admin <name>')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {
@@ -114,7 +114,16 @@ certs.command('revoke').description('revoke a member: gRPC peers on this host re
     const role = chosen[0], name = String(o[role]);
     const fingerprint256 = (await pki()).revoke(pkiPath(), { role, name });
     if (!fingerprint256) throw new ConfigError(`certs revoke --${role}`, `no certificate for ${role} ${name} on this host`);
-    print(o.json, { role, name, fingerprint256 }, () => `revoked ${role} ${name} (${fingerprint256})`);
+    // Every host learns of it through Consul; where Consul cannot be written now, the next coordinator started here adds it.
+    const token = (await pki()).readSecret(pkiPath(), 'consul-management') ?? (await pki()).readSecret(pkiPath(), 'consul-coordinator');
+    let cluster: string;
+    try {
+      if (!token) throw new Error('no Consul token on this host');
+      cluster = `in Consul's revoked list for every host (${await (await pki()).publishRevoked(loadEndpoints(dir()).consul_http, token, pkiPath())} entries)`;
+    } catch (e) {
+      cluster = `on this host only for now (${(e as Error).message}); a coordinator started here adds it to Consul's list`;
+    }
+    print(o.json, { role, name, fingerprint256, cluster }, () => `revoked ${role} ${name} (${fingerprint256}): ${cluster}`);
   });
 certs.command('list').description('the member certificates on this host, with their expiry')
   .option('--json', 'print them as JSON')

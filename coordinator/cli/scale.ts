@@ -36,7 +36,7 @@ export async function scaleStatus(o: { json?: boolean; last: string }, stateDir:
   const { nc } = await cliBus(stateDir);
   let view;
   try {
-    const store = await BurstStore.open(nc.jetstream());
+    const store = await BurstStore.open(nc.jetstream(), (why) => console.error(why));
     view = scaleView(await store.state(), await store.decisions(), Math.max(1, Number(o.last) || 10));
   } finally {
     await nc.drain();

@@ -14,7 +14,7 @@
  * log factor that was applied, so a correction that is doing its job hides no drift and the
  * test fires once per shift of the model's error, not again while the correction catches up.
  */
-import type { FeedbackReport, FeedbackTarget, ModelAlert, ResourceUsage } from '../../shared/index.js';
+import { describeValue, figure, finite, nonNegative, shortText, v, whyNot, type FeedbackReport, type FeedbackTarget, type ModelAlert, type ResourceUsage } from '../../shared/index.js';
 import { DEFAULT_ALERTS, driftDue, judgeError, type AlertOptions } from './alerts.js';
 import { DEFAULT_CORRECTION, DEFAULT_MARGIN, applyMemoryRatio, updateCorrection, type CorrectionOptions, type MarginOptions, type MarginState } from './correction.js';
 import { DEFAULT_PAGE_HINKLEY, freshPageHinkley, pageHinkley, type PageHinkleyOptions, type PageHinkleyState } from './drift.js';
@@ -108,6 +108,48 @@ export interface ReportContext {
 const b64 = (parts: string[]) => Buffer.from(JSON.stringify(parts)).toString('base64url');
 export const groupKey = (version: string, target: string, codec: string, node: string) => `g.${b64([version, target, codec, node])}`;
 export const marginKey = (version: string, codec: string) => `m.${b64([version, codec])}`;
+
+// What the feedback bucket holds, as saved: JSON wrote NaN figures as null.
+const TARGET_NAMES = Object.keys(DEFAULT_ALERTS.mape) as FeedbackTarget[];
+const StoredGroup = v.object({
+  model_version: shortText, target: v.picklist(TARGET_NAMES), codec: shortText, node: shortText, hw_class: v.optional(v.string()),
+  count: nonNegative,
+  window: v.pipe(v.array(v.object({ ape: figure, log: figure, covered: v.optional(v.boolean()) })), v.maxLength(10_000)),
+  figures: v.object({ n: nonNegative, mape: figure, bias: figure, coverage: figure }),
+  correction: finite,
+  drift: v.object({ n: nonNegative, mean: figure, up: figure, upMin: figure, down: figure, downMax: figure }),
+  alert_open: v.boolean(), last_drift_at: v.optional(finite), updated_at: finite,
+});
+const StoredMargin = v.object({
+  model_version: shortText, codec: shortText, margin: finite, recent: v.pipe(v.array(figure), v.maxLength(10_000)), raised_at: v.optional(finite), updated_at: finite,
+});
+
+/**
+ * Why a record read from the feedback bucket under `key` is not one this loop could have saved
+ * (undefined when it is): its shape, its key, and a correction or margin within the bounds the
+ * loop keeps them to. A leader loads only records that pass, so nothing written around the loop
+ * moves every later prediction (a margin of ×4 on a codec did, once).
+ */
+export function invalidFeedbackRecord(key: string, x: unknown, s: FeedbackSettings = DEFAULT_FEEDBACK): string | undefined {
+  if (key.startsWith('g.')) {
+    const why = whyNot(StoredGroup, x);
+    if (why) return why;
+    const g = x as ErrorGroup;
+    if (groupKey(g.model_version, g.target, g.codec, g.node) !== key) return 'its key is not the one its model version, target, codec and node make';
+    const lo = Math.log(s.correction.min), hi = Math.log(s.correction.max);
+    if (g.correction < lo - 1e-9 || g.correction > hi + 1e-9) return `correction ${describeValue(g.correction)} is outside the loop's bounds [ln ${s.correction.min}, ln ${s.correction.max}]`;
+    return undefined;
+  }
+  if (key.startsWith('m.')) {
+    const why = whyNot(StoredMargin, x);
+    if (why) return why;
+    const m = x as MarginRecord;
+    if (marginKey(m.model_version, m.codec) !== key) return 'its key is not the one its model version and codec make';
+    if (m.margin < 1 || m.margin > s.margin.max + 1e-9) return `margin ${describeValue(m.margin)} is outside the loop's bounds [1, ${s.margin.max}]`;
+    return undefined;
+  }
+  return 'its key is neither an error group\'s nor a margin\'s';
+}
 
 export interface ReportOutcome {
   groups: ErrorGroup[];

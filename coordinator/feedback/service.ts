@@ -13,7 +13,7 @@ import {
 } from '../../shared/index.js';
 import { ensureStream, type TaskStore } from '../bus/index.js';
 import {
-  applyReport, emptyFeedbackState, feedbackSettings, groupKey, marginKey,
+  applyReport, emptyFeedbackState, feedbackSettings, groupKey, invalidFeedbackRecord, marginKey,
   type ErrorGroup, type FeedbackOverrides, type FeedbackSettings, type FeedbackState, type MarginRecord, type ReportContext,
 } from './loop.js';
 import type { CorrectionSource } from './predictor.js';
@@ -40,7 +40,8 @@ export async function ensureFeedbackStream(nc: NatsConnection): Promise<void> {
 
 /** Where the rolling figures, corrections and margins are kept between leaders. */
 export interface FeedbackStore {
-  load(): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }>;
+  /** The saved records that pass `invalidFeedbackRecord` under `settings`; each other one is told to `onInvalid`. */
+  load(settings?: FeedbackSettings, onInvalid?: (why: string) => void): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }>;
   save(groups: ErrorGroup[], margins: MarginRecord[]): Promise<void>;
 }
 
@@ -49,7 +50,7 @@ export class JetStreamFeedbackStore implements FeedbackStore {
   static async open(js: JetStreamClient): Promise<JetStreamFeedbackStore> {
     return new JetStreamFeedbackStore(await js.views.kv(FEEDBACK_BUCKET, { history: 1, storage: StorageType.File }));
   }
-  async load(): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }> {
+  async load(settings?: FeedbackSettings, onInvalid: (why: string) => void = () => undefined): Promise<{ groups: ErrorGroup[]; margins: MarginRecord[] }> {
     // Keys first, then the values (see JetStreamTaskStore.listActive).
     const keys: string[] = [];
     for await (const k of await this.kv.keys()) keys.push(k);
@@ -58,8 +59,12 @@ export class JetStreamFeedbackStore implements FeedbackStore {
       await Promise.all(keys.slice(i, i + 64).map(async (k) => {
         const e = await this.kv.get(k);
         if (!e || e.operation !== 'PUT' || !e.value.length) return;
-        if (k.startsWith('g.')) groups.push(json.decode(e.value) as ErrorGroup);
-        else if (k.startsWith('m.')) margins.push(json.decode(e.value) as MarginRecord);
+        let x: unknown;
+        try { x = json.decode(e.value); } catch { x = undefined; }
+        const why = invalidFeedbackRecord(k, x, settings);
+        if (why) return onInvalid(`${FEEDBACK_BUCKET} ${k} ignored: ${why}`);
+        if (k.startsWith('g.')) groups.push(x as ErrorGroup);
+        else margins.push(x as MarginRecord);
       }));
     }
     return { groups, margins };
@@ -115,7 +120,7 @@ export class FeedbackService implements CorrectionSource {
   /** Loads the saved records and starts reading reports. */
   async start(): Promise<void> {
     if (this.running) return;
-    const saved = await retryUnavailable(() => this.o.store.load()).catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
+    const saved = await retryUnavailable(() => this.o.store.load(this.settings, (why) => this.log(why))).catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
     this.state = emptyFeedbackState();
     this.changes++;
     for (const g of saved.groups) this.state.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);

@@ -13,7 +13,7 @@
  * written as tombstones rather than KV deletes, so that they carry a term too.
  */
 import { StorageType, type JetStreamClient, type KV } from 'nats';
-import { LEDGER_BUCKET } from '../../shared/index.js';
+import { LEDGER_BUCKET, shortText, v, whyNot } from '../../shared/index.js';
 import type { LedgerChanges, LedgerState, NodeRecord } from './types.js';
 
 export interface LedgerStore {
@@ -45,7 +45,35 @@ const SAFE_ID = /^[A-Za-z0-9_-]{1,200}$/;
 const keyOf = (nodeId: string) => (SAFE_ID.test(nodeId) ? `node.${nodeId}` : `node64.${Buffer.from(nodeId).toString('base64url')}`);
 const BATCH = 256;
 
-const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+// The bucket's entries as this store writes them.
+const count = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
+const amount = v.pipe(v.number(), v.finite(), v.minValue(0));
+const ids = v.pipe(v.array(count), v.maxLength(4096));
+const StoredMeta = v.object({ format: v.literal(1), term: count, version: count });
+const StoredNode = v.object({
+  term: count,
+  record: v.optional(v.object({
+    capacity: v.looseObject({
+      node_id: shortText, address: v.string(), core_ids: ids, memory_gb: amount, bandwidth_mbps: amount, cpu_model: v.string(),
+      gpus: v.pipe(v.array(v.looseObject({ id: count, name: v.string(), memory_gb: amount, sessions: v.optional(count) })), v.maxLength(256)),
+    }),
+    last_seen: v.pipe(v.number(), v.finite()), version: count,
+    reservations: v.pipe(v.array(v.object({
+      task_id: shortText,
+      allocation: v.object({ node_id: shortText, core_ids: ids, gpu_ids: ids, memory_gb: amount, bandwidth_mbps: amount, lease_expires_at: v.pipe(v.number(), v.finite()), term: count }),
+    })), v.maxLength(100_000)),
+  })),
+});
+/** A node entry must sit under its node's key, and hold that node's reservations only. */
+function nodeKeyMismatch(key: string, x: NodeValue): string | undefined {
+  const r = x.record;
+  if (!r) return undefined;
+  if (keyOf(r.capacity.node_id) !== key) return `it is node ${JSON.stringify(r.capacity.node_id)}'s, not this key's`;
+  const stray = r.reservations.find((res) => res.allocation.node_id !== r.capacity.node_id);
+  return stray ? `reservation of ${stray.task_id} is on node ${JSON.stringify(stray.allocation.node_id)}, not this one` : undefined;
+}
+
+const encode = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 const decode = <T>(b: Uint8Array): T => JSON.parse(new TextDecoder().decode(b)) as T;
 
 function wrongRevision(e: unknown): boolean {
@@ -84,10 +112,10 @@ export class JetStreamLedgerStore implements LedgerStore {
   private readonly present = new Set<string>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly kv: KV, private readonly o: LedgerStoreOptions) {}
+  private constructor(private readonly kv: KV, private readonly o: LedgerStoreOptions, private readonly bucket: string) {}
 
   static async open(js: JetStreamClient, bucket: string = LEDGER_BUCKET, o: LedgerStoreOptions = {}): Promise<JetStreamLedgerStore> {
-    return new JetStreamLedgerStore(await js.views.kv(bucket, { history: 1, storage: StorageType.File }), o);
+    return new JetStreamLedgerStore(await js.views.kv(bucket, { history: 1, storage: StorageType.File }), o, bucket);
   }
 
   load(): Promise<LedgerState | undefined> {
@@ -101,9 +129,15 @@ export class JetStreamLedgerStore implements LedgerStore {
         if (!e) return;
         this.revisions.set(k, e.revision);
         if (e.operation !== 'PUT' || !e.value.length) return;
-        if (k === META) meta = decode<MetaValue>(e.value);
+        let x: unknown;
+        try { x = decode(e.value); } catch { x = undefined; }
+        // Anyone who could write the bucket could have written this: an entry that is not one is
+        // left out and said, never restored (the node's agent registers its real capacity again).
+        const why = k === META ? whyNot(StoredMeta, x) : whyNot(StoredNode, x) ?? nodeKeyMismatch(k, x as NodeValue);
+        if (why) { this.o.log?.(`${this.bucket} ${k} ignored: ${why}`); return; }
+        if (k === META) meta = x as MetaValue;
         else {
-          const v = decode<NodeValue>(e.value);
+          const v = x as NodeValue;
           if (v.record) {
             nodes.push(v.record);
             this.present.add(k);

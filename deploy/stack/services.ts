@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QUESTDB_USER, type StackEndpoints } from '../../shared/config.js';
-import { ensureSecret, loadIdentity, natsPidFile, natsUsersFile, refreshNatsUsers } from '../../shared/pki/index.js';
+import { REVOKED_KEY, ensureSecret, publishRevoked, loadIdentity, natsPidFile, natsUsersFile, refreshNatsUsers } from '../../shared/pki/index.js';
 import { MissingDependencyError } from './errors.js';
 import { httpGet, LOOPBACK, tcpGreeting } from './net.js';
 import { findExecutable } from './proc.js';
@@ -104,12 +104,12 @@ const nats: ServiceSpec = {
 const ANONYMOUS_TOKEN = '00000000-0000-0000-0000-000000000002';
 
 /**
- * Consul's ACL policies, one per role (Consul 1.8 rules). Anyone may read who leads and the
- * last term (agents and the CLI need nothing more; what they read is validated, and gRPC is
+ * Consul's ACL policies, one per role (Consul 1.8 rules). Anyone may read who leads, the last
+ * term and the revoked certificates (agents and the CLI need nothing more; what they read is validated, and gRPC is
  * mutual TLS whoever it names); only a coordinator's token may take the lock or write the term.
  */
 export const CONSUL_POLICIES: Readonly<Record<string, string>> = {
-  'prescient-public': 'key "prescient/leader" { policy = "read" }\nkey "prescient/term" { policy = "read" }',
+  'prescient-public': `key "prescient/leader" { policy = "read" }\nkey "prescient/term" { policy = "read" }\nkey "${REVOKED_KEY}" { policy = "read" }`,
   // Sessions and the TTL check tying them to a live coordinator are registered on the node.
   'prescient-coordinator': 'key_prefix "prescient/" { policy = "write" }\nsession_prefix "" { policy = "write" }\nnode_prefix "" { policy = "write" }\nagent_prefix "" { policy = "read" }',
 };
@@ -157,7 +157,9 @@ const consul: ServiceSpec = {
       try {
         for (const [Name, Rules] of Object.entries(CONSUL_POLICIES)) await consulPut(p.http, management, '/v1/acl/policy', { Name, Rules });
         await consulPut(p.http, management, '/v1/acl/token', { SecretID: coordinator, Description: 'prescient coordinators', Policies: [{ Name: 'prescient-coordinator' }] });
-        await consulPut(p.http, management, `/v1/acl/token/${ANONYMOUS_TOKEN}`, { Description: 'anyone: who leads, and the term', Policies: [{ Name: 'prescient-public' }] });
+        await consulPut(p.http, management, `/v1/acl/token/${ANONYMOUS_TOKEN}`, { Description: 'anyone: who leads, the term, and the revoked certificates', Policies: [{ Name: 'prescient-public' }] });
+        // Its KV too: the certificates revoked on this host (the CA's) are the cluster's list again.
+        await publishRevoked(`${LOOPBACK}:${p.http}`, management, cx.pkiDir);
         return;
       } catch (e) {
         // Right after election the ACL system may still be starting.

@@ -17,6 +17,9 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { natsPermissions, writeNatsUsers } from './nats.js';
+import { readLocal, writeLocal } from './revoked.js';
+
+export { REVOKED_KEY, followRevoked, parseRevokedList, publishRevoked, revokedFingerprints, type RevokedEntry } from './revoked.js';
 
 /**
  * Who a certificate speaks for: a coordinator, a node agent, a submitting client, an operator
@@ -313,28 +316,9 @@ export function signRequest(dir: string, csrPem: string, m: Member): string {
   }
 }
 
-const revokedFile = (dir: string) => path.join(dir, 'revoked.json');
-let revokedCache: { file: string; mtimeMs: number; set: ReadonlySet<string> } | undefined;
-
 /**
- * The SHA-256 fingerprints of certificates revoked on this host (`prescient certs revoke`):
- * gRPC peers refuse them, NATS no longer has their users. Read again whenever the file changes.
- */
-export function revokedFingerprints(dir: string): ReadonlySet<string> {
-  const file = revokedFile(dir);
-  let mtimeMs: number;
-  try { mtimeMs = statSync(file).mtimeMs; } catch { return new Set(); }
-  if (revokedCache?.file === file && revokedCache.mtimeMs === mtimeMs) return revokedCache.set;
-  let list: unknown;
-  try { list = JSON.parse(readFileSync(file, 'utf8')); } catch { list = []; }
-  const set = new Set(Array.isArray(list) ? list.filter((x): x is { fingerprint256: string } => typeof x?.fingerprint256 === 'string').map((x) => x.fingerprint256) : []);
-  revokedCache = { file, mtimeMs, set };
-  return set;
-}
-
-/**
- * Revokes a member: its certificate's fingerprint joins the revoked list (copy `revoked.json` to
- * every host whose processes must refuse it), and its certificate leaves this host, and so the
+ * Revokes a member: its certificate's fingerprint joins this host's revoked list (publishRevoked
+ * then carries it to every host through Consul), and its certificate leaves this host, and so the
  * NATS users (cut off at once). Returns the fingerprint, or undefined when there was none here.
  */
 export function revoke(dir: string, m: Member): string | undefined {
@@ -342,12 +326,7 @@ export function revoke(dir: string, m: Member): string | undefined {
   const cert = memberFiles(dir, m).cert;
   if (!existsSync(cert)) return undefined;
   const fingerprint256 = new X509Certificate(readFileSync(cert)).fingerprint256;
-  let list: unknown[] = [];
-  try { const v = JSON.parse(readFileSync(revokedFile(dir), 'utf8')); if (Array.isArray(v)) list = v; } catch { /* none yet */ }
-  list.push({ role: m.role, name: m.name, fingerprint256, revoked_at: new Date().toISOString() });
-  const tmp = `${revokedFile(dir)}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(list, null, 2)}\n`, { mode: 0o644 });
-  renameSync(tmp, revokedFile(dir));
+  writeLocal(dir, [...readLocal(dir), { role: m.role, name: m.name, fingerprint256, revoked_at: new Date().toISOString() }]);
   forget(dir, m);
   return fingerprint256;
 }

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startAgent } from '../../node-agent/index.js';
 import { nodeIdentity } from '../../node-agent/enrol.js';
-import { ConsulLeaderLookup, CoordinatorClient } from '../../shared/index.js';
+import { BURST_BUCKET, ConsulLeaderLookup, CoordinatorClient } from '../../shared/index.js';
 import { agent, cliRun, coordinator, events, identity, smallJob, startStack, submit, waitFor, type TestStack } from '../helpers/cluster.js';
 import { FakeCloud } from '../helpers/fake-cloud.js';
 
@@ -215,6 +215,26 @@ test('a dry run decides as a real run would, logs "would launch … because …"
   assert.is(stored?.dry_run, true);
   await c.stop();
   await stopA();
+});
+
+test('a burst bucket entry that is not what the controller saves is ignored, and says which field is wrong', async () => {
+  const kv = await s.nc.jetstream().views.kv(BURST_BUCKET);
+  const good = await kv.get('state');
+  assert.ok(good?.value.length, 'the dry run left a saved state');
+  const said: string[] = [];
+  const store = await BurstStore.open(s.nc.jetstream(), (m) => said.push(m));
+  assert.ok(await store.state(), 'what the controller saved reads back');
+  const saved = JSON.parse(new TextDecoder().decode(good!.value));
+  try {
+    await kv.put('state', JSON.stringify({ ...saved, instances: [{ id: 'i-forged', instance_type: 'fake.small', spot: false, state: 'running', launched_at: 'yesterday', price_per_hour: 0 }] }));
+    assert.is(await store.state(), undefined);
+    assert.match(said.at(-1)!, 'state ignored: instances.0.launched_at "yesterday" is not a number');
+    await kv.put('decisions', '{"not": "a list"}');
+    assert.equal(await store.decisions(), []);
+    assert.match(said.at(-1)!, 'decisions ignored: {"not":"a list"} is not a list');
+  } finally {
+    await kv.put('state', good!.value);
+  }
 });
 
 test('`prescient coordinator --burst` refuses a bad configuration at start, naming the field', async () => {

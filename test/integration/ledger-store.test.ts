@@ -67,6 +67,29 @@ test('a saved ledger loads back, in a new store, as it was', async () => {
   assert.is(back.snapshot().node('g')!.gpus[0].free_sessions, 2);
 });
 
+test('an entry that is not what the store writes is left out and said, whatever else the bucket holds: the good nodes still load', async () => {
+  const l = new Ledger(1, 5000);
+  l.upsertNode(node('a', 4), 0);
+  reserve(l, 'x', 'a', [0, 1]);
+  const bucket = `ledger_test_${++buckets}`;
+  await (await JetStreamLedgerStore.open(js, bucket)).save(l.toState());
+  const kv = await js.views.kv(bucket);
+  const good = JSON.parse(new TextDecoder().decode((await kv.get('node.a'))!.value));
+  await kv.put('node.b', JSON.stringify({ term: 1, record: { ...good.record, capacity: { ...good.record.capacity, node_id: 'b', core_ids: [0, 'all'] } } }));
+  await kv.put('node.c', JSON.stringify({ term: 1, record: { ...good.record, capacity: { ...good.record.capacity, node_id: 'c' } } }));
+  await kv.put('node.d', JSON.stringify({ term: 1, record: { ...good.record, capacity: { ...good.record.capacity, node_id: 'a' } } }));
+  await kv.put('node.e', '{"term": 1, "record": ');
+  const said: string[] = [];
+  const loaded = await (await JetStreamLedgerStore.open(js, bucket, { log: (m) => said.push(m) })).load();
+  assert.equal(loaded?.nodes.map((n) => n.capacity.node_id), ['a']);
+  assert.equal(said.sort(), [
+    `${bucket} node.b ignored: record.capacity.core_ids.1 "all" is not a number`,
+    `${bucket} node.c ignored: reservation of x is on node "a", not this one`,
+    `${bucket} node.d ignored: it is node "a"'s, not this key's`,
+    `${bucket} node.e ignored: undefined is not a mapping`,
+  ]);
+});
+
 test('a save writes only the nodes that changed, and removed nodes stay gone', async () => {
   const l = new Ledger(1, 5000);
   for (const id of ['a', 'b', 'c']) l.upsertNode(node(id, 4), 0);

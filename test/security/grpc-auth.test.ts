@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  AgentClient, ConsulLeaderLookup, CoordinatorClient, PROTO_PATH, initCa, loadIdentity, natsUsersFile, pkiDirOf, type Assignment, type Identity, type TaskStatusReport,
+  AgentClient, ConsulLeaderLookup, CoordinatorClient, PROTO_PATH, REVOKED_KEY, consulClient, initCa, loadIdentity, natsUsersFile, parseRevokedList, pkiDirOf, readSecret, revokedFingerprints, type Assignment, type Identity, type TaskStatusReport,
 } from '../../shared/index.js';
 import type { AgentHandle } from '../../node-agent/index.js';
 import { agent, cliRun, events, identity, oneNodeCluster, smallJob, submit, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
@@ -196,6 +196,33 @@ test('a revoked node certificate is refused at once, though it is still within i
     assert.match(readFileSync(natsUsersFile(pkiDirOf(k.s.endpoints)), 'utf8'), /^(?![\s\S]*CN=node-c,OU=node)/, 'no NATS user for node-c');
   } finally {
     client.close();
+  }
+});
+
+test('a revocation reaches members on other hosts through Consul; nobody without a token can change the list, and a list that is not one is ignored', async () => {
+  const id = identity(k.s, 'node', 'node-d');
+  const fp = new X509Certificate(id.cert).fingerprint256;
+  // Another host: its certificates folder has no revoked.json, only what Consul carries.
+  const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'prescient-other-host-'));
+  try {
+    assert.not.ok(revokedFingerprints(elsewhere).has(fp));
+    const r = await cliRun(k.s, ['certs', 'revoke', '--node', 'node-d', '--json']);
+    assert.is(r.code, 0, r.stderr);
+    assert.match((JSON.parse(r.stdout) as { cluster: string }).cluster, /^in Consul's revoked list/);
+    await waitFor('the revocation to reach the other host', () => revokedFingerprints(elsewhere).has(fp), 10_000);
+    const anonymous = consulClient(k.s.endpoints.consul_http);
+    const before = ((await anonymous.kv.get(REVOKED_KEY)) as { Value: string }).Value;
+    assert.ok((parseRevokedList(before) as { fingerprint256: string }[]).some((e) => e.fingerprint256 === fp), 'anyone reads the list');
+    assert.match(await anonymous.kv.set(REVOKED_KEY, '[]').then(String, (e: Error) => e.message), /Permission denied|ACL not found|403/i, 'no token: the list cannot be emptied');
+    assert.is(((await anonymous.kv.get(REVOKED_KEY)) as { Value: string }).Value, before);
+    // Written with the management token, a value that is not a list: ignored, logged, and the last good list stays.
+    const admin = consulClient(k.s.endpoints.consul_http, readSecret(pkiDirOf(k.s.endpoints), 'consul-management'));
+    await admin.kv.set(REVOKED_KEY, JSON.stringify([{ fingerprint256: 'everyone', role: 'node', name: 'x', revoked_at: 'now' }]));
+    await waitFor('the bad list to be logged', () => k.s.logs.some((l) => l.includes(`${REVOKED_KEY} ignored: 0.fingerprint256 "everyone" is not a SHA-256 fingerprint`)), 10_000);
+    assert.ok(revokedFingerprints(elsewhere).has(fp), 'the last good list stays');
+    await admin.kv.set(REVOKED_KEY, before);
+  } finally {
+    rmSync(elsewhere, { recursive: true, force: true });
   }
 });
 

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  applyMemoryRatio, applyReport, correctPrediction, emptyFeedbackState, errorEntry, feedbackSettings, freshPageHinkley, judgeError,
+  applyMemoryRatio, applyReport, correctPrediction, emptyFeedbackState, errorEntry, feedbackSettings, freshPageHinkley, invalidFeedbackRecord, judgeError,
   pageHinkley, pushWindow, rollingFigures, updateCorrection, CorrectedPredictor, DEFAULT_CORRECTION,
   type CorrectionSource, type WindowEntry,
 } from '../../coordinator/feedback/index.js';
@@ -172,6 +172,26 @@ test('sustained memory under-reservation of a codec raises its margin, and the n
   assert.is(q.expected.memory_gb, 0.1);
   assert.is(q.feedback?.memory_margin, margin.margin);
   assert.is(correctPrediction(p, 'h264', undefined, src), p, 'another class is untouched');
+});
+
+test('records the loop saves read back as valid; a record written around the loop (a margin past its cap, a correction out of bounds, a wrong key, a broken field) is named and refused', () => {
+  const st = emptyFeedbackState();
+  const s = feedbackSettings();
+  for (let i = 0; i < 4; i++) applyReport(st, report({ duration: [1, 3 + i], memory: [0.1, 0.15, 0.12], codec: 'hevc' }), {}, s, i);
+  // As the bucket holds them: JSON, NaN figures as null.
+  const saved = (x: unknown) => JSON.parse(JSON.stringify(x));
+  const [[gk, g]] = [...st.groups.entries()];
+  const [[mk, m]] = [...st.margins.entries()];
+  assert.is(invalidFeedbackRecord(gk, saved(g), s), undefined);
+  assert.is(invalidFeedbackRecord(mk, saved(m), s), undefined);
+  assert.match(invalidFeedbackRecord(mk, { ...saved(m), margin: 100 }, s)!, 'margin 100 is outside the loop\'s bounds [1, 4]');
+  assert.match(invalidFeedbackRecord(mk, { ...saved(m), margin: 'x4' }, s)!, 'margin "x4" is not a number');
+  assert.match(invalidFeedbackRecord(gk, { ...saved(g), correction: 9 }, s)!, 'correction 9 is outside');
+  assert.match(invalidFeedbackRecord(gk, { ...saved(g), node: 'elsewhere' }, s)!, 'its key is not the one');
+  assert.match(invalidFeedbackRecord(gk, { ...saved(g), window: [{ ape: 'big', log: 0 }] }, s)!, 'window.0.ape "big" is not a number');
+  assert.match(invalidFeedbackRecord(gk, { ...saved(g), target: 'everything' }, s)!, 'target "everything" is not one of');
+  assert.match(invalidFeedbackRecord('x.1', saved(g), s)!, 'neither');
+  assert.match(invalidFeedbackRecord(gk, undefined, s)!, 'undefined is not a mapping');
 });
 
 test('a node\'s correction added to a prediction made with no node equals the prediction made for that node', () => {
