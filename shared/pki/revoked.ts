@@ -34,7 +34,9 @@ export function parseRevokedList(text: string): RevokedEntry[] | string {
 }
 
 const revokedFile = (dir: string) => path.join(dir, 'revoked.json');
-let fileCache: { file: string; mtimeMs: number; set: ReadonlySet<string> } | undefined;
+let fileCache: { file: string; mtimeMs: number; set: ReadonlySet<string>; checked_at: number } | undefined;
+/** How long a read of `revoked.json` is trusted before the file is looked at again (every gRPC call asks). */
+const RECHECK_MS = 250;
 /** The cluster's list as Consul last gave it (followRevoked). */
 let cluster: ReadonlySet<string> = new Set();
 
@@ -51,12 +53,13 @@ export function revokedFingerprints(dir: string): ReadonlySet<string> {
 
 function localRevoked(dir: string): ReadonlySet<string> {
   const file = revokedFile(dir);
+  const now = Date.now();
+  if (fileCache?.file === file && now - fileCache.checked_at < RECHECK_MS) return fileCache.set;
   let mtimeMs: number;
-  try { mtimeMs = statSync(file).mtimeMs; } catch { return new Set(); }
-  if (fileCache?.file === file && fileCache.mtimeMs === mtimeMs) return fileCache.set;
-  const list = readLocal(dir);
-  const set = new Set(list.map((x) => x.fingerprint256));
-  fileCache = { file, mtimeMs, set };
+  try { mtimeMs = statSync(file).mtimeMs; } catch { mtimeMs = -1; }
+  if (fileCache?.file === file && fileCache.mtimeMs === mtimeMs) { fileCache.checked_at = now; return fileCache.set; }
+  const set: ReadonlySet<string> = mtimeMs < 0 ? new Set() : new Set(readLocal(dir).map((x) => x.fingerprint256));
+  fileCache = { file, mtimeMs, set, checked_at: now };
   return set;
 }
 
