@@ -12,14 +12,15 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseCpuList } from '../../shared/index.js';
 import { cgroupName, parseCgroupMounts, parseProcCgroup, type CgroupMounts } from './limits.js';
 import type { CgroupHierarchy, NodeCgroup } from './types.js';
 
 export const NODE_CGROUP_PREFIX = 'prescient-';
 export const TASK_CGROUP_PREFIX = 'task-';
 
-/** The v1 controller a hierarchy is used for, or v2's name for it (net_prio is v1 only). */
-export type Controller = 'memory' | 'blkio' | 'net_prio';
+/** The v1 controller a hierarchy is used for, or v2's name for it (net_prio is v1 only; v2 calls blkio io). */
+export type Controller = 'memory' | 'blkio' | 'net_prio' | 'cpuset';
 
 /** This process's cgroup mounts; none where /proc cannot tell (not Linux). */
 export function readCgroupMounts(): CgroupMounts {
@@ -58,7 +59,12 @@ export function ensureNodeCgroup(h: CgroupHierarchy, node_id: string, controller
   }
   if (h.version === 2) {
     if (controller === 'net_prio') throw new Error('net_prio is a cgroup v1 controller; cgroup v2 has none like it');
-    writeFileSync(path.join(dir, 'cgroup.subtree_control'), `+${controller === 'blkio' ? 'io' : 'memory'}`);
+    writeFileSync(path.join(dir, 'cgroup.subtree_control'), `+${controller === 'blkio' ? 'io' : controller}`);
+  } else if (controller === 'cpuset') {
+    // A v1 cpuset takes no process until it has cores and memory nodes: the node's get its parent's.
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      if (readFileSync(path.join(dir, f), 'utf8').trim() === '') writeFileSync(path.join(dir, f), readFileSync(path.join(path.dirname(dir), f), 'utf8').trim());
+    }
   }
   return { ...h, dir };
 }
@@ -198,6 +204,22 @@ export function setMemoryLimit(c: TaskCgroup, bytes: number): void {
     c.write('memory.limit_in_bytes', String(bytes));
     if (memsw) c.write('memory.memsw.limit_in_bytes', String(bytes));
   }
+}
+
+/**
+ * Holds the cgroup's processes to `cores`, whatever affinity they set themselves (libx265's
+ * thread pools set their own, and left taskset's cores). v1 needs the memory nodes too, which
+ * are the node directory's.
+ */
+export function setCpus(c: TaskCgroup, cores: readonly number[]): void {
+  if (!cores.length) throw new Error('no cores to hold the task to');
+  if (c.version === 1 && c.read('cpuset.mems').trim() === '') c.write('cpuset.mems', readFileSync(path.join(c.node.dir, 'cpuset.mems'), 'utf8').trim());
+  c.write('cpuset.cpus', cores.join(','));
+}
+
+/** The cores a cpuset cgroup (the node's directory, or a task's) may use. */
+export function cpusOf(dir: string): number[] {
+  return parseCpuList(readFileSync(path.join(dir, existsSync(path.join(dir, 'cpuset.cpus.effective')) ? 'cpuset.cpus.effective' : 'cpuset.cpus'), 'utf8'), `${dir} cpuset.cpus`);
 }
 
 /** The calling thread's id (a Piscina worker is a thread of the agent's process). */

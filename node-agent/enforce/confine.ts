@@ -5,7 +5,7 @@
  * twice: on disk (blkio/io throttle) and on the network (a tc class for its egress).
  */
 import type { ChildProcess } from 'node:child_process';
-import { TaskCgroup, setMemoryLimit, spawnInto, type Controller } from './cgroup.js';
+import { TaskCgroup, setCpus, setMemoryLimit, spawnInto, type Controller } from './cgroup.js';
 import { diskOf } from './devices.js';
 import { ReservationExceededError } from './errors.js';
 import { TaskShaping } from './network.js';
@@ -24,6 +24,7 @@ type BandwidthHold =
   | { via: 'cgroup'; cgroup: TaskCgroup; disks: BlockDevice[]; bytes_per_s: number; unthrottled: string[] }
   | { via: 'none'; why: string };
 type NetworkHold = { via: 'tc'; shaping: TaskShaping } | { via: 'none'; why: string };
+type CpuHold = { via: 'cpuset'; cgroup: TaskCgroup } | { via: 'affinity'; why_not_cpuset?: string } | { via: 'none'; why: string };
 
 /** Where a run-time shortfall is noted: per resource, bandwidth's network half apart from its disk half. */
 type NoteKey = ReservedResource | 'network';
@@ -40,6 +41,7 @@ class TaskConfinement implements Confinement {
   readonly command_prefix: readonly string[];
   readonly env: Readonly<Record<string, string>>;
   private readonly cgroups = new Map<string, TaskCgroup>();
+  private readonly cpu: CpuHold;
   private readonly memory: MemoryHold;
   private readonly bandwidth: BandwidthHold;
   private readonly network: NetworkHold;
@@ -51,12 +53,30 @@ class TaskConfinement implements Confinement {
   private overLimitAtStart = false;
 
   constructor(private readonly plan: EnforcementPlan | undefined, private readonly r: TaskReservation) {
-    this.pin_cores = !plan || plan.cpu.kind === 'affinity';
+    // taskset with a cpuset too: the affinity an encoder starts with is then its cores already.
+    this.pin_cores = !plan || plan.cpu.kind !== 'none';
     this.env = plan?.gpu.kind === 'visible-devices' ? gpuView(r.gpu_ids).env : {};
+    this.cpu = this.holdCpu();
     this.memory = this.holdMemory();
     this.bandwidth = this.holdBandwidth();
     this.network = this.holdNetwork();
     this.command_prefix = this.memory.via === 'rlimit' ? ['prlimit', `--data=${this.memory.limit}`, '--'] : [];
+  }
+
+  private holdCpu(): CpuHold {
+    const c = this.plan?.cpu;
+    if (!c) return { via: 'affinity', why_not_cpuset: NO_PLAN };
+    if (c.kind === 'none') return { via: 'none', why: c.why };
+    if (c.kind === 'affinity') return { via: 'affinity', why_not_cpuset: c.why_not_cpuset };
+    try {
+      const cgroup = this.cgroup(c.cgroup);
+      setCpus(cgroup, this.r.core_ids);
+      return { via: 'cpuset', cgroup };
+    } catch (e) {
+      const why = `its cpuset cgroup could not be set up (${(e as Error).message})`;
+      this.notes.set('cpu', `${why}; affinity (taskset) only`);
+      return { via: 'affinity', why_not_cpuset: why };
+    }
   }
 
   private holdMemory(): MemoryHold {
@@ -129,7 +149,8 @@ class TaskConfinement implements Confinement {
   /** The cgroups a process must be put into, each with the v1 controller it is there for. */
   private targets(): { cgroup: TaskCgroup; controller: Controller }[] {
     const out: { cgroup: TaskCgroup; controller: Controller }[] = [];
-    if (this.memory.via === 'cgroup') out.push({ cgroup: this.memory.cgroup, controller: 'memory' });
+    if (this.cpu.via === 'cpuset') out.push({ cgroup: this.cpu.cgroup, controller: 'cpuset' });
+    if (this.memory.via === 'cgroup' && !out.some((t) => t.cgroup === (this.memory as { cgroup: TaskCgroup }).cgroup)) out.push({ cgroup: this.memory.cgroup, controller: 'memory' });
     if (this.bandwidth.via === 'cgroup' && !out.some((t) => t.cgroup === (this.bandwidth as { cgroup: TaskCgroup }).cgroup)) {
       out.push({ cgroup: this.bandwidth.cgroup, controller: 'blkio' });
     }
@@ -157,6 +178,7 @@ class TaskConfinement implements Confinement {
         }
       }),
       missed: (c, why) => {
+        if (this.cpu.via === 'cpuset' && this.cpu.cgroup === c) this.notes.set('cpu', `ffmpeg could not be put into ${c.dir} (${why}); affinity (taskset) only`);
         for (const res of ['memory', 'bandwidth'] as const) {
           const hold = this[res];
           if (hold.via === 'cgroup' && hold.cgroup === c) this.notes.set(res, `ffmpeg could not be put into ${c.dir} (${why})`);
@@ -191,7 +213,10 @@ class TaskConfinement implements Confinement {
   applied(): Enforcement[] {
     const ok = (resource: ReservedResource, detail: string): Enforcement => ({ resource, mode: 'enforced', detail });
     const not = (resource: ReservedResource, detail: string): Enforcement => ({ resource, mode: 'accounted-only', detail });
-    const cpu = this.pin_cores ? ok('cpu', `affinity to cores ${this.r.core_ids.join(',')} (taskset)`) : not('cpu', this.plan?.cpu.kind === 'none' ? this.plan.cpu.why : NO_PLAN);
+    const c = this.cpu, cores = this.r.core_ids.join(',');
+    const cpu = c.via === 'cpuset' && !this.notes.has('cpu') ? ok('cpu', `cgroup v${c.cgroup.version} cpuset.cpus = ${cores} (${c.cgroup.dir}): every thread held to them; affinity too (taskset)`)
+      : c.via !== 'none' ? ok('cpu', `affinity to cores ${cores} (taskset)${this.notes.has('cpu') ? `: ${this.notes.get('cpu')}` : c.via === 'affinity' && c.why_not_cpuset ? `; no cpuset: ${c.why_not_cpuset}` : ''}`)
+        : not('cpu', c.why);
 
     const m = this.memory;
     const memory = this.notes.has('memory') && m.via === 'cgroup' ? not('memory', this.notes.get('memory')!)

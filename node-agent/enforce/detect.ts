@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
-  TaskCgroup, canAdmit, ensureNodeCgroup, nodeCgroupDir, readCgroupMounts, removeNodeCgroup, removeStaleTaskCgroups, setMemoryLimit, v2Controllers,
+  TaskCgroup, canAdmit, cpusOf, ensureNodeCgroup, nodeCgroupDir, readCgroupMounts, removeNodeCgroup, removeStaleTaskCgroups, setCpus, setMemoryLimit, v2Controllers,
   type Controller,
 } from './cgroup.js';
 import { diskOf } from './devices.js';
@@ -15,7 +15,7 @@ import { detectNetwork, releaseNetwork, removeNetworkLeftovers } from './network
 import { DATA_LIMIT_PER_RESERVED, MEMORY_HEADROOM_BYTES, formatMib, hierarchyOf, throttleLine, type BlockDevice } from './limits.js';
 import {
   RESERVED_RESOURCES, type BandwidthMechanism, type CgroupHierarchy, type Enforcement, type EnforcementOptions, type EnforcementPlan,
-  type MemoryMechanism, type NetworkMechanism, type NodeCgroup, type ReservedResource,
+  type CpuMechanism, type MemoryMechanism, type NetworkMechanism, type NodeCgroup, type ReservedResource,
 } from './types.js';
 import { formatMbit } from './shaping.js';
 
@@ -37,21 +37,27 @@ export async function detectEnforcement(o: DetectOptions): Promise<EnforcementPl
   const mounts = readCgroupMounts();
   const v2 = v2Controllers(mounts.v2);
   const log = o.log ?? (() => undefined);
-  const memoryH = hierarchyOf(mounts, 'memory', v2), blkioH = hierarchyOf(mounts, 'blkio', v2);
+  const memoryH = hierarchyOf(mounts, 'memory', v2), blkioH = hierarchyOf(mounts, 'blkio', v2), cpusetH = hierarchyOf(mounts, 'cpuset', v2);
   const plan: EnforcementPlan = {
     node_id: o.node_id,
-    cpu: off.has('cpu') ? disabled('cpu') : { kind: 'affinity' },
+    cpu: off.has('cpu') ? disabled('cpu') : await detectCpu(cpusetH, o.node_id, log),
     memory: off.has('memory') ? disabled('memory') : await detectMemory(memoryH, o.node_id, log),
     gpu: off.has('gpu') ? disabled('gpu') : o.gpu_count > 0 ? { kind: 'visible-devices' } : { kind: 'none', why: 'no GPU on this node (nvidia-smi lists none)' },
     bandwidth: off.has('bandwidth') ? disabled('bandwidth') : await detectBandwidth(blkioH, o.node_id, o.output_dir, log),
     network: off.has('bandwidth') ? disabled('bandwidth') : await detectNetwork({ node_id: o.node_id, interfaces: o.shape_interfaces, log }),
   };
-  // A node directory made for a probe that failed is of no use (on v2 memory and io share one).
-  const used = new Set([plan.memory, plan.bandwidth].flatMap((m) => (m.kind === 'cgroup' ? [m.cgroup.dir] : [])));
-  for (const [h, r] of [[memoryH, 'memory'], [blkioH, 'bandwidth']] as const) {
+  // A node directory made for a probe that failed is of no use (on v2 memory, io and cpuset share one).
+  const used = new Set([plan.memory, plan.bandwidth, plan.cpu].flatMap((m) => (m.kind === 'cgroup' || m.kind === 'cpuset' ? [m.cgroup.dir] : [])));
+  for (const [h, r] of [[memoryH, 'memory'], [blkioH, 'bandwidth'], [cpusetH, 'cpu']] as const) {
     if (h && !off.has(r) && !used.has(nodeCgroupDir(h, o.node_id))) await removeNodeCgroup({ ...h, dir: nodeCgroupDir(h, o.node_id) });
   }
   return plan;
+}
+
+async function detectCpu(h: CgroupHierarchy | undefined, node_id: string, log: (m: string) => void): Promise<CpuMechanism> {
+  if (!h) return { kind: 'affinity', why_not_cpuset: 'no cpuset cgroup controller is mounted (neither cgroup v1 cpuset nor cgroup2 offering cpuset)' };
+  const tried = await probe(h, node_id, 'cpuset', (c) => setCpus(c, cpusOf(c.node.dir).slice(0, 1)), log);
+  return 'node' in tried ? { kind: 'cpuset', cgroup: tried.node } : { kind: 'affinity', why_not_cpuset: tried.why };
 }
 
 async function detectMemory(h: CgroupHierarchy | undefined, node_id: string, log: (m: string) => void): Promise<MemoryMechanism> {
@@ -88,7 +94,7 @@ function throttle(c: TaskCgroup, disk: BlockDevice): void {
  * task cgroup, configures it as an encode's would be, and checks a process lands in it.
  */
 async function probe(h: CgroupHierarchy, node_id: string, controller: Controller, configure: (c: TaskCgroup) => void, log: (m: string) => void): Promise<{ node: NodeCgroup } | { why: string }> {
-  const what = `cgroup v${h.version} ${h.version === 1 ? controller : controller === 'blkio' ? 'io' : 'memory'}`;
+  const what = `cgroup v${h.version} ${h.version === 2 && controller === 'blkio' ? 'io' : controller}`;
   let node: NodeCgroup;
   try {
     node = ensureNodeCgroup(h, node_id, controller);
@@ -115,8 +121,11 @@ async function probe(h: CgroupHierarchy, node_id: string, controller: Controller
 /** The node's cgroup directories and qdiscs, removed when the agent stops; returns what is still in use. */
 export async function releaseEnforcement(plan: EnforcementPlan): Promise<string[]> {
   const left: string[] = [];
-  for (const m of [plan.memory, plan.bandwidth]) {
-    if (m.kind === 'cgroup' && !(await removeNodeCgroup(m.cgroup))) left.push(m.cgroup.dir);
+  const dirs = new Set<string>();
+  for (const m of [plan.memory, plan.bandwidth, plan.cpu]) {
+    if ((m.kind !== 'cgroup' && m.kind !== 'cpuset') || dirs.has(m.cgroup.dir)) continue;
+    dirs.add(m.cgroup.dir);
+    if (!(await removeNodeCgroup(m.cgroup))) left.push(m.cgroup.dir);
   }
   left.push(...(await releaseNetwork(plan.network)));
   return left;
@@ -133,7 +142,7 @@ export async function removeNodeLeftovers(node_id: string): Promise<string[]> {
   const v2 = v2Controllers(mounts.v2);
   const dirs = new Set<string>();
   const left: string[] = [];
-  for (const controller of ['memory', 'blkio'] as const) {
+  for (const controller of ['memory', 'blkio', 'cpuset'] as const) {
     const h = hierarchyOf(mounts, controller, v2);
     if (!h || dirs.has(nodeCgroupDir(h, node_id))) continue;
     dirs.add(nodeCgroupDir(h, node_id));
@@ -146,9 +155,11 @@ export async function removeNodeLeftovers(node_id: string): Promise<string[]> {
 /** The plan as the agent registers it (NodeCapacity.enforcement) and `prescient nodes` shows it. */
 export function describeEnforcement(plan: EnforcementPlan): Enforcement[] {
   const detail: Record<ReservedResource, { enforced: boolean; detail: string }> = {
-    cpu: plan.cpu.kind === 'affinity'
-      ? { enforced: true, detail: 'ffmpeg pinned to the reserved cores (taskset, sched_setaffinity); its threads sized to them' }
-      : { enforced: false, detail: plan.cpu.why },
+    cpu: plan.cpu.kind === 'cpuset'
+      ? { enforced: true, detail: `a cgroup v${plan.cpu.cgroup.version} cpuset per task under ${plan.cpu.cgroup.dir} holds every thread of ffmpeg to the reserved cores, whatever affinity an encoder sets itself; taskset as well, and its threads sized to them` }
+      : plan.cpu.kind === 'affinity'
+        ? { enforced: true, detail: `ffmpeg started with its affinity set to the reserved cores (taskset), its threads sized to them; an encoder that resets its threads' affinity (libx265) can leave them: no cpuset (${plan.cpu.why_not_cpuset ?? 'not probed'})` }
+        : { enforced: false, detail: plan.cpu.why },
     memory: describeMemory(plan.memory),
     gpu: plan.gpu.kind === 'visible-devices'
       ? { enforced: true, detail: 'ffmpeg sees only the reserved GPUs (CUDA_VISIBLE_DEVICES in PCI bus order; -gpu counts within them)' }

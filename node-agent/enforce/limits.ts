@@ -150,7 +150,7 @@ export function parseCgroupMounts(mountinfo: string): CgroupMounts {
  * The hierarchy that holds `controller` (v1 name; `io` is blkio's v2 name), given the controllers
  * the cgroup2 root offers: on a hybrid host a controller is bound to v1 or to v2, never both.
  */
-export function hierarchyOf(mounts: CgroupMounts, controller: 'memory' | 'blkio', v2Controllers: readonly string[]): CgroupHierarchy | undefined {
+export function hierarchyOf(mounts: CgroupMounts, controller: 'memory' | 'blkio' | 'cpuset', v2Controllers: readonly string[]): CgroupHierarchy | undefined {
   if (mounts.v1[controller]) return { version: 1, mount: mounts.v1[controller] };
   const v2Name = controller === 'blkio' ? 'io' : controller;
   if (mounts.v2 && v2Controllers.includes(v2Name)) return { version: 2, mount: mounts.v2 };

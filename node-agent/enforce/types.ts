@@ -34,8 +34,15 @@ export interface NodeCgroup extends CgroupHierarchy {
   dir: string;
 }
 
-/** CPU: ffmpeg's affinity is the reserved cores (taskset), or it is left to roam. */
-export type CpuMechanism = { kind: 'affinity' } | { kind: 'none'; why: string };
+/**
+ * CPU, strongest first:
+ * - `cpuset`    a per-task cpuset cgroup holds every thread to the reserved cores, whatever
+ *               affinity an encoder sets itself (libx265's thread pools do); taskset as well
+ * - `affinity`  ffmpeg starts with its affinity set to the reserved cores (taskset): an encoder
+ *               that resets its threads' affinity leaves them
+ * - `none`      it is left to roam
+ */
+export type CpuMechanism = { kind: 'cpuset'; cgroup: NodeCgroup } | { kind: 'affinity'; why_not_cpuset?: string } | { kind: 'none'; why: string };
 
 /**
  * Memory, strongest first:

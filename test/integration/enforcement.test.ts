@@ -29,7 +29,7 @@ const MIB = 2 ** 20;
 interface Writable { version: 1 | 2; mount: string }
 
 /** Where `controller` is mounted and whether a cgroup with a limit can be made there, judged from /proc/mounts and one mkdir. */
-function probe(controller: 'memory' | 'blkio', limit: (cg: string, version: 1 | 2) => void): Writable | undefined {
+function probe(controller: 'memory' | 'blkio' | 'cpuset', limit: (cg: string, version: 1 | 2) => void): Writable | undefined {
   const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
   let found: Writable | undefined;
   const v1 = mounts.find((m) => m[2] === 'cgroup' && m[3].split(',').includes(controller));
@@ -37,14 +37,16 @@ function probe(controller: 'memory' | 'blkio', limit: (cg: string, version: 1 | 
   else {
     const v2 = mounts.find((m) => m[2] === 'cgroup2');
     const offers = v2 ? readFileSync(path.join(v2[1], 'cgroup.controllers'), 'utf8').split(/\s+/) : [];
-    if (v2 && offers.includes(controller === 'blkio' ? 'io' : 'memory')) found = { version: 2, mount: v2[1] };
+    if (v2 && offers.includes(controller === 'blkio' ? 'io' : controller)) found = { version: 2, mount: v2[1] };
   }
   if (!found) return undefined;
   const parent = path.join(found.mount, `prescient-testprobe-${process.pid}`);
   const child = path.join(parent, 'x');
   try {
     mkdirSync(parent);
-    if (found.version === 2) writeFileSync(path.join(parent, 'cgroup.subtree_control'), controller === 'blkio' ? '+io' : '+memory');
+    if (found.version === 2) writeFileSync(path.join(parent, 'cgroup.subtree_control'), controller === 'blkio' ? '+io' : `+${controller}`);
+    // A v1 cpuset starts empty: it needs cores and memory nodes (its parent's) before a child takes any.
+    if (found.version === 1 && controller === 'cpuset') for (const f of ['cpuset.cpus', 'cpuset.mems']) writeFileSync(path.join(parent, f), readFileSync(path.join(found.mount, f), 'utf8').trim());
     mkdirSync(child);
     limit(child, found.version);
     return found;
@@ -67,6 +69,10 @@ const memoryCgroup = probe('memory', (cg, v) => writeFileSync(path.join(cg, v ==
 const disk = diskNumbers(dir);
 const blkioCgroup = disk === undefined ? undefined
   : probe('blkio', (cg, v) => writeFileSync(path.join(cg, v === 1 ? 'blkio.throttle.read_bps_device' : 'io.max'), v === 1 ? `${disk} 1000000` : `${disk} rbps=1000000`));
+const cpusetCgroup = probe('cpuset', (cg, v) => {
+  if (v === 1) writeFileSync(path.join(cg, 'cpuset.mems'), readFileSync(path.join(path.dirname(cg), 'cpuset.mems'), 'utf8').trim());
+  writeFileSync(path.join(cg, 'cpuset.cpus'), String(core[0]));
+});
 const nvidiaGpus = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' }).stdout?.split('\n').filter((l) => l.startsWith('GPU ')).length ?? 0;
 
 let plan: EnforcementPlan;
@@ -181,6 +187,69 @@ test('bandwidth is detected as enforced by an I/O cgroup where a throttle can be
     assert.ok(bandwidth.detail.length > 10, bandwidth.detail);
   }
 });
+
+test('CPU is held by a cpuset cgroup per task where a test cpuset can be written, else by affinity alone, saying why', () => {
+  const cpu = describeEnforcement(plan).find((e) => e.resource === 'cpu')!;
+  assert.is(cpu.mode, 'enforced');
+  if (cpusetCgroup) {
+    assert.equal(plan.cpu, { kind: 'cpuset', cgroup: { ...cpusetCgroup, dir: path.join(cpusetCgroup.mount, `prescient-${NODE}`) } });
+    assert.match(cpu.detail, `cgroup v${cpusetCgroup.version} cpuset per task`);
+  } else {
+    assert.is(plan.cpu.kind, 'affinity');
+    assert.match(cpu.detail, /no cpuset \(.+\)/);
+  }
+});
+
+/**
+ * Every thread of the encoding ffmpeg, polled while it runs: the CPUs each may run on
+ * (Cpus_allowed_list) and the CPU each last ran on, as sets over the whole encode.
+ */
+function watchThreads(task_id: string): { stop(): { allowed: Set<string>; ran_on: Set<number>; threads: number } } {
+  const allowed = new Set<string>(), ran_on = new Set<number>(), tids = new Set<string>();
+  let pid: string | undefined;
+  const timer = setInterval(() => {
+    if (!pid) {
+      pid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'ffmpeg' && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean).at(-1)?.includes(`${task_id}.part.`);
+        } catch { return false; }
+      });
+      if (!pid) return;
+    }
+    try {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        tids.add(tid);
+        allowed.add(/^Cpus_allowed_list:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]);
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        ran_on.add(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[36]));
+      }
+    } catch { /* a thread or the process ended between the listing and the read */ }
+  }, 5);
+  return { stop: () => { clearInterval(timer); return { allowed, ran_on, threads: tids.size }; } };
+}
+
+// The encoders the job schema offers on CPU (librav1e is in this ffmpeg too, but no job can ask for it).
+for (const [encoder, codec, preset] of [['libx264', 'h264', 'ultrafast'], ['libx265', 'hevc', 'ultrafast'], ['libvpx-vp9', 'vp9', '7'], ['libsvtav1', 'av1', '12'], ['libaom-av1', 'av1', '7']] as const) {
+  test(`every thread of a ${encoder} encode stays on its one reserved core${encoder === 'libx265' ? ' (libx265 sets its own threads\' affinity)' : ''}, held there by its cpuset where the node has one`, async () => {
+    const id = `pin-${encoder}`;
+    const w = watchThreads(id);
+    const r = await runner.run(job(id, { codec, encoder, preset, rate_control: { mode: 'crf', crf: 30 } }, testsrc(2, '640x360')));
+    const seen = w.stop();
+    assert.ok(seen.threads > 0, 'ffmpeg\'s threads were seen');
+    const cpu = r.enforcement.applied.find((e) => e.resource === 'cpu')!;
+    if (cpusetCgroup) {
+      assert.match(cpu.detail, `cpuset.cpus = ${core[0]}`);
+      assert.equal([...seen.allowed], [String(core[0])], `${seen.threads} threads may run only on core ${core[0]}`);
+      assert.equal([...seen.ran_on], [core[0]], `${seen.threads} threads ran only on core ${core[0]}`);
+      assert.ok(r.pinned, 'the run says it stayed on its cores');
+      assert.not.ok(existsSync(taskDir(cpusetCgroup, id)), 'task cpuset removed');
+    } else {
+      // Affinity alone: what the run saw is what it says.
+      assert.match(cpu.detail, 'taskset');
+      assert.is(r.pinned, [...seen.allowed].every((a) => a === String(core[0])) && [...seen.ran_on].every((c) => c === core[0]));
+    }
+  });
+}
 
 test('GPUs are hidden where the node has some, and on a node without GPUs detection says there is nothing to restrict', () => {
   const gpu = describeEnforcement(plan).find((e) => e.resource === 'gpu')!;
