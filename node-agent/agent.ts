@@ -13,7 +13,8 @@ import {
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
-import { detectHardware, type GrantOptions, type Hardware } from './hardware.js';
+import { allowedCores, detectHardware, type GrantOptions, type Hardware } from './hardware.js';
+import { HostClaims } from './host-claims.js';
 import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
@@ -39,6 +40,8 @@ export interface AgentOptions {
   outputDir: string;
   /** Where telemetry waits while QuestDB is unreachable. */
   spoolDir: string;
+  /** The host-wide file agents on this host claim their cores, memory and GPUs in (default host-claims.ts defaultClaimsFile). */
+  hostClaimsFile?: string;
   grpcHost?: string;
   grpcPort?: number;
   /** How often a running encode is sampled (default 1000 ms). */
@@ -98,6 +101,13 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   say(describeFfmpegPrivileges());
   mkdirSync(o.outputDir, { recursive: true });
   mkdirSync(o.spoolDir, { recursive: true });
+  // This host's capacity is counted once: what other agents here hold is not this one's (host-claims.ts).
+  const claims = new HostClaims(o.hostClaimsFile, say);
+  const grant = await claims.claim({
+    node_id: nodeId, cores: o.grant?.cores ? hardware.core_ids : undefined, allowed_cores: allowedCores(),
+    memory_gb: o.grant?.memoryGb, host_memory_gb: os.totalmem() / 1024 ** 3, gpus: hardware.gpus.map((g) => g.id),
+  });
+  Object.assign(hardware, { core_ids: grant.cores, memory_gb: grant.memory_gb, gpus: hardware.gpus.filter((g) => grant.gpus.includes(g.id)) });
   const plan = await detectEnforcement({ node_id: nodeId, gpu_count: hardware.gpus.length, output_dir: o.outputDir, ...o.enforcement, log: say });
   const enforcement = describeEnforcement(plan);
   const pool = createEncodeRunner({ maxThreads: Math.max(1, hardware.core_ids.length), warm: true });
@@ -296,7 +306,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     }),
   };
   const host = o.grpcHost ?? '127.0.0.1';
-  const { server, port } = await serve(agentService(), handlers, host, o.grpcPort ?? 0, identity);
+  const { server, port } = await serve(agentService(), handlers, host, o.grpcPort ?? 0, identity).catch(async (e) => { await claims.release(); throw e; });
   const address = `${host}:${port}`;
 
   const runningList = (): RunningTaskMsg[] => [...running.entries()].map(([task_id, r]) => ({ task_id, allocation: toAllocationMsg(r.allocation) }));
@@ -398,6 +408,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       stopRevoked();
+      await claims.release();
     },
   };
 }
