@@ -14,6 +14,7 @@ import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/inde
 import { ConsulLeaderElection, type LeaderElection } from './election/index.js';
 import { JetStreamTaskStore, JetStreamTermRecord, connectBus, ensureStreams } from './bus/index.js';
 import { Leader } from './leader/index.js';
+import type { TimeLimit } from './core/index.js';
 import { RetrainScheduler } from './retrain/index.js';
 import type { ReservationPolicy } from './sizing/index.js';
 import { JetStreamLedgerStore } from './ledger/index.js';
@@ -51,6 +52,10 @@ export interface CoordinatorOptions {
   /** Cloud burst: the leader launches and gives back nodes through this provider (coordinator/burst). */
   burst?: BurstOptions;
   leaseMs?: number;
+  /** When an encode is stopped as hung (default coordinator/core TIME_LIMIT: 3× its predicted upper duration, at least 60 s). */
+  timeLimit?: TimeLimit;
+  /** Attempts before a task that keeps losing its node, or hanging, is failed (default 5). */
+  maxAttempts?: number;
   heartbeatMs?: number;
   sessionTtlSeconds?: number;
   /** While leading, append the events fed to the leader's core to this file, term by term (`prescient replay`). */
@@ -183,7 +188,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
         const l = new Leader({
           onDeposed: (reason) => void election.resign(`deposed: ${reason}`).catch((e) => log(`could not resign: ${e}`)),
           id, term, identity, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
-          leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000,
+          leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000, timeLimit: o.timeLimit, maxAttempts: o.maxAttempts,
         });
         try {
           await retryUnavailable(() => feedback.start());

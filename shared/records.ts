@@ -20,9 +20,19 @@ export const shortText = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
 /** Why `value` is not what `schema` describes, naming the first field that is wrong (undefined when it is). */
 export function whyNot(schema: v.GenericSchema, value: unknown): string | undefined {
   const r = v.safeParse(schema, value, { abortEarly: true });
-  if (r.success) return undefined;
-  const issue = r.issues[0];
+  return r.success ? undefined : describeIssue(r.issues[0]);
+}
+
+/** Everything that is wrong in `value`, one line per field (empty when nothing is): for a file a person wrote, every error at once. */
+export function whyNotAll(schema: v.GenericSchema, value: unknown): string[] {
+  const r = v.safeParse(schema, value, { abortEarly: false });
+  return r.success ? [] : r.issues.map(describeIssue);
+}
+
+function describeIssue(issue: v.BaseIssue<unknown>): string {
   const at = v.getDotPath(issue);
+  // A key a strict object does not have: valibot gives the key's name as the input.
+  if (issue.type === 'strict_object' && issue.expected === 'never') return `${at ?? describeValue(issue.input)} is not a setting here`;
   if (issue.input === undefined && at) return `${at} is missing`;
   return `${at ? `${at} ` : ''}${describeValue(issue.input)} is not ${wanted(issue)}`;
 }
@@ -40,6 +50,8 @@ function wanted(issue: v.BaseIssue<unknown>): string {
     case 'object': case 'strict_object': case 'record': return 'a mapping';
     case 'array': return 'a list';
     case 'picklist': return `one of ${e.replace(/^\(|\)$/g, '')}`;
+    case 'union': return e.replace(/^\(|\)$/g, '').split(' | ').map((x) => (x === 'Array' ? 'a list' : x === 'Object' ? 'a mapping' : `a ${x}`)).join(' or ');
+    case 'integer': return 'a whole number';
     default: return e ? `a ${e}` : issue.message;
   }
 }

@@ -122,6 +122,10 @@ export interface EncodingTask {
    * report is the job's, not a forgery.
    */
   earlier?: ResourceAllocation[];
+  /** When the leader saw its deadline pass while it had not ended (its events say so from then on). */
+  deadline_missed_at?: number;
+  /** When the leader asked its node to stop an encode that ran past its time limit (it then runs again, or fails after maxAttempts). */
+  time_limit_stop_at?: number;
 }
 
 /** The message `prescient cancel` publishes on the cancel subject. */
@@ -151,6 +155,13 @@ export interface TaskEvent {
   predicted?: Prediction;
   allocation?: ResourceAllocation;
   result?: EncodeResult;
+  /**
+   * What this event tells beyond a state: `deadline_missed` (its deadline passed before it ended),
+   * `time_limit` (its encode ran past its time limit and is being stopped, to run again).
+   */
+  notice?: 'deadline_missed' | 'time_limit';
+  /** When its deadline was seen to pass, on this and every later event. */
+  deadline_missed_at?: number;
 }
 
 /**

@@ -71,7 +71,7 @@ export function queueView(f: Fleet, now = Date.now()) {
   return order.map((e) => ({
     position: e.position, job_id: e.task.id, class: e.task.schema.priority, submitter: e.task.schema.submitter,
     waiting_s: Math.round((now - e.task.submitted_at) / 1000), reason: e.task.reason ?? '',
-    ...(e.task.schema.deadline ? { deadline: e.task.schema.deadline } : {}),
+    ...(e.task.schema.deadline ? { deadline: e.task.schema.deadline, deadline_missed: now > Date.parse(e.task.schema.deadline) } : {}),
     ...(e.latest_start !== undefined ? { latest_start: new Date(e.latest_start).toISOString(), deadline_at_risk: now > e.latest_start } : {}),
     estimated_start: est.get(e.task.id)?.at !== undefined ? new Date(est.get(e.task.id)!.at!).toISOString() : null,
     estimate: est.get(e.task.id)?.why ?? '',
@@ -98,7 +98,7 @@ export async function queue(o: { json?: boolean }, stateDir: string): Promise<vo
   if (o.json) { console.log(JSON.stringify({ queue: rows }, null, 2)); return; }
   if (!rows.length) { console.log('the queue is empty'); return; }
   console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [
-    String(r.position), r.job_id, r.class + ('deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
+    String(r.position), r.job_id, r.class + ('deadline_missed' in r && r.deadline_missed ? ' (deadline missed)' : 'deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
     r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
   ])));
 }

@@ -339,7 +339,9 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
   .option('--burst <config>', 'cloud burst: launch nodes when the queue would miss its SLAs, give them back when idle (YAML/JSON; coordinator/README.md)')
   .option('--burst-dry-run', 'with --burst: decide and log what it would launch and why, launch nothing')
   .option('--event-log <file>', 'while leading, append the events fed to the leader\'s core to FILE (JSON lines), for `prescient replay`')
-  .action(async (o) => {
+  .option('--config <file>', 'these settings from a YAML or JSON file, keys in snake_case (event_log for --event-log); a flag given here wins')
+  .action(async (_o, cmd: Command) => {
+    const o = await withConfigFile(cmd, 'coordinator');
     const [{ startCoordinator }, { parseSchedule, parseWindow }, { parseReservationPolicy }, { placementPolicy }] = await Promise.all([
       import('../coordinator.js'), import('../retrain/index.js'), import('../sizing/index.js'), import('../placement/index.js'),
     ]);
@@ -408,13 +410,25 @@ const agentOptions = (cmd: Command) => cmd
   .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)')
   .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)')
   .option('--accounted-only <resources>', 'reserve and measure but do not enforce these, comma-separated: cpu,memory,gpu,bandwidth')
-  .option('--shape-interfaces <devs>', 'interfaces whose egress is shaped per task, comma-separated; \'\' for none (default: those of the default routes)');
+  .option('--shape-interfaces <devs>', 'interfaces whose egress is shaped per task, comma-separated; \'\' for none (default: those of the default routes)')
+  .option('--config <file>', 'these settings from a YAML or JSON file, keys in snake_case (memory_gb for --memory-gb); a flag given here wins');
+
+/** The command's options with its `--config` file's settings under them (every problem in the file reported at once). */
+async function withConfigFile(cmd: Command, kind: 'agent' | 'coordinator') {
+  const file = cmd.opts().config as string | undefined;
+  if (file !== undefined) {
+    const { applyConfigFile, AGENT_CONFIG, COORDINATOR_CONFIG } = await import('./config-file.js');
+    applyConfigFile(cmd, file, kind === 'agent' ? AGENT_CONFIG : COORDINATOR_CONFIG);
+  }
+  return cmd.opts();
+}
 
 agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
-  .action(async (o) => {
+  .action(async (_o, cmd: Command) => {
+    const o = await withConfigFile(cmd, 'agent');
     const { startAgent } = await import('../../node-agent/index.js');
     const a = await startAgent({ ...(await agentConfig(o)), endpoints: loadEndpoints(dir()), learn: learnConfig(o.learn, o.nodeId) });
     untilSignal(() => a.stop());
@@ -439,7 +453,8 @@ async function agentConfig(o: Record<string, string | number | undefined>) {
 }
 
 agentOptions(program.command('dev').description('one coordinator and one agent in one process against the local stack (starts it if needed)'))
-  .action(async (o) => {
+  .action(async (_o, cmd: Command) => {
+    const o = await withConfigFile(cmd, 'agent');
     const [{ stackUp }, { startCoordinator }, { startAgent }] = await Promise.all([localStack(), import('../coordinator.js'), import('../../node-agent/index.js')]);
     await stackUp({ stateDir: dir(), log: (l) => console.error(l) });
     const c = await startCoordinator({ id: 'dev', endpoints: loadEndpoints(dir()), validation: validation(), modelDir: modelDir() });

@@ -40,7 +40,19 @@ export interface CoreOptions {
   queuePolicy?: QueuePolicy;
   reservation?: ReservationPolicy;
   policy?: PlacementPolicy;
+  /** When an encode is stopped as hung (default TIME_LIMIT). */
+  timeLimit?: TimeLimit;
 }
+
+/**
+ * An encode's time limit: `factor` × the upper bound of its predicted duration, and never less
+ * than `min_ms`. Past it the leader stops the encode (a hung ffmpeg must not keep its cores) and
+ * runs it again, counted as an attempt, so one that always hangs fails after maxAttempts. Three
+ * times the bound: the bound already covers 95 % of encodes, so an encode past three times it
+ * is stuck rather than slow; the floor keeps short jobs from being judged on start-up noise.
+ */
+export interface TimeLimit { factor: number; min_ms: number }
+export const TIME_LIMIT: TimeLimit = { factor: 3, min_ms: 60_000 };
 
 /** A placement pass's view of one hardware class's idle cores (per node where the fleet has at most PASS_VIEW_NODES). */
 interface ClassView { hw_class: string; idle: number; most: number; free?: Map<string, number>; nodes: string[]; others?: ReadonlySet<string> }
@@ -324,6 +336,11 @@ export class LeaderCore {
       return;
     }
     const t = this.active.get(taskId);
+    if (t && t.time_limit_stop_at !== undefined && t.cancel_requested_at === undefined) {
+      if (notRunning) { this.requeue(t, t.reason ?? 'its encode ran past its time limit'); this.passDue = true; }
+      else if (reason) this.alert(`stopping ${t.id} past its time limit: agent did not confirm (${reason}); it ends when the node reports or is lost`);
+      return;
+    }
     if (!t || t.cancel_requested_at === undefined) return;
     if (notRunning) {
       this.ledger.release(t.id);
@@ -650,6 +667,7 @@ export class LeaderCore {
     this.unclaimed.delete(t.id);
     if (t.allocation) t.earlier = [...(t.earlier ?? []), t.allocation].slice(-EARLIER_KEPT);
     t.allocation = undefined;
+    t.time_limit_stop_at = undefined;
     t.started_at = undefined;
     if (t.cancel_requested_at !== undefined) return this.finishCancel(t, `cancelled (${reason})`);
     if (t.attempts >= (this.o.maxAttempts ?? 5)) {
@@ -727,6 +745,11 @@ export class LeaderCore {
       return ack(true);
     }
     this.passDue = true;
+    // Stopped for running past its time limit: it runs again (an attempt counted), or fails after maxAttempts.
+    if (rep.state === 'failed' && t.time_limit_stop_at !== undefined && t.cancel_requested_at === undefined) {
+      this.requeue(t, t.reason ?? 'its encode ran past its time limit');
+      return ack(true);
+    }
     // Stopped by its memory limit: the prediction was short, not the job wrong. It runs
     // again with more memory reserved (the bound it broke, doubled), within maxAttempts.
     if (rep.state === 'failed' && t.cancel_requested_at === undefined && failureKind(rep.failure) === 'MEMORY_EXCEEDED' && t.allocation) {
@@ -811,6 +834,7 @@ export class LeaderCore {
         if (t) this.requeue(t, `node ${n.capacity.node_id} was lost`);
       }
     }
+    this.checkTimes();
     for (const [id, deadline] of this.unclaimed) {
       if (this.now < deadline) continue;
       const t = this.active.get(id);
@@ -820,16 +844,44 @@ export class LeaderCore {
     this.passDue = true;
   }
 
+  /**
+   * Once a second: an encode past its time limit is stopped (its node asked to, the task re-queued
+   * when it confirms), and a job whose deadline passed before it ended says so, once.
+   */
+  private checkTimes(): void {
+    const limit = this.o.timeLimit ?? TIME_LIMIT;
+    for (const t of this.active.values()) {
+      if (t.schema.deadline && t.deadline_missed_at === undefined && this.now > Date.parse(t.schema.deadline)) {
+        t.deadline_missed_at = this.now;
+        this.record(t, 'deadline_missed');
+      }
+      if (isActor(t.schema) || !t.allocation || t.started_at === undefined || t.cancel_requested_at !== undefined || t.time_limit_stop_at !== undefined) continue;
+      const upper = t.predicted?.upper.duration_s;
+      const ms = Math.max(limit.min_ms, limit.factor * (Number.isFinite(upper) && upper! > 0 ? upper! : 0) * 1000);
+      if (this.now - t.started_at <= ms) continue;
+      const node = this.ledger.snapshot().node(t.allocation.node_id);
+      t.time_limit_stop_at = this.now;
+      const secs = (x: number) => (x < 10_000 ? (x / 1000).toFixed(1) : (x / 1000).toFixed(0));
+      t.reason = `its encode ran ${secs(this.now - t.started_at)} s, past its time limit of ${secs(ms)} s (${limit.factor}× the upper bound of its predicted duration, at least ${limit.min_ms / 1000} s): stopping it to run again`;
+      this.record(t, 'time_limit');
+      if (node) this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: t.id, term: this.term });
+      else this.requeue(t, t.reason);
+    }
+  }
+
   /** A task that ended: recorded, and remembered a while for late reports. */
   private end(t: EncodingTask): void {
     this.ended.delete(t.id);
     this.ended.set(t.id, t);
     if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value!);
-    this.record(t);
+    // Ended after its deadline, before a tick saw it pass: its last event says so.
+    const late = t.deadline_missed_at === undefined && !!t.schema.deadline && this.now > Date.parse(t.schema.deadline);
+    if (late) t.deadline_missed_at = this.now;
+    this.record(t, late ? 'deadline_missed' : undefined);
   }
 
   /** Asks for a task's record and event (its state now), keeping the queue index in step. */
-  private record(t: EncodingTask): void {
+  private record(t: EncodingTask, notice?: TaskEvent['notice']): void {
     this.index(t);
     t.updated_at = this.now;
     t.term = this.term;
@@ -839,6 +891,7 @@ export class LeaderCore {
     const event: TaskEvent = {
       job_id: t.id, ...(t.owner !== undefined && { owner: t.owner }), state: t.state, at: t.updated_at, term: this.term, node_id: t.allocation?.node_id,
       reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
+      ...(notice && { notice }), ...(t.deadline_missed_at !== undefined && { deadline_missed_at: t.deadline_missed_at }),
     };
     this.effects.push({ kind: 'Publish', event });
   }

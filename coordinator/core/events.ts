@@ -29,6 +29,8 @@ export interface Submission {
 export interface CoreConfig {
   lease_ms: number;
   max_attempts?: number;
+  /** When an encode is stopped as hung (absent: the default). */
+  time_limit?: { factor: number; min_ms: number };
   reservation?: ReservationPolicy;
   /** A built-in placement policy's name ('custom' cannot be replayed). */
   placement: string;

@@ -76,7 +76,7 @@ export function replay(lines: Iterable<string>, predictorFor: (version: string, 
       if (!predictor) throw new Error(`line ${n}: no ModelChanged event before the term's start names the model`);
       core = new LeaderCore({
         predictor, validation: { allowedInputRoots: c.allowed_input_roots }, leaseMs: c.lease_ms, maxAttempts: c.max_attempts,
-        queuePolicy: c.queue_policy, reservation: c.reservation, policy: placementPolicy(c.placement),
+        queuePolicy: c.queue_policy, reservation: c.reservation, policy: placementPolicy(c.placement), timeLimit: c.time_limit,
       });
       out.terms.push(started.term);
     }

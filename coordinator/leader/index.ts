@@ -30,7 +30,7 @@ import { deadLetterOf, jsonCodec, publishDeadLetter, publishEvent, type TaskStor
 import type { QueuePolicy } from '../queue/index.js';
 import type { ReservationPolicy } from '../sizing/index.js';
 import type { CorrectedPredictor } from '../feedback/index.js';
-import { LeaderCore, decisionsOf, type CoreConfig, type Effect, type LeaderEvent, type ProbeOutcome, type Reply, type Submission } from '../core/index.js';
+import { LeaderCore, decisionsOf, type TimeLimit, type CoreConfig, type Effect, type LeaderEvent, type ProbeOutcome, type Reply, type Submission } from '../core/index.js';
 
 export interface LeaderOptions {
   id: string;
@@ -54,6 +54,8 @@ export interface LeaderOptions {
   heartbeatMs: number;
   /** Attempts before a task that keeps losing its node is failed. */
   maxAttempts?: number;
+  /** When an encode is stopped as hung (default coordinator/core TIME_LIMIT). */
+  timeLimit?: TimeLimit;
   /** How queued work is ordered (SLA class delays, submitter spacing). */
   queuePolicy?: QueuePolicy;
   /** How much a task reserves (default: its predicted upper bound). */
@@ -146,7 +148,7 @@ export class Leader {
     this.now = o.now ?? Date.now;
     this.core = new LeaderCore({
       predictor: o.predictor, validation: o.validation, leaseMs: o.leaseMs, maxAttempts: o.maxAttempts,
-      queuePolicy: o.queuePolicy, reservation: o.reservation, policy: o.policy,
+      queuePolicy: o.queuePolicy, reservation: o.reservation, policy: o.policy, timeLimit: o.timeLimit,
     });
   }
 
@@ -160,7 +162,7 @@ export class Leader {
     const tasks = await retryUnavailable(() => this.o.store.listActive());
     const saved = await (this.o.ledgerStore && retryUnavailable(() => this.o.ledgerStore!.load()))?.catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
     const config: CoreConfig = {
-      lease_ms: this.o.leaseMs, max_attempts: this.o.maxAttempts, reservation: this.o.reservation, placement: this.o.policy?.name ?? 'best-fit',
+      lease_ms: this.o.leaseMs, max_attempts: this.o.maxAttempts, ...(this.o.timeLimit && { time_limit: this.o.timeLimit }), reservation: this.o.reservation, placement: this.o.policy?.name ?? 'best-fit',
       queue_policy: this.o.queuePolicy, allowed_input_roots: [...this.o.validation.allowedInputRoots], coverage: this.o.coverage,
     };
     await this.feed([{ kind: 'Started', at: this.now(), term: this.o.term, leader_id: this.o.id, tasks, saved, config }]);

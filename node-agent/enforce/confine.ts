@@ -68,6 +68,7 @@ class TaskConfinement implements Confinement {
     if (!c) return { via: 'affinity', why_not_cpuset: NO_PLAN };
     if (c.kind === 'none') return { via: 'none', why: c.why };
     if (c.kind === 'affinity') return { via: 'affinity', why_not_cpuset: c.why_not_cpuset };
+    if (!this.r.core_ids.length) return { via: 'affinity', why_not_cpuset: 'no cores were reserved' };
     try {
       const cgroup = this.cgroup(c.cgroup);
       setCpus(cgroup, this.r.core_ids);

@@ -255,4 +255,67 @@ test('a node that never held a job cannot report on it, and an earlier attempt\'
   assert.is(core.active.get('a')!.state, before);
 });
 
+test('an encode past its time limit is stopped and run again, and one that keeps hanging fails after its attempts, saying why', () => {
+  const core = new LeaderCore({ predictor: model, validation: { allowedInputRoots: ['/media'] }, leaseMs: 60_000, maxAttempts: 2, timeLimit: { factor: 3, min_ms: 10_000 } });
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  // One core: the job takes it at once (with more, sizing may wait a moment for company).
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 1), running: [] }]);
+  core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'hung', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3, owner: 'test' }] }]);
+  const t = core.active.get('hung')!;
+  const limitMs = Math.max(10_000, 3 * t.predicted!.upper.duration_s * 1000);
+  const beat = (at: number): LeaderEvent => ({ kind: 'Heartbeat', at, node_id: 'n0', running: [] });
+  // Within its limit nothing happens.
+  const before = core.apply([beat(3 + limitMs - 5), { kind: 'Tick', at: 3 + limitMs - 1 }]);
+  assert.not.ok(before.effects.some((e) => e.kind === 'Cancel'));
+  // Past it: its node is asked to stop it, and its event says why.
+  const past = core.apply([beat(3 + limitMs), { kind: 'Tick', at: 3 + limitMs + 1 }]);
+  assert.ok(past.effects.some((e) => e.kind === 'Cancel' && e.task_id === 'hung' && e.node_id === 'n0'));
+  const ev = past.effects.find((e) => e.kind === 'Publish' && e.event.job_id === 'hung');
+  assert.is(ev?.kind === 'Publish' && ev.event.notice, 'time_limit');
+  assert.match(t.reason!, /past its time limit of [\d.]+ s \(3× the upper bound of its predicted duration, at least 10 s\)/);
+  assert.ok(core.ledger.reservation('hung'), 'its cores are held until the node confirms the stop');
+  // The node confirms: it runs again (a second attempt), on the cores it had.
+  let at = 3 + limitMs + 10;
+  core.apply([{ kind: 'StatusReported', at, report: report('hung', 'n0', 'failed', 'CANCELLED') }]);
+  assert.is(t.attempts, 2);
+  assert.ok(core.ledger.reservation('hung'), 'placed again');
+  assert.is(t.time_limit_stop_at, undefined);
+  // It hangs again: after its last attempt it fails, and says why.
+  const again = at + limitMs + 10;
+  core.apply([beat(again - 1), { kind: 'Tick', at: again }]);
+  at = again + 10;
+  const last = core.apply([{ kind: 'StatusReported', at, report: report('hung', 'n0', 'failed', 'CANCELLED') }]);
+  assert.not.ok(core.active.has('hung'));
+  const failed = last.effects.find((e) => e.kind === 'Publish' && e.event.job_id === 'hung');
+  assert.is(failed?.kind === 'Publish' && failed.event.state, 'failed');
+  assert.match(failed?.kind === 'Publish' ? failed.event.reason ?? '' : '', /^gave up after 2 attempts; last: its encode ran [\d.]+ s, past its time limit/);
+  assert.is(core.ledger.reservation('hung'), undefined);
+});
+
+test('a job whose deadline passes before it ends says so once, in an event and on every later one', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  // No node yet: it waits.
+  const deadline = 1_000_000;
+  core.apply([{ kind: 'Submitted', at: 2, submissions: [{ envelope: { job_id: 'late', submitted_at: 0, schema: { ...schema(640, 'medium', 'standard'), deadline: new Date(deadline).toISOString() } }, stored_at: 2, owner: 'test' }] }]);
+  const notices = (effects: Effect[]) => effects.flatMap((e) => (e.kind === 'Publish' && e.event.job_id === 'late' && e.event.notice ? [e.event.notice] : []));
+  assert.equal(notices(core.apply([{ kind: 'Tick', at: deadline - 1 }]).effects), []);
+  const missed = core.apply([{ kind: 'Tick', at: deadline + 1 }]).effects;
+  assert.equal(notices(missed), ['deadline_missed']);
+  assert.equal(notices(core.apply([{ kind: 'Tick', at: deadline + 1001 }]).effects), [], 'once');
+  // Placed later: its events carry when the deadline was missed.
+  const placed = core.apply([{ kind: 'Registered', at: deadline + 2000, capacity: node(0, 2), running: [] }]).effects;
+  const ev = placed.find((e) => e.kind === 'Publish' && e.event.job_id === 'late' && e.event.state === 'placed');
+  assert.is(ev?.kind === 'Publish' && ev.event.deadline_missed_at, deadline + 1);
+});
+
+test('a job that ends after its deadline between two ticks says so on its last event', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }, { kind: 'Registered', at: 1, capacity: node(0, 2), running: [] }]);
+  core.apply([{ kind: 'Submitted', at: 2, submissions: [{ envelope: { job_id: 'tight', submitted_at: 0, schema: { ...schema(640, 'medium', 'standard'), deadline: new Date(100).toISOString() } }, stored_at: 2, owner: 'test' }] }]);
+  const done = core.apply([{ kind: 'StatusReported', at: 150, report: report('tight', core.ledger.reservation('tight')!.node_id, 'succeeded') }]).effects;
+  const ev = done.find((e) => e.kind === 'Publish' && e.event.job_id === 'tight');
+  assert.ok(ev?.kind === 'Publish' && ev.event.state === 'succeeded' && ev.event.notice === 'deadline_missed' && ev.event.deadline_missed_at === 150);
+});
+
 test.run();
