@@ -142,6 +142,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     Register: fromNode((r) => r.capacity?.node_id, (l, r) => l.register(r)),
     Heartbeat: fromNode((r) => r.node_id, (l, r) => l.heartbeat(r)),
     ReportStatus: fromNode((r) => r.node_id, (l, r) => l.reportStatus(r)),
+    Deregister: fromNode((r) => r.node_id, (l, r) => l.deregister(r)),
     // A burst node's first call: its launch's enrolment certificate buys one node certificate,
     // for an instance that launch started (coordinator/burst mayEnrol), signed here.
     Enrol: (call, cb) => {

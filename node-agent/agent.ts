@@ -79,6 +79,12 @@ export interface AgentHandle {
   term(): number;
   /** Reports not yet accepted by a leader. */
   undelivered(): number;
+  /**
+   * Stops taking work (Assigns are refused as DRAINING, heartbeats tell the leader to place
+   * nothing more here) and waits up to `graceMs` for the encodes running to finish. Returns how
+   * many are still running: `stop()` then hands them back.
+   */
+  drain(graceMs: number): Promise<number>;
   telemetry: TelemetrySink;
   /** Federated learning on this node, when `learn` was given. */
   learning?: Learning;
@@ -153,6 +159,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   let leader: CoordinatorClient | undefined;
   let heartbeatMs = 2000;
   let stopped = false;
+  let draining = false;
 
   const report = (r: Omit<TaskStatusReport, 'node_id'>) => {
     outbox.push({ ...r, node_id: nodeId });
@@ -207,6 +214,12 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       return;
     }
     if (result && job.predicted) { const r = completionReport(fb, job.predicted, result.actual); if (r) feedback.publish(r); }
+    // Cut short because this agent is stopping: not a failure of the job. Nothing is reported;
+    // the deregistration (or, after a crash, the lease) has the leader run it elsewhere.
+    if (!result && stopped && !job.endRequested) {
+      say(`${taskId} handed back: the agent stopped before it finished`);
+      return;
+    }
     if (!result && failure === 'MEMORY_EXCEEDED') {
       feedback.publish(overrunReport(fb, 'memory_gb', Math.max(watch.peakMemoryGb, job.allocation.memory_gb), job.allocation.memory_gb, (Date.now() - job.startedAt) / 1000, job.predicted?.memory_gb, 'stopped by its memory limit'));
     }
@@ -223,6 +236,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   function accept(a: Assignment): AssignReply {
     const alloc = fromAllocationMsg(a.allocation);
     const refuse = (refusal: FailureKind, reason: string): AssignReply => { say(`refused ${a.task_id}: ${reason}`); return { accepted: false, reason, refusal }; };
+    if (draining) return refuse('DRAINING', 'this agent is stopping and takes no new work');
     if (alloc.term < highestTerm) return refuse('STALE_TERM', `stale leader term ${alloc.term}: this agent has seen term ${highestTerm}`);
     highestTerm = alloc.term;
     if (running.has(a.task_id)) return { accepted: true, reason: 'already running' };
@@ -359,7 +373,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       try {
         if (!leader || leaderKeyChanged) { leaderKeyChanged = false; await connect(); }
         else {
-          const hb = await leader.heartbeat({ node_id: nodeId, running: runningList() });
+          const hb = await leader.heartbeat({ node_id: nodeId, running: runningList(), draining });
           highestTerm = Math.max(highestTerm, Number(hb.term));
           if (hb.reregister) await connect();
         }
@@ -385,6 +399,17 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     running: () => [...running.keys()],
     term: () => highestTerm,
     undelivered: () => outbox.length,
+    async drain(graceMs: number) {
+      draining = true;
+      say(`draining: taking no new work, waiting up to ${(graceMs / 1000).toFixed(0)} s for ${running.size} encode(s) to finish`);
+      // Told at once, not at the next heartbeat: the leader stops placing here now.
+      await leader?.heartbeat({ node_id: nodeId, running: runningList(), draining }).catch(() => undefined);
+      const until = Date.now() + graceMs;
+      while (running.size && Date.now() < until && !stopped) await new Promise((r) => setTimeout(r, 100));
+      await deliver();
+      if (running.size) say(`drained for ${(graceMs / 1000).toFixed(0)} s; ${running.size} encode(s) still running are handed back`);
+      return running.size;
+    },
     async stop() {
       stopped = true;
       stopWatching();
@@ -404,6 +429,11 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
       await feedback.close();
+      // The leader takes this node out at once, and what it still held (cut short above) runs elsewhere.
+      if (leader) {
+        await leader.deregister({ node_id: nodeId, reason: draining ? 'drained and stopped' : 'stopped' })
+          .then(() => say('deregistered from the leader'), (e: Error) => say(`could not deregister (${e.message}); the leader takes the node out after a lease`));
+      }
       leader?.close();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));

@@ -23,7 +23,8 @@ export interface AllocationMsg { node_id: string; core_ids: number[]; gpu_ids: n
 export interface RunningTaskMsg { task_id: string; allocation: AllocationMsg | null }
 export interface RegisterRequest { capacity: NodeCapacity; running: RunningTaskMsg[] }
 export interface RegisterReply { term: number; leader_id: string; heartbeat_interval_ms: number }
-export interface HeartbeatRequest { node_id: string; running: RunningTaskMsg[] }
+export interface HeartbeatRequest { node_id: string; running: RunningTaskMsg[]; draining?: boolean }
+export interface DeregisterRequest { node_id: string; reason: string }
 export interface HeartbeatReply { term: number; reregister: boolean }
 export interface Assignment { task_id: string; schema_json: string; allocation: AllocationMsg; predicted: ResourceUsage; attempt: number; model_version: string; owner?: string }
 export interface AssignReply { accepted: boolean; reason: string; refusal?: FailureKind }
@@ -48,7 +49,7 @@ export interface EnrolReply { cert_pem: string }
 /** The proto's FailureKind: why an encode failed or a request was refused. Programs act on it; they never match the prose reason. */
 export const FAILURE_KINDS = [
   'FAILURE_KIND_UNSPECIFIED', 'MEMORY_EXCEEDED', 'ENCODE_FAILED', 'UNSUPPORTED', 'CANCELLED', 'LIVE_ENDED', 'AGENT_ERROR',
-  'NOT_RUNNING', 'STALE_TERM', 'WRONG_NODE', 'CORES_BUSY', 'INVALID_SCHEMA', 'ALREADY_RAN', 'NOT_PERMITTED',
+  'NOT_RUNNING', 'STALE_TERM', 'WRONG_NODE', 'CORES_BUSY', 'INVALID_SCHEMA', 'ALREADY_RAN', 'NOT_PERMITTED', 'DRAINING',
 ] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 const KNOWN_KINDS: ReadonlySet<unknown> = new Set(FAILURE_KINDS);
@@ -61,6 +62,7 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
   Heartbeat: Unary<HeartbeatRequest, HeartbeatReply>;
   ReportStatus: Unary<TaskStatusReport, Ack>;
   Enrol: Unary<EnrolRequest, EnrolReply>;
+  Deregister: Unary<DeregisterRequest, Ack>;
 }
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   AssignBatch: Unary<AssignBatchRequest, AssignBatchReply>;
@@ -144,6 +146,7 @@ export class CoordinatorClient {
   heartbeat(req: HeartbeatRequest) { return unary<HeartbeatRequest, HeartbeatReply>(this.client, 'Heartbeat', req, 5000); }
   reportStatus(req: TaskStatusReport) { return unary<TaskStatusReport, Ack>(this.client, 'ReportStatus', req, 5000); }
   enrol(req: EnrolRequest) { return unary<EnrolRequest, EnrolReply>(this.client, 'Enrol', req, 10_000); }
+  deregister(req: DeregisterRequest) { return unary<DeregisterRequest, Ack>(this.client, 'Deregister', req, 5000); }
   close() { this.client.close(); }
 }
 

@@ -33,6 +33,7 @@ export const AGENT_CONFIG = v.strictObject({
   ...host,
   /** true, or every how many runs. */
   learn: v.optional(v.union([v.boolean(), whole(1)])),
+  drain_timeout: v.optional(whole(0, 86_400)),
 });
 
 export const COORDINATOR_CONFIG = v.strictObject({

@@ -427,11 +427,15 @@ agentOptions(program.command('agent').description('run a node agent: registers t
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
+  .option('--drain-timeout <seconds>', 'on SIGTERM/SIGINT: take no new work and wait this long for running encodes to finish, then hand the rest back and deregister', '60')
   .action(async (_o, cmd: Command) => {
     const o = await withConfigFile(cmd, 'agent');
+    const drainS = Number(o.drainTimeout);
+    if (!(Number.isFinite(drainS) && drainS >= 0 && drainS <= 86_400)) throw new ConfigError('--drain-timeout', `must be between 0 and 86400 seconds, got ${JSON.stringify(o.drainTimeout)}`);
     const { startAgent } = await import('../../node-agent/index.js');
     const a = await startAgent({ ...(await agentConfig(o)), endpoints: loadEndpoints(dir()), learn: learnConfig(o.learn, o.nodeId) });
-    untilSignal(() => a.stop());
+    // systemd's stop (SIGTERM) drains: the unit's TimeoutStopSec is longer than the drain.
+    untilSignal(async () => { await a.drain(drainS * 1000); await a.stop(); });
   });
 
 async function agentConfig(o: Record<string, string | number | undefined>) {

@@ -99,6 +99,8 @@ export class LeaderCore {
   private readonly unheard = new Set<string>();
   /** Burst nodes being scaled down: nothing new is placed on them. */
   private readonly draining = new Set<string>();
+  /** Nodes whose agent is stopping (its heartbeats say draining): nothing new is placed on them. */
+  private readonly leaving = new Set<string>();
   /** Admitted jobs of the last ARRIVALS_KEPT_MS, oldest first: the burst forecast's arrival rates. */
   private readonly arrivals: EncodingTask[] = [];
   /** Tasks admitted whose first write is still to be asked for (or failed: a redelivery asks again). */
@@ -160,7 +162,11 @@ export class LeaderCore {
       }
       case 'CancelRequested': this.cancel(e.envelope, e.owner); return;
       case 'Registered': this.register(e.capacity, e.running); return;
-      case 'Heartbeat': return this.heartbeat(e.node_id, e.running);
+      case 'Heartbeat':
+        if (e.draining) this.leaving.add(e.node_id);
+        else if (this.leaving.delete(e.node_id)) this.passDue = true;
+        return this.heartbeat(e.node_id, e.running);
+      case 'Deregistered': this.deregister(e.node_id, e.reason); return;
       case 'StatusReported': return this.report(e.report, e.stored);
       case 'ModelChanged': this.modelKey = `${e.version}#${e.revision ?? ''}`; return;
       case 'Tick': this.tick(); return;
@@ -187,7 +193,7 @@ export class LeaderCore {
 
   /** Nodes a probe may go to: registered, heard from, not draining. */
   probeCandidates(): NodeCapacity[] {
-    return this.ledger.snapshot().nodes.filter((n) => !this.unheard.has(n.node_id) && !this.draining.has(n.node_id)).map((n) => n.capacity);
+    return this.ledger.snapshot().nodes.filter((n) => !this.unheard.has(n.node_id) && !this.draining.has(n.node_id) && !this.leaving.has(n.node_id)).map((n) => n.capacity);
   }
 
   /** What the burst controller decides from. */
@@ -584,9 +590,11 @@ export class LeaderCore {
   private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
 
   private avoid(): { exclude?: ReadonlySet<string>; excludeReason?: string } {
-    if (!this.draining.size) return this.unheard.size ? { exclude: this.unheard, excludeReason: 'its agent has not reported to this leader yet' } : {};
-    if (!this.unheard.size) return { exclude: this.draining, excludeReason: 'it is draining (burst scale-down)' };
-    return { exclude: new Set([...this.unheard, ...this.draining]), excludeReason: 'its agent has not reported to this leader yet, or it is draining (burst scale-down)' };
+    const sets = ([[this.unheard, 'its agent has not reported to this leader yet'], [this.draining, 'it is draining (burst scale-down)'], [this.leaving, 'its agent is stopping']] as const)
+      .filter(([s]) => s.size);
+    if (!sets.length) return {};
+    if (sets.length === 1) return { exclude: sets[0][0], excludeReason: sets[0][1] };
+    return { exclude: new Set(sets.flatMap(([s]) => [...s])), excludeReason: sets.map(([, why]) => why).join(', or ') };
   }
 
   /** All of a group's members reserved in one commit, or none (with the reason on each). Returns the cores committed. */
@@ -682,12 +690,29 @@ export class LeaderCore {
 
   private register(cap: NodeCapacity, running: RunningTaskMsg[]): void {
     this.unheard.delete(cap.node_id);
+    this.leaving.delete(cap.node_id);
     for (const d of this.ledger.upsertNode(cap, this.now)) {
       const t = this.active.get(d.task_id);
       if (t) this.requeue(t, `node ${cap.node_id} re-registered with less capacity: ${d.reason}`);
     }
     this.alert(`node ${cap.node_id} registered at ${cap.address}: cores [${cap.core_ids.join(',')}], ${cap.memory_gb.toFixed(1)} GB, ${cap.gpus.length} GPU(s)`);
     this.claim(cap.node_id, running);
+    this.passDue = true;
+  }
+
+  /** The agent stopped: its node leaves now (not a lease later), and what it held runs elsewhere, the attempt not counted against the job. */
+  private deregister(nodeId: string, reason: string): void {
+    this.leaving.delete(nodeId);
+    this.unheard.delete(nodeId);
+    if (!this.ledger.snapshot().node(nodeId)) return;
+    this.alert(`node ${nodeId} left: its agent stopped${reason ? ` (${reason})` : ''}`);
+    for (const { task_id } of this.ledger.removeNode(nodeId)) {
+      this.superseded.delete(task_id);
+      const t = this.active.get(task_id);
+      if (!t) continue;
+      t.attempts = Math.max(0, t.attempts - 1);
+      this.requeue(t, `its node ${nodeId} stopped before it finished; it runs elsewhere`);
+    }
     this.passDue = true;
   }
 
@@ -828,6 +853,7 @@ export class LeaderCore {
       if (this.now - n.last_seen <= this.o.leaseMs) continue;
       this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`);
       this.unheard.delete(n.capacity.node_id);
+      this.leaving.delete(n.capacity.node_id);
       for (const { task_id } of this.ledger.removeNode(n.capacity.node_id)) {
         this.superseded.delete(task_id);
         const t = this.active.get(task_id);

@@ -47,7 +47,10 @@ export type LeaderEvent =
   | { kind: 'Submitted'; at: number; submissions: Submission[] }
   | { kind: 'CancelRequested'; at: number; envelope: unknown; owner: string }
   | { kind: 'Registered'; at: number; capacity: NodeCapacity; running: RunningTaskMsg[] }
-  | { kind: 'Heartbeat'; at: number; node_id: string; running: RunningTaskMsg[] }
+  /** `draining`: the agent is stopping; nothing new is placed on its node. */
+  | { kind: 'Heartbeat'; at: number; node_id: string; running: RunningTaskMsg[]; draining?: boolean }
+  /** The agent stopped: its node leaves the ledger, and its tasks are re-queued (their attempts not counted). */
+  | { kind: 'Deregistered'; at: number; node_id: string; reason: string }
   /** An agent's report; `stored`: the task's record, read by the shell when the core no longer holds the task. */
   | { kind: 'StatusReported'; at: number; report: TaskStatusReport; stored?: EncodingTask }
   /**

@@ -20,7 +20,7 @@ import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscrip
 import {
   AgentClient, SchemaValidationError, failureKind, truncate, validateInputPath, validateInputProbe,
   JOBS_CONSUMER, JOBS_STREAM, SUBMIT_MAX_DELIVERIES_ADVISORY, jobsMessageOf, retryUnavailable,
-  type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type RegisterReply, type RegisterRequest,
+  type EncodingTask, type HeartbeatReply, type HeartbeatRequest, type DeregisterRequest, type RegisterReply, type RegisterRequest,
   type TaskStatusReport, type ValidationContext, type Ack, type Identity,
 } from '../../shared/index.js';
 import { keyBucket, type ResourcePredictor } from '../../models/index.js';
@@ -311,7 +311,8 @@ export class Leader {
     const reply = written === 'failed'
       ? { refused: 'its record could not be written', unreachable: false }
       : await this.agent(e.address, e.node_id).assign(e.assignment)
-        .then((r) => ({ refused: r.accepted ? undefined : r.reason, unreachable: false }), (err: Error) => ({ refused: err.message, unreachable: true }));
+        // An agent that is stopping (DRAINING) counts as unreachable: the attempt is not the job's, and nothing more goes there.
+        .then((r) => ({ refused: r.accepted ? undefined : r.reason, unreachable: failureKind(r.refusal) === 'DRAINING' }), (err: Error) => ({ refused: err.message, unreachable: true }));
     if (reply.refused === undefined) return;
     await this.feed([{ kind: 'AssignFailed', at: this.now(), task_id: e.assignment.task_id, node_id: e.node_id, reason: reply.refused, unreachable: reply.unreachable }]);
   }
@@ -563,8 +564,14 @@ export class Leader {
   }
 
   async heartbeat(req: HeartbeatRequest): Promise<HeartbeatReply> {
-    const { replies } = await this.feed([{ kind: 'Heartbeat', at: this.now(), node_id: req.node_id, running: req.running }]);
+    const { replies } = await this.feed([{ kind: 'Heartbeat', at: this.now(), node_id: req.node_id, running: req.running, ...(req.draining && { draining: true }) }]);
     return { term: this.o.term, reregister: (replies.at(-1) as Reply & { kind: 'heartbeat' }).reregister };
+  }
+
+  /** An agent that is stopping: its node leaves the ledger now, and what it held runs elsewhere. */
+  async deregister(req: DeregisterRequest): Promise<Ack> {
+    await this.feed([{ kind: 'Deregistered', at: this.now(), node_id: req.node_id, reason: truncate(String(req.reason ?? ''), 500) }]);
+    return { ok: true, reason: '' };
   }
 
   async reportStatus(rep: TaskStatusReport): Promise<Ack> {

@@ -37,7 +37,8 @@ type Step =
   | { k: 'assignFailed'; pick: number; unreachable: boolean }
   | { k: 'cancelAnswered'; pick: number; notRunning: boolean }
   | { k: 'duplicate'; pick: number }
-  | { k: 'heartbeat'; node: number }
+  | { k: 'heartbeat'; node: number; draining: boolean }
+  | { k: 'deregister'; node: number }
   | { k: 'late'; pick: number }
   | { k: 'time'; ms: number };
 
@@ -55,7 +56,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ k: fc.constant('assignFailed' as const), pick: fc.nat(), unreachable: fc.boolean() }),
   fc.record({ k: fc.constant('cancelAnswered' as const), pick: fc.nat(), notRunning: fc.boolean() }),
   fc.record({ k: fc.constant('duplicate' as const), pick: fc.nat() }),
-  fc.record({ k: fc.constant('heartbeat' as const), node: fc.integer({ min: 0, max: 3 }) }),
+  fc.record({ k: fc.constant('heartbeat' as const), node: fc.integer({ min: 0, max: 3 }), draining: fc.integer({ min: 0, max: 4 }).map((n) => n === 0) }),
+  fc.record({ k: fc.constant('deregister' as const), node: fc.integer({ min: 0, max: 3 }) }),
   fc.record({ k: fc.constant('late' as const), pick: fc.nat() }),
   fc.record({ k: fc.constant('time' as const), ms: fc.integer({ min: 1, max: 8_000 }) }),
 );
@@ -83,7 +85,8 @@ function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => vo
     now += 10;
     if (s.k === 'time') { now += s.ms; feed([{ kind: 'Tick', at: now }]); continue; }
     if (s.k === 'register') { feed([{ kind: 'Registered', at: now, capacity: node(s.node, s.cores), running: [] }]); continue; }
-    if (s.k === 'heartbeat') { feed([{ kind: 'Heartbeat', at: now, node_id: `n${s.node}`, running: [] }]); continue; }
+    if (s.k === 'heartbeat') { feed([{ kind: 'Heartbeat', at: now, node_id: `n${s.node}`, running: [], draining: s.draining }]); continue; }
+    if (s.k === 'deregister') { feed([{ kind: 'Deregistered', at: now, node_id: `n${s.node}`, reason: 'stopped' }]); continue; }
     if (s.k === 'submit') {
       feed([{
         kind: 'Submitted', at: now, submissions: s.jobs.map((j) => ({
@@ -316,6 +319,24 @@ test('a job that ends after its deadline between two ticks says so on its last e
   const done = core.apply([{ kind: 'StatusReported', at: 150, report: report('tight', core.ledger.reservation('tight')!.node_id, 'succeeded') }]).effects;
   const ev = done.find((e) => e.kind === 'Publish' && e.event.job_id === 'tight');
   assert.ok(ev?.kind === 'Publish' && ev.event.state === 'succeeded' && ev.event.notice === 'deadline_missed' && ev.event.deadline_missed_at === 150);
+});
+
+test('a draining node gets nothing new; once its agent deregisters, what it held runs elsewhere at once, the attempt not counted', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 1), running: [] }]);
+  core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'held', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3, owner: 'test' }] }]);
+  assert.is(core.ledger.reservation('held')?.node_id, 'n0');
+  core.apply([{ kind: 'Heartbeat', at: 4, node_id: 'n0', running: [], draining: true }, { kind: 'Registered', at: 4, capacity: node(1, 1), running: [] }]);
+  // n0 would have room for nothing anyway; n1 is free: a new job goes there, and after n0 is out, held does too.
+  core.apply([{ kind: 'Submitted', at: 5, submissions: [{ envelope: { job_id: 'new', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 5, owner: 'test' }] }]);
+  assert.is(core.ledger.reservation('new')?.node_id, 'n1');
+  core.apply([{ kind: 'StatusReported', at: 6, report: report('new', 'n1', 'succeeded') }]);
+  const { effects } = core.apply([{ kind: 'Deregistered', at: 7, node_id: 'n0', reason: 'drained and stopped' }]);
+  assert.not.ok(core.ledger.snapshot().node('n0'), 'n0 left the ledger at once');
+  assert.is(core.ledger.reservation('held')?.node_id, 'n1', 'held runs on n1 now');
+  assert.is(core.active.get('held')!.attempts, 1, 'the attempt cut short is not counted');
+  assert.ok(effects.some((e) => e.kind === 'Assign' && e.assignment.task_id === 'held' && e.node_id === 'n1'));
 });
 
 test.run();
