@@ -12,7 +12,7 @@
  * The file is /run/prescient/host-claims.json for root (so agents under any state directory
  * meet there), else one per user in the temporary directory; PRESCIENT_HOST_CLAIMS names another.
  */
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -98,6 +98,10 @@ export function defaultClaimsFile(): string {
 
 /** How long an agent waits for another to finish claiming. */
 const LOCK_WAIT_MS = 10_000;
+/** An empty lock file older than this was left by a holder that died before writing its pid. */
+const STALE_EMPTY_LOCK_MS = 2000;
+
+const mtimeOf = (file: string): number | undefined => { try { return statSync(file).mtimeMs; } catch { return undefined; } };
 
 export class HostClaims {
   private mine?: HostClaim;
@@ -153,8 +157,9 @@ export class HostClaims {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const [pid, start] = (() => { try { return readFileSync(lock, 'utf8').trim().split(' '); } catch { return []; } })();
-        // Written just now by a holder that has not filled it in yet: wait for it.
-        if (pid && startOf(Number(pid)) !== start) { try { unlinkSync(lock); } catch { /* broken by another */ } continue; }
+        // Its holder is gone; or it is empty for longer than a write takes (the holder died between creating and writing it).
+        const stale = pid ? startOf(Number(pid)) !== start : Date.now() - (mtimeOf(lock) ?? Date.now()) > STALE_EMPTY_LOCK_MS;
+        if (stale) { try { unlinkSync(lock); } catch { /* broken by another */ } continue; }
         if (Date.now() > until) throw new Error(`${lock} is held by pid ${pid || '?'} for more than ${LOCK_WAIT_MS / 1000} s`);
         await sleep(20);
       }

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HostClaims, decideClaim, type HostClaim } from '../../node-agent/host-claims.js';
@@ -68,6 +68,16 @@ test('a claims file that is not one is ignored and said, not trusted', async () 
   const said: string[] = [];
   assert.equal(await new HostClaims(file, (m) => said.push(m)).claim({ ...ask, node_id: 'me', cores: [0], memory_gb: 1 }), { cores: [0], memory_gb: 1, gpus: [0, 1] });
   assert.match(said[0], '0.pid "one" is not a number');
+});
+
+test('a lock left by a claimant that died is broken: one naming a dead process, and an empty one older than a write takes', async () => {
+  const file = path.join(dir, 'locked.json');
+  writeFileSync(`${file}.lock`, '999999 1');
+  assert.equal(await new HostClaims(file).claim({ ...ask, node_id: 'me', cores: [0], memory_gb: 1 }), { cores: [0], memory_gb: 1, gpus: [0, 1] });
+  writeFileSync(`${file}.lock`, '');
+  const old = (Date.now() - 10_000) / 1000;
+  utimesSync(`${file}.lock`, old, old);
+  assert.equal(await new HostClaims(file).claim({ ...ask, node_id: 'me2', cores: [1], memory_gb: 1 }), { cores: [1], memory_gb: 1, gpus: [] }, 'the GPUs are the first claim\'s');
 });
 
 test.run();
