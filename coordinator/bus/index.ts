@@ -28,8 +28,10 @@ export const UNAVAILABLE_RETRIES = { retries: 20, retry_delay: 250 } as Partial<
  * share one error; a request cancelled before its answer still gets the CANCELLED code.
  */
 function shareCancelledError(): void {
-  const NatsError = require('nats/lib/nats-base-client/core.js').NatsError as { errorForCode: (code: string, chained?: Error) => Error; shared?: boolean };
-  if (NatsError.shared) return;
+  let NatsError: { errorForCode: (code: string, chained?: Error) => Error; shared?: boolean } | undefined;
+  // Another nats.js layout (an upgrade): left as it is, which costs CPU, not correctness.
+  try { NatsError = require('nats/lib/nats-base-client/core.js').NatsError; } catch { return; }
+  if (!NatsError || typeof NatsError.errorForCode !== 'function' || NatsError.shared) return;
   const forCode = NatsError.errorForCode.bind(NatsError);
   const cancelled = forCode('CANCELLED');
   NatsError.errorForCode = (code, chained) => (code === 'CANCELLED' && !chained ? cancelled : forCode(code, chained));
