@@ -214,19 +214,19 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       return;
     }
     if (result && job.predicted) { const r = completionReport(fb, job.predicted, result.actual); if (r) feedback.publish(r); }
-    // Cut short because this agent is stopping: not a failure of the job. Nothing is reported;
-    // the deregistration (or, after a crash, the lease) has the leader run it elsewhere.
-    if (!result && stopped && !job.endRequested) {
+    // Cut short because this agent is stopping (a live channel included): not a failure of the
+    // job. Nothing is reported; the deregistration (or, after a crash, the lease) has the leader
+    // run it elsewhere.
+    if (stopped && !job.endRequested && (!result || job.schema.kind === 'actor')) {
       say(`${taskId} handed back: the agent stopped before it finished`);
       return;
     }
     if (!result && failure === 'MEMORY_EXCEEDED') {
       feedback.publish(overrunReport(fb, 'memory_gb', Math.max(watch.peakMemoryGb, job.allocation.memory_gb), job.allocation.memory_gb, (Date.now() - job.startedAt) / 1000, job.predicted?.memory_gb, 'stopped by its memory limit'));
     }
-    // A live channel succeeds only by being stopped on request; one that ended any other way
-    // (ffmpeg exited, this agent is stopping) is reported failed, and the leader restarts it.
-    const liveLost = job.schema.kind === 'actor' && result && !job.endRequested
-      ? `live channel ended without a stop request${stopped ? ' (the agent is stopping)' : ''}` : undefined;
+    // A live channel succeeds only by being stopped on request; one whose ffmpeg exited on its
+    // own is reported failed, and the leader restarts it.
+    const liveLost = job.schema.kind === 'actor' && result && !job.endRequested ? 'live channel ended without a stop request' : undefined;
     if (liveLost) { result = undefined; error = liveLost; failure = 'LIVE_ENDED'; }
     report(result ? succeeded(result, '') : { ...blankReport(taskId, 'failed', job.allocation.term), reason: error ?? 'unknown error', failure: failure ?? 'AGENT_ERROR' });
     say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`);
@@ -415,16 +415,14 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       stopWatching();
       wake?.();
       learning?.stop();
-      const cut = new Set(running.keys());
       for (const r of running.values()) r.abort.abort();
       await deliver();
       await runner.close();
       // Quality passes in flight stop; their amendments (quality unavailable) are still worth
-      // delivering. An encode cut short by the stop is the next leader's to re-run, not a
-      // failure; what is still undelivered otherwise waits on disk for this agent's next start.
+      // delivering. An encode cut short by the stop reports nothing (execute): the leader re-runs
+      // it. What is still undelivered waits on disk for this agent's next start.
       recorder.stop();
       await Promise.allSettled([...executing]);
-      outbox.retain((r) => !(cut.has(r.task_id) && r.state === 'failed'));
       await deliver();
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, v, whyNot } from '../shared/index.js';
+import { parsePidStat } from './sampling/index.js';
 
 export interface HostClaim {
   node_id: string;
@@ -84,8 +85,7 @@ const StoredClaims = v.array(v.object({
 /** A process's start time, or undefined when it is gone. */
 function startOf(pid: number): string | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return String(parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).starttime);
   } catch {
     return undefined;
   }

@@ -5,38 +5,29 @@
  * node (the chaos test caught it). `running` reports are not kept: after a restart nothing runs.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { describeValue, figure, shortText, v, whyNot, type TaskStatusReport } from '../shared/index.js';
+import { FAILURE_KINDS, checked, describeValue, figure, shortText, v, type TaskStatusReport } from '../shared/index.js';
 
-/** A finished report as it was written: JSON wrote NaN figures as null. */
-const usage = v.object({ cpu_cores: figure, gpu_percent: figure, memory_gb: figure, bandwidth_mbps: figure, duration_s: figure });
+/** A figure as it was written (JSON wrote NaN as null), read back as a number. */
+const stored = v.pipe(figure, v.transform((x) => x ?? NaN));
 const StoredReport = v.object({
   task_id: shortText, node_id: shortText, state: v.picklist(['succeeded', 'failed']), reason: v.string(),
-  actual: v.nullable(usage), output_bytes: figure, output_path: v.string(), psnr_db: figure, ssim: figure, pinned: v.boolean(), frames: figure, term: figure,
-  quality: v.optional(v.string()), amend: v.optional(v.boolean()), quality_method: v.optional(v.string()), failure: v.optional(v.string()),
+  actual: v.nullable(v.object({ cpu_cores: stored, gpu_percent: stored, memory_gb: stored, bandwidth_mbps: stored, duration_s: stored })),
+  output_bytes: stored, output_path: v.string(), psnr_db: stored, ssim: stored, pinned: v.boolean(), frames: stored, term: stored,
+  quality: v.optional(v.string()), amend: v.optional(v.boolean()), quality_method: v.optional(v.string()), failure: v.optional(v.picklist(FAILURE_KINDS)),
 });
-const NUMBERS = ['output_bytes', 'psnr_db', 'ssim', 'frames', 'term'] as const;
-const USAGE = Object.keys(usage.entries);
 
 /** Kept across a restart: what the job's outcome is (a success, a failure, a quality amendment). */
 const lasting = (r: TaskStatusReport) => r.state !== 'running';
 
 /**
- * Why `x`, read back from the outbox file, is not a finished report of node `nodeId` (undefined
- * when it is one). A malformed entry would fail to serialise on every try and block the reports
- * behind it, so each one is checked field by field.
+ * `x`, read back from the outbox file, as a finished report of node `nodeId`, or why it is not
+ * one. A malformed entry would fail to serialise on every try and block the reports behind it,
+ * so each one is checked field by field.
  */
-export function invalidStoredReport(x: unknown, nodeId: string): string | undefined {
-  const why = whyNot(StoredReport, x);
-  if (why) return why;
-  const node = (x as { node_id: string }).node_id;
-  return node === nodeId ? undefined : `node_id ${describeValue(node)} is not this node (${nodeId})`;
-}
-
-/** `null` back to NaN where JSON wrote a NaN figure. */
-function revive(r: Record<string, unknown>): TaskStatusReport {
-  for (const k of NUMBERS) if (r[k] === null) r[k] = NaN;
-  if (r.actual) for (const k of USAGE) if ((r.actual as Record<string, unknown>)[k] === null) (r.actual as Record<string, unknown>)[k] = NaN;
-  return r as unknown as TaskStatusReport;
+export function storedReport(x: unknown, nodeId: string): TaskStatusReport | { why: string } {
+  const r = checked(StoredReport, x);
+  if (!r.ok) return { why: r.why };
+  return r.value.node_id === nodeId ? r.value : { why: `node_id ${describeValue(r.value.node_id)} is not this node (${nodeId})` };
 }
 
 export class ReportOutbox {
@@ -56,10 +47,10 @@ export class ReportOutbox {
     }
     if (!Array.isArray(stored)) { this.log(`undelivered reports in ${this.file} are not a list; none taken`); return 0; }
     let taken = 0;
-    for (const v of stored) {
-      const why = invalidStoredReport(v, this.nodeId);
-      if (why) { this.log(`dropped an undelivered report in ${this.file}: ${why}`); continue; }
-      this.queue.push(revive(v as Record<string, unknown>));
+    for (const x of stored) {
+      const r = storedReport(x, this.nodeId);
+      if ('why' in r) { this.log(`dropped an undelivered report in ${this.file}: ${r.why}`); continue; }
+      this.queue.push(r);
       taken++;
     }
     return taken;
@@ -77,13 +68,6 @@ export class ReportOutbox {
   shift(): void {
     const r = this.queue.shift();
     if (r && lasting(r)) this.save();
-  }
-
-  /** Keeps only the reports `keep` says to. */
-  retain(keep: (r: TaskStatusReport) => boolean): void {
-    const before = this.queue.length;
-    for (let i = this.queue.length - 1; i >= 0; i--) if (!keep(this.queue[i])) this.queue.splice(i, 1);
-    if (this.queue.length !== before) this.save();
   }
 
   /**

@@ -52,10 +52,19 @@ export class ConsulLeaderLookup implements LeaderLookup {
  * seen within moments, not at the next poll); returns the function that stops watching.
  */
 export function watchLeaderKey(consulHttp: string, onChange: () => void): () => void {
+  // Errors: the agent's loop reports contact itself.
+  return watchKey(consulHttp, LEADER_KEY, () => onChange(), 5000);
+}
+
+/**
+ * Calls `onChange` with a Consul key's item (undefined once it is gone) whenever it changes, by
+ * blocking queries; errors are retried with capped backoff. Returns the function that stops it.
+ */
+export function watchKey(consulHttp: string, key: string, onChange: (item: KvItem | undefined) => void, backoffMaxMs: number): () => void {
   const consul = consulClient(consulHttp);
-  const w = consul.watch({ method: consul.kv.get, options: { key: LEADER_KEY }, backoffFactor: 250, backoffMax: 5000 });
-  w.on('change', () => onChange());
-  w.on('error', () => undefined); // the watch retries with backoff; the agent's loop reports contact itself
+  const w = consul.watch({ method: consul.kv.get, options: { key }, backoffFactor: 250, backoffMax: backoffMaxMs });
+  w.on('change', (item: KvItem | undefined) => onChange(item ?? undefined));
+  w.on('error', () => undefined);
   return () => w.end();
 }
 

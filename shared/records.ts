@@ -19,8 +19,14 @@ export const shortText = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
 
 /** Why `value` is not what `schema` describes, naming the first field that is wrong (undefined when it is). */
 export function whyNot(schema: v.GenericSchema, value: unknown): string | undefined {
+  const r = checked(schema, value);
+  return r.ok ? undefined : r.why;
+}
+
+/** `value` as `schema` gives it back (its transforms applied), or why it is not one, naming the field. */
+export function checked<S extends v.GenericSchema>(schema: S, value: unknown): { ok: true; value: v.InferOutput<S> } | { ok: false; why: string } {
   const r = v.safeParse(schema, value, { abortEarly: true });
-  return r.success ? undefined : describeIssue(r.issues[0]);
+  return r.success ? { ok: true, value: r.output } : { ok: false, why: describeIssue(r.issues[0]) };
 }
 
 /** Everything that is wrong in `value`, one line per field (empty when nothing is): for a file a person wrote, every error at once. */

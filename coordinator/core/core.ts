@@ -328,9 +328,14 @@ export class LeaderCore {
     t.cancel_requested_at = this.now;
     t.reason = 'cancelling: waiting for the agent to stop the encode';
     this.record(t);
-    const node = t.allocation && this.ledger.snapshot().node(t.allocation.node_id);
-    if (node) this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: t.id, term: this.term });
-    else this.cancelAnswered(t.id, false, 'its node is not in the ledger');
+    if (!(t.allocation && this.stopOn(t.allocation.node_id, t.id))) this.cancelAnswered(t.id, false, 'its node is not in the ledger');
+  }
+
+  /** Asks `nodeId`'s agent to stop its encode of `taskId`; false when the node is not in the ledger (nothing to ask). */
+  private stopOn(nodeId: string, taskId: string): boolean {
+    const node = this.ledger.snapshot().node(nodeId);
+    if (node) this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: taskId, term: this.term });
+    return !!node;
   }
 
   /** The agent's answer to a Cancel: one not running the task (the assignment never arrived, or it just ended) holds nothing. */
@@ -702,18 +707,23 @@ export class LeaderCore {
 
   /** The agent stopped: its node leaves now (not a lease later), and what it held runs elsewhere, the attempt not counted against the job. */
   private deregister(nodeId: string, reason: string): void {
-    this.leaving.delete(nodeId);
-    this.unheard.delete(nodeId);
-    if (!this.ledger.snapshot().node(nodeId)) return;
+    if (!this.ledger.snapshot().node(nodeId)) { this.leaving.delete(nodeId); this.unheard.delete(nodeId); return; }
     this.alert(`node ${nodeId} left: its agent stopped${reason ? ` (${reason})` : ''}`);
+    this.dropNode(nodeId, `its node ${nodeId} stopped before it finished; it runs elsewhere`, false);
+    this.passDue = true;
+  }
+
+  /** Takes a node out of the ledger (lost, or its agent left); its tasks are re-queued, the attempt counted only when `counted`. */
+  private dropNode(nodeId: string, why: string, counted: boolean): void {
+    this.unheard.delete(nodeId);
+    this.leaving.delete(nodeId);
     for (const { task_id } of this.ledger.removeNode(nodeId)) {
       this.superseded.delete(task_id);
       const t = this.active.get(task_id);
       if (!t) continue;
-      t.attempts = Math.max(0, t.attempts - 1);
-      this.requeue(t, `its node ${nodeId} stopped before it finished; it runs elsewhere`);
+      if (!counted) t.attempts = Math.max(0, t.attempts - 1);
+      this.requeue(t, why);
     }
-    this.passDue = true;
   }
 
   private heartbeat(nodeId: string, running: RunningTaskMsg[]): Reply {
@@ -814,10 +824,8 @@ export class LeaderCore {
     t.allocation = earlier;
     this.alert(`${t.id}: attempt on ${earlier.node_id} reported success late${current ? `; stopping the newer attempt on ${current.node_id}` : ''}`);
     if (!current) return;
-    const node = this.ledger.snapshot().node(current.node_id);
-    if (!node) { this.ledger.release(t.id); return; }
-    this.superseded.set(t.id, current.node_id);
-    this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: t.id, term: this.term });
+    if (this.stopOn(current.node_id, t.id)) this.superseded.set(t.id, current.node_id);
+    else this.ledger.release(t.id);
   }
 
   /** The superseded attempt of `taskId` on `nodeId` has stopped: its reservation is free. */
@@ -852,13 +860,7 @@ export class LeaderCore {
     for (const n of this.ledger.snapshot().nodes) {
       if (this.now - n.last_seen <= this.o.leaseMs) continue;
       this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`);
-      this.unheard.delete(n.capacity.node_id);
-      this.leaving.delete(n.capacity.node_id);
-      for (const { task_id } of this.ledger.removeNode(n.capacity.node_id)) {
-        this.superseded.delete(task_id);
-        const t = this.active.get(task_id);
-        if (t) this.requeue(t, `node ${n.capacity.node_id} was lost`);
-      }
+      this.dropNode(n.capacity.node_id, `node ${n.capacity.node_id} was lost`, true);
     }
     this.checkTimes();
     for (const [id, deadline] of this.unclaimed) {
@@ -885,13 +887,11 @@ export class LeaderCore {
       const upper = t.predicted?.upper.duration_s;
       const ms = Math.max(limit.min_ms, limit.factor * (Number.isFinite(upper) && upper! > 0 ? upper! : 0) * 1000);
       if (this.now - t.started_at <= ms) continue;
-      const node = this.ledger.snapshot().node(t.allocation.node_id);
       t.time_limit_stop_at = this.now;
       const secs = (x: number) => (x < 10_000 ? (x / 1000).toFixed(1) : (x / 1000).toFixed(0));
       t.reason = `its encode ran ${secs(this.now - t.started_at)} s, past its time limit of ${secs(ms)} s (${limit.factor}× the upper bound of its predicted duration, at least ${limit.min_ms / 1000} s): stopping it to run again`;
       this.record(t, 'time_limit');
-      if (node) this.effects.push({ kind: 'Cancel', node_id: node.node_id, address: node.capacity.address, task_id: t.id, term: this.term });
-      else this.requeue(t, t.reason);
+      if (!this.stopOn(t.allocation.node_id, t.id)) this.requeue(t, t.reason);
     }
   }
 

@@ -10,7 +10,7 @@
  */
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { consulClient, type KvItem } from '../discovery.js';
+import { consulClient, watchKey, type KvItem } from '../discovery.js';
 import { shortText, v, whyNot } from '../records.js';
 
 export const REVOKED_KEY = 'prescient/pki/revoked';
@@ -107,14 +107,11 @@ export async function publishRevoked(consulHttp: string, token: string, dir: str
  * revokedFingerprints includes it. Returns the function that stops following.
  */
 export function followRevoked(consulHttp: string, log: (m: string) => void): () => void {
-  const consul = consulClient(consulHttp);
-  const w = consul.watch({ method: consul.kv.get, options: { key: REVOKED_KEY }, backoffFactor: 250, backoffMax: 10_000 });
-  w.on('change', (item: KvItem | undefined) => {
+  // While Consul is unreachable gRPC keeps the last good list.
+  return watchKey(consulHttp, REVOKED_KEY, (item) => {
     if (!item?.Value) { cluster = new Set(); return; }
     const list = parseRevokedList(item.Value);
     if (typeof list === 'string') { log(`${REVOKED_KEY} ignored: ${list}; the last good list (${cluster.size} entries) stays`); return; }
     cluster = new Set(list.map((e) => e.fingerprint256));
-  });
-  w.on('error', () => undefined); // retried with backoff; gRPC keeps the last good list meanwhile
-  return () => w.end();
+  }, 10_000);
 }

@@ -33,12 +33,18 @@ const long = (seconds: number) => smallJob({ input: { resolution: '640x360', dur
 const nodeOf = (id: string) => c.leader()!.ledger.reservation(id)?.node_id;
 const inLedger = (node: string) => c.leader()!.ledger.snapshot().nodes.some((n) => n.node_id === node);
 
+/** Agent `first` (core 0) running a `seconds`-long encode, then agent `second` (core 1) registered and idle. */
+async function busyThenIdle(first: string, second: string, seconds: number) {
+  const a = await start(first, '0');
+  const job = await submit(s, long(seconds));
+  await waitFor(`the job running on ${first}`, () => nodeOf(job) === first);
+  const b = await start(second, '1');
+  await waitFor(`${second} registered`, () => inLedger(second));
+  return { a, b, job };
+}
+
 test('a draining agent takes no new work while its encode finishes, then leaves the ledger at once when it stops', async () => {
-  const a = await start('drain-a', '0');
-  const x = await submit(s, long(4));
-  await waitFor('x running on drain-a', () => nodeOf(x) === 'drain-a');
-  const b = await start('drain-b', '1');
-  await waitFor('drain-b registered', () => inLedger('drain-b'));
+  const { a, b, job: x } = await busyThenIdle('drain-a', 'drain-b', 4);
   const draining = a.drain(60_000);
   const y = await submit(s, smallJob());
   const yEvents = await events(s, y, 60_000);
@@ -54,11 +60,7 @@ test('a draining agent takes no new work while its encode finishes, then leaves 
 });
 
 test('an encode still running when the drain ends is handed back and runs elsewhere at once, its attempt not counted', async () => {
-  const a = await start('drain-c', '0');
-  const z = await submit(s, long(12));
-  await waitFor('z running on drain-c', () => nodeOf(z) === 'drain-c');
-  const b = await start('drain-d', '1');
-  await waitFor('drain-d registered', () => inLedger('drain-d'));
+  const { a, b, job: z } = await busyThenIdle('drain-c', 'drain-d', 12);
   assert.is(await a.drain(300), 1, 'one encode handed back');
   await stop(a);
   await waitFor('z placed again on drain-d', () => nodeOf(z) === 'drain-d', 5_000, 50);

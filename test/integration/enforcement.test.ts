@@ -16,6 +16,7 @@ import path from 'node:path';
 import { parseCpuList, validateEncodingSchema } from '../../shared/index.js';
 import { createEncodeRunner, EncodeAbortedError, type EncodeJob } from '../../node-agent/runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type EnforcementPlan } from '../../node-agent/enforce/index.js';
+import { parsePidStat } from '../../node-agent/sampling/index.js';
 import { agent, coordinator, startStack, waitFor } from '../helpers/cluster.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-enforce-test-'));
@@ -220,8 +221,7 @@ function watchThreads(task_id: string): { stop(): { allowed: Set<string>; ran_on
       for (const tid of readdirSync(`/proc/${pid}/task`)) {
         tids.add(tid);
         allowed.add(/^Cpus_allowed_list:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]);
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        ran_on.add(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[36]));
+        ran_on.add(parsePidStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')).processor);
       }
     } catch { /* a thread or the process ended between the listing and the read */ }
   }, 5);

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { HostClaims, decideClaim, type HostClaim } from '../../node-agent/host-claims.js';
+import { parsePidStat } from '../../node-agent/sampling/index.js';
 import { ConfigError } from '../../shared/index.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'host-claims-'));
@@ -43,7 +44,7 @@ test('a second agent with a node id already running on the host is refused', () 
 test('claims of processes that are gone are dropped, those of live ones held; a release gives the claim back', async () => {
   const file = path.join(dir, 'claims.json');
   const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
-  const start = (pid: number) => { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' ')[19]; };
+  const start = (pid: number) => String(parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).starttime);
   try {
     writeFileSync(file, JSON.stringify([
       { ...other('live', [0], 4), pid: alive.pid, pid_start: start(alive.pid!) },
