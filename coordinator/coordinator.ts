@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  callerOf, coordinatorService, followRevoked, internalError, publishRevoked, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
+  callerOf, claimJoin, coordinatorService, JOIN_NAME, MEMBER_NAME, unclaimJoin, followRevoked, internalError, publishRevoked, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
   type CoordinatorHandlers, type Identity, type Member, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -138,41 +138,47 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       fn(leader, call.request).then((r) => cb(null, r), (e: Error) => cb(internalError(e.message) as grpc.ServiceError));
     };
   const pki = pkiDirOf(o.endpoints);
+  const consulToken = readSecret(pki, 'consul-coordinator');
   const handlers: CoordinatorHandlers = {
     Register: fromNode((r) => r.capacity?.node_id, (l, r) => l.register(r)),
     Heartbeat: fromNode((r) => r.node_id, (l, r) => l.heartbeat(r)),
     ReportStatus: fromNode((r) => r.node_id, (l, r) => l.reportStatus(r)),
     Deregister: fromNode((r) => r.node_id, (l, r) => l.deregister(r)),
-    // A burst node's first call: its launch's enrolment certificate buys one node certificate,
-    // for an instance that launch started (coordinator/burst mayEnrol), signed here.
+    // A new node's first call: an enrolment certificate buys one node certificate, signed here.
+    // A burst launch's may be used by the instances that launch started (coordinator/burst
+    // mayEnrol); a join token's by as many hosts as the token was made for (shared/pki/join.ts).
     Enrol: (call, cb) => {
       const caller = callerOf(call, identity), nodeId = String(call.request.node_id ?? '');
       if (caller?.role !== 'enrol') {
         log(`refused an enrolment from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}`);
-        return cb(permissionDenied('only a burst launch\'s enrolment certificate may enrol') as grpc.ServiceError);
+        return cb(permissionDenied('only an enrolment certificate (a burst launch\'s or a join token\'s) may enrol') as grpc.ServiceError);
       }
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
+      if (!MEMBER_NAME.test(nodeId)) return cb(permissionDenied(`node id ${truncate(JSON.stringify(nodeId), 80)} must match ${MEMBER_NAME}`) as grpc.ServiceError);
+      const join = JOIN_NAME.test(caller.name);
       const b = burst;
-      if (!b) return cb(permissionDenied('this leader runs no burst controller: there is nothing to enrol into') as grpc.ServiceError);
-      b.mayEnrol(caller.name, nodeId).then((why) => {
+      if (!join && !b) return cb(permissionDenied('this leader runs no burst controller: there is nothing to enrol into') as grpc.ServiceError);
+      const claim = join ? claimJoin(o.endpoints.consul_http, consulToken, caller.name, nodeId, Date.now()) : b!.mayEnrol(caller.name, nodeId);
+      const giveBack = () => (join ? unclaimJoin(o.endpoints.consul_http, consulToken, caller.name, nodeId).catch((e: Error) => log(`could not give back ${caller.name}'s place for ${nodeId}: ${e.message}`)) : b!.undoEnrol(caller.name, nodeId));
+      claim.then((why) => {
         if (why) {
-          log(`refused to enrol ${truncate(nodeId, 80)}: ${why}`);
+          log(`refused to enrol ${truncate(nodeId, 80)} (${caller.name}): ${why}`);
           return cb(permissionDenied(why) as grpc.ServiceError);
         }
         let cert_pem: string;
         try {
           cert_pem = signRequest(pki, String(call.request.csr_pem ?? ''), { role: 'node', name: nodeId });
         } catch (e) {
-          b.undoEnrol(caller.name, nodeId); // a request that could not be signed does not use the enrolment up
+          void giveBack(); // a request that could not be signed does not use the enrolment up
           return cb(internalError(`could not sign: ${(e as Error).message}`) as grpc.ServiceError);
         }
+        log(`enrolled node ${nodeId} (${caller.name})`);
         cb(null, { cert_pem });
       }).catch((e: Error) => cb(internalError(e.message) as grpc.ServiceError));
     },
   };
   // The cluster's revoked list reaches every host through Consul; this host's own (certs revoke) is added to it.
   const stopRevoked = followRevoked(o.endpoints.consul_http, log);
-  const consulToken = readSecret(pki, 'consul-coordinator');
   if (consulToken) void publishRevoked(o.endpoints.consul_http, consulToken, pki).catch((e: Error) => log(`could not add this host's revoked list to Consul: ${e.message}`));
   const host = o.grpcHost ?? '127.0.0.1';
   const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0, identity);

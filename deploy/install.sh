@@ -6,6 +6,12 @@
 #   bash deploy/install.sh            everything: the stack, a node agent, and what the tests use
 #   bash deploy/install.sh --agent    a node agent only (burst nodes, encoding hosts): ffmpeg,
 #                                     iproute2, util-linux, curl, openssl, Node.js >= 20, the build
+#   bash deploy/install.sh --agent --join NATS_URL --token TOKEN [--node-id ID] [--cores LIST] [--memory-gb GB]
+#                                     that, then enrols this host with a join token from
+#                                     `prescient certs join-token` (its key made here, its node
+#                                     certificate signed by the leader), writes /etc/prescient/agent.yaml,
+#                                     installs the prescient-agent unit and enables and starts it.
+#                                     The token may come as PRESCIENT_JOIN_TOKEN instead (kept out of ps).
 #
 #   PRESCIENT_QUESTDB_JAR      where the QuestDB jar goes   (default /opt/prescient/questdb/questdb.jar)
 #   PRESCIENT_QUESTDB_VERSION  QuestDB release to fetch     (default 9.3.4)
@@ -15,15 +21,28 @@
 #   PRESCIENT_CLOUD_INIT_DIR   where Debian's cloud-init is unpacked, not installed, for the tests'
 #                              schema check of burst user data (default /opt/prescient/cloud-init)
 #   PRESCIENT_FFMPEG_USER      the unprivileged user ffmpeg runs as when the agent is root (default prescient)
-#   PRESCIENT_SKIP_NPM=1       stop after the system components
+#   PRESCIENT_SKIP_NPM=1       no npm install and no build (a --join still enrols, with the existing build)
+#   PRESCIENT_STATE_DIR        the agent's state (certificates, spool, output) for --join (default /var/lib/prescient)
+#   PRESCIENT_ETC_DIR          where --join writes agent.yaml (default /etc/prescient)
 set -euo pipefail
 
 ROLE=full
-case "${1:-}" in
-  '') ;;
-  --agent) ROLE=agent ;;
-  *) echo "usage: bash deploy/install.sh [--agent]" >&2; exit 2 ;;
-esac
+JOIN=; TOKEN=${PRESCIENT_JOIN_TOKEN:-}; JOIN_ARGS=()
+usage() { echo "usage: bash deploy/install.sh [--agent [--join NATS_URL --token TOKEN [--node-id ID] [--cores LIST] [--memory-gb GB]]]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --agent) ROLE=agent ;;
+    --join) [ $# -ge 2 ] || usage; JOIN=$2; shift ;;
+    --token) [ $# -ge 2 ] || usage; TOKEN=$2; shift ;;
+    --node-id|--cores|--memory-gb) [ $# -ge 2 ] || usage; JOIN_ARGS+=("$1" "$2"); shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+if [ -n "$JOIN" ] || [ ${#JOIN_ARGS[@]} -gt 0 ]; then
+  [ "$ROLE" = agent ] || { echo "install.sh: --join goes with --agent" >&2; usage; }
+  [ -n "$JOIN" ] && [ -n "$TOKEN" ] || { echo "install.sh: --join needs the cluster's NATS URL and --token (or PRESCIENT_JOIN_TOKEN)" >&2; usage; }
+fi
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUESTDB_VERSION=${PRESCIENT_QUESTDB_VERSION:-9.3.4}
@@ -176,8 +195,8 @@ say ffmpeg-user "$FFMPEG_USER ($(id "$FFMPEG_USER"))"
 NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$NODE_MAJOR" -lt 20 ]; then echo "Node >= 20 is required (found: $(node -v 2>/dev/null || echo none)); install it, or use an image that has it" >&2; exit 1; fi
 say node "$(node -v), npm $(npm -v 2>/dev/null)"
-[ "${PRESCIENT_SKIP_NPM:-0}" = 1 ] && exit 0
 cd "$REPO_ROOT"
+if [ "${PRESCIENT_SKIP_NPM:-0}" != 1 ]; then
 # npm keeps node_modules/.package-lock.json in step with what it installed: newer than both manifests means current.
 HIDDEN=node_modules/.package-lock.json
 if [ -f "$HIDDEN" ] && [ ! package.json -nt "$HIDDEN" ] && { [ ! -f package-lock.json ] || [ ! package-lock.json -nt "$HIDDEN" ]; }; then
@@ -198,6 +217,7 @@ elif npm run build --silent; then
 else
   say build "FAILED (tsc output above)"; FAILED+=(build)
 fi
+fi
 
 # The `prescient` command on PATH, pointing at this checkout's build.
 CLI="$REPO_ROOT/dist/coordinator/cli/main.js"
@@ -208,3 +228,23 @@ if [ -f "$CLI" ]; then
 fi
 
 if [ ${#FAILED[@]} -gt 0 ]; then echo "install.sh: failed steps: ${FAILED[*]}" >&2; exit 1; fi
+
+# --- Joining a cluster: enrol, write the agent's config, run it under systemd
+if [ -n "$JOIN" ]; then
+  STATE=${PRESCIENT_STATE_DIR:-/var/lib/prescient}
+  ETC=${PRESCIENT_ETC_DIR:-/etc/prescient}
+  $SUDO mkdir -p "$STATE" "$ETC"
+  # The token goes through the environment, not argv, so no other user sees it in ps.
+  if ! $SUDO env PRESCIENT_JOIN_TOKEN="$TOKEN" node "$CLI" --state-dir "$STATE" join --join "$JOIN" --write-config "$ETC/agent.yaml" "${JOIN_ARGS[@]}"; then
+    say join "FAILED (the reason is above; nothing was enabled)"; exit 1
+  fi
+  say join "enrolled; settings in $ETC/agent.yaml"
+  UNIT=/etc/systemd/system/prescient-agent.service
+  if [ -d /run/systemd/system ]; then
+    if put_file "$UNIT" "$(cat "$REPO_ROOT/deploy/systemd/prescient-agent.service")"; then $SUDO systemctl daemon-reload; fi
+    $SUDO systemctl enable --now prescient-agent >/dev/null
+    say agent "prescient-agent enabled and started (journalctl -u prescient-agent)"
+  else
+    say agent "systemd is not running here: start it with  prescient --state-dir $STATE agent --config $ETC/agent.yaml"
+  fi
+fi

@@ -13,7 +13,7 @@ import {
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
-import { allowedCores, detectHardware, type GrantOptions, type Hardware } from './hardware.js';
+import { allowedCores, detectHardware, gpuCapacity, type GrantOptions, type Hardware } from './hardware.js';
 import { HostClaims } from './host-claims.js';
 import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
@@ -333,7 +333,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     // The client becomes `leader` once registered: a leader that cannot be reached is no contact lost.
     const client = new CoordinatorClient(info.address, identity);
     const reply = await client.register({
-      capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus, cpu_model: hardware.cpu_model, enforcement },
+      capacity: { node_id: nodeId, address, core_ids: hardware.core_ids, memory_gb: hardware.memory_gb, bandwidth_mbps: hardware.bandwidth_mbps, gpus: hardware.gpus.map(gpuCapacity), cpu_model: hardware.cpu_model, enforcement },
       running: runningList(),
     }).catch((e) => { client.close(); throw e; });
     leader = client;

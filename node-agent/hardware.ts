@@ -1,13 +1,14 @@
 /**
  * What this node really has: the cores this process may run on (its affinity mask, or the
  * subset it was granted), memory, GPUs reported by nvidia-smi (none when it is absent — never
- * invented), and the CPU model.
+ * invented) with their video engines and encoder sessions (gpu-models.ts), and the CPU model.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { promisify } from 'node:util';
-import { ConfigError, parseCpuList } from '../shared/index.js';
+import { ConfigError, parseCpuList, type GpuCapacity } from '../shared/index.js';
+import { describeGpuModel, type GpuVideo } from './gpu-models.js';
 
 export { parseCpuList };
 
@@ -22,21 +23,86 @@ export function allowedCores(): number[] {
   return os.cpus().map((_, i) => i);
 }
 
-export interface GpuInfo { id: number; name: string; memory_gb: number }
-
-/** Parses `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`. */
-export function parseNvidiaSmiGpus(stdout: string): GpuInfo[] {
-  return stdout.trim().split('\n').filter(Boolean).map((line) => {
-    const [index, name, mem] = line.split(',').map((s) => s.trim());
-    return { id: Number(index), name, memory_gb: Number(mem) / 1024 };
-  }).filter((g) => Number.isInteger(g.id) && g.id >= 0 && Number.isFinite(g.memory_gb));
+/** One GPU as nvidia-smi lists it. */
+export interface SmiGpu {
+  /** nvidia-smi's index (PCI bus order: enforce/ sets CUDA_DEVICE_ORDER=PCI_BUS_ID to match). */
+  id: number;
+  name: string;
+  memory_gb: number;
+  /** Driver version ("550.54.15"); '' when nvidia-smi did not give a readable one. */
+  driver: string;
+  /** PCI address ("00000000:01:00.0"); '' when unreadable. */
+  pci_bus_id: string;
+  /** "GPU-" and a UUID, stable across reboots and index changes; '' when unreadable. */
+  uuid: string;
 }
 
-/** GPUs from nvidia-smi; an empty list where it is missing or fails. */
+/** A GPU of this node: what nvidia-smi says, and what the model table makes of it. */
+export type GpuInfo = SmiGpu & GpuVideo;
+
+/**
+ * The columns asked of nvidia-smi, in order. `name` comes last: nvidia-smi's CSV quotes
+ * nothing, so a comma in a name could only shift the columns after it, and there are none.
+ */
+export const GPU_QUERY = ['index', 'uuid', 'pci.bus_id', 'driver_version', 'memory.total', 'name'] as const;
+
+const VERSION = /^\d+(\.\d+)*$/;
+const PCI = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
+const UUID = /^(GPU|MIG)-[0-9a-f-]{8,}$/i;
+
+/** The first `n - 1` comma-separated fields of a line, and the rest of it as the n-th. */
+function splitFields(line: string, n: number): string[] | undefined {
+  const out: string[] = [];
+  let from = 0;
+  for (let i = 0; i < n - 1; i++) {
+    const at = line.indexOf(',', from);
+    if (at < 0) return undefined;
+    out.push(line.slice(from, at).trim());
+    from = at + 1;
+  }
+  out.push(line.slice(from).trim());
+  return out;
+}
+
+/**
+ * Parses `nvidia-smi --query-gpu=<GPU_QUERY> --format=csv,noheader,nounits` (memory.total in
+ * MiB). A line that is not a GPU (too few columns, no numeric index, memory or name, an index
+ * already seen) is dropped: a GPU is never invented. Unreadable driver, PCI address or UUID
+ * fields ("[N/A]") become ''.
+ */
+export function parseNvidiaSmiGpus(stdout: string): SmiGpu[] {
+  const out: SmiGpu[] = [];
+  for (const line of stdout.split(/\r?\n/)) {
+    const f = splitFields(line.trim(), GPU_QUERY.length);
+    if (!f) continue;
+    const [index, uuid, pci, driver, mem, name] = f;
+    const memory = mem === '' ? NaN : Number(mem);
+    if (!/^\d+$/.test(index) || !Number.isFinite(memory) || memory < 0 || !name) continue;
+    const id = Number(index);
+    if (out.some((g) => g.id === id)) continue;
+    out.push({
+      id, name, memory_gb: memory / 1024,
+      driver: VERSION.test(driver) ? driver : '', pci_bus_id: PCI.test(pci) ? pci : '', uuid: UUID.test(uuid) ? uuid : '',
+    });
+  }
+  return out;
+}
+
+/** A listed GPU with its engines and encoder sessions from the model table (gpu-models.ts). */
+export function describeGpu(g: SmiGpu): GpuInfo {
+  return { ...g, ...describeGpuModel(g.name, g.driver) };
+}
+
+/** What the agent registers of a GPU (shared/task.ts GpuCapacity; proto message Gpu). */
+export function gpuCapacity(g: GpuInfo): GpuCapacity {
+  return { id: g.id, name: g.name, memory_gb: g.memory_gb, sessions: g.sessions, driver: g.driver, nvenc_engines: g.nvenc_engines, nvdec_engines: g.nvdec_engines, profile: g.profile };
+}
+
+/** GPUs from nvidia-smi, described; an empty list where it is missing or fails. */
 export async function detectGpus(): Promise<GpuInfo[]> {
   try {
-    const { stdout } = await run('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { timeout: 10_000 });
-    return parseNvidiaSmiGpus(stdout);
+    const { stdout } = await run('nvidia-smi', [`--query-gpu=${GPU_QUERY.join(',')}`, '--format=csv,noheader,nounits'], { timeout: 10_000 });
+    return parseNvidiaSmiGpus(stdout).map(describeGpu);
   } catch {
     return [];
   }

@@ -5,3 +5,4 @@ export { QuestDbTelemetrySink, questdbQuery, questdbExec, RUNS_TABLE, SpoolLocke
 export { RunRecorder, type RecordRequest, type RecordedRun } from './recorder.js';
 export { runCalibration, calibrationMatrix, parseCalibrationPlan, designCalibration, type CalibrationReport, type CalibrateOptions } from './calibrate/index.js';
 export { probeInput, ProbeCache, measureComplexity } from './ffmpeg/probe.js';
+export { nodeIdentity } from './enrol.js';

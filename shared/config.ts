@@ -42,10 +42,11 @@ export function stackFile(dir: string): string {
 }
 
 /**
- * Endpoints from the environment, falling back field by field to the stack file in `dir`.
+ * Endpoints as `given` (a config file's or the command line's: another host's stack), else from
+ * the environment, falling back field by field to the stack file in `dir`.
  * Throws ConfigError naming the first endpoint that is nowhere to be found.
  */
-export function loadEndpoints(dir: string): StackEndpoints {
+export function loadEndpoints(dir: string, given: Partial<Record<keyof typeof ENDPOINT_ENV, string>> = {}): StackEndpoints {
   let fromFile: Partial<StackEndpoints> = {};
   const file = stackFile(dir);
   if (existsSync(file)) {
@@ -57,7 +58,7 @@ export function loadEndpoints(dir: string): StackEndpoints {
   }
   const out = {} as StackEndpoints;
   for (const key of Object.keys(ENDPOINT_ENV) as (keyof typeof ENDPOINT_ENV)[]) {
-    const v = process.env[ENDPOINT_ENV[key]] ?? fromFile[key];
+    const v = given[key] ?? process.env[ENDPOINT_ENV[key]] ?? fromFile[key];
     if (!v) throw new ConfigError(ENDPOINT_ENV[key], `not set and no running stack found at ${file} (run \`prescient stack up\`)`);
     out[key] = v;
   }

@@ -187,6 +187,39 @@ export interface TaskProgress {
   out_bytes: number;
 }
 
+/**
+ * Where an agent's figures for a GPU's video engines come from (node-agent/gpu-models.ts).
+ * - `known`    the model is in the agent's table (and, for a driver-capped card, the driver
+ *              version was readable): the engine counts and `sessions` are the table's.
+ * - `assumed`  the model (or its driver version) is not: the figures are conservative guesses.
+ */
+export type GpuProfile = 'known' | 'assumed';
+
+/**
+ * One GPU as its agent reports it. Agents from before GPU discovery send only id, name,
+ * memory and `sessions` 0; protobuf delivers the newer fields to the leader as '' and 0.
+ */
+export interface GpuCapacity {
+  /** nvidia-smi's index (PCI bus order). */
+  id: number;
+  name: string;
+  memory_gb: number;
+  /**
+   * Concurrent encoder (NVENC) sessions the GPU runs. With a `profile` it is the agent's
+   * figure, and 0 means the GPU has no NVENC: no GPU task is placed on it. Without one (an
+   * older agent), absent or 0 means the ledger's default (coordinator/ledger/node.ts sessionsOf).
+   */
+  sessions?: number;
+  /** NVIDIA driver version as nvidia-smi reports it ("550.54.15"); '' or absent when unknown. */
+  driver?: string;
+  /** NVENC (encoder) engines; meaningful only with a `profile`. */
+  nvenc_engines?: number;
+  /** NVDEC (decoder) engines; meaningful only with a `profile`. */
+  nvdec_engines?: number;
+  /** Set by agents that discovered their GPUs; '' or absent from older ones. */
+  profile?: GpuProfile | '';
+}
+
 /** Hardware a node agent reports when it registers. */
 export interface NodeCapacity {
   node_id: string;
@@ -195,8 +228,7 @@ export interface NodeCapacity {
   core_ids: number[];
   memory_gb: number;
   bandwidth_mbps: number;
-  /** `sessions`: concurrent encoder (NVENC) sessions the GPU runs; absent or 0 means the ledger's default. */
-  gpus: { id: number; name: string; memory_gb: number; sessions?: number }[];
+  gpus: GpuCapacity[];
   cpu_model: string;
   /** What the agent holds encodes to, per resource (node-agent/enforce/); absent from agents that predate it. */
   enforcement?: Enforcement[];

@@ -19,6 +19,8 @@ const text = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 const positive = v.pipe(v.number(), v.finite(), v.minValue(Number.MIN_VALUE));
 const whole = (min: number, max = Number.MAX_SAFE_INTEGER) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
 const host = { grpc_host: v.optional(text), grpc_port: v.optional(whole(0, 65_535)) };
+/** Where the cluster's services are, on a host without the stack (`prescient join` writes them). */
+const endpoints = { nats_url: v.optional(text), consul_http: v.optional(text), questdb_http: v.optional(text), questdb_pg: v.optional(text) };
 
 export const AGENT_CONFIG = v.strictObject({
   node_id: v.optional(shortText),
@@ -31,6 +33,7 @@ export const AGENT_CONFIG = v.strictObject({
   accounted_only: v.optional(v.array(v.picklist(['cpu', 'memory', 'gpu', 'bandwidth']))),
   shape_interfaces: v.optional(v.array(shortText)),
   ...host,
+  ...endpoints,
   /** true, or every how many runs. */
   learn: v.optional(v.union([v.boolean(), whole(1)])),
   drain_timeout: v.optional(whole(0, 86_400)),
@@ -44,6 +47,7 @@ export const COORDINATOR_CONFIG = v.strictObject({
   reservation: v.optional(text),
   placement: v.optional(v.picklist(POLICY_NAMES)),
   ...host,
+  ...endpoints,
   alert_webhook: v.optional(text),
   federated: v.optional(v.union([v.boolean(), whole(1)])),
   burst: v.optional(text),

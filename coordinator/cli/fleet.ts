@@ -5,9 +5,9 @@
  * module when one of them runs.
  */
 import { cliBus } from './member.js';
-import { loadEndpoints, type EncodingTask, type ReservedResource } from '../../shared/index.js';
+import { loadEndpoints, type EncodingTask, type GpuCapacity, type GpuProfile, type ReservedResource } from '../../shared/index.js';
 import { JetStreamTaskStore, connectBus } from '../bus/index.js';
-import { JetStreamLedgerStore, Ledger, type LedgerState } from '../ledger/index.js';
+import { JetStreamLedgerStore, Ledger, type GpuSlots, type LedgerState } from '../ledger/index.js';
 import { estimateStarts, orderQueue } from '../queue/index.js';
 import { sizeRequest } from '../sizing/index.js';
 import { table } from './format.js';
@@ -33,6 +33,41 @@ async function readFleet(stateDir: string): Promise<Fleet> {
 const fixed = (x: number, d = 1) => (Number.isInteger(x) ? String(x) : x.toFixed(d));
 const ago = (t: number, now: number) => `${Math.max(0, Math.round((now - t) / 1000))} s ago`;
 
+/**
+ * One GPU of a node row: what its agent discovered and the ledger's sessions. `profile` says
+ * where the engine counts and the session limit come from: the agent's model table (`known`),
+ * its guess (`assumed`), or nowhere (`unreported`: an agent from before GPU discovery, whose
+ * GPU gets the ledger's default sessions; driver and engines are then null).
+ */
+export function gpuView(cap: GpuCapacity, slots: GpuSlots) {
+  const reported = !!cap.profile;
+  return {
+    id: cap.id, model: cap.name, memory_gb: cap.memory_gb, driver: cap.driver || null,
+    nvenc_engines: reported ? cap.nvenc_engines ?? 0 : null, nvdec_engines: reported ? cap.nvdec_engines ?? 0 : null,
+    sessions: slots.sessions, free_sessions: slots.free_sessions,
+    profile: (reported ? cap.profile : 'unreported') as GpuProfile | 'unreported',
+  };
+}
+
+type NodeRow = ReturnType<typeof nodesView>[number];
+
+/** NVIDIA's prefix says nothing in a column of NVIDIA GPUs; long names are cut to `width`. */
+function shortModel(name: string, width = 26): string {
+  const s = name.replace(/^NVIDIA\s+/, '');
+  return s.length > width ? `${s.slice(0, width - 1)}…` : s;
+}
+
+/** The human table of every node's GPUs, one row each; empty when no node has a GPU. */
+export function gpuTable(rows: readonly NodeRow[]): string {
+  const lines = rows.flatMap((r) => r.gpus.map((g) => [
+    r.node_id, String(g.id), shortModel(g.model), fixed(g.memory_gb), g.driver ?? '-',
+    g.nvenc_engines === null ? '-' : `${g.nvenc_engines}${g.profile === 'assumed' ? '?' : ''}`,
+    g.nvdec_engines === null ? '-' : `${g.nvdec_engines}${g.profile === 'assumed' ? '?' : ''}`,
+    g.sessions === 0 ? 'none: no NVENC' : `${g.free_sessions}/${g.sessions}${g.profile === 'known' ? '' : g.profile === 'assumed' ? ' assumed' : ' default'}`,
+  ]));
+  return lines.length ? table(['node', 'gpu', 'model', 'GB', 'driver', 'NVENC', 'NVDEC', 'sessions free'], lines) : '';
+}
+
 /** Node rows: capacity, free, reservations and how each resource is held to its reservation. */
 export function nodesView(state: LedgerState | undefined, now = Date.now()) {
   if (!state) return [];
@@ -50,7 +85,7 @@ export function nodesView(state: LedgerState | undefined, now = Date.now()) {
       cores: { total: r.capacity.core_ids.length, free: n.free_core_ids.length, free_ids: n.free_core_ids },
       memory_gb: { total: r.capacity.memory_gb, free: n.free_memory_gb },
       bandwidth_mbps: { total: r.capacity.bandwidth_mbps, free: n.free_bandwidth_mbps },
-      gpus: n.gpus.map((g) => ({ id: g.id, sessions: g.sessions, free_sessions: g.free_sessions })),
+      gpus: n.gpus.map((g) => gpuView(r.capacity.gpus.find((c) => c.id === g.id)!, g)),
       reservations: r.reservations.map((x) => x.task_id),
       enforcement,
     };
@@ -89,6 +124,8 @@ export async function nodes(o: { json?: boolean }, stateDir: string): Promise<vo
     `${fixed(r.bandwidth_mbps.free)}/${fixed(r.bandwidth_mbps.total)}`, r.gpus.length ? r.gpus.map((g) => `${g.id}:${g.free_sessions}/${g.sessions}`).join(' ') : '-',
     String(r.reservations.length), ago(r.last_seen, now),
   ])));
+  const gpus = gpuTable(rows);
+  if (gpus) console.log(`\ngpus (? and "assumed": the agent's model table does not know the model or its driver)\n${gpus}`);
   console.log('\nenforcement');
   console.log(table(['node', ...RESOURCES], rows.map((r) => [r.node_id, ...RESOURCES.map((res) => `${r.enforcement[res].mode}: ${r.enforcement[res].detail}`)])));
 }

@@ -16,6 +16,7 @@
  * test/unit/cli-imports.test.ts checks what `--help`, `submit`, `status` and `scale status` load.
  */
 import { Command, Option } from 'commander';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
@@ -49,10 +50,16 @@ const print = (json: boolean, value: unknown, text: () => string) => console.log
 
 // ── stack ──────────────────────────────────────────────────────────────────────────────
 const stack = program.command('stack').description('start, stop or inspect the local NATS + Consul + QuestDB stack');
-stack.command('up').description('start the local stack on loopback and wait until every service is healthy')
+stack.command('up').description('start the local stack (on loopback unless --host) and wait until every service is healthy')
+  .option('--host <address>', 'IPv4 address of this host that every service binds to and advertises, so agents and coordinators on other hosts reach it (default 127.0.0.1)')
+  .option('--durable', 'Consul as a server keeping its KV, sessions and ACLs on disk across restarts (a production stack), not a dev agent that starts empty')
   .option('--json', 'print the status as JSON')
+  .addHelpText('after', `
+Examples:
+  prescient stack up                                   # this host only, on loopback (tests, the demo)
+  prescient stack up --host 10.0.0.5 --durable         # a production stack other hosts join (deploy/README.md)`)
   .action(async (o) => {
-    const s = await (await localStack()).stackUp({ stateDir: dir(), log: (l) => { if (!o.json) console.error(l); } });
+    const s = await (await localStack()).stackUp({ stateDir: dir(), host: o.host, durable: o.durable === true ? true : undefined, log: (l) => { if (!o.json) console.error(l); } });
     print(o.json, s, () => formatStack(s));
   });
 stack.command('down').description('stop every service of the local stack')
@@ -124,6 +131,49 @@ certs.command('revoke').description('revoke a member: NATS drops its user at onc
       cluster = `on this host only for now (${(e as Error).message}); a coordinator started here adds it to Consul's list`;
     }
     print(o.json, { role, name, fingerprint256, cluster }, () => `revoked ${role} ${name} (${fingerprint256}): ${cluster}`);
+  });
+certs.command('join-token').description('a token that lets new hosts enrol as nodes (`prescient join --token …`, or deploy/install.sh --agent --join URL --token …)')
+  .option('--nodes <n>', 'how many nodes it may enrol', '1')
+  .option('--ttl <span>', 'how long it is good for: 30m, 24h, 7d', '24h')
+  .option('--json', 'print the token and its limits as JSON')
+  .addHelpText('after', `
+Run it on the host that holds the CA key, with the stack up (its places are recorded in Consul).
+The token carries the CA certificate, a one-time enrolment certificate and the cluster's
+endpoints and QuestDB password: keep it secret until it expires or its places are used.
+
+Example:
+  prescient stack up --host 10.0.0.5
+  prescient certs join-token --nodes 3 --ttl 2h`)
+  .action(async (o) => {
+    const p = await pki();
+    const nodes = Number(o.nodes);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > p.MAX_JOIN_NODES) throw new ConfigError('--nodes', `must be a whole number from 1 to ${p.MAX_JOIN_NODES}, got ${JSON.stringify(o.nodes)}`);
+    const ttlMs = (await import('../retrain/index.js')).parseWindow(String(o.ttl), '--ttl');
+    const management = p.readSecret(pkiPath(), 'consul-management');
+    if (!p.canIssue(pkiPath()) || !management) throw new ConfigError('certs join-token', `run it on the host that holds the CA key and Consul's management token (${pkiPath()})`);
+    const endpoints = loadEndpoints(dir());
+    const name = `join-${randomBytes(8).toString('hex')}`, expires_at = Date.now() + ttlMs;
+    const m = { role: 'enrol' as const, name };
+    const files = p.issue(pkiPath(), m, [], Math.ceil(ttlMs / 86_400_000));
+    let token: string;
+    try {
+      await p.recordJoin(endpoints.consul_http, management, name, { nodes, enrolled: [], expires_at });
+      const bare = (u: string) => { const x = new URL(u); x.username = ''; x.password = ''; return x.toString().replace(/\/$/, ''); };
+      token = p.encodeJoinToken({
+        v: 1, ca: readFileSync(path.join(pkiPath(), 'ca.crt'), 'utf8'), cert: readFileSync(files.cert_file, 'utf8'), key: readFileSync(files.key_file, 'utf8'),
+        endpoints: { nats_url: endpoints.nats_url, consul_http: endpoints.consul_http, questdb_http: bare(endpoints.questdb_http), questdb_pg: endpoints.questdb_pg },
+        questdb_password: p.readSecret(pkiPath(), 'questdb'), expires_at,
+      });
+    } finally {
+      p.forget(pkiPath(), m); // it lives in the token only; the Consul record is what the leader checks
+    }
+    const loopback = /^(nats:\/\/)?(127\.|localhost)/.test(endpoints.nats_url);
+    print(o.json, { token, name, nodes, expires_at: new Date(expires_at).toISOString(), nats_url: endpoints.nats_url }, () => [
+      token, '',
+      `enrols ${nodes} node${nodes > 1 ? 's' : ''} until ${new Date(expires_at).toISOString()}; on each new host:`,
+      `  deploy/install.sh --agent --join ${endpoints.nats_url} --token <the token above>`,
+      ...(loopback ? [`note: this stack serves on loopback only; other hosts cannot reach it (start it with \`prescient stack up --host <address>\`)`] : []),
+    ].join('\n'));
   });
 certs.command('list').description('the member certificates on this host, with their expiry')
   .option('--json', 'print them as JSON')
@@ -325,7 +375,18 @@ const untilSignal = (stop: () => Promise<void>) => {
   process.on('SIGTERM', handler);
 };
 
-program.command('coordinator').description('run a coordinator: campaigns for leadership in Consul; the leader places jobs')
+/** `--nats-url` and the other endpoints: where the cluster's services are when this host runs no stack. */
+const endpointOptions = (cmd: Command) => cmd
+  .option('--nats-url <url>', 'the cluster\'s NATS (default: $PRESCIENT_NATS_URL, else this host\'s stack)')
+  .option('--consul-http <host:port>', 'the cluster\'s Consul HTTP API (default: $PRESCIENT_CONSUL_HTTP, else this host\'s stack)')
+  .option('--questdb-http <url>', 'the cluster\'s QuestDB REST API (default: $PRESCIENT_QUESTDB_HTTP, else this host\'s stack)')
+  .option('--questdb-pg <host:port>', 'the cluster\'s QuestDB PG wire (default: $PRESCIENT_QUESTDB_PG, else this host\'s stack)');
+const endpointsOf = (o: Record<string, unknown>) => loadEndpoints(dir(), {
+  nats_url: o.natsUrl as string | undefined, consul_http: o.consulHttp as string | undefined,
+  questdb_http: o.questdbHttp as string | undefined, questdb_pg: o.questdbPg as string | undefined,
+});
+
+endpointOptions(program.command('coordinator').description('run a coordinator: campaigns for leadership in Consul; the leader places jobs'))
   .option('--id <id>', 'candidate id (default: host-pid)')
   .option('--coverage <share>', 'coverage of the upper bounds reservations are made at (default: the model\'s, 0.95)')
   .option('--retrain <schedule>', 'retrain from QuestDB: weekly, monthly, daily or a cron expression (default: $PRESCIENT_RETRAIN, else never)')
@@ -358,7 +419,7 @@ program.command('coordinator').description('run a coordinator: campaigns for lea
     const coverage = o.coverage === undefined ? undefined : Number(o.coverage);
     if (coverage !== undefined && !(coverage >= 0.5 && coverage <= 0.999)) throw new ConfigError('--coverage', `must be between 0.5 and 0.999, got ${o.coverage}`);
     const c = await startCoordinator({
-      id: o.id, endpoints: loadEndpoints(dir()), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation, policy,
+      id: o.id, endpoints: endpointsOf(o), validation: validation(), grpcHost: o.grpcHost, grpcPort: Number(o.grpcPort), modelDir: modelDir(), coverage, reservation, policy,
       retrain: retrain ? { schedule: parseSchedule(retrain), windowMs: parseWindow(o.retrainWindow) } : undefined,
       alertWebhook,
       federation: federationConfig(o.federated),
@@ -423,7 +484,7 @@ async function withConfigFile(cmd: Command, kind: 'agent' | 'coordinator') {
   return cmd.opts();
 }
 
-agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given'))
+endpointOptions(agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given')))
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
@@ -433,7 +494,7 @@ agentOptions(program.command('agent').description('run a node agent: registers t
     const drainS = Number(o.drainTimeout);
     if (!(Number.isFinite(drainS) && drainS >= 0 && drainS <= 86_400)) throw new ConfigError('--drain-timeout', `must be between 0 and 86400 seconds, got ${JSON.stringify(o.drainTimeout)}`);
     const { startAgent } = await import('../../node-agent/index.js');
-    const a = await startAgent({ ...(await agentConfig(o)), endpoints: loadEndpoints(dir()), learn: learnConfig(o.learn, o.nodeId) });
+    const a = await startAgent({ ...(await agentConfig(o)), endpoints: endpointsOf(o), learn: learnConfig(o.learn, o.nodeId) });
     // systemd's stop (SIGTERM) drains: the unit's TimeoutStopSec is longer than the drain.
     untilSignal(async () => { await a.drain(drainS * 1000); await a.stop(); });
   });
@@ -454,6 +515,77 @@ async function agentConfig(o: Record<string, string | number | undefined>) {
       shape_interfaces: o.shapeInterfaces === undefined ? undefined : String(o.shapeInterfaces).split(',').map((d) => d.trim()).filter(Boolean),
     },
   };
+}
+
+program.command('join').description('enrol this host as a node with a join token, and write the agent\'s config file (deploy/install.sh --agent --join does this)')
+  .requiredOption('--token <token>', 'from `prescient certs join-token` on the CA host (or $PRESCIENT_JOIN_TOKEN)', process.env.PRESCIENT_JOIN_TOKEN)
+  .option('--join <nats-url>', 'the cluster\'s NATS as this host reaches it (default: the URL in the token)')
+  .option('--node-id <id>', 'name of this node (default: hostname)')
+  .option('--cores <list>', 'CPU cores granted to the agent, e.g. 0-3,6 (default: all)')
+  .option('--memory-gb <gb>', 'memory granted to the agent (default: all)', parseFloat)
+  .option('--grpc-host <address>', 'address other hosts reach this agent at (default: this host\'s address on the route to NATS)')
+  .option('--grpc-port <port>', 'port the agent serves gRPC on (0 = any free port)', '0')
+  .option('--write-config <file>', 'where to write the agent\'s settings (default: STATE/agent.yaml)')
+  .option('--json', 'print what was done as JSON')
+  .addHelpText('after', `
+Example (on the new host; the token from \`prescient certs join-token\` on the CA host):
+  prescient --state-dir /var/lib/prescient join --token "$TOKEN" --join nats://10.0.0.5:4222 --write-config /etc/prescient/agent.yaml
+  prescient --state-dir /var/lib/prescient agent --config /etc/prescient/agent.yaml`)
+  .action(async (o) => {
+    const p = await pki();
+    const t = p.decodeJoinToken(String(o.token));
+    if (Date.now() > t.expires_at) throw new ConfigError('--token', `expired at ${new Date(t.expires_at).toISOString()}: ask for a new one`);
+    const natsUrl = o.join === undefined ? t.endpoints.nats_url : String(o.join);
+    if (!URL.canParse(natsUrl) || !/^(nats|tls):$/.test(new URL(natsUrl).protocol)) throw new ConfigError('--join', `must be the cluster's NATS URL (nats://host:port), got ${JSON.stringify(natsUrl)}`);
+    const nodeId = String(o.nodeId ?? os.hostname());
+    if (!p.MEMBER_NAME.test(nodeId)) throw new ConfigError('--node-id', `must match ${p.MEMBER_NAME}, got ${JSON.stringify(nodeId)}`);
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    // This host's copy of the CA certificate: one from another cluster is not overwritten.
+    const caFile = path.join(pkiPath(), 'ca.crt');
+    mkdirSync(pkiPath(), { recursive: true, mode: 0o700 });
+    if (existsSync(caFile) && readFileSync(caFile, 'utf8').trim() !== t.ca.trim()) throw new ConfigError(caFile, 'is another cluster\'s CA: this host belongs to another cluster (use another --state-dir)');
+    if (!existsSync(caFile)) writeFileSync(caFile, t.ca, { mode: 0o644 });
+    if (t.questdb_password) {
+      mkdirSync(path.join(pkiPath(), 'secrets'), { recursive: true, mode: 0o700 });
+      writeFileSync(p.secretFile(pkiPath(), 'questdb'), `${t.questdb_password}\n`, { mode: 0o600 });
+    }
+    const { nodeIdentity } = await import('../../node-agent/index.js');
+    const bundle = Buffer.from(JSON.stringify({ ca: t.ca, cert: t.cert, key: t.key })).toString('base64');
+    const say = (m: string) => { if (!o.json) console.error(m); };
+    await nodeIdentity({ pkiDir: pkiPath(), nodeId, consulHttp: t.endpoints.consul_http, bundle, log: say });
+    // The token's enrolment pair has done its work here: only the node's own key stays.
+    const { X509Certificate } = await import('node:crypto');
+    const enrolled = p.memberOf(p.subjectFields(new X509Certificate(t.cert).subject));
+    if (enrolled?.role === 'enrol') p.forget(pkiPath(), enrolled);
+    const grpcHost = o.grpcHost === undefined ? await addressToward(new URL(natsUrl).hostname) : String(o.grpcHost);
+    const config = {
+      node_id: nodeId, nats_url: natsUrl, consul_http: t.endpoints.consul_http, questdb_http: t.endpoints.questdb_http, questdb_pg: t.endpoints.questdb_pg,
+      grpc_host: grpcHost, grpc_port: Number(o.grpcPort),
+      ...(o.cores === undefined ? {} : { cores: String(o.cores) }), ...(o.memoryGb === undefined ? {} : { memory_gb: o.memoryGb }),
+    };
+    const { AGENT_CONFIG } = await import('./config-file.js');
+    const { whyNotAll } = await import('../../shared/index.js');
+    const problems = whyNotAll(AGENT_CONFIG, config);
+    if (problems.length) throw new ConfigError('join', problems.join('; '));
+    const file = path.resolve(String(o.writeConfig ?? path.join(dir(), 'agent.yaml')));
+    const { default: YAML } = await import('yaml');
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, `# Written by \`prescient join\` on ${new Date().toISOString()}; read by \`prescient agent --config ${file}\`.\n${YAML.stringify(config)}`, { mode: 0o644 });
+    print(o.json, { config: file, pki_dir: pkiPath(), ...config }, () => `enrolled ${nodeId}: certificate in ${pkiPath()}, agent settings in ${file}; start it with \`prescient --state-dir ${dir()} agent --config ${file}\``);
+  });
+
+/** This host's address on the route to `host` (a UDP socket's local end once connected: nothing is sent). */
+async function addressToward(host: string): Promise<string> {
+  const { createSocket } = await import('node:dgram');
+  const sock = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => { sock.once('error', reject); sock.connect(9, host, () => resolve()); });
+    return sock.address().address;
+  } catch (e) {
+    throw new ConfigError('--grpc-host', `could not tell this host's address toward ${host} (${(e as Error).message}); give --grpc-host`);
+  } finally {
+    sock.close();
+  }
 }
 
 agentOptions(program.command('dev').description('one coordinator and one agent in one process against the local stack (starts it if needed)'))

@@ -7,7 +7,7 @@
  * taking and returning the same amounts a million times leaves exactly what was there:
  * floating-point sums would drift, and "free + reserved = capacity" could not be checked exactly.
  */
-import type { NodeCapacity, ResourceAllocation } from '../../shared/index.js';
+import type { GpuCapacity, NodeCapacity, ResourceAllocation } from '../../shared/index.js';
 import { DEFAULT_GPU_SESSIONS, type GpuSlots, type NodeSnapshot } from './types.js';
 
 const UNIT = 1e6;
@@ -15,9 +15,16 @@ const UNIT = 1e6;
 export const units = (x: number): number => Math.round(x * UNIT);
 const fromUnits = (u: number): number => u / UNIT;
 
-/** Sessions a GPU runs at once: its reported figure, or the default when it reports none (0). */
-export function sessionsOf(g: NodeCapacity['gpus'][number]): number {
-  return g.sessions && g.sessions > 0 ? Math.floor(g.sessions) : DEFAULT_GPU_SESSIONS;
+/**
+ * Sessions a GPU runs at once. An agent that discovered its GPUs says so with a `profile`, and
+ * its figure is taken as it is: 0 there means the GPU has no NVENC (an H100, an A100), so no GPU
+ * task is placed on it. From an older agent (no profile) 0 is protobuf's "not said", and the
+ * GPU gets the default.
+ */
+export function sessionsOf(g: GpuCapacity): number {
+  const reported = Number.isFinite(g.sessions) ? Math.max(0, Math.floor(g.sessions!)) : 0;
+  if (g.profile) return reported;
+  return reported > 0 ? reported : DEFAULT_GPU_SESSIONS;
 }
 
 /** A private copy of a capacity with core ids and GPUs sorted and de-duplicated. */
@@ -97,6 +104,7 @@ export function misfit(n: NodeSnapshot, a: Amounts): { code: 'conflict' | 'inval
   for (const gid of a.gpu_ids) {
     const g = n.gpus.find((x) => x.id === gid);
     if (!g) return { code: 'conflict', reason: `gpu ${gid} is not on ${id}` };
+    if (g.sessions === 0) return { code: 'conflict', reason: `gpu ${gid} on ${id} has no encoder (NVENC): its agent reports 0 sessions` };
     if (g.free_sessions < 1) return { code: 'conflict', reason: `gpu ${gid} on ${id} has no free encoder session (${g.sessions} of ${g.sessions} in use)` };
   }
   if (units(a.memory_gb) > units(n.free_memory_gb)) return { code: 'conflict', reason: `memory on ${id}: ${fmt(a.memory_gb, 2)} GB wanted, ${fmt(n.free_memory_gb, 2)} GB free` };

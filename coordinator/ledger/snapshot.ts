@@ -166,7 +166,7 @@ export class NodeTable {
     const t = chunk.totals;
     t[j] = n ? n.capacity.core_ids.length : -0.5;
     // Every GPU runs at least one session, so an idle node offers one per GPU.
-    t[CHUNK + j] = n ? n.gpus.length : -0.5;
+    t[CHUNK + j] = n ? n.gpus.filter((g) => g.sessions > 0).length : -0.5;
     t[2 * CHUNK + j] = n ? n.capacity.memory_gb : -0.5;
     t[3 * CHUNK + j] = n ? n.capacity.bandwidth_mbps : -0.5;
     t[4 * CHUNK + j] = n ? n.gpu_sessions : -0.5;

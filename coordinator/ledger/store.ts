@@ -55,7 +55,13 @@ const StoredNode = v.object({
   record: v.optional(v.object({
     capacity: v.looseObject({
       node_id: shortText, address: v.string(), core_ids: ids, memory_gb: amount, bandwidth_mbps: amount, cpu_model: v.string(),
-      gpus: v.pipe(v.array(v.looseObject({ id: count, name: v.string(), memory_gb: amount, sessions: v.optional(count) })), v.maxLength(256)),
+      // driver, engines and profile come from agents with GPU discovery (shared/task.ts GpuCapacity),
+      // '' and 0 from older ones. `profile` is any string, as an agent may send: a value this
+      // version does not know still marks `sessions` as the agent's own figure (node.ts sessionsOf).
+      gpus: v.pipe(v.array(v.looseObject({
+        id: count, name: v.string(), memory_gb: amount, sessions: v.optional(count),
+        driver: v.optional(v.string()), nvenc_engines: v.optional(count), nvdec_engines: v.optional(count), profile: v.optional(v.string()),
+      })), v.maxLength(256)),
     }),
     last_seen: v.pipe(v.number(), v.finite()), version: count,
     reservations: v.pipe(v.array(v.object({

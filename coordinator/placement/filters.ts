@@ -24,6 +24,8 @@ export interface Check {
 
 const fmt = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
 const state = (idle: boolean) => (idle ? 'in total' : 'free');
+/** GPUs of a node that can encode at all (an H100 reports 0 sessions: it has no NVENC). */
+const encoding = (n: NodeSnapshot) => n.gpus.filter((g) => g.sessions > 0).length;
 
 /** The filters, in the order they run: the cheapest and most often decisive first. */
 export const CHECKS: readonly Check[] = [
@@ -39,9 +41,10 @@ export const CHECKS: readonly Check[] = [
     column: { now: FREE.gpus, idle: TOTAL.gpus },
     need: (r) => r.gpus,
     // Every GPU runs at least one session, so an idle node offers one per GPU.
-    have: (n, idle) => (idle ? n.gpus.length : n.free_gpu_ids.length),
-    explain: (r, n, idle) => (idle || n.gpus.length < r.gpus
-      ? `${n.node_id}: needs ${r.gpus} GPU${r.gpus === 1 ? '' : 's'}, ${n.gpus.length ? `${n.gpus.length} in total` : 'has none'}`
+    // A GPU with no encoder (0 sessions: an H100) never counts: a job waiting for it would wait forever.
+    have: (n, idle) => (idle ? encoding(n) : n.free_gpu_ids.length),
+    explain: (r, n, idle) => (idle || encoding(n) < r.gpus
+      ? `${n.node_id}: needs ${r.gpus} GPU${r.gpus === 1 ? '' : 's'} with an encoder, ${n.gpus.length ? `${encoding(n)} of its ${n.gpus.length} have one` : 'has none'}`
       : `${n.node_id}: needs a free encoder session on ${r.gpus} GPU${r.gpus === 1 ? '' : 's'}, ${n.free_gpu_ids.length} of ${n.gpus.length} GPUs have one`),
   },
   {

@@ -11,7 +11,7 @@ const files = suites.flatMap((s) => {
   return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.js') && existsSync(path.join('test', s, f.replace(/\.js$/, '.ts')))).sort().map((f) => path.join(dir, f)) : [];
 });
 
-let passed = 0, failed = 0;
+let passed = 0, failed = 0, skipped = 0;
 const failures = [];
 for (const file of files) {
   const started = Date.now();
@@ -25,6 +25,8 @@ for (const file of files) {
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, text }); });
   });
   const total = /Total:\s+(\d+)/.exec(out.text), ok = /Passed:\s+(\d+)/.exec(out.text);
+  // A test that cannot run on this host is uvu's test.skip, its reason printed by the file.
+  skipped += Number(/Skipped:\s+(\d+)/.exec(out.text)?.[1] ?? 0);
   if (total && ok) {
     passed += Number(ok[1]);
     failed += Number(total[1]) - Number(ok[1]);
@@ -37,5 +39,6 @@ for (const file of files) {
   console.log(`── ${file}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 if (failures.length) console.log(`\nfailing files:\n  ${failures.join('\n  ')}`);
+if (skipped) console.log(`\n${skipped} skipped on this host (each file printed why)`);
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

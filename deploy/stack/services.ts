@@ -2,11 +2,12 @@
  * How each service is launched and how its health is judged. One `ServiceSpec` per service;
  * the orchestration in stack.ts knows nothing service-specific.
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QUESTDB_USER, type StackEndpoints } from '../../shared/config.js';
-import { REVOKED_KEY, ensureSecret, publishRevoked, loadIdentity, natsPidFile, natsUsersFile, refreshNatsUsers } from '../../shared/pki/index.js';
+import { REVOKED_KEY, ensureSecret, issue, publishRevoked, loadIdentity, natsPidFile, natsUsersFile, refreshNatsUsers, type Identity } from '../../shared/pki/index.js';
 import { MissingDependencyError } from './errors.js';
 import { httpGet, LOOPBACK, tcpGreeting } from './net.js';
 import { findExecutable } from './proc.js';
@@ -19,9 +20,13 @@ export interface LaunchPlan {
   env: NodeJS.ProcessEnv;
 }
 
-/** What every service's plan may need beyond its own folder: where the cluster's certificates and secrets are. */
+/** What every service's plan may need beyond its own folder: where the cluster's certificates and secrets are, and the address it serves on. */
 export interface ServiceContext {
   pkiDir: string;
+  /** The address every service binds to and advertises (StackOptions.host; loopback by default). */
+  host: string;
+  /** Consul as a server with its data on disk (StackOptions.durable), not a dev agent. */
+  durable: boolean;
 }
 
 export interface ServiceSpec {
@@ -45,7 +50,7 @@ export interface ServiceSpec {
   /** Resolves when healthy, throws an Error whose message says what is wrong. */
   probe(ports: Record<string, number>, timeoutMs: number, cx: ServiceContext): Promise<void>;
   /** The address consumers use (ServiceStatus.endpoint). */
-  endpoint(ports: Record<string, number>): string;
+  endpoint(ports: Record<string, number>, host: string): string;
 }
 
 function need(name: string, envVar: string): string {
@@ -72,12 +77,12 @@ const nats: ServiceSpec = {
     // TLS only, and every client shows a certificate from the cluster CA, mapped to the user its
     // subject names (shared/pki/nats.ts writes the users and their permissions, and has the
     // server reload them through the pid file whenever a member is issued or forgotten).
-    const tls = loadIdentity(cx.pkiDir, { role: 'service', name: 'nats' }, [LOOPBACK, 'localhost']);
+    const tls = natsServerIdentity(cx.pkiDir, cx.host);
     refreshNatsUsers(cx.pkiDir);
     const q = (v: string) => JSON.stringify(v);
     const conf = [
-      `listen: ${q(`${LOOPBACK}:${p.client}`)}`,
-      `http: ${q(`${LOOPBACK}:${p.monitor}`)}`,
+      `listen: ${q(`${cx.host}:${p.client}`)}`,
+      `http: ${q(`${cx.host}:${p.monitor}`)}`,
       // A stable server name keeps JetStream's identity across restarts.
       'server_name: "prescient"',
       `pid_file: ${q(natsPidFile(cx.pkiDir))}`,
@@ -90,14 +95,14 @@ const nats: ServiceSpec = {
     writeFileSync(file, conf, { mode: 0o600 });
     return { cmd, args: ['-c', file], env: process.env };
   },
-  async probe(p, t) {
+  async probe(p, t, cx) {
     // The client port must greet with INFO (a real NATS speaks first) and /healthz covers JetStream.
-    const greeting = await tcpGreeting(p.client, t);
+    const greeting = await tcpGreeting(cx.host, p.client, t);
     if (!greeting.startsWith('INFO ')) throw new Error(`unexpected greeting on client port: ${greeting.slice(0, 80)}`);
-    const body = await expectOk(`http://${LOOPBACK}:${p.monitor}/healthz`, t);
+    const body = await expectOk(`http://${cx.host}:${p.monitor}/healthz`, t);
     if ((JSON.parse(body) as { status?: string }).status !== 'ok') throw new Error(`/healthz: ${body}`);
   },
-  endpoint: (p) => `nats://${LOOPBACK}:${p.client}`,
+  endpoint: (p, host) => `nats://${host}:${p.client}`,
 };
 
 /** The token Consul gives a request that carries none: anyone on the network. */
@@ -114,9 +119,30 @@ export const CONSUL_POLICIES: Readonly<Record<string, string>> = {
   'prescient-coordinator': 'key_prefix "prescient/" { policy = "write" }\nsession_prefix "" { policy = "write" }\nnode_prefix "" { policy = "write" }\nagent_prefix "" { policy = "read" }',
 };
 
-async function consulPut(port: number, token: string, urlPath: string, body: unknown): Promise<void> {
-  const res = await fetch(`http://${LOOPBACK}:${port}${urlPath}`, { method: 'PUT', headers: { 'X-Consul-Token': token }, body: JSON.stringify(body), signal: AbortSignal.timeout(5000) });
+async function consulCall(method: 'GET' | 'PUT', host: string, port: number, token: string, urlPath: string, body?: unknown): Promise<Response> {
+  return fetch(`http://${host}:${port}${urlPath}`, { method, headers: { 'X-Consul-Token': token }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000) });
+}
+
+async function consulPut(host: string, port: number, token: string, urlPath: string, body: unknown): Promise<unknown> {
+  const res = await consulCall('PUT', host, port, token, urlPath, body);
   if (!res.ok) throw new Error(`PUT ${urlPath} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+  return res.json();
+}
+
+/**
+ * Makes Consul's ACL policies and the coordinators' token as CONSUL_POLICIES says, whether or not
+ * they exist: a durable server keeps them from its last start (created again they would clash).
+ */
+async function upsertAcls(host: string, port: number, management: string, coordinator: string): Promise<void> {
+  for (const [Name, Rules] of Object.entries(CONSUL_POLICIES)) {
+    const have = await consulCall('GET', host, port, management, `/v1/acl/policy/name/${Name}`);
+    const id = have.ok ? ((await have.json()) as { ID?: string }).ID : undefined;
+    await consulPut(host, port, management, id ? `/v1/acl/policy/${id}` : '/v1/acl/policy', { Name, Rules });
+  }
+  const token = { SecretID: coordinator, Description: 'prescient coordinators', Policies: [{ Name: 'prescient-coordinator' }] };
+  const self = await consulCall('GET', host, port, coordinator, '/v1/acl/token/self');
+  const accessor = self.ok ? ((await self.json()) as { AccessorID?: string }).AccessorID : undefined;
+  await consulPut(host, port, management, accessor ? `/v1/acl/token/${accessor}` : '/v1/acl/token', accessor ? { ...token, AccessorID: accessor } : token);
 }
 
 const consul: ServiceSpec = {
@@ -131,35 +157,39 @@ const consul: ServiceSpec = {
   plan(dataDir, p, cx) {
     const cmd = need('consul', 'PRESCIENT_CONSUL');
     const management = ensureSecret(cx.pkiDir, 'consul-management');
-    // Consul 1.8's JSON config; `-dev` keeps Raft in memory (a restart starts empty), data_dir only holds the node id.
+    // Consul 1.8's JSON config. `-dev` keeps Raft in memory (a restart starts empty) and data_dir
+    // only holds the node id; a durable stack runs a one-server cluster whose Raft log, KV and ACLs
+    // live in data_dir (raft_multiplier 1: Consul's own setting for production servers, which
+    // elects in a second or two rather than the default's laptop-friendly 5×).
     const config = {
       node_name: 'prescient',
-      bind_addr: LOOPBACK,
-      advertise_addr: LOOPBACK,
-      client_addr: LOOPBACK,
+      bind_addr: cx.host,
+      advertise_addr: cx.host,
+      client_addr: cx.host,
       data_dir: path.join(dataDir, 'data'),
       log_level: 'INFO', // -dev defaults to DEBUG, which logs every session renewal
       disable_update_check: true, // never phone home
       ports: { http: p.http, https: p.https, dns: p.dns, serf_lan: p.serf_lan, serf_wan: p.serf_wan, server: p.server, grpc: p.grpc },
       // Deny by default; the management token (0600 under pki/secrets) is the agent's own too.
       acl: { enabled: true, default_policy: 'deny', down_policy: 'extend-cache', tokens: { master: management, agent: management } },
+      ...(cx.durable ? { server: true, bootstrap_expect: 1, performance: { raft_multiplier: 1 } } : {}),
     };
     const file = path.join(dataDir, 'consul.json');
     writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
-    return { cmd, args: ['agent', '-dev', '-config-file', file], env: process.env };
+    return { cmd, args: ['agent', ...(cx.durable ? [] : ['-dev']), '-config-file', file], env: process.env };
   },
   async configure(p, cx) {
     const management = ensureSecret(cx.pkiDir, 'consul-management');
     const coordinator = ensureSecret(cx.pkiDir, 'consul-coordinator');
-    // A dev agent keeps ACLs in memory: every start makes them again, with the same secrets.
+    // A dev agent keeps ACLs in memory: every start makes them again, with the same secrets. A
+    // durable server has them from before, and gets them brought up to date.
     const until = Date.now() + 15_000;
     for (;;) {
       try {
-        for (const [Name, Rules] of Object.entries(CONSUL_POLICIES)) await consulPut(p.http, management, '/v1/acl/policy', { Name, Rules });
-        await consulPut(p.http, management, '/v1/acl/token', { SecretID: coordinator, Description: 'prescient coordinators', Policies: [{ Name: 'prescient-coordinator' }] });
-        await consulPut(p.http, management, `/v1/acl/token/${ANONYMOUS_TOKEN}`, { Description: 'anyone: who leads, the term, and the revoked certificates', Policies: [{ Name: 'prescient-public' }] });
+        await upsertAcls(cx.host, p.http, management, coordinator);
+        await consulPut(cx.host, p.http, management, `/v1/acl/token/${ANONYMOUS_TOKEN}`, { Description: 'anyone: who leads, the term, and the revoked certificates', Policies: [{ Name: 'prescient-public' }] });
         // Its KV too: the certificates revoked on this host (the CA's) are the cluster's list again.
-        await publishRevoked(`${LOOPBACK}:${p.http}`, management, cx.pkiDir);
+        await publishRevoked(`${cx.host}:${p.http}`, management, cx.pkiDir);
         return;
       } catch (e) {
         // Right after election the ACL system may still be starting.
@@ -168,11 +198,11 @@ const consul: ServiceSpec = {
       }
     }
   },
-  async probe(p, t) {
-    const leader = JSON.parse(await expectOk(`http://${LOOPBACK}:${p.http}/v1/status/leader`, t)) as unknown;
+  async probe(p, t, cx) {
+    const leader = JSON.parse(await expectOk(`http://${cx.host}:${p.http}/v1/status/leader`, t)) as unknown;
     if (typeof leader !== 'string' || leader === '') throw new Error('no Raft leader elected yet');
   },
-  endpoint: (p) => `${LOOPBACK}:${p.http}`,
+  endpoint: (p, host) => `${host}:${p.http}`,
 };
 
 /**
@@ -245,9 +275,9 @@ const questdb: ServiceSpec = {
     // Inherited QDB_* variables would silently move ports or data: start from a clean slate.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QDB_')));
     Object.assign(env, {
-      QDB_HTTP_NET_BIND_TO: `${LOOPBACK}:${p.http}`,
-      QDB_PG_NET_BIND_TO: `${LOOPBACK}:${p.pg}`,
-      QDB_LINE_TCP_NET_BIND_TO: `${LOOPBACK}:${p.ilp}`,
+      QDB_HTTP_NET_BIND_TO: `${cx.host}:${p.http}`,
+      QDB_PG_NET_BIND_TO: `${cx.host}:${p.pg}`,
+      QDB_LINE_TCP_NET_BIND_TO: `${cx.host}:${p.ilp}`,
       QDB_LINE_UDP_ENABLED: 'false',
       // Writes only from cluster members: HTTP (queries, and ILP over HTTP, which agents use)
       // and PG wire take the cluster's password; ILP over TCP, which has no password, is off.
@@ -272,20 +302,35 @@ const questdb: ServiceSpec = {
     };
   },
   async probe(p, t, cx) {
-    const body = await expectOk(`http://${LOOPBACK}:${p.http}/exec?query=select%201`, t, { authorization: basicAuth(QUESTDB_USER, ensureSecret(cx.pkiDir, 'questdb')) });
+    const body = await expectOk(`http://${cx.host}:${p.http}/exec?query=select%201`, t, { authorization: basicAuth(QUESTDB_USER, ensureSecret(cx.pkiDir, 'questdb')) });
     if (!/"dataset":\[\[1\]\]/.test(body)) throw new Error(`select 1 returned ${body.slice(0, 200)}`);
   },
-  endpoint: (p) => `http://${LOOPBACK}:${p.http}`,
+  endpoint: (p, host) => `http://${host}:${p.http}`,
 };
 
 export const SPECS: Record<ServiceName, ServiceSpec> = { nats, consul, questdb };
 
-/** StackEndpoints from the recorded ports of all three services. */
-export function endpointsFrom(ports: Record<ServiceName, Record<string, number>>): StackEndpoints {
+/** StackEndpoints from the recorded ports of all three services and the address they serve on. */
+export function endpointsFrom(ports: Record<ServiceName, Record<string, number>>, host: string): StackEndpoints {
   return {
-    nats_url: nats.endpoint(ports.nats),
-    consul_http: consul.endpoint(ports.consul),
-    questdb_http: questdb.endpoint(ports.questdb),
-    questdb_pg: `${LOOPBACK}:${ports.questdb.pg}`,
+    nats_url: nats.endpoint(ports.nats, host),
+    consul_http: consul.endpoint(ports.consul, host),
+    questdb_http: questdb.endpoint(ports.questdb, host),
+    questdb_pg: `${host}:${ports.questdb.pg}`,
   };
+}
+
+/**
+ * The NATS server's certificate, naming the address it serves on (clients check it against the
+ * URL they dial) besides loopback; issued again when the stack moves to an address it lacks.
+ */
+function natsServerIdentity(pkiDir: string, host: string): Identity {
+  const m = { role: 'service' as const, name: 'nats' };
+  const hosts = [...new Set([host, LOOPBACK, 'localhost'])];
+  const id = loadIdentity(pkiDir, m, hosts);
+  const x = new X509Certificate(readFileSync(id.cert_file));
+  const names = (h: string) => (/^[\d.]+$|:/.test(h) ? x.checkIP(h) : x.checkHost(h));
+  if (hosts.every((h) => names(h) !== undefined)) return id;
+  issue(pkiDir, m, hosts);
+  return loadIdentity(pkiDir, m, hosts);
 }

@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { pkiDirFor, stackFile } from '../../shared/config.js';
 import { initCa } from '../../shared/pki/index.js';
 import { ServiceStartError, StackLockedError, StackNotFoundError } from './errors.js';
-import { freePort } from './net.js';
+import { checkStackHost, freePort, LOOPBACK } from './net.js';
 import { isAlive, logTail, signalGroup, spawnDetached, terminate, waitForExit, type Spawned } from './proc.js';
 import { endpointsFrom, SPECS, type LaunchPlan } from './services.js';
 import { SERVICE_NAMES, type ServiceName, type ServiceRecord, type ServiceStatus, type StackOptions, type StackRecord, type StackStatus } from './types.js';
@@ -39,13 +39,16 @@ const alive = (r: ServiceRecord | undefined, name: ServiceName) => !!r && isAliv
 function readRecord(c: Ctx): StackRecord {
   if (!existsSync(c.file)) return { services: {} };
   const rec = JSON.parse(readFileSync(c.file, 'utf8')) as Partial<StackRecord>;
-  return { endpoints: rec.endpoints, services: rec.services ?? {} };
+  return { host: typeof rec.host === 'string' ? rec.host : undefined, durable: rec.durable === true || undefined, endpoints: rec.endpoints, services: rec.services ?? {} };
 }
+
+/** What a service needs to plan, probe and configure: the certificates and the address the stack serves on. */
+const serviceCx = (c: Ctx, rec: StackRecord) => ({ pkiDir: c.pkiDir, host: rec.host ?? LOOPBACK, durable: rec.durable === true });
 
 /** Atomic replace, so a reader (loadEndpoints in another process) never sees half a file. */
 function writeRecord(c: Ctx, rec: StackRecord): void {
   const tmp = `${c.file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ endpoints: rec.endpoints, services: rec.services }, null, 2) + '\n');
+  writeFileSync(tmp, JSON.stringify({ host: rec.host, durable: rec.durable, endpoints: rec.endpoints, services: rec.services }, null, 2) + '\n');
   renameSync(tmp, c.file);
 }
 
@@ -84,8 +87,8 @@ async function withLock<T>(c: Ctx, fn: () => Promise<T>): Promise<T> {
 async function serviceStatus(c: Ctx, rec: StackRecord, name: ServiceName): Promise<ServiceStatus> {
   const r = rec.services[name];
   const running = alive(r, name);
-  const healthy = running && (await SPECS[name].probe(r!.ports, PROBE_TIMEOUT_MS, { pkiDir: c.pkiDir }).then(() => true, () => false));
-  return { name, pid: r?.pid, running, healthy, endpoint: r ? SPECS[name].endpoint(r.ports) : '', log_file: logFile(c, name) };
+  const healthy = running && (await SPECS[name].probe(r!.ports, PROBE_TIMEOUT_MS, serviceCx(c, rec)).then(() => true, () => false));
+  return { name, pid: r?.pid, running, healthy, endpoint: r ? SPECS[name].endpoint(r.ports, serviceCx(c, rec).host) : '', log_file: logFile(c, name) };
 }
 
 async function statusOf(c: Ctx): Promise<StackStatus> {
@@ -95,7 +98,7 @@ async function statusOf(c: Ctx): Promise<StackStatus> {
 }
 
 /** Ports for a fresh start: pinned ones from options, the rest free and distinct. */
-async function allocatePorts(o: StackOptions, names: ServiceName[]): Promise<Record<ServiceName, Record<string, number>>> {
+async function allocatePorts(o: StackOptions, host: string, names: ServiceName[]): Promise<Record<ServiceName, Record<string, number>>> {
   const pinned = new Set(Object.values(o.ports ?? {}));
   const taken = new Set<number>(pinned);
   const out = {} as Record<ServiceName, Record<string, number>>;
@@ -105,7 +108,7 @@ async function allocatePorts(o: StackOptions, names: ServiceName[]): Promise<Rec
     for (const p of spec.ports) {
       const key = spec.pinnedBy[p];
       const want = key ? o.ports?.[key] : undefined;
-      ports[p] = want ?? (await freePort(taken));
+      ports[p] = want ?? (await freePort(host, taken));
       taken.add(ports[p]);
     }
     out[name] = ports;
@@ -114,11 +117,11 @@ async function allocatePorts(o: StackOptions, names: ServiceName[]): Promise<Rec
 }
 
 /** Where a service's files go and what runs; resolving it first means a missing binary fails before anything starts. */
-function prepare(c: Ctx, name: ServiceName, ports: Record<string, number>): { r: ServiceRecord; plan: LaunchPlan } {
+function prepare(c: Ctx, rec: StackRecord, name: ServiceName, ports: Record<string, number>): { r: ServiceRecord; plan: LaunchPlan } {
   const r: ServiceRecord = { ports, data_dir: dataDir(c, name), log_file: logFile(c, name) };
   mkdirSync(r.data_dir, { recursive: true });
   mkdirSync(path.dirname(r.log_file), { recursive: true });
-  return { r, plan: SPECS[name].plan(r.data_dir, ports, { pkiDir: c.pkiDir }) };
+  return { r, plan: SPECS[name].plan(r.data_dir, ports, serviceCx(c, rec)) };
 }
 
 /** Spawns one service and records its pid at once (so a crash mid-start leaves a trail for down). */
@@ -126,7 +129,7 @@ function launch(c: Ctx, rec: StackRecord, name: ServiceName, { r, plan }: { r: S
   const proc = spawnDetached(plan.cmd, plan.args, { cwd: r.data_dir, env: plan.env, logFile: r.log_file });
   rec.services[name] = { ...r, pid: proc.pid, started_at: new Date().toISOString() };
   writeRecord(c, rec);
-  c.log(`${name}: started pid ${proc.pid} (${SPECS[name].endpoint(r.ports)}), log ${r.log_file}`);
+  c.log(`${name}: started pid ${proc.pid} (${SPECS[name].endpoint(r.ports, serviceCx(c, rec).host)}), log ${r.log_file}`);
   return proc;
 }
 
@@ -142,8 +145,8 @@ async function awaitHealthy(c: Ctx, rec: StackRecord, name: ServiceName, proc?: 
   let last = 'not probed yet';
   for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
     try {
-      await spec.probe(r.ports, PROBE_TIMEOUT_MS, { pkiDir: c.pkiDir });
-      if (proc) await spec.configure?.(r.ports, { pkiDir: c.pkiDir });
+      await spec.probe(r.ports, PROBE_TIMEOUT_MS, serviceCx(c, rec));
+      if (proc) await spec.configure?.(r.ports, serviceCx(c, rec));
       r.healthy_at ??= new Date().toISOString();
       c.log(`${name}: healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       return;
@@ -176,13 +179,21 @@ async function up(o: StackOptions): Promise<StackStatus> {
   const rec = readRecord(c);
   const live = SERVICE_NAMES.filter((n) => alive(rec.services[n], n));
   // A partly running stack keeps its ports: clients already hold those endpoints.
-  const fresh = live.length === 0 ? await allocatePorts(o, [...SERVICE_NAMES]) : undefined;
+  // A fresh stack serves on the address asked for; a partly running one stays where it is.
+  if (live.length === 0) {
+    rec.host = o.host && o.host !== LOOPBACK ? checkStackHost(o.host) : undefined;
+    rec.durable = o.durable || undefined;
+  } else {
+    if (o.host && o.host !== (rec.host ?? LOOPBACK)) c.log(`the stack runs on ${rec.host ?? LOOPBACK}: --host ${o.host} applies once it is down`);
+    if (o.durable !== undefined && o.durable !== (rec.durable === true)) c.log(`the stack runs Consul ${rec.durable ? 'as a durable server' : 'in dev mode'}: --durable applies once it is down`);
+  }
+  const fresh = live.length === 0 ? await allocatePorts(o, rec.host ?? LOOPBACK, [...SERVICE_NAMES]) : undefined;
   if (fresh) rec.endpoints = undefined;
   const prepared = {} as Record<ServiceName, ReturnType<typeof prepare>>;
   for (const name of SERVICE_NAMES) {
     const ports = fresh?.[name] ?? rec.services[name]?.ports;
     if (!ports) throw new StackNotFoundError(c.file, `${name} has no recorded ports while the rest of the stack runs`);
-    prepared[name] = prepare(c, name, ports);
+    prepared[name] = prepare(c, rec, name, ports);
   }
 
   const started: ServiceName[] = [];
@@ -216,7 +227,7 @@ async function up(o: StackOptions): Promise<StackStatus> {
     const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     throw errors.find((e) => !/start abandoned/.test(e.message)) ?? errors[0];
   }
-  rec.endpoints = endpointsFrom({ nats: rec.services.nats!.ports, consul: rec.services.consul!.ports, questdb: rec.services.questdb!.ports });
+  rec.endpoints = endpointsFrom({ nats: rec.services.nats!.ports, consul: rec.services.consul!.ports, questdb: rec.services.questdb!.ports }, serviceCx(c, rec).host);
   writeRecord(c, rec);
   return statusOf(c);
 }
@@ -239,7 +250,7 @@ export async function stackDown(o: StackOptions): Promise<StackStatus> {
     const rec = readRecord(c);
     await Promise.all(SERVICE_NAMES.map((n) => stopOne(c, rec, n)));
     // Without endpoints, loadEndpoints() says "no running stack" instead of pointing at dead ports.
-    writeRecord(c, { services: rec.services });
+    writeRecord(c, { host: rec.host, durable: rec.durable, services: rec.services });
     return statusOf(c);
   });
 }
@@ -287,10 +298,10 @@ export async function startService(o: StackOptions, name: ServiceName): Promise<
     const r = rec.services[name];
     if (!r) throw new StackNotFoundError(c.file, name);
     if (alive(r, name)) {
-      if (await SPECS[name].probe(r.ports, PROBE_TIMEOUT_MS, { pkiDir: c.pkiDir }).then(() => true, () => false)) return;
+      if (await SPECS[name].probe(r.ports, PROBE_TIMEOUT_MS, serviceCx(c, rec)).then(() => true, () => false)) return;
       await stopOne(c, rec, name);
     }
-    const proc = launch(c, rec, name, prepare(c, name, r.ports));
+    const proc = launch(c, rec, name, prepare(c, rec, name, r.ports));
     try {
       await awaitHealthy(c, rec, name, proc);
       writeRecord(c, rec); // with healthy_at

@@ -10,12 +10,23 @@ import type { StackEndpoints } from '../../shared/config.js';
 export type ServiceName = 'nats' | 'consul' | 'questdb';
 export const SERVICE_NAMES: readonly ServiceName[] = ['nats', 'consul', 'questdb'];
 
-/** Ports a caller may pin; every other port is picked free on 127.0.0.1. */
+/** Ports a caller may pin; every other port is picked free on the stack's address. */
 export type ConfigurablePort = 'nats' | 'consul_http' | 'questdb_http' | 'questdb_pg' | 'questdb_ilp';
 
 export interface StackOptions {
   /** Root of the stack's data, logs and stack file (see deploy/README.md for the layout). */
   stateDir: string;
+  /**
+   * The IPv4 address every service binds to and advertises (default 127.0.0.1): another host's
+   * agents and coordinators reach the stack there. A running stack keeps the one it started on.
+   */
+  host?: string;
+  /**
+   * Consul as a server keeping Raft, its KV and its ACLs on disk (`STATE/consul/data`), rather
+   * than a dev agent that starts empty: what a production single-host stack runs (deploy/README.md).
+   * A stack keeps the mode it was first started in until it is brought down.
+   */
+  durable?: boolean;
   /** Pinned ports for a fresh stack; a stack that is already (partly) running keeps its own. */
   ports?: Partial<Record<ConfigurablePort, number>>;
   /** Progress lines (one per event); silent when absent. */
@@ -58,6 +69,10 @@ export interface ServiceRecord {
 
 /** Contents of `stackFile(stateDir)`; `endpoints` is what shared/config.ts `loadEndpoints` reads. */
 export interface StackRecord {
+  /** The address the services serve on; absent for loopback. */
+  host?: string;
+  /** Consul runs as a server with its data on disk (StackOptions.durable). */
+  durable?: boolean;
   endpoints?: StackEndpoints;
   services: Partial<Record<ServiceName, ServiceRecord>>;
 }

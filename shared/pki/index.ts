@@ -20,6 +20,7 @@ import { natsPermissions, writeNatsUsers } from './nats.js';
 import { readLocal, writeLocal } from './revoked.js';
 
 export { REVOKED_KEY, followRevoked, parseRevokedList, publishRevoked, revokedFingerprints, type RevokedEntry } from './revoked.js';
+export { JOINS_PREFIX, JOIN_NAME, MAX_JOIN_NODES, claimJoin, decideJoin, decodeJoinToken, encodeJoinToken, recordJoin, unclaimJoin, type JoinRecord, type JoinToken } from './join.js';
 
 /**
  * Who a certificate speaks for: a coordinator, a node agent, a submitting client, an operator

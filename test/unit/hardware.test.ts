@@ -14,8 +14,8 @@ test('a malformed or backwards CPU list is refused naming the setting', () => {
 });
 
 test('nvidia-smi CSV lines become GPUs with memory in GB, and junk lines are dropped', () => {
-  const out = '0, NVIDIA H100 80GB HBM3, 81559\n1, NVIDIA L4, 23034\n[N/A], broken, [N/A]\n';
-  assert.equal(parseNvidiaSmiGpus(out), [
+  const out = '0, GPU-0, 00000000:18:00.0, 550.54.15, 81559, NVIDIA H100 80GB HBM3\n1, GPU-1, 00000000:2A:00.0, 550.54.15, 23034, NVIDIA L4\n[N/A], broken, [N/A]\n';
+  assert.equal(parseNvidiaSmiGpus(out).map((g) => ({ id: g.id, name: g.name, memory_gb: g.memory_gb })), [
     { id: 0, name: 'NVIDIA H100 80GB HBM3', memory_gb: 81559 / 1024 },
     { id: 1, name: 'NVIDIA L4', memory_gb: 23034 / 1024 },
   ]);

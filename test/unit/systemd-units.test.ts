@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const unitDir = fileURLToPath(new URL('../../../deploy/systemd/', import.meta.url));
-const units = ['prescient-agent.service', 'prescient-coordinator.service'];
+const units = ['prescient-agent.service', 'prescient-coordinator.service', 'prescient-stack.service'];
 
 /** The unit's keys per section (last one wins, as systemd reads a single-valued key). */
 function parseUnit(text: string): Record<string, Record<string, string>> {
@@ -26,7 +26,7 @@ function parseUnit(text: string): Record<string, Record<string, string>> {
   return out;
 }
 
-test('systemd finds nothing wrong in either unit', () => {
+test('systemd finds nothing wrong in any of the units', () => {
   const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...units.map((u) => unitDir + u)], { encoding: 'utf8' });
   assert.is(r.error, undefined, 'systemd-analyze runs (install.sh installs systemd)');
   assert.is(r.status, 0, r.stderr);
@@ -49,6 +49,14 @@ test('the coordinator runs from its config file and restarts on failure', () => 
   assert.match(u.Service.ExecStart, /coordinator --config \/etc\/prescient\/coordinator\.yaml$/);
   assert.is(u.Service.Restart, 'on-failure');
   assert.is(u.Service.StandardOutput, 'journal');
+});
+
+test('the stack unit brings up a durable stack on the configured address before the coordinator and agent, and takes it down on stop', () => {
+  const u = parseUnit(readFileSync(unitDir + 'prescient-stack.service', 'utf8'));
+  assert.match(u.Service.ExecStart, /stack up --durable --host \$\{PRESCIENT_STACK_HOST\}$/);
+  assert.match(u.Service.ExecStop, /stack down$/);
+  assert.equal([u.Service.Type, u.Service.RemainAfterExit], ['oneshot', 'yes'], 'the services it starts stay up after `stack up` returns');
+  assert.match(u.Unit.Before, /prescient-coordinator\.service/);
 });
 
 test.run();
