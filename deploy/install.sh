@@ -105,7 +105,8 @@ fi
 
 # --- Debian packages: one install call for whatever is missing
 missing=()
-for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring openssl systemd; do pkg_installed "$p" || missing+=("$p"); done
+# chromium: the tests open `prescient plan`'s HTML report in a real browser (playwright-core drives it).
+for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring openssl systemd chromium; do pkg_installed "$p" || missing+=("$p"); done
 java_major() { command -v java >/dev/null || { echo 0; return; }; java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == "1") ? v[2] : v[1]; exit }'; }
 [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jre-headless) # QuestDB 9 needs class version 61
 command -v mvn >/dev/null || missing+=(maven)

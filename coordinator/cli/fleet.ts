@@ -139,3 +139,25 @@ export async function queue(o: { json?: boolean }, stateDir: string): Promise<vo
     r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
   ])));
 }
+
+/** `prescient plan job.yaml`: what the leader would do with the job now (coordinator/plan/live.ts), nothing submitted. */
+export async function planLive(schema: unknown, o: { json?: boolean; model?: string; reservation?: string; placement?: string }, stateDir: string, validation: import('../../shared/index.js').ValidationContext): Promise<void> {
+  const [{ planJob }, { DEFAULT_MODEL_PATH, loadModelFile }, { cliMember }] = await Promise.all([import('../plan/live.js'), import('../../models/index.js'), import('./member.js')]);
+  const f = await readFleet(stateDir);
+  const r = planJob({
+    schema, owner: cliMember().name, ledger: f.ledger, tasks: f.tasks, predictor: loadModelFile(o.model ?? DEFAULT_MODEL_PATH), validation, now: Date.now(),
+    reservation: o.reservation, placement: o.placement as never,
+  });
+  if (o.json) { console.log(JSON.stringify(r, null, 2)); return; }
+  const p = r.prediction;
+  const lines = [
+    r.outcome === 'placed' ? `would be placed on ${r.node_id}: ${r.allocation!.core_ids.length} core(s) [${r.allocation!.core_ids.join(',')}], ${fixed(r.allocation!.memory_gb, 2)} GB${r.allocation!.gpu_ids.length ? `, GPU ${r.allocation!.gpu_ids.join(',')}` : ''}`
+      : r.outcome === 'queued' ? `would wait: ${r.reason ?? ''}; estimated start ${r.estimated_start ?? 'unknown'}${r.estimate ? ` (${r.estimate})` : ''}`
+        : `would be refused: ${r.reason ?? ''}`,
+    ...(r.outcome === 'placed' && r.reason ? [`  ${r.reason}`] : []),
+    ...(p ? [`predicted (${p.model_version}, bound at ${((p.coverage ?? 0.95) * 100).toFixed(0)} %): ${fixed(p.expected.duration_s, 1)} s (≤ ${fixed(p.upper.duration_s, 1)}), ${fixed(p.expected.memory_gb, 2)} GB (≤ ${fixed(p.upper.memory_gb, 2)}), ${fixed(p.expected.cpu_cores, 2)} cores (≤ ${fixed(p.upper.cpu_cores, 2)})${p.flags?.length ? `; ${p.flags.join('; ')}` : ''}`] : []),
+    ...(r.silent_nodes.length ? [`left out, their agents silent: ${r.silent_nodes.join(', ')}`] : []),
+    'nothing was submitted',
+  ];
+  console.log(lines.join('\n'));
+}

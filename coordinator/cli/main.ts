@@ -517,6 +517,85 @@ async function agentConfig(o: Record<string, string | number | undefined>) {
   };
 }
 
+program.command('plan').description('capacity planning: simulate a workload on a fleet under several reservation policies, the leader\'s own scheduler deciding (waits per SLA class, kills, cost, a recommendation); or, given a job file, what the live cluster would do with it now')
+  .argument('[job]', 'a job file: show its prediction with bounds, the node the leader would pick now (or why none) and its estimated start; nothing is submitted')
+  .option('--workload <file>', 'job templates with arrival rates (or counts), SLA classes and deadlines (YAML/JSON; coordinator/plan/inputs.ts)')
+  .option('--fleet <file>', 'node types with counts, cores, memory, GPUs and prices (YAML/JSON)')
+  .option('--reservation <policy>', 'with a job file: the reservation policy the leader runs (predictive, fixed-slots:N, one-core)', 'predictive')
+  .option('--placement <policy>', `with a job file: the placement policy the leader runs (${POLICY_NAMES.join(', ')})`, 'best-fit')
+  .option('--policies <list>', 'reservation policies compared, comma-separated: predictive, fixed-slots:N, one-core, oracle (reserves each job\'s actual use)', 'predictive,fixed-slots:2,one-core,oracle')
+  .option('--seed <n>', 'arrivals and actual use are drawn with this seed: the same seed gives the same report', '1')
+  .option('--error-scale <k>', 'widen (>1) or narrow (<1) the model\'s spread of actual use around its prediction (1: as its bounds claim)', '1')
+  .option('--model <file>', 'the model that predicts (default: the shipped model)')
+  .option('--charts <dir>', 'also write the charts (SVG, drawn by Vega-Lite) and a self-contained report.html to DIR')
+  .option('--find', 'search for the cheapest fleet of the fleet file\'s node types (their counts are where it starts) that meets --target, with the first of --policies')
+  .option('--target <list>', 'with --find, comma-separated: CLASS.p95_wait<=SPAN, missed_deadlines<=N', 'premium.p95_wait<=30s,missed_deadlines<=0')
+  .option('--json', 'print the report as JSON')
+  .addHelpText('after', `
+A job's actual use is its prediction for the cores it got, times a residual drawn per job from
+the model's own spread; an encode whose actual peak memory passes its reservation is killed and
+re-queued, as on a real node. Nothing is submitted and no cluster is needed.
+
+Example:
+  prescient plan --workload deploy/plan/workload.yaml --fleet deploy/plan/fleet.yaml --policies predictive,fixed-slots:2,oracle
+  prescient plan job.yaml                               # against the running cluster, like nomad job plan
+  prescient plan --workload deploy/plan/workload.yaml --fleet deploy/plan/fleet.yaml --find --target 'premium.p95_wait<=10s,standard.p95_wait<=2m'`)
+  .action(async (job: string | undefined, o) => {
+    if (job !== undefined) {
+      if (o.workload || o.fleet) throw new ConfigError('plan', 'give a job file, or --workload and --fleet, not both');
+      const docs = await readJobs(job);
+      if (docs.length !== 1) throw new ConfigError(job, `plan takes one job, this file has ${docs.length}`);
+      (await import('../sizing/index.js')).parseReservationPolicy(String(o.reservation));
+      if (!(POLICY_NAMES as readonly string[]).includes(String(o.placement))) throw new ConfigError('--placement', `must be one of ${POLICY_NAMES.join(', ')}, got ${JSON.stringify(o.placement)}`);
+      return (await import('./fleet.js')).planLive(docs[0], { json: o.json, model: o.model ? path.resolve(String(o.model)) : undefined, reservation: o.reservation, placement: o.placement }, dir(), validation());
+    }
+    if (!o.workload || !o.fleet) throw new ConfigError('plan', 'give --workload and --fleet (a simulation), or a job file (what the live cluster would do with it)');
+    const [planning, { DEFAULT_MODEL_PATH, loadModelFile }] = await Promise.all([import('../plan/index.js'), import('../../models/index.js')]);
+    const policies = String(o.policies).split(',').map((x) => x.trim()).filter(Boolean);
+    const bad = policies.filter((x) => !planning.isPlanPolicy(x));
+    if (!policies.length || bad.length) throw new ConfigError('--policies', `${bad.length ? `${bad.map((x) => JSON.stringify(x)).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not a policy` : 'is empty'}: use predictive, fixed-slots:N (N from 1 to 999), one-core or oracle`);
+    const seed = Number(o.seed), errorScale = Number(o.errorScale);
+    if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
+    if (!(errorScale >= 0 && errorScale <= 10)) throw new ConfigError('--error-scale', `must be between 0 and 10, got ${JSON.stringify(o.errorScale)}`);
+    const workload = planning.readWorkload(String(o.workload)), fleet = planning.readFleet(String(o.fleet));
+    const model = loadModelFile(o.model ? path.resolve(String(o.model)) : DEFAULT_MODEL_PATH);
+    if (o.find) {
+      const found = planning.findFleet({ workload, fleet, model, policy: policies[0] as import('../plan/index.js').PlanPolicy, seed, targets: planning.parseTargets(String(o.target)) });
+      const counts = found.fleet.nodes.map((n) => `${n.count} × ${n.type}`).join(' + ');
+      const r = found.report;
+      print(o.json, found, () => [
+        `cheapest fleet meeting ${o.target} under ${r.policy}: ${counts} (${found.cost_per_hour.toFixed(2)} per hour); one node fewer of any type misses the targets`,
+        `  ${r.succeeded}/${r.jobs} jobs, ${Object.entries(r.classes).map(([c, f]) => `${c} p95 wait ${f!.wait_p95_s.toFixed(1)} s`).join(', ')}, ${Object.values(r.classes).reduce((s2, f) => s2 + (f?.missed_deadlines ?? 0), 0)} missed deadlines, ${r.memory_kills} memory kills`,
+        `  (${found.runs} simulations, seed ${seed})`,
+      ].join('\n'));
+      return;
+    }
+    const { report, runs } = planning.plan({ workload, fleet, model, policies: policies as import('../plan/index.js').PlanPolicy[], seed, errorScale, sampleMs: o.charts ? 10_000 : 0 });
+    const charts = o.charts ? await planning.writeCharts(path.resolve(String(o.charts)), report, runs) : undefined;
+    print(o.json, charts ? { ...report, charts } : report, () => formatPlan(report) + (charts ? `\ncharts: ${charts.join(', ')}` : ''));
+  });
+
+/** The plan report as a table per policy and the recommendation. */
+function formatPlan(r: import('../plan/index.js').PlanReport): string {
+  const classes = [...new Set(r.policies.flatMap((p) => Object.keys(p.classes)))];
+  const head = ['policy', 'done', 'makespan', 'jobs/h', ...classes.map((c) => `${c} p95 wait`), 'missed', 'mem kills', 'cores used/reserved', 'node-h', 'cost'];
+  const rows = r.policies.map((p) => [
+    p.policy, `${p.succeeded}/${p.jobs}`, `${(p.makespan_s / 3600).toFixed(2)} h`, p.throughput_per_hour.toFixed(0),
+    ...classes.map((c) => (p.classes[c] && Number.isFinite(p.classes[c]!.wait_p95_s) ? `${p.classes[c]!.wait_p95_s.toFixed(0)} s` : '-')),
+    String(Object.values(p.classes).reduce((s, f) => s + (f?.missed_deadlines ?? 0), 0)), String(p.memory_kills),
+    Number.isFinite(p.reserved_vs_used.cores_used_share) ? `${(p.reserved_vs_used.cores_used_share * 100).toFixed(0)} %` : '-', p.node_hours.toFixed(1), p.cost.toFixed(2),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const refused = r.policies[0]?.refused.filter((x) => x.state === 'rejected') ?? [];
+  return [
+    line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), '',
+    ...refused.map((x) => `refused: ${x.jobs} job(s) of ${x.template}: ${x.reason}`),
+    r.recommendation.sentence,
+    `(seed ${r.seed}, model ${r.model_version}${r.error_scale !== 1 ? `, its spread ×${r.error_scale}` : ''})`,
+  ].join('\n');
+}
+
 program.command('join').description('enrol this host as a node with a join token, and write the agent\'s config file (deploy/install.sh --agent --join does this)')
   .requiredOption('--token <token>', 'from `prescient certs join-token` on the CA host (or $PRESCIENT_JOIN_TOKEN)', process.env.PRESCIENT_JOIN_TOKEN)
   .option('--join <nats-url>', 'the cluster\'s NATS as this host reaches it (default: the URL in the token)')

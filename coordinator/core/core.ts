@@ -18,7 +18,7 @@ import {
   type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
 import { hardwareClass, predictWork, predictWorkEach, type ResourcePredictor } from '../../models/index.js';
-import { Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
+import { FREE, Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest, type PlacementResult } from '../placement/index.js';
 import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
 import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
@@ -512,24 +512,76 @@ export class LeaderCore {
   private passView(snap: LedgerSnapshot): PassView {
     const { exclude } = this.avoid();
     const track = snap.count <= PASS_VIEW_NODES;
-    const classes = new Map<string, ClassView>(), classOf = new Map<string, string>();
+    const p = this.classPartition(snap);
+    const classes = new Map<string, ClassView>();
     let idle = 0;
-    for (const n of snap.nodes) {
-      const id = n.capacity.node_id;
+    // One class, nothing excluded, too many nodes to track each: the idle sum and the most on a
+    // node come from the free-core column block by block.
+    if (!track && !exclude && p.byClass.size === 1) {
+      const [hw_class, nodes] = p.byClass.entries().next().value!;
+      let most = 0;
+      for (let b = 0; b * snap.blockSize < snap.slots; b++) {
+        const m = snap.blockMax(b, FREE.cores);
+        if (m <= 0) continue;
+        if (m > most) most = m;
+        const free = snap.blockFree(b), base = FREE.cores * snap.blockSize;
+        for (let j = 0; j < snap.blockSize; j++) { const f = free[base + j]; if (f > 0) idle += f; }
+      }
+      classes.set(hw_class, { hw_class, idle, most, nodes });
+      return { idle, classes, classOf: p.classOf, exclude };
+    }
+    // Free cores read from the snapshot's columns: no node object is opened, nothing allocated per node.
+    for (let i = 0; i < snap.slots; i++) {
+      const hw_class = p.slotClass[i];
+      if (hw_class === undefined) continue;
+      const id = p.slotId[i]!;
       if (exclude?.has(id)) continue;
-      const hw_class = hardwareClass(n.capacity.cpu_model);
       let c = classes.get(hw_class);
-      if (!c) classes.set(hw_class, (c = { hw_class, idle: 0, most: 0, free: track ? new Map() : undefined, nodes: [] }));
-      const f = n.free_core_ids.length;
+      if (!c) classes.set(hw_class, (c = { hw_class, idle: 0, most: 0, free: track ? new Map() : undefined, nodes: p.byClass.get(hw_class)! }));
+      const f = snap.amount(i, FREE.cores);
       idle += f;
       c.idle += f;
-      c.most = Math.max(c.most, f);
+      if (f > c.most) c.most = f;
       c.free?.set(id, f);
-      c.nodes.push(id);
-      classOf.set(id, hw_class);
     }
-    return { idle, classes, classOf, exclude };
+    return { idle, classes, classOf: p.classOf, exclude };
   }
+
+  /**
+   * Each slot's node id and hardware class, and the nodes of each class: worked out again only
+   * for slots whose node changed (joined, left, registered again) since the last pass, so a pass
+   * over thousands of nodes reads numbers rather than rebuilding maps.
+   */
+  private classPartition(snap: LedgerSnapshot): { slotId: (string | undefined)[]; slotClass: (string | undefined)[]; classOf: Map<string, string>; byClass: Map<string, string[]> } {
+    const p = (this.partition ??= { ledger: this.ledger, membership: -1, caps: [], slotId: [], slotClass: [], classOf: new Map(), byClass: new Map() });
+    if (p.ledger === this.ledger && p.membership === this.ledger.membership && p.caps.length === snap.slots) return p;
+    p.ledger = this.ledger;
+    p.membership = this.ledger.membership;
+    let changed = p.caps.length !== snap.slots;
+    p.caps.length = p.slotId.length = p.slotClass.length = snap.slots;
+    for (let i = 0; i < snap.slots; i++) {
+      const cap = snap.at(i)?.capacity;
+      if (cap === p.caps[i]) continue;
+      changed = true;
+      p.caps[i] = cap;
+      p.slotId[i] = cap?.node_id;
+      p.slotClass[i] = cap ? hardwareClass(cap.cpu_model) : undefined;
+    }
+    if (changed) {
+      p.classOf = new Map();
+      p.byClass = new Map();
+      for (let i = 0; i < snap.slots; i++) {
+        const id = p.slotId[i], c = p.slotClass[i];
+        if (id === undefined || c === undefined) continue;
+        p.classOf.set(id, c);
+        let list = p.byClass.get(c);
+        if (!list) p.byClass.set(c, (list = []));
+        list.push(id);
+      }
+    }
+    return p;
+  }
+  private partition?: { ledger: Ledger; membership: number; caps: (NodeCapacity | undefined)[]; slotId: (string | undefined)[]; slotClass: (string | undefined)[]; classOf: Map<string, string>; byClass: Map<string, string[]> };
 
   /** Takes a commit's cores out of the pass's view. */
   private spent(v: PassView, node: string, cores: number): void {
@@ -620,8 +672,15 @@ export class LeaderCore {
   /** Free cores on the nodes a pass may place on. */
   private usableFreeCores(): number {
     const { exclude } = this.avoid();
+    const snap = this.ledger.snapshot();
+    // Summed from the snapshot's free-core column (an empty slot reads negative), then the excluded nodes' taken out.
     let n = 0;
-    for (const node of this.ledger.snapshot().nodes) if (!exclude?.has(node.node_id)) n += node.free_core_ids.length;
+    for (let b = 0; b * snap.blockSize < snap.slots; b++) {
+      if (snap.blockMax(b, FREE.cores) <= 0) continue;
+      const free = snap.blockFree(b), base = FREE.cores * snap.blockSize;
+      for (let j = 0; j < snap.blockSize; j++) { const f = free[base + j]; if (f > 0) n += f; }
+    }
+    if (exclude) for (const id of exclude) { const x = snap.node(id); if (x) n -= x.free_core_ids.length; }
     return n;
   }
 

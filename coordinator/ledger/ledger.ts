@@ -32,8 +32,12 @@ export class Ledger {
   private readonly savedSeen = new Map<string, number>();
   private readonly removed = new Set<string>();
   private skipped: Dropped[] = [];
+  private members = 0;
 
   constructor(readonly term: number, private readonly leaseMs: number) {}
+
+  /** Moves whenever a node joins, leaves or registers again: what is cached per node (its hardware class) holds until it moves. */
+  get membership(): number { return this.members; }
 
   /** A frozen view for placement: O(1), and the same object until something changes. */
   snapshot(): LedgerSnapshot { return this.table.freeze(this.version, this.term); }
@@ -53,6 +57,7 @@ export class Ledger {
   upsertNode(capacity: NodeCapacity, now: number): Dropped[] {
     const cap = normaliseCapacity(capacity);
     const id = cap.node_id;
+    this.members++;
     const tasks = this.held.get(id) ?? new Set<string>();
     let n = idleNode(cap, ++this.version, now);
     const evicted: Dropped[] = [];
@@ -89,6 +94,7 @@ export class Ledger {
   removeNode(nodeId: string): Array<{ task_id: string; allocation: ResourceAllocation }> {
     const tasks = this.held.get(nodeId);
     this.version++;
+    this.members++;
     if (!tasks) return [];
     const lost = [...tasks].map((task_id) => ({ task_id, allocation: this.reservations.get(task_id)! }));
     for (const { task_id } of lost) this.reservations.delete(task_id);

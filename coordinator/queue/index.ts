@@ -17,6 +17,7 @@
  * finish on its upper bound.
  */
 import { SLA_CLASSES, isActor, type EncodingTask, type NodeCapacity, type SlaClass } from '../../shared/index.js';
+import { sessionsOf } from '../ledger/index.js';
 
 export interface QueuePolicy {
   /** Head start each class has over the next (milliseconds added to its submission time). */
@@ -125,7 +126,8 @@ function replayQueue(
 ): { out: Map<string, StartEstimate>; late: boolean } {
   const out = new Map<string, StartEstimate>();
   const sim: SimNode[] = nodes.map((n) => {
-    const total = { cores: n.core_ids.length, gpus: n.gpus.length, memory_gb: n.memory_gb, bandwidth_mbps: n.bandwidth_mbps };
+    // A GPU with no encoder (an H100: 0 sessions) starts no GPU job.
+    const total = { cores: n.core_ids.length, gpus: n.gpus.filter((g) => sessionsOf(g) > 0).length, memory_gb: n.memory_gb, bandwidth_mbps: n.bandwidth_mbps };
     return { id: n.node_id, ...total, total };
   });
   const byId = new Map(sim.map((n) => [n.id, n]));

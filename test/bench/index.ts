@@ -15,6 +15,7 @@ import { benchAccuracy } from './accuracy.js';
 import { benchCliStart } from './cli-start.js';
 import { benchPoison } from './poison.js';
 import { benchFailover } from './failover.js';
+import { benchPlan } from './plan.js';
 
 function machine(): Record<string, string | number> {
   const ffmpeg = (() => { try { return /ffmpeg version (\S+)/.exec(execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }))?.[1] ?? '?'; } catch { return 'absent'; } })();
@@ -36,6 +37,7 @@ const benches: Record<string, () => Promise<Record<string, number | string>>> = 
   'accuracy (issue 14: on held-out sources, duration and memory MAPE at or below the best peer; 95 % bound covers >= 93 % with slack < 30 %; demo batch inside its memory bound)': benchAccuracy,
   'poison (issue 17: 1,000 poison submissions, then a valid job placed within 1 s of them clearing; leader RSS back within 10 %)': benchPoison,
   'failover (issue 17: a standby leading and placing within 10 s of kill -9 of the leader, 10 runs)': benchFailover,
+  'fleet plan (issue 19: 500 mixed nodes simulated with the real core; predictive ≥ 1.25× the best fixed-slot throughput, ≥ 0.9× oracle, ≤ 1 % of jobs over memory; 1,000,000 jobs at 1,000 nodes < 60 s)': benchPlan,
   'cli-start (issue 15: CPU to start and finish `prescient --help` and `submit` < 300 ms, `status` < 400 ms)': benchCliStart,
 };
 

@@ -87,7 +87,7 @@ test('the queue grows → a tagged launch with user data → the instance joins 
   assert.match(await refusal(enrolAs('i-not-launched')), /the leader refused: i-not-launched was not launched with enrolment burst-test-\d+/);
   const leaderAddress = (await new ConsulLeaderLookup(s.endpoints.consul_http).currentLeader())!.address;
   const asNode = new CoordinatorClient(leaderAddress, identity(s, 'node', 'node-x'));
-  assert.match(await refusal(asNode.enrol({ node_id: id, csr_pem: '' })), /PERMISSION_DENIED: only a burst launch's enrolment certificate may enrol/);
+  assert.match(await refusal(asNode.enrol({ node_id: id, csr_pem: '' })), /PERMISSION_DENIED: only an enrolment certificate \(a burst launch's or a join token's\) may enrol/);
   asNode.close();
 
   // cloud-init: the agent starts with the instance id as its node id, on a host with no

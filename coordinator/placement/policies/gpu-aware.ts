@@ -21,6 +21,7 @@ export const gpuAware: PlacementPolicy = {
   // Per-GPU sessions are not in the columns: a GPU job opens the node.
   scoreSlot: (req, snap, i) => (req.gpus > 0 ? gpuJobScore(req, snap.at(i)!) : bestFit.scoreSlot!(req, snap, i)),
   gpusFor: (req, n) => chooseGpus(req, n, false),
-  avoids: (req, n) => req.gpus === 0 && n.gpus.length > 0,
+  // Only GPUs that can encode are kept free for GPU jobs: a node whose GPUs have no NVENC takes CPU work like any other.
+  avoids: (req, n) => req.gpus === 0 && n.gpus.some((g) => g.sessions > 0),
   avoidsSlot: (req, snap, i) => req.gpus === 0 && snap.amount(i, TOTAL.gpus) > 0,
 };

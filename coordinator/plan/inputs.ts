@@ -1,0 +1,117 @@
+/**
+ * What `prescient plan` reads (issue 19): a workload (a mix of job templates, each arriving at
+ * its own rate, in one SLA class, with a deadline) and a fleet (node types with their counts
+ * and prices). Both YAML or JSON, checked with valibot: every problem is reported at once,
+ * naming its key, before anything is simulated.
+ *
+ *   # workload.yaml                         # fleet.yaml
+ *   duration: 2h                            nodes:
+ *   jobs:                                     - type: c16
+ *     - name: vod-1080p                          count: 10
+ *       rate: 120/h                              cores: 16
+ *       priority: standard                       memory_gb: 64
+ *       deadline: 30m                            price_per_hour: 0.68
+ *       job:                                   - type: g4
+ *         input: { resolution: 1920x1080, fps: 30, duration_s: 60 }    count: 2
+ *         output: { codec: h264, preset: medium, rate_control: { mode: crf, crf: 23 } }
+ *                                                cores: 8
+ *                                                memory_gb: 32
+ *                                                gpus: [{ model: NVIDIA L4, sessions: 16 }]
+ *                                                price_per_hour: 0.81
+ */
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { ConfigError, MEMBER_NAME, SLA_CLASSES, shortText, v, whyNotAll, type SlaClass } from '../../shared/index.js';
+
+const SPAN = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/;
+const SPAN_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** `90s`, `30m`, `2h`, `1d` in milliseconds. */
+export function spanMs(text: string): number {
+  const m = SPAN.exec(text.trim());
+  return m ? Number(m[1]) * SPAN_MS[m[2] as keyof typeof SPAN_MS] : NaN;
+}
+const span = v.pipe(v.string(), v.regex(SPAN, 'a span such as 90s, 30m, 2h or 1d'), v.check((s) => spanMs(s) > 0, 'a span above 0'));
+/** `120/h`, `2/m`, `0.5/s`: arrivals per unit of time. */
+const RATE = /^(\d+(?:\.\d+)?)\s*\/\s*(s|m|h|d)$/;
+const rate = v.pipe(v.string(), v.regex(RATE, 'a rate such as 120/h, 2/m or 0.5/s'));
+const count = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+const positive = v.pipe(v.number(), v.finite(), v.minValue(Number.MIN_VALUE));
+
+const Template = v.strictObject({
+  name: shortText,
+  /** Poisson arrivals at this mean rate, over the workload's duration. */
+  rate: v.optional(rate),
+  /** Or exactly this many, all arriving at the start (a batch). */
+  count: v.optional(count(1, 10_000_000)),
+  /** 24 multipliers of the rate, one per hour of the day (a daily curve); the mean need not be 1. */
+  daily: v.optional(v.pipe(v.array(v.pipe(v.number(), v.finite(), v.minValue(0))), v.length(24))),
+  priority: v.optional(v.picklist(SLA_CLASSES)),
+  /** Each job's deadline, after its arrival. */
+  deadline: v.optional(span),
+  /** An encoding job as `prescient submit` takes it (input and output; no input file is read). */
+  job: v.looseObject({ input: v.record(v.string(), v.unknown()), output: v.record(v.string(), v.unknown()) }),
+});
+const Workload = v.strictObject({
+  /** How long arrivals go on (rate templates); the simulation runs until every job has ended. */
+  duration: v.optional(span),
+  jobs: v.pipe(v.array(Template), v.minLength(1), v.maxLength(1000)),
+});
+
+const Gpu = v.strictObject({ model: shortText, memory_gb: v.optional(positive), sessions: v.optional(count(0, 1024)) });
+const NodeType = v.strictObject({
+  type: v.pipe(v.string(), v.regex(MEMBER_NAME, 'a name of letters, digits, _ . -')),
+  count: count(0, 100_000),
+  cores: count(1, 1024),
+  memory_gb: positive,
+  gpus: v.optional(v.pipe(v.array(Gpu), v.maxLength(64))),
+  /** The CPU model its hardware class comes from (default: the type's name). */
+  cpu_model: v.optional(shortText),
+  bandwidth_mbps: v.optional(positive),
+  price_per_hour: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0))),
+});
+const Fleet = v.strictObject({ nodes: v.pipe(v.array(NodeType), v.minLength(1), v.maxLength(1000)) });
+
+export type TemplateSpec = v.InferOutput<typeof Template>;
+export type NodeTypeSpec = v.InferOutput<typeof NodeType>;
+export interface WorkloadSpec { duration_ms: number; jobs: TemplateSpec[] }
+export interface FleetSpec { nodes: NodeTypeSpec[] }
+
+/** Arrivals per millisecond from a rate text (`120/h`). */
+export function ratePerMs(text: string): number {
+  const m = RATE.exec(text.trim())!;
+  return Number(m[1]) / SPAN_MS[m[2] as keyof typeof SPAN_MS];
+}
+
+function readDoc(file: string, flag: string): unknown {
+  let text: string;
+  try { text = readFileSync(file, 'utf8'); } catch (e) { throw new ConfigError(flag, `cannot read ${file}: ${(e as Error).message}`); }
+  try { return YAML.parse(text) ?? {}; } catch (e) { throw new ConfigError(flag, `${file} is not YAML or JSON: ${(e as Error).message.split('\n')[0]}`); }
+}
+
+function checkDoc<S extends v.GenericSchema>(schema: S, doc: unknown, flag: string, file: string): v.InferOutput<S> {
+  const problems = whyNotAll(schema, doc);
+  if (problems.length) throw new ConfigError(flag, `${file}: ${problems.length} problem${problems.length > 1 ? 's' : ''}: ${problems.join('; ')}`);
+  return doc as v.InferOutput<S>;
+}
+
+/** A workload document, checked; `file` names it in errors. */
+export function parseWorkload(doc: unknown, file = 'workload'): WorkloadSpec {
+  const w = checkDoc(Workload, doc, '--workload', file);
+  const problems = w.jobs.flatMap((t, i) => (t.rate === undefined) === (t.count === undefined) ? [`jobs.${i} (${t.name}) needs exactly one of rate and count`] : []);
+  if (w.jobs.some((t) => t.rate !== undefined) && w.duration === undefined) problems.push('duration is missing: rate templates arrive over it');
+  if (problems.length) throw new ConfigError('--workload', `${file}: ${problems.join('; ')}`);
+  return { duration_ms: w.duration ? spanMs(w.duration) : 0, jobs: w.jobs };
+}
+
+export function parseFleet(doc: unknown, file = 'fleet'): FleetSpec {
+  const f = checkDoc(Fleet, doc, '--fleet', file);
+  const seen = new Set<string>();
+  const dup = f.nodes.filter((n) => seen.has(n.type) || !seen.add(n.type)).map((n) => n.type);
+  if (dup.length) throw new ConfigError('--fleet', `${file}: node type ${dup[0]} is given twice`);
+  if (!f.nodes.some((n) => n.count > 0)) throw new ConfigError('--fleet', `${file}: no node: every count is 0`);
+  return f;
+}
+
+export const readWorkload = (file: string) => parseWorkload(readDoc(file, '--workload'), file);
+export const readFleet = (file: string) => parseFleet(readDoc(file, '--fleet'), file);
+export type { SlaClass };

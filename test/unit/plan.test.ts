@@ -1,0 +1,98 @@
+/**
+ * Capacity planning (issue 19): the simulator drives the leader's real core with the shipped
+ * model predicting, so what it reports follows from real sizing, placement and re-queue rules.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadModelFile } from '../../models/index.js';
+import { findFleet, missedTargets, parseFleet, parseTargets, parseWorkload, plan, simulate, summarize, type FleetSpec, type WorkloadSpec } from '../../coordinator/plan/index.js';
+
+const model = loadModelFile();
+const thrown = (fn: () => unknown) => { try { fn(); return ''; } catch (e) { return `${(e as Error).name}: ${(e as Error).message}`; } };
+
+const job = (resolution: string, codec: string, preset: string, duration_s = 20) => ({
+  input: { resolution, fps: 30, duration_s }, output: { codec, preset, rate_control: { mode: 'crf', crf: 26 } },
+});
+const workload: WorkloadSpec = parseWorkload({
+  duration: '10m',
+  jobs: [
+    { name: 'std-720p', rate: '240/h', priority: 'standard', deadline: '15m', job: job('1280x720', 'h264', 'medium') },
+    { name: 'prem-1080p', rate: '60/h', priority: 'premium', deadline: '5m', job: job('1920x1080', 'h264', 'fast') },
+    { name: 'batch', count: 30, priority: 'batch', job: job('640x360', 'h264', 'slow', 40) },
+  ],
+});
+const fleet: FleetSpec = parseFleet({ nodes: [{ type: 'c8', count: 3, cores: 8, memory_gb: 16, price_per_hour: 0.4 }, { type: 'c4', count: 2, cores: 4, memory_gb: 8, price_per_hour: 0.2 }] });
+
+test('the same seed gives the same report, and another seed another one', () => {
+  const a = plan({ workload, fleet, model, seed: 7, policies: ['predictive', 'fixed-slots:2'] }).report;
+  const b = plan({ workload, fleet, model, seed: 7, policies: ['predictive', 'fixed-slots:2'] }).report;
+  assert.equal(a, b);
+  const c = plan({ workload, fleet, model, seed: 8, policies: ['predictive', 'fixed-slots:2'] }).report;
+  assert.not.equal(a.policies[0].makespan_s, c.policies[0].makespan_s);
+});
+
+test('every job of the workload arrives and ends, placed by the real core under each policy', () => {
+  const { report } = plan({ workload, fleet, model, seed: 1 });
+  assert.equal(report.policies.map((p) => p.policy), ['predictive', 'fixed-slots:2', 'one-core', 'oracle']);
+  for (const p of report.policies) {
+    assert.ok(p.jobs > 60, `${p.policy}: ${p.jobs} jobs`);
+    assert.is(p.never_started, 0, p.policy);
+    assert.is(p.succeeded + p.failed + p.rejected, p.jobs, p.policy);
+    assert.ok(p.reserved_vs_used.core_hours_used <= p.reserved_vs_used.core_hours_reserved + 1e-6, `${p.policy} uses no more cores than it reserves (encodes are pinned)`);
+    assert.ok(p.cost > 0 && p.node_hours > 0);
+  }
+  assert.match(report.recommendation.sentence, /^Run (predictive|fixed-slots:2|one-core): it finishes/);
+});
+
+test('the oracle, reserving each job\'s actual use, never has an encode killed for memory', () => {
+  const oracle = simulate(workload, fleet, model, { policy: 'oracle', seed: 3 });
+  assert.is(oracle.totals.memory_kills, 0);
+  const predictive = simulate(workload, fleet, model, { policy: 'predictive', seed: 3 });
+  assert.equal(predictive.jobs.map((j) => j.arrival_ms), oracle.jobs.map((j) => j.arrival_ms), 'the same arrivals under every policy');
+});
+
+test('under-predicted jobs (actual use spread three times what the model claims) are killed by their memory limit and re-queued with more', () => {
+  const calm = simulate(workload, fleet, model, { policy: 'predictive', seed: 5, errorScale: 0.2 });
+  const wild = simulate(workload, fleet, model, { policy: 'predictive', seed: 5, errorScale: 3 });
+  assert.is(calm.totals.memory_kills, 0, 'within its bounds nothing is killed');
+  assert.ok(wild.totals.memory_kills > 5, `${wild.totals.memory_kills} kills`);
+  assert.ok(wild.totals.requeues >= wild.totals.memory_kills - wild.jobs.filter((j) => j.state === 'failed').length, 'each kill short of the last attempt is re-queued');
+  const killed = wild.jobs.filter((j) => j.memory_kills > 0);
+  assert.ok(killed.some((j) => j.state === 'succeeded'), 'a killed job runs again with more memory and succeeds');
+});
+
+test('a fleet too small for a job leaves it refused with the core\'s reason, named by its template', () => {
+  const tiny = parseFleet({ nodes: [{ type: 'tiny', count: 1, cores: 1, memory_gb: 0.05 }] });
+  const w = parseWorkload({ jobs: [{ name: 'big', count: 2, job: job('3840x2160', 'hevc', 'slow') }] });
+  const { report } = plan({ workload: w, fleet: tiny, model, policies: ['predictive'] });
+  const p = report.policies[0];
+  assert.is(p.succeeded, 0);
+  assert.is(p.never_started, 2);
+  assert.equal(p.refused.map((x) => [x.template, x.jobs, x.state]), [['big', 2, 'never started']]);
+  assert.match(p.refused[0].reason, /fits no node|no node/, p.refused[0].reason);
+});
+
+test('--find returns a fleet that meets its targets, and one node fewer of any type does not', () => {
+  const targets = parseTargets('premium.p95_wait<=5s,standard.p95_wait<=60s');
+  const found = findFleet({ workload, fleet, model, seed: 2, targets });
+  assert.equal(missedTargets(found.report, targets), [], 'the fleet found meets the targets');
+  found.fleet.nodes.forEach((n, i) => {
+    if (n.count === 0) return;
+    const fewer = { nodes: found.fleet.nodes.map((m, k) => (k === i ? { ...m, count: m.count - 1 } : m)) };
+    if (!fewer.nodes.some((m) => m.count > 0)) return;
+    const r = summarize(simulate(workload, fewer, model, { policy: 'predictive', seed: 2 }), fewer);
+    assert.ok(missedTargets(r, targets).length > 0, `one ${n.type} fewer (${fewer.nodes.map((m) => m.count).join(', ')}) still meets them`);
+  });
+  assert.ok(found.cost_per_hour > 0 && found.runs <= 60);
+  assert.match((() => { try { parseTargets('vip.p95_wait<=3s'); return ''; } catch (e) { return (e as Error).message; } })(), /"vip\.p95_wait<=3s" is not a target/);
+});
+
+test('workload and fleet files are checked whole: every wrong key is named at once', () => {
+  assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: 'fast', job: {} }] })), /--workload: workload: \d problems?: .*jobs\.0\.rate "fast" is not a rate such as 120\/h/);
+  assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: '1/h', job: job('640x360', 'h264', 'fast') }] })), /duration is missing/);
+  assert.match(thrown(() => parseWorkload({ duration: '1h', jobs: [{ name: 'x', rate: '1/h', count: 3, job: job('640x360', 'h264', 'fast') }] })), /needs exactly one of rate and count/);
+  assert.match(thrown(() => parseFleet({ nodes: [{ type: 'a', count: 1, cores: 0, memory_gb: 1, colour: 'red' }] })), /nodes\.0\.cores 0 is not at least 1; .*colour is not a setting here/);
+  assert.match(thrown(() => parseFleet({ nodes: [{ type: 'a', count: 0, cores: 2, memory_gb: 1 }] })), /no node: every count is 0/);
+});
+
+test.run();
