@@ -156,6 +156,8 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
       if (!MEMBER_NAME.test(nodeId)) return cb(permissionDenied(`node id ${truncate(JSON.stringify(nodeId), 80)} must match ${MEMBER_NAME}`) as grpc.ServiceError);
       const join = JOIN_NAME.test(caller.name);
+      // A join token enrols new hosts: a certificate for a node already in the cluster would let its holder speak for that node.
+      if (join && leader.ledger.hasNode(nodeId)) return cb(permissionDenied(`node ${nodeId} is in the cluster already: a join token enrols new nodes only (choose another --node-id)`) as grpc.ServiceError);
       const b = burst;
       if (!join && !b) return cb(permissionDenied('this leader runs no burst controller: there is nothing to enrol into') as grpc.ServiceError);
       const claim = join ? claimJoin(o.endpoints.consul_http, consulToken, caller.name, nodeId, Date.now()) : b!.mayEnrol(caller.name, nodeId);

@@ -427,11 +427,19 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
       await feedback.close();
-      // The leader takes this node out at once, and what it still held (cut short above) runs elsewhere.
-      if (leader) {
-        await leader.deregister({ node_id: nodeId, reason: draining ? 'drained and stopped' : 'stopped' })
-          .then(() => say('deregistered from the leader'), (e: Error) => say(`could not deregister (${e.message}); the leader takes the node out after a lease`));
+      // The leader takes this node out at once, and what it still held (cut short above) runs
+      // elsewhere. Between heartbeats that failed (a leader change, a loaded host) this agent holds
+      // no client: the leader Consul names now is asked instead.
+      let to = leader;
+      if (!to) {
+        const info = await lookup.currentLeader().catch(() => null);
+        if (info) to = new CoordinatorClient(info.address, identity);
       }
+      if (to) {
+        await to.deregister({ node_id: nodeId, reason: draining ? 'drained and stopped' : 'stopped' })
+          .then(() => say('deregistered from the leader'), (e: Error) => say(`could not deregister (${e.message}); the leader takes the node out after a lease`));
+        if (to !== leader) to.close();
+      } else say('no leader to deregister from; a leader takes the node out after a lease');
       leader?.close();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));

@@ -521,6 +521,8 @@ program.command('plan').description('capacity planning: simulate a workload on a
   .argument('[job]', 'a job file: show its prediction with bounds, the node the leader would pick now (or why none) and its estimated start; nothing is submitted')
   .option('--workload <file>', 'job templates with arrival rates (or counts), SLA classes and deadlines (YAML/JSON; coordinator/plan/inputs.ts)')
   .option('--fleet <file>', 'node types with counts, cores, memory, GPUs and prices (YAML/JSON)')
+  .option('--log <file>', 'instead of --workload: replay recorded encodes (a `prescient model export` or calibration CSV) with their actual use')
+  .option('--questdb <span>', 'instead of --workload: replay the encodes QuestDB recorded over the last SPAN (e.g. 24h, 7d), with their actual use')
   .option('--reservation <policy>', 'with a job file: the reservation policy the leader runs (predictive, fixed-slots:N, one-core)', 'predictive')
   .option('--placement <policy>', `with a job file: the placement policy the leader runs (${POLICY_NAMES.join(', ')})`, 'best-fit')
   .option('--policies <list>', 'reservation policies compared, comma-separated: predictive, fixed-slots:N, one-core, oracle (reserves each job\'s actual use)', 'predictive,fixed-slots:2,one-core,oracle')
@@ -549,15 +551,29 @@ Example:
       if (!(POLICY_NAMES as readonly string[]).includes(String(o.placement))) throw new ConfigError('--placement', `must be one of ${POLICY_NAMES.join(', ')}, got ${JSON.stringify(o.placement)}`);
       return (await import('./fleet.js')).planLive(docs[0], { json: o.json, model: o.model ? path.resolve(String(o.model)) : undefined, reservation: o.reservation, placement: o.placement }, dir(), validation());
     }
-    if (!o.workload || !o.fleet) throw new ConfigError('plan', 'give --workload and --fleet (a simulation), or a job file (what the live cluster would do with it)');
-    const [planning, { DEFAULT_MODEL_PATH, loadModelFile }] = await Promise.all([import('../plan/index.js'), import('../../models/index.js')]);
+    const sources = [o.workload, o.log, o.questdb].filter((x) => x !== undefined).length;
+    if (sources !== 1 || !o.fleet) throw new ConfigError('plan', 'give --fleet and one of --workload, --log, --questdb (a simulation), or a job file (what the live cluster would do with it)');
+    const [planning, { DEFAULT_MODEL_PATH, loadModelFile, exportTrainingRuns, trainingRunsFromCsv }] = await Promise.all([import('../plan/index.js'), import('../../models/index.js')]);
     const policies = String(o.policies).split(',').map((x) => x.trim()).filter(Boolean);
     const bad = policies.filter((x) => !planning.isPlanPolicy(x));
     if (!policies.length || bad.length) throw new ConfigError('--policies', `${bad.length ? `${bad.map((x) => JSON.stringify(x)).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not a policy` : 'is empty'}: use predictive, fixed-slots:N (N from 1 to 999), one-core or oracle`);
     const seed = Number(o.seed), errorScale = Number(o.errorScale);
     if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
     if (!(errorScale >= 0 && errorScale <= 10)) throw new ConfigError('--error-scale', `must be between 0 and 10, got ${JSON.stringify(o.errorScale)}`);
-    const workload = planning.readWorkload(String(o.workload)), fleet = planning.readFleet(String(o.fleet));
+    const fleet = planning.readFleet(String(o.fleet));
+    let workload;
+    if (o.workload) workload = planning.readWorkload(String(o.workload));
+    else {
+      if (o.questdb !== undefined && !(planning.spanMs(String(o.questdb)) > 0)) throw new ConfigError('--questdb', `must be a span such as 24h or 7d, got ${JSON.stringify(o.questdb)}`);
+      const runs = o.log
+        ? trainingRunsFromCsv(readFileSync(String(o.log), 'utf8'))
+        : await exportTrainingRuns({ httpBase: loadEndpoints(dir()).questdb_http, from: new Date(Date.now() - planning.spanMs(String(o.questdb))), status: 'succeeded' });
+      if (!runs) throw new ConfigError('--log', `${o.log} is not an export of recorded runs (prescient model export, or models/default/calibration-runs-*.csv)`);
+      const t = planning.traceWorkload(runs);
+      if (!t.used) throw new ConfigError(o.log ? '--log' : '--questdb', `no succeeded run with a schema and its measured figures among ${runs.length}`);
+      if (!o.json) console.error(`replaying ${t.used} recorded encodes (${t.skipped} left out: not succeeded, or no schema or figures)`);
+      workload = t.workload;
+    }
     const model = loadModelFile(o.model ? path.resolve(String(o.model)) : DEFAULT_MODEL_PATH);
     if (o.find) {
       const found = planning.findFleet({ workload, fleet, model, policy: policies[0] as import('../plan/index.js').PlanPolicy, seed, targets: planning.parseTargets(String(o.target)) });

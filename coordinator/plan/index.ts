@@ -8,7 +8,7 @@ import type { FleetSpec, WorkloadSpec } from './inputs.js';
 import { recommend, summarize, type PolicyReport } from './report.js';
 import { simulate, type PlanPolicy, type SimResult } from './simulate.js';
 
-export { parseFleet, parseWorkload, readFleet, readWorkload, spanMs, type FleetSpec, type NodeTypeSpec, type TemplateSpec, type WorkloadSpec } from './inputs.js';
+export { parseFleet, parseWorkload, readFleet, readWorkload, spanMs, traceWorkload, type RecordedRun, type TraceEntry, type FleetSpec, type NodeTypeSpec, type TemplateSpec, type WorkloadSpec } from './inputs.js';
 export { recommend, summarize, type ClassFigures, type PolicyReport } from './report.js';
 export { chartSpecs, writeCharts } from './charts.js';
 export { DEFAULT_TARGETS, findFleet, missedTargets, parseTargets, type FindOptions, type FindResult, type Target } from './find.js';

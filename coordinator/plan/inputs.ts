@@ -73,7 +73,46 @@ const Fleet = v.strictObject({ nodes: v.pipe(v.array(NodeType), v.minLength(1), 
 
 export type TemplateSpec = v.InferOutput<typeof Template>;
 export type NodeTypeSpec = v.InferOutput<typeof NodeType>;
-export interface WorkloadSpec { duration_ms: number; jobs: TemplateSpec[] }
+/** One recorded encode replayed: when it arrived (ms after the first), its template, what it used on how many cores. */
+export interface TraceEntry { at_ms: number; template: number; cores: number; /** The CPU model it ran on, when recorded. */ cpu_model?: string; actual: { cpu_cores: number; gpu_percent: number; memory_gb: number; bandwidth_mbps: number; duration_s: number } }
+/** A workload: templates arriving by rate or count, or (`trace`) recorded encodes replayed with their actual use. */
+export interface WorkloadSpec { duration_ms: number; jobs: TemplateSpec[]; trace?: TraceEntry[] }
+
+/** What a recorded run must carry to be replayed (models/data TrainingRun: an export CSV, or QuestDB's encode_runs). */
+export interface RecordedRun {
+  ts: string; status: string; schema_json: string | null; cores_granted: number | null; cpu_model?: string | null;
+  cpu_cores: number | null; memory_gb: number | null; bandwidth_mbps: number | null; duration_s: number | null; gpu_percent: number | null;
+}
+
+/**
+ * A workload that replays recorded runs (issue 19: "the recorded actuals, when replaying a
+ * log"): every succeeded run with its schema and its measured figures arrives when it started,
+ * relative to the first, and uses what it used (its duration scaled by the model's speed-up when
+ * it gets other cores than it had). Runs without a schema or a figure are left out and counted.
+ */
+export function traceWorkload(runs: readonly RecordedRun[]): { workload: WorkloadSpec; used: number; skipped: number } {
+  const ok = runs.filter((r) => r.status === 'succeeded' && r.schema_json && Number.isFinite(Date.parse(r.ts))
+    && [r.duration_s, r.memory_gb, r.cpu_cores].every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0));
+  const first = Math.min(...ok.map((r) => Date.parse(r.ts)));
+  const templates = new Map<string, number>();
+  const jobs: TemplateSpec[] = [];
+  const trace: TraceEntry[] = [];
+  for (const r of [...ok].sort((a, b) => Date.parse(a.ts) - Date.parse(b.ts))) {
+    let k = templates.get(r.schema_json!);
+    if (k === undefined) {
+      let schema: { input?: Record<string, unknown>; output?: Record<string, unknown>; priority?: string };
+      try { schema = JSON.parse(r.schema_json!) as typeof schema; } catch { continue; }
+      if (!schema.input || !schema.output) continue;
+      templates.set(r.schema_json!, (k = jobs.length));
+      jobs.push({ name: `run-${jobs.length}`, count: 1, priority: (SLA_CLASSES as readonly string[]).includes(schema.priority ?? '') ? schema.priority as SlaClass : 'standard', job: { input: schema.input, output: schema.output } });
+    }
+    trace.push({
+      at_ms: Date.parse(r.ts) - first, template: k, cores: Math.max(1, r.cores_granted ?? 1), ...(r.cpu_model ? { cpu_model: r.cpu_model } : {}),
+      actual: { cpu_cores: r.cpu_cores!, gpu_percent: r.gpu_percent ?? 0, memory_gb: r.memory_gb!, bandwidth_mbps: r.bandwidth_mbps ?? 0, duration_s: r.duration_s! },
+    });
+  }
+  return { workload: { duration_ms: trace.length ? trace[trace.length - 1].at_ms : 0, jobs, trace }, used: trace.length, skipped: runs.length - trace.length };
+}
 export interface FleetSpec { nodes: NodeTypeSpec[] }
 
 /** Arrivals per millisecond from a rate text (`120/h`). */

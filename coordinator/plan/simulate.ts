@@ -14,7 +14,7 @@
  * the expected figures and the bound.
  */
 import { SLA_CLASSES, type EncodingSchema, type Prediction, type ResourceUsage, type TaskStatusReport } from '../../shared/index.js';
-import { seededRandom, type PredictContext, type ResourcePredictor } from '../../models/index.js';
+import { hardwareClass, seededRandom, type PredictContext, type ResourcePredictor } from '../../models/index.js';
 import { LeaderCore, type Effect, type LeaderEvent, type Submission } from '../core/index.js';
 import { parseReservationPolicy } from '../sizing/index.js';
 import { POLICIES } from '../placement/index.js';
@@ -163,6 +163,7 @@ class Timeline<T> {
 
 /** Each job's arrival (ms from the start) and template, in arrival order; deterministic for a seed. */
 export function arrivals(w: WorkloadSpec, rand: () => number): { at: Float64Array; template: Uint32Array } {
+  if (w.trace) return { at: Float64Array.from(w.trace, (e) => Math.round(e.at_ms)), template: Uint32Array.from(w.trace, (e) => e.template) };
   const out: [number, number][] = [];
   w.jobs.forEach((t, k) => {
     if (t.count !== undefined) { for (let i = 0; i < t.count; i++) out.push([0, k]); return; }
@@ -204,15 +205,17 @@ function actualFrom(p: Prediction, z: Scores, scale: number): ResourceUsage {
   return { cpu_cores: one('cpu_cores'), gpu_percent: p.expected.gpu_percent, memory_gb: one('memory_gb'), bandwidth_mbps: one('bandwidth_mbps'), duration_s: one('duration_s') };
 }
 
+/** A job's actual use given the prediction for the cores it got (undefined: not a simulated job). */
+type ActualOf = (jobId: string, p: Prediction, ctx: PredictContext) => ResourceUsage | undefined;
+
 /** Reserves each job's actual use: its predictions are the actuals, expected and bound alike. The job is told by its submitter tag. */
 class OraclePredictor implements ResourcePredictor {
-  constructor(private readonly base: ResourcePredictor, private readonly scores: Map<string, Scores>, private readonly scale: number) {}
+  constructor(private readonly base: ResourcePredictor, private readonly actualOf: ActualOf) {}
   get version(): string { return `oracle(${this.base.version})`; }
   predict(schema: EncodingSchema, ctx?: PredictContext): Prediction {
     const p = this.base.predict(schema, ctx);
-    const z = this.scores.get(schema.submitter);
-    if (!z) return p;
-    const actual = actualFrom(p, z, this.scale);
+    const actual = this.actualOf(schema.submitter, p, ctx ?? {});
+    if (!actual) return p;
     return { ...p, model_version: this.version, expected: actual, upper: { ...actual }, coverage: 1 };
   }
   predictEach(schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[] { return ctxs.map((c) => this.predict(schema, c)); }
@@ -255,7 +258,21 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const predictedOf = new Map<string, Prediction>();
   const templateOf = new Map<string, number>();
   const cached = new TemplatePredictor(model, (id) => templateOf.get(id));
-  const predictor = oracle ? new OraclePredictor(cached, scores, scale) : cached;
+  const trace = w.trace;
+  /**
+   * Actual use: from the model's spread and the job's scores, or (replaying a trace) what the
+   * run used, its duration scaled by the model's speed-up from the cores it had to these.
+   */
+  const actualOf: ActualOf = (id, p, ctx) => {
+    if (!trace) { const z = scores.get(id); return z && actualFrom(p, z, scale); }
+    const e = id.startsWith('p') ? trace[Number(id.slice(1))] : undefined;
+    if (!e) return undefined;
+    // What the model predicts for the cores and hardware it ran on (a run with no CPU model recorded: the hardware it gets now).
+    const had = cached.predict({ ...tpl[e.template].schema, submitter: id } as unknown as EncodingSchema, { cores: e.cores, hw_class: e.cpu_model ? hardwareClass(e.cpu_model) : ctx.hw_class }).expected.duration_s;
+    const speed = had > 0 && p.expected.duration_s > 0 ? p.expected.duration_s / had : 1;
+    return { ...e.actual, duration_s: e.actual.duration_s * speed };
+  };
+  const predictor = oracle ? new OraclePredictor(cached, actualOf) : cached;
   const core = new LeaderCore({
     // No input is read: a template's file may be anywhere (the path is only described to the model).
     predictor, validation: { allowedInputRoots: ['/'] }, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
@@ -299,7 +316,9 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
         j.state = 'running';
         j.attempts = a.attempt;
         const p = predictedOf.get(j.id);
-        const actual = p ? actualFrom({ ...p, expected: a.predicted }, scores.get(j.id)!, scale) : { ...a.predicted };
+        // The oracle's prediction is the actual already.
+        const ctx = { cores: a.allocation.core_ids.length, hw_class: hardwareClass(cpuModelOf.get(a.allocation.node_id) ?? '') };
+        const actual = (!oracle && p && actualOf(j.id, { ...p, expected: a.predicted }, ctx)) || { ...a.predicted };
         const cores = a.allocation.core_ids.length;
         const used = Math.min(cores || actual.cpu_cores, actual.cpu_cores);
         // A policy that reserves no memory (one-core, as Ray) sets no limit: nothing is killed, whatever it uses.
@@ -331,10 +350,12 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   };
   const apply = (events: LeaderEvent[], now: number) => handle(core.apply(events).effects, now);
 
+  const cpuModelOf = new Map<string, string>();
   // The term begins and every node registers.
   apply([{ kind: 'ModelChanged', at: SIM_EPOCH, version: predictor.version }, { kind: 'Started', at: SIM_EPOCH, term: 1, leader_id: 'plan', tasks: [] }], SIM_EPOCH);
   for (const t of fleet.nodes) {
     for (let i = 0; i < t.count; i++) {
+      cpuModelOf.set(`${t.type}-${i}`, t.cpu_model ?? t.type);
       apply([{
         kind: 'Registered', at: SIM_EPOCH, running: [], capacity: {
           node_id: `${t.type}-${i}`, address: `${t.type}-${i}:0`, core_ids: Array.from({ length: t.cores }, (_, k) => k), memory_gb: t.memory_gb,

@@ -132,6 +132,11 @@ it('hosts b and c join with a token (b with `prescient join`, c through install.
   const third = await runOnHost(c, ['--state-dir', path.join(root, 'c2nd'), 'join', '--token', token, '--node-id', 'host-c-9']);
   assert.is.not(third.code, 0);
   assert.match(third.output, /2 places are used/);
+  // A token does not buy a certificate for a node already in the cluster (its holder could speak for it).
+  const t2 = await runOnHost(a, ['--state-dir', stateOf(a), 'certs', 'join-token', '--json']);
+  const impostor = await runOnHost(c, ['--state-dir', path.join(root, 'c3rd'), 'join', '--token', (JSON.parse(t2.output) as { token: string }).token, '--node-id', 'host-a-1']);
+  assert.is.not(impostor.code, 0);
+  assert.match(impostor.output, /node host-a-1 is in the cluster already/);
   await waitFor('three nodes in the ledger', async () => (await ledgerNodes()).length === 3, 10_000);
   const addresses = (await ledgerNodes()).map((n) => n.capacity.address.split(':')[0]).sort();
   assert.equal(addresses, [a.address, b.address, c.address]);

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModelFile } from '../../models/index.js';
-import { findFleet, missedTargets, parseFleet, parseTargets, parseWorkload, plan, simulate, summarize, type FleetSpec, type WorkloadSpec } from '../../coordinator/plan/index.js';
+import { findFleet, missedTargets, parseFleet, parseTargets, parseWorkload, plan, simulate, summarize, traceWorkload, type FleetSpec, type RecordedRun, type WorkloadSpec } from '../../coordinator/plan/index.js';
 
 const model = loadModelFile();
 const thrown = (fn: () => unknown) => { try { fn(); return ''; } catch (e) { return `${(e as Error).name}: ${(e as Error).message}`; } };
@@ -85,6 +85,25 @@ test('--find returns a fleet that meets its targets, and one node fewer of any t
   });
   assert.ok(found.cost_per_hour > 0 && found.runs <= 60);
   assert.match((() => { try { parseTargets('vip.p95_wait<=3s'); return ''; } catch (e) { return (e as Error).message; } })(), /"vip\.p95_wait<=3s" is not a target/);
+});
+
+test('a recorded log replays each encode when it arrived, for as long as it really ran, and the oracle reserves what it really used', () => {
+  const schema = (w: number) => JSON.stringify({ ...job(`${w}x${(w * 9) / 16}`, 'h264', 'medium'), priority: 'batch', submitter: 'log' });
+  const run = (ts: string, w: number, duration_s: number, memory_gb: number): RecordedRun => ({
+    ts, status: 'succeeded', schema_json: schema(w), cores_granted: 1, cpu_cores: 0.9, memory_gb, bandwidth_mbps: 1, duration_s, gpu_percent: 0,
+  });
+  const runs = [run('2026-12-01T00:00:00Z', 640, 5, 0.2), run('2026-12-01T00:00:10Z', 1280, 7, 0.4), run('2026-12-01T00:00:11Z', 640, 3, 6), { ...run('2026-12-01T00:00:12Z', 640, 3, 0.1), status: 'failed' }];
+  const { workload: w, used, skipped } = traceWorkload(runs);
+  assert.equal([used, skipped, w.jobs.length], [3, 1, 2], 'two templates: the two 640-wide runs share one');
+  const oneCore = parseFleet({ nodes: [{ type: 'one', count: 3, cores: 1, memory_gb: 8 }] });
+  const oracle = simulate(w, oneCore, model, { policy: 'oracle', seed: 1 });
+  assert.equal(oracle.jobs.map((j) => j.arrival_ms), [0, 10_000, 11_000]);
+  const took = oracle.jobs.map((j) => (j.ended_ms! - j.arrival_ms) / 1000);
+  [5, 7, 3].forEach((d, i) => assert.ok(Math.abs(took[i] - d) <= 0.2, `job ${i} took ${took[i]} s, recorded ${d} s`));
+  assert.is(oracle.totals.memory_kills, 0);
+  // 6 GB used where the model expects a fraction of that: a reservation at the model's bound is exceeded.
+  const predictive = simulate(w, oneCore, model, { policy: 'predictive', seed: 1 });
+  assert.ok(predictive.jobs[2].memory_kills >= 1, 'the run that used 6 GB is killed by its memory limit and re-queued');
 });
 
 test('workload and fleet files are checked whole: every wrong key is named at once', () => {
