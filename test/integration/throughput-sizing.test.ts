@@ -37,8 +37,8 @@ test('jobs submitted together on a two-core node get one core each, and their pl
   // the rest because no node had more than the one core free when they were placed.
   const reasons = placed.map((p) => p.reason ?? '');
   assert.ok(reasons.every((r) => /^1 core/.test(r)), reasons.join(' | '));
-  // (The four are published at once; a loaded machine may deliver the last one a batch later, so 2 or 3 wait.)
-  assert.ok(reasons.some((r) => /core\(s\) for throughput: [23] job\(s\) waiting; a 2nd core would run at efficiency 0\.\d+/.test(r)), reasons.join(' | '));
+  // (The four are published at once; a loaded machine may deliver some a batch later, so 1 to 3 wait.)
+  assert.ok(reasons.some((r) => /core\(s\) for throughput: [1-3] job\(s\) waiting; a 2nd core would run at efficiency 0\.\d+/.test(r)), reasons.join(' | '));
 });
 
 test('a job alone waits the grace period before it takes idle cores, and says which rule sized it', async () => {
