@@ -85,12 +85,18 @@ export const CLI_NODE_FLAGS: readonly string[] = (() => {
 /**
  * Starts the CLI as `prescient` would run (the shebang's node flags, then `nodeArgs`), keeping
  * only the tail of its output: a leader writes a line per state change, thousands in a run.
+ * `wrap` runs it inside another command (`ip netns exec NS`: test/helpers/netns.ts), `label`
+ * starts its log file's name, `env` is added to this process's environment.
  */
-function spawnCli(args: string[], nodeArgs: readonly string[] = []): CoordinatorProcess {
-  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, ...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], nodeArgs: readonly string[] = [], o: { wrap?: string[]; env?: NodeJS.ProcessEnv; label?: string } = {}): CoordinatorProcess {
+  const argv = [process.execPath, ...CLI_NODE_FLAGS, ...nodeArgs, CLI, ...args];
+  const [cmd, ...rest] = [...(o.wrap ?? []), ...argv];
+  const child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   let out = '';
   // PRESCIENT_TEST_LOGDIR keeps every line, one file per process, to follow a failing run.
-  const logFile = process.env.PRESCIENT_TEST_LOGDIR ? path.join(process.env.PRESCIENT_TEST_LOGDIR, `${args.filter((a) => !a.startsWith('-')).slice(1, 3).join('-')}-${child.pid}.log`) : undefined;
+  // Named by the command and its first plain word (a node or coordinator id), never a path or a token.
+  const words = args.filter((a) => /^[a-z][a-z0-9-]{0,20}$/.test(a)).slice(0, 2);
+  const logFile = process.env.PRESCIENT_TEST_LOGDIR ? path.join(process.env.PRESCIENT_TEST_LOGDIR, `${[o.label, ...words].filter(Boolean).join('-')}-${child.pid}.log`) : undefined;
   const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); if (logFile) appendFileSync(logFile, d); };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);

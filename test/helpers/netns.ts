@@ -5,11 +5,8 @@
  * so what works goes over the hosts' addresses. The bridge itself has an address in the root
  * namespace, where the test process runs, so the test reaches every host as another host would.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import path from 'node:path';
-import { CLI } from './cluster.js';
-import { CLI_NODE_FLAGS, type CoordinatorProcess } from './bench-cluster.js';
+import { spawnSync } from 'node:child_process';
+import { spawnCli, type CoordinatorProcess } from './bench-cluster.js';
 
 export interface Host { name: string; ns: string; address: string }
 export interface Hosts { hosts: Host[]; bridgeAddress: string; remove(): void }
@@ -64,28 +61,9 @@ export function makeHosts(names: string[]): Hosts {
   return { hosts, bridgeAddress: `${subnet}.254`, remove };
 }
 
-/**
- * `prescient ARGS` run inside a host's namespace (as `prescient` would run: the shebang's node
- * flags), with `env` added; output kept (the tail) and, with PRESCIENT_TEST_LOGDIR, all of it.
- */
+/** `prescient ARGS` run inside a host's namespace, as `prescient` would run, with `env` added (bench-cluster spawnCli). */
 export function onHost(h: Host, args: string[], env: NodeJS.ProcessEnv = {}): CoordinatorProcess {
-  const child = spawn('ip', ['netns', 'exec', h.ns, process.execPath, ...CLI_NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let out = '';
-  const logFile = process.env.PRESCIENT_TEST_LOGDIR ? path.join(process.env.PRESCIENT_TEST_LOGDIR, `${h.name}-${args.filter((a) => /^[a-z][a-z0-9-]{0,20}$/.test(a)).slice(0, 2).join('-')}-${child.pid}.log`) : undefined;
-  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-40_000); if (logFile) appendFileSync(logFile, d); };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return {
-    child, pid: child.pid!, output: () => out,
-    async stop(graceMs = 10_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+  return spawnCli(args, [], { wrap: ['ip', 'netns', 'exec', h.ns], env, label: h.name });
 }
 
 /** Runs `prescient ARGS` on a host to completion. */
