@@ -30,6 +30,7 @@ import { deadLetterOf, jsonCodec, publishDeadLetter, publishEvent, type TaskStor
 import type { QueuePolicy } from '../queue/index.js';
 import type { ReservationPolicy } from '../sizing/index.js';
 import type { CorrectedPredictor } from '../feedback/index.js';
+import { Reclaimer } from './reclaim.js';
 import { LeaderCore, decisionsOf, type TimeLimit, type CoreConfig, type Effect, type LeaderEvent, type ProbeOutcome, type Reply, type Submission } from '../core/index.js';
 
 export interface LeaderOptions {
@@ -77,6 +78,14 @@ const PROBE_NODES = 2;
 const PROBE_PARALLEL = 8;
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
+/**
+ * Bytes of submissions the leader holds at once: pulled by bytes, not by count, and the inbox
+ * flushed once it holds this much. Without it a flood of large poison messages (600 KB each)
+ * sat in memory 64 at a time and left the leader's RSS 40 % higher after it (poison bench).
+ * The pull is larger than NATS's largest message (1 MB), or such a message would never arrive.
+ */
+const PULL_BYTES = 2 * 1024 * 1024;
+const INBOX_BYTES = 2 * 1024 * 1024;
 /** How long after a change the ledger is saved (saveSoon). */
 const SAVE_EVERY_MS = 100;
 
@@ -120,6 +129,8 @@ export class Leader {
   private readonly agents = new Map<string, AgentClient>();
   private messages?: ConsumerMessages;
   private readonly inbox: JsMsg[] = [];
+  private inboxBytes = 0;
+  private readonly reclaimer = new Reclaimer();
   private flushing?: Promise<void>;
   private ticker?: NodeJS.Timeout;
   private waker?: NodeJS.Timeout;
@@ -180,6 +191,7 @@ export class Leader {
     clearInterval(this.working);
     clearInterval(this.ticker);
     clearTimeout(this.waker);
+    this.reclaimer.stop();
     await this.messages?.close().catch(() => undefined);
     await this.flushing;
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
@@ -389,9 +401,11 @@ export class Leader {
           // Messages that arrive together are admitted together; the flush runs once the
           // consumer has handed over what it has buffered.
           this.inbox.push(m);
+          this.inboxBytes += m.data.length;
+          this.reclaimer.took(m.data.length);
           this.held.add(m);
           this.flushing ??= new Promise((r) => setImmediate(r)).then(() => this.flushInbox());
-          if (this.inbox.length >= BATCH) await this.flushing;
+          if (this.inbox.length >= BATCH || this.inboxBytes >= INBOX_BYTES) await this.flushing;
         }
       } catch (e) {
         if (!this.stopped) this.log(`submission consumer failed, retrying: ${(e as Error).message}`);
@@ -403,6 +417,7 @@ export class Leader {
   private async flushInbox(): Promise<void> {
     while (this.inbox.length) {
       const batch = this.inbox.splice(0, BATCH);
+      for (const m of batch) this.inboxBytes -= m.data.length;
       await this.admitBatch(batch).catch((e) => {
         this.log(`could not take a batch of submissions, they will be redelivered: ${e}`);
         for (const m of batch) m.nak(redeliverAfter(m));

@@ -76,11 +76,12 @@ export interface CoordinatorProcess {
  * node itself (e.g. `--cpu-prof`), and waits until it leads (its address is in Consul).
  */
 /** The node flags the CLI's shebang starts it with (`#!/usr/bin/env -S node FLAGS`): a process spawned here runs as `prescient` would. */
-export const CLI_NODE_FLAGS: readonly string[] = (() => {
-  const first = readFileSync(CLI, 'utf8').split('\n', 1)[0];
-  const m = /^#!\S*env(?: -S)? node(.*)$/.exec(first);
-  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
-})();
+const SHEBANG = /^#!\S*env(?: -S)?((?: [A-Z_]+=\S*)*) node(.*)$/.exec(readFileSync(CLI, 'utf8').split('\n', 1)[0]);
+export const CLI_NODE_FLAGS: readonly string[] = SHEBANG ? SHEBANG[2].trim().split(/\s+/).filter(Boolean) : [];
+/** The environment the shebang sets (`env -S NAME=VALUE … node`): glibc's malloc settings. */
+export const CLI_ENV: Readonly<Record<string, string>> = Object.fromEntries(
+  (SHEBANG?.[1].trim().split(/\s+/).filter(Boolean) ?? []).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]),
+);
 
 /**
  * Starts the CLI as `prescient` would run (the shebang's node flags, then `nodeArgs`), keeping
@@ -91,7 +92,7 @@ export const CLI_NODE_FLAGS: readonly string[] = (() => {
 export function spawnCli(args: string[], nodeArgs: readonly string[] = [], o: { wrap?: string[]; env?: NodeJS.ProcessEnv; label?: string } = {}): CoordinatorProcess {
   const argv = [process.execPath, ...CLI_NODE_FLAGS, ...nodeArgs, CLI, ...args];
   const [cmd, ...rest] = [...(o.wrap ?? []), ...argv];
-  const child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  const child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...CLI_ENV, ...o.env } });
   let out = '';
   // PRESCIENT_TEST_LOGDIR keeps every line, one file per process, to follow a failing run.
   // Named by the command and its first plain word (a node or coordinator id), never a path or a token.

@@ -1,0 +1,40 @@
+/**
+ * The leader gives memory back after a burst of large submissions (issue 17's poison bench):
+ * a full collection per `stepBytes` taken and one once quiet, never for a trickle.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Reclaimer } from '../../coordinator/leader/reclaim.js';
+
+test('a burst of large submissions is collected as it comes and once more when it is over', async () => {
+  let runs = 0;
+  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1000, quietMs: 50 });
+  for (let i = 0; i < 10; i++) r.took(300); // 3,000 bytes: three steps
+  await new Promise((res) => setImmediate(res));
+  assert.ok(runs >= 1 && runs <= 3, `collections while taking: ${runs}`);
+  const during = runs;
+  await sleep(120);
+  assert.is(runs, during + 1, 'one more once quiet');
+  r.stop();
+});
+
+test('a trickle of small submissions never costs a collection', async () => {
+  let runs = 0;
+  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1_000_000, quietMs: 20 });
+  for (let i = 0; i < 50; i++) r.took(1000); // 50 KB, under a quarter of a step
+  await sleep(80);
+  assert.is(runs, 0);
+  r.stop();
+});
+
+test('a stopped reclaimer runs no collection after its quiet period', async () => {
+  let runs = 0;
+  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1_000_000, quietMs: 30 });
+  r.took(400_000);
+  r.stop();
+  await sleep(80);
+  assert.is(runs, 0);
+});
+
+test.run();
