@@ -21,6 +21,8 @@ import { JetStreamLedgerStore } from './ledger/index.js';
 import type { PlacementPolicy } from './placement/index.js';
 import { startFederation, type Federation, type FederationOptions } from './federation/index.js';
 import { BurstController, verifyProvider, type BurstOptions } from './burst/index.js';
+import { CoordinatorMetrics } from './metrics/index.js';
+import { dependencyChecks, serveMetrics, type MetricsServer } from '../shared/metrics.js';
 import { CorrectedPredictor, FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, type FeedbackOverrides } from './feedback/index.js';
 
 export interface CoordinatorOptions {
@@ -60,6 +62,8 @@ export interface CoordinatorOptions {
   sessionTtlSeconds?: number;
   /** While leading, append the events fed to the leader's core to this file, term by term (`prescient replay`). */
   eventLog?: string;
+  /** Serve Prometheus metrics on this address (`--metrics HOST:PORT`; port 0 for any free one). */
+  metrics?: { host: string; port: number };
   log?: (msg: string) => void;
 }
 
@@ -76,6 +80,8 @@ export interface CoordinatorHandle {
   feedback(): FeedbackService;
   /** The burst controller, while this coordinator leads with `burst` configured. */
   burst(): BurstController | undefined;
+  /** Where its Prometheus metrics are served (`host:port`), when `metrics` was given. */
+  metricsAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -122,6 +128,22 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   let leader: Leader | undefined;
   let leaderAddress: string | undefined;
   let burst: BurstController | undefined;
+  const metrics = o.metrics && new CoordinatorMetrics({
+    id, leader: () => leader && { term: leader.term, activeTasks: () => leader!.activeTasks(), nodes: () => leader!.nodes() },
+    errorGroups: () => (feedback.active ? feedback.figures().groups : []),
+    checks: dependencyChecks({ nc: () => nc, consulHttp: o.endpoints.consul_http, questdbHttp: o.endpoints.questdb_http }),
+  });
+  let metricsServer: MetricsServer | undefined;
+  if (metrics) {
+    try {
+      metricsServer = await serveMetrics(metrics.registry, o.metrics!.host, o.metrics!.port);
+    } catch (e) {
+      live?.stop();
+      await nc.drain().catch(() => undefined);
+      throw new Error(`could not serve metrics on ${o.metrics!.host}:${o.metrics!.port}: ${(e as Error).message}`);
+    }
+    log(`coordinator ${id} serving Prometheus metrics on http://${metricsServer.address}/metrics`);
+  }
 
   /**
    * Every call comes from a node agent, about that node only: the node id it names must be the
@@ -198,6 +220,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
           onDeposed: (reason) => void election.resign(`deposed: ${reason}`).catch((e) => log(`could not resign: ${e}`)),
           id, term, identity, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000, timeLimit: o.timeLimit, maxAttempts: o.maxAttempts,
+          onRecord: metrics ? (t) => metrics.recorded(t) : undefined,
         });
         try {
           await retryUnavailable(() => feedback.start());
@@ -246,7 +269,9 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     federation: () => federation || undefined,
     feedback: () => feedback,
     burst: () => burst,
+    metricsAddress: metricsServer?.address,
     async stop() {
+      await metricsServer?.close();
       scheduler?.stop();
       if (federation) federation.stop();
       live?.stop();

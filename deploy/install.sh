@@ -50,6 +50,7 @@ QUESTDB_JAR=${PRESCIENT_QUESTDB_JAR:-/opt/prescient/questdb/questdb.jar}
 MOTO_VENV=${PRESCIENT_MOTO_VENV:-/opt/prescient/moto}
 MOTO_VERSION=${PRESCIENT_MOTO_VERSION:-5.2.1}
 CLOUD_INIT_DIR=${PRESCIENT_CLOUD_INIT_DIR:-/opt/prescient/cloud-init}
+PROMETHEUS_DIR=${PRESCIENT_PROMETHEUS_DIR:-/opt/prescient/prometheus}
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # nats-server installs to /usr/sbin
@@ -170,6 +171,22 @@ if [ -n "$CI_VERSION" ] && [ "$(cat "$CLOUD_INIT_DIR/.version" 2>/dev/null)" != 
   rm -rf "$ci_tmp"
 fi
 [ -f "$CLOUD_INIT_DIR/.version" ] && say cloud-init "$(cat "$CLOUD_INIT_DIR/.version") (unpacked in $CLOUD_INIT_DIR, schema check only)"
+
+# --- Prometheus, unpacked from Debian's package (never installed: its unit would start a
+# system-wide server): the metrics test scrapes the coordinator and agents with it and runs every
+# query of deploy/grafana's dashboard. Operators run their own (deploy/grafana/README.md).
+PROM_VERSION=$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ { print $2 }')
+if [ -n "$PROM_VERSION" ] && [ "$(cat "$PROMETHEUS_DIR/.version" 2>/dev/null)" != "$PROM_VERSION" ]; then
+  prom_tmp=$(mktemp -d)
+  if (cd "$prom_tmp" && apt-get download -qq prometheus >/dev/null 2>&1) && $SUDO rm -rf "$PROMETHEUS_DIR" && $SUDO mkdir -p "$PROMETHEUS_DIR" &&
+    $SUDO dpkg-deb -x "$prom_tmp"/prometheus_*.deb "$PROMETHEUS_DIR"; then
+    echo "$PROM_VERSION" | $SUDO tee "$PROMETHEUS_DIR/.version" >/dev/null
+  else
+    say prometheus "FAILED to download and unpack Debian's prometheus"; FAILED+=(prometheus)
+  fi
+  rm -rf "$prom_tmp"
+fi
+[ -f "$PROMETHEUS_DIR/.version" ] && say prometheus "$(cat "$PROMETHEUS_DIR/.version") (unpacked in $PROMETHEUS_DIR, for the metrics test)"
 
 else # --agent: what a node agent runs, nothing of the stack
   missing=()

@@ -18,6 +18,8 @@ import { HostClaims } from './host-claims.js';
 import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './runner/index.js';
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
+import { AgentMetrics } from './metrics.js';
+import { dependencyChecks, serveMetrics } from '../shared/metrics.js';
 import { RunRecorder } from './recorder.js';
 import { ReportOutbox } from './outbox.js';
 import { nodeIdentity } from './enrol.js';
@@ -50,6 +52,8 @@ export interface AgentOptions {
   enforcement?: EnforcementOptions;
   /** Federated learning (node-agent/learn): fine-tune the global model on this node's runs and send weight deltas; `modelDir` keeps the global versions. */
   learn?: LearnOptions & { modelDir: string };
+  /** Serve Prometheus metrics on this address (`--metrics HOST:PORT`; port 0 for any free one). */
+  metrics?: { host: string; port: number };
   log?: (msg: string) => void;
 }
 
@@ -88,6 +92,8 @@ export interface AgentHandle {
   telemetry: TelemetrySink;
   /** Federated learning on this node, when `learn` was given. */
   learning?: Learning;
+  /** Where its Prometheus metrics are served (`host:port`), when `metrics` was given. */
+  metricsAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -130,7 +136,12 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   // encodes: QuestDB took 15–20 % of a core ingesting them one request each (issue 15).
   const telemetry = new QuestDbTelemetrySink(o.endpoints.questdb_http, o.spoolDir, say, { lingerMs: AGENT_LINGER_MS });
   void telemetry.prepare();
-  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sampleIntervalMs, log: say });
+  const metrics = o.metrics && new AgentMetrics(nodeId, {
+    capacity: { cores: hardware.core_ids.length, memory_gb: hardware.memory_gb },
+    running: () => [...running.entries()].map(([task_id, j]) => ({ task_id, allocation: j.allocation })),
+    undelivered: () => outbox.length, telemetryPending: () => telemetry.pending(), leaderConnected: () => !!leader, draining: () => draining,
+  }, dependencyChecks({ nc: () => nc, consulHttp: o.endpoints.consul_http, questdbHttp: o.endpoints.questdb_http }));
+  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry: metrics ? metrics.watch(telemetry) : telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sampleIntervalMs, log: say });
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why));
   // Certificates revoked anywhere in the cluster (Consul carries the list) are refused here too.
   const stopRevoked = followRevoked(o.endpoints.consul_http, say);
@@ -162,6 +173,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   let draining = false;
 
   const report = (r: Omit<TaskStatusReport, 'node_id'>) => {
+    metrics?.reported(r.state, !!r.amend);
     outbox.push({ ...r, node_id: nodeId });
     void deliver();
   };
@@ -322,6 +334,16 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const host = o.grpcHost ?? '127.0.0.1';
   const { server, port } = await serve(agentService(), handlers, host, o.grpcPort ?? 0, identity).catch(async (e) => { await claims.release(); throw e; });
   const address = `${host}:${port}`;
+  const metricsServer = metrics && await serveMetrics(metrics.registry, o.metrics!.host, o.metrics!.port).catch(async (e: Error) => {
+    await new Promise<void>((r) => server.tryShutdown(() => r()));
+    stopRevoked();
+    learning?.stop();
+    await telemetry.close();
+    await nc?.drain().catch(() => undefined);
+    await claims.release();
+    throw new Error(`could not serve metrics on ${o.metrics!.host}:${o.metrics!.port}: ${e.message}`);
+  });
+  if (metricsServer) say(`serving Prometheus metrics on http://${metricsServer.address}/metrics`);
 
   const runningList = (): RunningTaskMsg[] => [...running.entries()].map(([task_id, r]) => ({ task_id, allocation: toAllocationMsg(r.allocation) }));
 
@@ -395,7 +417,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   say(`enforcement: ${enforcement.map((e) => `${e.resource} ${e.mode} (${e.detail})`).join('; ')}`);
 
   return {
-    nodeId, address, hardware, enforcement, telemetry, learning,
+    nodeId, address, hardware, enforcement, telemetry, learning, metricsAddress: metricsServer?.address,
     running: () => [...running.keys()],
     term: () => highestTerm,
     undelivered: () => outbox.length,
@@ -412,6 +434,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     },
     async stop() {
       stopped = true;
+      await metricsServer?.close();
       stopWatching();
       wake?.();
       learning?.stop();

@@ -18,7 +18,8 @@ import { POLICY_NAMES } from '../placement/types.js';
 const text = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 const positive = v.pipe(v.number(), v.finite(), v.minValue(Number.MIN_VALUE));
 const whole = (min: number, max = Number.MAX_SAFE_INTEGER) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
-const host = { grpc_host: v.optional(text), grpc_port: v.optional(whole(0, 65_535)) };
+/** `metrics`: HOST:PORT (or a port) for Prometheus' /metrics. */
+const host = { grpc_host: v.optional(text), grpc_port: v.optional(whole(0, 65_535)), metrics: v.optional(v.union([text, whole(0, 65_535)])) };
 /** Where the cluster's services are, on a host without the stack (`prescient join` writes them). */
 const endpoints = { nats_url: v.optional(text), consul_http: v.optional(text), questdb_http: v.optional(text), questdb_pg: v.optional(text) };
 

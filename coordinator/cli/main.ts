@@ -401,6 +401,7 @@ endpointOptions(program.command('coordinator').description('run a coordinator: c
   .option('--placement <policy>', `which node a job goes to: ${POLICY_NAMES.join(', ')}`, 'best-fit')
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
+  .option('--metrics <host:port>', 'serve Prometheus metrics on GET /metrics at this address (PORT alone: loopback; 0 for any free port)')
   .option('--alert-webhook <url>', 'also POST model alerts (error, drift, recovered, margin) as JSON to this URL')
   .option('--federated [min-deltas]', 'merge agents\' weight deltas into new global model versions when MIN-DELTAS have arrived (default 2; models/README.md)')
   .option('--burst <config>', 'cloud burst: launch nodes when the queue would miss its SLAs, give them back when idle (YAML/JSON; coordinator/README.md)')
@@ -431,9 +432,24 @@ endpointOptions(program.command('coordinator').description('run a coordinator: c
       federation: federationConfig(o.federated),
       burst,
       eventLog: o.eventLog,
+      metrics: await metricsListen(o.metrics),
     });
     untilSignal(() => c.stop());
   });
+
+/** The port an agent set up by `prescient join` serves /metrics on (deploy/prometheus/prometheus.yml). */
+const AGENT_METRICS_PORT = 9465;
+
+/** `--metrics HOST:PORT`: where to serve Prometheus metrics (none when not given). */
+async function metricsListen(v: string | number | undefined) {
+  if (v === undefined) return undefined;
+  const { parseListen } = await import('../../shared/metrics.js');
+  try {
+    return parseListen(String(v));
+  } catch (e) {
+    throw new ConfigError('--metrics', (e as Error).message.replace(/^--metrics /, ''));
+  }
+}
 
 /** `--burst <file> [--burst-dry-run]`: the validated configuration and its provider (verified at start). */
 async function burstOptions(file: string | undefined, dryRun: boolean) {
@@ -493,6 +509,7 @@ async function withConfigFile(cmd: Command, kind: 'agent' | 'coordinator') {
 endpointOptions(agentOptions(program.command('agent').description('run a node agent: registers this node and runs the encodes it is given')))
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
+  .option('--metrics <host:port>', 'serve Prometheus metrics on GET /metrics at this address (PORT alone: loopback; 0 for any free port)')
   .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
   .option('--drain-timeout <seconds>', 'on SIGTERM/SIGINT: take no new work and wait this long for running encodes to finish, then hand the rest back and deregister', '60')
   .action(async (_o, cmd: Command) => {
@@ -500,7 +517,7 @@ endpointOptions(agentOptions(program.command('agent').description('run a node ag
     const drainS = Number(o.drainTimeout);
     if (!(Number.isFinite(drainS) && drainS >= 0 && drainS <= 86_400)) throw new ConfigError('--drain-timeout', `must be between 0 and 86400 seconds, got ${JSON.stringify(o.drainTimeout)}`);
     const { startAgent } = await import('../../node-agent/index.js');
-    const a = await startAgent({ ...(await agentConfig(o)), endpoints: endpointsOf(o), learn: learnConfig(o.learn, o.nodeId) });
+    const a = await startAgent({ ...(await agentConfig(o)), endpoints: endpointsOf(o), learn: learnConfig(o.learn, o.nodeId), metrics: await metricsListen(o.metrics) });
     // systemd's stop (SIGTERM) drains: the unit's TimeoutStopSec is longer than the drain.
     untilSignal(async () => { await a.drain(drainS * 1000); await a.stop(); });
   });
@@ -662,6 +679,8 @@ Example (on the new host; the token from \`prescient certs join-token\` on the C
     const config = {
       node_id: nodeId, nats_url: natsUrl, consul_http: t.endpoints.consul_http, questdb_http: t.endpoints.questdb_http, questdb_pg: t.endpoints.questdb_pg,
       grpc_host: grpcHost, grpc_port: Number(o.grpcPort),
+      // Prometheus scrapes agents from elsewhere: /metrics on the host's address toward the cluster (no job content in it).
+      metrics: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${AGENT_METRICS_PORT}`,
       ...(o.cores === undefined ? {} : { cores: String(o.cores) }), ...(o.memoryGb === undefined ? {} : { memory_gb: o.memoryGb }),
     };
     const { AGENT_CONFIG } = await import('./config-file.js');

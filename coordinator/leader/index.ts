@@ -24,7 +24,7 @@ import {
   type TaskStatusReport, type ValidationContext, type Ack, type Identity,
 } from '../../shared/index.js';
 import { keyBucket, type ResourcePredictor } from '../../models/index.js';
-import { StaleLedgerWriteError, type Ledger, type LedgerStore } from '../ledger/index.js';
+import { StaleLedgerWriteError, type Ledger, type LedgerStore, type NodeSnapshot } from '../ledger/index.js';
 import type { PlacementPolicy } from '../placement/index.js';
 import { deadLetterOf, jsonCodec, publishDeadLetter, publishEvent, type TaskStore } from '../bus/index.js';
 import type { QueuePolicy } from '../queue/index.js';
@@ -67,6 +67,8 @@ export interface LeaderOptions {
   ledgerStore?: LedgerStore;
   /** A file the events fed to the core are appended to (JSON lines), for `prescient replay`. */
   eventLog?: string;
+  /** Told of every record the leader writes (every state change of every job): the coordinator's metrics count from it. */
+  onRecord?: (t: EncodingTask) => void;
   /** The coverage the model was loaded at, for the event log (the predictor already has it). */
   coverage?: number;
   log: (msg: string) => void;
@@ -206,6 +208,12 @@ export class Leader {
   /** Queued tasks in the order they get resources (coordinator/queue). */
   queue(): EncodingTask[] { return this.core.queue(); }
 
+  /** The tasks this leader holds that have not ended (read them; change them only through events). */
+  activeTasks(): IterableIterator<EncodingTask> { return this.core.active.values(); }
+
+  /** The ledger's nodes as they are now. */
+  nodes(): readonly NodeSnapshot[] { return this.core.ledger.snapshot().nodes; }
+
   /** Marks exactly these nodes draining (the burst controller's scale-down): placement leaves them out. */
   setDraining(ids: Iterable<string>): void {
     void this.feed([{ kind: 'DrainingSet', at: this.now(), node_ids: [...ids] }]).catch((e) => this.log(`could not mark nodes draining: ${e}`));
@@ -260,6 +268,7 @@ export class Leader {
     for (const e of effects) {
       switch (e.kind) {
         case 'Record': {
+          this.o.onRecord?.(e.task);
           const w = this.write(e.task, e.first, failedFirst);
           last.set(e.task.id, w);
           if (e.first) first.set(e.task.id, w);

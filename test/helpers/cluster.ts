@@ -50,12 +50,13 @@ export function coordinator(s: TestStack, id: string, extra: Partial<Parameters<
   return startCoordinator({ id, endpoints: s.endpoints, validation: s.validation, log: s.log, leaseMs: 6000, heartbeatMs: 500, modelDir: path.join(s.dir, 'models'), ...extra });
 }
 
-export function agent(s: TestStack, nodeId: string, cores: string, memoryGb = 2): Promise<AgentHandle> {
+export function agent(s: TestStack, nodeId: string, cores: string, memoryGb = 2, extra: Partial<Parameters<typeof startAgent>[0]> = {}): Promise<AgentHandle> {
   return startAgent({
     nodeId, endpoints: s.endpoints, validation: s.validation, log: s.log, grant: { cores, memoryGb }, sampleIntervalMs: 100,
     outputDir: path.join(s.dir, 'output', nodeId), spoolDir: path.join(s.dir, 'spool', nodeId),
     // The host's own interfaces carry the test stack (and whatever else the machine does): left unshaped.
     enforcement: { shape_interfaces: [] },
+    ...extra,
   });
 }
 
