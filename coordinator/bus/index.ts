@@ -4,7 +4,7 @@
  * reads as intent ("record the task", "publish its event").
  */
 import { createRequire } from 'node:module';
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type KV, type NatsConnection, type StreamConfig } from 'nats';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type KV, type NatsConnection, type StreamConfig } from 'nats';
 import {
   ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
   MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
@@ -289,6 +289,50 @@ export async function followJob(js: JetStreamClient, job: { owner: string; id: s
   clearTimeout(timer);
   await jsm.consumers.delete(EVENTS_STREAM, info.name).catch(() => undefined);
   return last;
+}
+
+/**
+ * Follows every job's events from `sinceMs` on (then live), calling `onEvent` for each, until
+ * stopped: the dashboard's feed. A consumer that fails (NATS restarted) is made again after a
+ * second, from the last event seen, while the follower runs.
+ */
+export function followAllJobs(js: JetStreamClient, sinceMs: number, onEvent: (e: TaskEvent) => void, log: (m: string) => void = () => undefined): { stop(): Promise<void> } {
+  let stopped = false;
+  let messages: ConsumerMessages | undefined;
+  let name: string | undefined;
+  let from = sinceMs;
+  const run = async () => {
+    while (!stopped) {
+      const jsm = await js.jetstreamManager();
+      try {
+        name = `dashboard_${nuid.next()}`;
+        await retryUnavailable(() => jsm.consumers.add(EVENTS_STREAM, {
+          name, filter_subject: ALL_JOB_EVENTS, deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(from).toISOString(),
+          ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
+        }));
+        messages = await (await js.consumers.get(EVENTS_STREAM, name)).consume();
+        if (stopped) await messages.close();
+        for await (const m of messages) {
+          let e: TaskEvent;
+          try { e = json.decode(m.data) as TaskEvent; } catch { continue; }
+          from = Math.max(from, (m.info?.timestampNanos ?? 0) / 1e6);
+          onEvent(e);
+        }
+      } catch (e) {
+        if (!stopped) log(`job events follower failed, following again: ${(e as Error).message}`);
+      }
+      await jsm.consumers.delete(EVENTS_STREAM, name!).catch(() => undefined);
+      if (!stopped) await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
+  const done = run();
+  return {
+    async stop() {
+      stopped = true;
+      await messages?.close();
+      await done;
+    },
+  };
 }
 
 export { json as jsonCodec };

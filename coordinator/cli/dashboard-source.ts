@@ -1,0 +1,76 @@
+/**
+ * Where a coordinator's dashboard (coordinator/dashboard) takes its data: the same views
+ * `prescient nodes`, `queue`, `model status` and `scale status` print, read from the cluster's
+ * shared state over the coordinator's own NATS connection (so a standby shows what the leader
+ * saved), the model registry on this host, and the model alerts published on NATS.
+ */
+import type { NatsConnection } from 'nats';
+import { ConsulLeaderLookup, MODEL_ALERTS_SUBJECT, NO_OWNER, TERMINAL_STATES, type ModelAlert } from '../../shared/index.js';
+import { JetStreamTaskStore, followAllJobs, jsonCodec, publishCancel } from '../bus/index.js';
+import { JetStreamLedgerStore } from '../ledger/index.js';
+import { BurstStore } from '../burst/index.js';
+import { readFeedback } from '../feedback/index.js';
+import type { ModelRegistry } from '../../models/index.js';
+import type { DashboardSource } from '../dashboard/index.js';
+import { nodesView, queueView } from './fleet.js';
+import { scaleView } from './scale.js';
+
+const ALERTS_KEPT = 20;
+
+export async function dashboardSource(o: { nc: NatsConnection; consulHttp: string; registry: ModelRegistry; log: (m: string) => void }): Promise<DashboardSource & { close(): void }> {
+  const js = o.nc.jetstream();
+  const [ledgers, tasks, burst] = await Promise.all([JetStreamLedgerStore.open(js), JetStreamTaskStore.open(js), BurstStore.open(js, o.log)]);
+  const lookup = new ConsulLeaderLookup(o.consulHttp);
+  const alerts: ModelAlert[] = [];
+  const sub = o.nc.subscribe(MODEL_ALERTS_SUBJECT, {
+    callback: (err, m) => {
+      if (err) return;
+      try {
+        const a = jsonCodec.decode(m.data) as ModelAlert;
+        if (typeof a?.message === 'string' && typeof a.at === 'number') { alerts.push(a); if (alerts.length > ALERTS_KEPT) alerts.shift(); }
+      } catch { /* not an alert: ignored */ }
+    },
+  });
+  return {
+    async snapshot() {
+      const [ledger, active, leader, feedback, burstState, decisions] = await Promise.all([
+        ledgers.load(), tasks.listActive(), lookup.currentLeader().catch(() => null), readFeedback(js).catch(() => ({ groups: [], margins: [] })), burst.state(), burst.decisions(),
+      ]);
+      let inService: string | null = null;
+      try { inService = o.registry.currentVersion(); } catch { inService = null; }
+      // The rolling windows of the version in service, pooled over codecs and nodes per target.
+      const byTarget = new Map<string, { sum: number; cov: number; covN: number; n: number }>();
+      for (const g of feedback.groups) {
+        if (inService && g.model_version !== inService) continue;
+        const f = g.figures;
+        if (!f.n) continue;
+        const t = byTarget.get(g.target) ?? { sum: 0, cov: 0, covN: 0, n: 0 };
+        if (Number.isFinite(f.mape)) { t.sum += f.mape * f.n; t.n += f.n; }
+        if (Number.isFinite(f.coverage)) { t.cov += f.coverage * f.n; t.covN += f.n; }
+        byTarget.set(g.target, t);
+      }
+      const bv = scaleView(burstState, decisions, 10);
+      return {
+        leader: leader ? { id: leader.id, address: leader.address } : null,
+        nodes: nodesView(ledger),
+        queue: queueView({ ledger, tasks: active }),
+        models: {
+          in_service: inService,
+          versions: o.registry.list().slice(-10).reverse().map((v) => ({ version: v.version, created_at: v.created_at, current: !!v.current })),
+          targets: [...byTarget].map(([target, t]) => ({ target, mape: t.n ? t.sum / t.n : NaN, coverage: t.covN ? t.cov / t.covN : NaN, runs: t.n })),
+          alerts: alerts.slice().reverse().map((a) => ({ at: a.at, kind: a.kind, message: a.message })),
+        },
+        burst: { ...bv, decisions: bv.decisions.map((d) => ({ at: d.at, action: d.launch ? 'launch' : d.terminate.length ? 'terminate' : d.drain.length ? 'drain' : 'none', summary: d.summary })) },
+      };
+    },
+    follow: (since, onEvent) => followAllJobs(js, since, onEvent, o.log),
+    async cancel(id) {
+      const t = await tasks.get(id);
+      if (!t) return { ok: false, message: `no job ${id} is recorded (it may still be waiting in JetStream for a leader)` };
+      if (TERMINAL_STATES.has(t.state)) return { ok: false, message: `${id} is already ${t.state}` };
+      await publishCancel(js, t.owner ?? NO_OWNER, { job_id: id, requested_at: Date.now() });
+      return { ok: true, message: `${t.schema.kind === 'actor' ? 'stop' : 'cancellation'} of ${id} requested` };
+    },
+    close: () => sub.unsubscribe(),
+  };
+}
