@@ -1053,7 +1053,11 @@ scale.command('status').description('show burst instances (type, state, spot, jo
   .option('--json', 'print the status as JSON')
   .option('--last <n>', 'how many decisions to show', '10')
   .addHelpText('after', examples('prescient scale status', 'prescient scale status --last 30 --json'))
-  .action(async (o) => (await import('./scale.js')).scaleStatus(o, dir()));
+  .action(async (o) => {
+    const last = Number(o.last);
+    if (!Number.isSafeInteger(last) || last < 1) throw new ConfigError('--last', `must be a whole number ≥ 1, got ${JSON.stringify(o.last)}`);
+    return (await import('./scale.js')).scaleStatus(o, dir());
+  });
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
   .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))
@@ -1063,7 +1067,9 @@ program.command('demo').description('the main job: bring up the stack and a loca
   .addHelpText('after', examples('prescient demo', 'prescient demo --agents 3 --jobs my-batch.yaml --keep'))
   .action(async (o) => {
     const { runDemo } = await import('./demo.js');
-    process.exitCode = await runDemo({ stateDir: dir(), agents: Number(o.agents), jobsFile: o.jobs, keep: !!o.keep, json: !!o.json });
+    const agents = Number(o.agents);
+    if (!Number.isInteger(agents) || agents < 1 || agents > 64) throw new ConfigError('--agents', `must be a whole number from 1 to 64, got ${JSON.stringify(o.agents)}`);
+    process.exitCode = await runDemo({ stateDir: dir(), agents, jobsFile: o.jobs, keep: !!o.keep, json: !!o.json });
   });
 
 // The top-level help lists --version, which main() reads before commander (model train has a
