@@ -15,6 +15,8 @@ import type { EncodingSchema } from './schema/encoding-schema.js';
  * - `rejected`  never admitted: the schema was invalid (`error` names the fields)
  */
 export type TaskState = 'queued' | 'placed' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'rejected';
+/** Every task state, in lifecycle order. */
+export const TASK_STATES: readonly TaskState[] = ['queued', 'placed', 'running', 'succeeded', 'failed', 'cancelled', 'rejected'];
 export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'cancelled', 'rejected']);
 
 /** Resource figures for one encode; used both for predictions and for measured actuals. */
@@ -128,10 +130,16 @@ export interface EncodingTask {
   time_limit_stop_at?: number;
 }
 
-/** The message `prescient cancel` publishes on the cancel subject. */
+/** The message `prescient cancel` (and `prescient stop`) publishes on the cancel subject. */
 export interface CancelEnvelope {
   job_id: string;
   requested_at: number;
+  /**
+   * Which command asked: `stop` is meant for a live channel (kind: actor) only. The CLI refuses
+   * `stop` on a batch job where it can read the job's record; a leader may refuse it too.
+   * Absent: `cancel` (and requests from before this field).
+   */
+  action?: 'cancel' | 'stop';
 }
 
 /** The message a submitter publishes on the submit subject. */

@@ -4,11 +4,11 @@
  * reads as intent ("record the task", "publish its event").
  */
 import { createRequire } from 'node:module';
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type KV, type NatsConnection, type StreamConfig } from 'nats';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type KV, type MsgRequest, type NatsConnection, type StreamConfig } from 'nats';
 import {
   ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
-  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
-  jobEventsSubject, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
+  MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, TASK_STATES, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
+  jobEventsSubject, jobsMessageOf, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
 const json = JSONCodec();
@@ -168,6 +168,57 @@ export async function publishSubmission(js: JetStreamClient, owner: string, env:
   await js.publish(submitSubject(owner), json.encode(env), { msgID: env.job_id, ...UNAVAILABLE_RETRIES });
 }
 
+/** A submission still in the jobs stream: no leader has recorded its job yet. */
+export interface PendingSubmission {
+  job_id: string;
+  /** Whose subject it came on. */
+  owner: string;
+  /** When JetStream stored it (epoch ms): what a leader queues it from. */
+  stored_at: number;
+  stream_seq: number;
+  /** The schema as submitted (not yet validated by a leader). */
+  schema: unknown;
+}
+
+/** Most messages of the jobs stream one look reads (a stream this long is a leader long gone). */
+export const PENDING_SCAN_LIMIT = 10_000;
+
+/**
+ * The submissions waiting in the jobs stream, oldest first, read without taking them (a leader
+ * takes them through its consumer): those of `jobId` only when given. Cancellations and what is
+ * not a submission are skipped. `more` says the stream held more than `scanLimit` messages.
+ */
+export async function pendingSubmissions(nc: NatsConnection, o: { jobId?: string; scanLimit?: number } = {}): Promise<{ submissions: PendingSubmission[]; more: boolean }> {
+  const jsm = await nc.jetstreamManager();
+  const info = await jsm.streams.info(JOBS_STREAM).catch(() => undefined);
+  const out: PendingSubmission[] = [];
+  if (!info || info.state.messages === 0) return { submissions: out, more: false };
+  const limit = o.scanLimit ?? PENDING_SCAN_LIMIT;
+  let seq = info.state.first_seq, read = 0;
+  while (seq <= info.state.last_seq && read < limit) {
+    // The next submission at or after `seq`: taken ones are gone from a work-queue stream.
+    // (STREAM.MSG.GET takes next_by_subj since nats-server 2.9; nats.js 2.29 types it for direct gets only.)
+    const m = await jsm.streams.getMessage(JOBS_STREAM, { seq, next_by_subj: ALL_SUBMISSIONS } as unknown as MsgRequest).catch((e: { api_error?: { err_code?: number } }) => {
+      if (e.api_error?.err_code === 10037) return undefined; // no message found: none after `seq`
+      throw e;
+    });
+    if (!m) break;
+    seq = m.seq + 1;
+    read++;
+    const what = jobsMessageOf(m.subject);
+    if (what?.kind !== 'submit') continue;
+    // The message id is the job id when the CLI published it: the payload is read only for a match.
+    const msgId = m.header?.get('Nats-Msg-Id');
+    if (o.jobId !== undefined && msgId && msgId !== o.jobId) continue;
+    let env: Partial<SubmitEnvelope> | undefined;
+    try { env = json.decode(m.data) as Partial<SubmitEnvelope>; } catch { continue; }
+    if (!env || typeof env.job_id !== 'string' || !JOB_ID_PATTERN.test(env.job_id)) continue;
+    if (o.jobId !== undefined && env.job_id !== o.jobId) continue;
+    out.push({ job_id: env.job_id, owner: what.owner, stored_at: m.time.getTime(), stream_seq: m.seq, schema: env.schema });
+  }
+  return { submissions: out, more: seq <= info.state.last_seq && read >= limit };
+}
+
 /** Durable record of every task; the state a new leader resumes from. */
 export interface TaskStore {
   put(task: EncodingTask): Promise<void>;
@@ -179,9 +230,11 @@ export interface TaskStore {
   get(id: string): Promise<EncodingTask | undefined>;
   /** Tasks not yet in a terminal state. */
   listActive(): Promise<EncodingTask[]>;
+  /** Every task record, ended ones too (in no particular order). */
+  listAll(): Promise<EncodingTask[]>;
 }
 
-const TASK_STATES: ReadonlySet<unknown> = new Set(['queued', 'placed', 'running', 'succeeded', 'failed', 'cancelled', 'rejected']);
+const TASK_STATE_SET: ReadonlySet<unknown> = new Set(TASK_STATES);
 
 /**
  * Why a task record read back from the bucket is not one (undefined when it is): anyone who can
@@ -192,7 +245,7 @@ export function invalidTaskRecord(key: string, v: unknown): string | undefined {
   if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not a JSON object';
   const t = v as Record<string, unknown>;
   if (t.id !== key) return `its id ${describeValue(t.id)} is not its key`;
-  if (!TASK_STATES.has(t.state)) return `state ${describeValue(t.state)} is not a task state`;
+  if (!TASK_STATE_SET.has(t.state)) return `state ${describeValue(t.state)} is not a task state`;
   if (!t.schema || typeof t.schema !== 'object') return 'it has no schema';
   for (const k of ['submitted_at', 'updated_at', 'term', 'attempts'] as const) {
     if (!Number.isFinite(t[k])) return `${k} ${describeValue(t[k])} is not a number`;
@@ -231,13 +284,19 @@ export class JetStreamTaskStore implements TaskStore {
     return v as EncodingTask;
   }
   async listActive(): Promise<EncodingTask[]> {
+    return this.list((t) => !TERMINAL_STATES.has(t.state));
+  }
+  async listAll(): Promise<EncodingTask[]> {
+    return this.list(() => true);
+  }
+  private async list(keep: (t: EncodingTask) => boolean): Promise<EncodingTask[]> {
     // Collect the keys first: awaiting a get inside the keys() iteration loses keys (its
     // ordered consumer against nats-server 2.9 ends early), and a new leader would then miss tasks.
     const keys: string[] = [];
     for await (const key of await this.kv.keys()) keys.push(key);
     const out: EncodingTask[] = [];
     for (let i = 0; i < keys.length; i += 64) {
-      for (const t of await Promise.all(keys.slice(i, i + 64).map((k) => this.get(k)))) if (t && !TERMINAL_STATES.has(t.state)) out.push(t);
+      for (const t of await Promise.all(keys.slice(i, i + 64).map((k) => this.get(k)))) if (t && keep(t)) out.push(t);
     }
     return out;
   }

@@ -6,25 +6,27 @@
  */
 import { cliBus } from './member.js';
 import { loadEndpoints, type EncodingTask, type GpuCapacity, type GpuProfile, type ReservedResource } from '../../shared/index.js';
-import { JetStreamTaskStore, connectBus } from '../bus/index.js';
+import { JetStreamTaskStore, connectBus, pendingSubmissions, type PendingSubmission } from '../bus/index.js';
 import { JetStreamLedgerStore, Ledger, type GpuSlots, type LedgerState } from '../ledger/index.js';
 import { estimateStarts, orderQueue } from '../queue/index.js';
 import { sizeRequest } from '../sizing/index.js';
-import { table } from './format.js';
+import { coreRanges, table } from './format.js';
 
 const RESOURCES: ReservedResource[] = ['cpu', 'memory', 'gpu', 'bandwidth'];
 
-interface Fleet { ledger?: LedgerState; tasks: EncodingTask[] }
+/** The ledger and the active task records; with `pending`, the submissions no leader has taken yet. */
+interface Fleet { ledger?: LedgerState; tasks: EncodingTask[]; pending?: PendingSubmission[] }
 
-async function readFleet(stateDir: string): Promise<Fleet> {
+async function readFleet(stateDir: string, withPending = false): Promise<Fleet> {
   const { nc } = await cliBus(stateDir);
   try {
     const js = nc.jetstream();
-    const [ledger, tasks] = await Promise.all([
+    const [ledger, tasks, pending] = await Promise.all([
       JetStreamLedgerStore.open(js).then((s) => s.load()),
       JetStreamTaskStore.open(js).then((s) => s.listActive()),
+      withPending ? pendingSubmissions(nc).then((p) => p.submissions) : undefined,
     ]);
-    return { ledger, tasks };
+    return { ledger, tasks, pending };
   } finally {
     await nc.drain();
   }
@@ -92,7 +94,11 @@ export function nodesView(state: LedgerState | undefined, now = Date.now()) {
   });
 }
 
-/** Queue rows in order, with class, reason and estimated start. */
+/**
+ * Queue rows in order, with class, reason and estimated start; then the submissions still
+ * waiting in JetStream for a leader (`waiting_for_leader`), oldest first: no leader has
+ * recorded them, so they have no place in the order yet.
+ */
 export function queueView(f: Fleet, now = Date.now()) {
   const order = orderQueue(f.tasks);
   const ledger = f.ledger ? Ledger.fromState(f.ledger, f.ledger.term, Number.MAX_SAFE_INTEGER, now) : undefined;
@@ -103,14 +109,25 @@ export function queueView(f: Fleet, now = Date.now()) {
     const r = snap ? sizeRequest(t, snap) : { cores: 1, gpus: 0, memory_gb: 0, bandwidth_mbps: 0 };
     return { cores: r.cores, gpus: r.gpus, memory_gb: r.memory_gb, bandwidth_mbps: r.bandwidth_mbps };
   }, now);
-  return order.map((e) => ({
+  const rows = order.map((e) => ({
     position: e.position, job_id: e.task.id, class: e.task.schema.priority, submitter: e.task.schema.submitter,
     waiting_s: Math.round((now - e.task.submitted_at) / 1000), reason: e.task.reason ?? '',
     ...(e.task.schema.deadline ? { deadline: e.task.schema.deadline, deadline_missed: now > Date.parse(e.task.schema.deadline) } : {}),
     ...(e.latest_start !== undefined ? { latest_start: new Date(e.latest_start).toISOString(), deadline_at_risk: now > e.latest_start } : {}),
     estimated_start: est.get(e.task.id)?.at !== undefined ? new Date(est.get(e.task.id)!.at!).toISOString() : null,
     estimate: est.get(e.task.id)?.why ?? '',
+    waiting_for_leader: false,
   }));
+  const recorded = new Set(f.tasks.map((t) => t.id));
+  const waiting = (f.pending ?? []).filter((p) => !recorded.has(p.job_id)).map((p, i) => {
+    const s = (p.schema && typeof p.schema === 'object' ? p.schema : {}) as Record<string, unknown>;
+    return {
+      position: order.length + i + 1, job_id: p.job_id, class: typeof s.priority === 'string' ? s.priority : 'standard', submitter: typeof s.submitter === 'string' ? s.submitter : p.owner,
+      waiting_s: Math.max(0, Math.round((now - p.stored_at) / 1000)), reason: 'submitted, waiting for a leader (kept in JetStream)',
+      estimated_start: null, estimate: 'once a leader takes it', waiting_for_leader: true,
+    };
+  });
+  return [...rows, ...waiting];
 }
 
 export async function nodes(o: { json?: boolean }, stateDir: string): Promise<void> {
@@ -120,24 +137,25 @@ export async function nodes(o: { json?: boolean }, stateDir: string): Promise<vo
   if (!rows.length) { console.log('no nodes in the ledger (no leader has saved one yet, or no agent has registered)'); return; }
   const now = Date.now();
   console.log(table(['node', 'cores free', 'memory GB free', 'Mbps free', 'GPU sessions free', 'tasks', 'last seen'], rows.map((r) => [
-    r.node_id, `${r.cores.free}/${r.cores.total} [${r.cores.free_ids.join(',')}]`, `${fixed(r.memory_gb.free, 2)}/${fixed(r.memory_gb.total, 2)}`,
+    r.node_id, `${r.cores.free}/${r.cores.total}${r.cores.free ? ` [${coreRanges(r.cores.free_ids)}]` : ''}`, `${fixed(r.memory_gb.free, 2)}/${fixed(r.memory_gb.total, 2)}`,
     `${fixed(r.bandwidth_mbps.free)}/${fixed(r.bandwidth_mbps.total)}`, r.gpus.length ? r.gpus.map((g) => `${g.id}:${g.free_sessions}/${g.sessions}`).join(' ') : '-',
     String(r.reservations.length), ago(r.last_seen, now),
   ])));
   const gpus = gpuTable(rows);
   if (gpus) console.log(`\ngpus (? and "assumed": the agent's model table does not know the model or its driver)\n${gpus}`);
   console.log('\nenforcement');
-  console.log(table(['node', ...RESOURCES], rows.map((r) => [r.node_id, ...RESOURCES.map((res) => `${r.enforcement[res].mode}: ${r.enforcement[res].detail}`)])));
+  // One line per node and resource: the details are sentences, wrapped to the terminal's width.
+  console.log(table(['node', 'resource', 'mode', 'detail'], rows.flatMap((r) => RESOURCES.map((res) => [r.node_id, res, r.enforcement[res].mode, r.enforcement[res].detail])), { wrap: [3] }));
 }
 
 export async function queue(o: { json?: boolean }, stateDir: string): Promise<void> {
-  const rows = queueView(await readFleet(stateDir));
+  const rows = queueView(await readFleet(stateDir, true));
   if (o.json) { console.log(JSON.stringify({ queue: rows }, null, 2)); return; }
   if (!rows.length) { console.log('the queue is empty'); return; }
   console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [
-    String(r.position), r.job_id, r.class + ('deadline_missed' in r && r.deadline_missed ? ' (deadline missed)' : 'deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
+    r.waiting_for_leader ? '-' : String(r.position), r.job_id, r.class + ('deadline_missed' in r && r.deadline_missed ? ' (deadline missed)' : 'deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
     r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
-  ])));
+  ]), { keep: [1], wrap: [2, 5, 6] }));
 }
 
 /** `prescient plan job.yaml`: what the leader would do with the job now (coordinator/plan/live.ts), nothing submitted. */

@@ -22,11 +22,94 @@ export function usage(u: ResourceUsage | undefined): string {
   return `${n(u.cpu_cores)} cores, ${n(u.memory_gb, 3)} GB, ${n(u.bandwidth_mbps, 1)} Mbps, ${n(u.duration_s)} s`;
 }
 
-/** Plain fixed-width table. */
-export function table(header: string[], rows: string[][]): string {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (c ?? '').padEnd(w[i])).join('  ').trimEnd();
-  return [line(header), line(w.map((x) => '-'.repeat(x))), ...rows.map(line)].join('\n');
+/**
+ * How wide a table may be: the terminal's width; where stdout is no terminal (a pipe, a file),
+ * $COLUMNS when set, else 100.
+ */
+export function terminalWidth(stdout: { isTTY?: boolean; columns?: number } = process.stdout, env: NodeJS.ProcessEnv = process.env): number {
+  if (stdout.isTTY && stdout.columns && stdout.columns > 0) return stdout.columns;
+  const cols = Number(env.COLUMNS);
+  return Number.isInteger(cols) && cols >= 20 ? cols : 100;
+}
+
+export interface TableOptions {
+  /** Most characters a line may take (default: terminalWidth()). */
+  width?: number;
+  /**
+   * Columns (by index) whose long cells wrap onto further lines, at spaces and commas where it
+   * can; the other columns' long cells are cut with an ellipsis (`--json` has them whole).
+   */
+  wrap?: readonly number[];
+  /** Columns never narrowed (the ids a user copies from a table; default: the first). */
+  keep?: readonly number[];
+}
+
+const GAP = 2;
+/** Narrowest a column is squeezed to: its header, but never under 6 characters unless its widest cell is. */
+const MIN_COLUMN = 6;
+
+/**
+ * Column widths fitting `width`: each column its widest cell, and while the line is too wide the
+ * widest column gives up a character, down to its header's width (at least MIN_COLUMN); the
+ * columns in `keep` are never narrowed. A table that cannot be narrowed enough stays wider.
+ */
+export function fitColumns(header: readonly string[], rows: readonly (readonly string[])[], width: number, keep: readonly number[] = [0]): number[] {
+  const natural = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const floor = header.map((h, i) => (keep.includes(i) ? natural[i] : Math.min(natural[i], Math.max(h.length, MIN_COLUMN))));
+  const w = [...natural];
+  let total = w.reduce((a, x) => a + x, 0) + GAP * Math.max(0, w.length - 1);
+  while (total > width) {
+    let widest = -1;
+    for (let i = 0; i < w.length; i++) if (w[i] > floor[i] && (widest < 0 || w[i] > w[widest])) widest = i;
+    if (widest < 0) break;
+    w[widest]--;
+    total--;
+  }
+  return w;
+}
+
+/** `text` cut to `width` characters, the last an ellipsis when it was cut. */
+export function cut(text: string, width: number): string {
+  return text.length <= width ? text : width <= 1 ? '…'.slice(0, width) : `${text.slice(0, width - 1)}…`;
+}
+
+/** `text` in lines of at most `width`: broken after a space or comma where one is near, else inside a word. */
+export function wrapText(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let rest = text;
+  while (rest.length > width) {
+    // A line ends before a space, or just after a comma, within its width.
+    const at = Math.max(rest.lastIndexOf(' ', width), rest.lastIndexOf(',', width - 1) + 1);
+    const end = at > width / 3 ? at : width;
+    lines.push(rest.slice(0, end).trimEnd());
+    rest = rest.slice(end).trimStart();
+  }
+  if (rest.length || !lines.length) lines.push(rest);
+  return lines;
+}
+
+/** Fixed-width table that fits the terminal (TableOptions): long cells cut, or wrapped in the columns that wrap. */
+export function table(header: string[], rows: string[][], o: TableOptions = {}): string {
+  const w = fitColumns(header, rows, o.width ?? terminalWidth(), o.keep);
+  const wraps = new Set(o.wrap ?? []);
+  const lines = (r: readonly string[]): string[] => {
+    const cells = w.map((width, i) => (wraps.has(i) ? wrapText(r[i] ?? '', width) : [cut(r[i] ?? '', width)]));
+    const height = Math.max(...cells.map((c) => c.length));
+    return Array.from({ length: height }, (_, k) => cells.map((c, i) => (c[k] ?? '').padEnd(w[i])).join(' '.repeat(GAP)).trimEnd());
+  };
+  return [...lines(header), w.map((x) => '-'.repeat(x)).join(' '.repeat(GAP)), ...rows.flatMap(lines)].join('\n');
+}
+
+/** Core numbers as ranges: [0,1,2,3,6] is "0-3,6". */
+export function coreRanges(ids: readonly number[]): string {
+  const sorted = [...ids].sort((a, b) => a - b), parts: string[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    parts.push(j > i ? `${sorted[i]}-${sorted[j]}` : String(sorted[i]));
+    i = j;
+  }
+  return parts.join(',');
 }
 
 export function formatProgress(p: TaskProgress): string {

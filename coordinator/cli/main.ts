@@ -21,17 +21,19 @@
  * cheap; never the coordinator, the agent, the models (brain.js), gRPC, Consul or a cloud SDK.
  * test/unit/cli-imports.test.ts checks what `--help`, `submit`, `status` and `scale status` load.
  */
-import { Command, Option } from 'commander';
+import { Command, Help, Option } from 'commander';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, SchemaValidationError, TERMINAL_STATES, redactText, allowedInputRoots, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
+  ConfigError, JOB_ID_PATTERN, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
   NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
 import { POLICY_NAMES } from '../placement/types.js';
+import { EXIT, NoSuchJobError, WrongKindError, errorJson, errorText, exitCodeOf, jsonRequested, versionRequest } from './errors.js';
 import { formatEvent, formatInput, formatProgress } from './format.js';
 import { cliBus } from './member.js';
 
@@ -41,12 +43,37 @@ const bus = () => import('../bus/index.js');
 /** Whose jobs this member may follow: a client its own, an operator anyone's. */
 const followAs = (me: Member) => (me.role === 'client' ? me.name : '*');
 
-const program = new Command();
+/** Whether this run asked for JSON: its command's --json once it runs; before that (commander refusing the arguments), --json among them. */
+const jsonArgs = jsonRequested(process.argv.slice(2));
+let jsonOut = jsonArgs;
+
+/** The "Examples:" section of a command's help: one command line each, `# why` after it where useful. */
+const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`;
+
+export const program = new Command();
 program
   .name('prescient')
   .description('Predictive resource reservation for distributed video encoding')
   .option('--state-dir <dir>', 'where the local stack keeps its data and endpoints (default: $PRESCIENT_STATE_DIR or ~/.prescient)')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Every refusal comes to main() below, which prints it as JSON where --json was given; the
+  // settings are inherited by each command defined after them.
+  .exitOverride()
+  .configureOutput({
+    outputError: (str, write) => { if (!jsonArgs) write(str); },
+    writeErr: (str) => { if (!jsonArgs) process.stderr.write(str); },
+  })
+  .hook('preAction', (_program, command) => { jsonOut = command.opts().json === true; })
+  .addHelpText('after', `
+Exit status: 0 done; 1 failed; 2 invalid input (a job's schema, a request that does not fit the job);
+3 nothing to do (the job had already ended); 4 no such job; 5 gave up waiting (the job is still in
+the system). With --json, a failed command prints {"error": {"message": …, "field"?: …}} on stdout.
+${examples(
+    'prescient stack up && prescient dev                    # a one-host cluster to try it on',
+    'prescient submit job.yaml --wait                       # submit and follow to the end',
+    'prescient jobs --state queued,running                  # what the cluster is doing',
+    'prescient --version --json',
+  )}`);
 
 const dir = () => stateDir(program.opts().stateDir);
 const modelDir = () => path.join(dir(), 'models');
@@ -55,7 +82,8 @@ type ResourcePredictorLike = import('../../models/index.js').ResourcePredictor;
 const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value, null, 2) : text());
 
 // ── stack ──────────────────────────────────────────────────────────────────────────────
-const stack = program.command('stack').description('start, stop or inspect the local NATS + Consul + QuestDB stack');
+const stack = program.command('stack').description('start, stop or inspect the local NATS + Consul + QuestDB stack')
+  .addHelpText('after', examples('prescient stack up', 'prescient stack status --json', 'prescient stack down'));
 stack.command('up').description('start the local stack (on loopback unless --host) and wait until every service is healthy')
   .option('--host <address>', 'IPv4 address of this host that every service binds to and advertises, so agents and coordinators on other hosts reach it (default 127.0.0.1)')
   .option('--durable', 'Consul as a server keeping its KV, sessions and ACLs on disk across restarts (a production stack), not a dev agent that starts empty')
@@ -70,9 +98,11 @@ Examples:
   });
 stack.command('down').description('stop every service of the local stack')
   .option('--json', 'print the status as JSON')
+  .addHelpText('after', examples('prescient stack down', 'prescient --state-dir /tmp/p stack down       # another stack on this host'))
   .action(async (o) => { const s = await (await localStack()).stackDown({ stateDir: dir() }); print(o.json, s, () => formatStack(s)); });
-stack.command('status').description('show each service, its health and endpoints')
+stack.command('status').description('show each service, its health and endpoints (exit status 3 when it is down)')
   .option('--json', 'print the status as JSON')
+  .addHelpText('after', examples('prescient stack status', 'prescient stack status --json | jq \'.services[] | select(.healthy | not)\''))
   .action(async (o) => {
     const s = await (await localStack()).stackStatus({ stateDir: dir() });
     print(o.json, s, () => formatStack(s));
@@ -101,6 +131,7 @@ const pki = () => import('../../shared/pki/index.js');
 const pkiPath = () => pkiDirFor(dir());
 certs.command('init').description('create the cluster CA (nothing is changed when one exists)')
   .option('--json', 'print the result as JSON')
+  .addHelpText('after', examples('prescient certs init', 'prescient --state-dir /var/lib/prescient certs init --json'))
   .action(async (o) => {
     const made = (await pki()).initCa(pkiPath());
     print(o.json, { ca: path.join(pkiPath(), 'ca.crt'), created: made }, () => `${made ? 'created' : 'kept the existing'} cluster CA ${path.join(pkiPath(), 'ca.crt')}`);
@@ -111,6 +142,10 @@ certs.command('issue').description('issue (or renew) one member\'s certificate, 
   .option('--client <name>', 'a submitting client (a CI job, a user)')
   .option('--host <name-or-ip...>', 'names and addresses a service is reached at (added to the certificate)')
   .option('--json', 'print the files as JSON')
+  .addHelpText('after', examples(
+    'prescient certs issue --node gpu-07 --host gpu-07.example --host 10.0.0.7',
+    'prescient certs issue --client ci-pipeline        # may submit, cancel and follow its own jobs only',
+  ))
   .action(async (o) => {
     const chosen = (['node', 'coordinator', 'client'] as const).filter((r) => o[r] !== undefined);
     if (chosen.length !== 1) throw new ConfigError('certs issue', 'give exactly one of --node, --coordinator, --client');
@@ -121,6 +156,7 @@ certs.command('issue').description('issue (or renew) one member\'s certificate, 
 certs.command('revoke').description('revoke a member: NATS drops its user at once, and every member refuses its certificate (the list reaches other hosts through Consul)')
   .option('--node <id>').option('--coordinator <id>').option('--client <name>').option('--admin <name>')
   .option('--json', 'print the result as JSON')
+  .addHelpText('after', examples('prescient certs revoke --node gpu-07', 'prescient certs revoke --client ci-pipeline --json'))
   .action(async (o) => {
     const chosen = (['node', 'coordinator', 'client', 'admin'] as const).filter((r) => o[r] !== undefined);
     if (chosen.length !== 1) throw new ConfigError('certs revoke', 'give exactly one of --node, --coordinator, --client, --admin');
@@ -147,7 +183,7 @@ Run it on the host that holds the CA key, with the stack up (its places are reco
 The token carries the CA certificate, a one-time enrolment certificate and the cluster's
 endpoints and QuestDB password: keep it secret until it expires or its places are used.
 
-Example:
+Examples:
   prescient stack up --host 10.0.0.5
   prescient certs join-token --nodes 3 --ttl 2h`)
   .action(async (o) => {
@@ -183,6 +219,7 @@ Example:
   });
 certs.command('list').description('the member certificates on this host, with their expiry')
   .option('--json', 'print them as JSON')
+  .addHelpText('after', examples('prescient certs list', 'prescient certs list --json | jq \'.[] | select(.expired)\''))
   .action(async (o) => {
     const all = (await pki()).listIssued(pkiPath());
     print(o.json, all, () => (all.length ? all.map((c) => `${c.role.padEnd(12)} ${c.name.padEnd(24)} until ${c.not_after}${c.expired ? '  EXPIRED' : ''}`).join('\n') : 'no member certificates here'));
@@ -233,6 +270,7 @@ function checkJob(raw: unknown, ctx: ValidationContext): EncodingSchema {
 program.command('validate').description('check job files without submitting them')
   .argument('<files...>', 'YAML or JSON job files')
   .option('--json', 'print results as JSON')
+  .addHelpText('after', examples('prescient validate job.yaml', 'prescient validate jobs/*.yaml --json     # exit status 2 when any is invalid'))
   .action(async (files: string[], o) => {
     const results: { file: string; index: number; valid: boolean; issues: SchemaValidationError['issues'] }[] = [];
     for (const f of files) results.push(...(await readJobs(f)).map((raw, i) => {
@@ -246,22 +284,18 @@ program.command('validate').description('check job files without submitting them
 program.command('submit').description('submit encoding jobs through NATS JetStream (kept until a leader takes them)')
   .argument('<file>', 'YAML or JSON job file (several YAML documents submit several jobs)')
   .option('--wait', 'follow each job until it finishes and show the result')
-  .option('--timeout <seconds>', 'give up waiting after this long', '600')
+  .option('--timeout <seconds>', 'with --wait: stop waiting after this long (the jobs carry on; exit status 5)', '600')
   .option('--json', 'print job ids and results as JSON')
   .option('--no-probe', 'do not probe inputs here (a file input is then probed by a node before it is predicted)')
+  .addHelpText('after', examples(
+    'prescient submit job.yaml                          # prints each job id and returns',
+    'prescient submit batch.yaml --wait --timeout 3600  # follows every job to its end',
+    'prescient submit job.yaml --json | jq -r \'.jobs[]\'',
+  ))
   .action(async (file: string, o) => {
+    const timeoutS = seconds(o.timeout, '--timeout');
     const ctx = validation();
-    let schemas: EncodingSchema[];
-    try {
-      schemas = (await readJobs(file)).map((raw) => checkJob(raw, ctx));
-    } catch (e) {
-      if (e instanceof SchemaValidationError) {
-        print(o.json, { error: 'invalid encoding schema', issues: e.issues }, () => e.message);
-        process.exitCode = 2;
-        return;
-      }
-      throw e;
-    }
+    const schemas = (await readJobs(file)).map((raw) => checkJob(raw, ctx));
     if (o.probe) await attachProbes(schemas, (m) => { if (!o.json) console.error(m); });
     const [{ ensureStreams, followJob, publishSubmission }, { JSONCodec }] = await Promise.all([bus(), import('nats')]);
     const progressCodec = JSONCodec<TaskProgress>();
@@ -279,28 +313,77 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
       }
       if (!o.wait) { if (o.json) console.log(JSON.stringify({ jobs: ids })); return; }
       const progress = o.json ? [] : ids.map((id) => nc.subscribe(jobProgressSubject(me.name, id), { callback: (_e, m) => console.log(formatProgress(progressCodec.decode(m.data))) }));
-      const finals = await Promise.all(ids.map((id) => followJob(js, { owner: me.name, id }, (e) => { if (!o.json) console.log(formatEvent(e)); }, Number(o.timeout) * 1000)));
+      const lasts = await Promise.all(ids.map((id) => followJob(js, { owner: me.name, id }, (e) => { if (!o.json) console.log(formatEvent(e)); }, timeoutS * 1000)));
       progress.forEach((p) => p.unsubscribe());
-      if (o.json) console.log(JSON.stringify({ jobs: finals.map((f, i) => f ?? { job_id: ids[i], state: 'unknown', reason: 'timed out waiting' }) }, null, 2));
-      if (finals.some((f) => f?.state !== 'succeeded')) process.exitCode = 1;
+      const outcome = waitOutcome(ids, lasts, timeoutS);
+      if (o.json) console.log(JSON.stringify({ jobs: outcome.jobs, ...(outcome.error && { error: outcome.error }) }, null, 2));
+      else for (const line of outcome.notes) console.error(line);
+      process.exitCode = outcome.exitCode;
     } finally {
       await nc.drain();
     }
   });
 
-program.command('status').description('show the recorded state of one job')
+/** `--timeout` and the like: seconds, more than 0 and at most a week. */
+function seconds(v: string, flag: string): number {
+  const n = Number(v);
+  if (!(Number.isFinite(n) && n > 0 && n <= 7 * 86_400)) throw new ConfigError(flag, `must be a number of seconds above 0 and at most 604800, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** A job id as given on the command line: one a job could have, else a ConfigError naming the argument. */
+function jobId(id: string): string {
+  if (!JOB_ID_PATTERN.test(id)) throw new ConfigError('<job-id>', `${describeValue(id)} is not a job id (1 to 64 letters, digits, _ or -)`);
+  return id;
+}
+
+/**
+ * What `submit --wait` ends with: each job's last event, or for one still going when the wait
+ * ended what was last seen of it and how to follow it; exit status 1 when a job did not
+ * succeed, else 5 when one was still going.
+ */
+export function waitOutcome(ids: readonly string[], lasts: readonly (TaskEvent | undefined)[], timeoutS: number) {
+  const notes: string[] = [];
+  const jobs = ids.map((id, i) => {
+    const last = lasts[i];
+    if (last && isFinalEvent(last)) return last;
+    const seen = last ? `still ${last.state}${last.state === 'succeeded' ? ' (its quality figures are being measured)' : ''}` : 'not yet taken by a leader (it waits in JetStream until one records it; is a coordinator running?)';
+    const message = `${id}: gave up waiting after ${timeoutS} s; ${seen}. The job is still in the system: follow it with \`prescient status ${id}\`, or cancel it with \`prescient cancel ${id}\``;
+    notes.push(message);
+    return { job_id: id, state: last?.state ?? 'submitted', timed_out: true, reason: message, last_event: last ?? null };
+  });
+  const failed = jobs.filter((j) => !('timed_out' in j) && j.state !== 'succeeded');
+  const waiting = jobs.filter((j) => 'timed_out' in j);
+  const parts = [
+    ...(failed.length ? [`${failed.length} of ${ids.length} job(s) did not succeed: ${failed.map((j) => `${j.job_id} ${j.state}`).join(', ')}`] : []),
+    ...(waiting.length ? [`${waiting.length} of ${ids.length} job(s) still going after ${timeoutS} s: ${waiting.map((j) => j.job_id).join(', ')} (follow with prescient status <job-id>)`] : []),
+  ];
+  const exitCode = failed.length ? EXIT.failed : waiting.length ? EXIT.timed_out : 0;
+  return { jobs, notes, exitCode, error: parts.length ? { message: parts.join('; '), code: failed.length ? 'job_failed' : 'timed_out' } : undefined };
+}
+
+program.command('status').description('show the recorded state of one job, or that it waits in JetStream for a leader')
   .argument('<job-id>')
-  .option('--json', 'print the task record as JSON')
+  .option('--json', 'print the task record as JSON (state "submitted" for a job no leader has recorded yet)')
+  .addHelpText('after', examples('prescient status j-20240601-abc123', 'prescient status j-20240601-abc123 --json | jq -r .state'))
   .action(async (id: string, o) => {
-    const { JetStreamTaskStore } = await bus();
+    jobId(id);
+    const [{ JetStreamTaskStore, pendingSubmissions }, { waitingJob, formatWaiting }] = await Promise.all([bus(), import('./jobs.js')]);
     const { nc } = await cliBus(dir());
     try {
       const t = await (await JetStreamTaskStore.open(nc.jetstream())).get(id);
-      if (!t) { console.error(`no job ${id}`); process.exitCode = 4; return; }
-      print(o.json, t, () => [
-        formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent),
-        ...(t.state === 'rejected' ? [] : [`  ${formatInput(t.schema)}`]),
-      ].join('\n'));
+      if (t) {
+        print(o.json, t, () => [
+          formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent),
+          ...(t.state === 'rejected' ? [] : [`  ${formatInput(t.schema)}`]),
+        ].join('\n'));
+        return;
+      }
+      // Not recorded: a leader may not have taken it yet (none is up), and then it is in the jobs stream.
+      const p = (await pendingSubmissions(nc, { jobId: id })).submissions[0];
+      if (!p) throw new NoSuchJobError(id);
+      const w = waitingJob(p);
+      print(o.json, w, () => formatWaiting(w, validation()));
     } finally {
       await nc.drain();
     }
@@ -309,6 +392,7 @@ program.command('status').description('show the recorded state of one job')
 program.command('dead-letters').description('show submissions set aside instead of taken (not JSON, no valid job id, too large or deep, a record that could not be written), newest last, with why')
   .option('--limit <n>', 'show at most this many', '50')
   .option('--json', 'print them as JSON')
+  .addHelpText('after', examples('prescient dead-letters', 'prescient dead-letters --limit 5 --json'))
   .action(async (o: { limit: string; json: boolean }) => {
     const limit = Number(o.limit);
     if (!Number.isSafeInteger(limit) || limit < 1) throw new ConfigError('--limit', `must be a whole number ≥ 1, got ${JSON.stringify(o.limit)}`);
@@ -327,47 +411,94 @@ program.command('dead-letters').description('show submissions set aside instead 
 /**
  * `cancel` and `stop` publish the same request on the cancel subject; the leader ends the job by
  * its kind: a batch task is cancelled (its output discarded), a live channel (an actor) is
- * stopped gracefully (its playlist closed and kept) and ends `succeeded`.
+ * stopped gracefully (its playlist closed and kept) and ends `succeeded`. So the CLI first looks
+ * the job up (an operator can; a client cannot read the task records): a job that is nowhere is
+ * refused at once, `stop` on a batch job is refused (it would cancel it), and a job that has
+ * ended is left alone. A job still waiting in JetStream for a leader can be cancelled: the
+ * request waits behind it and the leader that takes it reads both.
  */
 const endJob = (verb: 'cancel' | 'stop', expect: TaskState) => async (id: string, o: { wait: boolean; timeout: string; json: boolean }) => {
-  const { ensureStreams, followJob, publishCancel, JetStreamTaskStore } = await bus();
+  jobId(id);
+  const timeoutS = seconds(o.timeout, '--timeout');
+  const { ensureStreams, followJob, publishCancel, pendingSubmissions, JetStreamTaskStore } = await bus();
   const { nc, me } = await cliBus(dir());
   try {
     const js = nc.jetstream();
-    // A client cancels its own jobs (it cannot read the task records); an operator any job, on
-    // its owner's subject, after checking it has not ended.
-    let owner = me.name;
+    let owner = me.name, waiting = false;
     if (me.role !== 'client') {
       await retryUnavailable(() => ensureStreams(nc));
       const t = await (await JetStreamTaskStore.open(js)).get(id);
+      const p = t ? undefined : (await pendingSubmissions(nc, { jobId: id })).submissions[0];
+      if (!t && !p) throw new NoSuchJobError(id);
+      const kind = t ? t.schema.kind : (p!.schema as { kind?: unknown } | undefined)?.kind;
+      if (verb === 'stop' && kind !== 'actor') {
+        throw new WrongKindError('<job-id>', `${id} is a batch job, not a live channel: \`prescient stop\` ends live channels (kind: actor) only. To cancel it (its output discarded), run \`prescient cancel ${id}\``);
+      }
       if (t && TERMINAL_STATES.has(t.state)) {
-        print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}` }, () => `${id} is already ${t.state}`);
-        process.exitCode = 3;
+        print(o.json, { job_id: id, state: t.state, reason: `already ${t.state}`, error: { message: `${id} has already ended: ${t.state}`, code: 'already_ended' } }, () => `${id} is already ${t.state}; nothing to ${verb}`);
+        process.exitCode = EXIT.nothing_to_do;
         return;
       }
-      owner = t?.owner ?? NO_OWNER;
+      owner = t?.owner ?? p?.owner ?? NO_OWNER;
+      waiting = !t;
     }
-    await publishCancel(js, owner, { job_id: id, requested_at: Date.now() });
-    if (!o.wait) { print(o.json, { job_id: id, requested: true }, () => `${verb === 'stop' ? 'stop' : 'cancellation'} of ${id} requested`); return; }
-    const last = await followJob(js, { owner: followAs(me), id }, () => undefined, Number(o.timeout) * 1000);
-    print(o.json, last ?? { job_id: id, state: 'unknown', reason: 'timed out waiting' }, () => (last ? formatEvent(last) : `${id}: no final state within ${o.timeout} s`));
-    if (last?.state !== expect) process.exitCode = 1;
+    await publishCancel(js, owner, { job_id: id, requested_at: Date.now(), action: verb });
+    const what = verb === 'stop' ? 'stop' : 'cancellation';
+    const queuedNote = waiting ? ' (the job waits in JetStream for a leader; the request waits behind it, and the leader that takes them ends it)' : '';
+    if (!o.wait) { print(o.json, { job_id: id, requested: true, ...(waiting && { state: 'submitted' }) }, () => `${what} of ${id} requested${queuedNote}`); return; }
+    if (waiting && !o.json) console.error(`${what} of ${id} requested${queuedNote}`);
+    const last = await followJob(js, { owner: followAs(me), id }, () => undefined, timeoutS * 1000);
+    if (last && isFinalEvent(last)) {
+      print(o.json, last, () => formatEvent(last));
+      if (last.state !== expect) process.exitCode = EXIT.failed;
+      return;
+    }
+    const seen = last ? `it is still ${last.state}` : me.role === 'client' ? 'no event of it was seen (it waits for a leader, or is no job of yours)' : 'no leader has taken it yet';
+    const message = `${id}: the ${what} was requested but the job had not ended after ${timeoutS} s; ${seen}. The request stays in JetStream until a leader acts on it: follow with \`prescient status ${id}\``;
+    print(o.json, { job_id: id, state: last?.state ?? (waiting ? 'submitted' : 'unknown'), requested: true, timed_out: true, reason: message, error: { message, code: 'timed_out' } }, () => message);
+    process.exitCode = EXIT.timed_out;
   } finally {
     await nc.drain();
   }
 };
 
-for (const [verb, expect, description] of [
-  ['cancel', 'cancelled', 'cancel a job: a queued one at once, a running one once its agent has stopped the encode'],
-  ['stop', 'succeeded', 'stop a live channel (an actor): ffmpeg closes its playlist, the reservation is released'],
+for (const [verb, expect, description, example] of [
+  ['cancel', 'cancelled', 'cancel a job: a queued one at once, a running one once its agent has stopped the encode (a live channel too: `stop` keeps its playlist)',
+    examples('prescient cancel j-20240601-abc123', 'prescient cancel j-20240601-abc123 --no-wait --json   # return once the request is published')],
+  ['stop', 'succeeded', 'stop a live channel (a job of kind: actor): ffmpeg closes its playlist, the reservation is released; refused for a batch job (use cancel)',
+    examples('prescient stop j-20240601-live01', 'prescient stop j-20240601-live01 --timeout 120 --json')],
 ] as const) {
   program.command(verb).description(description)
     .argument('<job-id>')
     .option('--no-wait', 'return once the request is published (it waits in JetStream until a leader takes it)')
-    .option('--timeout <seconds>', 'give up waiting after this long', '60')
+    .option('--timeout <seconds>', 'give up waiting after this long (the request stays; exit status 5)', '60')
     .option('--json', 'print the final event as JSON')
+    .addHelpText('after', example)
     .action(endJob(verb, expect));
 }
+
+// ── job lists ──────────────────────────────────────────────────────────────────────────
+program.command('jobs').description('list jobs, newest first: the task records and the submissions waiting in JetStream for a leader (state "submitted")')
+  .option('--state <states>', 'only jobs in these states, comma-separated: submitted, queued, placed, running, succeeded, failed, cancelled, rejected')
+  .option('--limit <n>', 'show at most this many (the newest)', '50')
+  .option('--json', 'print them as JSON')
+  .addHelpText('after', examples(
+    'prescient jobs                                     # the 50 newest',
+    'prescient jobs --state queued,running',
+    'prescient jobs --state failed --limit 10 --json | jq -r \'.jobs[].job_id\'',
+  ))
+  .action(async (o: { state?: string; limit: string; json?: boolean }) => {
+    const [{ JetStreamTaskStore, pendingSubmissions }, { jobsView, formatJobs, parseLimit, parseStates }] = await Promise.all([bus(), import('./jobs.js')]);
+    const states = parseStates(o.state), limit = parseLimit(o.limit);
+    const { nc } = await cliBus(dir());
+    try {
+      const [tasks, pending] = await Promise.all([(await JetStreamTaskStore.open(nc.jetstream())).listAll(), pendingSubmissions(nc)]);
+      const v = jobsView(tasks, pending.submissions, { states, limit });
+      print(!!o.json, { ...v, ...(pending.more && { incomplete: 'the jobs stream holds more submissions than were read' }) }, () => formatJobs(v, pending.more));
+    } finally {
+      await nc.drain();
+    }
+  });
 
 // ── processes ──────────────────────────────────────────────────────────────────────────
 const untilSignal = (stop: () => Promise<void>) => {
@@ -408,6 +539,11 @@ endpointOptions(program.command('coordinator').description('run a coordinator: c
   .option('--burst-dry-run', 'with --burst: decide and log what it would launch and why, launch nothing')
   .option('--event-log <file>', 'while leading, append the events fed to the leader\'s core to FILE (JSON lines), for `prescient replay`')
   .option('--config <file>', 'these settings from a YAML or JSON file, keys in snake_case (event_log for --event-log); a flag given here wins')
+  .addHelpText('after', examples(
+    'prescient coordinator                                      # run as many as you like; one leads',
+    'prescient coordinator --placement spread --retrain weekly',
+    'prescient coordinator --config /etc/prescient/coordinator.yaml --grpc-port 7400',
+  ))
   .action(async (_o, cmd: Command) => {
     const o = await withConfigFile(cmd, 'coordinator');
     const [{ startCoordinator }, { parseSchedule, parseWindow }, { parseReservationPolicy }, { placementPolicy }] = await Promise.all([
@@ -485,16 +621,23 @@ function checkWebhook(url: string | undefined): string | undefined {
   return url;
 }
 
-const agentOptions = (cmd: Command) => cmd
+/**
+ * What a node grants and where it writes: the agent's, `dev`'s and `calibrate`'s. Calibration
+ * enforces nothing (its encodes are pinned to the granted cores only), so it takes these and
+ * not the enforcement flags below.
+ */
+const nodeOptions = (cmd: Command, outputDir = 'where encoded files are written (default: STATE/output/NODE)') => cmd
   .option('--node-id <id>', 'name of this node (default: hostname)')
   .option('--cores <list>', 'CPU cores granted to this agent, e.g. 0-3,6 (default: all it may use)')
   .option('--memory-gb <gb>', 'memory granted to this agent (default: all)', parseFloat)
   .option('--bandwidth-mbps <mbps>', 'I/O bandwidth this node offers', parseFloat)
-  .option('--output-dir <dir>', 'where encoded files are written (default: STATE/output/NODE)')
+  .option('--output-dir <dir>', outputDir)
   .option('--sample-ms <ms>', 'how often a running encode is sampled into QuestDB (default: 1000)')
-  .option('--accounted-only <resources>', 'reserve and measure but do not enforce these, comma-separated: cpu,memory,gpu,bandwidth')
-  .option('--shape-interfaces <devs>', 'interfaces whose egress is shaped per task, comma-separated; \'\' for none (default: those of the default routes)')
   .option('--config <file>', 'these settings from a YAML or JSON file, keys in snake_case (memory_gb for --memory-gb); a flag given here wins');
+
+const agentOptions = (cmd: Command) => nodeOptions(cmd)
+  .option('--accounted-only <resources>', 'reserve and measure but do not enforce these, comma-separated: cpu,memory,gpu,bandwidth')
+  .option('--shape-interfaces <devs>', 'interfaces whose egress is shaped per task, comma-separated; \'\' for none (default: those of the default routes)');
 
 /** The command's options with its `--config` file's settings under them (every problem in the file reported at once). */
 async function withConfigFile(cmd: Command, kind: 'agent' | 'coordinator') {
@@ -512,6 +655,11 @@ endpointOptions(agentOptions(program.command('agent').description('run a node ag
   .option('--metrics <host:port>', 'serve Prometheus metrics on GET /metrics at this address (PORT alone: loopback; 0 for any free port)')
   .option('--learn [runs]', 'federated learning: every RUNS runs (default 50) fine-tune the global model on this node\'s runs and send the weight delta')
   .option('--drain-timeout <seconds>', 'on SIGTERM/SIGINT: take no new work and wait this long for running encodes to finish, then hand the rest back and deregister', '60')
+  .addHelpText('after', examples(
+    'prescient agent --node-id enc-1 --cores 0-3 --memory-gb 8',
+    'prescient agent --config /etc/prescient/agent.yaml                 # what `prescient join` wrote',
+    'prescient agent --cores 0-7 --accounted-only memory,bandwidth      # reserve both, enforce neither',
+  ))
   .action(async (_o, cmd: Command) => {
     const o = await withConfigFile(cmd, 'agent');
     const drainS = Number(o.drainTimeout);
@@ -561,7 +709,7 @@ A job's actual use is its prediction for the cores it got, times a residual draw
 the model's own spread; an encode whose actual peak memory passes its reservation is killed and
 re-queued, as on a real node. Nothing is submitted and no cluster is needed.
 
-Example:
+Examples:
   prescient plan --workload deploy/plan/workload.yaml --fleet deploy/plan/fleet.yaml --policies predictive,fixed-slots:2,oracle
   prescient plan job.yaml                               # against the running cluster, like nomad job plan
   prescient plan --workload deploy/plan/workload.yaml --fleet deploy/plan/fleet.yaml --find --target 'premium.p95_wait<=10s,standard.p95_wait<=2m'`)
@@ -646,7 +794,7 @@ program.command('join').description('enrol this host as a node with a join token
   .option('--write-config <file>', 'where to write the agent\'s settings (default: STATE/agent.yaml)')
   .option('--json', 'print what was done as JSON')
   .addHelpText('after', `
-Example (on the new host; the token from \`prescient certs join-token\` on the CA host):
+Examples (on the new host; the token from \`prescient certs join-token\` on the CA host):
   prescient --state-dir /var/lib/prescient join --token "$TOKEN" --join nats://10.0.0.5:4222 --write-config /etc/prescient/agent.yaml
   prescient --state-dir /var/lib/prescient agent --config /etc/prescient/agent.yaml`)
   .action(async (o) => {
@@ -709,6 +857,7 @@ async function addressToward(host: string): Promise<string> {
 }
 
 agentOptions(program.command('dev').description('one coordinator and one agent in one process against the local stack (starts it if needed)'))
+  .addHelpText('after', examples('prescient dev', 'prescient dev --cores 0-1 --memory-gb 2        # leave the other cores alone'))
   .action(async (_o, cmd: Command) => {
     const o = await withConfigFile(cmd, 'agent');
     const [{ stackUp }, { startCoordinator }, { startAgent }] = await Promise.all([localStack(), import('../coordinator.js'), import('../../node-agent/index.js')]);
@@ -719,7 +868,8 @@ agentOptions(program.command('dev').description('one coordinator and one agent i
     untilSignal(async () => { await a.stop(); await c.stop(); });
   });
 
-agentOptions(program.command('calibrate').description('run a matrix of short real encodes on this node and record them in QuestDB (first data for a new hardware class)'))
+nodeOptions(program.command('calibrate').description('run a matrix of short real encodes on this node and record them in QuestDB (first data for a new hardware class)'),
+  'where each encode is written before it is measured and removed (default: STATE/calibration/output)')
   .option('--codecs <list>', 'codecs to include, comma-separated (default: h264,hevc,vp9,av1)')
   .option('--resolutions <list>', 'output sizes, comma-separated (default: 320x240,640x360,1280x720)')
   .option('--files <list>', 'input files to add as content, comma-separated (must be under the allowed input roots)')
@@ -740,7 +890,14 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
   .option('--run-timeout <seconds>', 'stop a run still encoding after this long (recorded as cancelled, never trained on)')
   .option('--dry-run', 'only list the runs')
   .option('--json', 'print the report as JSON')
-  .action(async (o) => {
+  .addHelpText('after', examples(
+    'prescient calibrate --dry-run --limit 40                         # list the runs first',
+    'prescient calibrate --limit 40 --cores 0-3',
+    'prescient calibrate --design --budget 3600 --files a.mp4,b.mkv',
+    'prescient calibrate --config /etc/prescient/agent.yaml --output-dir /scratch/cal',
+  ))
+  .action(async (_o, cmd: Command) => {
+    const o = await withConfigFile(cmd, 'agent');
     const [{ runCalibration, probeInput, ProbeCache, parseCalibrationPlan, designCalibration, detectHardware }, { DEFAULT_CONTENTS }] = await Promise.all([
       import('../../node-agent/index.js'), import('../../node-agent/calibrate/index.js'),
     ]);
@@ -773,7 +930,7 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
       plan, quality: o.quality, run_timeout_s: o.runTimeout === undefined ? undefined : Number(o.runTimeout),
       node_id: base.nodeId!, endpoints: o.dryRun ? undefined : loadEndpoints(dir()), grant: base.grant, validation: base.validation,
       // Its own spool: an agent on the same node owns (and locks) the agent spool.
-      output_dir: path.join(dir(), 'calibration', 'output'), spool_dir: `${base.spoolDir}-calibrate`,
+      output_dir: o.outputDir === undefined ? path.join(dir(), 'calibration', 'output') : path.resolve(String(o.outputDir)), spool_dir: `${base.spoolDir}-calibrate`,
       sample_interval_ms: base.sampleIntervalMs, dry_run: !!o.dryRun, log: (m) => console.error(m),
       matrix: {
         codecs: list(o.codecs) as OutputCodec[] | undefined, resolutions: list(o.resolutions), duration_s: Number(o.duration),
@@ -792,19 +949,24 @@ agentOptions(program.command('calibrate').description('run a matrix of short rea
 // ── models ─────────────────────────────────────────────────────────────────────────────
 const modelActions = () => import('./model.js');
 
-const sourceOptions = (cmd: Command) => cmd
-  .option('--csv <file>', 'a CSV/TSV log of past encodes (with --mapping), or a file `prescient model export` wrote')
-  .option('--mapping <file>', 'YAML/JSON mapping of the log\'s columns to schema fields and targets (models/README.md)')
-  .option('--encoding <name>', 'text encoding of the log (utf-8, windows-1252, utf-16le, …); default: its byte order mark, else UTF-8 when valid, else windows-1252')
+/** Which QuestDB runs: `model train`, `evaluate` and `export`. */
+const questdbOptions = (cmd: Command) => cmd
   .option('--from <time>', 'QuestDB runs that started at or after this ISO-8601 time')
   .option('--to <time>', 'QuestDB runs that started before this ISO-8601 time')
   .option('--window <span>', 'QuestDB runs of the last 30d, 12h, 2w …')
   .option('--node <id>', 'only runs of this node')
   .option('--codec <codec>', 'only runs of this codec');
 
+/** Runs from QuestDB, or from a log: `model train` and `evaluate` (export writes QuestDB's runs only). */
+const sourceOptions = (cmd: Command) => questdbOptions(cmd
+  .option('--csv <file>', 'a CSV/TSV log of past encodes (with --mapping), or a file `prescient model export` wrote')
+  .option('--mapping <file>', 'YAML/JSON mapping of the log\'s columns to schema fields and targets (models/README.md)')
+  .option('--encoding <name>', 'text encoding of the log (utf-8, windows-1252, utf-16le, …); default: its byte order mark, else UTF-8 when valid, else windows-1252'));
+
 const splitOption = (cmd: Command) => cmd.option('--split <mode>', 'held-out rows: hash (a fixed 20% by row key), time (the latest 20%) or none (every row trains; figures cross-validated by source)', 'hash');
 
-const model = program.command('model').description('train, evaluate and manage the prediction models');
+const model = program.command('model').description('train, evaluate and manage the prediction models')
+  .addHelpText('after', examples('prescient model train --promote', 'prescient model list', 'prescient model status --json'));
 
 splitOption(sourceOptions(model.command('train')))
   .description('train a model on recorded runs or a log, register it, and (with --promote) put it in service if it is no worse')
@@ -815,6 +977,11 @@ splitOption(sourceOptions(model.command('train')))
   .option('--seed <n>', 'seed of the network initialisation and shuffling', '1')
   .option('--baseline', 'also print the baselines on the same split')
   .option('--json', 'print the result as JSON')
+  .addHelpText('after', examples(
+    'prescient model train --promote                          # on QuestDB\'s runs; in service if no worse',
+    'prescient model train --window 30d --node enc-1 --baseline',
+    'prescient model train --csv log.tsv --mapping models/mappings/transcoding-measurements.yaml',
+  ))
   .action(async (o) => (await modelActions()).train(o, dir()));
 
 splitOption(sourceOptions(model.command('evaluate')))
@@ -824,47 +991,61 @@ splitOption(sourceOptions(model.command('evaluate')))
   .option('--coverage <share>', 'evaluate the bounds at this coverage instead of the model\'s own')
   .option('--baseline', 'also fit and evaluate the baselines (mean per codec, linear regression) on the same split')
   .option('--json', 'print the figures as JSON')
+  .addHelpText('after', examples(
+    'prescient model evaluate --baseline',
+    'prescient model evaluate --model m-20240601 --split time',
+    'prescient model evaluate --test other.tsv --mapping map.yaml --encoding windows-1252',
+  ))
   .action(async (o, cmd: Command) => (await modelActions()).evaluate(o, cmd, dir()));
 
 model.command('list').description('registered model versions, the one in service marked *')
   .option('--json', 'print as JSON')
+  .addHelpText('after', examples('prescient model list', 'prescient model list --json'))
   .action(async (o) => (await modelActions()).list(o, dir()));
 
 model.command('promote').description('put a registered version in service (coordinators pick it up within seconds)')
   .argument('<version>')
   .option('--reason <text>', 'why, for the history', 'promoted by hand')
+  .addHelpText('after', examples('prescient model promote m-20240601', 'prescient model promote m-20240601 --reason "better on 4K"'))
   .action(async (version: string, o) => (await modelActions()).promote(version, o, dir()));
 
 model.command('rollback').description('put the previously promoted version back in service')
   .option('--reason <text>', 'why, for the history', 'rolled back by hand')
+  .addHelpText('after', examples('prescient model rollback', 'prescient model rollback --reason "memory alerts on enc-3"'))
   .action(async (o) => (await modelActions()).rollback(o, dir()));
 
 model.command('history').description('promotions, rollbacks and registrations, oldest first')
   .option('--json', 'print as JSON')
+  .addHelpText('after', examples('prescient model history', 'prescient model history --json'))
   .action(async (o) => (await modelActions()).history(o, dir()));
 
 model.command('status').description('rolling error per model version, target, codec and node (MAPE, bias, bound coverage), online corrections, memory margins and open alerts')
   .option('--version <name>', 'only this model version')
   .option('--node <id>', 'only this node')
   .option('--json', 'print as JSON')
+  .addHelpText('after', examples('prescient model status', 'prescient model status --node enc-1 --json'))
   .action(async (o) => (await modelActions()).status(o, dir()));
 
-sourceOptions(model.command('export')).description('write recorded runs from QuestDB as CSV (the columns of models/data)')
+questdbOptions(model.command('export')).description('write recorded runs from QuestDB as CSV (the columns of models/data; `model train --csv FILE` reads it back)')
   .requiredOption('--out <file>', 'CSV file to write')
+  .addHelpText('after', examples('prescient model export --out runs.csv', 'prescient model export --window 7d --node enc-1 --codec hevc --out enc-1-hevc.csv'))
   .action(async (o) => (await modelActions()).exportRuns(o, dir()));
 
 // ── fleet ──────────────────────────────────────────────────────────────────────────────
 program.command('nodes').description('show each node: capacity, what is free, its reservations, and which resources are enforced or accounted-only')
-  .option('--json', 'print the nodes as JSON')
+  .option('--json', 'print the nodes as JSON (every field whole; the table cuts long cells to the terminal\'s width)')
+  .addHelpText('after', examples('prescient nodes', 'COLUMNS=200 prescient nodes | less -S           # wider than 100 columns when piped', 'prescient nodes --json | jq \'.nodes[] | {node_id, cores}\''))
   .action(async (o) => (await import('./fleet.js')).nodes(o, dir()));
 
-program.command('queue').description('show the queued jobs in the order they get resources: position, class, reason and estimated start')
+program.command('queue').description('show the queued jobs in the order they get resources: position, class, reason and estimated start; then the jobs still waiting in JetStream for a leader')
   .option('--json', 'print the queue as JSON')
+  .addHelpText('after', examples('prescient queue', 'prescient queue --json | jq \'.queue[] | select(.deadline_at_risk)\''))
   .action(async (o) => (await import('./fleet.js')).queue(o, dir()));
 
 program.command('replay').description('re-run a leader\'s event log (coordinator --event-log) through a fresh core and check that it decides the same')
   .argument('<file>', 'the event log: one JSON line per batch of events the leader\'s core was fed')
   .option('--json', 'print the result as JSON')
+  .addHelpText('after', examples('prescient coordinator --event-log events.jsonl       # record while leading', 'prescient replay events.jsonl --json'))
   .action(async (file: string, o) => {
     const [{ replay }, { ModelRegistry }] = await Promise.all([import('../core/index.js'), import('../../models/index.js')]);
     const registry = new ModelRegistry(modelDir());
@@ -885,23 +1066,71 @@ program.command('replay').description('re-run a leader\'s event log (coordinator
   });
 
 // ── cloud burst ────────────────────────────────────────────────────────────────────────
-const scale = program.command('scale').description('cloud burst: the instances launched, the decisions made and why');
+const scale = program.command('scale').description('cloud burst: the instances launched, the decisions made and why')
+  .addHelpText('after', examples('prescient scale status'));
 scale.command('status').description('show burst instances (type, state, spot, joined, draining, idle), the last decisions with their inputs and reasons, and the budget used this hour')
   .option('--json', 'print the status as JSON')
   .option('--last <n>', 'how many decisions to show', '10')
-  .action(async (o) => (await import('./scale.js')).scaleStatus(o, dir()));
+  .addHelpText('after', examples('prescient scale status', 'prescient scale status --last 30 --json'))
+  .action(async (o) => {
+    const last = Number(o.last);
+    if (!Number.isSafeInteger(last) || last < 1) throw new ConfigError('--last', `must be a whole number ≥ 1, got ${JSON.stringify(o.last)}`);
+    return (await import('./scale.js')).scaleStatus(o, dir());
+  });
 
 program.command('demo').description('the main job: bring up the stack and a local cluster, encode a demo batch, show predicted vs actual')
   .addOption(new Option('--agents <n>', 'number of node agents, each granted its own cores').default('2'))
   .option('--jobs <file>', 'job file to run instead of the built-in batch')
   .option('--keep', 'leave the stack running afterwards')
   .option('--json', 'print results as JSON')
+  .addHelpText('after', examples('prescient demo', 'prescient demo --agents 3 --jobs my-batch.yaml --keep'))
   .action(async (o) => {
     const { runDemo } = await import('./demo.js');
-    process.exitCode = await runDemo({ stateDir: dir(), agents: Number(o.agents), jobsFile: o.jobs, keep: !!o.keep, json: !!o.json });
+    const agents = Number(o.agents);
+    if (!Number.isInteger(agents) || agents < 1 || agents > 64) throw new ConfigError('--agents', `must be a whole number from 1 to 64, got ${JSON.stringify(o.agents)}`);
+    process.exitCode = await runDemo({ stateDir: dir(), agents, jobsFile: o.jobs, keep: !!o.keep, json: !!o.json });
   });
 
-program.parseAsync().catch((e: Error) => {
-  console.error(redactText(e instanceof ConfigError || e instanceof SchemaValidationError ? e.message : `error: ${e.message}`));
-  process.exit(e instanceof SchemaValidationError ? 2 : 1);
+// The top-level help lists --version, which main() reads before commander (model train has a
+// --version of its own); only in the help, so commander suggests it nowhere else.
+const versionOption = new Option('-V, --version', 'print the version (with --json: as JSON)');
+let inHelp = false;
+program.configureHelp({
+  formatHelp(cmd, helper) {
+    inHelp = true;
+    try { return Help.prototype.formatHelp.call(this, cmd, helper); } finally { inHelp = false; }
+  },
+  visibleOptions(cmd) {
+    const options = Help.prototype.visibleOptions.call(this, cmd);
+    return inHelp ? [versionOption, ...options] : options;
+  },
 });
+
+/** This build's version: package.json's, three levels above dist/coordinator/cli/. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
+/** Runs the command line; every failure ends here, as JSON on stdout where --json was given, else as prose on stderr. */
+async function main(): Promise<void> {
+  const version = versionRequest(process.argv.slice(2));
+  if (version) {
+    const v = packageVersion();
+    print(version.json, { name: 'prescient', version: v, node: process.version }, () => `prescient ${v}`);
+    return;
+  }
+  try {
+    await program.parseAsync();
+  } catch (e) {
+    const commander = (e as Error)?.name === 'CommanderError';
+    // commander showed the help a user asked for: not a failure.
+    if (commander && (e as { exitCode: number }).exitCode === 0) return;
+    if (jsonOut) console.log(JSON.stringify(errorJson(e), null, 2));
+    else if (!commander) console.error(errorText(e)); // commander has printed its own message
+    process.exit(exitCodeOf(e));
+  }
+}
+
+// Run when started as the program (also through a symlink on PATH), not when a test imports it.
+const invoked = (() => { try { return realpathSync(process.argv[1]) === fileURLToPath(import.meta.url); } catch { return false; } })();
+if (invoked) void main();

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { questdbQuery } from '../../node-agent/index.js';
 import { cliRun, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
@@ -60,6 +60,23 @@ test('calibrate takes user files as content and refuses one outside the allowed 
   const bad = await cliRun(s, ['calibrate', '--files', '/etc/hostname', '--dry-run']);
   assert.is.not(bad.code, 0);
   assert.match(bad.stderr, /input\.path: .*outside the allowed input roots/);
+});
+
+test('calibrate writes its encodes under --output-dir and takes the node\'s settings from the agent\'s --config file', async () => {
+  const config = path.join(s.dir, 'agent.yaml');
+  writeFileSync(config, 'node_id: config-node\nsample_ms: 100\naccounted_only: [memory]\n');
+  const out = path.join(s.dir, 'scratch', 'cal');
+  const args = ['calibrate', '--config', config, '--codecs', 'h264', '--resolutions', '320x240', '--duration', '1', '--limit', '1', '--no-quality', '--json'];
+  const r = await cliRun(s, [...args, '--output-dir', out]);
+  assert.is(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report & { node_id: string };
+  assert.equal([report.node_id, report.succeeded], ['config-node', 1]);
+  assert.ok(existsSync(out), `${out} was made for the encodes`);
+  // A directory that cannot be made (under a file) fails the run, naming it: the flag is used.
+  const blocked = path.join(s.dir, 'agent.yaml', 'cal');
+  const refused = await cliRun(s, [...args, '--output-dir', blocked]);
+  assert.is.not(refused.code, 0);
+  assert.match(JSON.parse(refused.stdout).error.message, /agent\.yaml\/cal|ENOTDIR/);
 });
 
 test.run();

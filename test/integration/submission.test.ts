@@ -44,7 +44,7 @@ test('the CLI refuses an invalid job naming each bad field, and publishes nothin
   writeFileSync(file, YAML.stringify(bad));
   const r = await cliRun(s, ['submit', file, '--json']);
   assert.is(r.code, 2);
-  const fields = (JSON.parse(r.stdout) as { issues: { field: string }[] }).issues.map((i) => i.field).sort();
+  const fields = (JSON.parse(r.stdout) as { error: { issues: { field: string }[] } }).error.issues.map((i) => i.field).sort();
   assert.equal(fields, ['input.resolution.height', 'input.resolution.width', 'output.codec']);
   const text = await cliRun(s, ['submit', file]);
   assert.match(text.stdout + text.stderr, /output\.codec: unknown value "divx"/);
