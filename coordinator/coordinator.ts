@@ -82,6 +82,8 @@ export interface CoordinatorHandle {
   burst(): BurstController | undefined;
   /** Where its Prometheus metrics are served (`host:port`), when `metrics` was given. */
   metricsAddress?: string;
+  /** Its NATS connection (as this coordinator): what else it serves (the dashboard) reads the cluster through it. */
+  bus: NatsConnection;
   stop(): Promise<void>;
 }
 
@@ -270,6 +272,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     feedback: () => feedback,
     burst: () => burst,
     metricsAddress: metricsServer?.address,
+    bus: nc,
     async stop() {
       await metricsServer?.close();
       scheduler?.stop();

@@ -118,3 +118,14 @@ export function parseCpuList(list: string, setting = 'cores'): number[] {
   if (!out.size) throw new ConfigError(setting, 'is empty');
   return [...out].sort((a, b) => a - b);
 }
+
+/**
+ * A listen address for a flag such as `--metrics` or `--dashboard`: `HOST:PORT`, `[IPv6]:PORT`,
+ * or `PORT` alone (loopback); port 0 takes any free one. Names the flag when the value is not one.
+ */
+export function parseListen(value: string, flag = '--metrics'): { host: string; port: number } {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(flag, `must be HOST:PORT or PORT (0 for any free port), got ${JSON.stringify(value)}`);
+  return { host: (m[1] || '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+}

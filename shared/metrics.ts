@@ -27,13 +27,7 @@ export function memberRegistry(labels: Record<string, string>): Registry {
   return r;
 }
 
-/** Parses `HOST:PORT` (`:PORT` or `PORT` alone: loopback); names the flag when it is not one. */
-export function parseListen(value: string, flag = '--metrics'): { host: string; port: number } {
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`${flag} must be HOST:PORT or PORT (0 for any free port), got ${JSON.stringify(value)}`);
-  return { host: (m[1] || '127.0.0.1').replace(/^\[|\]$/g, ''), port };
-}
+export { parseListen } from './config.js';
 
 export interface MetricsServer {
   /** `host:port` it listens on. */

@@ -54,6 +54,7 @@ export const COORDINATOR_CONFIG = v.strictObject({
   burst: v.optional(text),
   burst_dry_run: v.optional(v.boolean()),
   event_log: v.optional(text),
+  dashboard: v.optional(v.union([text, whole(0, 65_535)])),
 });
 
 /** A setting's value in the form its flag's parser gives it (commander's strings, lists joined). */

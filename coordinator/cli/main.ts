@@ -28,7 +28,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, JOB_ID_PATTERN, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
+  ConfigError, JOB_ID_PATTERN, parseListen, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
   NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
@@ -533,6 +533,7 @@ endpointOptions(program.command('coordinator').description('run a coordinator: c
   .option('--grpc-host <host>', 'address to serve gRPC on', '127.0.0.1')
   .option('--grpc-port <port>', 'port to serve gRPC on (0 = any free port)', '0')
   .option('--metrics <host:port>', 'serve Prometheus metrics on GET /metrics at this address (PORT alone: loopback; 0 for any free port)')
+  .option('--dashboard <host:port>', 'serve the web dashboard at this address (PORT alone: loopback): nodes, queue, jobs, models, burst, live; cancel with the admin token')
   .option('--alert-webhook <url>', 'also POST model alerts (error, drift, recovered, margin) as JSON to this URL')
   .option('--federated [min-deltas]', 'merge agents\' weight deltas into new global model versions when MIN-DELTAS have arrived (default 2; models/README.md)')
   .option('--burst <config>', 'cloud burst: launch nodes when the queue would miss its SLAs, give them back when idle (YAML/JSON; coordinator/README.md)')
@@ -568,24 +569,30 @@ endpointOptions(program.command('coordinator').description('run a coordinator: c
       federation: federationConfig(o.federated),
       burst,
       eventLog: o.eventLog,
-      metrics: await metricsListen(o.metrics),
+      metrics: metricsListen(o.metrics),
     });
-    untilSignal(() => c.stop());
+    const dash = o.dashboard === undefined ? undefined : await startDashboard(c, parseListen(String(o.dashboard), '--dashboard'), endpointsOf(o).consul_http).catch(async (e: Error) => { await c.stop(); throw e; });
+    untilSignal(async () => { await dash?.close(); await c.stop(); });
   });
 
 /** The port an agent set up by `prescient join` serves /metrics on (deploy/prometheus/prometheus.yml). */
 const AGENT_METRICS_PORT = 9465;
 
-/** `--metrics HOST:PORT`: where to serve Prometheus metrics (none when not given). */
-async function metricsListen(v: string | number | undefined) {
-  if (v === undefined) return undefined;
-  const { parseListen } = await import('../../shared/metrics.js');
-  try {
-    return parseListen(String(v));
-  } catch (e) {
-    throw new ConfigError('--metrics', (e as Error).message.replace(/^--metrics /, ''));
-  }
+/** `--dashboard HOST:PORT`: the web dashboard (coordinator/dashboard), fed from this coordinator's NATS connection. */
+async function startDashboard(c: import('../coordinator.js').CoordinatorHandle, at: { host: string; port: number }, consulHttp: string) {
+  const [{ serveDashboard }, { dashboardSource }, { ModelRegistry }, { ensureSecret }] = await Promise.all([
+    import('../dashboard/index.js'), import('./dashboard-source.js'), import('../../models/index.js'), import('../../shared/index.js'),
+  ]);
+  const log = (m: string) => console.log(`${new Date().toISOString()} [dashboard] ${m}`);
+  const source = await dashboardSource({ nc: c.bus, consulHttp, registry: new ModelRegistry(modelDir()), log });
+  const adminToken = ensureSecret(pkiPath(), 'dashboard');
+  const d = await serveDashboard({ source, host: at.host, port: at.port, adminToken, log }).catch((e: Error) => { source.close(); throw new ConfigError('--dashboard', `could not serve on ${at.host}:${at.port}: ${e.message}`); });
+  log(`serving on http://${d.address}/ (read-only; cancel and stop with the admin token in ${path.join(pkiPath(), 'secrets', 'dashboard')})`);
+  return { address: d.address, close: async () => { await d.close(); source.close(); } };
 }
+
+/** `--metrics HOST:PORT`: where to serve Prometheus metrics (none when not given). */
+const metricsListen = (v: string | number | undefined) => (v === undefined ? undefined : parseListen(String(v), '--metrics'));
 
 /** `--burst <file> [--burst-dry-run]`: the validated configuration and its provider (verified at start). */
 async function burstOptions(file: string | undefined, dryRun: boolean) {
@@ -665,7 +672,7 @@ endpointOptions(agentOptions(program.command('agent').description('run a node ag
     const drainS = Number(o.drainTimeout);
     if (!(Number.isFinite(drainS) && drainS >= 0 && drainS <= 86_400)) throw new ConfigError('--drain-timeout', `must be between 0 and 86400 seconds, got ${JSON.stringify(o.drainTimeout)}`);
     const { startAgent } = await import('../../node-agent/index.js');
-    const a = await startAgent({ ...(await agentConfig(o)), endpoints: endpointsOf(o), learn: learnConfig(o.learn, o.nodeId), metrics: await metricsListen(o.metrics) });
+    const a = await startAgent({ ...(await agentConfig(o)), endpoints: endpointsOf(o), learn: learnConfig(o.learn, o.nodeId), metrics: metricsListen(o.metrics) });
     // systemd's stop (SIGTERM) drains: the unit's TimeoutStopSec is longer than the drain.
     untilSignal(async () => { await a.drain(drainS * 1000); await a.stop(); });
   });

@@ -220,15 +220,17 @@ export function loadIdentity(dir: string, m: Member, hosts: string[] = []): Iden
 
 /**
  * The cluster's shared secrets, one file each under `<pki>/secrets/` (0600): Consul's tokens
- * (`consul-management`, `consul-coordinator`) and QuestDB's password (`questdb`). The stack makes
+ * (`consul-management`, `consul-coordinator`), QuestDB's password (`questdb`) and the web
+ * dashboard's admin token (`dashboard`: made by the first coordinator that serves a dashboard). The stack makes
  * them on first start; members on other hosts get theirs copied, or from the environment.
  */
-export const SECRET_NAMES = ['consul-management', 'consul-coordinator', 'questdb'] as const;
+export const SECRET_NAMES = ['consul-management', 'consul-coordinator', 'questdb', 'dashboard'] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
 const SECRET_ENV: Record<SecretName, string> = {
   'consul-management': 'PRESCIENT_CONSUL_MANAGEMENT_TOKEN',
   'consul-coordinator': 'PRESCIENT_CONSUL_TOKEN',
   questdb: 'PRESCIENT_QUESTDB_PASSWORD',
+  dashboard: 'PRESCIENT_DASHBOARD_TOKEN',
 };
 export const secretFile = (dir: string, name: SecretName) => path.join(dir, 'secrets', name);
 

@@ -94,7 +94,7 @@ function Jobs({ jobs, admin, act }: { jobs: Job[]; admin: boolean; act: (j: Job)
       })}
     </tbody></table>` : html`<p class="empty">No job in the last hour.</p>`}
     <${Chart} id="chart-accuracy" data=${chart} opts=${{
-      title: 'Duration of the last ended jobs: predicted, its bound, actual (s)', scales: { x: { time: false } }, axes: [{ label: 'job (oldest left)' }, {}],
+      title: 'Duration of the last ended jobs: predicted, its bound, actual (s)', scales: { x: { time: false, range: (_u: uPlot, min: number, max: number) => [min - 0.5, max + 0.5] as uPlot.Range.MinMax } }, axes: [{ label: 'job (oldest left)' }, {}],
       series: [{}, { label: 'predicted', stroke: '#2f6fed', width: 2 }, { label: 'bound', stroke: '#94a3b8', dash: [4, 4] }, { label: 'actual', stroke: '#c11f3a', width: 2, points: { show: true } }],
     }} />
   </section>`;
