@@ -159,8 +159,9 @@ function readDeadLetter(data: Uint8Array): DeadLetter | undefined {
  * publish on its own subject only; an operator on any); a repeat within ten minutes is deduplicated.
  */
 export async function publishCancel(js: JetStreamClient, owner: string, env: CancelEnvelope): Promise<void> {
-  // The owner is in the id: a cancel refused on another's subject must not hide the owner's own.
-  await js.publish(cancelSubject(owner), json.encode(env), { msgID: `cancel-${memberToken(owner)}-${env.job_id}`, ...UNAVAILABLE_RETRIES });
+  // The owner is in the id: a cancel refused on another's subject must not hide the owner's own;
+  // so is the action, so a cancel right after a refused stop is not dropped as its repeat.
+  await js.publish(cancelSubject(owner), json.encode(env), { msgID: `${env.action ?? 'cancel'}-${memberToken(owner)}-${env.job_id}`, ...UNAVAILABLE_RETRIES });
 }
 
 /** Publishes a submission as `owner` (its own subject); JetStream deduplicates a re-sent job id within ten minutes. */

@@ -323,6 +323,12 @@ export class LeaderCore {
       this.alert(`cancel ${t.id} refused: it was asked for by ${owner}, and the job is ${t.owner}'s`);
       return;
     }
+    // `prescient stop` is for live channels: on a batch job it would throw the work away, which is
+    // what `cancel` is for, so it is refused here too (a client cannot read the record to check).
+    if (env.action === 'stop' && !isActor(t.schema)) {
+      this.alert(`stop ${t.id} refused: it is a batch job, not a live channel (cancel it instead)`);
+      return;
+    }
     if (t.state === 'queued') { this.finishCancel(t, 'cancelled on request while queued'); this.passDue = true; return; }
     if (t.cancel_requested_at !== undefined) return;
     t.cancel_requested_at = this.now;

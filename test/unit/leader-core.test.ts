@@ -210,6 +210,20 @@ test('once every core is taken a pass stops, the jobs behind say why, and a fini
   assert.is(core.ledger.reservation('d'), undefined);
 });
 
+test('stop on a batch job is refused by the leader too, and a cancel of it still works', () => {
+  const core = newCore();
+  core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
+  core.apply([{ kind: 'Registered', at: 2, capacity: node(0, 1), running: [] }]);
+  core.apply([{ kind: 'Submitted', at: 3, submissions: [{ envelope: { job_id: 'b', submitted_at: 0, schema: schema(640, 'medium', 'standard') }, stored_at: 3, owner: 'test' }] }]);
+  assert.ok(core.ledger.reservation('b'));
+  const stop = core.apply([{ kind: 'CancelRequested', at: 4, envelope: { job_id: 'b', requested_at: 4, action: 'stop' }, owner: 'test' }]);
+  assert.not.ok(stop.effects.some((e) => e.kind === 'Cancel'), 'no encode is stopped');
+  assert.ok(stop.effects.some((e) => e.kind === 'Alert' && /stop b refused: it is a batch job/.test(e.message)));
+  assert.is(core.active.get('b')!.cancel_requested_at, undefined);
+  const cancel = core.apply([{ kind: 'CancelRequested', at: 5, envelope: { job_id: 'b', requested_at: 5, action: 'cancel' }, owner: 'test' }]);
+  assert.ok(cancel.effects.some((e) => e.kind === 'Cancel' && e.task_id === 'b'));
+});
+
 test('a job re-queued while its first node\'s success was on the way takes that success, once placed again too: the newer attempt is stopped, its cores held until its node confirms', () => {
   const core = newCore();
   core.apply([{ kind: 'ModelChanged', at: 1, version: model.version }, { kind: 'Started', at: 1, term: 1, leader_id: 'x', tasks: [] }]);
