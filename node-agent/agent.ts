@@ -19,6 +19,7 @@ import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './ru
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { AgentMetrics } from './metrics.js';
+import { LogShipper } from './logs.js';
 import { dependencyChecks, serveMetrics } from '../shared/metrics.js';
 import { RunRecorder } from './recorder.js';
 import { ReportOutbox } from './outbox.js';
@@ -149,6 +150,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const nc: NatsConnection | undefined = await connectMember(o.endpoints.nats_url, identity, `agent-${nodeId}`)
     .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
   const progressCodec = JSONCodec<TaskProgress>();
+  // Each encode's ffmpeg log, for `prescient logs` (node-agent/logs.ts).
+  const logs = new LogShipper(nc, nodeId);
   const learning: Learning | undefined = o.learn && nc ? await startLearning(nc, { ...o.learn, nodeId, questdbHttp: o.endpoints.questdb_http, log: say }) : undefined;
   // The model's error signal (node-agent/feedback.ts): predicted against actual, and overruns as they happen.
   const feedback = new FeedbackPublisher(nc, say);
@@ -198,6 +201,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     }, {
       signal: job.abort.signal,
       onSample: (s) => watch.sample(s),
+      onLog: (pass, line) => logs.line(job.owner, taskId, job.attempt, pass, line),
       onProgress: throttle(1000, (p) => nc?.publish(jobProgressSubject(job.owner, taskId), progressCodec.encode({
         job_id: taskId, node_id: nodeId, pass: p.pass, passes: job.schema.output.passes, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.out_bytes, total_frames,
       }))),
@@ -211,6 +215,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       },
     });
     running.delete(taskId);
+    logs.flush();
     if (result && learning && job.schema.kind !== 'actor') {
       learning.learner.observe(runRow({
         task_id: taskId, attempt: job.attempt, schema: job.schema, cores: job.allocation.core_ids.length, gpus: job.allocation.gpu_ids.length,
@@ -450,6 +455,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
       await telemetry.close();
       await feedback.close();
+      logs.flush();
       // The leader takes this node out at once, and what it still held (cut short above) runs
       // elsewhere. Between heartbeats that failed (a leader change, a loaded host) this agent holds
       // no client: the leader Consul names now is asked instead.

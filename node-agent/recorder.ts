@@ -62,6 +62,8 @@ export interface RecordHooks {
   signal?: AbortSignal;
   onProgress?: (p: EncodeProgress) => void;
   onSample?: (s: EncodeSample) => void;
+  /** Each line of ffmpeg's log, with the pass it came from. */
+  onLog?: (pass: number, line: string) => void;
   /**
    * The encode succeeded and what is left (complexity, quality) needs no reservation: the
    * caller releases it now. Called before that work starts, with the encode's result.
@@ -103,7 +105,7 @@ export class RunRecorder {
       result = await this.o.runner.run({
         task_id: req.task_id, schema: req.schema, core_ids: req.core_ids, gpu_ids: req.gpu_ids,
         memory_gb: req.memory_gb, output_dir: this.o.output_dir, input_roots: roots, sample_interval_ms: this.o.sample_interval_ms, quality: false,
-      }, { signal: opts.signal, onProgress: opts.onProgress, onSample });
+      }, { signal: opts.signal, onProgress: opts.onProgress, onSample, onLog: opts.onLog });
     } catch (e) {
       error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;
       failure = opts.signal?.aborted || e instanceof EncodeAbortedError ? 'CANCELLED' : e instanceof ReservationExceededError ? 'MEMORY_EXCEEDED'

@@ -75,6 +75,28 @@ export function jobProgressSubject(owner: string, jobId: string): string {
   return `prescient.job.${owner === '*' ? '*' : memberToken(owner)}.${jobId}.progress`;
 }
 
+/**
+ * Per-job ffmpeg log lines, published by the agent running the encode in batches (JobLogBatch)
+ * and kept in LOGS_STREAM for a day: `prescient logs ID [-f]` reads them, a client its own jobs'.
+ */
+export function jobLogSubject(owner: string, jobId: string): string {
+  return `prescient.job.${owner === '*' ? '*' : memberToken(owner)}.${jobId}.log`;
+}
+export const ALL_JOB_LOGS = 'prescient.job.*.*.log';
+export const LOGS_STREAM = 'PRESCIENT_LOGS';
+
+/** One batch of an encode's log lines, as the agent publishes it. */
+export interface JobLogBatch {
+  job_id: string;
+  node_id: string;
+  attempt: number;
+  /** 1 or 2 (two-pass encodes). */
+  pass: number;
+  /** When the first line of the batch was written (epoch ms). */
+  at: number;
+  lines: string[];
+}
+
 /** JetStream KV bucket with one entry per task: the durable record a new leader resumes from. */
 export const TASKS_BUCKET = 'prescient_tasks';
 

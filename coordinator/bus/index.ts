@@ -6,9 +6,9 @@
 import { createRequire } from 'node:module';
 import { AckPolicy, DeliverPolicy, DiscardPolicy, JSONCodec, RetentionPolicy, StorageType, nanos, nuid, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type KV, type MsgRequest, type NatsConnection, type StreamConfig } from 'nats';
 import {
-  ALL_CANCELS, ALL_JOB_EVENTS, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
+  ALL_CANCELS, ALL_JOB_EVENTS, ALL_JOB_LOGS, LOGS_STREAM, ALL_SUBMISSIONS, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, EVENTS_STREAM, META_BUCKET, JOBS_CONSUMER, JOBS_STREAM, JOB_ID_PATTERN,
   MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, TASK_STATES, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
-  jobEventsSubject, jobsMessageOf, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
+  jobEventsSubject, jobLogSubject, jobsMessageOf, type JobLogBatch, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
 
 const json = JSONCodec();
@@ -70,6 +70,11 @@ export async function ensureStreams(nc: NatsConnection): Promise<void> {
   const want = [
     { name: JOBS_STREAM, subjects: [ALL_SUBMISSIONS, ALL_CANCELS], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: nanos(10 * 60_000) },
     { name: EVENTS_STREAM, subjects: [ALL_JOB_EVENTS], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * 24 * 3600_000) },
+    // ffmpeg's logs (prescient logs): a day of them, 256 MB at most, a chatty job's newest 2,000 batches.
+    {
+      name: LOGS_STREAM, subjects: [ALL_JOB_LOGS], retention: RetentionPolicy.Limits, storage: StorageType.File,
+      max_age: nanos(24 * 3600_000), max_bytes: 256 * 1024 * 1024, max_msgs_per_subject: 2000, discard: DiscardPolicy.Old,
+    },
     // Bounded: a flood of poison keeps the newest 256 MB of it for 30 days, not the disk.
     {
       name: DEAD_LETTER_STREAM, subjects: [DEAD_LETTER_SUBJECT], retention: RetentionPolicy.Limits, storage: StorageType.File,
@@ -393,6 +398,38 @@ export function followAllJobs(js: JetStreamClient, sinceMs: number, onEvent: (e:
       await done;
     },
   };
+}
+
+/**
+ * Reads one job's ffmpeg log batches from the logs stream, oldest first, calling `onBatch` for
+ * each. Without `follow` it ends once it has read what is stored; with it, it goes on until
+ * `until` resolves (the job's final event), then reads what came meanwhile and ends.
+ */
+export async function readJobLogs(js: JetStreamClient, job: { owner: string; id: string }, onBatch: (b: JobLogBatch) => void, o: { follow?: Promise<unknown> } = {}): Promise<number> {
+  const jsm = await js.jetstreamManager();
+  const name = `logs_${nuid.next()}`;
+  // A named consumer, its filter in the subject NATS checks: a client may read its own jobs' logs only.
+  const info = await retryUnavailable(() => jsm.consumers.add(LOGS_STREAM, {
+    name, filter_subject: jobLogSubject(job.owner, job.id), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000),
+  }));
+  let read = 0;
+  try {
+    if (!o.follow && info.num_pending === 0) return 0;
+    const messages = await (await retryUnavailable(() => js.consumers.get(LOGS_STREAM, info.name))).consume();
+    void o.follow?.then(async () => {
+      // What was published just before the end is read before stopping.
+      await new Promise((r) => setTimeout(r, 1000));
+      void messages.close();
+    });
+    for await (const m of messages) {
+      try { onBatch(json.decode(m.data) as JobLogBatch); } catch { /* not a batch: skipped */ }
+      read++;
+      if (!o.follow && m.info.pending === 0) void messages.close(); // not awaited: close ends this loop
+    }
+  } finally {
+    await jsm.consumers.delete(LOGS_STREAM, name).catch(() => undefined);
+  }
+  return read;
 }
 
 export { json as jsonCodec };

@@ -389,6 +389,41 @@ program.command('status').description('show the recorded state of one job, or th
     }
   });
 
+program.command('logs').description('show a job\'s ffmpeg log, as its agent sent it (kept a day); -f follows it until the job ends')
+  .argument('<job-id>')
+  .option('-f, --follow', 'keep printing lines as they come, until the job has ended')
+  .option('--json', 'one JSON object per batch of lines (job_id, node_id, attempt, pass, at, lines)')
+  .addHelpText('after', examples('prescient logs j-20240601-abc123', 'prescient logs -f j-20240601-abc123', 'prescient logs j-20240601-abc123 --json | jq -r \'.lines[]\''))
+  .action(async (id: string, o: { follow?: boolean; json?: boolean }) => {
+    jobId(id);
+    const { JetStreamTaskStore, readJobLogs, followJob, ensureStreams } = await bus();
+    const { nc, me } = await cliBus(dir());
+    try {
+      const js = nc.jetstream();
+      // An operator reads any job's log (under its owner's name); a client its own only.
+      let owner = me.name;
+      let ended = false;
+      if (me.role !== 'client') {
+        await retryUnavailable(() => ensureStreams(nc));
+        const t = await (await JetStreamTaskStore.open(js)).get(id);
+        if (!t) throw new NoSuchJobError(id, 'no task record (a job waiting for a leader has no log yet)');
+        owner = t.owner ?? NO_OWNER;
+        ended = TERMINAL_STATES.has(t.state);
+      }
+      let header = '';
+      const n = await readJobLogs(js, { owner, id }, (b) => {
+        if (o.json) { console.log(JSON.stringify(b)); return; }
+        // A line saying where the lines come from, each time that changes (a retry on another node, a second pass).
+        const h = `── ${b.node_id}, attempt ${b.attempt}, pass ${b.pass}`;
+        if (h !== header) { console.log(h); header = h; }
+        for (const l of b.lines) console.log(l);
+      }, o.follow && !ended ? { follow: followJob(js, { owner: followAs(me), id }, () => undefined, 24 * 3600_000) } : {});
+      if (!n && !o.json) console.error(`${id}: no log lines${ended ? '' : ' yet'} (an agent sends them while it encodes; they are kept a day)`);
+    } finally {
+      await nc.drain();
+    }
+  });
+
 program.command('dead-letters').description('show submissions set aside instead of taken (not JSON, no valid job id, too large or deep, a record that could not be written), newest last, with why')
   .option('--limit <n>', 'show at most this many', '50')
   .option('--json', 'print them as JSON')

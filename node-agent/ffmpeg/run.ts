@@ -68,6 +68,8 @@ export interface RunFfmpegOptions {
    */
   stop?: AbortSignal;
   onProgress?: (p: FfmpegProgress) => void;
+  /** Each line ffmpeg writes to stderr (its log), as it comes. */
+  onLog?: (line: string) => void;
   /** GPUs granted to the run, whose nvidia-smi readings go into the samples. */
   gpu_ids?: readonly number[];
   /** The run is always sampled (for `usage` and `pinned`); this says how often and where samples go. */
@@ -146,6 +148,7 @@ export function runFfmpeg(args: readonly string[], opts: RunFfmpegOptions): Prom
       if (m) bench.maxrss_kb = Number(m[1]);
       stderr.push(line);
       if (stderr.length > STDERR_LINES_KEPT) stderr.shift();
+      opts.onLog?.(line);
     });
 
     const block = new Map<string, string>();

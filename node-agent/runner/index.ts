@@ -35,7 +35,7 @@ export function createEncodeRunner(opts: { maxThreads?: number; warm?: boolean }
   const running = new Map<Promise<unknown>, () => void>();
   let closed = false;
 
-  async function run(job: Parameters<EncodeRunner['run']>[0], { signal, onProgress, onSample }: Parameters<EncodeRunner['run']>[1] = {}): Promise<MeasuredEncode> {
+  async function run(job: Parameters<EncodeRunner['run']>[0], { signal, onProgress, onSample, onLog }: Parameters<EncodeRunner['run']>[1] = {}): Promise<MeasuredEncode> {
     if (closed) throw new Error('encode runner is closed');
     if (signal?.aborted) throw new EncodeAbortedError();
     if (job.sample_interval_ms !== undefined) checkSampleInterval(job.sample_interval_ms);
@@ -47,6 +47,7 @@ export function createEncodeRunner(opts: { maxThreads?: number; warm?: boolean }
     port1.on('message', (m: FromWorker) => {
       if (m.type === 'progress') onProgress?.(m.progress);
       else if (m.type === 'sample') onSample?.(m.sample);
+      else if (m.type === 'log') onLog?.(m.pass, m.line);
       else ended();
     });
     const cancel = () => port1.postMessage({ type: 'abort' } satisfies ToWorker);

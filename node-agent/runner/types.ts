@@ -61,7 +61,7 @@ export interface EncodeRunner {
    * `onSample` gets every sample of every encode pass (not of the quality measurement), all of
    * them before the promise settles.
    */
-  run(job: EncodeJob, opts?: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void; onSample?: (s: EncodeSample) => void }): Promise<MeasuredEncode>;
+  run(job: EncodeJob, opts?: { signal?: AbortSignal; onProgress?: (p: EncodeProgress) => void; onSample?: (s: EncodeSample) => void; onLog?: (pass: number, line: string) => void }): Promise<MeasuredEncode>;
   /** Cancels running encodes, waits for them to clean up, and stops the worker threads. */
   close(): Promise<void>;
 }
@@ -73,7 +73,7 @@ export interface WorkerTask {
 }
 export type ToWorker = { type: 'abort' };
 /** `end` is the worker's last message on the port, sent before it returns its outcome. */
-export type FromWorker = { type: 'progress'; progress: EncodeProgress } | { type: 'sample'; sample: EncodeSample } | { type: 'end' };
+export type FromWorker = { type: 'progress'; progress: EncodeProgress } | { type: 'sample'; sample: EncodeSample } | { type: 'log'; pass: number; line: string } | { type: 'end' };
 
 /**
  * Errors lose their class crossing threads, so the worker returns them as data and the main

@@ -24,7 +24,7 @@ export default async function encodeTask({ job, port }: WorkerTask): Promise<Wor
   const send = (m: FromWorker) => port.postMessage(m);
   try {
     const run = job.schema.kind === 'actor' ? live : encode;
-    const result = await run(job, abort.signal, (progress) => send({ type: 'progress', progress }), (sample) => send({ type: 'sample', sample }));
+    const result = await run(job, abort.signal, (progress) => send({ type: 'progress', progress }), (sample) => send({ type: 'sample', sample }), (pass, line) => send({ type: 'log', pass, line }));
     return { ok: true, result };
   } catch (e) {
     return { ok: false, error: serializeError(e) };
@@ -48,7 +48,7 @@ const rootsOf = (job: EncodeJob) => job.input_roots ?? allowedInputRoots(stateDi
  * reservation was predicted from, so it runs pinned to the cores only.
  */
 async function encode(
-  job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
+  job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void, onLog: (pass: number, line: string) => void,
 ): Promise<MeasuredEncode> {
   const grant: Grant = { core_ids: job.core_ids, gpu_ids: job.gpu_ids };
   let input: HandedInput | undefined;
@@ -83,6 +83,7 @@ async function encode(
         confinement,
         signal,
         handed: { input: input?.fd, dir: work.fd },
+        onLog: (line) => onLog(pass, line),
         onProgress: (p) => {
           progress = p;
           onProgress({ task_id: job.task_id, pass, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s });
@@ -130,7 +131,7 @@ async function encode(
  * window is published as it goes, so stopping keeps it rather than discarding it.
  */
 async function live(
-  job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void,
+  job: EncodeJob, signal: AbortSignal, onProgress: (p: EncodeProgress) => void, onSample: (s: EncodeSample) => void, onLog: (pass: number, line: string) => void,
 ): Promise<MeasuredEncode> {
   let confinement: Confinement | undefined;
   let input: HandedInput | undefined;
@@ -153,6 +154,7 @@ async function live(
     const clock = strictClock();
     const run = await runFfmpeg(plan.argv, {
       core_ids: job.core_ids, gpu_ids: job.gpu_ids, confinement, stop: signal, handed: { input: input?.fd, dir: dir.fd },
+      onLog: (line) => onLog(1, line),
       onProgress: (p) => {
         progress = p;
         onProgress({ task_id: job.task_id, pass: 1, frame: p.frame, fps: p.fps, speed: p.speed, out_bytes: p.total_size, out_time_s: p.out_time_s });

@@ -4,9 +4,9 @@
  * gets its role's permissions with its own name in the subjects (checked against nats-server
  * 2.9.10, one permission at a time):
  * - coordinator, admin: everything (the leader's streams, consumers and buckets; an operator);
- * - node: its own feedback and weight-delta subjects, encode progress, and reading the model
+ * - node: its own feedback and weight-delta subjects, encode progress and logs, and reading the model
  *   versions and their object store;
- * - client: its own submit and cancel subjects, and its own jobs' events and progress.
+ * - client: its own submit and cancel subjects, and its own jobs' events, progress and ffmpeg logs.
  * Replies go to a per-member inbox prefix (`_INBOX_<name>`), which only that member may read.
  *
  * The users file is rewritten whenever a certificate is issued or forgotten on this host, and
@@ -45,6 +45,7 @@ export function natsPermissions(m: Member): { publish: string[]; subscribe: stri
           `prescient.feedback.report.${t}`,
           `prescient.models.delta.${t}`,
           'prescient.job.*.*.progress',
+          'prescient.job.*.*.log',
           // The last model version announced, and the model files in their object store.
           '$JS.API.DIRECT.GET.PRESCIENT_MODELS.prescient.models.versions',
           '$JS.API.STREAM.MSG.GET.PRESCIENT_MODELS',
@@ -69,6 +70,11 @@ export function natsPermissions(m: Member): { publish: string[]; subscribe: stri
           '$JS.API.CONSUMER.INFO.PRESCIENT_EVENTS.*',
           '$JS.API.CONSUMER.MSG.NEXT.PRESCIENT_EVENTS.*',
           '$JS.API.CONSUMER.DELETE.PRESCIENT_EVENTS.*',
+          // Reading its own jobs' ffmpeg logs, the same way.
+          `$JS.API.CONSUMER.CREATE.PRESCIENT_LOGS.*.prescient.job.${t}.*.log`,
+          '$JS.API.CONSUMER.INFO.PRESCIENT_LOGS.*',
+          '$JS.API.CONSUMER.MSG.NEXT.PRESCIENT_LOGS.*',
+          '$JS.API.CONSUMER.DELETE.PRESCIENT_LOGS.*',
         ],
         subscribe: [inbox, `prescient.job.${t}.*.progress`],
       };

@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  EVENTS_STREAM, FEEDBACK_STREAM, JOBS_CONSUMER, JOBS_STREAM, TASKS_BUCKET, cancelSubject, feedbackSubject, initCa, jobEventsSubject, loadIdentity,
+  EVENTS_STREAM, FEEDBACK_STREAM, LOGS_STREAM, jobLogSubject, JOBS_CONSUMER, JOBS_STREAM, TASKS_BUCKET, cancelSubject, feedbackSubject, initCa, jobEventsSubject, loadIdentity,
   newJobId, pkiDirOf, readSecret, submitSubject, type FeedbackReport, type TaskEvent,
 } from '../../shared/index.js';
-import { connectBus, followJob, publishCancel, publishSubmission } from '../../coordinator/bus/index.js';
+import { connectBus, followJob, publishCancel, publishSubmission, readJobLogs } from '../../coordinator/bus/index.js';
 import { agent, cliRun, events, identity, oneNodeCluster, smallJob, waitFor, type OneNodeCluster } from '../helpers/cluster.js';
 
 let k: OneNodeCluster;
@@ -70,6 +70,21 @@ test('a client submits as itself only, and its job is its own', async () => {
     const jsm = await bob.jetstreamManager();
     assert.match(await attempt(jsm.consumers.add(EVENTS_STREAM, { name: `peek_${nuid.next()}`, filter_subject: filter, deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(10_000) })), /^refused/, filter);
   }
+});
+
+test('a client reads its own job\'s ffmpeg log, and another client cannot, by its subject or any wildcard', async () => {
+  const id = newJobId();
+  await publishSubmission(alice.jetstream(), 'alice', { job_id: id, submitted_at: Date.now(), schema: smallJob() });
+  assert.is((await followJob(alice.jetstream(), { owner: 'alice', id }, () => undefined, 120_000))?.state, 'succeeded');
+  const lines: string[] = [];
+  await waitFor('alice to read her job\'s log', async () => (await readJobLogs(alice.jetstream(), { owner: 'alice', id }, (b) => lines.push(...b.lines))) > 0, 20_000, 500);
+  assert.ok(lines.some((l) => /bench: utime=/.test(l)), 'ffmpeg\'s own lines');
+  for (const filter of [jobLogSubject('alice', id), 'prescient.job.*.*.log', '>']) {
+    const jsm = await bob.jetstreamManager();
+    assert.match(await attempt(jsm.consumers.add(LOGS_STREAM, { name: `peek_${nuid.next()}`, filter_subject: filter, deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None, inactive_threshold: nanos(10_000) })), /^refused/, filter);
+  }
+  // Nor may a client write a log line into anyone's job.
+  assert.match(await attempt(bob.jetstream().publish(jobLogSubject('alice', id), json.encode({ lines: ['forged'] }))), /^refused/);
 });
 
 test('a client cannot read or take the leader\'s submissions, records or feedback', async () => {
