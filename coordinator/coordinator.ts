@@ -22,6 +22,7 @@ import type { PlacementPolicy } from './placement/index.js';
 import { startFederation, type Federation, type FederationOptions } from './federation/index.js';
 import { BurstController, verifyProvider, type BurstOptions } from './burst/index.js';
 import { CoordinatorMetrics } from './metrics/index.js';
+import { memberLogger, sentenceLog } from '../shared/log.js';
 import { dependencyChecks, serveMetrics, type MetricsServer } from '../shared/metrics.js';
 import { CorrectedPredictor, FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, type FeedbackOverrides } from './feedback/index.js';
 
@@ -87,28 +88,10 @@ export interface CoordinatorHandle {
   stop(): Promise<void>;
 }
 
-/**
- * Timestamped lines to stdout, written together once per turn of the event loop: a leader
- * placing thousands of jobs a second logs a line per state change, and a write per line was a
- * twentieth of its CPU (submit-latency bench). Lines still pending are written at exit.
- */
-let pendingLines: string[] = [];
-function flushLines(): void {
-  if (!pendingLines.length) return;
-  const text = pendingLines.join('');
-  pendingLines = [];
-  process.stdout.write(text);
-}
-function batchedStdout(): (m: string) => void {
-  if (!process.listeners('exit').includes(flushLines)) process.once('exit', flushLines);
-  return (m) => {
-    if (pendingLines.push(`${new Date().toISOString()} ${redactText(m)}\n`) === 1) setImmediate(flushLines);
-  };
-}
-
 export async function startCoordinator(o: CoordinatorOptions): Promise<CoordinatorHandle> {
   const id = o.id ?? `${os.hostname()}-${process.pid}`;
-  const log = o.log ?? batchedStdout();
+  // Structured lines (shared/log.ts): JSON off a terminal, levels, --log-level.
+  const log = o.log ?? sentenceLog(memberLogger(`coordinator/${id}`));
   // One certificate per host, not per process: the default id carries the pid.
   const identity = o.identity ?? loadIdentity(pkiDirOf(o.endpoints), { role: 'coordinator', name: o.id ?? os.hostname() });
   // No credentials or a region that does not exist refuse the start (coordinator/burst/config.ts).

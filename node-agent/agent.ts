@@ -19,6 +19,7 @@ import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './ru
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { AgentMetrics } from './metrics.js';
+import { memberLogger, sentenceLog } from '../shared/log.js';
 import { LogShipper } from './logs.js';
 import { dependencyChecks, serveMetrics } from '../shared/metrics.js';
 import { RunRecorder } from './recorder.js';
@@ -102,9 +103,10 @@ export interface AgentHandle {
 const RAN_KEPT = 10_000;
 
 export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
-  const log = o.log ?? ((m: string) => console.log(`${new Date().toISOString()} ${redactText(m)}`));
-  const hardware = await detectHardware(o.grant);
   const nodeId = o.nodeId ?? os.hostname();
+  // Structured lines (shared/log.ts): JSON off a terminal, levels, --log-level.
+  const log = o.log ?? sentenceLog(memberLogger(`node/${nodeId}`));
+  const hardware = await detectHardware(o.grant);
   const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
   // A burst node enrols first, with its launch's one-time certificate (node-agent/enrol.ts).
   const identity = o.identity ?? await nodeIdentity({

@@ -48,6 +48,12 @@ const jsonArgs = jsonRequested(process.argv.slice(2));
 let jsonOut = jsonArgs;
 
 /** The "Examples:" section of a command's help: one command line each, `# why` after it where useful. */
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+/** `--log-level`, checked here (shared/log.ts loads pino; a command that logs nothing should not). */
+function checkLogLevel(v: string): string {
+  if (!LEVELS.includes(v)) throw new ConfigError('--log-level', `must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+}
 const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`;
 
 export const program = new Command();
@@ -55,6 +61,7 @@ program
   .name('prescient')
   .description('Predictive resource reservation for distributed video encoding')
   .option('--state-dir <dir>', 'where the local stack keeps its data and endpoints (default: $PRESCIENT_STATE_DIR or ~/.prescient)')
+  .option('--log-level <level>', 'what the coordinator and agent log: trace, debug, info, warn, error, fatal or silent (default: $PRESCIENT_LOG_LEVEL or info); JSON lines unless on a terminal ($PRESCIENT_LOG_FORMAT=json|text)')
   .showHelpAfterError()
   // Every refusal comes to main() below, which prints it as JSON where --json was given; the
   // settings are inherited by each command defined after them.
@@ -63,7 +70,12 @@ program
     outputError: (str, write) => { if (!jsonArgs) write(str); },
     writeErr: (str) => { if (!jsonArgs) process.stderr.write(str); },
   })
-  .hook('preAction', (_program, command) => { jsonOut = command.opts().json === true; })
+  .hook('preAction', (_program, command) => {
+    jsonOut = command.opts().json === true;
+    // The services read it where they make their logger (shared/log.ts).
+    const level = program.opts().logLevel as string | undefined;
+    if (level !== undefined) process.env.PRESCIENT_LOG_LEVEL = checkLogLevel(level);
+  })
   .addHelpText('after', `
 Exit status: 0 done; 1 failed; 2 invalid input (a job's schema, a request that does not fit the job);
 3 nothing to do (the job had already ended); 4 no such job; 5 gave up waiting (the job is still in
@@ -618,7 +630,9 @@ async function startDashboard(c: import('../coordinator.js').CoordinatorHandle, 
   const [{ serveDashboard }, { dashboardSource }, { ModelRegistry }, { ensureSecret }] = await Promise.all([
     import('../dashboard/index.js'), import('./dashboard-source.js'), import('../../models/index.js'), import('../../shared/index.js'),
   ]);
-  const log = (m: string) => console.log(`${new Date().toISOString()} [dashboard] ${m}`);
+  const { memberLogger, sentenceLog } = await import('../../shared/log.js');
+  const write = sentenceLog(memberLogger(`coordinator/${c.id}`));
+  const log = (m: string) => write(`[dashboard] ${m}`);
   const source = await dashboardSource({ nc: c.bus, consulHttp, registry: new ModelRegistry(modelDir()), log });
   const adminToken = ensureSecret(pkiPath(), 'dashboard');
   const d = await serveDashboard({ source, host: at.host, port: at.port, adminToken, log }).catch((e: Error) => { source.close(); throw new ConfigError('--dashboard', `could not serve on ${at.host}:${at.port}: ${e.message}`); });

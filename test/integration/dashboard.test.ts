@@ -30,7 +30,8 @@ test.before(async () => {
   if (unavailable) return;
   s = await startStack('dashboard');
   c = await spawnCoordinator(s, 'c1', ['--dashboard', '127.0.0.1:0']);
-  url = await waitFor('the dashboard\'s address in the coordinator\'s log', () => /\[dashboard\] serving on (http:\/\/[\d.]+:\d+\/)/.exec(c.output())?.[1]);
+  // Logged URLs are cut to scheme and host (shared/redact.ts).
+  url = `${await waitFor('the dashboard\'s address in the coordinator\'s log', () => /\[dashboard\] serving on (http:\/\/[\d.]+:\d+)/.exec(c.output())?.[1])}/`;
   a = await agent(s, 'node-d', '0', 2);
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });

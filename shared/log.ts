@@ -1,0 +1,83 @@
+/**
+ * Logs of the long-running commands (coordinator, agent, dev, demo): pino, one JSON object a line
+ * when stdout is not a terminal (journald, files, log shippers), a readable line on a terminal.
+ * `--log-level` (or PRESCIENT_LOG_LEVEL) filters; `PRESCIENT_LOG_FORMAT=json|text` overrides
+ * the choice of format.
+ *
+ * Every object carries `member` (`coordinator/c1`, `node/enc-1`) and, where the message starts
+ * with a bracketed part as the services write them (`[leader c1 t3] …`), that part as
+ * `component`. The services pass plain sentences to a `(message) => void`; its level is read from
+ * how the sentence starts (`could not …`, `refused …`, `lost …` warn; `… failed` errors), so
+ * operators can filter on it without every call site naming one. Every message is redacted
+ * (shared/redact.ts) before it is written.
+ *
+ * Lines are written through pino's asynchronous destination (a leader logs a line per state
+ * change, thousands a second): what is logged while a write is under way goes out in the next
+ * one, never held back for more (a reader waits on each line), and pino flushes it at exit.
+ */
+import pino from 'pino';
+
+type Logger = pino.Logger;
+type Level = pino.Level;
+import { redactText } from './redact.js';
+import { ConfigError } from './errors.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The level a plain sentence is logged at, from how it starts. */
+export function levelOf(message: string): Level {
+  const m = message.replace(/^(\[[^\]]*\]\s*)+/, '').toLowerCase();
+  if (/^(fatal|crashed)\b/.test(m)) return 'fatal';
+  if (/\b(failed|error)\b[^a-z]*$|^error\b|^(could not start|cannot start)/.test(m)) return 'error';
+  if (/^(could not|cannot|can't|refused|lost|no leader|no nats|dropped|ignored|timed out|gave up|giving up|retrying|not |unable|warning)/.test(m) || /\bfailed\b/.test(m)) return 'warn';
+  return 'info';
+}
+
+/** Checks a `--log-level` value, naming the flag. */
+export function parseLogLevel(v: string | undefined): LogLevel | undefined {
+  if (v === undefined) return undefined;
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
+  return v as LogLevel;
+}
+
+/** A pino logger for one member, writing to stdout (format and level as the header says). */
+export function memberLogger(member: string, o: { level?: LogLevel; format?: 'json' | 'text'; stream?: NodeJS.WritableStream } = {}): Logger {
+  const level = o.level ?? parseLogLevel(process.env.PRESCIENT_LOG_LEVEL) ?? 'info';
+  const envFormat = process.env.PRESCIENT_LOG_FORMAT;
+  const format = o.format ?? (envFormat === 'json' || envFormat === 'text' ? envFormat : process.stdout.isTTY ? 'text' : 'json');
+  const dest = (o.stream ?? pino.destination({ dest: 1, sync: false })) as NodeJS.WritableStream;
+  const logger = format === 'json'
+    ? pino({ level, base: { member }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, dest)
+    : pino({ level, base: undefined, timestamp: false, formatters: { level: (label) => ({ level: label }) } }, textStream(dest));
+  return logger;
+}
+
+/** Turns pino's JSON lines into `TIME LEVEL message` for a terminal. */
+function textStream(out: NodeJS.WritableStream): NodeJS.WritableStream {
+  return {
+    write(chunk: string) {
+      for (const line of String(chunk).split('\n')) {
+        if (!line) continue;
+        try {
+          const o = JSON.parse(line) as { level: string; msg: string };
+          out.write(`${new Date().toISOString()} ${o.level === 'info' ? '' : `${o.level.toUpperCase()} `}${o.msg}\n`);
+        } catch { out.write(`${line}\n`); }
+      }
+      return true;
+    },
+    flush() { (out as { flush?: () => void }).flush?.(); },
+  } as unknown as NodeJS.WritableStream;
+}
+
+/** The `(message) => void` the services take, logging each sentence at its level with its component. */
+export function sentenceLog(logger: Logger): (message: string) => void {
+  return (message) => {
+    const m = redactText(message);
+    const c = /^\[([^\]]{1,80})\]\s*/.exec(m);
+    const level = levelOf(m);
+    if (!logger.isLevelEnabled(level)) return;
+    if (c) logger[level]({ component: c[1] }, m);
+    else logger[level](m);
+  };
+}
