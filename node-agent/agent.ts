@@ -144,7 +144,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     running: () => [...running.entries()].map(([task_id, j]) => ({ task_id, allocation: j.allocation })),
     undelivered: () => outbox.length, telemetryPending: () => telemetry.pending(), leaderConnected: () => !!leader, draining: () => draining,
   }, dependencyChecks({ nc: () => nc, consulHttp: o.endpoints.consul_http, questdbHttp: o.endpoints.questdb_http }));
-  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry: metrics ? metrics.watch(telemetry) : telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, sample_interval_ms: o.sampleIntervalMs, log: say });
+  const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry: metrics ? metrics.watch(telemetry) : telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, ...(o.validation.allowedOutputRoots && { output_roots: o.validation.allowedOutputRoots }), sample_interval_ms: o.sampleIntervalMs, log: say });
   const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why));
   // Certificates revoked anywhere in the cluster (Consul carries the list) are refused here too.
   const stopRevoked = followRevoked(o.endpoints.consul_http, say);
@@ -194,7 +194,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     // reservation while the quality pass runs on idle cycles; its figures follow as an amendment.
     let released = false;
     const succeeded = (result: MeasuredEncode, quality: string, quality_method = ''): Omit<TaskStatusReport, 'node_id'> => ({
-      ...blankReport(taskId, 'succeeded', job.allocation.term), actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path,
+      ...blankReport(taskId, 'succeeded', job.allocation.term), actual: result.actual, output_bytes: result.output_bytes, output_path: result.output_path, ...(result.media && { output_json: JSON.stringify(result.media) }),
       psnr_db: result.psnr_db ?? NaN, ssim: result.ssim ?? NaN, pinned: result.pinned, frames: result.frames, quality, quality_method,
     });
     let { result, error, failure, complexity, quality } = await recorder.record({

@@ -54,6 +54,8 @@ export interface RecorderOptions {
   output_dir: string;
   /** Where file inputs must lie once resolved (EncodeJob.input_roots); default allowedInputRoots(stateDir()). */
   input_roots?: readonly string[];
+  /** Where an `output.path` must lie once resolved (EncodeJob.output_roots); default allowedOutputRoots(stateDir()). */
+  output_roots?: readonly string[];
   sample_interval_ms?: number;
   log?: (m: string) => void;
 }
@@ -105,6 +107,7 @@ export class RunRecorder {
       result = await this.o.runner.run({
         task_id: req.task_id, schema: req.schema, core_ids: req.core_ids, gpu_ids: req.gpu_ids,
         memory_gb: req.memory_gb, output_dir: this.o.output_dir, input_roots: roots, sample_interval_ms: this.o.sample_interval_ms, quality: false,
+        node_id: this.o.node_id, ...(this.o.output_roots && { output_roots: this.o.output_roots }),
       }, { signal: opts.signal, onProgress: opts.onProgress, onSample, onLog: opts.onLog });
     } catch (e) {
       error = opts.signal?.aborted ? 'cancelled' : (e as Error).message;
@@ -115,7 +118,8 @@ export class RunRecorder {
     if (result) {
       const eff = effectiveOutput(req.schema);
       const length_s = eff.duration_s ?? (eff.fps && result.frames ? result.frames / eff.fps : undefined);
-      const wantQuality = req.quality !== false && req.schema.kind !== 'actor';
+      // An HLS rendition is a playlist of segments, which the quality pass's guarded demuxers do not open.
+      const wantQuality = req.quality !== false && req.schema.kind !== 'actor' && req.schema.output.format !== 'hls';
       const p = req.schema.input.probe;
       complexity = p?.si_mean !== undefined && p.si_max !== undefined && p.ti_mean !== undefined && p.ti_max !== undefined
         ? { si_mean: p.si_mean, si_max: p.si_max, ti_mean: p.ti_mean, ti_max: p.ti_max, probe_s: p.siti_s ?? 0 } : undefined;

@@ -98,6 +98,16 @@ export function allowedInputRoots(dir: string): string[] {
   return roots.map((r) => path.resolve(r));
 }
 
+/**
+ * Directories an `output.path` may name: PRESCIENT_OUTPUT_ROOTS (colon-separated), else
+ * STATE/output (where agents write by default). A path there is on the node that encodes.
+ */
+export function allowedOutputRoots(dir: string): string[] {
+  const env = process.env.PRESCIENT_OUTPUT_ROOTS;
+  const roots = env ? env.split(':').filter(Boolean) : [path.join(dir, 'output')];
+  return roots.map((r) => path.resolve(r));
+}
+
 /** Splits host:port, refusing anything else. */
 export function parseHostPort(v: string, setting: string): { host: string; port: number } {
   const m = /^\[?([A-Za-z0-9.:-]+?)\]?:(\d{1,5})$/.exec(v);

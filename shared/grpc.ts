@@ -41,6 +41,8 @@ export interface TaskStatusReport {
   quality?: string; amend?: boolean; quality_method?: string;
   /** With `failed`: why, as a kind (the reason is for people). */
   failure?: FailureKind;
+  /** With `succeeded`: the output's OutputMedia as JSON (an HLS rendition's), '' otherwise. */
+  output_json?: string;
 }
 export interface Ack { ok: boolean; reason: string; refusal?: FailureKind }
 export interface EnrolRequest { node_id: string; csr_pem: string }

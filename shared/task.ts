@@ -86,6 +86,37 @@ export interface EncodeResult {
   quality?: QualityStatus;
   /** How the figures were (or will be) measured, in words: the job's record says which method. */
   quality_method?: string;
+  /** What a master playlist says of this output (an HLS rendition's): from its node's report. */
+  media?: OutputMedia;
+  /** A group's outputs, on each member's record once every member has succeeded (an ABR ladder). */
+  group_outputs?: GroupOutputs;
+}
+
+/** An output as a master playlist lists it (measured by the node that wrote it). */
+export interface OutputMedia {
+  format: 'hls';
+  width?: number;
+  height?: number;
+  frame_rate?: number;
+  /** RFC 6381 codec strings, comma-separated, where every track's is known (`avc1.64001f,mp4a.40.2`). */
+  codecs?: string;
+  /** The highest bit rate of any segment (BANDWIDTH) and the mean (AVERAGE-BANDWIDTH), bit/s. */
+  bandwidth_bps?: number;
+  average_bandwidth_bps?: number;
+  rendition?: string;
+}
+
+/**
+ * Where a group's outputs are. `master_playlist`: the HLS master playlist listing every rendition,
+ * written by the leader once all had succeeded (`master` says whether that worked, `reason` why
+ * not). Only a group whose members are all HLS gets one (`master: 'none'`).
+ */
+export interface GroupOutputs {
+  group: string;
+  renditions: { job_id: string; node_id?: string; output_path: string; rendition?: string }[];
+  master: 'writing' | 'written' | 'failed' | 'none';
+  master_playlist?: string;
+  reason?: string;
 }
 
 export type QualityStatus = 'pending' | 'measured' | 'unavailable';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import YAML from 'yaml';
 import {
-  allowedInputRoots, loadEndpoints, newJobId, retryUnavailable, validateEncodingSchema, type TaskEvent,
+  allowedInputRoots, allowedOutputRoots, loadEndpoints, newJobId, retryUnavailable, validateEncodingSchema, type TaskEvent,
 } from '../../shared/index.js';
 import { stackDown, stackUp } from '../../deploy/stack/index.js';
 import { startAgent, questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
@@ -30,7 +30,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   say(`bringing up the local stack in ${o.stateDir} …`);
   await stackUp({ stateDir: o.stateDir, log: o.json ? quiet : (l) => console.error(`  ${l}`) });
   const endpoints = loadEndpoints(o.stateDir);
-  const validation = { allowedInputRoots: allowedInputRoots(o.stateDir) };
+  const validation = { allowedInputRoots: allowedInputRoots(o.stateDir), allowedOutputRoots: allowedOutputRoots(o.stateDir) };
   const log = o.json ? quiet : (m: string) => console.error(`  · ${m}`);
   const coordinator = await startCoordinator({ id: 'demo-coordinator', endpoints, validation, log, modelDir: path.join(o.stateDir, 'models') });
   const cores = allowedCores();

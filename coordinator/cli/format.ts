@@ -1,5 +1,5 @@
 /** Human-readable renderings shared by CLI commands. */
-import { effectiveOutput, knownInput, type EncodingSchema, type TaskEvent, type TaskProgress, type ResourceUsage } from '../../shared/index.js';
+import { effectiveOutput, knownInput, type EncodingSchema, type EncodingTask, type TaskEvent, type TaskProgress, type ResourceUsage } from '../../shared/index.js';
 
 const n = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
 
@@ -135,4 +135,24 @@ export function formatInput(s: EncodingSchema): string {
   ];
   const origin = p ? `probed by ${p.by === 'node' ? 'a node' : 'the submitter'}` : inp.kind === 'file' ? 'not probed' : 'its own settings';
   return `input ${what}: ${parts.join(', ')} (${origin})`;
+}
+
+/**
+ * Where a job's output is, for `status`: the file (or HLS playlist) as its node wrote it, and for
+ * a group whose members have all succeeded, every rendition and the master playlist; before the
+ * job has succeeded, where it will go (`output.path` as a template, or the node's output dir).
+ */
+export function formatOutputs(t: Pick<EncodingTask, 'schema' | 'result' | 'state'>): string[] {
+  const out = t.schema.output, audio = out.audio?.mode ?? 'auto';
+  const how = `${out.format === 'hls' ? 'HLS' : 'file'}, audio ${audio}${out.audio && 'bitrate_kbps' in out.audio ? ` ${out.audio.bitrate_kbps} kbit/s` : ''}`;
+  if (!t.result?.output_path) return [`  output (${how}): ${out.path ?? "the node's output directory"}${t.state === 'succeeded' ? '' : ' (when it succeeds)'}`];
+  const lines = [`  output (${how}): ${t.result.output_path}`];
+  const g = t.result.group_outputs;
+  if (!g) return t.schema.group ? [...lines, `  group ${t.schema.group.id}: outputs listed once all ${t.schema.group.size} have succeeded`] : lines;
+  lines.push(`  group ${g.group}: ${g.renditions.length} renditions`);
+  for (const r of g.renditions) lines.push(`    ${r.rendition ?? r.job_id}  ${r.output_path}${r.node_id ? `  (${r.node_id})` : ''}`);
+  lines.push(g.master === 'written' ? `  master playlist: ${g.master_playlist}`
+    : g.master === 'writing' ? `  master playlist: ${g.master_playlist} (being written)`
+      : `  master playlist: none (${g.reason ?? g.master})`);
+  return lines;
 }

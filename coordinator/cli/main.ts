@@ -28,13 +28,13 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, JOB_ID_PATTERN, parseListen, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
+  ConfigError, JOB_ID_PATTERN, parseListen, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
   NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
 import { POLICY_NAMES } from '../placement/types.js';
 import { EXIT, NoSuchJobError, WrongKindError, errorJson, errorText, exitCodeOf, jsonRequested, versionRequest } from './errors.js';
-import { formatEvent, formatInput, formatProgress } from './format.js';
+import { formatEvent, formatInput, formatOutputs, formatProgress } from './format.js';
 import { cliBus } from './member.js';
 
 const localStack = () => import('../../deploy/stack/index.js');
@@ -89,7 +89,7 @@ ${examples(
 
 const dir = () => stateDir(program.opts().stateDir);
 const modelDir = () => path.join(dir(), 'models');
-const validation = (): ValidationContext => ({ allowedInputRoots: allowedInputRoots(dir()) });
+const validation = (): ValidationContext => ({ allowedInputRoots: allowedInputRoots(dir()), allowedOutputRoots: allowedOutputRoots(dir()) });
 type ResourcePredictorLike = import('../../models/index.js').ResourcePredictor;
 const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value, null, 2) : text());
 
@@ -387,7 +387,7 @@ program.command('status').description('show the recorded state of one job, or th
       if (t) {
         print(o.json, t, () => [
           formatEvent({ job_id: t.id, state: t.state, at: t.updated_at, term: t.term, reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result, node_id: t.allocation?.node_id } as TaskEvent),
-          ...(t.state === 'rejected' ? [] : [`  ${formatInput(t.schema)}`]),
+          ...(t.state === 'rejected' ? [] : [`  ${formatInput(t.schema)}`, ...formatOutputs(t)]),
         ].join('\n'));
         return;
       }

@@ -13,10 +13,11 @@
  */
 import {
   SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, failureKind,
-  JOB_ID_PATTERN, NO_OWNER, describeValue, truncate,
+  JOB_ID_PATTERN, NO_OWNER, describeValue, truncate, effectiveOutput, type GroupOutputs, type OutputMedia,
   type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
   type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
+import path from 'node:path';
 import { hardwareClass, predictWork, predictWorkEach, type ResourcePredictor } from '../../models/index.js';
 import { FREE, Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest, type PlacementResult } from '../placement/index.js';
@@ -177,6 +178,7 @@ export class LeaderCore {
       case 'DeadLettered': this.forget(e.task_ids); return;
       case 'AssignFailed': this.assignFailed(e.task_id, e.node_id, e.reason, e.unreachable); return;
       case 'CancelAnswered': this.cancelAnswered(e.task_id, e.not_running, e.reason); return;
+      case 'PlaylistWritten': this.playlistWritten(e.task_ids, e.path, e.error); return;
       case 'Deposed': this.alert(`deposed: ${e.reason}; no more placements from term ${this.term}`); this.stopped = true; return;
     }
   }
@@ -875,9 +877,72 @@ export class LeaderCore {
         pinned: rep.pinned, frames: rep.frames,
         ...(rep.quality === 'pending' && { quality: 'pending' as const, quality_method: describedQuality(rep.quality_method) }),
       };
+      const media = outputMedia(rep.output_json);
+      if (media) t.result.media = media;
     }
     this.end(t);
+    if (t.state === 'succeeded') this.groupSucceeded(t);
     return ack(true);
+  }
+
+  /**
+   * The last of a group's members to succeed: every member's record gets where the group's outputs
+   * are, and a group of HLS renditions its master playlist (written by the shell, beside them, in
+   * their common directory, named `<group id>.m3u8`). A group with a member that did not succeed
+   * gets none. Members are those this leader knows (active, or ended while it led).
+   */
+  private groupSucceeded(t: EncodingTask): void {
+    const g = t.schema.group;
+    if (!g) return;
+    const key = groupKey(t);
+    const members = new Map<string, EncodingTask>();
+    for (const x of [...this.active.values(), ...this.ended.values()]) if (groupKey(x) === key) members.set(x.id, x);
+    const done = [...members.values()].filter((m) => m.state === 'succeeded' && m.result);
+    if (done.length !== g.size || members.size !== g.size || done.some((m) => m.result!.group_outputs)) return;
+    const height = (m: EncodingTask) => m.result!.media?.height ?? m.schema.output.resolution?.height ?? 0;
+    const bw = (m: EncodingTask) => bandwidthOf(m);
+    done.sort((a, b) => height(b) - height(a) || bw(b) - bw(a) || a.id.localeCompare(b.id));
+    const renditions = done.map((m) => ({
+      job_id: m.id, ...(m.allocation && { node_id: m.allocation.node_id }), output_path: m.result!.output_path,
+      ...((m.result!.media?.rendition ?? m.schema.output.rendition) && { rendition: m.result!.media?.rendition ?? m.schema.output.rendition }),
+    }));
+    const paths = renditions.map((r) => r.output_path);
+    const clash = paths.find((p, i) => paths.indexOf(p) !== i);
+    const hls = done.every((m) => m.schema.output.format === 'hls' && m.result!.media);
+    const dir = commonDir(paths);
+    const master = path.join(dir, `${g.id}.m3u8`);
+    const outputs = (o: Pick<GroupOutputs, 'master' | 'reason' | 'master_playlist'>): GroupOutputs => ({ group: g.id, renditions, ...o });
+    let set: GroupOutputs;
+    if (!hls) set = outputs({ master: 'none', reason: 'its renditions are not all HLS (output.format: hls): a master playlist lists HLS renditions only' });
+    else if (clash) set = outputs({ master: 'failed', reason: `two renditions were written to ${clash}: give output.path a {rendition}, {height} or {job_id}` });
+    else if (paths.includes(master)) set = outputs({ master: 'failed', reason: `a rendition was written to ${master}, where the master playlist goes` });
+    else {
+      set = outputs({ master: 'writing', master_playlist: master });
+      this.effects.push({ kind: 'WritePlaylist', group: g.id, path: master, text: masterPlaylist(done, dir), task_ids: done.map((m) => m.id) });
+    }
+    for (const m of done) {
+      m.result!.group_outputs = set;
+      if (m !== t) this.rewrite(m);
+    }
+  }
+
+  /** The shell wrote a group's master playlist, or could not: each member's record says which. */
+  private playlistWritten(taskIds: string[], file: string, error?: string): void {
+    for (const id of taskIds) {
+      const m = this.active.get(id) ?? this.ended.get(id);
+      const o = m?.result?.group_outputs;
+      if (!m || !o || o.master_playlist !== file) continue;
+      m.result!.group_outputs = { ...o, master: error ? 'failed' : 'written', ...(error && { reason: `the master playlist could not be written: ${error}` }) };
+      this.rewrite(m);
+    }
+    this.alert(error ? `master playlist ${file} not written: ${error}` : `master playlist ${file} written`);
+  }
+
+  /** Writes a task's record again without an event: what changed is not a state (a group's outputs). */
+  private rewrite(t: EncodingTask): void {
+    t.updated_at = this.now;
+    t.term = this.term;
+    this.effects.push({ kind: 'Record', task: t, first: false });
   }
 
   /**
@@ -1028,6 +1093,69 @@ export class LeaderCore {
 
 /** The agent's account of its quality method, if it reads as one (it is shown to users), else the default. */
 const describedQuality = (m: string | undefined) => (m && m.length <= 300 && /^[\w\s.,:;%()'’-]+$/.test(m) ? m : QUALITY_AFTER_RELEASE);
+
+/**
+ * An output's BANDWIDTH where its node measured none: the bitrate mode's cap (1.5× the target,
+ * node-agent/ffmpeg/args.ts), else its mean rate over its length.
+ */
+function bandwidthOf(m: EncodingTask): number {
+  const media = m.result?.media;
+  if (media?.bandwidth_bps) return media.bandwidth_bps;
+  const rc = m.schema.output.rate_control;
+  if (rc.mode === 'bitrate') return Math.ceil(rc.bitrate_kbps * 1500);
+  const secs = effectiveOutput(m.schema).duration_s;
+  return secs ? Math.ceil(((m.result?.output_bytes ?? 0) * 8) / secs) : 0;
+}
+
+/** The deepest directory holding every one of `files`. */
+function commonDir(files: readonly string[]): string {
+  const split = files.map((f) => path.dirname(f).split(path.sep));
+  const common: string[] = [];
+  for (let i = 0; split.every((s) => i < s.length && s[i] === split[0][i]); i++) common.push(split[0][i]);
+  return common.join(path.sep) || path.sep;
+}
+
+/**
+ * An HLS master playlist (RFC 8216 §4.3.4.2) of `renditions`, highest first, each by its path
+ * relative to `dir` (percent-encoded per segment). RESOLUTION, FRAME-RATE, CODECS and
+ * AVERAGE-BANDWIDTH where the node measured them.
+ */
+export function masterPlaylist(renditions: readonly EncodingTask[], dir: string): string {
+  const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-INDEPENDENT-SEGMENTS'];
+  for (const m of renditions) {
+    const media = m.result!.media;
+    const attrs = [`BANDWIDTH=${Math.max(1, bandwidthOf(m))}`];
+    if (media?.average_bandwidth_bps) attrs.push(`AVERAGE-BANDWIDTH=${media.average_bandwidth_bps}`);
+    if (media?.width && media.height) attrs.push(`RESOLUTION=${media.width}x${media.height}`);
+    if (media?.frame_rate) attrs.push(`FRAME-RATE=${media.frame_rate.toFixed(3)}`);
+    if (media?.codecs) attrs.push(`CODECS="${media.codecs}"`);
+    lines.push(`#EXT-X-STREAM-INF:${attrs.join(',')}`, path.relative(dir, m.result!.output_path).split(path.sep).map(encodeURIComponent).join('/'));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** An agent's OutputMedia, every figure checked (it goes into a playlist as it is); undefined when absent or not one. */
+function outputMedia(json: string | undefined): OutputMedia | undefined {
+  if (!json) return undefined;
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null || o.format !== 'hls') return undefined;
+  const int = (v: unknown, hi: number) => (Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= hi ? (v as number) : undefined);
+  const fps = typeof o.frame_rate === 'number' && Number.isFinite(o.frame_rate) && o.frame_rate > 0 && o.frame_rate <= 240 ? o.frame_rate : undefined;
+  const codecs = typeof o.codecs === 'string' && /^[A-Za-z0-9.-]{1,64}(,[A-Za-z0-9.-]{1,64}){0,7}$/.test(o.codecs) ? o.codecs : undefined;
+  const rendition = typeof o.rendition === 'string' && /^[A-Za-z0-9_-]{1,32}$/.test(o.rendition) ? o.rendition : undefined;
+  const width = int(o.width, 8192), height = int(o.height, 8192);
+  const out: OutputMedia = {
+    format: 'hls', ...(width && height && { width, height }), ...(fps !== undefined && { frame_rate: fps }), ...(codecs && { codecs }),
+    ...(int(o.bandwidth_bps, 1e10) && { bandwidth_bps: o.bandwidth_bps as number }), ...(int(o.average_bandwidth_bps, 1e10) && { average_bandwidth_bps: o.average_bandwidth_bps as number }),
+    ...(rendition && { rendition }),
+  };
+  return out;
+}
 
 /** Groups are named by their submitter: two submitters' `ladder-1` are different groups. */
 const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/${t.schema.group.id}` : '');

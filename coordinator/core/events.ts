@@ -36,6 +36,8 @@ export interface CoreConfig {
   placement: string;
   queue_policy?: QueuePolicy;
   allowed_input_roots: string[];
+  /** Absent in logs from before output paths. */
+  allowed_output_roots?: string[];
   /** The coverage the model's upper bounds were loaded at (absent: the model's own). */
   coverage?: number;
 }
@@ -72,6 +74,8 @@ export type LeaderEvent =
   | { kind: 'DeadLettered'; at: number; task_ids: string[] }
   | { kind: 'AssignFailed'; at: number; task_id: string; node_id: string; reason: string; unreachable: boolean }
   | { kind: 'CancelAnswered'; at: number; task_id: string; not_running: boolean; reason: string }
+  /** A group's master playlist was written (or, with `error`, could not be). */
+  | { kind: 'PlaylistWritten'; at: number; group: string; task_ids: string[]; path: string; error?: string }
   /** A later term wrote the ledger: this leader places nothing more. */
   | { kind: 'Deposed'; at: number; reason: string };
 
@@ -88,7 +92,12 @@ export type Effect =
   /** Run a pass (a Wake event) at this time, unless one is due sooner. */
   | { kind: 'Wake'; at: number }
   /** A line for the operator's log. */
-  | { kind: 'Alert'; message: string };
+  | { kind: 'Alert'; message: string }
+  /**
+   * Write a group's HLS master playlist (`text`) at `path`, beside its renditions, once all of them
+   * succeeded; a PlaylistWritten event comes back. `path` must lie in the leader's output roots.
+   */
+  | { kind: 'WritePlaylist'; group: string; path: string; text: string; task_ids: string[] };
 
 /** Replies the gRPC handlers give, from the event that carried the call. */
 export type Reply =

@@ -75,7 +75,7 @@ export function replay(lines: Iterable<string>, predictorFor: (version: string, 
       if (!c) throw new Error(`line ${n}: the Started event has no configuration to rebuild the core from`);
       if (!predictor) throw new Error(`line ${n}: no ModelChanged event before the term's start names the model`);
       core = new LeaderCore({
-        predictor, validation: { allowedInputRoots: c.allowed_input_roots }, leaseMs: c.lease_ms, maxAttempts: c.max_attempts,
+        predictor, validation: { allowedInputRoots: c.allowed_input_roots, allowedOutputRoots: c.allowed_output_roots }, leaseMs: c.lease_ms, maxAttempts: c.max_attempts,
         queuePolicy: c.queue_policy, reservation: c.reservation, policy: placementPolicy(c.placement), timeLimit: c.time_limit,
       });
       out.terms.push(started.term);

@@ -16,6 +16,8 @@
  * decides the same.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { realpath, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats';
 import {
   AgentClient, SchemaValidationError, failureKind, truncate, validateInputPath, validateInputProbe,
@@ -176,7 +178,7 @@ export class Leader {
     const saved = await (this.o.ledgerStore && retryUnavailable(() => this.o.ledgerStore!.load()))?.catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
     const config: CoreConfig = {
       lease_ms: this.o.leaseMs, max_attempts: this.o.maxAttempts, ...(this.o.timeLimit && { time_limit: this.o.timeLimit }), reservation: this.o.reservation, placement: this.o.policy?.name ?? 'best-fit',
-      queue_policy: this.o.queuePolicy, allowed_input_roots: [...this.o.validation.allowedInputRoots], coverage: this.o.coverage,
+      queue_policy: this.o.queuePolicy, allowed_input_roots: [...this.o.validation.allowedInputRoots], allowed_output_roots: [...(this.o.validation.allowedOutputRoots ?? [])], coverage: this.o.coverage,
     };
     await this.feed([{ kind: 'Started', at: this.now(), term: this.o.term, leader_id: this.o.id, tasks, saved, config }]);
     // The resumed ledger is saved at once: its first save fences out every older term.
@@ -287,6 +289,8 @@ export class Leader {
         case 'SaveLedger': this.saveSoon(); break;
         case 'Wake': this.wake(e.at); break;
         case 'Alert': this.log(e.message); break;
+        // After the records before it: the members' records say `writing` before they can say `written`.
+        case 'WritePlaylist': all.push(Promise.allSettled([...last.values()]).then(() => this.writePlaylist(e))); break;
       }
     }
     // First writes that failed: their submissions are redelivered, and written again then.
@@ -336,6 +340,37 @@ export class Leader {
         .then((r) => ({ refused: r.accepted ? undefined : r.reason, unreachable: failureKind(r.refusal) === 'DRAINING' }), (err: Error) => ({ refused: err.message, unreachable: true }));
     if (reply.refused === undefined) return;
     await this.feed([{ kind: 'AssignFailed', at: this.now(), task_id: e.assignment.task_id, node_id: e.node_id, reason: reply.refused, unreachable: reply.unreachable }]);
+  }
+
+  /**
+   * Writes a group's master playlist beside its renditions (a temporary file renamed over any
+   * earlier one), where its directory resolves inside this leader's output roots: the renditions
+   * are on the nodes that encoded them, so this host must see the same filesystem (a shared mount
+   * for a ladder spread over nodes). The outcome goes back to the core.
+   */
+  private async writePlaylist(e: Effect & { kind: 'WritePlaylist' }): Promise<void> {
+    let error: string | undefined;
+    try {
+      const dir = await realpath(path.dirname(e.path)).catch((err: NodeJS.ErrnoException) => {
+        throw new Error(`${path.dirname(e.path)} is not reachable from this leader's host (${err.code ?? err.message}): the renditions are on their nodes; a shared filesystem mounted here too lets the leader write it`);
+      });
+      const roots = await Promise.all((this.o.validation.allowedOutputRoots ?? []).map((r) => realpath(r).catch(() => undefined)));
+      if (!roots.some((r) => r && (dir === r || dir.startsWith(r.endsWith(path.sep) ? r : r + path.sep)))) {
+        throw new Error(`${dir} is outside this leader's output roots (PRESCIENT_OUTPUT_ROOTS)`);
+      }
+      const file = path.join(dir, path.basename(e.path));
+      const tmp = `${file}.${process.pid}.tmp`;
+      try {
+        await writeFile(tmp, e.text, { mode: 0o644, flag: 'wx' });
+        await rename(tmp, file);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    await this.feed([{ kind: 'PlaylistWritten', at: this.now(), group: e.group, task_ids: e.task_ids, path: e.path, ...(error && { error }) }]);
   }
 
   private async cancel(e: Effect & { kind: 'Cancel' }): Promise<void> {

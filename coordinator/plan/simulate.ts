@@ -275,7 +275,7 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const predictor = oracle ? new OraclePredictor(cached, actualOf) : cached;
   const core = new LeaderCore({
     // No input is read: a template's file may be anywhere (the path is only described to the model).
-    predictor, validation: { allowedInputRoots: ['/'] }, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
+    predictor, validation: { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] }, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
     reservation: parseReservationPolicy(oracle ? 'predictive' : o.policy), policy: POLICIES['best-fit'],
   });
   const jobs: SimJob[] = [];

@@ -37,7 +37,7 @@ export function runsToRows(runs: readonly TrainingRun[]): LabelledRow[] {
 function parseSchema(json: string | null): EncodingSchema | undefined {
   if (!json) return undefined;
   try {
-    return validateEncodingSchema(JSON.parse(json), { allowedInputRoots: ['/'] });
+    return validateEncodingSchema(JSON.parse(json), { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] });
   } catch {
     return undefined; // an unparseable or since-invalid schema: the row's own columns still describe it
   }

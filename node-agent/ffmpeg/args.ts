@@ -8,8 +8,8 @@
  */
 import path from 'node:path';
 import {
-  ENCODERS, EXTRA_OPTIONS, GPU_ENCODERS, OUTPUT_CODECS, PRESETS, SYNTHETIC_SOURCES,
-  type ContentComplexity, type EncodingSchema, type Encoder, type InputSpec, type OutputCodec, type OutputSpec, type RateControl, type Resolution,
+  AUDIO_MODES, DEFAULT_AUDIO_KBPS, ENCODERS, EXTRA_OPTIONS, GPU_ENCODERS, HLS_SEGMENT_S, OUTPUT_CODECS, PRESETS, SYNTHETIC_SOURCES,
+  type AudioSpec, type ContentComplexity, type EncodingSchema, type Encoder, type InputSpec, type OutputCodec, type OutputSpec, type RateControl, type Resolution,
 } from '../../shared/index.js';
 import { UnsupportedEncodeError } from './errors.js';
 
@@ -38,20 +38,37 @@ export interface EncodeTarget {
   passlog_prefix: string;
   /** A file input as this node hands it; absent: `input.path` itself, any demuxer. */
   input?: InputAccess;
+  /**
+   * The codec of each audio stream of a file input, as ffprobe names them (`aac`, `opus`, …):
+   * `output.audio: auto` copies them where the container carries them all. Absent: not known
+   * (auto then encodes); empty: the input has none.
+   */
+  audio_codecs?: readonly string[];
+  /** An HLS output's name: its playlist `<name>.m3u8`, `<name>-init.mp4`, segments `<name>-00000.m4s`. Default task_id. */
+  hls_name?: string;
 }
 
-/** mp4 for h264/hevc/av1, webm for vp9. */
-export type Container = 'mp4' | 'webm';
+/** mp4 for h264/hevc/av1, webm for vp9; hls for `output.format: hls` (fMP4 segments). */
+export type Container = 'mp4' | 'webm' | 'hls';
 
 export interface EncodePlan {
   /** One argv (without the ffmpeg binary) per pass, to be run in order. */
   passes: string[][];
-  /** What ffmpeg writes: `OUTDIR/<task_id>.part.<ext>`. */
+  /** What ffmpeg writes: `OUTDIR/<task_id>.part.<ext>`; for HLS the playlist `OUTDIR/<name>.m3u8`, its init and segments beside it. */
   part_path: string;
-  /** What `part_path` is renamed to once everything succeeded: `OUTDIR/<task_id>.<ext>`. */
+  /** What `part_path` is renamed to once everything succeeded: `OUTDIR/<task_id>.<ext>` (HLS: the same as part_path). */
   final_path: string;
   container: Container;
 }
+
+/** Audio codecs (ffprobe's names) each container takes as they are: `auto` copies these, encodes the rest. */
+export const COPYABLE_AUDIO: Record<Container, readonly string[]> = {
+  mp4: ['aac', 'mp3', 'ac3', 'eac3', 'alac'],
+  hls: ['aac', 'mp3', 'ac3', 'eac3'],
+  webm: ['opus', 'vorbis'],
+};
+/** A synthetic input's audio, when asked for: a 1 kHz tone, stereo at 48 kHz (raw PCM, so always encoded). */
+const TONE = 'sine=frequency=1000:sample_rate=48000,aformat=channel_layouts=stereo';
 
 export const CONTAINERS: Record<OutputCodec, Container> = { h264: 'mp4', hevc: 'mp4', av1: 'mp4', vp9: 'webm' };
 
@@ -71,19 +88,38 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   const { output } = schema;
   const codec = member(output.codec, OUTPUT_CODECS, 'output.codec');
   const encoder = member(output.encoder, ENCODERS[codec] as readonly Encoder[], 'output.encoder');
-  const container = CONTAINERS[codec];
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
+  const hls = output.format === 'hls';
+  const container: Container = hls ? 'hls' : CONTAINERS[codec];
+  if (!SAFE_NAME.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
+  const name = target.hls_name ?? target.task_id;
+  if (!SAFE_NAME.test(name)) throw new UnsupportedEncodeError('output.path', `${JSON.stringify(name)} is not safe as an HLS name`);
   const threads = threadCount(grant.core_ids);
   const outDir = path.resolve(target.output_dir);
-  const part_path = path.join(outDir, `${target.task_id}.part.${container}`);
-  const final_path = path.join(outDir, `${target.task_id}.${container}`);
+  const part_path = hls ? path.join(outDir, `${name}.m3u8`) : path.join(outDir, `${target.task_id}.part.${container}`);
+  const final_path = hls ? part_path : path.join(outDir, `${target.task_id}.${container}`);
 
   const x265Params: string[] = [];
-  const common = [...globalArgs(threads), ...inputArgs(schema.input, threads, 'encode', target.input), ...codecArgs(schema, grant, threads, x265Params)];
-  const finalOut = ['-f', container, `file:${part_path}`];
+  const input = [...globalArgs(threads), ...inputArgs(schema.input, threads, 'encode', target.input)];
+  const tone = schema.input.kind === 'synthetic' && schema.input.audio === true
+    ? ['-f', 'lavfi', '-t', fmt(num(schema.input.duration_s, 'input.duration_s', 0, 24 * 3600)), '-i', TONE] : [];
+  const video = codecArgs(schema, grant, threads, x265Params);
+  const common = [...input, ...tone, ...video];
+  const audio = audioArgs(schema, container, target.audio_codecs);
+  const finalOut = hls
+    ? [
+      // Apple's players take HEVC in fMP4 only as hvc1 (parameter sets in the sample entry).
+      ...(codec === 'hevc' ? ['-tag:v', 'hvc1'] : []),
+      '-force_key_frames', `expr:gte(t,n_forced*${HLS_SEGMENT_S})`,
+      '-f', 'hls', '-hls_time', String(HLS_SEGMENT_S), '-hls_playlist_type', 'vod', '-hls_list_size', '0',
+      '-hls_flags', 'independent_segments', '-hls_segment_type', 'fmp4', '-hls_fmp4_init_filename', `${name}-init.mp4`,
+      '-hls_segment_filename', path.join(outDir, `${name}-%05d.m4s`), `file:${part_path}`,
+    ]
+    : ['-f', container, `file:${part_path}`];
   const withX265 = (extra: string[]) => (encoder === 'libx265' ? ['-x265-params', [...x265Params, ...extra].join(':')] : []);
-  if (output.passes !== 2) return { passes: [[...common, ...withX265([]), ...finalOut]], part_path, final_path, container };
+  if (output.passes !== 2) return { passes: [[...common, ...audio, ...withX265([]), ...finalOut]], part_path, final_path, container };
 
+  // The first pass only analyses the picture: no audio is read or encoded for it.
+  const videoOnly = ['-map', `0:v:0`, '-an'];
   const nullOut = ['-f', 'null', '/dev/null'];
   if (encoder === 'libsvtav1') throw new UnsupportedEncodeError('output.passes', 'ffmpeg 5.1 cannot run libsvtav1 in two passes');
   if (encoder === 'libx265') {
@@ -91,12 +127,44 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
     const stats = `${target.passlog_prefix}.x265`;
     if (stats.includes(':')) throw new UnsupportedEncodeError('passlog_prefix', 'must not contain ":" (the x265-params separator)');
     return {
-      passes: [[...common, ...withX265(['pass=1', `stats=${stats}`]), ...nullOut], [...common, ...withX265(['pass=2', `stats=${stats}`]), ...finalOut]],
+      passes: [[...input, ...video, ...videoOnly, ...withX265(['pass=1', `stats=${stats}`]), ...nullOut], [...common, ...audio, ...withX265(['pass=2', `stats=${stats}`]), ...finalOut]],
       part_path, final_path, container,
     };
   }
   const pass = (n: 1 | 2) => ['-pass', String(n), '-passlogfile', target.passlog_prefix];
-  return { passes: [[...common, ...pass(1), ...nullOut], [...common, ...pass(2), ...finalOut]], part_path, final_path, container };
+  return { passes: [[...input, ...video, ...videoOnly, ...pass(1), ...nullOut], [...common, ...audio, ...pass(2), ...finalOut]], part_path, final_path, container };
+}
+
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * Stream mapping and audio codec. The first video stream always; audio as `output.audio` says:
+ * `none` drops it (`-an`); otherwise every audio stream of a file input is mapped optionally
+ * (`0:a?`: a video-only input is not an error), and a synthetic input's tone where one was asked
+ * for. `auto` copies where the container carries every input audio codec (known from ffprobe),
+ * else encodes: AAC for MP4 and HLS, Opus for WebM.
+ */
+export function audioArgs(schema: EncodingSchema, container: Container, audio_codecs?: readonly string[]): string[] {
+  const spec: AudioSpec = schema.output.audio ?? { mode: 'auto' };
+  const mode = member(spec.mode, AUDIO_MODES, 'output.audio.mode');
+  const tone = schema.input.kind === 'synthetic' && schema.input.audio === true;
+  if (mode === 'none' || (schema.input.kind === 'synthetic' && !tone) || (audio_codecs !== undefined && audio_codecs.length === 0)) return ['-map', '0:v:0', '-an', '-sn', '-dn'];
+  const map = ['-map', '0:v:0', '-map', tone ? '1:a:0' : '0:a?', '-sn', '-dn'];
+  const encoded = container === 'webm' ? 'libopus' : 'aac';
+  const encode = (kbps: number) => ['-c:a', encoded, '-b:a', `${Math.round(num(kbps, 'output.audio.bitrate_kbps', 8, 512, true))}k`];
+  const copyable = !tone && audio_codecs !== undefined && audio_codecs.every((c) => COPYABLE_AUDIO[container].includes(c));
+  switch (mode) {
+    case 'auto': return [...map, ...(copyable ? ['-c:a', 'copy'] : encode(DEFAULT_AUDIO_KBPS))];
+    case 'copy':
+      if (tone) throw new UnsupportedEncodeError('output.audio', 'the synthetic tone is raw PCM, which cannot be copied into the output: use auto or an encoded mode');
+      if (audio_codecs !== undefined && !copyable) throw new UnsupportedEncodeError('output.audio', `the input's ${audio_codecs.join(', ')} audio cannot be copied into ${container === 'hls' ? 'HLS' : container.toUpperCase()} (it takes ${COPYABLE_AUDIO[container].join(', ')}): use auto or an encoded mode`);
+      return [...map, '-c:a', 'copy'];
+    case 'aac':
+    case 'opus': {
+      if ((mode === 'aac') !== (encoded === 'aac')) throw new UnsupportedEncodeError('output.audio', `${mode} audio does not go into ${container === 'hls' ? 'HLS' : container.toUpperCase()}`);
+      return [...map, ...encode((spec as { bitrate_kbps?: number }).bitrate_kbps ?? DEFAULT_AUDIO_KBPS)];
+    }
+  }
 }
 
 /** HLS segment length of a live channel, in seconds: keyframes are forced at this interval. */
@@ -137,6 +205,8 @@ export function compileLive(
     ...globalArgs(threads),
     ...inputArgs(schema.input, threads, 'live', target.input),
     ...codecArgs(schema, grant, threads, x265Params),
+    // A live channel is video only (its window is one video rendition).
+    '-map', '0:v:0', '-an', '-sn', '-dn',
     ...(schema.output.encoder === 'libx265' ? ['-x265-params', x265Params.join(':')] : []),
     '-force_key_frames', `expr:gte(t,n_forced*${LIVE_SEGMENT_S})`,
     '-f', 'hls', '-hls_time', String(LIVE_SEGMENT_S), '-hls_list_size', String(LIVE_WINDOW_SEGMENTS),
@@ -154,7 +224,6 @@ function codecArgs(schema: EncodingSchema, grant: Grant, threads: number, x265Pa
   const codec = member(output.codec, OUTPUT_CODECS, 'output.codec');
   const encoder = member(output.encoder, ENCODERS[codec] as readonly Encoder[], 'output.encoder');
   const common = [
-    '-an', '-sn', '-dn',
     '-c:v', encoder,
     ...presetArgs(encoder, member(output.preset, PRESETS[encoder], 'output.preset')),
     ...rateControlArgs(encoder, output.rate_control),

@@ -17,8 +17,12 @@ export interface EncodeJob {
   bandwidth_mbps?: number;
   /** What this node enforces (detectEnforcement). Absent: ffmpeg is only pinned to its cores. */
   enforcement?: EnforcementPlan;
-  /** The output lands at `<output_dir>/<task_id>.<mp4|webm>`. */
+  /** Without `output.path` the output lands at `<output_dir>/<task_id>.<mp4|webm|m3u8>`. */
   output_dir: string;
+  /** Directories an `output.path` must lie in once its symlinks are resolved. Absent: allowedOutputRoots(stateDir()). */
+  output_roots?: readonly string[];
+  /** This node's id: `{node}` in `output.path`. */
+  node_id?: string;
   /**
    * Directories a file input must lie in once its symlinks are resolved (ffmpeg/inputs.ts): the
    * agent's allowed input roots. Absent: allowedInputRoots(stateDir()), this node's configuration.

@@ -3,9 +3,12 @@
  * same cores — and returns its EncodeResult. Cancellation arrives as a message on the task's
  * port (Piscina's own `signal` would terminate this thread mid-encode).
  */
-import { lstat, mkdir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { allowedInputRoots, stateDir, type EncodeResult, type EncodeSample } from '../../shared/index.js';
+import {
+  allowedInputRoots, allowedOutputRoots, effectiveOutput, expandOutputPath, renditionName, stateDir, SchemaValidationError,
+  type EncodeResult, type EncodeSample, type OutputMedia,
+} from '../../shared/index.js';
 import {
   compileEncode, compileLive, runFfmpeg,
   EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError,
@@ -13,7 +16,8 @@ import {
 } from '../ffmpeg/index.js';
 import { mergeUsage, strictClock } from '../sampling/index.js';
 import { measureQuality } from '../ffmpeg/probe.js';
-import { openInput, type HandedInput } from '../ffmpeg/inputs.js';
+import { openInput, realRoots, type HandedInput } from '../ffmpeg/inputs.js';
+import { mediaSegments, rfc6381Codecs, segmentBandwidth } from '../ffmpeg/hls.js';
 import { ffmpegDir, handedPath, reclaim } from '../ffmpeg/sandbox.js';
 import { confineTask, ffmpegGpuIds, ReservationExceededError, type Confinement } from '../enforce/index.js';
 import type { EncodeJob, EncodeProgress, FromWorker, MeasuredEncode, SerializedError, ToWorker, WorkerOutcome, WorkerTask } from './types.js';
@@ -60,17 +64,20 @@ async function encode(
     // The plan as ffmpeg sees it: it writes through its handed directory. With CUDA_VISIBLE_DEVICES
     // set, ffmpeg numbers the reserved GPUs from 0 (its -gpu option).
     const seen = handedPath('dir');
+    const picture = probedPicture(input);
+    const target = await outputTarget(job, picture);
     const plan = compileEncode(job.schema, { core_ids: job.core_ids, gpu_ids: ffmpegGpuIds(job.enforcement, job.gpu_ids) }, {
       task_id: job.task_id, output_dir: seen, passlog_prefix: path.join(seen, 'pass'), input: input?.access,
+      audio_codecs: input ? audioCodecs(input.ffprobe) : undefined, hls_name: target.name,
     });
-    workDir = path.join(job.output_dir, `${job.task_id}.work`); // task_id is a safe file name once compiled
+    // The work dir is beside the final output, so finished files are renamed into place on one filesystem.
+    workDir = path.join(target.dir, `${job.task_id}.work`); // task_id is a safe file name once compiled
     const part_path = path.join(workDir, path.basename(plan.part_path));
-    const final_path = path.join(job.output_dir, path.basename(plan.final_path));
-    await mkdir(job.output_dir, { recursive: true });
+    const final_path = target.file ?? path.join(target.dir, path.basename(plan.final_path));
     work = await ffmpegDir(workDir);
     confinement = confineTask(job.enforcement, {
       task_id: job.task_id, core_ids: job.core_ids, gpu_ids: job.gpu_ids, memory_gb: job.memory_gb, bandwidth_mbps: job.bandwidth_mbps,
-      paths: [...(input ? [input.real_path] : []), job.output_dir],
+      paths: [...(input ? [input.real_path] : []), target.dir],
     });
     const runs: FfmpegRun[] = [];
     const clock = strictClock(); // one for all passes: ts_ms identifies a sample within its job
@@ -100,15 +107,22 @@ async function encode(
     // ffmpeg's user owns the work dir: what is there must be the file it wrote, not a link it left.
     const written = await lstat(part_path);
     if (!written.isFile()) throw new Error(`${part_path} is not a regular file after the encode`);
-    const output_bytes = written.size;
+    const hls = plan.container === 'hls';
     const input_bytes = input?.size ?? 0;
-    const { method: _method, ...quality } = job.quality === false ? { method: '' } : await measureQuality(job.schema, part_path, grant, { signal, roots: rootsOf(job) });
-    await rename(part_path, final_path);
-    await reclaim(final_path);
+    const { method: _method, ...quality } = job.quality === false || hls ? { method: '' } : await measureQuality(job.schema, part_path, grant, { signal, roots: rootsOf(job) });
+    await insideRoots(target.dir, job, target.file !== undefined); // again, just before anything is moved there
+    const { output_bytes, media } = hls
+      ? await publishHls(workDir, target.dir, path.basename(part_path), job, picture)
+      : { output_bytes: written.size, media: undefined };
+    if (!hls) {
+      await rename(part_path, final_path);
+      await reclaim(final_path);
+    }
     return {
       actual: usage(runs, input_bytes, output_bytes, job.core_ids.length),
       output_bytes,
       output_path: final_path,
+      ...(media && { media }),
       ...quality,
       pinned: runs.every((r) => r.pinned),
       frames: runs.at(-1)?.last_progress?.frame ?? 0,
@@ -183,6 +197,106 @@ async function live(
     if (written) await reclaim(written).catch(() => undefined);
     await confinement?.release();
   }
+}
+
+/** The first video stream's size as ffprobe read it from a file input's headers. */
+function probedPicture(input: HandedInput | undefined): { width?: number; height?: number; fps?: number } {
+  const streams = (input?.ffprobe as { streams?: { codec_type?: string; width?: number; height?: number; avg_frame_rate?: string }[] } | undefined)?.streams ?? [];
+  const v = streams.find((s) => s.codec_type === 'video');
+  const [n, d] = (v?.avg_frame_rate ?? '').split('/').map(Number);
+  return { width: v?.width, height: v?.height, fps: n > 0 && d > 0 ? n / d : undefined };
+}
+
+/** Each audio stream's codec name, as ffprobe gave it (`output.audio: auto` copies what the container carries). */
+function audioCodecs(ffprobe: unknown): string[] | undefined {
+  const streams = (ffprobe as { streams?: { codec_type?: unknown; codec_name?: unknown }[] } | undefined)?.streams;
+  if (!Array.isArray(streams)) return undefined;
+  const audio = streams.filter((s) => s?.codec_type === 'audio');
+  return audio.every((s) => typeof s.codec_name === 'string') ? audio.map((s) => s.codec_name as string) : undefined;
+}
+
+/**
+ * Where the output goes: the node's output dir (`<task_id>.<ext>`), or `output.path` expanded for
+ * this job and node. That directory is made (by the agent: ffmpeg writes only into the work dir
+ * inside it, handed to it) and must resolve inside the output roots, links and all.
+ */
+async function outputTarget(job: EncodeJob, picture: { width?: number; height?: number }): Promise<{ dir: string; file?: string; name?: string }> {
+  const s = job.schema;
+  const hls = s.output.format === 'hls';
+  if (s.output.path === undefined) {
+    await mkdir(job.output_dir, { recursive: true });
+    return { dir: job.output_dir, ...(hls && { name: job.task_id }) };
+  }
+  const eff = effectiveOutput(s).resolution ?? (picture.width && picture.height ? { width: picture.width, height: picture.height } : undefined);
+  let file: string;
+  try {
+    file = expandOutputPath(s.output.path, {
+      job_id: job.task_id, group: s.group?.id, rendition: renditionName(s, eff?.height), node: job.node_id,
+      height: eff ? String(eff.height) : 'source', width: eff ? String(eff.width) : 'source', codec: s.output.codec,
+    });
+  } catch (e) {
+    if (e instanceof SchemaValidationError) throw new UnsupportedEncodeError('output.path', e.issues.map((i) => i.reason).join('; '));
+    throw e;
+  }
+  const dir = path.dirname(file);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw new UnsupportedEncodeError('output.path', `${dir} cannot be made on this node (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the agent's user must be able to write there`);
+  }
+  await insideRoots(dir, job, true);
+  return { dir, file, ...(hls && { name: path.basename(file, '.m3u8') }) };
+}
+
+/** Refuses an `output.path` directory that resolves (through links) outside this node's output roots. */
+async function insideRoots(dir: string, job: EncodeJob, named: boolean): Promise<void> {
+  if (!named) return;
+  const real = await realpath(dir);
+  const roots = await realRoots(job.output_roots ?? allowedOutputRoots(stateDir()));
+  if (!roots.some((r) => real.startsWith(r.endsWith(path.sep) ? r : r + path.sep) || real === r)) {
+    throw new UnsupportedEncodeError('output.path', `${dir} resolves to ${real}, outside this node's output roots (${roots.join(', ') || 'none exists on this node'})`);
+  }
+}
+
+/**
+ * Moves an HLS rendition from the work dir into place: the init segment and the segments first,
+ * the playlist last (renamed over any earlier one), so a player never finds a playlist whose
+ * segments are not there yet. Returns the bytes written and what a master playlist needs.
+ */
+async function publishHls(workDir: string, dir: string, playlistName: string, job: EncodeJob, picture: { width?: number; height?: number; fps?: number }): Promise<{ output_bytes: number; media: OutputMedia }> {
+  const name = path.basename(playlistName, '.m3u8');
+  const text = await readFile(path.join(workDir, playlistName), 'utf8');
+  const segments = mediaSegments(text);
+  const sized: { duration_s: number; bytes: number }[] = [];
+  let output_bytes = 0;
+  const move = async (f: string) => {
+    const st = await lstat(path.join(workDir, f));
+    if (!st.isFile()) throw new Error(`${f} is not a regular file after the encode`);
+    output_bytes += st.size;
+    await rename(path.join(workDir, f), path.join(dir, f));
+    await reclaim(path.join(dir, f));
+    return st.size;
+  };
+  const init = `${name}-init.mp4`;
+  const codecs = rfc6381Codecs(await readFile(path.join(workDir, init)).catch(() => Buffer.alloc(0)));
+  await move(init);
+  for (const s of segments) sized.push({ duration_s: s.duration_s, bytes: await move(s.uri) });
+  await move(playlistName);
+  const bw = segmentBandwidth(sized);
+  const eff = effectiveOutput(job.schema);
+  const res = eff.resolution ?? (picture.width && picture.height ? { width: picture.width, height: picture.height } : undefined);
+  const fps = eff.fps ?? picture.fps;
+  return {
+    output_bytes,
+    media: {
+      format: 'hls',
+      ...(res && { width: res.width, height: res.height }),
+      ...(fps !== undefined && { frame_rate: Math.round(fps * 1000) / 1000 }),
+      ...(codecs && { codecs }),
+      ...(bw && { bandwidth_bps: bw.peak_bps, average_bandwidth_bps: bw.average_bps }),
+      ...(job.schema.output.rendition && { rendition: job.schema.output.rendition }),
+    },
+  };
 }
 
 async function dirBytes(dir: string): Promise<number> {

@@ -122,6 +122,8 @@ export interface SyntheticInput {
   duration_s?: number;
   /** 0–100: strength of temporal noise added to raise content complexity. */
   noise: number;
+  /** A 1 kHz stereo test tone alongside the picture (lavfi `sine`); absent: the source has no audio. */
+  audio?: true;
   /** Its content complexity, measured at submission (the rest of a lavfi source is known). */
   probe?: InputProbe;
 }
@@ -141,6 +143,45 @@ export type InputSpec = SyntheticInput | FileInput;
 
 export type RateControl = { mode: 'crf'; crf: number } | { mode: 'bitrate'; bitrate_kbps: number };
 
+/**
+ * What becomes of the input's audio. `auto` (the default, also when `audio` is absent): kept when
+ * the input has any, copied where the output's container carries its codec, else encoded (AAC in
+ * MP4 and HLS, Opus in WebM). `copy`: copied as it is (an encode whose container cannot carry it
+ * fails, saying so). `aac` / `opus`: encoded at `bitrate_kbps`. `none`: dropped (`-an`).
+ * A synthetic input has audio only with `input.synthetic.audio: true`.
+ */
+export const AUDIO_MODES = ['auto', 'copy', 'aac', 'opus', 'none'] as const;
+export type AudioMode = (typeof AUDIO_MODES)[number];
+export type AudioSpec = { mode: 'auto' | 'copy' | 'none' } | { mode: 'aac' | 'opus'; bitrate_kbps: number };
+/** Bitrate of an encoded audio track when the spec gives none. */
+export const DEFAULT_AUDIO_KBPS = 128;
+
+/**
+ * How the output is written: `file`, one MP4 (h264, hevc, av1) or WebM (vp9) file; `hls`, a VOD
+ * HLS rendition (a media playlist `NAME.m3u8` with `NAME-init.mp4` and fMP4 segments
+ * `NAME-00000.m4s` beside it, keyframes forced at every segment boundary so the renditions of a
+ * ladder switch cleanly). A group whose members are all HLS gets a master playlist.
+ */
+export const OUTPUT_FORMATS = ['file', 'hls'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+/** Length of an HLS output's segments, in seconds. */
+export const HLS_SEGMENT_S = 4;
+
+/**
+ * Placeholders `output.path` may use; each expands to one path segment's worth of
+ * `[A-Za-z0-9._-]` (never `.`, `..` or a slash), so a template inside the output roots stays
+ * inside them whatever it expands to. Expanded on the node that runs the encode.
+ * - `{job_id}`    the job's id
+ * - `{group}`     its group's id (only in a job that has a `group`)
+ * - `{rendition}` `output.rendition`, else `<height>p` of the output (`source` where unknown)
+ * - `{height}`, `{width}`  the output's picture size in pixels (`source` where unknown)
+ * - `{codec}`     `output.codec`
+ * - `{node}`      the id of the node that encodes it
+ */
+export const OUTPUT_PLACEHOLDERS = ['job_id', 'group', 'rendition', 'height', 'width', 'codec', 'node'] as const;
+export type OutputPlaceholder = (typeof OUTPUT_PLACEHOLDERS)[number];
+const MAX_OUTPUT_PATH = 1024;
+
 export interface OutputSpec {
   codec: OutputCodec;
   encoder: Encoder;
@@ -154,6 +195,19 @@ export interface OutputSpec {
   gop?: number;
   passes: 1 | 2;
   options: Record<string, string>;
+  /**
+   * Where the output goes: an absolute path template (OUTPUT_PLACEHOLDERS) inside the allowed
+   * output roots, e.g. `/srv/out/{group}/{rendition}.m3u8`, its file name ending in the format's
+   * extension (.mp4, .webm, .m3u8). It is a path on the node that encodes: a ladder spread over
+   * nodes needs a filesystem they share. Absent: `<agent output dir>/<job id>.<ext>` as before.
+   */
+  path?: string;
+  /** Absent: `file`, or `hls` where `path` ends in .m3u8. */
+  format?: OutputFormat;
+  /** This rendition's name in a ladder ({rendition}); absent: `<height>p`. */
+  rendition?: string;
+  /** Absent: `auto`. */
+  audio?: AudioSpec;
 }
 
 /**
@@ -194,6 +248,8 @@ export interface EncodingSchema {
 export interface ValidationContext {
   /** Absolute directories an input file must live under. */
   allowedInputRoots: readonly string[];
+  /** Absolute directories an `output.path` must lie under; absent or empty: no job may name one. */
+  allowedOutputRoots?: readonly string[];
 }
 
 const MAX_DIMENSION = 8192;
@@ -311,7 +367,7 @@ const FILE_INPUT_FIELDS = ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps',
  * validated (`kind`-tagged) input form is accepted too: its `source` and `noise` are the
  * written form's `synthetic` (and a file's are ignored, as they always were).
  */
-const VALIDATED_INPUT_FIELDS = ['kind', 'source', 'noise'];
+const VALIDATED_INPUT_FIELDS = ['kind', 'source', 'noise', 'audio'];
 
 function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boolean): InputSpec | undefined {
   const o = c.object(raw, 'input');
@@ -323,10 +379,12 @@ function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boo
   const probe = checkProbe(c, own(o, 'probe'), hasSynth);
   const obj = c.fields(o, 'input', [...(hasSynth ? SYNTHETIC_INPUT_FIELDS : FILE_INPUT_FIELDS), ...(kind === undefined ? [] : VALIDATED_INPUT_FIELDS)]);
   if (hasSynth) {
-    const s = kind === 'synthetic' ? { source: obj.source, noise: obj.noise } : c.mapping(obj.synthetic, 'input.synthetic', ['source', 'noise']);
+    const s = kind === 'synthetic' ? { source: obj.source, noise: obj.noise, audio: obj.audio } : c.mapping(obj.synthetic, 'input.synthetic', ['source', 'noise', 'audio']);
     if (!s) return undefined;
     const source = c.oneOf(s.source, 'input.synthetic.source', SYNTHETIC_SOURCES);
     const noise = c.number(s.noise, 'input.synthetic.noise', 0, 100) ?? 0;
+    const audio = s.audio === undefined || s.audio === false ? undefined
+      : s.audio === true ? (true as const) : c.fail(kind === 'synthetic' ? 'input.audio' : 'input.synthetic.audio', `must be true or false, got ${describeValue(s.audio)}`);
     const resolution = c.resolution(obj.resolution, 'input.resolution', true);
     const fps = c.number(obj.fps, 'input.fps', MIN_FPS, MAX_FPS, { ...FPS_RULE, required: true });
     // A live source has no end: a duration would say the channel stops by itself, which it does not.
@@ -334,7 +392,7 @@ function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boo
       ? (obj.duration_s === undefined ? undefined : c.fail('input.duration_s', 'must not be set for an actor: a live channel runs until it is stopped'))
       : c.number(obj.duration_s, 'input.duration_s', MIN_DURATION_S, MAX_DURATION_S, { required: true });
     if (!source || !resolution || fps === undefined || (!actor && duration_s === undefined)) return undefined;
-    return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise, probe });
+    return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise, audio, probe });
   }
   const p = checkInputPath(c, obj.path, ctx);
   const codec = c.oneOf(obj.codec, 'input.codec', INPUT_CODECS, false);
@@ -415,8 +473,8 @@ function checkInputPath(c: Checker, v: unknown, ctx: ValidationContext): string 
   return normal;
 }
 
-function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
-  const obj = c.mapping(raw, 'output', ['codec', 'encoder', 'preset', 'rate_control', 'resolution', 'fps', 'gop', 'passes', 'options']);
+function checkOutput(c: Checker, raw: unknown, ctx: ValidationContext, group: boolean, actor: boolean): OutputSpec | undefined {
+  const obj = c.mapping(raw, 'output', ['codec', 'encoder', 'preset', 'rate_control', 'resolution', 'fps', 'gop', 'passes', 'options', 'path', 'format', 'rendition', 'audio']);
   if (!obj) return undefined;
   const codec = c.oneOf(obj.codec, 'output.codec', OUTPUT_CODECS);
   let encoder: Encoder | undefined;
@@ -450,8 +508,114 @@ function checkOutput(c: Checker, raw: unknown): OutputSpec | undefined {
       options[name] = s;
     }
   }
+  const rendition = obj.rendition === undefined ? undefined
+    : typeof obj.rendition === 'string' && /^[A-Za-z0-9_-]{1,32}$/.test(obj.rendition) ? obj.rendition
+      : c.fail('output.rendition', `must be 1–32 letters, digits, underscores or hyphens, got ${describeValue(obj.rendition)}`);
+  const p = obj.path === undefined ? undefined : checkOutputPath(c, obj.path, ctx, group);
+  let format = c.oneOf(obj.format, 'output.format', OUTPUT_FORMATS, false);
+  if (p !== undefined) {
+    const ext = path.extname(p).slice(1);
+    const fmt = format ?? (ext === 'm3u8' ? 'hls' : 'file');
+    const want = fmt === 'hls' ? 'm3u8' : codec ? CONTAINER_OF[codec] : undefined;
+    if (want && ext !== want) c.fail('output.path', `must end in .${want} for ${fmt === 'hls' ? 'an HLS output' : `a ${codec} file`}, got ${describeValue(path.basename(p))}`);
+    if (fmt === 'hls') format = 'hls';
+  }
+  if (actor && (p !== undefined || format !== undefined)) c.fail(p !== undefined ? 'output.path' : 'output.format', 'an actor (a live channel) writes its rolling HLS window in the node\'s output directory');
+  const audio = codec ? checkAudio(c, obj.audio, format === 'hls' ? 'hls' : CONTAINER_OF[codec]) : undefined;
+  if (actor && audio && audio.mode !== 'none') c.fail('output.audio', 'an actor (a live channel) is video only: leave it out or set none');
   if (!codec || !encoder || !preset || !rate_control) return undefined;
-  return dropUndefined({ codec, encoder, preset, rate_control, resolution, fps, gop, passes, options });
+  return dropUndefined({ codec, encoder, preset, rate_control, resolution, fps, gop, passes, options, path: p, format, rendition, audio });
+}
+
+/** The container a `file` output of each codec is written in (node-agent/ffmpeg/args.ts CONTAINERS). */
+const CONTAINER_OF: Record<OutputCodec, 'mp4' | 'webm'> = { h264: 'mp4', hevc: 'mp4', av1: 'mp4', vp9: 'webm' };
+
+/** `output.audio`: a mode's name, or `{ mode, bitrate_kbps }`; an encoded mode gets DEFAULT_AUDIO_KBPS. */
+function checkAudio(c: Checker, raw: unknown, container: 'mp4' | 'webm' | 'hls'): AudioSpec | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  let modeRaw: unknown, kbpsRaw: unknown;
+  if (typeof raw === 'string') modeRaw = raw;
+  else {
+    const o = c.mapping(raw, 'output.audio', ['mode', 'bitrate_kbps']);
+    if (!o) return undefined;
+    [modeRaw, kbpsRaw] = [o.mode, o.bitrate_kbps];
+  }
+  const mode = c.oneOf(modeRaw, typeof raw === 'string' ? 'output.audio' : 'output.audio.mode', AUDIO_MODES);
+  if (!mode) return undefined;
+  const field = typeof raw === 'string' ? 'output.audio' : 'output.audio.mode';
+  if (mode === 'aac' && container === 'webm') return c.fail(field, 'a WebM file (vp9) carries Opus or Vorbis audio, not AAC: use opus, copy or auto');
+  if (mode === 'opus' && container !== 'webm') return c.fail(field, `Opus is written to WebM (vp9) outputs only; ${container === 'hls' ? 'HLS' : 'MP4'} gets aac, copy or auto`);
+  if (mode === 'aac' || mode === 'opus') {
+    const kbps = c.number(kbpsRaw, 'output.audio.bitrate_kbps', 8, mode === 'opus' ? 510 : 512, { integer: true }) ?? DEFAULT_AUDIO_KBPS;
+    return { mode, bitrate_kbps: kbps };
+  }
+  if (kbpsRaw !== undefined) return c.fail('output.audio.bitrate_kbps', `applies to aac and opus only, not ${mode}`);
+  return { mode };
+}
+
+/**
+ * `output.path`: an absolute template whose placeholders are known, whose file name is
+ * `[A-Za-z0-9._-]` and placeholders (it becomes ffmpeg's segment names for HLS), and which,
+ * resolved, lies strictly inside an allowed output root. Placeholders expand to single path
+ * segments that are never `.` or `..`, so what is checked here holds for every expansion.
+ */
+function checkOutputPath(c: Checker, v: unknown, ctx: ValidationContext, group: boolean): string | undefined {
+  const field = 'output.path';
+  if (typeof v !== 'string' || v.length === 0) return c.fail(field, `must be a non-empty string, got ${describeValue(v)}`);
+  if (v.length > MAX_OUTPUT_PATH) return c.fail(field, `must be at most ${MAX_OUTPUT_PATH} characters, got ${v.length}`);
+  if (/[\x00-\x1f\x7f]/.test(v)) return c.fail(field, 'contains control characters');
+  if (!path.isAbsolute(v)) return c.fail(field, `must be an absolute path, got ${describeValue(v)}`);
+  const used = new Set<string>();
+  const literal = v.replace(/\{([^{}]*)\}/g, (_, name: string) => {
+    used.add(name);
+    return '';
+  });
+  const unknown = [...used].filter((n) => !(OUTPUT_PLACEHOLDERS as readonly string[]).includes(n));
+  if (unknown.length) return c.fail(field, `unknown placeholder ${unknown.map((n) => `{${n}}`).join(', ')} (known: ${OUTPUT_PLACEHOLDERS.map((n) => `{${n}}`).join(', ')})`);
+  if (/[{}]/.test(literal)) return c.fail(field, 'has a brace that is not part of a placeholder (braces are only for {placeholders})');
+  if (used.has('group') && !group) return c.fail(field, 'uses {group}, but the job has no group');
+  if (group && !['job_id', 'rendition', 'height', 'width'].some((n) => used.has(n))) {
+    return c.fail(field, 'must tell a group\'s jobs apart with {job_id}, {rendition}, {height} or {width}, or every rendition would be written to the same file');
+  }
+  const normal = path.resolve(v);
+  const base = path.basename(normal);
+  if (!/^([A-Za-z0-9._-]|\{[a-z_]+\})+$/.test(base) || /^\.+$/.test(base)) {
+    return c.fail(field, `file name ${describeValue(base)} must be letters, digits, dot, underscore, hyphen and placeholders`);
+  }
+  const roots = (ctx.allowedOutputRoots ?? []).map((r) => path.resolve(r));
+  if (!roots.some((r) => normal.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
+    return c.fail(field, `${describeValue(normal)} is outside the allowed output roots (${roots.join(', ') || 'none configured: PRESCIENT_OUTPUT_ROOTS'})`);
+  }
+  return normal;
+}
+
+/** What `output.path`'s placeholders expand to; each value must be one safe path segment. */
+export type OutputPathValues = Record<OutputPlaceholder, string | undefined>;
+const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * A validated `output.path` template with its placeholders expanded. Throws a
+ * SchemaValidationError naming `output.path` when a value it uses is missing or is not one
+ * safe path segment (so the result is still inside the root the template was checked against).
+ */
+export function expandOutputPath(template: string, values: OutputPathValues): string {
+  const c = new Checker();
+  const out = template.replace(/\{([a-z_]+)\}/g, (m, name: string) => {
+    const value = (OUTPUT_PLACEHOLDERS as readonly string[]).includes(name) ? values[name as OutputPlaceholder] : undefined;
+    if (value === undefined || !SAFE_SEGMENT.test(value)) {
+      c.fail('output.path', `{${name}} has no value that is safe in a path here (${describeValue(value)})`);
+      return m;
+    }
+    return value;
+  });
+  if (c.issues.length) throw c.error();
+  return path.resolve(out);
+}
+
+/** `{rendition}`: the output's own name, else `<height>p` of its effective height, else `source`. */
+export function renditionName(s: EncodingSchema, height?: number): string {
+  const h = s.output.resolution?.height ?? height ?? knownInput(s).resolution?.height;
+  return s.output.rendition ?? (h ? `${h}p` : 'source');
 }
 
 function checkRateControl(c: Checker, raw: unknown, encoder: Encoder): RateControl | undefined {
@@ -483,7 +647,7 @@ export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): En
   const kind = doc.kind === undefined ? 'task' : c.oneOf(doc.kind, 'kind', WORK_KINDS);
   const actor = kind === 'actor';
   const input = checkInput(c, doc.input, ctx, actor);
-  const output = checkOutput(c, doc.output);
+  const output = checkOutput(c, doc.output, ctx, doc.group !== undefined && doc.group !== null, actor);
   if (actor && output?.passes === 2) c.fail('output.passes', 'an actor (a live channel) encodes in one pass');
   if (actor && doc.deadline !== undefined) c.fail('deadline', 'an actor runs until it is stopped, so it has no deadline');
   const priority = doc.priority === undefined ? 'standard' : c.oneOf(doc.priority, 'priority', SLA_CLASSES);

@@ -36,7 +36,7 @@ export async function startStack(name: string): Promise<TestStack> {
   const logs: string[] = [];
   return {
     dir, endpoints, logs, nc,
-    validation: { allowedInputRoots: [path.join(dir, 'media')] },
+    validation: { allowedInputRoots: [path.join(dir, 'media')], allowedOutputRoots: [path.join(dir, 'output')] },
     log: (m) => { logs.push(m); if (process.env.PRESCIENT_TEST_VERBOSE) console.error(m); },
     async down() {
       await nc.drain().catch(() => undefined);
