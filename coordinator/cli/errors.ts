@@ -12,6 +12,7 @@
  * - 5 gave up waiting (`--wait`, `--timeout`): the job is still in the system.
  */
 import { ConfigError, SchemaValidationError, redactText, type FieldIssue } from '../../shared/index.js';
+import { NoSuchJobError, WrongKindError } from '../client/errors.js';
 
 export const EXIT = { failed: 1, invalid: 2, nothing_to_do: 3, no_such_job: 4, timed_out: 5 } as const;
 
@@ -28,21 +29,8 @@ export interface ErrorJson {
   };
 }
 
-/** A job id nobody has: no task record, no submission waiting in JetStream. */
-export class NoSuchJobError extends Error {
-  constructor(readonly jobId: string, detail = 'no task record and no submission waiting in JetStream') {
-    super(`no job ${jobId}: ${detail}`);
-    this.name = 'NoSuchJobError';
-  }
-}
-
-/** A request that does not fit the job it names (`stop` on a batch job); `field` is what to change. */
-export class WrongKindError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(message);
-    this.name = 'WrongKindError';
-  }
-}
+// The client's failures (coordinator/client/errors.ts): the CLI throws and prints the same classes.
+export { NoSuchJobError, WrongKindError } from '../client/errors.js';
 
 /** commander's own refusals (unknown option, missing argument): the error it threw. */
 interface CommanderLike { code: string; exitCode: number; message: string }

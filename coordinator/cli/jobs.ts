@@ -2,35 +2,14 @@
  * `prescient jobs` and what `status` and `queue` say of a job no leader has recorded yet. A job
  * is in one of two places: the task store (the KV bucket a leader writes each record to), or,
  * until a leader takes it, the jobs stream in JetStream, where it waits safely (`submitted`).
+ * The views themselves are the client's (coordinator/client/jobs.ts); here they are drawn.
  * main.ts defines the commands and loads this module when one of them runs.
  */
-import { ConfigError, TASK_STATES, validateEncodingSchema, type EncodingSchema, type EncodingTask, type TaskState, type ValidationContext } from '../../shared/index.js';
-import type { PendingSubmission } from '../bus/index.js';
+import { ConfigError, validateEncodingSchema, type EncodingSchema, type ValidationContext } from '../../shared/index.js';
+import { JOB_STATES, type JobRow, type JobState, type WaitingJob } from '../client/jobs.js';
 import { formatInput, table } from './format.js';
 
-/** A job's state as the CLI shows it: a task state, or `submitted` (in JetStream, no leader has recorded it yet). */
-export type JobState = TaskState | 'submitted';
-export const JOB_STATES: readonly JobState[] = ['submitted', ...TASK_STATES];
-
-/** Why a `submitted` job has not moved, in the words `status` and `queue` use. */
-export const WAITING_FOR_LEADER = 'submitted, waiting for a leader: it is kept in JetStream until one records it';
-
-/** What `status --json` prints for a job still in JetStream (the fields a task record would have where they are known). */
-export interface WaitingJob {
-  id: string;
-  state: 'submitted';
-  owner: string;
-  /** When JetStream stored it (epoch ms). */
-  submitted_at: number;
-  reason: string;
-  /** Its place in the jobs stream. */
-  stream_seq: number;
-  schema: unknown;
-}
-
-export function waitingJob(p: PendingSubmission): WaitingJob {
-  return { id: p.job_id, state: 'submitted', owner: p.owner, submitted_at: p.stored_at, reason: WAITING_FOR_LEADER, stream_seq: p.stream_seq, schema: p.schema };
-}
+export { JOB_STATES, WAITING_FOR_LEADER, jobsView, waitingJob, type JobRow, type JobState, type WaitingJob } from '../client/jobs.js';
 
 /** The schema of a submission if it is valid here (a leader validates it again), for the input line. */
 function validSchema(raw: unknown, ctx: ValidationContext): EncodingSchema | undefined {
@@ -62,48 +41,6 @@ export function parseLimit(v: string, flag = '--limit'): number {
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 1 || n > 10_000) throw new ConfigError(flag, `must be a whole number from 1 to 10000, got ${JSON.stringify(v)}`);
   return n;
-}
-
-/** One row of `prescient jobs`. */
-export interface JobRow {
-  job_id: string;
-  state: JobState;
-  class: string;
-  kind: 'task' | 'actor';
-  node_id: string | null;
-  owner: string | null;
-  /** ISO 8601. */
-  submitted_at: string;
-  updated_at: string;
-  reason: string;
-}
-
-const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-
-/**
- * The jobs, newest submitted first: the task records and the submissions waiting in JetStream
- * (one of them recorded meanwhile shows once, as its record), filtered by state, at most `limit`.
- * `total` counts those matching before the limit.
- */
-export function jobsView(tasks: readonly EncodingTask[], pending: readonly PendingSubmission[], o: { states?: ReadonlySet<JobState>; limit: number }): { total: number; jobs: JobRow[] } {
-  const recorded = new Set(tasks.map((t) => t.id));
-  const rows: JobRow[] = [
-    ...tasks.map((t): JobRow => ({
-      job_id: t.id, state: t.state, class: t.schema.priority, kind: t.schema.kind === 'actor' ? 'actor' : 'task',
-      node_id: t.allocation?.node_id ?? t.earlier?.at(-1)?.node_id ?? null, owner: t.owner ?? null,
-      submitted_at: new Date(t.submitted_at).toISOString(), updated_at: new Date(t.updated_at).toISOString(), reason: t.reason ?? '',
-    })),
-    ...pending.filter((p) => !recorded.has(p.job_id)).map((p): JobRow => {
-      const s = (p.schema && typeof p.schema === 'object' ? p.schema : {}) as Record<string, unknown>;
-      return {
-        job_id: p.job_id, state: 'submitted', class: text(s.priority) ?? 'standard', kind: s.kind === 'actor' ? 'actor' : 'task', node_id: null, owner: p.owner,
-        submitted_at: new Date(p.stored_at).toISOString(), updated_at: new Date(p.stored_at).toISOString(), reason: 'waiting for a leader (kept in JetStream)',
-      };
-    }),
-  ].filter((r) => !o.states || o.states.has(r.state));
-  // Newest first; the id breaks ties, so the order is the same every time.
-  rows.sort((a, b) => b.submitted_at.localeCompare(a.submitted_at) || b.job_id.localeCompare(a.job_id));
-  return { total: rows.length, jobs: rows.slice(0, o.limit) };
 }
 
 /** `prescient jobs` as a table. */

@@ -28,7 +28,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, JOB_ID_PATTERN, parseListen, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, validateEncodingSchema, type Member,
+  ConfigError, JOB_ID_PATTERN, parseListen, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, type Member,
   NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
@@ -36,6 +36,7 @@ import { POLICY_NAMES } from '../placement/types.js';
 import { EXIT, NoSuchJobError, WrongKindError, errorJson, errorText, exitCodeOf, jsonRequested, versionRequest } from './errors.js';
 import { formatEvent, formatInput, formatOutputs, formatProgress } from './format.js';
 import { cliBus } from './member.js';
+import { checkJob } from '../client/validate.js';
 
 const localStack = () => import('../../deploy/stack/index.js');
 const bus = () => import('../bus/index.js');
@@ -268,15 +269,6 @@ async function attachProbes(schemas: EncodingSchema[], log: (m: string) => void)
   } catch (e) {
     log(`probe cache not saved: ${(e as Error).message}`);
   }
-}
-
-/** Validates locally so a bad job never reaches the cluster; checks input files exist. */
-function checkJob(raw: unknown, ctx: ValidationContext): EncodingSchema {
-  const schema = validateEncodingSchema(raw, ctx);
-  if (schema.input.kind === 'file' && !existsSync(schema.input.path)) {
-    throw new SchemaValidationError([{ field: 'input.path', reason: `file ${schema.input.path} does not exist` }]);
-  }
-  return schema;
 }
 
 program.command('validate').description('check job files without submitting them')

@@ -3,20 +3,12 @@
  * cancel and follow its own jobs only), else an operator (`admin`) named after the OS user. On
  * the host holding the cluster CA its certificate is issued on first use.
  */
-import os from 'node:os';
 import type { NatsConnection } from 'nats';
-import { ConfigError, loadEndpoints, loadIdentity, pkiDirOf, type Member } from '../../shared/index.js';
+import { loadEndpoints, loadIdentity, pkiDirOf, type Member } from '../../shared/index.js';
+import { defaultMember } from '../client/identity.js';
 
-export function cliMember(): Member {
-  const v = process.env.PRESCIENT_IDENTITY;
-  if (v) {
-    const [role, name, ...rest] = v.split('/');
-    if (rest.length || !name || !['client', 'admin'].includes(role)) throw new ConfigError('PRESCIENT_IDENTITY', `must be client/<name> or admin/<name>, got ${JSON.stringify(v)}`);
-    return { role: role as Member['role'], name };
-  }
-  const user = os.userInfo().username.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || 'operator';
-  return { role: 'admin', name: user };
-}
+/** Who this command speaks as (shared with the client: coordinator/client/identity.ts). */
+export const cliMember = defaultMember;
 
 /** A NATS connection as this command's member, with the stack in `stateDir`. */
 export async function cliBus(stateDir: string): Promise<{ nc: NatsConnection; me: Member }> {

@@ -1,7 +1,8 @@
 /**
  * The layers point one way (shared ← models ← coordinator / node-agent; the CLI composes them;
- * the leader's core does no I/O), as `.dependency-cruiser.cjs` says: dependency-cruiser runs on
- * the sources, and on a small tree that breaks the rules, to show the check can fail.
+ * the leader's core does no I/O; the client imports no more than the bus), as
+ * `.dependency-cruiser.cjs` says: dependency-cruiser runs on the sources, and on a small tree
+ * that breaks the rules, to show the check can fail.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -36,16 +37,18 @@ test('no module imports against the layers', async () => {
   assert.equal(v.map((x) => `${x.rule.name}: ${x.from} → ${x.to}`), []);
 });
 
-test('the check catches a shared module importing the coordinator and a core that reads files', async () => {
+test('the check catches a shared module importing the coordinator, a core that reads files and a client importing the CLI', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'layers-'));
   try {
-    for (const d of ['shared', 'coordinator/core', 'coordinator/leader']) mkdirSync(path.join(dir, d), { recursive: true });
+    for (const d of ['shared', 'coordinator/core', 'coordinator/leader', 'coordinator/cli', 'coordinator/client']) mkdirSync(path.join(dir, d), { recursive: true });
     writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022' } }));
     writeFileSync(path.join(dir, 'coordinator/leader/index.ts'), 'export const shell = 1;\n');
     writeFileSync(path.join(dir, 'shared/index.ts'), "import { shell } from '../coordinator/leader/index.js';\nexport const x = shell;\n");
     writeFileSync(path.join(dir, 'coordinator/core/index.ts'), "import { readFileSync } from 'node:fs';\nexport const y = readFileSync;\n");
+    writeFileSync(path.join(dir, 'coordinator/cli/main.ts'), 'export const program = 1;\n');
+    writeFileSync(path.join(dir, 'coordinator/client/index.ts'), "import { program } from '../cli/main.js';\nexport const z = program;\n");
     const v = await cruise(dir, ['shared', 'coordinator'], 'tsconfig.json');
-    assert.equal(v.map((x) => x.rule.name).sort(), ['core-does-no-io', 'shared-is-the-base']);
+    assert.equal(v.map((x) => x.rule.name).sort(), ['client-is-light', 'core-does-no-io', 'shared-is-the-base']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
