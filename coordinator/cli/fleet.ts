@@ -155,7 +155,7 @@ export async function queue(o: { json?: boolean }, stateDir: string): Promise<vo
   console.log(table(['#', 'job', 'class', 'submitter', 'waiting', 'estimated start', 'reason'], rows.map((r) => [
     r.waiting_for_leader ? '-' : String(r.position), r.job_id, r.class + ('deadline_missed' in r && r.deadline_missed ? ' (deadline missed)' : 'deadline_at_risk' in r && r.deadline_at_risk ? ' (deadline at risk)' : ''), r.submitter, `${r.waiting_s} s`,
     r.estimated_start ? r.estimated_start.slice(11, 19) : r.estimate, r.reason,
-  ]), { keep: [1], wrap: [2, 5, 6] }));
+  ]), { keep: [1, 2], wrap: [5, 6] }));
 }
 
 /** `prescient plan job.yaml`: what the leader would do with the job now (coordinator/plan/live.ts), nothing submitted. */
