@@ -1,15 +1,17 @@
 /**
  * Memory given back after a burst. A leader that takes a flood of large submissions (the poison
- * bench: 1,000 messages, 30 MB in all) is left holding them as garbage: V8 runs no full
- * collection while its heap is small, so the message buffers stay allocated and the process
- * grows by what it was sent; glibc also keeps what is freed unless told to trim (the CLI's
- * shebang sets MALLOC_TRIM_THRESHOLD_ and MALLOC_ARENA_MAX).
+ * bench: 1,000 messages of 10 KB to 600 KB, 30 MB in all) is left holding them as garbage: V8
+ * runs no full collection while its heap is small, so the message buffers stay allocated and the
+ * process grows by what it was sent; glibc also keeps what is freed unless told to trim (the
+ * CLI's shebang sets MALLOC_TRIM_THRESHOLD_ and MALLOC_ARENA_MAX).
  *
- * So a full collection runs each time `stepBytes` of submissions have been taken, and once more
- * when the leader has been quiet for `quietMs` after taking any. Collecting as the bytes come,
- * not only at the end, lets freed buffers be reused instead of piling up. At a few KB a job that
- * is one collection (about 10 ms on the leader's heap) per thousands of jobs.
- * Without `--expose-gc` (the shebang gives it) this does nothing.
+ * So a full collection runs each time `stepBytes` (4 MB) of large submissions (over `largeBytes`,
+ * 8 KB; a valid job is a few KB) have been taken, and once more when the leader has been quiet
+ * for `quietMs` after taking some. Collecting as the bytes come, not only at the end, lets freed
+ * buffers be reused instead of piling up. Ordinary submissions never count: a full collection of
+ * a busy leader's heap costs tens of milliseconds, and counting every submission cost the
+ * submit-latency bench's fastest phase placements. Without `--expose-gc` (the shebang gives it)
+ * this does nothing.
  */
 export class Reclaimer {
   private bytes = 0;
@@ -20,15 +22,18 @@ export class Reclaimer {
   private readonly stepBytes: number;
   private readonly quietMs: number;
 
-  constructor(o: { gc?: () => void; stepBytes?: number; quietMs?: number } = {}) {
+  private readonly largeBytes: number;
+
+  constructor(o: { gc?: () => void; stepBytes?: number; quietMs?: number; largeBytes?: number } = {}) {
     this.gc = 'gc' in o ? o.gc : (globalThis as { gc?: () => void }).gc;
     this.stepBytes = o.stepBytes ?? 4 * 1024 * 1024;
+    this.largeBytes = o.largeBytes ?? 8 * 1024;
     this.quietMs = o.quietMs ?? 1000;
   }
 
-  /** Counts bytes taken in. */
+  /** Counts a submission taken in; only large ones (`largeBytes`, 8 KB: a valid job is a few KB) count. */
   took(bytes: number): void {
-    if (!this.gc) return;
+    if (!this.gc || bytes < this.largeBytes) return;
     this.bytes += bytes;
     this.sinceCollect += bytes;
     if (this.sinceCollect >= this.stepBytes && !this.pending) {

@@ -9,7 +9,7 @@ import { Reclaimer } from '../../coordinator/leader/reclaim.js';
 
 test('a burst of large submissions is collected as it comes and once more when it is over', async () => {
   let runs = 0;
-  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1000, quietMs: 50 });
+  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1000, quietMs: 50, largeBytes: 100 });
   for (let i = 0; i < 10; i++) r.took(300); // 3,000 bytes: three steps
   await new Promise((res) => setImmediate(res));
   assert.ok(runs >= 1 && runs <= 3, `collections while taking: ${runs}`);
@@ -19,10 +19,19 @@ test('a burst of large submissions is collected as it comes and once more when i
   r.stop();
 });
 
-test('a trickle of small submissions never costs a collection', async () => {
+test('a trickle of large submissions never costs a collection', async () => {
   let runs = 0;
-  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1_000_000, quietMs: 20 });
+  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1_000_000, quietMs: 20, largeBytes: 100 });
   for (let i = 0; i < 50; i++) r.took(1000); // 50 KB, under a quarter of a step
+  await sleep(80);
+  assert.is(runs, 0);
+  r.stop();
+});
+
+test('ordinary submissions never count, however many (a busy leader pays no collection for them)', async () => {
+  let runs = 0;
+  const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 100_000, quietMs: 20 });
+  for (let i = 0; i < 10_000; i++) r.took(2000); // 20 MB of 2 KB jobs
   await sleep(80);
   assert.is(runs, 0);
   r.stop();
@@ -31,7 +40,7 @@ test('a trickle of small submissions never costs a collection', async () => {
 test('a stopped reclaimer runs no collection after its quiet period', async () => {
   let runs = 0;
   const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1_000_000, quietMs: 30 });
-  r.took(400_000);
+  r.took(400_000); // one large submission, over a quarter of a step
   r.stop();
   await sleep(80);
   assert.is(runs, 0);
