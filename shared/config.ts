@@ -139,3 +139,13 @@ export function parseListen(value: string, flag = '--metrics'): { host: string; 
   if (!m || port > 65535) throw new ConfigError(flag, `must be HOST:PORT or PORT (0 for any free port), got ${JSON.stringify(value)}`);
   return { host: (m[1] || '127.0.0.1').replace(/^\[|\]$/g, ''), port };
 }
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Checks a `--log-level` value (shared/log.ts), naming the flag. */
+export function parseLogLevel(v: string | undefined): LogLevel | undefined {
+  if (v === undefined) return undefined;
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
+  return v as LogLevel;
+}

@@ -20,10 +20,9 @@ type Logger = pino.Logger;
 type Level = pino.Level;
 import { writeSync } from 'node:fs';
 import { redactText } from './redact.js';
-import { ConfigError } from './errors.js';
+import { parseLogLevel, type LogLevel } from './config.js';
 
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, parseLogLevel, type LogLevel } from './config.js';
 
 /** The level a plain sentence is logged at, from how it starts. */
 export function levelOf(message: string): Level {
@@ -32,13 +31,6 @@ export function levelOf(message: string): Level {
   if (/\b(failed|error)\b[^a-z]*$|^error\b|^(could not start|cannot start)/.test(m)) return 'error';
   if (/^(could not|cannot|can't|refused|lost|no leader|no nats|dropped|ignored|timed out|gave up|giving up|retrying|not |unable|warning)/.test(m) || /\bfailed\b/.test(m)) return 'warn';
   return 'info';
-}
-
-/** Checks a `--log-level` value, naming the flag. */
-export function parseLogLevel(v: string | undefined): LogLevel | undefined {
-  if (v === undefined) return undefined;
-  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
-  return v as LogLevel;
 }
 
 /** A pino logger for one member, writing to stdout (format and level as the header says). */

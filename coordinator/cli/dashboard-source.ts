@@ -9,7 +9,7 @@ import { ConsulLeaderLookup, MODEL_ALERTS_SUBJECT, NO_OWNER, TERMINAL_STATES, ty
 import { JetStreamTaskStore, followAllJobs, jsonCodec, publishCancel } from '../bus/index.js';
 import { JetStreamLedgerStore } from '../ledger/index.js';
 import { BurstStore } from '../burst/index.js';
-import { readFeedback } from '../feedback/index.js';
+import { pooledFigures, readFeedback } from '../feedback/index.js';
 import type { ModelRegistry } from '../../models/index.js';
 import type { DashboardSource } from '../dashboard/index.js';
 import { nodesView, queueView } from './fleet.js';
@@ -38,17 +38,6 @@ export async function dashboardSource(o: { nc: NatsConnection; consulHttp: strin
       ]);
       let inService: string | null = null;
       try { inService = o.registry.currentVersion(); } catch { inService = null; }
-      // The rolling windows of the version in service, pooled over codecs and nodes per target.
-      const byTarget = new Map<string, { sum: number; cov: number; covN: number; n: number }>();
-      for (const g of feedback.groups) {
-        if (inService && g.model_version !== inService) continue;
-        const f = g.figures;
-        if (!f.n) continue;
-        const t = byTarget.get(g.target) ?? { sum: 0, cov: 0, covN: 0, n: 0 };
-        if (Number.isFinite(f.mape)) { t.sum += f.mape * f.n; t.n += f.n; }
-        if (Number.isFinite(f.coverage)) { t.cov += f.coverage * f.n; t.covN += f.n; }
-        byTarget.set(g.target, t);
-      }
       const bv = scaleView(burstState, decisions, 10);
       return {
         leader: leader ? { id: leader.id, address: leader.address } : null,
@@ -57,7 +46,8 @@ export async function dashboardSource(o: { nc: NatsConnection; consulHttp: strin
         models: {
           in_service: inService,
           versions: o.registry.list().slice(-10).reverse().map((v) => ({ version: v.version, created_at: v.created_at, current: !!v.current })),
-          targets: [...byTarget].map(([target, t]) => ({ target, mape: t.n ? t.sum / t.n : NaN, coverage: t.covN ? t.cov / t.covN : NaN, runs: t.n })),
+          // The rolling windows of the version in service, pooled over codecs and nodes per target.
+          targets: pooledFigures(feedback.groups, inService ?? undefined),
           alerts: alerts.slice().reverse().map((a) => ({ at: a.at, kind: a.kind, message: a.message })),
         },
         burst: { ...bv, decisions: bv.decisions.map((d) => ({ at: d.at, action: d.launch ? 'launch' : d.terminate.length ? 'terminate' : d.drain.length ? 'drain' : 'none', summary: d.summary })) },

@@ -28,7 +28,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, JOB_ID_PATTERN, parseListen, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, type Member,
+  ConfigError, JOB_ID_PATTERN, parseListen, parseLogLevel, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, type Member,
   NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
@@ -49,12 +49,6 @@ const jsonArgs = jsonRequested(process.argv.slice(2));
 let jsonOut = jsonArgs;
 
 /** The "Examples:" section of a command's help: one command line each, `# why` after it where useful. */
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-/** `--log-level`, checked here (shared/log.ts loads pino; a command that logs nothing should not). */
-function checkLogLevel(v: string): string {
-  if (!LEVELS.includes(v)) throw new ConfigError('--log-level', `must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
-  return v;
-}
 const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`;
 
 export const program = new Command();
@@ -75,7 +69,7 @@ program
     jsonOut = command.opts().json === true;
     // The services read it where they make their logger (shared/log.ts).
     const level = program.opts().logLevel as string | undefined;
-    if (level !== undefined) process.env.PRESCIENT_LOG_LEVEL = checkLogLevel(level);
+    if (level !== undefined) process.env.PRESCIENT_LOG_LEVEL = parseLogLevel(level);
   })
   .addHelpText('after', `
 Exit status: 0 done; 1 failed; 2 invalid input (a job's schema, a request that does not fit the job);

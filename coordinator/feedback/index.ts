@@ -12,7 +12,7 @@ export {
 } from './correction.js';
 export { judgeError, driftDue, DEFAULT_ALERTS, type AlertOptions } from './alerts.js';
 export {
-  applyReport, emptyFeedbackState, feedbackSettings, groupKey, invalidFeedbackRecord, marginKey, DEFAULT_FEEDBACK,
+  applyReport, pooledFigures, emptyFeedbackState, feedbackSettings, groupKey, invalidFeedbackRecord, marginKey, DEFAULT_FEEDBACK,
   type ErrorGroup, type MarginRecord, type FeedbackSettings, type FeedbackOverrides, type FeedbackState, type ReportContext, type ReportOutcome,
 } from './loop.js';
 export { CorrectedPredictor, correctPrediction, tableSource, type CorrectionSource, type CorrectionTable, type PlacementContext } from './predictor.js';

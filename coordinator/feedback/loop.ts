@@ -232,3 +232,18 @@ function memory(state: FeedbackState, r: FeedbackReport, ratio: number, s: Feedb
   state.margins.set(key, next);
   out.margins.push(next);
 }
+
+/** Each target's rolling figures pooled over codecs and nodes (weighted by runs), for one version or all: what the dashboard and the metrics show. */
+export function pooledFigures(groups: readonly ErrorGroup[], version?: string): Array<{ target: FeedbackTarget; mape: number; coverage: number; runs: number }> {
+  const by = new Map<FeedbackTarget, { mape: number; mapeN: number; cov: number; covN: number; runs: number }>();
+  for (const g of groups) {
+    const f = g.figures;
+    if ((version && g.model_version !== version) || !f.n) continue;
+    const t = by.get(g.target) ?? { mape: 0, mapeN: 0, cov: 0, covN: 0, runs: 0 };
+    if (Number.isFinite(f.mape)) { t.mape += f.mape * f.n; t.mapeN += f.n; }
+    if (Number.isFinite(f.coverage)) { t.cov += f.coverage * f.n; t.covN += f.n; }
+    t.runs += f.n;
+    by.set(g.target, t);
+  }
+  return [...by].map(([target, t]) => ({ target, mape: t.mapeN ? t.mape / t.mapeN : NaN, coverage: t.covN ? t.cov / t.covN : NaN, runs: t.runs }));
+}

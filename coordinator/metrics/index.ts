@@ -19,7 +19,7 @@
  */
 import { TERMINAL_STATES, type EncodingTask, type SlaClass, type TaskState } from '../../shared/index.js';
 import { Counter, Gauge, Histogram, dependencyGauge, memberRegistry, type HealthCheck, type Registry } from '../../shared/metrics.js';
-import type { ErrorGroup } from '../feedback/index.js';
+import { pooledFigures, type ErrorGroup } from '../feedback/index.js';
 
 /** What the metrics read from a leading coordinator. */
 export interface LeaderView {
@@ -95,25 +95,16 @@ export class CoordinatorMetrics {
       bandwidth_mbps: round(n.capacity.bandwidth_mbps - n.free_bandwidth_mbps), gpu_sessions: n.gpu_sessions - n.free_gpu_sessions,
     }));
     const groups = o.errorGroups;
-    const pooled = (name: string, help: string, pick: (g: ErrorGroup) => number, weighted: boolean) => new Gauge({
+    const pooled = (name: string, help: string, pick: (f: ReturnType<typeof pooledFigures>[number]) => number) => new Gauge({
       name, help, labelNames: ['target'], registers: [r],
       collect() {
         this.reset();
-        const by = new Map<string, { sum: number; n: number }>();
-        for (const g of groups()) {
-          const n = g.figures.n, v = pick(g);
-          if (!n || !Number.isFinite(v)) continue;
-          const a = by.get(g.target) ?? { sum: 0, n: 0 };
-          a.sum += weighted ? v * n : v;
-          a.n += n;
-          by.set(g.target, a);
-        }
-        for (const [t, a] of by) this.set({ target: t }, weighted ? a.sum / a.n : a.sum);
+        for (const f of pooledFigures(groups())) if (Number.isFinite(pick(f))) this.set({ target: f.target }, pick(f));
       },
     });
-    pooled('prescient_prediction_mape', 'Rolling mean absolute percentage error of predictions, per target, over the feedback windows of every codec and node (%)', (g) => g.figures.mape, true);
-    pooled('prescient_prediction_bound_coverage', 'Share of recent runs that stayed under their predicted upper bound, per target', (g) => g.figures.coverage, true);
-    pooled('prescient_prediction_window_runs', 'Runs in the rolling error windows, per target', (g) => g.figures.n, false);
+    pooled('prescient_prediction_mape', 'Rolling mean absolute percentage error of predictions, per target, over the feedback windows of every codec and node (%)', (f) => f.mape);
+    pooled('prescient_prediction_bound_coverage', 'Share of recent runs that stayed under their predicted upper bound, per target', (f) => f.coverage);
+    pooled('prescient_prediction_window_runs', 'Runs in the rolling error windows, per target', (f) => f.runs);
     this.transitions = new Counter({ name: 'prescient_job_transitions_total', help: 'Jobs that entered each state while this coordinator led, by SLA class', labelNames: ['state', 'class'], registers: [r] });
     this.placedAfter = new Histogram({
       name: 'prescient_submit_to_placed_seconds', help: 'From submission (JetStream\'s stored time) to first placement, by SLA class', labelNames: ['class'], registers: [r],

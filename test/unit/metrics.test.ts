@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createServer } from 'node:net';
 import { CoordinatorMetrics } from '../../coordinator/metrics/index.js';
+import { pooledFigures, type ErrorGroup } from '../../coordinator/feedback/index.js';
 import { dependencyChecks, dependencyGauge, memberRegistry, parseListen } from '../../shared/metrics.js';
 import type { EncodingTask } from '../../shared/index.js';
 
@@ -52,6 +53,16 @@ test('a memory-limit re-queue and a time-limit stop are counted as overruns of t
   m.recorded(task({ state: 'running', attempts: 2, memory_floor_gb: 1, time_limit_stop_at: 5000, reason: 'same stop, written again' }));
   assert.is(await value(m, 'prescient_overruns_total', { resource: 'memory' }), 1);
   assert.is(await value(m, 'prescient_overruns_total', { resource: 'duration' }), 1);
+});
+
+test('the rolling error is pooled per target over codecs and nodes, weighted by runs, for the version asked', () => {
+  const g = (model_version: string, target: string, n: number, mape: number, coverage: number) => ({ model_version, target, figures: { n, mape, coverage, bias: 0 } }) as unknown as ErrorGroup;
+  const groups = [g('v1', 'duration_s', 3, 10, 1), g('v1', 'duration_s', 1, 30, NaN), g('v1', 'memory_gb', 2, 5, 0.5), g('v0', 'duration_s', 9, 90, 0)];
+  assert.equal(pooledFigures(groups, 'v1'), [
+    { target: 'duration_s', mape: 15, coverage: 1, runs: 4 },
+    { target: 'memory_gb', mape: 5, coverage: 0.5, runs: 2 },
+  ]);
+  assert.is(pooledFigures(groups).find((f) => f.target === 'duration_s')!.runs, 13);
 });
 
 test('a standby says it does not lead and reports no jobs', async () => {
