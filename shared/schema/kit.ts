@@ -1,0 +1,213 @@
+/**
+ * Valibot, shaped for documents people write (a job, a burst configuration, a mapping file), so
+ * that one schema gives the TypeScript type, the validation and the JSON Schema editors read:
+ * - every wrong field is reported at once, named by its dotted path, with a reason a person can
+ *   act on (one reason per field: a field's pipe stops at its first problem);
+ * - every unknown key is refused, and a mapping with a million of them costs a count, not a
+ *   million issues; `__proto__`, `constructor` and the like are unknown keys like any other;
+ * - `null` reads as absent, as YAML writes an empty value;
+ * - a list is never taken for a mapping.
+ * The few adapters below wrap valibot's own schemas (their `~run`), so the JSON Schema converter
+ * still sees the schema they wrap.
+ */
+import * as v from 'valibot';
+import { toJsonSchema, type JsonSchema } from '@valibot/to-json-schema';
+import { MAX_ISSUES, describeValue, fieldPath, type FieldIssue } from '../errors.js';
+
+export { v };
+type Schema = v.GenericSchema;
+type Dataset = Parameters<Schema['~run']>[0];
+type Config = Parameters<Schema['~run']>[1];
+/** A pipe built from a list (valibot's own `pipe` is typed for literal tuples). */
+const pipeOf = <T>(...items: unknown[]) => (v.pipe as unknown as (...a: unknown[]) => v.GenericSchema<unknown, T>)(...items);
+
+/** Unknown keys seen past MAX_ISSUES in the parse under way (parses are synchronous). */
+let omittedKeys = 0;
+
+/** What a document parse gives: the value, or every issue (and how many were only counted). */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; issues: FieldIssue[]; omitted: number };
+
+/** Parses `value` against `schema`, collecting every issue as a FieldIssue. */
+export function parseDocument<S extends Schema>(schema: S, value: unknown): Outcome<v.InferOutput<S>> {
+  const outer = omittedKeys;
+  omittedKeys = 0;
+  try {
+    const r = v.safeParse(schema, value);
+    if (r.success) return { ok: true, value: r.output };
+    return { ok: false, issues: r.issues.map(fieldIssue), omitted: omittedKeys };
+  } finally {
+    omittedKeys = outer;
+  }
+}
+
+/** A valibot issue as a FieldIssue: `output.rate_control.crf`, `catalogue[2].name`, `(document)`. */
+export function fieldIssue(issue: v.BaseIssue<unknown>): FieldIssue {
+  let field = '';
+  for (const p of issue.path ?? []) {
+    if (typeof p.key === 'number') field = `${field || '(document)'}[${p.key}]`;
+    else if (p.key !== undefined) field = fieldPath(field, String(p.key));
+  }
+  return { field: field || '(document)', reason: issue.message };
+}
+
+/** `missing` where the value is absent, else `other`: what every message here starts from. */
+const absentOr = (other: (input: unknown) => string, missing = 'is required') =>
+  (issue: v.BaseIssue<unknown>) => (issue.input === undefined || issue.input === null ? missing : other(issue.input));
+
+/** `schema` reporting only its first problem: later checks of a pipe would repeat what is wrong. */
+export function first<S extends Schema>(schema: S): S {
+  const configs = new WeakMap<Config, Config>();
+  return {
+    ...schema,
+    '~run'(dataset: Dataset, config: Config) {
+      let c = configs.get(config);
+      if (!c) configs.set(config, (c = { ...config, abortPipeEarly: true }));
+      return schema['~run'](dataset, c);
+    },
+  };
+}
+
+/** An optional field for which `null` (YAML's empty value) is absent too. */
+export function optional<S extends Schema, D extends v.Default<S, undefined> = undefined>(schema: S, fallback?: D): v.OptionalSchema<S, D> {
+  const o = v.optional(schema, fallback as D);
+  return {
+    ...o,
+    '~run'(dataset: Dataset, config: Config) {
+      if (dataset.value === null) dataset.value = undefined;
+      return o['~run'](dataset, config);
+    },
+  };
+}
+
+export interface MappingOptions {
+  /** The reason for an unknown key; by default it lists the keys the mapping takes. */
+  unknown?: (allowed: readonly string[]) => string;
+  /** The reason for a value that is not a mapping, e.g. 'must be a mapping of data column -> destination'. */
+  notMapping?: string;
+}
+
+/**
+ * A mapping with exactly these keys. Absent or null values of optional keys are left out of
+ * the output (not set to undefined), so a parsed document parses again to itself.
+ */
+export function mapping<E extends v.ObjectEntries>(entries: E, o: MappingOptions = {}): v.StrictObjectSchema<E, undefined> {
+  const allowed = Object.keys(entries);
+  const unknownReason = o.unknown?.(allowed) ?? `is not a known field (expected one of: ${allowed.join(', ')})`;
+  const message = (issue: v.BaseIssue<unknown>) => {
+    if (issue.expected === 'never') return unknownReason;
+    if (issue.expected?.startsWith('"')) return 'is required';
+    return absentOr((x) => o.notMapping ? `${o.notMapping}, got ${describeValue(x)}` : `must be a mapping, got ${describeValue(x)}`)(issue);
+  };
+  const strict = v.strictObject(entries, message);
+  const known = v.object(entries, message);
+  return {
+    ...strict,
+    '~run'(dataset: Dataset, config: Config) {
+      const input = dataset.value;
+      if (Array.isArray(input)) {
+        v._addIssue(strict, 'type', dataset, config);
+        return dataset;
+      }
+      const out = known['~run'](dataset, config) as unknown as Dataset & { value: Record<string, unknown> };
+      if (!input || typeof input !== 'object') return out;
+      let seen = 0;
+      for (const key of Object.keys(input)) {
+        if (Object.hasOwn(entries, key)) continue;
+        if (seen++ >= MAX_ISSUES || (config.abortEarly && out.issues)) { omittedKeys++; continue; }
+        v._addIssue(strict, 'key', out, config, {
+          input: key, expected: 'never',
+          path: [{ type: 'object', origin: 'key', input: input as Record<string, unknown>, key, value: (input as Record<string, unknown>)[key] }],
+        });
+      }
+      if (out.typed === false || out.issues) return out;
+      // Copied, not deleted: `delete` leaves V8 a slow dictionary object.
+      const value = out.value;
+      for (const k in value) {
+        if (value[k] !== undefined) continue;
+        const kept: Record<string, unknown> = {};
+        for (const j in value) if (value[j] !== undefined) kept[j] = value[j];
+        out.value = kept;
+        break;
+      }
+      return out;
+    },
+  } as unknown as v.StrictObjectSchema<E, undefined>;
+}
+
+/** A numeric string as the number it spells (YAML and flags write `30` as text sometimes). */
+const numeric = (x: unknown) => (typeof x === 'string' && x.trim() !== '' && Number.isFinite(Number(x)) ? Number(x) : x);
+
+export interface NumberRule {
+  /** Inclusive lower bound, or `above` for an exclusive one. */
+  min?: number;
+  above?: number;
+  max?: number;
+  integer?: boolean;
+  /** How the lower bound reads in a message where its decimal form would not (1/1001). */
+  minText?: string;
+}
+
+/** A finite number in range, a numeric string taken as its number; one problem reported. */
+export function num(rule: NumberRule = {}) {
+  const lo = rule.above ?? rule.min;
+  const loText = rule.minText ?? String(lo);
+  const notNumber = absentOr((x) => `must be a number, got ${describeValue(x)}`);
+  return first(pipeOf<number>(
+    v.unknown(),
+    v.transform(numeric),
+    v.number(notNumber),
+    v.finite(notNumber),
+    ...(rule.integer ? [v.integer((i: v.BaseIssue<unknown>) => `must be a whole number, got ${i.input}`)] : []),
+    ...(lo !== undefined && lo >= 0 ? [v.check((n: number) => n >= 0, (i: v.BaseIssue<unknown>) => `must not be negative, got ${i.input}`)] : []),
+    ...(rule.above !== undefined ? [v.gtValue(rule.above, (i: v.BaseIssue<unknown>) => `must be greater than ${loText}, got ${i.input}`)] : []),
+    ...(rule.min !== undefined ? [v.minValue(rule.min, (i: v.BaseIssue<unknown>) => `must be at least ${loText}, got ${i.input}`)] : []),
+    ...(rule.max !== undefined ? [v.maxValue(rule.max, (i: v.BaseIssue<unknown>) => `must be at most ${rule.max}, got ${i.input}`)] : []),
+  ));
+}
+
+/** One of `options` (a number is read as its text, so a preset may be written 4 or "4"). */
+export function oneOf<const T extends readonly string[]>(options: T) {
+  const listed = options.join(', ');
+  return first(v.pipe(
+    v.unknown(),
+    v.transform((x) => (typeof x === 'number' ? String(x) : x)),
+    v.picklist(options, absentOr((x) => typeof x === 'string' ? `unknown value ${describeValue(x)} (expected one of: ${listed})` : `must be one of: ${listed}`)),
+  ) as unknown as v.GenericSchema<unknown, T[number]>);
+}
+
+/** A string matching `pattern`; `reason` says what it must be, e.g. 'must be 1–64 letters or digits'. */
+export function text(pattern: RegExp, reason: string) {
+  const why = absentOr((x) => `${reason}, got ${describeValue(x)}`);
+  return first(v.pipe(v.string(why), v.regex(pattern, why)));
+}
+
+/** true or false. */
+export const flag = () => v.boolean(absentOr((x) => `must be true or false, got ${describeValue(x)}`));
+
+/** A list of at most `max` items (a longer one is refused before its items are looked at). */
+export function list<S extends Schema>(item: S, o: { min?: number; max: number; what?: string }) {
+  const what = o.what ?? 'a list';
+  return first(pipeOf<v.InferOutput<S>[]>(
+    v.unknown(),
+    v.check((x) => !Array.isArray(x) || x.length <= o.max, `must have at most ${o.max} items`),
+    v.array(item, absentOr((x) => `must be ${what}, got ${describeValue(x)}`)),
+    ...(o.min ? [v.minLength(o.min, `must have at least ${o.min} item${o.min === 1 ? '' : 's'}`)] : []),
+  ));
+}
+
+/** Actions the JSON Schema cannot say (cross-field checks, transforms): left to the validator. */
+const VALIDATOR_ONLY = new Set(['check', 'raw_check', 'partial_check', 'transform', 'raw_transform', 'finite', 'forward']);
+
+/**
+ * The JSON Schema (draft-07) of what a schema accepts, for editors and other tools. Pipes are
+ * described by their last schema (numbers written as strings are accepted but not advertised);
+ * cross-field checks are the validator's alone.
+ */
+export function jsonSchemaOf(schema: Schema, o: { title?: string; description?: string; id?: string } = {}): JsonSchema {
+  const out = toJsonSchema(schema, {
+    typeMode: 'output',
+    errorMode: 'throw',
+    overrideAction: ({ valibotAction, jsonSchema }) => (VALIDATOR_ONLY.has(valibotAction.type) ? jsonSchema : undefined),
+  });
+  return { ...(o.id ? { $id: o.id } : {}), ...out, ...(o.title ? { title: o.title } : {}), ...(o.description ? { description: o.description } : {}) };
+}
