@@ -279,6 +279,18 @@ program.command('validate').description('check job files without submitting them
     if (results.some((r) => !r.valid)) process.exitCode = 2;
   });
 
+program.command('schema').description('print the JSON Schema of a job file (for editors and other tools; the repo ships it as shared/schema/json/job.schema.json)')
+  .argument('[document]', 'which document: job', 'job')
+  .addHelpText('after', examples(
+    'prescient schema > job.schema.json',
+    '# in a job file, for editors with the YAML language server:',
+    '# yaml-language-server: $schema=./job.schema.json',
+  ))
+  .action(async (which: string) => {
+    const schemas = await import('./schemas.js');
+    console.log(JSON.stringify(schemas.jsonSchema(which), null, 2));
+  });
+
 program.command('submit').description('submit encoding jobs through NATS JetStream (kept until a leader takes them)')
   .argument('<file>', 'YAML or JSON job file (several YAML documents submit several jobs)')
   .option('--wait', 'follow each job until it finishes and show the result')

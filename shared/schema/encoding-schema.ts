@@ -2,9 +2,14 @@
  * EncodingSchema: what a submitter asks for. Staged as types, as Temporal's worker options are:
  * `unknown` user document → `validateEncodingSchema` → `EncodingSchema` (every field checked,
  * defaults applied). Nothing downstream ever sees an unchecked string.
+ *
+ * One source: the valibot schema `JobSchema` below gives the TypeScript types (InferOutput), the
+ * validation (every wrong field at once, named by its path) and the JSON Schema that
+ * `prescient schema` prints and `schema/job.schema.json` ships for editors.
  */
 import path from 'node:path';
-import { FieldIssue, MAX_ISSUES, SchemaValidationError, describeValue, fieldPath } from '../errors.js';
+import { SchemaValidationError, describeValue, type FieldIssue } from '../errors.js';
+import { advertised, crossCheck, first, flag, fragment, jsonSchemaOf, mapping, num, oneOf, optional, parseDocument, refuse, text, v } from './kit.js';
 
 /** Output video codecs Prescient knows how to predict and run. */
 export const OUTPUT_CODECS = ['h264', 'hevc', 'vp9', 'av1'] as const;
@@ -75,73 +80,6 @@ export const EXTRA_OPTIONS: Record<string, { values?: readonly string[]; pattern
 export const SLA_CLASSES = ['premium', 'standard', 'batch'] as const;
 export type SlaClass = (typeof SLA_CLASSES)[number];
 
-export interface Resolution { width: number; height: number }
-
-/**
- * What a probe of the input found before the job was predicted: `prescient submit` probes a file
- * it can read (and a synthetic source's content complexity), and where the submitter could not,
- * the leader asks a node to (node-agent/ffmpeg/probe.ts). Every figure is optional: a probe
- * reports what ffprobe could tell. The model reads the input's geometry, length and content from
- * here wherever the submitter did not spell them out.
- */
-export interface InputProbe {
-  /** Who probed: the submitter's machine, or a node of the cluster the leader asked. */
-  by: ProbeOrigin;
-  /** The first video stream's picture size, frame rate and codec (ffprobe's name: h264, mpeg2video, prores, …). */
-  width?: number;
-  height?: number;
-  fps?: number;
-  codec?: string;
-  pix_fmt?: string;
-  /** Seconds of video, and frames (counted by the container where it says, else fps × duration). */
-  duration_s?: number;
-  frames?: number;
-  /** The video stream's bitrate (the container's overall rate where the stream has none). */
-  bitrate_kbps?: number;
-  audio_streams?: number;
-  /** The file's size and modification time when probed (a probe of another version of the file is stale). */
-  size_bytes?: number;
-  mtime_ms?: number;
-  /** ITU-T P.910 spatial and temporal information (ffmpeg's siti filter) over the first `siti_s` seconds. */
-  si_mean?: number;
-  si_max?: number;
-  ti_mean?: number;
-  ti_max?: number;
-  siti_s?: number;
-}
-export const PROBE_ORIGINS = ['submitter', 'node'] as const;
-export type ProbeOrigin = (typeof PROBE_ORIGINS)[number];
-
-export interface SyntheticInput {
-  kind: 'synthetic';
-  /** lavfi source filter name. */
-  source: SyntheticSource;
-  resolution: Resolution;
-  fps: number;
-  /** Absent only for an actor's input: a live source runs until the actor is stopped. */
-  duration_s?: number;
-  /** 0–100: strength of temporal noise added to raise content complexity. */
-  noise: number;
-  /** A 1 kHz stereo test tone alongside the picture (lavfi `sine`); absent: the source has no audio. */
-  audio?: true;
-  /** Its content complexity, measured at submission (the rest of a lavfi source is known). */
-  probe?: InputProbe;
-}
-export interface FileInput {
-  kind: 'file';
-  /** Absolute, normalised path inside one of the allowed input roots. */
-  path: string;
-  codec?: InputCodec;
-  resolution?: Resolution;
-  fps?: number;
-  bitrate_kbps?: number;
-  /** Encode only this many seconds from the start. */
-  duration_s?: number;
-  probe?: InputProbe;
-}
-export type InputSpec = SyntheticInput | FileInput;
-
-export type RateControl = { mode: 'crf'; crf: number } | { mode: 'bitrate'; bitrate_kbps: number };
 
 /**
  * What becomes of the input's audio. `auto` (the default, also when `audio` is absent): kept when
@@ -182,44 +120,6 @@ export const OUTPUT_PLACEHOLDERS = ['job_id', 'group', 'rendition', 'height', 'w
 export type OutputPlaceholder = (typeof OUTPUT_PLACEHOLDERS)[number];
 const MAX_OUTPUT_PATH = 1024;
 
-export interface OutputSpec {
-  codec: OutputCodec;
-  encoder: Encoder;
-  preset: string;
-  rate_control: RateControl;
-  /** Absent: keep the input's resolution. */
-  resolution?: Resolution;
-  /** Absent: keep the input's frame rate. */
-  fps?: number;
-  /** Keyframe interval in frames. */
-  gop?: number;
-  passes: 1 | 2;
-  options: Record<string, string>;
-  /**
-   * Where the output goes: an absolute path template (OUTPUT_PLACEHOLDERS) inside the allowed
-   * output roots, e.g. `/srv/out/{group}/{rendition}.m3u8`, its file name ending in the format's
-   * extension (.mp4, .webm, .m3u8). It is a path on the node that encodes: a ladder spread over
-   * nodes needs a filesystem they share. Absent: `<agent output dir>/<job id>.<ext>` as before.
-   */
-  path?: string;
-  /** Absent: `file`, or `hls` where `path` ends in .m3u8. */
-  format?: OutputFormat;
-  /** This rendition's name in a ladder ({rendition}); absent: `<height>p`. */
-  rendition?: string;
-  /** Absent: `auto`. */
-  audio?: AudioSpec;
-}
-
-/**
- * Jobs that belong together, such as the renditions of one source in an ABR ladder: placed all
- * at once or not at all, on one node (`together`) or each on a different node (`spread`).
- */
-export interface JobGroup {
-  id: string;
-  /** How many jobs the group has: none is placed until all have arrived. */
-  size: number;
-  placement: GroupPlacement;
-}
 export const GROUP_PLACEMENTS = ['together', 'spread'] as const;
 export type GroupPlacement = (typeof GROUP_PLACEMENTS)[number];
 export const MAX_GROUP_SIZE = 32;
@@ -233,24 +133,15 @@ export const MAX_GROUP_SIZE = 32;
 export const WORK_KINDS = ['task', 'actor'] as const;
 export type WorkKind = (typeof WORK_KINDS)[number];
 
-export interface EncodingSchema {
-  /** Absent: a batch task. */
-  kind?: 'actor';
-  input: InputSpec;
-  output: OutputSpec;
-  priority: SlaClass;
-  submitter: string;
-  /** Optional completion deadline (ISO 8601). */
-  deadline?: string;
-  group?: JobGroup;
-}
 
+/** Where input files and `output.path`s may lie: set for each validation (parses are synchronous). */
 export interface ValidationContext {
   /** Absolute directories an input file must live under. */
   allowedInputRoots: readonly string[];
   /** Absolute directories an `output.path` must lie under; absent or empty: no job may name one. */
   allowedOutputRoots?: readonly string[];
 }
+let roots: ValidationContext = { allowedInputRoots: [] };
 
 const MAX_DIMENSION = 8192;
 /** ffmpeg's frame rates are rationals; 1/1001 is the slowest it takes, and 1e-320 would reach it as 0. */
@@ -268,290 +159,196 @@ const MAX_BITRATE_KBPS = 1_000_000;
 const MIN_DEADLINE_MS = 0;
 const MAX_DEADLINE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
-interface NumberRule {
-  required?: boolean;
-  integer?: boolean;
-  exclusiveLo?: boolean;
-  /** How the lower bound reads in a message, where its decimal form would not (1/1001). */
-  loText?: string;
-}
-const FPS_RULE: NumberRule = { loText: '1/1001' };
-
-/**
- * Collects issues for one document so every wrong field is reported at once. The mappings it
- * hands back are prototype-free copies of the document's own, known keys, so a key such as
- * `__proto__`, `constructor` or `toString` is reported as unknown and never read as something
- * of Object.prototype.
- */
-class Checker {
-  readonly issues: FieldIssue[] = [];
-  /** Issues past MAX_ISSUES, counted but not kept (a document with a million unknown keys). */
-  omitted = 0;
-  fail(field: string, reason: string): undefined {
-    if (this.issues.length < MAX_ISSUES) this.issues.push({ field, reason });
-    else this.omitted++;
-    return undefined;
-  }
-  error(): SchemaValidationError {
-    return new SchemaValidationError(this.issues.length ? this.issues : [{ field: '(document)', reason: 'is incomplete' }], this.omitted);
-  }
-  /** `v` itself when it is a mapping; read it with `own` or `fields`, never with a plain index. */
-  object(v: unknown, field: string, required = true): object | undefined {
-    if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
-    if (typeof v !== 'object' || Array.isArray(v)) return this.fail(field, `must be a mapping, got ${describeValue(v)}`);
-    return v;
-  }
-  /**
-   * Reports each key of `o` not in `allowed` (under `prefix`) and returns a prototype-free copy
-   * of the allowed ones it has. Only known keys are copied: a million unknown ones cost a count.
-   */
-  fields(o: object, prefix: string, allowed: readonly string[]): Record<string, unknown> {
-    const out = Object.create(null) as Record<string, unknown>;
-    for (const k of Object.keys(o)) {
-      if (allowed.includes(k)) out[k] = (o as Record<string, unknown>)[k];
-      else if (this.issues.length >= MAX_ISSUES) this.omitted++;
-      else this.fail(fieldPath(prefix, k), `is not a known field (expected one of: ${allowed.join(', ')})`);
-    }
-    return out;
-  }
-  /** `object` then `fields`. */
-  mapping(v: unknown, field: string, allowed: readonly string[], required = true, prefix = field): Record<string, unknown> | undefined {
-    const o = this.object(v, field, required);
-    return o && this.fields(o, prefix, allowed);
-  }
-  number(v: unknown, field: string, lo: number, hi: number, opts: NumberRule = {}): number | undefined {
-    if (v === undefined || v === null) return opts.required ? this.fail(field, 'is required') : undefined;
-    const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isFinite(n)) return this.fail(field, `must be a number, got ${describeValue(v)}`);
-    if (opts.integer && !Number.isInteger(n)) return this.fail(field, `must be a whole number, got ${n}`);
-    if (n < 0 && lo >= 0) return this.fail(field, `must not be negative, got ${n}`);
-    const loText = opts.loText ?? String(lo);
-    if (opts.exclusiveLo ? n <= lo : n < lo) return this.fail(field, `must be ${opts.exclusiveLo ? 'greater than' : 'at least'} ${loText}, got ${n}`);
-    if (n > hi) return this.fail(field, `must be at most ${hi}, got ${n}`);
-    return n;
-  }
-  oneOf<T extends string>(v: unknown, field: string, allowed: readonly T[], required = true): T | undefined {
-    if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
-    if (typeof v !== 'string' && typeof v !== 'number') return this.fail(field, `must be one of: ${allowed.join(', ')}`);
-    const s = String(v);
-    if (!allowed.includes(s as T)) return this.fail(field, `unknown value ${describeValue(s)} (expected one of: ${allowed.join(', ')})`);
-    return s as T;
-  }
-  resolution(v: unknown, field: string, required: boolean): Resolution | undefined {
-    if (v === undefined || v === null) return required ? this.fail(field, 'is required') : undefined;
-    let w: unknown, h: unknown;
-    if (typeof v === 'string') {
-      const m = /^(\d{1,5})x(\d{1,5})$/.exec(v.trim());
-      if (!m) return this.fail(field, `must look like 1920x1080, got ${describeValue(v)}`);
-      [w, h] = [Number(m[1]), Number(m[2])];
-    } else if (typeof v === 'object' && !Array.isArray(v)) {
-      [w, h] = [own(v, 'width'), own(v, 'height')];
-    } else return this.fail(field, `must be WIDTHxHEIGHT or {width, height}, got ${describeValue(v)}`);
-    const width = this.number(w, `${field}.width`, 0, MAX_DIMENSION, { required: true, integer: true, exclusiveLo: true });
-    const height = this.number(h, `${field}.height`, 0, MAX_DIMENSION, { required: true, integer: true, exclusiveLo: true });
-    if (width === undefined || height === undefined) return undefined;
-    if (width % 2 || height % 2) return this.fail(field, `width and height must be even for 4:2:0 video, got ${width}x${height}`);
-    return { width, height };
-  }
-}
-
+const described = <S extends v.GenericSchema>(schema: S, text: string) => v.pipe(schema, v.description(text));
+const fps = (what: string) => described(num({ min: MIN_FPS, max: MAX_FPS, minText: '1/1001' }), what);
 /** `o[k]` when `o` has it as its own: never a member of Object.prototype such as `constructor`. */
-function own(o: object, k: string): unknown {
-  return Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined;
-}
+const own = (o: object, k: string): unknown => (Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);
 
-const SYNTHETIC_INPUT_FIELDS = ['synthetic', 'resolution', 'fps', 'duration_s', 'probe'];
-const FILE_INPUT_FIELDS = ['path', 'codec', 'resolution', 'fps', 'bitrate_kbps', 'duration_s', 'probe'];
-/**
- * Validated schemas travel between processes and are checked again on arrival, so the
- * validated (`kind`-tagged) input form is accepted too: its `source` and `noise` are the
- * written form's `synthetic` (and a file's are ignored, as they always were).
- */
-const VALIDATED_INPUT_FIELDS = ['kind', 'source', 'noise', 'audio'];
+// ---------------------------------------------------------------------------------------------
+// Pictures: `1920x1080` or { width, height }, even for 4:2:0 video.
 
-function checkInput(c: Checker, raw: unknown, ctx: ValidationContext, actor: boolean): InputSpec | undefined {
-  const o = c.object(raw, 'input');
-  if (!o) return undefined;
-  const kind = own(o, 'kind');
-  if (kind !== undefined && kind !== 'synthetic' && kind !== 'file') return c.fail('input.kind', `must be "synthetic" or "file", got ${describeValue(kind)}`);
-  const hasPath = own(o, 'path') !== undefined, hasSynth = kind === 'synthetic' || own(o, 'synthetic') !== undefined;
-  if (hasPath === hasSynth) return c.fail('input', 'must have exactly one of `path` (a file) or `synthetic` (an ffmpeg test source)');
-  const probe = checkProbe(c, own(o, 'probe'), hasSynth);
-  const obj = c.fields(o, 'input', [...(hasSynth ? SYNTHETIC_INPUT_FIELDS : FILE_INPUT_FIELDS), ...(kind === undefined ? [] : VALIDATED_INPUT_FIELDS)]);
-  if (hasSynth) {
-    const s = kind === 'synthetic' ? { source: obj.source, noise: obj.noise, audio: obj.audio } : c.mapping(obj.synthetic, 'input.synthetic', ['source', 'noise', 'audio']);
-    if (!s) return undefined;
-    const source = c.oneOf(s.source, 'input.synthetic.source', SYNTHETIC_SOURCES);
-    const noise = c.number(s.noise, 'input.synthetic.noise', 0, 100) ?? 0;
-    const audio = s.audio === undefined || s.audio === false ? undefined
-      : s.audio === true ? (true as const) : c.fail(kind === 'synthetic' ? 'input.audio' : 'input.synthetic.audio', `must be true or false, got ${describeValue(s.audio)}`);
-    const resolution = c.resolution(obj.resolution, 'input.resolution', true);
-    const fps = c.number(obj.fps, 'input.fps', MIN_FPS, MAX_FPS, { ...FPS_RULE, required: true });
-    // A live source has no end: a duration would say the channel stops by itself, which it does not.
-    const duration_s = actor
-      ? (obj.duration_s === undefined ? undefined : c.fail('input.duration_s', 'must not be set for an actor: a live channel runs until it is stopped'))
-      : c.number(obj.duration_s, 'input.duration_s', MIN_DURATION_S, MAX_DURATION_S, { required: true });
-    if (!source || !resolution || fps === undefined || (!actor && duration_s === undefined)) return undefined;
-    return dropUndefined({ kind: 'synthetic' as const, source, resolution, fps, duration_s, noise, audio, probe });
-  }
-  const p = checkInputPath(c, obj.path, ctx);
-  const codec = c.oneOf(obj.codec, 'input.codec', INPUT_CODECS, false);
-  const resolution = c.resolution(obj.resolution, 'input.resolution', false);
-  const fps = c.number(obj.fps, 'input.fps', MIN_FPS, MAX_FPS, FPS_RULE);
-  const bitrate_kbps = c.number(obj.bitrate_kbps, 'input.bitrate_kbps', MIN_INPUT_BITRATE_KBPS, MAX_BITRATE_KBPS);
-  const duration_s = c.number(obj.duration_s, 'input.duration_s', MIN_DURATION_S, MAX_DURATION_S);
-  if (!p) return undefined;
-  return dropUndefined({ kind: 'file' as const, path: p, codec, resolution, fps, bitrate_kbps, duration_s, probe });
-}
+const RESOLUTION_TEXT = /^(\d{1,5})x(\d{1,5})$/;
+const side = (what: string) => described(num({ above: 0, max: MAX_DIMENSION, integer: true }), what);
+const ResolutionMapping = mapping({ width: side('Pixels across.'), height: side('Pixels down.') }, { notMapping: 'must be WIDTHxHEIGHT (1920x1080) or {width, height}' });
+const Resolution = advertised(
+  v.pipe(
+    v.unknown(),
+    v.transform((x) => {
+      const m = typeof x === 'string' ? RESOLUTION_TEXT.exec(x.trim()) : null;
+      return m ? { width: Number(m[1]), height: Number(m[2]) } : x;
+    }),
+    ResolutionMapping,
+    v.check(({ width, height }) => width % 2 === 0 && height % 2 === 0, (i) => {
+      const r = i.input as { width: number; height: number };
+      return `width and height must be even for 4:2:0 video, got ${r.width}x${r.height}`;
+    }),
+  ),
+  {
+    description: 'Picture size: "WIDTHxHEIGHT" or {width, height}; both even (4:2:0 video).',
+    anyOf: [{ type: 'string', pattern: RESOLUTION_TEXT.source, examples: ['1920x1080', '1280x720'] }, fragment(ResolutionMapping)],
+  },
+);
+export type Resolution = v.InferOutput<typeof Resolution>;
 
-/** Fields a probe of a lavfi source may carry: its content complexity (the rest is its own settings). */
-const SYNTHETIC_PROBE_FIELDS = ['by', 'si_mean', 'si_max', 'ti_mean', 'ti_max', 'siti_s'] as const;
-const PROBE_FIELDS = [
-  'by', 'width', 'height', 'fps', 'codec', 'pix_fmt', 'duration_s', 'frames', 'bitrate_kbps', 'audio_streams', 'size_bytes', 'mtime_ms',
-  'si_mean', 'si_max', 'ti_mean', 'ti_max', 'siti_s',
-] as const satisfies readonly (keyof InputProbe)[];
+// ---------------------------------------------------------------------------------------------
+// The input: a file, or an ffmpeg test source; and what a probe of it found.
+
+export const PROBE_ORIGINS = ['submitter', 'node'] as const;
+export type ProbeOrigin = (typeof PROBE_ORIGINS)[number];
 /** A codec or pixel format name as ffprobe prints it. */
-const PROBE_NAME = /^[a-z0-9_]{1,32}$/;
-
+const probeName = () => optional(text(/^[a-z0-9_]{1,32}$/, 'must be 1–32 lowercase letters, digits or underscores'));
+/** P.910's SI and TI are gradient and difference magnitudes of 8-bit luma: at most 255·√2 and 255. */
+const siti = () => optional(num({ min: 0, max: 400 }));
+/** What a probe says of a lavfi source: its content complexity (the rest is its own settings). */
+const SITI_FIELDS = {
+  by: described(oneOf(PROBE_ORIGINS), 'Who probed: the submitter\'s machine, or a node of the cluster the leader asked.'),
+  si_mean: siti(), si_max: siti(), ti_mean: siti(), ti_max: siti(),
+  siti_s: optional(described(num({ min: MIN_DURATION_S, max: 600 }), 'Seconds of video the SI/TI sample covers (ffmpeg\'s siti filter, ITU-T P.910).')),
+};
+const SyntheticProbe = mapping(SITI_FIELDS);
 /**
- * `input.probe`, whoever attached it: every figure in its physical range. Its width and height
- * need not be even (a probed file is what it is); the output's are checked where they are set.
+ * What a probe of the input found before the job was predicted: `prescient submit` probes a file
+ * it can read (and a synthetic source's content complexity), and where the submitter could not,
+ * the leader asks a node to (node-agent/ffmpeg/probe.ts). Every figure is optional: a probe
+ * reports what ffprobe could tell. Its width and height need not be even (a probed file is what
+ * it is); the output's are checked where they are set.
  */
-function checkProbe(c: Checker, raw: unknown, synthetic: boolean): InputProbe | undefined {
-  const p = c.mapping(raw, 'input.probe', synthetic ? SYNTHETIC_PROBE_FIELDS : PROBE_FIELDS, false);
-  if (!p) return undefined;
-  const by = c.oneOf(p.by, 'input.probe.by', PROBE_ORIGINS);
-  // `lo` 0 with `positive`: greater than 0; any other `lo`: at least that.
-  const num = (k: keyof InputProbe, hi: number, integer = false, positive = true, lo = 0, loText?: string) =>
-    c.number(p[k], `input.probe.${k}`, lo, hi, { integer, exclusiveLo: positive && lo === 0, loText });
-  const name = (k: 'codec' | 'pix_fmt') => {
-    const v = p[k];
-    if (v === undefined || v === null) return undefined;
-    return typeof v === 'string' && PROBE_NAME.test(v) ? v : c.fail(`input.probe.${k}`, `must be 1–32 lowercase letters, digits or underscores, got ${describeValue(v)}`);
-  };
-  const out: InputProbe = {
-    by: by ?? 'submitter',
-    width: num('width', MAX_DIMENSION, true), height: num('height', MAX_DIMENSION, true), fps: num('fps', MAX_FPS, false, true, MIN_FPS, FPS_RULE.loText),
-    codec: name('codec'), pix_fmt: name('pix_fmt'),
-    duration_s: num('duration_s', MAX_DURATION_S, false, true, MIN_DURATION_S), frames: num('frames', MAX_DURATION_S * MAX_FPS, true),
-    bitrate_kbps: num('bitrate_kbps', MAX_BITRATE_KBPS, false, true, MIN_INPUT_BITRATE_KBPS), audio_streams: num('audio_streams', 64, true, false),
-    size_bytes: num('size_bytes', 2 ** 53, true, false), mtime_ms: num('mtime_ms', 2 ** 53, false, false),
-    // P.910's SI and TI are gradient and difference magnitudes of 8-bit luma: at most 255·√2 and 255.
-    si_mean: num('si_mean', 400, false, false), si_max: num('si_max', 400, false, false),
-    ti_mean: num('ti_mean', 400, false, false), ti_max: num('ti_max', 400, false, false), siti_s: num('siti_s', 600, false, true, MIN_DURATION_S),
-  };
-  return dropUndefined(out);
+const Probe = described(mapping({
+  by: SITI_FIELDS.by,
+  width: optional(num({ above: 0, max: MAX_DIMENSION, integer: true })),
+  height: optional(num({ above: 0, max: MAX_DIMENSION, integer: true })),
+  fps: optional(fps('The first video stream\'s frame rate.')),
+  codec: probeName(),
+  pix_fmt: probeName(),
+  duration_s: optional(described(num({ min: MIN_DURATION_S, max: MAX_DURATION_S }), 'Seconds of video.')),
+  frames: optional(described(num({ above: 0, max: MAX_DURATION_S * MAX_FPS, integer: true }), 'Frames, counted by the container where it says, else fps × duration.')),
+  bitrate_kbps: optional(described(num({ min: MIN_INPUT_BITRATE_KBPS, max: MAX_BITRATE_KBPS }), 'The video stream\'s bitrate (the container\'s where the stream has none).')),
+  audio_streams: optional(num({ min: 0, max: 64, integer: true })),
+  size_bytes: optional(described(num({ min: 0, max: 2 ** 53, integer: true }), 'The file\'s size when probed (a probe of another version of the file is stale).')),
+  mtime_ms: optional(num({ min: 0, max: 2 ** 53 })),
+  si_mean: SITI_FIELDS.si_mean, si_max: SITI_FIELDS.si_max, ti_mean: SITI_FIELDS.ti_mean, ti_max: SITI_FIELDS.ti_max, siti_s: SITI_FIELDS.siti_s,
+}), 'What a probe of the input found (attached by `prescient submit`, or by a node the leader asked).');
+export type InputProbe = v.InferOutput<typeof Probe>;
+
+/** An input path: absolute, no control characters, and, once normalised, under an allowed root. */
+const InputPath = described(first(v.pipe(
+  v.string((i) => `must be a non-empty string, got ${describeValue(i.input)}`),
+  v.minLength(1, 'must be a non-empty string, got ""'),
+  v.check((p) => !p.includes('\0') && !/[\r\n]/.test(p), 'contains control characters'),
+  v.check((p) => path.isAbsolute(p), (i) => `must be an absolute path, got ${describeValue(i.input)}`),
+  v.transform((p) => path.resolve(p)),
+  v.check((p) => underRoot(p, roots.allowedInputRoots, true), (i) => {
+    const listed = roots.allowedInputRoots.map((r) => path.resolve(r)).join(', ') || 'none configured';
+    return `${describeValue(i.input)} is outside the allowed input roots (${listed})`;
+  }),
+)), 'Absolute path of the input file, inside one of the allowed input roots (PRESCIENT_INPUT_ROOTS).');
+
+/** Whether normalised `p` lies under one of `dirs` (or is one, where `itself`). */
+function underRoot(p: string, dirs: readonly string[], itself: boolean): boolean {
+  return dirs.some((d) => {
+    const r = path.resolve(d);
+    return (itself && p === r) || p.startsWith(r.endsWith(path.sep) ? r : r + path.sep);
+  });
 }
 
-/** An input path as a submission's is checked (absolute, no control characters, under an allowed root); throws SchemaValidationError. */
-export function validateInputPath(raw: unknown, ctx: ValidationContext): string {
-  const c = new Checker();
-  const p = checkInputPath(c, raw, ctx);
-  if (p === undefined || c.issues.length) throw c.error();
-  return p;
-}
+const SYNTHETIC_SOURCE = described(oneOf(SYNTHETIC_SOURCES), 'The lavfi test source; they differ in content complexity.');
+const NOISE = optional(described(num({ min: 0, max: 100 }), '0–100: strength of temporal noise added to raise content complexity.'), 0);
+const TONE = optional(described(flag(), 'A 1 kHz stereo test tone alongside the picture (lavfi `sine`).'));
+const INPUT_FPS = fps('Frames per second.');
+const INPUT_DURATION = described(num({ min: MIN_DURATION_S, max: MAX_DURATION_S }), 'Seconds to encode; a synthetic task needs it, an actor (a live channel) must not have it.');
 
-/** A probe as `input.probe` of a file is checked (every field in its range); throws SchemaValidationError. */
-export function validateInputProbe(raw: unknown): InputProbe {
-  const c = new Checker();
-  const p = checkProbe(c, raw, false);
-  if (!p && !c.issues.length) c.fail('input.probe', 'is required');
-  if (!p || c.issues.length) throw c.error();
-  return p;
-}
+/** The two forms of a synthetic input, as written and as validated (`kind`-tagged); one output. */
+const syntheticInput = (s: { source: SyntheticSource; noise: number; audio?: boolean }, o: {
+  resolution: Resolution; fps: number; duration_s?: number; probe?: v.InferOutput<typeof SyntheticProbe>;
+}) => compact({ kind: 'synthetic' as const, source: s.source, resolution: o.resolution, fps: o.fps, duration_s: o.duration_s, noise: s.noise, audio: s.audio ? (true as const) : undefined, probe: o.probe as InputProbe | undefined });
+const SyntheticWritten = v.pipe(mapping({
+  synthetic: described(mapping({ source: SYNTHETIC_SOURCE, noise: NOISE, audio: TONE }), 'An ffmpeg test source as the input.'),
+  resolution: Resolution, fps: INPUT_FPS, duration_s: optional(INPUT_DURATION), probe: optional(SyntheticProbe),
+}), v.transform((o) => syntheticInput(o.synthetic, o)));
+const SyntheticTagged = v.pipe(mapping({
+  kind: v.literal('synthetic'), source: SYNTHETIC_SOURCE, noise: NOISE, audio: TONE,
+  resolution: Resolution, fps: INPUT_FPS, duration_s: optional(INPUT_DURATION), probe: optional(SyntheticProbe),
+}), v.transform((o) => syntheticInput(o, o)));
 
-/** A path is accepted only when, once normalised, it lies under an allowed root. */
-function checkInputPath(c: Checker, v: unknown, ctx: ValidationContext): string | undefined {
-  if (typeof v !== 'string' || v.length === 0) return c.fail('input.path', `must be a non-empty string, got ${describeValue(v)}`);
-  if (v.includes('\0') || /[\r\n]/.test(v)) return c.fail('input.path', 'contains control characters');
-  if (!path.isAbsolute(v)) return c.fail('input.path', `must be an absolute path, got ${describeValue(v)}`);
-  const normal = path.resolve(v);
-  const roots = ctx.allowedInputRoots.map((r) => path.resolve(r));
-  if (!roots.some((r) => normal === r || normal.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
-    return c.fail('input.path', `${describeValue(normal)} is outside the allowed input roots (${roots.join(', ') || 'none configured'})`);
-  }
-  return normal;
-}
+const FILE_FIELDS = {
+  path: InputPath,
+  codec: optional(described(oneOf(INPUT_CODECS), 'The input\'s codec, where known (a model feature only).')),
+  resolution: optional(Resolution),
+  fps: optional(INPUT_FPS),
+  bitrate_kbps: optional(num({ min: MIN_INPUT_BITRATE_KBPS, max: MAX_BITRATE_KBPS })),
+  duration_s: optional(described(num({ min: MIN_DURATION_S, max: MAX_DURATION_S }), 'Encode only this many seconds from the start.')),
+  probe: optional(Probe),
+};
+type FileFields = { path: string; codec?: InputCodec; resolution?: Resolution; fps?: number; bitrate_kbps?: number; duration_s?: number; probe?: InputProbe };
+const fileInput = (o: FileFields) => compact({ kind: 'file' as const, path: o.path, codec: o.codec, resolution: o.resolution, fps: o.fps, bitrate_kbps: o.bitrate_kbps, duration_s: o.duration_s, probe: o.probe });
+const FileWritten = v.pipe(mapping(FILE_FIELDS), v.transform((o) => fileInput(o)));
+const FileTagged = v.pipe(mapping({ kind: v.literal('file', (i) => `must be "synthetic" or "file", got ${describeValue(i.input)}`), ...FILE_FIELDS }), v.transform((o) => fileInput(o)));
 
-function checkOutput(c: Checker, raw: unknown, ctx: ValidationContext, group: boolean, actor: boolean): OutputSpec | undefined {
-  const obj = c.mapping(raw, 'output', ['codec', 'encoder', 'preset', 'rate_control', 'resolution', 'fps', 'gop', 'passes', 'options', 'path', 'format', 'rendition', 'audio']);
-  if (!obj) return undefined;
-  const codec = c.oneOf(obj.codec, 'output.codec', OUTPUT_CODECS);
-  let encoder: Encoder | undefined;
-  if (codec) encoder = obj.encoder === undefined ? (ENCODERS[codec][0] as Encoder) : (c.oneOf(obj.encoder, 'output.encoder', ENCODERS[codec] as readonly Encoder[]));
-  let preset: string | undefined;
-  if (encoder) preset = obj.preset === undefined ? DEFAULT_PRESET[encoder] : c.oneOf(obj.preset, 'output.preset', PRESETS[encoder]);
-  const rate_control = encoder ? checkRateControl(c, obj.rate_control, encoder) : undefined;
-  const resolution = c.resolution(obj.resolution, 'output.resolution', false);
-  const fps = c.number(obj.fps, 'output.fps', MIN_FPS, MAX_FPS, FPS_RULE);
-  const gop = c.number(obj.gop, 'output.gop', 1, 10_000, { integer: true });
-  const passes = (c.number(obj.passes, 'output.passes', 1, 2, { integer: true }) ?? 1) as 1 | 2;
-  if (passes === 2 && rate_control?.mode === 'crf') c.fail('output.passes', 'two-pass encoding needs rate_control.mode "bitrate"');
-  // ffmpeg 5.1's libsvtav1 wrapper ignores -pass, so a "two-pass" encode would silently be one.
-  if (passes === 2 && encoder && (GPU_ENCODERS.has(encoder) || encoder === 'libsvtav1')) c.fail('output.passes', `two-pass is not supported with ${encoder}`);
-  const options: Record<string, string> = {};
-  const rawOpts = c.object(obj.options, 'output.options', false);
-  if (rawOpts && encoder) {
-    for (const name of Object.keys(rawOpts)) {
-      const value = (rawOpts as Record<string, unknown>)[name];
-      const field = fieldPath('output.options', name);
-      // Own properties only: `EXTRA_OPTIONS['constructor']` would otherwise be Object itself.
-      const rule = Object.hasOwn(EXTRA_OPTIONS, name) ? EXTRA_OPTIONS[name] : undefined;
-      if (!rule) { c.fail(field, `option is not in the allow-list (allowed: ${Object.keys(EXTRA_OPTIONS).join(', ')})`); continue; }
-      if (!rule.encoders.includes(encoder)) { c.fail(field, `is not supported with encoder ${encoder}`); continue; }
-      const s = typeof value === 'number' ? String(value) : value;
-      if (typeof s !== 'string') { c.fail(field, `must be a string or number, got ${describeValue(value)}`); continue; }
-      if (rule.values ? !rule.values.includes(s) : !rule.pattern!.test(s)) {
-        c.fail(field, `value ${describeValue(s)} is not allowed${rule.values ? ` (expected one of: ${rule.values.join(', ')})` : ''}`);
-        continue;
-      }
-      options[name] = s;
-    }
-  }
-  const rendition = obj.rendition === undefined ? undefined
-    : typeof obj.rendition === 'string' && /^[A-Za-z0-9_-]{1,32}$/.test(obj.rendition) ? obj.rendition
-      : c.fail('output.rendition', `must be 1–32 letters, digits, underscores or hyphens, got ${describeValue(obj.rendition)}`);
-  const p = obj.path === undefined ? undefined : checkOutputPath(c, obj.path, ctx, group);
-  let format = c.oneOf(obj.format, 'output.format', OUTPUT_FORMATS, false);
-  if (p !== undefined) {
-    const ext = path.extname(p).slice(1);
-    const fmt = format ?? (ext === 'm3u8' ? 'hls' : 'file');
-    const want = fmt === 'hls' ? 'm3u8' : codec ? CONTAINER_OF[codec] : undefined;
-    if (want && ext !== want) c.fail('output.path', `must end in .${want} for ${fmt === 'hls' ? 'an HLS output' : `a ${codec} file`}, got ${describeValue(path.basename(p))}`);
-    if (fmt === 'hls') format = 'hls';
-  }
-  if (actor && (p !== undefined || format !== undefined)) c.fail(p !== undefined ? 'output.path' : 'output.format', 'an actor (a live channel) writes its rolling HLS window in the node\'s output directory');
-  const audio = codec ? checkAudio(c, obj.audio, format === 'hls' ? 'hls' : CONTAINER_OF[codec]) : undefined;
-  if (actor && audio && audio.mode !== 'none') c.fail('output.audio', 'an actor (a live channel) is video only: leave it out or set none');
-  if (!codec || !encoder || !preset || !rate_control) return undefined;
-  return dropUndefined({ codec, encoder, preset, rate_control, resolution, fps, gop, passes, options, path: p, format, rendition, audio });
-}
+const ONE_INPUT = 'must have exactly one of `path` (a file) or `synthetic` (an ffmpeg test source)';
+const EitherInput = refuse(ONE_INPUT);
 
-/** The container a `file` output of each codec is written in (node-agent/ffmpeg/args.ts CONTAINERS). */
-const CONTAINER_OF: Record<OutputCodec, 'mp4' | 'webm'> = { h264: 'mp4', hevc: 'mp4', av1: 'mp4', vp9: 'webm' };
-
-/** `output.audio`: a mode's name, or `{ mode, bitrate_kbps }`; an encoded mode gets DEFAULT_AUDIO_KBPS. */
-function checkAudio(c: Checker, raw: unknown, container: 'mp4' | 'webm' | 'hls'): AudioSpec | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  let modeRaw: unknown, kbpsRaw: unknown;
-  if (typeof raw === 'string') modeRaw = raw;
-  else {
-    const o = c.mapping(raw, 'output.audio', ['mode', 'bitrate_kbps']);
-    if (!o) return undefined;
-    [modeRaw, kbpsRaw] = [o.mode, o.bitrate_kbps];
-  }
-  const mode = c.oneOf(modeRaw, typeof raw === 'string' ? 'output.audio' : 'output.audio.mode', AUDIO_MODES);
-  if (!mode) return undefined;
-  const field = typeof raw === 'string' ? 'output.audio' : 'output.audio.mode';
-  if (mode === 'aac' && container === 'webm') return c.fail(field, 'a WebM file (vp9) carries Opus or Vorbis audio, not AAC: use opus, copy or auto');
-  if (mode === 'opus' && container !== 'webm') return c.fail(field, `Opus is written to WebM (vp9) outputs only; ${container === 'hls' ? 'HLS' : 'MP4'} gets aac, copy or auto`);
-  if (mode === 'aac' || mode === 'opus') {
-    const kbps = c.number(kbpsRaw, 'output.audio.bitrate_kbps', 8, mode === 'opus' ? 510 : 512, { integer: true }) ?? DEFAULT_AUDIO_KBPS;
-    return { mode, bitrate_kbps: kbps };
-  }
-  if (kbpsRaw !== undefined) return c.fail('output.audio.bitrate_kbps', `applies to aac and opus only, not ${mode}`);
-  return { mode };
+/** Which form an input is written in: a file or a test source, as written or as validated. */
+function inputForm(x: unknown) {
+  if (!x || typeof x !== 'object' || Array.isArray(x)) return FileWritten; // says it is required, or not a mapping
+  const kind = own(x, 'kind');
+  if (kind !== undefined && kind !== 'synthetic' && kind !== 'file') return refuse(`must be "synthetic" or "file", got ${describeValue(kind)}`, 'kind');
+  const hasPath = own(x, 'path') !== undefined, hasSynth = kind === 'synthetic' || own(x, 'synthetic') !== undefined;
+  if (hasPath === hasSynth) return EitherInput;
+  if (hasSynth) return kind === undefined ? SyntheticWritten : SyntheticTagged;
+  return kind === undefined ? FileWritten : FileTagged;
 }
+const Input = advertised(v.lazy(inputForm) as v.GenericSchema<unknown, v.InferOutput<typeof SyntheticWritten> | v.InferOutput<typeof FileWritten>>, {
+  description: 'What to encode: a file (`path`) or an ffmpeg test source (`synthetic`).',
+  anyOf: [fragment(FileWritten), fragment(SyntheticWritten)],
+});
+export type InputSpec = v.InferOutput<typeof Input>;
+export type SyntheticInput = Extract<InputSpec, { kind: 'synthetic' }>;
+export type FileInput = Extract<InputSpec, { kind: 'file' }>;
+
+// ---------------------------------------------------------------------------------------------
+// The output.
+
+const ALL_ENCODERS = [...new Set(Object.values(ENCODERS).flat())] as Encoder[];
+const ALL_PRESETS = [...new Set(Object.values(PRESETS).flat())];
+const CRF_MAX = Math.max(...Object.values(CRF_RANGE).map(([, hi]) => hi));
+
+const Crf = mapping({ mode: v.literal('crf'), crf: described(num({ min: 0, max: CRF_MAX, integer: true }), 'Constant rate factor: 0–51 for x264/x265/NVENC h264 and hevc, 0–63 for vp9 and AV1 (0–255 for av1_nvenc).') });
+const Bitrate = mapping({ mode: v.literal('bitrate'), bitrate_kbps: described(num({ min: MIN_OUTPUT_BITRATE_KBPS, max: MAX_BITRATE_KBPS }), 'Target video bitrate in kbit/s.') });
+const RATE_MODE = oneOf(['crf', 'bitrate'] as const);
+/** A mapping picks its form by `mode`; what is not one is refused by the CRF form's messages. */
+function rateForm(x: unknown) {
+  if (!x || typeof x !== 'object' || Array.isArray(x)) return Crf;
+  const mode = own(x, 'mode');
+  return mode === 'crf' ? Crf : mode === 'bitrate' ? Bitrate : mapping({ mode: RATE_MODE }, { unknown: () => 'depends on rate_control.mode' });
+}
+const RateControl = advertised(v.lazy(rateForm) as v.GenericSchema<unknown, v.InferOutput<typeof Crf> | v.InferOutput<typeof Bitrate>>, {
+  description: 'Rate control: a constant rate factor, or a target bitrate.',
+  oneOf: [fragment(Crf), fragment(Bitrate)],
+});
+export type RateControl = v.InferOutput<typeof RateControl>;
+
+const optionValue = (name: string, rule: { values?: readonly string[]; pattern?: RegExp }) => {
+  const notAllowed = (i: v.BaseIssue<unknown>) => `value ${describeValue(i.input)} is not allowed${rule.values ? ` (expected one of: ${rule.values.join(', ')})` : ''}`;
+  return optional(described(first(v.pipe(
+    v.unknown(),
+    v.transform((x) => (typeof x === 'number' ? String(x) : x)),
+    v.string((i) => `must be a string or number, got ${describeValue(i.input)}`),
+    rule.values ? v.picklist(rule.values as string[], notAllowed) : v.regex(rule.pattern!, notAllowed),
+  )), `ffmpeg's -${name} (encoders: ${EXTRA_OPTIONS[name].encoders.join(', ')}).`));
+};
+const Options = mapping(
+  Object.fromEntries(Object.entries(EXTRA_OPTIONS).map(([name, rule]) => [name, optionValue(name, rule)])) as Record<string, ReturnType<typeof optionValue>>,
+  { unknown: () => `option is not in the allow-list (allowed: ${Object.keys(EXTRA_OPTIONS).join(', ')})` },
+);
+
+/** `output.audio`: a mode's name, or `{ mode, bitrate_kbps }`. */
+const AUDIO_MODE = described(oneOf(AUDIO_MODES), 'auto: kept when the input has audio (copied where the container carries its codec, else encoded); copy; aac or opus: encoded; none: dropped.');
+const AudioMapping = mapping({ mode: AUDIO_MODE, bitrate_kbps: optional(described(num({ min: 8, max: 512, integer: true }), 'For aac (8–512) and opus (8–510); default 128.')) });
+const AudioWritten = v.pipe(AUDIO_MODE, v.transform((mode) => ({ mode }) as { mode: AudioMode; bitrate_kbps?: number }));
+const Audio = advertised(
+  v.lazy((x) => (typeof x === 'string' ? AudioWritten : AudioMapping)) as v.GenericSchema<unknown, { mode: AudioMode; bitrate_kbps?: number }>,
+  { description: 'What becomes of the input\'s audio (default auto).', anyOf: [fragment(AUDIO_MODE), fragment(AudioMapping)] },
+);
 
 /**
  * `output.path`: an absolute template whose placeholders are known, whose file name is
@@ -559,36 +356,231 @@ function checkAudio(c: Checker, raw: unknown, container: 'mp4' | 'webm' | 'hls')
  * resolved, lies strictly inside an allowed output root. Placeholders expand to single path
  * segments that are never `.` or `..`, so what is checked here holds for every expansion.
  */
-function checkOutputPath(c: Checker, v: unknown, ctx: ValidationContext, group: boolean): string | undefined {
-  const field = 'output.path';
-  if (typeof v !== 'string' || v.length === 0) return c.fail(field, `must be a non-empty string, got ${describeValue(v)}`);
-  if (v.length > MAX_OUTPUT_PATH) return c.fail(field, `must be at most ${MAX_OUTPUT_PATH} characters, got ${v.length}`);
-  if (/[\x00-\x1f\x7f]/.test(v)) return c.fail(field, 'contains control characters');
-  if (!path.isAbsolute(v)) return c.fail(field, `must be an absolute path, got ${describeValue(v)}`);
-  const used = new Set<string>();
-  const literal = v.replace(/\{([^{}]*)\}/g, (_, name: string) => {
-    used.add(name);
-    return '';
-  });
-  const unknown = [...used].filter((n) => !(OUTPUT_PLACEHOLDERS as readonly string[]).includes(n));
-  if (unknown.length) return c.fail(field, `unknown placeholder ${unknown.map((n) => `{${n}}`).join(', ')} (known: ${OUTPUT_PLACEHOLDERS.map((n) => `{${n}}`).join(', ')})`);
-  if (/[{}]/.test(literal)) return c.fail(field, 'has a brace that is not part of a placeholder (braces are only for {placeholders})');
-  if (used.has('group') && !group) return c.fail(field, 'uses {group}, but the job has no group');
-  if (group && !['job_id', 'rendition', 'height', 'width'].some((n) => used.has(n))) {
-    return c.fail(field, 'must tell a group\'s jobs apart with {job_id}, {rendition}, {height} or {width}, or every rendition would be written to the same file');
-  }
-  const normal = path.resolve(v);
-  const base = path.basename(normal);
-  if (!/^([A-Za-z0-9._-]|\{[a-z_]+\})+$/.test(base) || /^\.+$/.test(base)) {
-    return c.fail(field, `file name ${describeValue(base)} must be letters, digits, dot, underscore, hyphen and placeholders`);
-  }
-  const roots = (ctx.allowedOutputRoots ?? []).map((r) => path.resolve(r));
-  if (!roots.some((r) => normal.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
-    return c.fail(field, `${describeValue(normal)} is outside the allowed output roots (${roots.join(', ') || 'none configured: PRESCIENT_OUTPUT_ROOTS'})`);
-  }
-  return normal;
+const OutputPath = described(first(v.pipe(
+  v.string((i) => `must be a non-empty string, got ${describeValue(i.input)}`),
+  v.minLength(1, 'must be a non-empty string, got ""'),
+  v.maxLength(MAX_OUTPUT_PATH, (i) => `must be at most ${MAX_OUTPUT_PATH} characters, got ${(i.input as string).length}`),
+  v.check((p) => !/[\x00-\x1f\x7f]/.test(p), 'contains control characters'),
+  v.check((p) => path.isAbsolute(p), (i) => `must be an absolute path, got ${describeValue(i.input)}`),
+  v.check((p) => placeholders(p).every((n) => (OUTPUT_PLACEHOLDERS as readonly string[]).includes(n)), (i) => {
+    const unknown = placeholders(i.input as string).filter((n) => !(OUTPUT_PLACEHOLDERS as readonly string[]).includes(n));
+    return `unknown placeholder ${unknown.map((n) => `{${n}}`).join(', ')} (known: ${OUTPUT_PLACEHOLDERS.map((n) => `{${n}}`).join(', ')})`;
+  }),
+  v.check((p) => !/[{}]/.test(p.replace(/\{([^{}]*)\}/g, '')), 'has a brace that is not part of a placeholder (braces are only for {placeholders})'),
+  v.transform((p) => path.resolve(p)),
+  v.check((p) => /^([A-Za-z0-9._-]|\{[a-z_]+\})+$/.test(path.basename(p)) && !/^\.+$/.test(path.basename(p)),
+    (i) => `file name ${describeValue(path.basename(i.input as string))} must be letters, digits, dot, underscore, hyphen and placeholders`),
+  v.check((p) => underRoot(p, roots.allowedOutputRoots ?? [], false), (i) => {
+    const listed = (roots.allowedOutputRoots ?? []).map((r) => path.resolve(r)).join(', ') || 'none configured: PRESCIENT_OUTPUT_ROOTS';
+    return `${describeValue(i.input)} is outside the allowed output roots (${listed})`;
+  }),
+)), `Where the output goes: an absolute path template inside the allowed output roots (PRESCIENT_OUTPUT_ROOTS), e.g. /srv/out/{group}/{rendition}.m3u8, its file name ending in .mp4, .webm or .m3u8; placeholders: ${OUTPUT_PLACEHOLDERS.map((n) => `{${n}}`).join(' ')}. Absent: <agent output dir>/<job id>.<ext>.`);
+/** The placeholder names a template uses. */
+const placeholders = (p: string) => [...p.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]);
+
+/** The container a `file` output of each codec is written in (node-agent/ffmpeg/args.ts CONTAINERS). */
+const CONTAINER_OF: Record<OutputCodec, 'mp4' | 'webm'> = { h264: 'mp4', hevc: 'mp4', av1: 'mp4', vp9: 'webm' };
+const defaultEncoder = (codec: OutputCodec, encoder?: Encoder): Encoder => encoder ?? (ENCODERS[codec][0] as Encoder);
+
+const OutputFields = mapping({
+  codec: described(oneOf(OUTPUT_CODECS), 'The output video codec.'),
+  encoder: optional(described(oneOf(ALL_ENCODERS), `The ffmpeg encoder; it must encode the codec (${OUTPUT_CODECS.map((c) => `${c}: ${ENCODERS[c].join(', ')}`).join('; ')}). Default: the first listed; NVENC encoders need a GPU node.`)),
+  preset: optional(described(oneOf(ALL_PRESETS), `The encoder's preset (x264/x265: ultrafast…veryslow; NVENC: p1…p7; libvpx-vp9 and libaom-av1: cpu-used 0–8; libsvtav1: 0–13).`)),
+  rate_control: RateControl,
+  resolution: optional(Resolution),
+  fps: optional(fps('Output frame rate; absent: the input\'s.')),
+  gop: optional(described(num({ min: 1, max: 10_000, integer: true }), 'Keyframe interval in frames.')),
+  passes: optional(num({ min: 1, max: 2, integer: true }), 1),
+  options: optional(described(Options, 'Extra encoder options from an allow-list.')),
+  path: optional(OutputPath),
+  format: optional(described(oneOf(OUTPUT_FORMATS), 'file: one MP4 (h264, hevc, av1) or WebM (vp9) file; hls: a VOD HLS rendition (fMP4 segments). Absent: file, or hls where path ends in .m3u8.')),
+  rendition: optional(described(text(/^[A-Za-z0-9_-]{1,32}$/, 'must be 1–32 letters, digits, underscores or hyphens'), 'This rendition\'s name in a ladder ({rendition}); absent: <height>p.')),
+  audio: optional(Audio),
+});
+type OutputFields = v.InferOutput<typeof OutputFields>;
+
+const Output = v.pipe(
+  OutputFields,
+  crossCheck<OutputFields>([['codec'], ['encoder']], (o, fail) => {
+    if (o.encoder && !ENCODERS[o.codec].includes(o.encoder)) fail(['encoder'], `unknown value ${describeValue(o.encoder)} (expected one of: ${ENCODERS[o.codec].join(', ')})`);
+  }),
+  crossCheck<OutputFields>([['codec'], ['encoder'], ['preset']], (o, fail) => {
+    const encoder = defaultEncoder(o.codec, o.encoder);
+    if (o.preset !== undefined && ENCODERS[o.codec].includes(encoder) && !PRESETS[encoder].includes(o.preset)) {
+      fail(['preset'], `unknown value ${describeValue(o.preset)} (expected one of: ${PRESETS[encoder].join(', ')})`);
+    }
+  }),
+  crossCheck<OutputFields>([['codec'], ['encoder'], ['rate_control']], (o, fail) => {
+    const encoder = defaultEncoder(o.codec, o.encoder);
+    if (o.rate_control.mode !== 'crf' || !ENCODERS[o.codec].includes(encoder)) return;
+    const [lo, hi] = CRF_RANGE[encoder];
+    if (o.rate_control.crf < lo || o.rate_control.crf > hi) fail(['rate_control', 'crf'], `must be at most ${hi} for ${encoder}, got ${o.rate_control.crf}`);
+  }),
+  crossCheck<OutputFields>([['codec'], ['encoder'], ['passes'], ['rate_control']], (o, fail) => {
+    if (o.passes !== 2) return;
+    const encoder = defaultEncoder(o.codec, o.encoder);
+    if (o.rate_control.mode === 'crf') fail(['passes'], 'two-pass encoding needs rate_control.mode "bitrate"');
+    // ffmpeg 5.1's libsvtav1 wrapper ignores -pass, so a "two-pass" encode would silently be one.
+    if (GPU_ENCODERS.has(encoder) || encoder === 'libsvtav1') fail(['passes'], `two-pass is not supported with ${encoder}`);
+  }),
+  crossCheck<OutputFields>([['codec'], ['encoder'], ['options']], (o, fail) => {
+    const encoder = defaultEncoder(o.codec, o.encoder);
+    for (const name of Object.keys(o.options ?? {})) {
+      if (!EXTRA_OPTIONS[name].encoders.includes(encoder)) fail(['options', name], `is not supported with encoder ${encoder}`);
+    }
+  }),
+  crossCheck<OutputFields>([['codec'], ['path'], ['format']], (o, fail) => {
+    if (o.path === undefined) return;
+    const ext = path.extname(o.path).slice(1);
+    const hls = (o.format ?? (ext === 'm3u8' ? 'hls' : 'file')) === 'hls';
+    const want = hls ? 'm3u8' : CONTAINER_OF[o.codec];
+    if (ext !== want) fail(['path'], `must end in .${want} for ${hls ? 'an HLS output' : `a ${o.codec} file`}, got ${describeValue(path.basename(o.path))}`);
+  }),
+  crossCheck<OutputFields>([['codec'], ['path'], ['format'], ['audio']], (o, fail) => {
+    if (!o.audio) return;
+    const container = outputFormat(o) === 'hls' ? 'hls' : CONTAINER_OF[o.codec];
+    const { mode, bitrate_kbps } = o.audio;
+    const at = ['audio', 'mode'];
+    if (mode === 'aac' && container === 'webm') fail(at, 'a WebM file (vp9) carries Opus or Vorbis audio, not AAC: use opus, copy or auto');
+    else if (mode === 'opus' && container !== 'webm') fail(at, `Opus is written to WebM (vp9) outputs only; ${container === 'hls' ? 'HLS' : 'MP4'} gets aac, copy or auto`);
+    else if (mode === 'opus' && bitrate_kbps !== undefined && bitrate_kbps > 510) fail(['audio', 'bitrate_kbps'], `must be at most 510, got ${bitrate_kbps}`);
+    else if (mode !== 'aac' && mode !== 'opus' && bitrate_kbps !== undefined) fail(['audio', 'bitrate_kbps'], `applies to aac and opus only, not ${mode}`);
+  }),
+  v.transform((o) => {
+    const encoder = defaultEncoder(o.codec, o.encoder);
+    const { mode, bitrate_kbps } = o.audio ?? {};
+    const audio = mode === undefined ? undefined
+      : mode === 'aac' || mode === 'opus' ? { mode, bitrate_kbps: bitrate_kbps ?? DEFAULT_AUDIO_KBPS } : { mode };
+    return compact({
+      codec: o.codec, encoder, preset: (o.preset ?? DEFAULT_PRESET[encoder]) as string, rate_control: o.rate_control, resolution: o.resolution,
+      fps: o.fps, gop: o.gop, passes: o.passes as 1 | 2, options: (o.options ?? {}) as Record<string, string>, path: o.path,
+      format: o.path !== undefined && outputFormat(o) === 'hls' ? ('hls' as const) : o.format, rendition: o.rendition, audio: audio as AudioSpec | undefined,
+    });
+  }),
+);
+/** `file` unless set, or unless the path ends in .m3u8. */
+function outputFormat(o: { path?: string; format?: OutputFormat }): OutputFormat {
+  return o.format ?? (o.path !== undefined && path.extname(o.path) === '.m3u8' ? 'hls' : 'file');
+}
+export type OutputSpec = v.InferOutput<typeof Output>;
+
+// ---------------------------------------------------------------------------------------------
+// The job.
+
+/**
+ * Jobs that belong together, such as the renditions of one source in an ABR ladder: placed all
+ * at once or not at all, on one node (`together`) or each on a different node (`spread`).
+ */
+const Group = mapping({
+  id: described(text(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1–64 letters, digits, underscores or hyphens'), 'The group\'s id, the same in each of its jobs.'),
+  size: described(num({ min: 2, max: MAX_GROUP_SIZE, integer: true }), 'How many jobs the group has: none is placed until all have arrived.'),
+  placement: optional(described(oneOf(GROUP_PLACEMENTS), 'together: all on one node; spread: each on a different node.'), 'spread'),
+});
+export type JobGroup = v.InferOutput<typeof Group>;
+
+const Deadline = advertised(first(v.pipe(
+  v.unknown(),
+  // Short strings only: a date needs no more, and Date's parser need not see 600 KB.
+  v.check((x) => (typeof x === 'string' && x.length <= 64) || x instanceof Date, (i) => `must be an ISO 8601 date-time, got ${describeValue(i.input)}`),
+  v.transform((x) => new Date(x as string | Date).getTime()),
+  v.check((ms) => !Number.isNaN(ms), (i) => `must be an ISO 8601 date-time, got ${describeValue(i.input)}`),
+  v.check((ms) => ms >= MIN_DEADLINE_MS && ms <= MAX_DEADLINE_MS, (i) => `must be between 1970 and 9999, got ${new Date(i.input as number).toISOString()}`),
+  v.transform((ms) => new Date(ms).toISOString()),
+)), { type: 'string', format: 'date-time', description: 'Optional completion deadline (ISO 8601); an actor has none.' });
+
+const DocumentFields = mapping({
+  kind: optional(described(oneOf(WORK_KINDS), 'task (the default): a batch encode that ends when its input is encoded; actor: a live channel that holds its reservation until `prescient stop`.')),
+  input: Input,
+  output: described(Output, 'How to encode: codec, encoder, preset, rate control, size, where the output goes and what becomes of the audio.'),
+  priority: optional(described(oneOf(SLA_CLASSES), 'Service class, most urgent first.'), 'standard'),
+  submitter: optional(described(text(/^[A-Za-z0-9._@-]{1,64}$/, 'must be 1–64 characters of letters, digits, dot, underscore, @ or hyphen'), 'Who submitted the job.'), 'anonymous'),
+  deadline: optional(Deadline),
+  group: optional(described(Group, 'Jobs placed together or not at all, such as the renditions of an ABR ladder.')),
+});
+type DocumentFields = v.InferOutput<typeof DocumentFields>;
+const ACTOR_OUTPUT = 'an actor (a live channel) writes its rolling HLS window in the node\'s output directory';
+
+/** The job schema: one source for the type, the validation and the JSON Schema (`prescient schema`). */
+export const JobSchema = v.pipe(
+  DocumentFields,
+  // A kind that is neither is read as a task, as `kind` is named wrong on its own.
+  crossCheck<DocumentFields>([['input']], (d, fail) => {
+    if (d.input.kind !== 'synthetic') return;
+    // A live source has no end: a duration would say the channel stops by itself, which it does not.
+    if (d.kind === 'actor' && d.input.duration_s !== undefined) fail(['input', 'duration_s'], 'must not be set for an actor: a live channel runs until it is stopped');
+    if (d.kind !== 'actor' && d.input.duration_s === undefined) fail(['input', 'duration_s'], 'is required');
+  }),
+  crossCheck<DocumentFields>([['kind'], ['output'], ['deadline']], (d, fail) => {
+    if (d.kind !== 'actor') return;
+    if (d.output.passes === 2) fail(['output', 'passes'], 'an actor (a live channel) encodes in one pass');
+    if (d.output.path !== undefined) fail(['output', 'path'], ACTOR_OUTPUT);
+    else if (d.output.format !== undefined) fail(['output', 'format'], ACTOR_OUTPUT);
+    if (d.output.audio && d.output.audio.mode !== 'none') fail(['output', 'audio'], 'an actor (a live channel) is video only: leave it out or set none');
+    if (d.deadline !== undefined) fail(['deadline'], 'an actor runs until it is stopped, so it has no deadline');
+  }),
+  crossCheck<DocumentFields>([['output'], ['group']], (d, fail) => {
+    if (d.output.path === undefined) return;
+    const used = placeholders(d.output.path);
+    if (used.includes('group') && !d.group) fail(['output', 'path'], 'uses {group}, but the job has no group');
+    else if (d.group && !['job_id', 'rendition', 'height', 'width'].some((n) => used.includes(n))) {
+      fail(['output', 'path'], 'must tell a group\'s jobs apart with {job_id}, {rendition}, {height} or {width}, or every rendition would be written to the same file');
+    }
+  }),
+  v.transform((d) => compact({
+    kind: d.kind === 'actor' ? ('actor' as const) : undefined,
+    input: d.input, output: d.output, priority: d.priority, submitter: d.submitter, deadline: d.deadline, group: d.group,
+  })),
+);
+export type EncodingSchema = v.InferOutput<typeof JobSchema>;
+
+/** A copy without the undefined fields (copied, not deleted: `delete` leaves V8 a slow dictionary object). */
+function compact<T extends object>(o: T): { [K in keyof T as undefined extends T[K] ? never : K]: T[K] } & { [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined> } {
+  const out = {} as Record<string, unknown>;
+  for (const k of Object.keys(o)) if ((o as Record<string, unknown>)[k] !== undefined) out[k] = (o as Record<string, unknown>)[k];
+  return out as never;
 }
 
+/** Runs `schema` over `raw` with these roots; the value, or a SchemaValidationError naming each wrong field. */
+function validate<S extends v.GenericSchema>(schema: S, raw: unknown, ctx: ValidationContext): v.InferOutput<S> {
+  const outer = roots;
+  roots = ctx;
+  try {
+    const r = parseDocument(schema, raw);
+    if (r.ok) return r.value;
+    throw new SchemaValidationError(r.issues, r.omitted);
+  } finally {
+    roots = outer;
+  }
+}
+
+/**
+ * Checks every field of a submitted document and returns the typed schema with defaults
+ * applied. Throws SchemaValidationError naming each wrong field.
+ */
+export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): EncodingSchema {
+  return validate(JobSchema, raw, ctx);
+}
+
+/** An input path as a submission's is checked (absolute, no control characters, under an allowed root); throws SchemaValidationError. */
+export function validateInputPath(raw: unknown, ctx: ValidationContext): string {
+  return validate(JustPath, { input: { path: raw } }, ctx);
+}
+const JustPath = v.pipe(mapping({ input: mapping({ path: InputPath }) }), v.transform((o) => o.input.path));
+const JustProbe = v.pipe(mapping({ input: mapping({ probe: Probe }) }), v.transform((o) => o.input.probe));
+
+/** A probe as `input.probe` of a file is checked (every field in its range); throws SchemaValidationError. */
+export function validateInputProbe(raw: unknown): InputProbe {
+  return validate(JustProbe, { input: { probe: raw } }, roots);
+}
+
+/** The JSON Schema of a job document, for editors and other tools (`prescient schema`). */
+export function encodingSchemaJsonSchema() {
+  return jsonSchemaOf(DocumentFields, {
+    id: 'https://prescient.dev/schema/job.json',
+    title: 'Prescient encoding job',
+    description: 'A job for `prescient submit`: what to encode, how, and when. Rules across fields (an encoder of the codec, its presets and CRF range, two-pass only with a bitrate, an actor\'s limits) are checked on submission.',
+  });
+}
 /** What `output.path`'s placeholders expand to; each value must be one safe path segment. */
 export type OutputPathValues = Record<OutputPlaceholder, string | undefined>;
 const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -599,16 +591,16 @@ const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
  * safe path segment (so the result is still inside the root the template was checked against).
  */
 export function expandOutputPath(template: string, values: OutputPathValues): string {
-  const c = new Checker();
+  const issues: FieldIssue[] = [];
   const out = template.replace(/\{([a-z_]+)\}/g, (m, name: string) => {
     const value = (OUTPUT_PLACEHOLDERS as readonly string[]).includes(name) ? values[name as OutputPlaceholder] : undefined;
     if (value === undefined || !SAFE_SEGMENT.test(value)) {
-      c.fail('output.path', `{${name}} has no value that is safe in a path here (${describeValue(value)})`);
+      issues.push({ field: 'output.path', reason: `{${name}} has no value that is safe in a path here (${describeValue(value)})` });
       return m;
     }
     return value;
   });
-  if (c.issues.length) throw c.error();
+  if (issues.length) throw new SchemaValidationError(issues);
   return path.resolve(out);
 }
 
@@ -618,70 +610,8 @@ export function renditionName(s: EncodingSchema, height?: number): string {
   return s.output.rendition ?? (h ? `${h}p` : 'source');
 }
 
-function checkRateControl(c: Checker, raw: unknown, encoder: Encoder): RateControl | undefined {
-  const o = c.object(raw, 'output.rate_control');
-  if (!o) return undefined;
-  const mode = c.oneOf(own(o, 'mode'), 'output.rate_control.mode', ['crf', 'bitrate'] as const);
-  if (mode === 'crf') {
-    const obj = c.fields(o, 'output.rate_control', ['mode', 'crf']);
-    const [lo, hi] = CRF_RANGE[encoder];
-    const crf = c.number(obj.crf, 'output.rate_control.crf', lo, hi, { required: true, integer: true });
-    return crf === undefined ? undefined : { mode, crf };
-  }
-  if (mode === 'bitrate') {
-    const obj = c.fields(o, 'output.rate_control', ['mode', 'bitrate_kbps']);
-    const kbps = c.number(obj.bitrate_kbps, 'output.rate_control.bitrate_kbps', MIN_OUTPUT_BITRATE_KBPS, MAX_BITRATE_KBPS, { required: true });
-    return kbps === undefined ? undefined : { mode, bitrate_kbps: kbps };
-  }
-  return undefined;
-}
-
-/**
- * Checks every field of a submitted document and returns the typed schema with defaults
- * applied. Throws SchemaValidationError naming each wrong field.
- */
-export function validateEncodingSchema(raw: unknown, ctx: ValidationContext): EncodingSchema {
-  const c = new Checker();
-  const doc = c.mapping(raw, '(document)', ['kind', 'input', 'output', 'priority', 'submitter', 'deadline', 'group'], true, '');
-  if (!doc) throw c.error();
-  const kind = doc.kind === undefined ? 'task' : c.oneOf(doc.kind, 'kind', WORK_KINDS);
-  const actor = kind === 'actor';
-  const input = checkInput(c, doc.input, ctx, actor);
-  const output = checkOutput(c, doc.output, ctx, doc.group !== undefined && doc.group !== null, actor);
-  if (actor && output?.passes === 2) c.fail('output.passes', 'an actor (a live channel) encodes in one pass');
-  if (actor && doc.deadline !== undefined) c.fail('deadline', 'an actor runs until it is stopped, so it has no deadline');
-  const priority = doc.priority === undefined ? 'standard' : c.oneOf(doc.priority, 'priority', SLA_CLASSES);
-  let submitter: string | undefined = 'anonymous';
-  if (doc.submitter !== undefined) {
-    submitter = typeof doc.submitter === 'string' && /^[A-Za-z0-9._@-]{1,64}$/.test(doc.submitter)
-      ? doc.submitter
-      : c.fail('submitter', 'must be 1–64 characters of letters, digits, dot, underscore, @ or hyphen');
-  }
-  let deadline: string | undefined;
-  if (doc.deadline !== undefined) {
-    // Short strings only: a date needs no more, and Date's parser need not see 600 KB.
-    const t = (typeof doc.deadline === 'string' && doc.deadline.length <= 64) || doc.deadline instanceof Date ? new Date(doc.deadline as string) : undefined;
-    const ms = t?.getTime() ?? NaN;
-    if (!t || Number.isNaN(ms)) c.fail('deadline', `must be an ISO 8601 date-time, got ${describeValue(doc.deadline)}`);
-    else if (ms < MIN_DEADLINE_MS || ms > MAX_DEADLINE_MS) c.fail('deadline', `must be between 1970 and 9999, got ${describeValue(doc.deadline)}`);
-    else deadline = t.toISOString();
-  }
-  const group = checkGroup(c, doc.group);
-  if (c.issues.length || !input || !output || !priority || !submitter) throw c.error();
-  return dropUndefined({ kind: actor ? ('actor' as const) : undefined, input, output, priority, submitter, deadline, group });
-}
-
 /** Whether a schema is a live channel that holds its reservation until stopped. */
 export const isActor = (s: EncodingSchema): boolean => s.kind === 'actor';
-
-function checkGroup(c: Checker, raw: unknown): JobGroup | undefined {
-  const g = c.mapping(raw, 'group', ['id', 'size', 'placement'], false);
-  if (!g) return undefined;
-  const id = typeof g.id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(g.id) ? g.id : c.fail('group.id', 'must be 1–64 letters, digits, underscores or hyphens');
-  const size = c.number(g.size, 'group.size', 2, MAX_GROUP_SIZE, { required: true, integer: true });
-  const placement = g.placement === undefined ? 'spread' : c.oneOf(g.placement, 'group.placement', GROUP_PLACEMENTS);
-  return id && size !== undefined && placement ? { id, size, placement } : undefined;
-}
 
 /**
  * What is known of the input: its own settings where the submitter gave them, else what the
@@ -709,9 +639,3 @@ export function effectiveOutput(s: EncodingSchema): { resolution?: Resolution; f
   };
 }
 
-/** A copy without the undefined fields (copied, not deleted: `delete` leaves V8 a slow dictionary object). */
-function dropUndefined<T extends object>(o: T): T {
-  const out = {} as T;
-  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k];
-  return out;
-}

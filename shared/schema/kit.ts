@@ -168,11 +168,14 @@ export function num(rule: NumberRule = {}) {
 /** One of `options` (a number is read as its text, so a preset may be written 4 or "4"). */
 export function oneOf<const T extends readonly string[]>(options: T) {
   const listed = options.join(', ');
-  return first(v.pipe(
+  const schema = first(v.pipe(
     v.unknown(),
     v.transform((x) => (typeof x === 'number' ? String(x) : x)),
     v.picklist(options, absentOr((x) => typeof x === 'string' ? `unknown value ${describeValue(x)} (expected one of: ${listed})` : `must be one of: ${listed}`)),
   ) as unknown as v.GenericSchema<unknown, T[number]>);
+  // YAML writes `preset: 4` as a number: say so to editors too.
+  const numbers = options.filter((o) => /^(0|[1-9][0-9]{0,8})$/.test(o)).map(Number);
+  return numbers.length ? advertised(schema, { enum: [...options, ...numbers] }) : schema;
 }
 
 /** A string matching `pattern`; `reason` says what it must be, e.g. 'must be 1–64 letters or digits'. */
@@ -195,6 +198,66 @@ export function list<S extends Schema>(item: S, o: { min?: number; max: number; 
   ));
 }
 
+type PathItem = { key: unknown };
+/** Whether no issue of `dataset` lies at or under any of `uses` (or above one of them). */
+function clean(dataset: { issues?: readonly { path?: readonly PathItem[] }[] }, uses: readonly (readonly string[])[]): boolean {
+  if (!dataset.issues) return true;
+  for (const issue of dataset.issues) {
+    const at = issue.path ?? [];
+    for (const use of uses) {
+      const n = Math.min(use.length, at.length);
+      let apart = false;
+      for (let i = 0; i < n && !apart; i++) apart = use[i] !== at[i].key;
+      if (!apart) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * A rule across fields of a mapping (an encoder must encode the codec, say). It runs once every
+ * field it `uses` parsed cleanly, whatever else is wrong, so its problems are reported with the
+ * rest; each is reported at the field it names (`fail(['output', 'preset'], 'is not …')`).
+ */
+export function crossCheck<T>(uses: readonly (readonly string[])[], rule: (value: T, fail: (at: readonly string[], reason: string) => void) => void) {
+  return v.rawCheck<T>(({ dataset, addIssue }) => {
+    const value = dataset.value as unknown;
+    if (!value || typeof value !== 'object' || !clean(dataset as never, uses)) return;
+    rule(value as T, (at, reason) => addIssue({
+      message: reason,
+      path: at.map((key) => ({ type: 'unknown', origin: 'value', input: value, key, value: undefined })) as never,
+    }));
+  });
+}
+
+/** A schema that refuses whatever it is given, saying why (at `at` under it, where given). */
+export function refuse(reason: string, at?: string) {
+  return v.pipe(v.unknown(), v.rawCheck(({ dataset, addIssue }) => addIssue({
+    message: reason,
+    path: at === undefined ? undefined : [{ type: 'unknown', origin: 'value', input: dataset.value, key: at, value: undefined }] as never,
+  })));
+}
+
+/** What `advertised` schemas tell the JSON Schema in place of what the converter would. */
+const ADVERTISED = new WeakMap<object, JsonSchema>();
+
+/**
+ * `schema` with its JSON Schema given by hand: for a field whose written forms the validator
+ * picks between (a `WIDTHxHEIGHT` string or a mapping) where the converter would see one form.
+ */
+export function advertised<S extends Schema>(schema: S, json: JsonSchema): S {
+  const { pipe: _pipe, ...rest } = schema as S & { pipe?: unknown };
+  const out = { ...rest, type: 'advertised', '~run': (d: Dataset, c: Config) => schema['~run'](d, c) } as unknown as S;
+  ADVERTISED.set(out, json);
+  return out;
+}
+
+/** The JSON Schema of `schema` to embed in another (no `$schema` of its own). */
+export function fragment(schema: Schema): JsonSchema {
+  const { $schema: _s, ...rest } = jsonSchemaOf(schema);
+  return rest;
+}
+
 /** Actions the JSON Schema cannot say (cross-field checks, transforms): left to the validator. */
 const VALIDATOR_ONLY = new Set(['check', 'raw_check', 'partial_check', 'transform', 'raw_transform', 'finite', 'forward']);
 
@@ -208,6 +271,10 @@ export function jsonSchemaOf(schema: Schema, o: { title?: string; description?: 
     typeMode: 'output',
     errorMode: 'throw',
     overrideAction: ({ valibotAction, jsonSchema }) => (VALIDATOR_ONLY.has(valibotAction.type) ? jsonSchema : undefined),
+    overrideSchema: ({ valibotSchema, jsonSchema }) => {
+      const json = ADVERTISED.get(valibotSchema);
+      return json ? { ...jsonSchema, ...json } : undefined;
+    },
   });
   return { ...(o.id ? { $id: o.id } : {}), ...out, ...(o.title ? { title: o.title } : {}), ...(o.description ? { description: o.description } : {}) };
 }

@@ -1,0 +1,17 @@
+/**
+ * The JSON Schemas of the documents people write for Prescient, each generated from the valibot
+ * schema that validates it, so what editors check and what the cluster accepts cannot drift.
+ */
+import { ConfigError, encodingSchemaJsonSchema } from '../../shared/index.js';
+
+const DOCUMENTS = {
+  job: encodingSchemaJsonSchema,
+} as const;
+export type SchemaDocument = keyof typeof DOCUMENTS;
+export const SCHEMA_DOCUMENTS = Object.keys(DOCUMENTS) as SchemaDocument[];
+
+/** The JSON Schema of `which` document; a ConfigError naming the known ones for anything else. */
+export function jsonSchema(which: string): object {
+  if (!Object.hasOwn(DOCUMENTS, which)) throw new ConfigError('document', `unknown document ${JSON.stringify(which)} (known: ${SCHEMA_DOCUMENTS.join(', ')})`);
+  return DOCUMENTS[which as SchemaDocument]();
+}
