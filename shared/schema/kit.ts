@@ -56,16 +56,16 @@ const absentOr = (other: (input: unknown) => string, missing = 'is required') =>
 
 /** `schema` reporting only its first problem: later checks of a pipe would repeat what is wrong. */
 export function first<S extends Schema>(schema: S): S {
-  const configs = new WeakMap<Config, Config>();
   return {
     ...schema,
     '~run'(dataset: Dataset, config: Config) {
-      let c = configs.get(config);
-      if (!c) configs.set(config, (c = { ...config, abortPipeEarly: true }));
+      // One such config per parse, kept on the parse's own (valibot makes one per parse).
+      const c = config.abortPipeEarly ? config : ((config as Config & { [FIRST]?: Config })[FIRST] ??= { ...config, abortPipeEarly: true });
       return schema['~run'](dataset, c);
     },
   };
 }
+const FIRST = Symbol('prescient.firstIssueConfig');
 
 /** An optional field for which `null` (YAML's empty value) is absent too. */
 export function optional<S extends Schema, D extends v.Default<S, undefined> = undefined>(schema: S, fallback?: D): v.OptionalSchema<S, D> {

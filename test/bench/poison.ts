@@ -23,6 +23,18 @@ import { AcceptingFleet, round, spawnCoordinator, type CoordinatorProcess } from
 const POISON = 1000;
 const WARM_UP = 50;
 
+/** Resident MB by kind of region (/proc/PID/smaps): glibc's brk heap, other anonymous memory (V8's heap, mmapped buffers), and files. */
+function rssByRegion(pid: number): { brk: number; anon: number; file: number } {
+  const out = { brk: 0, anon: 0, file: 0 };
+  let kind: keyof typeof out = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) { const name = head[1]; kind = name === '[heap]' ? 'brk' : name === '' || name.startsWith('[') ? 'anon' : 'file'; continue; }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) out[kind] += Number(rss[1]) / 1024;
+  }
+  return out;
+}
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 
 export async function benchPoison(): Promise<Record<string, number | string>> {
@@ -55,6 +67,7 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
     await until('the warm-up jobs to be placed', () => warm.every((id) => placed.has(id)));
     await sleep(2000);
     const rssBefore = rssMb(pid);
+    const regionsBefore = rssByRegion(pid);
 
     const enc = new TextEncoder();
     let deadSoFar = 0;
@@ -82,7 +95,7 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
       const validPlaced = await until('the valid job to be placed', () => placed.has(valid));
       await until('the jobs stream to empty', async () => (await (await s.nc.jetstreamManager()).streams.info(JOBS_STREAM)).state.messages === 0, 30_000);
       await sleep(2000);
-      return { started, published, cleared, refused: bigIds.length, dead, valid: placed.get(valid)!, validPlaced, rss: rssMb(pid) };
+      return { started, published, cleared, refused: bigIds.length, dead, valid: placed.get(valid)!, validPlaced, rss: rssMb(pid), regions: rssByRegion(pid) };
     };
     const first = await poisonRound();
     // A second round: what stays after the first is capacity the process keeps, unless it grows again.
@@ -98,6 +111,8 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
     out['leader RSS before / after round 1 / after round 2 (MB)'] = `${round(rssBefore, 1)} / ${round(first.rss, 1)} / ${round(second.rss, 1)}`;
     out['leader RSS after ÷ before (target ≤ 1.10)'] = round(first.rss / rssBefore, 3);
     out['leader RSS after round 2 ÷ after round 1 (growth)'] = round(second.rss / first.rss, 3);
+    const grew = (k: keyof typeof regionsBefore) => round(first.regions[k] - regionsBefore[k], 1);
+    out['of which grew in round 1: malloc brk heap / other anonymous (V8 heap, mmapped buffers) / files (MB)'] = `${grew('brk')} / ${grew('anon')} / ${grew('file')}`;
   } finally {
     await fleet?.stop().catch(() => undefined);
     await leader?.stop().catch(() => undefined);
