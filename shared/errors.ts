@@ -84,26 +84,51 @@ export class SchemaValidationError extends Error {
    * stored and shown.
    */
   constructor(issues: FieldIssue[], omitted = 0) {
-    const listed = issues.slice(0, MAX_ISSUES).map((i) => ({
-      field: truncate(String(i.field ?? ''), MAX_FIELD_CHARS) || '(document)',
-      reason: truncate(String(i.reason ?? ''), MAX_REASON_CHARS) || 'is invalid',
-    }));
-    const more = omitted + Math.max(0, issues.length - MAX_ISSUES);
-    if (more > 0) listed.push({ field: '(document)', reason: `${more} more issue(s) not listed` });
-    if (listed.length === 0) listed.push({ field: '(document)', reason: 'is invalid' });
+    const listed = listIssues(issues, omitted);
     super(`invalid encoding schema:\n${listed.map((i) => `  ${i.field}: ${i.reason}`).join('\n')}`);
     this.name = 'SchemaValidationError';
     this.issues = listed;
   }
 }
 
+/**
+ * `issues` as a refusal lists them: at most MAX_ISSUES, each short and naming a field, the rest
+ * (and `omitted`, those only counted) in a last `document` issue; never empty.
+ */
+function listIssues(issues: readonly FieldIssue[], omitted: number, document = '(document)'): FieldIssue[] {
+  const listed = issues.slice(0, MAX_ISSUES).map((i) => ({
+    field: truncate(String(i.field ?? ''), MAX_FIELD_CHARS) || document,
+    reason: truncate(String(i.reason ?? ''), MAX_REASON_CHARS) || 'is invalid',
+  }));
+  const more = omitted + Math.max(0, issues.length - MAX_ISSUES);
+  if (more > 0) listed.push({ field: document, reason: `${more} more issue(s) not listed` });
+  if (listed.length === 0) listed.push({ field: document, reason: 'is invalid' });
+  return listed;
+}
+
 /** A configuration value (flag, environment variable, stack file) is missing or malformed. */
 export class ConfigError extends Error {
+  /** The setting refused: the first of `issues`. */
   readonly setting: string;
-  constructor(setting: string, reason: string) {
-    super(`${setting}: ${reason}`);
+  /** Every problem found, one per setting (just `setting`'s, where one setting was checked). */
+  readonly issues: readonly FieldIssue[];
+  /** The message is `setting: reason`, or with several `issues` each such line in turn. */
+  constructor(setting: string, reason: string, issues: readonly FieldIssue[] = [{ field: setting, reason }]) {
+    super(issues.map((i) => `${i.field}: ${i.reason}`).join('\n'));
     this.name = 'ConfigError';
     this.setting = setting;
+    this.issues = issues;
+  }
+
+  /**
+   * A configuration file refused for every issue at once (at most MAX_ISSUES listed, the rest
+   * and `omitted` counted); `document` names the file as a whole where an issue's field is
+   * `(document)`, e.g. `burst`.
+   */
+  static of(issues: readonly FieldIssue[], omitted = 0, document = '(document)'): ConfigError {
+    const named = issues.map((i) => ({ ...i, field: i.field.replace(/^\(document\)/, document) }));
+    const listed = listIssues(named, omitted, document);
+    return new ConfigError(listed[0].field, listed[0].reason, listed);
   }
 }
 

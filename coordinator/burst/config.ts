@@ -1,8 +1,10 @@
 /**
  * The burst configuration, staged as types (as Temporal's worker options are): the file as
- * written (`RawBurstConfig`, YAML or JSON) → validated with defaults (`BurstConfig`), every error
- * naming its field → the provider verified once at start (`verifyProvider`: no credentials or
- * a region that does not exist refuse the start).
+ * written (YAML or JSON) → validated with defaults (`BurstConfig`) by one schema
+ * (`BurstConfigSchema`, shared/schema/kit), every error at once and each naming its field →
+ * the provider verified once at start (`verifyProvider`: no credentials or a region that does
+ * not exist refuse the start). The same schema gives the JSON Schema editors read
+ * (`burstConfigJsonSchema`).
  *
  *   provider: aws                       # aws | gcp | azure
  *   provider_options: { region: eu-west-1, image_id: ami-0abc… }
@@ -30,7 +32,9 @@
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { ConfigError, SLA_CLASSES, type SlaClass, type StackEndpoints } from '../../shared/index.js';
+import { ConfigError, describeValue, type StackEndpoints } from '../../shared/index.js';
+import { crossCheck, first, flag, jsonSchemaOf, list, mapping, num, optional, parseDocument, pathTo, text, v } from '../../shared/schema/kit.js';
+import type { JsonSchema } from '@valibot/to-json-schema';
 import type { BurstPolicy } from './decide.js';
 import type { ForecastPolicy } from './forecast.js';
 import { ProviderError, type CloudProvider, type InstanceType } from './providers/types.js';
@@ -76,192 +80,315 @@ export interface BurstOptions {
   agentArgs?: string[];
 }
 
-const DEFAULTS = {
-  agent_port: 7070, metadata_url: 'http://169.254.169.254', forecast: { window: '15m', horizon: '5m' },
-  spot: false, cooldown: '2m', idle_period: '10m', join_timeout: '5m', tick: '5s', dry_run: false, keep_decisions: 50,
-  max_wait: { premium: '1m', standard: '10m', batch: '60m' } as Record<SlaClass, string>,
-};
+// ── the schema's parts ─────────────────────────────────────────────────────────────────
+
+type Issue = v.BaseIssue<unknown>;
+const isMapping = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const about = <S extends v.GenericSchema>(schema: S, description: string) => v.pipe(schema, v.description(description));
+const unknownSetting = (allowed: readonly string[]) => `unknown setting (known: ${allowed.join(', ')})`;
+
+const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
 /** `90s`, `2m`, `1h`, `500ms` or a number of seconds, as milliseconds. */
-export function parseDuration(field: string, v: unknown): number {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v * 1000;
-  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(v.trim()) : null;
-  if (!m) throw new ConfigError(field, `must be a duration such as 90s, 2m or 1h, got ${JSON.stringify(v)}`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+function duration() {
+  const why = (i: Issue) => `must be a duration such as 90s, 2m or 1h, got ${describeValue(i.input)}`;
+  return first(v.pipe(
+    v.union([v.pipe(v.number(why), v.finite(why), v.minValue(0, why)), v.pipe(v.string(why), v.regex(DURATION, why))], why),
+    v.transform((x) => {
+      if (typeof x === 'number') return x * 1000;
+      const [, n, unit] = DURATION.exec(x)!;
+      return Number(n) * UNIT_MS[unit as keyof typeof UNIT_MS];
+    }),
+  ));
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function num(field: string, v: unknown, o: { min?: number; above?: number; int?: boolean } = {}): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(field, `must be a number, got ${JSON.stringify(v)}`);
-  if (o.int && !Number.isInteger(v)) throw new ConfigError(field, `must be a whole number, got ${v}`);
-  if (o.above !== undefined && !(v > o.above)) throw new ConfigError(field, `must be greater than ${o.above}, got ${v}`);
-  if (o.min !== undefined && v < o.min) throw new ConfigError(field, `must be at least ${o.min}, got ${v}`);
-  return v;
+/** Text of at least one character. */
+function named(reason: string) {
+  const why = (i: Issue) => `${reason}, got ${describeValue(i.input)}`;
+  return first(v.pipe(v.string(why), v.nonEmpty(why)));
 }
 
-function instanceType(field: string, v: unknown): InstanceType {
-  if (!isObject(v)) throw new ConfigError(field, 'must be an object with name, vcpus, memory_gb, gpus, bandwidth_mbps and price_per_hour');
-  if (typeof v.name !== 'string' || !v.name) throw new ConfigError(`${field}.name`, 'must be the provider\'s name of the type');
-  const t: InstanceType = {
-    name: v.name,
-    vcpus: num(`${field}.vcpus`, v.vcpus, { min: 1, int: true }),
-    memory_gb: num(`${field}.memory_gb`, v.memory_gb, { above: 0 }),
-    gpus: num(`${field}.gpus`, v.gpus ?? 0, { min: 0, int: true }),
-    bandwidth_mbps: num(`${field}.bandwidth_mbps`, v.bandwidth_mbps, { above: 0 }),
-    price_per_hour: num(`${field}.price_per_hour`, v.price_per_hour, { above: 0 }),
-  };
-  if (v.spot_price_per_hour !== undefined) t.spot_price_per_hour = num(`${field}.spot_price_per_hour`, v.spot_price_per_hour, { above: 0 });
-  if (v.gpu_model !== undefined) t.gpu_model = String(v.gpu_model);
-  return t;
-}
+/** Greater than 0, saying so for a negative number too. */
+const positive = () => first(v.pipe(num(), v.gtValue(0, (i: Issue) => `must be greater than 0, got ${i.input}`)));
 
 /** A URL with one of `protocols`, nothing in it a shell or an env file would read twice. */
-function httpUrl(field: string, v: unknown, protocols: string[]): string {
-  if (typeof v !== 'string' || !URL.canParse(v) || !protocols.includes(new URL(v).protocol)) {
-    throw new ConfigError(field, `must be a ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got ${JSON.stringify(v)}`);
-  }
-  if (/[\s'"`$\\]/.test(v)) throw new ConfigError(field, `must not contain whitespace, quotes, $ or backslashes, got ${JSON.stringify(v)}`);
-  return v;
+function httpUrl(protocols: readonly string[]) {
+  const why = (i: Issue) => `must be a ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got ${describeValue(i.input)}`;
+  return first(v.pipe(
+    v.string(why), v.url(why), v.check((u) => protocols.includes(new URL(u).protocol), why),
+    v.check((u) => !/[\s'"`$\\]/.test(u), (i: Issue) => `must not contain whitespace, quotes, $ or backslashes, got ${describeValue(i.input)}`),
+  ));
 }
+
+/** A mapping of whatever keys (a provider's own options). */
+function openMapping(reason: string) {
+  const why = (i: Issue) => `${reason}, got ${describeValue(i.input)}`;
+  return first(v.pipe(v.unknown(), v.check((x) => !Array.isArray(x), why), v.record(v.string(), v.unknown(), why)));
+}
+
+/**
+ * `false`, `true` or a mapping: a mapping's own issues are reported field by field (valibot's
+ * union would put one message on the whole once a field of it is wrong).
+ */
+function switchOr<S extends v.GenericSchema>(schema: S, reason: string) {
+  const union = v.union([v.boolean(), schema], (i: Issue) => `${reason}, got ${describeValue(i.input)}`);
+  return {
+    ...union,
+    '~run'(dataset: Parameters<typeof union['~run']>[0], config: Parameters<typeof union['~run']>[1]) {
+      return isMapping(dataset.value) ? schema['~run'](dataset, config) : union['~run'](dataset, config);
+    },
+  } as typeof union;
+}
+
+/** Compile-time check that two types take the same values (each is assignable to the other). */
+type Agree<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
+const instanceTypeSchema = mapping({
+  name: about(named('must be the provider\'s name of the type'), 'The provider\'s own name of the type: c6i.2xlarge, n2-standard-8, Standard_F8s_v2.'),
+  vcpus: about(num({ min: 1, integer: true }), 'Virtual CPUs.'),
+  memory_gb: about(positive(), 'Memory in GB.'),
+  gpus: about(optional(num({ min: 0, integer: true }), 0), 'GPUs.'),
+  bandwidth_mbps: about(positive(), 'Network bandwidth in Mbit/s: what the ledger will see as the node\'s bandwidth.'),
+  price_per_hour: about(positive(), 'On-demand price in USD per hour.'),
+  spot_price_per_hour: about(optional(positive()), 'Spot/preemptible price in USD per hour, where the type is offered that way.'),
+  gpu_model: about(optional(named('must be the GPU\'s model name')), 'GPU model when gpus > 0 (its encoder sessions follow from it).'),
+}, {
+  notMapping: 'must be an instance type with name, vcpus, memory_gb, gpus, bandwidth_mbps and price_per_hour',
+  missing: { name: 'must be the provider\'s name of the type' },
+});
+const _instanceTypeAgrees: Agree<v.InferOutput<typeof instanceTypeSchema>, InstanceType> = true;
+
+/** Most catalogue entries and instance types; most agent arguments. */
+const MAX_TYPES = 1000;
+const MAX_AGENT_ARGS = 100;
+
+const catalogueSchema = v.pipe(
+  list(instanceTypeSchema, { min: 1, max: MAX_TYPES, what: 'a list of instance types, each with its name, vcpus, memory_gb, gpus, bandwidth_mbps and price_per_hour' }),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!Array.isArray(dataset.value)) return;
+    const seen = new Set<string>();
+    dataset.value.forEach((t: unknown, k) => {
+      const name = isMapping(t) ? t.name : undefined;
+      if (typeof name !== 'string') return;
+      if (seen.has(name)) addIssue({ message: `${name} is listed twice`, path: pathTo(dataset.value, [k, 'name']) });
+      seen.add(name);
+    });
+  }),
+);
+
+const INSTALL_HELP = '{ source: image } (Prescient is in the image), { source: git, url, ref } or { source: tarball, url, sha256 }';
+const INSTALL_MISSING = `missing: burst nodes need to know where Prescient comes from: ${INSTALL_HELP}`;
+const installOf = (source: string) => ({ unknown: (allowed: readonly string[]) => `not a setting of install source ${source} (it takes ${allowed.join(', ')})` });
+/** https:// or ssh:// URLs, or scp-like git@host:path; never an option or a local path. */
+const GIT_URL = /^(?:(?:https|ssh):\/\/[^\s'"`$\\]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s'"`$\\]+)$/;
+const GIT_URL_REASON = 'must be an https://, ssh:// or user@host:path git URL';
+const GIT_REF = /^(?!.*\.\.)[A-Za-z0-9._][A-Za-z0-9._/-]{0,199}$/;
+const GIT_REF_REASON = 'must be a tag, branch or commit (letters, digits, . _ / -; a fixed tag or commit keeps every node on the leader\'s version)';
+const SHA256_REASON = 'must be the tarball\'s sha256 as 64 hex digits';
+const TARBALL_URL_REASON = 'must be a https or http URL';
+
+/** Where burst nodes get Prescient: required, since a node that cannot install never joins. */
+const installSchema = about(first(v.pipe(
+  v.unknown(),
+  v.check((x) => !Array.isArray(x), `must be ${INSTALL_HELP}`),
+  v.variant('source', [
+    mapping({ source: about(v.literal('image'), 'The image already has Prescient (`prescient` on PATH): nothing is fetched at boot.') }, installOf('image')),
+    mapping({
+      source: about(v.literal('git'), 'A git repository at a fixed ref, so every node runs the leader\'s version.'),
+      url: about(text(GIT_URL, GIT_URL_REASON), 'An https://, ssh:// or user@host:path git URL.'),
+      ref: about(text(GIT_REF, GIT_REF_REASON), 'A tag, branch or commit (a fixed tag or commit keeps every node on the leader\'s version).'),
+    }, { ...installOf('git'), missing: { url: GIT_URL_REASON, ref: GIT_REF_REASON } }),
+    mapping({
+      source: about(v.literal('tarball'), 'A tarball (e.g. `git archive`), refused unless it has this sha256.'),
+      url: about(httpUrl(['https:', 'http:']), 'An https:// or http:// URL of the tarball.'),
+      sha256: about(v.pipe(text(/^[0-9a-fA-F]{64}$/, SHA256_REASON), v.transform((s) => s.toLowerCase())), 'The tarball\'s sha256, 64 hex digits.'),
+    }, { ...installOf('tarball'), missing: { url: TARBALL_URL_REASON, sha256: SHA256_REASON } }),
+  ], (i: Issue) => {
+    if (i.path) return `must be image, git or tarball, got ${describeValue(i.input)}`;
+    return i.input === undefined || i.input === null ? INSTALL_MISSING : `must be ${INSTALL_HELP}`;
+  }),
+)), 'Where burst nodes get Prescient from.');
+const _installAgrees: Agree<v.InferOutput<typeof installSchema>, InstallSource> = true;
 
 /** The leader keeps arrivals this long (coordinator/core ARRIVALS_KEPT_MS). */
 const FORECAST_WINDOW_MAX_MS = 3_600_000;
 
 /** `forecast`: on by default (window 15m, horizon 5m); `false` turns it off. */
-function forecastPolicy(v: unknown): ForecastPolicy | undefined {
-  if (v === false) return undefined;
-  if (v !== undefined && v !== true && !isObject(v)) throw new ConfigError('forecast', `must be false, or { window, horizon } durations, got ${JSON.stringify(v)}`);
-  const o = isObject(v) ? v : {};
-  for (const k of Object.keys(o)) if (k !== 'window' && k !== 'horizon') throw new ConfigError(`forecast.${k}`, 'unknown setting (known: window, horizon)');
-  const window_ms = parseDuration('forecast.window', o.window ?? DEFAULTS.forecast.window);
-  const horizon_ms = parseDuration('forecast.horizon', o.horizon ?? DEFAULTS.forecast.horizon);
-  if (window_ms < 60_000) throw new ConfigError('forecast.window', `must be at least 1m (a shorter window makes the rate jump with every job), got ${window_ms / 1000}s`);
-  if (window_ms > FORECAST_WINDOW_MAX_MS) throw new ConfigError('forecast.window', `must be at most 1h (the leader remembers arrivals that long), got ${window_ms / 60_000} min`);
-  return { window_ms, horizon_ms };
-}
+const forecastSchema = about(optional(first(v.pipe(
+  v.unknown(),
+  v.transform((x) => (x === true ? {} : x)),
+  switchOr(mapping({
+    window: about(optional(first(v.pipe(
+      duration(),
+      v.check((ms) => ms >= 60_000, (i: Issue) => `must be at least 1m (a shorter window makes the rate jump with every job), got ${(i.input as number) / 1000}s`),
+      v.check((ms) => ms <= FORECAST_WINDOW_MAX_MS, (i: Issue) => `must be at most 1h (the leader remembers arrivals that long), got ${(i.input as number) / 60_000} min`),
+    )), '15m'), 'How far back arrivals are counted: 1m to 1h.'),
+    horizon: about(optional(duration(), '5m'), 'How far ahead arrivals are forecast (about what a burst node takes to join).'),
+  }, { unknown: unknownSetting }), 'must be false, or { window, horizon } durations'),
+  // `true` was read as {} above: only `false` is left of the booleans.
+  v.transform((f): ForecastPolicy | undefined => (typeof f === 'boolean' ? undefined : { window_ms: f.window, horizon_ms: f.horizon })),
+)), true), 'Also replay the jobs each class is expected to submit within horizon (about a node\'s boot time); false: off.');
 
 /** Set by the boot script from the metadata service and agent_port: not to be given again. */
 const BOOT_SET_ARGS = ['--node-id', '--grpc-host', '--grpc-port'];
 
-function agentArgs(v: unknown): string[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v)) throw new ConfigError('agent_args', `must be a list of \`prescient agent\` arguments, got ${JSON.stringify(v)}`);
-  return v.map((a, k) => {
-    if (typeof a !== 'string' || /[\r\n\0]/.test(a)) throw new ConfigError(`agent_args[${k}]`, `must be one line of text, got ${JSON.stringify(a)}`);
-    if (BOOT_SET_ARGS.some((b) => a === b || a.startsWith(`${b}=`))) throw new ConfigError(`agent_args[${k}]`, `${a} is set by the burst node's boot script (from the metadata service and agent_port)`);
-    return a;
-  });
+const agentArgSchema = first(v.pipe(
+  v.string((i: Issue) => `must be one line of text, got ${describeValue(i.input)}`),
+  v.check((a) => !/[\r\n\0]/.test(a), (i: Issue) => `must be one line of text, got ${describeValue(i.input)}`),
+  v.check((a) => !BOOT_SET_ARGS.some((b) => a === b || a.startsWith(`${b}=`)), (i: Issue) => `${i.input as string} is set by the burst node's boot script (from the metadata service and agent_port)`),
+));
+
+const endpointSchema = (what: string) => about(named('must be an endpoint of the stack'), what);
+const ENDPOINT_MISSING = 'missing: burst nodes need every endpoint of the stack';
+
+/** The catalogue entries `instance_types` allows (all of them without it), in its order. */
+function allowedTypes(c: { catalogue: readonly InstanceType[]; instance_types?: readonly string[] }): InstanceType[] {
+  return c.instance_types ? c.instance_types.map((n) => c.catalogue.find((t) => t.name === n)!) : [...c.catalogue];
 }
+const cheapest = (types: readonly InstanceType[]) => Math.min(...types.map((t) => Math.min(t.price_per_hour, t.spot_price_per_hour ?? Infinity)));
 
-const INSTALL_HELP = '{ source: image } (Prescient is in the image), { source: git, url, ref } or { source: tarball, url, sha256 }';
+// ── the schema ─────────────────────────────────────────────────────────────────────────
 
-/** Where burst nodes get Prescient: required, since a node that cannot install never joins. */
-function installSource(v: unknown): InstallSource {
-  if (v === undefined) throw new ConfigError('install', `missing: burst nodes need to know where Prescient comes from: ${INSTALL_HELP}`);
-  if (!isObject(v)) throw new ConfigError('install', `must be ${INSTALL_HELP}`);
-  const allowed: Record<string, string[]> = { image: ['source'], git: ['source', 'url', 'ref'], tarball: ['source', 'url', 'sha256'] };
-  const fields = allowed[v.source as string];
-  if (!fields) throw new ConfigError('install.source', `must be image, git or tarball, got ${JSON.stringify(v.source)}`);
-  for (const k of Object.keys(v)) if (!fields.includes(k)) throw new ConfigError(`install.${k}`, `not a setting of install source ${v.source as string} (it takes ${fields.join(', ')})`);
-  if (v.source === 'image') return { source: 'image' };
-  if (v.source === 'git') {
-    const url = v.url;
-    // https:// or ssh:// URLs, or scp-like git@host:path; never an option or a local path.
-    if (typeof url !== 'string' || !(/^(https|ssh):\/\/[^\s'"`$\\]+$/.test(url) || /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s'"`$\\]+$/.test(url))) {
-      throw new ConfigError('install.url', `must be an https://, ssh:// or user@host:path git URL, got ${JSON.stringify(url)}`);
-    }
-    const ref = v.ref;
-    if (typeof ref !== 'string' || !/^[A-Za-z0-9._][A-Za-z0-9._/-]{0,199}$/.test(ref) || ref.includes('..')) {
-      throw new ConfigError('install.ref', `must be a tag, branch or commit (letters, digits, . _ / -), got ${JSON.stringify(ref)}; a fixed tag or commit keeps every node on the leader's version`);
-    }
-    return { source: 'git', url, ref };
-  }
-  const url = httpUrl('install.url', v.url, ['https:', 'http:']);
-  if (typeof v.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(v.sha256)) throw new ConfigError('install.sha256', `must be the tarball's sha256 as 64 hex digits, got ${JSON.stringify(v.sha256)}`);
-  return { source: 'tarball', url, sha256: v.sha256.toLowerCase() };
-}
+/** The settings of a burst configuration file, each on its own. */
+const settings = mapping({
+  provider: about(v.picklist(PROVIDER_NAMES, (i: Issue) => `must be one of ${PROVIDER_NAMES.join(', ')}, got ${describeValue(i.input)}`), 'The cloud burst nodes are launched in.'),
+  provider_options: about(openMapping('must be a mapping of the provider\'s options'),
+    `The provider's options (aws: ${REQUIRED_PROVIDER_OPTIONS.aws.join(', ')} and image_id or launch_template; gcp: ${REQUIRED_PROVIDER_OPTIONS.gcp.join(', ')}; azure: ${REQUIRED_PROVIDER_OPTIONS.azure.join(', ')} and image).`),
+  cluster: about(text(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a name of lowercase letters, digits, - and _ (it becomes a tag and label value)'), 'Tag value on every instance; agents join this cluster.'),
+  catalogue: about(catalogueSchema, 'What may be launched, with prices (USD per hour).'),
+  instance_types: about(optional(list(v.string((i: Issue) => `must be the name of a catalogue entry, got ${describeValue(i.input)}`), {
+    min: 1, max: MAX_TYPES, what: 'a non-empty list of catalogue names',
+  })), 'The catalogue names that may be launched (default: all).'),
+  max_instances: about(num({ min: 1, integer: true }), 'Burst instances alive at once (pending, running or draining), at most.'),
+  budget_per_hour: about(positive(), 'USD per hour all burst instances together may cost, at most.'),
+  spot: about(optional(flag(), false), 'Launch spot/preemptible capacity where the type has a spot price.'),
+  cooldown: about(optional(duration(), '2m'), 'No new launch within this long of the last one (90s, 2m, 1h, or a number of seconds).'),
+  idle_period: about(optional(duration(), '10m'), 'A burst node with no reservation for this long is drained, then terminated.'),
+  join_timeout: about(optional(duration(), '5m'), 'A launched instance whose agent has not registered within this long is terminated.'),
+  max_wait: about(optional(mapping({
+    premium: about(optional(duration(), '1m'), 'Premium jobs.'),
+    standard: about(optional(duration(), '10m'), 'Standard jobs.'),
+    batch: about(optional(duration(), '60m'), 'Batch jobs.'),
+  }, { unknown: (allowed) => `unknown SLA class (known: ${allowed.join(', ')})`, notMapping: 'must map premium, standard and batch to durations' }), {}),
+  'Longest predicted wait (submission to start) each class may have before it bursts.'),
+  tick: about(optional(first(v.pipe(duration(), v.check((ms) => ms >= 100, 'must be at least 100ms'))), '5s'), 'How often the controller decides (at least 100ms).'),
+  dry_run: about(optional(flag(), false), 'Decide and log what it would do, launch and terminate nothing.'),
+  endpoints: about(optional(mapping({
+    nats_url: endpointSchema('nats://host:port'),
+    consul_http: endpointSchema('host:port of Consul\'s HTTP API'),
+    questdb_http: endpointSchema('http://host:port of QuestDB\'s REST API'),
+    questdb_pg: endpointSchema('host:port of QuestDB\'s PostgreSQL wire endpoint'),
+  }, {
+    notMapping: 'must map nats_url, consul_http, questdb_http and questdb_pg',
+    missing: { nats_url: ENDPOINT_MISSING, consul_http: ENDPOINT_MISSING, questdb_http: ENDPOINT_MISSING, questdb_pg: ENDPOINT_MISSING },
+  })), 'The stack\'s endpoints as burst nodes reach them (default: the coordinator\'s).'),
+  keep_decisions: about(optional(num({ min: 1, integer: true }), 50), 'How many decisions `prescient scale status` keeps.'),
+  refusal_period: about(optional(duration()), 'How long a capacity refusal rules out a type (spot: its spot capacity). Default 30 min.'),
+  install: installSchema,
+  agent_port: about(optional(first(v.pipe(
+    num({ min: 1, integer: true }),
+    v.maxValue(65535, (i: Issue) => `must be a TCP port (1-65535), got ${i.input}`),
+  )), 7070), 'The agent\'s gRPC port on burst nodes (the leader dials it).'),
+  metadata_url: about(optional(v.pipe(httpUrl(['http:']), v.transform((u) => u.replace(/\/+$/, ''))), 'http://169.254.169.254'),
+    'The cloud\'s instance metadata service (http://[fd00:ec2::254] on IPv6-only EC2).'),
+  forecast: forecastSchema,
+  agent_args: about(optional(list(agentArgSchema, { max: MAX_AGENT_ARGS, what: 'a list of `prescient agent` arguments' }), []),
+    'More `prescient agent` arguments for burst nodes (not --node-id, --grpc-host or --grpc-port: the boot script sets them).'),
+}, {
+  unknown: unknownSetting,
+  notMapping: 'the configuration must be a mapping',
+  missing: {
+    provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
+    provider_options: (c) => (PROVIDER_NAMES.includes(c.provider as ProviderName) ? `missing: ${c.provider as ProviderName} needs ${REQUIRED_PROVIDER_OPTIONS[c.provider as ProviderName].join(', ')}` : 'is required'),
+    cluster: 'must be a name of lowercase letters, digits, - and _ (it becomes a tag and label value)',
+    catalogue: 'must list at least one instance type with its vcpus, memory_gb, gpus, bandwidth_mbps and price_per_hour',
+    install: INSTALL_MISSING,
+  },
+});
+/** The settings as validated on their own (the rules between them not yet checked). */
+type Settings = v.InferOutput<typeof settings>;
 
-/** Validates a parsed configuration; every error names its field. */
-export function validateBurstConfig(raw: unknown): BurstConfig {
-  if (!isObject(raw)) throw new ConfigError('burst', 'the configuration must be an object');
-  const known = new Set(['provider', 'provider_options', 'cluster', 'catalogue', 'instance_types', 'max_instances', 'budget_per_hour', 'spot', 'cooldown', 'idle_period', 'join_timeout', 'max_wait', 'tick', 'dry_run', 'endpoints', 'keep_decisions', 'refusal_period', 'install', 'agent_port', 'metadata_url', 'forecast', 'agent_args']);
-  for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(k, `unknown setting (known: ${[...known].join(', ')})`);
-  const provider = raw.provider;
-  if (!PROVIDER_NAMES.includes(provider as ProviderName)) throw new ConfigError('provider', `must be one of ${PROVIDER_NAMES.join(', ')}, got ${JSON.stringify(provider)}`);
-  const options = raw.provider_options;
-  if (!isObject(options)) throw new ConfigError('provider_options', `missing: ${provider} needs ${REQUIRED_PROVIDER_OPTIONS[provider as ProviderName].join(', ')}`);
-  for (const k of REQUIRED_PROVIDER_OPTIONS[provider as ProviderName]) {
-    if (typeof options[k] !== 'string' || !options[k]) throw new ConfigError(`provider_options.${k}`, `missing: ${provider} needs it`);
-  }
-  if (provider === 'aws' && !options.image_id && !options.launch_template) throw new ConfigError('provider_options.image_id', 'missing: aws needs image_id or launch_template');
-  if (provider === 'azure' && !isObject(options.image)) throw new ConfigError('provider_options.image', 'missing: azure needs image ({ publisher, offer, sku, version } or { id })');
-  if (typeof raw.cluster !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/.test(raw.cluster)) {
-    throw new ConfigError('cluster', `must be a name of lowercase letters, digits, - and _ (it becomes a tag and label value), got ${JSON.stringify(raw.cluster)}`);
-  }
-  if (!Array.isArray(raw.catalogue) || !raw.catalogue.length) throw new ConfigError('catalogue', 'must list at least one instance type with its vcpus, memory_gb, gpus, bandwidth_mbps and price_per_hour');
-  const catalogue = raw.catalogue.map((t, k) => instanceType(`catalogue[${k}]`, t));
-  const names = new Set<string>();
-  catalogue.forEach((t, k) => { if (names.has(t.name)) throw new ConfigError(`catalogue[${k}].name`, `${t.name} is listed twice`); names.add(t.name); });
-  let allowed = catalogue;
-  if (raw.instance_types !== undefined) {
-    if (!Array.isArray(raw.instance_types) || !raw.instance_types.length) throw new ConfigError('instance_types', 'must be a non-empty list of catalogue names');
-    allowed = raw.instance_types.map((n, k) => {
-      const t = catalogue.find((c) => c.name === n);
-      if (!t) throw new ConfigError(`instance_types[${k}]`, `unknown instance type ${JSON.stringify(n)} (not in the catalogue: ${[...names].join(', ')})`);
-      return t;
+/** The burst configuration file: what it takes, every rule between its settings, and the `BurstConfig` it gives. */
+export const BurstConfigSchema = v.pipe(
+  settings,
+  // What each provider cannot do without.
+  crossCheck<Settings>([['provider'], ['provider_options']], (c, report) => {
+    const { provider, provider_options: options } = c;
+    for (const k of REQUIRED_PROVIDER_OPTIONS[provider]) if (typeof options[k] !== 'string' || !options[k]) report(['provider_options', k], `missing: ${provider} needs it`);
+    if (provider === 'aws' && !options.image_id && !options.launch_template) report(['provider_options', 'image_id'], 'missing: aws needs image_id or launch_template');
+    if (provider === 'azure' && !isMapping(options.image)) report(['provider_options', 'image'], 'missing: azure needs image ({ publisher, offer, sku, version } or { id })');
+  }),
+  // instance_types names catalogue entries (those with a name, where another entry is wrong).
+  crossCheck<Settings>([['instance_types']], (c, report) => {
+    const catalogue: unknown = c.catalogue;
+    if (!Array.isArray(catalogue) || !c.instance_types) return;
+    const names = catalogue.flatMap((t: unknown) => (isMapping(t) && typeof t.name === 'string' ? [t.name] : []));
+    c.instance_types.forEach((n, k) => {
+      if (!names.includes(n)) report(['instance_types', k], `unknown instance type ${describeValue(n)} (not in the catalogue: ${names.join(', ')})`);
     });
-  }
-  const max_instances = num('max_instances', raw.max_instances, { min: 1, int: true });
-  const budget_per_hour = num('budget_per_hour', raw.budget_per_hour, { above: 0 });
-  const cheapest = Math.min(...allowed.map((t) => Math.min(t.price_per_hour, t.spot_price_per_hour ?? Infinity)));
-  if (cheapest > budget_per_hour) throw new ConfigError('budget_per_hour', `${budget_per_hour} USD/h does not pay for one instance of the cheapest type (${cheapest} USD/h)`);
-  const maxWait = raw.max_wait ?? {};
-  if (!isObject(maxWait)) throw new ConfigError('max_wait', 'must map premium, standard and batch to durations');
-  for (const k of Object.keys(maxWait)) if (!SLA_CLASSES.includes(k as SlaClass)) throw new ConfigError(`max_wait.${k}`, `unknown SLA class (known: ${SLA_CLASSES.join(', ')})`);
-  const max_wait_ms = Object.fromEntries(SLA_CLASSES.map((c) => [c, parseDuration(`max_wait.${c}`, maxWait[c] ?? DEFAULTS.max_wait[c])])) as Record<SlaClass, number>;
-  const bool = (field: string, v: unknown, d: boolean) => {
-    if (v === undefined) return d;
-    if (typeof v !== 'boolean') throw new ConfigError(field, `must be true or false, got ${JSON.stringify(v)}`);
-    return v;
+  }),
+  // The budget pays for one instance of the cheapest type allowed.
+  crossCheck<Settings>([['budget_per_hour'], ['catalogue'], ['instance_types']], (c, report) => {
+    const price = cheapest(allowedTypes(c));
+    if (price > c.budget_per_hour) report(['budget_per_hour'], `${c.budget_per_hour} USD/h does not pay for one instance of the cheapest type (${price} USD/h)`);
+  }),
+  v.transform((c): BurstConfig => ({
+    provider: c.provider, provider_options: c.provider_options, cluster: c.cluster,
+    catalogue: allowedTypes(c), max_instances: c.max_instances, budget_per_hour: c.budget_per_hour, spot: c.spot,
+    cooldown_ms: c.cooldown, idle_period_ms: c.idle_period, join_timeout_ms: c.join_timeout, refusal_ms: c.refusal_period,
+    max_wait_ms: { premium: c.max_wait.premium, standard: c.max_wait.standard, batch: c.max_wait.batch },
+    tick_ms: c.tick, dry_run: c.dry_run, endpoints: c.endpoints, install: c.install, agent_port: c.agent_port,
+    metadata_url: c.metadata_url, forecast: c.forecast, agent_args: c.agent_args, keep_decisions: c.keep_decisions,
+  })),
+);
+// The interface says what a BurstConfig is (BurstPolicy is decide.ts's); the schema gives just that.
+const _configAgrees: Agree<v.InferOutput<typeof BurstConfigSchema>, BurstConfig> = true;
+
+/** Validates a parsed configuration; throws a ConfigError naming every wrong field at once. */
+export function validateBurstConfig(raw: unknown): BurstConfig {
+  if (raw === undefined || raw === null) throw new ConfigError('burst', 'the configuration is empty (it must be a mapping of settings)');
+  const r = parseDocument(BurstConfigSchema, raw);
+  if (!r.ok) throw ConfigError.of(r.issues, r.omitted, 'burst');
+  return r.value;
+}
+
+/**
+ * The JSON Schema (draft-07) of a burst configuration file, for editors and other tools. What
+ * each provider needs in provider_options is said per provider; the other rules between settings
+ * (instance_types names catalogue entries, the budget pays for the cheapest, ...) are the
+ * validator's alone.
+ */
+export function burstConfigJsonSchema(): JsonSchema {
+  const schema = jsonSchemaOf(BurstConfigSchema, {
+    title: 'Prescient burst configuration',
+    description: 'Cloud burst (`prescient coordinator --burst FILE`): which instances may be launched, when, and how burst nodes join.',
+  });
+  const needs = (p: ProviderName): JsonSchema => {
+    const required = REQUIRED_PROVIDER_OPTIONS[p];
+    const properties = Object.fromEntries(required.map((k): [string, JsonSchema] => [k, { type: 'string', minLength: 1 }]));
+    if (p === 'aws') return { required, properties, anyOf: [{ required: ['image_id'] }, { required: ['launch_template'] }] };
+    if (p === 'azure') return { required: [...required, 'image'], properties: { ...properties, image: { type: 'object' } } };
+    return { required, properties };
   };
-  let endpoints: StackEndpoints | undefined;
-  if (raw.endpoints !== undefined) {
-    if (!isObject(raw.endpoints)) throw new ConfigError('endpoints', 'must map nats_url, consul_http, questdb_http and questdb_pg');
-    for (const k of ['nats_url', 'consul_http', 'questdb_http', 'questdb_pg']) {
-      if (typeof raw.endpoints[k] !== 'string' || !raw.endpoints[k]) throw new ConfigError(`endpoints.${k}`, 'missing: burst nodes need every endpoint of the stack');
-    }
-    endpoints = raw.endpoints as unknown as StackEndpoints;
-  }
-  const install = installSource(raw.install);
-  const agent_port = raw.agent_port === undefined ? DEFAULTS.agent_port : num('agent_port', raw.agent_port, { min: 1, int: true });
-  if (agent_port > 65535) throw new ConfigError('agent_port', `must be a TCP port (1-65535), got ${agent_port}`);
-  const metadata_url = httpUrl('metadata_url', raw.metadata_url ?? DEFAULTS.metadata_url, ['http:']).replace(/\/+$/, '');
-  const forecast = forecastPolicy(raw.forecast);
-  const agent_args = agentArgs(raw.agent_args);
-  const tick_ms = parseDuration('tick', raw.tick ?? DEFAULTS.tick);
-  if (tick_ms < 100) throw new ConfigError('tick', 'must be at least 100ms');
   return {
-    provider: provider as ProviderName, provider_options: options, cluster: raw.cluster,
-    catalogue: allowed, max_instances, budget_per_hour, spot: bool('spot', raw.spot, DEFAULTS.spot),
-    cooldown_ms: parseDuration('cooldown', raw.cooldown ?? DEFAULTS.cooldown),
-    idle_period_ms: parseDuration('idle_period', raw.idle_period ?? DEFAULTS.idle_period),
-    join_timeout_ms: parseDuration('join_timeout', raw.join_timeout ?? DEFAULTS.join_timeout),
-    refusal_ms: raw.refusal_period === undefined ? undefined : parseDuration('refusal_period', raw.refusal_period),
-    max_wait_ms, tick_ms, dry_run: bool('dry_run', raw.dry_run, DEFAULTS.dry_run), endpoints, install, agent_port, metadata_url, forecast, agent_args,
-    keep_decisions: raw.keep_decisions === undefined ? DEFAULTS.keep_decisions : num('keep_decisions', raw.keep_decisions, { min: 1, int: true }),
+    ...schema,
+    allOf: PROVIDER_NAMES.map((p) => ({
+      if: { required: ['provider'], properties: { provider: { const: p } } },
+      then: { properties: { provider_options: needs(p) } },
+    })),
   };
 }
 
 /** Reads and validates a YAML or JSON burst configuration file. */
 export function loadBurstConfig(file: string): BurstConfig {
-  let text: string;
+  let source: string;
   try {
-    text = readFileSync(file, 'utf8');
+    source = readFileSync(file, 'utf8');
   } catch (e) {
     throw new ConfigError('--burst', `cannot read ${file}: ${(e as Error).message}`);
   }
-  const doc = YAML.parseDocument(text);
+  const doc = YAML.parseDocument(source);
   if (doc.errors.length) throw new ConfigError(file, `is not valid YAML/JSON: ${doc.errors[0].message}`);
   return validateBurstConfig(doc.toJS());
 }

@@ -5,7 +5,8 @@
  *   act on (one reason per field: a field's pipe stops at its first problem);
  * - every unknown key is refused, and a mapping with a million of them costs a count, not a
  *   million issues; `__proto__`, `constructor` and the like are unknown keys like any other;
- * - `null` reads as absent, as YAML writes an empty value;
+ * - `null` reads as absent, as YAML writes an empty value (a required key written empty is a
+ *   missing one);
  * - a list is never taken for a mapping.
  * The few adapters below wrap valibot's own schemas (their `~run`), so the JSON Schema converter
  * still sees the schema they wrap.
@@ -79,23 +80,37 @@ export function optional<S extends Schema, D extends v.Default<S, undefined> = u
   };
 }
 
-export interface MappingOptions {
+export interface MappingOptions<K extends string = string> {
   /** The reason for an unknown key; by default it lists the keys the mapping takes. */
   unknown?: (allowed: readonly string[]) => string;
   /** The reason for a value that is not a mapping, e.g. 'must be a mapping of data column -> destination'. */
   notMapping?: string;
+  /**
+   * The reason for a required key that is absent or null, by key (default 'is required'): what
+   * to write there. A function reads the mapping, e.g. to name what its `provider` needs.
+   */
+  missing?: { readonly [key in K]?: string | ((mapping: Readonly<Record<string, unknown>>) => string) };
 }
+
+const OPTIONAL_TYPES: ReadonlySet<string> = new Set(['optional', 'exact_optional', 'nullish']);
 
 /**
  * A mapping with exactly these keys. Absent or null values of optional keys are left out of
- * the output (not set to undefined), so a parsed document parses again to itself.
+ * the output (not set to undefined), so a parsed document parses again to itself; a required
+ * key that is null is missing, as if it were absent.
  */
-export function mapping<E extends v.ObjectEntries>(entries: E, o: MappingOptions = {}): v.StrictObjectSchema<E, undefined> {
+export function mapping<E extends v.ObjectEntries>(entries: E, o: MappingOptions<keyof E & string> = {}): v.StrictObjectSchema<E, undefined> {
   const allowed = Object.keys(entries);
+  const required = allowed.filter((k) => !OPTIONAL_TYPES.has(entries[k].type));
   const unknownReason = o.unknown?.(allowed) ?? `is not a known field (expected one of: ${allowed.join(', ')})`;
+  const missing: MappingOptions['missing'] = o.missing;
+  const missingReason = (item: v.IssuePathItem | undefined): string => {
+    const why = missing?.[String(item?.key)];
+    return (typeof why === 'function' ? why(item!.input as Record<string, unknown>) : why) ?? 'is required';
+  };
   const message = (issue: v.BaseIssue<unknown>) => {
     if (issue.expected === 'never') return unknownReason;
-    if (issue.expected?.startsWith('"')) return 'is required';
+    if (issue.expected?.startsWith('"')) return missingReason(issue.path?.[0]);
     return absentOr((x) => o.notMapping ? `${o.notMapping}, got ${describeValue(x)}` : `must be a mapping, got ${describeValue(x)}`)(issue);
   };
   const strict = v.strictObject(entries, message);
@@ -107,6 +122,10 @@ export function mapping<E extends v.ObjectEntries>(entries: E, o: MappingOptions
       if (Array.isArray(input)) {
         v._addIssue(strict, 'type', dataset, config);
         return dataset;
+      }
+      if (input && typeof input === 'object' && required.some((k) => Object.hasOwn(input, k) && (input as Record<string, unknown>)[k] == null)) {
+        // Read without the required keys written empty, so each is reported as missing.
+        dataset.value = Object.fromEntries(Object.entries(input).filter(([k, x]) => x != null || !required.includes(k)));
       }
       const out = known['~run'](dataset, config) as unknown as Dataset & { value: Record<string, unknown> };
       if (!input || typeof input !== 'object') return out;
@@ -198,37 +217,36 @@ export function list<S extends Schema>(item: S, o: { min?: number; max: number; 
   ));
 }
 
-type PathItem = { key: unknown };
-/** Whether no issue of `dataset` lies at or under any of `uses` (or above one of them). */
-function clean(dataset: { issues?: readonly { path?: readonly PathItem[] }[] }, uses: readonly (readonly string[])[]): boolean {
-  if (!dataset.issues) return true;
-  for (const issue of dataset.issues) {
-    const at = issue.path ?? [];
-    for (const use of uses) {
-      const n = Math.min(use.length, at.length);
-      let apart = false;
-      for (let i = 0; i < n && !apart; i++) apart = use[i] !== at[i].key;
-      if (!apart) return false;
-    }
-  }
-  return true;
+/** The path items of `keys` under `root`: where a check of a whole reports a problem with one part of it. */
+export function pathTo(root: unknown, keys: readonly (string | number)[]): [v.UnknownPathItem, ...v.UnknownPathItem[]] {
+  let input = root;
+  return keys.map((key) => {
+    const value = input !== null && typeof input === 'object' ? (input as Record<string | number, unknown>)[key] : undefined;
+    const item: v.UnknownPathItem = { type: 'unknown', origin: 'value', input, key, value };
+    input = value;
+    return item;
+  }) as [v.UnknownPathItem, ...v.UnknownPathItem[]];
 }
 
 /**
- * A rule across fields of a mapping (an encoder must encode the codec, say). It runs once every
- * field it `uses` parsed cleanly, whatever else is wrong, so its problems are reported with the
- * rest; each is reported at the field it names (`fail(['output', 'preset'], 'is not …')`).
+ * A rule between the fields of a mapping, for its pipe: `check` reports each problem on the field
+ * it names (`['instance_types', 1]`). It runs only where the document is a mapping and the fields
+ * it `reads` (paths from the mapping, e.g. `['catalogue']`) came out without an issue of their
+ * own, so a wrong field is reported once; valibot's partialCheck runs again where a field failed
+ * a check rather than its type. The other fields of `value` may be as written.
  */
-export function crossCheck<T>(uses: readonly (readonly string[])[], rule: (value: T, fail: (at: readonly string[], reason: string) => void) => void) {
+export function crossCheck<T>(
+  reads: readonly (readonly (string | number)[])[],
+  check: (value: T, report: (at: readonly (string | number)[], reason: string) => void) => void,
+) {
   return v.rawCheck<T>(({ dataset, addIssue }) => {
-    const value = dataset.value as unknown;
-    if (!value || typeof value !== 'object' || !clean(dataset as never, uses)) return;
-    rule(value as T, (at, reason) => addIssue({
-      message: reason,
-      path: at.map((key) => ({ type: 'unknown', origin: 'value', input: value, key, value: undefined })) as never,
-    }));
+    const touched = (path: readonly v.IssuePathItem[] | undefined) =>
+      !path || reads.some((r) => r.slice(0, path.length).every((key, n) => path[n].key === key));
+    if (dataset.issues?.some((i) => touched(i.path))) return;
+    check(dataset.value as T, (at, reason) => addIssue({ message: reason, path: pathTo(dataset.value, at) }));
   });
 }
+
 
 /** A schema that refuses whatever it is given, saying why (at `at` under it, where given). */
 export function refuse(reason: string, at?: string) {
