@@ -30,6 +30,10 @@
  * and `scale` like a cell would. A cell the table lacks leaves the destination empty, with a
  * warning. Two destinations, in one column's list or in two columns, must not fill one slot.
  *
+ * Every mistake in a mapping is reported at once, each naming its setting (`MappingError.issues`);
+ * `mappingJsonSchema()` describes the format for editors (the rules across settings are the
+ * parser's alone). Keys JavaScript reserves (`__proto__`, `constructor`, `prototype`) are refused.
+ *
  * Units. Each numeric destination has a canonical unit; a column's `unit` converts into it and
  * must be of the same kind. Destinations not listed take no unit (`scale` still applies).
  *
@@ -59,17 +63,35 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
+import { MAX_ISSUES, describeValue, fieldPath as keyPath, type FieldIssue } from '../../shared/errors.js';
+import * as kit from '../../shared/schema/kit.js';
+import { v } from '../../shared/schema/kit.js';
 import {
   TARGETS, emptyRecord, type ContentRecord, type EncodeRecord, type InputRecord, type LabelledRow, type NodeRecord,
   type OutputRecord, type Target,
 } from '../record.js';
 import { decodeText, parseDelimited, type DecodedText, type DelimitedRecord } from './delimited.js';
 
-/** A mapping file is wrong; `setting` is the key it is about, e.g. `columns.umem.unit`. */
+/**
+ * A mapping file is wrong. `issues` names every setting that is wrong (`columns.umem.unit`,
+ * `defaults.node.cores`, `(file)` for the file as a whole), each with its reason, and the
+ * message has a line per issue; `setting` is the first issue's setting.
+ */
 export class MappingError extends Error {
-  constructor(readonly setting: string, reason: string, readonly file?: string) {
-    super(`${file ? `${file}: ` : ''}${setting}: ${reason}`);
+  readonly issues: FieldIssue[];
+  constructor(readonly setting: string, reason: string, readonly file?: string, issues: FieldIssue[] = [{ field: setting, reason }]) {
+    super(issues.map((i) => `${file ? `${file}: ` : ''}${i.field}: ${i.reason}`).join('\n'));
     this.name = 'MappingError';
+    this.issues = issues;
+  }
+
+  /** Every issue of a mapping file at once: MAX_ISSUES of them listed, the rest (and `omitted`) counted. */
+  static of(issues: FieldIssue[], file?: string, omitted = 0): MappingError {
+    const listed = issues.slice(0, MAX_ISSUES);
+    const more = omitted + issues.length - listed.length;
+    if (more > 0) listed.push({ field: '(file)', reason: `${more} more issue(s) not listed` });
+    if (!listed.length) listed.push({ field: '(file)', reason: 'is invalid' });
+    return new MappingError(listed[0].field, listed[0].reason, file, listed);
   }
 }
 
@@ -190,134 +212,196 @@ const MAX_PROBLEMS = 20;
 const MISSING = new Set(['', 'na', 'n/a', 'nan', 'null', '-']);
 const DELIMITER_NAMES: Record<string, string> = { tab: '\t', comma: ',', semicolon: ';', pipe: '|' };
 
-type Fail = (setting: string, reason: string) => never;
 /** A parsed cell: a category, a number in its canonical unit, or a resolution. */
 export type FieldValue = string | number | { width: number; height: number };
 /** A cell that is no value of its destination, and why. */
 type Bad = { kind: IssueKind; problem: string };
 const isBad = (v: FieldValue | Bad): v is Bad => typeof v === 'object' && 'kind' in v;
 
-/** Parses and checks a mapping file (YAML or JSON); `file` names it in errors. */
-export function parseMapping(text: string, file: string): Mapping {
-  const fail: Fail = (setting, reason) => { throw new MappingError(setting, reason, file); };
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    fail('(file)', `is not YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
-  const top = asMapping(doc, '(file)', fail);
-  for (const k of Object.keys(top)) {
-    if (!['delimiter', 'key', 'time', 'group', 'columns', 'values', 'defaults'].includes(k)) fail(k, 'is not a mapping setting (expected delimiter, key, time, group, columns, values, defaults)');
-  }
-  const name = (setting: string): string | undefined => {
-    const v = top[setting];
-    if (v === undefined || v === null) return undefined;
-    return typeof v === 'string' && v !== '' ? v : fail(setting, 'must be a column name');
-  };
-  let delimiter: string | undefined;
-  if (top.delimiter !== undefined && top.delimiter !== null) {
-    const d = typeof top.delimiter === 'string' ? (Object.hasOwn(DELIMITER_NAMES, top.delimiter) ? DELIMITER_NAMES[top.delimiter] : top.delimiter) : '';
-    if (d.length !== 1 || '"\r\n'.includes(d)) fail('delimiter', `must be one character other than a quote or line break (or tab, comma, semicolon, pipe), got ${JSON.stringify(top.delimiter)}`);
-    delimiter = d;
-  }
+/*
+ * The mapping file as one valibot schema (shared/schema/kit.ts): it checks every setting at once,
+ * compiles the mapping `readMappedRows` reads, and gives the JSON Schema (`mappingJsonSchema`).
+ */
 
-  const columns: ColumnRule[] = [];
-  const claimed = new Map<string, string>(); // record slot -> column that fills it
-  for (const [column, spec] of Object.entries(asMapping(top.columns ?? fail('columns', 'is required: a mapping of data column -> destination'), 'columns', fail))) {
-    if (Array.isArray(spec) && !spec.length) fail(`columns.${column}`, 'is an empty list; give it at least one destination');
-    const specs: [unknown, string][] = Array.isArray(spec) ? spec.map((one, i) => [one, `columns.${column}[${i}]`]) : [[spec, `columns.${column}`]];
-    for (const [one, setting] of specs) {
-      const rule = compileColumn(column, one, setting, fail);
-      for (const slot of slots(rule.to)) {
-        const other = claimed.get(slot);
-        if (other !== undefined) fail(setting, `maps to ${slot}, which ${other === column ? 'another destination of this column' : `column ${JSON.stringify(other)}`} already fills`);
-        claimed.set(slot, column);
-      }
-      columns.push(rule);
-    }
-  }
-  if (!columns.some((c) => 'target' in c.to)) fail('columns', `maps no column to a target; map at least one to { target: ${TARGETS.join(' | ')} }`);
+/** Keys written bare in a setting's name (`values.output.codec`, `columns.i_size`); others are quoted. */
+const BARE_KEY = /^[A-Za-z0-9_$.-]{1,64}$/;
+/** A setting's name: `parent.key`, or `parent["a key"]`, as issues name it. */
+const settingOf = (parent: string, key: string) => (BARE_KEY.test(key) ? `${parent}.${key}` : keyPath(parent, key));
 
-  const values: Mapping['values'] = {};
-  for (const [path, renames] of Object.entries(asMapping(top.values ?? {}, 'values', fail))) {
-    const setting = `values.${path}`;
-    fieldPath(path, setting, fail);
-    values[path as FieldPath] = new Map(Object.entries(asMapping(renames, setting, fail)).map(([from, to]) => {
-      if (typeof to !== 'string' && typeof to !== 'number') fail(`${setting}.${from}`, 'must be a string or number');
-      return [from.trim(), String(to).trim()];
-    }));
-  }
+type Unit = { [K in UnitKind]: keyof (typeof UNITS)[K] }[UnitKind];
+const ALL_UNITS = Object.values(UNITS).flatMap((u) => Object.keys(u)) as Unit[];
+const UNITS_BY_KIND = (Object.keys(UNITS) as UnitKind[]).map((k) => `${k} ${Object.keys(UNITS[k]).join(', ')}`).join('; ');
 
-  const defaults: Mapping['defaults'] = {};
-  for (const [path, v] of Object.entries(asMapping(top.defaults ?? {}, 'defaults', fail))) {
-    const setting = `defaults.${path}`;
-    defaults[path as FieldPath] = constant(v, FIELDS[fieldPath(path, setting, fail)], 1, false, setting, fail);
-  }
-  return { file, delimiter, key: name('key'), time: name('time'), group: name('group'), columns, values, defaults };
+/** What a column's mapping says, checked but not yet compiled. */
+interface Spec {
+  field?: FieldPath; target?: Target; feature?: string; unit?: Unit; scale?: number;
+  table?: Record<string, string | number>;
 }
+/** One destination of a column, compiled: a ColumnRule without its column. */
+type Compiled = Omit<ColumnRule, 'column' | 'setting'>;
 
-function asMapping(v: unknown, setting: string, fail: Fail): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(setting, `must be a mapping of keys to values, got ${Array.isArray(v) ? 'a list' : JSON.stringify(v)}`);
-  return v as Record<string, unknown>;
-}
+const targetHint = (x: unknown) => (typeof x === 'string' && (TARGETS as readonly string[]).includes(x) ? ` (${x} is a target: write { target: ${x} })` : '');
+const unknownPath = (i: v.BaseIssue<unknown>) => `unknown field path ${describeValue(i.input)}${targetHint(i.input)}; valid: ${FIELD_PATHS.join(', ')}`;
+const unknownTarget = (i: v.BaseIssue<unknown>) => `unknown target ${describeValue(i.input)}; valid: ${TARGETS.join(', ')}`;
+const unknownUnit = (x: unknown) => `unknown unit ${describeValue(x)}; units by kind: ${UNITS_BY_KIND}`;
+const notPositive = (i: v.BaseIssue<unknown>) => `must be a positive number, got ${describeValue(i.input)}`;
+const notColumn = (i: v.BaseIssue<unknown>) => `must be a column name, got ${describeValue(i.input)}`;
+const notDelimiter = (i: v.BaseIssue<unknown>) => `must be one character other than a quote or line break (or tab, comma, semicolon, pipe), got ${describeValue(i.input)}`;
 
-function fieldPath(path: unknown, setting: string, fail: Fail): FieldPath {
-  if (typeof path === 'string' && Object.hasOwn(FIELDS, path)) return path as FieldPath;
-  const hint = typeof path === 'string' && (TARGETS as readonly string[]).includes(path) ? ` (${path} is a target: write { target: ${path} })` : '';
-  return fail(setting, `unknown field path ${JSON.stringify(path)}${hint}; valid: ${FIELD_PATHS.join(', ')}`);
-}
-
-/** A value written in the mapping itself (a default, a table entry), parsed like a cell. */
-function constant(v: unknown, type: ValueType, factor: number, signed: boolean, setting: string, fail: Fail): FieldValue {
-  const parsed = typeof v === 'string' || typeof v === 'number' ? parseCell(String(v).trim(), type, factor, signed) : undefined;
-  if (parsed === undefined || isBad(parsed)) return fail(setting, `${JSON.stringify(v)} is not a valid ${type === 'category' ? 'string' : type === 'resolution' ? 'WIDTHxHEIGHT' : 'number'}${parsed ? ` (${parsed.problem})` : ''}`);
-  return parsed;
-}
-
-const valueType = (to: Destination): ValueType => ('field' in to ? FIELDS[to.field] : 'target' in to ? TARGET_TYPES[to.target] : 'number');
-
-function compileColumn(column: string, spec: unknown, setting: string, fail: Fail): ColumnRule {
-  if (typeof spec === 'string') return { column, setting, to: { field: fieldPath(spec, setting, fail) }, factor: 1 };
-  const o = asMapping(spec, setting, fail);
-  for (const k of Object.keys(o)) if (!['field', 'target', 'feature', 'unit', 'scale', 'table'].includes(k)) fail(`${setting}.${k}`, 'is not a column setting (expected one of field, target, feature, plus unit, scale and table)');
-  const kinds = (['field', 'target', 'feature'] as const).filter((k) => o[k] !== undefined);
-  if (kinds.length !== 1) fail(setting, 'must name exactly one of field, target or feature');
-  let to: Destination;
-  if (kinds[0] === 'field') to = { field: fieldPath(o.field, `${setting}.field`, fail) };
-  else if (kinds[0] === 'target') {
-    if (!(TARGETS as readonly unknown[]).includes(o.target)) fail(`${setting}.target`, `unknown target ${JSON.stringify(o.target)}; valid: ${TARGETS.join(', ')}`);
-    to = { target: o.target as Target };
-  } else {
-    if (typeof o.feature !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(o.feature)) fail(`${setting}.feature`, 'must be a name of letters, digits and _');
-    to = { feature: o.feature as string };
-  }
-  const type = valueType(to);
-  const numeric = type !== 'category' && type !== 'resolution';
-  let factor = 1;
-  if (o.unit !== undefined) {
-    if (!(type in CANONICAL)) fail(`${setting}.unit`, `${describe(to)} takes no unit${numeric ? ' (use scale to multiply it)' : ''}`);
-    const { kind, base } = CANONICAL[type as Canonical];
-    const units: Record<string, number> = UNITS[kind];
-    const unitKind = (Object.keys(UNITS) as UnitKind[]).find((k) => typeof o.unit === 'string' && Object.hasOwn(UNITS[k], o.unit));
-    if (!unitKind) fail(`${setting}.unit`, `unknown unit ${JSON.stringify(o.unit)}; ${describe(to)} takes a ${kind} unit: ${Object.keys(units).join(', ')}`);
-    if (unitKind !== kind) fail(`${setting}.unit`, `${o.unit} is a ${unitKind} unit, but ${describe(to)} takes a ${kind} unit: ${Object.keys(units).join(', ')}`);
-    factor = units[o.unit as string] / base;
-  }
-  if (o.scale !== undefined) {
-    if (!numeric) fail(`${setting}.scale`, `${describe(to)} is not numeric`);
-    if (typeof o.scale !== 'number' || !(o.scale > 0) || !Number.isFinite(o.scale)) fail(`${setting}.scale`, `must be a positive number, got ${JSON.stringify(o.scale)}`);
-    factor *= o.scale as number;
-  }
-  if (o.table === undefined) return { column, setting, to, factor };
-  const entries = Object.entries(asMapping(o.table, `${setting}.table`, fail));
-  if (!entries.length) fail(`${setting}.table`, 'is empty; map at least one cell value');
-  // Table values are converted here, once, as a cell of the column would be.
-  const table = new Map(entries.map(([cell, v]) => [cell.trim(), constant(v, type, factor, 'feature' in to, `${setting}.table.${cell}`, fail)]));
-  return { column, setting, to, factor, table };
-}
+const targetSchema = kit.first(v.pipe(v.string(unknownTarget), v.picklist(TARGETS, unknownTarget)));
+/** A unit: the JSON Schema lists them all, but which fit is the destination's to say (`unitProblem`). */
+const unitSchema = kit.shownAs(v.picklist(ALL_UNITS), v.string((i) => unknownUnit(i.input)));
+const columnName = (what: string) => kit.optional(v.pipe(kit.first(v.pipe(v.string(notColumn), v.nonEmpty(notColumn))), v.description(what)));
+/** A value written in the mapping itself: a table's value, a default, a rename. */
+const written = (reason: string) => kit.either({ text: v.string(), number: v.number() }, reason);
 
 const describe = (to: Destination) => ('field' in to ? to.field : 'target' in to ? `target ${to.target}` : `feature ${to.feature}`);
+const valueType = (to: Destination): ValueType => ('field' in to ? FIELDS[to.field] : 'target' in to ? TARGET_TYPES[to.target] : 'number');
+const isNumeric = (type: ValueType) => type !== 'category' && type !== 'resolution';
+
+/** The one destination a spec names, or undefined when it names none or several. */
+function destinationOf(s: Spec): Destination | undefined {
+  const named = (['field', 'target', 'feature'] as const).filter((k) => s[k] !== undefined);
+  if (named.length !== 1) return undefined;
+  return named[0] === 'field' ? { field: s.field! } : named[0] === 'target' ? { target: s.target! } : { feature: s.feature! };
+}
+
+/** Why a unit does not fit its destination (or, where that is not known yet, is no unit at all), if it does not. */
+function unitProblem(unit: string, to: Destination | undefined): string | undefined {
+  const unitKind = (Object.keys(UNITS) as UnitKind[]).find((k) => Object.hasOwn(UNITS[k], unit));
+  if (!to) return unitKind ? undefined : unknownUnit(unit);
+  const type = valueType(to);
+  if (!(type in CANONICAL)) return `${describe(to)} takes no unit${isNumeric(type) ? ' (use scale to multiply it)' : ''}`;
+  const { kind } = CANONICAL[type as Canonical];
+  const units = Object.keys(UNITS[kind]).join(', ');
+  if (!unitKind) return `unknown unit ${describeValue(unit)}; ${describe(to)} takes a ${kind} unit: ${units}`;
+  return unitKind === kind ? undefined : `${unit} is a ${unitKind} unit, but ${describe(to)} takes a ${kind} unit: ${units}`;
+}
+
+/** What a numeric cell (or table value) of a spec is multiplied by: its unit's conversion times its scale. */
+function factorOf(s: Spec, to: Destination): number {
+  const type = valueType(to);
+  let factor = 1;
+  if (s.unit !== undefined) {
+    const { kind, base } = CANONICAL[type as Canonical];
+    factor = (UNITS[kind] as Record<string, number>)[s.unit] / base;
+  }
+  return factor * (s.scale ?? 1);
+}
+
+/** A value written in the mapping itself (a default, a table entry), parsed like a cell, or why it is none. */
+function constant(x: string | number, type: ValueType, factor: number, signed: boolean): { value: FieldValue } | { wrong: string } {
+  const parsed = parseCell(String(x).trim(), type, factor, signed);
+  if (!isBad(parsed)) return { value: parsed };
+  const what = type === 'category' ? 'string' : type === 'resolution' ? 'WIDTHxHEIGHT' : 'number';
+  return { wrong: `${describeValue(x)} is not a valid ${what}${parsed.kind === 'negative' ? ' (it is negative)' : ''}` };
+}
+/** The value of a constant already checked. */
+const valueOf = (c: ReturnType<typeof constant>) => (c as { value: FieldValue }).value;
+
+/** No issue yet at one of `keys`, nor about the value as a whole: what a check of those keys needs. */
+const typedAt = (dataset: { issues?: readonly v.BaseIssue<unknown>[] }, keys: readonly string[]) =>
+  !dataset.issues?.some((i) => !i.path?.length || keys.includes(String(i.path[0].key)));
+/**
+ * A dictionary's value, even where some of its entries are wrong: it keeps the right ones, so
+ * that a check across them reports what else is wrong at once (the wrong ones are reported).
+ */
+const entriesOf = <T>(x: unknown): Record<string, T> | undefined =>
+  (x !== null && typeof x === 'object' && !Array.isArray(x) ? x as Record<string, T> : undefined);
+/** A path step into `input[key]`, for an issue a check adds below the value it checks. */
+const step = (input: object, key: string): v.IssuePathItem =>
+  ({ type: 'object', origin: 'value', input: input as Record<string, unknown>, key, value: (input as Record<string, unknown>)[key] });
+
+/** A field path; the JSON Schema lists them once, under `$defs`. */
+const fieldPathSchema = v.pipe(
+  kit.first(v.pipe(v.string(unknownPath), v.picklist(FIELD_PATHS, unknownPath))),
+  v.description('A field of the encode record: output.* (how it was encoded), input.* (the source video), content.* (its complexity), '
+    + 'node.* (the machine). output.resolution and input.resolution read WIDTHxHEIGHT and fill width and height.'),
+);
+const canonicalText = (c: Canonical) => (c === 'GB' ? 'GB of 1024³ bytes' : c);
+const targetText = `A training target: ${TARGETS.map((t) => `${t} (${TARGET_TYPES[t] === 'number' ? 'cores' : canonicalText(TARGET_TYPES[t] as Canonical)})`).join(', ')}.`;
+const kinds = (Object.keys(UNITS) as UnitKind[]).map((kind) => {
+  const into = (Object.keys(CANONICAL) as Canonical[]).filter((c) => CANONICAL[c].kind === kind).map((c) => {
+    const to = [...FIELD_PATHS.filter((f) => FIELDS[f] === c), ...TARGETS.filter((t) => TARGET_TYPES[t] === c).map((t) => `target ${t}`)];
+    return `${to.join(', ')} (in ${canonicalText(c)})`;
+  });
+  return `${kind} units (${Object.keys(UNITS[kind]).join(', ')}) for ${into.join('; ')}`;
+});
+const unitText = `The unit the column is written in, converted into its destination's unit; it must be of the destination's kind: ${kinds.join('. ')}. `
+  + 'KB, MB, GB are powers of 1000 bytes, KiB, MiB, GiB of 1024; bps, kbps, Mbps of 1000 bit/s; fraction is 100 percent. Other destinations take no unit.';
+
+/** One destination written as a mapping: `{ target: memory_gb, unit: KB }`. */
+const destinationSchema = v.pipe(
+  kit.mapping({
+    field: kit.optional(fieldPathSchema),
+    target: kit.optional(v.pipe(targetSchema, v.description(targetText))),
+    feature: kit.optional(v.pipe(
+      kit.text(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a name of letters, digits and _'),
+      v.description('An extra numeric feature of this name (EncodeRecord.extra).'),
+    )),
+    unit: kit.optional(v.pipe(unitSchema, v.description(unitText))),
+    scale: kit.optional(v.pipe(
+      kit.first(v.pipe(v.number(notPositive), v.finite(notPositive), v.gtValue(0, notPositive))),
+      v.description('Multiplies a numeric destination\'s value, after the unit conversion (0.01 makes a CPU percentage cores).'),
+    )),
+    table: kit.optional(v.pipe(
+      kit.dictionary(v.string(), written('must be a number or text'), { notMapping: 'must be a mapping of cell value -> value' }),
+      v.minEntries(1, 'is empty; map at least one cell value'),
+      v.description('Sets the destination from the cell through this table (cell value -> value); the value goes through unit and scale like a cell. A cell the table lacks leaves the destination empty, with a warning.'),
+    )),
+  }, { unknown: () => 'is not a column setting (expected one of field, target, feature, plus unit, scale and table)' }),
+  v.description('One destination of a column: exactly one of field, target or feature; a unit of the destination\'s kind; a scale for a numeric destination; a table of cell values.'),
+  v.rawCheck(({ dataset, addIssue }) => {
+    const s = dataset.value as Spec;
+    if (s && typeof s === 'object' && !destinationOf(s)) addIssue({ message: 'must name exactly one of field, target or feature' });
+  }),
+  // A unit of the destination's kind: the unit is checked here, where its destination is known.
+  v.rawCheck(({ dataset, addIssue }) => {
+    const s = dataset.value as Spec;
+    if (s?.unit === undefined || !typedAt(dataset, ['unit'])) return;
+    const why = unitProblem(s.unit, typedAt(dataset, ['field', 'target', 'feature']) ? destinationOf(s) : undefined);
+    if (why) addIssue({ message: why, path: [step(s, 'unit')] });
+  }),
+  v.forward(v.partialCheck(
+    [['field'], ['target'], ['feature'], ['scale']],
+    (s) => { const to = destinationOf(s as Spec); return s.scale === undefined || !to || isNumeric(valueType(to)); },
+    (i) => `${describe(destinationOf(i.input as Spec)!)} is not numeric`,
+  ), ['scale']),
+  // Table values parse as the destination's type, each one reported.
+  v.rawCheck(({ dataset, addIssue }) => {
+    const s = dataset.value as Spec;
+    const to = typedAt(dataset, ['field', 'target', 'feature', 'unit', 'scale']) ? destinationOf(s) : undefined;
+    const table = to && entriesOf<string | number>(s.table);
+    if (!to || !table) return;
+    const type = valueType(to), factor = factorOf(s, to);
+    for (const cell of Object.keys(table)) {
+      const c = constant(table[cell], type, factor, 'feature' in to);
+      if ('wrong' in c) addIssue({ message: c.wrong, path: [step(s, 'table'), step(table, cell)] });
+    }
+  }),
+  v.transform((s): Compiled => {
+    const to = destinationOf(s as Spec)!, factor = factorOf(s as Spec, to);
+    if (!s.table) return { to, factor };
+    const type = valueType(to);
+    // Table values are converted here, once, as a cell of the column would be.
+    return { to, factor, table: new Map(Object.entries(s.table).map(([cell, x]) => [cell.trim(), valueOf(constant(x, type, factor, 'feature' in to))])) };
+  }),
+);
+
+/** A destination written as a field path (`output.codec`) compiled as one written as a mapping is. */
+const compiled = (d: FieldPath | Compiled): Compiled => (typeof d === 'string' ? { to: { field: d }, factor: 1 } : d);
+
+/** What a column maps to: a field path, a destination, or a list of them. */
+const columnSchema = v.pipe(
+  kit.either({
+    text: fieldPathSchema,
+    mapping: destinationSchema,
+    list: kit.list(kit.either({ text: fieldPathSchema, mapping: destinationSchema }, 'must be a field path or a destination mapping'), {
+      min: 1, max: 64, what: 'a list of destinations', minReason: 'is an empty list; give it at least one destination',
+    }),
+  }, 'must be a field path, a destination ({ field | target | feature, unit, scale, table }) or a list of them'),
+  v.transform((c) => (Array.isArray(c) ? c.map(compiled) : compiled(c))),
+);
 
 /** The record slots a destination fills: what two columns must not share. */
 function slots(to: Destination): string[] {
@@ -325,6 +409,107 @@ function slots(to: Destination): string[] {
   if ('feature' in to) return [`feature ${to.feature}`];
   const [group, name] = to.field.split('.');
   return name === 'resolution' ? [`${group}.width`, `${group}.height`] : [to.field];
+}
+
+const mappingSchema = v.pipe(
+  kit.mapping({
+    delimiter: kit.optional(v.pipe(
+      kit.first(v.pipe(
+        v.string(notDelimiter),
+        v.transform((d) => (Object.hasOwn(DELIMITER_NAMES, d) ? DELIMITER_NAMES[d] : d)),
+        v.check((d) => d.length === 1 && !'"\r\n'.includes(d), notDelimiter),
+      )),
+      v.description('The data file\'s delimiter: one character, or tab, comma, semicolon, pipe. By default tab for .tsv and .tab files, else sniffed from the header.'),
+    )),
+    key: columnName('A column with a stable identity for each row (by default a hash of its line).'),
+    time: columnName('A column saying when each row ran: ISO-8601 (UTC when it has no zone), or epoch seconds or milliseconds.'),
+    group: columnName('A column naming each row\'s source video (by default rows with the same input codec, size, rate, length, bitrate and file size are one video).'),
+    columns: v.pipe(
+      kit.dictionary(v.string(), columnSchema, { notMapping: 'must be a mapping of data column -> destination' }),
+      v.description('Data column -> destination: a field path, { field | target | feature, unit, scale, table }, or a list of them. Map at least one column to a target; two destinations must not fill one slot.'),
+    ),
+    values: kit.optional(v.pipe(
+      kit.dictionary(fieldPathSchema, v.pipe(
+        kit.dictionary(v.string(), written('must be a string or number'), { notMapping: 'must be a mapping of cell value -> new value' }),
+        v.transform((renames) => new Map(Object.entries(renames).map(([from, to]) => [from.trim(), String(to).trim()]))),
+      ), { notMapping: 'must be a mapping of field path -> renames' }),
+      v.description('Renames of cell values per field path ({ x264: h264 }), applied to the trimmed cell before it is parsed.'),
+    )),
+    defaults: kit.optional(v.pipe(
+      kit.dictionary(fieldPathSchema, written('must be a string or number'), { notMapping: 'must be a mapping of field path -> value' }),
+      v.rawCheck(({ dataset, addIssue }) => {
+        const defaults = entriesOf<string | number>(dataset.value);
+        for (const [path, x] of Object.entries(defaults ?? {})) {
+          const c = constant(x, FIELDS[path as FieldPath], 1, false);
+          if ('wrong' in c) addIssue({ message: c.wrong, path: [step(defaults!, path)] });
+        }
+      }),
+      v.transform((d) => Object.fromEntries(Object.entries(d).map(([path, x]) => [path, valueOf(constant(x, FIELDS[path as FieldPath], 1, false))])) as Mapping['defaults']),
+      v.description('Values for fields a row has none for, per field path.'),
+    )),
+  }, {
+    unknown: (allowed) => `is not a mapping setting (expected ${allowed.join(', ')})`,
+    notMapping: 'must be a mapping of settings (columns, and optionally delimiter, key, time, group, values, defaults)',
+  }),
+  // Two destinations, in one column's list or in two columns, must not fill one slot.
+  v.rawCheck(({ dataset, addIssue }) => {
+    const columns = entriesOf<Compiled | Compiled[]>(entriesOf(dataset.value)?.columns);
+    if (!columns) return;
+    const claimed = new Map<string, string>(); // record slot -> column that fills it
+    for (const [column, c] of Object.entries(columns)) {
+      const list = Array.isArray(c);
+      (list ? c : [c]).forEach((d, i) => {
+        for (const slot of slots(d.to)) {
+          const other = claimed.get(slot);
+          if (other === undefined) { claimed.set(slot, column); continue; }
+          addIssue({
+            message: `maps to ${slot}, which ${other === column ? 'another destination of this column' : `column ${describeValue(other)}`} already fills`,
+            path: [step(dataset.value as object, 'columns'), step(columns, column), ...(list ? [{ ...step(c, String(i)), type: 'array' as const, key: i }] : [])] as [v.IssuePathItem, ...v.IssuePathItem[]],
+          });
+          break;
+        }
+      });
+    }
+  }),
+  v.forward(v.partialCheck(
+    [['columns']],
+    (m) => Object.values(m.columns).flat().some((d) => 'target' in d.to),
+    `maps no column to a target; map at least one to { target: ${TARGETS.join(' | ')} }`,
+  ), ['columns']),
+  v.transform(({ delimiter, key, time, group, columns, values, defaults }): Omit<Mapping, 'file'> => ({
+    delimiter, key, time, group,
+    columns: Object.entries(columns).flatMap(([column, c]) => (Array.isArray(c)
+      ? c.map((d, i) => ({ column, setting: `${settingOf('columns', column)}[${i}]`, ...d }))
+      : [{ column, setting: settingOf('columns', column), ...c }])),
+    values: (values ?? {}) as Mapping['values'],
+    defaults: defaults ?? {},
+  })),
+);
+
+/** Parses and checks a mapping file (YAML or JSON); `file` names it in errors, which list every wrong setting at once. */
+export function parseMapping(text: string, file: string): Mapping {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new MappingError('(file)', `is not YAML or JSON: ${(e as Error).message.split('\n')[0]}`, file);
+  }
+  if (doc === null || doc === undefined) throw new MappingError('(file)', 'is empty: a mapping file maps columns (columns: { data column: destination })', file);
+  const r = kit.parseDocument(mappingSchema, doc, { bareKey: BARE_KEY });
+  if (!r.ok) {
+    const issues = r.issues.map((i) => ({ ...i, field: i.field.replace(/^\(document\)/, '(file)') }));
+    throw MappingError.of(issues, file, r.omitted);
+  }
+  return { file, ...r.value };
+}
+
+/** The JSON Schema (draft-07) of a mapping file, for editors; cross-field rules are `parseMapping`'s alone. */
+export function mappingJsonSchema(): ReturnType<typeof kit.jsonSchemaOf> {
+  return kit.jsonSchemaOf(mappingSchema, {
+    title: 'Prescient training-log mapping',
+    definitions: { fieldPath: fieldPathSchema, destination: destinationSchema },
+    description: 'How the columns of a CSV/TSV log become training rows: each data column goes to a field of the encode record, a training target or an extra feature (models/data/mapping.ts).',
+  });
 }
 
 /** A trimmed, non-missing cell as its destination's value, or why it cannot be one. */

@@ -5,6 +5,8 @@
  *   act on (one reason per field: a field's pipe stops at its first problem);
  * - every unknown key is refused, and a mapping with a million of them costs a count, not a
  *   million issues; `__proto__`, `constructor` and the like are unknown keys like any other;
+ * - a dictionary (keys a person chooses: column names, field paths) refuses `__proto__`,
+ *   `constructor` and `prototype` by name, where valibot's `record` skips them without a word;
  * - `null` reads as absent, as YAML writes an empty value (a required key written empty is a
  *   missing one);
  * - a list is never taken for a mapping.
@@ -22,31 +24,47 @@ type Config = Parameters<Schema['~run']>[1];
 /** A pipe built from a list (valibot's own `pipe` is typed for literal tuples). */
 const pipeOf = <T>(...items: unknown[]) => (v.pipe as unknown as (...a: unknown[]) => v.GenericSchema<unknown, T>)(...items);
 
-/** Unknown keys seen past MAX_ISSUES in the parse under way (parses are synchronous). */
+/**
+ * Unknown keys and wrong dictionary entries seen past MAX_ISSUES in the parse under way, counted
+ * rather than listed (parses are synchronous).
+ */
 let omittedKeys = 0;
 
 /** What a document parse gives: the value, or every issue (and how many were only counted). */
 export type Outcome<T> = { ok: true; value: T } | { ok: false; issues: FieldIssue[]; omitted: number };
 
+/** How issues name their field. */
+export interface FieldNaming {
+  /**
+   * Keys written bare after a dot; any other key is quoted and cut short (`fieldPath`). A
+   * document whose keys are themselves dotted, such as a mapping file's field paths
+   * (`defaults.node.cores`), lets dots in.
+   */
+  bareKey?: RegExp;
+}
+
 /** Parses `value` against `schema`, collecting every issue as a FieldIssue. */
-export function parseDocument<S extends Schema>(schema: S, value: unknown): Outcome<v.InferOutput<S>> {
+export function parseDocument<S extends Schema>(schema: S, value: unknown, naming: FieldNaming = {}): Outcome<v.InferOutput<S>> {
   const outer = omittedKeys;
   omittedKeys = 0;
   try {
     const r = v.safeParse(schema, value);
     if (r.success) return { ok: true, value: r.output };
-    return { ok: false, issues: r.issues.map(fieldIssue), omitted: omittedKeys };
+    return { ok: false, issues: r.issues.map((i) => fieldIssue(i, naming)), omitted: omittedKeys };
   } finally {
     omittedKeys = outer;
   }
 }
 
 /** A valibot issue as a FieldIssue: `output.rate_control.crf`, `catalogue[2].name`, `(document)`. */
-export function fieldIssue(issue: v.BaseIssue<unknown>): FieldIssue {
+export function fieldIssue(issue: v.BaseIssue<unknown>, naming: FieldNaming = {}): FieldIssue {
   let field = '';
   for (const p of issue.path ?? []) {
     if (typeof p.key === 'number') field = `${field || '(document)'}[${p.key}]`;
-    else if (p.key !== undefined) field = fieldPath(field, String(p.key));
+    else if (p.key !== undefined) {
+      const key = String(p.key);
+      field = naming.bareKey?.test(key) ? (field ? `${field}.${key}` : key) : fieldPath(field, key);
+    }
   }
   return { field: field || '(document)', reason: issue.message };
 }
@@ -153,6 +171,100 @@ export function mapping<E extends v.ObjectEntries>(entries: E, o: MappingOptions
   } as unknown as v.StrictObjectSchema<E, undefined>;
 }
 
+/** Keys valibot's `record` skips without a word (they would reach an object's prototype). */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * A mapping of keys a person chooses (column names, field paths) to values: each key checked by
+ * `key`, each value by `value`, every wrong entry reported (past MAX_ISSUES of them, counted).
+ * `__proto__`, `constructor` and `prototype` are refused by name; a list is not a dictionary.
+ */
+export function dictionary<K extends v.GenericSchema<string, string>, S extends Schema>(
+  key: K, value: S, o: Pick<MappingOptions, 'notMapping'> = {},
+): v.RecordSchema<K, S, undefined> {
+  const record = v.record(key, value, absentOr((x) => `${o.notMapping ?? 'must be a mapping'}, got ${describeValue(x)}`));
+  return {
+    ...record,
+    '~run'(given: Dataset, config: Config) {
+      const dataset = given as { typed: boolean; value: unknown; issues?: v.BaseIssue<unknown>[] };
+      const input = dataset.value as Record<string, unknown>;
+      if (!input || typeof input !== 'object' || Array.isArray(input)) {
+        v._addIssue(record, 'type', given, config);
+        return given;
+      }
+      const out: Record<string, unknown> = {};
+      dataset.typed = true;
+      dataset.value = out;
+      let wrong = 0;
+      for (const k of Object.keys(input)) {
+        const item = input[k];
+        const at = (origin: 'key' | 'value') => ({ type: 'object' as const, origin, input, key: k, value: item });
+        const found: { path?: v.IssuePathItem[] }[] = [];
+        let output: unknown;
+        if (RESERVED_KEYS.has(k)) {
+          const d = { value: k } as Dataset;
+          v._addIssue(record, 'key', d, config, {
+            input: k, expected: 'never', path: [at('key')],
+            message: 'is a name JavaScript reserves for objects (__proto__, constructor, prototype), so it cannot be a key',
+          } as never);
+          found.push(...(d.issues as unknown as typeof found));
+        } else {
+          const kd = key['~run']({ value: k }, config);
+          for (const i of (kd.issues ?? []) as typeof found) { i.path = [at('key')]; found.push(i); }
+          const vd = value['~run']({ value: item }, config);
+          for (const i of (vd.issues ?? []) as typeof found) { (i.path ??= []).unshift(at('value')); found.push(i); }
+          if (!found.length) output = vd.value;
+        }
+        if (!found.length) { out[k] = output; continue; }
+        dataset.typed = false;
+        if (wrong++ < MAX_ISSUES) (dataset.issues ??= []).push(...(found as v.BaseIssue<unknown>[]));
+        else omittedKeys++;
+        if (config.abortEarly) break;
+      }
+      return given;
+    },
+  } as unknown as v.RecordSchema<K, S, undefined>;
+}
+
+/** How a value is written, for `either`. */
+export type Written = 'text' | 'number' | 'flag' | 'mapping' | 'list';
+const writtenAs = (x: unknown): Written | undefined =>
+  typeof x === 'string' ? 'text' : typeof x === 'number' ? 'number' : typeof x === 'boolean' ? 'flag'
+    : Array.isArray(x) ? 'list' : x !== null && typeof x === 'object' ? 'mapping' : undefined;
+
+/**
+ * A value that may be written several ways (a field path, or a mapping that says more, or a list
+ * of them), told apart by how it is written: that way's schema checks it, so a wrong value gets
+ * that schema's reasons, not a union's. `reason` says what it must be when it is written none of
+ * these ways, e.g. 'must be a field path, a destination or a list of them'. Its JSON Schema is
+ * `anyOf` the ways.
+ */
+export function either<const W extends Partial<Record<Written, Schema>>>(ways: W, reason: string) {
+  const union = v.union(Object.values(ways) as Schema[], absentOr((x) => `${reason}, got ${describeValue(x)}`, reason));
+  return {
+    ...union,
+    '~run'(dataset: Dataset, config: Config) {
+      const way = writtenAs(dataset.value);
+      const schema = way && ways[way];
+      if (!schema) {
+        v._addIssue(union, 'type', dataset, config);
+        return dataset;
+      }
+      return schema['~run'](dataset, config);
+    },
+  } as unknown as v.GenericSchema<unknown, { [K in keyof W]: W[K] extends Schema ? v.InferOutput<W[K]> : never }[keyof W]>;
+}
+
+/**
+ * `shown` in the JSON Schema, checked by `checked` alone: for a value whose rule depends on
+ * another field (which units fit depends on the destination), so that editors still list what
+ * may be written while the reason the validator gives names what it depends on. A cross-field
+ * check must then do what `shown` says, before a transform relies on it.
+ */
+export function shownAs<S extends Schema>(shown: S, checked: Schema): S {
+  return { ...shown, '~run': (dataset: Dataset, config: Config) => checked['~run'](dataset, config) } as S;
+}
+
 /** A numeric string as the number it spells (YAML and flags write `30` as text sometimes). */
 const numeric = (x: unknown) => (typeof x === 'string' && x.trim() !== '' && Number.isFinite(Number(x)) ? Number(x) : x);
 
@@ -206,15 +318,25 @@ export function text(pattern: RegExp, reason: string) {
 /** true or false. */
 export const flag = () => v.boolean(absentOr((x) => `must be true or false, got ${describeValue(x)}`));
 
-/** A list of at most `max` items (a longer one is refused before its items are looked at). */
-export function list<S extends Schema>(item: S, o: { min?: number; max: number; what?: string }) {
+/**
+ * A list of at most `max` items (a longer one is refused before its items are looked at: a pipe
+ * stops at its next schema once it has an issue). Not `first`: that would stop the pipes of its
+ * items at their first problem too, and an item's cross-field checks would go unreported.
+ */
+export function list<S extends Schema>(item: S, o: {
+  min?: number; max: number;
+  /** What it must be, for a value that is not a list: 'a list of destinations'. */
+  what?: string;
+  /** The reason for a list shorter than `min`, e.g. 'is an empty list; give it at least one destination'. */
+  minReason?: string;
+}) {
   const what = o.what ?? 'a list';
-  return first(pipeOf<v.InferOutput<S>[]>(
+  return pipeOf<v.InferOutput<S>[]>(
     v.unknown(),
     v.check((x) => !Array.isArray(x) || x.length <= o.max, `must have at most ${o.max} items`),
     v.array(item, absentOr((x) => `must be ${what}, got ${describeValue(x)}`)),
-    ...(o.min ? [v.minLength(o.min, `must have at least ${o.min} item${o.min === 1 ? '' : 's'}`)] : []),
-  ));
+    ...(o.min ? [v.minLength(o.min, o.minReason ?? `must have at least ${o.min} item${o.min === 1 ? '' : 's'}`)] : []),
+  );
 }
 
 /** The path items of `keys` under `root`: where a check of a whole reports a problem with one part of it. */
@@ -282,12 +404,17 @@ const VALIDATOR_ONLY = new Set(['check', 'raw_check', 'partial_check', 'transfor
 /**
  * The JSON Schema (draft-07) of what a schema accepts, for editors and other tools. Pipes are
  * described by their last schema (numbers written as strings are accepted but not advertised);
- * cross-field checks are the validator's alone.
+ * cross-field checks are the validator's alone. `definitions` are written once, under `$defs`,
+ * and referred to wherever that very schema appears (not inside another's pipe): a list of 30
+ * field paths used six times is listed once.
  */
-export function jsonSchemaOf(schema: Schema, o: { title?: string; description?: string; id?: string } = {}): JsonSchema {
+export function jsonSchemaOf(
+  schema: Schema, o: { title?: string; description?: string; id?: string; definitions?: Record<string, Schema> } = {},
+): JsonSchema {
   const out = toJsonSchema(schema, {
     typeMode: 'output',
     errorMode: 'throw',
+    ...(o.definitions ? { definitions: o.definitions } : {}),
     overrideAction: ({ valibotAction, jsonSchema }) => (VALIDATOR_ONLY.has(valibotAction.type) ? jsonSchema : undefined),
     overrideSchema: ({ valibotSchema, jsonSchema }) => {
       const json = ADVERTISED.get(valibotSchema);

@@ -147,7 +147,7 @@ test('each mistake in a mapping file is a MappingError that names its setting', 
   setting('columns: [unclosed', '(file)', /is not YAML or JSON/);
   setting('- a\n- b\n', '(file)', /must be a mapping/);
   setting('{ "columns": 3 }', 'columns', /must be a mapping/);
-  setting('colums: {}', 'colums', /not a mapping setting/);
+  setting('columns: { t: { target: duration_s } }\ncolums: {}', 'colums', /not a mapping setting/);
   setting('columns: { t: { target: duration_s }, w: output.widht }', 'columns.w', /unknown field path "output.widht"; valid: .*output\.width.*node\.hw_class/);
   setting('columns: { t: duration_s }', 'columns.t', /is a target: write \{ target: duration_s \}/);
   setting('columns: { t: { target: runtime } }', 'columns.t.target', /unknown target "runtime"; valid: cpu_cores, gpu_percent, memory_gb, bandwidth_mbps, duration_s/);
