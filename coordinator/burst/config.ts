@@ -367,14 +367,15 @@ export function burstConfigJsonSchema(): JsonSchema {
   const needs = (p: ProviderName): JsonSchema => {
     const required = REQUIRED_PROVIDER_OPTIONS[p];
     const properties = Object.fromEntries(required.map((k): [string, JsonSchema] => [k, { type: 'string', minLength: 1 }]));
-    if (p === 'aws') return { required, properties, anyOf: [{ required: ['image_id'] }, { required: ['launch_template'] }] };
-    if (p === 'azure') return { required: [...required, 'image'], properties: { ...properties, image: { type: 'object' } } };
-    return { required, properties };
+    // `type` with `required`, or strict validators (Ajv's strictTypes) refuse the schema itself.
+    if (p === 'aws') return { type: 'object', required, properties, anyOf: ['image_id', 'launch_template'].map((k) => ({ type: 'object', required: [k], properties: { [k]: { type: 'string', minLength: 1 } } })) };
+    if (p === 'azure') return { type: 'object', required: [...required, 'image'], properties: { ...properties, image: { type: 'object' } } };
+    return { type: 'object', required, properties };
   };
   return {
     ...schema,
     allOf: PROVIDER_NAMES.map((p) => ({
-      if: { required: ['provider'], properties: { provider: { const: p } } },
+      if: { type: 'object', required: ['provider'], properties: { provider: { type: 'string', const: p } } },
       then: { properties: { provider_options: needs(p) } },
     })),
   };

@@ -48,7 +48,11 @@ function commanderField(message: string): string | undefined {
 export function errorJson(e: unknown): ErrorJson {
   const message = (m: string) => redactText(m.replace(/^error: /, '').trim());
   if (e instanceof SchemaValidationError) return { error: { message: 'invalid encoding schema', code: 'invalid_schema', issues: e.issues } };
-  if (e instanceof ConfigError) return { error: { message: message(e.message), field: e.setting, code: 'invalid_setting' } };
+  if (e instanceof ConfigError) {
+    // A configuration file refused for several settings at once lists them all, as a job's issues are.
+    const issues = e.issues.length > 1 ? { issues: e.issues.map((i) => ({ field: i.field, reason: redactText(i.reason) })) } : {};
+    return { error: { message: message(e.message), field: e.setting, code: 'invalid_setting', ...issues } };
+  }
   if (e instanceof NoSuchJobError) return { error: { message: message(e.message), field: '<job-id>', code: 'no_such_job' } };
   if (e instanceof WrongKindError) return { error: { message: message(e.message), field: e.field, code: 'wrong_kind' } };
   if (isCommanderError(e)) {

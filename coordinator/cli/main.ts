@@ -279,11 +279,13 @@ program.command('validate').description('check job files without submitting them
     if (results.some((r) => !r.valid)) process.exitCode = 2;
   });
 
-program.command('schema').description('print the JSON Schema of a job file (for editors and other tools; the repo ships it as shared/schema/json/job.schema.json)')
-  .argument('[document]', 'which document: job', 'job')
+program.command('schema').description('print the JSON Schema of a job file, the burst configuration or a training-log mapping (for editors and other tools; shipped as shared/schema/json/DOCUMENT.schema.json)')
+  .argument('[document]', 'which document: job, burst or mapping', 'job')
   .addHelpText('after', examples(
     'prescient schema > job.schema.json',
-    '# in a job file, for editors with the YAML language server:',
+    'prescient schema burst > burst.schema.json',
+    'prescient schema mapping > mapping.schema.json',
+    '# then, first line of a YAML file, for editors with the YAML language server:',
     '# yaml-language-server: $schema=./job.schema.json',
   ))
   .action(async (which: string) => {

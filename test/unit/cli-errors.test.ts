@@ -120,4 +120,16 @@ test('a failed job makes the wait exit 1 with an error, and all succeeded is exi
   assert.equal(ok.notes, []);
 });
 
+test('a configuration file refused for several settings lists every one in --json, secrets redacted', () => {
+  const e = ConfigError.of([
+    { field: 'max_instances', reason: 'must be at least 1, got 0' },
+    { field: 'metadata_url', reason: 'must be http://, got "http://user:hunter2@example.com/x"' },
+  ], 0, 'burst');
+  const j = errorJson(e).error;
+  assert.is(j.field, 'max_instances');
+  assert.equal(j.issues?.map((i) => i.field), ['max_instances', 'metadata_url']);
+  assert.not.match(JSON.stringify(j), /hunter2/);
+  assert.is(errorJson(new ConfigError('--state', 'is not a job state')).error.issues, undefined, 'one setting: no list');
+});
+
 test.run();

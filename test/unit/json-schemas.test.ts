@@ -1,7 +1,8 @@
 /**
- * The job schema has one source (issue 20): the valibot schema that validates a job also gives
- * its JSON Schema, which `prescient schema` prints and the repo ships for editors. A real JSON
- * Schema validator (Ajv, draft-07) checks here that the two agree on the jobs people write.
+ * One source per document (issue 20): the valibot schema that validates a job, the burst
+ * configuration or a training-log mapping also gives its JSON Schema, which `prescient schema`
+ * prints and the repo ships for editors. A real JSON Schema validator (Ajv, draft-07) checks here
+ * that each JSON Schema and its validator agree on the documents people write.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,14 +11,16 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import YAML from 'yaml';
-import { SchemaValidationError, encodingSchemaJsonSchema, validateEncodingSchema } from '../../shared/index.js';
+import { ConfigError, SchemaValidationError, encodingSchemaJsonSchema, validateEncodingSchema } from '../../shared/index.js';
+import { burstConfigJsonSchema, validateBurstConfig } from '../../coordinator/burst/index.js';
+import { MappingError, mappingJsonSchema, parseMapping } from '../../models/data/mapping.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 const CLI = fileURLToPath(new URL('../../coordinator/cli/main.js', import.meta.url));
 const ctx = { allowedInputRoots: ['/srv/media'], allowedOutputRoots: ['/srv/out'] };
 const generated = encodingSchemaJsonSchema();
-// date-time as Date reads it (ajv-formats would be one more package for one format).
-const ajv = new Ajv({ strict: true, allErrors: true, formats: { 'date-time': (s: string) => !Number.isNaN(Date.parse(s)) } });
+// The two formats the schemas use, as Date and URL read them (ajv-formats would be one more package for two).
+const ajv = new Ajv({ strict: true, allErrors: true, formats: { 'date-time': (s: string) => !Number.isNaN(Date.parse(s)), uri: (s: string) => URL.canParse(s) } });
 const check = ajv.compile(generated);
 
 /** Why the JSON Schema refuses `doc` (empty: it accepts it). */
@@ -47,9 +50,14 @@ const file = () => ({
   kind: 'task',
 });
 
-test('the shipped job.schema.json is exactly what the job schema generates (regenerate with `prescient schema > shared/schema/json/job.schema.json`)', () => {
-  const shipped = JSON.parse(readFileSync(new URL('shared/schema/json/job.schema.json', ROOT), 'utf8'));
-  assert.equal(shipped, generated);
+const GENERATED = { job: generated, burst: burstConfigJsonSchema(), mapping: mappingJsonSchema() };
+
+test('each shipped DOCUMENT.schema.json is exactly what its schema generates (regenerate with `prescient schema DOCUMENT > shared/schema/json/DOCUMENT.schema.json`)', () => {
+  for (const [name, schema] of Object.entries(GENERATED)) {
+    const shipped = JSON.parse(readFileSync(new URL(`shared/schema/json/${name}.schema.json`, ROOT), 'utf8'));
+    assert.equal(shipped, schema, `shared/schema/json/${name}.schema.json is stale`);
+    assert.ok(ajv.validateSchema(schema), `${name}: ${JSON.stringify(ajv.errors)}`);
+  }
 });
 
 test('the JSON Schema is valid draft-07 that a strict validator compiles, and documents the fields a person writes', () => {
@@ -103,13 +111,63 @@ test('rules across fields are the validator\'s: the JSON Schema lets them throug
   assert.equal(validatorFields(d), ['output.preset']);
 });
 
+const burstConfig = () => ({
+  provider: 'aws',
+  provider_options: { region: 'eu-west-1', image_id: 'ami-0abc' },
+  cluster: 'prod',
+  catalogue: [
+    { name: 'c6i.2xlarge', vcpus: 8, memory_gb: 16, bandwidth_mbps: 12500, price_per_hour: 0.34, spot_price_per_hour: 0.13 },
+    { name: 'g5.xlarge', vcpus: 4, memory_gb: 16, gpus: 1, gpu_model: 'A10G', bandwidth_mbps: 10000, price_per_hour: 1.01 },
+  ],
+  max_instances: 4, budget_per_hour: 3, spot: true, idle_period: '15m', max_wait: { premium: '30s' },
+  install: { source: 'git', url: 'https://github.com/example/prescient.git', ref: 'v0.1.0' },
+});
+
+test('the burst configuration: a good one passes both; a wrong field or a missing provider option is refused by both', () => {
+  const check = ajv.compile(GENERATED.burst);
+  const refusedFields = (raw: unknown) => {
+    try { validateBurstConfig(raw); return []; } catch (e) { if (!(e instanceof ConfigError)) throw e; return e.issues.map((i) => i.field); }
+  };
+  assert.ok(check(burstConfig()), JSON.stringify(check.errors));
+  assert.equal(refusedFields(burstConfig()), []);
+  const spoilt: [string, Record<string, unknown>][] = [
+    ['max_instances', { ...burstConfig(), max_instances: 0 }],
+    ['provider', { ...burstConfig(), provider: 'ibm' }],
+    ['provider_options.region', { ...burstConfig(), provider_options: { image_id: 'ami-0abc' } }],
+    ['colour', { ...burstConfig(), colour: 'red' }],
+  ];
+  for (const [field, raw] of spoilt) {
+    assert.ok(refusedFields(raw).includes(field), `${field}: ${refusedFields(raw)}`);
+    assert.not.ok(check(raw), `the JSON Schema accepts a wrong ${field}`);
+  }
+});
+
+test('the training-log mapping: the shipped example passes both; a wrong destination is refused by both', () => {
+  const check = ajv.compile(GENERATED.mapping);
+  const text = readFileSync(new URL('models/mappings/transcoding-measurements.yaml', ROOT), 'utf8');
+  const doc = YAML.parse(text) as { columns: Record<string, unknown> };
+  assert.ok(check(doc), JSON.stringify(check.errors));
+  parseMapping(text, 'transcoding-measurements.yaml');
+  const bad = { ...doc, columns: { ...doc.columns, extra: 'output.colour' } };
+  assert.not.ok(check(bad), 'the JSON Schema accepts an unknown field path');
+  try {
+    parseMapping(JSON.stringify(bad), 'bad.json');
+    assert.unreachable('the mapping was accepted');
+  } catch (e) {
+    assert.instance(e, MappingError);
+    assert.ok((e as MappingError).issues.some((i) => i.field === 'columns.extra'), (e as Error).message);
+  }
+});
+
 test('`prescient schema` prints the generated JSON Schema, and an unknown document is refused naming the known ones', () => {
-  const r = spawnSync(process.execPath, [CLI, 'schema'], { encoding: 'utf8', timeout: 60_000 });
-  assert.is(r.status, 0, r.stderr);
-  assert.equal(JSON.parse(r.stdout), generated);
+  for (const [args, want] of [[[], generated], [['burst'], GENERATED.burst], [['mapping'], GENERATED.mapping]] as const) {
+    const r = spawnSync(process.execPath, [CLI, 'schema', ...args], { encoding: 'utf8', timeout: 60_000 });
+    assert.is(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout), want);
+  }
   const bad = spawnSync(process.execPath, [CLI, 'schema', 'nope'], { encoding: 'utf8', timeout: 60_000 });
   assert.is(bad.status, 1, bad.stderr);
-  assert.match(bad.stderr, /unknown document "nope" \(known: job/);
+  assert.match(bad.stderr, /unknown document "nope" \(known: job, burst, mapping\)/);
 });
 
 test.run();
