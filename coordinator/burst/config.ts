@@ -33,7 +33,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { ConfigError, describeValue, type StackEndpoints } from '../../shared/index.js';
-import { crossCheck, first, flag, jsonSchemaOf, list, mapping, num, optional, parseDocument, pathTo, text, v } from '../../shared/schema/kit.js';
+import { crossCheck, described, either, first, flag, jsonSchemaOf, list, mapping, num, optional, parseDocument, pathTo, text, v } from '../../shared/schema/kit.js';
 import type { JsonSchema } from '@valibot/to-json-schema';
 import type { BurstPolicy } from './decide.js';
 import type { ForecastPolicy } from './forecast.js';
@@ -84,7 +84,6 @@ export interface BurstOptions {
 
 type Issue = v.BaseIssue<unknown>;
 const isMapping = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-const about = <S extends v.GenericSchema>(schema: S, description: string) => v.pipe(schema, v.description(description));
 const unknownSetting = (allowed: readonly string[]) => `unknown setting (known: ${allowed.join(', ')})`;
 
 const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/;
@@ -127,32 +126,18 @@ function openMapping(reason: string) {
   return first(v.pipe(v.unknown(), v.check((x) => !Array.isArray(x), why), v.record(v.string(), v.unknown(), why)));
 }
 
-/**
- * `false`, `true` or a mapping: a mapping's own issues are reported field by field (valibot's
- * union would put one message on the whole once a field of it is wrong).
- */
-function switchOr<S extends v.GenericSchema>(schema: S, reason: string) {
-  const union = v.union([v.boolean(), schema], (i: Issue) => `${reason}, got ${describeValue(i.input)}`);
-  return {
-    ...union,
-    '~run'(dataset: Parameters<typeof union['~run']>[0], config: Parameters<typeof union['~run']>[1]) {
-      return isMapping(dataset.value) ? schema['~run'](dataset, config) : union['~run'](dataset, config);
-    },
-  } as typeof union;
-}
-
 /** Compile-time check that two types take the same values (each is assignable to the other). */
 type Agree<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 const instanceTypeSchema = mapping({
-  name: about(named('must be the provider\'s name of the type'), 'The provider\'s own name of the type: c6i.2xlarge, n2-standard-8, Standard_F8s_v2.'),
-  vcpus: about(num({ min: 1, integer: true }), 'Virtual CPUs.'),
-  memory_gb: about(positive(), 'Memory in GB.'),
-  gpus: about(optional(num({ min: 0, integer: true }), 0), 'GPUs.'),
-  bandwidth_mbps: about(positive(), 'Network bandwidth in Mbit/s: what the ledger will see as the node\'s bandwidth.'),
-  price_per_hour: about(positive(), 'On-demand price in USD per hour.'),
-  spot_price_per_hour: about(optional(positive()), 'Spot/preemptible price in USD per hour, where the type is offered that way.'),
-  gpu_model: about(optional(named('must be the GPU\'s model name')), 'GPU model when gpus > 0 (its encoder sessions follow from it).'),
+  name: described(named('must be the provider\'s name of the type'), 'The provider\'s own name of the type: c6i.2xlarge, n2-standard-8, Standard_F8s_v2.'),
+  vcpus: described(num({ min: 1, integer: true }), 'Virtual CPUs.'),
+  memory_gb: described(positive(), 'Memory in GB.'),
+  gpus: described(optional(num({ min: 0, integer: true }), 0), 'GPUs.'),
+  bandwidth_mbps: described(positive(), 'Network bandwidth in Mbit/s: what the ledger will see as the node\'s bandwidth.'),
+  price_per_hour: described(positive(), 'On-demand price in USD per hour.'),
+  spot_price_per_hour: described(optional(positive()), 'Spot/preemptible price in USD per hour, where the type is offered that way.'),
+  gpu_model: described(optional(named('must be the GPU\'s model name')), 'GPU model when gpus > 0 (its encoder sessions follow from it).'),
 }, {
   notMapping: 'must be an instance type with name, vcpus, memory_gb, gpus, bandwidth_mbps and price_per_hour',
   missing: { name: 'must be the provider\'s name of the type' },
@@ -189,20 +174,20 @@ const SHA256_REASON = 'must be the tarball\'s sha256 as 64 hex digits';
 const TARBALL_URL_REASON = 'must be a https or http URL';
 
 /** Where burst nodes get Prescient: required, since a node that cannot install never joins. */
-const installSchema = about(first(v.pipe(
+const installSchema = described(first(v.pipe(
   v.unknown(),
   v.check((x) => !Array.isArray(x), `must be ${INSTALL_HELP}`),
   v.variant('source', [
-    mapping({ source: about(v.literal('image'), 'The image already has Prescient (`prescient` on PATH): nothing is fetched at boot.') }, installOf('image')),
+    mapping({ source: described(v.literal('image'), 'The image already has Prescient (`prescient` on PATH): nothing is fetched at boot.') }, installOf('image')),
     mapping({
-      source: about(v.literal('git'), 'A git repository at a fixed ref, so every node runs the leader\'s version.'),
-      url: about(text(GIT_URL, GIT_URL_REASON), 'An https://, ssh:// or user@host:path git URL.'),
-      ref: about(text(GIT_REF, GIT_REF_REASON), 'A tag, branch or commit (a fixed tag or commit keeps every node on the leader\'s version).'),
+      source: described(v.literal('git'), 'A git repository at a fixed ref, so every node runs the leader\'s version.'),
+      url: described(text(GIT_URL, GIT_URL_REASON), 'An https://, ssh:// or user@host:path git URL.'),
+      ref: described(text(GIT_REF, GIT_REF_REASON), 'A tag, branch or commit (a fixed tag or commit keeps every node on the leader\'s version).'),
     }, { ...installOf('git'), missing: { url: GIT_URL_REASON, ref: GIT_REF_REASON } }),
     mapping({
-      source: about(v.literal('tarball'), 'A tarball (e.g. `git archive`), refused unless it has this sha256.'),
-      url: about(httpUrl(['https:', 'http:']), 'An https:// or http:// URL of the tarball.'),
-      sha256: about(v.pipe(text(/^[0-9a-fA-F]{64}$/, SHA256_REASON), v.transform((s) => s.toLowerCase())), 'The tarball\'s sha256, 64 hex digits.'),
+      source: described(v.literal('tarball'), 'A tarball (e.g. `git archive`), refused unless it has this sha256.'),
+      url: described(httpUrl(['https:', 'http:']), 'An https:// or http:// URL of the tarball.'),
+      sha256: described(v.pipe(text(/^[0-9a-fA-F]{64}$/, SHA256_REASON), v.transform((s) => s.toLowerCase())), 'The tarball\'s sha256, 64 hex digits.'),
     }, { ...installOf('tarball'), missing: { url: TARBALL_URL_REASON, sha256: SHA256_REASON } }),
   ], (i: Issue) => {
     if (i.path) return `must be image, git or tarball, got ${describeValue(i.input)}`;
@@ -215,17 +200,17 @@ const _installAgrees: Agree<v.InferOutput<typeof installSchema>, InstallSource> 
 const FORECAST_WINDOW_MAX_MS = 3_600_000;
 
 /** `forecast`: on by default (window 15m, horizon 5m); `false` turns it off. */
-const forecastSchema = about(optional(first(v.pipe(
+const forecastSchema = described(optional(first(v.pipe(
   v.unknown(),
   v.transform((x) => (x === true ? {} : x)),
-  switchOr(mapping({
-    window: about(optional(first(v.pipe(
+  either({ flag: v.boolean(), mapping: mapping({
+    window: described(optional(first(v.pipe(
       duration(),
       v.check((ms) => ms >= 60_000, (i: Issue) => `must be at least 1m (a shorter window makes the rate jump with every job), got ${(i.input as number) / 1000}s`),
       v.check((ms) => ms <= FORECAST_WINDOW_MAX_MS, (i: Issue) => `must be at most 1h (the leader remembers arrivals that long), got ${(i.input as number) / 60_000} min`),
     )), '15m'), 'How far back arrivals are counted: 1m to 1h.'),
-    horizon: about(optional(duration(), '5m'), 'How far ahead arrivals are forecast (about what a burst node takes to join).'),
-  }, { unknown: unknownSetting }), 'must be false, or { window, horizon } durations'),
+    horizon: described(optional(duration(), '5m'), 'How far ahead arrivals are forecast (about what a burst node takes to join).'),
+  }, { unknown: unknownSetting }) }, 'must be false, or { window, horizon } durations'),
   // `true` was read as {} above: only `false` is left of the booleans.
   v.transform((f): ForecastPolicy | undefined => (typeof f === 'boolean' ? undefined : { window_ms: f.window, horizon_ms: f.horizon })),
 )), true), 'Also replay the jobs each class is expected to submit within horizon (about a node\'s boot time); false: off.');
@@ -239,7 +224,7 @@ const agentArgSchema = first(v.pipe(
   v.check((a) => !BOOT_SET_ARGS.some((b) => a === b || a.startsWith(`${b}=`)), (i: Issue) => `${i.input as string} is set by the burst node's boot script (from the metadata service and agent_port)`),
 ));
 
-const endpointSchema = (what: string) => about(named('must be an endpoint of the stack'), what);
+const endpointSchema = (what: string) => described(named('must be an endpoint of the stack'), what);
 const ENDPOINT_MISSING = 'missing: burst nodes need every endpoint of the stack';
 
 /** The catalogue entries `instance_types` allows (all of them without it), in its order. */
@@ -252,29 +237,29 @@ const cheapest = (types: readonly InstanceType[]) => Math.min(...types.map((t) =
 
 /** The settings of a burst configuration file, each on its own. */
 const settings = mapping({
-  provider: about(v.picklist(PROVIDER_NAMES, (i: Issue) => `must be one of ${PROVIDER_NAMES.join(', ')}, got ${describeValue(i.input)}`), 'The cloud burst nodes are launched in.'),
-  provider_options: about(openMapping('must be a mapping of the provider\'s options'),
+  provider: described(v.picklist(PROVIDER_NAMES, (i: Issue) => `must be one of ${PROVIDER_NAMES.join(', ')}, got ${describeValue(i.input)}`), 'The cloud burst nodes are launched in.'),
+  provider_options: described(openMapping('must be a mapping of the provider\'s options'),
     `The provider's options (aws: ${REQUIRED_PROVIDER_OPTIONS.aws.join(', ')} and image_id or launch_template; gcp: ${REQUIRED_PROVIDER_OPTIONS.gcp.join(', ')}; azure: ${REQUIRED_PROVIDER_OPTIONS.azure.join(', ')} and image).`),
-  cluster: about(text(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a name of lowercase letters, digits, - and _ (it becomes a tag and label value)'), 'Tag value on every instance; agents join this cluster.'),
-  catalogue: about(catalogueSchema, 'What may be launched, with prices (USD per hour).'),
-  instance_types: about(optional(list(v.string((i: Issue) => `must be the name of a catalogue entry, got ${describeValue(i.input)}`), {
+  cluster: described(text(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a name of lowercase letters, digits, - and _ (it becomes a tag and label value)'), 'Tag value on every instance; agents join this cluster.'),
+  catalogue: described(catalogueSchema, 'What may be launched, with prices (USD per hour).'),
+  instance_types: described(optional(list(v.string((i: Issue) => `must be the name of a catalogue entry, got ${describeValue(i.input)}`), {
     min: 1, max: MAX_TYPES, what: 'a non-empty list of catalogue names',
   })), 'The catalogue names that may be launched (default: all).'),
-  max_instances: about(num({ min: 1, integer: true }), 'Burst instances alive at once (pending, running or draining), at most.'),
-  budget_per_hour: about(positive(), 'USD per hour all burst instances together may cost, at most.'),
-  spot: about(optional(flag(), false), 'Launch spot/preemptible capacity where the type has a spot price.'),
-  cooldown: about(optional(duration(), '2m'), 'No new launch within this long of the last one (90s, 2m, 1h, or a number of seconds).'),
-  idle_period: about(optional(duration(), '10m'), 'A burst node with no reservation for this long is drained, then terminated.'),
-  join_timeout: about(optional(duration(), '5m'), 'A launched instance whose agent has not registered within this long is terminated.'),
-  max_wait: about(optional(mapping({
-    premium: about(optional(duration(), '1m'), 'Premium jobs.'),
-    standard: about(optional(duration(), '10m'), 'Standard jobs.'),
-    batch: about(optional(duration(), '60m'), 'Batch jobs.'),
+  max_instances: described(num({ min: 1, integer: true }), 'Burst instances alive at once (pending, running or draining), at most.'),
+  budget_per_hour: described(positive(), 'USD per hour all burst instances together may cost, at most.'),
+  spot: described(optional(flag(), false), 'Launch spot/preemptible capacity where the type has a spot price.'),
+  cooldown: described(optional(duration(), '2m'), 'No new launch within this long of the last one (90s, 2m, 1h, or a number of seconds).'),
+  idle_period: described(optional(duration(), '10m'), 'A burst node with no reservation for this long is drained, then terminated.'),
+  join_timeout: described(optional(duration(), '5m'), 'A launched instance whose agent has not registered within this long is terminated.'),
+  max_wait: described(optional(mapping({
+    premium: described(optional(duration(), '1m'), 'Premium jobs.'),
+    standard: described(optional(duration(), '10m'), 'Standard jobs.'),
+    batch: described(optional(duration(), '60m'), 'Batch jobs.'),
   }, { unknown: (allowed) => `unknown SLA class (known: ${allowed.join(', ')})`, notMapping: 'must map premium, standard and batch to durations' }), {}),
   'Longest predicted wait (submission to start) each class may have before it bursts.'),
-  tick: about(optional(first(v.pipe(duration(), v.check((ms) => ms >= 100, 'must be at least 100ms'))), '5s'), 'How often the controller decides (at least 100ms).'),
-  dry_run: about(optional(flag(), false), 'Decide and log what it would do, launch and terminate nothing.'),
-  endpoints: about(optional(mapping({
+  tick: described(optional(first(v.pipe(duration(), v.check((ms) => ms >= 100, 'must be at least 100ms'))), '5s'), 'How often the controller decides (at least 100ms).'),
+  dry_run: described(optional(flag(), false), 'Decide and log what it would do, launch and terminate nothing.'),
+  endpoints: described(optional(mapping({
     nats_url: endpointSchema('nats://host:port'),
     consul_http: endpointSchema('host:port of Consul\'s HTTP API'),
     questdb_http: endpointSchema('http://host:port of QuestDB\'s REST API'),
@@ -283,17 +268,17 @@ const settings = mapping({
     notMapping: 'must map nats_url, consul_http, questdb_http and questdb_pg',
     missing: { nats_url: ENDPOINT_MISSING, consul_http: ENDPOINT_MISSING, questdb_http: ENDPOINT_MISSING, questdb_pg: ENDPOINT_MISSING },
   })), 'The stack\'s endpoints as burst nodes reach them (default: the coordinator\'s).'),
-  keep_decisions: about(optional(num({ min: 1, integer: true }), 50), 'How many decisions `prescient scale status` keeps.'),
-  refusal_period: about(optional(duration()), 'How long a capacity refusal rules out a type (spot: its spot capacity). Default 30 min.'),
+  keep_decisions: described(optional(num({ min: 1, integer: true }), 50), 'How many decisions `prescient scale status` keeps.'),
+  refusal_period: described(optional(duration()), 'How long a capacity refusal rules out a type (spot: its spot capacity). Default 30 min.'),
   install: installSchema,
-  agent_port: about(optional(first(v.pipe(
+  agent_port: described(optional(first(v.pipe(
     num({ min: 1, integer: true }),
     v.maxValue(65535, (i: Issue) => `must be a TCP port (1-65535), got ${i.input}`),
   )), 7070), 'The agent\'s gRPC port on burst nodes (the leader dials it).'),
-  metadata_url: about(optional(v.pipe(httpUrl(['http:']), v.transform((u) => u.replace(/\/+$/, ''))), 'http://169.254.169.254'),
+  metadata_url: described(optional(v.pipe(httpUrl(['http:']), v.transform((u) => u.replace(/\/+$/, ''))), 'http://169.254.169.254'),
     'The cloud\'s instance metadata service (http://[fd00:ec2::254] on IPv6-only EC2).'),
   forecast: forecastSchema,
-  agent_args: about(optional(list(agentArgSchema, { max: MAX_AGENT_ARGS, what: 'a list of `prescient agent` arguments' }), []),
+  agent_args: described(optional(list(agentArgSchema, { max: MAX_AGENT_ARGS, what: 'a list of `prescient agent` arguments' }), []),
     'More `prescient agent` arguments for burst nodes (not --node-id, --grpc-host or --grpc-port: the boot script sets them).'),
 }, {
   unknown: unknownSetting,

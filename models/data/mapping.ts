@@ -334,12 +334,12 @@ const unitText = `The unit the column is written in, converted into its destinat
 const destinationSchema = v.pipe(
   kit.mapping({
     field: kit.optional(fieldPathSchema),
-    target: kit.optional(v.pipe(targetSchema, v.description(targetText))),
+    target: kit.optional(kit.described(targetSchema, targetText)),
     feature: kit.optional(v.pipe(
       kit.text(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a name of letters, digits and _'),
       v.description('An extra numeric feature of this name (EncodeRecord.extra).'),
     )),
-    unit: kit.optional(v.pipe(unitSchema, v.description(unitText))),
+    unit: kit.optional(kit.described(unitSchema, unitText)),
     scale: kit.optional(v.pipe(
       kit.first(v.pipe(v.number(notPositive), v.finite(notPositive), v.gtValue(0, notPositive))),
       v.description('Multiplies a numeric destination\'s value, after the unit conversion (0.01 makes a CPU percentage cores).'),

@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import { SchemaValidationError, describeValue, type FieldIssue } from '../errors.js';
-import { advertised, crossCheck, first, flag, fragment, jsonSchemaOf, mapping, num, oneOf, optional, parseDocument, refuse, text, v } from './kit.js';
+import { advertised, crossCheck, described, first, flag, fragment, jsonSchemaOf, mapping, num, oneOf, optional, parseDocument, refuse, text, v } from './kit.js';
 
 /** Output video codecs Prescient knows how to predict and run. */
 export const OUTPUT_CODECS = ['h264', 'hevc', 'vp9', 'av1'] as const;
@@ -159,7 +159,6 @@ const MAX_BITRATE_KBPS = 1_000_000;
 const MIN_DEADLINE_MS = 0;
 const MAX_DEADLINE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
-const described = <S extends v.GenericSchema>(schema: S, text: string) => v.pipe(schema, v.description(text));
 const fps = (what: string) => described(num({ min: MIN_FPS, max: MAX_FPS, minText: '1/1001' }), what);
 /** `o[k]` when `o` has it as its own: never a member of Object.prototype such as `constructor`. */
 const own = (o: object, k: string): unknown => (Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);

@@ -265,6 +265,9 @@ export function shownAs<S extends Schema>(shown: S, checked: Schema): S {
   return { ...shown, '~run': (dataset: Dataset, config: Config) => checked['~run'](dataset, config) } as S;
 }
 
+/** `schema` with a description, which the JSON Schema carries to editors (hover text). */
+export const described = <S extends Schema>(schema: S, text: string) => v.pipe(schema, v.description(text));
+
 /** A numeric string as the number it spells (YAML and flags write `30` as text sometimes). */
 const numeric = (x: unknown) => (typeof x === 'string' && x.trim() !== '' && Number.isFinite(Number(x)) ? Number(x) : x);
 
