@@ -107,7 +107,8 @@ fi
 # --- Debian packages: one install call for whatever is missing
 missing=()
 # chromium: the tests open `prescient plan`'s HTML report in a real browser (playwright-core drives it).
-for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring openssl systemd chromium; do pkg_installed "$p" || missing+=("$p"); done
+# libjemalloc2: the CLI's shebang preloads it, so a leader hands back what a burst of large messages took (coordinator/cli/allocator.ts).
+for p in nats-server ffmpeg iproute2 util-linux curl debian-archive-keyring openssl systemd chromium libjemalloc2; do pkg_installed "$p" || missing+=("$p"); done
 java_major() { command -v java >/dev/null || { echo 0; return; }; java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == "1") ? v[2] : v[1]; exit }'; }
 [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jre-headless) # QuestDB 9 needs class version 61
 command -v mvn >/dev/null || missing+=(maven)
@@ -190,7 +191,7 @@ fi
 
 else # --agent: what a node agent runs, nothing of the stack
   missing=()
-  for p in ffmpeg iproute2 util-linux curl ca-certificates openssl; do pkg_installed "$p" || missing+=("$p"); done
+  for p in ffmpeg iproute2 util-linux curl ca-certificates openssl libjemalloc2; do pkg_installed "$p" || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then say apt "installing ${missing[*]}"; apt_install "${missing[@]}"; fi
   say ffmpeg "$(ffmpeg -hide_banner -version | awk 'NR == 1 { print $3 }')"
   say iproute2 "$(ip -V | sed 's/.*iproute2-\([^ ,]*\).*/\1/')"

@@ -19,6 +19,7 @@ import { ALL_JOB_EVENTS, JOBS_STREAM, newJobId, submitSubject, pkiDirOf, type Ta
 import { jsonCodec, listDeadLetters, publishSubmission } from '../../coordinator/bus/index.js';
 import { TEST_OWNER, smallJob, startStack } from '../helpers/cluster.js';
 import { AcceptingFleet, round, spawnCoordinator, type CoordinatorProcess } from '../helpers/bench-cluster.js';
+import { allocatorOf } from '../../coordinator/cli/allocator.js';
 
 const POISON = 1000;
 const WARM_UP = 50;
@@ -102,6 +103,7 @@ export async function benchPoison(): Promise<Record<string, number | string>> {
     const second = await poisonRound();
     sub.unsubscribe();
 
+    out['leader allocator (the CLI\'s shebang preloads jemalloc where libjemalloc2 is installed)'] = allocatorOf(readFileSync(`/proc/${pid}/maps`, 'utf8'));
     out['poison published (ms)'] = first.published - first.started;
     out['poison cleared after the first was published (ms)'] = first.cleared - first.started;
     out['refused with a record / set aside as dead letters'] = `${first.refused} / ${first.dead}`;
