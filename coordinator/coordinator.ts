@@ -22,7 +22,7 @@ import type { PlacementPolicy } from './placement/index.js';
 import { startFederation, type Federation, type FederationOptions } from './federation/index.js';
 import { BurstController, verifyProvider, type BurstOptions } from './burst/index.js';
 import { CoordinatorMetrics } from './metrics/index.js';
-import { memberLogger, sentenceLog } from '../shared/log.js';
+import { memberLogger, sentenceLog, type Log } from '../shared/log.js';
 import { dependencyChecks, serveMetrics, type MetricsServer } from '../shared/metrics.js';
 import { CorrectedPredictor, FeedbackService, JetStreamFeedbackStore, ensureFeedbackStream, type FeedbackOverrides } from './feedback/index.js';
 
@@ -65,7 +65,7 @@ export interface CoordinatorOptions {
   eventLog?: string;
   /** Serve Prometheus metrics on this address (`--metrics HOST:PORT`; port 0 for any free one). */
   metrics?: { host: string; port: number };
-  log?: (msg: string) => void;
+  log?: Log;
 }
 
 export interface CoordinatorHandle {
@@ -105,7 +105,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   const js = nc.jetstream();
   // Each step is retried while JetStream is briefly unreachable (a NATS reload: retryUnavailable).
   await retryUnavailable(() => ensureStreams(nc));
-  const store = await retryUnavailable(() => JetStreamTaskStore.open(js, log));
+  const store = await retryUnavailable(() => JetStreamTaskStore.open(js, (why) => log(why, 'warn')));
   const termRecord = await retryUnavailable(() => JetStreamTermRecord.open(js));
   const ledgerStore = await retryUnavailable(() => JetStreamLedgerStore.open(js, undefined, { highestIssued: () => termRecord.highest(), log }));
   await retryUnavailable(() => ensureFeedbackStream(nc));
@@ -138,7 +138,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
       const caller: Member | undefined = callerOf(call, identity), claimed = nodeOf(call.request);
       if (caller?.role !== 'node' || caller.name !== claimed) {
-        log(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'} about node ${JSON.stringify(claimed)}`);
+        log(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'} about node ${JSON.stringify(claimed)}`, 'warn');
         return cb(permissionDenied(`${caller ? `${caller.role} ${caller.name}` : 'this certificate'} may not speak for node ${JSON.stringify(claimed)}`) as grpc.ServiceError);
       }
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
@@ -157,7 +157,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     Enrol: (call, cb) => {
       const caller = callerOf(call, identity), nodeId = String(call.request.node_id ?? '');
       if (caller?.role !== 'enrol') {
-        log(`refused an enrolment from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}`);
+        log(`refused an enrolment from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}`, 'warn');
         return cb(permissionDenied('only an enrolment certificate (a burst launch\'s or a join token\'s) may enrol') as grpc.ServiceError);
       }
       if (!leader) return cb(notLeaderError(leaderAddress) as grpc.ServiceError);
@@ -168,10 +168,10 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       const b = burst;
       if (!join && !b) return cb(permissionDenied('this leader runs no burst controller: there is nothing to enrol into') as grpc.ServiceError);
       const claim = join ? claimJoin(o.endpoints.consul_http, consulToken, caller.name, nodeId, Date.now()) : b!.mayEnrol(caller.name, nodeId);
-      const giveBack = () => (join ? unclaimJoin(o.endpoints.consul_http, consulToken, caller.name, nodeId).catch((e: Error) => log(`could not give back ${caller.name}'s place for ${nodeId}: ${e.message}`)) : b!.undoEnrol(caller.name, nodeId));
+      const giveBack = () => (join ? unclaimJoin(o.endpoints.consul_http, consulToken, caller.name, nodeId).catch((e: Error) => log(`could not give back ${caller.name}'s place for ${nodeId}: ${e.message}`, 'warn')) : b!.undoEnrol(caller.name, nodeId));
       claim.then((why) => {
         if (why) {
-          log(`refused to enrol ${truncate(nodeId, 80)} (${caller.name}): ${why}`);
+          log(`refused to enrol ${truncate(nodeId, 80)} (${caller.name}): ${why}`, 'warn');
           return cb(permissionDenied(why) as grpc.ServiceError);
         }
         let cert_pem: string;
@@ -188,7 +188,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
   };
   // The cluster's revoked list reaches every host through Consul; this host's own (certs revoke) is added to it.
   const stopRevoked = followRevoked(o.endpoints.consul_http, log);
-  if (consulToken) void publishRevoked(o.endpoints.consul_http, consulToken, pki).catch((e: Error) => log(`could not add this host's revoked list to Consul: ${e.message}`));
+  if (consulToken) void publishRevoked(o.endpoints.consul_http, consulToken, pki).catch((e: Error) => log(`could not add this host's revoked list to Consul: ${e.message}`, 'error'));
   const host = o.grpcHost ?? '127.0.0.1';
   const { server, port } = await serve(coordinatorService(), handlers, host, o.grpcPort ?? 0, identity);
   const address = `${host}:${port}`;
@@ -202,7 +202,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
     elected: (term) => {
       transition = transition.then(async () => {
         const l = new Leader({
-          onDeposed: (reason) => void election.resign(`deposed: ${reason}`).catch((e) => log(`could not resign: ${e}`)),
+          onDeposed: (reason) => void election.resign(`deposed: ${reason}`).catch((e) => log(`could not resign: ${e}`, 'error')),
           id, term, identity, js, nc, store, predictor: served, validation: o.validation, log, reservation: o.reservation, policy: o.policy, ledgerStore, eventLog: o.eventLog, coverage: o.coverage,
           leaseMs: o.leaseMs ?? 15_000, heartbeatMs: o.heartbeatMs ?? 2000, timeLimit: o.timeLimit, maxAttempts: o.maxAttempts,
           onRecord: metrics ? (t) => metrics.recorded(t) : undefined,
@@ -215,7 +215,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
           // (after sitting out) or a standby campaigns again under a new term.
           await l.stop().catch(() => undefined);
           await feedback.stop().catch(() => undefined);
-          await election.resign(`could not start leading: ${(e as Error).message}`).catch((r) => log(`could not resign: ${r}`));
+          await election.resign(`could not start leading: ${(e as Error).message}`).catch((r) => log(`could not resign: ${r}`, 'error'));
           return;
         }
         leader = l;
@@ -226,14 +226,14 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
             leader: () => (leader === l ? l : undefined),
           })).start();
         }
-      }).catch((e) => log(`could not start leading: ${e}`));
+      }).catch((e) => log(`could not start leading: ${e}`, 'error'));
     },
     demoted: () => {
       const l = leader, b = burst;
       leader = undefined;
       leaderAddress = undefined;
       burst = undefined;
-      transition = transition.then(() => b?.stop()).then(() => l?.stop()).then(() => feedback.stop()).catch((e) => log(`error while stepping down: ${e}`));
+      transition = transition.then(() => b?.stop()).then(() => l?.stop()).then(() => feedback.stop()).catch((e) => log(`error while stepping down: ${e}`, 'error'));
     },
   });
   log(`coordinator ${id} serving gRPC on ${address}, campaigning through Consul at ${o.endpoints.consul_http}`);

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EncodingSchema, Prediction } from '../shared/index.js';
 import { Model, ModelFileError, type ModelFile, type PredictContext, type ResourcePredictor } from './model.js';
+import type { Log } from '../shared/log.js';
 
 /** The model shipped with Prescient (models/README.md says how it was made). */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/default/model.json', import.meta.url));
@@ -235,7 +236,7 @@ export class LiveModel implements ResourcePredictor {
   private seen = -1;
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly registry: ModelRegistry, private readonly o: { coverage?: number; log?: (m: string) => void } = {}) {
+  constructor(private readonly registry: ModelRegistry, private readonly o: { coverage?: number; log?: Log } = {}) {
     this.model = this.loadCurrent() ?? registry.load(registry.shippedVersion(), o);
   }
 
@@ -280,7 +281,7 @@ export class LiveModel implements ResourcePredictor {
       if (this.model?.version === version) return this.model;
       return this.registry.load(version, this.o);
     } catch (e) {
-      this.o.log?.(`model ${version} refused, ${this.model ? `${this.model.version} stays in service` : 'using the shipped model'}: ${(e as Error).message}`);
+      this.o.log?.(`model ${version} refused, ${this.model ? `${this.model.version} stays in service` : 'using the shipped model'}: ${(e as Error).message}`, 'warn');
       return undefined;
     }
   }

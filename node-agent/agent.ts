@@ -19,7 +19,7 @@ import { createEncodeRunner, type EncodeRunner, type MeasuredEncode } from './ru
 import { describeEnforcement, detectEnforcement, releaseEnforcement, type Enforcement, type EnforcementOptions } from './enforce/index.js';
 import { AGENT_LINGER_MS, QuestDbTelemetrySink, type TelemetrySink } from './telemetry/index.js';
 import { AgentMetrics } from './metrics.js';
-import { memberLogger, sentenceLog } from '../shared/log.js';
+import { memberLogger, sentenceLog, type Log } from '../shared/log.js';
 import { LogShipper } from './logs.js';
 import { dependencyChecks, serveMetrics } from '../shared/metrics.js';
 import { RunRecorder } from './recorder.js';
@@ -56,7 +56,7 @@ export interface AgentOptions {
   learn?: LearnOptions & { modelDir: string };
   /** Serve Prometheus metrics on this address (`--metrics HOST:PORT`; port 0 for any free one). */
   metrics?: { host: string; port: number };
-  log?: (msg: string) => void;
+  log?: Log;
 }
 
 interface Running {
@@ -107,7 +107,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   // Structured lines (shared/log.ts): JSON off a terminal, levels, --log-level.
   const log = o.log ?? sentenceLog(memberLogger(`node/${nodeId}`));
   const hardware = await detectHardware(o.grant);
-  const say = (m: string) => log(`[agent ${nodeId}] ${m}`);
+  const say: Log = (m, level) => log(`[agent ${nodeId}] ${m}`, level);
   // A burst node enrols first, with its launch's one-time certificate (node-agent/enrol.ts).
   const identity = o.identity ?? await nodeIdentity({
     pkiDir: pkiDirOf(o.endpoints), nodeId, consulHttp: o.endpoints.consul_http, bundle: o.enrolBundle ?? process.env.PRESCIENT_ENROL_BUNDLE, log: say,
@@ -130,7 +130,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
   const runner: EncodeRunner = {
     run: async (job, opts) => {
       const r = await pool.run({ ...job, enforcement: plan, bandwidth_mbps: running.get(job.task_id)?.allocation.bandwidth_mbps }, opts);
-      for (const s of r.enforcement.shortfalls) say(`${job.task_id}: ${s}`);
+      for (const s of r.enforcement.shortfalls) say(`${job.task_id}: ${s}`, 'warn');
       return r;
     },
     close: () => pool.close(),
@@ -145,12 +145,12 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     undelivered: () => outbox.length, telemetryPending: () => telemetry.pending(), leaderConnected: () => !!leader, draining: () => draining,
   }, dependencyChecks({ nc: () => nc, consulHttp: o.endpoints.consul_http, questdbHttp: o.endpoints.questdb_http }));
   const recorder = new RunRecorder({ node_id: nodeId, hardware, runner, telemetry: metrics ? metrics.watch(telemetry) : telemetry, output_dir: o.outputDir, input_roots: o.validation.allowedInputRoots, ...(o.validation.allowedOutputRoots && { output_roots: o.validation.allowedOutputRoots }), sample_interval_ms: o.sampleIntervalMs, log: say });
-  const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why));
+  const lookup = new ConsulLeaderLookup(o.endpoints.consul_http, (why) => say(why, 'warn'));
   // Certificates revoked anywhere in the cluster (Consul carries the list) are refused here too.
   const stopRevoked = followRevoked(o.endpoints.consul_http, say);
   // Progress is a nicety: without NATS the agent still encodes and reports over gRPC.
   const nc: NatsConnection | undefined = await connectMember(o.endpoints.nats_url, identity, `agent-${nodeId}`)
-    .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`); return undefined; });
+    .catch((e) => { say(`no NATS connection, progress will not be published: ${(e as Error).message}`, 'warn'); return undefined; });
   const progressCodec = JSONCodec<TaskProgress>();
   // Each encode's ffmpeg log, for `prescient logs` (node-agent/logs.ts).
   const logs = new LogShipper(nc, nodeId);
@@ -228,7 +228,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       // Its success was reported at the release; what is left to say is the quality, if it was asked for.
       if (result && quality) {
         report({ ...succeeded(result, quality), amend: true });
-        say(`${taskId} quality ${quality === 'measured' ? `PSNR ${result.psnr_db?.toFixed(2) ?? '?'} dB, SSIM ${result.ssim?.toFixed(4) ?? '?'}` : 'not measured'}`);
+        say(`${taskId} quality ${quality === 'measured' ? `PSNR ${result.psnr_db?.toFixed(2) ?? '?'} dB, SSIM ${result.ssim?.toFixed(4) ?? '?'}` : 'not measured'}`, 'debug');
       }
       return;
     }
@@ -237,7 +237,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     // job. Nothing is reported; the deregistration (or, after a crash, the lease) has the leader
     // run it elsewhere.
     if (stopped && !job.endRequested && (!result || job.schema.kind === 'actor')) {
-      say(`${taskId} handed back: the agent stopped before it finished`);
+      say(`${taskId} handed back: the agent stopped before it finished`, 'warn');
       return;
     }
     if (!result && failure === 'MEMORY_EXCEEDED') {
@@ -248,13 +248,13 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     const liveLost = job.schema.kind === 'actor' && result && !job.endRequested ? 'live channel ended without a stop request' : undefined;
     if (liveLost) { result = undefined; error = liveLost; failure = 'LIVE_ENDED'; }
     report(result ? succeeded(result, '') : { ...blankReport(taskId, 'failed', job.allocation.term), reason: error ?? 'unknown error', failure: failure ?? 'AGENT_ERROR' });
-    say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`);
+    say(`${taskId} ${result ? `succeeded in ${result.actual.duration_s.toFixed(2)} s` : `failed: ${error}`}`, result || failure === 'CANCELLED' ? 'info' : 'error');
   }
 
   /** Takes one assignment, or says why not (an AssignBatch's entries each go through this, in order). */
   function accept(a: Assignment): AssignReply {
     const alloc = fromAllocationMsg(a.allocation);
-    const refuse = (refusal: FailureKind, reason: string): AssignReply => { say(`refused ${a.task_id}: ${reason}`); return { accepted: false, reason, refusal }; };
+    const refuse = (refusal: FailureKind, reason: string): AssignReply => { say(`refused ${a.task_id}: ${reason}`, 'warn'); return { accepted: false, reason, refusal }; };
     if (draining) return refuse('DRAINING', 'this agent is stopping and takes no new work');
     if (alloc.term < highestTerm) return refuse('STALE_TERM', `stale leader term ${alloc.term}: this agent has seen term ${highestTerm}`);
     highestTerm = alloc.term;
@@ -301,7 +301,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
       const caller = callerOf(call, identity);
       if (caller?.role === 'coordinator') return fn(call, cb);
-      say(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}: only a coordinator may`);
+      say(`refused ${call.getPath()} from ${caller ? `${caller.role} ${caller.name}` : 'a caller with no member certificate'}: only a coordinator may`, 'warn');
       cb(permissionDenied(`only a coordinator may call ${call.getPath()}`) as grpc.ServiceError);
     };
   const handlers: AgentHandlers = {
@@ -309,7 +309,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       const as = call.request.assignments ?? [];
       const top = Math.max(0, ...as.map((a) => Number(a.allocation?.term ?? 0)));
       void leaderTerm(top).then((wrong) => cb(null, {
-        replies: as.map((a) => (!wrong || Number(a.allocation?.term ?? 0) <= highestTerm ? accept(a) : (say(`refused ${a.task_id}: ${wrong}`), { accepted: false, reason: wrong, refusal: 'STALE_TERM' as const }))),
+        replies: as.map((a) => (!wrong || Number(a.allocation?.term ?? 0) <= highestTerm ? accept(a) : (say(`refused ${a.task_id}: ${wrong}`, 'warn'), { accepted: false, reason: wrong, refusal: 'STALE_TERM' as const }))),
       }));
     }),
     Probe: fromCoordinator(async (call, cb) => {
@@ -332,7 +332,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       const r = running.get(call.request.task_id);
       if (Number(call.request.term) < highestTerm) return cb(null, { ok: false, reason: `stale leader term ${call.request.term}`, refusal: 'STALE_TERM' });
       const wrong = await leaderTerm(Number(call.request.term));
-      if (wrong) { say(`refused to cancel ${call.request.task_id}: ${wrong}`); return cb(null, { ok: false, reason: wrong, refusal: 'STALE_TERM' }); }
+      if (wrong) { say(`refused to cancel ${call.request.task_id}: ${wrong}`, 'warn'); return cb(null, { ok: false, reason: wrong, refusal: 'STALE_TERM' }); }
       if (r) r.endRequested = true;
       r?.abort.abort(); // a live channel takes this as its stop and closes its playlist
       cb(null, r ? { ok: true, reason: '' } : { ok: false, reason: 'not running here', refusal: 'NOT_RUNNING' });
@@ -379,12 +379,12 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     try {
       for (let r = outbox.first; r && leader; r = outbox.first) {
         const ack = await leader.reportStatus(r);
-        if (!ack.ok) say(`leader did not take report for ${r.task_id}: ${ack.reason}`);
+        if (!ack.ok) say(`leader did not take report for ${r.task_id}: ${ack.reason}`, 'warn');
         outbox.shift();
       }
     } catch (e) {
       // Leader unreachable or deposed: keep the reports for the next leader.
-      say(`report for ${outbox.first?.task_id} not delivered yet: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+      say(`report for ${outbox.first?.task_id} not delivered yet: ${(e as grpc.ServiceError).details ?? (e as Error).message}`, 'warn');
     } finally {
       delivering = false;
     }
@@ -410,8 +410,8 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       } catch (e) {
         const why = (e as grpc.ServiceError).details ?? (e as Error).message;
         failures++;
-        if (leader) say(`lost contact with the leader: ${why}`);
-        else if ((failures & (failures - 1)) === 0) say(`no leader to register with (try ${failures}): ${why}; retrying with backoff up to ${RETRY_MAX_MS / 1000} s`);
+        if (leader) say(`lost contact with the leader: ${why}`, 'warn');
+        else if ((failures & (failures - 1)) === 0) say(`no leader to register with (try ${failures}): ${why}; retrying with backoff up to ${RETRY_MAX_MS / 1000} s`, 'warn');
         leader?.close();
         leader = undefined;
       }
@@ -436,7 +436,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       const until = Date.now() + graceMs;
       while (running.size && Date.now() < until && !stopped) await new Promise((r) => setTimeout(r, 100));
       await deliver();
-      if (running.size) say(`drained for ${(graceMs / 1000).toFixed(0)} s; ${running.size} encode(s) still running are handed back`);
+      if (running.size) say(`drained for ${(graceMs / 1000).toFixed(0)} s; ${running.size} encode(s) still running are handed back`, 'warn');
       return running.size;
     },
     async stop() {
@@ -454,7 +454,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       recorder.stop();
       await Promise.allSettled([...executing]);
       await deliver();
-      for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`);
+      for (const dir of await releaseEnforcement(plan)) say(`cgroup ${dir} still in use, not removed`, 'warn');
       await telemetry.close();
       await feedback.close();
       logs.flush();
@@ -468,9 +468,9 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
       }
       if (to) {
         await to.deregister({ node_id: nodeId, reason: draining ? 'drained and stopped' : 'stopped' })
-          .then(() => say('deregistered from the leader'), (e: Error) => say(`could not deregister (${e.message}); the leader takes the node out after a lease`));
+          .then(() => say('deregistered from the leader'), (e: Error) => say(`could not deregister (${e.message}); the leader takes the node out after a lease`, 'warn'));
         if (to !== leader) to.close();
-      } else say('no leader to deregister from; a leader takes the node out after a lease');
+      } else say('no leader to deregister from; a leader takes the node out after a lease', 'warn');
       leader?.close();
       await nc?.drain().catch(() => undefined);
       await new Promise<void>((r) => server.tryShutdown(() => r()));

@@ -12,6 +12,7 @@ import path from 'node:path';
 import {
   ConfigError, ConsulLeaderLookup, CoordinatorClient, loadIdentity, memberOf, requestCertificate, subjectFields, type Identity, type grpc,
 } from '../shared/index.js';
+import type { Log } from '../shared/log.js';
 
 /** How long a burst node keeps asking before it gives up (its launch's join timeout ends it sooner). */
 const ENROL_GIVE_UP_MS = 10 * 60_000;
@@ -36,7 +37,7 @@ function parseBundle(b64: string): Bundle {
  * This node's identity: loaded, or (with an enrolment bundle and no certificate yet) enrolled
  * through the leader. Throws ConfigError naming what is missing otherwise.
  */
-export async function nodeIdentity(o: { pkiDir: string; nodeId: string; consulHttp: string; bundle?: string; log: (m: string) => void }): Promise<Identity> {
+export async function nodeIdentity(o: { pkiDir: string; nodeId: string; consulHttp: string; bundle?: string; log: Log }): Promise<Identity> {
   try {
     return loadIdentity(o.pkiDir, { role: 'node', name: o.nodeId });
   } catch (e) {
@@ -67,7 +68,7 @@ export async function nodeIdentity(o: { pkiDir: string; nodeId: string; consulHt
         const err = e as grpc.ServiceError;
         // A refusal is final: the leader said this enrolment may not have this node.
         if (err.code === 7 /* PERMISSION_DENIED */) throw new ConfigError('enrolment', `the leader refused: ${err.details}`);
-        o.log(`enrolment not answered yet (${err.details ?? err.message}); trying again`);
+        o.log(`enrolment not answered yet (${err.details ?? err.message}); trying again`, 'warn');
       } finally {
         client.close();
       }

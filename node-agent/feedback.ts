@@ -15,6 +15,7 @@ import {
   feedbackSubject, isActor,
   type EncodeSample, type EncodingSchema, type FeedbackReport, type FeedbackTarget, type ResourceAllocation, type ResourceUsage, type TargetFeedback,
 } from '../shared/index.js';
+import type { Log } from '../shared/log.js';
 
 export interface ReportBasis {
   job_id: string;
@@ -104,13 +105,13 @@ export class FeedbackPublisher {
   private sending = false;
   private readonly codec = JSONCodec<FeedbackReport>();
 
-  constructor(private readonly nc: NatsConnection | undefined, private readonly log: (m: string) => void) {}
+  constructor(private readonly nc: NatsConnection | undefined, private readonly log: Log) {}
 
   publish(r: FeedbackReport): void {
     if (!this.nc) return;
     const id = `${r.job_id}.${r.attempt}.${r.kind}${r.overrun ? `.${r.overrun.target}` : ''}`;
     this.pending.push({ id, report: r });
-    if (this.pending.length > MAX_PENDING) this.log(`feedback: ${this.pending.splice(0, this.pending.length - MAX_PENDING).length} report(s) dropped, NATS unreachable too long`);
+    if (this.pending.length > MAX_PENDING) this.log(`feedback: ${this.pending.splice(0, this.pending.length - MAX_PENDING).length} report(s) dropped, NATS unreachable too long`, 'warn');
     void this.send();
   }
 
@@ -128,7 +129,7 @@ export class FeedbackPublisher {
         this.pending.shift();
       }
     } catch (e) {
-      this.log(`feedback: ${this.pending.length} report(s) not published yet: ${(e as Error).message}`);
+      this.log(`feedback: ${this.pending.length} report(s) not published yet: ${(e as Error).message}`, 'warn');
       this.timer ??= setTimeout(() => { this.timer = undefined; void this.send(); }, 1000);
     } finally {
       this.sending = false;

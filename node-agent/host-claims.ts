@@ -18,6 +18,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, v, whyNot } from '../shared/index.js';
 import { parsePidStat } from './sampling/index.js';
+import type { Log } from '../shared/log.js';
 
 export interface HostClaim {
   node_id: string;
@@ -106,7 +107,7 @@ const mtimeOf = (file: string): number | undefined => { try { return statSync(fi
 export class HostClaims {
   private mine?: HostClaim;
 
-  constructor(readonly file: string = defaultClaimsFile(), private readonly log: (m: string) => void = () => undefined) {}
+  constructor(readonly file: string = defaultClaimsFile(), private readonly log: Log = () => undefined) {}
 
   /** Claims this agent's grant (see decideClaim); a ConfigError naming the flag when it cannot. */
   async claim(r: ClaimRequest): Promise<{ cores: number[]; memory_gb: number; gpus: number[] }> {
@@ -135,7 +136,7 @@ export class HostClaims {
     let claims: unknown;
     try { claims = JSON.parse(text); } catch { claims = undefined; }
     const why = whyNot(StoredClaims, claims);
-    if (why) { this.log(`host claims in ${this.file} ignored: ${why}`); return []; }
+    if (why) { this.log(`host claims in ${this.file} ignored: ${why}`, 'warn'); return []; }
     return (claims as HostClaim[]).filter((c) => startOf(c.pid) === c.pid_start);
   }
 

@@ -6,6 +6,7 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { FAILURE_KINDS, checked, describeValue, figure, shortText, v, type TaskStatusReport } from '../shared/index.js';
+import type { Log } from '../shared/log.js';
 
 /** A figure as it was written (JSON wrote NaN as null), read back as a number. */
 const stored = v.pipe(figure, v.transform((x) => x ?? NaN));
@@ -34,7 +35,7 @@ export class ReportOutbox {
   private readonly queue: TaskStatusReport[] = [];
 
   /** `file`: where the undelivered reports are kept (in the agent's spool folder, which one agent holds at a time). */
-  constructor(private readonly file: string, private readonly nodeId: string, private readonly log: (m: string) => void) {}
+  constructor(private readonly file: string, private readonly nodeId: string, private readonly log: Log) {}
 
   /** Takes back what an earlier run of this agent left undelivered; an entry that is not a report of this node is dropped, and said. */
   load(): number {
@@ -42,14 +43,14 @@ export class ReportOutbox {
     try { raw = readFileSync(this.file, 'utf8'); } catch { return 0; }
     let stored: unknown;
     try { stored = JSON.parse(raw); } catch (e) {
-      this.log(`undelivered reports in ${this.file} are not JSON (${(e as Error).message}); none taken`);
+      this.log(`undelivered reports in ${this.file} are not JSON (${(e as Error).message}); none taken`, 'warn');
       return 0;
     }
-    if (!Array.isArray(stored)) { this.log(`undelivered reports in ${this.file} are not a list; none taken`); return 0; }
+    if (!Array.isArray(stored)) { this.log(`undelivered reports in ${this.file} are not a list; none taken`, 'warn'); return 0; }
     let taken = 0;
     for (const x of stored) {
       const r = storedReport(x, this.nodeId);
-      if ('why' in r) { this.log(`dropped an undelivered report in ${this.file}: ${r.why}`); continue; }
+      if ('why' in r) { this.log(`dropped an undelivered report in ${this.file}: ${r.why}`, 'warn'); continue; }
       this.queue.push(r);
       taken++;
     }
@@ -87,7 +88,7 @@ export class ReportOutbox {
       }
       renameSync(tmp, this.file);
     } catch (e) {
-      this.log(`undelivered reports could not be saved to ${this.file} (${(e as Error).message}); they are kept in memory only`);
+      this.log(`undelivered reports could not be saved to ${this.file} (${(e as Error).message}); they are kept in memory only`, 'warn');
     }
   }
 }

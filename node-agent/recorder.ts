@@ -19,6 +19,7 @@ import { EncodeAbortedError, FfmpegExitError, UnsupportedEncodeError, type Encod
 import { ReservationExceededError } from './enforce/index.js';
 import type { RunRecord, TelemetrySink } from './telemetry/index.js';
 import { measureComplexity, measureQuality, qualityMethod } from './ffmpeg/probe.js';
+import type { Log } from '../shared/log.js';
 
 export interface RecordRequest {
   task_id: string;
@@ -57,7 +58,7 @@ export interface RecorderOptions {
   /** Where an `output.path` must lie once resolved (EncodeJob.output_roots); default allowedOutputRoots(stateDir()). */
   output_roots?: readonly string[];
   sample_interval_ms?: number;
-  log?: (m: string) => void;
+  log?: Log;
 }
 
 export interface RecordHooks {
@@ -95,7 +96,7 @@ export class RunRecorder {
     let spooling = Promise.resolve();
     const onSample = (s: EncodeSample) => {
       opts.onSample?.(s);
-      spooling = spooling.then(() => this.o.telemetry.recordSamples([s], ctx)).catch((e) => this.o.log?.(`telemetry: ${e}`));
+      spooling = spooling.then(() => this.o.telemetry.recordSamples([s], ctx)).catch((e) => this.o.log?.(`telemetry: ${e}`, 'warn'));
     };
     let complexity: ContentComplexity | undefined;
     let result: MeasuredEncode | undefined;
@@ -127,7 +128,7 @@ export class RunRecorder {
       // The run is recorded now, before the passes that follow it: they queue at idle priority, and
       // an agent killed meanwhile lost every queued run's row (the chaos test lost 10 that way). The
       // row written once they are done has the same time and job id, so QuestDB's dedup replaces it.
-      if (later) await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error)).catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`));
+      if (later) await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error)).catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`, 'warn'));
       opts.onEncoded?.(result, wantQuality ? `${QUALITY_AFTER_RELEASE}: ${qualityMethod(length_s).method}` : undefined);
       // Nothing is reserved for this any more: the node's idle cores, lowest priority.
       const idle = { core_ids: this.o.hardware.core_ids, gpu_ids: [] };
@@ -140,7 +141,7 @@ export class RunRecorder {
       }
     }
     await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error))
-      .catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`));
+      .catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`, 'error'));
     return { result, error, failure, complexity, started_at, quality };
   }
 

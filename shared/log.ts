@@ -6,10 +6,9 @@
  *
  * Every object carries `member` (`coordinator/c1`, `node/enc-1`) and, where the message starts
  * with a bracketed part as the services write them (`[leader c1 t3] …`), that part as
- * `component`. The services pass plain sentences to a `(message) => void`; its level is read from
- * how the sentence starts (`could not …`, `refused …`, `lost …` warn; `… failed` errors), so
- * operators can filter on it without every call site naming one. Every message is redacted
- * (shared/redact.ts) before it is written.
+ * `component`. The services log through a `Log`, `(message, level?) => void`: the level is chosen
+ * where the line is written (`log('could not reach Consul, retrying', 'warn')`) and is `info`
+ * when none is given. Every message is redacted (shared/redact.ts) before it is written.
  *
  * Lines are written once per turn of the event loop (turnBatchedStdout), as the services wrote
  * them before pino.
@@ -17,21 +16,20 @@
 import pino from 'pino';
 
 type Logger = pino.Logger;
-type Level = pino.Level;
 import { writeSync } from 'node:fs';
 import { redactText } from './redact.js';
 import { parseLogLevel, type LogLevel } from './config.js';
 
 export { LOG_LEVELS, parseLogLevel, type LogLevel } from './config.js';
 
-/** The level a plain sentence is logged at, from how it starts. */
-export function levelOf(message: string): Level {
-  const m = message.replace(/^(\[[^\]]*\]\s*)+/, '').toLowerCase();
-  if (/^(fatal|crashed)\b/.test(m)) return 'fatal';
-  if (/\b(failed|error)\b[^a-z]*$|^error\b|^(could not start|cannot start)/.test(m)) return 'error';
-  if (/^(could not|cannot|can't|refused|lost|no leader|no nats|dropped|ignored|timed out|gave up|giving up|retrying|not |unable|warning)/.test(m) || /\bfailed\b/.test(m)) return 'warn';
-  return 'info';
-}
+/** A level a line is written at: any of `--log-level`'s but `silent`, which only filters. */
+export type LineLevel = Exclude<LogLevel, 'silent'>;
+
+/**
+ * How the services log: a sentence and the level it is written at (`info` when left out). A plain
+ * `(message) => void` is one too; it just does not see the level.
+ */
+export type Log = (message: string, level?: LineLevel) => void;
 
 /** A pino logger for one member, writing to stdout (format and level as the header says). */
 export function memberLogger(member: string, o: { level?: LogLevel; format?: 'json' | 'text'; stream?: NodeJS.WritableStream } = {}): Logger {
@@ -86,13 +84,12 @@ function textStream(out: NodeJS.WritableStream): NodeJS.WritableStream {
   } as unknown as NodeJS.WritableStream;
 }
 
-/** The `(message) => void` the services take, logging each sentence at its level with its component. */
-export function sentenceLog(logger: Logger): (message: string) => void {
-  return (message) => {
+/** The `Log` the services take: each sentence at the level given (info when none), with its component. */
+export function sentenceLog(logger: Logger): Log {
+  return (message, level = 'info') => {
+    if (!logger.isLevelEnabled(level)) return;
     const m = redactText(message);
     const c = /^\[([^\]]{1,80})\]\s*/.exec(m);
-    const level = levelOf(m);
-    if (!logger.isLevelEnabled(level)) return;
     if (c) logger[level]({ component: c[1] }, m);
     else logger[level](m);
   };

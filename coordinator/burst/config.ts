@@ -39,6 +39,7 @@ import type { BurstPolicy } from './decide.js';
 import type { ForecastPolicy } from './forecast.js';
 import { ProviderError, type CloudProvider, type InstanceType } from './providers/types.js';
 import type { InstallSource } from './userdata.js';
+import type { Log } from '../../shared/log.js';
 
 export const PROVIDER_NAMES = ['aws', 'gcp', 'azure'] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];
@@ -385,14 +386,14 @@ export function loadBurstConfig(file: string): BurstConfig {
  * than the catalogue says ('invalid'), refuse the start; a transient failure does not (the
  * controller retries every tick).
  */
-export async function verifyProvider(p: CloudProvider, types: readonly InstanceType[] = [], log: (m: string) => void = () => undefined): Promise<void> {
+export async function verifyProvider(p: CloudProvider, types: readonly InstanceType[] = [], log: Log = () => undefined): Promise<void> {
   try {
     await p.verify(types);
   } catch (e) {
     if (e instanceof ProviderError && (e.kind === 'auth' || e.kind === 'invalid')) {
       throw new ConfigError(`burst provider ${p.name} (${p.region})`, e.kind === 'auth' ? `no usable credentials: ${e.message}` : `invalid configuration: ${e.message}`);
     }
-    log(`burst: ${p.name} could not be verified at start, going on (${(e as Error).message})`);
+    log(`burst: ${p.name} could not be verified at start, going on (${(e as Error).message})`, 'warn');
   }
 }
 

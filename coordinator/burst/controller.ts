@@ -25,6 +25,7 @@ import { decide, spentThisHour, type BurstDecision, type BurstInstance, type Ref
 import { CLUSTER_TAG, ProviderError, type CloudInstance, type CloudProvider } from './providers/types.js';
 import { burstTemplate, renderUserData } from './userdata.js';
 import type { EncodingTask } from '../../shared/index.js';
+import type { Log } from '../../shared/log.js';
 
 /** What the controller needs from the leader (coordinator/leader implements it). */
 export interface BurstLeaderView {
@@ -87,7 +88,7 @@ export interface BurstControllerOptions {
   /** User data template (default deploy/cloud-init/burst-node.yaml). */
   template?: string;
   leaderId?: string;
-  log: (m: string) => void;
+  log: Log;
   now?: () => number;
 }
 
@@ -162,7 +163,7 @@ export class BurstController {
   }
 
   static async open(o: BurstControllerOptions): Promise<BurstController> {
-    return new BurstController(o, await BurstStore.open(o.js, o.log));
+    return new BurstController(o, await BurstStore.open(o.js, (why) => o.log(why, 'warn')));
   }
 
   /** Resumes the saved state, adopts this cluster's instances the provider lists, and ticks every `tick_ms`. */
@@ -170,7 +171,7 @@ export class BurstController {
     const c = this.o.config, now = this.now();
     let saved = await this.store.state().catch(() => undefined);
     if (saved && saved.cluster !== c.cluster) {
-      this.o.log(`burst: the saved state is cluster ${saved.cluster}'s, not ${c.cluster}'s: starting from what the provider lists`);
+      this.o.log(`burst: the saved state is cluster ${saved.cluster}'s, not ${c.cluster}'s: starting from what the provider lists`, 'warn');
       saved = undefined;
     }
     this.decisions = await this.store.decisions().catch(() => []);
@@ -180,7 +181,7 @@ export class BurstController {
       refusals: saved?.refusals ?? [], unjoined: saved?.unjoined ?? [], updated_at: now, leader: this.o.leaderId,
       enrolments: saved?.enrolments ?? {},
     };
-    await this.adopt().catch((e) => this.o.log(`burst: could not list ${c.cluster}'s instances at start, will describe them on the next tick (${(e as Error).message})`));
+    await this.adopt().catch((e) => this.o.log(`burst: could not list ${c.cluster}'s instances at start, will describe them on the next tick (${(e as Error).message})`, 'warn'));
     this.timer = setInterval(() => { void this.tick(); }, c.tick_ms);
     this.o.log(`burst: controller started (${this.o.provider.name} ${this.o.provider.region}, cluster ${c.cluster}${c.dry_run ? ', dry run' : ''}): tracking ${this.state.instances.length} instance(s)`);
     return this;
@@ -209,7 +210,7 @@ export class BurstController {
 
   /** One round; overlapping calls share the one in progress. */
   tick(): Promise<void> {
-    this.running ??= this.round().catch((e) => this.o.log(`burst: tick failed, retrying next tick: ${(e as Error).stack ?? e}`)).finally(() => { this.running = undefined; });
+    this.running ??= this.round().catch((e) => this.o.log(`burst: tick failed, retrying next tick: ${(e as Error).stack ?? e}`, 'error')).finally(() => { this.running = undefined; });
     return this.running;
   }
 
@@ -263,7 +264,7 @@ export class BurstController {
       if (d.launch) this.state.last_launch_at = now;
     }
     this.record(d, { launched, terminated, errors }, now);
-    await this.store.save(this.state, this.decisions).catch((e) => this.o.log(`burst: could not save its state, will retry next tick: ${(e as Error).message}`));
+    await this.store.save(this.state, this.decisions).catch((e) => this.o.log(`burst: could not save its state, will retry next tick: ${(e as Error).message}`, 'warn'));
   }
 
   private decide(leader: BurstLeaderView, now: number, o: { afterRefusal?: boolean } = {}): BurstDecision {
@@ -309,7 +310,7 @@ export class BurstController {
       this.end(x, now, t.why);
       if (d.unjoined.includes(t.id)) {
         this.state.unjoined = [...this.state.unjoined, { id: x.id, instance_type: x.instance_type, launched_at: x.launched_at, terminated_at: now }].slice(-20);
-        this.o.log(`burst: ${x.id} (${x.instance_type}) never joined within ${Math.round(this.o.config.join_timeout_ms / 1000)} s of launch: terminated`);
+        this.o.log(`burst: ${x.id} (${x.instance_type}) never joined within ${Math.round(this.o.config.join_timeout_ms / 1000)} s of launch: terminated`, 'warn');
       }
     }
     this.state.instances = next;
@@ -421,7 +422,7 @@ export class BurstController {
     // Every decision is recorded; the log gets a line when what it says changes (not every few seconds).
     const key = summary.replace(/\d+(\.\d+)? (s|min)\b/g, '#');
     if (key !== this.lastSummary || outcome.errors.length || outcome.launched.length || outcome.terminated.length) {
-      this.o.log(`burst: ${summary} | inputs ${JSON.stringify(d.inputs)}`);
+      this.o.log(`burst: ${summary} | inputs ${JSON.stringify(d.inputs)}`, outcome.errors.length ? 'warn' : 'info');
       this.lastSummary = key;
     }
     const { instances: _i, launch: _l, ...rest } = d;

@@ -10,6 +10,7 @@ import {
   MAX_SUBMIT_DELIVERIES, NO_OWNER, TASKS_BUCKET, TASK_STATES, describeValue, memberToken, retryUnavailable, TERMINAL_STATES, cancelSubject, connectMember, isFinalEvent, submitSubject, truncate,
   jobEventsSubject, jobLogSubject, jobsMessageOf, type JobLogBatch, type CancelEnvelope, type EncodingTask, type Identity, type SubmitEnvelope, type TaskEvent,
 } from '../../shared/index.js';
+import type { Log } from '../../shared/log.js';
 
 const json = JSONCodec();
 const require = createRequire(import.meta.url);
@@ -361,7 +362,7 @@ export async function followJob(js: JetStreamClient, job: { owner: string; id: s
  * stopped: the dashboard's feed. A consumer that fails (NATS restarted) is made again after a
  * second, from the last event seen, while the follower runs.
  */
-export function followAllJobs(js: JetStreamClient, sinceMs: number, onEvent: (e: TaskEvent) => void, log: (m: string) => void = () => undefined): { stop(): Promise<void> } {
+export function followAllJobs(js: JetStreamClient, sinceMs: number, onEvent: (e: TaskEvent) => void, log: Log = () => undefined): { stop(): Promise<void> } {
   let stopped = false;
   let messages: ConsumerMessages | undefined;
   let name: string | undefined;
@@ -384,7 +385,7 @@ export function followAllJobs(js: JetStreamClient, sinceMs: number, onEvent: (e:
           onEvent(e);
         }
       } catch (e) {
-        if (!stopped) log(`job events follower failed, following again: ${(e as Error).message}`);
+        if (!stopped) log(`job events follower failed, following again: ${(e as Error).message}`, 'warn');
       }
       await jsm.consumers.delete(EVENTS_STREAM, name!).catch(() => undefined);
       if (!stopped) await new Promise((r) => setTimeout(r, 1000));

@@ -14,12 +14,13 @@ import type { ModelRegistry } from '../../models/index.js';
 import type { DashboardSource } from '../dashboard/index.js';
 import { nodesView, queueView } from './fleet.js';
 import { scaleView } from './scale.js';
+import type { Log } from '../../shared/log.js';
 
 const ALERTS_KEPT = 20;
 
-export async function dashboardSource(o: { nc: NatsConnection; consulHttp: string; registry: ModelRegistry; log: (m: string) => void }): Promise<DashboardSource & { close(): void }> {
+export async function dashboardSource(o: { nc: NatsConnection; consulHttp: string; registry: ModelRegistry; log: Log }): Promise<DashboardSource & { close(): void }> {
   const js = o.nc.jetstream();
-  const [ledgers, tasks, burst] = await Promise.all([JetStreamLedgerStore.open(js), JetStreamTaskStore.open(js), BurstStore.open(js, o.log)]);
+  const [ledgers, tasks, burst] = await Promise.all([JetStreamLedgerStore.open(js), JetStreamTaskStore.open(js), BurstStore.open(js, (why) => o.log(why, 'warn'))]);
   const lookup = new ConsulLeaderLookup(o.consulHttp);
   const alerts: ModelAlert[] = [];
   const sub = o.nc.subscribe(MODEL_ALERTS_SUBJECT, {

@@ -38,6 +38,7 @@ import { EXIT, NoSuchJobError, WrongKindError, errorJson, errorText, exitCodeOf,
 import { formatEvent, formatInput, formatOutputs, formatProgress } from './format.js';
 import { cliBus } from './member.js';
 import { checkJob } from '../client/validate.js';
+import type { Log } from '../../shared/log.js';
 import { withoutCliAllocator } from './allocator.js';
 
 // The allocator the shebang preloaded is the CLI's own: ffmpeg, ffprobe and the stack's services start without it.
@@ -637,7 +638,7 @@ async function startDashboard(c: import('../coordinator.js').CoordinatorHandle, 
   ]);
   const { memberLogger, sentenceLog } = await import('../../shared/log.js');
   const write = sentenceLog(memberLogger(`coordinator/${c.id}`));
-  const log = (m: string) => write(`[dashboard] ${m}`);
+  const log: Log = (m, level) => write(`[dashboard] ${m}`, level);
   const source = await dashboardSource({ nc: c.bus, consulHttp, registry: new ModelRegistry(modelDir()), log });
   const adminToken = ensureSecret(pkiPath(), 'dashboard');
   const d = await serveDashboard({ source, host: at.host, port: at.port, adminToken, log }).catch((e: Error) => { source.close(); throw new ConfigError('--dashboard', `could not serve on ${at.host}:${at.port}: ${e.message}`); });

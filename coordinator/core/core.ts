@@ -25,6 +25,7 @@ import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/ind
 import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
 import type { Effect, LeaderEvent, Reply, Submission } from './events.js';
+import type { LineLevel } from '../../shared/log.js';
 
 /** A predictor that can add a node's correction to a prediction it made with no node (coordinator/feedback CorrectedPredictor). */
 interface NodeCorrecting {
@@ -179,7 +180,7 @@ export class LeaderCore {
       case 'AssignFailed': this.assignFailed(e.task_id, e.node_id, e.reason, e.unreachable); return;
       case 'CancelAnswered': this.cancelAnswered(e.task_id, e.not_running, e.reason); return;
       case 'PlaylistWritten': this.playlistWritten(e.task_ids, e.path, e.error); return;
-      case 'Deposed': this.alert(`deposed: ${e.reason}; no more placements from term ${this.term}`); this.stopped = true; return;
+      case 'Deposed': this.alert(`deposed: ${e.reason}; no more placements from term ${this.term}`, 'warn'); this.stopped = true; return;
     }
   }
 
@@ -226,7 +227,7 @@ export class LeaderCore {
     if (saved) {
       this.ledger = Ledger.fromState(saved, term, this.o.leaseMs, this.now);
       for (const id of this.ledger.nodeIds()) this.unheard.add(id);
-      for (const d of this.ledger.restoreSkipped) this.alert(`saved reservation of ${d.task_id} not restored: ${d.reason}`);
+      for (const d of this.ledger.restoreSkipped) this.alert(`saved reservation of ${d.task_id} not restored: ${d.reason}`, 'warn');
       for (const node of this.ledger.nodeIds()) {
         for (const id of this.ledger.reservedTaskIds(node)) {
           const t = this.active.get(id);
@@ -286,7 +287,7 @@ export class LeaderCore {
 
   /** A submission taken by no task: the reason goes back to the shell (and to the log, cut short). */
   private drop(reason: string): string {
-    this.alert(`dropped a submission: ${reason}`);
+    this.alert(`dropped a submission: ${reason}`, 'warn');
     return reason;
   }
 
@@ -301,7 +302,7 @@ export class LeaderCore {
       this.active.delete(id);
       this.waiting.delete(t);
       this.unclaimed.delete(id);
-      this.alert(`${id}: its record could not be written; set aside as a dead letter`);
+      this.alert(`${id}: its record could not be written; set aside as a dead letter`, 'error');
     }
   }
 
@@ -312,7 +313,7 @@ export class LeaderCore {
    */
   private cancel(raw: unknown, owner: string): void {
     const env = raw as CancelEnvelope | undefined;
-    if (env === undefined) { this.alert('dropped a cancellation that is not JSON'); return; }
+    if (env === undefined) { this.alert('dropped a cancellation that is not JSON', 'warn'); return; }
     const t = typeof env?.job_id === 'string' ? this.active.get(env.job_id) : undefined;
     if (!t) {
       const ended = typeof env?.job_id === 'string' ? this.ended.get(env.job_id) : undefined;
@@ -322,13 +323,13 @@ export class LeaderCore {
     // Only its owner cancels a job (an operator publishes on the owner's subject); records from
     // before owners are anyone's.
     if (t.owner !== undefined && t.owner !== owner) {
-      this.alert(`cancel ${t.id} refused: it was asked for by ${owner}, and the job is ${t.owner}'s`);
+      this.alert(`cancel ${t.id} refused: it was asked for by ${owner}, and the job is ${t.owner}'s`, 'warn');
       return;
     }
     // `prescient stop` is for live channels: on a batch job it would throw the work away, which is
     // what `cancel` is for, so it is refused here too (a client cannot read the record to check).
     if (env.action === 'stop' && !isActor(t.schema)) {
-      this.alert(`stop ${t.id} refused: it is a batch job, not a live channel (cancel it instead)`);
+      this.alert(`stop ${t.id} refused: it is a batch job, not a live channel (cancel it instead)`, 'warn');
       return;
     }
     if (t.state === 'queued') { this.finishCancel(t, 'cancelled on request while queued'); this.passDue = true; return; }
@@ -351,13 +352,13 @@ export class LeaderCore {
     const stopping = this.superseded.get(taskId);
     if (stopping !== undefined) {
       if (notRunning) this.releaseSuperseded(taskId, stopping);
-      else if (reason) this.alert(`stopping the superseded attempt of ${taskId} on ${stopping}: agent did not confirm (${reason}); its reservation is held until the node reports or is lost`);
+      else if (reason) this.alert(`stopping the superseded attempt of ${taskId} on ${stopping}: agent did not confirm (${reason}); its reservation is held until the node reports or is lost`, 'warn');
       return;
     }
     const t = this.active.get(taskId);
     if (t && t.time_limit_stop_at !== undefined && t.cancel_requested_at === undefined) {
       if (notRunning) { this.requeue(t, t.reason ?? 'its encode ran past its time limit'); this.passDue = true; }
-      else if (reason) this.alert(`stopping ${t.id} past its time limit: agent did not confirm (${reason}); it ends when the node reports or is lost`);
+      else if (reason) this.alert(`stopping ${t.id} past its time limit: agent did not confirm (${reason}); it ends when the node reports or is lost`, 'warn');
       return;
     }
     if (!t || t.cancel_requested_at === undefined) return;
@@ -367,7 +368,7 @@ export class LeaderCore {
       this.passDue = true;
       return;
     }
-    if (reason) this.alert(`cancel ${t.id}: agent did not confirm (${reason}); it ends when the node reports or is lost`);
+    if (reason) this.alert(`cancel ${t.id}: agent did not confirm (${reason}); it ends when the node reports or is lost`, 'warn');
   }
 
   private finishCancel(t: EncodingTask, reason: string): void {
@@ -452,7 +453,7 @@ export class LeaderCore {
         result = r;
       }
       const commit = this.ledger.commit(result.plan, this.now);
-      if (!commit.ok) { this.alert(`plan for ${t.id} refused: ${commit.reason}`); continue; }
+      if (!commit.ok) { this.alert(`plan for ${t.id} refused: ${commit.reason}`, 'warn'); continue; }
       free -= commit.allocation.core_ids.length;
       if (view) this.spent(view, commit.allocation.node_id, commit.allocation.core_ids.length);
       this.dispatch(t, commit.allocation, snap, req, why, sized !== undefined);
@@ -672,7 +673,7 @@ export class LeaderCore {
       return 0;
     }
     const commit = this.ledger.commitAll(result.plans, this.now);
-    if (!commit.ok) { this.alert(`group plan for ${members.map((m) => m.id).join(', ')} refused: ${commit.reason}`); return 0; }
+    if (!commit.ok) { this.alert(`group plan for ${members.map((m) => m.id).join(', ')} refused: ${commit.reason}`, 'warn'); return 0; }
     members.forEach((m, i) => this.dispatch(m, commit.allocations[i], snap, reqs[i]));
     return commit.allocations.reduce((n, a) => n + a.core_ids.length, 0);
   }
@@ -731,7 +732,7 @@ export class LeaderCore {
   private assignFailed(taskId: string, nodeId: string, reason: string, unreachable: boolean): void {
     const t = this.active.get(taskId);
     if (!t || t.allocation?.node_id !== nodeId || t.state !== 'placed') return;
-    this.alert(`agent ${nodeId} ${unreachable ? 'unreachable' : 'refused'} for ${t.id}: ${reason}`);
+    this.alert(`agent ${nodeId} ${unreachable ? 'unreachable' : 'refused'} for ${t.id}: ${reason}`, 'warn');
     if (unreachable) {
       // Its agent is gone or restarting: place nothing more there until it reports again, and
       // do not count the attempt against the job (the job did nothing wrong).
@@ -813,7 +814,7 @@ export class LeaderCore {
       const t = this.active.get(r.task_id);
       if (!t || !r.allocation || this.ledger.reservation(t.id)) { this.unclaimed.delete(r.task_id); continue; }
       const adopted = this.ledger.adopt(t.id, { ...fromAllocationMsg(r.allocation), node_id: nodeId }, this.now);
-      if (!adopted.ok) { this.alert(`cannot adopt ${t.id} on ${nodeId}: ${adopted.reason}`); continue; }
+      if (!adopted.ok) { this.alert(`cannot adopt ${t.id} on ${nodeId}: ${adopted.reason}`, 'warn'); continue; }
       this.unclaimed.delete(t.id);
       t.allocation = adopted.allocation;
       if (t.state === 'queued') t.state = 'running';
@@ -935,7 +936,7 @@ export class LeaderCore {
       m.result!.group_outputs = { ...o, master: error ? 'failed' : 'written', ...(error && { reason: `the master playlist could not be written: ${error}` }) };
       this.rewrite(m);
     }
-    this.alert(error ? `master playlist ${file} not written: ${error}` : `master playlist ${file} written`);
+    this.alert(error ? `master playlist ${file} not written: ${error}` : `master playlist ${file} written`, error ? 'error' : 'info');
   }
 
   /** Writes a task's record again without an event: what changed is not a state (a group's outputs). */
@@ -952,7 +953,7 @@ export class LeaderCore {
   private supersede(t: EncodingTask, earlier: ResourceAllocation): void {
     const current = t.allocation;
     t.allocation = earlier;
-    this.alert(`${t.id}: attempt on ${earlier.node_id} reported success late${current ? `; stopping the newer attempt on ${current.node_id}` : ''}`);
+    this.alert(`${t.id}: attempt on ${earlier.node_id} reported success late${current ? `; stopping the newer attempt on ${current.node_id}` : ''}`, 'warn');
     if (!current) return;
     if (this.stopOn(current.node_id, t.id)) this.superseded.set(t.id, current.node_id);
     else this.ledger.release(t.id);
@@ -989,7 +990,7 @@ export class LeaderCore {
   private tick(): void {
     for (const n of this.ledger.snapshot().nodes) {
       if (this.now - n.last_seen <= this.o.leaseMs) continue;
-      this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`);
+      this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`, 'warn');
       this.dropNode(n.capacity.node_id, `node ${n.capacity.node_id} was lost`, true);
     }
     this.checkTimes();
@@ -1043,7 +1044,7 @@ export class LeaderCore {
     t.term = this.term;
     const first = this.unrecorded.delete(t);
     this.effects.push({ kind: 'Record', task: t, first });
-    this.alert(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`);
+    this.alert(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`, t.state === 'failed' ? 'error' : t.state === 'rejected' ? 'warn' : 'info');
     const event: TaskEvent = {
       job_id: t.id, ...(t.owner !== undefined && { owner: t.owner }), state: t.state, at: t.updated_at, term: this.term, node_id: t.allocation?.node_id,
       reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
@@ -1056,7 +1057,7 @@ export class LeaderCore {
   private dropDuplicate(taskId: string): void {
     const t = this.active.get(taskId);
     if (!t) return;
-    this.alert(`${t.id}: a job of this id is already recorded; this submission of it is dropped`);
+    this.alert(`${t.id}: a job of this id is already recorded; this submission of it is dropped`, 'warn');
     this.unrecorded.delete(t);
     if (this.active.get(t.id) === t) this.active.delete(t.id);
     this.index(t);
@@ -1088,7 +1089,8 @@ export class LeaderCore {
     if (drop) this.arrivals.splice(0, drop);
   }
 
-  private alert(message: string): void { this.effects.push({ kind: 'Alert', message }); }
+  /** A line for the operator's log (info unless `level` says otherwise). */
+  private alert(message: string, level: LineLevel = 'info'): void { this.effects.push({ kind: 'Alert', message, level }); }
 }
 
 /** The agent's account of its quality method, if it reads as one (it is shown to users), else the default. */

@@ -11,6 +11,7 @@ import type { LedgerState } from '../ledger/index.js';
 import type { CorrectionTable } from '../feedback/index.js';
 import type { QueuePolicy } from '../queue/index.js';
 import type { ReservationPolicy } from '../sizing/index.js';
+import type { LineLevel } from '../../shared/log.js';
 
 /** What probing a submission's input gave: its probe, or why no node could make one. */
 export type ProbeOutcome = { probe: InputProbe } | { failed: string };
@@ -91,8 +92,8 @@ export type Effect =
   | { kind: 'SaveLedger' }
   /** Run a pass (a Wake event) at this time, unless one is due sooner. */
   | { kind: 'Wake'; at: number }
-  /** A line for the operator's log. */
-  | { kind: 'Alert'; message: string }
+  /** A line for the operator's log, at the level the core chose for it. */
+  | { kind: 'Alert'; message: string; level: LineLevel }
   /**
    * Write a group's HLS master playlist (`text`) at `path`, beside its renditions, once all of them
    * succeeded; a PlaylistWritten event comes back. `path` must lie in the leader's output roots.

@@ -21,6 +21,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { TaskEvent } from '../../shared/index.js';
 import { JobBoard, type JobView } from './jobs.js';
+import type { Log } from '../../shared/log.js';
 
 export { JobBoard, type JobView } from './jobs.js';
 
@@ -56,7 +57,7 @@ export interface DashboardOptions {
   snapshotMs?: number;
   /** Job events from this long ago are shown at start (default an hour). */
   historyMs?: number;
-  log?: (m: string) => void;
+  log?: Log;
 }
 
 export interface Dashboard {
@@ -136,7 +137,7 @@ export async function serveDashboard(o: DashboardOptions): Promise<Dashboard> {
   });
   const ticker = setInterval(() => {
     if (!clients.size) return;
-    snapshot().then((s) => { for (const c of clients) send(c, 'snapshot', s); }, (e: Error) => log(`dashboard snapshot failed: ${e.message}`));
+    snapshot().then((s) => { for (const c of clients) send(c, 'snapshot', s); }, (e: Error) => log(`dashboard snapshot failed: ${e.message}`, 'warn'));
   }, o.snapshotMs ?? 2000);
   const a = server.address() as AddressInfo;
   return {

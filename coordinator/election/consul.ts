@@ -9,6 +9,7 @@
 import type Consul from 'consul';
 import { LEADER_KEY, TERM_KEY, consulClient, describeValue, type KvItem, type LeaderInfo } from '../../shared/index.js';
 import type { ElectionEvents, LeaderElection } from './index.js';
+import type { Log, LineLevel } from '../../shared/log.js';
 
 export interface ConsulElectionOptions {
   /** host:port of Consul's HTTP API. */
@@ -30,7 +31,7 @@ export interface ConsulElectionOptions {
    * agents that saw a higher one would refuse every new leader.
    */
   termRecord?: TermRecord;
-  log?: (msg: string) => void;
+  log?: Log;
 }
 
 /** Durable highest-term record, consulted and advanced alongside Consul's counter. */
@@ -98,7 +99,7 @@ export class ConsulLeaderElection implements LeaderElection {
   }
 
   private async passCheck(): Promise<void> {
-    await this.consul.agent.check.pass(this.checkId).catch((e: Error) => this.log(`could not pass the health check: ${e.message}`));
+    await this.consul.agent.check.pass(this.checkId).catch((e: Error) => this.log(`could not pass the health check: ${e.message}`, 'warn'));
   }
 
   async resign(reason: string, sitOutMs = 3 * this.pollMs): Promise<void> {
@@ -112,12 +113,12 @@ export class ConsulLeaderElection implements LeaderElection {
     await this.consul.session.destroy(session).catch(() => undefined);
   }
 
-  private log(msg: string) { this.opts.log?.(`[election ${this.opts.candidateId}] ${msg}`); }
+  private log(msg: string, level?: LineLevel) { this.opts.log?.(`[election ${this.opts.candidateId}] ${msg}`, level); }
 
   private demote(reason: string) {
     if (!this.leading) return;
     this.leading = false;
-    this.log(`lost leadership of term ${this.term}: ${reason}`);
+    this.log(`lost leadership of term ${this.term}: ${reason}`, 'warn');
     this.events?.demoted(reason);
   }
 
@@ -127,7 +128,7 @@ export class ConsulLeaderElection implements LeaderElection {
       const res = await this.consul.session.renew(this.session);
       if (!res || (Array.isArray(res) && res.length === 0)) throw new Error('session not found');
     } catch (e) {
-      this.log(`session renew failed: ${(e as Error).message}`);
+      this.log(`session renew failed: ${(e as Error).message}`, 'warn');
       this.session = undefined;
       this.demote('session lost');
     }
@@ -160,7 +161,7 @@ export class ConsulLeaderElection implements LeaderElection {
       this.log(`elected, term ${this.term}`);
       this.events?.elected(this.term);
     } catch (e) {
-      this.log(`campaign step failed: ${(e as Error).message}`);
+      this.log(`campaign step failed: ${(e as Error).message}`, 'warn');
       if (this.leading) this.demote(`consul unreachable: ${(e as Error).message}`);
     } finally {
       this.busy = false;
@@ -180,7 +181,7 @@ export class ConsulLeaderElection implements LeaderElection {
       // Read from a store others can write: anything but a whole number is refused, never used
       // (`abc` there once made the next term NaN, and no agent could register).
       const stored = item?.Value ? parseTerm(item.Value) : 0;
-      if (stored === undefined) this.log(`${TERM_KEY} holds ${describeValue(item?.Value)}, not a term: ignored, counting from the durable record (${floor})`);
+      if (stored === undefined) this.log(`${TERM_KEY} holds ${describeValue(item?.Value)}, not a term: ignored, counting from the durable record (${floor})`, 'warn');
       const next = Math.max(stored ?? 0, floor) + 1;
       if (await this.consul.kv.set({ key: TERM_KEY, value: String(next), cas: item?.ModifyIndex ?? 0 })) {
         await this.opts.termRecord?.advance(next);

@@ -24,6 +24,7 @@ import {
 } from '../../models/index.js';
 import { ModelChannel, ModelFollower, type VersionAnnouncement } from '../../models/federated/channel.js';
 import { nodeOfSubject } from '../../shared/index.js';
+import type { Log } from '../../shared/log.js';
 
 export interface FederationOptions {
   /** Deltas a round waits for before merging (default 2). */
@@ -79,7 +80,7 @@ export class FederationLeader {
     isLeader: () => boolean;
     /** After a promotion (the local LiveModel refreshes). */
     onPromoted?: (version: string) => void;
-    log: (m: string) => void;
+    log: Log;
   }) {
     this.journal = path.join(o.registry.dir, 'federation.jsonl');
   }
@@ -110,7 +111,7 @@ export class FederationLeader {
       for (const m of await this.o.channel.fetchDeltas(64, 1000)) this.receive(this.o.channel.decode(m), m);
       if (this.ready()) await this.mergeNow();
     } catch (e) {
-      if (!this.stopped) this.o.log(`federation: could not read deltas, will retry: ${(e as Error).message}`);
+      if (!this.stopped) this.o.log(`federation: could not read deltas, will retry: ${(e as Error).message}`, 'warn');
     } finally {
       this.pulling = false;
     }
@@ -123,7 +124,7 @@ export class FederationLeader {
     try {
       base = this.o.registry.load();
     } catch (e) {
-      this.o.log(`federation: the current model does not load, delta left for later: ${(e as Error).message}`);
+      this.o.log(`federation: the current model does not load, delta left for later: ${(e as Error).message}`, 'error');
       msg?.nak(5000);
       return { at: new Date().toISOString(), delta: String(d?.id), node: String(d?.node), base_version: String(d?.base_version), code: 'malformed', reason: 'current model does not load' };
     }
@@ -191,12 +192,12 @@ export class FederationLeader {
     const accepted = live.map((p) => ({ id: p.delta.id, node: p.delta.node, samples: p.delta.samples }));
     if (!live.length) {
       const reason = `no delta of the round is usable (${rejected.length} refused); ${base.version} stays`;
-      log(`federation: ${reason}`);
+      log(`federation: ${reason}`, 'warn');
       return settle({ at, base: base.version, promoted: false, reason, accepted, rejected });
     }
     if (!evaluation.length) {
       const reason = `no held-out runs to judge a merge on; ${base.version} stays and the round's ${live.length} deltas are dropped`;
-      log(`federation: ${reason}`);
+      log(`federation: ${reason}`, 'warn');
       return settle({ at, base: base.version, promoted: false, reason, accepted, rejected });
     }
     const version = registry.newVersion();
@@ -221,7 +222,7 @@ export class FederationLeader {
     try {
       announcement = await this.o.channel.publishVersion(merged, { parent: base.version, promoted_at: new Date().toISOString(), reason: `${j.reason}; ${detail}`, deltas: accepted });
     } catch (e) {
-      log(`federation: ${version} is in service here but could not be published yet: ${(e as Error).message}`);
+      log(`federation: ${version} is in service here but could not be published yet: ${(e as Error).message}`, 'warn');
     }
     return settle({ at, base: base.version, version, promoted: true, reason: j.reason, accepted, rejected, figures, announcement });
   }
@@ -233,7 +234,7 @@ export class FederationLeader {
     try {
       return runsToRows(await exportTrainingRuns({ httpBase: this.o.questdbHttp, from, to, status: 'succeeded' })).filter((r) => heldOutPart(r.key));
     } catch (e) {
-      this.o.log(`federation: held-out runs not readable from QuestDB: ${(e as Error).message}`);
+      this.o.log(`federation: held-out runs not readable from QuestDB: ${(e as Error).message}`, 'warn');
       return [];
     }
   }
@@ -246,7 +247,7 @@ export class FederationLeader {
     const r: Rejection = { at: new Date().toISOString(), delta: String(d?.id ?? '(none)'), node: String(d?.node ?? '(unknown)'), base_version: String(d?.base_version ?? '(none)'), code, reason };
     this.rejections_.push(r);
     this.record({ kind: 'rejection', ...r });
-    this.o.log(`federation: delta ${r.delta} from ${r.node} refused (${code}): ${reason}`);
+    this.o.log(`federation: delta ${r.delta} from ${r.node} refused (${code}): ${reason}`, 'warn');
     return r;
   }
 
@@ -255,7 +256,7 @@ export class FederationLeader {
       mkdirSync(this.o.registry.dir, { recursive: true });
       appendFileSync(this.journal, `${JSON.stringify(entry)}\n`);
     } catch (e) {
-      this.o.log(`federation: could not write ${this.journal}: ${(e as Error).message}`);
+      this.o.log(`federation: could not write ${this.journal}: ${(e as Error).message}`, 'error');
     }
   }
 }
@@ -268,7 +269,7 @@ const perTarget = (c: EvaluationReport, k: EvaluationReport) => Object.keys(c)
 export interface Federation { leader: FederationLeader; follower: ModelFollower; channel: ModelChannel; stop(): void }
 
 export async function startFederation(nc: NatsConnection, o: FederationOptions & {
-  registry: ModelRegistry; questdbHttp?: string; isLeader: () => boolean; onModel?: (version: string) => void; log: (m: string) => void;
+  registry: ModelRegistry; questdbHttp?: string; isLeader: () => boolean; onModel?: (version: string) => void; log: Log;
 }): Promise<Federation> {
   const channel = await ModelChannel.open(nc);
   const leader = new FederationLeader({ ...o, channel, onPromoted: o.onModel }).start();

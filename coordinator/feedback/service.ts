@@ -17,6 +17,7 @@ import {
   type ErrorGroup, type FeedbackOverrides, type FeedbackSettings, type FeedbackState, type MarginRecord, type ReportContext,
 } from './loop.js';
 import type { CorrectionSource } from './predictor.js';
+import type { Log, LineLevel } from '../../shared/log.js';
 
 const json = JSONCodec();
 
@@ -85,7 +86,7 @@ export interface FeedbackServiceOptions {
   settings?: FeedbackOverrides;
   /** Alerts are also POSTed here as JSON (best effort, 3 s timeout). */
   webhook?: string;
-  log: (m: string) => void;
+  log: Log;
   now?: () => number;
 }
 
@@ -120,7 +121,7 @@ export class FeedbackService implements CorrectionSource {
   /** Loads the saved records and starts reading reports. */
   async start(): Promise<void> {
     if (this.running) return;
-    const saved = await retryUnavailable(() => this.o.store.load(this.settings, (why) => this.log(why))).catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`); return { groups: [], margins: [] }; });
+    const saved = await retryUnavailable(() => this.o.store.load(this.settings, (why) => this.log(why, 'warn'))).catch((e: Error) => { this.log(`could not read the saved figures, starting empty: ${e.message}`, 'warn'); return { groups: [], margins: [] }; });
     this.state = emptyFeedbackState();
     this.changes++;
     for (const g of saved.groups) this.state.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
@@ -177,10 +178,10 @@ export class FeedbackService implements CorrectionSource {
         if (!this.running) break;
         for await (const m of this.messages) {
           // A report that breaks the loop would come back forever: it is logged and dropped.
-          await this.handle(m).catch((e: Error) => { this.log(`dropped a feedback report that could not be applied: ${e.message}`); m.term(); });
+          await this.handle(m).catch((e: Error) => { this.log(`dropped a feedback report that could not be applied: ${e.message}`, 'warn'); m.term(); });
         }
       } catch (e) {
-        if (this.running) this.log(`feedback consumer failed, retrying: ${(e as Error).message}`);
+        if (this.running) this.log(`feedback consumer failed, retrying: ${(e as Error).message}`, 'warn');
       }
       if (this.running) await new Promise((r) => setTimeout(r, 500));
     }
@@ -189,14 +190,14 @@ export class FeedbackService implements CorrectionSource {
   private async handle(m: JsMsg): Promise<void> {
     let r: unknown;
     try { r = json.decode(m.data); } catch { r = undefined; }
-    if (!isReport(r)) { this.log('dropped a feedback report that is not one'); m.ack(); return; }
+    if (!isReport(r)) { this.log('dropped a feedback report that is not one', 'warn'); m.ack(); return; }
     // A node publishes on its own subject only (NATS permissions): a report about another node,
     // or about a job given to another node, is a forgery, not a figure.
     const sender = nodeOfSubject(m.subject);
     const task = await this.o.tasks?.get(r.job_id).catch(() => undefined);
     const ranOn = task?.allocation?.node_id;
     if (r.node !== sender || (ranOn !== undefined && ranOn !== sender)) {
-      this.log(`dropped a feedback report from ${truncate(sender, 80)} about ${truncate(String(r.node), 80)}${ranOn !== undefined && ranOn !== sender ? ` (job ${r.job_id} ran on ${ranOn})` : ''}`);
+      this.log(`dropped a feedback report from ${truncate(sender, 80)} about ${truncate(String(r.node), 80)}${ranOn !== undefined && ranOn !== sender ? ` (job ${r.job_id} ran on ${ranOn})` : ''}`, 'warn');
       m.term();
       return;
     }
@@ -204,7 +205,7 @@ export class FeedbackService implements CorrectionSource {
     if (out.groups.length || out.margins.length) this.changes++;
     for (const g of out.groups) this.dirty.groups.set(groupKey(g.model_version, g.target, g.codec, g.node), g);
     for (const x of out.margins) this.dirty.margins.set(marginKey(x.model_version, x.codec), x);
-    if (r.kind === 'overrun' && r.overrun) this.log(`${r.job_id} on ${r.node}: ${r.overrun.target} ${r.overrun.observed.toFixed(3)} over its reservation of ${r.overrun.reserved.toFixed(3)}${r.overrun.reason ? ` (${r.overrun.reason})` : ''}`);
+    if (r.kind === 'overrun' && r.overrun) this.log(`${r.job_id} on ${r.node}: ${r.overrun.target} ${r.overrun.observed.toFixed(3)} over its reservation of ${r.overrun.reserved.toFixed(3)}${r.overrun.reason ? ` (${r.overrun.reason})` : ''}`, 'warn');
     await this.flush();
     for (const a of out.alerts) await this.alert(a);
     m.ack();
@@ -225,18 +226,18 @@ export class FeedbackService implements CorrectionSource {
       this.dirty.groups.clear();
       this.dirty.margins.clear();
     } catch (e) {
-      this.log(`could not save the feedback figures (will retry with the next report): ${(e as Error).message}`);
+      this.log(`could not save the feedback figures (will retry with the next report): ${(e as Error).message}`, 'warn');
     }
   }
 
   private async alert(a: ModelAlert): Promise<void> {
-    this.log(`model alert (${a.kind}): ${a.message}`);
+    this.log(`model alert (${a.kind}): ${a.message}`, 'warn');
     for (const fn of this.listeners) fn(a);
-    await this.o.js.publish(MODEL_ALERTS_SUBJECT, json.encode(a)).catch((e: Error) => this.log(`could not publish the alert: ${e.message}`));
-    if (this.o.webhook) await postAlert(this.o.webhook, a, (m) => this.log(m));
+    await this.o.js.publish(MODEL_ALERTS_SUBJECT, json.encode(a)).catch((e: Error) => this.log(`could not publish the alert: ${e.message}`, 'warn'));
+    if (this.o.webhook) await postAlert(this.o.webhook, a, (m, level) => this.log(m, level));
   }
 
-  private log(m: string) { this.o.log(`[feedback] ${m}`); }
+  private log(m: string, level?: LineLevel) { this.o.log(`[feedback] ${m}`, level); }
 }
 
 /** The saved figures and margins, for readers without a coordinator (`prescient model status`). */
@@ -248,10 +249,10 @@ export async function readFeedback(js: JetStreamClient): Promise<{ groups: Error
  * POSTs an alert to a webhook, its userinfo sent as an Authorization header. What is logged of
  * the URL is its scheme and host: a webhook's path and query often are its credential.
  */
-export async function postAlert(webhook: string, a: ModelAlert, log: (m: string) => void): Promise<void> {
+export async function postAlert(webhook: string, a: ModelAlert, log: Log): Promise<void> {
   const where = redactUrl(webhook);
   let target: ReturnType<typeof requestTarget>;
-  try { target = requestTarget(webhook); } catch { log(`alert webhook ${where} is not a URL`); return; }
+  try { target = requestTarget(webhook); } catch { log(`alert webhook ${where} is not a URL`, 'error'); return; }
   await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json', ...target.headers }, body: JSON.stringify(a), signal: AbortSignal.timeout(3000) })
-    .then((res) => { if (!res.ok) log(`alert webhook ${where} answered ${res.status}`); }, (e: Error) => log(`alert webhook ${where} failed: ${redactText(e.message)}`));
+    .then((res) => { if (!res.ok) log(`alert webhook ${where} answered ${res.status}`, 'warn'); }, (e: Error) => log(`alert webhook ${where} failed: ${redactText(e.message)}`, 'warn'));
 }

@@ -34,6 +34,7 @@ import type { ReservationPolicy } from '../sizing/index.js';
 import type { CorrectedPredictor } from '../feedback/index.js';
 import { Reclaimer } from './reclaim.js';
 import { LeaderCore, decisionsOf, type TimeLimit, type CoreConfig, type Effect, type LeaderEvent, type ProbeOutcome, type Reply, type Submission } from '../core/index.js';
+import type { Log, LineLevel } from '../../shared/log.js';
 
 export interface LeaderOptions {
   id: string;
@@ -73,7 +74,7 @@ export interface LeaderOptions {
   onRecord?: (t: EncodingTask) => void;
   /** The coverage the model was loaded at, for the event log (the predictor already has it). */
   coverage?: number;
-  log: (msg: string) => void;
+  log: Log;
   now?: () => number;
 }
 
@@ -175,7 +176,7 @@ export class Leader {
     if (this.o.eventLog) this.events = createWriteStream(this.o.eventLog, { flags: 'a' });
     // A NATS reload makes JetStream unreachable for a moment: that is waited out, not taken for an empty store.
     const tasks = await retryUnavailable(() => this.o.store.listActive());
-    const saved = await (this.o.ledgerStore && retryUnavailable(() => this.o.ledgerStore!.load()))?.catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`); return undefined; });
+    const saved = await (this.o.ledgerStore && retryUnavailable(() => this.o.ledgerStore!.load()))?.catch((e: Error) => { this.log(`could not read the saved ledger, rebuilding from agents: ${e.message}`, 'warn'); return undefined; });
     const config: CoreConfig = {
       lease_ms: this.o.leaseMs, max_attempts: this.o.maxAttempts, ...(this.o.timeLimit && { time_limit: this.o.timeLimit }), reservation: this.o.reservation, placement: this.o.policy?.name ?? 'best-fit',
       queue_policy: this.o.queuePolicy, allowed_input_roots: [...this.o.validation.allowedInputRoots], allowed_output_roots: [...(this.o.validation.allowedOutputRoots ?? [])], coverage: this.o.coverage,
@@ -183,10 +184,10 @@ export class Leader {
     await this.feed([{ kind: 'Started', at: this.now(), term: this.o.term, leader_id: this.o.id, tasks, saved, config }]);
     // The resumed ledger is saved at once: its first save fences out every older term.
     await this.persist();
-    this.ticker = setInterval(() => void this.feed([{ kind: 'Tick', at: this.now() }]).catch((e) => this.log(`tick failed: ${e}`)), 1000);
+    this.ticker = setInterval(() => void this.feed([{ kind: 'Tick', at: this.now() }]).catch((e) => this.log(`tick failed: ${e}`, 'error')), 1000);
     void this.consume();
     this.working = setInterval(() => { for (const m of this.held) m.working(); }, 1000);
-    this.advisories = this.o.nc?.subscribe(SUBMIT_MAX_DELIVERIES_ADVISORY, { callback: (err, m) => { if (!err) void this.maxDeliveries(m.data).catch((e) => this.log(`could not set aside an undeliverable submission: ${e}`)); } });
+    this.advisories = this.o.nc?.subscribe(SUBMIT_MAX_DELIVERIES_ADVISORY, { callback: (err, m) => { if (!err) void this.maxDeliveries(m.data).catch((e) => this.log(`could not set aside an undeliverable submission: ${e}`, 'error')); } });
   }
 
   async stop(): Promise<void> {
@@ -218,7 +219,7 @@ export class Leader {
 
   /** Marks exactly these nodes draining (the burst controller's scale-down): placement leaves them out. */
   setDraining(ids: Iterable<string>): void {
-    void this.feed([{ kind: 'DrainingSet', at: this.now(), node_ids: [...ids] }]).catch((e) => this.log(`could not mark nodes draining: ${e}`));
+    void this.feed([{ kind: 'DrainingSet', at: this.now(), node_ids: [...ids] }]).catch((e) => this.log(`could not mark nodes draining: ${e}`, 'warn'));
   }
 
   /** What the burst controller decides from (read-only): the active tasks, recent arrivals and the ledger as it is now. */
@@ -278,7 +279,7 @@ export class Leader {
           break;
         }
         case 'Publish':
-          all.push(after(e.event.job_id).then((w) => (w === 'ok' ? publishEvent(this.o.js, e.event) : undefined)).catch((err) => this.log(`could not publish ${e.event.job_id}'s event: ${err}`)));
+          all.push(after(e.event.job_id).then((w) => (w === 'ok' ? publishEvent(this.o.js, e.event) : undefined)).catch((err) => this.log(`could not publish ${e.event.job_id}'s event: ${err}`, 'warn')));
           break;
         case 'Assign':
           all.push(after(e.assignment.task_id).then((w) => this.assign(e, w)));
@@ -288,7 +289,7 @@ export class Leader {
           break;
         case 'SaveLedger': this.saveSoon(); break;
         case 'Wake': this.wake(e.at); break;
-        case 'Alert': this.log(e.message); break;
+        case 'Alert': this.log(e.message, e.level); break;
         // After the records before it: the members' records say `writing` before they can say `written`.
         case 'WritePlaylist': all.push(Promise.allSettled([...last.values()]).then(() => this.writePlaylist(e))); break;
       }
@@ -314,7 +315,7 @@ export class Leader {
       }
       return 'ok';
     } catch (e) {
-      this.log(`could not record ${t.id} (${t.state}): ${(e as Error).message}`);
+      this.log(`could not record ${t.id} (${t.state}): ${(e as Error).message}`, first ? 'warn' : 'error');
       if (first) { failedFirst.push(t.id); this.writeErrors.set(t.id, (e as Error).message); }
       return 'failed';
     }
@@ -385,7 +386,7 @@ export class Leader {
     this.wakeAt = at;
     this.waker = setTimeout(() => {
       this.wakeAt = Infinity;
-      void this.feed([{ kind: 'Wake', at: this.now() }]).catch((e) => this.log(`placement pass failed: ${e}`));
+      void this.feed([{ kind: 'Wake', at: this.now() }]).catch((e) => this.log(`placement pass failed: ${e}`, 'error'));
     }, Math.max(0, at - this.now()));
   }
 
@@ -422,13 +423,13 @@ export class Leader {
     } catch (e) {
       if (e instanceof StaleLedgerWriteError) {
         this.stopped = this.deposed = true;
-        this.core.apply([{ kind: 'Deposed', at: this.now(), reason: e.message }]).effects.forEach((x) => x.kind === 'Alert' && this.log(x.message));
+        this.core.apply([{ kind: 'Deposed', at: this.now(), reason: e.message }]).effects.forEach((x) => x.kind === 'Alert' && this.log(x.message, x.level));
         this.o.onDeposed?.(e.message);
         return false;
       }
       // Not saved this time: the next save writes these changes too.
       ledger.returnChanges(changes);
-      this.log(`could not save the ledger (will retry with the next change): ${(e as Error).message}`);
+      this.log(`could not save the ledger (will retry with the next change): ${(e as Error).message}`, 'warn');
       return false;
     }
   }
@@ -452,7 +453,7 @@ export class Leader {
           if (this.inbox.length >= BATCH || this.inboxBytes >= INBOX_BYTES) await this.flushing;
         }
       } catch (e) {
-        if (!this.stopped) this.log(`submission consumer failed, retrying: ${(e as Error).message}`);
+        if (!this.stopped) this.log(`submission consumer failed, retrying: ${(e as Error).message}`, 'warn');
       }
       if (!this.stopped) await new Promise((r) => setTimeout(r, 500));
     }
@@ -463,7 +464,7 @@ export class Leader {
       const batch = this.inbox.splice(0, BATCH);
       for (const m of batch) this.inboxBytes -= m.data.length;
       await this.admitBatch(batch).catch((e) => {
-        this.log(`could not take a batch of submissions, they will be redelivered: ${e}`);
+        this.log(`could not take a batch of submissions, they will be redelivered: ${e}`, 'warn');
         for (const m of batch) m.nak(redeliverAfter(m));
       });
       for (const m of batch) this.held.delete(m);
@@ -532,14 +533,14 @@ export class Leader {
       try {
         await publishDeadLetter(this.o.js, d);
       } catch (e) {
-        this.log(`could not store a dead letter for submission #${d.stream_seq}, it will be redelivered: ${(e as Error).message}`);
+        this.log(`could not store a dead letter for submission #${d.stream_seq}, it will be redelivered: ${(e as Error).message}`, 'warn');
         m.nak(redeliverAfter(m));
         return;
       }
       m.term(truncate(reason, 200));
       // A work queue keeps a terminated message (nats-server 2.9): the dead letter holds it now.
       await this.o.js.jetstreamManager().then((jsm) => jsm.streams.deleteMessage(JOBS_STREAM, d.stream_seq)).catch(() => undefined);
-      this.log(`submission #${d.stream_seq}${d.job_id ? ` (${d.job_id})` : ''} set aside as a dead letter: ${truncate(d.reason, 300)}`);
+      this.log(`submission #${d.stream_seq}${d.job_id ? ` (${d.job_id})` : ''} set aside as a dead letter: ${truncate(d.reason, 300)}`, 'warn');
       if (id !== undefined) gone.push(id);
     }));
     if (gone.length) await this.feed([{ kind: 'DeadLettered', at: this.now(), task_ids: gone }]);
@@ -562,7 +563,7 @@ export class Leader {
     const reason = `delivered ${deliveries} times and never acknowledged: a leader failed on it each time`;
     await publishDeadLetter(this.o.js, deadLetterOf(sm.data, { subject: sm.subject, stream_seq: seq, deliveries, reason, at: this.now() }));
     await jsm.streams.deleteMessage(JOBS_STREAM, seq);
-    this.log(`submission #${seq} set aside as a dead letter: ${reason}`);
+    this.log(`submission #${seq} set aside as a dead letter: ${reason}`, 'warn');
   }
 
   /**
@@ -611,7 +612,7 @@ export class Leader {
         why.push(`${n.node_id}: ${e instanceof SchemaValidationError ? `sent an invalid probe (${e.message})` : (e as Error).message}`);
       }
     }
-    this.log(`could not probe ${file}: ${why.join('; ')}`);
+    this.log(`could not probe ${file}: ${why.join('; ')}`, 'warn');
     return { failed: why.join('; ') };
   }
 
@@ -661,7 +662,7 @@ export class Leader {
     }
   }
 
-  private log(msg: string) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`); }
+  private log(msg: string, level?: LineLevel) { this.o.log(`[leader ${this.o.id} t${this.o.term}] ${msg}`, level); }
 }
 
 /** When JetStream stored a message (epoch ms, the server's clock), if it says. */

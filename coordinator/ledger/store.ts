@@ -15,6 +15,7 @@
 import { StorageType, type JetStreamClient, type KV } from 'nats';
 import { LEDGER_BUCKET, shortText, v, whyNot } from '../../shared/index.js';
 import type { LedgerChanges, LedgerState, NodeRecord } from './types.js';
+import type { Log } from '../../shared/log.js';
 
 export interface LedgerStore {
   /** The saved ledger, or undefined when nothing was saved yet. */
@@ -98,7 +99,7 @@ export interface LedgerStoreOptions {
    * every leader in turn). Without it every later term is obeyed.
    */
   highestIssued?: () => Promise<number>;
-  log?: (m: string) => void;
+  log?: Log;
 }
 
 /** The term an entry was written by; an entry that does not read as one counts as no term (-1), so it is overwritten. */
@@ -140,7 +141,7 @@ export class JetStreamLedgerStore implements LedgerStore {
         // Anyone who could write the bucket could have written this: an entry that is not one is
         // left out and said, never restored (the node's agent registers its real capacity again).
         const why = k === META ? whyNot(StoredMeta, x) : whyNot(StoredNode, x) ?? nodeKeyMismatch(k, x as NodeValue);
-        if (why) { this.o.log?.(`${this.bucket} ${k} ignored: ${why}`); return; }
+        if (why) { this.o.log?.(`${this.bucket} ${k} ignored: ${why}`, 'warn'); return; }
         if (k === META) meta = x as MetaValue;
         else {
           const v = x as NodeValue;
@@ -201,7 +202,7 @@ export class JetStreamLedgerStore implements LedgerStore {
   private async neverIssued(stored: number, key: string): Promise<boolean> {
     const highest = await this.o.highestIssued?.();
     if (highest === undefined || stored <= highest) return false;
-    this.o.log?.(`ledger ${key} carries term ${stored}, above the highest ever issued (${highest}): forged, overwritten`);
+    this.o.log?.(`ledger ${key} carries term ${stored}, above the highest ever issued (${highest}): forged, overwritten`, 'warn');
     return true;
   }
 

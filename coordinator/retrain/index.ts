@@ -7,6 +7,7 @@
 import { Cron } from 'croner';
 import { ConfigError } from '../../shared/index.js';
 import { exportTrainingRuns, retrain, runsToRows, type ModelRegistry, type RetrainResult } from '../../models/index.js';
+import type { Log } from '../../shared/log.js';
 
 /** Named schedules: 03:00 every Sunday, on the 1st of the month, every day. */
 const NAMED: Record<string, string> = { weekly: '0 3 * * 0', monthly: '0 3 1 * *', daily: '0 3 * * *' };
@@ -42,7 +43,7 @@ export interface RetrainScheduleOptions {
   isLeader: () => boolean;
   /** Called after each retraining (the live model refreshes from the registry). */
   onResult?: (r: RetrainResult) => void;
-  log: (m: string) => void;
+  log: Log;
   now?: () => number;
 }
 
@@ -97,7 +98,7 @@ export class RetrainScheduler {
       this.o.onResult?.(result);
       return result;
     } catch (e) {
-      this.o.log(`retraining failed: ${(e as Error).message}`);
+      this.o.log(`retraining failed: ${(e as Error).message}`, 'error');
       this.last = { at, error: (e as Error).message };
       return undefined;
     }

@@ -12,6 +12,7 @@ import { checkStackHost, freePort, LOOPBACK } from './net.js';
 import { isAlive, logTail, signalGroup, spawnDetached, terminate, waitForExit, type Spawned } from './proc.js';
 import { endpointsFrom, SPECS, type LaunchPlan } from './services.js';
 import { SERVICE_NAMES, type ServiceName, type ServiceRecord, type ServiceStatus, type StackOptions, type StackRecord, type StackStatus } from './types.js';
+import type { Log } from '../../shared/log.js';
 
 const PROBE_TIMEOUT_MS = 2000;
 const LOCK_WAIT_MS = 180_000;
@@ -20,7 +21,7 @@ const REHEALTH_GRACE_MS = 10_000;
 interface Ctx {
   dir: string;
   file: string;
-  log: (line: string) => void;
+  log: Log;
   /** The cluster's certificates and secrets (shared/pki). */
   pkiDir: string;
 }
@@ -165,7 +166,7 @@ async function stopOne(c: Ctx, rec: StackRecord, name: ServiceName): Promise<voi
   const r = rec.services[name];
   if (!r?.pid) return;
   const how = await terminate(r.pid, markers(r, name), SPECS[name].stopGraceMs);
-  c.log(`${name}: pid ${r.pid} ${how === 'killed' ? 'did not stop in time, killed' : 'stopped'}`);
+  c.log(`${name}: pid ${r.pid} ${how === 'killed' ? 'did not stop in time, killed' : 'stopped'}`, how === 'killed' ? 'warn' : 'info');
   delete r.pid;
   delete r.started_at;
   delete r.healthy_at;
@@ -184,8 +185,8 @@ async function up(o: StackOptions): Promise<StackStatus> {
     rec.host = o.host && o.host !== LOOPBACK ? checkStackHost(o.host) : undefined;
     rec.durable = o.durable || undefined;
   } else {
-    if (o.host && o.host !== (rec.host ?? LOOPBACK)) c.log(`the stack runs on ${rec.host ?? LOOPBACK}: --host ${o.host} applies once it is down`);
-    if (o.durable !== undefined && o.durable !== (rec.durable === true)) c.log(`the stack runs Consul ${rec.durable ? 'as a durable server' : 'in dev mode'}: --durable applies once it is down`);
+    if (o.host && o.host !== (rec.host ?? LOOPBACK)) c.log(`the stack runs on ${rec.host ?? LOOPBACK}: --host ${o.host} applies once it is down`, 'warn');
+    if (o.durable !== undefined && o.durable !== (rec.durable === true)) c.log(`the stack runs Consul ${rec.durable ? 'as a durable server' : 'in dev mode'}: --durable applies once it is down`, 'warn');
   }
   const fresh = live.length === 0 ? await allocatePorts(o, rec.host ?? LOOPBACK, [...SERVICE_NAMES]) : undefined;
   if (fresh) rec.endpoints = undefined;
@@ -206,7 +207,7 @@ async function up(o: StackOptions): Promise<StackStatus> {
             return await awaitHealthy(c, rec, name, undefined, () => failed); // maybe still starting (another `up`, a slow JVM)
           } catch (e) {
             if (failed) throw e;
-            c.log(`${name}: running but unhealthy (${(e as Error).message.split('\n')[0]}); restarting it`);
+            c.log(`${name}: running but unhealthy (${(e as Error).message.split('\n')[0]}); restarting it`, 'warn');
             await stopOne(c, rec, name);
           }
         }

@@ -1,5 +1,6 @@
 /** Types of the local service stack (NATS + Consul + QuestDB on loopback). */
 import type { StackEndpoints } from '../../shared/config.js';
+import type { Log } from '../../shared/log.js';
 
 /**
  * The three services of a stack:
@@ -29,8 +30,8 @@ export interface StackOptions {
   durable?: boolean;
   /** Pinned ports for a fresh stack; a stack that is already (partly) running keeps its own. */
   ports?: Partial<Record<ConfigurablePort, number>>;
-  /** Progress lines (one per event); silent when absent. */
-  log?: (line: string) => void;
+  /** Progress lines (one per event, at the level each is written at); silent when absent. */
+  log?: Log;
 }
 
 export interface ServiceStatus {

@@ -16,6 +16,7 @@ import { ALL_MODEL_DELTAS, MODELS_BUCKET, MODELS_STREAM, MODEL_DELTAS_CONSUMER, 
 import { Model } from '../model.js';
 import { RegistryError, type ModelRegistry } from '../registry.js';
 import type { WeightDelta } from './index.js';
+import type { Log } from '../../shared/log.js';
 
 const json = JSONCodec();
 
@@ -127,7 +128,7 @@ export class ModelFollower {
   private syncing?: Promise<boolean>;
 
   constructor(private readonly o: {
-    channel: ModelChannel; registry: ModelRegistry; pollMs?: number; onChange?: (version: string) => void; log: (m: string) => void; who?: string;
+    channel: ModelChannel; registry: ModelRegistry; pollMs?: number; onChange?: (version: string) => void; log: Log; who?: string;
     /** True while this process publishes versions itself (the leader): it follows nobody then. */
     publishing?: () => boolean;
   }) {}
@@ -169,7 +170,7 @@ export class ModelFollower {
       this.o.onChange?.(a.version);
       return true;
     } catch (e) {
-      log(`${this.o.who ?? 'follower'}: published model ${a?.version ?? '(latest)'} not taken, the local model stays: ${(e as Error).message}`);
+      log(`${this.o.who ?? 'follower'}: published model ${a?.version ?? '(latest)'} not taken, the local model stays: ${(e as Error).message}`, 'warn');
       return false;
     }
   }

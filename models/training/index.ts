@@ -34,6 +34,7 @@ import { TARGETS, type EncodeRecord, type LabelledRow, type Target, type TargetV
 import { evaluable, evaluatePredictor, type EvaluationReport } from '../evaluation/metrics.js';
 import { keyBucket, splitRows, type Split, type SplitMode } from './split.js';
 import type { NetworkJob } from './worker.js';
+import type { Log } from '../../shared/log.js';
 
 export { splitRows, keyBucket, TEST_SHARE, type Split, type SplitMode } from './split.js';
 
@@ -93,7 +94,7 @@ export interface TrainOptions {
   threads?: number;
   /** Targets missing from the rows are inherited from this model. */
   parent?: Model;
-  log?: (m: string) => void;
+  log?: Log;
 }
 
 /** One fold of the cross-validation: what it held out, and why. */
@@ -667,7 +668,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
     if (!j) return;
     const net = final.trained[gi]!;
     const network = networks.push({ features: 0, outputs: j.targets, rows: j.rows, epochs: net.epochs, json: net.json }) - 1;
-    log(`  ${j.targets.join(', ')}: ${j.rows} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`);
+    log(`  ${j.targets.join(', ')}: ${j.rows} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`, 'debug');
     for (const t of j.targets) {
       const ct = final.targets[t]!, h = held[t];
       const cal = h && h.y.length ? calibrate(h, readsProbed, coverage) : undefined;
@@ -681,7 +682,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
       };
       const c = choices[t] ?? DEFAULT_BASE;
       report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha, ridge: RIDGES[c.ridge], lookup: c.shrink >= LOOKUP_OFF ? 'off' : `${LOOKUP_ORDERS[c.order].map((k) => LOOKUP_KEYS[k]).join('>')}, shrinkage ${c.shrink}` };
-      if (cal) log(`    ${t}: ridge ${RIDGES[c.ridge]}, lookup ${report[t]!.lookup}, alpha ${cal.alpha.toFixed(2)}, spread depth ${cal.spread.k > SPREAD_SHRINK ? 0 : cal.spread.levels}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`);
+      if (cal) log(`    ${t}: ridge ${RIDGES[c.ridge]}, lookup ${report[t]!.lookup}, alpha ${cal.alpha.toFixed(2)}, spread depth ${cal.spread.k > SPREAD_SHRINK ? 0 : cal.spread.levels}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`, 'debug');
     }
   });
   for (const t of TARGETS) {

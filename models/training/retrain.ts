@@ -40,7 +40,7 @@ export async function retrain(o: RetrainOptions): Promise<RetrainResult> {
   try {
     current = o.registry.load(previous);
   } catch (e) {
-    o.log?.(`current model ${previous} does not load, the candidate is compared with nothing: ${(e as Error).message}`);
+    o.log?.(`current model ${previous} does not load, the candidate is compared with nothing: ${(e as Error).message}`, 'error');
   }
   const version = o.version ?? o.registry.newVersion();
   const train = await trainModel(o.rows, { ...o, version, parent: current });

@@ -12,6 +12,7 @@ import { QuestDbTelemetrySink } from '../telemetry/index.js';
 import { RunRecorder } from '../recorder.js';
 import { calibrationMatrix, type CalibrationRun, type MatrixOptions } from './matrix.js';
 import { ProbeCache, probeInput } from '../ffmpeg/probe.js';
+import type { Log } from '../../shared/log.js';
 
 export { parseCalibrationPlan } from './plan.js';
 export { designCalibration, type DesignOptions } from './design.js';
@@ -35,7 +36,7 @@ export interface CalibrateOptions {
   sample_interval_ms?: number;
   /** Only list the runs. */
   dry_run?: boolean;
-  log?: (m: string) => void;
+  log?: Log;
   onRun?: (r: CalibrationOutcome, index: number, total: number) => void;
 }
 
@@ -111,7 +112,7 @@ export async function runCalibration(o: CalibrateOptions): Promise<CalibrationRe
     }
   } finally {
     await runner.close();
-    await telemetry.flush().catch((e) => o.log?.(`telemetry: ${e}`));
+    await telemetry.flush().catch((e) => o.log?.(`telemetry: ${e}`, 'warn'));
     report.unsent_rows = telemetry.pending();
     await telemetry.close();
   }

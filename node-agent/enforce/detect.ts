@@ -18,6 +18,7 @@ import {
   type CpuMechanism, type MemoryMechanism, type NetworkMechanism, type NodeCgroup, type ReservedResource,
 } from './types.js';
 import { formatMbit } from './shaping.js';
+import type { Log } from '../../shared/log.js';
 
 const run = promisify(execFile);
 
@@ -27,7 +28,7 @@ export interface DetectOptions extends EnforcementOptions {
   gpu_count: number;
   /** Where outputs are written: its disk is the one the bandwidth probe throttles. */
   output_dir: string;
-  log?: (m: string) => void;
+  log?: Log;
 }
 
 /** Probes each resource's strongest mechanism and falls back; never throws for a missing one. */
@@ -54,13 +55,13 @@ export async function detectEnforcement(o: DetectOptions): Promise<EnforcementPl
   return plan;
 }
 
-async function detectCpu(h: CgroupHierarchy | undefined, node_id: string, log: (m: string) => void): Promise<CpuMechanism> {
+async function detectCpu(h: CgroupHierarchy | undefined, node_id: string, log: Log): Promise<CpuMechanism> {
   if (!h) return { kind: 'affinity', why_not_cpuset: 'no cpuset cgroup controller is mounted (neither cgroup v1 cpuset nor cgroup2 offering cpuset)' };
   const tried = await probe(h, node_id, 'cpuset', (c) => setCpus(c, cpusOf(c.node.dir).slice(0, 1)), log);
   return 'node' in tried ? { kind: 'cpuset', cgroup: tried.node } : { kind: 'affinity', why_not_cpuset: tried.why };
 }
 
-async function detectMemory(h: CgroupHierarchy | undefined, node_id: string, log: (m: string) => void): Promise<MemoryMechanism> {
+async function detectMemory(h: CgroupHierarchy | undefined, node_id: string, log: Log): Promise<MemoryMechanism> {
   const tried = h
     ? await probe(h, node_id, 'memory', (c) => setMemoryLimit(c, 256 * 2 ** 20), log)
     : { why: 'no memory cgroup controller is mounted (neither cgroup v1 memory nor cgroup2 offering memory)' };
@@ -73,7 +74,7 @@ async function detectMemory(h: CgroupHierarchy | undefined, node_id: string, log
   }
 }
 
-async function detectBandwidth(h: CgroupHierarchy | undefined, node_id: string, output_dir: string, log: (m: string) => void): Promise<BandwidthMechanism> {
+async function detectBandwidth(h: CgroupHierarchy | undefined, node_id: string, output_dir: string, log: Log): Promise<BandwidthMechanism> {
   if (!h) return { kind: 'none', why: 'no I/O cgroup controller is mounted (neither cgroup v1 blkio nor cgroup2 offering io)' };
   const out = diskOf(output_dir);
   if ('why' in out) return { kind: 'none', why: `outputs are written where no disk can be throttled: ${out.why}` };
@@ -93,7 +94,7 @@ function throttle(c: TaskCgroup, disk: BlockDevice): void {
  * Sets up the node's directory in the hierarchy (removing stale task cgroups), then makes a test
  * task cgroup, configures it as an encode's would be, and checks a process lands in it.
  */
-async function probe(h: CgroupHierarchy, node_id: string, controller: Controller, configure: (c: TaskCgroup) => void, log: (m: string) => void): Promise<{ node: NodeCgroup } | { why: string }> {
+async function probe(h: CgroupHierarchy, node_id: string, controller: Controller, configure: (c: TaskCgroup) => void, log: Log): Promise<{ node: NodeCgroup } | { why: string }> {
   const what = `cgroup v${h.version} ${h.version === 2 && controller === 'blkio' ? 'io' : controller}`;
   let node: NodeCgroup;
   try {
@@ -103,7 +104,7 @@ async function probe(h: CgroupHierarchy, node_id: string, controller: Controller
   }
   const stale = await removeStaleTaskCgroups(node);
   if (stale.removed.length) log(`removed ${stale.removed.length} stale task cgroup(s) in ${node.dir} left by an earlier run of this agent`);
-  if (stale.occupied.length) log(`task cgroups still in use in ${node.dir} (another agent with node id ${node_id}?): ${stale.occupied.join(', ')}`);
+  if (stale.occupied.length) log(`task cgroups still in use in ${node.dir} (another agent with node id ${node_id}?): ${stale.occupied.join(', ')}`, 'warn');
   let c: TaskCgroup | undefined;
   let why: string | undefined;
   try {

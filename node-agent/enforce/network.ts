@@ -25,6 +25,7 @@ import {
   type RootQdisc,
 } from './shaping.js';
 import type { CgroupHierarchy, NetworkMechanism, NodeCgroup, ShapedInterface } from './types.js';
+import type { Log } from '../../shared/log.js';
 
 const run = promisify(execFile);
 
@@ -58,7 +59,7 @@ export interface NetworkDetectOptions {
   node_id: string;
   /** Interfaces to shape; default those of the default routes. */
   interfaces?: readonly string[];
-  log: (m: string) => void;
+  log: Log;
 }
 
 /**
@@ -92,7 +93,7 @@ export async function detectNetwork(o: NetworkDetectOptions): Promise<NetworkMec
   const stale = await removeStaleTaskCgroups(node);
   if (stale.removed.length) o.log(`removed ${stale.removed.length} stale task cgroup(s) in ${node.dir} left by an earlier run of this agent`);
   if (stale.occupied.length) {
-    o.log(`task cgroups still in use in ${node.dir} (another agent with node id ${o.node_id}?): ${stale.occupied.join(', ')}`);
+    o.log(`task cgroups still in use in ${node.dir} (another agent with node id ${o.node_id}?): ${stale.occupied.join(', ')}`, 'warn');
     return none(`task cgroups of node id ${o.node_id} are in use (${stale.occupied.join(', ')}): another agent with this id seems to run, so its qdiscs are left alone`);
   }
   const name = path.basename(node.dir);
@@ -143,7 +144,7 @@ async function probe(m: TcHtb): Promise<string | undefined> {
  * mounted it, and only on a v1 layout (/sys/fs/cgroup a tmpfs): a v2-only host gets no v1
  * hierarchies from the agent.
  */
-async function netPrioHierarchy(mounts: CgroupMounts, log: (m: string) => void): Promise<CgroupHierarchy | { why: string }> {
+async function netPrioHierarchy(mounts: CgroupMounts, log: Log): Promise<CgroupHierarchy | { why: string }> {
   if (mounts.v1.net_prio) return { version: 1, mount: mounts.v1.net_prio };
   const listed = /^net_prio\s+(\d+)\s+\d+\s+(\d+)\s*$/m.exec(readText('/proc/cgroups') ?? '');
   if (!listed || listed[2] !== '1') return { why: 'the kernel has no net_prio cgroup controller (CONFIG_CGROUP_NET_PRIO), which tags a task\'s packets for its class' };

@@ -17,6 +17,7 @@ import {
 } from '../../models/index.js';
 import { ModelChannel, ModelFollower } from '../../models/federated/channel.js';
 import type { ContentComplexity, EncodingSchema, ResourceUsage } from '../../shared/index.js';
+import type { Log } from '../../shared/log.js';
 
 export interface LearnOptions {
   /** Fine-tune and send a delta after this many new runs (default 50; 0: only on demand). */
@@ -46,7 +47,7 @@ export class LocalLearner {
   private learning?: Promise<WeightDelta | undefined>;
   private sent = 0;
 
-  constructor(private readonly o: LearnOptions & { nodeId: string; channel: ModelChannel; registry: ModelRegistry; log: (m: string) => void }) {}
+  constructor(private readonly o: LearnOptions & { nodeId: string; channel: ModelChannel; registry: ModelRegistry; log: Log }) {}
 
   /** Runs kept now. */
   size(): number { return this.rows.length; }
@@ -87,7 +88,7 @@ export class LocalLearner {
     const { log, nodeId } = this.o;
     const rows = [...this.rows];
     if (rows.length < Math.max(this.o.minRows ?? 20, MIN_FINE_TUNE_ROWS)) {
-      log(`learn: ${rows.length} runs kept, fewer than ${Math.max(this.o.minRows ?? 20, MIN_FINE_TUNE_ROWS)}; no delta yet`);
+      log(`learn: ${rows.length} runs kept, fewer than ${Math.max(this.o.minRows ?? 20, MIN_FINE_TUNE_ROWS)}; no delta yet`, 'debug');
       return undefined;
     }
     this.sinceLast = 0;
@@ -100,7 +101,7 @@ export class LocalLearner {
       log(`learn: delta ${delta.id} on ${base.version} sent (${delta.samples} runs, local validation error ${delta.validation.base.toPrecision(3)} → ${delta.validation.tuned.toPrecision(3)} on ${delta.validation.rows})`);
       return delta;
     } catch (e) {
-      log(`learn: no delta this time: ${(e as Error).message}`);
+      log(`learn: no delta this time: ${(e as Error).message}`, 'warn');
       return undefined;
     }
   }
@@ -109,14 +110,14 @@ export class LocalLearner {
 /** A node's learning, started by the agent: a follower keeping `modelDir` on the global version, and the learner. */
 export interface Learning { learner: LocalLearner; follower: ModelFollower; registry: ModelRegistry; stop(): void }
 
-export async function startLearning(nc: NatsConnection, o: LearnOptions & { nodeId: string; modelDir: string; questdbHttp?: string; log: (m: string) => void }): Promise<Learning> {
+export async function startLearning(nc: NatsConnection, o: LearnOptions & { nodeId: string; modelDir: string; questdbHttp?: string; log: Log }): Promise<Learning> {
   const channel = await ModelChannel.open(nc, { manage: false });
   const registry = new ModelRegistry(o.modelDir);
   const follower = new ModelFollower({ channel, registry, log: o.log, who: 'learn' }).start();
   const learner = new LocalLearner({ ...o, channel, registry });
   if (o.questdbHttp) {
     learner.loadRecent(o.questdbHttp).then((n) => n && o.log(`learn: ${n} recent runs of this node loaded from QuestDB`))
-      .catch((e) => o.log(`learn: recent runs not loaded from QuestDB: ${(e as Error).message}`));
+      .catch((e) => o.log(`learn: recent runs not loaded from QuestDB: ${(e as Error).message}`, 'warn'));
   }
   return { learner, follower, registry, stop: () => follower.stop() };
 }

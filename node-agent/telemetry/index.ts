@@ -17,6 +17,7 @@ import type { EncodeSample } from '../../shared/index.js';
 import { encodeRow, encodeRows } from './ilp.js';
 import { RejectedLineError, Spool, type SpoolOptions } from './spool.js';
 import { ensureTables, RUNS, sampleRows, type RunRecord, type SampleContext, type TableRow } from './tables.js';
+import type { Log } from '../../shared/log.js';
 
 export { questdbExec, questdbQuery, RUNS_TABLE } from '../../models/data/index.js';
 export { TABLES, RUNS, SAMPLES, CORE_SAMPLES, GPU_SAMPLES, sampleRows, ensureTables, createTableSql } from './tables.js';
@@ -75,7 +76,7 @@ export class QuestDbTelemetrySink implements TelemetrySink {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
   /** Opens the spool in `spoolDir` and starts delivering what an earlier process left there. */
-  constructor(private readonly httpBase: string, spoolDir: string, private readonly log: (m: string) => void = () => undefined, o: SinkOptions = {}) {
+  constructor(private readonly httpBase: string, spoolDir: string, private readonly log: Log = () => undefined, o: SinkOptions = {}) {
     this.spool = new Spool(spoolDir, { ...o, log });
     this.maxBackoffMs = o.maxBackoffMs ?? 5000;
     this.lingerMs = Math.max(0, o.lingerMs ?? 0);
@@ -108,7 +109,7 @@ export class QuestDbTelemetrySink implements TelemetrySink {
    */
   async prepare(): Promise<void> {
     if (this.tablesReady) return;
-    await ensureTables(this.httpBase).then(() => { this.tablesReady = true; }, (e: Error) => this.log(`telemetry: tables not created yet (${e.message}); the first flush tries again`));
+    await ensureTables(this.httpBase).then(() => { this.tablesReady = true; }, (e: Error) => this.log(`telemetry: tables not created yet (${e.message}); the first flush tries again`, 'warn'));
   }
 
   async flush(): Promise<void> {
@@ -182,7 +183,7 @@ export class QuestDbTelemetrySink implements TelemetrySink {
         this.draining = undefined;
         // One line per outage (and at close), not one per retry.
         if (this.failingSince === undefined || this.closed) {
-          this.log(`telemetry: QuestDB does not take rows (${e.message}); ${this.spool.pending()} row(s) kept in ${this.spool.dir}${this.closed ? ' for the next start' : ', retrying with backoff'}`);
+          this.log(`telemetry: QuestDB does not take rows (${e.message}); ${this.spool.pending()} row(s) kept in ${this.spool.dir}${this.closed ? ' for the next start' : ', retrying with backoff'}`, 'warn');
         }
         this.failingSince ??= Date.now();
         // A QuestDB that comes back may have lost its tables; ILP would recreate them without dedup.

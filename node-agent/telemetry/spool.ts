@@ -22,6 +22,7 @@ import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readdi
 import { open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { Log } from '../../shared/log.js';
 
 const writeFd = promisify(write);
 const datasyncFd = promisify(fdatasync);
@@ -52,7 +53,7 @@ export interface SpoolOptions {
   segmentBytes?: number;
   /** Bytes handed to the delivery function at once, rounded down to whole lines (default 4 MiB). */
   chunkBytes?: number;
-  log?: (m: string) => void;
+  log?: Log;
 }
 
 interface Segment {
@@ -105,7 +106,7 @@ export class Spool {
   readonly dir: string;
   private readonly segmentBytes: number;
   private readonly chunkBytes: number;
-  private readonly log: (m: string) => void;
+  private readonly log: Log;
   /** Oldest first; the last one is being appended to unless sealed. */
   private readonly segments: Segment[] = [];
   /** Delivered bytes of segments[0]. */
@@ -253,7 +254,7 @@ export class Spool {
       // The current segment's synced bytes end a line; only a sealed one can end torn.
       const consumed = atEnd && seg.sealed ? left : whole;
       if (!consumed) return; // the current segment shorter than written: nothing whole to send
-      if (consumed > whole) this.log(`telemetry spool: skipped a torn line (${consumed - whole} bytes) at the end of ${seg.file}`);
+      if (consumed > whole) this.log(`telemetry spool: skipped a torn line (${consumed - whole} bytes) at the end of ${seg.file}`, 'warn');
       let lines = chunk.subarray(0, whole);
       if (lines.includes(0)) lines = this.withoutNulLines(lines, seg.file);
       await this.deliverAll(lines, seg.file, deliver);
@@ -271,7 +272,7 @@ export class Spool {
       if (line.includes(0)) dropped++; else kept.push(line);
       start = end;
     }
-    this.log(`telemetry spool: skipped ${dropped} line(s) holding NUL bytes in ${file} (blocks never written before a crash)`);
+    this.log(`telemetry spool: skipped ${dropped} line(s) holding NUL bytes in ${file} (blocks never written before a crash)`, 'warn');
     return Buffer.concat(kept);
   }
 
@@ -301,7 +302,7 @@ export class Spool {
     } finally {
       closeSync(fd);
     }
-    this.log(`telemetry spool: a row was refused and set aside in ${path.join(this.dir, 'rejected.jsonl')}: ${reason}`);
+    this.log(`telemetry spool: a row was refused and set aside in ${path.join(this.dir, 'rejected.jsonl')}: ${reason}`, 'warn');
   }
 
   /** Waits for appends in progress, then closes the file; the segments stay for the next process. */

@@ -12,6 +12,7 @@ import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { consulClient, watchKey, type KvItem } from '../discovery.js';
 import { shortText, v, whyNot } from '../records.js';
+import type { Log } from '../log.js';
 
 export const REVOKED_KEY = 'prescient/pki/revoked';
 /** A SHA-256 fingerprint as Node's X509Certificate writes it: 32 hex bytes joined by colons. */
@@ -106,12 +107,12 @@ export async function publishRevoked(consulHttp: string, token: string, dir: str
  * Follows Consul's revoked list (blocking queries, backoff on errors): from the first answer on,
  * revokedFingerprints includes it. Returns the function that stops following.
  */
-export function followRevoked(consulHttp: string, log: (m: string) => void): () => void {
+export function followRevoked(consulHttp: string, log: Log): () => void {
   // While Consul is unreachable gRPC keeps the last good list.
   return watchKey(consulHttp, REVOKED_KEY, (item) => {
     if (!item?.Value) { cluster = new Set(); return; }
     const list = parseRevokedList(item.Value);
-    if (typeof list === 'string') { log(`${REVOKED_KEY} ignored: ${list}; the last good list (${cluster.size} entries) stays`); return; }
+    if (typeof list === 'string') { log(`${REVOKED_KEY} ignored: ${list}; the last good list (${cluster.size} entries) stays`, 'warn'); return; }
     cluster = new Set(list.map((e) => e.fingerprint256));
   }, 10_000);
 }
