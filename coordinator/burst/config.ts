@@ -33,7 +33,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { ConfigError, describeValue, type StackEndpoints } from '../../shared/index.js';
-import { crossCheck, described, either, first, flag, jsonSchemaOf, list, mapping, num, optional, parseDocument, pathTo, text, v } from '../../shared/schema/kit.js';
+import { crossCheck, described, dictionary, either, first, flag, jsonSchemaOf, list, mapping, num, optional, parseDocument, pathTo, text, v } from '../../shared/schema/kit.js';
 import type { JsonSchema } from '@valibot/to-json-schema';
 import type { BurstPolicy } from './decide.js';
 import type { ForecastPolicy } from './forecast.js';
@@ -121,11 +121,8 @@ function httpUrl(protocols: readonly string[]) {
   ));
 }
 
-/** A mapping of whatever keys (a provider's own options). */
-function openMapping(reason: string) {
-  const why = (i: Issue) => `${reason}, got ${describeValue(i.input)}`;
-  return first(v.pipe(v.unknown(), v.check((x) => !Array.isArray(x), why), v.record(v.string(), v.unknown(), why)));
-}
+/** A mapping of whatever keys (a provider's own options); `__proto__` and the like are refused by name. */
+const openMapping = (reason: string) => dictionary(v.string(), v.unknown(), { notMapping: reason });
 
 /** Compile-time check that two types take the same values (each is assignable to the other). */
 type Agree<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

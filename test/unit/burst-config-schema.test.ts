@@ -145,6 +145,10 @@ test('an unknown key is refused by name wherever it is, __proto__ and constructo
   assert.match(reason('max_wait.gold'), /unknown SLA class \(known: premium, standard, batch\)/);
   assert.match(reason('catalogue[0].region'), /not a known field/);
   assert.is(({} as Record<string, unknown>).polluted, undefined);
+  // The provider's own options take any key but those JavaScript reserves.
+  const options = refusal({ ...good(), provider_options: JSON.parse('{"region": "eu-west-1", "image_id": "ami-0abc", "__proto__": {"polluted": true}}') });
+  assert.equal(fields(options.issues), ['provider_options.__proto__']);
+  assert.match(options.issues[0].reason, /reserves/);
 });
 
 test('a required setting written empty reads as missing, with what to write there', () => {
