@@ -318,8 +318,10 @@ const RATE_MODE = oneOf(['crf', 'bitrate'] as const);
 function rateForm(x: unknown) {
   if (!x || typeof x !== 'object' || Array.isArray(x)) return Crf;
   const mode = own(x, 'mode');
-  return mode === 'crf' ? Crf : mode === 'bitrate' ? Bitrate : mapping({ mode: RATE_MODE }, { unknown: () => 'depends on rate_control.mode' });
+  return mode === 'crf' ? Crf : mode === 'bitrate' ? Bitrate : RateModeOnly;
 }
+/** Where the mode is wrong, only the mode is named: which other keys belong depends on it. */
+const RateModeOnly = v.object({ mode: RATE_MODE }, (i) => (i.expected?.startsWith('"') ? 'is required' : `must be a mapping, got ${describeValue(i.input)}`));
 const RateControl = advertised(v.lazy(rateForm) as v.GenericSchema<unknown, v.InferOutput<typeof Crf> | v.InferOutput<typeof Bitrate>>, {
   description: 'Rate control: a constant rate factor, or a target bitrate.',
   oneOf: [fragment(Crf), fragment(Bitrate)],

@@ -125,6 +125,13 @@ test('a job group with a bad id, size or placement is refused naming each field'
   assert.equal(fields({ ...good(), group: { id: 'g', size: 33 } }), ['group.size']);
 });
 
+test('a rate control whose mode is wrong or missing names only the mode, as the other keys depend on it', () => {
+  for (const [rc, reason] of [[{ mode: 'vbr', crf: 20 }, 'unknown value "vbr" (expected one of: crf, bitrate)'], [{ crf: 20 }, 'is required']] as const) {
+    const d = good() as any; d.output.rate_control = rc;
+    assert.equal(issues(d), [{ field: 'output.rate_control.mode', reason }]);
+  }
+});
+
 test('a document that is not a mapping is refused', () => {
   assert.equal(fields('just a string'), ['(document)']);
 });
