@@ -4,7 +4,8 @@
  * glibc's malloc kept what a burst of large messages had left in its brk heap (about 15 MB after
  * 1,000 poison submissions, RSS after ÷ before 1.105–1.25, however MALLOC_MMAP_THRESHOLD_ and
  * MALLOC_TRIM_THRESHOLD_ were set), and with jemalloc the leader's RSS comes back to within 10 %
- * (`npm run bench -- poison`: 1.005–1.097 over ten runs; what is left is V8's old space). Where the library is missing, ld.so says so once on stderr and
+ * (`npm run bench -- poison`: 1.005–1.097 over ten runs; with leader/reclaim.ts compacting V8's
+ * old space once quiet, 0.991–1.092 over thirteen). Where the library is missing, ld.so says so once on stderr and
  * glibc's malloc runs with the shebang's settings for it.
  */
 

@@ -14,7 +14,7 @@
  * starts do not inherit it), glibc's malloc, where jemalloc is missing, returns freed memory above
  * 128 KB in two arenas at most, and `--expose-gc` lets the leader run one full collection once a
  * burst of large submissions is over (poison bench: RSS after ÷ before 1.34–1.41 with glibc alone,
- * 1.005–1.097 with jemalloc).
+ * 0.991–1.092 with jemalloc and that collection compacting).
  *
  * Each action imports what its command uses when it runs, so a command loads only that (issue
  * 15: `--help` and `submit` start in under 300 ms of CPU, `status` in under 400 ms). Imported

@@ -19,6 +19,34 @@ test('a burst of large submissions is collected as it comes and once more when i
   r.stop();
 });
 
+test('only the collection once quiet compacts, and it compacts with V8 told to', async () => {
+  const log: string[] = [];
+  let compacting = false;
+  const r = new Reclaimer({
+    gc: () => { log.push(compacting ? 'compacting' : 'plain'); }, stepBytes: 1000, quietMs: 50, largeBytes: 100,
+    compacting: (collect) => { compacting = true; try { collect(); } finally { compacting = false; } },
+  });
+  for (let i = 0; i < 4; i++) r.took(300);
+  await new Promise((res) => setImmediate(res));
+  await sleep(120);
+  assert.equal(log, ['plain', 'compacting']);
+  r.stop();
+  // The default sets V8's flag for that one collection, and clears it again after.
+  const v8 = (await import('node:v8')).default;
+  const seen: string[] = [];
+  const set = v8.setFlagsFromString;
+  (v8 as { setFlagsFromString: (f: string) => void }).setFlagsFromString = (f: string) => { seen.push(f); set(f); };
+  try {
+    const d = new Reclaimer({ gc: () => { seen.push('gc'); }, stepBytes: 1_000_000, quietMs: 20 });
+    d.took(400_000);
+    await sleep(60);
+    d.stop();
+  } finally {
+    (v8 as { setFlagsFromString: (f: string) => void }).setFlagsFromString = set;
+  }
+  assert.equal(seen, ['--compact-on-every-full-gc', 'gc', '--no-compact-on-every-full-gc']);
+});
+
 test('a trickle of large submissions never costs a collection', async () => {
   let runs = 0;
   const r = new Reclaimer({ gc: () => { runs++; }, stepBytes: 1_000_000, quietMs: 20, largeBytes: 100 });
