@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import { SchemaValidationError, describeValue, type FieldIssue } from '../errors.js';
-import { advertised, crossCheck, described, first, flag, fragment, jsonSchemaOf, mapping, num, oneOf, optional, parseDocument, refuse, text, v } from './kit.js';
+import { advertised, crossCheck, described, either, first, flag, fragment, jsonSchemaOf, mapping, num, oneOf, optional, parseDocument, refuse, text, v } from './kit.js';
 
 /** Output video codecs Prescient knows how to predict and run. */
 export const OUTPUT_CODECS = ['h264', 'hevc', 'vp9', 'av1'] as const;
@@ -182,10 +182,10 @@ const Resolution = advertised(
       return `width and height must be even for 4:2:0 video, got ${r.width}x${r.height}`;
     }),
   ),
-  {
+  () => ({
     description: 'Picture size: "WIDTHxHEIGHT" or {width, height}; both even (4:2:0 video).',
     anyOf: [{ type: 'string', pattern: RESOLUTION_TEXT.source, examples: ['1920x1080', '1280x720'] }, fragment(ResolutionMapping)],
-  },
+  }),
 );
 export type Resolution = v.InferOutput<typeof Resolution>;
 
@@ -296,10 +296,10 @@ function inputForm(x: unknown) {
   if (hasSynth) return kind === undefined ? SyntheticWritten : SyntheticTagged;
   return kind === undefined ? FileWritten : FileTagged;
 }
-const Input = advertised(v.lazy(inputForm) as v.GenericSchema<unknown, v.InferOutput<typeof SyntheticWritten> | v.InferOutput<typeof FileWritten>>, {
+const Input = advertised(v.lazy(inputForm) as v.GenericSchema<unknown, v.InferOutput<typeof SyntheticWritten> | v.InferOutput<typeof FileWritten>>, () => ({
   description: 'What to encode: a file (`path`) or an ffmpeg test source (`synthetic`).',
   anyOf: [fragment(FileWritten), fragment(SyntheticWritten)],
-});
+}));
 export type InputSpec = v.InferOutput<typeof Input>;
 export type SyntheticInput = Extract<InputSpec, { kind: 'synthetic' }>;
 export type FileInput = Extract<InputSpec, { kind: 'file' }>;
@@ -322,10 +322,10 @@ function rateForm(x: unknown) {
 }
 /** Where the mode is wrong, only the mode is named: which other keys belong depends on it. */
 const RateModeOnly = v.object({ mode: RATE_MODE }, (i) => (i.expected?.startsWith('"') ? 'is required' : `must be a mapping, got ${describeValue(i.input)}`));
-const RateControl = advertised(v.lazy(rateForm) as v.GenericSchema<unknown, v.InferOutput<typeof Crf> | v.InferOutput<typeof Bitrate>>, {
+const RateControl = advertised(v.lazy(rateForm) as v.GenericSchema<unknown, v.InferOutput<typeof Crf> | v.InferOutput<typeof Bitrate>>, () => ({
   description: 'Rate control: a constant rate factor, or a target bitrate.',
   oneOf: [fragment(Crf), fragment(Bitrate)],
-});
+}));
 export type RateControl = v.InferOutput<typeof RateControl>;
 
 const optionValue = (name: string, rule: { values?: readonly string[]; pattern?: RegExp }) => {
@@ -346,9 +346,9 @@ const Options = mapping(
 const AUDIO_MODE = described(oneOf(AUDIO_MODES), 'auto: kept when the input has audio (copied where the container carries its codec, else encoded); copy; aac or opus: encoded; none: dropped.');
 const AudioMapping = mapping({ mode: AUDIO_MODE, bitrate_kbps: optional(described(num({ min: 8, max: 512, integer: true }), 'For aac (8–512) and opus (8–510); default 128.')) });
 const AudioWritten = v.pipe(AUDIO_MODE, v.transform((mode) => ({ mode }) as { mode: AudioMode; bitrate_kbps?: number }));
-const Audio = advertised(
-  v.lazy((x) => (typeof x === 'string' ? AudioWritten : AudioMapping)) as v.GenericSchema<unknown, { mode: AudioMode; bitrate_kbps?: number }>,
-  { description: 'What becomes of the input\'s audio (default auto).', anyOf: [fragment(AUDIO_MODE), fragment(AudioMapping)] },
+const Audio = described(
+  either({ text: AudioWritten, mapping: AudioMapping }, `must be a mode (${AUDIO_MODES.join(', ')}) or { mode, bitrate_kbps }`),
+  'What becomes of the input\'s audio (default auto).',
 );
 
 /**

@@ -14,7 +14,8 @@
  * still sees the schema they wrap.
  */
 import * as v from 'valibot';
-import { toJsonSchema, type JsonSchema } from '@valibot/to-json-schema';
+import { createRequire } from 'node:module';
+import type { JsonSchema } from '@valibot/to-json-schema';
 import { MAX_ISSUES, describeValue, fieldPath, type FieldIssue } from '../errors.js';
 
 export { v };
@@ -382,13 +383,14 @@ export function refuse(reason: string, at?: string) {
 }
 
 /** What `advertised` schemas tell the JSON Schema in place of what the converter would. */
-const ADVERTISED = new WeakMap<object, JsonSchema>();
+const ADVERTISED = new WeakMap<object, JsonSchema | (() => JsonSchema)>();
 
 /**
  * `schema` with its JSON Schema given by hand: for a field whose written forms the validator
  * picks between (a `WIDTHxHEIGHT` string or a mapping) where the converter would see one form.
+ * A function is called only when a JSON Schema is made, so validating never builds one.
  */
-export function advertised<S extends Schema>(schema: S, json: JsonSchema): S {
+export function advertised<S extends Schema>(schema: S, json: JsonSchema | (() => JsonSchema)): S {
   const { pipe: _pipe, ...rest } = schema as S & { pipe?: unknown };
   const out = { ...rest, type: 'advertised', '~run': (d: Dataset, c: Config) => schema['~run'](d, c) } as unknown as S;
   ADVERTISED.set(out, json);
@@ -414,6 +416,8 @@ const VALIDATOR_ONLY = new Set(['check', 'raw_check', 'partial_check', 'transfor
 export function jsonSchemaOf(
   schema: Schema, o: { title?: string; description?: string; id?: string; definitions?: Record<string, Schema> } = {},
 ): JsonSchema {
+  // Loaded here, not at import: only `prescient schema` and the tests make JSON Schemas.
+  const { toJsonSchema } = createRequire(import.meta.url)('@valibot/to-json-schema') as typeof import('@valibot/to-json-schema');
   const out = toJsonSchema(schema, {
     typeMode: 'output',
     errorMode: 'throw',
@@ -421,7 +425,7 @@ export function jsonSchemaOf(
     overrideAction: ({ valibotAction, jsonSchema }) => (VALIDATOR_ONLY.has(valibotAction.type) ? jsonSchema : undefined),
     overrideSchema: ({ valibotSchema, jsonSchema }) => {
       const json = ADVERTISED.get(valibotSchema);
-      return json ? { ...jsonSchema, ...json } : undefined;
+      return json ? { ...jsonSchema, ...(typeof json === 'function' ? json() : json) } : undefined;
     },
   });
   return { ...(o.id ? { $id: o.id } : {}), ...out, ...(o.title ? { title: o.title } : {}), ...(o.description ? { description: o.description } : {}) };
