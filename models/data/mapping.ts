@@ -250,7 +250,7 @@ const notDelimiter = (i: v.BaseIssue<unknown>) => `must be one character other t
 
 const targetSchema = kit.first(v.pipe(v.string(unknownTarget), v.picklist(TARGETS, unknownTarget)));
 /** A unit: the JSON Schema lists them all, but which fit is the destination's to say (`unitProblem`). */
-const unitSchema = kit.shownAs(v.picklist(ALL_UNITS), v.string((i) => unknownUnit(i.input)));
+const unitSchema = kit.advertised(v.string((i) => unknownUnit(i.input)), () => kit.fragment(v.picklist(ALL_UNITS)));
 const columnName = (what: string) => kit.optional(v.pipe(kit.first(v.pipe(v.string(notColumn), v.nonEmpty(notColumn))), v.description(what)));
 /** A value written in the mapping itself: a table's value, a default, a rename. */
 const written = (reason: string) => kit.either({ text: v.string(), number: v.number() }, reason);

@@ -256,16 +256,6 @@ export function either<const W extends Partial<Record<Written, Schema>>>(ways: W
   } as unknown as v.GenericSchema<unknown, { [K in keyof W]: W[K] extends Schema ? v.InferOutput<W[K]> : never }[keyof W]>;
 }
 
-/**
- * `shown` in the JSON Schema, checked by `checked` alone: for a value whose rule depends on
- * another field (which units fit depends on the destination), so that editors still list what
- * may be written while the reason the validator gives names what it depends on. A cross-field
- * check must then do what `shown` says, before a transform relies on it.
- */
-export function shownAs<S extends Schema>(shown: S, checked: Schema): S {
-  return { ...shown, '~run': (dataset: Dataset, config: Config) => checked['~run'](dataset, config) } as S;
-}
-
 /** `schema` with a description, which the JSON Schema carries to editors (hover text). */
 export const described = <S extends Schema>(schema: S, text: string) => v.pipe(schema, v.description(text));
 
