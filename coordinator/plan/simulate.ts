@@ -180,11 +180,14 @@ export function arrivals(w: WorkloadSpec, rand: () => number): { at: Float64Arra
   return { at: Float64Array.from(out, (x) => Math.round(x[0])), template: Uint32Array.from(out, (x) => x[1]) };
 }
 
-/** Each template's schema (a synthetic input when it names none: nothing is read), its class and deadline. */
+/**
+ * Each template's schema (a synthetic input when it names none: nothing is read), its class and
+ * deadline. An input in the validated form (`kind` given, as recorded encodes store it) is whole.
+ */
 function templates(w: WorkloadSpec) {
   return w.jobs.map((t) => {
     const input = { ...(t.job.input as Record<string, unknown>) };
-    if (input.path === undefined && input.synthetic === undefined && input.url === undefined) input.synthetic = { source: 'testsrc2' };
+    if (input.kind === undefined && input.path === undefined && input.synthetic === undefined && input.url === undefined) input.synthetic = { source: 'testsrc2' };
     return { schema: { ...t.job, input, priority: t.priority ?? 'standard', submitter: 'plan' } as Record<string, unknown>, deadline_ms: t.deadline ? spanMs(t.deadline) : undefined };
   });
 }

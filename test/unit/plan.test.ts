@@ -106,6 +106,17 @@ test('a recorded log replays each encode when it arrived, for as long as it real
   assert.ok(predictive.jobs[2].memory_kills >= 1, 'the run that used 6 GB is killed by its memory limit and re-queued');
 });
 
+test('recorded encodes whose inputs are in the validated form (kind: synthetic or file, as exports store them) replay; none is refused', () => {
+  const synthetic = { input: { kind: 'synthetic', source: 'smptebars', resolution: { width: 640, height: 360 }, fps: 30, duration_s: 4, noise: 20 }, output: { codec: 'h264', encoder: 'libx264', preset: 'fast', rate_control: { mode: 'crf', crf: 23 }, passes: 1, options: {} } };
+  const file = {
+    input: { kind: 'file', path: '/media/clip.mkv', probe: { by: 'node', width: 1280, height: 720, fps: 25, codec: 'hevc', pix_fmt: 'yuv420p', duration_s: 8, frames: 200, bitrate_kbps: 900, audio_streams: 0, size_bytes: 900_000, mtime_ms: 1_796_525_265_250 } },
+    output: { codec: 'av1', encoder: 'libsvtav1', preset: '10', rate_control: { mode: 'crf', crf: 31 }, passes: 1, options: {} },
+  };
+  const w = parseWorkload({ jobs: [{ name: 'synthetic', count: 3, job: synthetic }, { name: 'file', count: 3, job: file }] });
+  const sim = simulate(w, fleet, model, { policy: 'predictive', seed: 1 });
+  assert.equal(sim.jobs.map((j) => j.state), Array(6).fill('succeeded'));
+});
+
 test('workload and fleet files are checked whole: every wrong key is named at once', () => {
   assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: 'fast', job: {} }] })), /--workload: workload: \d problems?: .*jobs\.0\.rate "fast" is not a rate such as 120\/h/);
   assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: '1/h', job: job('640x360', 'h264', 'fast') }] })), /duration is missing/);
