@@ -42,6 +42,9 @@
  *   all at one moment) against the node's memory and the 2 GB the agent is granted;
  * - telemetry completeness: rows in QuestDB's encode_samples for the batch's jobs per second of
  *   encode (the agent samples at 1 Hz: about 1);
+ * - the fidelity of the capacity planner (issue 19): each Prescient run replayed by its simulator
+ *   under the same policy, each job with what it really used: simulated ÷ real makespan (to the
+ *   last release) and each job's completion error;
  * - per round, makespan predictive ÷ ray, ÷ one-core and ÷ fixed-slots:2, and a noise gauge.
  *
  * Topology: ONE agent granted both of this machine's cores (0-1) and 2 GB. With two one-core
@@ -77,6 +80,8 @@ import {
   childrenCpuSeconds, cpuSeconds, finalEvent, mean, quantile, releasedEvent, round, runBatch, spawnAgent, spawnCoordinator,
   type AgentProcess, type CoordinatorProcess, type JobRun,
 } from '../helpers/bench-cluster.js';
+import { fidelityOf, replayBatch } from '../helpers/plan-fidelity.js';
+import type { PlanPolicy } from '../../coordinator/plan/index.js';
 import { benchPython, runCommand, type BenchPython } from './peers/venv.js';
 
 export const POLICIES = ['predictive', 'fixed-slots:2', 'one-core'] as const;
@@ -354,6 +359,24 @@ export function summarise(startedAt: number, jobs: JobRun[]): Figures {
   };
 }
 
+/**
+ * Issue 19's fidelity check on this run: the batch replayed by the capacity planner's simulator
+ * (test/helpers/plan-fidelity.ts) under the same policy on this node, each job with what it
+ * really used; makespan and completions to each reservation's release (before quality figures).
+ */
+function fidelity(jobs: readonly JobRun[], policy: string): Figures {
+  if (!jobs.every((j) => releasedEvent(j)?.state === 'succeeded')) return { 'simulated ÷ real makespan (to the last release)': 'not replayed: a job did not succeed' };
+  const [lo, hi] = AGENT.cores.split('-').map(Number);
+  const node = { cores: hi - lo + 1, memory_gb: AGENT.memoryGb, cpu_model: os.cpus()[0]?.model ?? 'unknown' };
+  const f = fidelityOf(jobs, replayBatch(jobs, node, policy as PlanPolicy));
+  const errors = f.jobs.map((x) => Math.abs(x.error));
+  return {
+    'simulated ÷ real makespan (to the last release)': f.sim_makespan_s / f.real_makespan_s,
+    'simulated completion |error|, mean': mean(errors),
+    'simulated completion |error|, worst job': Math.max(...errors),
+  };
+}
+
 async function runPrescient(s: TestStack, pids: StackPids, policy: string, n: number, batch: Batch): Promise<Figures> {
   let c: CoordinatorProcess | undefined;
   let a: AgentProcess | undefined;
@@ -364,7 +387,7 @@ async function runPrescient(s: TestStack, pids: StackPids, policy: string, n: nu
     const before = cpuSnapshot(pids, a.pid, c.pid);
     const { startedAt, jobs } = await runBatch(s, batch.schemas, batch.timeoutMs);
     const after = cpuSnapshot(pids, a.pid, c.pid);
-    const figures: Figures = { ...summarise(startedAt, jobs), ...cpuShares(before, after) };
+    const figures: Figures = { ...summarise(startedAt, jobs), ...cpuShares(before, after), ...fidelity(jobs, policy) };
     const encodeS = new Map(jobs.map((j) => [j.id, releasedEvent(j)?.result?.actual?.duration_s]));
     const rows = await sampleRows(s, jobs.filter((j) => encodeS.get(j.id)).map((j) => j.id));
     if (typeof rows === 'string') {
@@ -608,6 +631,8 @@ export async function benchPacking(): Promise<Record<string, number | string>> {
           `held_per_encode ≤ 1.1: ${verdict(p('held_per_encode'), (x) => x <= 1.1)}`,
           `QuestDB < 0.05 core: ${verdict(p('cpu: questdb'), (x) => x < 0.05)}`,
           `agent < 0.02 core: ${verdict(p('cpu: agent (without ffmpeg)'), (x) => x < 0.02)}`,
+          `simulated makespan within 15 % (issue 19): ${verdict(p('simulated ÷ real makespan (to the last release)'), (x) => Math.abs(x - 1) <= 0.15)}`,
+          `every simulated completion within 15 %: ${verdict(p('simulated completion |error|, worst job'), (x) => x <= 0.15)}`,
         ].join(' · ');
       }
     }
