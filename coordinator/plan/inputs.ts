@@ -43,8 +43,11 @@ const Template = v.strictObject({
   rate: v.optional(rate),
   /** Or exactly this many, all arriving at the start (a batch). */
   count: v.optional(count(1, 10_000_000)),
-  /** 24 multipliers of the rate, one per hour of the day (a daily curve); the mean need not be 1. */
-  daily: v.optional(v.pipe(v.array(v.pipe(v.number(), v.finite(), v.minValue(0))), v.length(24))),
+  /** 24 multipliers of the rate, one per hour of the day (UTC; a daily curve); the mean need not be 1. */
+  daily: v.optional(v.pipe(
+    v.array(v.pipe(v.number(), v.finite(), v.minValue(0))),
+    v.check((a) => a.length === 24, (i) => `a list of 24 multipliers, one per hour of the day (it has ${(i.input as unknown[]).length})`),
+  )),
   priority: v.optional(v.picklist(SLA_CLASSES)),
   /** Each job's deadline, after its arrival. */
   deadline: v.optional(span),
@@ -156,7 +159,12 @@ function checkDoc<S extends v.GenericSchema>(schema: S, doc: unknown, flag: stri
 /** A workload document, checked; `file` names it in errors. */
 export function parseWorkload(doc: unknown, file = 'workload'): WorkloadSpec {
   const w = checkDoc(Workload, doc, '--workload', file);
-  const problems = w.jobs.flatMap((t, i) => (t.rate === undefined) === (t.count === undefined) ? [`jobs.${i} (${t.name}) needs exactly one of rate and count`] : []);
+  const problems = w.jobs.flatMap((t, i) => [
+    ...(t.rate === undefined) === (t.count === undefined) ? [`jobs.${i} (${t.name}) needs exactly one of rate and count`] : [],
+    // A curve that would be ignored, or that no job ever gets through, is a mistake rather than a workload.
+    ...t.daily && t.count !== undefined ? [`jobs.${i}.daily (${t.name}) shapes a rate, but this template is a count, all arriving at the start`] : [],
+    ...t.daily && t.daily.every((x) => x === 0) ? [`jobs.${i}.daily (${t.name}) is 0 at every hour: no job would arrive`] : [],
+  ]);
   if (w.jobs.some((t) => t.rate !== undefined) && w.duration === undefined) problems.push('duration is missing: rate templates arrive over it');
   if (problems.length) throw new ConfigError('--workload', `${file}: ${problems.join('; ')}`);
   return { duration_ms: w.duration ? spanMs(w.duration) : 0, jobs: w.jobs };
