@@ -754,7 +754,10 @@ program.command('plan').description('capacity planning: simulate a workload on a
   .argument('[job]', 'a job file: show its prediction with bounds, the node the leader would pick now (or why none) and its estimated start; nothing is submitted')
   .option('--workload <file>', 'job templates with arrival rates (or counts), SLA classes and deadlines (YAML/JSON; coordinator/plan/inputs.ts)')
   .option('--fleet <file>', 'node types with counts, cores, memory, GPUs and prices (YAML/JSON)')
-  .option('--log <file>', 'instead of --workload: replay recorded encodes (a `prescient model export` or calibration CSV) with their actual use')
+  .option('--log <file>', 'instead of --workload: replay recorded encodes (a `prescient model export` or calibration CSV, or with --mapping any CSV/TSV log) with their actual use')
+  .option('--mapping <file>', 'with --log: a third party\'s log, read through this mapping of its columns (the model import\'s format, models/README.md); its time column, if mapped, gives the arrivals')
+  .option('--encoding <name>', 'with --mapping: the log\'s text encoding (default: detected; utf-8, windows-1252, utf-16le, …)')
+  .option('--rate <rate>', 'with --mapping, for a log without a time column: one row arrives per 1/RATE (120/h, 2/m), in the log\'s order (default: all at once)')
   .option('--questdb <span>', 'instead of --workload: replay the encodes QuestDB recorded over the last SPAN (e.g. 24h, 7d), with their actual use')
   .option('--reservation <policy>', 'with a job file: the reservation policy the leader runs (predictive, fixed-slots:N, one-core)', 'predictive')
   .option('--placement <policy>', `with a job file: the placement policy the leader runs (${POLICY_NAMES.join(', ')})`, 'best-fit')
@@ -774,6 +777,7 @@ re-queued, as on a real node. Nothing is submitted and no cluster is needed.
 Examples:
   prescient plan --workload deploy/plan/workload.yaml --fleet deploy/plan/fleet.yaml --policies predictive,fixed-slots:2,oracle
   prescient plan job.yaml                               # against the running cluster, like nomad job plan
+  prescient plan --log measurements.tsv --mapping models/mappings/transcoding-measurements.yaml --rate 600/h --fleet deploy/plan/fleet.yaml
   prescient plan --workload deploy/plan/workload.yaml --fleet deploy/plan/fleet.yaml --find --target 'premium.p95_wait<=10s,standard.p95_wait<=2m'`)
   .action(async (job: string | undefined, o) => {
     if (job !== undefined) {
@@ -793,10 +797,27 @@ Examples:
     const seed = Number(o.seed), errorScale = Number(o.errorScale);
     if (!Number.isInteger(seed)) throw new ConfigError('--seed', `must be a whole number, got ${JSON.stringify(o.seed)}`);
     if (!(errorScale >= 0 && errorScale <= 10)) throw new ConfigError('--error-scale', `must be between 0 and 10, got ${JSON.stringify(o.errorScale)}`);
+    if (o.mapping === undefined) {
+      for (const flag of ['encoding', 'rate'] as const) if (o[flag] !== undefined) throw new ConfigError(`--${flag}`, 'goes with --log and --mapping (a third party\'s log)');
+    } else if (!o.log) throw new ConfigError('--mapping', 'maps the columns of a log: give the log with --log');
     const fleet = planning.readFleet(String(o.fleet));
     let workload;
+    /** What replaying a third party's log gave (--mapping): its import report and how arrivals were set. */
+    let log: (import('./imported.js').ImportReport & { mapping: string; arrivals: string; measured: string[] }) | undefined;
+    /** The same in words, opening the plan's text output. */
+    let logLines: string[] = [];
     if (o.workload) workload = planning.readWorkload(String(o.workload));
-    else {
+    else if (o.mapping !== undefined) {
+      const [imported, { parseMapping }] = await Promise.all([import('./imported.js'), import('../../models/data/mapping.js')]);
+      const encoding = imported.checkEncoding(o.encoding as string | undefined);
+      for (const [flag, file] of [['--log', o.log], ['--mapping', o.mapping]]) if (!existsSync(String(file))) throw new ConfigError(flag, `${file} does not exist`);
+      const r = planning.mappedWorkload(readFileSync(String(o.log)), parseMapping(readFileSync(String(o.mapping), 'utf8'), String(o.mapping)), { source: String(o.log), encoding, rate: o.rate as string | undefined });
+      log = { ...imported.importReportOf(String(o.log), r, r.used), mapping: String(o.mapping), arrivals: r.arrivals, measured: r.measured };
+      logLines = [...imported.describeImport(log), `  mapping: ${o.mapping}`, `  arrivals: ${r.arrivals}`,
+        `  measured: ${r.measured.join(', ')}; what the log lacks is drawn per job from the model's spread`, ''];
+      if (!r.used) throw new ConfigError('--log', `no row of ${o.log} can be replayed:\n${logLines.join('\n').trim()}`);
+      workload = r.workload;
+    } else {
       if (o.questdb !== undefined && !(planning.spanMs(String(o.questdb)) > 0)) throw new ConfigError('--questdb', `must be a span such as 24h or 7d, got ${JSON.stringify(o.questdb)}`);
       const runs = o.log
         ? trainingRunsFromCsv(readFileSync(String(o.log), 'utf8'))
@@ -812,7 +833,8 @@ Examples:
       const found = planning.findFleet({ workload, fleet, model, policy: policies[0] as import('../plan/index.js').PlanPolicy, seed, targets: planning.parseTargets(String(o.target)) });
       const counts = found.fleet.nodes.map((n) => `${n.count} × ${n.type}`).join(' + ');
       const r = found.report;
-      print(o.json, found, () => [
+      print(o.json, log ? { ...found, log } : found, () => [
+        ...logLines,
         `cheapest fleet meeting ${o.target} under ${r.policy}: ${counts} (${found.cost_per_hour.toFixed(2)} per hour); one node fewer of any type misses the targets`,
         `  ${r.succeeded}/${r.jobs} jobs, ${Object.entries(r.classes).map(([c, f]) => `${c} p95 wait ${f!.wait_p95_s.toFixed(1)} s`).join(', ')}, ${Object.values(r.classes).reduce((s2, f) => s2 + (f?.missed_deadlines ?? 0), 0)} missed deadlines, ${r.memory_kills} memory kills`,
         `  (${found.runs} simulations, seed ${seed})`,
@@ -821,7 +843,7 @@ Examples:
     }
     const { report, runs } = planning.plan({ workload, fleet, model, policies: policies as import('../plan/index.js').PlanPolicy[], seed, errorScale, sampleMs: o.charts ? 10_000 : 0 });
     const charts = o.charts ? await planning.writeCharts(path.resolve(String(o.charts)), report, runs) : undefined;
-    print(o.json, charts ? { ...report, charts } : report, () => formatPlan(report) + (charts ? `\ncharts: ${charts.join(', ')}` : ''));
+    print(o.json, { ...report, ...(log && { log }), ...(charts && { charts }) }, () => [...logLines, formatPlan(report)].join('\n') + (charts ? `\ncharts: ${charts.join(', ')}` : ''));
   });
 
 /** The plan report as a table per policy and the recommendation. */

@@ -10,14 +10,15 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, loadEndpoints } from '../../shared/index.js';
 import {
-  BASELINES, ModelRegistry, TARGETS, TARGET_UNITS, decodeText, encodingName, evaluatePredictor, exportTrainingRuns, fitBaseline, loadModelFile, parseMapping,
-  readMappedRows, retrain, runsToRows, trainingRunsFromCsv, splitRows, trainingRunsCsv, type DecodedText, type EvaluationReport, type LabelledRow, type Model,
-  type RetrainResult, type RowProblem, type SplitMode, type TrainingQuery,
+  BASELINES, ModelRegistry, TARGETS, TARGET_UNITS, decodeText, evaluatePredictor, exportTrainingRuns, fitBaseline, loadModelFile, parseMapping,
+  readMappedRows, retrain, runsToRows, trainingRunsFromCsv, splitRows, trainingRunsCsv, type EvaluationReport, type LabelledRow, type Model,
+  type RetrainResult, type SplitMode, type TrainingQuery,
 } from '../../models/index.js';
 import { parseWindow } from '../retrain/index.js';
 import { connectBus } from '../bus/index.js';
 import { readFeedback } from '../feedback/index.js';
 import { table } from './format.js';
+import { checkEncoding, describeImport, importReportOf, type ImportReport } from './imported.js';
 
 interface SourceOptions { csv?: string; mapping?: string; encoding?: string; from?: string; to?: string; window?: string; node?: string; codec?: string }
 
@@ -31,31 +32,6 @@ function checkCoverage(v: string | undefined): number | undefined {
   const c = Number(v);
   if (!(c >= 0.5 && c <= 0.999)) throw new ConfigError('--coverage', `must be between 0.5 and 0.999, got ${JSON.stringify(v)}`);
   return c;
-}
-
-function checkEncoding(v: string | undefined): string | undefined {
-  if (v === undefined) return undefined;
-  const name = encodingName(v);
-  if (!name) throw new ConfigError('--encoding', `${JSON.stringify(v)} is not an encoding (utf-8, windows-1252, utf-16le, utf-16be, iso-8859-15, shift_jis, gbk, …)`);
-  return name;
-}
-
-/**
- * What reading a file gave, for --json: rows read, used and skipped; skipped rows by column and
- * reason; cells left empty (warnings) by column and reason; and the first examples of each.
- */
-interface ImportReport {
-  file: string;
-  encoding: string;
-  encoding_from: DecodedText['how'];
-  notes: string[];
-  read: number;
-  used: number;
-  skipped: number;
-  skipped_by_column: Record<string, Record<string, number>>;
-  warnings_by_column: Record<string, Record<string, number>>;
-  skipped_examples: RowProblem[];
-  warning_examples: RowProblem[];
 }
 
 /** Rows from the CSV log or from QuestDB, a description of where they came from, and for a file what reading it gave. */
@@ -81,11 +57,7 @@ async function loadRows(o: SourceOptions, stateDir: string, say: (m: string) => 
     if (!o.csv) throw new ConfigError(fileOption, `a mapping file needs the log it maps (${fileOption})`);
     if (!existsSync(o.mapping)) throw new ConfigError('--mapping', `${o.mapping} does not exist`);
     const mapped = readMappedRows(readFileSync(o.csv), parseMapping(readFileSync(o.mapping, 'utf8'), o.mapping), { source: o.csv, encoding: o.encoding });
-    const imported: ImportReport = {
-      file: o.csv, encoding: mapped.encoding.encoding, encoding_from: mapped.encoding.how, notes: mapped.notes,
-      read: mapped.read, used: mapped.rows.length, skipped: mapped.skipped,
-      skipped_by_column: mapped.skippedBy, warnings_by_column: mapped.warningsBy, skipped_examples: mapped.problems, warning_examples: mapped.warnings,
-    };
+    const imported = importReportOf(o.csv, mapped, mapped.rows.length);
     for (const line of describeImport(imported)) say(line);
     return { rows: mapped.rows, source: `${path.basename(o.csv)} via ${path.basename(o.mapping)}`, imported };
   }
@@ -94,19 +66,6 @@ async function loadRows(o: SourceOptions, stateDir: string, say: (m: string) => 
   const rows = runsToRows(await exportTrainingRuns(q));
   say(`read ${rows.length} succeeded runs from QuestDB`);
   return { rows, source: `QuestDB encode_runs${q.from !== undefined ? ` from ${new Date(q.from).toISOString()}` : ''}${o.to ? ` to ${o.to}` : ''}${o.node ? ` node ${o.node}` : ''}${o.codec ? ` codec ${o.codec}` : ''}` };
-}
-
-/** The import report in a few lines: the counts, skips and warnings by column, and the first examples. */
-function describeImport(r: ImportReport): string[] {
-  const counts = (by: Record<string, Record<string, number>>) =>
-    Object.entries(by).map(([column, reasons]) => `${column}: ${Object.entries(reasons).map(([why, n]) => `${why} ×${n}`).join(', ')}`).join('; ');
-  const lines = [`read ${r.read} rows from ${r.file}${r.encoding === 'utf-8' ? '' : ` (${r.encoding})`}: ${r.used} usable, ${r.skipped} skipped`];
-  for (const n of r.notes) lines.push(`  note: ${n} (--encoding)`);
-  if (r.skipped) lines.push(`  skipped, by column: ${counts(r.skipped_by_column)}`);
-  if (Object.keys(r.warnings_by_column).length) lines.push(`  cells left empty in rows kept, by column: ${counts(r.warnings_by_column)}`);
-  for (const p of r.skipped_examples.slice(0, 5)) lines.push(`  line ${p.line}, column ${p.column}: ${p.reason}`);
-  for (const p of r.warning_examples.slice(0, 5)) lines.push(`  line ${p.line}, column ${p.column} (kept): ${p.reason}`);
-  return lines;
 }
 
 const f = (x: number | undefined, d = 3) => (x === undefined || !Number.isFinite(x) ? '-' : Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(d));

@@ -11,6 +11,7 @@ import { simulate, type PlanPolicy, type SimResult } from './simulate.js';
 export { parseFleet, parseWorkload, readFleet, readWorkload, spanMs, traceWorkload, type RecordedRun, type TraceEntry, type FleetSpec, type NodeTypeSpec, type TemplateSpec, type WorkloadSpec } from './inputs.js';
 export { recommend, summarize, type ClassFigures, type PolicyReport } from './report.js';
 export { chartSpecs, writeCharts } from './charts.js';
+export { jobOfRecord, mappedWorkload, type MappedReplay, type MappedReplayOptions } from './mapped.js';
 export { DEFAULT_TARGETS, findFleet, missedTargets, parseTargets, type FindOptions, type FindResult, type Target } from './find.js';
 export { SIM_EPOCH, arrivals, normalQuantile, simulate, type PlanPolicy, type SimJob, type SimOptions, type SimResult } from './simulate.js';
 

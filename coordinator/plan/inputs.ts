@@ -43,8 +43,11 @@ const Template = v.strictObject({
   rate: v.optional(rate),
   /** Or exactly this many, all arriving at the start (a batch). */
   count: v.optional(count(1, 10_000_000)),
-  /** 24 multipliers of the rate, one per hour of the day (a daily curve); the mean need not be 1. */
-  daily: v.optional(v.pipe(v.array(v.pipe(v.number(), v.finite(), v.minValue(0))), v.length(24))),
+  /** 24 multipliers of the rate, one per hour of the day (UTC; a daily curve); the mean need not be 1. */
+  daily: v.optional(v.pipe(
+    v.array(v.pipe(v.number(), v.finite(), v.minValue(0))),
+    v.check((a) => a.length === 24, (i) => `a list of 24 multipliers, one per hour of the day (it has ${(i.input as unknown[]).length})`),
+  )),
   priority: v.optional(v.picklist(SLA_CLASSES)),
   /** Each job's deadline, after its arrival. */
   deadline: v.optional(span),
@@ -73,8 +76,19 @@ const Fleet = v.strictObject({ nodes: v.pipe(v.array(NodeType), v.minLength(1), 
 
 export type TemplateSpec = v.InferOutput<typeof Template>;
 export type NodeTypeSpec = v.InferOutput<typeof NodeType>;
-/** One recorded encode replayed: when it arrived (ms after the first), its template, what it used on how many cores. */
-export interface TraceEntry { at_ms: number; template: number; cores: number; /** The CPU model it ran on, when recorded. */ cpu_model?: string; actual: { cpu_cores: number; gpu_percent: number; memory_gb: number; bandwidth_mbps: number; duration_s: number } }
+/**
+ * One recorded encode replayed: when it arrived (ms after the first), its template, what it used
+ * on how many cores. A figure the log lacks (a third party's log through a mapping) is absent:
+ * the simulation draws it from the model's spread, as for a template's job.
+ */
+export interface TraceEntry {
+  at_ms: number; template: number;
+  /** The cores it had, when recorded. */
+  cores?: number;
+  /** The CPU model (or hardware class) it ran on, when recorded. */
+  cpu_model?: string;
+  actual: { cpu_cores?: number; gpu_percent?: number; memory_gb?: number; bandwidth_mbps?: number; duration_s: number };
+}
 /** A workload: templates arriving by rate or count, or (`trace`) recorded encodes replayed with their actual use. */
 export interface WorkloadSpec { duration_ms: number; jobs: TemplateSpec[]; trace?: TraceEntry[] }
 
@@ -89,10 +103,14 @@ export interface RecordedRun {
  * log"): every succeeded run with its schema and its measured figures arrives when it started,
  * relative to the first, and uses what it used (its duration scaled by the model's speed-up when
  * it gets other cores than it had). Runs without a schema or a figure are left out and counted.
+ * `partial`: only the duration is needed, and a figure the run lacks is the model's to draw
+ * (a third party's log measures what it measures; Prescient's own runs record every figure).
  */
-export function traceWorkload(runs: readonly RecordedRun[]): { workload: WorkloadSpec; used: number; skipped: number } {
+export function traceWorkload(runs: readonly RecordedRun[], opts: { partial?: boolean } = {}): { workload: WorkloadSpec; used: number; skipped: number } {
+  const figure = (x: number | null) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+  const optional = (x: number | null, otherwise: number | undefined) => (figure(x) ? x! : otherwise);
   const ok = runs.filter((r) => r.status === 'succeeded' && r.schema_json && Number.isFinite(Date.parse(r.ts))
-    && [r.duration_s, r.memory_gb, r.cpu_cores].every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0));
+    && (opts.partial ? [r.duration_s] : [r.duration_s, r.memory_gb, r.cpu_cores]).every(figure));
   const first = Math.min(...ok.map((r) => Date.parse(r.ts)));
   const templates = new Map<string, number>();
   const jobs: TemplateSpec[] = [];
@@ -106,19 +124,24 @@ export function traceWorkload(runs: readonly RecordedRun[]): { workload: Workloa
       templates.set(r.schema_json!, (k = jobs.length));
       jobs.push({ name: `run-${jobs.length}`, count: 1, priority: (SLA_CLASSES as readonly string[]).includes(schema.priority ?? '') ? schema.priority as SlaClass : 'standard', job: { input: schema.input, output: schema.output } });
     }
+    // Partial: what the run does not say (its cores, a figure) is left to the simulation.
+    const cores = r.cores_granted ?? (opts.partial ? undefined : 1);
     trace.push({
-      at_ms: Date.parse(r.ts) - first, template: k, cores: Math.max(1, r.cores_granted ?? 1), ...(r.cpu_model ? { cpu_model: r.cpu_model } : {}),
-      actual: { cpu_cores: r.cpu_cores!, gpu_percent: r.gpu_percent ?? 0, memory_gb: r.memory_gb!, bandwidth_mbps: r.bandwidth_mbps ?? 0, duration_s: r.duration_s! },
+      at_ms: Date.parse(r.ts) - first, template: k, ...(cores !== undefined ? { cores: Math.max(1, cores) } : {}), ...(r.cpu_model ? { cpu_model: r.cpu_model } : {}),
+      actual: {
+        cpu_cores: optional(r.cpu_cores, undefined), gpu_percent: optional(r.gpu_percent, opts.partial ? undefined : 0), memory_gb: optional(r.memory_gb, undefined),
+        bandwidth_mbps: optional(r.bandwidth_mbps, opts.partial ? undefined : 0), duration_s: r.duration_s!,
+      },
     });
   }
   return { workload: { duration_ms: trace.length ? trace[trace.length - 1].at_ms : 0, jobs, trace }, used: trace.length, skipped: runs.length - trace.length };
 }
 export interface FleetSpec { nodes: NodeTypeSpec[] }
 
-/** Arrivals per millisecond from a rate text (`120/h`). */
+/** Arrivals per millisecond from a rate text (`120/h`); NaN when it is none. */
 export function ratePerMs(text: string): number {
-  const m = RATE.exec(text.trim())!;
-  return Number(m[1]) / SPAN_MS[m[2] as keyof typeof SPAN_MS];
+  const m = RATE.exec(text.trim());
+  return m ? Number(m[1]) / SPAN_MS[m[2] as keyof typeof SPAN_MS] : NaN;
 }
 
 function readDoc(file: string, flag: string): unknown {
@@ -136,7 +159,12 @@ function checkDoc<S extends v.GenericSchema>(schema: S, doc: unknown, flag: stri
 /** A workload document, checked; `file` names it in errors. */
 export function parseWorkload(doc: unknown, file = 'workload'): WorkloadSpec {
   const w = checkDoc(Workload, doc, '--workload', file);
-  const problems = w.jobs.flatMap((t, i) => (t.rate === undefined) === (t.count === undefined) ? [`jobs.${i} (${t.name}) needs exactly one of rate and count`] : []);
+  const problems = w.jobs.flatMap((t, i) => [
+    ...(t.rate === undefined) === (t.count === undefined) ? [`jobs.${i} (${t.name}) needs exactly one of rate and count`] : [],
+    // A curve that would be ignored, or that no job ever gets through, is a mistake rather than a workload.
+    ...t.daily && t.count !== undefined ? [`jobs.${i}.daily (${t.name}) shapes a rate, but this template is a count, all arriving at the start`] : [],
+    ...t.daily && t.daily.every((x) => x === 0) ? [`jobs.${i}.daily (${t.name}) is 0 at every hour: no job would arrive`] : [],
+  ]);
   if (w.jobs.some((t) => t.rate !== undefined) && w.duration === undefined) problems.push('duration is missing: rate templates arrive over it');
   if (problems.length) throw new ConfigError('--workload', `${file}: ${problems.join('; ')}`);
   return { duration_ms: w.duration ? spanMs(w.duration) : 0, jobs: w.jobs };

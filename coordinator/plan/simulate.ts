@@ -264,16 +264,23 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const trace = w.trace;
   /**
    * Actual use: from the model's spread and the job's scores, or (replaying a trace) what the
-   * run used, its duration scaled by the model's speed-up from the cores it had to these.
+   * run used, its duration scaled by the model's speed-up from the cores it had to these. A
+   * figure the log lacks is drawn from the model's spread, as a template job's is.
    */
   const actualOf: ActualOf = (id, p, ctx) => {
     if (!trace) { const z = scores.get(id); return z && actualFrom(p, z, scale); }
     const e = id.startsWith('p') ? trace[Number(id.slice(1))] : undefined;
     if (!e) return undefined;
-    // What the model predicts for the cores and hardware it ran on (a run with no CPU model recorded: the hardware it gets now).
-    const had = cached.predict({ ...tpl[e.template].schema, submitter: id } as unknown as EncodingSchema, { cores: e.cores, hw_class: e.cpu_model ? hardwareClass(e.cpu_model) : ctx.hw_class }).expected.duration_s;
+    // What the model predicts for the cores and hardware it ran on (what a run did not record: the cores and hardware it gets now).
+    const had = cached.predict({ ...tpl[e.template].schema, submitter: id } as unknown as EncodingSchema, { cores: e.cores ?? ctx.cores, hw_class: e.cpu_model ? hardwareClass(e.cpu_model) : ctx.hw_class }).expected.duration_s;
     const speed = had > 0 && p.expected.duration_s > 0 ? p.expected.duration_s / had : 1;
-    return { ...e.actual, duration_s: e.actual.duration_s * speed };
+    const a = e.actual, z = scores.get(id);
+    const drawn = a.cpu_cores === undefined || a.gpu_percent === undefined || a.memory_gb === undefined || a.bandwidth_mbps === undefined ? z && actualFrom(p, z, scale) : undefined;
+    return {
+      cpu_cores: a.cpu_cores ?? drawn?.cpu_cores ?? p.expected.cpu_cores, gpu_percent: a.gpu_percent ?? drawn?.gpu_percent ?? p.expected.gpu_percent,
+      memory_gb: a.memory_gb ?? drawn?.memory_gb ?? p.expected.memory_gb, bandwidth_mbps: a.bandwidth_mbps ?? drawn?.bandwidth_mbps ?? p.expected.bandwidth_mbps,
+      duration_s: a.duration_s * speed,
+    };
   };
   const predictor = oracle ? new OraclePredictor(cached, actualOf) : cached;
   const core = new LeaderCore({

@@ -180,11 +180,17 @@ export interface RowProblem { line: number; column: string; reason: string }
  * - `aspect assumed 16:9`: one side of a resolution came from 16:9, as nothing told its aspect;
  * - `no target value`: (skips) no target column of the row has a value;
  * - `field count`: (skips) the row has more or fewer fields than the header.
+ * A caller's own check of each row (`ReadOptions.check`) adds kinds of its own.
  */
 export type IssueKind = 'not a number' | 'negative' | 'not WIDTHxHEIGHT' | 'not a time' | 'not in its table' | 'aspect assumed 16:9' | 'no target value' | 'field count';
 
-/** Rows by column, then by reason. */
-export type IssueCounts = Record<string, Partial<Record<IssueKind, number>>>;
+/** Rows by column, then by reason (an IssueKind, or a kind a caller's check gave). */
+export type IssueCounts = Record<string, Record<string, number>>;
+
+/** A cell left empty or a row skipped, before it is given its line: the column, a kind to count it by, and why. */
+export interface RowIssue { column: string; kind: IssueKind | (string & {}); reason: string }
+/** What a caller's check says of a mapped row: skip it, or keep it with warnings of its own. */
+export type RowVerdict = { skip: RowIssue } | { warnings: RowIssue[] };
 
 export interface MappedRows {
   rows: LabelledRow[];
@@ -542,6 +548,12 @@ export interface ReadOptions {
   source?: string;
   /** An encoding TextDecoder knows (utf-8, windows-1252, utf-16le, …); by default it is detected (`decodeText`). */
   encoding?: string;
+  /**
+   * A further check of each row the reader kept, given the row and its warnings (a replay needs
+   * an encodable job and a time, training does not). Its skips and warnings are counted with the
+   * reader's own; a row it skips has its warnings dropped, as any skipped row's are.
+   */
+  check?: (row: LabelledRow, warnings: readonly RowIssue[]) => RowVerdict | undefined;
 }
 
 /**
@@ -577,8 +589,15 @@ export function readMappedRows(data: Uint8Array, mapping: Mapping, opts: ReadOpt
       if (out.problems.length < MAX_PROBLEMS) out.problems.push({ line: rec.line, column: r.skip.column, reason: r.skip.reason });
       continue;
     }
+    const verdict = opts.check?.(r.row, r.warnings);
+    if (verdict && 'skip' in verdict) {
+      out.skipped++;
+      count(out.skippedBy, verdict.skip);
+      if (out.problems.length < MAX_PROBLEMS) out.problems.push({ line: rec.line, column: verdict.skip.column, reason: verdict.skip.reason });
+      continue;
+    }
     out.rows.push(r.row);
-    for (const w of r.warnings) {
+    for (const w of verdict ? [...r.warnings, ...verdict.warnings] : r.warnings) {
       count(out.warningsBy, w);
       if (out.warnings.length < MAX_PROBLEMS) out.warnings.push({ line: rec.line, column: w.column, reason: w.reason });
     }
@@ -593,8 +612,7 @@ export async function readMappedFile(file: string, mapping: Mapping, encoding?: 
 
 /** Where the key, time and group columns are in a record (-1: not mapped). */
 type Located = { key: number; time: number; group: number };
-/** A cell left empty or a row skipped, before it is given its line. */
-interface Issue { column: string; kind: IssueKind; reason: string }
+type Issue = RowIssue;
 
 function mapRecord(
   rec: DelimitedRecord, width: number, cols: { rule: ColumnRule; at: number }[], at: Located, mapping: Mapping, targetColumns: string,
