@@ -22,7 +22,9 @@ import { CompiledLinear, checkLinear, type Linear } from './linear.js';
 import { TARGETS, describeSchema, type EncodeRecord, type Target, type TargetValues } from './record.js';
 
 export const MODEL_FORMAT = 'prescient-model';
-export const MODEL_FORMAT_VERSION = 3;
+export const MODEL_FORMAT_VERSION = 4;
+/** Older formats this build still reads: 3 is 4 without `ensemble` (one network per target). */
+const READS_FORMATS: readonly number[] = [3, MODEL_FORMAT_VERSION];
 export const DEFAULT_COVERAGE = 0.95;
 
 /**
@@ -76,7 +78,7 @@ export interface NetworkModel {
  * One target. On its learning scale (log10, per output frame for duration; GPU share linear):
  *
  *   base     = linear(features) + lookup(record's groups)
- *   estimate = base + alpha · network residual(features)
+ *   estimate = base + alpha · network residual(features)   (the mean of an ensemble's networks)
  *   bound    = estimate + q · max(spread(record), spread_floor)
  *
  * `q` is the conformal quantile of the scores (error ÷ spread) of predictions made, in
@@ -88,6 +90,13 @@ export interface TargetModel {
   /** Index into ModelFile.networks, and the output of that network. */
   network: number;
   output: number;
+  /**
+   * More networks (format 4) trained on the same residual from other seeds, reading the same
+   * feature state: the residual is the mean of all their outputs and `network`'s. One network's
+   * residual depends on its initial weights as much as on the data where rows are few; the mean
+   * of several does not.
+   */
+  ensemble?: Array<{ network: number; output: number }>;
   transform: 'log10' | 'linear';
   /** Duration learned per output frame (× frames at prediction). */
   per_frame: boolean;
@@ -99,6 +108,14 @@ export interface TargetModel {
   /** Range of the training targets on the learning scale (the largest stands in for a figure that is not finite). */
   y_lo: number;
   y_hi: number;
+  /**
+   * The least the target measured in training on each hardware class (learning scale; format 4,
+   * memory only): an estimate is never below its class's, or, on a class not listed, below the
+   * least of any. A process's peak memory has a floor on a machine, the runtime's own resident set
+   * (and, in the shipped model's data, the recorder's at the fork), that no smaller picture
+   * goes under; the log-linear base cannot draw such a floor and undershoots it.
+   */
+  floor_by_hw?: Record<string, number>;
   rows: number;
   /** Ridge regression over the network's feature vector: the smooth main effects (linear.ts). */
   linear: Linear;
@@ -117,7 +134,8 @@ export interface TargetModel {
 
 export interface ModelFile {
   format: typeof MODEL_FORMAT;
-  format_version: typeof MODEL_FORMAT_VERSION;
+  /** MODEL_FORMAT_VERSION when written; 3 (no ensembles) is still read. */
+  format_version: number;
   version: string;
   created_at: string;
   /** Coverage the bounds are drawn at unless the loader asks for another. */
@@ -263,11 +281,32 @@ export function modelChecksum(file: Omit<ModelFile, 'checksum'> & { checksum?: s
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex');
 }
 
+/** A target's floors by hardware class as the runtime reads them (none: -Infinity). */
+function floorsOf(spec: TargetModel): { floors?: Map<string, number>; floorOther: number } {
+  const table = spec.floor_by_hw;
+  if (!table) return { floorOther: -Infinity };
+  const floors = new Map(Object.entries(table));
+  return { floors, floorOther: floors.size ? Math.min(...floors.values()) : -Infinity };
+}
+
+/** A target's networks: `network` and its ensemble. */
+export const membersOf = (spec: TargetModel): Array<{ network: number; output: number }> => [{ network: spec.network, output: spec.output }, ...(spec.ensemble ?? [])];
+
+/** The mean of a target's members' outputs in one record's outputs (from `at`), summed in member order. */
+function meanOutput(out: ArrayLike<number>, at: number, rt: RuntimeTarget): number {
+  const slots = rt.slots;
+  if (slots.length === 1) return out[at + rt.slot];
+  let s = 0;
+  for (let j = 0; j < slots.length; j++) s += out[at + slots[j]];
+  return s / slots.length;
+}
+
 interface RuntimeTarget {
   spec: TargetModel;
-  /** Its feature state, and where its output is in that state's bank's results. */
+  /** Its feature state, and where its output is in that state's bank's results (each ensemble member's; `slot` the first's). */
   state: number;
   slot: number;
+  slots: Int32Array;
   /** From spec, kept here for the hot path. */
   lo: number;
   hi: number;
@@ -278,6 +317,9 @@ interface RuntimeTarget {
   base: CompiledLookup;
   spread: CompiledLookup;
   floor: number;
+  /** The least estimate by hardware class (floor_by_hw), and on any other class. */
+  floors?: Map<string, number>;
+  floorOther: number;
   /** The largest training target (per frame where learned so). */
   largest: number;
   /** The score quantile for each class of record. */
@@ -330,9 +372,10 @@ export class Model implements ResourcePredictor {
       const floor = q(spec.residuals.known, 1 - (1 - coverage) / 4) ?? known;
       const novel = spec.residuals.novel;
       this.runtime[t] = {
-        spec, state: file.networks[spec.network].features, slot: 0, lo: spec.lo, hi: spec.hi, alpha: spec.alpha, log: spec.transform === 'log10',
+        spec, state: file.networks[spec.network].features, slot: 0, slots: new Int32Array(1 + (spec.ensemble?.length ?? 0)), lo: spec.lo, hi: spec.hi, alpha: spec.alpha, log: spec.transform === 'log10',
         perFrame: spec.per_frame, linear: new CompiledLinear(spec.linear), base: new CompiledLookup(spec.base), spread: new CompiledLookup(spec.spread), floor: spec.spread_floor,
         largest: spec.transform === 'log10' ? 10 ** spec.y_hi : spec.y_hi,
+        ...floorsOf(spec),
         known,
         // Lacking the probed numbers is an ordinary case (most jobs), not a novelty: no floor.
         unprobed: Math.max(known, q(novel.unprobed) ?? known),
@@ -353,8 +396,11 @@ export class Model implements ResourcePredictor {
       if (!mine.length) return undefined;
       const bank = new NetworkBank(mine.map(({ i }) => nets[i]));
       for (const rt of Object.values(this.runtime)) {
-        const at = mine.findIndex(({ i }) => i === rt!.spec.network);
-        if (at >= 0) rt!.slot = bank.offsets[at] + rt!.spec.output;
+        membersOf(rt!.spec).forEach((m, j) => {
+          const at = mine.findIndex(({ i }) => i === m.network);
+          if (at >= 0) rt!.slots[j] = bank.offsets[at] + m.output;
+        });
+        rt!.slot = rt!.slots[0];
       }
       return bank;
     });
@@ -374,7 +420,7 @@ export class Model implements ResourcePredictor {
     const fail = (reason: string): never => { throw new ModelFileError(source, reason); };
     const f = raw as ModelFile;
     if (!f || typeof f !== 'object' || f.format !== MODEL_FORMAT) fail('not a Prescient model file');
-    if (f.format_version !== MODEL_FORMAT_VERSION) fail(`model format ${f.format_version} is not the ${MODEL_FORMAT_VERSION} this build reads (retrain it)`);
+    if (!READS_FORMATS.includes(f.format_version)) fail(`model format ${f.format_version} is not one this build reads (${READS_FORMATS.join(' or ')}; retrain it)`);
     if (typeof f.version !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(f.version)) fail(`version ${JSON.stringify(f.version)} is not a model version name`);
     if (typeof f.checksum !== 'string' || modelChecksum(f) !== f.checksum) fail('checksum does not match its contents (the file is corrupt or was edited)');
     const coverage = o.coverage ?? f.coverage;
@@ -391,6 +437,22 @@ export class Model implements ResourcePredictor {
       if (!(TARGETS as readonly string[]).includes(t)) fail(`names an unknown target ${JSON.stringify(t)}`);
       const net = spec && f.networks[spec.network];
       if (!net || net.outputs[spec.output] !== t) fail(`targets.${t} does not name a network output predicting it`);
+      if (spec.floor_by_hw !== undefined) {
+        if (f.format_version < 4) fail(`targets.${t}.floor_by_hw is not part of model format ${f.format_version}`);
+        if (!spec.floor_by_hw || typeof spec.floor_by_hw !== 'object' || !Object.values(spec.floor_by_hw).every(Number.isFinite)) fail(`targets.${t}.floor_by_hw is not a table of finite numbers`);
+      }
+      if (spec.ensemble !== undefined) {
+        if (f.format_version < 4) fail(`targets.${t}.ensemble is not part of model format ${f.format_version}`);
+        if (!Array.isArray(spec.ensemble)) fail(`targets.${t}.ensemble is not a list`);
+        const seen = new Set([spec.network]);
+        spec.ensemble.forEach((m, j) => {
+          const other = m && Number.isInteger(m.network) ? f.networks[m.network] : undefined;
+          if (!other || other.outputs[m.output] !== t) fail(`targets.${t}.ensemble[${j}] does not name a network output predicting it`);
+          if (other!.features !== net.features) fail(`targets.${t}.ensemble[${j}] reads another feature state than targets.${t}.network`);
+          if (seen.has(m.network)) fail(`targets.${t}.ensemble[${j}] names network ${m.network} twice`);
+          seen.add(m.network);
+        });
+      }
       if (spec.transform !== TARGET_SCALES[t as Target].transform) fail(`targets.${t} uses transform ${spec.transform}, this build expects ${TARGET_SCALES[t as Target].transform}`);
       if (![spec.lo, spec.hi, spec.y_lo, spec.y_hi].every(Number.isFinite) || spec.hi < spec.lo || spec.y_hi < spec.y_lo) fail(`targets.${t} has an invalid range`);
       if (!(spec.alpha >= 0 && spec.alpha <= 1)) fail(`targets.${t}.alpha ${spec.alpha} is outside 0–1`);
@@ -510,9 +572,13 @@ export class Model implements ResourcePredictor {
         flags.push(`${t}: no training data, estimated by rule (${est[i]}, bound ${bound[i]})`);
       } else {
         const base = lin[qAt + k] + rt.base.value(paths);
-        const mid = rt.alpha === 0 ? base : base + rt.alpha * fromUnit(outputs[rt.state][row * this.widths[rt.state] + rt.slot], rt.lo, rt.hi);
+        const raw = rt.alpha === 0 ? base : base + rt.alpha * fromUnit(meanOutput(outputs[rt.state], row * this.widths[rt.state], rt), rt.lo, rt.hi);
         const spread = rt.spread.value(paths);
         const qk = q[qAt + k] * (spread > rt.floor ? spread : rt.floor);
+        // Held to its hardware class's floor; the bound stays the calibrated one (never under the estimate).
+        const least = rt.floors === undefined ? -Infinity : rt.floors.get(paths[1]) ?? rt.floorOther;
+        let mid = raw, top = qk;
+        if (raw < least) { mid = least; top = raw + qk > least ? raw + qk - least : 0; }
         let scale = 1;
         if (rt.perFrame) {
           const frames = outputFrames(rec);
@@ -522,11 +588,11 @@ export class Model implements ResourcePredictor {
         if (rt.log) {
           // exp(x·ln 10) rather than 10 ** x: the same figure to a few ulps, at a fraction of pow's cost.
           est[i] = Math.exp(mid * Math.LN10) * scale;
-          bound[i] = Math.exp((mid + qk) * Math.LN10) * scale;
+          bound[i] = Math.exp((mid + top) * Math.LN10) * scale;
           largest = rt.largest * scale;
         } else {
           est[i] = mid;
-          bound[i] = mid + qk;
+          bound[i] = mid + top;
           largest = rt.largest;
         }
       }
@@ -618,7 +684,7 @@ export class Model implements ResourcePredictor {
     const paths = lookupValues(rec);
     const frames = rt.perFrame ? outputFrames(rec) ?? this.file.defaults.frames ?? 1 : 1;
     return {
-      base: rt.linear.value(v) + rt.base.value(paths), resid: fromUnit(out[rt.slot], rt.lo, rt.hi), spread: Math.max(rt.floor, rt.spread.value(paths)),
+      base: rt.linear.value(v) + rt.base.value(paths), resid: fromUnit(meanOutput(out, 0, rt), rt.lo, rt.hi), spread: Math.max(rt.floor, rt.spread.value(paths)),
       y: transformTarget(t, actual) - (rt.log ? Math.log10(frames) : 0), alpha: rt.alpha,
     };
   }

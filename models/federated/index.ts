@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { CATEGORIES, encodeFeatures, encodeSparse, outputFrames, type Category } from '../features.js';
 import { SparseVector, permutation, seededRandom, type NetworkJson } from '../network.js';
 import { CompiledLinear } from '../linear.js';
-import { Model, modelChecksum, toUnit, transformTarget, type FederatedProvenance, type ModelFile, type NetworkModel } from '../model.js';
+import { Model, membersOf, modelChecksum, toUnit, transformTarget, type FederatedProvenance, type ModelFile, type NetworkModel } from '../model.js';
 import { TARGETS, type LabelledRow, type Target } from '../record.js';
 import { compareReports, evaluable, evaluatePredictor, type Comparison, type EvaluationReport } from '../evaluation/metrics.js';
 import { CompiledLookup, lookupValues } from '../lookup.js';
@@ -165,7 +165,8 @@ export function fineTune(base: Model, rows: readonly LabelledRow[], o: FineTuneO
   const networks: NetworkModel[] = f.networks.map((n, ni) => {
     // Targets inherited from an older model keep their network untouched.
     const outputs = n.outputs.map((t) => f.targets[t]);
-    if (outputs.some((spec) => !spec || spec.network !== ni || spec.inherited_from)) return n;
+    // An ensemble's members (TargetModel.ensemble) are each tuned from their own weights.
+    if (outputs.some((spec, j) => !spec || !membersOf(spec).some((m) => m.network === ni && m.output === j) || spec.inherited_from)) return n;
     const state = f.features[n.features], d = state.names.length, k = n.outputs.length;
     const usable = (r: LabelledRow) => n.outputs.every((t, j) => evaluable(t, r) && (!outputs[j]!.per_frame || outputFrames(r.record) !== undefined));
     // The networks learn what the lookup misses: the residual on the learning scale, in the global model's unit range.

@@ -38,6 +38,36 @@ import type { Log } from '../../shared/log.js';
 
 export { splitRows, keyBucket, TEST_SHARE, type Split, type SplitMode } from './split.js';
 
+/**
+ * Networks per target group, trained from different seeds and averaged (an ensemble), where a
+ * group has fewer than ENSEMBLE_ROWS rows: on a few hundred encodes one network's residual
+ * depends on its initial weights nearly as much as on the data (one seed against another moved
+ * the bench's held-out duration MAPE by 6 points), and a mean of several does not. With more
+ * rows one network is steady enough, and the training time is better spent on it.
+ */
+const ENSEMBLE = 3;
+const ENSEMBLE_ROWS = 20_000;
+function ensembleSize(n: number, plan: Plan): number {
+  if (plan.ensemble !== undefined) return Math.max(1, Math.round(plan.ensemble));
+  return n < ENSEMBLE_ROWS ? ENSEMBLE : 1;
+}
+
+/**
+ * Targets held to the least measured on the record's hardware class (TargetModel.floor_by_hw):
+ * memory, whose floor is the process's own resident set on that machine.
+ */
+const FLOORED: readonly Target[] = ['memory_gb'];
+
+/** The least of target `t` measured on each hardware class of the rows (learning scale); rows without a class count towards none. */
+function floorsByHardware(t: Target, rows: readonly LabelledRow[], perFrame: boolean): Record<string, number> {
+  const out = new Map<string, number>();
+  for (const r of targetRows(t, rows, perFrame)) {
+    const hw = r.record.node.hw_class, y = yOf(t, r, perFrame);
+    if (hw !== undefined && Number.isFinite(y) && !(y >= (out.get(hw) ?? Infinity))) out.set(hw, y);
+  }
+  return Object.fromEntries(out);
+}
+
 /** Fewer fit rows than this for a target and it is not learned. */
 export const MIN_TARGET_ROWS = 12;
 /** Chance that training encodes a row's category as `other`, so that column learns the average. */
@@ -86,6 +116,8 @@ export interface TrainOptions {
   split?: SplitMode;
   seed?: number;
   network?: Partial<NetworkTrainOptions>;
+  /** Networks per target group, averaged (default: ENSEMBLE under ENSEMBLE_ROWS rows, else 1). */
+  ensemble?: number;
   /** Folds by source (default 5; fewer sources, fewer folds). */
   folds?: number;
   /** The extrapolation folds (largest and smallest pictures, each hardware class; default true). */
@@ -109,7 +141,7 @@ export interface TrainResult {
   cv: EvaluationReport;
   folds: FoldSummary[];
   /** Per target: how it was trained, or why it was not. */
-  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; alpha?: number; ridge?: number; lookup?: string; inherited_from?: string; skipped?: string }>>;
+  targets: Partial<Record<Target, { rows: number; epochs?: number; ms?: number; networks?: number; alpha?: number; ridge?: number; lookup?: string; inherited_from?: string; skipped?: string }>>;
   ms: number;
 }
 
@@ -236,13 +268,13 @@ interface Core {
   state: FeatureState;
   frames?: number;
   targets: Partial<Record<Target, CoreTarget>>;
-  /** Per target group (groupTargets' order): its network's job, the targets it learns and the rows it fitted. */
-  jobs: Array<{ targets: Target[]; rows: number; job: NetworkJob } | undefined>;
-  nets: Array<CompiledNetwork | undefined>;
-  trained: Array<TrainedNetwork | undefined>;
+  /** Per target group (groupTargets' order): its networks' jobs (an ensemble's members, by seed), the targets they learn and the rows they fitted. */
+  jobs: Array<{ targets: Target[]; rows: number; jobs: NetworkJob[] } | undefined>;
+  nets: Array<CompiledNetwork[] | undefined>;
+  trained: Array<TrainedNetwork[] | undefined>;
 }
 
-interface Plan { groups: Target[][]; perFrame: (t: Target) => boolean; network?: Partial<NetworkTrainOptions> }
+interface Plan { groups: Target[][]; perFrame: (t: Target) => boolean; network?: Partial<NetworkTrainOptions>; ensemble?: number }
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -413,8 +445,11 @@ function finishCore(draft: Draft, plan: Plan, choices: Partial<Record<Target, Ba
     });
     const y = new Float64Array(new SharedArrayBuffer(fit.length * k * 8));
     fit.forEach((_, i) => ready.forEach((t, j) => { y[i * k + j] = toUnit(resid[j][i], targets[t]!.lo, targets[t]!.hi); }));
-    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k, draft.fold ? FOLD_PASSES : undefined), ...plan.network, seed: draft.seed * 31 + gi };
-    return { targets: ready, rows: fit.length, job: { x, y, d, k, options } satisfies NetworkJob };
+    const options = { ...DEFAULT_NETWORK_OPTIONS, ...sizedFor(fit.length, k, draft.fold ? FOLD_PASSES : undefined), ...plan.network };
+    // The first member's seed is the one a lone network had; the others' are apart from every group's.
+    const members = ensembleSize(fit.length, plan);
+    const jobs = Array.from({ length: members }, (_, m): NetworkJob => ({ x, y, d, k, options: { ...options, seed: draft.seed * 31 + gi + m * 7919 } }));
+    return { targets: ready, rows: fit.length, jobs };
   });
   const frames = median(draft.rows.map((r) => outputFrames(r.record)).filter((f): f is number => f !== undefined));
   return { name: draft.name, state: draft.state, frames, targets, jobs, nets: [], trained: [] };
@@ -424,7 +459,13 @@ function finishCore(draft: Draft, plan: Plan, choices: Partial<Record<Target, Ba
 function coreEstimates(core: Core, rec: EncodeRecord, v: SparseVector, unprobed: boolean): { base: Partial<TargetValues>; resid: Partial<TargetValues>; novel: boolean; paths: string[] } {
   const notes = newNotes();
   encodeSparse(core.state, rec, v, { unprobed, notes });
-  const outs = core.nets.map((n) => n?.runSparse(v));
+  const outs = core.nets.map((members) => {
+    if (!members) return undefined;
+    if (members.length === 1) return members[0].runSparse(v);
+    const mean = new Float64Array(members[0].outputs);
+    for (const n of members) { const o = n.runSparse(v); for (let j = 0; j < mean.length; j++) mean[j] += o[j] / members.length; }
+    return mean;
+  });
   const paths = lookupValues(rec);
   const base: Partial<TargetValues> = {}, resid: Partial<TargetValues> = {};
   for (const [t, ct] of Object.entries(core.targets) as [Target, CoreTarget][]) {
@@ -624,7 +665,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   const durationPerFrame = perFrameWorks(split.fit);
   const perFrame = (t: Target) => t === 'duration_s' && durationPerFrame;
   const groups = groupTargets(split.fit, perFrame);
-  const plan: Plan = { groups, perFrame, network: o.network };
+  const plan: Plan = { groups, perFrame, network: o.network, ensemble: o.ensemble };
   for (const t of TARGETS) {
     const n = targetRows(t, split.fit, perFrame(t)).length;
     if (!groups.some((g) => g.includes(t))) report[t] = { rows: n, skipped: `${n} rows measure it (at least ${MIN_TARGET_ROWS} needed)` };
@@ -638,7 +679,7 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   const final = cores[cores.length - 1];
   log(`training ${o.version} on ${split.fit.length} rows (${split.test.length} held out), ${final.state.names.length} features; ${folds.length} folds: ${folds.map((f) => `${f.name} (${f.held_rows} rows)`).join(', ')}`);
 
-  const jobs = cores.flatMap((c, ci) => c.jobs.map((j, gi) => (j ? { ci, gi, job: j.job } : undefined)).filter((j) => j !== undefined));
+  const jobs = cores.flatMap((c, ci) => c.jobs.flatMap((j, gi) => (j ? j.jobs.map((job, m) => ({ ci, gi, m, job })) : [])));
   const pool = new Piscina<NetworkJob, TrainedNetwork>({
     filename: new URL('./worker.js', import.meta.url).href,
     maxThreads: Math.max(1, Math.min(jobs.length, o.threads ?? os.availableParallelism())),
@@ -648,10 +689,10 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   try {
     // The final model's networks are the longest: they start first.
     const order = [...jobs].sort((a, b) => (b.ci === cores.length - 1 ? 1 : 0) - (a.ci === cores.length - 1 ? 1 : 0));
-    await Promise.all(order.map(async ({ ci, gi, job }) => {
+    await Promise.all(order.map(async ({ ci, gi, m, job }) => {
       const net = await pool.run(job);
-      cores[ci].trained[gi] = net;
-      cores[ci].nets[gi] = new CompiledNetwork(net.json, job.d, job.k);
+      (cores[ci].trained[gi] ??= [])[m] = net;
+      (cores[ci].nets[gi] ??= [])[m] = new CompiledNetwork(net.json, job.d, job.k);
     }));
   } finally {
     await pool.destroy();
@@ -666,22 +707,25 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
   const cals: Partial<Record<Target, Calibrated>> = {};
   final.jobs.forEach((j, gi) => {
     if (!j) return;
-    const net = final.trained[gi]!;
-    const network = networks.push({ features: 0, outputs: j.targets, rows: j.rows, epochs: net.epochs, json: net.json }) - 1;
-    log(`  ${j.targets.join(', ')}: ${j.rows} rows, ${net.epochs} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${net.validation_mse.toExponential(2)}`, 'debug');
+    const members = final.trained[gi]!;
+    const at = members.map((net) => networks.push({ features: 0, outputs: j.targets, rows: j.rows, epochs: net.epochs, json: net.json }) - 1);
+    const network = at[0];
+    const net = { epochs: Math.max(...members.map((n) => n.epochs)), ms: members.reduce((a, n) => a + n.ms, 0) };
+    log(`  ${j.targets.join(', ')}: ${j.rows} rows, ${members.length} network(s), ${members.map((n) => n.epochs).join('/')} epochs, ${(net.ms / 1000).toFixed(1)} s, validation mse ${members.map((n) => n.validation_mse.toExponential(2)).join('/')}`, 'debug');
     for (const t of j.targets) {
       const ct = final.targets[t]!, h = held[t];
       const cal = h && h.y.length ? calibrate(h, readsProbed, coverage) : undefined;
       if (cal) cals[t] = cal;
       targets[t] = {
-        network, output: ct.output, transform: TARGET_SCALES[t].transform, per_frame: perFrame(t), gpu_only: t === 'gpu_percent',
-        lo: ct.lo, hi: ct.hi, y_lo: ct.y_lo, y_hi: ct.y_hi, rows: ct.rows, linear: ct.linear, base: ct.base,
+        network, output: ct.output, ...(at.length > 1 ? { ensemble: at.slice(1).map((n) => ({ network: n, output: ct.output })) } : {}), transform: TARGET_SCALES[t].transform, per_frame: perFrame(t), gpu_only: t === 'gpu_percent',
+        lo: ct.lo, hi: ct.hi, y_lo: ct.y_lo, y_hi: ct.y_hi, ...(FLOORED.includes(t) ? { floor_by_hw: floorsByHardware(t, split.fit, perFrame(t)) } : {}),
+        rows: ct.rows, linear: ct.linear, base: ct.base,
         // Without held-out rows there is nothing to judge the networks by: the lookup alone.
         alpha: cal?.alpha ?? 0, spread: cal?.spread ?? fitLookup([], [], SPREAD_SHRINK, 1), spread_floor: cal?.floor ?? 1,
         residuals: cal?.residuals ?? { known: residualGrid([]), novel: {} },
       };
       const c = choices[t] ?? DEFAULT_BASE;
-      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, alpha: targets[t]!.alpha, ridge: RIDGES[c.ridge], lookup: c.shrink >= LOOKUP_OFF ? 'off' : `${LOOKUP_ORDERS[c.order].map((k) => LOOKUP_KEYS[k]).join('>')}, shrinkage ${c.shrink}` };
+      report[t] = { rows: ct.rows, epochs: net.epochs, ms: net.ms, networks: members.length, alpha: targets[t]!.alpha, ridge: RIDGES[c.ridge], lookup: c.shrink >= LOOKUP_OFF ? 'off' : `${LOOKUP_ORDERS[c.order].map((k) => LOOKUP_KEYS[k]).join('>')}, shrinkage ${c.shrink}` };
       if (cal) log(`    ${t}: ridge ${RIDGES[c.ridge]}, lookup ${report[t]!.lookup}, alpha ${cal.alpha.toFixed(2)}, spread depth ${cal.spread.k > SPREAD_SHRINK ? 0 : cal.spread.levels}, spread floor ${cal.floor.toFixed(3)}, ${cal.residuals.known.n} known / ${cal.residuals.novel.novel?.n ?? 0} novel held-out scores`, 'debug');
     }
   });
@@ -692,9 +736,14 @@ export async function trainModel(rows: readonly LabelledRow[], o: TrainOptions):
     const pf = o.parent!.file, pn = pf.networks[inherited.network];
     let state = states.indexOf(pf.features[pn.features]);
     if (state < 0) state = states.push(pf.features[pn.features]) - 1;
-    let network = networks.findIndex((n) => n.json === pn.json);
-    if (network < 0) network = networks.push({ ...pn, features: state }) - 1;
-    targets[t] = { ...inherited, network, inherited_from: inherited.inherited_from ?? o.parent!.version };
+    const carried = (i: number) => {
+      const json = pf.networks[i].json;
+      const at = networks.findIndex((n) => n.json === json);
+      return at >= 0 ? at : networks.push({ ...pf.networks[i], features: state }) - 1;
+    };
+    const network = carried(inherited.network);
+    const ensemble = inherited.ensemble?.map((m) => ({ network: carried(m.network), output: m.output }));
+    targets[t] = { ...inherited, network, ...(ensemble ? { ensemble } : {}), inherited_from: inherited.inherited_from ?? o.parent!.version };
     report[t] = { ...report[t], rows: 0, inherited_from: targets[t]!.inherited_from };
   }
 

@@ -124,7 +124,8 @@ test('a corrupt, stale or poisoned delta is refused with its reason, and the glo
   // A delta inside the norm bound that still points the wrong way: the held-out window is worse
   // with it than without it, so it is refused, and the two honest deltas stay.
   const k = (0.45 * weightsNorm(base.file)) / deltaNorm(deltaA);
-  const wrong = tampered((d) => { d.id = 'wrong'; for (const l of d.networks[0].layers) { l.weights = l.weights.map((w) => -k * w); l.biases = l.biases.map((b) => -k * b); } });
+  // Every network turned (an ensemble's members are averaged: one turned alone is a third of the step).
+  const wrong = tampered((d) => { d.id = 'wrong'; for (const n of d.networks) for (const l of n.layers) { l.weights = l.weights.map((w) => -k * w); l.biases = l.biases.map((b) => -k * b); } });
   assert.ok(validateDelta(wrong, base).ok, 'within the norm bound');
   const union = [...heldOf(nodeRows('A', 220, 101)), ...heldOf(nodeRows('B', 220, 202))];
   const screened = screenByHeldOut(base, [deltaA, wrong, deltaB], union);

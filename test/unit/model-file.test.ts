@@ -69,8 +69,36 @@ test('a file of another format, or another format version, is refused', () => {
   assert.match(refused({ ...shipped(), format: 'brain.js' }).reason, /not a Prescient model file/);
   assert.match(refused([1, 2, 3]).reason, /not a Prescient model file/);
   assert.match(refused(null).reason, /not a Prescient model file/);
-  assert.match(refused(resealed({ ...shipped(), format_version: 1 as never })).reason, /model format 1 is not the 3 this build reads/);
+  assert.match(refused(resealed({ ...shipped(), format_version: 1 as never })).reason, /model format 1 is not one this build reads \(3 or 4; retrain it\)/);
   assert.match(refused(resealed({ ...shipped(), version: '../etc/passwd' })).reason, /is not a model version name/);
+});
+
+test('an ensemble averages its members, a floor holds memory up, and a format-3 file (neither) still loads', () => {
+  const f = shipped();
+  const mem = f.targets.memory_gb!;
+  assert.ok((mem.ensemble?.length ?? 0) >= 1, 'the shipped model averages an ensemble');
+  assert.ok(mem.floor_by_hw && Object.keys(mem.floor_by_hw).length >= 1, 'the shipped model holds memory to a floor per hardware class');
+  const rec = describeSchema(SCHEMAS['x264 synthetic 720p'], { cores: 2, hw_class: Object.keys(mem.floor_by_hw!)[0] });
+  const model = Model.fromFile(f);
+  // One member alone, and the floor lifted: a format-3 file of the same parts.
+  const one: ModelFile = structuredClone(f);
+  for (const t of TARGETS) if (one.targets[t]) { delete one.targets[t]!.ensemble; delete one.targets[t]!.floor_by_hw; }
+  const v3 = Model.fromFile(resealed({ ...one, format_version: 3 }));
+  assert.ok(Number.isFinite(v3.predictRecord(rec).expected.memory_gb));
+  assert.not.equal(v3.predictRecord(rec).expected.memory_gb, model.predictRecord(rec).expected.memory_gb, 'the ensemble is not its first member');
+  // A floor above every estimate: the estimate is the floor, the bound never under it.
+  const high: ModelFile = structuredClone(f);
+  high.targets.memory_gb!.floor_by_hw = Object.fromEntries(Object.keys(mem.floor_by_hw!).map((k) => [k, Math.log10(3)]));
+  const held = Model.fromFile(resealed(high)).predictRecord(rec);
+  assert.ok(Math.abs(held.expected.memory_gb - 3) < 1e-9, `memory ${held.expected.memory_gb} held to its floor of 3 GB`);
+  assert.ok(held.upper.memory_gb >= held.expected.memory_gb);
+  // What format 3 did not have, it may not carry; an ensemble member must predict the target from the same features.
+  assert.match(refused(resealed({ ...f, format_version: 3 })).reason, /is not part of model format 3/);
+  const wrong: ModelFile = structuredClone(f);
+  wrong.targets.memory_gb!.ensemble = [{ network: mem.network, output: mem.output }];
+  assert.match(refused(resealed(wrong)).reason, /targets\.memory_gb\.ensemble\[0\] names network \d+ twice/);
+  wrong.targets.memory_gb!.ensemble = [{ network: mem.ensemble![0].network, output: (mem.output + 1) % 4 }];
+  assert.match(refused(resealed(wrong)).reason, /targets\.memory_gb\.ensemble\[0\] does not name a network output predicting it/);
 });
 
 test('a file with one weight edited fails its checksum', () => {
