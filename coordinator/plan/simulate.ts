@@ -13,7 +13,7 @@
  * The `oracle` policy reserves each job's actual use: its predictor returns the actuals as both
  * the expected figures and the bound.
  */
-import { SLA_CLASSES, type EncodingSchema, type Prediction, type ResourceUsage, type TaskStatusReport } from '../../shared/index.js';
+import { SLA_CLASSES, validateEncodingSchema, type EncodingSchema, type ValidationContext, type Prediction, type ResourceUsage, type TaskStatusReport } from '../../shared/index.js';
 import { hardwareClass, seededRandom, type PredictContext, type ResourcePredictor } from '../../models/index.js';
 import { LeaderCore, type Effect, type LeaderEvent, type Submission } from '../core/index.js';
 import { parseReservationPolicy } from '../sizing/index.js';
@@ -208,6 +208,13 @@ function actualFrom(p: Prediction, z: Scores, scale: number): ResourceUsage {
   return { cpu_cores: one('cpu_cores'), gpu_percent: p.expected.gpu_percent, memory_gb: one('memory_gb'), bandwidth_mbps: one('bandwidth_mbps'), duration_s: one('duration_s') };
 }
 
+/** `p` with other expected figures (copied, then set: a spread with fields after it takes V8's slow path). */
+function withExpected(p: Prediction, expected: ResourceUsage): Prediction {
+  const q = { ...p };
+  q.expected = expected;
+  return q;
+}
+
 /** A job's actual use given the prediction for the cores it got (undefined: not a simulated job). */
 type ActualOf = (jobId: string, p: Prediction, ctx: PredictContext) => ResourceUsage | undefined;
 
@@ -241,6 +248,36 @@ class TemplatePredictor implements ResourcePredictor {
     return p;
   }
   predictEach(schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[] { return ctxs.map((c) => this.predict(schema, c)); }
+}
+
+/**
+ * Submissions checked as the core checks them (validateEncodingSchema), a template's once: its
+ * jobs differ only in their submitter tag (the job's id, which tells the template) and deadline,
+ * and both are well formed by construction, so each job's schema is its template's first checked
+ * schema with those two set as the check sets them (the deadline as an ISO instant; the keys keep
+ * their order). A refused template is checked again for each job, as before.
+ */
+export class TemplateValidator {
+  private readonly checked = new Map<number, EncodingSchema>();
+  constructor(
+    private readonly templateOf: (submitter: string) => number | undefined,
+    private readonly check: (raw: unknown, ctx: ValidationContext) => EncodingSchema = validateEncodingSchema,
+  ) {}
+  readonly validate = (raw: unknown, ctx: ValidationContext): EncodingSchema => {
+    const doc = raw as { submitter?: unknown; deadline?: unknown } | undefined;
+    const k = typeof doc?.submitter === 'string' ? this.templateOf(doc.submitter) : undefined;
+    const known = k === undefined ? undefined : this.checked.get(k);
+    if (!known || (known.deadline === undefined) !== (doc!.deadline === undefined)) {
+      const schema = this.check(raw, ctx);
+      if (k !== undefined && !known) this.checked.set(k, schema);
+      return schema;
+    }
+    // A copy with the two set (both keys are there already, so they keep their place).
+    const schema = { ...known };
+    schema.submitter = doc!.submitter as string;
+    if (known.deadline !== undefined) schema.deadline = new Date(doc!.deadline as string).toISOString();
+    return schema;
+  };
 }
 
 type SimEvent =
@@ -278,7 +315,7 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const predictor = oracle ? new OraclePredictor(cached, actualOf) : cached;
   const core = new LeaderCore({
     // No input is read: a template's file may be anywhere (the path is only described to the model).
-    predictor, validation: { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] }, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
+    predictor, validation: { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] }, validate: new TemplateValidator((id) => templateOf.get(id)).validate, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
     reservation: parseReservationPolicy(oracle ? 'predictive' : o.policy), policy: POLICIES['best-fit'],
   });
   const jobs: SimJob[] = [];
@@ -321,7 +358,7 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
         const p = predictedOf.get(j.id);
         // The oracle's prediction is the actual already.
         const ctx = { cores: a.allocation.core_ids.length, hw_class: hardwareClass(cpuModelOf.get(a.allocation.node_id) ?? '') };
-        const actual = (!oracle && p && actualOf(j.id, { ...p, expected: a.predicted }, ctx)) || { ...a.predicted };
+        const actual = (!oracle && p && actualOf(j.id, withExpected(p, a.predicted), ctx)) || { ...a.predicted };
         const cores = a.allocation.core_ids.length;
         const used = Math.min(cores || actual.cpu_cores, actual.cpu_cores);
         // A policy that reserves no memory (one-core, as Ray) sets no limit: nothing is killed, whatever it uses.
@@ -331,8 +368,8 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
           task_id: a.task_id, node_id: a.allocation.node_id, state: overrun ? 'failed' : 'succeeded',
           reason: overrun ? `exceeded its memory reservation (${actual.memory_gb.toFixed(2)} GB peak, ${a.allocation.memory_gb.toFixed(2)} GB reserved)` : '',
           actual: overrun ? null : actual, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: true, frames: 0, term: 1,
-          ...(overrun ? { failure: 'MEMORY_EXCEEDED' as const } : {}),
         };
+        if (overrun) report.failure = 'MEMORY_EXCEEDED';
         const g = ++gen;
         const end = { kind: 'end' as const, task: a.task_id, gen: g, report, reserved_cores: cores, used_cores: used, reserved_gb: a.allocation.memory_gb, used_gb: Math.min(actual.memory_gb, a.allocation.memory_gb), started: now };
         running.set(a.task_id, { gen: g, event: end });
@@ -383,7 +420,10 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
     if (tpl[k].deadline_ms !== undefined) j.deadline_ms = arr.at[next] + tpl[k].deadline_ms!;
     jobs.push(j); byId.set(id, j); queued[classIndex(j)]++;
     next++;
-    const schema = { ...tpl[k].schema, submitter: id, ...(j.deadline_ms !== undefined && { deadline: new Date(SIM_EPOCH + j.deadline_ms).toISOString() }) };
+    // A copy of the template's, then set (a spread with fields after it takes V8's slow path: microseconds a job).
+    const schema = { ...tpl[k].schema };
+    schema.submitter = id;
+    if (j.deadline_ms !== undefined) schema.deadline = new Date(SIM_EPOCH + j.deadline_ms).toISOString();
     return { envelope: { job_id: id, submitted_at: now, schema }, owner: 'plan', stored_at: now };
   };
   /** An encode's end (or a stale one, of an attempt since stopped: undefined). */
