@@ -21,7 +21,7 @@ import path from 'node:path';
 import { hardwareClass, predictWork, predictWorkEach, type ResourcePredictor } from '../../models/index.js';
 import { FREE, Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest, type PlacementResult } from '../placement/index.js';
-import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
+import { DEFAULT_QUEUE_POLICY, OrderedQueue, type QueuePolicy } from '../queue/index.js';
 import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
 import type { Effect, LeaderEvent, Reply, Submission } from './events.js';
@@ -100,8 +100,8 @@ export class LeaderCore {
   ledger: Ledger;
   /** Tasks this leader is responsible for that are not yet terminal. */
   readonly active = new Map<string, EncodingTask>();
-  /** The active tasks that are queued: a pass orders these, not every running task. */
-  private readonly waiting = new Set<EncodingTask>();
+  /** The active tasks that are queued, kept in queue order as they come and go: a pass reads them in order. */
+  private readonly waiting: OrderedQueue;
   /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
   private readonly unclaimed = new Map<string, number>();
   /** Nodes not to place on until their agent reports: restored from the saved ledger, or unreachable with an assignment. */
@@ -134,6 +134,7 @@ export class LeaderCore {
 
   constructor(private readonly o: CoreOptions) {
     this.ledger = new Ledger(0, o.leaseMs);
+    this.waiting = new OrderedQueue(o.queuePolicy ?? DEFAULT_QUEUE_POLICY);
   }
 
   /** Superseded attempts still holding a reservation until their node confirms the stop: task id to node. */
@@ -195,7 +196,7 @@ export class LeaderCore {
 
   /** Queued tasks in the order they get resources (coordinator/queue). */
   queue(): EncodingTask[] {
-    return orderQueue([...this.waiting], this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY).map((e) => e.task);
+    return [...this.waiting.tasks()];
   }
 
   /** Whether the core holds this task (active, or ended while it led). */
@@ -398,7 +399,7 @@ export class LeaderCore {
     // same request will not fit either (a queue of hundreds of like jobs behind a full fleet
     // costs one placement, not hundreds).
     const misfits: Misfit[] = [];
-    const queue = this.queue();
+    const queue = this.waiting.tasks();
     // What throughput sizing needs to know about this pass (coordinator/sizing): how many CPU
     // batch jobs are still waiting behind each one, and the cores left idle.
     let cpuWaiting = queue.filter((t) => t.state === 'queued' && !t.schema.group && isCpuBatch(t)).length;
