@@ -71,6 +71,11 @@ interface ClassView { hw_class: string; idle: number; most: number; free?: Map<s
  */
 interface PassView { idle: number; classes: Map<string, ClassView>; classOf: Map<string, string>; exclude?: ReadonlySet<string> }
 const PASS_VIEW_NODES = 256;
+/**
+ * A task's predictions made so far: those under the model in service (its key and version) by
+ * hardware class and cores, and those under earlier ones by `${key}|${version}`.
+ */
+interface TaskPredictions { modelKey: string; version: string; byClass: Map<string, Prediction[]>; other?: Map<string, Map<string, Prediction[]>> }
 /** A request that did not fit in this pass, and why (among one class's nodes, where hw_class is given). */
 interface Misfit { req: PlacementRequest; reason: string; hw_class?: string }
 /** A job's request sized for the class it goes to, and on a mixed fleet its placement there. */
@@ -122,8 +127,8 @@ export class LeaderCore {
    * (its report, a Cancel answered "not running", a heartbeat without it) or is lost.
    */
   private readonly superseded = new Map<string, string>();
-  /** Predictions already made per task, by model version, cores and hardware class (predictionAt). */
-  private readonly predictions = new WeakMap<EncodingTask, Map<string, Prediction>>();
+  /** Predictions already made per task, by model version, hardware class and cores (predictionAt). */
+  private readonly predictions = new WeakMap<EncodingTask, TaskPredictions>();
   private wakeAt = Infinity;
   /** The model version and correction revision predictions are memoized under (ModelChanged). */
   private modelKey = '';
@@ -519,11 +524,10 @@ export class LeaderCore {
 
   /** The job's predictions at 1…`upTo` cores on each class not yet predicted, in one batch. */
   private predictClasses(t: EncodingTask, classes: string[], upTo: number): void {
-    const known = this.predictionsOf(t);
     const want: { cores: number; hw_class: string }[] = [];
-    for (const hw_class of classes) for (let cores = 1; cores <= upTo; cores++) if (!known.has(this.predictionKey(cores, hw_class))) want.push({ cores, hw_class });
+    for (const hw_class of classes) { const known = this.predictionsOf(t, hw_class); for (let cores = 1; cores <= upTo; cores++) if (!known[cores]) want.push({ cores, hw_class }); }
     if (!want.length) return;
-    predictWorkEach(this.o.predictor, t.schema, want).forEach((p, i) => known.set(this.predictionKey(want[i].cores, want[i].hw_class), p));
+    predictWorkEach(this.o.predictor, t.schema, want).forEach((p, i) => { this.predictionsOf(t, want[i].hw_class)[want[i].cores] = p; });
   }
 
   /** Idle cores on the nodes this pass may place on, in all and per hardware class (recounted per node for fleets small enough to track). */
@@ -630,21 +634,29 @@ export class LeaderCore {
    * same one, corrected for its node (dispatch).
    */
   private predictionAt(t: EncodingTask, cores: number, hw_class: string | undefined): Prediction {
-    const known = this.predictionsOf(t);
-    const key = this.predictionKey(cores, hw_class);
-    let p = known.get(key);
-    if (!p) known.set(key, (p = predictWork(this.o.predictor, t.schema, { cores, hw_class })));
-    return p;
+    const known = this.predictionsOf(t, hw_class);
+    return (known[cores] ??= predictWork(this.o.predictor, t.schema, { cores, hw_class }));
   }
 
-  private predictionsOf(t: EncodingTask): Map<string, Prediction> {
+  /**
+   * The job's predictions on `hw_class` (none: '') under the model in service, by cores. Looked
+   * up without making a key string per read: sizing reads a few per job, and the string was most
+   * of their cost. Those made under another model are kept, for when it is in service again.
+   */
+  private predictionsOf(t: EncodingTask, hw_class: string | undefined): Prediction[] {
+    const version = this.o.predictor.version;
     let known = this.predictions.get(t);
-    if (!known) this.predictions.set(t, (known = new Map()));
-    return known;
-  }
-
-  private predictionKey(cores: number, hw_class: string | undefined): string {
-    return `${this.modelKey}|${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+    if (!known) this.predictions.set(t, (known = { modelKey: this.modelKey, version, byClass: new Map() }));
+    else if (known.modelKey !== this.modelKey || known.version !== version) {
+      (known.other ??= new Map()).set(`${known.modelKey}|${known.version}`, known.byClass);
+      known.byClass = known.other.get(`${this.modelKey}|${version}`) ?? new Map();
+      known.modelKey = this.modelKey;
+      known.version = version;
+    }
+    const cls = hw_class ?? '';
+    let list = known.byClass.get(cls);
+    if (!list) known.byClass.set(cls, (list = []));
+    return list;
   }
 
   /** The job's predicted time at 1…`upTo` cores on `hw_class`, each point predicted when sizing first reads it. */
@@ -1003,8 +1015,11 @@ export class LeaderCore {
 
   /** Once a second: declare silent nodes lost, re-queue unclaimed tasks, and retry the queue. */
   private tick(): void {
-    for (const n of this.ledger.snapshot().nodes) {
-      if (this.now - n.last_seen <= this.o.leaseMs) continue;
+    // Slot by slot rather than through `nodes`, which builds a list of every node once per snapshot (and a tick's is new).
+    const snap = this.ledger.snapshot();
+    for (let i = 0; i < snap.slots; i++) {
+      const n = snap.at(i);
+      if (!n || this.now - n.last_seen <= this.o.leaseMs) continue;
       this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`, 'warn');
       this.dropNode(n.capacity.node_id, `node ${n.capacity.node_id} was lost`, true);
     }
