@@ -677,6 +677,8 @@ export class LeaderCore {
   private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
 
   private avoid(): { exclude?: ReadonlySet<string>; excludeReason?: string } {
+    // The usual case, asked once per decision, without building the lists below.
+    if (!this.unheard.size && !this.draining.size && !this.leaving.size) return {};
     const sets = ([[this.unheard, 'its agent has not reported to this leader yet'], [this.draining, 'it is draining (burst scale-down)'], [this.leaving, 'its agent is stopping']] as const)
       .filter(([s]) => s.size);
     if (!sets.length) return {};
