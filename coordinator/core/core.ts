@@ -15,16 +15,17 @@ import {
   SchemaValidationError, TERMINAL_STATES, QUALITY_AFTER_RELEASE, isActor, fromAllocationMsg, toAllocationMsg, validateEncodingSchema, failureKind,
   JOB_ID_PATTERN, NO_OWNER, describeValue, truncate, effectiveOutput, type GroupOutputs, type OutputMedia,
   type EncodingTask, type RunningTaskMsg, type SubmitEnvelope, type CancelEnvelope, type TaskStatusReport, type ResourceAllocation,
-  type ValidationContext, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
+  type ValidationContext, type EncodingSchema, type TaskState, type NodeCapacity, type TaskEvent, type Prediction,
 } from '../../shared/index.js';
 import path from 'node:path';
 import { hardwareClass, predictWork, predictWorkEach, type ResourcePredictor } from '../../models/index.js';
 import { FREE, Ledger, type LedgerSnapshot, type LedgerState } from '../ledger/index.js';
 import { POLICIES, place, placeGroup, type PlacementPolicy, type PlacementRequest, type PlacementResult } from '../placement/index.js';
-import { DEFAULT_QUEUE_POLICY, orderQueue, type QueuePolicy } from '../queue/index.js';
+import { DEFAULT_QUEUE_POLICY, OrderedQueue, type QueuePolicy } from '../queue/index.js';
 import { curveOf, isCpuBatch, lazyCurve, sizeRequest, sizeWithReason, type ReservationPolicy, type SizingContext, type SpeedUpCurve } from '../sizing/index.js';
 import type { PlacementContext } from '../feedback/index.js';
 import type { Effect, LeaderEvent, Reply, Submission } from './events.js';
+import { Recent } from './recent.js';
 import type { LineLevel } from '../../shared/log.js';
 
 /** A predictor that can add a node's correction to a prediction it made with no node (coordinator/feedback CorrectedPredictor). */
@@ -44,6 +45,12 @@ export interface CoreOptions {
   policy?: PlacementPolicy;
   /** When an encode is stopped as hung (default TIME_LIMIT). */
   timeLimit?: TimeLimit;
+  /**
+   * How a submission's schema is checked (default validateEncodingSchema). `prescient plan`
+   * checks each template of its workload once: a template's jobs differ only in their submitter
+   * tag and deadline, and checking every job whole was a quarter of a simulation's time.
+   */
+  validate?: (raw: unknown, ctx: ValidationContext) => EncodingSchema;
 }
 
 /**
@@ -64,6 +71,11 @@ interface ClassView { hw_class: string; idle: number; most: number; free?: Map<s
  */
 interface PassView { idle: number; classes: Map<string, ClassView>; classOf: Map<string, string>; exclude?: ReadonlySet<string> }
 const PASS_VIEW_NODES = 256;
+/**
+ * A task's predictions made so far: those under the model in service (its key and version) by
+ * hardware class and cores, and those under earlier ones by `${key}|${version}`.
+ */
+interface TaskPredictions { modelKey: string; version: string; byClass: Map<string, Prediction[]>; other?: Map<string, Map<string, Prediction[]>> }
 /** A request that did not fit in this pass, and why (among one class's nodes, where hw_class is given). */
 interface Misfit { req: PlacementRequest; reason: string; hw_class?: string }
 /** A job's request sized for the class it goes to, and on a mixed fleet its placement there. */
@@ -93,8 +105,8 @@ export class LeaderCore {
   ledger: Ledger;
   /** Tasks this leader is responsible for that are not yet terminal. */
   readonly active = new Map<string, EncodingTask>();
-  /** The active tasks that are queued: a pass orders these, not every running task. */
-  private readonly waiting = new Set<EncodingTask>();
+  /** The active tasks that are queued, kept in queue order as they come and go: a pass reads them in order. */
+  private readonly waiting: OrderedQueue;
   /** Tasks recovered from a previous term and placed on a node, awaiting that node's claim until the given time. */
   private readonly unclaimed = new Map<string, number>();
   /** Nodes not to place on until their agent reports: restored from the saved ledger, or unreachable with an assignment. */
@@ -108,15 +120,15 @@ export class LeaderCore {
   /** Tasks admitted whose first write is still to be asked for (or failed: a redelivery asks again). */
   private readonly unrecorded = new Set<EncodingTask>();
   /** Tasks that ended while this core led, by id, for reports that come after the end. */
-  private readonly ended = new Map<string, EncodingTask>();
+  private readonly ended = new Recent<EncodingTask>(ENDED_KEPT);
   /**
    * Tasks an earlier attempt's late success ended while a newer attempt held a reservation, by
    * id, to that attempt's node: the reservation stays until the node says the encode stopped
    * (its report, a Cancel answered "not running", a heartbeat without it) or is lost.
    */
   private readonly superseded = new Map<string, string>();
-  /** Predictions already made per task, by model version, cores and hardware class (predictionAt). */
-  private readonly predictions = new WeakMap<EncodingTask, Map<string, Prediction>>();
+  /** Predictions already made per task, by model version, hardware class and cores (predictionAt). */
+  private readonly predictions = new WeakMap<EncodingTask, TaskPredictions>();
   private wakeAt = Infinity;
   /** The model version and correction revision predictions are memoized under (ModelChanged). */
   private modelKey = '';
@@ -127,6 +139,7 @@ export class LeaderCore {
 
   constructor(private readonly o: CoreOptions) {
     this.ledger = new Ledger(0, o.leaseMs);
+    this.waiting = new OrderedQueue(o.queuePolicy ?? DEFAULT_QUEUE_POLICY);
   }
 
   /** Superseded attempts still holding a reservation until their node confirms the stop: task id to node. */
@@ -188,7 +201,7 @@ export class LeaderCore {
 
   /** Queued tasks in the order they get resources (coordinator/queue). */
   queue(): EncodingTask[] {
-    return orderQueue([...this.waiting], this.o.queuePolicy ?? DEFAULT_QUEUE_POLICY).map((e) => e.task);
+    return [...this.waiting.tasks()];
   }
 
   /** Whether the core holds this task (active, or ended while it led). */
@@ -263,21 +276,22 @@ export class LeaderCore {
     }
     // When JetStream stored the submission, not the client's clock: queue order, SLA delays and the
     // sizing grace all count from it, and a submitter must not jump the queue by back-dating its jobs.
-    const base = { id: env.job_id, owner: s.owner, submitted_at: s.stored_at ?? this.now, updated_at: this.now, term: this.term, attempts: 0 };
+    const submittedAt = s.stored_at ?? this.now;
     let task: EncodingTask;
     try {
-      const schema = validateEncodingSchema(env.schema, this.o.validation);
+      const schema = (this.o.validate ?? validateEncodingSchema)(env.schema, this.o.validation);
       const probed = s.probe;
       if (probed && 'probe' in probed && schema.input.kind === 'file' && !schema.input.probe) schema.input.probe = probed.probe;
       const predicted = predictWork(this.o.predictor, schema);
       if (probed && 'failed' in probed) predicted.flags = [...(predicted.flags ?? []), `input not probed: ${probed.failed}`];
-      task = { ...base, schema, state: 'queued', predicted, reason: ADMITTED };
+      // Written out rather than spread from common fields: a spread with fields after it takes V8's slow path (microseconds a job).
+      task = { id: env.job_id, owner: s.owner, submitted_at: submittedAt, updated_at: this.now, term: this.term, attempts: 0, schema, state: 'queued', predicted, reason: ADMITTED };
     } catch (e) {
       const reason = e instanceof SchemaValidationError ? e.issues.map((i) => `${i.field}: ${i.reason}`).join('; ') : String(e);
       // A refusal is recorded, so it must be recordable: the schema as sent only when it is
       // small and shallow, and the reason cut short (a poison submission once repeated a 600 KB
       // value in its reason, and one nested 5,000 levels deep could not be encoded at all).
-      task = { ...base, schema: keptSchema(env.schema), state: 'rejected', reason: truncate(reason, MAX_REASON) };
+      task = { id: env.job_id, owner: s.owner, submitted_at: submittedAt, updated_at: this.now, term: this.term, attempts: 0, schema: keptSchema(env.schema), state: 'rejected', reason: truncate(reason, MAX_REASON) };
     }
     if (task.state === 'queued') { this.active.set(task.id, task); this.index(task); this.arrived(task); }
     this.unrecorded.add(task);
@@ -390,7 +404,7 @@ export class LeaderCore {
     // same request will not fit either (a queue of hundreds of like jobs behind a full fleet
     // costs one placement, not hundreds).
     const misfits: Misfit[] = [];
-    const queue = this.queue();
+    const queue = this.waiting.tasks();
     // What throughput sizing needs to know about this pass (coordinator/sizing): how many CPU
     // batch jobs are still waiting behind each one, and the cores left idle.
     let cpuWaiting = queue.filter((t) => t.state === 'queued' && !t.schema.group && isCpuBatch(t)).length;
@@ -510,11 +524,10 @@ export class LeaderCore {
 
   /** The job's predictions at 1…`upTo` cores on each class not yet predicted, in one batch. */
   private predictClasses(t: EncodingTask, classes: string[], upTo: number): void {
-    const known = this.predictionsOf(t);
     const want: { cores: number; hw_class: string }[] = [];
-    for (const hw_class of classes) for (let cores = 1; cores <= upTo; cores++) if (!known.has(this.predictionKey(cores, hw_class))) want.push({ cores, hw_class });
+    for (const hw_class of classes) { const known = this.predictionsOf(t, hw_class); for (let cores = 1; cores <= upTo; cores++) if (!known[cores]) want.push({ cores, hw_class }); }
     if (!want.length) return;
-    predictWorkEach(this.o.predictor, t.schema, want).forEach((p, i) => known.set(this.predictionKey(want[i].cores, want[i].hw_class), p));
+    predictWorkEach(this.o.predictor, t.schema, want).forEach((p, i) => { this.predictionsOf(t, want[i].hw_class)[want[i].cores] = p; });
   }
 
   /** Idle cores on the nodes this pass may place on, in all and per hardware class (recounted per node for fleets small enough to track). */
@@ -621,21 +634,29 @@ export class LeaderCore {
    * same one, corrected for its node (dispatch).
    */
   private predictionAt(t: EncodingTask, cores: number, hw_class: string | undefined): Prediction {
-    const known = this.predictionsOf(t);
-    const key = this.predictionKey(cores, hw_class);
-    let p = known.get(key);
-    if (!p) known.set(key, (p = predictWork(this.o.predictor, t.schema, { cores, hw_class })));
-    return p;
+    const known = this.predictionsOf(t, hw_class);
+    return (known[cores] ??= predictWork(this.o.predictor, t.schema, { cores, hw_class }));
   }
 
-  private predictionsOf(t: EncodingTask): Map<string, Prediction> {
+  /**
+   * The job's predictions on `hw_class` (none: '') under the model in service, by cores. Looked
+   * up without making a key string per read: sizing reads a few per job, and the string was most
+   * of their cost. Those made under another model are kept, for when it is in service again.
+   */
+  private predictionsOf(t: EncodingTask, hw_class: string | undefined): Prediction[] {
+    const version = this.o.predictor.version;
     let known = this.predictions.get(t);
-    if (!known) this.predictions.set(t, (known = new Map()));
-    return known;
-  }
-
-  private predictionKey(cores: number, hw_class: string | undefined): string {
-    return `${this.modelKey}|${this.o.predictor.version}|${cores}|${hw_class ?? ''}`;
+    if (!known) this.predictions.set(t, (known = { modelKey: this.modelKey, version, byClass: new Map() }));
+    else if (known.modelKey !== this.modelKey || known.version !== version) {
+      (known.other ??= new Map()).set(`${known.modelKey}|${known.version}`, known.byClass);
+      known.byClass = known.other.get(`${this.modelKey}|${version}`) ?? new Map();
+      known.modelKey = this.modelKey;
+      known.version = version;
+    }
+    const cls = hw_class ?? '';
+    let list = known.byClass.get(cls);
+    if (!list) known.byClass.set(cls, (list = []));
+    return list;
   }
 
   /** The job's predicted time at 1…`upTo` cores on `hw_class`, each point predicted when sizing first reads it. */
@@ -656,6 +677,8 @@ export class LeaderCore {
   private get policy(): PlacementPolicy { return this.o.policy ?? POLICIES['best-fit']; }
 
   private avoid(): { exclude?: ReadonlySet<string>; excludeReason?: string } {
+    // The usual case, asked once per decision, without building the lists below.
+    if (!this.unheard.size && !this.draining.size && !this.leaving.size) return {};
     const sets = ([[this.unheard, 'its agent has not reported to this leader yet'], [this.draining, 'it is draining (burst scale-down)'], [this.leaving, 'its agent is stopping']] as const)
       .filter(([s]) => s.size);
     if (!sets.length) return {};
@@ -722,9 +745,14 @@ export class LeaderCore {
     t.state = 'placed';
     t.started_at = this.now;
     this.record(t);
+    // The schema's JSON is made when first read: the shell sends it once, and a simulation
+    // (`prescient plan`) never reads it, where serialising it was a tenth of the time. A schema
+    // does not change once admitted, so reading it later gives the same text.
+    const schema = t.schema;
+    let json: string | undefined;
     this.effects.push({
       kind: 'Assign', node_id: allocation.node_id, address: node.capacity.address,
-      assignment: { task_id: t.id, schema_json: JSON.stringify(t.schema), allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version, owner: t.owner ?? NO_OWNER },
+      assignment: { task_id: t.id, get schema_json() { return (json ??= JSON.stringify(schema)); }, allocation: toAllocationMsg(allocation), predicted: t.predicted.expected, attempt: t.attempts, model_version: t.predicted.model_version, owner: t.owner ?? NO_OWNER },
     });
   }
 
@@ -876,8 +904,9 @@ export class LeaderCore {
         actual: rep.actual, output_bytes: rep.output_bytes, output_path: rep.output_path,
         psnr_db: Number.isFinite(rep.psnr_db) ? rep.psnr_db : undefined, ssim: Number.isFinite(rep.ssim) ? rep.ssim : undefined,
         pinned: rep.pinned, frames: rep.frames,
-        ...(rep.quality === 'pending' && { quality: 'pending' as const, quality_method: describedQuality(rep.quality_method) }),
       };
+      // Set after, not spread in: a spread there takes V8's slow path for every success (see record).
+      if (rep.quality === 'pending') { t.result.quality = 'pending'; t.result.quality_method = describedQuality(rep.quality_method); }
       const media = outputMedia(rep.output_json);
       if (media) t.result.media = media;
     }
@@ -988,8 +1017,11 @@ export class LeaderCore {
 
   /** Once a second: declare silent nodes lost, re-queue unclaimed tasks, and retry the queue. */
   private tick(): void {
-    for (const n of this.ledger.snapshot().nodes) {
-      if (this.now - n.last_seen <= this.o.leaseMs) continue;
+    // Slot by slot rather than through `nodes`, which builds a list of every node once per snapshot (and a tick's is new).
+    const snap = this.ledger.snapshot();
+    for (let i = 0; i < snap.slots; i++) {
+      const n = snap.at(i);
+      if (!n || this.now - n.last_seen <= this.o.leaseMs) continue;
       this.alert(`node ${n.capacity.node_id} lost: no heartbeat for ${((this.now - n.last_seen) / 1000).toFixed(1)} s`, 'warn');
       this.dropNode(n.capacity.node_id, `node ${n.capacity.node_id} was lost`, true);
     }
@@ -1028,9 +1060,7 @@ export class LeaderCore {
 
   /** A task that ended: recorded, and remembered a while for late reports. */
   private end(t: EncodingTask): void {
-    this.ended.delete(t.id);
     this.ended.set(t.id, t);
-    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value!);
     // Ended after its deadline, before a tick saw it pass: its last event says so.
     const late = t.deadline_missed_at === undefined && !!t.schema.deadline && this.now > Date.parse(t.schema.deadline);
     if (late) t.deadline_missed_at = this.now;
@@ -1045,11 +1075,14 @@ export class LeaderCore {
     const first = this.unrecorded.delete(t);
     this.effects.push({ kind: 'Record', task: t, first });
     this.alert(`${t.id} ${t.state}${t.allocation ? ` on ${t.allocation.node_id}` : ''}${t.reason ? `: ${t.reason}` : ''}`, t.state === 'failed' ? 'error' : t.state === 'rejected' ? 'warn' : 'info');
-    const event: TaskEvent = {
-      job_id: t.id, ...(t.owner !== undefined && { owner: t.owner }), state: t.state, at: t.updated_at, term: this.term, node_id: t.allocation?.node_id,
-      reason: t.reason, predicted: t.predicted, allocation: t.allocation, result: t.result,
-      ...(notice && { notice }), ...(t.deadline_missed_at !== undefined && { deadline_missed_at: t.deadline_missed_at }),
-    };
+    // Built field by field (the optional ones only when set), not with spreads: a spread with
+    // fields after it takes V8's slow path, about a microsecond, and every job has a few events.
+    const event = { job_id: t.id } as TaskEvent;
+    if (t.owner !== undefined) event.owner = t.owner;
+    event.state = t.state; event.at = t.updated_at; event.term = this.term; event.node_id = t.allocation?.node_id;
+    event.reason = t.reason; event.predicted = t.predicted; event.allocation = t.allocation; event.result = t.result;
+    if (notice) event.notice = notice;
+    if (t.deadline_missed_at !== undefined) event.deadline_missed_at = t.deadline_missed_at;
     this.effects.push({ kind: 'Publish', event });
   }
 

@@ -4,7 +4,7 @@
  *
  * Bounded work per decision (Nomad's limit iterator): the scan starts at a slot hashed from
  * the task id, runs the feasibility filters slot by slot on the snapshot's columns (skipping a
- * block of 128 slots whole when none of them has enough free), scores feasible nodes, and stops
+ * block of 64 slots whole when none of them has enough free), scores feasible nodes, and stops
  * after `limit` of them (default max(2, ceil(log2 N)): 14 at 10,000 nodes). With most nodes
  * feasible a decision touches a few dozen nodes whatever the fleet's size; the choice is the
  * best of a sample, not of the fleet, which is what keeps it cheap. Hashing the start spreads

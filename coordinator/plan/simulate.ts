@@ -13,7 +13,7 @@
  * The `oracle` policy reserves each job's actual use: its predictor returns the actuals as both
  * the expected figures and the bound.
  */
-import { SLA_CLASSES, type EncodingSchema, type Prediction, type ResourceUsage, type TaskStatusReport } from '../../shared/index.js';
+import { SLA_CLASSES, validateEncodingSchema, type EncodingSchema, type EncodingTask, type ValidationContext, type Prediction, type ResourceUsage, type TaskStatusReport } from '../../shared/index.js';
 import { hardwareClass, seededRandom, type PredictContext, type ResourcePredictor } from '../../models/index.js';
 import { LeaderCore, type Effect, type LeaderEvent, type Submission } from '../core/index.js';
 import { parseReservationPolicy } from '../sizing/index.js';
@@ -192,20 +192,26 @@ function templates(w: WorkloadSpec) {
   });
 }
 
-/** A job's place in the model's spread per target: a standard normal score, drawn once per job. */
-type Scores = Record<(typeof TARGETS)[number], number>;
-
 /**
- * A job's actual use from a prediction and its scores: per target, expected × exp(score × s),
- * where s = ln(upper / expected) / z(coverage) is the spread the bound claims (scaled by `scale`).
+ * A job's actual use from a prediction and its scores (its place in the model's spread per target:
+ * standard normal scores, drawn once per job, TARGETS' order from `z[at]` on): per target,
+ * expected × exp(score × s), where s = ln(upper / expected) / z(coverage) is the spread the bound
+ * claims (scaled by `scale`).
  */
-function actualFrom(p: Prediction, z: Scores, scale: number): ResourceUsage {
+function actualFrom(p: Prediction, z: Float64Array, at: number, scale: number): ResourceUsage {
   const zc = normalQuantile(p.coverage ?? 0.95);
-  const one = (t: (typeof TARGETS)[number]) => {
-    const e = p.expected[t], u = p.upper[t];
-    return e > 0 && u > e ? e * Math.exp((scale * z[t] * Math.log(u / e)) / zc) : e;
+  const one = (i: number) => {
+    const t = TARGETS[i], e = p.expected[t], u = p.upper[t];
+    return e > 0 && u > e ? e * Math.exp((scale * z[at + i] * Math.log(u / e)) / zc) : e;
   };
-  return { cpu_cores: one('cpu_cores'), gpu_percent: p.expected.gpu_percent, memory_gb: one('memory_gb'), bandwidth_mbps: one('bandwidth_mbps'), duration_s: one('duration_s') };
+  return { cpu_cores: one(0), gpu_percent: p.expected.gpu_percent, memory_gb: one(1), bandwidth_mbps: one(2), duration_s: one(3) };
+}
+
+/** `p` with other expected figures (copied, then set: a spread with fields after it takes V8's slow path). */
+function withExpected(p: Prediction, expected: ResourceUsage): Prediction {
+  const q = { ...p };
+  q.expected = expected;
+  return q;
 }
 
 /** A job's actual use given the prediction for the cores it got (undefined: not a simulated job). */
@@ -229,18 +235,52 @@ class OraclePredictor implements ResourcePredictor {
  * in their id and deadline, which the model does not read (the submitter tag tells the template).
  */
 class TemplatePredictor implements ResourcePredictor {
-  private readonly cache = new Map<string, Prediction>();
+  /** By template, then hardware class (none: ''), then cores (none: 0); no key string made per call. */
+  private readonly cache: Map<string, Prediction[]>[] = [];
   constructor(private readonly base: ResourcePredictor, private readonly templateOf: (submitter: string) => number | undefined) {}
   get version(): string { return this.base.version; }
   predict(schema: EncodingSchema, ctx?: PredictContext): Prediction {
     const k = this.templateOf(schema.submitter);
-    if (k === undefined) return this.base.predict(schema, ctx);
-    const key = `${k}|${ctx?.cores ?? ''}|${ctx?.hw_class ?? ''}`;
-    let p = this.cache.get(key);
-    if (!p) this.cache.set(key, (p = this.base.predict(schema, ctx)));
-    return p;
+    const cores = ctx?.cores;
+    // Whole core counts only (any other is predicted each time).
+    if (k === undefined || (cores !== undefined && !(Number.isInteger(cores) && cores >= 1))) return this.base.predict(schema, ctx);
+    const byClass = (this.cache[k] ??= new Map());
+    const cls = ctx?.hw_class ?? '';
+    let row = byClass.get(cls);
+    if (!row) byClass.set(cls, (row = []));
+    return (row[cores ?? 0] ??= this.base.predict(schema, ctx));
   }
   predictEach(schema: EncodingSchema, ctxs: readonly PredictContext[]): Prediction[] { return ctxs.map((c) => this.predict(schema, c)); }
+}
+
+/**
+ * Submissions checked as the core checks them (validateEncodingSchema), a template's once: its
+ * jobs differ only in their submitter tag (the job's id, which tells the template) and deadline,
+ * and both are well formed by construction, so each job's schema is its template's first checked
+ * schema with those two set as the check sets them (the deadline as an ISO instant; the keys keep
+ * their order). A refused template is checked again for each job, as before.
+ */
+export class TemplateValidator {
+  private readonly checked = new Map<number, EncodingSchema>();
+  constructor(
+    private readonly templateOf: (submitter: string) => number | undefined,
+    private readonly check: (raw: unknown, ctx: ValidationContext) => EncodingSchema = validateEncodingSchema,
+  ) {}
+  readonly validate = (raw: unknown, ctx: ValidationContext): EncodingSchema => {
+    const doc = raw as { submitter?: unknown; deadline?: unknown } | undefined;
+    const k = typeof doc?.submitter === 'string' ? this.templateOf(doc.submitter) : undefined;
+    const known = k === undefined ? undefined : this.checked.get(k);
+    if (!known || (known.deadline === undefined) !== (doc!.deadline === undefined)) {
+      const schema = this.check(raw, ctx);
+      if (k !== undefined && !known) this.checked.set(k, schema);
+      return schema;
+    }
+    // A copy with the two set (both keys are there already, so they keep their place).
+    const schema = { ...known };
+    schema.submitter = doc!.submitter as string;
+    if (known.deadline !== undefined) schema.deadline = new Date(doc!.deadline as string).toISOString();
+    return schema;
+  };
 }
 
 type SimEvent =
@@ -256,11 +296,11 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const draw = normals(seededRandom(o.seed ^ 0x5bd1e995));
   const scale = o.errorScale ?? 1;
   const oracle = o.policy === 'oracle';
-  const scores = new Map<string, Scores>();
-  /** The prediction each task was last recorded with (its upper bounds: the spread its actual is drawn from). */
-  const predictedOf = new Map<string, Prediction>();
-  const templateOf = new Map<string, number>();
-  const cached = new TemplatePredictor(model, (id) => templateOf.get(id));
+  /** Each arrived job's number (its index in `jobs` and the arrivals) by id; its scores, TARGETS.length a job, from the job's number times that. */
+  const numberOf = new Map<string, number>();
+  const scores = new Float64Array(arr.at.length * TARGETS.length);
+  const templateOf = (id: string) => { const n = numberOf.get(id); return n === undefined ? undefined : arr.template[n]; };
+  const cached = new TemplatePredictor(model, templateOf);
   const trace = w.trace;
   /**
    * Actual use: from the model's spread and the job's scores, or (replaying a trace) what the
@@ -268,7 +308,7 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
    * figure the log lacks is drawn from the model's spread, as a template job's is.
    */
   const actualOf: ActualOf = (id, p, ctx) => {
-    if (!trace) { const z = scores.get(id); return z && actualFrom(p, z, scale); }
+    if (!trace) { const n = numberOf.get(id); return n === undefined ? undefined : actualFrom(p, scores, n * TARGETS.length, scale); }
     const e = id.startsWith('p') ? trace[Number(id.slice(1))] : undefined;
     if (!e) return undefined;
     // What the model predicts for the cores and hardware it ran on (what a run did not record: the cores and hardware it gets now).
@@ -285,11 +325,11 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const predictor = oracle ? new OraclePredictor(cached, actualOf) : cached;
   const core = new LeaderCore({
     // No input is read: a template's file may be anywhere (the path is only described to the model).
-    predictor, validation: { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] }, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
+    predictor, validation: { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] }, validate: new TemplateValidator(templateOf).validate, leaseMs: NO_LEASE_MS, maxAttempts: o.maxAttempts ?? 4,
     reservation: parseReservationPolicy(oracle ? 'predictive' : o.policy), policy: POLICIES['best-fit'],
   });
   const jobs: SimJob[] = [];
-  const byId = new Map<string, SimJob>();
+  const jobOf = (id: string) => { const n = numberOf.get(id); return n === undefined ? undefined : jobs[n]; };
   const totals: SimTotals = { core_ms_reserved: 0, core_ms_used: 0, gb_ms_reserved: 0, gb_ms_used: 0, memory_kills: 0, time_limit_stops: 0, requeues: 0, jobs_over_memory: 0 };
   const overMemory = new Set<string>();
   const timeline = new Timeline<SimEvent>();
@@ -302,11 +342,12 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const samples: SimResult['samples'] = [];
 
   const handle = (effects: Effect[], now: number) => {
+    let recorded: EncodingTask | undefined;
     for (const e of effects) {
       if (e.kind === 'Record') {
-        if (e.task.predicted) predictedOf.set(e.task.id, e.task.predicted);
+        recorded = e.task;
       } else if (e.kind === 'Publish') {
-        const j = byId.get(e.event.job_id);
+        const j = jobOf(e.event.job_id);
         if (!j) continue;
         const s = e.event.state;
         if ((s === 'placed' || s === 'running') && j.placed_ms === undefined) { j.placed_ms = now - SIM_EPOCH; queued[classIndex(j)]--; }
@@ -321,14 +362,16 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
           }
         }
       } else if (e.kind === 'Assign') {
-        const a = e.assignment, j = byId.get(a.task_id);
+        const a = e.assignment, j = jobOf(a.task_id);
         if (!j) continue;
         j.state = 'running';
         j.attempts = a.attempt;
-        const p = predictedOf.get(j.id);
+        // The prediction it was recorded with (its upper bounds: the spread its actual is drawn from):
+        // the core records a task just before it assigns it (dispatch), so that record is the last one.
+        const p = recorded?.id === a.task_id ? recorded.predicted : undefined;
         // The oracle's prediction is the actual already.
         const ctx = { cores: a.allocation.core_ids.length, hw_class: hardwareClass(cpuModelOf.get(a.allocation.node_id) ?? '') };
-        const actual = (!oracle && p && actualOf(j.id, { ...p, expected: a.predicted }, ctx)) || { ...a.predicted };
+        const actual = (!oracle && p && actualOf(j.id, withExpected(p, a.predicted), ctx)) || { ...a.predicted };
         const cores = a.allocation.core_ids.length;
         const used = Math.min(cores || actual.cpu_cores, actual.cpu_cores);
         // A policy that reserves no memory (one-core, as Ray) sets no limit: nothing is killed, whatever it uses.
@@ -338,8 +381,8 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
           task_id: a.task_id, node_id: a.allocation.node_id, state: overrun ? 'failed' : 'succeeded',
           reason: overrun ? `exceeded its memory reservation (${actual.memory_gb.toFixed(2)} GB peak, ${a.allocation.memory_gb.toFixed(2)} GB reserved)` : '',
           actual: overrun ? null : actual, output_bytes: 0, output_path: '', psnr_db: NaN, ssim: NaN, pinned: true, frames: 0, term: 1,
-          ...(overrun ? { failure: 'MEMORY_EXCEEDED' as const } : {}),
         };
+        if (overrun) report.failure = 'MEMORY_EXCEEDED';
         const g = ++gen;
         const end = { kind: 'end' as const, task: a.task_id, gen: g, report, reserved_cores: cores, used_cores: used, reserved_gb: a.allocation.memory_gb, used_gb: Math.min(actual.memory_gb, a.allocation.memory_gb), started: now };
         running.set(a.task_id, { gen: g, event: end });
@@ -363,18 +406,21 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   const cpuModelOf = new Map<string, string>();
   // The term begins and every node registers.
   apply([{ kind: 'ModelChanged', at: SIM_EPOCH, version: predictor.version }, { kind: 'Started', at: SIM_EPOCH, term: 1, leader_id: 'plan', tasks: [] }], SIM_EPOCH);
+  // In one batch: a batch per node made the ledger copy its node index once per node (O(nodes²)).
+  const registered: LeaderEvent[] = [];
   for (const t of fleet.nodes) {
     for (let i = 0; i < t.count; i++) {
       cpuModelOf.set(`${t.type}-${i}`, t.cpu_model ?? t.type);
-      apply([{
+      registered.push({
         kind: 'Registered', at: SIM_EPOCH, running: [], capacity: {
           node_id: `${t.type}-${i}`, address: `${t.type}-${i}:0`, core_ids: Array.from({ length: t.cores }, (_, k) => k), memory_gb: t.memory_gb,
           bandwidth_mbps: t.bandwidth_mbps ?? 10_000, cpu_model: t.cpu_model ?? t.type,
           gpus: (t.gpus ?? []).map((g, k) => ({ id: k, name: g.model, memory_gb: g.memory_gb ?? 16, sessions: g.sessions ?? 0, profile: g.sessions === undefined ? '' : 'known' })),
         },
-      }], SIM_EPOCH);
+      });
     }
   }
+  apply(registered, SIM_EPOCH);
 
   let next = 0, nextSample = 0, stuckTicks = 0;
   const sampleEvery = o.sampleMs ?? 0;
@@ -382,15 +428,16 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   /** A job arriving now: its scores drawn, its record started, its submission made. */
   const arrive = (now: number) => {
     const k = arr.template[next], id = `p${next}`;
-    const z = {} as Scores;
-    for (const t of TARGETS) z[t] = draw();
-    scores.set(id, z);
-    templateOf.set(id, k);
+    for (let i = 0; i < TARGETS.length; i++) scores[next * TARGETS.length + i] = draw();
+    numberOf.set(id, next);
     const j: SimJob = { id, template: k, priority: tpl[k].schema.priority as string, arrival_ms: arr.at[next], state: 'queued', attempts: 0, memory_kills: 0 };
     if (tpl[k].deadline_ms !== undefined) j.deadline_ms = arr.at[next] + tpl[k].deadline_ms!;
-    jobs.push(j); byId.set(id, j); queued[classIndex(j)]++;
+    jobs.push(j); queued[classIndex(j)]++;
     next++;
-    const schema = { ...tpl[k].schema, submitter: id, ...(j.deadline_ms !== undefined && { deadline: new Date(SIM_EPOCH + j.deadline_ms).toISOString() }) };
+    // A copy of the template's, then set (a spread with fields after it takes V8's slow path: microseconds a job).
+    const schema = { ...tpl[k].schema };
+    schema.submitter = id;
+    if (j.deadline_ms !== undefined) schema.deadline = new Date(SIM_EPOCH + j.deadline_ms).toISOString();
     return { envelope: { job_id: id, submitted_at: now, schema }, owner: 'plan', stored_at: now };
   };
   /** An encode's end (or a stale one, of an attempt since stopped: undefined). */
@@ -404,7 +451,7 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
     reservedCores -= ev.reserved_cores; usedCores -= ev.used_cores;
     if (ev.report.failure === 'MEMORY_EXCEEDED') {
       totals.memory_kills++;
-      const j = byId.get(ev.task)!;
+      const j = jobOf(ev.task)!;
       j.memory_kills++;
       if (!overMemory.has(j.id)) { overMemory.add(j.id); totals.jobs_over_memory++; }
     }

@@ -57,7 +57,7 @@ export function orderQueue(tasks: readonly EncodingTask[], policy: QueuePolicy =
   const queued = tasks.filter((t) => t.state === 'queued');
   const bySubmitter = new Map<string, EncodingTask[]>();
   for (const t of queued) {
-    const k = `${t.schema.priority}\u0000${t.schema.submitter}`;
+    const k = groupOf(t);
     const list = bySubmitter.get(k);
     if (list) list.push(t);
     else bySubmitter.set(k, [t]);
@@ -66,16 +66,109 @@ export function orderQueue(tasks: readonly EncodingTask[], policy: QueuePolicy =
   for (const list of bySubmitter.values()) {
     list.sort(older);
     list.forEach((t, k) => {
-      const cls = t.schema.priority;
-      const fair = t.submitted_at + policy.classDelayMs[cls] + k * policy.submitterSpacingMs[cls];
       const latest = latestStart(t);
-      entries.push({ task: t, position: 0, key: latest === undefined ? fair : Math.min(fair, latest), ...(latest !== undefined ? { latest_start: latest } : {}) });
+      entries.push({ task: t, position: 0, key: keyOf(t, k, latest, policy), ...(latest !== undefined ? { latest_start: latest } : {}) });
     });
   }
-  entries.sort((a, b) => a.key - b.key || CLASS_RANK[a.task.schema.priority] - CLASS_RANK[b.task.schema.priority] || older(a.task, b.task));
+  entries.sort(inOrder);
   entries.forEach((e, i) => { e.position = i + 1; });
   return entries;
 }
+
+/** The submitter group a task is ranked in: its class and its submitter. */
+const groupOf = (t: EncodingTask) => `${t.schema.priority}\u0000${t.schema.submitter}`;
+
+/** The virtual start time of `t`, the `k`-th (from 0) oldest of its submitter group, given its latest start. */
+const keyOf = (t: EncodingTask, k: number, latest: number | undefined, policy: QueuePolicy) => {
+  const cls = t.schema.priority;
+  const fair = t.submitted_at + policy.classDelayMs[cls] + k * policy.submitterSpacingMs[cls];
+  return latest === undefined ? fair : Math.min(fair, latest);
+};
+
+/** Queue order: by key, then the higher class, then the older, then the lower id. */
+const inOrder = (a: { task: EncodingTask; key: number }, b: { task: EncodingTask; key: number }) =>
+  a.key - b.key || CLASS_RANK[a.task.schema.priority] - CLASS_RANK[b.task.schema.priority] || older(a.task, b.task);
+
+/**
+ * The queue kept in order while tasks join and leave it, for the leader's placement passes: the
+ * order orderQueue gives the same tasks, but worked out again only for what changed. A job's key
+ * depends on its rank among its submitter group's queued jobs, so a group a job joined or left has
+ * its members keyed again and sorted, and merged with the other groups' entries, which keep their
+ * keys and their order. A pass after a few jobs came and went then costs a merge, O(queue), not a
+ * sort of the whole queue, O(queue log queue) with a key per job: a saturated fleet's thousands of
+ * queued jobs cost that at every pass.
+ *
+ * It holds what it is given: the caller adds a task when it is queued and deletes it when it is
+ * not (as the core's index does), and adds it again if its prediction changes while queued (the
+ * deadline's latest start reads its upper bound).
+ */
+export class OrderedQueue {
+  /** Each task's group and the prediction its key was made with. */
+  private readonly held = new Map<EncodingTask, { group: Group; predicted: EncodingTask['predicted'] }>();
+  private readonly groups = new Map<string, Group>();
+  /** Groups changed since the order was last worked out. */
+  private readonly changed = new Set<Group>();
+  private order: Keyed[] = [];
+  private tasksInOrder: readonly EncodingTask[] = [];
+
+  constructor(private readonly policy: QueuePolicy = DEFAULT_QUEUE_POLICY) {}
+
+  get size(): number { return this.held.size; }
+  has(t: EncodingTask): boolean { return this.held.has(t); }
+  values(): IterableIterator<EncodingTask> { return this.held.keys(); }
+
+  /** Adds `t`, or notes that its prediction changed. */
+  add(t: EncodingTask): void {
+    const h = this.held.get(t);
+    if (h) {
+      if (h.predicted !== t.predicted) { h.predicted = t.predicted; this.changed.add(h.group); }
+      return;
+    }
+    const name = groupOf(t);
+    let group = this.groups.get(name);
+    if (!group) this.groups.set(name, (group = { name, members: new Set(), stale: false }));
+    group.members.add(t);
+    this.held.set(t, { group, predicted: t.predicted });
+    this.changed.add(group);
+  }
+
+  delete(t: EncodingTask): boolean {
+    const h = this.held.get(t);
+    if (!h) return false;
+    this.held.delete(t);
+    h.group.members.delete(t);
+    if (!h.group.members.size) this.groups.delete(h.group.name);
+    this.changed.add(h.group);
+    return true;
+  }
+
+  /** The tasks in queue order (orderQueue's); the array is not changed later, and must not be changed by the caller. */
+  tasks(): readonly EncodingTask[] {
+    if (!this.changed.size) return this.tasksInOrder;
+    const fresh: Keyed[] = [];
+    for (const g of this.changed) {
+      g.stale = true;
+      [...g.members].sort(older).forEach((t, k) => fresh.push({ task: t, key: keyOf(t, k, latestStart(t), this.policy), group: g }));
+    }
+    fresh.sort(inOrder);
+    // The unchanged groups' entries, in their order, merged with the changed groups' new ones.
+    const out: Keyed[] = [];
+    let j = 0;
+    for (const e of this.order) {
+      if (e.group.stale) continue;
+      while (j < fresh.length && inOrder(fresh[j], e) < 0) out.push(fresh[j++]);
+      out.push(e);
+    }
+    while (j < fresh.length) out.push(fresh[j++]);
+    for (const g of this.changed) g.stale = false;
+    this.changed.clear();
+    this.order = out;
+    return (this.tasksInOrder = out.map((e) => e.task));
+  }
+}
+
+interface Group { name: string; members: Set<EncodingTask>; /** Its entries in the last order are being replaced. */ stale: boolean }
+interface Keyed { task: EncodingTask; key: number; group: Group }
 
 const older = (a: EncodingTask, b: EncodingTask) => a.submitted_at - b.submitted_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 

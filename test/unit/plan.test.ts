@@ -7,6 +7,9 @@ import * as assert from 'uvu/assert';
 import { loadModelFile } from '../../models/index.js';
 import { findFleet, missedTargets, parseFleet, parseTargets, parseWorkload, plan, simulate, summarize, traceWorkload, type FleetSpec, type RecordedRun, type WorkloadSpec } from '../../coordinator/plan/index.js';
 
+import { TemplateValidator } from '../../coordinator/plan/simulate.js';
+import { validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
+
 const model = loadModelFile();
 const thrown = (fn: () => unknown) => { try { fn(); return ''; } catch (e) { return `${(e as Error).name}: ${(e as Error).message}`; } };
 
@@ -115,6 +118,30 @@ test('recorded encodes whose inputs are in the validated form (kind: synthetic o
   const w = parseWorkload({ jobs: [{ name: 'synthetic', count: 3, job: synthetic }, { name: 'file', count: 3, job: file }] });
   const sim = simulate(w, fleet, model, { policy: 'predictive', seed: 1 });
   assert.equal(sim.jobs.map((j) => j.state), Array(6).fill('succeeded'));
+});
+
+test('a template is checked once, and each of its jobs gets the schema that checking it alone gives (keys in the same order)', () => {
+  const roots = { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] };
+  const synthetic = (j: ReturnType<typeof job>) => ({ ...j, input: { ...j.input, synthetic: { source: 'testsrc2' } } });
+  const templates = [
+    { ...synthetic(job('1280x720', 'h264', 'medium')), priority: 'premium' },
+    { ...synthetic(job('640x360', 'vp9', '4')), priority: 'batch' },
+  ];
+  const templateOf = (id: string) => (/^p\d+$/.test(id) ? Number(id.slice(1)) % 2 : undefined);
+  const v = new TemplateValidator(templateOf);
+  let calls = 0;
+  const counted = new TemplateValidator(templateOf, (raw, ctx) => { calls++; return validateEncodingSchema(raw, ctx); });
+  for (let i = 0; i < 40; i++) {
+    const raw = { ...templates[i % 2], submitter: `p${i}`, ...(i % 2 === 0 && { deadline: new Date(Date.UTC(2030, 0, 1) + i * 1000).toISOString() }) };
+    const alone: EncodingSchema = validateEncodingSchema(raw, roots);
+    assert.is(JSON.stringify(v.validate(raw, roots)), JSON.stringify(alone), `job ${i}`);
+    assert.equal(counted.validate(raw, roots), alone);
+  }
+  assert.is(calls, 2, 'one check per template');
+  // A refused template is refused for each of its jobs, with the check's own reason.
+  const actor = { kind: 'actor', input: { resolution: '1280x720', fps: 30, synthetic: { source: 'testsrc2' } }, output: { codec: 'h264', preset: 'fast', rate_control: { mode: 'crf', crf: 23 } } };
+  const actors = new TemplateValidator(templateOf);
+  for (const i of [0, 2]) assert.match(thrown(() => actors.validate({ ...actor, submitter: `p${i}`, deadline: '2030-01-01T00:10:00.000Z' }, roots)), /no deadline/);
 });
 
 test('workload and fleet files are checked whole: every wrong key is named at once', () => {

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
-import { DEFAULT_QUEUE_POLICY, anyLate, estimateStarts, orderQueue, type Demand } from '../../coordinator/queue/index.js';
+import { DEFAULT_QUEUE_POLICY, OrderedQueue, anyLate, estimateStarts, orderQueue, type Demand } from '../../coordinator/queue/index.js';
 import type { EncodingTask, NodeCapacity, SlaClass } from '../../shared/index.js';
 
 const T0 = Date.UTC(2026, 10, 25, 12);
@@ -114,6 +114,57 @@ test('anyLate answers exactly what the full replay says: some job starts after i
       assert.is(anyLate(order, nodes, [], demand, T0, due, arrives), full);
     },
   ), { numRuns: 300, seed: 7 });
+});
+
+test('the queue kept in order as jobs come and go has the order orderQueue gives the same jobs, after every change', () => {
+  const CLASSES: SlaClass[] = ['premium', 'standard', 'batch'];
+  // Few submitters and close times, so ranks within a submitter's jobs shift and keys tie often.
+  const op = fc.record({
+    kind: fc.constantFrom('add', 'add', 'delete', 'repredict', 'read'), pick: fc.nat(), cls: fc.constantFrom(...CLASSES), submitter: fc.constantFrom('a', 'b', 'c'),
+    at: fc.integer({ min: 0, max: 20 }), deadline: fc.option(fc.integer({ min: 0, max: 30 * MIN })), seconds: fc.integer({ min: 1, max: 900 }),
+  });
+  fc.assert(fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+    const q = new OrderedQueue(DEFAULT_QUEUE_POLICY);
+    const held = new Set<EncodingTask>(), left: EncodingTask[] = [];
+    let n = 0;
+    for (const o of ops) {
+      const list = [...held];
+      if (o.kind === 'add') {
+        // A new job, or one that left coming back (a re-queue keeps its submission time).
+        const back = o.pick % 3 === 0 ? left.splice(o.pick % Math.max(1, left.length), 1)[0] : undefined;
+        const t = back ?? task({ id: `j${n++}`, cls: o.cls, submitter: o.submitter, at: T0 + o.at * 1000, seconds: o.seconds, deadline: o.deadline === null ? undefined : T0 + o.deadline });
+        held.add(t);
+        q.add(t);
+      } else if (o.kind === 'delete' && list.length) {
+        const t = list[o.pick % list.length];
+        held.delete(t);
+        left.push(t);
+        assert.ok(q.delete(t));
+      } else if (o.kind === 'repredict' && list.length) {
+        // Its prediction changed while queued (its deadline's latest start moves): added again to say so.
+        const t = list[o.pick % list.length];
+        t.predicted = { model_version: 'm', expected: usage(o.seconds), upper: usage(o.seconds * 3) };
+        q.add(t);
+      }
+      assert.is(q.size, held.size);
+      if (o.kind === 'read' || o.pick % 2 === 0) assert.equal(ids([...q.tasks()]), orderQueue([...held]).map((e) => e.task.id));
+    }
+    assert.equal(ids([...q.tasks()]), orderQueue([...held]).map((e) => e.task.id));
+  }), { numRuns: 400, seed: 11 });
+});
+
+test('a job deleted and added again, and a submitter\'s last job leaving, keep the order right', () => {
+  const q = new OrderedQueue();
+  const a1 = task({ id: 'a1', submitter: 'a', at: T0 }), a2 = task({ id: 'a2', submitter: 'a', at: T0 + 1 }), b1 = task({ id: 'b1', submitter: 'b', at: T0 + 2 });
+  for (const t of [a1, a2, b1]) q.add(t);
+  assert.equal(ids([...q.tasks()]), ['a1', 'b1', 'a2'], 'a2 is behind b1 by the submitter spacing');
+  q.delete(a1);
+  assert.equal(ids([...q.tasks()]), ['a2', 'b1'], 'a2 moves up to a1\'s rank');
+  q.add(a1);
+  q.delete(b1);
+  assert.equal(ids([...q.tasks()]), ['a1', 'a2']);
+  q.add(b1);
+  assert.equal(ids([...q.tasks()]), orderQueue([a1, a2, b1]).map((e) => e.task.id));
 });
 
 test.run();
