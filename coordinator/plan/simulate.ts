@@ -314,8 +314,9 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
     // What the model predicts for the cores and hardware it ran on (what a run did not record: the cores and hardware it gets now).
     const had = cached.predict({ ...tpl[e.template].schema, submitter: id } as unknown as EncodingSchema, { cores: e.cores ?? ctx.cores, hw_class: e.cpu_model ? hardwareClass(e.cpu_model) : ctx.hw_class }).expected.duration_s;
     const speed = had > 0 && p.expected.duration_s > 0 ? p.expected.duration_s / had : 1;
-    const a = e.actual, z = scores.get(id);
-    const drawn = a.cpu_cores === undefined || a.gpu_percent === undefined || a.memory_gb === undefined || a.bandwidth_mbps === undefined ? z && actualFrom(p, z, scale) : undefined;
+    const a = e.actual, n = numberOf.get(id);
+    const drawn = n !== undefined && (a.cpu_cores === undefined || a.gpu_percent === undefined || a.memory_gb === undefined || a.bandwidth_mbps === undefined)
+      ? actualFrom(p, scores, n * TARGETS.length, scale) : undefined;
     return {
       cpu_cores: a.cpu_cores ?? drawn?.cpu_cores ?? p.expected.cpu_cores, gpu_percent: a.gpu_percent ?? drawn?.gpu_percent ?? p.expected.gpu_percent,
       memory_gb: a.memory_gb ?? drawn?.memory_gb ?? p.expected.memory_gb, bandwidth_mbps: a.bandwidth_mbps ?? drawn?.bandwidth_mbps ?? p.expected.bandwidth_mbps,
