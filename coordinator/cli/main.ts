@@ -849,9 +849,9 @@ Examples:
 /** The plan report as a table per policy and the recommendation. */
 function formatPlan(r: import('../plan/index.js').PlanReport): string {
   const classes = [...new Set(r.policies.flatMap((p) => Object.keys(p.classes)))];
-  const head = ['policy', 'done', 'makespan', 'jobs/h', ...classes.map((c) => `${c} p95 wait`), 'missed', 'mem kills', 'cores used/reserved', 'node-h', 'cost'];
+  const head = ['policy', 'done', 'makespan', 'jobs/h', 'sustained jobs/h', ...classes.map((c) => `${c} p95 wait`), 'missed', 'mem kills', 'cores used/reserved', 'node-h', 'cost'];
   const rows = r.policies.map((p) => [
-    p.policy, `${p.succeeded}/${p.jobs}`, `${(p.makespan_s / 3600).toFixed(2)} h`, p.throughput_per_hour.toFixed(0),
+    p.policy, `${p.succeeded}/${p.jobs}`, `${(p.makespan_s / 3600).toFixed(2)} h`, p.throughput_per_hour.toFixed(0), Number.isFinite(p.sustained_per_hour) ? p.sustained_per_hour.toFixed(0) : '-',
     ...classes.map((c) => (p.classes[c] && Number.isFinite(p.classes[c]!.wait_p95_s) ? `${p.classes[c]!.wait_p95_s.toFixed(0)} s` : '-')),
     String(Object.values(p.classes).reduce((s, f) => s + (f?.missed_deadlines ?? 0), 0)), String(p.memory_kills),
     Number.isFinite(p.reserved_vs_used.cores_used_share) ? `${(p.reserved_vs_used.cores_used_share * 100).toFixed(0)} %` : '-', p.node_hours.toFixed(1), p.cost.toFixed(2),

@@ -112,7 +112,7 @@ export async function writeCharts(dir: string, report: PlanReport, runs: readonl
     files.push(file);
   }
   const classes = [...new Set(report.policies.flatMap((p) => Object.keys(p.classes)))];
-  const rows = report.policies.map((p) => `<tr><th>${escape(p.policy)}</th><td>${p.succeeded}/${p.jobs}</td><td>${(p.makespan_s / 3600).toFixed(2)} h</td><td>${p.throughput_per_hour.toFixed(0)}</td>${
+  const rows = report.policies.map((p) => `<tr><th>${escape(p.policy)}</th><td>${p.succeeded}/${p.jobs}</td><td>${(p.makespan_s / 3600).toFixed(2)} h</td><td>${p.throughput_per_hour.toFixed(0)}</td><td>${Number.isFinite(p.sustained_per_hour) ? p.sustained_per_hour.toFixed(0) : '–'}</td>${
     classes.map((c) => `<td>${p.classes[c] && Number.isFinite(p.classes[c]!.wait_p95_s) ? `${p.classes[c]!.wait_p95_s.toFixed(0)} s` : '–'}</td>`).join('')
   }<td>${Object.values(p.classes).reduce((s, f) => s + (f?.missed_deadlines ?? 0), 0)}</td><td>${p.memory_kills}</td><td>${Number.isFinite(p.reserved_vs_used.cores_used_share) ? `${(p.reserved_vs_used.cores_used_share * 100).toFixed(0)} %` : '–'}</td><td>${p.node_hours.toFixed(1)}</td><td>${p.cost.toFixed(2)}</td></tr>`).join('\n');
   const html = `<!doctype html>
@@ -122,7 +122,7 @@ export async function writeCharts(dir: string, report: PlanReport, runs: readonl
 <h1>Capacity plan</h1>
 <p id="recommendation">${escape(report.recommendation.sentence)}</p>
 <p>Seed ${report.seed}, model ${escape(report.model_version)}${report.error_scale !== 1 ? `, its spread ×${report.error_scale}` : ''}.</p>
-<table id="policies"><thead><tr><th>policy</th><th>done</th><th>makespan</th><th>jobs/h</th>${classes.map((c) => `<th>${escape(c)} p95 wait</th>`).join('')}<th>missed deadlines</th><th>memory kills</th><th>cores used / reserved</th><th>node-hours</th><th>cost</th></tr></thead>
+<table id="policies"><thead><tr><th>policy</th><th>done</th><th>makespan</th><th>jobs/h</th><th>sustained jobs/h</th>${classes.map((c) => `<th>${escape(c)} p95 wait</th>`).join('')}<th>missed deadlines</th><th>memory kills</th><th>cores used / reserved</th><th>node-hours</th><th>cost</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>

@@ -144,6 +144,21 @@ test('a template is checked once, and each of its jobs gets the schema that chec
   for (const i of [0, 2]) assert.match(thrown(() => actors.validate({ ...actor, submitter: `p${i}`, deadline: '2030-01-01T00:10:00.000Z' }, roots)), /no deadline/);
 });
 
+test('sustained throughput is the rate a backlog is worked off at: two one-core encodes of 10 s at a time on a two-core node end about 720 jobs an hour', () => {
+  const schema = JSON.stringify({ ...job('640x360', 'h264', 'medium'), priority: 'batch', submitter: 'log' });
+  const runs: RecordedRun[] = Array.from({ length: 40 }, () => ({
+    ts: '2026-12-01T00:00:00Z', status: 'succeeded', schema_json: schema, cores_granted: 1, cpu_cores: 0.95, memory_gb: 0.2, bandwidth_mbps: 1, duration_s: 10, gpu_percent: 0,
+  }));
+  const { workload: w } = traceWorkload(runs);
+  const node = parseFleet({ nodes: [{ type: 'two', count: 1, cores: 2, memory_gb: 8 }] });
+  const oneCore = summarize(simulate(w, node, model, { policy: 'one-core', seed: 1 }), node);
+  assert.ok(Math.abs(oneCore.sustained_per_hour / 720 - 1) <= 0.1, `one-core sustains ${oneCore.sustained_per_hour} jobs/h`);
+  // The same backlog of encodes twice as long: half the rate.
+  const { workload: slow } = traceWorkload(runs.map((r) => ({ ...r, duration_s: 20 })));
+  const half = summarize(simulate(slow, node, model, { policy: 'one-core', seed: 1 }), node);
+  assert.ok(Math.abs(half.sustained_per_hour / 360 - 1) <= 0.1, `20 s encodes: ${half.sustained_per_hour} jobs/h`);
+});
+
 test('workload and fleet files are checked whole: every wrong key is named at once', () => {
   assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: 'fast', job: {} }] })), /--workload: workload: \d problems?: .*jobs\.0\.rate "fast" is not a rate such as 120\/h/);
   assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: '1/h', job: job('640x360', 'h264', 'fast') }] })), /duration is missing/);
