@@ -1192,8 +1192,12 @@ function outputMedia(json: string | undefined): OutputMedia | undefined {
   return out;
 }
 
-/** Groups are named by their submitter: two submitters' `ladder-1` are different groups. */
-const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.schema.submitter}/${t.schema.group.id}` : '');
+/**
+ * Groups are named by their owner (the identity that submitted them, as authenticated): two
+ * owners' `ladder-1` are different groups, and no client joins another's group by writing its
+ * `submitter` label (which is the client's own word). Records from before owners go by that label.
+ */
+const groupKey = (t: EncodingTask) => (t.schema.group ? `${t.owner !== undefined ? `o:${t.owner}` : `s:${t.schema.submitter}`}/${t.schema.group.id}` : '');
 
 /** Whether `r` asks for exactly what `m` asked for (then it fares as `m` did, reason included). */
 const sameAsk = (r: PlacementRequest, m: PlacementRequest) =>

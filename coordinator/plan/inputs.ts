@@ -21,7 +21,7 @@
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { ConfigError, MEMBER_NAME, SLA_CLASSES, shortText, v, whyNotAll, type SlaClass } from '../../shared/index.js';
+import { ConfigError, GROUP_PLACEMENTS, MAX_GROUP_SIZE, MEMBER_NAME, SLA_CLASSES, shortText, v, whyNotAll, type SlaClass } from '../../shared/index.js';
 
 const SPAN = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/;
 const SPAN_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -53,6 +53,14 @@ const Template = v.strictObject({
   deadline: v.optional(span),
   /** An encoding job as `prescient submit` takes it (input and output; no input file is read). */
   job: v.looseObject({ input: v.record(v.string(), v.unknown()), output: v.record(v.string(), v.unknown()) }),
+  /**
+   * An ABR ladder: each arrival is one job per rung, its output the job's with the rung's settings
+   * over it (e.g. `{ resolution: 1280x720, rate_control: { mode: bitrate, bitrate_kbps: 3000 } }`),
+   * the rungs one group (placed all at once or not at all, as the leader places a group).
+   */
+  ladder: v.optional(v.pipe(v.array(v.record(v.string(), v.unknown())), v.minLength(2), v.maxLength(MAX_GROUP_SIZE))),
+  /** A ladder's group placement: together (one node) or spread (each rung on its own node; the default). */
+  placement: v.optional(v.picklist(GROUP_PLACEMENTS)),
 });
 const Workload = v.strictObject({
   /** How long arrivals go on (rate templates); the simulation runs until every job has ended. */
@@ -164,6 +172,8 @@ export function parseWorkload(doc: unknown, file = 'workload'): WorkloadSpec {
     // A curve that would be ignored, or that no job ever gets through, is a mistake rather than a workload.
     ...t.daily && t.count !== undefined ? [`jobs.${i}.daily (${t.name}) shapes a rate, but this template is a count, all arriving at the start`] : [],
     ...t.daily && t.daily.every((x) => x === 0) ? [`jobs.${i}.daily (${t.name}) is 0 at every hour: no job would arrive`] : [],
+    ...t.placement !== undefined && !t.ladder ? [`jobs.${i}.placement (${t.name}) is a ladder's group placement, but this template has no ladder`] : [],
+    ...t.ladder && (t.job as { group?: unknown }).group !== undefined ? [`jobs.${i}.job.group (${t.name}): a ladder makes each arrival's group itself`] : [],
   ]);
   if (w.jobs.some((t) => t.rate !== undefined) && w.duration === undefined) problems.push('duration is missing: rate templates arrive over it');
   if (problems.length) throw new ConfigError('--workload', `${file}: ${problems.join('; ')}`);

@@ -161,34 +161,60 @@ class Timeline<T> {
   }
 }
 
-/** Each job's arrival (ms from the start) and template, in arrival order; deterministic for a seed. */
+/**
+ * Each job's arrival (ms from the start) and template (an index into `templates(w)`), in arrival
+ * order; deterministic for a seed. A ladder's arrival is one job per rung, its rungs in order
+ * one after another.
+ */
 export function arrivals(w: WorkloadSpec, rand: () => number): { at: Float64Array; template: Uint32Array } {
   if (w.trace) return { at: Float64Array.from(w.trace, (e) => Math.round(e.at_ms)), template: Uint32Array.from(w.trace, (e) => e.template) };
-  const out: [number, number][] = [];
+  const rungs = rungsOf(w);
+  // [time, the arrival's number, template]: rungs of one arrival share a number, so they stay together.
+  const out: [number, number, number][] = [];
+  let n = 0;
+  const arrive = (at: number, k: number) => { for (const r of rungs[k]) out.push([at, n, r]); n++; };
   w.jobs.forEach((t, k) => {
-    if (t.count !== undefined) { for (let i = 0; i < t.count; i++) out.push([0, k]); return; }
+    if (t.count !== undefined) { for (let i = 0; i < t.count; i++) arrive(0, k); return; }
     const base = ratePerMs(t.rate!);
     const peak = t.daily ? Math.max(...t.daily) : 1;
     if (!(base * peak > 0)) return;
     // A Poisson process at the peak rate, thinned by the hour's share of it (a daily curve).
     for (let at = -Math.log(1 - rand()) / (base * peak); at < w.duration_ms; at += -Math.log(1 - rand()) / (base * peak)) {
       const hour = Math.floor(((SIM_EPOCH + at) % 86_400_000) / 3_600_000);
-      if (!t.daily || rand() * peak < t.daily[hour]) out.push([at, k]);
+      if (!t.daily || rand() * peak < t.daily[hour]) arrive(at, k);
     }
   });
-  out.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-  return { at: Float64Array.from(out, (x) => Math.round(x[0])), template: Uint32Array.from(out, (x) => x[1]) };
+  out.sort((x, y) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2]);
+  return { at: Float64Array.from(out, (x) => Math.round(x[0])), template: Uint32Array.from(out, (x) => x[2]) };
 }
 
+/** Per workload template, its templates in `templates(w)`: one, or one per rung of its ladder. */
+function rungsOf(w: WorkloadSpec): number[][] {
+  let next = 0;
+  return w.jobs.map((t) => Array.from({ length: t.ladder?.length ?? 1 }, () => next++));
+}
+
+/** A ladder rung's place: its group's size and placement, and its rung (0 first). */
+interface Rung { size: number; placement: 'together' | 'spread'; rung: number }
+
 /**
- * Each template's schema (a synthetic input when it names none: nothing is read), its class and
- * deadline. An input in the validated form (`kind` given, as recorded encodes store it) is whole.
+ * Each template's schema (a synthetic input when it names none: nothing is read), its class,
+ * deadline and, for a ladder's rung, its place in the group: a ladder is one template per rung,
+ * its output the job's with the rung's settings over it. An input in the validated form (`kind`
+ * given, as recorded encodes store it) is whole.
  */
-function templates(w: WorkloadSpec) {
-  return w.jobs.map((t) => {
+function templates(w: WorkloadSpec): { schema: Record<string, unknown>; deadline_ms?: number; rung?: Rung }[] {
+  return w.jobs.flatMap((t) => {
     const input = { ...(t.job.input as Record<string, unknown>) };
     if (input.kind === undefined && input.path === undefined && input.synthetic === undefined && input.url === undefined) input.synthetic = { source: 'testsrc2' };
-    return { schema: { ...t.job, input, priority: t.priority ?? 'standard', submitter: 'plan' } as Record<string, unknown>, deadline_ms: t.deadline ? spanMs(t.deadline) : undefined };
+    const one = (output: Record<string, unknown>, rung?: Rung) => ({
+      schema: { ...t.job, input, output, priority: t.priority ?? 'standard', submitter: 'plan' } as Record<string, unknown>,
+      deadline_ms: t.deadline ? spanMs(t.deadline) : undefined,
+      ...(rung && { rung }),
+    });
+    if (!t.ladder) return [one(t.job.output)];
+    const size = t.ladder.length, placement = t.placement ?? 'spread';
+    return t.ladder.map((over, rung) => one({ ...t.job.output, ...over }, { size, placement, rung }));
   });
 }
 
@@ -255,9 +281,9 @@ class TemplatePredictor implements ResourcePredictor {
 
 /**
  * Submissions checked as the core checks them (validateEncodingSchema), a template's once: its
- * jobs differ only in their submitter tag (the job's id, which tells the template) and deadline,
- * and both are well formed by construction, so each job's schema is its template's first checked
- * schema with those two set as the check sets them (the deadline as an ISO instant; the keys keep
+ * jobs differ only in their submitter tag (the job's id, which tells the template), deadline and
+ * (a ladder's rung) group id, all well formed by construction, so each job's schema is its
+ * template's first checked schema with those set as the check sets them (the deadline as an ISO instant; the keys keep
  * their order). A refused template is checked again for each job, as before.
  */
 export class TemplateValidator {
@@ -267,10 +293,10 @@ export class TemplateValidator {
     private readonly check: (raw: unknown, ctx: ValidationContext) => EncodingSchema = validateEncodingSchema,
   ) {}
   readonly validate = (raw: unknown, ctx: ValidationContext): EncodingSchema => {
-    const doc = raw as { submitter?: unknown; deadline?: unknown } | undefined;
+    const doc = raw as { submitter?: unknown; deadline?: unknown; group?: { id?: unknown } } | undefined;
     const k = typeof doc?.submitter === 'string' ? this.templateOf(doc.submitter) : undefined;
     const known = k === undefined ? undefined : this.checked.get(k);
-    if (!known || (known.deadline === undefined) !== (doc!.deadline === undefined)) {
+    if (!known || (known.deadline === undefined) !== (doc!.deadline === undefined) || (known.group === undefined) !== (doc!.group === undefined)) {
       const schema = this.check(raw, ctx);
       if (k !== undefined && !known) this.checked.set(k, schema);
       return schema;
@@ -279,6 +305,8 @@ export class TemplateValidator {
     const schema = { ...known };
     schema.submitter = doc!.submitter as string;
     if (known.deadline !== undefined) schema.deadline = new Date(doc!.deadline as string).toISOString();
+    // A ladder's rung: the same group settings, this arrival's group id (made by the simulator, always valid).
+    if (known.group !== undefined) schema.group = { ...known.group, id: String(doc!.group!.id) };
     return schema;
   };
 }
@@ -439,6 +467,9 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
     const schema = { ...tpl[k].schema };
     schema.submitter = id;
     if (j.deadline_ms !== undefined) schema.deadline = new Date(SIM_EPOCH + j.deadline_ms).toISOString();
+    // A ladder's rungs arrive one after another: the group is named after its first rung's job.
+    const rung = tpl[k].rung;
+    if (rung) schema.group = { id: `g${next - 1 - rung.rung}`, size: rung.size, placement: rung.placement };
     return { envelope: { job_id: id, submitted_at: now, schema }, owner: 'plan', stored_at: now };
   };
   /** An encode's end (or a stale one, of an attempt since stopped: undefined). */
@@ -489,5 +520,5 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
   }
   // A failure that ended the job is not a re-queue.
   totals.requeues -= jobs.filter((j) => j.state === 'failed').length;
-  return { policy: o.policy, jobs, totals, makespan_ms: lastEnd - (arr.at[0] ?? 0), samples, templates: w.jobs.map((t) => t.name) };
+  return { policy: o.policy, jobs, totals, makespan_ms: lastEnd - (arr.at[0] ?? 0), samples, templates: w.jobs.flatMap((t) => (t.ladder ? t.ladder.map((_, r) => `${t.name} rung ${r + 1}`) : [t.name])) };
 }

@@ -117,6 +117,23 @@ function drive(core: LeaderCore, steps: Step[], check: (effects: Effect[]) => vo
   return { batches, decisions };
 }
 
+test('a group is its owner\'s: two owners\' jobs with the same group id stay apart, and one owner\'s jobs form the group whatever submitter label each carries', () => {
+  const core = newCore();
+  core.apply([1, 2, 3].map((i) => ({ kind: 'Registered', at: 0, capacity: node(i, 2), running: [] }) as LeaderEvent));
+  const submit = (id: string, owner: string, submitter: string) => ({
+    envelope: { job_id: id, submitted_at: 0, schema: { ...schema(640, 'fast', 'standard', { id: 'ladder-1', size: 2 }), submitter } }, stored_at: 0, owner,
+  });
+  // alice's first rung and bob's first rung: neither group is whole.
+  core.apply([{ kind: 'Submitted', at: 1, submissions: [submit('a1', 'alice', 'web'), submit('b1', 'bob', 'web')] }]);
+  assert.equal(core.queue().map((t) => [t.id, t.state]), [['a1', 'queued'], ['b1', 'queued']]);
+  assert.match(core.queue()[0].reason ?? '', /waiting for 1 more job\(s\) of group ladder-1/);
+  // alice's second rung, labelled differently by its client, completes alice's group alone.
+  const { effects } = core.apply([{ kind: 'Submitted', at: 2, submissions: [submit('a2', 'alice', 'batch-tool')] }]);
+  const assigned = effects.filter((e) => e.kind === 'Assign').map((e) => (e as Extract<Effect, { kind: 'Assign' }>).assignment.task_id).sort();
+  assert.equal(assigned, ['a1', 'a2']);
+  assert.equal(core.queue().map((t) => t.id), ['b1']);
+});
+
 test('random event sequences never over-commit or double-book the ledger, and every job is queued, holding a reservation, or ended', () => {
   fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 60 }), (steps) => {
     const core = newCore();

@@ -159,6 +159,25 @@ test('sustained throughput is the rate a backlog is worked off at: two one-core 
   assert.ok(Math.abs(half.sustained_per_hour / 360 - 1) <= 0.1, `20 s encodes: ${half.sustained_per_hour} jobs/h`);
 });
 
+test('a ladder template arrives as one group per arrival, its rungs placed together, and a spread ladder wider than the fleet is never started, with the core\'s reason', () => {
+  const ladder = (count: number) => parseWorkload({
+    jobs: [{ name: 'abr', count, ladder: [{ resolution: '1920x1080' }, { resolution: '1280x720' }, { resolution: '640x360' }], job: job('1920x1080', 'h264', 'fast') }],
+  });
+  const three = parseFleet({ nodes: [{ type: 'c4', count: 3, cores: 4, memory_gb: 16 }] });
+  const sim = simulate(ladder(4), three, model, { policy: 'predictive', seed: 1 });
+  assert.equal(sim.templates, ['abr rung 1', 'abr rung 2', 'abr rung 3']);
+  assert.equal(sim.jobs.map((j) => j.template), [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+  assert.ok(sim.jobs.every((j) => j.state === 'succeeded'), sim.jobs.map((j) => j.reason).join('; '));
+  // Each arrival's three rungs are placed in one pass (a group is placed whole or not at all).
+  for (let g = 0; g < 12; g += 3) assert.is(new Set(sim.jobs.slice(g, g + 3).map((j) => j.placed_ms)).size, 1, `ladder ${g / 3}`);
+  const two = parseFleet({ nodes: [{ type: 'c4', count: 2, cores: 4, memory_gb: 16 }] });
+  const narrow = summarize(simulate(ladder(1), two, model, { policy: 'predictive', seed: 1 }), two);
+  assert.is(narrow.never_started, 3);
+  assert.match(narrow.refused[0]?.reason ?? '', /group infeasible \(spread\): 3 renditions need a node each, but the fleet has 2/);
+  assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', count: 1, placement: 'together', job: job('640x360', 'h264', 'fast') }] })), /jobs\.0\.placement \(x\) is a ladder's group placement, but this template has no ladder/);
+  assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', count: 1, ladder: [{}], job: job('640x360', 'h264', 'fast') }] })), /ladder/);
+});
+
 test('workload and fleet files are checked whole: every wrong key is named at once', () => {
   assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: 'fast', job: {} }] })), /--workload: workload: \d problems?: .*jobs\.0\.rate "fast" is not a rate such as 120\/h/);
   assert.match(thrown(() => parseWorkload({ jobs: [{ name: 'x', rate: '1/h', job: job('640x360', 'h264', 'fast') }] })), /duration is missing/);
