@@ -663,7 +663,7 @@ export class LeaderCore {
   private speedUpCurve(t: EncodingTask, upTo: number, hw_class: string | undefined): SpeedUpCurve {
     return lazyCurve(Math.min(upTo, MAX_CURVE_CORES), (cores) => {
       const p = this.predictionAt(t, cores, hw_class);
-      return { expected: p.expected.duration_s, upper: p.upper.duration_s };
+      return { expected: p.expected.duration_s, upper: p.upper.duration_s, cpu_cores: p.expected.cpu_cores };
     });
   }
 

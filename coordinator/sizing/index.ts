@@ -43,8 +43,11 @@ export interface SizingContext {
   deadline_at?: number;
 }
 
-/** Predicted time (s) at some number of cores: expected, and the calibrated upper bound. */
-export interface CurvePoint { expected: number; upper: number }
+/**
+ * Predicted time (s) at some number of cores: expected, and the calibrated upper bound; and, where
+ * known, the CPU cores the encode is expected to keep busy there.
+ */
+export interface CurvePoint { expected: number; upper: number; cpu_cores?: number }
 
 /**
  * A job's speed-up curve: `at(c)` is its predicted time on c cores (1 ≤ c ≤ length). Points are
@@ -91,7 +94,16 @@ export const MIN_GAIN = 0.05;
  */
 export const IDLE_GRACE_MS = 300;
 
-const efficiency = (curve: SpeedUpCurve, c: number) => curve.at(1).expected / (c * curve.at(c).expected);
+/**
+ * E(c) from the predicted times, and never above the share of its c cores the job is expected to
+ * keep busy: time and CPU are predicted apart, and a job that keeps 1.2 of 2 cores busy cannot
+ * run at 0.9 of them, whatever its predicted time says (the fleet bench's predictive reserved
+ * twice the cores its jobs used where the times claimed a speed-up the CPU did not).
+ */
+const efficiency = (curve: SpeedUpCurve, c: number) => {
+  const p = curve.at(c), byTime = curve.at(1).expected / (c * p.expected);
+  return p.cpu_cores !== undefined && Number.isFinite(p.cpu_cores) ? Math.min(byTime, p.cpu_cores / c) : byTime;
+};
 
 /**
  * The cores a CPU batch encode reserves so that the queue as a whole finishes soonest

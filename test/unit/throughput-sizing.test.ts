@@ -31,6 +31,17 @@ test('the efficiency threshold is where a further core stops paying for itself',
   assert.is(throughputCores(ctx({ curve: curve(20, 0.7), waiting: 1 })).cores, 2);
 });
 
+test('with others waiting, a job whose time claims a speed-up its predicted CPU does not back gets one core, and the reason gives the lower efficiency', () => {
+  // Times say 2 cores run it 1.8× faster (E = 0.9), but it is expected to keep only 1.2 of them busy (E ≤ 0.6).
+  const claimed = curveOf([{ expected: 18, upper: 23, cpu_cores: 1 }, { expected: 10, upper: 13, cpu_cores: 1.2 }]);
+  const s = throughputCores(ctx({ curve: claimed, waiting: 2, most_idle_on_a_node: 2, idle_cores: 8 }));
+  assert.is(s.cores, 1);
+  assert.match(s.why, /a 2nd core would run at efficiency 0\.60/);
+  // Backed by its CPU (1.9 of 2 busy), the same times earn the 2nd core.
+  const backed = curveOf([{ expected: 18, upper: 23, cpu_cores: 1 }, { expected: 10, upper: 13, cpu_cores: 1.9 }]);
+  assert.is(throughputCores(ctx({ curve: backed, waiting: 2, most_idle_on_a_node: 2, idle_cores: 8 })).cores, 2);
+});
+
 test('with nobody waiting, idle cores are used while each saves at least 5 %', () => {
   // A flat curve beyond 2 cores: only the 2nd core pays.
   const flat = curveOf([{ expected: 10, upper: 13 }, { expected: 7, upper: 9 }, { expected: 6.9, upper: 9 }, { expected: 6.9, upper: 9 }]);
