@@ -91,6 +91,11 @@ export type NodeTypeSpec = v.InferOutput<typeof NodeType>;
  */
 export interface TraceEntry {
   at_ms: number; template: number;
+  /**
+   * When it was submitted (ms, as at_ms), where that was before it arrived at the leader (a file
+   * input probed on a node first): its place in the queue counts from it, as the leader's does.
+   */
+  submitted_ms?: number;
   /** The cores it had, when recorded. */
   cores?: number;
   /** The CPU model (or hardware class) it ran on, when recorded. */

@@ -470,7 +470,8 @@ export function simulate(w: WorkloadSpec, fleet: FleetSpec, model: ResourcePredi
     // A ladder's rungs arrive one after another: the group is named after its first rung's job.
     const rung = tpl[k].rung;
     if (rung) schema.group = { id: `g${next - 1 - rung.rung}`, size: rung.size, placement: rung.placement };
-    return { envelope: { job_id: id, submitted_at: now, schema }, owner: 'plan', stored_at: now };
+    const submitted = trace?.[next - 1]?.submitted_ms, stored = submitted !== undefined ? SIM_EPOCH + submitted : now;
+    return { envelope: { job_id: id, submitted_at: stored, schema }, owner: 'plan', stored_at: stored };
   };
   /** An encode's end (or a stale one, of an attempt since stopped: undefined). */
   const ended = (ev: Extract<SimEvent, { kind: 'end' }>, now: number): LeaderEvent | undefined => {

@@ -29,7 +29,7 @@ export function replayBatch(jobs: readonly RanJob[], node: RanNode, policy: Plan
     const done = released(j);
     if (!done) throw new Error(`job ${j.id} has no succeeded event to replay (last: ${j.events.at(-1)?.state ?? 'none'})`);
     const placed = [...j.events].reverse().find((e) => e.allocation);
-    return { at_ms: admitted(j) - first, template, cores: Math.max(1, placed?.allocation?.core_ids.length ?? 1), cpu_model: node.cpu_model, actual: { ...done.result!.actual } };
+    return { at_ms: admitted(j) - first, submitted_ms: j.submitted_at - first, template, cores: Math.max(1, placed?.allocation?.core_ids.length ?? 1), cpu_model: node.cpu_model, actual: { ...done.result!.actual } };
   }).sort((a, b) => a.at_ms - b.at_ms); // arrivals in time order (probes end out of order); each job its own template
   const workload: WorkloadSpec = {
     duration_ms: Math.max(...trace.map((e) => e.at_ms)),
