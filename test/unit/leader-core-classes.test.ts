@@ -24,8 +24,9 @@ function classPredictor() {
   const usage = (u: Partial<ResourceUsage>): ResourceUsage => ({ cpu_cores: 1, gpu_percent: 0, memory_gb: 0.1, bandwidth_mbps: 1, duration_s: 1, ...u });
   const one = (ctx: PredictContext = {}): Prediction => {
     const c = CLASS[(ctx.hw_class ?? '') as keyof typeof CLASS];
-    const seconds = c.seconds / Math.pow(ctx.cores ?? 1, 0.9);
-    return { model_version: 'classes-v1', expected: usage({ duration_s: seconds, memory_gb: c.memory / 2 }), upper: usage({ duration_s: seconds * 1.5, memory_gb: c.memory }) };
+    const speedUp = Math.pow(ctx.cores ?? 1, 0.9), seconds = c.seconds / speedUp;
+    // Busy cores as its speed-up implies (sizing takes no more efficiency than the CPU backs).
+    return { model_version: 'classes-v1', expected: usage({ duration_s: seconds, memory_gb: c.memory / 2, cpu_cores: speedUp }), upper: usage({ duration_s: seconds * 1.5, memory_gb: c.memory, cpu_cores: speedUp }) };
   };
   const predictor: ResourcePredictor = {
     version: 'classes-v1',
