@@ -97,8 +97,7 @@ export const IDLE_GRACE_MS = 300;
 /**
  * E(c) from the predicted times, and never above the share of its c cores the job is expected to
  * keep busy: time and CPU are predicted apart, and a job that keeps 1.2 of 2 cores busy cannot
- * run at 0.9 of them, whatever its predicted time says (the fleet bench's predictive reserved
- * twice the cores its jobs used where the times claimed a speed-up the CPU did not).
+ * run at 0.9 of them, whatever its predicted time says.
  */
 const efficiency = (curve: SpeedUpCurve, c: number) => {
   const p = curve.at(c), byTime = curve.at(1).expected / (c * p.expected);

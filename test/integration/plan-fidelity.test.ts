@@ -56,7 +56,6 @@ test('the simulator replays a real batch on its node with the makespan and every
   const f = fidelityOf(jobs, replay);
   const detail = `real makespan ${f.real_makespan_s.toFixed(2)} s, simulated ${f.sim_makespan_s.toFixed(2)} s; per job real/simulated s: ${f.jobs.map((x) => `${x.real_s.toFixed(2)}/${x.sim_s.toFixed(2)}`).join(', ')}`;
   console.log(`  ${detail}`);
-  if (process.env.FIDELITY_DEBUG) for (const j of jobs) console.log(j.events.map((e) => `${e.state}@${e.at - j.submitted_at}${e.reason ? `(${e.reason.slice(0, 60)})` : ""}`).join(" "));
   assert.is(replay.jobs.filter((j) => j.state === 'succeeded').length, BATCH.length, detail);
   assert.ok(Math.abs(f.makespan_error) <= 0.15, `makespan off by ${(100 * f.makespan_error).toFixed(1)} %: ${detail}`);
   for (const x of f.jobs) assert.ok(Math.abs(x.error) <= 0.15, `job ${x.id} off by ${(100 * x.error).toFixed(1)} %: ${detail}`);
