@@ -4,7 +4,7 @@
  * again; held in memory only, the report died with it and the job ran a second time on another
  * node (the chaos test caught it). `running` reports are not kept: after a restart nothing runs.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { FAILURE_KINDS, checked, describeValue, figure, shortText, v, type TaskStatusReport } from '../shared/index.js';
 import type { Log } from '../shared/log.js';
 
@@ -68,7 +68,20 @@ export class ReportOutbox {
   /** The first report was delivered (or refused for good): it goes. */
   shift(): void {
     const r = this.queue.shift();
-    if (r && lasting(r)) this.save();
+    if (!r || !lasting(r)) return;
+    // The usual case, nothing left to deliver: the file goes, with no write to sync (one fsync
+    // fewer per finished job). A crash before the unlink lands leaves the old list, and the
+    // report is delivered again, as it was when the crash came between delivery and the save.
+    if (!this.queue.some(lasting)) this.remove();
+    else this.save();
+  }
+
+  private remove(): void {
+    try {
+      unlinkSync(this.file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.save();
+    }
   }
 
   /**

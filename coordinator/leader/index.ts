@@ -440,7 +440,7 @@ export class Leader {
     while (!this.stopped) {
       try {
         const consumer = await this.o.js.consumers.get(JOBS_STREAM, JOBS_CONSUMER);
-        this.messages = await consumer.consume({ max_messages: 64, expires: 5000 });
+        this.messages = await consumer.consume({ max_bytes: PULL_BYTES, expires: 5000 });
         if (this.stopped) break;
         for await (const m of this.messages) {
           // Messages that arrive together are admitted together; the flush runs once the

@@ -45,7 +45,12 @@
  * - the fidelity of the capacity planner (issue 19): each Prescient run replayed by its simulator
  *   under the same policy, each job with what it really used: simulated ÷ real makespan (to the
  *   last release) and each job's completion error;
- * - per round, makespan predictive ÷ ray, ÷ one-core and ÷ fixed-slots:2, and a noise gauge.
+ * - the work bound: the CPU seconds the batch's ffmpeg processes used ÷ the node's cores, the
+ *   least makespan any scheduler running the same command lines could reach, and each run's
+ *   makespan ÷ its bound;
+ * - per round, makespan predictive ÷ ray, ÷ one-core and ÷ fixed-slots:2, and each target's
+ *   makespan (for example 0.9 × Ray's) ÷ predictive's work bound: under 1, the target needs
+ *   less ffmpeg work than predictive's encodes took, which no placement gives; and a noise gauge.
  *
  * Topology: ONE agent granted both of this machine's cores (0-1) and 2 GB. With two one-core
  * agents every policy reserves exactly one core per job (predictive's request is capped at the
@@ -62,6 +67,7 @@
  *   PRESCIENT_BENCH_PACKING_RUNNERS=ray,predictive,...   which runners, in this order (default all four)
  *   PRESCIENT_BENCH_PACKING_WIDE_JOBS=N                  only the wide batch's first N jobs (a shorter run)
  *   PRESCIENT_BENCH_VENV=DIR                             the venv Ray is installed in (peers/venv.ts)
+ *   PRESCIENT_BENCH_AGENT_PROF=DIR                       run each agent under `node --cpu-prof`, its profile written to DIR
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -94,6 +100,8 @@ type BatchName = (typeof BATCH_NAMES)[number];
 const AGENT = { cores: '0-1', memoryGb: 2 };
 /** Ray's CPUs: the agent's cores. */
 const RAY_CPUS = 2;
+/** Cores the node has, Prescient's agent and Ray alike. */
+const NODE_CORES = 2;
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 /** In the source tree (as peers/gbm.py): the compiled bench sits in dist/, the script is not compiled. */
 const RAY_SCRIPT = path.join(REPO, 'test/bench/peers/ray_batch.py');
@@ -246,6 +254,18 @@ function cpuSnapshot(st: StackPids, agentPid: number, coordinatorPid: number): C
   };
 }
 
+/**
+ * The least makespan the batch's ffmpeg work allows on this node: the CPU seconds its ffmpeg
+ * processes used (the agent's reaped children; for Ray, each step's own `-benchmark` figure),
+ * spread over every core with nothing idle and nothing else running. No scheduler that runs
+ * the same command lines can finish sooner, so a target below it needs less work, not better
+ * placement.
+ */
+function workBound(makespan: number, ffmpegCpuS: number): Figures {
+  const bound = ffmpegCpuS / NODE_CORES;
+  return { 'ffmpeg cpu_s': ffmpegCpuS, 'work bound makespan_s (ffmpeg cpu_s ÷ cores)': bound, 'makespan ÷ work bound': makespan / bound };
+}
+
 /** Each process group's CPU between two snapshots, as a share of one core over that time. */
 function cpuShares(a: CpuSnapshot, b: CpuSnapshot): Record<string, number> {
   const wall = (b.at - a.at) / 1000;
@@ -383,11 +403,13 @@ async function runPrescient(s: TestStack, pids: StackPids, policy: string, n: nu
   try {
     c = await spawnCoordinator(s, `packing-${n}`, ['--reservation', policy]);
     // The default sampling (1 Hz): no --sample-ms.
-    a = await spawnAgent(s, `node-${n}`, { cores: AGENT.cores, memoryGb: AGENT.memoryGb });
+    const prof = process.env.PRESCIENT_BENCH_AGENT_PROF;
+    a = await spawnAgent(s, `node-${n}`, { cores: AGENT.cores, memoryGb: AGENT.memoryGb, nodeArgs: prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : undefined });
     const before = cpuSnapshot(pids, a.pid, c.pid);
     const { startedAt, jobs } = await runBatch(s, batch.schemas, batch.timeoutMs);
     const after = cpuSnapshot(pids, a.pid, c.pid);
-    const figures: Figures = { ...summarise(startedAt, jobs), ...cpuShares(before, after), ...fidelity(jobs, policy) };
+    const summary = summarise(startedAt, jobs);
+    const figures: Figures = { ...summary, ...cpuShares(before, after), ...workBound(Number(summary.makespan_s), after.ffmpeg - before.ffmpeg), ...fidelity(jobs, policy) };
     const encodeS = new Map(jobs.map((j) => [j.id, releasedEvent(j)?.result?.actual?.duration_s]));
     const rows = await sampleRows(s, jobs.filter((j) => encodeS.get(j.id)).map((j) => j.id));
     if (typeof rows === 'string') {
@@ -407,7 +429,7 @@ async function runPrescient(s: TestStack, pids: StackPids, policy: string, n: nu
 
 // ── a Ray run ──────────────────────────────────────────────────────────────────────────────
 
-interface RayStep { name: string; start: number; end: number; rc: number; maxrss_gb: number | null; error?: string[] }
+interface RayStep { name: string; start: number; end: number; rc: number; maxrss_gb: number | null; cpu_s?: number | null; error?: string[] }
 interface RayOutput {
   ray_version: string;
   makespan_s: number;
@@ -481,6 +503,8 @@ async function runRay(s: TestStack, py: BenchPython, n: number, batch: Batch): P
     const outputReady = ok.map((t) => Math.max(...t.steps.filter((x) => x.name.startsWith('encode')).map((x) => x.end)) - t.submit);
     const cpu = (k: string) => (o.cpu_s[k] ?? 0) / o.wall_s;
     const own = Object.values(o.cpu_s).reduce((a, b) => a + b, 0) - (o.cpu_s.ffmpeg ?? 0);
+    const steps = o.tasks.flatMap((t) => t.steps);
+    const ffmpegCpu = steps.every((x) => typeof x.cpu_s === 'number') ? steps.reduce((a, x) => a + x.cpu_s!, 0) : NaN;
     return {
       makespan_s: o.makespan_s,
       completion_mean_s: o.completion_mean_s,
@@ -497,6 +521,7 @@ async function runRay(s: TestStack, py: BenchPython, n: number, batch: Batch): P
       'ffmpeg peak rss (all at once) / agent grant': o.ffmpeg_peak_rss_sum_gb / AGENT.memoryGb,
       'ffmpeg maxrss gb (largest, from -benchmark)': Math.max(0, ...o.tasks.flatMap((t) => t.steps.map((x) => x.maxrss_gb ?? 0))),
       most_running_at_once: mostAtOnce(o.tasks.map((t) => [t.start, t.end])),
+      ...workBound(o.makespan_s, ffmpegCpu),
       'cpu: ray gcs_server': cpu('gcs_server'),
       'cpu: ray raylet': cpu('raylet'),
       'cpu: ray workers (without ffmpeg)': cpu('workers'),
@@ -618,6 +643,9 @@ export async function benchPacking(): Promise<Record<string, number | string>> {
         out[`${b.name}: makespan predictive / ${den}${suffix}`] = rs.join(', ');
         const nums = rs.filter((x): x is number => typeof x === 'number');
         out[`${b.name}: target predictive ≤ ${target}× ${den}`] = nums.length ? `${nums.filter((x) => x <= target).length} of ${nums.length} rounds` : 'no figure';
+        // Whether the target is reachable at all with the work predictive's encodes took: below 1, no placement can meet it.
+        const goal = per(den, 'makespan_s').map((m, i) => (typeof m === 'number' ? (target * m) / Number(per('predictive', 'work bound makespan_s (ffmpeg cpu_s ÷ cores)')[i]) : NaN));
+        out[`${b.name}: ${target}× ${den}'s makespan ÷ predictive's work bound${suffix}`] = goal.map((g) => (Number.isFinite(g) ? round(g) : 'no figure')).join(', ');
       }
       // On this fleet fixed-slots:2 and one-core make the same CPU decisions (one core per job,
       // two at once), so how far apart their makespans are is how noisy the machine was.

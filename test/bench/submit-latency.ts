@@ -75,6 +75,20 @@ const CORES_PER_NODE = 256;
 /** Room the fleet has beyond the largest phase's jobs; the full-fleet phase's jobs beyond it stay queued. */
 const SPARE_JOBS = 200;
 
+/**
+ * PRESCIENT_BENCH_LATENCY_PHASES=a,b: only the phases whose labels start with these (the warm-up
+ * always runs; `full fleet` names the last), for a profile of one rate.
+ */
+const wantedPhases = () => process.env.PRESCIENT_BENCH_LATENCY_PHASES?.split(',').map((w) => w.trim()).filter(Boolean);
+const fullFleetRuns = () => !wantedPhases()?.length || wantedPhases()!.some((w) => 'full fleet'.startsWith(w));
+function phasesToRun(): typeof PHASES {
+  const wanted = wantedPhases();
+  if (!wanted?.length) return PHASES;
+  const picked = PHASES.filter((p) => p.unmeasured || wanted.some((w) => p.label.startsWith(w)));
+  if (picked.every((p) => p.unmeasured)) throw new Error(`PRESCIENT_BENCH_LATENCY_PHASES names no phase (${PHASES.map((p) => p.label).join('; ')})`);
+  return picked;
+}
+
 export async function benchSubmitLatency(): Promise<Record<string, number | string>> {
   const profDir = process.env.PRESCIENT_BENCH_CPU_PROF;
   const s = await startStack('latency');
@@ -107,7 +121,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     // Events as any client sees them: the events stream's subjects on core NATS.
     const seen = new EventLog(s.nc);
     await s.nc.flush();
-    for (const [i, phase] of PHASES.entries()) {
+    for (const [i, phase] of phasesToRun().entries()) {
       if (i > 0) {
         // Empty the fleet: every job held is reported finished, and the leader releases it.
         const held = [...fleet.accepted.keys()];
@@ -123,26 +137,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     out['model predicting the reservations'] = [...seen.models].join(', ');
     out['stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
 
-    // A full fleet: the same leader, its fleet holding the last phase's jobs, gets as many more
-    // as its free cores could take at one core each, plus FULL_JOBS, at FULL_RATE. The ones
-    // that find no room stay queued, and every later admission (and the leader's
-    // once-a-second tick) tries the whole queue again.
-    const free = nodes * CORES_PER_NODE - seen.coresHeld();
-    const full = await submit(s.nc.jetstream(), free + FULL_JOBS, schemas, FULL_RATE);
-    await seen.settle(full.ids, 'admitted', FULL_MAX_WAIT_MS);
-    const waiting = full.ids.filter((id) => seen.queued.has(id) && !seen.placed.has(id));
-    const admittedAt = waiting.map((id) => seen.queued.get(id)!.at).sort((a, b) => a - b);
-    out['full fleet: jobs submitted (free cores + FULL_JOBS)'] = `${free + FULL_JOBS} (${free} + ${FULL_JOBS})`;
-    out['full fleet: placed / left queued / not yet admitted'] = `${full.ids.filter((id) => seen.placed.has(id)).length} / ${waiting.length} / ${full.ids.filter((id) => !seen.queued.has(id) && !seen.placed.has(id)).length}`;
-    if (admittedAt.length > 20) {
-      const q = Math.floor(admittedAt.length / 4);
-      const arate = (a: number, b: number) => round((b - a) / ((admittedAt[b] - admittedAt[a]) / 1000), 1);
-      out['full fleet: admission rate with the queue at 0-25% / 75-100% of its final length (jobs/s)'] = `${arate(0, q)} / ${arate(admittedAt.length - 1 - q, admittedAt.length - 1)}`;
-      const qlat = waiting.map((id) => seen.queued.get(id)!.at - full.at.get(id)!);
-      out['full fleet: submit → queued p50 / p99 (ms)'] = `${round(quantile(qlat, 0.5), 1)} / ${round(quantile(qlat, 0.99), 1)}`;
-    }
-    out['full fleet: queued jobs re-recorded (extra queued events)'] = full.ids.reduce((n, id) => n + Math.max(0, (seen.queuedEvents.get(id) ?? 0) - 1), 0);
-    out['full fleet: stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
+    if (fullFleetRuns()) await fullFleet(s, fleet, seen, nodes, schemas, out);
     seen.close();
 
     Object.assign(out, await roundTrips(s.nc.jetstream()));
@@ -156,6 +151,29 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
   if (process.env.PRESCIENT_BENCH_NO_RAY) out.ray = 'skipped: PRESCIENT_BENCH_NO_RAY is set';
   else Object.assign(out, besideRay(ours, await rayTaskRates({ tasks: 3000, ratePerS: 1000, actors: 100, log: (m) => console.error(m) })));
   return out;
+}
+
+async function fullFleet(s: TestStack, fleet: AcceptingFleet, seen: EventLog, nodes: number, schemas: readonly Record<string, unknown>[], out: Record<string, number | string>): Promise<void> {
+  // A full fleet: the same leader, its fleet holding the last phase's jobs, gets as many more
+  // as its free cores could take at one core each, plus FULL_JOBS, at FULL_RATE. The ones
+  // that find no room stay queued, and every later admission (and the leader's
+  // once-a-second tick) tries the whole queue again.
+  const free = nodes * CORES_PER_NODE - seen.coresHeld();
+  const full = await submit(s.nc.jetstream(), free + FULL_JOBS, schemas, FULL_RATE);
+  await seen.settle(full.ids, 'admitted', FULL_MAX_WAIT_MS);
+  const waiting = full.ids.filter((id) => seen.queued.has(id) && !seen.placed.has(id));
+  const admittedAt = waiting.map((id) => seen.queued.get(id)!.at).sort((a, b) => a - b);
+  out['full fleet: jobs submitted (free cores + FULL_JOBS)'] = `${free + FULL_JOBS} (${free} + ${FULL_JOBS})`;
+  out['full fleet: placed / left queued / not yet admitted'] = `${full.ids.filter((id) => seen.placed.has(id)).length} / ${waiting.length} / ${full.ids.filter((id) => !seen.queued.has(id) && !seen.placed.has(id)).length}`;
+  if (admittedAt.length > 20) {
+    const q = Math.floor(admittedAt.length / 4);
+    const arate = (a: number, b: number) => round((b - a) / ((admittedAt[b] - admittedAt[a]) / 1000), 1);
+    out['full fleet: admission rate with the queue at 0-25% / 75-100% of its final length (jobs/s)'] = `${arate(0, q)} / ${arate(admittedAt.length - 1 - q, admittedAt.length - 1)}`;
+    const qlat = waiting.map((id) => seen.queued.get(id)!.at - full.at.get(id)!);
+    out['full fleet: submit → queued p50 / p99 (ms)'] = `${round(quantile(qlat, 0.5), 1)} / ${round(quantile(qlat, 0.99), 1)}`;
+  }
+  out['full fleet: queued jobs re-recorded (extra queued events)'] = full.ids.reduce((n, id) => n + Math.max(0, (seen.queuedEvents.get(id) ?? 0) - 1), 0);
+  out['full fleet: stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
 }
 
 /** A live channel: encoded at real time until stopped (the leader reserves its steady state). */

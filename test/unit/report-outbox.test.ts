@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ReportOutbox, storedReport } from '../../node-agent/outbox.js';
@@ -36,7 +36,9 @@ test('a finished report not yet delivered is there for the next agent to send, N
   assert.ok(Number.isNaN(next.first?.actual?.bandwidth_mbps));
   assert.is(next.first?.ssim, 0.99);
   next.shift();
+  assert.is(new ReportOutbox(file, 'na', () => undefined).load(), 1, 'the report still to deliver stays on disk');
   next.shift();
+  assert.not.ok(existsSync(file), 'with nothing left to deliver the file goes (no empty list written and synced)');
   assert.is(new ReportOutbox(file, 'na', () => undefined).load(), 0, 'delivered reports are gone from disk too');
 });
 

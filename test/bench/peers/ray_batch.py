@@ -29,6 +29,7 @@ import ray
 import psutil
 
 MAXRSS = re.compile(r"bench: maxrss=(\d+)kB")
+CPU = re.compile(r"bench: utime=([\d.]+)s stime=([\d.]+)s")
 
 
 def worker_pid():
@@ -43,9 +44,12 @@ def run_job(job):
         p = subprocess.run(step["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         err = p.stderr.decode("utf-8", "replace")
         m = MAXRSS.findall(err)
+        # ffmpeg's own CPU time (-benchmark): the work the batch needs, whoever schedules it.
+        c = CPU.findall(err)
         t["steps"].append({
             "name": step["name"], "start": began, "end": time.time(), "rc": p.returncode,
             "maxrss_gb": int(m[-1]) / 1024 ** 2 if m else None,
+            "cpu_s": float(c[-1][0]) + float(c[-1][1]) if c else None,
             **({"error": err.strip().splitlines()[-3:]} if p.returncode else {}),
         })
         if p.returncode:
