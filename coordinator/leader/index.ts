@@ -84,12 +84,11 @@ const PROBE_PARALLEL = 8;
 /** Submissions admitted in one batch at most. */
 const BATCH = 256;
 /**
- * Bytes of submissions the leader holds at once: pulled by bytes, not by count, and the inbox
- * flushed once it holds this much. Without it a flood of large poison messages (600 KB each)
- * sat in memory 64 at a time and left the leader's RSS 40 % higher after it (poison bench).
- * The pull is larger than NATS's largest message (1 MB), or such a message would never arrive.
+ * Bytes of submissions the inbox holds before it is flushed. Without it a flood of large poison
+ * messages (600 KB each) sat in memory 64 at a time and left the leader's RSS 40 % higher after
+ * it (poison bench). The pull itself stays 64 messages: pulling by bytes (2 MB, tried) left the
+ * poison bench waiting past its limit for the refusals of 600 KB submissions.
  */
-const PULL_BYTES = 2 * 1024 * 1024;
 const INBOX_BYTES = 2 * 1024 * 1024;
 /** How long after a change the ledger is saved (saveSoon). */
 const SAVE_EVERY_MS = 100;
@@ -440,7 +439,7 @@ export class Leader {
     while (!this.stopped) {
       try {
         const consumer = await this.o.js.consumers.get(JOBS_STREAM, JOBS_CONSUMER);
-        this.messages = await consumer.consume({ max_bytes: PULL_BYTES, expires: 5000 });
+        this.messages = await consumer.consume({ max_messages: 64, expires: 5000 });
         if (this.stopped) break;
         for await (const m of this.messages) {
           // Messages that arrive together are admitted together; the flush runs once the
