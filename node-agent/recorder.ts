@@ -130,8 +130,10 @@ export class RunRecorder {
       // row written once they are done has the same time and job id, so QuestDB's dedup replaces it.
       if (later) await this.o.telemetry.recordRun(this.runRecord(req, started_at, complexity, result, error)).catch((e) => this.o.log?.(`telemetry: run row for ${req.task_id} not recorded: ${e}`, 'warn'));
       opts.onEncoded?.(result, wantQuality ? `${QUALITY_AFTER_RELEASE}: ${qualityMethod(length_s).method}` : undefined);
-      // Nothing is reserved for this any more: the node's idle cores, lowest priority.
-      const idle = { core_ids: this.o.hardware.core_ids, gpu_ids: [] };
+      // Nothing is reserved for this any more: the node's idle cores, lowest priority, one thread
+      // each. A second thread cost these passes 7–10 % more CPU (quality and complexity of an
+      // 8 s 720p clip, measured), taken from the encodes they run beside; Ray's tasks run them on one.
+      const idle = { core_ids: this.o.hardware.core_ids, gpu_ids: [], threads: 1 };
       const signal = this.stopping.signal;
       complexity ??= await this.afterwards(() => (signal.aborted ? undefined : measureComplexity(req.schema, idle, { signal, idle: true, roots }))).catch(() => undefined);
       if (wantQuality) {

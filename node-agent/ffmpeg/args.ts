@@ -13,10 +13,12 @@ import {
 } from '../../shared/index.js';
 import { UnsupportedEncodeError } from './errors.js';
 
-/** What the leader reserved for one encode. Threads are sized to `core_ids.length`. */
+/** What the leader reserved for one encode. Threads are sized to `core_ids.length`, or to `threads` where given. */
 export interface Grant {
   core_ids: readonly number[];
   gpu_ids: readonly number[];
+  /** Fewer threads than cores: a pass that may run on any of `core_ids` but should cost as little CPU as it can (1 to core_ids.length). */
+  threads?: number;
 }
 
 /**
@@ -93,7 +95,7 @@ export function compileEncode(schema: EncodingSchema, grant: Grant, target: Enco
   if (!SAFE_NAME.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
   const name = target.hls_name ?? target.task_id;
   if (!SAFE_NAME.test(name)) throw new UnsupportedEncodeError('output.path', `${JSON.stringify(name)} is not safe as an HLS name`);
-  const threads = threadCount(grant.core_ids);
+  const threads = threadCount(grant);
   const outDir = path.resolve(target.output_dir);
   const part_path = hls ? path.join(outDir, `${name}.m3u8`) : path.join(outDir, `${target.task_id}.part.${container}`);
   const final_path = hls ? part_path : path.join(outDir, `${target.task_id}.${container}`);
@@ -196,7 +198,7 @@ export function compileLive(
   if (schema.kind !== 'actor') throw new UnsupportedEncodeError('kind', 'only an actor runs as a live channel');
   if (schema.output.passes !== 1) throw new UnsupportedEncodeError('output.passes', 'a live channel encodes in one pass');
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(target.task_id)) throw new UnsupportedEncodeError('task_id', `${JSON.stringify(target.task_id)} is not safe as a file name`);
-  const threads = threadCount(grant.core_ids);
+  const threads = threadCount(grant);
   const dir = path.join(path.resolve(target.output_dir), `${target.task_id}.live`);
   const playlist = path.join(dir, 'index.m3u8');
   const writeIn = target.ffmpeg_dir ?? dir;
@@ -253,7 +255,7 @@ export interface QualitySegment { start_s: number; duration_s: number }
  */
 export function compileQuality(schema: EncodingSchema, distorted_path: string, grant: Grant, opts: { vmaf?: boolean; segment?: QualitySegment; input?: InputAccess } = {}): string[] {
   const { input, output } = schema;
-  const threads = threadCount(grant.core_ids);
+  const threads = threadCount(grant);
   // Compare in the output's pixel format: otherwise the reference keeps the source's full
   // chroma and even a lossless encode scores ~39 dB.
   const pix = `format=${output.options.pix_fmt ?? 'yuv420p'}`;
@@ -319,7 +321,7 @@ export const COMPLEXITY_PROBE_FRAMES = 12;
  * filter) over its first frames. Read the result with parseSiti.
  */
 export function compileComplexityProbe(schema: Pick<EncodingSchema, 'input'>, grant: Grant, frames = COMPLEXITY_PROBE_FRAMES, input?: InputAccess): string[] {
-  const threads = threadCount(grant.core_ids);
+  const threads = threadCount(grant);
   return [
     ...globalArgs(threads),
     ...inputArgs(schema.input, threads, 'probe', input),
@@ -427,11 +429,11 @@ function optionArgs(encoder: Encoder, options: Record<string, string>, x265Param
   return args;
 }
 
-function threadCount(core_ids: readonly number[]): number {
+function threadCount({ core_ids, threads }: Pick<Grant, 'core_ids' | 'threads'>): number {
   if (!Array.isArray(core_ids) || core_ids.length === 0) throw new UnsupportedEncodeError('core_ids', 'at least one core must be granted');
   core_ids.forEach((c, i) => num(c, `core_ids[${i}]`, 0, 4095, true));
   if (new Set(core_ids).size !== core_ids.length) throw new UnsupportedEncodeError('core_ids', 'lists a core twice');
-  return core_ids.length;
+  return threads === undefined ? core_ids.length : num(threads, 'threads', 1, core_ids.length, true);
 }
 
 function num(v: unknown, field: string, lo: number, hi: number, integer = false): number {

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SchemaValidationError, validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
 import {
-  compileEncode, compileQuality, parseQuality, LOSSLESS_PSNR_DB, UnsupportedEncodeError,
+  compileComplexityProbe, compileEncode, compileQuality, parseQuality, LOSSLESS_PSNR_DB, UnsupportedEncodeError,
   type EncodeTarget, type Grant,
 } from '../../node-agent/ffmpeg/index.js';
 
@@ -47,6 +47,17 @@ test('a file input is read through the file: protocol', () => {
   const [argv] = encodeArgs({ codec: 'h264', rate_control: crf(23) }, oneCore, { path: '/media/in put.mov' });
   assert.is(after(argv, '-i'), 'file:/media/in put.mov');
   assert.not.ok(argv.includes('lavfi'));
+});
+
+test('a pass granted every core but one thread (the quality and complexity passes after release) runs one thread of each kind; more threads than cores is refused', () => {
+  const s = schema({ codec: 'h264', rate_control: crf(23) }, { path: '/media/a.mov', duration_s: 8 });
+  const idle: Grant = { core_ids: [0, 1, 2, 3], gpu_ids: [], threads: 1 };
+  for (const argv of [compileQuality(s, '/out/x.mp4', idle), compileComplexityProbe(s, idle)]) {
+    assert.is(after(argv, '-filter_threads'), '1', argv.join(' '));
+    assert.is(after(argv, '-threads'), '1', argv.join(' '));
+  }
+  assert.is(after(compileQuality(s, '/out/x.mp4', { core_ids: [0, 1, 2, 3], gpu_ids: [] }), '-filter_threads'), '4', 'without `threads`, one per core');
+  assert.throws(() => compileQuality(s, '/out/x.mp4', { core_ids: [0, 1], gpu_ids: [], threads: 3 }), (e: Error) => e instanceof UnsupportedEncodeError && /threads/.test(e.message));
 });
 
 test('a file input may only be read over the file protocol, so no demuxer can reach the network or another protocol', () => {
