@@ -267,7 +267,9 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       await feedback.stop();
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       stopRevoked();
-      await nc.drain().catch(() => undefined);
+      // Draining needs the server; stopped while NATS is down, the connection is closed instead,
+      // or its reconnect attempts kept the process alive after everything else had stopped.
+      await nc.drain().catch(() => nc.close().catch(() => undefined));
     },
   };
 }

@@ -151,7 +151,10 @@ export class ConsulLeaderElection implements LeaderElection {
         if (item?.Session !== this.session) this.demote('lock is no longer held by this session');
         return;
       }
-      if (item?.Session) return; // someone else leads
+      // Someone else leads. Our own session on the lock while not leading is an election that
+      // failed after taking it (the durable term record unreachable while NATS restarts): it goes
+      // on from there. Taken for someone else's, the lock stayed ours at term 0 and nobody led.
+      if (item?.Session && item.Session !== this.session) return;
       const acquired = await this.consul.kv.set({ key: LEADER_KEY, value: this.describe(0), acquire: this.session });
       if (!acquired || this.stopped) return;
       this.term = await this.nextTerm();

@@ -39,7 +39,8 @@ export async function startStack(name: string): Promise<TestStack> {
     validation: { allowedInputRoots: [path.join(dir, 'media')], allowedOutputRoots: [path.join(dir, 'output')] },
     log: (m) => { logs.push(m); if (process.env.PRESCIENT_TEST_VERBOSE) console.error(m); },
     async down() {
-      await nc.drain().catch(() => undefined);
+      // A test that restarted NATS may leave the connection unable to drain: closed then, or its reconnects keep the process alive.
+      await nc.drain().catch(() => nc.close().catch(() => undefined));
       await stackDown({ stateDir: dir });
       rmSync(dir, { recursive: true, force: true });
     },
