@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
 import {
-  callerOf, claimJoin, coordinatorService, JOIN_NAME, MEMBER_NAME, unclaimJoin, followRevoked, internalError, publishRevoked, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
+  callerOf, claimJoin, coordinatorService, disconnectMember, JOIN_NAME, MEMBER_NAME, unclaimJoin, followRevoked, internalError, publishRevoked, loadIdentity, readSecret, retryUnavailable, signRequest, truncate, notLeaderError, permissionDenied, pkiDirOf, redactText, serve, stateDir, type grpc,
   type CoordinatorHandlers, type Identity, type Member, type StackEndpoints, type ValidationContext,
 } from '../shared/index.js';
 import { LiveModel, ModelRegistry, type ResourcePredictor } from '../models/index.js';
@@ -124,7 +124,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       metricsServer = await serveMetrics(metrics.registry, o.metrics!.host, o.metrics!.port);
     } catch (e) {
       live?.stop();
-      await nc.drain().catch(() => undefined);
+      await disconnectMember(nc);
       throw new Error(`could not serve metrics on ${o.metrics!.host}:${o.metrics!.port}: ${(e as Error).message}`);
     }
     log(`coordinator ${id} serving Prometheus metrics on http://${metricsServer.address}/metrics`);
@@ -267,9 +267,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<Coordinat
       await feedback.stop();
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       stopRevoked();
-      // Draining needs the server; stopped while NATS is down, the connection is closed instead,
-      // or its reconnect attempts kept the process alive after everything else had stopped.
-      await nc.drain().catch(() => nc.close().catch(() => undefined));
+      await disconnectMember(nc);
     },
   };
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { JSONCodec, type NatsConnection } from 'nats';
 import { mkdirSync } from 'node:fs';
 import {
-  CoordinatorClient, ConsulLeaderLookup, NO_OWNER, followRevoked, agentService, callerOf, connectMember, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
+  CoordinatorClient, ConsulLeaderLookup, NO_OWNER, followRevoked, agentService, callerOf, connectMember, disconnectMember, permissionDenied, pkiDirOf, redactText, type Identity, watchLeaderKey, fromAllocationMsg, serve, type grpc, validateEncodingSchema, validateInputPath, SchemaValidationError,
   type AgentHandlers, type Assignment, type AssignReply, type FailureKind, type EncodingSchema, type ResourceAllocation, type ResourceUsage, type RunningTaskMsg,
   type StackEndpoints, type TaskStatusReport, type TaskProgress, jobProgressSubject, effectiveOutput, type ValidationContext, toAllocationMsg,
 } from '../shared/index.js';
@@ -346,7 +346,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
     stopRevoked();
     learning?.stop();
     await telemetry.close();
-    await nc?.drain().catch(() => undefined);
+    await disconnectMember(nc);
     await claims.release();
     throw new Error(`could not serve metrics on ${o.metrics!.host}:${o.metrics!.port}: ${e.message}`);
   });
@@ -472,7 +472,7 @@ export async function startAgent(o: AgentOptions): Promise<AgentHandle> {
         if (to !== leader) to.close();
       } else say('no leader to deregister from; a leader takes the node out after a lease', 'warn');
       leader?.close();
-      await nc?.drain().catch(() => undefined);
+      await disconnectMember(nc);
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       stopRevoked();
       await claims.release();

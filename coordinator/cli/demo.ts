@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import YAML from 'yaml';
 import {
-  allowedInputRoots, allowedOutputRoots, loadEndpoints, newJobId, retryUnavailable, validateEncodingSchema, type TaskEvent,
+  allowedInputRoots, allowedOutputRoots, disconnectMember, loadEndpoints, newJobId, retryUnavailable, validateEncodingSchema, type TaskEvent,
 } from '../../shared/index.js';
 import { stackDown, stackUp } from '../../deploy/stack/index.js';
 import { startAgent, questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
@@ -71,7 +71,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     }
     return finals.every((f) => f?.state === 'succeeded') ? 0 : 1;
   } finally {
-    await nc.drain().catch(() => undefined);
+    await disconnectMember(nc);
     for (const a of agents) await a.stop();
     await coordinator.stop();
     if (!o.keep) await stackDown({ stateDir: o.stateDir });

@@ -18,7 +18,7 @@
  */
 import { AckPolicy, DeliverPolicy, JSONCodec, nanos, nuid, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
 import {
-  ConfigError, EVENTS_STREAM, JOB_ID_PATTERN, NO_OWNER, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isFinalEvent, jobEventsSubject, loadEndpoints, loadIdentity,
+  ConfigError, EVENTS_STREAM, JOB_ID_PATTERN, NO_OWNER, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, disconnectMember, isFinalEvent, jobEventsSubject, loadEndpoints, loadIdentity,
   newJobId, pkiDirFor, retryUnavailable, stateDir as defaultStateDir, type EncodingSchema, type EncodingTask, type Identity, type Member, type TaskEvent,
   type TaskState, type ValidationContext,
 } from '../../shared/index.js';
@@ -319,7 +319,7 @@ export class Prescient {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.feeds].map((f) => f.dispose()));
-    await this.nc.drain().catch(() => undefined);
+    await disconnectMember(this.nc);
   }
 
   private checkOpen(): void {

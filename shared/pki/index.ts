@@ -254,7 +254,7 @@ export function ensureSecret(dir: string, name: SecretName): string {
   return readFileSync(f, 'utf8').trim();
 }
 
-export { connectMember, inboxPrefix, natsConnectOptions, retryUnavailable, natsPermissions, natsUser, natsUsersConf, natsUsersFile, natsPidFile } from './nats.js';
+export { connectMember, disconnectMember, inboxPrefix, natsConnectOptions, retryUnavailable, natsPermissions, natsUser, natsUsersConf, natsUsersFile, natsPidFile } from './nats.js';
 
 /**
  * A key and a certificate request for `m`, made on the member's own host (the key never leaves

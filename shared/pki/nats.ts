@@ -154,6 +154,15 @@ export async function connectMember(servers: string, id: Identity, name: string,
 }
 
 /**
+ * Lets go of a member's connection: drained (what is in flight is delivered), or closed where
+ * it cannot drain (NATS down, or already closing). It reconnects without end, so a connection
+ * left open after a failed drain kept its process alive on its reconnect timers.
+ */
+export async function disconnectMember(nc: NatsConnection | undefined): Promise<void> {
+  await nc?.drain().catch(() => nc.close().catch(() => undefined));
+}
+
+/**
  * Runs a JetStream call again while it answers 503 (no responders), for up to `withinMs`:
  * nats-server's JetStream API is unreachable for a moment while it reloads its users (each new
  * member's certificate makes it reload), and a call in that moment fails where a moment later

@@ -98,10 +98,10 @@ const BATCH_NAMES = ['small', 'wide'] as const;
 type BatchName = (typeof BATCH_NAMES)[number];
 
 const AGENT = { cores: '0-1', memoryGb: 2 };
-/** Ray's CPUs: the agent's cores. */
-const RAY_CPUS = 2;
 /** Cores the node has, Prescient's agent and Ray alike. */
 const NODE_CORES = 2;
+/** Ray's CPUs: the agent's cores. */
+const RAY_CPUS = NODE_CORES;
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 /** In the source tree (as peers/gbm.py): the compiled bench sits in dist/, the script is not compiled. */
 const RAY_SCRIPT = path.join(REPO, 'test/bench/peers/ray_batch.py');

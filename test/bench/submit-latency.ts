@@ -29,7 +29,8 @@
  * as its queue grows.
  *
  * Set PRESCIENT_BENCH_CPU_PROF=DIR to run the leader under `node --cpu-prof` (writing the
- * profile to DIR) and report where its CPU time went; PRESCIENT_BENCH_NO_RAY=1 to leave Ray out.
+ * profile to DIR) and report where its CPU time went; PRESCIENT_BENCH_NO_RAY=1 to leave Ray out;
+ * PRESCIENT_BENCH_LATENCY_PHASES=at 1,full to run only those phases (phasesToRun).
  *
  *   node dist/test/bench/submit-latency.js      prints the figures as JSON
  */
@@ -77,20 +78,20 @@ const SPARE_JOBS = 200;
 
 /**
  * PRESCIENT_BENCH_LATENCY_PHASES=a,b: only the phases whose labels start with these (the warm-up
- * always runs; `full fleet` names the last), for a profile of one rate.
+ * always runs; `full fleet` names the last), for a profile of one rate. Unset: all of them.
  */
-const wantedPhases = () => process.env.PRESCIENT_BENCH_LATENCY_PHASES?.split(',').map((w) => w.trim()).filter(Boolean);
-const fullFleetRuns = () => !wantedPhases()?.length || wantedPhases()!.some((w) => 'full fleet'.startsWith(w));
-function phasesToRun(): typeof PHASES {
-  const wanted = wantedPhases();
-  if (!wanted?.length) return PHASES;
-  const picked = PHASES.filter((p) => p.unmeasured || wanted.some((w) => p.label.startsWith(w)));
-  if (picked.every((p) => p.unmeasured)) throw new Error(`PRESCIENT_BENCH_LATENCY_PHASES names no phase (${PHASES.map((p) => p.label).join('; ')})`);
-  return picked;
+function phasesToRun(): { phases: typeof PHASES; fullFleet: boolean } {
+  const wanted = process.env.PRESCIENT_BENCH_LATENCY_PHASES?.split(',').map((w) => w.trim()).filter(Boolean);
+  if (!wanted?.length) return { phases: PHASES, fullFleet: true };
+  const phases = PHASES.filter((p) => p.unmeasured || wanted.some((w) => p.label.startsWith(w)));
+  const fullFleet = wanted.some((w) => 'full fleet'.startsWith(w));
+  if (!fullFleet && phases.every((p) => p.unmeasured)) throw new Error(`PRESCIENT_BENCH_LATENCY_PHASES names no phase (${[...PHASES.map((p) => p.label), 'full fleet'].join('; ')})`);
+  return { phases, fullFleet };
 }
 
 export async function benchSubmitLatency(): Promise<Record<string, number | string>> {
   const profDir = process.env.PRESCIENT_BENCH_CPU_PROF;
+  const run = phasesToRun();
   const s = await startStack('latency');
   let leader: CoordinatorProcess | undefined;
   let fleet: AcceptingFleet | undefined;
@@ -121,7 +122,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     // Events as any client sees them: the events stream's subjects on core NATS.
     const seen = new EventLog(s.nc);
     await s.nc.flush();
-    for (const [i, phase] of phasesToRun().entries()) {
+    for (const [i, phase] of run.phases.entries()) {
       if (i > 0) {
         // Empty the fleet: every job held is reported finished, and the leader releases it.
         const held = [...fleet.accepted.keys()];
@@ -137,7 +138,7 @@ export async function benchSubmitLatency(): Promise<Record<string, number | stri
     out['model predicting the reservations'] = [...seen.models].join(', ');
     out['stand-in heartbeats refused or failed'] = fleet.heartbeatFailures;
 
-    if (fullFleetRuns()) await fullFleet(s, fleet, seen, nodes, schemas, out);
+    if (run.fullFleet) await fullFleet(s, fleet, seen, nodes, schemas, out);
     seen.close();
 
     Object.assign(out, await roundTrips(s.nc.jetstream()));

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stackDown, stackUp } from '../../deploy/stack/index.js';
-import { loadEndpoints, loadIdentity, newJobId, pkiDirOf, retryUnavailable, type Identity, type Role, type StackEndpoints, type TaskEvent, type ValidationContext } from '../../shared/index.js';
+import { disconnectMember, loadEndpoints, loadIdentity, newJobId, pkiDirOf, retryUnavailable, type Identity, type Role, type StackEndpoints, type TaskEvent, type ValidationContext } from '../../shared/index.js';
 import { connectBus, ensureStreams, followJob, publishSubmission, startCoordinator, type CoordinatorHandle } from '../../coordinator/index.js';
 import { startAgent, type AgentHandle } from '../../node-agent/index.js';
 import type { NatsConnection } from 'nats';
@@ -39,8 +39,7 @@ export async function startStack(name: string): Promise<TestStack> {
     validation: { allowedInputRoots: [path.join(dir, 'media')], allowedOutputRoots: [path.join(dir, 'output')] },
     log: (m) => { logs.push(m); if (process.env.PRESCIENT_TEST_VERBOSE) console.error(m); },
     async down() {
-      // A test that restarted NATS may leave the connection unable to drain: closed then, or its reconnects keep the process alive.
-      await nc.drain().catch(() => nc.close().catch(() => undefined));
+      await disconnectMember(nc);
       await stackDown({ stateDir: dir });
       rmSync(dir, { recursive: true, force: true });
     },

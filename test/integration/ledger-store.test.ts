@@ -12,7 +12,7 @@ import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import { freePort } from '../../deploy/stack/index.js';
 import { findExecutable } from '../../deploy/stack/proc.js';
 import { JetStreamLedgerStore, Ledger, StaleLedgerWriteError, type LedgerState } from '../../coordinator/ledger/index.js';
-import type { NodeCapacity, ResourceAllocation } from '../../shared/index.js';
+import { disconnectMember, type NodeCapacity, type ResourceAllocation } from '../../shared/index.js';
 import { waitFor } from '../helpers/cluster.js';
 
 let server: ChildProcess;
@@ -31,7 +31,7 @@ test.before(async () => {
   js = nc.jetstream();
 });
 test.after(async () => {
-  await nc?.drain().catch(() => undefined);
+  await disconnectMember(nc);
   if (server && server.exitCode === null) {
     const exited = new Promise((r) => server.once('exit', r));
     server.kill('SIGTERM');

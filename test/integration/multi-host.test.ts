@@ -17,7 +17,7 @@ import * as assert from 'uvu/assert';
 import YAML from 'yaml';
 import { stackDown } from '../../deploy/stack/index.js';
 import { connectBus, ensureStreams, JetStreamLedgerStore } from '../../coordinator/index.js';
-import { ConsulLeaderLookup, loadEndpoints, loadIdentity, pkiDirOf, retryUnavailable } from '../../shared/index.js';
+import { ConsulLeaderLookup, disconnectMember, loadEndpoints, loadIdentity, pkiDirOf, retryUnavailable } from '../../shared/index.js';
 import type { CoordinatorProcess } from '../helpers/bench-cluster.js';
 import { events, smallJob, submit, TEST_OWNER, waitFor, type TestStack } from '../helpers/cluster.js';
 import { makeHosts, netnsUnavailable, onHost, runOnHost, type Host, type Hosts } from '../helpers/netns.js';
@@ -86,7 +86,7 @@ test.before(async () => {
   await retryUnavailable(() => ensureStreams(nc));
   s = {
     dir: stateOf(a), endpoints, nc, logs: [], log: () => undefined, validation: { allowedInputRoots: [] },
-    async down() { await nc.drain().catch(() => undefined); await stackDown({ stateDir: stateOf(a) }); },
+    async down() { await disconnectMember(nc); await stackDown({ stateDir: stateOf(a) }); },
   };
   c1 = started(onHost(a, ['--state-dir', stateOf(a), 'coordinator', '--id', 'c1', '--grpc-host', a.address]));
   await waitFor('c1 leading', async () => (await leaderId())?.id === 'c1', 60_000);
