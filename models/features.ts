@@ -1,5 +1,5 @@
 /**
- * Feature spec `features-v3`: how an EncodeRecord (record.ts) becomes the numeric vector the
+ * Feature spec `features-v4`: how an EncodeRecord (record.ts) becomes the numeric vector the
  * networks read. The spec fixes which columns exist and how each is computed; a model fits the
  * data-dependent parts (category vocabularies, numeric means and spreads) on its training rows
  * and stores them, so the same record always encodes to the same vector under that model.
@@ -27,7 +27,7 @@ import { PRESETS } from '../shared/index.js';
 import type { EncodeRecord } from './record.js';
 import { SparseBlock, SparseVector } from './sparse.js';
 
-export const FEATURE_SPEC_VERSION = 'features-v3';
+export const FEATURE_SPEC_VERSION = 'features-v4';
 
 /** Training rows a category value needs to get a column of its own. */
 const MIN_CATEGORY_ROWS = 3;
@@ -87,12 +87,20 @@ const PRESET_RANKS = new Map(Object.entries(PRESETS as Record<string, readonly s
 export function presetSlowness(encoder: string | undefined, preset: string | undefined): number | undefined {
   return encoder === undefined || preset === undefined ? undefined : PRESET_RANKS.get(encoder)?.get(preset);
 }
+const pilotMbps = (bitsPerFrame: number | undefined, fps: number | undefined) => (bitsPerFrame !== undefined && fps ? log10((bitsPerFrame * fps) / 1e6) : undefined);
 const bitsPerPixel = (kbps: number | undefined, px: number | undefined, fps: number | undefined) =>
   kbps && px && fps ? log10((kbps * 1000) / (px * fps)) : undefined;
 
 /** Numeric columns a schema does not give (measured by a probe, or read from a log). */
-const PROBED = new Set(['i_share', 'p_share', 'b_share', 'log_in_size', 'si', 'ti']);
+const PROBED = new Set(['i_share', 'p_share', 'b_share', 'log_in_size', 'si', 'ti', 'log_pilot_cpu', 'log_pilot_mbps', 'log_pilot_memory']);
 export const isProbed = (name: string) => PROBED.has(name) || name.startsWith('extra.');
+/**
+ * The PROBED columns whose absence makes a record unprobed (EncodeNotes.unprobed: its own linear
+ * part and bound): what a probe of any input gives, SI/TI and the pilot. Frame types, file size
+ * and a log's extra columns exist for some inputs only (a lavfi source has no file size), so
+ * lacking them says nothing of whether the job was probed.
+ */
+const PROBE_SIGNS: ReadonlySet<string> = new Set(['si', 'ti', 'log_pilot_cpu', 'log_pilot_mbps', 'log_pilot_memory']);
 
 /** Numeric inputs: name → how it is computed (undefined = not known for this record). */
 export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> = {
@@ -135,6 +143,16 @@ export const NUMERICS: Record<string, (r: EncodeRecord) => number | undefined> =
    */
   out_megapixels: (r) => megapixels(outPixels(r)),
   in_megapixels: (r) => megapixels(pixels(r.input.width, r.input.height) ?? outPixels(r)),
+  /**
+   * A pilot encode (the job's first frames, its own settings, one thread): log10 of its CPU
+   * seconds per frame, of the Mbit/s its bits per frame make at the output rate, and of its
+   * peak memory. On the shipped calibration runs the first alone follows the whole encode's CPU
+   * per frame with a correlation of 0.96 in log (models/README.md).
+   */
+  log_pilot_cpu: (r) => log10(r.content.pilot_cpu_per_frame),
+  log_pilot_mbps: (r) => pilotMbps(r.content.pilot_bits_per_frame, outFps(r)),
+  /** log10 of the pilot's peak memory in MB. */
+  log_pilot_memory: (r) => log10(r.content.pilot_memory_mb),
 };
 
 /**
@@ -174,12 +192,15 @@ export function numericsInto(r: EncodeRecord, out: Float64Array): Float64Array {
   out[23] = finite(log2(node.memory_gb));
   out[24] = finite(megapixels(outPx));
   out[25] = finite(megapixels(inPxOrOut));
+  out[26] = finite(log10(c.pilot_cpu_per_frame));
+  out[27] = finite(pilotMbps(c.pilot_bits_per_frame, fps));
+  out[28] = finite(log10(c.pilot_memory_mb));
   return out;
 }
 /** The columns numericsInto writes, in order (NUMERICS' own order, checked when this module loads). */
 export const NUMERIC_NAMES = ['log_out_pixels', 'log_in_pixels', 'out_fps', 'in_fps', 'log_frames', 'log_duration', 'crf', 'log_bitrate',
   'log_bits_per_pixel', 'log_in_bitrate', 'log_in_bits_per_pixel', 'passes', 'log_gop', 'preset_slowness', 'i_share', 'p_share', 'b_share',
-  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus', 'log_node_memory', 'out_megapixels', 'in_megapixels'] as const;
+  'log_in_size', 'si', 'ti', 'noise', 'log_cores', 'gpus', 'log_node_memory', 'out_megapixels', 'in_megapixels', 'log_pilot_cpu', 'log_pilot_mbps', 'log_pilot_memory'] as const;
 if (NUMERIC_NAMES.join() !== Object.keys(NUMERICS).join()) throw new Error('features.ts: numericsInto does not write the NUMERICS columns in order');
 const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : NaN);
 
@@ -253,7 +274,7 @@ export interface EncodeNotes {
   missing: string[];
   /** Numbers beyond the training range by more than a tenth of it (the networks extrapolate). */
   outside: string[];
-  /** PROBED numbers the model reads that this record lacks (its bound is the unprobed one). */
+  /** PROBE_SIGNS the model reads that this record lacks (its linear part and bound are the unprobed ones). */
   unprobed: number;
 }
 
@@ -308,6 +329,7 @@ interface Compiled {
     lo: Float64Array;
     hi: Float64Array;
     flag: Uint8Array;
+    /** 2: a PROBE_SIGNS column, 1: another PROBED one, 0: neither. */
     probed: Uint8Array;
   };
   /** Where encodeFeatures writes before spreading into a dense vector. */
@@ -342,7 +364,7 @@ function compile(s: FeatureState): Compiled {
     numeric.lo[i] = n.min - slack;
     numeric.hi[i] = n.max + slack;
     numeric.flag[i] = n.flag ? 1 : 0;
-    numeric.probed[i] = isProbed(n.name) ? 1 : 0;
+    numeric.probed[i] = PROBE_SIGNS.has(n.name) ? 2 : isProbed(n.name) ? 1 : 0;
     at += n.flag ? 2 : 1;
   });
   return { categories, numeric, scratch: new SparseVector(s.names.length), raw: new Float64Array(NUMERIC_NAMES.length) };
@@ -399,14 +421,14 @@ function encodeSparseAt(s: FeatureState, r: EncodeRecord, idx: Int32Array, val: 
   for (let i = 0; i < fused.length; i++) {
     // NaN: not known (numericsInto), or hidden on purpose.
     const f = fused[i];
-    const x = unprobed && probed[i] === 1 ? NaN : f >= 0 ? raw[f] : finite(r.extra[c.numeric.extra[i]!]);
+    const x = unprobed && probed[i] !== 0 ? NaN : f >= 0 ? raw[f] : finite(r.extra[c.numeric.extra[i]!]);
     let code = 0;
     if (x !== x) {
       if (flag[i] === 0) {
         notes?.missing.push(c.numeric.name[i]);
         code = MISSING;
         missing++;
-      } else if (probed[i] === 1) {
+      } else if (probed[i] === 2) {
         unprobedCount++;
       }
     } else {

@@ -18,8 +18,11 @@ export function fitLinear(x: Float64Array, y: ArrayLike<number>, d: number, lamb
   return fitLinears(x, y, d, [lambda])[0];
 }
 
-/** fitLinear at each of several penalties, the normal equations summed once. */
-export function fitLinears(x: Float64Array, y: ArrayLike<number>, d: number, lambdas: readonly number[]): Linear[] {
+/**
+ * fitLinear at each of several penalties, the normal equations summed once. Columns where `free`
+ * is true are not penalised (only a vanishing ridge keeps the system solvable).
+ */
+export function fitLinears(x: Float64Array, y: ArrayLike<number>, d: number, lambdas: readonly number[], free?: ArrayLike<boolean>): Linear[] {
   const n = y.length, m = d + 1;
   const xtx = new Float64Array(m * m), xty = new Float64Array(m);
   const row = new Float64Array(m);
@@ -37,7 +40,7 @@ export function fitLinears(x: Float64Array, y: ArrayLike<number>, d: number, lam
   for (let a = 0; a < m; a++) for (let b = 0; b < a; b++) xtx[b * m + a] = xtx[a * m + b];
   return lambdas.map((lambda) => {
     const a = xtx.slice();
-    for (let k = 0; k < d; k++) a[k * m + k] += lambda;
+    for (let k = 0; k < d; k++) a[k * m + k] += free?.[k] ? 1e-9 * n : lambda;
     a[d * m + d] += 1e-9 * n;
     const w = solveSpd(a, xty, m);
     return { intercept: w[d], weights: Array.from(w.subarray(0, d)) };

@@ -119,6 +119,11 @@ export interface TargetModel {
   rows: number;
   /** Ridge regression over the network's feature vector: the smooth main effects (linear.ts). */
   linear: Linear;
+  /**
+   * The same fitted without the probed numbers (the pilot, SI/TI, …): what a record that lacks
+   * any the model reads is estimated with. Absent (older files): `linear`, the probed columns at their mean.
+   */
+  linear_unprobed?: Linear;
   /** The lookup of what the linear part misses, by group (lookup.ts). */
   base: Lookup;
   /** How much of the network's residual is added: chosen on sources held out in training (0: the lookup alone). */
@@ -314,6 +319,8 @@ interface RuntimeTarget {
   log: boolean;
   perFrame: boolean;
   linear: CompiledLinear;
+  /** For a record without the probed numbers (TargetModel linear_unprobed; `linear` where the file has none). */
+  linearUnprobed: CompiledLinear;
   base: CompiledLookup;
   spread: CompiledLookup;
   floor: number;
@@ -373,7 +380,7 @@ export class Model implements ResourcePredictor {
       const novel = spec.residuals.novel;
       this.runtime[t] = {
         spec, state: file.networks[spec.network].features, slot: 0, slots: new Int32Array(1 + (spec.ensemble?.length ?? 0)), lo: spec.lo, hi: spec.hi, alpha: spec.alpha, log: spec.transform === 'log10',
-        perFrame: spec.per_frame, linear: new CompiledLinear(spec.linear), base: new CompiledLookup(spec.base), spread: new CompiledLookup(spec.spread), floor: spec.spread_floor,
+        perFrame: spec.per_frame, linear: new CompiledLinear(spec.linear), linearUnprobed: new CompiledLinear(spec.linear_unprobed ?? spec.linear), base: new CompiledLookup(spec.base), spread: new CompiledLookup(spec.spread), floor: spec.spread_floor,
         largest: spec.transform === 'log10' ? 10 ** spec.y_hi : spec.y_hi,
         ...floorsOf(spec),
         known,
@@ -457,7 +464,8 @@ export class Model implements ResourcePredictor {
       if (![spec.lo, spec.hi, spec.y_lo, spec.y_hi].every(Number.isFinite) || spec.hi < spec.lo || spec.y_hi < spec.y_lo) fail(`targets.${t} has an invalid range`);
       if (!(spec.alpha >= 0 && spec.alpha <= 1)) fail(`targets.${t}.alpha ${spec.alpha} is outside 0–1`);
       if (!(spec.spread_floor > 0 && Number.isFinite(spec.spread_floor))) fail(`targets.${t}.spread_floor ${spec.spread_floor} is not a positive number`);
-      const bad = checkLinear(spec.linear, f.features[net.features].names.length, `targets.${t}.linear`) ?? checkLookup(spec.base, `targets.${t}.base`) ?? checkLookup(spec.spread, `targets.${t}.spread`)
+      const bad = checkLinear(spec.linear, f.features[net.features].names.length, `targets.${t}.linear`)
+        ?? (spec.linear_unprobed === undefined ? undefined : checkLinear(spec.linear_unprobed, f.features[net.features].names.length, `targets.${t}.linear_unprobed`)) ?? checkLookup(spec.base, `targets.${t}.base`) ?? checkLookup(spec.spread, `targets.${t}.spread`)
         ?? checkGrid(spec.residuals?.known, `targets.${t}.residuals.known`)
         ?? Object.entries(spec.residuals?.novel ?? {}).map(([c, g]) => ((NOVELTIES as readonly string[]).includes(c) ? checkGrid(g, `targets.${t}.residuals.novel.${c}`) : `targets.${t}.residuals.novel names an unknown class ${JSON.stringify(c)}`)).find(Boolean);
       if (bad) fail(bad);
@@ -485,7 +493,7 @@ export class Model implements ResourcePredictor {
       encodeSparse(this.file.features[i], rec, this.sparse[i], { notes: n });
       outputs[i] = banks[i]?.run(this.sparse[i]) ?? EMPTY;
       this.quantiles(i, n, q, 0, unknown);
-      this.linears(i, this.sparse[i].idx, this.sparse[i].val, 0, this.sparse[i].n, lin, 0);
+      this.linears(i, this.sparse[i].idx, this.sparse[i].val, 0, this.sparse[i].n, lin, 0, n.unprobed > 0);
       if (n.unseen.length || n.missing.length || n.outside.length) describeNotes(n, flags);
     }
     this.figures(rec, outputs, 0, q, lin, 0, est, bound, 0, flags, o.capCores !== false);
@@ -534,11 +542,14 @@ export class Model implements ResourcePredictor {
     return out.trim();
   }
 
-  /** The linear part of each target read from feature state `state`, from the record's entries `idx`/`val` [from, to). */
-  private linears(state: number, idx: Int32Array, val: Float64Array, from: number, to: number, lin: Float64Array, at: number): void {
+  /**
+   * The linear part of each target read from feature state `state`, from the record's entries
+   * `idx`/`val` [from, to); `unprobed`: the record lacks probed numbers the state reads.
+   */
+  private linears(state: number, idx: Int32Array, val: Float64Array, from: number, to: number, lin: Float64Array, at: number, unprobed: boolean): void {
     for (let k = 0; k < TARGETS.length; k++) {
       const rt = this.ordered[k];
-      if (rt && rt.state === state) lin[at + k] = rt.linear.at(idx, val, from, to);
+      if (rt && rt.state === state) lin[at + k] = (unprobed ? rt.linearUnprobed : rt.linear).at(idx, val, from, to);
     }
   }
 
@@ -637,7 +648,7 @@ export class Model implements ResourcePredictor {
       for (let r = 0; r < rows; r++) {
         marks.at = r * st.columns;
         encodeSparseRow(state, b.recs[r], block, options);
-        this.linears(i, block.idx, block.val, block.start[r], block.start[r + 1], b.lin, r * T);
+        this.linears(i, block.idx, block.val, block.start[r], block.start[r + 1], b.lin, r * T, marks.unprobed > 0);
         st.unseen[r] = marks.unseen;
         st.missing[r] = marks.missing;
         st.outside[r] = marks.outside;
@@ -679,12 +690,13 @@ export class Model implements ResourcePredictor {
     const rt = this.runtime[t];
     if (!rt) return undefined;
     const i = rt.state;
-    const v = encodeSparse(this.file.features[i], rec, this.sparse[i], { unprobed: o.unprobed });
+    const notes = newNotes();
+    const v = encodeSparse(this.file.features[i], rec, this.sparse[i], { unprobed: o.unprobed, notes });
     const out = this.banks[i]!.run(v);
     const paths = lookupValues(rec);
     const frames = rt.perFrame ? outputFrames(rec) ?? this.file.defaults.frames ?? 1 : 1;
     return {
-      base: rt.linear.value(v) + rt.base.value(paths), resid: fromUnit(meanOutput(out, 0, rt), rt.lo, rt.hi), spread: Math.max(rt.floor, rt.spread.value(paths)),
+      base: (notes.unprobed > 0 ? rt.linearUnprobed : rt.linear).value(v) + rt.base.value(paths), resid: fromUnit(meanOutput(out, 0, rt), rt.lo, rt.hi), spread: Math.max(rt.floor, rt.spread.value(paths)),
       y: transformTarget(t, actual) - (rt.log ? Math.log10(frames) : 0), alpha: rt.alpha,
     };
   }

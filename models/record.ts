@@ -68,6 +68,12 @@ export interface ContentRecord {
   ti_mean?: number;
   /** Strength of noise added to a synthetic source, 0–100. */
   noise?: number;
+  /** A pilot encode's CPU seconds per frame (the job's own settings, one thread: shared PilotEncode). */
+  pilot_cpu_per_frame?: number;
+  /** A pilot encode's bits per frame. */
+  pilot_bits_per_frame?: number;
+  /** A pilot encode's peak memory, MB. */
+  pilot_memory_mb?: number;
 }
 
 export interface NodeRecord {
@@ -118,7 +124,7 @@ const PROBED_CODEC_NAMES: Record<string, string> = { mpeg2video: 'mpeg2', mpeg1v
  * submitter did not give them (shared `knownInput`).
  */
 export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): EncodeRecord {
-  const out = s.output, inp = s.input, eff = effectiveOutput(s), known = knownInput(s), rc = out.rate_control, probe = inp.probe;
+  const out = s.output, inp = s.input, eff = effectiveOutput(s), known = knownInput(s), rc = out.rate_control, probe = inp.probe, pilot = probe?.pilot;
   const fps = eff.fps, duration = known.duration_s;
   const probedCodec = probe?.codec !== undefined ? PROBED_CODEC_NAMES[probe.codec] ?? probe.codec : undefined;
   return {
@@ -137,7 +143,13 @@ export function describeSchema(s: EncodingSchema, node: NodeRecord = {}): Encode
       frames: fps !== undefined && duration !== undefined ? Math.max(1, Math.round(fps * duration)) : undefined,
       size_bytes: inp.kind === 'file' ? probe?.size_bytes : undefined,
     },
-    content: { noise: inp.kind === 'synthetic' ? inp.noise : undefined, si_mean: probe?.si_mean, ti_mean: probe?.ti_mean },
+    content: {
+      noise: inp.kind === 'synthetic' ? inp.noise : undefined, si_mean: probe?.si_mean, ti_mean: probe?.ti_mean,
+      pilot_cpu_per_frame: pilot ? pilot.cpu_s / pilot.frames : undefined,
+      // ffmpeg rounds the kilobytes: 0 is under half of one, taken as a quarter.
+      pilot_bits_per_frame: pilot?.video_kb !== undefined ? (Math.max(pilot.video_kb, 0.25) * 8192) / pilot.frames : undefined,
+      pilot_memory_mb: pilot?.memory_mb,
+    },
     // Written out rather than spread: every record's node has one shape, which keeps the
     // feature getters that read it monomorphic (a spread's shape follows its input's).
     node: { cores: node.cores, hw_class: node.hw_class, gpus: node.gpus ?? (GPU_ENCODERS.has(out.encoder) ? 1 : 0), memory_gb: node.memory_gb },

@@ -16,6 +16,7 @@ import { stackDown, stackUp } from '../../deploy/stack/index.js';
 import { startAgent, questdbQuery, RUNS_TABLE, type AgentHandle } from '../../node-agent/index.js';
 import { allowedCores } from '../../node-agent/hardware.js';
 import { connectBus, ensureStreams, followJob, publishSubmission } from '../bus/index.js';
+import { attachProbes } from './probes.js';
 import { startCoordinator } from '../coordinator.js';
 import { formatEvent, table } from './format.js';
 
@@ -50,6 +51,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     await retryUnavailable(() => ensureStreams(nc));
     const js = nc.jetstream();
     const docs = YAML.parseAllDocuments(readFileSync(o.jobsFile ?? DEMO_JOBS, 'utf8')).map((d) => validateEncodingSchema(d.toJS(), validation));
+    // Probed and test-encoded as `prescient submit` does, so each prediction reads what the input and its settings cost.
+    await attachProbes(docs, { cacheFile: path.join(o.stateDir, 'probe-cache.json'), log, pilot: true });
     const ids: string[] = [];
     const started = Date.now();
     for (const schema of docs) {

@@ -120,7 +120,7 @@ export function formatProgress(p: TaskProgress): string {
 
 /**
  * What is known of a job's input, and where it came from: "input /media/a.mkv: 1920x1080 at 25 fps,
- * 30.0 s (750 frames), hevc, 8000 kbit/s, SI 52 TI 11 (probed by the submitter)".
+ * 30.0 s (750 frames), hevc, 8000 kbit/s, SI 52 TI 11, pilot 12 frames in 0.41 s CPU, 96 kB (probed by the submitter)".
  */
 export function formatInput(s: EncodingSchema): string {
   const inp = s.input, p = inp.probe, k = knownInput(s), out = effectiveOutput(s);
@@ -132,6 +132,7 @@ export function formatInput(s: EncodingSchema): string {
     ...(inp.kind === 'file' && (inp.codec ?? p?.codec) ? [inp.codec ?? p!.codec!] : []),
     ...(inp.kind === 'file' && (inp.bitrate_kbps ?? p?.bitrate_kbps) ? [`${Math.round(inp.bitrate_kbps ?? p!.bitrate_kbps!)} kbit/s`] : []),
     ...(p?.si_mean !== undefined && p.ti_mean !== undefined ? [`SI ${n(p.si_mean, 0)} TI ${n(p.ti_mean, 0)}`] : []),
+    ...(p?.pilot ? [`pilot ${p.pilot.frames} frames in ${n(p.pilot.cpu_s, 2)} s CPU${p.pilot.video_kb !== undefined ? `, ${p.pilot.video_kb} kB` : ''}`] : []),
   ];
   const origin = p ? `probed by ${p.by === 'node' ? 'a node' : 'the submitter'}` : inp.kind === 'file' ? 'not probed' : 'its own settings';
   return `input ${what}: ${parts.join(', ')} (${origin})`;

@@ -38,6 +38,7 @@ import { EXIT, NoSuchJobError, WrongKindError, errorJson, errorText, exitCodeOf,
 import { formatEvent, formatInput, formatOutputs, formatProgress } from './format.js';
 import { cliBus } from './member.js';
 import { checkJob } from '../client/validate.js';
+import { attachProbes } from './probes.js';
 import type { Log } from '../../shared/log.js';
 import { withoutCliAllocator } from './allocator.js';
 
@@ -249,28 +250,6 @@ async function readJobs(file: string): Promise<unknown[]> {
   });
 }
 
-/**
- * Probes each job's input that this machine can read, and attaches what it found (cached by
- * path, size and modification time in the state directory). A file it cannot read is left to
- * be probed by a node of the cluster before the job is predicted.
- */
-async function attachProbes(schemas: EncodingSchema[], log: (m: string) => void): Promise<void> {
-  // The probe's own module, not node-agent/index.js, which brings the whole agent.
-  const { ProbeCache, probeInput } = await import('../../node-agent/ffmpeg/probe.js');
-  const cache = new ProbeCache(path.join(dir(), 'probe-cache.json'));
-  for (const s of schemas) {
-    if (s.input.probe) continue;
-    const probe = await probeInput(s.input, { by: 'submitter', cache });
-    if (probe) s.input.probe = probe;
-    else if (s.input.kind === 'file') log(`${s.input.path}: not readable here; a node will probe it before the job is predicted`);
-  }
-  try {
-    cache.save();
-  } catch (e) {
-    log(`probe cache not saved: ${(e as Error).message}`);
-  }
-}
-
 program.command('validate').description('check job files without submitting them')
   .argument('<files...>', 'YAML or JSON job files')
   .option('--json', 'print results as JSON')
@@ -305,6 +284,7 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
   .option('--timeout <seconds>', 'with --wait: stop waiting after this long (the jobs carry on; exit status 5)', '600')
   .option('--json', 'print job ids and results as JSON')
   .option('--no-probe', 'do not probe inputs here (a file input is then probed by a node before it is predicted)')
+  .option('--no-pilot', 'do not test-encode the first frames of each job here (its prediction is then wider)')
   .addHelpText('after', examples(
     'prescient submit job.yaml                          # prints each job id and returns',
     'prescient submit batch.yaml --wait --timeout 3600  # follows every job to its end',
@@ -314,7 +294,7 @@ program.command('submit').description('submit encoding jobs through NATS JetStre
     const timeoutS = seconds(o.timeout, '--timeout');
     const ctx = validation();
     const schemas = (await readJobs(file)).map((raw) => checkJob(raw, ctx));
-    if (o.probe) await attachProbes(schemas, (m) => { if (!o.json) console.error(m); });
+    if (o.probe) await attachProbes(schemas, { cacheFile: path.join(dir(), 'probe-cache.json'), log: (m) => { if (!o.json) console.error(m); }, pilot: o.pilot });
     const [{ ensureStreams, followJob, publishSubmission }, { JSONCodec }] = await Promise.all([bus(), import('nats')]);
     const progressCodec = JSONCodec<TaskProgress>();
     const { nc, me } = await cliBus(dir());
@@ -1114,6 +1094,29 @@ questdbOptions(model.command('export')).description('write recorded runs from Qu
   .requiredOption('--out <file>', 'CSV file to write')
   .addHelpText('after', examples('prescient model export --out runs.csv', 'prescient model export --window 7d --node enc-1 --codec hevc --out enc-1-hevc.csv'))
   .action(async (o) => (await modelActions()).exportRuns(o, dir()));
+
+model.command('pilots').description('add a pilot encode (the first frames, the job\'s own settings, one thread) to each succeeded run of an export that has none, measured on this machine; the files are rewritten in place')
+  .argument('<files...>', 'CSV files `prescient model export` wrote (models/default/calibration-runs-*.csv)')
+  .option('--media <dir>', 'where the runs\' file inputs are now, looked up by name (models/scripts/real-clips.sh DIR)')
+  .option('--again', 'measure runs that have a pilot again, replacing it')
+  .option('--json', 'print what was done as JSON')
+  .addHelpText('after', examples('prescient model pilots models/default/calibration-runs-*.csv --media /tmp/media   # the clips: bash models/scripts/real-clips.sh /tmp/media'))
+  .action(async (files: string[], o) => {
+    const [{ addPilots }, { trainingRunsFromCsv, trainingRunsCsv }, { writeFileSync, renameSync }] = await Promise.all([
+      import('../../node-agent/calibrate/pilots.js'), import('../../models/index.js'), import('node:fs')]);
+    const cores = Array.from({ length: os.availableParallelism() }, (_, i) => i);
+    const out: Record<string, unknown> = {};
+    for (const f of files) {
+      const runs = trainingRunsFromCsv(readFileSync(f, 'utf8'));
+      if (!runs) throw new ConfigError('<files>', `${f} is not an export of recorded runs (prescient model export)`);
+      const report = await addPilots(runs, { media_dir: o.media, again: o.again === true, core_ids: cores, log: o.json ? undefined : (m) => console.error(`  ${m}`) });
+      writeFileSync(`${f}.tmp`, trainingRunsCsv(runs));
+      renameSync(`${f}.tmp`, f);
+      out[f] = report;
+      if (!o.json) console.log(`${f}: ${report.added} pilots measured, ${report.had} had one, ${report.unreadable} inputs not found, ${report.failed} failed`);
+    }
+    if (o.json) console.log(JSON.stringify(out, null, 2));
+  });
 
 // ── fleet ──────────────────────────────────────────────────────────────────────────────
 program.command('nodes').description('show each node: capacity, what is free, its reservations, and which resources are enforced or accounted-only')

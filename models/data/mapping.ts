@@ -132,6 +132,7 @@ const FIELDS: Record<FieldPath, ValueType> = {
   'input.fps': 'number', 'input.bitrate_kbps': 'kbit/s', 'input.duration_s': 's', 'input.frames': 'number',
   'input.i_frames': 'number', 'input.p_frames': 'number', 'input.b_frames': 'number', 'input.size_bytes': 'bytes',
   'content.si_mean': 'number', 'content.ti_mean': 'number', 'content.noise': 'number',
+  'content.pilot_cpu_per_frame': 'number', 'content.pilot_bits_per_frame': 'number', 'content.pilot_memory_mb': 'number',
   'node.cores': 'number', 'node.hw_class': 'category', 'node.gpus': 'number', 'node.memory_gb': 'GB',
 };
 export const FIELD_PATHS = Object.keys(FIELDS) as FieldPath[];

@@ -74,7 +74,9 @@ function metrics(t: Target, a: number[], p: number[], u: number[]): TargetMetric
     ssTot += (a[i] - mean) ** 2;
     if (a[i] > 0) { pct += Math.abs(err) / a[i]; npct++; apes.push(Math.abs(err) / a[i]); }
     if (a[i] <= u[i] * (1 + 1e-9)) covered++;
-    if (u[i] > 0) { slack += (u[i] - a[i]) / u[i]; nslack++; }
+    // A reservation the encode outgrew left nothing unused: 0, not a negative share that would
+    // make a bound missed by far look tight (one job at 100× its bound took 15 points off the mean).
+    if (u[i] > 0) { slack += a[i] < u[i] ? (u[i] - a[i]) / u[i] : 0; nslack++; }
     scale += Math.abs(onScale(t, p[i]) - onScale(t, a[i]));
   }
   return {

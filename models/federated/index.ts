@@ -15,7 +15,7 @@
  */
 import brain from 'brain.js';
 import { createHash } from 'node:crypto';
-import { CATEGORIES, encodeFeatures, encodeSparse, outputFrames, type Category } from '../features.js';
+import { CATEGORIES, encodeFeatures, encodeSparse, newNotes, outputFrames, type Category } from '../features.js';
 import { SparseVector, permutation, seededRandom, type NetworkJson } from '../network.js';
 import { CompiledLinear } from '../linear.js';
 import { Model, membersOf, modelChecksum, toUnit, transformTarget, type FederatedProvenance, type ModelFile, type NetworkModel } from '../model.js';
@@ -170,14 +170,16 @@ export function fineTune(base: Model, rows: readonly LabelledRow[], o: FineTuneO
     const state = f.features[n.features], d = state.names.length, k = n.outputs.length;
     const usable = (r: LabelledRow) => n.outputs.every((t, j) => evaluable(t, r) && (!outputs[j]!.per_frame || outputFrames(r.record) !== undefined));
     // The networks learn what the lookup misses: the residual on the learning scale, in the global model's unit range.
-    const bases = outputs.map((spec) => ({ linear: new CompiledLinear(spec!.linear), lookup: new CompiledLookup(spec!.base) }));
+    // A row without the probed numbers is estimated with the linear part fitted without them (as prediction does).
+    const bases = outputs.map((spec) => ({ linear: new CompiledLinear(spec!.linear), unprobed: new CompiledLinear(spec!.linear_unprobed ?? spec!.linear), lookup: new CompiledLookup(spec!.base) }));
     const v = new SparseVector(d);
     const y = (r: LabelledRow) => {
-      encodeSparse(state, r.record, v);
+      const notes = newNotes();
+      encodeSparse(state, r.record, v, { notes });
       const paths = lookupValues(r.record);
       return Float32Array.from(n.outputs, (t, j) => {
         const spec = outputs[j]!;
-        const resid = transformTarget(t, r.targets[t]!, spec.per_frame ? outputFrames(r.record) : undefined) - bases[j].linear.value(v) - bases[j].lookup.value(paths);
+        const resid = transformTarget(t, r.targets[t]!, spec.per_frame ? outputFrames(r.record) : undefined) - (notes.unprobed > 0 ? bases[j].unprobed : bases[j].linear).value(v) - bases[j].lookup.value(paths);
         return toUnit(resid, spec.lo, spec.hi);
       });
     };

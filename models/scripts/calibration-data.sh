@@ -10,6 +10,10 @@
 # passes, 1 and 2 cores. Each run is priced by the model in service and none is drawn longer
 # than --max-run, until --budget seconds of encoding are spent.
 #
+# Each run is test-encoded first (its first 12 frames, its own settings: the pilot a submission
+# carries), and the pilot goes into the run's schema. Runs recorded before pilots existed got
+# theirs afterwards with `prescient model pilots FILE --media DIR`, on the machine that ran it.
+#
 # The encodes run at raised priority (nice -15, so as root) so other work on the machine disturbs
 # the measurements less. About two and a half hours on 2 cores with the settings below (the model
 # in service prices some runs far too low: --run-timeout stops those, recorded as cancelled and

@@ -11,7 +11,7 @@ import { createEncodeRunner } from '../runner/index.js';
 import { QuestDbTelemetrySink } from '../telemetry/index.js';
 import { RunRecorder } from '../recorder.js';
 import { calibrationMatrix, type CalibrationRun, type MatrixOptions } from './matrix.js';
-import { ProbeCache, probeInput } from '../ffmpeg/probe.js';
+import { ProbeCache, measurePilot, probeInput } from '../ffmpeg/probe.js';
 import type { Log } from '../../shared/log.js';
 
 export { parseCalibrationPlan } from './plan.js';
@@ -93,6 +93,11 @@ export async function runCalibration(o: CalibrateOptions): Promise<CalibrationRe
       if (run.schema.input.kind === 'file' && !run.schema.input.probe) {
         const probe = await probeInput(run.schema.input, { by: 'node', cache: probes, core_ids: hardware.core_ids, roots: o.validation.allowedInputRoots });
         if (probe) run.schema.input.probe = probe;
+      }
+      // The pilot encode a submission carries (measurePilot), so the row trains what prediction reads.
+      if (!run.schema.input.probe?.pilot && (run.schema.input.kind === 'synthetic' || run.schema.input.probe)) {
+        const pilot = await measurePilot(run.schema, { core_ids: hardware.core_ids, gpu_ids: [] }, { roots: o.validation.allowedInputRoots });
+        if (pilot) run.schema.input.probe = { ...(run.schema.input.probe ?? { by: 'node' }), pilot };
       }
       const rec = await recorder.record({
         task_id: job_id, schema: run.schema, core_ids: hardware.core_ids.slice(0, run.cores),

@@ -329,6 +329,30 @@ export function compileComplexityProbe(schema: Pick<EncodingSchema, 'input'>, gr
   ];
 }
 
+/** Frames a pilot encode makes (shared PilotEncode), unless the job has fewer: as many as the complexity sample reads. */
+export const PILOT_FRAMES = COMPLEXITY_PROBE_FRAMES;
+
+/**
+ * Argv of a pilot encode: the job's own encode (compileEncode) of its first `frames` frames, in
+ * one pass, without audio, into the null muxer, on `grant`'s threads. Two-pass and HLS jobs are
+ * tried as one pass to a plain stream: the model learns what the second pass and segmenting add.
+ */
+export function compilePilot(schema: EncodingSchema, grant: Grant, frames = PILOT_FRAMES, input?: InputAccess): string[] {
+  const n = Math.round(num(frames, 'pilot frames', 1, 10_000));
+  const one: EncodingSchema = { ...schema, output: { ...schema.output, passes: 1, format: undefined, audio: { mode: 'none' } } };
+  const plan = compileEncode(one, grant, { task_id: 'pilot', output_dir: '/', passlog_prefix: '/pilot', input });
+  const argv = plan.passes[0];
+  // compileEncode ends a plain output with `-f CONTAINER file:PATH`: the pilot writes nothing.
+  if (argv.at(-3) !== '-f' || !argv.at(-1)?.startsWith('file:')) throw new Error('compilePilot: the encode\'s output is not where it is expected');
+  return [...argv.slice(0, -3), '-frames:v', String(n), '-f', 'null', '-'];
+}
+
+/** The kilobytes of video a run made, from ffmpeg's closing `video:NkB` line; undefined when missing. */
+export function parseVideoKb(stderr: string): number | undefined {
+  const m = /\bvideo:(\d+)kB\b/.exec(stderr);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Reads the SITI summary ffmpeg prints at the end of a probe; undefined when it is missing. */
 export function parseSiti(stderr: string, probe_s: number): ContentComplexity | undefined {
   const m = /SITI Summary:[\s\S]*?Spatial Information:\s*Average:\s*([\d.]+)\s*Max:\s*([\d.]+)[\s\S]*?Temporal Information:\s*Average:\s*([\d.]+)\s*Max:\s*([\d.]+)/.exec(stderr);

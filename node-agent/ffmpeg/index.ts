@@ -1,6 +1,6 @@
 /** Public API of `node-agent/ffmpeg/`: schema → argv compilation, running ffmpeg, its errors. */
 export {
-  compileComplexityProbe, compileEncode, compileLive, compileQuality, parseQuality, CONTAINERS, LOSSLESS_PSNR_DB, PROGRESS_PERIOD_S, LIVE_SEGMENT_S, LIVE_WINDOW_SEGMENTS,
+  compileComplexityProbe, compileEncode, compilePilot, parseVideoKb, PILOT_FRAMES, compileLive, compileQuality, parseQuality, CONTAINERS, LOSSLESS_PSNR_DB, PROGRESS_PERIOD_S, LIVE_SEGMENT_S, LIVE_WINDOW_SEGMENTS,
   type Container, type EncodePlan, type EncodeTarget, type Grant, type InputAccess, type LivePlan,
 } from './args.js';
 export { runFfmpeg, ffmpegPath, type FfmpegProgress, type FfmpegRun, type RunFfmpegOptions } from './run.js';

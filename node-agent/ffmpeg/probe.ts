@@ -9,6 +9,8 @@
  * - `ProbeCache`: probes by path, size and modification time (a changed file is probed again),
  *   kept in memory and, for the CLI, in a JSON file between runs.
  * - `measureComplexity`: the complexity alone, as the recorder measures it for every run row.
+ * - `measurePilot`: a test encode of the job's first frames with its own settings (its CPU and
+ *   bits), which `prescient submit` and calibration attach to the probe.
  *
  * ffprobe and ffmpeg run without a shell, unprivileged, on a file input the agent opened and
  * checked (inputs.ts: inside `roots` after symlinks, no playlist or concat list), with a time
@@ -18,8 +20,10 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { ContentComplexity, EncodingSchema, InputProbe, InputSpec, ProbeOrigin } from '../../shared/index.js';
-import { COMPLEXITY_PROBE_FRAMES, compileComplexityProbe, compileQuality, parseQuality, parseSiti, type Grant, type QualitySegment } from './args.js';
+import { PILOT_FRAMES_MAX, type ContentComplexity, type EncodingSchema, type InputProbe, type InputSpec, type PilotEncode, type ProbeOrigin } from '../../shared/index.js';
+import {
+  COMPLEXITY_PROBE_FRAMES, PILOT_FRAMES, compileComplexityProbe, compilePilot, compileQuality, parseQuality, parseSiti, parseVideoKb, type Grant, type QualitySegment,
+} from './args.js';
 import { ffmpegCapabilities } from './capabilities.js';
 import { FfmpegExitError } from './errors.js';
 import { openInput, openOwn, resolveInput, type HandedInput } from './inputs.js';
@@ -56,6 +60,54 @@ export async function measureComplexity(
   } finally {
     await opened?.close();
   }
+}
+
+/** A pilot encode taking longer than this is stopped and the job goes without one (then predicted as unpiloted). */
+export const PILOT_TIMEOUT_MS = 30_000;
+
+/**
+ * A pilot encode of the job (args.ts compilePilot): the CPU seconds, video kilobytes and peak memory of its
+ * first PILOT_FRAMES frames with the job's own settings, on one thread of `grant`'s cores.
+ * Undefined when it fails, is stopped by PILOT_TIMEOUT_MS, or ffmpeg did not report its CPU:
+ * never a guess. Cancelling `o.signal` cancels it (and throws).
+ */
+export async function measurePilot(
+  schema: EncodingSchema, grant: Grant, o: InputOptions & { idle?: boolean; input?: HandedInput; timeout_ms?: number } = {},
+): Promise<PilotEncode | undefined> {
+  let opened: HandedInput | undefined;
+  const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(o.timeout_ms ?? PILOT_TIMEOUT_MS)]) : AbortSignal.timeout(o.timeout_ms ?? PILOT_TIMEOUT_MS);
+  try {
+    const input = o.input ?? (opened = await openFor(schema, o));
+    const r = await runFfmpeg(compilePilot(schema, { ...grant, threads: 1 }, PILOT_FRAMES, input?.access), { core_ids: grant.core_ids, signal, idle: o.idle, handed: { input: input?.fd } });
+    const frames = r.last_progress?.frame;
+    if (r.cpu_s === undefined || !frames || !(frames > 0)) return undefined;
+    const video_kb = parseVideoKb(r.stderr);
+    const memory_mb = Math.round(r.usage.memory_gb_peak * 1024 * 10) / 10;
+    return { frames: Math.min(frames, PILOT_FRAMES_MAX), cpu_s: Math.round(r.cpu_s * 1000) / 1000, ...(video_kb !== undefined && { video_kb }), ...(memory_mb > 0 && { memory_mb }) };
+  } catch (e) {
+    if (o.signal?.aborted) throw e;
+    return undefined;
+  } finally {
+    await opened?.close();
+  }
+}
+
+/**
+ * A pilot of `schema` (measurePilot), from `cache` when the same input (a file of the same size
+ * and modification time, the probe says) was tried with the same output settings: one job's
+ * pilot is then exactly another's, and so is its prediction.
+ */
+export async function pilotFor(schema: EncodingSchema, grant: Grant, o: InputOptions & { cache?: ProbeCache } = {}): Promise<PilotEncode | undefined> {
+  const inp = schema.input, p = inp.probe;
+  const key = inp.kind === 'synthetic'
+    ? `lavfi\0${inp.source}\0${inp.resolution.width}x${inp.resolution.height}\0${inp.fps}\0${inp.noise}\0${inp.duration_s}`
+    : p?.size_bytes !== undefined && p.mtime_ms !== undefined ? `file\0${inp.path}\0${p.size_bytes}\0${p.mtime_ms}` : undefined;
+  const full = key === undefined ? undefined : `pilot\0${key}\0${JSON.stringify(schema.output)}`;
+  const hit = full === undefined ? undefined : o.cache?.get(full)?.pilot;
+  if (hit) return hit;
+  const pilot = await measurePilot(schema, grant, o);
+  if (pilot && full !== undefined) o.cache?.set(full, { by: p?.by ?? 'submitter', pilot });
+  return pilot;
 }
 
 /** Outputs up to this long are compared whole; longer ones on QUALITY_SEGMENTS stretches. */

@@ -204,7 +204,22 @@ const SITI_FIELDS = {
   si_mean: siti(), si_max: siti(), ti_mean: siti(), ti_max: siti(),
   siti_s: optional(described(num({ min: MIN_DURATION_S, max: 600 }), 'Seconds of video the SI/TI sample covers (ffmpeg\'s siti filter, ITU-T P.910).')),
 };
-const SyntheticProbe = mapping(SITI_FIELDS);
+/**
+ * A test encode of the job's first frames with its own output settings (one pass, one thread,
+ * no audio, nothing written): what this content costs this encoder at these settings, which no
+ * field of the schema says (x264 `slow` took 22 times the CPU on 320x240 testsrc2 with noise 40
+ * at CRF 18 as on the clean picture at CRF 34, measured). node-agent/ffmpeg/probe.ts
+ * measurePilot runs it; the model reads CPU per frame, bits and peak memory from it.
+ */
+export const PILOT_FRAMES_MAX = 240;
+const Pilot = described(mapping({
+  frames: described(num({ above: 0, max: PILOT_FRAMES_MAX, integer: true }), 'Frames the test encode made.'),
+  cpu_s: described(num({ min: 0, max: 3600 }), 'CPU seconds it took (user + system), on one thread.'),
+  video_kb: optional(described(num({ min: 0, max: 2 ** 31, integer: true }), 'Kilobytes of video it made, as ffmpeg counts them.')),
+  memory_mb: optional(described(num({ above: 0, max: 2 ** 31 }), 'Peak resident memory of its ffmpeg process, MB.')),
+}), 'A test encode of the job\'s first frames with its own output settings (one pass, one thread, no audio).');
+export type PilotEncode = v.InferOutput<typeof Pilot>;
+const SyntheticProbe = mapping({ ...SITI_FIELDS, pilot: optional(Pilot) });
 /**
  * What a probe of the input found before the job was predicted: `prescient submit` probes a file
  * it can read (and a synthetic source's content complexity), and where the submitter could not,
@@ -226,6 +241,7 @@ const Probe = described(mapping({
   size_bytes: optional(described(num({ min: 0, max: 2 ** 53, integer: true }), 'The file\'s size when probed (a probe of another version of the file is stale).')),
   mtime_ms: optional(num({ min: 0, max: 2 ** 53 })),
   si_mean: SITI_FIELDS.si_mean, si_max: SITI_FIELDS.si_max, ti_mean: SITI_FIELDS.ti_mean, ti_max: SITI_FIELDS.ti_max, siti_s: SITI_FIELDS.siti_s,
+  pilot: optional(Pilot),
 }), 'What a probe of the input found (attached by `prescient submit`, or by a node the leader asked).');
 export type InputProbe = v.InferOutput<typeof Probe>;
 

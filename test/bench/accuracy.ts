@@ -38,6 +38,7 @@ import {
 } from '../../models/index.js';
 import { detectHardware } from '../../node-agent/hardware.js';
 import { createEncodeRunner } from '../../node-agent/runner/index.js';
+import { measurePilot, probeInput } from '../../node-agent/ffmpeg/probe.js';
 import { validateEncodingSchema, type EncodingTask } from '../../shared/index.js';
 import { benchPython, runCommand, type BenchPython } from './peers/venv.js';
 
@@ -197,6 +198,9 @@ const NUMERIC_COLUMNS: [string, (r: EncodeRecord) => number | undefined][] = [
   ['crf', (r) => r.output.crf], ['bitrate_kbps', (r) => r.output.bitrate_kbps], ['passes', (r) => r.output.passes], ['gop', (r) => r.output.gop],
   ['cores', (r) => r.node.cores], ['in_bitrate_kbps', (r) => r.input.bitrate_kbps], ['in_size_bytes', (r) => r.input.size_bytes],
   ['si_mean', (r) => r.content.si_mean], ['ti_mean', (r) => r.content.ti_mean], ['noise', (r) => r.content.noise],
+  // The pilot encode, as the model reads it (per frame; the trees need no log).
+  ['pilot_cpu_per_frame', (r) => r.content.pilot_cpu_per_frame], ['pilot_bits_per_frame', (r) => r.content.pilot_bits_per_frame],
+  ['pilot_memory_mb', (r) => r.content.pilot_memory_mb],
 ];
 const CATEGORICAL_COLUMNS: [string, (r: EncodeRecord) => string | undefined][] = [
   ['encoder', (r) => r.output.encoder], ['codec', (r) => r.output.codec], ['preset', (r) => r.output.preset],
@@ -281,7 +285,8 @@ const share = (x: number) => pct(100 * x);
 // ── the demo batch ─────────────────────────────────────────────────────────────────────────
 
 /**
- * Each demo job, run for real: admitted (predicted without a node, as the leader does), sized by
+ * Each demo job, run for real: probed and piloted as `prescient submit` does, admitted (predicted
+ * without a node, as the leader does), sized by
  * coordinator/sizing on a ledger holding this machine, predicted again on its granted cores and
  * this machine's hardware class (as the leader does at placement), encoded through the agent's
  * runner, and its peak memory set against that bound and the reservation.
@@ -300,6 +305,10 @@ async function demoBatch(out: Record<string, number | string>): Promise<void> {
   try {
     for (const [i, doc] of docs.entries()) {
       const schema = validateEncodingSchema(doc, { allowedInputRoots: [] });
+      // Probed and test-encoded as `prescient submit` (and the demo) do before submitting.
+      const probe = await probeInput(schema.input, { by: 'submitter' });
+      const pilot = probe && await measurePilot({ ...schema, input: { ...schema.input, probe } }, { core_ids: hw.core_ids, gpu_ids: [] });
+      if (probe) schema.input.probe = pilot ? { ...probe, pilot } : probe;
       const label = `demo ${i + 1} ${schema.output.encoder} ${schema.output.preset ?? ''}`.trim();
       const now = Date.now();
       const task: EncodingTask = { id: `accuracy-demo-${i + 1}`, schema, state: 'queued', submitted_at: now, updated_at: now, term: 1, attempts: 0, predicted: predictWork(model, schema) };
@@ -313,7 +322,7 @@ async function demoBatch(out: Record<string, number | string>): Promise<void> {
         const actual = res.actual.memory_gb;
         if (actual <= bound * (1 + 1e-9)) inside++;
         if (actual <= req.memory_gb * (1 + 1e-9)) insideReserved++;
-        out[label] = `${req.cores} core(s); memory expected ${placed.expected.memory_gb.toFixed(3)} GB, bound ${bound.toFixed(3)} GB (reserved ${req.memory_gb.toFixed(2)}), `
+        out[label] = `${req.cores} core(s)${schema.input.probe?.pilot ? ', piloted' : ', no pilot'}; memory expected ${placed.expected.memory_gb.toFixed(3)} GB, bound ${bound.toFixed(3)} GB (reserved ${req.memory_gb.toFixed(2)}), `
           + `actual ${actual.toFixed(3)} GB: ${actual <= bound * (1 + 1e-9) ? 'inside' : 'OVER'}; duration expected ${placed.expected.duration_s.toFixed(1)} s, actual ${res.actual.duration_s.toFixed(1)} s`;
       } catch (e) {
         out[label] = `${req.cores} core(s); memory bound ${bound.toFixed(3)} GB; the encode failed: ${(e as Error).message.split('\n')[0]}`;

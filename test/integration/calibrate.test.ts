@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { questdbQuery } from '../../node-agent/index.js';
+import type { EncodingSchema } from '../../shared/index.js';
 import { cliRun, startStack, waitFor, type TestStack } from '../helpers/cluster.js';
 
 let s: TestStack;
@@ -38,7 +39,11 @@ test('calibrate runs the requested number of real encodes and records a run row 
     if ((row.samples as number) > 0) assert.ok((row.cpu_cores_peak as number) >= (row.cpu_cores_mean as number));
     assert.ok((row.psnr_db as number) > 20);
     assert.is(row.hw_cores, row.cores_granted);
-    assert.is((JSON.parse(row.schema_json as string) as { output: { codec: string } }).output.codec, row.codec);
+    const recorded = JSON.parse(row.schema_json as string) as EncodingSchema;
+    assert.is(recorded.output.codec, row.codec);
+    // Each run was test-encoded first, as a submission is, so the row trains what prediction reads.
+    const pilot = recorded.input.probe?.pilot;
+    assert.ok(pilot && pilot.frames === 12 && pilot.cpu_s > 0 && pilot.memory_mb! > 0, `pilot ${JSON.stringify(pilot)}`);
   }
   const ids = report.outcomes.map((o) => `'${o.job_id}'`).join(',');
   const sampled = runs.filter((x) => (x.samples as number) > 0);

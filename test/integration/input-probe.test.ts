@@ -62,10 +62,12 @@ test('a job that gives only input.path is predicted from the file\'s real size, 
   assert.equal([p.by, p.width, p.height, p.fps, p.frames, p.codec], ['submitter', 640, 360, 24, 60, 'hevc']);
   assert.ok(Math.abs(p.duration_s! - 2.5) < 0.05, `duration ${p.duration_s}`);
   assert.ok(p.size_bytes! > 0 && p.si_mean! > 0 && p.ti_mean! >= 0, JSON.stringify(p));
+  assert.is(p.pilot?.frames, 12, 'the submitter test-encoded its first frames with its settings');
+  assert.ok(p.pilot!.cpu_s > 0, JSON.stringify(p.pilot));
   const flags = probed.predicted!.flags ?? [];
   assert.not.ok(flags.some((f) => /not probed|frame count unknown|log_out_pixels|log_frames/.test(f)), `flags: ${flags.join('; ')}`);
   const human = await cliRun(s, ['status', probed.id]);
-  assert.match(human.stdout.replace(/\n/g, ' '), /input .*clip~360p\.mkv: 640x360 at 24 fps, 2\.5 s \(60 frames out\), hevc, \d+ kbit\/s, SI \d+ TI \d+ \(probed by the submitter\)/);
+  assert.match(human.stdout.replace(/\n/g, ' '), /input .*clip~360p\.mkv: 640x360 at 24 fps, 2\.5 s \(60 frames out\), hevc, \d+ kbit\/s, SI \d+ TI \d+, pilot 12 frames in [\d.]+ s CPU, \d+ kB \(probed by the submitter\)/);
 });
 
 test('a job that spells every field out is predicted the same as one that gives only the path', async () => {
@@ -76,6 +78,13 @@ test('a job that spells every field out is predicted the same as one that gives 
   assert.equal(describeSchema(probed.schema, { cores: 1 }), describeSchema(spelled.schema, { cores: 1 }));
   const model = loadModelFile();
   assert.equal(model.predict(probed.schema, { cores: 1 }), model.predict(spelled.schema, { cores: 1 }));
+});
+
+test('--no-pilot submits a probed job without its test encode', async () => {
+  const t = await submitFile('no-pilot', job({ path: clip, duration_s: 1 }), ['--no-pilot']);
+  assert.is(t.state, 'succeeded', t.reason);
+  assert.is(t.schema.input.probe?.by, 'submitter');
+  assert.is(t.schema.input.probe?.pilot, undefined);
 });
 
 test('a file the submitter does not probe is probed by a node before the job is predicted', async () => {
@@ -98,7 +107,7 @@ test('a file nobody can probe is admitted, flagged, and predicted with a wider b
 });
 
 test('probes are cached by path, size and modification time: a changed file is probed again', async () => {
-  const cache = new ProbeCache(path.join(s.dir, 'probe-cache.json'));
+  const cache = new ProbeCache(path.join(s.dir, 'probe-cache-test.json'));
   const input = { kind: 'file' as const, path: clip };
   const first = await probeInput(input, { by: 'submitter', cache });
   assert.is(cache.size, 1);
@@ -111,7 +120,7 @@ test('probes are cached by path, size and modification time: a changed file is p
   assert.is(cache.size, 2, 'a new modification time is a new entry');
   assert.is.not(changed!.mtime_ms, first!.mtime_ms);
   cache.save();
-  assert.is(new ProbeCache(path.join(s.dir, 'probe-cache.json')).size, 2, 'the cache file keeps both');
+  assert.is(new ProbeCache(path.join(s.dir, 'probe-cache-test.json')).size, 2, 'the cache file keeps both');
 });
 
 test.run();

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SchemaValidationError, validateEncodingSchema, type EncodingSchema } from '../../shared/index.js';
 import {
-  compileComplexityProbe, compileEncode, compileQuality, parseQuality, LOSSLESS_PSNR_DB, UnsupportedEncodeError,
+  compileComplexityProbe, compileEncode, compilePilot, compileQuality, parseQuality, parseVideoKb, LOSSLESS_PSNR_DB, PILOT_FRAMES, UnsupportedEncodeError,
   type EncodeTarget, type Grant,
 } from '../../node-agent/ffmpeg/index.js';
 
@@ -269,6 +269,31 @@ test('quality against a file of unknown frame rate converts the reference to the
   const argv = compileQuality(s, '/out/j.mp4', oneCore);
   assert.is(after(argv.slice(argv.indexOf('file:/out/j.mp4') + 1), '-i'), 'file:/media/a.mp4');
   assert.match(after(argv, '-filter_complex')!, /^\[0:v\]format=yuv420p,setpts=PTS-STARTPTS\[d\];\[1:v\]format=yuv420p,fps=24,setpts=PTS-STARTPTS\[r\];/);
+});
+
+test('a pilot encodes the job\'s first frames with its own settings, in one pass on one thread, without audio, and writes nothing', () => {
+  const job = schema({ codec: 'h264', preset: 'slow', rate_control: kbps(900), passes: 2, gop: 48, audio: 'aac' }, { ...synthetic, synthetic: { source: 'testsrc2', audio: true } });
+  const argv = compilePilot(job, { core_ids: [0, 1], gpu_ids: [], threads: 1 });
+  const [, second] = compileEncode(job, { core_ids: [0, 1], gpu_ids: [], threads: 1 }, target).passes;
+  for (const flag of ['-c:v', '-preset', '-b:v', '-maxrate', '-g', '-threads']) assert.is(after(argv, flag), after(second, flag), flag);
+  assert.is(after(argv, '-frames:v'), String(PILOT_FRAMES));
+  assert.is(after(argv, '-threads'), '1');
+  assert.ok(argv.includes('-an'), 'no audio');
+  assert.not.ok(argv.includes('-pass'), 'one pass');
+  assert.not.ok(argv.some((a) => a.startsWith('file:') && a !== 'file:/dev/null'), `writes nothing: ${argv.join(' ')}`);
+  assert.equal(argv.slice(-3), ['-f', 'null', '-']);
+});
+
+test('a pilot of an HLS rendition is a plain stream of the same encode', () => {
+  const argv = compilePilot(validateEncodingSchema({ input: synthetic, output: { codec: 'hevc', preset: 'fast', rate_control: crf(28), path: '/out/r.m3u8' } }, { ...ctx, allowedOutputRoots: ['/out'] }), oneCore, 6);
+  assert.is(after(argv, '-c:v'), 'libx265');
+  assert.is(after(argv, '-frames:v'), '6');
+  assert.not.ok(argv.includes('hls'));
+});
+
+test('parseVideoKb reads the kilobytes of video from ffmpeg\'s closing line', () => {
+  assert.is(parseVideoKb('frame=   12 fps=0.0\nvideo:509kB audio:0kB subtitle:0kB other streams:0kB global headers:0kB muxing overhead: unknown\n'), 509);
+  assert.is(parseVideoKb('no such line'), undefined);
 });
 
 test('parseQuality reads the final PSNR and SSIM averages', () => {

@@ -86,4 +86,19 @@ test('ridge regression recovers a linear rule, and several penalties from one pa
   assert.match(checkLinear({ ...l, weights: [...l.weights.slice(0, 4), NaN] }, d, 'l') ?? '', /non-finite/);
 });
 
+test('a column left free of the penalty keeps its weight under a penalty that shrinks the others', () => {
+  const r = seededRandom(5), n = 300, d = 3;
+  const x = new Float64Array(n * d), y = new Float64Array(n), truth = [1, 0.5, -0.5];
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) { x[i * d + j] = r() * 2 - 1; s += truth[j] * x[i * d + j]; }
+    y[i] = s;
+  }
+  const [shrunk] = fitLinears(x, y, d, [n]);
+  const [free] = fitLinears(x, y, d, [n], [true, false, false]);
+  assert.ok(shrunk.weights[0] < 0.8, `penalised: ${shrunk.weights[0]}`);
+  close(free.weights[0], 1, 'the free column\'s weight', 0.06);
+  close(free.weights[1], shrunk.weights[1], 'a penalised column as before', 0.05);
+});
+
 test.run();

@@ -1,4 +1,4 @@
-/** Feature spec features-v2: how an EncodeRecord becomes the vector the networks read (models/features.ts). */
+/** Feature spec features-v4: how an EncodeRecord becomes the vector the networks read (models/features.ts). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { validateEncodingSchema } from '../../shared/index.js';
@@ -151,7 +151,7 @@ test('a probed number every training row had still gets a _known column, is not 
   const schemaOnly = encoded(TRAINING[7], {}, s);
   assert.is(schemaOnly.col('si_known'), 0);
   assert.equal(schemaOnly.notes.missing, [], 'a probed number is not reported missing');
-  assert.is(schemaOnly.notes.unprobed, 2, 'the note counts the probed numbers absent (si and the extra column)');
+  assert.is(schemaOnly.notes.unprobed, 1, 'the note counts what a probe gives that is absent (si; not the log\'s extra column, which many inputs never have)');
   const hidden = encoded({ ...TRAINING[7], content: { ...TRAINING[7].content, si_mean: 37 } }, { unprobed: true }, s);
   assert.equal(hidden.x, schemaOnly.x, 'unprobed encodes a probed record as one without the probe');
   assert.equal(encoded(TRAINING[4], { unprobed: true }).x, encoded(TRAINING[4]).x.map((v, i) => (STATE.names[i] === 'extra.size_ratio_known' || STATE.names[i] === 'extra.size_ratio' ? 0 : v)),
@@ -208,6 +208,26 @@ test('describeSchema reads a validated synthetic CPU encode', () => {
     node: { cores: 8, hw_class: 'AMD EPYC', gpus: 0 },
     extra: {},
   });
+});
+
+test('a pilot encode on the probe becomes CPU per frame and Mbit/s at the output rate, probed columns a schema alone lacks', () => {
+  const s = validateEncodingSchema({
+    input: { synthetic: { source: 'testsrc2' }, resolution: '1280x720', fps: 50, duration_s: 4, probe: { by: 'submitter', pilot: { frames: 12, cpu_s: 0.6, video_kb: 300 } } },
+    output: { codec: 'h264', preset: 'slow', rate_control: { mode: 'crf', crf: 20 }, fps: 25 },
+  }, { allowedInputRoots: ['/srv/media'] });
+  const r = describeSchema(s, { cores: 2 });
+  close(r.content.pilot_cpu_per_frame!, 0.05, 'CPU seconds per frame');
+  close(r.content.pilot_bits_per_frame!, (300 * 8192) / 12, 'bits per frame');
+  const piloted = TRAINING.map((t, i) => ({ ...t, content: { ...t.content, pilot_cpu_per_frame: 0.01 * (i + 1), pilot_bits_per_frame: 1e5 * (i + 1) } }));
+  const state = fitFeatures(piloted);
+  const { col, notes } = encoded(r, {}, state);
+  const cpu = numeric('log_pilot_cpu', state), mbps = numeric('log_pilot_mbps', state);
+  close(col('log_pilot_cpu') * cpu.std + cpu.mean, Math.log10(0.05), 'log_pilot_cpu');
+  close(col('log_pilot_mbps') * mbps.std + mbps.mean, Math.log10(((300 * 8192) / 12) * 25 / 1e6), 'log_pilot_mbps at the output rate');
+  assert.is(col('log_pilot_cpu_known'), 1);
+  const bare = encoded(describeSchema({ ...s, input: { ...s.input, probe: undefined } }, { cores: 2 }), {}, state);
+  assert.is(bare.col('log_pilot_cpu_known'), 0);
+  assert.ok(bare.notes.unprobed > notes.unprobed, `probed columns lacking: ${bare.notes.unprobed} without the pilot, ${notes.unprobed} with it`);
 });
 
 test('describeSchema reads a validated NVENC file encode: output rate times duration frames, one GPU', () => {

@@ -96,6 +96,28 @@ test('a model trained on rows that always carry content complexity predicts sche
   assert.not.ok(p.flags.some((f) => /^(si|ti):/.test(f)), `flags: ${p.flags.join('; ')}`);
 });
 
+test('a model trained on piloted rows leans on the pilot, and a job without one is predicted as well as by a model that never saw a pilot', async () => {
+  // A pilot measures what the encode will need, give or take a tenth: CPU per frame and memory.
+  const rand = seededRandom(9);
+  const jitter = () => 10 ** (0.04 * (rand() - 0.5));
+  const rows = priorRows(1200, { seed: 13, noise: 0.06 });
+  const piloted = rows.map((r) => ({
+    ...r, record: { ...r.record, content: { ...r.record.content, pilot_cpu_per_frame: (r.targets.cpu_cores! * r.targets.duration_s!) / r.record.input.frames! * jitter(), pilot_memory_mb: r.targets.memory_gb! * 1024 * jitter() } },
+  }));
+  const o = { source: 'prior rows', seed: 2, network: { hidden: [12, 6], maxEpochs: 60 } };
+  const [withPilots, schemaOnly] = [await trainModel(piloted, { ...o, version: 'piloted-1' }), await trainModel(rows, { ...o, version: 'schema-1' })];
+  const test = withPilots.split.test, bare = test.map((r) => ({ ...r, record: { ...r.record, content: { noise: r.record.content.noise } } }));
+  const asIs = evaluatePredictor((r) => withPilots.model.predictRecord(r), test);
+  const without = evaluatePredictor((r) => withPilots.model.predictRecord(r), bare);
+  const never = evaluatePredictor((r) => schemaOnly.model.predictRecord(r), bare);
+  // These rows' CPU share varies beside the work, so the work alone tells duration less than memory.
+  for (const [t, gain] of [['memory_gb', 0.5], ['duration_s', 0.95]] as const) {
+    assert.ok(asIs[t]!.scale_mae < gain * never[t]!.scale_mae, `${t}: with the pilot ${asIs[t]!.scale_mae.toFixed(4)}, never piloted ${never[t]!.scale_mae.toFixed(4)}`);
+    assert.ok(without[t]!.scale_mae <= 1.2 * never[t]!.scale_mae + 0.005, `${t}: a job without its pilot ${without[t]!.scale_mae.toFixed(4)}, a model that never saw one ${never[t]!.scale_mae.toFixed(4)}`);
+    assert.ok(without[t]!.coverage >= 0.9, `${t}: coverage without the pilot ${without[t]!.coverage.toFixed(3)}`);
+  }
+});
+
 test('gpu share is 0 for CPU encoders and learned for NVENC ones', async () => {
   const { model, metrics, split } = await main();
   assert.ok(model.file.targets.gpu_percent?.gpu_only);

@@ -20,7 +20,7 @@ const FUZZ_RUNS = 100_000;
 const synthetic = () => ({
   input: {
     synthetic: { source: 'testsrc2', noise: 10 }, resolution: '1280x720', fps: 30, duration_s: 4,
-    probe: { by: 'submitter', si_mean: 40, si_max: 80, ti_mean: 10, ti_max: 20, siti_s: 2 },
+    probe: { by: 'submitter', si_mean: 40, si_max: 80, ti_mean: 10, ti_max: 20, siti_s: 2, pilot: { frames: 12, cpu_s: 0.4, video_kb: 60 } },
   },
   output: {
     codec: 'h264', encoder: 'libx264', preset: 'veryfast', rate_control: { mode: 'crf', crf: 23 },
@@ -36,7 +36,7 @@ const file = () => ({
     probe: {
       by: 'node', width: 1920, height: 1080, fps: 29.97, codec: 'h264', pix_fmt: 'yuv420p', duration_s: 60, frames: 1798,
       bitrate_kbps: 8000, audio_streams: 1, size_bytes: 60_000_000, mtime_ms: 1_700_000_000_000,
-      si_mean: 50, si_max: 90, ti_mean: 12, ti_max: 30, siti_s: 5,
+      si_mean: 50, si_max: 90, ti_mean: 12, ti_max: 30, siti_s: 5, pilot: { frames: 12, cpu_s: 1.5 },
     },
   },
   output: { codec: 'hevc', encoder: 'libx265', preset: 'slow', rate_control: { mode: 'bitrate', bitrate_kbps: 3000 }, passes: 2, options: { tune: 'grain', level: '5' } },

@@ -437,7 +437,7 @@ test('succeeded QuestDB runs become rows: from the schema when it is valid, from
   assert.is(a.ts, Date.UTC(2026, 2, 1, 10));
   assert.equal(a.record.output, { codec: 'hevc', encoder: 'libx265', preset: 'slow', width: 1280, height: 720, fps: 25, rc_mode: 'crf', crf: 26, bitrate_kbps: undefined, passes: 1, gop: undefined });
   assert.is(a.record.input.frames, 200);
-  assert.equal(a.record.content, { noise: undefined, si_mean: 40, ti_mean: 12 });
+  assert.equal(a.record.content, { noise: undefined, si_mean: 40, ti_mean: 12, pilot_cpu_per_frame: undefined, pilot_bits_per_frame: undefined, pilot_memory_mb: undefined });
   assert.equal(a.record.node, { cores: 6, gpus: 0, hw_class: 'EPYC 7543', memory_gb: undefined }, 'every record\'s node has one shape');
   assert.equal(a.targets, { cpu_cores: 5.5, memory_gb: 1.25, bandwidth_mbps: 3, duration_s: 20, gpu_percent: 0 }, 'no GPU granted: 0 % whatever was sampled');
 
