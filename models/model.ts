@@ -120,8 +120,9 @@ export interface TargetModel {
   /** Ridge regression over the network's feature vector: the smooth main effects (linear.ts). */
   linear: Linear;
   /**
-   * The same fitted without the probed numbers (the pilot, SI/TI, …): what a record that lacks
-   * any the model reads is estimated with. Absent (older files): `linear`, the probed columns at their mean.
+   * The same fitted with the probed numbers hidden (the pilot, SI/TI, …): what a record that lacks
+   * SI/TI or the pilot is estimated with (EncodeNotes.unprobed). Absent (older files): `linear`,
+   * the missing columns at their mean.
    */
   linear_unprobed?: Linear;
   /** The lookup of what the linear part misses, by group (lookup.ts). */

@@ -30,7 +30,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   ConfigError, JOB_ID_PATTERN, parseListen, parseLogLevel, SchemaValidationError, TERMINAL_STATES, allowedInputRoots, allowedOutputRoots, describeValue, isActor, isFinalEvent, loadEndpoints, newJobId, pkiDirFor, stateDir, type Member,
-  NO_OWNER, jobProgressSubject, retryUnavailable, type EncodingSchema, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
+  NO_OWNER, jobProgressSubject, retryUnavailable, type OutputCodec, type TaskEvent, type TaskProgress, type TaskState, type ValidationContext,
 } from '../../shared/index.js';
 import type { StackStatus } from '../../deploy/stack/index.js';
 import { POLICY_NAMES } from '../placement/types.js';

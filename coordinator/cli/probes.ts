@@ -5,6 +5,13 @@
 import os from 'node:os';
 import type { EncodingSchema } from '../../shared/index.js';
 
+/**
+ * Pilots run at once: half this machine's cores. Each is one thread; the other half is left to
+ * whatever else runs here, so a pilot's CPU time is measured much as the calibration runs' (one
+ * at a time) were.
+ */
+export const pilotsAtOnce = (cores: number) => Math.max(1, Math.floor(cores / 2));
+
 export interface AttachOptions {
   /** Where probes are kept between runs (by path, size and modification time). */
   cacheFile: string;
@@ -25,16 +32,28 @@ export async function attachProbes(schemas: EncodingSchema[], o: AttachOptions):
   const cache = new ProbeCache(o.cacheFile);
   const cores = Array.from({ length: os.availableParallelism() }, (_, i) => i);
   for (const s of schemas) {
-    if (!s.input.probe) {
-      const probe = await probeInput(s.input, { by: 'submitter', cache });
-      if (probe) s.input.probe = probe;
-      else if (s.input.kind === 'file') o.log(`${s.input.path}: not readable here; a node will probe it before the job is predicted`);
-    }
-    if (!o.pilot || !s.input.probe || s.input.probe.pilot || s.kind === 'actor') continue;
-    const pilot = await pilotFor(s, { core_ids: cores, gpu_ids: [] }, { cache });
-    if (pilot) s.input.probe = { ...s.input.probe, pilot };
-    else o.log(`${s.input.kind === 'file' ? s.input.path : s.input.source}: the test encode of its first frames did not finish; the job is predicted without it`);
+    if (s.input.probe) continue;
+    const probe = await probeInput(s.input, { by: 'submitter', cache });
+    if (probe) s.input.probe = probe;
+    else if (s.input.kind === 'file') o.log(`${s.input.path}: not readable here; a node will probe it before the job is predicted`);
   }
+  // Jobs of the same input and settings share one pilot; the others are piloted pilotsAtOnce() at a time.
+  const alike = new Map<string, EncodingSchema[]>();
+  for (const s of schemas) {
+    if (!o.pilot || !s.input.probe || s.input.probe.pilot || s.kind === 'actor') continue;
+    const key = JSON.stringify([s.input, s.output]);
+    alike.set(key, [...(alike.get(key) ?? []), s]);
+  }
+  const groups = [...alike.values()];
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(pilotsAtOnce(cores.length), groups.length) }, async () => {
+    for (let g = next++; g < groups.length; g = next++) {
+      const [first] = groups[g];
+      const pilot = await pilotFor(first, { core_ids: cores, gpu_ids: [] }, { cache });
+      if (pilot) for (const s of groups[g]) s.input.probe = { ...s.input.probe!, pilot };
+      else o.log(`${first.input.kind === 'file' ? first.input.path : first.input.source}: the test encode of its first frames did not finish; ${groups[g].length > 1 ? 'these jobs are' : 'the job is'} predicted without it`);
+    }
+  }));
   try {
     cache.save();
   } catch (e) {

@@ -31,7 +31,14 @@ export async function addPilots(runs: TrainingRun[], o: PilotRunsOptions): Promi
     const local = structuredClone(raw);
     if (local.input.kind === 'file' && o.media_dir) local.input.path = path.join(o.media_dir, path.basename(local.input.path ?? ''));
     if (local.input.kind === 'file' && !existsSync(local.input.path ?? '')) { report.unreadable++; o.log?.(`${run.job_id}: ${local.input.path} is not here`); continue; }
-    const schema = validateEncodingSchema(local, { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] });
+    let schema;
+    try {
+      schema = validateEncodingSchema(local, { allowedInputRoots: ['/'], allowedOutputRoots: ['/'] });
+    } catch (e) {
+      report.failed++;
+      o.log?.(`${run.job_id}: its schema is no longer valid: ${(e as Error).message}`);
+      continue;
+    }
     const pilot = await measurePilot(schema, { core_ids: o.core_ids, gpu_ids: [] });
     if (!pilot) { report.failed++; o.log?.(`${run.job_id}: the pilot encode failed`); continue; }
     raw.input.probe = { ...(raw.input.probe ?? { by: 'node' }), pilot };

@@ -9,8 +9,8 @@
  * - `ProbeCache`: probes by path, size and modification time (a changed file is probed again),
  *   kept in memory and, for the CLI, in a JSON file between runs.
  * - `measureComplexity`: the complexity alone, as the recorder measures it for every run row.
- * - `measurePilot`: a test encode of the job's first frames with its own settings (its CPU and
- *   bits), which `prescient submit` and calibration attach to the probe.
+ * - `measurePilot`: a test encode of the job's first frames with its own settings (its CPU, bits
+ *   and peak memory), which `prescient submit` and calibration attach to the probe.
  *
  * ffprobe and ffmpeg run without a shell, unprivileged, on a file input the agent opened and
  * checked (inputs.ts: inside `roots` after symlinks, no playlist or concat list), with a time

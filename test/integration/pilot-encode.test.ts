@@ -1,7 +1,8 @@
 /**
  * Pilot encodes (node-agent/ffmpeg/probe.ts measurePilot): the job's first frames with its own
- * settings, measured before it is predicted. Real ffmpeg; the full encodes they are set against
- * run through the Piscina runner on one core.
+ * settings, measured before it is predicted, as a submitter attaches them (coordinator/cli
+ * probes.ts). Real ffmpeg; the full encodes they are set against run through the Piscina runner
+ * on one core.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +13,7 @@ import { parseCpuList, validateEncodingSchema, type EncodingSchema } from '../..
 import { measurePilot, pilotFor, ProbeCache } from '../../node-agent/ffmpeg/probe.js';
 import { PILOT_FRAMES } from '../../node-agent/ffmpeg/index.js';
 import { createEncodeRunner } from '../../node-agent/runner/index.js';
+import { attachProbes } from '../../coordinator/cli/probes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'prescient-pilot-test-'));
 const runner = createEncodeRunner({ maxThreads: 1 });
@@ -67,6 +69,21 @@ test('pilots are cached by input and output settings: the same job is piloted on
   assert.ok(Date.now() - t0 < 50, 'the second pilot came from the cache');
   await pilotFor(schema(0, 30, 'veryfast'), grant, { cache });
   assert.is(cache.size, 2);
+});
+
+test('a submitter pilots each job of a batch, jobs of the same input and settings once, and keeps them in its probe cache', async () => {
+  const file = path.join(dir, 'submit-cache.json');
+  const batch = [schema(0, 23, 'veryfast'), schema(0, 23, 'veryfast'), schema(10, 28, 'faster')];
+  const said: string[] = [];
+  await attachProbes(batch, { cacheFile: file, log: (m) => said.push(m), pilot: true });
+  assert.equal(said, []);
+  for (const s of batch) assert.ok(s.input.probe?.pilot && s.input.probe.si_mean !== undefined, JSON.stringify(s.input.probe));
+  assert.equal(batch[0].input.probe!.pilot, batch[1].input.probe!.pilot, 'the same settings share one pilot');
+  // Two probes of the input (noise 0 and 10) and two pilots.
+  assert.is(new ProbeCache(file).size, 4);
+  const unpiloted = [schema(0, 23, 'veryfast')];
+  await attachProbes(unpiloted, { cacheFile: path.join(dir, 'other.json'), log: () => undefined, pilot: false });
+  assert.ok(unpiloted[0].input.probe && !unpiloted[0].input.probe.pilot, 'pilot: false probes without one');
 });
 
 test.run();
