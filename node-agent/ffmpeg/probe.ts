@@ -62,6 +62,10 @@ export async function measureComplexity(
   }
 }
 
+/** Cache keys (ProbeCache): a lavfi source by what makes its pictures, a file by its path, size and modification time. */
+const lavfiKey = (i: Extract<InputSpec, { kind: 'synthetic' }>) => `lavfi\0${i.source}\0${i.resolution.width}x${i.resolution.height}\0${i.fps}\0${i.noise}`;
+const fileKey = (file: string, size: number, mtime_ms: number) => `file\0${file}\0${size}\0${mtime_ms}`;
+
 /** A pilot encode taking longer than this is stopped and the job goes without one (then predicted as unpiloted). */
 export const PILOT_TIMEOUT_MS = 30_000;
 
@@ -72,13 +76,13 @@ export const PILOT_TIMEOUT_MS = 30_000;
  * never a guess. Cancelling `o.signal` cancels it (and throws).
  */
 export async function measurePilot(
-  schema: EncodingSchema, grant: Grant, o: InputOptions & { idle?: boolean; input?: HandedInput; timeout_ms?: number } = {},
+  schema: EncodingSchema, grant: Grant, o: InputOptions & { input?: HandedInput; timeout_ms?: number } = {},
 ): Promise<PilotEncode | undefined> {
   let opened: HandedInput | undefined;
   const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(o.timeout_ms ?? PILOT_TIMEOUT_MS)]) : AbortSignal.timeout(o.timeout_ms ?? PILOT_TIMEOUT_MS);
   try {
     const input = o.input ?? (opened = await openFor(schema, o));
-    const r = await runFfmpeg(compilePilot(schema, { ...grant, threads: 1 }, PILOT_FRAMES, input?.access), { core_ids: grant.core_ids, signal, idle: o.idle, handed: { input: input?.fd } });
+    const r = await runFfmpeg(compilePilot(schema, { ...grant, threads: 1 }, PILOT_FRAMES, input?.access), { core_ids: grant.core_ids, signal, handed: { input: input?.fd } });
     const frames = r.last_progress?.frame;
     if (r.cpu_s === undefined || !frames || !(frames > 0)) return undefined;
     const video_kb = parseVideoKb(r.stderr);
@@ -99,9 +103,9 @@ export async function measurePilot(
  */
 export async function pilotFor(schema: EncodingSchema, grant: Grant, o: InputOptions & { cache?: ProbeCache } = {}): Promise<PilotEncode | undefined> {
   const inp = schema.input, p = inp.probe;
-  const key = inp.kind === 'synthetic'
-    ? `lavfi\0${inp.source}\0${inp.resolution.width}x${inp.resolution.height}\0${inp.fps}\0${inp.noise}\0${inp.duration_s}`
-    : p?.size_bytes !== undefined && p.mtime_ms !== undefined ? `file\0${inp.path}\0${p.size_bytes}\0${p.mtime_ms}` : undefined;
+  // A lavfi source's length matters too: a job shorter than the pilot is piloted whole.
+  const key = inp.kind === 'synthetic' ? `${lavfiKey(inp)}\0${inp.duration_s}`
+    : p?.size_bytes !== undefined && p.mtime_ms !== undefined ? fileKey(inp.path, p.size_bytes, p.mtime_ms) : undefined;
   const full = key === undefined ? undefined : `pilot\0${key}\0${JSON.stringify(schema.output)}`;
   const hit = full === undefined ? undefined : o.cache?.get(full)?.pilot;
   if (hit) return hit;
@@ -181,7 +185,7 @@ export interface ProbeOptions {
 export async function probeInput(input: InputSpec, o: ProbeOptions): Promise<InputProbe | undefined> {
   const grant = { core_ids: o.core_ids ?? allCores(), gpu_ids: [] };
   if (input.kind === 'synthetic') {
-    const key = `lavfi\0${input.source}\0${input.resolution.width}x${input.resolution.height}\0${input.fps}\0${input.noise}`;
+    const key = lavfiKey(input);
     const hit = o.cache?.get(key);
     if (hit) return { ...hit, by: o.by };
     const cx = await measureComplexity({ input }, grant, { signal: o.signal });
@@ -197,7 +201,7 @@ export async function probeInput(input: InputSpec, o: ProbeOptions): Promise<Inp
     return undefined;
   }
   if (!st.isFile()) return undefined;
-  const key = `file\0${input.path}\0${st.size}\0${st.mtimeMs}`;
+  const key = fileKey(input.path, st.size, st.mtimeMs);
   const hit = o.cache?.get(key);
   if (hit) return { ...hit, by: o.by };
   // Refused (outside the roots, a playlist) or unreadable: not probed, and the encode will say why.

@@ -38,7 +38,7 @@ import {
 } from '../../models/index.js';
 import { detectHardware } from '../../node-agent/hardware.js';
 import { createEncodeRunner } from '../../node-agent/runner/index.js';
-import { measurePilot, probeInput } from '../../node-agent/ffmpeg/probe.js';
+import { attachProbes } from '../../coordinator/cli/probes.js';
 import { validateEncodingSchema, type EncodingTask } from '../../shared/index.js';
 import { benchPython, runCommand, type BenchPython } from './peers/venv.js';
 
@@ -306,9 +306,7 @@ async function demoBatch(out: Record<string, number | string>): Promise<void> {
     for (const [i, doc] of docs.entries()) {
       const schema = validateEncodingSchema(doc, { allowedInputRoots: [] });
       // Probed and test-encoded as `prescient submit` (and the demo) do before submitting.
-      const probe = await probeInput(schema.input, { by: 'submitter' });
-      const pilot = probe && await measurePilot({ ...schema, input: { ...schema.input, probe } }, { core_ids: hw.core_ids, gpu_ids: [] });
-      if (probe) schema.input.probe = pilot ? { ...probe, pilot } : probe;
+      await attachProbes([schema], { cacheFile: path.join(dir, 'probe-cache.json'), log, pilot: true });
       const label = `demo ${i + 1} ${schema.output.encoder} ${schema.output.preset ?? ''}`.trim();
       const now = Date.now();
       const task: EncodingTask = { id: `accuracy-demo-${i + 1}`, schema, state: 'queued', submitted_at: now, updated_at: now, term: 1, attempts: 0, predicted: predictWork(model, schema) };
